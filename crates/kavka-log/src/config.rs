@@ -1,0 +1,42 @@
+//! What the log needs from a topic's configs, plus the broker's durability policy.
+
+use crate::durability::FlushPolicy;
+use kavka_model::TopicConfig;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Roll to a new segment once the active one would exceed this (`segment.bytes`).
+    pub segment_bytes: u64,
+    /// Roll once the active segment's first batch is this old (`segment.ms`).
+    pub segment_ms: i64,
+    /// Delete segments whose newest record is older than this; -1 keeps forever.
+    pub retention_ms: i64,
+    /// Delete old segments while the log exceeds this; -1 is unbounded.
+    pub retention_bytes: i64,
+    /// Bytes of batches between two sparse index entries (`index.interval.bytes`).
+    pub index_interval_bytes: u32,
+    /// Largest batch accepted (`max.message.bytes`).
+    pub max_message_bytes: u32,
+    pub flush: FlushPolicy,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig::from_topic(&TopicConfig::default(), FlushPolicy::Replicated)
+    }
+}
+
+impl LogConfig {
+    pub fn from_topic(t: &TopicConfig, flush: FlushPolicy) -> Self {
+        Self {
+            // A segment's positions are u32 (as Kafka's are i32).
+            segment_bytes: t.segment_bytes.min(i32::MAX as u64),
+            segment_ms: t.segment_ms,
+            retention_ms: t.retention_ms,
+            retention_bytes: t.retention_bytes,
+            index_interval_bytes: t.index_interval_bytes,
+            max_message_bytes: t.max_message_bytes,
+            flush,
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! Durability as an explicit type, and group-commit fsync.
+
+use crate::error::{IoContext, LogError};
+use kavka_model::Offset;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+/// When an append counts as durable on this broker (`log.flush`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FlushPolicy {
+    /// Acknowledged once written to the OS page cache (and, with replication, to the
+    /// ISR's page caches): Kafka's default. Survives a process crash; a power loss on
+    /// every replica at once can lose the unflushed tail.
+    #[default]
+    Replicated,
+    /// Acknowledged only after an fsync covering the append (group commit): survives
+    /// a power loss of this machine.
+    Fsync,
+}
+
+impl FlushPolicy {
+    pub fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "replicated" => Some(FlushPolicy::Replicated),
+            "fsync" => Some(FlushPolicy::Fsync),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FlushPolicy::Replicated => "replicated",
+            FlushPolicy::Fsync => "fsync",
+        }
+    }
+}
+
+/// The file to fsync to make every offset below `up_to` durable.
+#[derive(Debug)]
+pub struct SyncPoint {
+    pub(crate) file: File,
+    pub(crate) path: PathBuf,
+    pub(crate) up_to: Offset,
+}
+
+/// Group commit: concurrent waiters share fsyncs. A waiter whose append finished before
+/// some fsync began is covered by it and returns without its own.
+#[derive(Debug, Default)]
+pub struct GroupCommit {
+    /// Every offset below this is on disk.
+    durable_end: AtomicI64,
+    /// Serialises fsyncs; waiters queue here and usually find themselves covered.
+    syncing: Mutex<()>,
+}
+
+impl GroupCommit {
+    pub fn durable_end(&self) -> Offset {
+        Offset(self.durable_end.load(Ordering::Acquire))
+    }
+
+    /// Blocks until every offset below `end` is durable. `sync_point` is called (under
+    /// the caller's log lock) only when an fsync is actually needed.
+    pub fn wait_durable(
+        &self,
+        end: Offset,
+        sync_point: impl FnOnce() -> Result<SyncPoint, LogError>,
+    ) -> Result<(), LogError> {
+        if self.durable_end() >= end {
+            return Ok(());
+        }
+        let _turn = self
+            .syncing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if self.durable_end() >= end {
+            return Ok(());
+        }
+        let point = sync_point()?;
+        point.file.sync_data().at(&point.path)?;
+        self.durable_end.fetch_max(point.up_to.0, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// After a truncation the durable end may not stay above the log end.
+    pub fn clamp_to(&self, end: Offset) {
+        self.durable_end.fetch_min(end.0, Ordering::AcqRel);
+    }
+}

@@ -1,0 +1,240 @@
+//! Sparse indexes of one segment, kept in memory and appended to their files.
+//!
+//! - offset index: 8-byte entries `(relative offset u32, position u32)`, big-endian;
+//! - time index: 12-byte entries `(max timestamp so far i64, relative offset u32)`.
+//!
+//! Entries are strictly increasing in both fields. A file whose size is not a multiple
+//! of the entry size, or whose entries are not increasing, is rebuilt from the log.
+
+use crate::error::{IoContext, LogError};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct OffsetEntry {
+    pub relative_offset: u32,
+    pub position: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TimeEntry {
+    pub timestamp: i64,
+    pub relative_offset: u32,
+}
+
+/// One index file: in-memory entries mirrored by an append-only file.
+#[derive(Debug)]
+pub(crate) struct IndexFile<E> {
+    path: PathBuf,
+    file: File,
+    entries: Vec<E>,
+}
+
+pub(crate) trait Entry: Copy {
+    const SIZE: usize;
+    fn write(&self, out: &mut Vec<u8>);
+    fn read(b: &[u8]) -> Self;
+    /// Whether `next` may follow `self`.
+    fn precedes(&self, next: &Self) -> bool;
+}
+
+impl Entry for OffsetEntry {
+    const SIZE: usize = 8;
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.relative_offset.to_be_bytes());
+        out.extend_from_slice(&self.position.to_be_bytes());
+    }
+    fn read(b: &[u8]) -> Self {
+        Self {
+            relative_offset: u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+            position: u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
+        }
+    }
+    fn precedes(&self, next: &Self) -> bool {
+        self.relative_offset < next.relative_offset && self.position < next.position
+    }
+}
+
+impl Entry for TimeEntry {
+    const SIZE: usize = 12;
+    fn write(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.timestamp.to_be_bytes());
+        out.extend_from_slice(&self.relative_offset.to_be_bytes());
+    }
+    fn read(b: &[u8]) -> Self {
+        let mut ts = [0u8; 8];
+        ts.copy_from_slice(&b[..8]);
+        Self {
+            timestamp: i64::from_be_bytes(ts),
+            relative_offset: u32::from_be_bytes([b[8], b[9], b[10], b[11]]),
+        }
+    }
+    fn precedes(&self, next: &Self) -> bool {
+        self.timestamp < next.timestamp && self.relative_offset <= next.relative_offset
+    }
+}
+
+impl<E: Entry> IndexFile<E> {
+    /// Opens an index, loading its entries; `None` when the file is missing or invalid
+    /// (the caller then rebuilds it with [`IndexFile::create`]).
+    pub(crate) fn load(path: &Path) -> Result<Option<Self>, LogError> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).at(path),
+        };
+        if bytes.len() % E::SIZE != 0 {
+            return Ok(None);
+        }
+        let entries: Vec<E> = bytes.chunks_exact(E::SIZE).map(E::read).collect();
+        if entries.windows(2).any(|w| !w[0].precedes(&w[1])) {
+            return Ok(None);
+        }
+        let file = OpenOptions::new().append(true).open(path).at(path)?;
+        Ok(Some(Self {
+            path: path.to_path_buf(),
+            file,
+            entries,
+        }))
+    }
+
+    /// Creates (or empties) the index file.
+    pub(crate) fn create(path: &Path) -> Result<Self, LogError> {
+        let file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(path)
+            .at(path)?;
+        drop(file);
+        let file = OpenOptions::new().append(true).open(path).at(path)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            entries: Vec::new(),
+        })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn entries(&self) -> &[E] {
+        &self.entries
+    }
+
+    pub(crate) fn last(&self) -> Option<E> {
+        self.entries.last().copied()
+    }
+
+    /// Appends an entry if it keeps the index increasing; otherwise does nothing.
+    pub(crate) fn append(&mut self, e: E) -> Result<(), LogError> {
+        if self.entries.last().is_some_and(|last| !last.precedes(&e)) {
+            return Ok(());
+        }
+        let mut buf = Vec::with_capacity(E::SIZE);
+        e.write(&mut buf);
+        self.file.write_all(&buf).at(&self.path)?;
+        self.entries.push(e);
+        Ok(())
+    }
+
+    /// Keeps only the entries for which `keep` holds (a prefix), rewriting the file.
+    pub(crate) fn truncate_while(&mut self, keep: impl Fn(&E) -> bool) -> Result<(), LogError> {
+        let n = self.entries.iter().take_while(|e| keep(e)).count();
+        if n == self.entries.len() {
+            return Ok(());
+        }
+        self.entries.truncate(n);
+        self.file.set_len((n * E::SIZE) as u64).at(&self.path)?;
+        Ok(())
+    }
+
+    pub(crate) fn sync(&self) -> Result<(), LogError> {
+        self.file.sync_data().at(&self.path)
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl IndexFile<OffsetEntry> {
+    /// The last entry at or below `relative_offset`: where a scan for it may start.
+    pub(crate) fn lookup(&self, relative_offset: u32) -> Option<OffsetEntry> {
+        let i = self
+            .entries
+            .partition_point(|e| e.relative_offset <= relative_offset);
+        i.checked_sub(1).map(|i| self.entries[i])
+    }
+}
+
+impl IndexFile<TimeEntry> {
+    /// The last entry whose max timestamp is below `timestamp`: every record before its
+    /// offset is older than `timestamp`, so a scan may start there.
+    pub(crate) fn lookup(&self, timestamp: i64) -> Option<TimeEntry> {
+        let i = self.entries.partition_point(|e| e.timestamp < timestamp);
+        i.checked_sub(1).map(|i| self.entries[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_load_lookup_truncate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.index");
+        let mut idx = IndexFile::<OffsetEntry>::create(&path).unwrap();
+        for i in 1..=5u32 {
+            idx.append(OffsetEntry {
+                relative_offset: i * 10,
+                position: i * 100,
+            })
+            .unwrap();
+        }
+        // Not increasing: ignored.
+        idx.append(OffsetEntry {
+            relative_offset: 5,
+            position: 1,
+        })
+        .unwrap();
+        assert_eq!(idx.lookup(9), None);
+        assert_eq!(idx.lookup(10).unwrap().position, 100);
+        assert_eq!(idx.lookup(35).unwrap().position, 300);
+        assert_eq!(idx.lookup(1000).unwrap().position, 500);
+
+        let loaded = IndexFile::<OffsetEntry>::load(&path).unwrap().unwrap();
+        assert_eq!(loaded.entries(), idx.entries());
+
+        idx.truncate_while(|e| e.relative_offset < 30).unwrap();
+        let loaded = IndexFile::<OffsetEntry>::load(&path).unwrap().unwrap();
+        assert_eq!(loaded.entries().len(), 2);
+    }
+
+    #[test]
+    fn invalid_files_load_as_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let torn = dir.path().join("torn.index");
+        std::fs::write(&torn, [0u8; 7]).unwrap();
+        assert!(IndexFile::<OffsetEntry>::load(&torn).unwrap().is_none());
+        let unordered = dir.path().join("unordered.timeindex");
+        let mut bytes = Vec::new();
+        TimeEntry {
+            timestamp: 9,
+            relative_offset: 1,
+        }
+        .write(&mut bytes);
+        TimeEntry {
+            timestamp: 5,
+            relative_offset: 2,
+        }
+        .write(&mut bytes);
+        std::fs::write(&unordered, bytes).unwrap();
+        assert!(IndexFile::<TimeEntry>::load(&unordered).unwrap().is_none());
+        assert!(
+            IndexFile::<TimeEntry>::load(&dir.path().join("missing"))
+                .unwrap()
+                .is_none()
+        );
+    }
+}

@@ -1,0 +1,34 @@
+//! The segmented partition log on disk (DESIGN §7).
+//!
+//! A partition's directory holds segments named by their base offset: `.log` (RecordBatch
+//! v2 bytes exactly as stored), `.index` (sparse relative offset → file position),
+//! `.timeindex` (max timestamp → relative offset), plus a `leader-epoch-checkpoint`.
+//!
+//! Invariants:
+//! - offsets are dense and monotonic: each appended batch starts at the log end offset;
+//! - segment n+1's base offset is segment n's next offset; only the last (active)
+//!   segment is written, older ones are immutable until retention deletes them whole;
+//! - every byte range a read returns is a sequence of whole batches that passed their CRC
+//!   when appended or recovered;
+//! - on open, a torn or CRC-failing tail of the active segment is truncated; corruption
+//!   anywhere else refuses to open, naming the file, rather than dropping data silently.
+//!
+//! `PartitionLog` does blocking file I/O and is not thread-safe by itself: callers hold it
+//! behind a lock and call it off the async runtime (`spawn_blocking`). [`GroupCommit`]
+//! makes `fsync` durability cheap under concurrency by letting one fsync cover every
+//! append that finished before it began.
+
+mod config;
+mod durability;
+mod epoch;
+mod error;
+mod index;
+mod log;
+mod recovery;
+mod segment;
+
+pub use config::LogConfig;
+pub use durability::{FlushPolicy, GroupCommit};
+pub use epoch::{EpochEntry, LeaderEpochCache};
+pub use error::LogError;
+pub use log::{AppendInfo, FetchData, PartitionLog};

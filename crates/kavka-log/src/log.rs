@@ -1,0 +1,476 @@
+//! `PartitionLog`: one partition's segments, appends, reads, truncation and retention.
+
+use crate::config::LogConfig;
+use crate::durability::{FlushPolicy, SyncPoint};
+use crate::epoch::LeaderEpochCache;
+use crate::error::{IoContext, LogError};
+use crate::segment::{LogSegment, Opened};
+use kavka_model::{LeaderEpoch, Offset};
+use kavka_record::{
+    BatchHeader, RecordBatch, batches, set_base_offset, set_log_append_time,
+    set_partition_leader_epoch,
+};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// What an append wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub first_offset: Offset,
+    pub last_offset: Offset,
+    /// Set when the broker stamped the batches with `LogAppendTime`.
+    pub log_append_time: Option<i64>,
+    pub batch_count: usize,
+}
+
+/// Whole batches read from the log, plus where the log starts and ends.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FetchData {
+    pub records: Vec<u8>,
+    pub log_start_offset: Offset,
+    pub log_end_offset: Offset,
+}
+
+#[derive(Debug)]
+pub struct PartitionLog {
+    dir: PathBuf,
+    config: LogConfig,
+    /// By base offset; the last one is the active segment. Never empty.
+    segments: BTreeMap<Offset, LogSegment>,
+    epochs: LeaderEpochCache,
+}
+
+impl PartitionLog {
+    /// Opens (creating if needed) the log in `dir`, recovering the active segment.
+    #[tracing::instrument(skip_all, fields(dir = %dir.display()))]
+    pub fn open(dir: &Path, config: LogConfig) -> Result<Self, LogError> {
+        std::fs::create_dir_all(dir).at(dir)?;
+        let mut bases = Vec::new();
+        for entry in std::fs::read_dir(dir).at(dir)? {
+            let path = entry.at(dir)?.path();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            if let Some(stem) = name.strip_suffix(".log") {
+                let base: i64 = stem.parse().map_err(|_| LogError::Corrupt {
+                    path: path.clone(),
+                    position: 0,
+                    reason: "segment file name is not a base offset".into(),
+                })?;
+                bases.push(Offset(base));
+            } else if name.ends_with(".tmp") || name.ends_with(".deleted") {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+        bases.sort();
+        let fsync = config.flush == FlushPolicy::Fsync;
+        let mut segments = BTreeMap::new();
+        let mut prev_end: Option<(Offset, PathBuf)> = None;
+        for (i, &base) in bases.iter().enumerate() {
+            let active = i + 1 == bases.len();
+            let seg = match LogSegment::open(dir, base, config.index_interval_bytes, active)? {
+                Opened::Clean(seg) => seg,
+                Opened::TruncatedTail(seg, position, reason) => {
+                    tracing::warn!(
+                        file = %seg.log_path().display(),
+                        position,
+                        %reason,
+                        "recovered the active segment by truncating its invalid tail"
+                    );
+                    seg
+                }
+            };
+            if let Some((end, prev_path)) = &prev_end
+                && base < *end
+            {
+                return Err(LogError::Corrupt {
+                    path: seg.log_path().to_path_buf(),
+                    position: 0,
+                    reason: format!(
+                        "segment starts at offset {base} but {} ends at {end}",
+                        prev_path.display()
+                    ),
+                });
+            }
+            prev_end = Some((seg.next_offset(), seg.log_path().to_path_buf()));
+            segments.insert(base, seg);
+        }
+        if segments.is_empty() {
+            segments.insert(
+                Offset::ZERO,
+                LogSegment::create(dir, Offset::ZERO, config.index_interval_bytes)?,
+            );
+        }
+        let mut log = Self {
+            dir: dir.to_path_buf(),
+            epochs: LeaderEpochCache::load(dir, fsync)?,
+            config,
+            segments,
+        };
+        let (start, end) = (log.log_start_offset(), log.log_end_offset());
+        log.epochs.truncate_from_end(end)?;
+        log.epochs.truncate_from_start(start)?;
+        Ok(log)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
+    pub fn log_start_offset(&self) -> Offset {
+        self.first().base_offset
+    }
+
+    pub fn log_end_offset(&self) -> Offset {
+        self.active().next_offset()
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(LogSegment::size).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    pub fn epochs(&self) -> &LeaderEpochCache {
+        &self.epochs
+    }
+
+    fn active(&self) -> &LogSegment {
+        self.segments
+            .values()
+            .next_back()
+            .unwrap_or_else(|| unreachable!("a log always has an active segment"))
+    }
+
+    fn active_mut(&mut self) -> &mut LogSegment {
+        self.segments
+            .values_mut()
+            .next_back()
+            .unwrap_or_else(|| unreachable!("a log always has an active segment"))
+    }
+
+    fn first(&self) -> &LogSegment {
+        self.segments
+            .values()
+            .next()
+            .unwrap_or_else(|| unreachable!("a log always has an active segment"))
+    }
+
+    /// Checks every batch's header, size and CRC; returns their headers.
+    fn validate(&self, records: &[u8]) -> Result<Vec<BatchHeader>, LogError> {
+        let mut headers = Vec::new();
+        for item in batches(records) {
+            let (h, bytes) = item?;
+            if bytes.len() > self.config.max_message_bytes as usize {
+                return Err(LogError::BatchTooLarge {
+                    size: bytes.len(),
+                    max: self.config.max_message_bytes as usize,
+                });
+            }
+            h.verify_crc(bytes)?;
+            headers.push(h);
+        }
+        if headers.is_empty() {
+            return Err(LogError::EmptyAppend);
+        }
+        Ok(headers)
+    }
+
+    /// Appends producer batches as the leader: assigns offsets from the log end, stamps
+    /// the leader epoch (and `LogAppendTime` if given), and writes them.
+    pub fn append_as_leader(
+        &mut self,
+        records: &[u8],
+        epoch: LeaderEpoch,
+        log_append_time: Option<i64>,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        let headers = self.validate(records)?;
+        for h in &headers {
+            if h.record_count <= 0 || h.record_count - 1 != h.last_offset_delta {
+                return Err(LogError::InvalidBatch(
+                    kavka_record::RecordError::RecordCountMismatch {
+                        declared: h.last_offset_delta + 1,
+                        actual: h.record_count.max(0) as usize,
+                    },
+                ));
+            }
+        }
+        let mut buf = records.to_vec();
+        let first_offset = self.log_end_offset();
+        let mut next = first_offset;
+        let mut pos = 0;
+        for h in &headers {
+            let batch = &mut buf[pos..pos + h.size()];
+            set_base_offset(batch, next.0);
+            set_partition_leader_epoch(batch, epoch.0);
+            if let Some(ts) = log_append_time {
+                set_log_append_time(batch, ts);
+            }
+            next = next.plus(h.last_offset_delta as i64 + 1);
+            pos += h.size();
+        }
+        self.epochs.assign(epoch, first_offset)?;
+        self.write_batches(&buf, now_ms)?;
+        Ok(AppendInfo {
+            first_offset,
+            last_offset: Offset(next.0 - 1),
+            log_append_time,
+            batch_count: headers.len(),
+        })
+    }
+
+    /// Appends batches replicated from the leader, exactly as received; their offsets
+    /// must continue from the log end.
+    pub fn append_as_follower(
+        &mut self,
+        records: &[u8],
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        let headers = self.validate(records)?;
+        let mut expected = self.log_end_offset();
+        for h in &headers {
+            if h.base_offset < expected.0 {
+                return Err(LogError::NonContiguous {
+                    expected,
+                    got: Offset(h.base_offset),
+                });
+            }
+            expected = Offset(h.next_offset());
+        }
+        for h in &headers {
+            self.epochs
+                .assign(LeaderEpoch(h.partition_leader_epoch), Offset(h.base_offset))?;
+        }
+        self.write_batches(records, now_ms)?;
+        Ok(AppendInfo {
+            first_offset: Offset(headers[0].base_offset),
+            last_offset: Offset(expected.0 - 1),
+            log_append_time: None,
+            batch_count: headers.len(),
+        })
+    }
+
+    /// Writes validated batches with assigned offsets, rolling segments as needed.
+    fn write_batches(&mut self, buf: &[u8], now_ms: i64) -> Result<(), LogError> {
+        for item in batches(buf) {
+            let (h, bytes) = item?;
+            if self.should_roll(bytes.len() as u64, &h, now_ms) {
+                self.roll_at(Offset(h.base_offset))?;
+            }
+            self.active_mut().append(bytes, &h, now_ms)?;
+        }
+        Ok(())
+    }
+
+    fn should_roll(&self, len: u64, h: &BatchHeader, now_ms: i64) -> bool {
+        let seg = self.active();
+        if seg.is_empty() {
+            return false;
+        }
+        let full = seg.size() + len > self.config.segment_bytes;
+        let old = seg
+            .rolled_at_ms()
+            .is_some_and(|t| now_ms.saturating_sub(t) >= self.config.segment_ms);
+        let offsets_overflow = h.last_offset() - seg.base_offset.0 > u32::MAX as i64;
+        full || old || offsets_overflow
+    }
+
+    /// Starts a new active segment at the log end.
+    pub fn roll(&mut self) -> Result<(), LogError> {
+        if self.active().is_empty() {
+            return Ok(());
+        }
+        self.roll_at(self.log_end_offset())
+    }
+
+    fn roll_at(&mut self, base: Offset) -> Result<(), LogError> {
+        let fsync = self.config.flush == FlushPolicy::Fsync;
+        self.active_mut().seal(fsync)?;
+        let seg = LogSegment::create(&self.dir, base, self.config.index_interval_bytes)?;
+        if fsync {
+            sync_dir(&self.dir)?;
+        }
+        tracing::debug!(base = %base, dir = %self.dir.display(), "rolled segment");
+        self.segments.insert(base, seg);
+        Ok(())
+    }
+
+    /// Reads whole batches from the one containing `from`, up to `max_bytes` (at least one
+    /// batch, as Kafka does, so a large batch cannot stall a reader), and only batches that
+    /// end below `upper` (the high watermark for consumers).
+    pub fn read(
+        &self,
+        from: Offset,
+        max_bytes: usize,
+        upper: Offset,
+    ) -> Result<FetchData, LogError> {
+        let (start, end) = (self.log_start_offset(), self.log_end_offset());
+        if from < start || from > end {
+            return Err(LogError::OffsetOutOfRange {
+                offset: from,
+                log_start: start,
+                log_end: end,
+            });
+        }
+        let containing = self.segments.range(..=from).next_back();
+        let later = self.segments.range(from.next()..);
+        let mut out = Vec::new();
+        for (i, (_, seg)) in containing.into_iter().chain(later).enumerate() {
+            let begin = if i == 0 {
+                match seg.find_batch(from)? {
+                    Some((pos, _)) => pos,
+                    None => continue,
+                }
+            } else {
+                0
+            };
+            let mut end = begin;
+            let mut full = false;
+            while end < seg.size() {
+                let h = seg.header_at(end)?;
+                let taken = out.len() + (end - begin) as usize;
+                if h.last_offset() >= upper.0 || (taken > 0 && taken + h.size() > max_bytes) {
+                    full = true;
+                    break;
+                }
+                end += h.size() as u64;
+            }
+            if end > begin {
+                out.extend(seg.read_at(begin, (end - begin) as usize)?);
+            }
+            if full || out.len() >= max_bytes {
+                break;
+            }
+        }
+        Ok(self.fetch_data(out))
+    }
+
+    fn fetch_data(&self, records: Vec<u8>) -> FetchData {
+        FetchData {
+            records,
+            log_start_offset: self.log_start_offset(),
+            log_end_offset: self.log_end_offset(),
+        }
+    }
+
+    /// Kafka's ListOffsets by timestamp: the first record whose timestamp is at or after
+    /// `timestamp`, as (offset, its timestamp); `None` when there is none.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(Offset, i64)>, LogError> {
+        for seg in self.segments.values() {
+            if seg.max_timestamp() < timestamp {
+                continue;
+            }
+            let mut pos = seg.time_lookup_position(timestamp);
+            while pos < seg.size() {
+                let h = seg.header_at(pos)?;
+                if h.max_timestamp >= timestamp {
+                    let bytes = seg.read_at(pos, h.size())?;
+                    let (batch, _) = RecordBatch::decode(&bytes)?;
+                    if let Some((offset, ts, _)) = batch
+                        .offsets_and_timestamps()
+                        .find(|(_, ts, _)| *ts >= timestamp)
+                    {
+                        return Ok(Some((Offset(offset), ts)));
+                    }
+                }
+                pos += h.size() as u64;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes every batch whose last offset is at or past `offset` (whole batches, as
+    /// Kafka does); the new log end may be below `offset` if it fell inside a batch.
+    #[tracing::instrument(skip(self), fields(dir = %self.dir.display()))]
+    pub fn truncate_to(&mut self, offset: Offset) -> Result<(), LogError> {
+        if offset >= self.log_end_offset() {
+            return Ok(());
+        }
+        if offset <= self.log_start_offset() {
+            return self.truncate_fully_and_start_at(offset);
+        }
+        while self.segments.len() > 1 && self.active().base_offset >= offset {
+            if let Some((_, seg)) = self.segments.pop_last() {
+                seg.delete()?;
+            }
+        }
+        self.active_mut().truncate_to(offset)?;
+        let end = self.log_end_offset();
+        self.epochs.truncate_from_end(end)?;
+        tracing::info!(requested = %offset, log_end = %end, "truncated log");
+        Ok(())
+    }
+
+    /// Deletes everything and starts empty at `offset` (a follower far behind a leader
+    /// whose log starts later, or truncation below the log start).
+    pub fn truncate_fully_and_start_at(&mut self, offset: Offset) -> Result<(), LogError> {
+        for (_, seg) in std::mem::take(&mut self.segments) {
+            seg.delete()?;
+        }
+        self.segments.insert(
+            offset,
+            LogSegment::create(&self.dir, offset, self.config.index_interval_bytes)?,
+        );
+        self.epochs.truncate_from_end(Offset::ZERO)?;
+        Ok(())
+    }
+
+    /// Deletes whole old segments past `retention.bytes` or `retention.ms`; never the
+    /// active segment. Returns how many were deleted.
+    pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize, LogError> {
+        let mut deleted = 0;
+        while self.segments.len() > 1 {
+            let first = self.first();
+            let total = self.size_bytes() as i64;
+            let by_size = self.config.retention_bytes >= 0
+                && total - first.size() as i64 >= self.config.retention_bytes;
+            let by_time = self.config.retention_ms >= 0
+                && first.max_timestamp() >= 0
+                && now_ms - first.max_timestamp() > self.config.retention_ms;
+            if !(by_size || by_time) {
+                break;
+            }
+            if let Some((_, seg)) = self.segments.pop_first() {
+                tracing::info!(file = %seg.log_path().display(), by_size, by_time, "retention deleted segment");
+                seg.delete()?;
+                deleted += 1;
+            }
+        }
+        if deleted > 0 {
+            let start = self.log_start_offset();
+            self.epochs.truncate_from_start(start)?;
+        }
+        Ok(deleted)
+    }
+
+    /// The file whose fsync makes every offset below the current log end durable.
+    pub fn sync_point(&self) -> Result<SyncPoint, LogError> {
+        let seg = self.active();
+        Ok(SyncPoint {
+            file: seg.sync_file()?,
+            path: seg.log_path().to_path_buf(),
+            up_to: self.log_end_offset(),
+        })
+    }
+
+    /// Deletes the log and its directory.
+    pub fn delete(self) -> Result<(), LogError> {
+        std::fs::remove_dir_all(&self.dir).at(&self.dir)
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), LogError> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).at(dir)
+}

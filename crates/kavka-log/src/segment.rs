@@ -1,0 +1,365 @@
+//! One segment: a `.log` file of whole batches from `base_offset` on, with its sparse
+//! offset and time indexes. Appends go to the end only; reads use positional reads.
+
+use crate::error::{IoContext, LogError};
+use crate::index::{IndexFile, OffsetEntry, TimeEntry};
+use crate::recovery::{self, ScannedBatch};
+use kavka_model::Offset;
+use kavka_record::{BATCH_OVERHEAD, BatchHeader};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// Kafka's file names: the base offset, zero-padded to 20 digits.
+pub(crate) fn file_stem(base: Offset) -> String {
+    format!("{:020}", base.0)
+}
+
+#[derive(Debug)]
+pub(crate) struct LogSegment {
+    pub base_offset: Offset,
+    log_path: PathBuf,
+    file: File,
+    /// Bytes of whole batches in the file.
+    size: u64,
+    /// One past the last offset in the segment (`base_offset` when empty).
+    next_offset: Offset,
+    /// Largest batch max timestamp in the segment, -1 when empty.
+    max_timestamp: i64,
+    /// Wall-clock time of the first append (or the first batch's timestamp after a
+    /// restart): `segment.ms` counts from here.
+    rolled_at_ms: Option<i64>,
+    index: IndexFile<OffsetEntry>,
+    time_index: IndexFile<TimeEntry>,
+    bytes_since_index: u64,
+    index_interval_bytes: u64,
+}
+
+pub(crate) struct SegmentPaths {
+    pub log: PathBuf,
+    pub index: PathBuf,
+    pub time_index: PathBuf,
+}
+
+pub(crate) fn paths(dir: &Path, base: Offset) -> SegmentPaths {
+    let stem = file_stem(base);
+    SegmentPaths {
+        log: dir.join(format!("{stem}.log")),
+        index: dir.join(format!("{stem}.index")),
+        time_index: dir.join(format!("{stem}.timeindex")),
+    }
+}
+
+/// What opening an existing segment found.
+pub(crate) enum Opened {
+    Clean(LogSegment),
+    /// The active segment had a bad tail, now truncated: (segment, position, reason).
+    TruncatedTail(LogSegment, u64, String),
+}
+
+impl LogSegment {
+    pub(crate) fn create(
+        dir: &Path,
+        base: Offset,
+        index_interval_bytes: u32,
+    ) -> Result<Self, LogError> {
+        let p = paths(dir, base);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&p.log)
+            .at(&p.log)?;
+        Ok(Self {
+            base_offset: base,
+            file,
+            size: 0,
+            next_offset: base,
+            max_timestamp: -1,
+            rolled_at_ms: None,
+            index: IndexFile::create(&p.index)?,
+            time_index: IndexFile::create(&p.time_index)?,
+            bytes_since_index: 0,
+            index_interval_bytes: index_interval_bytes as u64,
+            log_path: p.log,
+        })
+    }
+
+    /// Opens an existing segment. The active segment is always fully scanned with CRC
+    /// checks and a bad tail truncated; an older one trusts valid indexes and only scans
+    /// its tail, and is refused (with its file named) if it is corrupt.
+    pub(crate) fn open(
+        dir: &Path,
+        base: Offset,
+        index_interval_bytes: u32,
+        active: bool,
+    ) -> Result<Opened, LogError> {
+        let p = paths(dir, base);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&p.log)
+            .at(&p.log)?;
+        if !active
+            && let (Some(index), Some(time_index)) =
+                (IndexFile::load(&p.index)?, IndexFile::load(&p.time_index)?)
+        {
+            // Trust the indexes; scan only the tail after the last entry.
+            let start = index.last().map_or(0, |e: OffsetEntry| e.position as u64);
+            let mut next_offset = base;
+            let mut max_timestamp = time_index.last().map_or(-1, |e: TimeEntry| e.timestamp);
+            let scan = recovery::scan(&file, &p.log, start, base.0, false, |b| {
+                note_end(&mut next_offset, &mut max_timestamp, &b);
+                Ok(())
+            })?;
+            if scan.invalid.is_none() {
+                let mut seg = Self {
+                    base_offset: base,
+                    file,
+                    size: scan.valid_end,
+                    next_offset,
+                    max_timestamp,
+                    rolled_at_ms: None,
+                    index,
+                    time_index,
+                    bytes_since_index: 0,
+                    index_interval_bytes: index_interval_bytes as u64,
+                    log_path: p.log,
+                };
+                seg.rolled_at_ms = seg.first_timestamp();
+                return Ok(Opened::Clean(seg));
+            }
+        }
+
+        // Scan everything with CRC checks, rebuilding both indexes.
+        let scan_file = file.try_clone().at(&p.log)?;
+        let mut seg = Self {
+            base_offset: base,
+            file,
+            size: 0,
+            next_offset: base,
+            max_timestamp: -1,
+            rolled_at_ms: None,
+            index: IndexFile::create(&p.index)?,
+            time_index: IndexFile::create(&p.time_index)?,
+            bytes_since_index: 0,
+            index_interval_bytes: index_interval_bytes as u64,
+            log_path: p.log.clone(),
+        };
+        let scan = recovery::scan(&scan_file, &p.log, 0, base.0, true, |b| seg.index_batch(&b))?;
+        seg.size = scan.valid_end;
+        seg.rolled_at_ms = seg.first_timestamp();
+        match scan.invalid {
+            None => Ok(Opened::Clean(seg)),
+            Some((position, reason)) if active => {
+                seg.file.set_len(position).at(&p.log)?;
+                seg.file.sync_all().at(&p.log)?;
+                Ok(Opened::TruncatedTail(seg, position, reason))
+            }
+            Some((position, reason)) => Err(LogError::Corrupt {
+                path: p.log,
+                position,
+                reason,
+            }),
+        }
+    }
+
+    fn first_timestamp(&self) -> Option<i64> {
+        if self.size == 0 {
+            return None;
+        }
+        self.header_at(0).ok().map(|h| h.max_timestamp)
+    }
+
+    /// Records a batch already in the file in the indexes and end state.
+    ///
+    /// Offset entry: (batch base offset, its position), every `index_interval_bytes`.
+    /// Time entry at the same point: (max timestamp of every record *before* that
+    /// offset, the offset), so a timestamp lookup may start a scan there.
+    fn index_batch(&mut self, b: &ScannedBatch) -> Result<(), LogError> {
+        let h = &b.header;
+        if b.position > 0 && self.bytes_since_index >= self.index_interval_bytes {
+            let relative_offset = (h.base_offset - self.base_offset.0) as u32;
+            self.index.append(OffsetEntry {
+                relative_offset,
+                position: b.position as u32,
+            })?;
+            if self.max_timestamp >= 0 {
+                self.time_index.append(TimeEntry {
+                    timestamp: self.max_timestamp,
+                    relative_offset,
+                })?;
+            }
+            self.bytes_since_index = 0;
+        }
+        self.bytes_since_index += h.size() as u64;
+        note_end(&mut self.next_offset, &mut self.max_timestamp, b);
+        Ok(())
+    }
+
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub(crate) fn next_offset(&self) -> Offset {
+        self.next_offset
+    }
+
+    pub(crate) fn max_timestamp(&self) -> i64 {
+        self.max_timestamp
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+
+    pub(crate) fn rolled_at_ms(&self) -> Option<i64> {
+        self.rolled_at_ms
+    }
+
+    pub(crate) fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// Appends one whole, validated batch whose offsets follow this segment's end.
+    pub(crate) fn append(
+        &mut self,
+        batch: &[u8],
+        header: &BatchHeader,
+        now_ms: i64,
+    ) -> Result<(), LogError> {
+        debug_assert!(header.base_offset >= self.next_offset.0);
+        let position = self.size;
+        self.file.write_all_at(batch, position).at(&self.log_path)?;
+        self.size += batch.len() as u64;
+        if self.rolled_at_ms.is_none() {
+            self.rolled_at_ms = Some(now_ms);
+        }
+        self.index_batch(&ScannedBatch {
+            position,
+            header: *header,
+        })
+    }
+
+    pub(crate) fn header_at(&self, position: u64) -> Result<BatchHeader, LogError> {
+        let mut buf = [0u8; BATCH_OVERHEAD];
+        self.file
+            .read_exact_at(&mut buf, position)
+            .at(&self.log_path)?;
+        BatchHeader::parse(&buf).map_err(|e| LogError::Corrupt {
+            path: self.log_path.clone(),
+            position,
+            reason: e.to_string(),
+        })
+    }
+
+    pub(crate) fn read_at(&self, position: u64, len: usize) -> Result<Vec<u8>, LogError> {
+        let mut buf = vec![0u8; len];
+        self.file
+            .read_exact_at(&mut buf, position)
+            .at(&self.log_path)?;
+        Ok(buf)
+    }
+
+    /// The first batch whose last offset is at or past `offset`: (position, header).
+    pub(crate) fn find_batch(
+        &self,
+        offset: Offset,
+    ) -> Result<Option<(u64, BatchHeader)>, LogError> {
+        if offset >= self.next_offset {
+            return Ok(None);
+        }
+        let rel = (offset.0 - self.base_offset.0).max(0) as u32;
+        let mut pos = self.index.lookup(rel).map_or(0, |e| e.position as u64);
+        while pos < self.size {
+            let h = self.header_at(pos)?;
+            if h.last_offset() >= offset.0 {
+                return Ok(Some((pos, h)));
+            }
+            pos += h.size() as u64;
+        }
+        Ok(None)
+    }
+
+    /// Where a scan for the first record with a timestamp >= `timestamp` can start.
+    pub(crate) fn time_lookup_position(&self, timestamp: i64) -> u64 {
+        match self.time_index.lookup(timestamp) {
+            Some(e) => self
+                .index
+                .lookup(e.relative_offset)
+                .map_or(0, |o| o.position as u64),
+            None => 0,
+        }
+    }
+
+    /// Removes every batch whose last offset is at or past `offset`; returns the bytes
+    /// removed.
+    pub(crate) fn truncate_to(&mut self, offset: Offset) -> Result<u64, LogError> {
+        let Some((position, header)) = self.find_batch(offset)? else {
+            return Ok(0);
+        };
+        let removed = self.size - position;
+        self.file.set_len(position).at(&self.log_path)?;
+        self.size = position;
+        self.next_offset = Offset(header.base_offset).max(self.base_offset);
+        let rel = (header.base_offset - self.base_offset.0) as u32;
+        self.index.truncate_while(|e| e.relative_offset < rel)?;
+        self.time_index
+            .truncate_while(|e| e.relative_offset < rel)?;
+        // Recompute the max timestamp from the remaining headers.
+        self.max_timestamp = -1;
+        let mut pos = 0;
+        while pos < self.size {
+            let h = self.header_at(pos)?;
+            self.max_timestamp = self.max_timestamp.max(h.max_timestamp);
+            pos += h.size() as u64;
+        }
+        if self.size == 0 {
+            self.rolled_at_ms = None;
+        }
+        self.bytes_since_index = 0;
+        Ok(removed)
+    }
+
+    /// Called when the segment stops being active: a last time-index entry for its max
+    /// timestamp, and with `fsync` the data and indexes on disk.
+    pub(crate) fn seal(&mut self, fsync: bool) -> Result<(), LogError> {
+        if self.max_timestamp >= 0 && self.next_offset > self.base_offset {
+            self.time_index.append(TimeEntry {
+                timestamp: self.max_timestamp,
+                relative_offset: (self.next_offset.0 - self.base_offset.0) as u32,
+            })?;
+        }
+        if fsync {
+            self.file.sync_data().at(&self.log_path)?;
+            self.index.sync()?;
+            self.time_index.sync()?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn sync_file(&self) -> Result<File, LogError> {
+        self.file.try_clone().at(&self.log_path)
+    }
+
+    pub(crate) fn delete(self) -> Result<(), LogError> {
+        for path in [
+            self.log_path.as_path(),
+            self.index.path(),
+            self.time_index.path(),
+        ] {
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).at(path),
+            }
+        }
+        Ok(())
+    }
+}
+
+fn note_end(next_offset: &mut Offset, max_timestamp: &mut i64, b: &ScannedBatch) {
+    *next_offset = Offset(b.header.next_offset());
+    *max_timestamp = (*max_timestamp).max(b.header.max_timestamp);
+}

@@ -1,0 +1,451 @@
+//! The partition log against a simple in-memory model, plus recovery, retention and
+//! timestamp lookups on real files.
+
+use bytes::Bytes;
+use kavka_log::{FlushPolicy, LogConfig, LogError, PartitionLog};
+use kavka_model::{LeaderEpoch, Offset};
+use kavka_record::{Compression, Record, RecordBatch};
+use proptest::prelude::*;
+use std::path::Path;
+
+fn config(segment_bytes: u64) -> LogConfig {
+    LogConfig {
+        segment_bytes,
+        segment_ms: i64::MAX,
+        retention_ms: -1,
+        retention_bytes: -1,
+        index_interval_bytes: 256,
+        max_message_bytes: 1 << 20,
+        flush: FlushPolicy::Replicated,
+    }
+}
+
+/// A producer batch of `values`, all at timestamp `ts`.
+fn batch(values: &[u64], ts: i64, compression: Compression) -> Vec<u8> {
+    let records = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            offset_delta: i as i32,
+            timestamp_delta: 0,
+            key: Some(Bytes::from(format!("k{v}"))),
+            value: Some(Bytes::from(v.to_string())),
+            headers: vec![],
+        })
+        .collect();
+    RecordBatch::new(ts, compression, records).encode().unwrap()
+}
+
+/// Every (offset, value) in `bytes`, decoding and checking each batch.
+fn decode_all(bytes: &[u8]) -> Vec<(i64, u64)> {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let (b, used) = RecordBatch::decode(rest).expect("a read returns only valid batches");
+        for (offset, _, r) in b.offsets_and_timestamps() {
+            let v = std::str::from_utf8(r.value.as_ref().unwrap())
+                .unwrap()
+                .parse()
+                .unwrap();
+            out.push((offset, v));
+        }
+        rest = &rest[used..];
+    }
+    out
+}
+
+fn read_all(log: &PartitionLog, from: i64) -> Vec<(i64, u64)> {
+    let data = log
+        .read(Offset(from), usize::MAX, log.log_end_offset())
+        .unwrap();
+    decode_all(&data.records)
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Append(u8, bool),
+    Roll,
+    Truncate(u16),
+    Reopen,
+    ReadFrom(u16, u16),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (1u8..8, any::<bool>()).prop_map(|(n, z)| Op::Append(n, z)),
+        1 => Just(Op::Roll),
+        1 => any::<u16>().prop_map(Op::Truncate),
+        1 => Just(Op::Reopen),
+        2 => (any::<u16>(), 1u16..2000).prop_map(|(o, m)| Op::ReadFrom(o, m)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Random append/roll/truncate/reopen/read sequences agree with a Vec of batches.
+    #[test]
+    fn log_matches_model(ops in prop::collection::vec(op(), 1..60)) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t-0");
+        let mut log = PartitionLog::open(&path, config(1024)).unwrap();
+        // The model: batches of (offset, value).
+        let mut model: Vec<Vec<(i64, u64)>> = Vec::new();
+        let mut next_value = 0u64;
+        for op in ops {
+            match op {
+                Op::Append(n, compressed) => {
+                    let values: Vec<u64> = (next_value..next_value + n as u64).collect();
+                    next_value += n as u64;
+                    let codec = if compressed { Compression::Lz4 } else { Compression::None };
+                    let info = log.append_as_leader(&batch(&values, 1000, codec), LeaderEpoch(1), None, 0).unwrap();
+                    let end = model.last().and_then(|b| b.last()).map_or(0, |(o, _)| o + 1);
+                    prop_assert_eq!(info.first_offset, Offset(end));
+                    model.push(values.iter().enumerate().map(|(i, v)| (end + i as i64, *v)).collect());
+                }
+                Op::Roll => log.roll().unwrap(),
+                Op::Truncate(to) => {
+                    let leo = log.log_end_offset().0;
+                    let to = if leo == 0 { 0 } else { to as i64 % (leo + 1) };
+                    log.truncate_to(Offset(to)).unwrap();
+                    model.retain(|b| b.last().is_none_or(|(last, _)| *last < to));
+                }
+                Op::Reopen => {
+                    drop(log);
+                    log = PartitionLog::open(&path, config(1024)).unwrap();
+                }
+                Op::ReadFrom(from, max_bytes) => {
+                    let leo = log.log_end_offset().0;
+                    let from = if leo == 0 { 0 } else { from as i64 % (leo + 1) };
+                    let got = decode_all(&log.read(Offset(from), max_bytes as usize, Offset(leo)).unwrap().records);
+                    let want: Vec<(i64, u64)> = model.iter().filter(|b| b.last().is_some_and(|(l, _)| *l >= from)).flatten().copied().collect();
+                    // A bounded read returns a prefix of whole batches, never nothing
+                    // when there is something to return.
+                    prop_assert!(want.starts_with(&got));
+                    prop_assert_eq!(got.is_empty(), want.is_empty());
+                }
+            }
+            let flat: Vec<(i64, u64)> = model.iter().flatten().copied().collect();
+            let end = flat.last().map_or(0, |(o, _)| o + 1);
+            prop_assert_eq!(log.log_end_offset(), Offset(end));
+            prop_assert_eq!(read_all(&log, 0), flat);
+        }
+    }
+}
+
+#[test]
+fn rolls_by_size_and_reads_across_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), config(2048)).unwrap();
+    for i in 0..100u64 {
+        log.append_as_leader(
+            &batch(&[i], 1000 + i as i64, Compression::None),
+            LeaderEpoch(0),
+            None,
+            0,
+        )
+        .unwrap();
+    }
+    assert!(log.segment_count() > 3, "segments: {}", log.segment_count());
+    assert_eq!(read_all(&log, 57).first(), Some(&(57, 57)));
+    assert_eq!(read_all(&log, 0).len(), 100);
+    // Segment files are named by base offset, with both indexes beside them.
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"00000000000000000000.log".to_string()),
+        "{names:?}"
+    );
+    assert!(names.contains(&"00000000000000000000.index".to_string()));
+    assert!(names.contains(&"00000000000000000000.timeindex".to_string()));
+}
+
+#[test]
+fn rolls_by_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(1 << 20);
+    c.segment_ms = 1000;
+    let mut log = PartitionLog::open(dir.path(), c).unwrap();
+    log.append_as_leader(
+        &batch(&[1], 0, Compression::None),
+        LeaderEpoch(0),
+        None,
+        10_000,
+    )
+    .unwrap();
+    log.append_as_leader(
+        &batch(&[2], 0, Compression::None),
+        LeaderEpoch(0),
+        None,
+        10_500,
+    )
+    .unwrap();
+    assert_eq!(log.segment_count(), 1);
+    log.append_as_leader(
+        &batch(&[3], 0, Compression::None),
+        LeaderEpoch(0),
+        None,
+        11_000,
+    )
+    .unwrap();
+    assert_eq!(log.segment_count(), 2);
+}
+
+#[test]
+fn offset_for_timestamp_finds_the_first_record_at_or_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), config(2048)).unwrap();
+    for i in 0..200u64 {
+        log.append_as_leader(
+            &batch(&[i, i + 1000], 10_000 + 10 * i as i64, Compression::Gzip),
+            LeaderEpoch(0),
+            None,
+            0,
+        )
+        .unwrap();
+    }
+    assert!(log.segment_count() > 2);
+    let table = [
+        (0, Some((0, 10_000))),
+        (10_000, Some((0, 10_000))),
+        (10_001, Some((2, 10_010))),
+        (10_995, Some((200, 11_000))),
+        (11_990, Some((398, 11_990))),
+        (11_991, None),
+    ];
+    for (ts, want) in table {
+        let got = log.offset_for_timestamp(ts).unwrap().map(|(o, t)| (o.0, t));
+        assert_eq!(got, want, "timestamp {ts}");
+    }
+    drop(log);
+    let log = PartitionLog::open(dir.path(), config(2048)).unwrap();
+    assert_eq!(
+        log.offset_for_timestamp(10_995).unwrap(),
+        Some((Offset(200), 11_000))
+    );
+}
+
+#[test]
+fn retention_deletes_whole_old_segments_by_size_and_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(1024);
+    c.retention_bytes = 4096;
+    let mut log = PartitionLog::open(dir.path(), c.clone()).unwrap();
+    for i in 0..200u64 {
+        log.append_as_leader(
+            &batch(&[i], 1_000 + i as i64, Compression::None),
+            LeaderEpoch(0),
+            None,
+            0,
+        )
+        .unwrap();
+    }
+    let before = log.segment_count();
+    assert!(log.enforce_retention(0).unwrap() > 0);
+    assert!(log.size_bytes() <= 4096 + 1024, "size {}", log.size_bytes());
+    assert!(log.segment_count() < before);
+    let start = log.log_start_offset();
+    assert!(start > Offset(0));
+    assert!(matches!(
+        log.read(Offset(0), 100, log.log_end_offset()),
+        Err(LogError::OffsetOutOfRange { .. })
+    ));
+    assert_eq!(read_all(&log, start.0).first().map(|r| r.0), Some(start.0));
+
+    // By time: everything but the active segment is older than retention.ms.
+    let mut c = config(1024);
+    c.retention_ms = 60_000;
+    log.set_config(c);
+    log.enforce_retention(1_000 + 200 + 60_001).unwrap();
+    assert_eq!(log.segment_count(), 1);
+    assert_eq!(log.log_end_offset(), Offset(200));
+}
+
+#[test]
+fn leader_epochs_are_stamped_and_checkpointed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), config(1 << 20)).unwrap();
+    log.append_as_leader(
+        &batch(&[0, 1], 0, Compression::None),
+        LeaderEpoch(3),
+        None,
+        0,
+    )
+    .unwrap();
+    log.append_as_leader(&batch(&[2], 0, Compression::None), LeaderEpoch(5), None, 0)
+        .unwrap();
+    let data = log.read(Offset(0), usize::MAX, Offset(3)).unwrap();
+    let (b, _) = RecordBatch::decode(&data.records).unwrap();
+    assert_eq!(b.partition_leader_epoch, 3);
+    drop(log);
+    let mut log = PartitionLog::open(dir.path(), config(1 << 20)).unwrap();
+    assert_eq!(
+        log.epochs()
+            .end_offset_for(LeaderEpoch(4), log.log_end_offset()),
+        Some((LeaderEpoch(3), Offset(2)))
+    );
+    log.truncate_to(Offset(2)).unwrap();
+    assert_eq!(log.epochs().latest_epoch(), Some(LeaderEpoch(3)));
+}
+
+#[test]
+fn follower_append_keeps_offsets_and_refuses_gaps_backwards() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut leader = PartitionLog::open(&dir.path().join("l"), config(1 << 20)).unwrap();
+    let mut follower = PartitionLog::open(&dir.path().join("f"), config(1 << 20)).unwrap();
+    leader
+        .append_as_leader(
+            &batch(&[1, 2, 3], 0, Compression::Snappy),
+            LeaderEpoch(2),
+            None,
+            0,
+        )
+        .unwrap();
+    let data = leader.read(Offset(0), usize::MAX, Offset(3)).unwrap();
+    follower.append_as_follower(&data.records, 0).unwrap();
+    assert_eq!(follower.log_end_offset(), Offset(3));
+    assert_eq!(read_all(&follower, 0), read_all(&leader, 0));
+    assert!(matches!(
+        follower.append_as_follower(&data.records, 0),
+        Err(LogError::NonContiguous { .. })
+    ));
+}
+
+#[test]
+fn log_append_time_is_stamped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), config(1 << 20)).unwrap();
+    log.append_as_leader(
+        &batch(&[1], 5, Compression::Zstd),
+        LeaderEpoch(0),
+        Some(777),
+        0,
+    )
+    .unwrap();
+    let data = log.read(Offset(0), usize::MAX, Offset(1)).unwrap();
+    let (b, _) = RecordBatch::decode(&data.records).unwrap();
+    assert_eq!(b.offsets_and_timestamps().next().unwrap().1, 777);
+}
+
+#[test]
+fn refuses_bad_batches_without_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(1 << 20);
+    c.max_message_bytes = 200;
+    let mut log = PartitionLog::open(dir.path(), c).unwrap();
+    let mut bad_crc = batch(&[1], 0, Compression::None);
+    let last = bad_crc.len() - 1;
+    bad_crc[last] ^= 0xff;
+    let err = log
+        .append_as_leader(&bad_crc, LeaderEpoch(0), None, 0)
+        .unwrap_err();
+    assert!(err.to_string().contains("CRC mismatch"), "{err}");
+    let big = batch(&(0..50).collect::<Vec<_>>(), 0, Compression::None);
+    assert!(matches!(
+        log.append_as_leader(&big, LeaderEpoch(0), None, 0),
+        Err(LogError::BatchTooLarge { max: 200, .. })
+    ));
+    let mut magic = batch(&[1], 0, Compression::None);
+    magic[16] = 1;
+    assert!(
+        log.append_as_leader(&magic, LeaderEpoch(0), None, 0)
+            .unwrap_err()
+            .to_string()
+            .contains("unsupported magic 1")
+    );
+    assert_eq!(log.log_end_offset(), Offset(0));
+    assert_eq!(log.size_bytes(), 0);
+}
+
+fn fill(dir: &Path, n: u64) {
+    let mut log = PartitionLog::open(dir, config(2048)).unwrap();
+    for i in 0..n {
+        log.append_as_leader(&batch(&[i], 0, Compression::None), LeaderEpoch(0), None, 0)
+            .unwrap();
+    }
+}
+
+fn active_segment(dir: &Path) -> std::path::PathBuf {
+    let mut logs: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    logs.sort();
+    logs.pop().unwrap()
+}
+
+#[test]
+fn recovery_truncates_a_torn_active_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 50);
+    let active = active_segment(dir.path());
+    let len = std::fs::metadata(&active).unwrap().len();
+    // Tear the last batch in half, then append garbage.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&active)
+        .unwrap();
+    f.set_len(len - 10).unwrap();
+    drop(f);
+    let log = PartitionLog::open(dir.path(), config(2048)).unwrap();
+    assert_eq!(log.log_end_offset(), Offset(49));
+    assert_eq!(read_all(&log, 0).len(), 49);
+    drop(log);
+
+    let mut bytes = std::fs::read(&active).unwrap();
+    bytes.extend_from_slice(&[0xab; 100]);
+    std::fs::write(&active, bytes).unwrap();
+    let log = PartitionLog::open(dir.path(), config(2048)).unwrap();
+    assert_eq!(log.log_end_offset(), Offset(49));
+}
+
+#[test]
+fn recovery_drops_a_crc_failing_tail_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 50);
+    let active = active_segment(dir.path());
+    let mut bytes = std::fs::read(&active).unwrap();
+    let n = bytes.len();
+    bytes[n - 3] ^= 0x55;
+    std::fs::write(&active, bytes).unwrap();
+    let log = PartitionLog::open(dir.path(), config(2048)).unwrap();
+    assert_eq!(log.log_end_offset(), Offset(49));
+}
+
+#[test]
+fn recovery_rebuilds_missing_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 200);
+    for e in std::fs::read_dir(dir.path()).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension()
+            .is_some_and(|e| e == "index" || e == "timeindex")
+        {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    let log = PartitionLog::open(dir.path(), config(2048)).unwrap();
+    assert_eq!(log.log_end_offset(), Offset(200));
+    assert_eq!(read_all(&log, 150).first(), Some(&(150, 150)));
+    assert!(dir.path().join("00000000000000000000.index").exists());
+}
+
+#[test]
+fn corruption_in_an_old_segment_refuses_to_open_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    fill(dir.path(), 200);
+    let first = dir.path().join("00000000000000000000.log");
+    let mut bytes = std::fs::read(&first).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(&first, bytes).unwrap();
+    std::fs::remove_file(dir.path().join("00000000000000000000.index")).unwrap();
+    let err = PartitionLog::open(dir.path(), config(2048)).unwrap_err();
+    assert!(matches!(err, LogError::Corrupt { .. }));
+    assert!(
+        err.to_string().contains("00000000000000000000.log"),
+        "{err}"
+    );
+}

@@ -1,0 +1,352 @@
+//! Typed per-topic configs with Kafka's names, defaults and validation.
+//!
+//! A topic stores only its *overrides* (key → string value, as Kafka does); the typed
+//! `TopicConfig` is derived from them and is valid by construction. Unknown keys and bad
+//! values are refused with an error naming the key and the value.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CleanupPolicy {
+    Delete,
+    Compact,
+    CompactDelete,
+}
+
+impl CleanupPolicy {
+    pub fn deletes(self) -> bool {
+        matches!(self, CleanupPolicy::Delete | CleanupPolicy::CompactDelete)
+    }
+}
+
+/// `compression.type`: what the broker stores. `Producer` keeps the producer's codec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CompressionType {
+    Producer,
+    Uncompressed,
+    Gzip,
+    Snappy,
+    Lz4,
+    Zstd,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TimestampType {
+    CreateTime,
+    LogAppendTime,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("unknown config '{key}'; known configs: {known}")]
+    UnknownKey { key: String, known: String },
+    #[error("invalid value '{value}' for config '{key}': {reason}")]
+    InvalidValue {
+        key: String,
+        value: String,
+        reason: String,
+    },
+}
+
+/// The typed configs of one topic. Field names are Kafka's keys with `_` for `.`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicConfig {
+    pub retention_ms: i64,
+    pub retention_bytes: i64,
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+    pub cleanup_policy: CleanupPolicy,
+    pub min_insync_replicas: i32,
+    pub unclean_leader_election_enable: bool,
+    pub compression_type: CompressionType,
+    pub max_message_bytes: u32,
+    pub message_timestamp_type: TimestampType,
+    pub index_interval_bytes: u32,
+    pub delete_retention_ms: i64,
+}
+
+/// Smallest `segment.bytes` we accept: room for a few batches. (Kafka 4 asks 1 MiB; we keep
+/// small segments possible for tests and tiny devices.)
+pub const SEGMENT_BYTES_MIN: u64 = 1024;
+
+impl Default for TopicConfig {
+    /// Kafka's defaults.
+    fn default() -> Self {
+        Self {
+            retention_ms: 7 * 24 * 60 * 60 * 1000,
+            retention_bytes: -1,
+            segment_bytes: 1024 * 1024 * 1024,
+            segment_ms: 7 * 24 * 60 * 60 * 1000,
+            cleanup_policy: CleanupPolicy::Delete,
+            min_insync_replicas: 1,
+            unclean_leader_election_enable: false,
+            compression_type: CompressionType::Producer,
+            max_message_bytes: 1_048_588,
+            message_timestamp_type: TimestampType::CreateTime,
+            index_interval_bytes: 4096,
+            delete_retention_ms: 24 * 60 * 60 * 1000,
+        }
+    }
+}
+
+/// One config as `describe` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigEntry {
+    pub name: &'static str,
+    pub value: String,
+    pub is_default: bool,
+}
+
+pub const KEYS: &[&str] = &[
+    "cleanup.policy",
+    "compression.type",
+    "delete.retention.ms",
+    "index.interval.bytes",
+    "max.message.bytes",
+    "message.timestamp.type",
+    "min.insync.replicas",
+    "retention.bytes",
+    "retention.ms",
+    "segment.bytes",
+    "segment.ms",
+    "unclean.leader.election.enable",
+];
+
+impl TopicConfig {
+    /// Kafka defaults with `overrides` applied; any unknown key or bad value is an error.
+    pub fn from_overrides(overrides: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let mut config = TopicConfig::default();
+        for (key, value) in overrides {
+            config.set(key, value)?;
+        }
+        Ok(config)
+    }
+
+    /// Checks a key without a value (for deletes of overrides).
+    pub fn check_key(key: &str) -> Result<(), ConfigError> {
+        if KEYS.contains(&key) {
+            Ok(())
+        } else {
+            Err(unknown(key))
+        }
+    }
+
+    /// Sets one config from its string form.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let bad = |reason: &str| ConfigError::InvalidValue {
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: reason.to_string(),
+        };
+        match key {
+            "retention.ms" => self.retention_ms = parse_at_least(value, -1, &bad)?,
+            "retention.bytes" => self.retention_bytes = parse_at_least(value, -1, &bad)?,
+            "segment.bytes" => {
+                self.segment_bytes = parse_at_least(value, SEGMENT_BYTES_MIN as i64, &bad)? as u64;
+            }
+            "segment.ms" => self.segment_ms = parse_at_least(value, 1, &bad)?,
+            "delete.retention.ms" => self.delete_retention_ms = parse_at_least(value, 0, &bad)?,
+            "min.insync.replicas" => {
+                self.min_insync_replicas = parse_at_least(value, 1, &bad)? as i32
+            }
+            "max.message.bytes" => {
+                self.max_message_bytes = parse_at_least(value, 0, &bad)?
+                    .try_into()
+                    .map_err(|_| bad("must fit in 32 bits"))?
+            }
+            "index.interval.bytes" => {
+                self.index_interval_bytes = parse_at_least(value, 0, &bad)?
+                    .try_into()
+                    .map_err(|_| bad("must fit in 32 bits"))?
+            }
+            "unclean.leader.election.enable" => {
+                self.unclean_leader_election_enable = match value {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(bad("expected true or false")),
+                }
+            }
+            "cleanup.policy" => {
+                let mut parts: Vec<&str> = value.split(',').map(str::trim).collect();
+                parts.sort_unstable();
+                self.cleanup_policy = match parts.as_slice() {
+                    ["delete"] => CleanupPolicy::Delete,
+                    ["compact"] => CleanupPolicy::Compact,
+                    ["compact", "delete"] => CleanupPolicy::CompactDelete,
+                    _ => return Err(bad("expected delete, compact or compact,delete")),
+                }
+            }
+            "compression.type" => {
+                self.compression_type = match value {
+                    "producer" => CompressionType::Producer,
+                    "uncompressed" => CompressionType::Uncompressed,
+                    "gzip" => CompressionType::Gzip,
+                    "snappy" => CompressionType::Snappy,
+                    "lz4" => CompressionType::Lz4,
+                    "zstd" => CompressionType::Zstd,
+                    _ => {
+                        return Err(bad(
+                            "expected producer, uncompressed, gzip, snappy, lz4 or zstd",
+                        ));
+                    }
+                }
+            }
+            "message.timestamp.type" => {
+                self.message_timestamp_type = match value {
+                    "CreateTime" => TimestampType::CreateTime,
+                    "LogAppendTime" => TimestampType::LogAppendTime,
+                    _ => return Err(bad("expected CreateTime or LogAppendTime")),
+                }
+            }
+            _ => return Err(unknown(key)),
+        }
+        Ok(())
+    }
+
+    /// Every config with its current value, marking those equal to Kafka's default.
+    pub fn entries(&self, overrides: &BTreeMap<String, String>) -> Vec<ConfigEntry> {
+        KEYS.iter()
+            .map(|&name| ConfigEntry {
+                name,
+                value: self.value_of(name),
+                is_default: !overrides.contains_key(name),
+            })
+            .collect()
+    }
+
+    fn value_of(&self, key: &str) -> String {
+        match key {
+            "retention.ms" => self.retention_ms.to_string(),
+            "retention.bytes" => self.retention_bytes.to_string(),
+            "segment.bytes" => self.segment_bytes.to_string(),
+            "segment.ms" => self.segment_ms.to_string(),
+            "delete.retention.ms" => self.delete_retention_ms.to_string(),
+            "min.insync.replicas" => self.min_insync_replicas.to_string(),
+            "max.message.bytes" => self.max_message_bytes.to_string(),
+            "index.interval.bytes" => self.index_interval_bytes.to_string(),
+            "unclean.leader.election.enable" => self.unclean_leader_election_enable.to_string(),
+            "cleanup.policy" => match self.cleanup_policy {
+                CleanupPolicy::Delete => "delete",
+                CleanupPolicy::Compact => "compact",
+                CleanupPolicy::CompactDelete => "compact,delete",
+            }
+            .to_string(),
+            "compression.type" => self.compression_type.to_string(),
+            "message.timestamp.type" => match self.message_timestamp_type {
+                TimestampType::CreateTime => "CreateTime",
+                TimestampType::LogAppendTime => "LogAppendTime",
+            }
+            .to_string(),
+            _ => String::new(),
+        }
+    }
+}
+
+impl fmt::Display for CompressionType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CompressionType::Producer => "producer",
+            CompressionType::Uncompressed => "uncompressed",
+            CompressionType::Gzip => "gzip",
+            CompressionType::Snappy => "snappy",
+            CompressionType::Lz4 => "lz4",
+            CompressionType::Zstd => "zstd",
+        })
+    }
+}
+
+fn unknown(key: &str) -> ConfigError {
+    ConfigError::UnknownKey {
+        key: key.to_string(),
+        known: KEYS.join(", "),
+    }
+}
+
+fn parse_at_least(
+    value: &str,
+    min: i64,
+    bad: &dyn Fn(&str) -> ConfigError,
+) -> Result<i64, ConfigError> {
+    let v = i64::from_str(value.trim()).map_err(|_| bad("expected an integer"))?;
+    if v < min {
+        return Err(bad(&format!("must be at least {min}")));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn overrides(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn applies_overrides() {
+        let c = TopicConfig::from_overrides(&overrides(&[
+            ("retention.ms", "1000"),
+            ("cleanup.policy", "delete,compact"),
+            ("compression.type", "zstd"),
+            ("min.insync.replicas", "2"),
+        ]))
+        .unwrap();
+        assert_eq!(c.retention_ms, 1000);
+        assert_eq!(c.cleanup_policy, CleanupPolicy::CompactDelete);
+        assert_eq!(c.compression_type, CompressionType::Zstd);
+        assert_eq!(c.min_insync_replicas, 2);
+    }
+
+    #[test]
+    fn refuses_unknown_keys_and_bad_values() {
+        let e = TopicConfig::from_overrides(&overrides(&[("retention.mss", "1")])).unwrap_err();
+        assert!(
+            e.to_string().starts_with("unknown config 'retention.mss'"),
+            "{e}"
+        );
+        let table = [
+            ("retention.ms", "soon", "expected an integer"),
+            ("retention.ms", "-2", "must be at least -1"),
+            ("segment.bytes", "10", "must be at least 1024"),
+            ("min.insync.replicas", "0", "must be at least 1"),
+            ("cleanup.policy", "keep", "expected delete"),
+            ("compression.type", "brotli", "expected producer"),
+            (
+                "unclean.leader.election.enable",
+                "yes",
+                "expected true or false",
+            ),
+            ("max.message.bytes", "99999999999", "must fit in 32 bits"),
+        ];
+        for (k, v, why) in table {
+            let e = TopicConfig::from_overrides(&overrides(&[(k, v)])).unwrap_err();
+            let msg = e.to_string();
+            assert!(
+                msg.contains(k) && msg.contains(v) && msg.contains(why),
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn entries_show_values_and_defaults() {
+        let o = overrides(&[("segment.bytes", "2048")]);
+        let c = TopicConfig::from_overrides(&o).unwrap();
+        let entries = c.entries(&o);
+        assert_eq!(entries.len(), KEYS.len());
+        let seg = entries.iter().find(|e| e.name == "segment.bytes").unwrap();
+        assert_eq!((seg.value.as_str(), seg.is_default), ("2048", false));
+        let ret = entries.iter().find(|e| e.name == "retention.ms").unwrap();
+        assert_eq!((ret.value.as_str(), ret.is_default), ("604800000", true));
+        for e in &entries {
+            let mut fresh = TopicConfig::default();
+            fresh.set(e.name, &e.value).unwrap();
+        }
+    }
+}

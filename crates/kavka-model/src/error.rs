@@ -1,0 +1,146 @@
+//! Kafka's error codes, with Kafka's names, and the error value that carries one with a
+//! human message. Both the gRPC API and the Kafka wire protocol answer with these codes.
+
+use std::fmt;
+
+macro_rules! error_codes {
+    ($($name:ident = $code:expr, $kafka:literal;)*) => {
+        /// A Kafka protocol error code. `None` (0) is success.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $($name,)*
+        }
+
+        impl ErrorCode {
+            pub const ALL: &[ErrorCode] = &[$(ErrorCode::$name,)*];
+
+            /// The `int16` code on the wire.
+            pub fn code(self) -> i16 {
+                match self {
+                    $(ErrorCode::$name => $code,)*
+                }
+            }
+
+            /// Kafka's name for the code, e.g. `UNKNOWN_TOPIC_OR_PARTITION`.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$name => $kafka,)*
+                }
+            }
+
+            /// The code for a wire value; unknown values map to `UnknownServerError`.
+            pub fn from_code(code: i16) -> ErrorCode {
+                match code {
+                    $($code => ErrorCode::$name,)*
+                    _ => ErrorCode::UnknownServerError,
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    UnknownServerError = -1, "UNKNOWN_SERVER_ERROR";
+    None = 0, "NONE";
+    OffsetOutOfRange = 1, "OFFSET_OUT_OF_RANGE";
+    CorruptMessage = 2, "CORRUPT_MESSAGE";
+    UnknownTopicOrPartition = 3, "UNKNOWN_TOPIC_OR_PARTITION";
+    InvalidFetchSize = 4, "INVALID_FETCH_SIZE";
+    LeaderNotAvailable = 5, "LEADER_NOT_AVAILABLE";
+    NotLeaderOrFollower = 6, "NOT_LEADER_OR_FOLLOWER";
+    RequestTimedOut = 7, "REQUEST_TIMED_OUT";
+    MessageTooLarge = 10, "MESSAGE_TOO_LARGE";
+    InvalidTopicException = 17, "INVALID_TOPIC_EXCEPTION";
+    RecordListTooLarge = 18, "RECORD_LIST_TOO_LARGE";
+    NotEnoughReplicas = 19, "NOT_ENOUGH_REPLICAS";
+    NotEnoughReplicasAfterAppend = 20, "NOT_ENOUGH_REPLICAS_AFTER_APPEND";
+    InvalidRequiredAcks = 21, "INVALID_REQUIRED_ACKS";
+    InvalidTimestamp = 32, "INVALID_TIMESTAMP";
+    UnsupportedVersion = 35, "UNSUPPORTED_VERSION";
+    TopicAlreadyExists = 36, "TOPIC_ALREADY_EXISTS";
+    InvalidPartitions = 37, "INVALID_PARTITIONS";
+    InvalidReplicationFactor = 38, "INVALID_REPLICATION_FACTOR";
+    InvalidConfig = 40, "INVALID_CONFIG";
+    InvalidRequest = 42, "INVALID_REQUEST";
+    UnsupportedForMessageFormat = 43, "UNSUPPORTED_FOR_MESSAGE_FORMAT";
+    KafkaStorageError = 56, "KAFKA_STORAGE_ERROR";
+    FencedLeaderEpoch = 74, "FENCED_LEADER_EPOCH";
+    UnknownLeaderEpoch = 75, "UNKNOWN_LEADER_EPOCH";
+    UnsupportedCompressionType = 76, "UNSUPPORTED_COMPRESSION_TYPE";
+    InvalidRecord = 87, "INVALID_RECORD";
+}
+
+impl ErrorCode {
+    pub fn is_ok(self) -> bool {
+        self == ErrorCode::None
+    }
+
+    /// Errors a client may retry after refreshing metadata (Kafka's `RetriableException`s).
+    pub fn is_retriable(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::CorruptMessage
+                | ErrorCode::UnknownTopicOrPartition
+                | ErrorCode::LeaderNotAvailable
+                | ErrorCode::NotLeaderOrFollower
+                | ErrorCode::RequestTimedOut
+                | ErrorCode::NotEnoughReplicas
+                | ErrorCode::NotEnoughReplicasAfterAppend
+                | ErrorCode::KafkaStorageError
+                | ErrorCode::FencedLeaderEpoch
+                | ErrorCode::UnknownLeaderEpoch
+        )
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A Kafka error code with a message that names what was wrong.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct KafkaError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl KafkaError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_and_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for &e in ErrorCode::ALL {
+            assert_eq!(ErrorCode::from_code(e.code()), e);
+            assert!(seen.insert(e.code()), "duplicate code {}", e.code());
+        }
+        assert_eq!(ErrorCode::from_code(9999), ErrorCode::UnknownServerError);
+    }
+
+    #[test]
+    fn kafka_numbers_and_names() {
+        assert_eq!(ErrorCode::UnknownTopicOrPartition.code(), 3);
+        assert_eq!(ErrorCode::TopicAlreadyExists.name(), "TOPIC_ALREADY_EXISTS");
+        let e = KafkaError::new(
+            ErrorCode::InvalidPartitions,
+            "partitions must be > 0, got 0",
+        );
+        assert_eq!(
+            e.to_string(),
+            "INVALID_PARTITIONS: partitions must be > 0, got 0"
+        );
+    }
+}

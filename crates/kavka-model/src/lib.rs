@@ -1,0 +1,19 @@
+//! Kavka's shared vocabulary: the ids, offsets and epochs every other crate speaks in,
+//! Kafka's error codes, topic names and typed topic configs.
+//!
+//! Invariants: no I/O and no async here; every type validates on construction from
+//! untrusted input (`TopicName::new`, `TopicConfig::from_overrides`), so a value of these
+//! types is always valid.
+
+mod config;
+mod error;
+mod ids;
+pub mod partitioner;
+mod topic;
+
+pub use config::{
+    CleanupPolicy, CompressionType, ConfigEntry, ConfigError, TimestampType, TopicConfig,
+};
+pub use error::{ErrorCode, KafkaError};
+pub use ids::{BrokerId, LeaderEpoch, Offset, PartitionId};
+pub use topic::{TopicName, TopicNameError, TopicPartition};
