@@ -1,1 +1,33 @@
-//! placeholder
+//! The broker: hosts partition logs and serves produce, fetch, offsets and topic
+//! administration over gRPC.
+//!
+//! Layers, each talking only to the one below: `service` (thin tonic handlers, protobuf
+//! in and out) → `replica_manager` (topics and partitions, produce/fetch semantics) →
+//! `partition` (one log, its lock and group commit) → `kavka-log`.
+//!
+//! Until the controller quorum lands, topic metadata lives in the broker's own
+//! `catalog` (a JSON file in the data dir); this node is the only replica and leader
+//! of every partition.
+
+mod catalog;
+mod config;
+mod error;
+mod partition;
+mod records;
+mod replica_manager;
+pub mod service;
+
+pub use config::BrokerConfig;
+pub use error::BrokerError;
+pub use records::NewRecord;
+pub use replica_manager::{
+    EARLIEST_TIMESTAMP, FetchPartitionParams, FetchedPartition, LATEST_TIMESTAMP, PartitionState,
+    ProduceResult, ReplicaManager, TopicDescription, TopicSummary,
+};
+
+/// Milliseconds since the Unix epoch: the broker's clock for timestamps and retention.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,37 @@
+//! The broker's own settings (not per-topic ones).
+
+use kavka_log::FlushPolicy;
+use kavka_model::BrokerId;
+use std::path::PathBuf;
+
+/// A topic may have at most this many partitions (each holds three open files).
+pub const TOPIC_PARTITIONS_MAX: i32 = 10_000;
+
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    pub node_id: BrokerId,
+    pub data_dir: PathBuf,
+    /// Host and port clients are told to connect to.
+    pub advertised_host: String,
+    pub advertised_port: u16,
+    /// `log.flush`: when an append counts as durable.
+    pub flush: FlushPolicy,
+    /// `num.partitions`: partitions for a topic created without a count.
+    pub default_partitions: i32,
+    /// `log.retention.check.interval.ms`.
+    pub retention_check_interval_ms: u64,
+}
+
+impl BrokerConfig {
+    pub fn new(node_id: BrokerId, data_dir: PathBuf) -> Self {
+        Self {
+            node_id,
+            data_dir,
+            advertised_host: "127.0.0.1".into(),
+            advertised_port: 9093,
+            flush: FlushPolicy::Replicated,
+            default_partitions: 1,
+            retention_check_interval_ms: 300_000,
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! Thin tonic services: decode the request, call the replica manager, encode the reply.
+//! Request-level Kafka errors become gRPC statuses via `kavka_proto::conv::status`.
+
+mod admin;
+mod broker;
+
+pub use admin::AdminService;
+pub use broker::BrokerService;

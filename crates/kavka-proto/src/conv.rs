@@ -1,0 +1,115 @@
+//! Protobuf <-> model conversions: Kafka errors to and from `v1::Error`, and to gRPC
+//! statuses whose message starts with the Kafka error name (and whose `kafka-error-code`
+//! metadata carries the code) so any client can tell the errors apart.
+
+use crate::v1;
+use kavka_model::{ErrorCode, KafkaError};
+
+/// Metadata key carrying the Kafka error code on a failed gRPC status.
+pub const ERROR_CODE_METADATA: &str = "kafka-error-code";
+
+impl From<&KafkaError> for v1::Error {
+    fn from(e: &KafkaError) -> Self {
+        v1::Error {
+            code: e.code.code() as i32,
+            name: e.code.name().to_string(),
+            message: e.message.clone(),
+        }
+    }
+}
+
+impl From<KafkaError> for v1::Error {
+    fn from(e: KafkaError) -> Self {
+        (&e).into()
+    }
+}
+
+impl From<&v1::Error> for KafkaError {
+    fn from(e: &v1::Error) -> Self {
+        let code = i16::try_from(e.code).map_or(ErrorCode::UnknownServerError, ErrorCode::from_code);
+        KafkaError::new(code, e.message.clone())
+    }
+}
+
+/// `Ok(())` for an absent error, the Kafka error otherwise.
+pub fn check(error: Option<&v1::Error>) -> Result<(), KafkaError> {
+    match error {
+        Some(e) if e.code != 0 => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// A gRPC status for a request-level Kafka error.
+pub fn status(e: &KafkaError) -> tonic::Status {
+    let code = match e.code {
+        ErrorCode::UnknownTopicOrPartition => tonic::Code::NotFound,
+        ErrorCode::TopicAlreadyExists => tonic::Code::AlreadyExists,
+        ErrorCode::NotLeaderOrFollower
+        | ErrorCode::LeaderNotAvailable
+        | ErrorCode::NotEnoughReplicas
+        | ErrorCode::NotEnoughReplicasAfterAppend => tonic::Code::Unavailable,
+        ErrorCode::RequestTimedOut => tonic::Code::DeadlineExceeded,
+        ErrorCode::UnknownServerError | ErrorCode::KafkaStorageError => tonic::Code::Internal,
+        ErrorCode::OffsetOutOfRange => tonic::Code::OutOfRange,
+        _ => tonic::Code::InvalidArgument,
+    };
+    let mut status = tonic::Status::new(code, e.to_string());
+    if let Ok(v) = e.code.code().to_string().parse() {
+        status.metadata_mut().insert(ERROR_CODE_METADATA, v);
+    }
+    status
+}
+
+/// The Kafka error a status carries; statuses from elsewhere (transport, deadline) map to
+/// the nearest Kafka code with the status message.
+pub fn from_status(s: &tonic::Status) -> KafkaError {
+    let code = s
+        .metadata()
+        .get(ERROR_CODE_METADATA)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i16>().ok())
+        .map(ErrorCode::from_code);
+    match code {
+        Some(code) => {
+            let prefix = format!("{}: ", code.name());
+            let msg = s.message().strip_prefix(&prefix).unwrap_or(s.message());
+            KafkaError::new(code, msg)
+        }
+        None => {
+            let code = match s.code() {
+                tonic::Code::DeadlineExceeded => ErrorCode::RequestTimedOut,
+                tonic::Code::Unavailable => ErrorCode::LeaderNotAvailable,
+                tonic::Code::InvalidArgument => ErrorCode::InvalidRequest,
+                _ => ErrorCode::UnknownServerError,
+            };
+            KafkaError::new(code, s.message())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_errors_survive_a_status_round_trip() {
+        for &code in ErrorCode::ALL {
+            if code == ErrorCode::None {
+                continue;
+            }
+            let e = KafkaError::new(code, "topic 'x' is odd");
+            assert_eq!(from_status(&status(&e)), e);
+            let pb: v1::Error = (&e).into();
+            assert_eq!(KafkaError::from(&pb), e);
+            assert!(check(Some(&pb)).is_err());
+        }
+        assert!(check(None).is_ok());
+    }
+
+    #[test]
+    fn foreign_statuses_map_to_kafka_codes() {
+        let e = from_status(&tonic::Status::unavailable("connection refused"));
+        assert_eq!(e.code, ErrorCode::LeaderNotAvailable);
+        assert_eq!(e.message, "connection refused");
+    }
+}
