@@ -1,1 +1,78 @@
-fn main() {}
+//! `kavka`: the one binary — server roles, the `dev` playground, the admin CLI and
+//! benchmarks.
+
+mod bench;
+mod cli;
+mod server;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(name = "kavka", version, about = "Kavka: a Kafka-compatible event log cluster")]
+struct Cli {
+    /// Node(s) to talk to, host:port[,host:port...].
+    #[arg(long, short = 'b', global = true, env = "KAVKA_BOOTSTRAP", default_value = "127.0.0.1:9093")]
+    bootstrap: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a node (TOML file, KAVKA_* environment variables and flags; flags win).
+    Server(server::ServerArgs),
+    /// Run a one-node playground with embedded defaults.
+    Dev(server::DevArgs),
+    /// Create, list, describe, delete topics and change their configs.
+    #[command(subcommand)]
+    Topic(cli::topic::TopicCommand),
+    /// Produce records from stdin or a file, one per line.
+    Produce(cli::produce::ProduceArgs),
+    /// Consume records and print them.
+    Consume(cli::consume::ConsumeArgs),
+    /// Measure produce or consume throughput and latency.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let is_server = matches!(cli.command, Command::Server(_) | Command::Dev(_));
+    init_tracing(is_server);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Server(args) => server::run(args).await,
+            Command::Dev(args) => server::dev(args).await,
+            Command::Topic(cmd) => cli::topic::run(&cli.bootstrap, cmd).await,
+            Command::Produce(args) => cli::produce::run(&cli.bootstrap, args).await,
+            Command::Consume(args) => cli::consume::run(&cli.bootstrap, args).await,
+            Command::Bench(cmd) => bench::run(&cli.bootstrap, cmd).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(is_server: bool) {
+    let default = if is_server { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KAVKA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

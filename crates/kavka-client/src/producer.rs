@@ -1,0 +1,253 @@
+//! The producer: partitions records (explicit, murmur2 of the key, or sticky for keyless
+//! ones), batches them per partition into RecordBatch v2 with the chosen codec, and sends
+//! one request per call, retrying the partitions that fail with a retriable error.
+
+use crate::connection::Client;
+use crate::error::ClientError;
+use bytes::Bytes;
+use kavka_model::{ErrorCode, KafkaError, partitioner};
+use kavka_proto::v1;
+use kavka_record::{Compression, Header, Record, RecordBatch};
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Acks {
+    None,
+    #[default]
+    Leader,
+    All,
+}
+
+impl Acks {
+    pub fn wire(self) -> i32 {
+        match self {
+            Acks::None => 0,
+            Acks::Leader => 1,
+            Acks::All => -1,
+        }
+    }
+
+    /// Parses Kafka's `acks` values: 0, 1, -1 or all.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "0" => Some(Acks::None),
+            "1" => Some(Acks::Leader),
+            "-1" | "all" => Some(Acks::All),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ProducerConfig {
+    pub acks: Acks,
+    pub compression: Compression,
+    /// Kafka's `batch.size`: bytes of records per batch before a new one starts.
+    pub batch_bytes: usize,
+    /// Kafka's `retries`, bounded.
+    pub retries: u32,
+    pub retry_backoff: Duration,
+    /// Kafka's `delivery.timeout.ms`.
+    pub delivery_timeout: Duration,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        Self {
+            acks: Acks::All,
+            compression: Compression::None,
+            batch_bytes: 16 * 1024,
+            retries: 10,
+            retry_backoff: Duration::from_millis(100),
+            delivery_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ProducerRecord {
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<Header>,
+    pub partition: Option<i32>,
+    pub timestamp_ms: Option<i64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordMetadata {
+    pub partition: i32,
+    /// -1 with acks=0.
+    pub offset: i64,
+    pub timestamp_ms: i64,
+}
+
+pub struct Producer {
+    client: Client,
+    config: ProducerConfig,
+    partition_counts: HashMap<String, u32>,
+    sticky: u32,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn record_size(r: &ProducerRecord) -> usize {
+    let h: usize = r.headers.iter().map(|h| h.key.len() + h.value.as_ref().map_or(0, Bytes::len) + 4).sum();
+    r.key.as_ref().map_or(0, Bytes::len) + r.value.as_ref().map_or(0, Bytes::len) + h + 16
+}
+
+impl Producer {
+    pub fn new(client: Client, config: ProducerConfig) -> Self {
+        Self {
+            client,
+            config,
+            partition_counts: HashMap::new(),
+            sticky: rand_seed(),
+        }
+    }
+
+    pub fn config(&self) -> &ProducerConfig {
+        &self.config
+    }
+
+    async fn partitions(&mut self, topic: &str) -> Result<u32, ClientError> {
+        if let Some(&n) = self.partition_counts.get(topic) {
+            return Ok(n);
+        }
+        let n = self.client.partition_count(topic).await?;
+        self.partition_counts.insert(topic.to_string(), n);
+        Ok(n)
+    }
+
+    /// Sends `records` to `topic`; returns where each landed, in input order.
+    pub async fn send(&mut self, topic: &str, records: Vec<ProducerRecord>) -> Result<Vec<RecordMetadata>, ClientError> {
+        if records.is_empty() {
+            return Ok(vec![]);
+        }
+        let n = self.partitions(topic).await?;
+        self.sticky = self.sticky.wrapping_add(1);
+        let sticky = (self.sticky % n) as i32;
+        let now = now_ms();
+        // (partition, record index in input) in input order per partition.
+        let mut by_partition: BTreeMap<i32, Vec<usize>> = BTreeMap::new();
+        for (i, r) in records.iter().enumerate() {
+            let p = match (r.partition, &r.key) {
+                (Some(p), _) => p,
+                (None, Some(k)) => partitioner::partition_for_key(k, n) as i32,
+                (None, None) => sticky,
+            };
+            if p < 0 || p as u32 >= n {
+                return Err(KafkaError::new(
+                    ErrorCode::UnknownTopicOrPartition,
+                    format!("partition {p} of topic '{topic}' does not exist (it has {n})"),
+                )
+                .into());
+            }
+            by_partition.entry(p).or_default().push(i);
+        }
+        let mut pending: BTreeMap<i32, (Vec<u8>, Vec<usize>)> = BTreeMap::new();
+        for (p, idxs) in by_partition {
+            let mut bytes = Vec::new();
+            let mut chunk: Vec<usize> = Vec::new();
+            let mut size = 0;
+            for &i in &idxs {
+                let s = record_size(&records[i]);
+                if !chunk.is_empty() && size + s > self.config.batch_bytes {
+                    bytes.extend(self.encode(&records, &chunk, now)?);
+                    chunk.clear();
+                    size = 0;
+                }
+                chunk.push(i);
+                size += s;
+            }
+            bytes.extend(self.encode(&records, &chunk, now)?);
+            pending.insert(p, (bytes, idxs));
+        }
+
+        let mut out = vec![RecordMetadata { partition: -1, offset: -1, timestamp_ms: -1 }; records.len()];
+        let deadline = Instant::now() + self.config.delivery_timeout;
+        let mut attempt = 0;
+        loop {
+            let req = v1::ProduceRequest {
+                topic: topic.to_string(),
+                acks: self.config.acks.wire(),
+                timeout_ms: self.config.delivery_timeout.as_millis() as i32,
+                batches: pending
+                    .iter()
+                    .map(|(&partition, (bytes, _))| v1::PartitionBatches { partition, records: Bytes::from(bytes.clone()) })
+                    .collect(),
+                records: vec![],
+                compression: String::new(),
+            };
+            let results = match self.client.broker.produce(req).await {
+                Ok(resp) => resp.into_inner().results,
+                Err(status) => {
+                    let e = kavka_proto::conv::from_status(&status);
+                    if e.code.is_retriable() && attempt < self.config.retries && Instant::now() < deadline {
+                        attempt += 1;
+                        tokio::time::sleep(self.config.retry_backoff).await;
+                        continue;
+                    }
+                    return Err(e.into());
+                }
+            };
+            let mut last_error = None;
+            for r in results {
+                let Some((_, idxs)) = pending.get(&r.partition) else { continue };
+                match kavka_proto::conv::check(r.error.as_ref()) {
+                    Ok(()) => {
+                        for (k, &i) in idxs.iter().enumerate() {
+                            let offset = if r.base_offset < 0 { -1 } else { r.base_offset + k as i64 };
+                            let ts = if r.log_append_time_ms >= 0 { r.log_append_time_ms } else { records[i].timestamp_ms.unwrap_or(now) };
+                            out[i] = RecordMetadata { partition: r.partition, offset, timestamp_ms: ts };
+                        }
+                        pending.remove(&r.partition);
+                    }
+                    Err(e) if e.code.is_retriable() => last_error = Some(e),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if pending.is_empty() {
+                return Ok(out);
+            }
+            if attempt >= self.config.retries || Instant::now() >= deadline {
+                return Err(last_error
+                    .unwrap_or_else(|| KafkaError::new(ErrorCode::RequestTimedOut, "no result for some partitions"))
+                    .into());
+            }
+            attempt += 1;
+            self.partition_counts.remove(topic);
+            tokio::time::sleep(self.config.retry_backoff).await;
+        }
+    }
+
+    fn encode(&self, records: &[ProducerRecord], idxs: &[usize], now: i64) -> Result<Vec<u8>, ClientError> {
+        let ts: Vec<i64> = idxs.iter().map(|&i| records[i].timestamp_ms.unwrap_or(now)).collect();
+        let base = ts.iter().copied().min().unwrap_or(now);
+        let recs = idxs
+            .iter()
+            .zip(&ts)
+            .enumerate()
+            .map(|(k, (&i, &t))| Record {
+                offset_delta: k as i32,
+                timestamp_delta: t - base,
+                key: records[i].key.clone(),
+                value: records[i].value.clone(),
+                headers: records[i].headers.clone(),
+            })
+            .collect();
+        Ok(RecordBatch::new(base, self.config.compression, recs).encode()?)
+    }
+}
+
+/// A per-process starting point for sticky partitioning, so producers spread out.
+fn rand_seed() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        ^ std::process::id()
+}

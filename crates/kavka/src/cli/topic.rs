@@ -1,0 +1,184 @@
+//! `kavka topic create|list|describe|delete|alter-config`.
+
+use super::{OutputFormat, connect, parse_kv, print_json, table};
+use anyhow::bail;
+use clap::Subcommand;
+use kavka_client::{ClientError, NewTopic};
+use kavka_model::ErrorCode;
+use serde_json::json;
+
+#[derive(Subcommand, Debug)]
+pub enum TopicCommand {
+    /// Create a topic.
+    Create {
+        name: String,
+        /// Number of partitions (default: the broker's num.partitions).
+        #[arg(long, short = 'p', default_value_t = -1, allow_negative_numbers = true)]
+        partitions: i32,
+        /// Replicas per partition (default: the broker's default).
+        #[arg(long, short = 'r', default_value_t = 0)]
+        replication_factor: i32,
+        /// A topic config, e.g. --config retention.ms=60000 (repeatable).
+        #[arg(long = "config", value_parser = parse_kv)]
+        configs: Vec<(String, String)>,
+        /// Succeed if the topic already exists.
+        #[arg(long)]
+        if_not_exists: bool,
+    },
+    /// List topics.
+    List {
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: OutputFormat,
+    },
+    /// Show a topic's partitions, offsets and configs.
+    Describe {
+        name: String,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: OutputFormat,
+    },
+    /// Delete topics and their data.
+    Delete {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Set or remove topic config overrides.
+    AlterConfig {
+        name: String,
+        /// key=value to set (repeatable).
+        #[arg(long = "set", value_parser = parse_kv)]
+        set: Vec<(String, String)>,
+        /// key to reset to its default (repeatable).
+        #[arg(long = "delete")]
+        delete: Vec<String>,
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: OutputFormat,
+    },
+}
+
+pub async fn run(bootstrap: &str, cmd: TopicCommand) -> anyhow::Result<()> {
+    let mut client = connect(bootstrap).await?;
+    match cmd {
+        TopicCommand::Create { name, partitions, replication_factor, configs, if_not_exists } => {
+            let r = client
+                .create_topic(NewTopic {
+                    name: name.clone(),
+                    partitions,
+                    replication_factor,
+                    configs: configs.into_iter().collect(),
+                })
+                .await;
+            match r {
+                Ok(id) => println!("Created topic {name} (id {id})."),
+                Err(e) if if_not_exists && e.kafka_code() == Some(ErrorCode::TopicAlreadyExists) => {
+                    println!("Topic {name} already exists.")
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        TopicCommand::List { output } => {
+            let topics = client.list_topics().await?;
+            match output {
+                OutputFormat::Json => print_json(&json!(topics
+                    .iter()
+                    .map(|t| json!({"name": t.name, "topic_id": t.topic_id, "partitions": t.partitions, "replication_factor": t.replication_factor, "internal": t.internal}))
+                    .collect::<Vec<_>>()))?,
+                OutputFormat::Table => {
+                    let mut t = table(&["TOPIC", "PARTITIONS", "REPLICAS", "ID"]);
+                    for topic in &topics {
+                        t.add_row(vec![topic.name.clone(), topic.partitions.to_string(), topic.replication_factor.to_string(), topic.topic_id.clone()]);
+                    }
+                    println!("{t}");
+                }
+            }
+        }
+        TopicCommand::Describe { name, output } => {
+            let d = client.describe_topic(&name).await?;
+            match output {
+                OutputFormat::Json => print_json(&json!({
+                    "name": d.topic.as_ref().map(|t| t.name.clone()),
+                    "topic_id": d.topic.as_ref().map(|t| t.topic_id.clone()),
+                    "partitions": d.partitions.iter().map(|p| json!({
+                        "partition": p.partition, "leader": p.leader, "leader_epoch": p.leader_epoch,
+                        "replicas": p.replicas, "isr": p.isr, "log_start_offset": p.log_start_offset,
+                        "high_watermark": p.high_watermark, "log_end_offset": p.log_end_offset, "size_bytes": p.size_bytes,
+                    })).collect::<Vec<_>>(),
+                    "configs": d.configs.iter().map(|c| (c.name.clone(), json!(c.value))).collect::<serde_json::Map<_, _>>(),
+                }))?,
+                OutputFormat::Table => {
+                    if let Some(t) = &d.topic {
+                        println!("Topic: {}  id: {}  partitions: {}  replication factor: {}", t.name, t.topic_id, t.partitions, t.replication_factor);
+                    }
+                    let mut t = table(&["PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "LOG-START", "HIGH-WATERMARK", "LOG-END", "SIZE"]);
+                    for p in &d.partitions {
+                        t.add_row(vec![
+                            p.partition.to_string(),
+                            p.leader.to_string(),
+                            p.leader_epoch.to_string(),
+                            format!("{:?}", p.replicas),
+                            format!("{:?}", p.isr),
+                            p.log_start_offset.to_string(),
+                            p.high_watermark.to_string(),
+                            p.log_end_offset.to_string(),
+                            human_bytes(p.size_bytes as u64),
+                        ]);
+                    }
+                    println!("{t}\n");
+                    let overrides: Vec<_> = d.configs.iter().filter(|c| !c.is_default).collect();
+                    if overrides.is_empty() {
+                        println!("Configs: all defaults (kavka topic describe {name} -o json shows every value)");
+                    } else {
+                        let mut t = table(&["CONFIG", "VALUE"]);
+                        for c in overrides {
+                            t.add_row(vec![c.name.clone(), c.value.clone()]);
+                        }
+                        println!("{t}");
+                    }
+                }
+            }
+        }
+        TopicCommand::Delete { names } => {
+            let mut failed = 0;
+            for (name, r) in client.delete_topics(names).await? {
+                match r {
+                    Ok(()) => println!("Deleted topic {name}."),
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("error: cannot delete topic {name}: {e}");
+                    }
+                }
+            }
+            if failed > 0 {
+                bail!("{failed} topic(s) not deleted");
+            }
+        }
+        TopicCommand::AlterConfig { name, set, delete, output } => {
+            if set.is_empty() && delete.is_empty() {
+                return Err(ClientError::Invalid("nothing to change: give --set key=value or --delete key".into()).into());
+            }
+            let entries = client.alter_configs(&name, set.into_iter().collect(), delete).await?;
+            match output {
+                OutputFormat::Json => print_json(&json!(entries.iter().map(|c| (c.name.clone(), json!(c.value))).collect::<serde_json::Map<_, _>>()))?,
+                OutputFormat::Table => {
+                    println!("Updated configs of topic {name}:");
+                    let mut t = table(&["CONFIG", "VALUE", "SOURCE"]);
+                    for c in &entries {
+                        t.add_row(vec![c.name.clone(), c.value.clone(), if c.is_default { "default".into() } else { "topic".to_string() }]);
+                    }
+                    println!("{t}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{b} B") } else { format!("{v:.1} {}", UNITS[u]) }
+}
