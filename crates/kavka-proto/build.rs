@@ -6,7 +6,11 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
-    let files = ["kavka/v1/common.proto", "kavka/v1/admin.proto", "kavka/v1/broker.proto"];
+    let files = [
+        "kavka/v1/common.proto",
+        "kavka/v1/admin.proto",
+        "kavka/v1/broker.proto",
+    ];
     let fds = protox::compile(files, [&root])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("kavka_descriptor.bin"), fds.encode_to_vec())?;

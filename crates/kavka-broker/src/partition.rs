@@ -28,7 +28,11 @@ pub(crate) struct ReadResult {
 }
 
 impl Partition {
-    pub(crate) fn open(tp: TopicPartition, dir: &std::path::Path, config: LogConfig) -> Result<Self, KafkaError> {
+    pub(crate) fn open(
+        tp: TopicPartition,
+        dir: &std::path::Path,
+        config: LogConfig,
+    ) -> Result<Self, KafkaError> {
         let flush = config.flush;
         let log = PartitionLog::open(dir, config).map_err(kafka_error)?;
         let end = log.log_end_offset();
@@ -57,13 +61,22 @@ impl Partition {
 
     /// Appends producer batches as leader; with `fsync` durability, returns only once an
     /// fsync covers them.
-    pub(crate) async fn append(self: &Arc<Self>, records: Vec<u8>, log_append_time: Option<i64>) -> Result<AppendInfo, KafkaError> {
+    pub(crate) async fn append(
+        self: &Arc<Self>,
+        records: Vec<u8>,
+        log_append_time: Option<i64>,
+    ) -> Result<AppendInfo, KafkaError> {
         let this = Arc::clone(self);
         blocking(move || {
             let info = {
                 let mut log = this.lock();
                 let info = log
-                    .append_as_leader(&records, this.leader_epoch, log_append_time, crate::now_ms())
+                    .append_as_leader(
+                        &records,
+                        this.leader_epoch,
+                        log_append_time,
+                        crate::now_ms(),
+                    )
                     .map_err(kafka_error)?;
                 this.high_watermark
                     .fetch_max(log.log_end_offset().0, Ordering::AcqRel);
@@ -80,7 +93,11 @@ impl Partition {
     }
 
     /// Reads whole batches below the high watermark.
-    pub(crate) async fn read(self: &Arc<Self>, from: Offset, max_bytes: usize) -> Result<ReadResult, KafkaError> {
+    pub(crate) async fn read(
+        self: &Arc<Self>,
+        from: Offset,
+        max_bytes: usize,
+    ) -> Result<ReadResult, KafkaError> {
         let this = Arc::clone(self);
         blocking(move || {
             let hw = this.high_watermark();
@@ -97,13 +114,21 @@ impl Partition {
         let this = Arc::clone(self);
         blocking(move || {
             let log = this.lock();
-            Ok((log.log_start_offset(), this.high_watermark(), log.log_end_offset(), log.size_bytes()))
+            Ok((
+                log.log_start_offset(),
+                this.high_watermark(),
+                log.log_end_offset(),
+                log.size_bytes(),
+            ))
         })
         .await
         .unwrap_or((Offset(-1), Offset(-1), Offset(-1), 0))
     }
 
-    pub(crate) async fn offset_for_timestamp(self: &Arc<Self>, ts: i64) -> Result<Option<(Offset, i64)>, KafkaError> {
+    pub(crate) async fn offset_for_timestamp(
+        self: &Arc<Self>,
+        ts: i64,
+    ) -> Result<Option<(Offset, i64)>, KafkaError> {
         let this = Arc::clone(self);
         blocking(move || {
             let hw = this.high_watermark();
@@ -127,7 +152,12 @@ impl Partition {
 
     pub(crate) async fn enforce_retention(self: &Arc<Self>) -> Result<usize, KafkaError> {
         let this = Arc::clone(self);
-        blocking(move || this.lock().enforce_retention(crate::now_ms()).map_err(kafka_error)).await
+        blocking(move || {
+            this.lock()
+                .enforce_retention(crate::now_ms())
+                .map_err(kafka_error)
+        })
+        .await
     }
 
     /// Deletes the partition's directory. The partition must no longer be reachable.
@@ -136,7 +166,10 @@ impl Partition {
             let log = self.lock();
             let dir = log.dir().to_path_buf();
             std::fs::remove_dir_all(&dir).map_err(|e| {
-                KafkaError::new(ErrorCode::KafkaStorageError, format!("cannot delete {}: {e}", dir.display()))
+                KafkaError::new(
+                    ErrorCode::KafkaStorageError,
+                    format!("cannot delete {}: {e}", dir.display()),
+                )
             })
         })
         .await
@@ -146,7 +179,10 @@ impl Partition {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, KafkaError> + Send + 'static,
 ) -> Result<T, KafkaError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| KafkaError::new(ErrorCode::UnknownServerError, format!("log task failed: {e}")))?
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        KafkaError::new(
+            ErrorCode::UnknownServerError,
+            format!("log task failed: {e}"),
+        )
+    })?
 }

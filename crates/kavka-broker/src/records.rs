@@ -14,7 +14,10 @@ pub struct NewRecord {
 }
 
 /// One batch holding `records` in order, as a producer would build it.
-pub(crate) fn build_batch(records: Vec<NewRecord>, compression: Compression) -> Result<Vec<u8>, KafkaError> {
+pub(crate) fn build_batch(
+    records: Vec<NewRecord>,
+    compression: Compression,
+) -> Result<Vec<u8>, KafkaError> {
     let base = records.iter().map(|r| r.timestamp_ms).min().unwrap_or(0);
     let records = records
         .into_iter()
@@ -45,11 +48,15 @@ fn codec_of(t: CompressionType) -> Option<Compression> {
 
 /// Re-encodes batches whose codec differs from the topic's `compression.type` (Kafka's
 /// broker-side recompression); with `producer` the bytes are kept as they came.
-pub(crate) fn apply_topic_compression(records: Vec<u8>, topic: CompressionType) -> Result<Vec<u8>, KafkaError> {
+pub(crate) fn apply_topic_compression(
+    records: Vec<u8>,
+    topic: CompressionType,
+) -> Result<Vec<u8>, KafkaError> {
     let Some(want) = codec_of(topic) else {
         return Ok(records);
     };
-    let corrupt = |e: kavka_record::RecordError| KafkaError::new(ErrorCode::CorruptMessage, e.to_string());
+    let corrupt =
+        |e: kavka_record::RecordError| KafkaError::new(ErrorCode::CorruptMessage, e.to_string());
     let mut needs = false;
     for item in batches(&records) {
         let (h, _) = item.map_err(corrupt)?;
@@ -94,8 +101,14 @@ mod tests {
     #[test]
     fn recompresses_to_the_topic_codec_only_when_it_differs() {
         let gz = build_batch(vec![rec("a", 1)], Compression::Gzip).unwrap();
-        assert_eq!(apply_topic_compression(gz.clone(), CompressionType::Producer).unwrap(), gz);
-        assert_eq!(apply_topic_compression(gz.clone(), CompressionType::Gzip).unwrap(), gz);
+        assert_eq!(
+            apply_topic_compression(gz.clone(), CompressionType::Producer).unwrap(),
+            gz
+        );
+        assert_eq!(
+            apply_topic_compression(gz.clone(), CompressionType::Gzip).unwrap(),
+            gz
+        );
         let z = apply_topic_compression(gz, CompressionType::Zstd).unwrap();
         let (b, _) = RecordBatch::decode(&z).unwrap();
         assert_eq!(b.compression, Compression::Zstd);

@@ -12,8 +12,8 @@ use crate::partition::Partition;
 use crate::records::{NewRecord, apply_topic_compression, build_batch};
 use kavka_log::LogConfig;
 use kavka_model::{
-    BrokerId, ConfigEntry, ErrorCode, KafkaError, LeaderEpoch, Offset, PartitionId, TopicConfig,
-    TopicName, TopicPartition, TimestampType, partitioner,
+    BrokerId, ConfigEntry, ErrorCode, KafkaError, LeaderEpoch, Offset, PartitionId, TimestampType,
+    TopicConfig, TopicName, TopicPartition, partitioner,
 };
 use kavka_record::Compression;
 use std::collections::{BTreeMap, HashMap};
@@ -137,8 +137,9 @@ impl ReplicaManager {
     /// Opens the data dir: loads the catalog and every partition log. Blocking.
     pub fn open(config: BrokerConfig) -> Result<Arc<Self>, BrokerError> {
         let dir = &config.data_dir;
-        std::fs::create_dir_all(dir)
-            .map_err(|e| BrokerError::Fatal(format!("cannot create data dir {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            BrokerError::Fatal(format!("cannot create data dir {}: {e}", dir.display()))
+        })?;
         let catalog = Catalog::load(dir).map_err(BrokerError::Fatal)?;
         remove_deleted_dirs(dir);
         let mut partitions = HashMap::new();
@@ -154,7 +155,11 @@ impl ReplicaManager {
             };
             for p in 0..entry.partitions {
                 let tp = TopicPartition::new(name.clone(), PartitionId(p));
-                let slot = match Partition::open(tp.clone(), &partition_dir(dir, &tp), log_config.clone()) {
+                let slot = match Partition::open(
+                    tp.clone(),
+                    &partition_dir(dir, &tp),
+                    log_config.clone(),
+                ) {
                     Ok(partition) => Slot::Online(Arc::new(partition)),
                     Err(e) => {
                         tracing::error!(partition = %tp, error = %e, "partition offline: its log cannot be opened");
@@ -192,14 +197,21 @@ impl ReplicaManager {
     fn partition(&self, topic: &str, partition: i32) -> Result<Arc<Partition>, KafkaError> {
         let state = self.read_state();
         let name = TopicName::new(topic).map_err(|_| unknown_topic(topic))?;
-        let entry = state.catalog.topics.get(&name).ok_or_else(|| unknown_topic(topic))?;
+        let entry = state
+            .catalog
+            .topics
+            .get(&name)
+            .ok_or_else(|| unknown_topic(topic))?;
         let tp = TopicPartition::new(name, PartitionId(partition));
         match state.partitions.get(&tp) {
             Some(Slot::Online(p)) => Ok(Arc::clone(p)),
             Some(Slot::Offline(e)) => Err(e.clone()),
             None => Err(KafkaError::new(
                 ErrorCode::UnknownTopicOrPartition,
-                format!("partition {partition} of topic '{topic}' does not exist (it has {})", entry.partitions),
+                format!(
+                    "partition {partition} of topic '{topic}' does not exist (it has {})",
+                    entry.partitions
+                ),
             )),
         }
     }
@@ -207,7 +219,11 @@ impl ReplicaManager {
     fn topic_entry(&self, topic: &str) -> Result<(TopicName, TopicEntry), KafkaError> {
         let name = TopicName::new(topic).map_err(|_| unknown_topic(topic))?;
         let state = self.read_state();
-        let entry = state.catalog.topics.get(&name).ok_or_else(|| unknown_topic(topic))?;
+        let entry = state
+            .catalog
+            .topics
+            .get(&name)
+            .ok_or_else(|| unknown_topic(topic))?;
         Ok((name, entry.clone()))
     }
 
@@ -236,25 +252,40 @@ impl ReplicaManager {
         validate_only: bool,
     ) -> Result<String, KafkaError> {
         let topic = TopicName::new(name).map_err(invalid_topic)?;
-        let partitions = if partitions == -1 { self.config.default_partitions } else { partitions };
+        let partitions = if partitions == -1 {
+            self.config.default_partitions
+        } else {
+            partitions
+        };
         if partitions <= 0 || partitions > TOPIC_PARTITIONS_MAX {
             return Err(KafkaError::new(
                 ErrorCode::InvalidPartitions,
-                format!("number of partitions must be between 1 and {TOPIC_PARTITIONS_MAX}, got {partitions}"),
+                format!(
+                    "number of partitions must be between 1 and {TOPIC_PARTITIONS_MAX}, got {partitions}"
+                ),
             ));
         }
-        let replication_factor = if replication_factor <= 0 { 1 } else { replication_factor };
+        let replication_factor = if replication_factor <= 0 {
+            1
+        } else {
+            replication_factor
+        };
         let live_brokers = 1;
         if replication_factor > live_brokers {
             return Err(KafkaError::new(
                 ErrorCode::InvalidReplicationFactor,
-                format!("replication factor {replication_factor} is larger than the {live_brokers} available broker(s)"),
+                format!(
+                    "replication factor {replication_factor} is larger than the {live_brokers} available broker(s)"
+                ),
             ));
         }
         let topic_config = TopicConfig::from_overrides(&configs).map_err(invalid_config)?;
         let _admin = self.admin.lock().await;
         if self.read_state().catalog.topics.contains_key(&topic) {
-            return Err(KafkaError::new(ErrorCode::TopicAlreadyExists, format!("topic '{topic}' already exists")));
+            return Err(KafkaError::new(
+                ErrorCode::TopicAlreadyExists,
+                format!("topic '{topic}' already exists"),
+            ));
         }
         let id = uuid::Uuid::new_v4().to_string();
         if validate_only {
@@ -314,8 +345,15 @@ impl ReplicaManager {
         let removed: Vec<Slot> = {
             let mut state = self.write_state();
             state.catalog.topics.remove(&topic);
-            let tps: Vec<TopicPartition> = state.partitions.keys().filter(|tp| tp.topic == topic).cloned().collect();
-            tps.into_iter().filter_map(|tp| state.partitions.remove(&tp)).collect()
+            let tps: Vec<TopicPartition> = state
+                .partitions
+                .keys()
+                .filter(|tp| tp.topic == topic)
+                .cloned()
+                .collect();
+            tps.into_iter()
+                .filter_map(|tp| state.partitions.remove(&tp))
+                .collect()
         };
         self.save_catalog().await?;
         for slot in removed {
@@ -330,7 +368,9 @@ impl ReplicaManager {
         if let Ok(entries) = std::fs::read_dir(&self.config.data_dir) {
             for e in entries.flatten() {
                 let n = e.file_name().to_string_lossy().to_string();
-                if n.strip_prefix(&prefix).is_some_and(|rest| rest.parse::<i32>().is_ok()) {
+                if n.strip_prefix(&prefix)
+                    .is_some_and(|rest| rest.parse::<i32>().is_ok())
+                {
                     let _ = std::fs::remove_dir_all(e.path());
                 }
             }
@@ -466,34 +506,45 @@ impl ReplicaManager {
             };
             let appends = self.appends.clone();
             let config = config.clone();
-            tasks.push((partition, tokio::spawn(async move {
-                let records = apply_topic_compression(records, config.compression_type)?;
-                let log_append_time = (config.message_timestamp_type == TimestampType::LogAppendTime).then(crate::now_ms);
-                let info = part.append(records, log_append_time).await?;
-                appends.send_modify(|n| *n += 1);
-                let (start, ..) = part.offsets().await;
-                Ok(ProduceResult {
-                    base_offset: info.first_offset,
-                    record_count: (info.last_offset.0 - info.first_offset.0 + 1) as i32,
-                    log_append_time: info.log_append_time,
-                    log_start_offset: start,
-                })
-            })));
+            tasks.push((
+                partition,
+                tokio::spawn(async move {
+                    let records = apply_topic_compression(records, config.compression_type)?;
+                    let log_append_time = (config.message_timestamp_type
+                        == TimestampType::LogAppendTime)
+                        .then(crate::now_ms);
+                    let info = part.append(records, log_append_time).await?;
+                    appends.send_modify(|n| *n += 1);
+                    let (start, ..) = part.offsets().await;
+                    Ok(ProduceResult {
+                        base_offset: info.first_offset,
+                        record_count: (info.last_offset.0 - info.first_offset.0 + 1) as i32,
+                        log_append_time: info.log_append_time,
+                        log_start_offset: start,
+                    })
+                }),
+            ));
         }
         for (partition, task) in tasks {
             if acks == 0 {
                 // Fire and forget, as Kafka's acks=0: the append goes on without us.
-                results.push((partition, Ok(ProduceResult {
-                    base_offset: Offset(-1),
-                    record_count: 0,
-                    log_append_time: None,
-                    log_start_offset: Offset(-1),
-                })));
+                results.push((
+                    partition,
+                    Ok(ProduceResult {
+                        base_offset: Offset(-1),
+                        record_count: 0,
+                        log_append_time: None,
+                        log_start_offset: Offset(-1),
+                    }),
+                ));
                 continue;
             }
-            let r = task
-                .await
-                .unwrap_or_else(|e| Err(KafkaError::new(ErrorCode::UnknownServerError, format!("append failed: {e}"))));
+            let r = task.await.unwrap_or_else(|e| {
+                Err(KafkaError::new(
+                    ErrorCode::UnknownServerError,
+                    format!("append failed: {e}"),
+                ))
+            });
             results.push((partition, r));
         }
         Ok(results)
@@ -537,7 +588,8 @@ impl ReplicaManager {
         min_bytes: usize,
         max_bytes: usize,
     ) -> Vec<FetchedPartition> {
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(max_wait_ms.min(FETCH_WAIT_MS_MAX));
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(max_wait_ms.min(FETCH_WAIT_MS_MAX));
         let mut appends = self.appends.subscribe();
         loop {
             appends.mark_unchanged();
@@ -547,13 +599,20 @@ impl ReplicaManager {
             if bytes >= min_bytes.max(1) || any_error || tokio::time::Instant::now() >= deadline {
                 return results;
             }
-            if tokio::time::timeout_at(deadline, appends.changed()).await.is_err() {
+            if tokio::time::timeout_at(deadline, appends.changed())
+                .await
+                .is_err()
+            {
                 return self.fetch_once(&partitions, max_bytes).await;
             }
         }
     }
 
-    async fn fetch_once(&self, partitions: &[FetchPartitionParams], max_bytes: usize) -> Vec<FetchedPartition> {
+    async fn fetch_once(
+        &self,
+        partitions: &[FetchPartitionParams],
+        max_bytes: usize,
+    ) -> Vec<FetchedPartition> {
         let mut out = Vec::with_capacity(partitions.len());
         let mut budget = max_bytes;
         for p in partitions {
@@ -597,7 +656,11 @@ impl ReplicaManager {
 
     /// Kafka's ListOffsets: earliest (-2), latest (-1, the high watermark) or the first
     /// offset at or after a timestamp (-1 when there is none).
-    pub async fn list_offsets(&self, topic: &str, partitions: Vec<(i32, i64)>) -> Vec<(i32, Result<(Offset, i64), KafkaError>)> {
+    pub async fn list_offsets(
+        &self,
+        topic: &str,
+        partitions: Vec<(i32, i64)>,
+    ) -> Vec<(i32, Result<(Offset, i64), KafkaError>)> {
         let mut out = Vec::new();
         for (partition, ts) in partitions {
             let r = match self.partition(topic, partition) {
@@ -605,8 +668,14 @@ impl ReplicaManager {
                 Ok(part) => match ts {
                     EARLIEST_TIMESTAMP => Ok((part.offsets().await.0, -1)),
                     LATEST_TIMESTAMP => Ok((part.high_watermark(), -1)),
-                    ts if ts < 0 => Err(KafkaError::new(ErrorCode::InvalidRequest, format!("unsupported timestamp {ts}: use -2, -1 or a time in ms"))),
-                    ts => part.offset_for_timestamp(ts).await.map(|r| r.map_or((Offset(-1), -1), |(o, t)| (o, t))),
+                    ts if ts < 0 => Err(KafkaError::new(
+                        ErrorCode::InvalidRequest,
+                        format!("unsupported timestamp {ts}: use -2, -1 or a time in ms"),
+                    )),
+                    ts => part
+                        .offset_for_timestamp(ts)
+                        .await
+                        .map(|r| r.map_or((Offset(-1), -1), |(o, t)| (o, t))),
                 },
             };
             out.push((partition, r));
@@ -615,9 +684,18 @@ impl ReplicaManager {
     }
 
     /// Broker and topic metadata; `topics` empty means all.
-    pub async fn metadata(&self, topics: &[String]) -> (Vec<(String, Result<TopicSummary, KafkaError>)>, Vec<(TopicName, Vec<PartitionState>)>) {
+    pub async fn metadata(
+        &self,
+        topics: &[String],
+    ) -> (
+        Vec<(String, Result<TopicSummary, KafkaError>)>,
+        Vec<(TopicName, Vec<PartitionState>)>,
+    ) {
         let names: Vec<String> = if topics.is_empty() {
-            self.list_topics().into_iter().map(|t| t.name.to_string()).collect()
+            self.list_topics()
+                .into_iter()
+                .map(|t| t.name.to_string())
+                .collect()
         } else {
             topics.to_vec()
         };
@@ -661,7 +739,9 @@ impl ReplicaManager {
             for p in parts {
                 match p.enforce_retention().await {
                     Ok(0) => {}
-                    Ok(n) => tracing::info!(partition = %p.tp, segments = n, "retention deleted segments"),
+                    Ok(n) => {
+                        tracing::info!(partition = %p.tp, segments = n, "retention deleted segments")
+                    }
                     Err(e) => tracing::warn!(partition = %p.tp, error = %e, "retention failed"),
                 }
             }

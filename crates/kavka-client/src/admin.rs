@@ -45,7 +45,10 @@ impl Client {
     }
 
     /// Deletes topics; one result per name.
-    pub async fn delete_topics(&mut self, names: Vec<String>) -> Result<Vec<(String, Result<(), ClientError>)>, ClientError> {
+    pub async fn delete_topics(
+        &mut self,
+        names: Vec<String>,
+    ) -> Result<Vec<(String, Result<(), ClientError>)>, ClientError> {
         let resp = self
             .admin
             .delete_topics(v1::DeleteTopicsRequest { names })
@@ -61,7 +64,9 @@ impl Client {
     pub async fn list_topics(&mut self) -> Result<Vec<v1::TopicSummary>, ClientError> {
         Ok(self
             .admin
-            .list_topics(v1::ListTopicsRequest { include_internal: true })
+            .list_topics(v1::ListTopicsRequest {
+                include_internal: true,
+            })
             .await?
             .into_inner()
             .topics)
@@ -94,7 +99,10 @@ impl Client {
             .configs)
     }
 
-    pub async fn metadata(&mut self, topics: Vec<String>) -> Result<v1::MetadataResponse, ClientError> {
+    pub async fn metadata(
+        &mut self,
+        topics: Vec<String>,
+    ) -> Result<v1::MetadataResponse, ClientError> {
         Ok(self
             .admin
             .metadata(v1::MetadataRequest { topics })
@@ -115,12 +123,20 @@ impl Client {
     }
 
     /// Kafka's ListOffsets for one partition: -2 earliest, -1 latest, or a timestamp.
-    pub async fn list_offset(&mut self, topic: &str, partition: i32, timestamp: i64) -> Result<(i64, i64), ClientError> {
+    pub async fn list_offset(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        timestamp: i64,
+    ) -> Result<(i64, i64), ClientError> {
         let resp = self
             .broker
             .list_offsets(v1::ListOffsetsRequest {
                 topic: topic.into(),
-                partitions: vec![v1::ListOffsetsPartition { partition, timestamp }],
+                partitions: vec![v1::ListOffsetsPartition {
+                    partition,
+                    timestamp,
+                }],
             })
             .await?
             .into_inner();

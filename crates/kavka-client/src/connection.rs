@@ -22,7 +22,11 @@ pub struct Client {
 pub fn parse_bootstrap(bootstrap: &str) -> Result<Vec<String>, ClientError> {
     let bad = || ClientError::InvalidBootstrap(bootstrap.to_string());
     let mut out = Vec::new();
-    for part in bootstrap.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+    for part in bootstrap
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
         let part = part.strip_prefix("http://").unwrap_or(part);
         let (host, port) = part.rsplit_once(':').ok_or_else(bad)?;
         if host.is_empty() || host.contains('/') || port.parse::<u16>().map_or(true, |p| p == 0) {
@@ -58,10 +62,12 @@ impl Client {
                     });
                 }
                 Err(e) => {
-                    last_error = match std::error::Error::source(&e) {
-                        Some(source) => format!("{addr}: {source}"),
-                        None => format!("{addr}: {e}"),
+                    // The innermost cause says what happened ("Connection refused").
+                    let mut cause: &dyn std::error::Error = &e;
+                    while let Some(next) = cause.source() {
+                        cause = next;
                     }
+                    last_error = format!("{addr}: {cause}");
                 }
             }
         }
@@ -84,10 +90,25 @@ mod tests {
     #[test]
     fn bootstrap_lists() {
         assert_eq!(parse_bootstrap("a:1, b:2").unwrap(), ["a:1", "b:2"]);
-        assert_eq!(parse_bootstrap("http://127.0.0.1:9093").unwrap(), ["127.0.0.1:9093"]);
-        for bad in ["", "localhost", "host:", ":9093", "host:99999", "host:0", "h/x:1", ","] {
+        assert_eq!(
+            parse_bootstrap("http://127.0.0.1:9093").unwrap(),
+            ["127.0.0.1:9093"]
+        );
+        for bad in [
+            "",
+            "localhost",
+            "host:",
+            ":9093",
+            "host:99999",
+            "host:0",
+            "h/x:1",
+            ",",
+        ] {
             let e = parse_bootstrap(bad).unwrap_err();
-            assert!(e.to_string().contains("invalid bootstrap address"), "{bad}: {e}");
+            assert!(
+                e.to_string().contains("invalid bootstrap address"),
+                "{bad}: {e}"
+            );
         }
     }
 }

@@ -43,7 +43,12 @@ pub struct Consumer {
 
 impl Consumer {
     /// Assigns `partitions` of `topic` (all when `None`) starting at `start`.
-    pub async fn assign(mut client: Client, topic: &str, partitions: Option<Vec<i32>>, start: OffsetSpec) -> Result<Self, ClientError> {
+    pub async fn assign(
+        mut client: Client,
+        topic: &str,
+        partitions: Option<Vec<i32>>,
+        start: OffsetSpec,
+    ) -> Result<Self, ClientError> {
         let n = client.partition_count(topic).await? as i32;
         let partitions = match partitions {
             Some(ps) => {
@@ -121,7 +126,9 @@ impl Consumer {
             for p in t.partitions {
                 check(p.error.as_ref())?;
                 self.high_watermarks.insert(p.partition, p.high_watermark);
-                let Some(pos) = self.positions.get_mut(&p.partition) else { continue };
+                let Some(pos) = self.positions.get_mut(&p.partition) else {
+                    continue;
+                };
                 let mut rest = &p.records[..];
                 while !rest.is_empty() {
                     let (batch, used) = RecordBatch::decode(rest)?;

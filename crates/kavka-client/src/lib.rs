@@ -14,5 +14,5 @@ pub use admin::{NewTopic, TopicInfo};
 pub use connection::{Client, parse_bootstrap};
 pub use consumer::{ConsumedRecord, Consumer, OffsetSpec};
 pub use error::ClientError;
-pub use producer::{Acks, Producer, ProducerConfig, ProducerRecord, RecordMetadata};
 pub use kavka_proto::v1;
+pub use producer::{Acks, Producer, ProducerConfig, ProducerRecord, RecordMetadata};

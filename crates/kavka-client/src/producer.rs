@@ -96,7 +96,11 @@ fn now_ms() -> i64 {
 }
 
 fn record_size(r: &ProducerRecord) -> usize {
-    let h: usize = r.headers.iter().map(|h| h.key.len() + h.value.as_ref().map_or(0, Bytes::len) + 4).sum();
+    let h: usize = r
+        .headers
+        .iter()
+        .map(|h| h.key.len() + h.value.as_ref().map_or(0, Bytes::len) + 4)
+        .sum();
     r.key.as_ref().map_or(0, Bytes::len) + r.value.as_ref().map_or(0, Bytes::len) + h + 16
 }
 
@@ -124,7 +128,11 @@ impl Producer {
     }
 
     /// Sends `records` to `topic`; returns where each landed, in input order.
-    pub async fn send(&mut self, topic: &str, records: Vec<ProducerRecord>) -> Result<Vec<RecordMetadata>, ClientError> {
+    pub async fn send(
+        &mut self,
+        topic: &str,
+        records: Vec<ProducerRecord>,
+    ) -> Result<Vec<RecordMetadata>, ClientError> {
         if records.is_empty() {
             return Ok(vec![]);
         }
@@ -168,7 +176,14 @@ impl Producer {
             pending.insert(p, (bytes, idxs));
         }
 
-        let mut out = vec![RecordMetadata { partition: -1, offset: -1, timestamp_ms: -1 }; records.len()];
+        let mut out = vec![
+            RecordMetadata {
+                partition: -1,
+                offset: -1,
+                timestamp_ms: -1
+            };
+            records.len()
+        ];
         let deadline = Instant::now() + self.config.delivery_timeout;
         let mut attempt = 0;
         loop {
@@ -178,7 +193,10 @@ impl Producer {
                 timeout_ms: self.config.delivery_timeout.as_millis() as i32,
                 batches: pending
                     .iter()
-                    .map(|(&partition, (bytes, _))| v1::PartitionBatches { partition, records: Bytes::from(bytes.clone()) })
+                    .map(|(&partition, (bytes, _))| v1::PartitionBatches {
+                        partition,
+                        records: Bytes::from(bytes.clone()),
+                    })
                     .collect(),
                 records: vec![],
                 compression: String::new(),
@@ -187,7 +205,10 @@ impl Producer {
                 Ok(resp) => resp.into_inner().results,
                 Err(status) => {
                     let e = kavka_proto::conv::from_status(&status);
-                    if e.code.is_retriable() && attempt < self.config.retries && Instant::now() < deadline {
+                    if e.code.is_retriable()
+                        && attempt < self.config.retries
+                        && Instant::now() < deadline
+                    {
                         attempt += 1;
                         tokio::time::sleep(self.config.retry_backoff).await;
                         continue;
@@ -197,13 +218,27 @@ impl Producer {
             };
             let mut last_error = None;
             for r in results {
-                let Some((_, idxs)) = pending.get(&r.partition) else { continue };
+                let Some((_, idxs)) = pending.get(&r.partition) else {
+                    continue;
+                };
                 match kavka_proto::conv::check(r.error.as_ref()) {
                     Ok(()) => {
                         for (k, &i) in idxs.iter().enumerate() {
-                            let offset = if r.base_offset < 0 { -1 } else { r.base_offset + k as i64 };
-                            let ts = if r.log_append_time_ms >= 0 { r.log_append_time_ms } else { records[i].timestamp_ms.unwrap_or(now) };
-                            out[i] = RecordMetadata { partition: r.partition, offset, timestamp_ms: ts };
+                            let offset = if r.base_offset < 0 {
+                                -1
+                            } else {
+                                r.base_offset + k as i64
+                            };
+                            let ts = if r.log_append_time_ms >= 0 {
+                                r.log_append_time_ms
+                            } else {
+                                records[i].timestamp_ms.unwrap_or(now)
+                            };
+                            out[i] = RecordMetadata {
+                                partition: r.partition,
+                                offset,
+                                timestamp_ms: ts,
+                            };
                         }
                         pending.remove(&r.partition);
                     }
@@ -216,7 +251,9 @@ impl Producer {
             }
             if attempt >= self.config.retries || Instant::now() >= deadline {
                 return Err(last_error
-                    .unwrap_or_else(|| KafkaError::new(ErrorCode::RequestTimedOut, "no result for some partitions"))
+                    .unwrap_or_else(|| {
+                        KafkaError::new(ErrorCode::RequestTimedOut, "no result for some partitions")
+                    })
                     .into());
             }
             attempt += 1;
@@ -225,8 +262,16 @@ impl Producer {
         }
     }
 
-    fn encode(&self, records: &[ProducerRecord], idxs: &[usize], now: i64) -> Result<Vec<u8>, ClientError> {
-        let ts: Vec<i64> = idxs.iter().map(|&i| records[i].timestamp_ms.unwrap_or(now)).collect();
+    fn encode(
+        &self,
+        records: &[ProducerRecord],
+        idxs: &[usize],
+        now: i64,
+    ) -> Result<Vec<u8>, ClientError> {
+        let ts: Vec<i64> = idxs
+            .iter()
+            .map(|&i| records[i].timestamp_ms.unwrap_or(now))
+            .collect();
         let base = ts.iter().copied().min().unwrap_or(now);
         let recs = idxs
             .iter()

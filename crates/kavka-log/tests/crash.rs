@@ -52,7 +52,9 @@ fn crash_writer_child() {
         )
         .encode()
         .unwrap();
-        let info = log.append_as_leader(&batch, LeaderEpoch(1), None, 0).unwrap();
+        let info = log
+            .append_as_leader(&batch, LeaderEpoch(1), None, 0)
+            .unwrap();
         commit
             .wait_durable(info.last_offset.next(), || log.sync_point())
             .unwrap();
@@ -68,7 +70,12 @@ fn sigkill_never_loses_an_fsynced_batch_nor_returns_a_corrupt_one() {
     let mut acked: Vec<i64> = Vec::new();
     for round in 0..5 {
         let mut child = Command::new(&exe)
-            .args(["--exact", "crash_writer_child", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "crash_writer_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -99,7 +106,10 @@ fn sigkill_never_loses_an_fsynced_batch_nor_returns_a_corrupt_one() {
             }
         }
         child.wait().unwrap();
-        assert!(seen >= target, "round {round}: writer acknowledged only {seen} batches");
+        assert!(
+            seen >= target,
+            "round {round}: writer acknowledged only {seen} batches"
+        );
 
         let log = PartitionLog::open(dir.path(), config()).unwrap();
         let end = log.log_end_offset();
@@ -112,9 +122,16 @@ fn sigkill_never_loses_an_fsynced_batch_nor_returns_a_corrupt_one() {
             rest = &rest[used..];
         }
         for &o in &acked {
-            assert_eq!(present.get(&o), Some(&payload(o)), "round {round}: acknowledged offset {o}");
+            assert_eq!(
+                present.get(&o),
+                Some(&payload(o)),
+                "round {round}: acknowledged offset {o}"
+            );
         }
         // Offsets stay dense across the crash.
-        assert_eq!(present.keys().copied().collect::<Vec<_>>(), (0..end.0).collect::<Vec<_>>());
+        assert_eq!(
+            present.keys().copied().collect::<Vec<_>>(),
+            (0..end.0).collect::<Vec<_>>()
+        );
     }
 }

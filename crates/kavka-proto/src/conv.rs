@@ -26,7 +26,8 @@ impl From<KafkaError> for v1::Error {
 
 impl From<&v1::Error> for KafkaError {
     fn from(e: &v1::Error) -> Self {
-        let code = i16::try_from(e.code).map_or(ErrorCode::UnknownServerError, ErrorCode::from_code);
+        let code =
+            i16::try_from(e.code).map_or(ErrorCode::UnknownServerError, ErrorCode::from_code);
         KafkaError::new(code, e.message.clone())
     }
 }

@@ -53,7 +53,9 @@ pub enum BenchCommand {
 /// A payload that compresses like real data rather than like zeros.
 fn payload(size: usize) -> Bytes {
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let words = ["order", "customer", "42", "EUR", "shipped", "pending", "item", "sku-"];
+    let words = [
+        "order", "customer", "42", "EUR", "shipped", "pending", "item", "sku-",
+    ];
     let mut out = Vec::with_capacity(size + 16);
     while out.len() < size {
         x ^= x << 13;
@@ -68,11 +70,25 @@ fn payload(size: usize) -> Bytes {
 
 pub async fn run(bootstrap: &str, cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
-        BenchCommand::Produce { topic, partitions, record_size, num_records, duration, acks, batch_size, in_flight, compression } => {
+        BenchCommand::Produce {
+            topic,
+            partitions,
+            record_size,
+            num_records,
+            duration,
+            acks,
+            batch_size,
+            in_flight,
+            compression,
+        } => {
             let config = producer_config(&compression, &acks, batch_size)?;
             let mut client = connect(bootstrap).await?;
             match client
-                .create_topic(NewTopic { name: topic.clone(), partitions, ..NewTopic::default() })
+                .create_topic(NewTopic {
+                    name: topic.clone(),
+                    partitions,
+                    ..NewTopic::default()
+                })
                 .await
             {
                 Ok(_) => {}
@@ -91,17 +107,26 @@ pub async fn run(bootstrap: &str, cmd: BenchCommand) -> anyhow::Result<()> {
                 let value = value.clone();
                 let topic = topic.clone();
                 tasks.push(tokio::spawn(async move {
-                    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| anyhow::anyhow!("{e}"))?;
+                    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
                     let mut sent = 0u64;
                     loop {
                         if deadline.is_some_and(|d| Instant::now() >= d) {
                             break;
                         }
-                        let n = match remaining.fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| r.checked_sub(per_send.min(r)).filter(|_| r > 0)) {
-                            Ok(r) => per_send.min(r),
-                            Err(_) => break,
-                        };
-                        let records = (0..n).map(|_| ProducerRecord { value: Some(value.clone()), ..ProducerRecord::default() }).collect();
+                        let n =
+                            match remaining.fetch_update(Ordering::AcqRel, Ordering::Acquire, |r| {
+                                r.checked_sub(per_send.min(r)).filter(|_| r > 0)
+                            }) {
+                                Ok(r) => per_send.min(r),
+                                Err(_) => break,
+                            };
+                        let records = (0..n)
+                            .map(|_| ProducerRecord {
+                                value: Some(value.clone()),
+                                ..ProducerRecord::default()
+                            })
+                            .collect();
                         let t = Instant::now();
                         producer.send(&topic, records).await?;
                         let us = (t.elapsed().as_micros() as u64).clamp(1, 60_000_000);
@@ -112,7 +137,8 @@ pub async fn run(bootstrap: &str, cmd: BenchCommand) -> anyhow::Result<()> {
                 }));
             }
             let mut total = 0u64;
-            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             for t in tasks {
                 let (sent, h) = t.await.context("bench task panicked")??;
                 total += sent;
@@ -133,7 +159,9 @@ pub async fn run(bootstrap: &str, cmd: BenchCommand) -> anyhow::Result<()> {
         }
         BenchCommand::Consume { topic, num_records } => {
             let client = connect(bootstrap).await?;
-            let mut consumer = Consumer::assign(client, &topic, None, OffsetSpec::Earliest).await.map_err(|e: ClientError| anyhow::anyhow!(e))?;
+            let mut consumer = Consumer::assign(client, &topic, None, OffsetSpec::Earliest)
+                .await
+                .map_err(|e: ClientError| anyhow::anyhow!(e))?;
             consumer.max_wait_ms = 100;
             let started = Instant::now();
             let (mut count, mut bytes) = (0u64, 0u64);
@@ -145,7 +173,11 @@ pub async fn run(bootstrap: &str, cmd: BenchCommand) -> anyhow::Result<()> {
                 }
             }
             let secs = started.elapsed().as_secs_f64();
-            println!("{count} records read, {:.0} records/s ({:.2} MB/s)", count as f64 / secs, bytes as f64 / 1e6 / secs);
+            println!(
+                "{count} records read, {:.0} records/s ({:.2} MB/s)",
+                count as f64 / secs,
+                bytes as f64 / 1e6 / secs
+            );
         }
     }
     Ok(())

@@ -9,10 +9,20 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
-#[command(name = "kavka", version, about = "Kavka: a Kafka-compatible event log cluster")]
+#[command(
+    name = "kavka",
+    version,
+    about = "Kavka: a Kafka-compatible event log cluster"
+)]
 struct Cli {
     /// Node(s) to talk to, host:port[,host:port...].
-    #[arg(long, short = 'b', global = true, env = "KAVKA_BOOTSTRAP", default_value = "127.0.0.1:9093")]
+    #[arg(
+        long,
+        short = 'b',
+        global = true,
+        env = "KAVKA_BOOTSTRAP",
+        default_value = "127.0.0.1:9093"
+    )]
     bootstrap: String,
     #[command(subcommand)]
     command: Command,
@@ -40,7 +50,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let is_server = matches!(cli.command, Command::Server(_) | Command::Dev(_));
     init_tracing(is_server);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -73,6 +86,7 @@ fn init_tracing(is_server: bool) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
 }

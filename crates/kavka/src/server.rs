@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::watch;
 
+/// How long a stopping node waits for open requests and connections to finish.
+const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
+
 #[derive(Args, Debug, Default)]
 pub struct ServerArgs {
     /// TOML config file (keys as in `kavka.example.toml`).
@@ -75,7 +78,8 @@ pub struct Settings {
 }
 
 fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
 }
 
@@ -89,17 +93,34 @@ impl ServerArgs {
         if node_id < 0 {
             bail!("node id must be >= 0, got {node_id}");
         }
-        let data_dir = self.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("./kavka-data"));
-        let listen_str = self.listen.or(file.listen).unwrap_or_else(|| "0.0.0.0:9093".into());
-        let listen: SocketAddr = listen_str
-            .parse()
-            .with_context(|| format!("invalid listen address '{listen_str}': expected ip:port, e.g. 0.0.0.0:9093"))?;
-        let flush_str = self.log_flush.or(file.log_flush).unwrap_or_else(|| "replicated".into());
-        let flush = FlushPolicy::from_name(&flush_str)
-            .with_context(|| format!("invalid log flush '{flush_str}': expected replicated or fsync"))?;
-        let advertised_host = self.advertised_host.or(file.advertised_host).unwrap_or_else(|| {
-            if listen.ip().is_unspecified() { "127.0.0.1".into() } else { listen.ip().to_string() }
-        });
+        let data_dir = self
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./kavka-data"));
+        let listen_str = self
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| "0.0.0.0:9093".into());
+        let listen: SocketAddr = listen_str.parse().with_context(|| {
+            format!("invalid listen address '{listen_str}': expected ip:port, e.g. 0.0.0.0:9093")
+        })?;
+        let flush_str = self
+            .log_flush
+            .or(file.log_flush)
+            .unwrap_or_else(|| "replicated".into());
+        let flush = FlushPolicy::from_name(&flush_str).with_context(|| {
+            format!("invalid log flush '{flush_str}': expected replicated or fsync")
+        })?;
+        let advertised_host = self
+            .advertised_host
+            .or(file.advertised_host)
+            .unwrap_or_else(|| {
+                if listen.ip().is_unspecified() {
+                    "127.0.0.1".into()
+                } else {
+                    listen.ip().to_string()
+                }
+            });
         let num_partitions = self.num_partitions.or(file.num_partitions).unwrap_or(1);
         if num_partitions <= 0 {
             bail!("num partitions must be > 0, got {num_partitions}");
@@ -109,7 +130,10 @@ impl ServerArgs {
         broker.advertised_port = listen.port();
         broker.flush = flush;
         broker.default_partitions = num_partitions;
-        if let Some(ms) = self.log_retention_check_interval_ms.or(file.log_retention_check_interval_ms) {
+        if let Some(ms) = self
+            .log_retention_check_interval_ms
+            .or(file.log_retention_check_interval_ms)
+        {
             broker.retention_check_interval_ms = ms;
         }
         Ok(Settings { broker, listen })
@@ -136,7 +160,8 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
 /// Holds an exclusive lock on `<data>/.lock` for the life of the process, so two nodes
 /// never write the same data dir.
 fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create data dir {}", dir.display()))?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create data dir {}", dir.display()))?;
     let path = dir.join(".lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -147,9 +172,14 @@ fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => {
-            bail!("data dir {} is in use by another kavka process", dir.display())
+            bail!(
+                "data dir {} is in use by another kavka process",
+                dir.display()
+            )
         }
-        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
     }
 }
 
@@ -191,13 +221,29 @@ async fn serve(settings: Settings, dev: bool) -> anyhow::Result<()> {
     }
 
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-    let result = tonic::transport::Server::builder()
+    let (stopping_tx, mut stopping_rx) = watch::channel(false);
+    let server = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
         .add_service(AdminService::new(Arc::clone(&replicas)).into_server())
         .add_service(BrokerService::new(Arc::clone(&replicas)).into_server())
-        .serve_with_incoming_shutdown(incoming, shutdown_signal())
-        .await;
+        .serve_with_incoming_shutdown(incoming, async move {
+            shutdown_signal().await;
+            let _ = stopping_tx.send(true);
+        });
+    // In-flight requests get a bounded drain; a client that keeps its connection open
+    // must not keep the node from stopping.
+    let drain_deadline = async {
+        let _ = stopping_rx.wait_for(|s| *s).await;
+        tokio::time::sleep(SHUTDOWN_DRAIN).await;
+    };
+    let result = tokio::select! {
+        r = server => r,
+        _ = drain_deadline => {
+            tracing::warn!(drain = ?SHUTDOWN_DRAIN, "connections still open after the drain period; stopping anyway");
+            Ok(())
+        }
+    };
     let _ = shutdown_tx.send(true);
     let _ = retention.await;
     tracing::info!("kavka stopped");
@@ -234,7 +280,11 @@ mod tests {
     fn flags_win_over_file() {
         let dir = tempfile_dir();
         let path = dir.join("kavka.toml");
-        std::fs::write(&path, "node_id = 7\nlisten = \"127.0.0.1:1234\"\nlog_flush = \"fsync\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "node_id = 7\nlisten = \"127.0.0.1:1234\"\nlog_flush = \"fsync\"\n",
+        )
+        .unwrap();
         let s = ServerArgs {
             config: Some(path.clone()),
             node_id: Some(9),
@@ -247,16 +297,34 @@ mod tests {
         assert_eq!(s.broker.flush, FlushPolicy::Fsync);
 
         std::fs::write(&path, "node_idd = 7\n").unwrap();
-        let e = ServerArgs { config: Some(path), ..ServerArgs::default() }.resolve().unwrap_err();
-        assert!(format!("{e:#}").contains("unknown field `node_idd`"), "{e:#}");
+        let e = ServerArgs {
+            config: Some(path),
+            ..ServerArgs::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(
+            format!("{e:#}").contains("unknown field `node_idd`"),
+            "{e:#}"
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
     fn bad_values_are_named() {
-        let e = ServerArgs { listen: Some("nope".into()), ..ServerArgs::default() }.resolve().unwrap_err();
+        let e = ServerArgs {
+            listen: Some("nope".into()),
+            ..ServerArgs::default()
+        }
+        .resolve()
+        .unwrap_err();
         assert!(format!("{e:#}").contains("invalid listen address 'nope'"));
-        let e = ServerArgs { log_flush: Some("sometimes".into()), ..ServerArgs::default() }.resolve().unwrap_err();
+        let e = ServerArgs {
+            log_flush: Some("sometimes".into()),
+            ..ServerArgs::default()
+        }
+        .resolve()
+        .unwrap_err();
         assert!(format!("{e:#}").contains("invalid log flush 'sometimes'"));
     }
 

@@ -59,22 +59,39 @@ fn partition_info(p: &PartitionState) -> v1::PartitionInfo {
 
 fn topic_result(name: String, r: Result<String, KafkaError>) -> v1::TopicResult {
     match r {
-        Ok(id) => v1::TopicResult { name, error: None, topic_id: id },
-        Err(e) => v1::TopicResult { name, error: Some(e.into()), topic_id: String::new() },
+        Ok(id) => v1::TopicResult {
+            name,
+            error: None,
+            topic_id: id,
+        },
+        Err(e) => v1::TopicResult {
+            name,
+            error: Some(e.into()),
+            topic_id: String::new(),
+        },
     }
 }
 
 #[tonic::async_trait]
 impl Admin for AdminService {
     #[tracing::instrument(skip_all, fields(topics = req.get_ref().topics.len()))]
-    async fn create_topics(&self, req: Request<v1::CreateTopicsRequest>) -> Result<Response<v1::CreateTopicsResponse>, Status> {
+    async fn create_topics(
+        &self,
+        req: Request<v1::CreateTopicsRequest>,
+    ) -> Result<Response<v1::CreateTopicsResponse>, Status> {
         let req = req.into_inner();
         let mut results = Vec::with_capacity(req.topics.len());
         for t in req.topics {
             let configs = t.configs.into_iter().collect();
             let r = self
                 .replicas
-                .create_topic(&t.name, t.partitions, t.replication_factor, configs, req.validate_only)
+                .create_topic(
+                    &t.name,
+                    t.partitions,
+                    t.replication_factor,
+                    configs,
+                    req.validate_only,
+                )
                 .await;
             results.push(topic_result(t.name, r));
         }
@@ -82,16 +99,26 @@ impl Admin for AdminService {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn delete_topics(&self, req: Request<v1::DeleteTopicsRequest>) -> Result<Response<v1::DeleteTopicsResponse>, Status> {
+    async fn delete_topics(
+        &self,
+        req: Request<v1::DeleteTopicsRequest>,
+    ) -> Result<Response<v1::DeleteTopicsResponse>, Status> {
         let mut results = Vec::new();
         for name in req.into_inner().names {
-            let r = self.replicas.delete_topic(&name).await.map(|()| String::new());
+            let r = self
+                .replicas
+                .delete_topic(&name)
+                .await
+                .map(|()| String::new());
             results.push(topic_result(name, r));
         }
         Ok(Response::new(v1::DeleteTopicsResponse { results }))
     }
 
-    async fn list_topics(&self, req: Request<v1::ListTopicsRequest>) -> Result<Response<v1::ListTopicsResponse>, Status> {
+    async fn list_topics(
+        &self,
+        req: Request<v1::ListTopicsRequest>,
+    ) -> Result<Response<v1::ListTopicsResponse>, Status> {
         let include_internal = req.get_ref().include_internal;
         let topics = self
             .replicas
@@ -104,7 +131,10 @@ impl Admin for AdminService {
     }
 
     #[tracing::instrument(skip_all, fields(topic = %req.get_ref().name))]
-    async fn describe_topic(&self, req: Request<v1::DescribeTopicRequest>) -> Result<Response<v1::DescribeTopicResponse>, Status> {
+    async fn describe_topic(
+        &self,
+        req: Request<v1::DescribeTopicRequest>,
+    ) -> Result<Response<v1::DescribeTopicResponse>, Status> {
         let d = self
             .replicas
             .describe_topic(&req.get_ref().name)
@@ -118,11 +148,19 @@ impl Admin for AdminService {
     }
 
     #[tracing::instrument(skip_all, fields(topic = %req.get_ref().topic))]
-    async fn alter_configs(&self, req: Request<v1::AlterConfigsRequest>) -> Result<Response<v1::AlterConfigsResponse>, Status> {
+    async fn alter_configs(
+        &self,
+        req: Request<v1::AlterConfigsRequest>,
+    ) -> Result<Response<v1::AlterConfigsResponse>, Status> {
         let req = req.into_inner();
         let entries = self
             .replicas
-            .alter_configs(&req.topic, req.set.into_iter().collect(), req.delete, req.validate_only)
+            .alter_configs(
+                &req.topic,
+                req.set.into_iter().collect(),
+                req.delete,
+                req.validate_only,
+            )
             .await
             .map_err(|e| status(&e))?;
         Ok(Response::new(v1::AlterConfigsResponse {
@@ -130,7 +168,10 @@ impl Admin for AdminService {
         }))
     }
 
-    async fn metadata(&self, req: Request<v1::MetadataRequest>) -> Result<Response<v1::MetadataResponse>, Status> {
+    async fn metadata(
+        &self,
+        req: Request<v1::MetadataRequest>,
+    ) -> Result<Response<v1::MetadataResponse>, Status> {
         let (summaries, states) = self.replicas.metadata(&req.get_ref().topics).await;
         let c = self.replicas.config();
         let topics = summaries

@@ -32,7 +32,10 @@ fn invalid(msg: String) -> Status {
     status(&KafkaError::new(ErrorCode::InvalidRequest, msg))
 }
 
-fn produce_result(partition: i32, r: Result<ProduceResult, KafkaError>) -> v1::PartitionProduceResult {
+fn produce_result(
+    partition: i32,
+    r: Result<ProduceResult, KafkaError>,
+) -> v1::PartitionProduceResult {
     match r {
         Ok(r) => v1::PartitionProduceResult {
             partition,
@@ -56,13 +59,22 @@ fn produce_result(partition: i32, r: Result<ProduceResult, KafkaError>) -> v1::P
 #[tonic::async_trait]
 impl Broker for BrokerService {
     #[tracing::instrument(skip_all, fields(topic = %req.get_ref().topic, acks = req.get_ref().acks))]
-    async fn produce(&self, req: Request<v1::ProduceRequest>) -> Result<Response<v1::ProduceResponse>, Status> {
+    async fn produce(
+        &self,
+        req: Request<v1::ProduceRequest>,
+    ) -> Result<Response<v1::ProduceResponse>, Status> {
         let req = req.into_inner();
         if !req.batches.is_empty() && !req.records.is_empty() {
-            return Err(invalid("a produce request carries either batches or records, not both".into()));
+            return Err(invalid(
+                "a produce request carries either batches or records, not both".into(),
+            ));
         }
         let results = if req.records.is_empty() {
-            let batches = req.batches.into_iter().map(|b| (b.partition, b.records.to_vec())).collect();
+            let batches = req
+                .batches
+                .into_iter()
+                .map(|b| (b.partition, b.records.to_vec()))
+                .collect();
             self.replicas.produce(&req.topic, req.acks, batches).await
         } else {
             let compression = match req.compression.as_str() {
@@ -70,7 +82,9 @@ impl Broker for BrokerService {
                 name => Compression::from_name(name).ok_or_else(|| {
                     status(&KafkaError::new(
                         ErrorCode::UnsupportedCompressionType,
-                        format!("unknown compression '{name}': use none, gzip, snappy, lz4 or zstd"),
+                        format!(
+                            "unknown compression '{name}': use none, gzip, snappy, lz4 or zstd"
+                        ),
                     ))
                 })?,
             };
@@ -84,22 +98,37 @@ impl Broker for BrokerService {
                         NewRecord {
                             key: r.key,
                             value: r.value,
-                            headers: r.headers.into_iter().map(|h| Header { key: h.key, value: h.value }).collect(),
+                            headers: r
+                                .headers
+                                .into_iter()
+                                .map(|h| Header {
+                                    key: h.key,
+                                    value: h.value,
+                                })
+                                .collect(),
                             timestamp_ms: r.timestamp_ms.unwrap_or(now),
                         },
                     )
                 })
                 .collect();
-            self.replicas.produce_records(&req.topic, req.acks, records, compression).await
+            self.replicas
+                .produce_records(&req.topic, req.acks, records, compression)
+                .await
         }
         .map_err(|e| status(&e))?;
         Ok(Response::new(v1::ProduceResponse {
-            results: results.into_iter().map(|(p, r)| produce_result(p, r)).collect(),
+            results: results
+                .into_iter()
+                .map(|(p, r)| produce_result(p, r))
+                .collect(),
         }))
     }
 
     #[tracing::instrument(skip_all, fields(max_wait_ms = req.get_ref().max_wait_ms))]
-    async fn fetch(&self, req: Request<v1::FetchRequest>) -> Result<Response<v1::FetchResponse>, Status> {
+    async fn fetch(
+        &self,
+        req: Request<v1::FetchRequest>,
+    ) -> Result<Response<v1::FetchResponse>, Status> {
         let req = req.into_inner();
         if req.max_wait_ms < 0 || req.min_bytes < 0 || req.max_bytes < 0 {
             return Err(invalid(format!(
@@ -107,24 +136,40 @@ impl Broker for BrokerService {
                 req.max_wait_ms, req.min_bytes, req.max_bytes
             )));
         }
-        let max_bytes = if req.max_bytes == 0 { 50 * 1024 * 1024 } else { req.max_bytes as usize };
+        let max_bytes = if req.max_bytes == 0 {
+            50 * 1024 * 1024
+        } else {
+            req.max_bytes as usize
+        };
         let mut params = Vec::new();
         for t in &req.topics {
             for p in &t.partitions {
                 if p.partition_max_bytes < 0 {
-                    return Err(invalid(format!("partition_max_bytes must not be negative, got {}", p.partition_max_bytes)));
+                    return Err(invalid(format!(
+                        "partition_max_bytes must not be negative, got {}",
+                        p.partition_max_bytes
+                    )));
                 }
                 params.push(FetchPartitionParams {
                     topic: t.topic.clone(),
                     partition: p.partition,
                     offset: Offset(p.fetch_offset),
-                    max_bytes: if p.partition_max_bytes == 0 { 1024 * 1024 } else { p.partition_max_bytes as usize },
+                    max_bytes: if p.partition_max_bytes == 0 {
+                        1024 * 1024
+                    } else {
+                        p.partition_max_bytes as usize
+                    },
                 });
             }
         }
         let fetched = self
             .replicas
-            .fetch(params, req.max_wait_ms as u64, req.min_bytes as usize, max_bytes.min(MESSAGE_BYTES_MAX / 2))
+            .fetch(
+                params,
+                req.max_wait_ms as u64,
+                req.min_bytes as usize,
+                max_bytes.min(MESSAGE_BYTES_MAX / 2),
+            )
             .await;
         let mut topics: Vec<v1::FetchTopicResult> = Vec::new();
         for f in fetched {
@@ -138,24 +183,44 @@ impl Broker for BrokerService {
             };
             match topics.last_mut() {
                 Some(t) if t.topic == f.topic => t.partitions.push(result),
-                _ => topics.push(v1::FetchTopicResult { topic: f.topic, partitions: vec![result] }),
+                _ => topics.push(v1::FetchTopicResult {
+                    topic: f.topic,
+                    partitions: vec![result],
+                }),
             }
         }
         Ok(Response::new(v1::FetchResponse { topics }))
     }
 
     #[tracing::instrument(skip_all, fields(topic = %req.get_ref().topic))]
-    async fn list_offsets(&self, req: Request<v1::ListOffsetsRequest>) -> Result<Response<v1::ListOffsetsResponse>, Status> {
+    async fn list_offsets(
+        &self,
+        req: Request<v1::ListOffsetsRequest>,
+    ) -> Result<Response<v1::ListOffsetsResponse>, Status> {
         let req = req.into_inner();
-        let asked = req.partitions.iter().map(|p| (p.partition, p.timestamp)).collect();
+        let asked = req
+            .partitions
+            .iter()
+            .map(|p| (p.partition, p.timestamp))
+            .collect();
         let results = self
             .replicas
             .list_offsets(&req.topic, asked)
             .await
             .into_iter()
             .map(|(partition, r)| match r {
-                Ok((offset, timestamp)) => v1::ListOffsetsResult { partition, error: None, offset: offset.0, timestamp },
-                Err(e) => v1::ListOffsetsResult { partition, error: Some(e.into()), offset: -1, timestamp: -1 },
+                Ok((offset, timestamp)) => v1::ListOffsetsResult {
+                    partition,
+                    error: None,
+                    offset: offset.0,
+                    timestamp,
+                },
+                Err(e) => v1::ListOffsetsResult {
+                    partition,
+                    error: Some(e.into()),
+                    offset: -1,
+                    timestamp: -1,
+                },
             })
             .collect();
         Ok(Response::new(v1::ListOffsetsResponse { results }))

@@ -46,13 +46,18 @@ fn parse_timestamp(s: &str) -> anyhow::Result<i64> {
     if let Ok(ms) = s.parse::<i64>() {
         return Ok(ms);
     }
-    let t = humantime::parse_rfc3339_weak(s)
-        .with_context(|| format!("invalid timestamp '{s}': use ms since the epoch or RFC 3339 (2026-11-25T10:00:00Z)"))?;
-    Ok(t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64))
+    let t = humantime::parse_rfc3339_weak(s).with_context(|| {
+        format!(
+            "invalid timestamp '{s}': use ms since the epoch or RFC 3339 (2026-11-25T10:00:00Z)"
+        )
+    })?;
+    Ok(t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64))
 }
 
 fn text(b: &Option<bytes::Bytes>) -> String {
-    b.as_ref().map_or_else(String::new, |b| String::from_utf8_lossy(b).into_owned())
+    b.as_ref()
+        .map_or_else(String::new, |b| String::from_utf8_lossy(b).into_owned())
 }
 
 /// Renders one record with a kcat-style template.
@@ -68,10 +73,18 @@ pub fn render(template: &str, r: &ConsumedRecord) -> String {
                 Some('k') => out.push_str(&text(&r.key)),
                 Some('v') => out.push_str(&text(&r.value)),
                 Some('T') => out.push_str(&r.timestamp_ms.to_string()),
-                Some('K') => out.push_str(&r.key.as_ref().map_or(-1, |k| k.len() as i64).to_string()),
-                Some('S') => out.push_str(&r.value.as_ref().map_or(-1, |v| v.len() as i64).to_string()),
+                Some('K') => {
+                    out.push_str(&r.key.as_ref().map_or(-1, |k| k.len() as i64).to_string())
+                }
+                Some('S') => {
+                    out.push_str(&r.value.as_ref().map_or(-1, |v| v.len() as i64).to_string())
+                }
                 Some('h') => {
-                    let hs: Vec<String> = r.headers.iter().map(|h| format!("{}={}", h.key, text(&h.value))).collect();
+                    let hs: Vec<String> = r
+                        .headers
+                        .iter()
+                        .map(|h| format!("{}={}", h.key, text(&h.value)))
+                        .collect();
                     out.push_str(&hs.join(","));
                 }
                 Some('%') => out.push('%'),
@@ -126,14 +139,19 @@ pub async fn run(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
         Some(f) => f.clone(),
         None => DEFAULT_FORMAT.to_string(),
     };
-    let template = if template.ends_with("\\n") || template.ends_with('\n') { template } else { format!("{template}\\n") };
+    let template = if template.ends_with("\\n") || template.ends_with('\n') {
+        template
+    } else {
+        format!("{template}\\n")
+    };
 
     let started = Instant::now();
-    let progress = if !args.quiet && std::io::stderr().is_terminal() && !std::io::stdout().is_terminal() {
-        ProgressBar::new_spinner()
-    } else {
-        ProgressBar::hidden()
-    };
+    let progress =
+        if !args.quiet && std::io::stderr().is_terminal() && !std::io::stdout().is_terminal() {
+            ProgressBar::new_spinner()
+        } else {
+            ProgressBar::hidden()
+        };
     let (mut count, mut bytes) = (0u64, 0u64);
     let limit = args.max_messages.unwrap_or(u64::MAX);
     let stdout = std::io::stdout();
@@ -155,7 +173,8 @@ pub async fn run(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
                 return Err(e.into());
             }
             count += 1;
-            bytes += r.value.as_ref().map_or(0, |v| v.len() as u64) + r.key.as_ref().map_or(0, |k| k.len() as u64);
+            bytes += r.value.as_ref().map_or(0, |v| v.len() as u64)
+                + r.key.as_ref().map_or(0, |k| k.len() as u64);
             if count >= limit {
                 break;
             }
@@ -165,7 +184,10 @@ pub async fn run(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
     }
     progress.finish_and_clear();
     if !args.quiet {
-        eprintln!("{}", super::produce::summary("Consumed", count, bytes, started.elapsed()));
+        eprintln!(
+            "{}",
+            super::produce::summary("Consumed", count, bytes, started.elapsed())
+        );
         if count == 0 && start == OffsetSpec::Latest && !args.follow {
             eprintln!("(started at the latest offset: use --from-beginning or --follow)");
         }
@@ -188,7 +210,10 @@ mod tests {
             timestamp_ms: 1000,
             key: Some(Bytes::from_static(b"k1")),
             value: Some(Bytes::from_static(b"hello")),
-            headers: vec![Header { key: "source".into(), value: Some(Bytes::from_static(b"cli")) }],
+            headers: vec![Header {
+                key: "source".into(),
+                value: Some(Bytes::from_static(b"cli")),
+            }],
         };
         assert_eq!(render("%p/%o %k=%v %h", &r), "2/7 k1=hello source=cli");
         assert_eq!(render("%t %T %K %S 100%%\\n", &r), "orders 1000 2 5 100%\n");
@@ -197,7 +222,15 @@ mod tests {
     #[test]
     fn parses_timestamps() {
         assert_eq!(parse_timestamp("1700000000000").unwrap(), 1_700_000_000_000);
-        assert_eq!(parse_timestamp("2023-11-14T22:13:20Z").unwrap(), 1_700_000_000_000);
-        assert!(parse_timestamp("yesterday").unwrap_err().to_string().contains("invalid timestamp 'yesterday'"));
+        assert_eq!(
+            parse_timestamp("2023-11-14T22:13:20Z").unwrap(),
+            1_700_000_000_000
+        );
+        assert!(
+            parse_timestamp("yesterday")
+                .unwrap_err()
+                .to_string()
+                .contains("invalid timestamp 'yesterday'")
+        );
     }
 }

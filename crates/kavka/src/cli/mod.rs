@@ -17,9 +17,9 @@ pub enum OutputFormat {
 }
 
 pub async fn connect(bootstrap: &str) -> anyhow::Result<Client> {
-    Client::connect(bootstrap)
-        .await
-        .with_context(|| format!("cannot reach kavka at {bootstrap} (set --bootstrap or KAVKA_BOOTSTRAP)"))
+    Client::connect(bootstrap).await.with_context(|| {
+        format!("cannot reach kavka at {bootstrap} (set --bootstrap or KAVKA_BOOTSTRAP)")
+    })
 }
 
 /// Parses `key=value`.
@@ -33,7 +33,11 @@ pub fn parse_kv(s: &str) -> Result<(String, String), String> {
 pub fn table(header: &[&str]) -> comfy_table::Table {
     let mut t = comfy_table::Table::new();
     t.load_preset(comfy_table::presets::NOTHING);
-    t.set_header(header.iter().map(|h| comfy_table::Cell::new(h).add_attribute(comfy_table::Attribute::Bold)));
+    t.set_header(
+        header
+            .iter()
+            .map(|h| comfy_table::Cell::new(h).add_attribute(comfy_table::Attribute::Bold)),
+    );
     t
 }
 

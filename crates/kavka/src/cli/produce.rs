@@ -43,14 +43,25 @@ pub struct ProduceArgs {
     pub quiet: bool,
 }
 
-pub fn producer_config(compression: &str, acks: &str, batch_size: usize) -> anyhow::Result<ProducerConfig> {
-    let compression = Compression::from_name(compression)
-        .with_context(|| format!("unknown compression '{compression}': use none, gzip, snappy, lz4 or zstd"))?;
-    let acks = Acks::parse(acks).with_context(|| format!("invalid acks '{acks}': use 0, 1 or all"))?;
+pub fn producer_config(
+    compression: &str,
+    acks: &str,
+    batch_size: usize,
+) -> anyhow::Result<ProducerConfig> {
+    let compression = Compression::from_name(compression).with_context(|| {
+        format!("unknown compression '{compression}': use none, gzip, snappy, lz4 or zstd")
+    })?;
+    let acks =
+        Acks::parse(acks).with_context(|| format!("invalid acks '{acks}': use 0, 1 or all"))?;
     if batch_size == 0 {
         bail!("batch size must be > 0");
     }
-    Ok(ProducerConfig { acks, compression, batch_bytes: batch_size, ..ProducerConfig::default() })
+    Ok(ProducerConfig {
+        acks,
+        compression,
+        batch_bytes: batch_size,
+        ..ProducerConfig::default()
+    })
 }
 
 pub async fn run(bootstrap: &str, args: ProduceArgs) -> anyhow::Result<()> {
@@ -69,7 +80,10 @@ pub async fn run(bootstrap: &str, args: ProduceArgs) -> anyhow::Result<()> {
     let headers: Vec<Header> = args
         .headers
         .iter()
-        .map(|(k, v)| Header { key: k.clone(), value: Some(Bytes::from(v.clone())) })
+        .map(|(k, v)| Header {
+            key: k.clone(),
+            value: Some(Bytes::from(v.clone())),
+        })
         .collect();
 
     // Lines are read on a blocking thread and handed over in chunks (bounded queue).
@@ -84,7 +98,9 @@ pub async fn run(bootstrap: &str, args: ProduceArgs) -> anyhow::Result<()> {
                     return;
                 }
             }
-            if chunk.len() == LINES_PER_SEND && tx.blocking_send(Ok(std::mem::take(&mut chunk))).is_err() {
+            if chunk.len() == LINES_PER_SEND
+                && tx.blocking_send(Ok(std::mem::take(&mut chunk))).is_err()
+            {
                 return;
             }
         }
@@ -95,7 +111,10 @@ pub async fn run(bootstrap: &str, args: ProduceArgs) -> anyhow::Result<()> {
 
     let progress = if !args.quiet && std::io::stderr().is_terminal() {
         let pb = ProgressBar::new_spinner();
-        pb.set_style(ProgressStyle::with_template("{spinner} {pos} records {per_sec} {elapsed}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
+        pb.set_style(
+            ProgressStyle::with_template("{spinner} {pos} records {per_sec} {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
         pb
     } else {
         ProgressBar::hidden()
@@ -126,10 +145,12 @@ pub async fn run(bootstrap: &str, args: ProduceArgs) -> anyhow::Result<()> {
             })
             .collect();
         let n = records.len() as u64;
-        producer
-            .send(&args.topic, records)
-            .await
-            .with_context(|| format!("produce to topic '{}' failed after {count} records", args.topic))?;
+        producer.send(&args.topic, records).await.with_context(|| {
+            format!(
+                "produce to topic '{}' failed after {count} records",
+                args.topic
+            )
+        })?;
         count += n;
         progress.set_position(count);
     }

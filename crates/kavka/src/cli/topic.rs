@@ -58,7 +58,13 @@ pub enum TopicCommand {
 pub async fn run(bootstrap: &str, cmd: TopicCommand) -> anyhow::Result<()> {
     let mut client = connect(bootstrap).await?;
     match cmd {
-        TopicCommand::Create { name, partitions, replication_factor, configs, if_not_exists } => {
+        TopicCommand::Create {
+            name,
+            partitions,
+            replication_factor,
+            configs,
+            if_not_exists,
+        } => {
             let r = client
                 .create_topic(NewTopic {
                     name: name.clone(),
@@ -69,7 +75,9 @@ pub async fn run(bootstrap: &str, cmd: TopicCommand) -> anyhow::Result<()> {
                 .await;
             match r {
                 Ok(id) => println!("Created topic {name} (id {id})."),
-                Err(e) if if_not_exists && e.kafka_code() == Some(ErrorCode::TopicAlreadyExists) => {
+                Err(e)
+                    if if_not_exists && e.kafka_code() == Some(ErrorCode::TopicAlreadyExists) =>
+                {
                     println!("Topic {name} already exists.")
                 }
                 Err(e) => return Err(e.into()),
@@ -106,9 +114,22 @@ pub async fn run(bootstrap: &str, cmd: TopicCommand) -> anyhow::Result<()> {
                 }))?,
                 OutputFormat::Table => {
                     if let Some(t) = &d.topic {
-                        println!("Topic: {}  id: {}  partitions: {}  replication factor: {}", t.name, t.topic_id, t.partitions, t.replication_factor);
+                        println!(
+                            "Topic: {}  id: {}  partitions: {}  replication factor: {}",
+                            t.name, t.topic_id, t.partitions, t.replication_factor
+                        );
                     }
-                    let mut t = table(&["PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR", "LOG-START", "HIGH-WATERMARK", "LOG-END", "SIZE"]);
+                    let mut t = table(&[
+                        "PARTITION",
+                        "LEADER",
+                        "EPOCH",
+                        "REPLICAS",
+                        "ISR",
+                        "LOG-START",
+                        "HIGH-WATERMARK",
+                        "LOG-END",
+                        "SIZE",
+                    ]);
                     for p in &d.partitions {
                         t.add_row(vec![
                             p.partition.to_string(),
@@ -125,7 +146,9 @@ pub async fn run(bootstrap: &str, cmd: TopicCommand) -> anyhow::Result<()> {
                     println!("{t}\n");
                     let overrides: Vec<_> = d.configs.iter().filter(|c| !c.is_default).collect();
                     if overrides.is_empty() {
-                        println!("Configs: all defaults (kavka topic describe {name} -o json shows every value)");
+                        println!(
+                            "Configs: all defaults (kavka topic describe {name} -o json shows every value)"
+                        );
                     } else {
                         let mut t = table(&["CONFIG", "VALUE"]);
                         for c in overrides {
@@ -151,18 +174,41 @@ pub async fn run(bootstrap: &str, cmd: TopicCommand) -> anyhow::Result<()> {
                 bail!("{failed} topic(s) not deleted");
             }
         }
-        TopicCommand::AlterConfig { name, set, delete, output } => {
+        TopicCommand::AlterConfig {
+            name,
+            set,
+            delete,
+            output,
+        } => {
             if set.is_empty() && delete.is_empty() {
-                return Err(ClientError::Invalid("nothing to change: give --set key=value or --delete key".into()).into());
+                return Err(ClientError::Invalid(
+                    "nothing to change: give --set key=value or --delete key".into(),
+                )
+                .into());
             }
-            let entries = client.alter_configs(&name, set.into_iter().collect(), delete).await?;
+            let entries = client
+                .alter_configs(&name, set.into_iter().collect(), delete)
+                .await?;
             match output {
-                OutputFormat::Json => print_json(&json!(entries.iter().map(|c| (c.name.clone(), json!(c.value))).collect::<serde_json::Map<_, _>>()))?,
+                OutputFormat::Json => print_json(&json!(
+                    entries
+                        .iter()
+                        .map(|c| (c.name.clone(), json!(c.value)))
+                        .collect::<serde_json::Map<_, _>>()
+                ))?,
                 OutputFormat::Table => {
                     println!("Updated configs of topic {name}:");
                     let mut t = table(&["CONFIG", "VALUE", "SOURCE"]);
                     for c in &entries {
-                        t.add_row(vec![c.name.clone(), c.value.clone(), if c.is_default { "default".into() } else { "topic".to_string() }]);
+                        t.add_row(vec![
+                            c.name.clone(),
+                            c.value.clone(),
+                            if c.is_default {
+                                "default".into()
+                            } else {
+                                "topic".to_string()
+                            },
+                        ]);
                     }
                     println!("{t}");
                 }
@@ -180,5 +226,9 @@ pub fn human_bytes(b: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{b} B") } else { format!("{v:.1} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }

@@ -1,0 +1,252 @@
+//! One `kavka server` process under test.
+
+use anyhow::{Context, bail};
+use kavka_client::Client;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// How long a node may take to start on a loaded 2-core machine.
+const START_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The `kavka` binary under test: `$KAVKA_BIN`, or built once from this workspace.
+pub fn kavka_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("KAVKA_BIN") {
+            return PathBuf::from(p);
+        }
+        // target/<profile>/deps/<test> -> target/<profile>/kavka
+        let exe = std::env::current_exe().unwrap_or_default();
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "--quiet", "-p", "kavka", "--bin", "kavka"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if release {
+            cmd.arg("--release");
+        }
+        if let Some(target_dir) = profile_dir.parent() {
+            cmd.arg("--target-dir").arg(target_dir);
+        }
+        let status = cmd.status();
+        assert!(
+            status.as_ref().is_ok_and(|s| s.success()),
+            "building the kavka binary failed: {status:?}"
+        );
+        profile_dir.join("kavka")
+    })
+    .clone()
+}
+
+/// Polls `cond` every 50 ms until it holds or `deadline` passes; the error says what
+/// was awaited.
+pub async fn wait_until<F, Fut>(what: &str, deadline: Duration, mut cond: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = Instant::now() + deadline;
+    while Instant::now() < end {
+        if cond().await {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("timed out after {deadline:?} waiting for {what}")
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct NodeOptions {
+    /// Extra `kavka server` flags.
+    pub args: Vec<String>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+}
+
+/// A running (or stopped) `kavka server` with its own port and data directory; killed
+/// when dropped.
+pub struct Node {
+    child: Option<Child>,
+    port: u16,
+    options: NodeOptions,
+    dir: tempfile::TempDir,
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+impl Node {
+    pub async fn start(options: NodeOptions) -> anyhow::Result<Node> {
+        let dir = tempfile::Builder::new().prefix("kavka-node-").tempdir()?;
+        let mut node = Node {
+            child: None,
+            port: 0,
+            options,
+            dir,
+        };
+        // A port picked free can be taken before the node binds it: try a few.
+        let mut last = None;
+        for _ in 0..5 {
+            node.port = free_port()?;
+            match node.spawn_and_wait().await {
+                Ok(()) => return Ok(node),
+                Err(e) if node.log().contains("cannot listen") => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| anyhow::anyhow!("no free port")))
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("kavka.log")
+    }
+
+    /// Everything the node wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())?;
+        let mut cmd = Command::new(kavka_bin());
+        cmd.arg("server")
+            .arg("--node-id")
+            .arg("1")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--listen")
+            .arg(self.addr())
+            .args(&self.options.args)
+            .env("KAVKA_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        for (k, v) in &self.options.env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().context("cannot start kavka")?);
+        Ok(())
+    }
+
+    async fn spawn_and_wait(&mut self) -> anyhow::Result<()> {
+        self.spawn()?;
+        let end = Instant::now() + START_DEADLINE;
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.child = None;
+                bail!("kavka exited during start ({status}):\n{}", self.log());
+            }
+            if let Ok(mut c) = Client::connect(&self.addr()).await
+                && c.list_topics().await.is_ok()
+            {
+                return Ok(());
+            }
+            if Instant::now() > end {
+                bail!(
+                    "kavka did not become ready within {START_DEADLINE:?}:\n{}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn client(&self) -> anyhow::Result<Client> {
+        Ok(Client::connect(&self.addr()).await?)
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then wait (bounded) for a clean exit; returns whether it exited cleanly.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut c) = self.child.take() else {
+            return false;
+        };
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
+        let end = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < end {
+            if let Ok(Some(status)) = c.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+        false
+    }
+
+    /// Starts the node again on the same port and data directory.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill();
+        self.spawn_and_wait().await
+    }
+
+    /// Runs the CLI against this node.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_with_stdin(args, b"")
+    }
+
+    pub fn cli_with_stdin(&self, args: &[&str], stdin: &[u8]) -> Output {
+        run_cli(&self.addr(), args, stdin)
+    }
+}
+
+/// Runs `kavka --bootstrap <addr> args...` with `stdin`, bounded in time by the CLI's own
+/// deadlines.
+pub fn run_cli(addr: &str, args: &[&str], stdin: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(kavka_bin())
+        .arg("--bootstrap")
+        .arg(addr)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run kavka {args:?}: {e}"));
+    if let Some(mut s) = child.stdin.take() {
+        let _ = s.write_all(stdin);
+    }
+    child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("kavka {args:?} failed: {e}"))
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
