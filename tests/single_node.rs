@@ -1,6 +1,8 @@
 //! A real `kavka server` process on 127.0.0.1: the CLI walkthrough from the README,
 //! durability across restarts, long-poll fetch, offsets, retention, and bad input.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
+
 use bytes::Bytes;
 use kavka_client::{Client, NewTopic, ProducerRecord};
 use kavka_harness::{Node, NodeOptions, wait_until};

@@ -23,6 +23,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::{Mutex, watch};
 
+/// One result per partition, in request order.
+pub type PartitionResults<T> = Vec<(i32, Result<T, KafkaError>)>;
+
 /// Special ListOffsets timestamps (Kafka's).
 pub const LATEST_TIMESTAMP: i64 = -1;
 pub const EARLIEST_TIMESTAMP: i64 = -2;
@@ -485,7 +488,7 @@ impl ReplicaManager {
         topic: &str,
         acks: i32,
         batches: Vec<(i32, Vec<u8>)>,
-    ) -> Result<Vec<(i32, Result<ProduceResult, KafkaError>)>, KafkaError> {
+    ) -> Result<PartitionResults<ProduceResult>, KafkaError> {
         if !matches!(acks, -1..=1) {
             return Err(KafkaError::new(
                 ErrorCode::InvalidRequiredAcks,
@@ -558,7 +561,7 @@ impl ReplicaManager {
         acks: i32,
         records: Vec<(Option<i32>, NewRecord)>,
         compression: Compression,
-    ) -> Result<Vec<(i32, Result<ProduceResult, KafkaError>)>, KafkaError> {
+    ) -> Result<PartitionResults<ProduceResult>, KafkaError> {
         let (_, entry) = self.topic_entry(topic)?;
         let n = entry.partitions as u32;
         let sticky = self.sticky.fetch_add(1, Ordering::Relaxed) % n;

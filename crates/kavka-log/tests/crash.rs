@@ -3,6 +3,8 @@
 //! batch is there intact and that nothing corrupt is ever returned. Repeated over several
 //! kill/reopen rounds on the same directory.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
+
 use bytes::Bytes;
 use kavka_log::{FlushPolicy, GroupCommit, LogConfig, PartitionLog};
 use kavka_model::{LeaderEpoch, Offset};

@@ -1,6 +1,8 @@
 //! The partition log against a simple in-memory model, plus recovery, retention and
 //! timestamp lookups on real files.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
+
 use bytes::Bytes;
 use kavka_log::{FlushPolicy, LogConfig, LogError, PartitionLog};
 use kavka_model::{LeaderEpoch, Offset};

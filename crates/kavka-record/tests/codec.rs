@@ -1,6 +1,8 @@
 //! Property tests for the batch codec, and byte-exact cross-checks against the
 //! `kafka-protocol` crate's independent encoder and decoder.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
+
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::protocol::StrBytes;
