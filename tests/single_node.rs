@@ -343,6 +343,25 @@ async fn list_offsets_and_structured_produce() {
     assert_eq!(ts, 1_000_007);
     assert!(offset >= 0 && offset < per_partition[p as usize]);
     assert_eq!(client.list_offset("t", p, 9_000_000).await.unwrap().0, -1);
+
+    let md = client.metadata(vec![]).await.unwrap();
+    assert_eq!(md.brokers.len(), 1);
+    assert_eq!(
+        format!("{}:{}", md.brokers[0].host, md.brokers[0].port),
+        node.addr()
+    );
+    let t = md.topics.iter().find(|t| t.name == "t").unwrap();
+    assert_eq!(t.partitions.len(), 4);
+    assert!(
+        t.partitions
+            .iter()
+            .all(|p| p.leader == md.brokers[0].id && p.isr == [p.leader])
+    );
+    let md = client.metadata(vec!["missing".into()]).await.unwrap();
+    assert_eq!(
+        md.topics[0].error.as_ref().unwrap().name,
+        "UNKNOWN_TOPIC_OR_PARTITION"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -933,4 +952,49 @@ async fn a_second_node_on_the_same_data_dir_is_refused() {
         stderr(&out)
     );
     ok(node.cli(&["topic", "list"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_from_a_file_to_a_partition_and_bench() {
+    let node = node().await;
+    ok(node.cli(&["topic", "create", "f", "-p", "3"]));
+    let file = node.data_dir().join("../input.txt");
+    std::fs::write(&file, "a\nb\nc\n").unwrap();
+    ok(node.cli(&[
+        "produce",
+        "f",
+        "--file",
+        &file.display().to_string(),
+        "--partition",
+        "2",
+    ]));
+    let out = ok(node.cli(&["consume", "f", "--from-beginning", "--format", "%p %o %v"]));
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["2 0 a", "2 1 b", "2 2 c"]);
+    fails_with(
+        node.cli(&["produce", "f", "--file", "/nonexistent/input"]),
+        "cannot open /nonexistent/input",
+    );
+
+    let out = ok(node.cli(&[
+        "bench",
+        "produce",
+        "--topic",
+        "b",
+        "--partitions",
+        "2",
+        "--record-size",
+        "100",
+        "--num-records",
+        "3000",
+        "--acks",
+        "all",
+        "--in-flight",
+        "2",
+    ]));
+    assert!(
+        out.starts_with("3000 records sent") && out.contains("p99"),
+        "{out}"
+    );
+    let out = ok(node.cli(&["bench", "consume", "--topic", "b"]));
+    assert!(out.starts_with("3000 records read"), "{out}");
 }

@@ -8,9 +8,9 @@
 use crate::catalog::{Catalog, TopicEntry};
 use crate::config::{BrokerConfig, TOPIC_PARTITIONS_MAX};
 use crate::error::BrokerError;
-use crate::partition::Partition;
+use crate::partition::{Partition, ReadResult};
 use crate::records::{NewRecord, apply_topic_compression, build_batch};
-use kavka_log::LogConfig;
+use kavka_log::{FetchData, LogConfig};
 use kavka_model::{
     BrokerId, ConfigEntry, ErrorCode, KafkaError, LeaderEpoch, Offset, PartitionId, TimestampType,
     TopicConfig, TopicName, TopicPartition, partitioner,
@@ -599,7 +599,7 @@ impl ReplicaManager {
             let results = self.fetch_once(&partitions, max_bytes).await;
             let bytes: usize = results.iter().map(|r| r.records.len()).sum();
             let any_error = results.iter().any(|r| r.error.is_some());
-            if bytes >= min_bytes.max(1) || any_error || tokio::time::Instant::now() >= deadline {
+            if bytes >= min_bytes || any_error || tokio::time::Instant::now() >= deadline {
                 return results;
             }
             if tokio::time::timeout_at(deadline, appends.changed())
@@ -632,8 +632,19 @@ impl ReplicaManager {
                 Ok(part) => {
                     // Kafka: at least one batch overall, so the first non-empty partition
                     // may exceed the budget; once it is spent, only offsets are reported.
-                    let limit = p.max_bytes.min(budget);
-                    let read = part.read(p.offset, limit).await;
+                    let read = if budget == 0 {
+                        let (start, hw, end, _) = part.offsets().await;
+                        Ok(ReadResult {
+                            data: FetchData {
+                                records: Vec::new(),
+                                log_start_offset: start,
+                                log_end_offset: end,
+                            },
+                            high_watermark: hw,
+                        })
+                    } else {
+                        part.read(p.offset, p.max_bytes.min(budget)).await
+                    };
                     match read {
                         Ok(read) => {
                             r.high_watermark = read.high_watermark;
@@ -773,5 +784,106 @@ fn remove_deleted_dirs(data: &std::path::Path) {
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    async fn manager(dir: &std::path::Path) -> Arc<ReplicaManager> {
+        ReplicaManager::open(BrokerConfig::new(BrokerId(1), dir.to_path_buf())).unwrap()
+    }
+
+    fn record(v: &str) -> (Option<i32>, NewRecord) {
+        (
+            Some(0),
+            NewRecord {
+                key: None,
+                value: Some(Bytes::from(v.to_string())),
+                headers: vec![],
+                timestamp_ms: 1,
+            },
+        )
+    }
+
+    fn params(topic: &str, partitions: i32, max_bytes: usize) -> Vec<FetchPartitionParams> {
+        (0..partitions)
+            .map(|partition| FetchPartitionParams {
+                topic: topic.into(),
+                partition,
+                offset: Offset(0),
+                max_bytes,
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn fetch_with_min_bytes_zero_returns_at_once_and_budget_caps_the_response() {
+        let dir = tempfile::tempdir().unwrap();
+        let rm = manager(dir.path()).await;
+        rm.create_topic("t", 2, 1, BTreeMap::new(), false)
+            .await
+            .unwrap();
+        // Nothing there, min_bytes 0, a long max wait: answered without waiting.
+        let started = std::time::Instant::now();
+        let r = rm.fetch(params("t", 2, 1 << 20), 30_000, 0, 1 << 20).await;
+        assert!(started.elapsed() < Duration::from_secs(20));
+        assert!(r.iter().all(|p| p.records.is_empty() && p.error.is_none()));
+
+        for p in 0..2 {
+            let recs = (0..3)
+                .map(|i| {
+                    let mut r = record(&format!("{p}-{i}"));
+                    r.0 = Some(p);
+                    r
+                })
+                .collect();
+            rm.produce_records("t", 1, recs, Compression::None)
+                .await
+                .unwrap();
+        }
+        // A budget of one byte: the first partition still gets one batch, the second none.
+        let r = rm.fetch(params("t", 2, 1 << 20), 0, 1, 1).await;
+        assert!(!r[0].records.is_empty());
+        assert!(r[1].records.is_empty());
+        assert_eq!(r[1].high_watermark, Offset(1));
+    }
+
+    #[tokio::test]
+    async fn topics_and_configs_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let rm = manager(dir.path()).await;
+        let configs = BTreeMap::from([("retention.ms".to_string(), "1000".to_string())]);
+        rm.create_topic("keep", 2, 1, configs, false).await.unwrap();
+        rm.produce_records("keep", -1, vec![record("v")], Compression::Gzip)
+            .await
+            .unwrap();
+        rm.create_topic("gone", 1, 1, BTreeMap::new(), false)
+            .await
+            .unwrap();
+        rm.delete_topic("gone").await.unwrap();
+        drop(rm);
+        let rm = manager(dir.path()).await;
+        let names: Vec<String> = rm
+            .list_topics()
+            .iter()
+            .map(|t| t.name.to_string())
+            .collect();
+        assert_eq!(names, ["keep"]);
+        let d = rm.describe_topic("keep").await.unwrap();
+        assert_eq!(d.partitions[0].log_end_offset, Offset(1));
+        let ret = d.configs.iter().find(|c| c.name == "retention.ms").unwrap();
+        assert_eq!((ret.value.as_str(), ret.is_default), ("1000", false));
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_catalog_refuses_to_start_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(crate::catalog::CATALOG_FILE), b"{not json").unwrap();
+        let e = ReplicaManager::open(BrokerConfig::new(BrokerId(1), dir.path().to_path_buf()))
+            .unwrap_err();
+        assert!(e.to_string().contains("kavka-topics.json"), "{e}");
     }
 }

@@ -35,11 +35,7 @@ impl Client {
             })
             .await?
             .into_inner();
-        let r = resp
-            .results
-            .into_iter()
-            .next()
-            .ok_or_else(|| ClientError::Invalid("empty CreateTopics response".into()))?;
+        let r = first(resp.results, "CreateTopics")?;
         check(r.error.as_ref())?;
         Ok(r.topic_id)
     }
@@ -113,11 +109,7 @@ impl Client {
     /// The number of partitions of `topic`.
     pub async fn partition_count(&mut self, topic: &str) -> Result<u32, ClientError> {
         let md = self.metadata(vec![topic.to_string()]).await?;
-        let t = md
-            .topics
-            .into_iter()
-            .next()
-            .ok_or_else(|| ClientError::Invalid("empty Metadata response".into()))?;
+        let t = first(md.topics, "Metadata")?;
         check(t.error.as_ref())?;
         Ok(t.partitions.len() as u32)
     }
@@ -140,12 +132,16 @@ impl Client {
             })
             .await?
             .into_inner();
-        let r = resp
-            .results
-            .into_iter()
-            .next()
-            .ok_or_else(|| ClientError::Invalid("empty ListOffsets response".into()))?;
+        let r = first(resp.results, "ListOffsets")?;
         check(r.error.as_ref())?;
         Ok((r.offset, r.timestamp))
     }
+}
+
+/// The one result a single-item request gets back.
+fn first<T>(items: Vec<T>, api: &str) -> Result<T, ClientError> {
+    items
+        .into_iter()
+        .next()
+        .ok_or_else(|| ClientError::Invalid(format!("empty {api} response")))
 }

@@ -14,18 +14,31 @@ const RECORDS_PER_BATCH: usize = 16;
 fn batch() -> Vec<u8> {
     let value = Bytes::from(vec![b'x'; 1024]);
     let records = (0..RECORDS_PER_BATCH as i32)
-        .map(|i| Record { offset_delta: i, value: Some(value.clone()), ..Record::default() })
+        .map(|i| Record {
+            offset_delta: i,
+            value: Some(value.clone()),
+            ..Record::default()
+        })
         .collect();
-    RecordBatch::new(1_700_000_000_000, Compression::None, records).encode().unwrap_or_default()
+    RecordBatch::new(1_700_000_000_000, Compression::None, records)
+        .encode()
+        .unwrap_or_default()
 }
 
 fn config(flush: FlushPolicy) -> LogConfig {
-    LogConfig { segment_bytes: 256 * 1024 * 1024, flush, ..LogConfig::default() }
+    LogConfig {
+        segment_bytes: 256 * 1024 * 1024,
+        flush,
+        ..LogConfig::default()
+    }
 }
 
 fn bench_dir() -> tempfile::TempDir {
     let base = std::env::var_os("KAVKA_BENCH_DIR").map_or_else(std::env::temp_dir, Into::into);
-    tempfile::Builder::new().prefix("kavka-log-bench-").tempdir_in(base).unwrap_or_else(|e| panic!("bench dir: {e}"))
+    tempfile::Builder::new()
+        .prefix("kavka-log-bench-")
+        .tempdir_in(base)
+        .unwrap_or_else(|e| panic!("bench dir: {e}"))
 }
 
 fn append(c: &mut Criterion) {
@@ -34,29 +47,38 @@ fn append(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(bytes.len() as u64));
     for flush in [FlushPolicy::Replicated, FlushPolicy::Fsync] {
         let dir = bench_dir();
-        let mut log = PartitionLog::open(dir.path(), config(flush)).unwrap_or_else(|e| panic!("{e}"));
+        let mut log =
+            PartitionLog::open(dir.path(), config(flush)).unwrap_or_else(|e| panic!("{e}"));
         let commit = GroupCommit::default();
         g.bench_function(format!("append_16KiB_batch/{}", flush.name()), |b| {
             b.iter(|| {
-                let info = log.append_as_leader(&bytes, LeaderEpoch(0), None, 0).unwrap_or_else(|e| panic!("{e}"));
+                let info = log
+                    .append_as_leader(&bytes, LeaderEpoch(0), None, 0)
+                    .unwrap_or_else(|e| panic!("{e}"));
                 if flush == FlushPolicy::Fsync {
-                    commit.wait_durable(info.last_offset.next(), || log.sync_point()).unwrap_or_else(|e| panic!("{e}"));
+                    commit
+                        .wait_durable(info.last_offset.next(), || log.sync_point())
+                        .unwrap_or_else(|e| panic!("{e}"));
                 }
                 black_box(info)
             })
         });
     }
     let dir = bench_dir();
-    let mut log = PartitionLog::open(dir.path(), config(FlushPolicy::Replicated)).unwrap_or_else(|e| panic!("{e}"));
+    let mut log = PartitionLog::open(dir.path(), config(FlushPolicy::Replicated))
+        .unwrap_or_else(|e| panic!("{e}"));
     for _ in 0..4096 {
-        log.append_as_leader(&bytes, LeaderEpoch(0), None, 0).unwrap_or_else(|e| panic!("{e}"));
+        log.append_as_leader(&bytes, LeaderEpoch(0), None, 0)
+            .unwrap_or_else(|e| panic!("{e}"));
     }
     let end = log.log_end_offset();
     let mut from = 0i64;
     g.throughput(Throughput::Bytes(1024 * 1024));
     g.bench_function("read_1MiB", |b| {
         b.iter(|| {
-            let data = log.read(Offset(from), 1024 * 1024, end).unwrap_or_else(|e| panic!("{e}"));
+            let data = log
+                .read(Offset(from), 1024 * 1024, end)
+                .unwrap_or_else(|e| panic!("{e}"));
             from = (from + 1024) % (end.0 - 2048);
             black_box(data)
         })

@@ -6,7 +6,9 @@ use kavka_record::{Compression, Record, RecordBatch};
 use std::hint::black_box;
 
 fn batch(compression: Compression) -> RecordBatch {
-    let value: Vec<u8> = (0..1024u32).map(|i| b"order customer shipped 42 EUR "[(i % 30) as usize]).collect();
+    let value: Vec<u8> = (0..1024u32)
+        .map(|i| b"order customer shipped 42 EUR "[(i % 30) as usize])
+        .collect();
     let records = (0..100)
         .map(|i| Record {
             offset_delta: i,
@@ -28,9 +30,11 @@ fn codec(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("encode", codec.name()), &b, |bench, b| {
             bench.iter(|| black_box(b.encode()))
         });
-        g.bench_with_input(BenchmarkId::new("decode", codec.name()), &bytes, |bench, bytes| {
-            bench.iter(|| black_box(RecordBatch::decode(bytes)))
-        });
+        g.bench_with_input(
+            BenchmarkId::new("decode", codec.name()),
+            &bytes,
+            |bench, bytes| bench.iter(|| black_box(RecordBatch::decode(bytes))),
+        );
     }
     g.finish();
 }
