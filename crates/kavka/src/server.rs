@@ -221,13 +221,16 @@ async fn serve(settings: Settings, dev: bool) -> anyhow::Result<()> {
     }
 
     // Small responses must not wait for Nagle's algorithm and the peer's delayed ACK.
-    let incoming = tokio_stream::StreamExt::map(tokio_stream::wrappers::TcpListenerStream::new(listener), |conn| {
-        conn.inspect(|stream| {
-            if let Err(e) = stream.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-            }
-        })
-    });
+    let incoming = tokio_stream::StreamExt::map(
+        tokio_stream::wrappers::TcpListenerStream::new(listener),
+        |conn| {
+            conn.inspect(|stream| {
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                }
+            })
+        },
+    );
     let (stopping_tx, mut stopping_rx) = watch::channel(false);
     let server = tonic::transport::Server::builder()
         .add_service(health_service)
