@@ -848,7 +848,7 @@ mod tests {
         let r = rm.fetch(params("t", 2, 1 << 20), 0, 1, 1).await;
         assert!(!r[0].records.is_empty());
         assert!(r[1].records.is_empty());
-        assert_eq!(r[1].high_watermark, Offset(1));
+        assert_eq!(r[1].high_watermark, Offset(3));
     }
 
     #[tokio::test]
