@@ -1,0 +1,112 @@
+//! Metadata records: every decision the active controller makes is one of these, committed
+//! in the metadata log. Names follow Kafka's KRaft records.
+
+use kavka_model::{BrokerId, LeaderEpoch, PartitionId, TopicName};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A topic's unique id (Kafka's topic UUID): a topic re-created under the same name is
+/// another topic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TopicId(pub uuid::Uuid);
+
+impl fmt::Display for TopicId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterBrokerRecord {
+    pub broker_id: BrokerId,
+    /// New on every process start: a restarted broker replaces its old registration.
+    pub incarnation_id: uuid::Uuid,
+    pub endpoints: Vec<crate::image::Endpoint>,
+    pub rack: Option<String>,
+    /// Brokers register fenced and are unfenced once caught up with the metadata log.
+    pub fenced: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicRecord {
+    pub name: TopicName,
+    pub topic_id: TopicId,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionRecord {
+    pub topic_id: TopicId,
+    pub partition: PartitionId,
+    pub replicas: Vec<BrokerId>,
+    pub isr: Vec<BrokerId>,
+    pub leader: BrokerId,
+    pub leader_epoch: LeaderEpoch,
+    pub partition_epoch: i32,
+}
+
+/// A change to a partition; absent fields are unchanged.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionChangeRecord {
+    pub topic_id: TopicId,
+    pub partition: PartitionId,
+    pub leader: Option<BrokerId>,
+    pub isr: Option<Vec<BrokerId>>,
+    pub replicas: Option<Vec<BrokerId>>,
+    /// Eligible leader replicas (KIP-966).
+    pub eligible_leader_replicas: Option<Vec<BrokerId>>,
+}
+
+impl PartitionChangeRecord {
+    /// A change that changes nothing yet; set the fields that change.
+    pub fn new(topic_id: TopicId, partition: PartitionId) -> Self {
+        Self {
+            topic_id,
+            partition,
+            leader: None,
+            isr: None,
+            replicas: None,
+            eligible_leader_replicas: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ConfigResource {
+    Topic(TopicName),
+    Broker(BrokerId),
+    /// Cluster-wide broker defaults.
+    Cluster,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetadataRecord {
+    /// Written once, first: the cluster's id.
+    Cluster {
+        cluster_id: String,
+    },
+    RegisterBroker(RegisterBrokerRecord),
+    UnregisterBroker {
+        broker_id: BrokerId,
+    },
+    FenceBroker {
+        broker_id: BrokerId,
+        incarnation_id: uuid::Uuid,
+    },
+    UnfenceBroker {
+        broker_id: BrokerId,
+        incarnation_id: uuid::Uuid,
+    },
+    Topic(TopicRecord),
+    Partition(PartitionRecord),
+    PartitionChange(PartitionChangeRecord),
+    RemoveTopic {
+        topic_id: TopicId,
+    },
+    /// Sets (`Some`) or removes (`None`) one config of a resource.
+    Config {
+        resource: ConfigResource,
+        name: String,
+        value: Option<String>,
+    },
+}
