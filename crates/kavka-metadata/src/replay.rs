@@ -50,13 +50,11 @@ impl MetadataImage {
         let mut next = self.clone();
         let mut delta = MetadataDelta::default();
         let mut refused = Vec::new();
-        let mut offset = first_offset;
-        for record in records {
+        for (offset, record) in (first_offset..).zip(records) {
             if let Err(e) = next.apply(record, &mut delta) {
                 refused.push((offset, e));
             }
             next.offset = offset;
-            offset += 1;
         }
         (next, delta, refused)
     }
