@@ -1,0 +1,16 @@
+//! The controller quorum (DESIGN §2, §5): an openraft group whose log holds batches of
+//! metadata records; its leader is the active controller.
+//!
+//! - `types`: the Raft type configuration (a log entry is a batch of `MetadataRecord`s);
+//! - `raft::log_store`: the Raft log, vote and committed id in sled, flushed before an
+//!   append or vote is acknowledged;
+//! - `raft::state_machine`: replays committed batches into the `MetadataImage`;
+//!   snapshots are the image's records, persisted with their meta in one sled batch.
+//!
+//! Invariants: nothing here decides anything; an entry is applied only once committed;
+//! the same log gives the same image on every voter. Must not depend on the broker.
+
+pub mod raft;
+mod types;
+
+pub use types::{MetadataReply, MetadataRequest, NodeId, TypeConfig, VoterNode};

@@ -1,0 +1,213 @@
+//! The metadata state machine: replays committed batches into the `MetadataImage` and
+//! publishes each new image on a watch channel.
+//!
+//! Persistence: only snapshots are written (their meta and data in one sled batch,
+//! flushed). After a restart the state machine is the last snapshot; openraft re-applies
+//! the durable log after it up to the saved committed id. A snapshot's data is the image
+//! as records (`MetadataImage::snapshot_records`), so a snapshot is replayed like a log.
+
+use super::{json_err, sled_err};
+use crate::types::{MetadataReply, TypeConfig};
+use futures_util::{Stream, TryStreamExt};
+use kavka_metadata::{MetadataImage, MetadataRecord};
+use openraft::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
+use serde::{Deserialize, Serialize};
+use std::io::{self, Cursor};
+use std::sync::Arc;
+use tokio::sync::{Mutex, watch};
+
+const SNAPSHOT_META: &[u8] = b"meta";
+const SNAPSHOT_DATA: &[u8] = b"data";
+
+/// The bytes of a snapshot.
+#[derive(Serialize, Deserialize)]
+struct SnapshotData {
+    offset: i64,
+    records: Vec<MetadataRecord>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    image: Arc<MetadataImage>,
+    last_applied: Option<LogIdOf<TypeConfig>>,
+    membership: StoredMembershipOf<TypeConfig>,
+    snapshot: Option<(SnapshotMetaOf<TypeConfig>, Vec<u8>)>,
+}
+
+#[derive(Clone, Debug)]
+pub struct MetadataStateMachine {
+    inner: Arc<Mutex<Inner>>,
+    tree: sled::Tree,
+    db: sled::Db,
+    images: watch::Sender<Arc<MetadataImage>>,
+}
+
+fn image_from_snapshot(bytes: &[u8]) -> io::Result<MetadataImage> {
+    let data: SnapshotData = serde_json::from_slice(bytes).map_err(json_err)?;
+    MetadataImage::from_snapshot(data.offset, &data.records).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("snapshot does not replay: {e}"),
+        )
+    })
+}
+
+impl MetadataStateMachine {
+    pub(crate) fn open(db: &sled::Db) -> io::Result<Self> {
+        let tree = db.open_tree("metadata-snapshot").map_err(sled_err)?;
+        let mut inner = Inner {
+            image: Arc::new(MetadataImage::empty()),
+            last_applied: None,
+            membership: StoredMembershipOf::<TypeConfig>::default(),
+            snapshot: None,
+        };
+        if let (Some(meta), Some(data)) = (
+            tree.get(SNAPSHOT_META).map_err(sled_err)?,
+            tree.get(SNAPSHOT_DATA).map_err(sled_err)?,
+        ) {
+            let meta: SnapshotMetaOf<TypeConfig> =
+                serde_json::from_slice(&meta).map_err(json_err)?;
+            inner.image = Arc::new(image_from_snapshot(&data)?);
+            inner.last_applied = meta.last_log_id.clone();
+            inner.membership = meta.last_membership.clone();
+            inner.snapshot = Some((meta, data.to_vec()));
+        }
+        let images = watch::channel(Arc::clone(&inner.image)).0;
+        Ok(Self {
+            inner: Arc::new(Mutex::new(inner)),
+            tree,
+            db: db.clone(),
+            images,
+        })
+    }
+
+    /// The current image, and every later one.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
+        self.images.subscribe()
+    }
+
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.images.borrow().clone()
+    }
+
+    /// Persists a snapshot's meta and data together, then flushes.
+    async fn persist(&self, meta: &SnapshotMetaOf<TypeConfig>, data: &[u8]) -> io::Result<()> {
+        let mut batch = sled::Batch::default();
+        batch.insert(SNAPSHOT_META, serde_json::to_vec(meta).map_err(json_err)?);
+        batch.insert(SNAPSHOT_DATA, data);
+        self.tree.apply_batch(batch).map_err(sled_err)?;
+        self.db.flush_async().await.map_err(sled_err)?;
+        Ok(())
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for MetadataStateMachine {
+    type SnapshotData = Cursor<Vec<u8>>;
+
+    async fn build_snapshot(
+        &mut self,
+    ) -> Result<SnapshotOf<TypeConfig, Cursor<Vec<u8>>>, io::Error> {
+        let (meta, data) = {
+            let inner = self.inner.lock().await;
+            let data = serde_json::to_vec(&SnapshotData {
+                offset: inner.image.offset,
+                records: inner.image.snapshot_records(),
+            })
+            .map_err(json_err)?;
+            let meta = SnapshotMetaOf::<TypeConfig> {
+                last_log_id: inner.last_applied.clone(),
+                last_membership: inner.membership.clone(),
+            };
+            (meta, data)
+        };
+        self.persist(&meta, &data).await?;
+        self.inner.lock().await.snapshot = Some((meta.clone(), data.clone()));
+        Ok(SnapshotOf::<TypeConfig, Cursor<Vec<u8>>> {
+            meta,
+            snapshot: Cursor::new(data),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for MetadataStateMachine {
+    type SnapshotData = Cursor<Vec<u8>>;
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogIdOf<TypeConfig>>, StoredMembershipOf<TypeConfig>), io::Error> {
+        let inner = self.inner.lock().await;
+        Ok((inner.last_applied.clone(), inner.membership.clone()))
+    }
+
+    async fn apply<S>(&mut self, mut entries: S) -> Result<(), io::Error>
+    where
+        S: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
+    {
+        let mut inner = self.inner.lock().await;
+        let mut image = (*inner.image).clone();
+        while let Some((entry, responder)) = entries.try_next().await? {
+            let index = entry.log_id.index();
+            match &entry.payload {
+                EntryPayload::Blank => {}
+                EntryPayload::Normal(req) => {
+                    let (next, _delta, refused) = image.replay(index as i64, &req.records);
+                    for (_, e) in refused {
+                        tracing::warn!(offset = index, error = %e, "metadata record refused on replay");
+                    }
+                    image = next;
+                }
+                EntryPayload::Membership(m) => {
+                    inner.membership = StoredMembershipOf::<TypeConfig>::new(
+                        Some(entry.log_id.clone()),
+                        m.clone(),
+                    );
+                }
+            }
+            // The metadata offset is the Raft log index of the batch.
+            image.offset = index as i64;
+            inner.last_applied = Some(entry.log_id.clone());
+            if let Some(responder) = responder {
+                responder.send(MetadataReply { offset: index });
+            }
+        }
+        inner.image = Arc::new(image);
+        self.images.send_replace(Arc::clone(&inner.image));
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMetaOf<TypeConfig>,
+        snapshot: Self::SnapshotData,
+    ) -> Result<(), io::Error> {
+        let data = snapshot.into_inner();
+        let image = image_from_snapshot(&data)?;
+        self.persist(meta, &data).await?;
+        let mut inner = self.inner.lock().await;
+        inner.image = Arc::new(image);
+        inner.last_applied = meta.last_log_id.clone();
+        inner.membership = meta.last_membership.clone();
+        inner.snapshot = Some((meta.clone(), data));
+        self.images.send_replace(Arc::clone(&inner.image));
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<SnapshotOf<TypeConfig, Self::SnapshotData>>, io::Error> {
+        let inner = self.inner.lock().await;
+        Ok(inner.snapshot.as_ref().map(
+            |(meta, data)| SnapshotOf::<TypeConfig, Self::SnapshotData> {
+                meta: meta.clone(),
+                snapshot: Cursor::new(data.clone()),
+            },
+        ))
+    }
+}
