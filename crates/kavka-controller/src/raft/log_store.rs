@@ -105,7 +105,7 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
                 let e: EntryOf<TypeConfig> = serde_json::from_slice(&v).map_err(json_err)?;
                 Some(e.log_id())
             }
-            None => last_purged_log_id.clone(),
+            None => last_purged_log_id,
         };
         Ok(LogState {
             last_purged_log_id,

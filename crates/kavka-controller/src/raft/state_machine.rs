@@ -70,7 +70,7 @@ impl MetadataStateMachine {
             let meta: SnapshotMetaOf<TypeConfig> =
                 serde_json::from_slice(&meta).map_err(json_err)?;
             inner.image = Arc::new(image_from_snapshot(&data)?);
-            inner.last_applied = meta.last_log_id.clone();
+            inner.last_applied = meta.last_log_id;
             inner.membership = meta.last_membership.clone();
             inner.snapshot = Some((meta, data.to_vec()));
         }
@@ -117,7 +117,7 @@ impl RaftSnapshotBuilder<TypeConfig> for MetadataStateMachine {
             })
             .map_err(json_err)?;
             let meta = SnapshotMetaOf::<TypeConfig> {
-                last_log_id: inner.last_applied.clone(),
+                last_log_id: inner.last_applied,
                 last_membership: inner.membership.clone(),
             };
             (meta, data)
@@ -139,7 +139,7 @@ impl RaftStateMachine<TypeConfig> for MetadataStateMachine {
         &mut self,
     ) -> Result<(Option<LogIdOf<TypeConfig>>, StoredMembershipOf<TypeConfig>), io::Error> {
         let inner = self.inner.lock().await;
-        Ok((inner.last_applied.clone(), inner.membership.clone()))
+        Ok((inner.last_applied, inner.membership.clone()))
     }
 
     async fn apply<S>(&mut self, mut entries: S) -> Result<(), io::Error>
@@ -160,15 +160,13 @@ impl RaftStateMachine<TypeConfig> for MetadataStateMachine {
                     image = next;
                 }
                 EntryPayload::Membership(m) => {
-                    inner.membership = StoredMembershipOf::<TypeConfig>::new(
-                        Some(entry.log_id.clone()),
-                        m.clone(),
-                    );
+                    inner.membership =
+                        StoredMembershipOf::<TypeConfig>::new(Some(entry.log_id), m.clone());
                 }
             }
             // The metadata offset is the Raft log index of the batch.
             image.offset = index as i64;
-            inner.last_applied = Some(entry.log_id.clone());
+            inner.last_applied = Some(entry.log_id);
             if let Some(responder) = responder {
                 responder.send(MetadataReply { offset: index });
             }
@@ -192,7 +190,7 @@ impl RaftStateMachine<TypeConfig> for MetadataStateMachine {
         self.persist(meta, &data).await?;
         let mut inner = self.inner.lock().await;
         inner.image = Arc::new(image);
-        inner.last_applied = meta.last_log_id.clone();
+        inner.last_applied = meta.last_log_id;
         inner.membership = meta.last_membership.clone();
         inner.snapshot = Some((meta.clone(), data));
         self.images.send_replace(Arc::clone(&inner.image));
