@@ -10,7 +10,9 @@
 //! Invariants: nothing here decides anything; an entry is applied only once committed;
 //! the same log gives the same image on every voter. Must not depend on the broker.
 
+pub mod quorum;
 pub mod raft;
 mod types;
 
+pub use quorum::{Quorum, QuorumConfig, QuorumError};
 pub use types::{MetadataReply, MetadataRequest, NodeId, TypeConfig, VoterNode};

@@ -1,6 +1,7 @@
 //! Raft storage for the metadata quorum, on one sled database per controller.
 
 pub mod log_store;
+pub mod network;
 pub mod state_machine;
 
 use std::path::Path;

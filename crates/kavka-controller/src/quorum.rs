@@ -1,0 +1,177 @@
+//! The quorum: owns this controller's `openraft::Raft`, forms the cluster from the static
+//! voter list, proposes record batches and resolves them once committed.
+//!
+//! Only the active controller (the Raft leader) proposes; elsewhere `propose` answers
+//! `NotLeader` with the leader's id and address so callers can forward (bounded retries
+//! are the caller's). Cluster formation is idempotent: every voter calls `initialize`
+//! with the same voter list, and a voter that already has state refuses it harmlessly.
+
+use crate::raft::network::{GrpcNetworkFactory, MetadataRaft, RaftServer};
+use crate::raft::state_machine::MetadataStateMachine;
+use crate::types::{MetadataRequest, NodeId, TypeConfig, VoterNode};
+use kavka_metadata::{MetadataImage, MetadataRecord};
+use openraft::async_runtime::WatchReceiver;
+use openraft::errors::{ClientWriteError, InitializeError, RaftError};
+use openraft::{Config, RaftMetrics, SnapshotPolicy};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+#[derive(Clone, Debug)]
+pub struct QuorumConfig {
+    pub node_id: NodeId,
+    /// Where the sled store lives.
+    pub dir: PathBuf,
+    /// Every voter, this one included: `node.id` → Raft address.
+    pub voters: BTreeMap<NodeId, VoterNode>,
+    pub heartbeat_interval_ms: u64,
+    /// A follower that hears no leader for a random time in this range starts an election.
+    pub election_timeout_ms: (u64, u64),
+    /// Snapshot after this many entries since the last one; the log before it is purged.
+    pub snapshot_after_entries: u64,
+}
+
+impl QuorumConfig {
+    pub fn new(node_id: NodeId, dir: PathBuf, voters: BTreeMap<NodeId, VoterNode>) -> Self {
+        Self {
+            node_id,
+            dir,
+            voters,
+            heartbeat_interval_ms: 100,
+            election_timeout_ms: (500, 1000),
+            snapshot_after_entries: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QuorumError {
+    #[error("controller {node_id} is not a voter in the controller quorum {voters:?}")]
+    NotAVoter {
+        node_id: NodeId,
+        voters: Vec<NodeId>,
+    },
+    #[error("metadata store: {0}")]
+    Storage(#[from] std::io::Error),
+    #[error("invalid raft config: {0}")]
+    Config(String),
+    #[error("not the active controller; the active controller is {}", match leader { Some((id, node)) => format!("{id} at {}", node.addr), None => "not known yet".to_string() })]
+    NotLeader { leader: Option<(NodeId, VoterNode)> },
+    /// This node must stop: Raft hit a storage or internal failure.
+    #[error("controller raft failed: {0}")]
+    Fatal(String),
+}
+
+pub struct Quorum {
+    node_id: NodeId,
+    raft: MetadataRaft,
+    sm: MetadataStateMachine,
+    voters: BTreeMap<NodeId, VoterNode>,
+}
+
+impl Quorum {
+    pub async fn start(cfg: QuorumConfig) -> Result<Self, QuorumError> {
+        if !cfg.voters.contains_key(&cfg.node_id) {
+            return Err(QuorumError::NotAVoter {
+                node_id: cfg.node_id,
+                voters: cfg.voters.keys().copied().collect(),
+            });
+        }
+        let (log, sm) = crate::raft::open(&cfg.dir)?;
+        let config = Config {
+            cluster_name: "kavka".into(),
+            heartbeat_interval: cfg.heartbeat_interval_ms,
+            election_timeout_min: cfg.election_timeout_ms.0,
+            election_timeout_max: cfg.election_timeout_ms.1,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_after_entries),
+            // A follower installing a snapshot must still find the log after it.
+            max_in_snapshot_log_to_keep: cfg.snapshot_after_entries,
+            ..Config::default()
+        }
+        .validate()
+        .map_err(|e| QuorumError::Config(e.to_string()))?;
+        let raft = MetadataRaft::new(
+            cfg.node_id,
+            Arc::new(config),
+            GrpcNetworkFactory,
+            log,
+            sm.clone(),
+        )
+        .await
+        .map_err(|e| QuorumError::Fatal(e.to_string()))?;
+        match raft.initialize(cfg.voters.clone()).await {
+            Ok(()) => {
+                tracing::info!(node_id = cfg.node_id, voters = ?cfg.voters.keys().collect::<Vec<_>>(), "formed the controller quorum")
+            }
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
+                tracing::info!(
+                    node_id = cfg.node_id,
+                    "rejoining the controller quorum from its stored state"
+                )
+            }
+            Err(e) => return Err(QuorumError::Fatal(e.to_string())),
+        }
+        Ok(Self {
+            node_id: cfg.node_id,
+            raft,
+            sm,
+            voters: cfg.voters,
+        })
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    pub fn voters(&self) -> &BTreeMap<NodeId, VoterNode> {
+        &self.voters
+    }
+
+    /// The server half of Raft traffic, to mount on this node's gRPC server.
+    pub fn raft_server(&self) -> RaftServer {
+        RaftServer::new(self.raft.clone())
+    }
+
+    /// The current metadata image.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.sm.image()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
+        self.sm.subscribe()
+    }
+
+    pub fn metrics(&self) -> RaftMetrics<TypeConfig> {
+        self.raft.metrics().borrow_watched().clone()
+    }
+
+    /// The active controller, as far as this voter knows.
+    pub fn leader(&self) -> Option<NodeId> {
+        self.raft.metrics().borrow_watched().current_leader
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leader() == Some(self.node_id)
+    }
+
+    /// Proposes a batch of records; returns its metadata offset once committed and
+    /// applied here.
+    pub async fn propose(&self, records: Vec<MetadataRecord>) -> Result<u64, QuorumError> {
+        match self.raft.client_write(MetadataRequest { records }).await {
+            Ok(resp) => Ok(resp.data.offset),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(QuorumError::NotLeader {
+                    leader: f.leader_id.zip(f.leader_node),
+                })
+            }
+            Err(e) => Err(QuorumError::Fatal(e.to_string())),
+        }
+    }
+
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+    }
+}

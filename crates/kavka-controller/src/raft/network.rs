@@ -1,0 +1,218 @@
+//! Raft RPCs between controllers over tonic (`kavka.v1.RaftService`): the client side
+//! (openraft's network factory) and the server side.
+//!
+//! Each call has the deadline openraft gives it (`RPCOption::hard_ttl`). A peer that
+//! cannot be reached is `Unreachable` (openraft backs off); a call that fails midway is a
+//! `NetworkError`.
+
+use crate::types::{NodeId, TypeConfig, VoterNode};
+use kavka_proto::v1::RaftMessage;
+use kavka_proto::v1::raft_service_client::RaftServiceClient;
+use kavka_proto::v1::raft_service_server::RaftService;
+use openraft::alias::{SnapshotOf, VoteOf};
+use openraft::errors::{
+    NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Unreachable,
+};
+use openraft::network::v2::RaftNetworkV2;
+use openraft::network::{RPCOption, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft::{OptionalSend, Raft};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::future::Future;
+use std::io::Cursor;
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+
+use super::state_machine::MetadataStateMachine;
+
+pub type MetadataRaft = Raft<TypeConfig, MetadataStateMachine>;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// Snapshots can be large (100k partitions): allow big messages between controllers.
+const MESSAGE_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+#[derive(Clone, Debug, Default)]
+pub struct GrpcNetworkFactory;
+
+impl RaftNetworkFactory<TypeConfig> for GrpcNetworkFactory {
+    type Network = GrpcNetwork;
+
+    async fn new_client(&mut self, target: NodeId, node: &VoterNode) -> GrpcNetwork {
+        GrpcNetwork {
+            target,
+            addr: node.addr.clone(),
+            client: None,
+        }
+    }
+}
+
+pub struct GrpcNetwork {
+    target: NodeId,
+    addr: String,
+    client: Option<RaftServiceClient<Channel>>,
+}
+
+#[derive(Clone, Copy)]
+enum Method {
+    Append,
+    Vote,
+    Snapshot,
+}
+
+impl GrpcNetwork {
+    fn client(&mut self) -> Result<RaftServiceClient<Channel>, RPCError<TypeConfig>> {
+        if let Some(c) = &self.client {
+            return Ok(c.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{}", self.addr))
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true);
+        let c = RaftServiceClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(MESSAGE_BYTES_MAX);
+        self.client = Some(c.clone());
+        Ok(c)
+    }
+
+    async fn call<Req, Resp>(
+        &mut self,
+        method: Method,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<TypeConfig>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+    {
+        let json = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let mut client = self.client()?;
+        let mut request = tonic::Request::new(RaftMessage { json: json.into() });
+        request.set_timeout(option.hard_ttl());
+        let resp = match method {
+            Method::Append => client.append_entries(request).await,
+            Method::Vote => client.vote(request).await,
+            Method::Snapshot => client.full_snapshot(request).await,
+        };
+        let resp = resp.map_err(|s| {
+            if s.code() == tonic::Code::Unavailable {
+                // Reconnect next time: the peer may have restarted.
+                self.client = None;
+                RPCError::Unreachable(Unreachable::new(&s))
+            } else {
+                RPCError::Network(NetworkError::new(&s))
+            }
+        })?;
+        let result: Result<Resp, RaftError<TypeConfig>> =
+            serde_json::from_slice(&resp.into_inner().json)
+                .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| {
+            tracing::debug!(target = self.target, error = %e, "raft peer refused");
+            RPCError::Network(NetworkError::new(&e))
+        })
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for GrpcNetwork {
+    type SnapshotData = Cursor<Vec<u8>>;
+
+    async fn append_entries(
+        &mut self,
+        req: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(Method::Append, &req, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        req: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(Method::Vote, &req, &option).await
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: VoteOf<TypeConfig>,
+        snapshot: SnapshotOf<TypeConfig, Self::SnapshotData>,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let req = (vote, snapshot.meta, snapshot.snapshot.into_inner());
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            res = self.call(Method::Snapshot, &req, &option) => Ok(res?),
+        }
+    }
+}
+
+/// The server side: decodes the request, hands it to the local Raft, encodes the result.
+pub struct RaftServer {
+    raft: MetadataRaft,
+}
+
+impl RaftServer {
+    pub fn new(raft: MetadataRaft) -> Self {
+        Self { raft }
+    }
+
+    pub fn into_service(self) -> kavka_proto::v1::raft_service_server::RaftServiceServer<Self> {
+        kavka_proto::v1::raft_service_server::RaftServiceServer::new(self)
+            .max_decoding_message_size(MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(MESSAGE_BYTES_MAX)
+    }
+}
+
+fn decode<T: DeserializeOwned>(m: &RaftMessage) -> Result<T, tonic::Status> {
+    serde_json::from_slice(&m.json)
+        .map_err(|e| tonic::Status::invalid_argument(format!("malformed raft message: {e}")))
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<tonic::Response<RaftMessage>, tonic::Status> {
+    let json = serde_json::to_vec(v).map_err(|e| tonic::Status::internal(e.to_string()))?;
+    Ok(tonic::Response::new(RaftMessage { json: json.into() }))
+}
+
+#[tonic::async_trait]
+impl RaftService for RaftServer {
+    async fn append_entries(
+        &self,
+        req: tonic::Request<RaftMessage>,
+    ) -> Result<tonic::Response<RaftMessage>, tonic::Status> {
+        let r = self.raft.append_entries(decode(req.get_ref())?).await;
+        encode(&r)
+    }
+
+    async fn vote(
+        &self,
+        req: tonic::Request<RaftMessage>,
+    ) -> Result<tonic::Response<RaftMessage>, tonic::Status> {
+        let r = self.raft.vote(decode(req.get_ref())?).await;
+        encode(&r)
+    }
+
+    async fn full_snapshot(
+        &self,
+        req: tonic::Request<RaftMessage>,
+    ) -> Result<tonic::Response<RaftMessage>, tonic::Status> {
+        let (vote, meta, data): (
+            VoteOf<TypeConfig>,
+            openraft::alias::SnapshotMetaOf<TypeConfig>,
+            Vec<u8>,
+        ) = decode(req.get_ref())?;
+        let snapshot = SnapshotOf::<TypeConfig, Cursor<Vec<u8>>> {
+            meta,
+            snapshot: Cursor::new(data),
+        };
+        let r = self
+            .raft
+            .install_full_snapshot(vote, snapshot)
+            .await
+            .map_err(RaftError::<TypeConfig>::Fatal);
+        encode(&r)
+    }
+}

@@ -1,0 +1,220 @@
+//! Three controller voters in one process, talking Raft over real gRPC on 127.0.0.1:
+//! they elect an active controller, commit proposals everywhere, refuse proposals on a
+//! follower with a leader hint, re-elect after the leader dies, and a restarted voter
+//! catches up from its own store.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
+
+use kavka_controller::{NodeId, Quorum, QuorumConfig, QuorumError, VoterNode};
+use kavka_metadata::{MetadataImage, MetadataRecord, RegisterBrokerRecord, TopicId, TopicRecord};
+use kavka_model::{BrokerId, TopicName};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+struct Voter {
+    quorum: Arc<Quorum>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+async fn start_voter(
+    id: NodeId,
+    dir: PathBuf,
+    voters: BTreeMap<NodeId, VoterNode>,
+    listener: tokio::net::TcpListener,
+) -> Voter {
+    let quorum = Arc::new(
+        Quorum::start(QuorumConfig::new(id, dir, voters))
+            .await
+            .unwrap(),
+    );
+    let svc = quorum.raft_server().into_service();
+    let server = tokio::spawn(async move {
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let _ = tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_incoming(incoming)
+            .await;
+    });
+    Voter { quorum, server }
+}
+
+async fn stop(v: Voter) {
+    v.quorum.shutdown().await;
+    v.server.abort();
+    let _ = v.server.await;
+}
+
+async fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn topic(name: &str, n: u128) -> MetadataRecord {
+    MetadataRecord::Topic(TopicRecord {
+        name: TopicName::new(name).unwrap(),
+        topic_id: TopicId(uuid::Uuid::from_u128(n)),
+    })
+}
+
+fn has_topic(img: &MetadataImage, name: &str) -> bool {
+    img.topic_by_name(&TopicName::new(name).unwrap()).is_some()
+}
+
+/// Proposes through whichever voter leads, following `NotLeader` hints (bounded).
+async fn propose(voters: &BTreeMap<NodeId, Voter>, records: Vec<MetadataRecord>) -> u64 {
+    let end = Instant::now() + DEADLINE;
+    let mut target = *voters.keys().next().unwrap();
+    loop {
+        match voters[&target].quorum.propose(records.clone()).await {
+            Ok(offset) => return offset,
+            Err(QuorumError::NotLeader {
+                leader: Some((id, _)),
+            }) if voters.contains_key(&id) => target = id,
+            Err(e) => {
+                assert!(Instant::now() < end, "no voter accepted the proposal: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                target = *voters.keys().find(|&&k| k != target).unwrap_or(&target);
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_voters_elect_commit_fail_over_and_catch_up() {
+    let root = tempfile::tempdir().unwrap();
+    let mut listeners = BTreeMap::new();
+    let mut addrs = BTreeMap::new();
+    for id in 1..=3u64 {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        addrs.insert(
+            id,
+            VoterNode {
+                addr: l.local_addr().unwrap().to_string(),
+            },
+        );
+        listeners.insert(id, l);
+    }
+    let mut voters = BTreeMap::new();
+    for (id, l) in listeners {
+        voters.insert(
+            id,
+            start_voter(id, root.path().join(format!("c{id}")), addrs.clone(), l).await,
+        );
+    }
+
+    let leader = wait_for("an active controller", || {
+        let leaders: Vec<_> = voters.values().filter_map(|v| v.quorum.leader()).collect();
+        (leaders.len() == 3 && leaders.iter().all(|l| *l == leaders[0])).then(|| leaders[0])
+    })
+    .await;
+
+    let broker = MetadataRecord::RegisterBroker(RegisterBrokerRecord {
+        broker_id: BrokerId(1),
+        incarnation_id: uuid::Uuid::from_u128(1),
+        endpoints: vec![],
+        rack: None,
+        fenced: true,
+    });
+    let offset = propose(&voters, vec![broker, topic("orders", 1)]).await;
+    for v in voters.values() {
+        wait_for("every voter to apply the batch", || {
+            let img = v.quorum.image();
+            (img.offset >= offset as i64
+                && has_topic(&img, "orders")
+                && img.broker(BrokerId(1)).is_some())
+            .then_some(())
+        })
+        .await;
+    }
+
+    // A follower refuses and names the active controller.
+    let follower = *voters.keys().find(|&&k| k != leader).unwrap();
+    match voters[&follower]
+        .quorum
+        .propose(vec![topic("nope", 9)])
+        .await
+    {
+        Err(QuorumError::NotLeader {
+            leader: Some((id, node)),
+        }) => {
+            assert_eq!(id, leader);
+            assert_eq!(node, addrs[&leader]);
+        }
+        other => panic!("expected NotLeader, got {other:?}"),
+    }
+
+    // The active controller dies: the other two elect a new one and keep committing.
+    let old = voters.remove(&leader).unwrap();
+    stop(old).await;
+    let new_leader = wait_for("a new active controller", || {
+        let leaders: Vec<_> = voters
+            .values()
+            .filter_map(|v| v.quorum.leader())
+            .filter(|l| *l != leader)
+            .collect();
+        (leaders.len() == 2 && leaders[0] == leaders[1]).then(|| leaders[0])
+    })
+    .await;
+    assert_ne!(new_leader, leader);
+    propose(&voters, vec![topic("after-failover", 2)]).await;
+
+    // The old leader restarts from its store and catches up with everything committed.
+    let l = tokio::net::TcpListener::bind(&addrs[&leader].addr)
+        .await
+        .unwrap();
+    let restarted = start_voter(
+        leader,
+        root.path().join(format!("c{leader}")),
+        addrs.clone(),
+        l,
+    )
+    .await;
+    wait_for("the restarted voter to catch up", || {
+        let img = restarted.quorum.image();
+        (has_topic(&img, "orders") && has_topic(&img, "after-failover")).then_some(())
+    })
+    .await;
+    voters.insert(leader, restarted);
+    let images: Vec<_> = voters.values().map(|v| v.quorum.image()).collect();
+    wait_for("identical images", || {
+        let images: Vec<_> = voters.values().map(|v| v.quorum.image()).collect();
+        images
+            .windows(2)
+            .all(|w| w[0].snapshot_records() == w[1].snapshot_records())
+            .then_some(())
+    })
+    .await;
+    assert!(!has_topic(&images[0], "nope"));
+    for (_, v) in voters {
+        stop(v).await;
+    }
+}
+
+#[tokio::test]
+async fn a_node_outside_the_voter_list_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let voters = BTreeMap::from([(
+        1,
+        VoterNode {
+            addr: "127.0.0.1:1".into(),
+        },
+    )]);
+    let e = Quorum::start(QuorumConfig::new(7, dir.path().to_path_buf(), voters))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(
+        e.to_string(),
+        "controller 7 is not a voter in the controller quorum [1]"
+    );
+}
