@@ -10,6 +10,7 @@
 //! Invariants: nothing here decides anything; an entry is applied only once committed;
 //! the same log gives the same image on every voter. Must not depend on the broker.
 
+pub mod control;
 pub mod quorum;
 pub mod raft;
 mod types;

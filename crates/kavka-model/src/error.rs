@@ -61,13 +61,18 @@ error_codes! {
     InvalidPartitions = 37, "INVALID_PARTITIONS";
     InvalidReplicationFactor = 38, "INVALID_REPLICATION_FACTOR";
     InvalidConfig = 40, "INVALID_CONFIG";
+    NotController = 41, "NOT_CONTROLLER";
     InvalidRequest = 42, "INVALID_REQUEST";
     UnsupportedForMessageFormat = 43, "UNSUPPORTED_FOR_MESSAGE_FORMAT";
     KafkaStorageError = 56, "KAFKA_STORAGE_ERROR";
     FencedLeaderEpoch = 74, "FENCED_LEADER_EPOCH";
     UnknownLeaderEpoch = 75, "UNKNOWN_LEADER_EPOCH";
     UnsupportedCompressionType = 76, "UNSUPPORTED_COMPRESSION_TYPE";
+    StaleBrokerEpoch = 77, "STALE_BROKER_EPOCH";
     InvalidRecord = 87, "INVALID_RECORD";
+    DuplicateBrokerRegistration = 101, "DUPLICATE_BROKER_REGISTRATION";
+    BrokerIdNotRegistered = 102, "BROKER_ID_NOT_REGISTERED";
+    InconsistentClusterId = 104, "INCONSISTENT_CLUSTER_ID";
 }
 
 impl ErrorCode {
@@ -89,6 +94,7 @@ impl ErrorCode {
                 | ErrorCode::KafkaStorageError
                 | ErrorCode::FencedLeaderEpoch
                 | ErrorCode::UnknownLeaderEpoch
+                | ErrorCode::NotController
         )
     }
 }

@@ -1,0 +1,358 @@
+//! Topic creation and deletion, and topic config changes.
+
+use super::Decision;
+use super::placement::place;
+use kavka_metadata::{
+    ConfigResource, MetadataImage, MetadataRecord, PartitionRecord, TopicId, TopicRecord,
+};
+use kavka_model::{ErrorCode, KafkaError, LeaderEpoch, PartitionId, TopicConfig, TopicName};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Most partitions one topic may have (each is a directory and open files on a broker).
+pub const TOPIC_PARTITIONS_MAX: i32 = 100_000;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CreateTopic {
+    pub name: String,
+    /// -1: `default_partitions`.
+    pub partitions: i32,
+    /// <= 0: `default_replication_factor` (capped at the live brokers, as Kafka's default).
+    pub replication_factor: i32,
+    pub configs: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TopicDefaults {
+    pub partitions: i32,
+    pub replication_factor: i32,
+}
+
+/// Creates topics: validates each, places its replicas, and returns its records; one
+/// result per request, in order. `new_id` supplies topic ids (random in production).
+pub fn create_topics(
+    image: &MetadataImage,
+    requests: &[CreateTopic],
+    defaults: TopicDefaults,
+    mut new_id: impl FnMut() -> TopicId,
+) -> Decision<Vec<Result<TopicId, KafkaError>>> {
+    let mut records = Vec::new();
+    let mut replies = Vec::with_capacity(requests.len());
+    let mut seen = BTreeSet::new();
+    // Placement must see the partitions created earlier in this same request.
+    let mut planned = image.clone();
+    for req in requests {
+        let reply = create_one(&planned, req, defaults, &mut new_id, &mut seen).map(
+            |(id, topic_records)| {
+                planned = planned.replay(planned.offset + 1, &topic_records).0;
+                records.extend(topic_records);
+                id
+            },
+        );
+        replies.push(reply);
+    }
+    Decision {
+        records,
+        reply: replies,
+    }
+}
+
+fn create_one(
+    image: &MetadataImage,
+    req: &CreateTopic,
+    defaults: TopicDefaults,
+    new_id: &mut impl FnMut() -> TopicId,
+    seen: &mut BTreeSet<TopicName>,
+) -> Result<(TopicId, Vec<MetadataRecord>), KafkaError> {
+    let name = TopicName::new(req.name.clone())
+        .map_err(|e| KafkaError::new(ErrorCode::InvalidTopicException, e.to_string()))?;
+    if image.topic_by_name(&name).is_some() || !seen.insert(name.clone()) {
+        return Err(KafkaError::new(
+            ErrorCode::TopicAlreadyExists,
+            format!("topic '{name}' already exists"),
+        ));
+    }
+    let partitions = if req.partitions == -1 {
+        defaults.partitions
+    } else {
+        req.partitions
+    };
+    if partitions <= 0 || partitions > TOPIC_PARTITIONS_MAX {
+        return Err(KafkaError::new(
+            ErrorCode::InvalidPartitions,
+            format!(
+                "number of partitions must be between 1 and {TOPIC_PARTITIONS_MAX}, got {partitions}"
+            ),
+        ));
+    }
+    let live = image.unfenced_brokers().count() as i32;
+    let rf = if req.replication_factor <= 0 {
+        defaults.replication_factor.min(live.max(1))
+    } else {
+        req.replication_factor
+    };
+    TopicConfig::from_overrides(&req.configs)
+        .map_err(|e| KafkaError::new(ErrorCode::InvalidConfig, e.to_string()))?;
+    let assignment = place(image, partitions as usize, rf as usize)?;
+
+    let topic_id = new_id();
+    let mut records = vec![MetadataRecord::Topic(TopicRecord {
+        name: name.clone(),
+        topic_id,
+    })];
+    for (p, replicas) in assignment.into_iter().enumerate() {
+        records.push(MetadataRecord::Partition(PartitionRecord {
+            topic_id,
+            partition: PartitionId(p as i32),
+            leader: replicas[0],
+            isr: replicas.clone(),
+            replicas,
+            leader_epoch: LeaderEpoch(0),
+            partition_epoch: 0,
+        }));
+    }
+    for (k, v) in &req.configs {
+        records.push(MetadataRecord::Config {
+            resource: ConfigResource::Topic(name.clone()),
+            name: k.clone(),
+            value: Some(v.clone()),
+        });
+    }
+    Ok((topic_id, records))
+}
+
+/// Deletes topics by name; one result per name.
+pub fn delete_topics(
+    image: &MetadataImage,
+    names: &[String],
+) -> Decision<Vec<Result<TopicId, KafkaError>>> {
+    let mut records = Vec::new();
+    let mut seen = BTreeSet::new();
+    let reply = names
+        .iter()
+        .map(|n| {
+            let topic = TopicName::new(n.clone())
+                .ok()
+                .and_then(|name| image.topic_by_name(&name))
+                .filter(|t| seen.insert(t.id))
+                .ok_or_else(|| {
+                    KafkaError::new(
+                        ErrorCode::UnknownTopicOrPartition,
+                        format!("topic '{n}' does not exist"),
+                    )
+                })?;
+            records.push(MetadataRecord::RemoveTopic { topic_id: topic.id });
+            Ok(topic.id)
+        })
+        .collect();
+    Decision { records, reply }
+}
+
+/// Sets and removes topic config overrides; the reply is the resulting overrides.
+pub fn alter_topic_configs(
+    image: &MetadataImage,
+    topic: &str,
+    set: &BTreeMap<String, String>,
+    delete: &[String],
+) -> Decision<Result<BTreeMap<String, String>, KafkaError>> {
+    let refuse = |e: KafkaError| Decision {
+        records: vec![],
+        reply: Err(e),
+    };
+    let Some(name) = TopicName::new(topic)
+        .ok()
+        .filter(|n| image.topic_by_name(n).is_some())
+    else {
+        return refuse(KafkaError::new(
+            ErrorCode::UnknownTopicOrPartition,
+            format!("topic '{topic}' does not exist"),
+        ));
+    };
+    let resource = ConfigResource::Topic(name);
+    let mut overrides = image.configs(&resource);
+    let mut records = Vec::new();
+    for k in delete {
+        if let Err(e) = TopicConfig::check_key(k) {
+            return refuse(KafkaError::new(ErrorCode::InvalidConfig, e.to_string()));
+        }
+        if overrides.remove(k).is_some() {
+            records.push(MetadataRecord::Config {
+                resource: resource.clone(),
+                name: k.clone(),
+                value: None,
+            });
+        }
+    }
+    for (k, v) in set {
+        overrides.insert(k.clone(), v.clone());
+        records.push(MetadataRecord::Config {
+            resource: resource.clone(),
+            name: k.clone(),
+            value: Some(v.clone()),
+        });
+    }
+    if let Err(e) = TopicConfig::from_overrides(&overrides) {
+        return refuse(KafkaError::new(ErrorCode::InvalidConfig, e.to_string()));
+    }
+    Decision {
+        records,
+        reply: Ok(overrides),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kavka_metadata::RegisterBrokerRecord;
+    use kavka_model::BrokerId;
+
+    fn cluster(brokers: i32) -> MetadataImage {
+        let records: Vec<MetadataRecord> = (1..=brokers)
+            .map(|id| {
+                MetadataRecord::RegisterBroker(RegisterBrokerRecord {
+                    broker_id: BrokerId(id),
+                    incarnation_id: uuid::Uuid::from_u128(id as u128),
+                    endpoints: vec![],
+                    rack: None,
+                    fenced: false,
+                })
+            })
+            .collect();
+        MetadataImage::empty().replay(0, &records).0
+    }
+
+    fn ids() -> impl FnMut() -> TopicId {
+        let mut n = 0u128;
+        move || {
+            n += 1;
+            TopicId(uuid::Uuid::from_u128(n))
+        }
+    }
+
+    const DEFAULTS: TopicDefaults = TopicDefaults {
+        partitions: 1,
+        replication_factor: 3,
+    };
+
+    fn req(name: &str, partitions: i32, rf: i32) -> CreateTopic {
+        CreateTopic {
+            name: name.into(),
+            partitions,
+            replication_factor: rf,
+            configs: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn create_topics_table() {
+        let img = cluster(3);
+        let mut bad_config = req("cfg", 1, 1);
+        bad_config
+            .configs
+            .insert("retention.mss".into(), "1".into());
+        // (request, expected error code or None)
+        let table = vec![
+            (req("orders", 6, 3), None),
+            (req("orders", 1, 1), Some(ErrorCode::TopicAlreadyExists)),
+            (req("defaults", -1, 0), None),
+            (
+                req("bad/name", 1, 1),
+                Some(ErrorCode::InvalidTopicException),
+            ),
+            (req("..", 1, 1), Some(ErrorCode::InvalidTopicException)),
+            (req("zero", 0, 1), Some(ErrorCode::InvalidPartitions)),
+            (
+                req("huge", TOPIC_PARTITIONS_MAX + 1, 1),
+                Some(ErrorCode::InvalidPartitions),
+            ),
+            (req("rf4", 1, 4), Some(ErrorCode::InvalidReplicationFactor)),
+            (bad_config, Some(ErrorCode::InvalidConfig)),
+        ];
+        let requests: Vec<CreateTopic> = table.iter().map(|(r, _)| r.clone()).collect();
+        let d = create_topics(&img, &requests, DEFAULTS, ids());
+        for ((r, want), got) in table.iter().zip(&d.reply) {
+            assert_eq!(
+                got.as_ref().err().map(|e| e.code),
+                *want,
+                "{}: {got:?}",
+                r.name
+            );
+        }
+        let (next, _, refused) = img.replay(img.offset + 1, &d.records);
+        assert!(refused.is_empty(), "{refused:?}");
+        let orders = next
+            .topic_by_name(&TopicName::new("orders").unwrap())
+            .unwrap();
+        assert_eq!(orders.partitions.len(), 6);
+        assert!(
+            orders
+                .partitions
+                .values()
+                .all(|p| p.replicas.len() == 3 && p.isr == p.replicas && p.leader == p.replicas[0])
+        );
+        let defaults = next
+            .topic_by_name(&TopicName::new("defaults").unwrap())
+            .unwrap();
+        assert_eq!(defaults.partitions.len(), 1);
+        assert_eq!(defaults.partitions[&PartitionId(0)].replicas.len(), 3);
+    }
+
+    #[test]
+    fn default_replication_factor_is_capped_at_live_brokers() {
+        let d = create_topics(&cluster(1), &[req("t", 2, 0)], DEFAULTS, ids());
+        assert!(d.reply[0].is_ok());
+        let next = cluster(1).replay(1, &d.records).0;
+        assert_eq!(
+            next.topic_by_name(&TopicName::new("t").unwrap())
+                .unwrap()
+                .partitions[&PartitionId(1)]
+                .replicas,
+            vec![BrokerId(1)]
+        );
+    }
+
+    #[test]
+    fn delete_and_alter() {
+        let img = cluster(1);
+        let d = create_topics(&img, &[req("a", 1, 1)], DEFAULTS, ids());
+        let img = img.replay(img.offset + 1, &d.records).0;
+
+        let d = alter_topic_configs(
+            &img,
+            "a",
+            &BTreeMap::from([("retention.ms".to_string(), "5".to_string())]),
+            &[],
+        );
+        assert_eq!(d.reply.as_ref().unwrap()["retention.ms"], "5");
+        let img = img.replay(img.offset + 1, &d.records).0;
+        let d = alter_topic_configs(&img, "a", &BTreeMap::new(), &["retention.ms".to_string()]);
+        assert!(d.reply.as_ref().unwrap().is_empty());
+        let bad = alter_topic_configs(
+            &img,
+            "a",
+            &BTreeMap::from([("retention.ms".to_string(), "x".to_string())]),
+            &[],
+        );
+        assert_eq!(bad.reply.unwrap_err().code, ErrorCode::InvalidConfig);
+        assert!(bad.records.is_empty());
+        assert_eq!(
+            alter_topic_configs(&img, "zz", &BTreeMap::new(), &[])
+                .reply
+                .unwrap_err()
+                .code,
+            ErrorCode::UnknownTopicOrPartition
+        );
+
+        let d = delete_topics(
+            &img,
+            &["a".to_string(), "a".to_string(), "missing".to_string()],
+        );
+        assert!(d.reply[0].is_ok());
+        assert_eq!(
+            d.reply[1].as_ref().unwrap_err().code,
+            ErrorCode::UnknownTopicOrPartition
+        );
+        assert_eq!(d.records.len(), 1);
+        let img = img.replay(img.offset + 1, &d.records).0;
+        assert_eq!(img.topics().count(), 0);
+    }
+}
