@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "kavka/v1/admin.proto",
         "kavka/v1/broker.proto",
         "kavka/v1/raft.proto",
+        "kavka/v1/controller.proto",
     ];
     let fds = protox::compile(files, [&root])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);

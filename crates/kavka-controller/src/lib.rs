@@ -11,9 +11,11 @@
 //! the same log gives the same image on every voter. Must not depend on the broker.
 
 pub mod control;
+pub mod controller;
 pub mod quorum;
 pub mod raft;
+pub mod service;
 mod types;
 
-pub use quorum::{Quorum, QuorumConfig, QuorumError};
+pub use quorum::{MetadataUpdate, Quorum, QuorumConfig, QuorumError};
 pub use types::{MetadataReply, MetadataRequest, NodeId, TypeConfig, VoterNode};

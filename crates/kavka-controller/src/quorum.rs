@@ -6,6 +6,7 @@
 //! are the caller's). Cluster formation is idempotent: every voter calls `initialize`
 //! with the same voter list, and a voter that already has state refuses it harmlessly.
 
+use crate::raft::log_store::SledLogStore;
 use crate::raft::network::{GrpcNetworkFactory, MetadataRaft, RaftServer};
 use crate::raft::state_machine::MetadataStateMachine;
 use crate::types::{MetadataRequest, NodeId, TypeConfig, VoterNode};
@@ -67,7 +68,17 @@ pub struct Quorum {
     node_id: NodeId,
     raft: MetadataRaft,
     sm: MetadataStateMachine,
+    /// A reader of the committed log, for brokers following the metadata.
+    log: SledLogStore,
     voters: BTreeMap<NodeId, VoterNode>,
+}
+
+/// Committed metadata for an observer: batches from the log, or the whole image when
+/// the asked part of the log was purged after a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MetadataUpdate {
+    Batches(Vec<(u64, Vec<MetadataRecord>)>),
+    Snapshot(Arc<MetadataImage>),
 }
 
 impl Quorum {
@@ -79,6 +90,7 @@ impl Quorum {
             });
         }
         let (log, sm) = crate::raft::open(&cfg.dir)?;
+        let reader = log.clone();
         let config = Config {
             cluster_name: "kavka".into(),
             heartbeat_interval: cfg.heartbeat_interval_ms,
@@ -116,6 +128,7 @@ impl Quorum {
             node_id: cfg.node_id,
             raft,
             sm,
+            log: reader,
             voters: cfg.voters,
         })
     }
@@ -153,6 +166,54 @@ impl Quorum {
 
     pub fn is_leader(&self) -> bool {
         self.leader() == Some(self.node_id)
+    }
+
+    /// Waits until this voter, as the active controller, has applied everything committed
+    /// before the call: decisions made after it see every earlier decision.
+    pub async fn ensure_linearizable(&self) -> Result<(), QuorumError> {
+        match self
+            .raft
+            .ensure_linearizable(openraft::raft::ReadPolicy::ReadIndex)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(openraft::errors::LinearizableReadError::ForwardToLeader(
+                f,
+            ))) => Err(QuorumError::NotLeader {
+                leader: f.leader_id.zip(f.leader_node),
+            }),
+            Err(RaftError::APIError(e)) => Err(QuorumError::NotLeader { leader: None })
+                .inspect_err(|_| tracing::debug!(error = %e, "not leader")),
+            Err(e) => Err(QuorumError::Fatal(e.to_string())),
+        }
+    }
+
+    /// Committed metadata after `after` (exclusive) up to what is applied here.
+    pub async fn read_after(&self, after: i64) -> Result<MetadataUpdate, QuorumError> {
+        use openraft::RaftLogReader;
+        let image = self.image();
+        let applied = image.offset;
+        if after >= applied {
+            return Ok(MetadataUpdate::Batches(vec![]));
+        }
+        let from = (after + 1).max(0) as u64;
+        let mut reader = self.log.clone();
+        let entries = reader.try_get_log_entries(from..=applied as u64).await?;
+        if entries.first().is_none_or(|e| e.log_id.index() != from) {
+            // Purged after a snapshot: send the whole image.
+            return Ok(MetadataUpdate::Snapshot(image));
+        }
+        let batches = entries
+            .into_iter()
+            .map(|e| {
+                let records = match e.payload {
+                    openraft::EntryPayload::Normal(req) => req.records,
+                    _ => vec![],
+                };
+                (e.log_id.index(), records)
+            })
+            .collect();
+        Ok(MetadataUpdate::Batches(batches))
     }
 
     /// Proposes a batch of records; returns its metadata offset once committed and

@@ -1,0 +1,274 @@
+//! The controller role of a node: runs the control managers on the active controller,
+//! one decision at a time, and tracks broker sessions.
+//!
+//! Invariants: a decision is made on an image that includes every earlier committed
+//! decision (`ensure_linearizable` under the `deciding` lock), and its reply is given only
+//! once its records are committed. Sessions live only on the active controller; a new
+//! one gives every unfenced broker a fresh session timeout to find it.
+
+use crate::control::Decision;
+use crate::control::brokers::{self, Heartbeat, HeartbeatReply, RegisterBroker};
+use crate::control::topics::{self, CreateTopic, TopicDefaults};
+use crate::quorum::{Quorum, QuorumError};
+use crate::types::{NodeId, VoterNode};
+use kavka_metadata::{MetadataImage, MetadataRecord, TopicId};
+use kavka_model::{BrokerId, ErrorCode, KafkaError};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    /// A broker whose last heartbeat is older than this is fenced.
+    pub session_timeout: Duration,
+    /// A broker whose session stream dropped and did not come back within this is fenced.
+    pub stream_grace: Duration,
+    pub topic_defaults: TopicDefaults,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            session_timeout: Duration::from_millis(2500),
+            stream_grace: Duration::from_millis(500),
+            topic_defaults: TopicDefaults {
+                partitions: 1,
+                replication_factor: 3,
+            },
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error("NOT_CONTROLLER: this node is not the active controller{}", match .0 { Some((id, node)) => format!("; the active controller is {id} at {}", node.addr), None => String::new() })]
+    NotController(Option<(NodeId, VoterNode)>),
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+}
+
+impl From<QuorumError> for ControllerError {
+    fn from(e: QuorumError) -> Self {
+        match e {
+            QuorumError::NotLeader { leader } => ControllerError::NotController(leader),
+            other => ControllerError::Kafka(KafkaError::new(
+                ErrorCode::UnknownServerError,
+                other.to_string(),
+            )),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Session {
+    last_heartbeat: Instant,
+    /// When the session stream dropped, if it did.
+    stream_lost_at: Option<Instant>,
+}
+
+pub struct Controller {
+    quorum: Arc<Quorum>,
+    config: ControllerConfig,
+    deciding: tokio::sync::Mutex<()>,
+    sessions: Mutex<HashMap<BrokerId, Session>>,
+}
+
+impl Controller {
+    pub fn new(quorum: Arc<Quorum>, config: ControllerConfig) -> Arc<Self> {
+        Arc::new(Self {
+            quorum,
+            config,
+            deciding: tokio::sync::Mutex::new(()),
+            sessions: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn quorum(&self) -> &Arc<Quorum> {
+        &self.quorum
+    }
+
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.quorum.image()
+    }
+
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<BrokerId, Session>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs a control manager on an up-to-date image and commits its records.
+    async fn decide<R>(
+        &self,
+        f: impl FnOnce(&MetadataImage) -> Decision<R>,
+    ) -> Result<R, ControllerError> {
+        let _one_at_a_time = self.deciding.lock().await;
+        self.quorum.ensure_linearizable().await?;
+        let d = f(&self.quorum.image());
+        if !d.records.is_empty() {
+            self.quorum.propose(d.records).await?;
+        }
+        Ok(d.reply)
+    }
+
+    pub async fn create_topics(
+        &self,
+        requests: Vec<CreateTopic>,
+    ) -> Result<Vec<Result<TopicId, KafkaError>>, ControllerError> {
+        let defaults = self.config.topic_defaults;
+        self.decide(|img| {
+            topics::create_topics(img, &requests, defaults, || TopicId(uuid::Uuid::new_v4()))
+        })
+        .await
+    }
+
+    pub async fn delete_topics(
+        &self,
+        names: Vec<String>,
+    ) -> Result<Vec<Result<TopicId, KafkaError>>, ControllerError> {
+        self.decide(|img| topics::delete_topics(img, &names)).await
+    }
+
+    pub async fn alter_topic_configs(
+        &self,
+        topic: &str,
+        set: BTreeMap<String, String>,
+        delete: Vec<String>,
+    ) -> Result<BTreeMap<String, String>, ControllerError> {
+        Ok(self
+            .decide(|img| topics::alter_topic_configs(img, topic, &set, &delete))
+            .await??)
+    }
+
+    pub async fn register_broker(&self, req: RegisterBroker) -> Result<(), ControllerError> {
+        let id = req.broker_id;
+        self.decide(|img| brokers::register_broker(img, &req))
+            .await??;
+        self.sessions().insert(
+            id,
+            Session {
+                last_heartbeat: Instant::now(),
+                stream_lost_at: None,
+            },
+        );
+        tracing::info!(broker = %id, "broker registered");
+        Ok(())
+    }
+
+    pub async fn heartbeat(&self, hb: Heartbeat) -> Result<HeartbeatReply, ControllerError> {
+        if !self.quorum.is_leader() {
+            return Err(ControllerError::NotController(self.leader_hint()));
+        }
+        // Most heartbeats change nothing: decide on the current image without the lock,
+        // and take the full path only to unfence.
+        let quick = brokers::heartbeat(&self.quorum.image(), &hb);
+        let reply = if quick.records.is_empty() {
+            quick.reply?
+        } else {
+            self.decide(|img| brokers::heartbeat(img, &hb)).await??
+        };
+        self.sessions().insert(
+            hb.broker_id,
+            Session {
+                last_heartbeat: Instant::now(),
+                stream_lost_at: None,
+            },
+        );
+        Ok(reply)
+    }
+
+    /// The broker's session stream dropped: fence it unless it comes back within the grace.
+    pub fn session_lost(&self, broker: BrokerId) {
+        if let Some(s) = self.sessions().get_mut(&broker) {
+            s.stream_lost_at = Some(Instant::now());
+        }
+    }
+
+    pub fn leader_hint(&self) -> Option<(NodeId, VoterNode)> {
+        let leader = self.quorum.leader()?;
+        self.quorum
+            .voters()
+            .get(&leader)
+            .map(|n| (leader, n.clone()))
+    }
+
+    /// On the active controller: writes the cluster id once, and fences brokers whose
+    /// sessions expired. Runs until `shutdown` fires.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut was_leader = false;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let leader = self.quorum.is_leader();
+            if leader && !was_leader {
+                // New active controller: every unfenced broker gets a full session timeout.
+                let now = Instant::now();
+                let img = self.image();
+                let mut sessions = self.sessions();
+                sessions.clear();
+                for b in img.unfenced_brokers() {
+                    sessions.insert(
+                        b.broker_id,
+                        Session {
+                            last_heartbeat: now,
+                            stream_lost_at: None,
+                        },
+                    );
+                }
+            }
+            was_leader = leader;
+            if !leader {
+                continue;
+            }
+            if self.image().cluster_id.is_none() {
+                let id = uuid::Uuid::new_v4().to_string();
+                let r = self
+                    .decide(|img| Decision {
+                        records: if img.cluster_id.is_none() {
+                            vec![MetadataRecord::Cluster { cluster_id: id }]
+                        } else {
+                            vec![]
+                        },
+                        reply: (),
+                    })
+                    .await;
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "cluster id not written yet");
+                }
+            }
+            let expired = self.expired_sessions();
+            if !expired.is_empty() {
+                match self
+                    .decide(|img| brokers::fence_brokers(img, &expired))
+                    .await
+                {
+                    Ok(fenced) if !fenced.is_empty() => {
+                        tracing::warn!(brokers = ?fenced, "fenced brokers whose sessions expired")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(error = %e, "fencing deferred"),
+                }
+            }
+        }
+    }
+
+    fn expired_sessions(&self) -> Vec<BrokerId> {
+        let now = Instant::now();
+        let img = self.image();
+        let sessions = self.sessions();
+        img.unfenced_brokers()
+            .filter(|b| match sessions.get(&b.broker_id) {
+                None => true,
+                Some(s) => {
+                    now.duration_since(s.last_heartbeat) > self.config.session_timeout
+                        || s.stream_lost_at
+                            .is_some_and(|t| now.duration_since(t) > self.config.stream_grace)
+                }
+            })
+            .map(|b| b.broker_id)
+            .collect()
+    }
+}

@@ -1,0 +1,405 @@
+//! `kavka.v1.ControllerService`: thin handlers over [`Controller`]. Admin writes and
+//! registrations reaching a controller that is not active are forwarded once to the
+//! active one; heartbeats are answered with a hint instead (the broker reconnects).
+
+use crate::control::brokers::{Heartbeat, RegisterBroker};
+use crate::control::topics::CreateTopic;
+use crate::controller::{Controller, ControllerError};
+use crate::quorum::MetadataUpdate;
+use kavka_metadata::Endpoint;
+use kavka_model::{BrokerId, ErrorCode, KafkaError, TopicConfig};
+use kavka_proto::conv::status;
+use kavka_proto::v1::{
+    self, controller_service_client::ControllerServiceClient,
+    controller_service_server::ControllerService as Svc,
+};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
+
+/// Batches buffered per metadata stream before the sender waits for the reader.
+const METADATA_STREAM_BUFFER: usize = 64;
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct ControllerService {
+    controller: Arc<Controller>,
+}
+
+impl ControllerService {
+    pub fn new(controller: Arc<Controller>) -> Self {
+        Self { controller }
+    }
+
+    pub fn into_server(self) -> v1::controller_service_server::ControllerServiceServer<Self> {
+        v1::controller_service_server::ControllerServiceServer::new(self)
+            .max_encoding_message_size(256 * 1024 * 1024)
+            .max_decoding_message_size(64 * 1024 * 1024)
+    }
+
+    fn hint(&self) -> Option<v1::ControllerHint> {
+        self.controller
+            .leader_hint()
+            .map(|(id, node)| v1::ControllerHint {
+                leader_id: id as i64,
+                leader_addr: node.addr,
+            })
+    }
+
+    /// A client to the active controller, when it is another node.
+    async fn forward_target(
+        &self,
+        e: &ControllerError,
+    ) -> Option<ControllerServiceClient<tonic::transport::Channel>> {
+        let ControllerError::NotController(Some((id, node))) = e else {
+            return None;
+        };
+        if *id == self.controller.quorum().node_id() {
+            return None;
+        }
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", node.addr))
+            .ok()?
+            .timeout(FORWARD_TIMEOUT);
+        Some(ControllerServiceClient::new(endpoint.connect_lazy()))
+    }
+}
+
+fn to_status(e: &ControllerError) -> Status {
+    match e {
+        ControllerError::Kafka(k) => status(k),
+        ControllerError::NotController(_) => status(&KafkaError::new(
+            ErrorCode::NotController,
+            e.to_string().trim_start_matches("NOT_CONTROLLER: "),
+        )),
+    }
+}
+
+fn topic_result(name: String, r: Result<kavka_metadata::TopicId, KafkaError>) -> v1::TopicResult {
+    match r {
+        Ok(id) => v1::TopicResult {
+            name,
+            error: None,
+            topic_id: id.to_string(),
+        },
+        Err(e) => v1::TopicResult {
+            name,
+            error: Some(e.into()),
+            topic_id: String::new(),
+        },
+    }
+}
+
+fn parse_incarnation(s: &str) -> Result<uuid::Uuid, Status> {
+    uuid::Uuid::parse_str(s).map_err(|_| {
+        status(&KafkaError::new(
+            ErrorCode::InvalidRequest,
+            format!("incarnation id '{s}' is not a UUID"),
+        ))
+    })
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Svc for ControllerService {
+    #[tracing::instrument(skip_all, fields(topics = req.get_ref().topics.len()))]
+    async fn create_topics(
+        &self,
+        req: Request<v1::CreateTopicsRequest>,
+    ) -> Result<Response<v1::CreateTopicsResponse>, Status> {
+        let inner = req.into_inner();
+        let requests: Vec<CreateTopic> = inner
+            .topics
+            .iter()
+            .map(|t| CreateTopic {
+                name: t.name.clone(),
+                partitions: t.partitions,
+                replication_factor: t.replication_factor,
+                configs: t.configs.clone().into_iter().collect(),
+            })
+            .collect();
+        if inner.validate_only {
+            return Err(status(&KafkaError::new(
+                ErrorCode::InvalidRequest,
+                "validate_only is not supported by the controller yet",
+            )));
+        }
+        match self.controller.create_topics(requests).await {
+            Ok(results) => Ok(Response::new(v1::CreateTopicsResponse {
+                results: inner
+                    .topics
+                    .into_iter()
+                    .zip(results)
+                    .map(|(t, r)| topic_result(t.name, r))
+                    .collect(),
+            })),
+            Err(e) => match self.forward_target(&e).await {
+                Some(mut c) => c.create_topics(inner).await,
+                None => Err(to_status(&e)),
+            },
+        }
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn delete_topics(
+        &self,
+        req: Request<v1::DeleteTopicsRequest>,
+    ) -> Result<Response<v1::DeleteTopicsResponse>, Status> {
+        let inner = req.into_inner();
+        match self.controller.delete_topics(inner.names.clone()).await {
+            Ok(results) => Ok(Response::new(v1::DeleteTopicsResponse {
+                results: inner
+                    .names
+                    .into_iter()
+                    .zip(results)
+                    .map(|(n, r)| topic_result(n, r))
+                    .collect(),
+            })),
+            Err(e) => match self.forward_target(&e).await {
+                Some(mut c) => c.delete_topics(inner).await,
+                None => Err(to_status(&e)),
+            },
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(topic = %req.get_ref().topic))]
+    async fn alter_configs(
+        &self,
+        req: Request<v1::AlterConfigsRequest>,
+    ) -> Result<Response<v1::AlterConfigsResponse>, Status> {
+        let inner = req.into_inner();
+        match self
+            .controller
+            .alter_topic_configs(
+                &inner.topic,
+                inner.set.clone().into_iter().collect(),
+                inner.delete.clone(),
+            )
+            .await
+        {
+            Ok(overrides) => {
+                let config = TopicConfig::from_overrides(&overrides).map_err(|e| {
+                    status(&KafkaError::new(ErrorCode::InvalidConfig, e.to_string()))
+                })?;
+                let configs = config
+                    .entries(&overrides)
+                    .into_iter()
+                    .map(|c| v1::ConfigEntry {
+                        name: c.name.to_string(),
+                        value: c.value,
+                        is_default: c.is_default,
+                    })
+                    .collect();
+                Ok(Response::new(v1::AlterConfigsResponse { configs }))
+            }
+            Err(e) => match self.forward_target(&e).await {
+                Some(mut c) => c.alter_configs(inner).await,
+                None => Err(to_status(&e)),
+            },
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(broker = req.get_ref().broker_id))]
+    async fn register_broker(
+        &self,
+        req: Request<v1::RegisterBrokerRequest>,
+    ) -> Result<Response<v1::RegisterBrokerResponse>, Status> {
+        let inner = req.into_inner();
+        let r = RegisterBroker {
+            broker_id: BrokerId(inner.broker_id),
+            incarnation_id: parse_incarnation(&inner.incarnation_id)?,
+            endpoints: inner
+                .listeners
+                .iter()
+                .map(|l| Endpoint {
+                    name: l.name.clone(),
+                    host: l.host.clone(),
+                    port: l.port.clamp(0, u16::MAX as i32) as u16,
+                })
+                .collect(),
+            rack: (!inner.rack.is_empty()).then(|| inner.rack.clone()),
+        };
+        match self.controller.register_broker(r).await {
+            Ok(()) => Ok(Response::new(v1::RegisterBrokerResponse {
+                error: None,
+                hint: self.hint(),
+            })),
+            Err(e) => match self.forward_target(&e).await {
+                Some(mut c) => c.register_broker(inner).await,
+                None => Ok(Response::new(v1::RegisterBrokerResponse {
+                    error: Some(match &e {
+                        ControllerError::Kafka(k) => k.into(),
+                        other => {
+                            KafkaError::new(ErrorCode::NotController, other.to_string()).into()
+                        }
+                    }),
+                    hint: self.hint(),
+                })),
+            },
+        }
+    }
+
+    type BrokerSessionStream = BoxStream<v1::BrokerHeartbeatResponse>;
+
+    async fn broker_session(
+        &self,
+        req: Request<Streaming<v1::BrokerHeartbeatRequest>>,
+    ) -> Result<Response<Self::BrokerSessionStream>, Status> {
+        let mut incoming = req.into_inner();
+        let controller = Arc::clone(&self.controller);
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(async move {
+            let mut broker = None;
+            while let Ok(Some(hb)) = incoming.message().await {
+                broker = Some(BrokerId(hb.broker_id));
+                let reply = match uuid::Uuid::parse_str(&hb.incarnation_id) {
+                    Err(_) => Err(ControllerError::Kafka(KafkaError::new(
+                        ErrorCode::InvalidRequest,
+                        "incarnation id is not a UUID",
+                    ))),
+                    Ok(incarnation_id) => {
+                        controller
+                            .heartbeat(Heartbeat {
+                                broker_id: BrokerId(hb.broker_id),
+                                incarnation_id,
+                                metadata_offset: hb.metadata_offset,
+                            })
+                            .await
+                    }
+                };
+                let hint = controller
+                    .leader_hint()
+                    .map(|(id, node)| v1::ControllerHint {
+                        leader_id: id as i64,
+                        leader_addr: node.addr,
+                    });
+                let resp = match reply {
+                    Ok(r) => v1::BrokerHeartbeatResponse {
+                        error: None,
+                        fenced: r.fenced,
+                        hint,
+                    },
+                    Err(ControllerError::Kafka(k)) => v1::BrokerHeartbeatResponse {
+                        error: Some(k.into()),
+                        fenced: true,
+                        hint,
+                    },
+                    Err(e) => v1::BrokerHeartbeatResponse {
+                        error: Some(
+                            KafkaError::new(ErrorCode::NotController, e.to_string()).into(),
+                        ),
+                        fenced: true,
+                        hint,
+                    },
+                };
+                if tx.send(Ok(resp)).await.is_err() {
+                    break;
+                }
+            }
+            if let Some(b) = broker {
+                controller.session_lost(b);
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    type FetchMetadataStream = BoxStream<v1::MetadataBatch>;
+
+    async fn fetch_metadata(
+        &self,
+        req: Request<v1::FetchMetadataRequest>,
+    ) -> Result<Response<Self::FetchMetadataStream>, Status> {
+        let mut last = req.get_ref().from_offset;
+        let quorum = Arc::clone(self.controller.quorum());
+        let (tx, rx) = mpsc::channel(METADATA_STREAM_BUFFER);
+        tokio::spawn(async move {
+            let mut images = quorum.subscribe();
+            loop {
+                let update = match quorum.read_after(last).await {
+                    Ok(u) => u,
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::internal(e.to_string()))).await;
+                        return;
+                    }
+                };
+                let batches: Vec<v1::MetadataBatch> = match update {
+                    MetadataUpdate::Snapshot(image) => vec![v1::MetadataBatch {
+                        offset: image.offset,
+                        snapshot: true,
+                        records: serde_json::to_vec(&image.snapshot_records())
+                            .unwrap_or_default()
+                            .into(),
+                    }],
+                    MetadataUpdate::Batches(b) => b
+                        .into_iter()
+                        .map(|(offset, records)| v1::MetadataBatch {
+                            offset: offset as i64,
+                            snapshot: false,
+                            records: serde_json::to_vec(&records).unwrap_or_default().into(),
+                        })
+                        .collect(),
+                };
+                for b in batches {
+                    last = b.offset;
+                    if tx.send(Ok(b)).await.is_err() {
+                        return;
+                    }
+                }
+                if images.borrow_and_update().offset > last {
+                    continue;
+                }
+                tokio::select! {
+                    r = images.changed() => if r.is_err() { return },
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn quorum_status(
+        &self,
+        _req: Request<v1::QuorumStatusRequest>,
+    ) -> Result<Response<v1::QuorumStatusResponse>, Status> {
+        let q = self.controller.quorum();
+        let m = q.metrics();
+        let log_end = m.last_log_index.map_or(-1, |i| i as i64);
+        let progress = m.replication.clone().unwrap_or_default();
+        let voters = q
+            .voters()
+            .iter()
+            .map(|(&id, node)| {
+                let end = if id == q.node_id() {
+                    Some(log_end)
+                } else {
+                    progress
+                        .get(&id)
+                        .map(|p| p.as_ref().map_or(-1, |l| l.index() as i64))
+                };
+                v1::VoterStatus {
+                    id: id as i64,
+                    addr: node.addr.clone(),
+                    log_end: end.unwrap_or(-1),
+                    lag: end.map_or(-1, |e| (log_end - e).max(0)),
+                }
+            })
+            .collect();
+        let image = q.image();
+        Ok(Response::new(v1::QuorumStatusResponse {
+            node_id: q.node_id() as i64,
+            leader_id: m.current_leader.map_or(-1, |l| l as i64),
+            term: m.current_term,
+            log_end,
+            committed: m.last_applied.map_or(-1, |l| l.index() as i64),
+            applied: image.offset,
+            voters,
+            cluster_id: image.cluster_id.clone().unwrap_or_default(),
+        }))
+    }
+}
