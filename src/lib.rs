@@ -4,6 +4,8 @@
 //! The binary is found beside the test executable's directory (`target/<profile>/kavka`)
 //! and built once per test process with `cargo build -p kavka` when `KAVKA_BIN` is unset.
 
+mod cluster;
 mod node;
 
-pub use node::{Node, NodeOptions, kavka_bin, wait_until};
+pub use cluster::Cluster;
+pub use node::{Node, NodeOptions, free_port, kavka_bin, run_cli, wait_until};

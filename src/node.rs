@@ -68,6 +68,20 @@ pub struct NodeOptions {
     pub args: Vec<String>,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
+    /// `--node-id` (default 1).
+    pub node_id: Option<i32>,
+    /// `--roles` (default: controller,broker).
+    pub roles: Option<String>,
+    /// `--controller-voters` (default: this node alone).
+    pub voters: Option<String>,
+    /// A port chosen in advance (clusters need every voter's port up front).
+    pub port: Option<u16>,
+}
+
+impl NodeOptions {
+    fn has_broker(&self) -> bool {
+        self.roles.as_deref().is_none_or(|r| r.contains("broker"))
+    }
 }
 
 /// A running (or stopped) `kavka server` with its own port and data directory; killed
@@ -79,7 +93,7 @@ pub struct Node {
     dir: tempfile::TempDir,
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub fn free_port() -> anyhow::Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
 }
@@ -93,6 +107,11 @@ impl Node {
             options,
             dir,
         };
+        if let Some(port) = node.options.port {
+            node.port = port;
+            node.spawn_and_wait().await?;
+            return Ok(node);
+        }
         // A port picked free can be taken before the node binds it: try a few.
         let mut last = None;
         for _ in 0..5 {
@@ -131,11 +150,23 @@ impl Node {
         let mut cmd = Command::new(kavka_bin());
         cmd.arg("server")
             .arg("--node-id")
-            .arg("1")
+            .arg(self.options.node_id.unwrap_or(1).to_string())
             .arg("--data-dir")
             .arg(self.data_dir())
             .arg("--listen")
             .arg(self.addr())
+            .args(
+                self.options
+                    .roles
+                    .iter()
+                    .flat_map(|r| ["--roles".to_string(), r.clone()]),
+            )
+            .args(
+                self.options
+                    .voters
+                    .iter()
+                    .flat_map(|v| ["--controller-voters".to_string(), v.clone()]),
+            )
             .args(&self.options.args)
             .env("KAVKA_LOG", "info")
             .stdin(Stdio::null())
@@ -160,9 +191,7 @@ impl Node {
                 self.child = None;
                 bail!("kavka exited during start ({status}):\n{}", self.log());
             }
-            if let Ok(mut c) = Client::connect(&self.addr()).await
-                && c.list_topics().await.is_ok()
-            {
+            if self.is_serving().await {
                 return Ok(());
             }
             if Instant::now() > end {
@@ -173,6 +202,51 @@ impl Node {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Whether the node reports its main service SERVING (a broker: once unfenced).
+    pub async fn is_serving(&self) -> bool {
+        let service = if self.options.has_broker() {
+            "kavka.v1.BrokerService"
+        } else {
+            "kavka.v1.ControllerService"
+        };
+        let Ok(endpoint) =
+            tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr()))
+        else {
+            return false;
+        };
+        let Ok(channel) = endpoint
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(5))
+            .connect()
+            .await
+        else {
+            return false;
+        };
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+        health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .is_ok_and(|r| {
+                r.into_inner().status()
+                    == tonic_health::pb::health_check_response::ServingStatus::Serving
+            })
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.options.node_id.unwrap_or(1)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Starts a stopped node again on the same port and data directory.
+    pub async fn start_again(&mut self) -> anyhow::Result<()> {
+        self.spawn_and_wait().await
     }
 
     pub async fn client(&self) -> anyhow::Result<Client> {

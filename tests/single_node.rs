@@ -887,6 +887,7 @@ async fn server_config_file_env_and_flags() {
     let node = Node::start(NodeOptions {
         args: vec!["--config".into(), good.display().to_string()],
         env: vec![("KAVKA_NUM_PARTITIONS".into(), "2".into())],
+        ..NodeOptions::default()
     })
     .await
     .unwrap();

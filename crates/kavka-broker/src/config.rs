@@ -4,9 +4,6 @@ use kavka_log::FlushPolicy;
 use kavka_model::BrokerId;
 use std::path::PathBuf;
 
-/// A topic may have at most this many partitions (each holds three open files).
-pub const TOPIC_PARTITIONS_MAX: i32 = 10_000;
-
 #[derive(Clone, Debug)]
 pub struct BrokerConfig {
     pub node_id: BrokerId,
@@ -20,6 +17,10 @@ pub struct BrokerConfig {
     pub default_partitions: i32,
     /// `log.retention.check.interval.ms`.
     pub retention_check_interval_ms: u64,
+    /// `broker.rack`.
+    pub rack: Option<String>,
+    /// `broker.heartbeat.interval.ms`.
+    pub heartbeat_interval_ms: u64,
 }
 
 impl BrokerConfig {
@@ -32,6 +33,8 @@ impl BrokerConfig {
             flush: FlushPolicy::Replicated,
             default_partitions: 1,
             retention_check_interval_ms: 300_000,
+            rack: None,
+            heartbeat_interval_ms: 250,
         }
     }
 }

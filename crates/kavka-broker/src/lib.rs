@@ -5,13 +5,15 @@
 //! in and out) → `replica_manager` (topics and partitions, produce/fetch semantics) →
 //! `partition` (one log, its lock and group commit) → `kavka-log`.
 //!
-//! Until the controller quorum lands, topic metadata lives in the broker's own
-//! `catalog` (a JSON file in the data dir); this node is the only replica and leader
-//! of every partition.
+//! Topic metadata comes from the controller quorum: the broker follows the committed
+//! metadata log (`metadata`), holds a session with the active controller (`lifecycle`),
+//! and sends topic admin writes to the controllers (`controllers`).
 
-mod catalog;
 mod config;
+pub mod controllers;
 mod error;
+pub mod lifecycle;
+pub mod metadata;
 mod partition;
 mod records;
 mod replica_manager;
@@ -19,6 +21,7 @@ pub mod service;
 
 pub use config::BrokerConfig;
 pub use error::BrokerError;
+pub use lifecycle::Lifecycle;
 pub use records::NewRecord;
 pub use replica_manager::{
     EARLIEST_TIMESTAMP, FetchPartitionParams, FetchedPartition, LATEST_TIMESTAMP, PartitionState,

@@ -7,17 +7,21 @@
 
 use crate::error::kafka_error;
 use kavka_log::{AppendInfo, FetchData, FlushPolicy, GroupCommit, LogConfig, PartitionLog};
-use kavka_model::{ErrorCode, KafkaError, LeaderEpoch, Offset, TopicPartition};
-use std::sync::atomic::{AtomicI64, Ordering};
+use kavka_metadata::TopicId;
+use kavka_model::{BrokerId, ErrorCode, KafkaError, LeaderEpoch, Offset, TopicPartition};
+use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 #[derive(Debug)]
 pub(crate) struct Partition {
     pub tp: TopicPartition,
+    pub topic_id: TopicId,
     log: Mutex<PartitionLog>,
     commit: GroupCommit,
     flush: FlushPolicy,
-    leader_epoch: LeaderEpoch,
+    /// Leader and leader epoch from the latest metadata image.
+    leader: AtomicI32,
+    leader_epoch: AtomicI32,
     high_watermark: AtomicI64,
 }
 
@@ -30,6 +34,7 @@ pub(crate) struct ReadResult {
 impl Partition {
     pub(crate) fn open(
         tp: TopicPartition,
+        topic_id: TopicId,
         dir: &std::path::Path,
         config: LogConfig,
     ) -> Result<Self, KafkaError> {
@@ -38,12 +43,28 @@ impl Partition {
         let end = log.log_end_offset();
         Ok(Self {
             tp,
+            topic_id,
             commit: GroupCommit::default(),
             flush,
-            leader_epoch: LeaderEpoch(0),
+            leader: AtomicI32::new(-1),
+            leader_epoch: AtomicI32::new(0),
             high_watermark: AtomicI64::new(end.0),
             log: Mutex::new(log),
         })
+    }
+
+    /// Applies the partition's registration from a new image. Blocking (takes the log lock).
+    pub(crate) fn update(&self, leader: BrokerId, epoch: LeaderEpoch, config: LogConfig) {
+        self.leader.store(leader.0, Ordering::Release);
+        self.leader_epoch.store(epoch.0, Ordering::Release);
+        let mut log = self.lock();
+        if *log.config() != config {
+            log.set_config(config);
+        }
+    }
+
+    pub(crate) fn log_config(&self) -> LogConfig {
+        self.lock().config().clone()
     }
 
     fn lock(&self) -> MutexGuard<'_, PartitionLog> {
@@ -56,7 +77,7 @@ impl Partition {
     }
 
     pub(crate) fn leader_epoch(&self) -> LeaderEpoch {
-        self.leader_epoch
+        LeaderEpoch(self.leader_epoch.load(Ordering::Acquire))
     }
 
     /// Appends producer batches as leader; with `fsync` durability, returns only once an
@@ -73,7 +94,7 @@ impl Partition {
                 let info = log
                     .append_as_leader(
                         &records,
-                        this.leader_epoch,
+                        this.leader_epoch(),
                         log_append_time,
                         crate::now_ms(),
                     )
@@ -141,36 +162,12 @@ impl Partition {
         .await
     }
 
-    pub(crate) async fn set_config(self: &Arc<Self>, config: LogConfig) {
-        let this = Arc::clone(self);
-        let _ = blocking(move || {
-            this.lock().set_config(config);
-            Ok(())
-        })
-        .await;
-    }
-
     pub(crate) async fn enforce_retention(self: &Arc<Self>) -> Result<usize, KafkaError> {
         let this = Arc::clone(self);
         blocking(move || {
             this.lock()
                 .enforce_retention(crate::now_ms())
                 .map_err(kafka_error)
-        })
-        .await
-    }
-
-    /// Deletes the partition's directory. The partition must no longer be reachable.
-    pub(crate) async fn delete(self: Arc<Self>) -> Result<(), KafkaError> {
-        blocking(move || {
-            let log = self.lock();
-            let dir = log.dir().to_path_buf();
-            std::fs::remove_dir_all(&dir).map_err(|e| {
-                KafkaError::new(
-                    ErrorCode::KafkaStorageError,
-                    format!("cannot delete {}: {e}", dir.display()),
-                )
-            })
         })
         .await
     }

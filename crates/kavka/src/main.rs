@@ -80,7 +80,11 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing(is_server: bool) {
-    let default = if is_server { "info" } else { "warn" };
+    let default = if is_server {
+        "info,openraft=warn"
+    } else {
+        "warn"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("KAVKA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()

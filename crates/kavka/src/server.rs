@@ -3,15 +3,28 @@
 
 use anyhow::{Context, bail};
 use clap::Args;
+use kavka_broker::controllers::Controllers;
 use kavka_broker::service::{AdminService, BrokerService};
-use kavka_broker::{BrokerConfig, ReplicaManager};
+use kavka_broker::{BrokerConfig, Lifecycle, ReplicaManager};
+use kavka_controller::control::topics::TopicDefaults;
+use kavka_controller::controller::{Controller, ControllerConfig};
+use kavka_controller::service::ControllerService;
+use kavka_controller::{Quorum, QuorumConfig, VoterNode};
 use kavka_log::FlushPolicy;
 use kavka_model::BrokerId;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
+
+/// The controller's Raft store, inside the data dir (Kafka: `__cluster_metadata-0`).
+const CONTROLLER_DIR: &str = "__cluster_metadata";
+
+/// How long a starting broker waits to be unfenced before it says so.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long a stopping node waits for open requests and connections to finish.
 const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
@@ -42,6 +55,25 @@ pub struct ServerArgs {
     /// How often retention runs (Kafka's log.retention.check.interval.ms).
     #[arg(long, env = "KAVKA_LOG_RETENTION_CHECK_INTERVAL_MS")]
     log_retention_check_interval_ms: Option<u64>,
+    /// What this node runs: controller, broker, or controller,broker (Kafka's process.roles).
+    #[arg(long, env = "KAVKA_ROLES")]
+    roles: Option<String>,
+    /// The controller quorum, id@host:port,... (Kafka's controller.quorum.voters); default:
+    /// this node alone.
+    #[arg(long, env = "KAVKA_CONTROLLER_VOTERS")]
+    controller_voters: Option<String>,
+    /// This broker's rack (Kafka's broker.rack), for replica placement.
+    #[arg(long, env = "KAVKA_RACK")]
+    rack: Option<String>,
+    /// Broker heartbeat interval to the active controller.
+    #[arg(long, env = "KAVKA_HEARTBEAT_INTERVAL_MS")]
+    heartbeat_interval_ms: Option<u64>,
+    /// A broker without a heartbeat for this long is fenced.
+    #[arg(long, env = "KAVKA_SESSION_TIMEOUT_MS")]
+    session_timeout_ms: Option<u64>,
+    /// Replication factor of topics created without one (capped at the live brokers).
+    #[arg(long, env = "KAVKA_DEFAULT_REPLICATION_FACTOR")]
+    default_replication_factor: Option<i32>,
 }
 
 #[derive(Args, Debug)]
@@ -68,6 +100,12 @@ struct FileConfig {
     log_flush: Option<String>,
     num_partitions: Option<i32>,
     log_retention_check_interval_ms: Option<u64>,
+    roles: Option<String>,
+    controller_voters: Option<String>,
+    rack: Option<String>,
+    heartbeat_interval_ms: Option<u64>,
+    session_timeout_ms: Option<u64>,
+    default_replication_factor: Option<i32>,
 }
 
 /// The resolved settings of a node.
@@ -75,6 +113,41 @@ struct FileConfig {
 pub struct Settings {
     pub broker: BrokerConfig,
     pub listen: SocketAddr,
+    pub controller: bool,
+    pub broker_role: bool,
+    pub voters: BTreeMap<u64, VoterNode>,
+    pub session_timeout_ms: u64,
+    pub default_replication_factor: i32,
+}
+
+/// Parses Kafka's `controller.quorum.voters` form: `1@host:9093,2@host:9093`.
+pub fn parse_voters(s: &str) -> anyhow::Result<BTreeMap<u64, VoterNode>> {
+    let mut voters = BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part
+            .split_once('@')
+            .with_context(|| format!("invalid controller voter '{part}': expected id@host:port"))?;
+        let id: u64 = id.parse().with_context(|| {
+            format!("invalid controller voter '{part}': '{id}' is not a node id")
+        })?;
+        kavka_client::parse_bootstrap(addr)
+            .with_context(|| format!("invalid controller voter '{part}'"))?;
+        if voters
+            .insert(
+                id,
+                VoterNode {
+                    addr: addr.to_string(),
+                },
+            )
+            .is_some()
+        {
+            bail!("controller voter {id} is listed twice in '{s}'");
+        }
+    }
+    if voters.is_empty() {
+        bail!("the controller voter list '{s}' is empty");
+    }
+    Ok(voters)
 }
 
 fn load_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -136,7 +209,54 @@ impl ServerArgs {
         {
             broker.retention_check_interval_ms = ms;
         }
-        Ok(Settings { broker, listen })
+        broker.rack = self.rack.or(file.rack).filter(|r| !r.is_empty());
+        if let Some(ms) = self.heartbeat_interval_ms.or(file.heartbeat_interval_ms) {
+            broker.heartbeat_interval_ms = ms.max(10);
+        }
+        let roles = self
+            .roles
+            .or(file.roles)
+            .unwrap_or_else(|| "controller,broker".into());
+        let (mut controller, mut broker_role) = (false, false);
+        for r in roles.split(',').map(str::trim) {
+            match r {
+                "controller" => controller = true,
+                "broker" => broker_role = true,
+                other => bail!(
+                    "invalid role '{other}' in '{roles}': use controller, broker or controller,broker"
+                ),
+            }
+        }
+        let voters = match self.controller_voters.or(file.controller_voters) {
+            Some(v) => parse_voters(&v)?,
+            None => BTreeMap::from([(
+                node_id as u64,
+                VoterNode {
+                    addr: format!("{}:{}", broker.advertised_host, listen.port()),
+                },
+            )]),
+        };
+        if controller && !voters.contains_key(&(node_id as u64)) {
+            bail!(
+                "node {node_id} has the controller role but is not in the controller voters {:?}",
+                voters.keys().collect::<Vec<_>>()
+            );
+        }
+        Ok(Settings {
+            broker,
+            listen,
+            controller,
+            broker_role,
+            voters,
+            session_timeout_ms: self
+                .session_timeout_ms
+                .or(file.session_timeout_ms)
+                .unwrap_or(2500),
+            default_replication_factor: self
+                .default_replication_factor
+                .or(file.default_replication_factor)
+                .unwrap_or(3),
+        })
     }
 }
 
@@ -185,40 +305,99 @@ fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
 
 async fn serve(settings: Settings, dev: bool) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let _lock = lock_data_dir(&settings.broker.data_dir)?;
-    let broker_config = settings.broker.clone();
-    let replicas = tokio::task::spawn_blocking(move || ReplicaManager::open(broker_config))
-        .await
-        .context("opening the data dir panicked")??;
+    let data_dir = settings.broker.data_dir.clone();
+    let _lock = lock_data_dir(&data_dir)?;
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let local = listener.local_addr()?;
-
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter
-        .set_serving::<kavka_proto::v1::admin_service_server::AdminServiceServer<AdminService>>()
-        .await;
-    health_reporter
-        .set_serving::<kavka_proto::v1::broker_service_server::BrokerServiceServer<BrokerService>>()
-        .await;
+
+    // Controller role: a voter in the metadata quorum.
+    let mut quorum = None;
+    let mut controller_services = None;
+    if settings.controller {
+        let mut cfg = QuorumConfig::new(
+            settings.broker.node_id.0 as u64,
+            data_dir.join(CONTROLLER_DIR),
+            settings.voters.clone(),
+        );
+        cfg.heartbeat_interval_ms = 100;
+        let q = Arc::new(
+            Quorum::start(cfg)
+                .await
+                .context("cannot start the controller")?,
+        );
+        let controller = Controller::new(
+            Arc::clone(&q),
+            ControllerConfig {
+                session_timeout: Duration::from_millis(settings.session_timeout_ms),
+                topic_defaults: TopicDefaults {
+                    partitions: settings.broker.default_partitions,
+                    replication_factor: settings.default_replication_factor,
+                },
+                ..ControllerConfig::default()
+            },
+        );
+        tasks.push(tokio::spawn(
+            Arc::clone(&controller).run(shutdown_rx.clone()),
+        ));
+        health_reporter
+            .set_serving::<kavka_proto::v1::controller_service_server::ControllerServiceServer<ControllerService>>()
+            .await;
+        controller_services = Some((
+            q.raft_server().into_service(),
+            ControllerService::new(controller).into_server(),
+        ));
+        quorum = Some(q);
+    }
+
+    // Broker role: hosts partitions, follows the metadata, holds a session.
+    let mut broker_services = None;
+    let mut lifecycle_handle: Option<Arc<Lifecycle>> = None;
+    if settings.broker_role {
+        let broker_config = settings.broker.clone();
+        let replicas = tokio::task::spawn_blocking(move || ReplicaManager::open(broker_config))
+            .await
+            .context("opening the data dir panicked")??;
+        let controllers = Arc::new(Controllers::new(
+            settings.voters.values().map(|v| v.addr.clone()).collect(),
+        ));
+        let lifecycle = Arc::new(Lifecycle::default());
+        tasks.push(tokio::spawn(Arc::clone(&lifecycle).run(
+            Arc::clone(&replicas),
+            Arc::clone(&controllers),
+            shutdown_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(kavka_broker::metadata::follow(
+            Arc::clone(&replicas),
+            Arc::clone(&controllers),
+            shutdown_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(
+            Arc::clone(&replicas).run_retention(shutdown_rx.clone()),
+        ));
+        // Serving once the controller has unfenced this broker (see below).
+        health_reporter
+            .set_not_serving::<kavka_proto::v1::admin_service_server::AdminServiceServer<AdminService>>()
+            .await;
+        health_reporter
+            .set_not_serving::<kavka_proto::v1::broker_service_server::BrokerServiceServer<BrokerService>>()
+            .await;
+        lifecycle_handle = Some(Arc::clone(&lifecycle));
+        broker_services = Some((
+            AdminService::new(Arc::clone(&replicas), controllers).into_server(),
+            BrokerService::new(Arc::clone(&replicas)).into_server(),
+        ));
+    }
+
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(kavka_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("cannot build the reflection service")?;
-
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let retention = tokio::spawn(Arc::clone(&replicas).run_retention(shutdown_rx.clone()));
-
-    tracing::info!(node_id = %settings.broker.node_id, listen = %local, data_dir = %settings.broker.data_dir.display(), flush = settings.broker.flush.name(), "kavka is ready");
-    if dev {
-        println!(
-            "kavka dev: node 1 ready in {} ms\n  gRPC      {local}\n  data dir  {}\n  try:      kavka topic create orders --partitions 3",
-            started.elapsed().as_millis(),
-            settings.broker.data_dir.display()
-        );
-    }
 
     // Small responses must not wait for Nagle's algorithm and the peer's delayed ACK.
     let incoming = tokio_stream::StreamExt::map(
@@ -232,30 +411,77 @@ async fn serve(settings: Settings, dev: bool) -> anyhow::Result<()> {
         },
     );
     let (stopping_tx, mut stopping_rx) = watch::channel(false);
+    let (raft_svc, controller_svc) = controller_services.unzip();
+    let (admin_svc, broker_svc) = broker_services.unzip();
     let server = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(AdminService::new(Arc::clone(&replicas)).into_server())
-        .add_service(BrokerService::new(Arc::clone(&replicas)).into_server())
+        .add_optional_service(raft_svc)
+        .add_optional_service(controller_svc)
+        .add_optional_service(admin_svc)
+        .add_optional_service(broker_svc)
         .serve_with_incoming_shutdown(incoming, async move {
             shutdown_signal().await;
             let _ = stopping_tx.send(true);
         });
     // In-flight requests get a bounded drain; a client that keeps its connection open
     // must not keep the node from stopping.
+    let mut server = tokio::spawn(server);
+
+    // Ready: the broker is unfenced (it registered and caught up with the metadata).
+    if let Some(lifecycle) = &lifecycle_handle {
+        let deadline = std::time::Instant::now() + READY_TIMEOUT;
+        while lifecycle.is_fenced() && std::time::Instant::now() < deadline && !server.is_finished()
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if lifecycle.is_fenced() {
+            tracing::warn!(timeout = ?READY_TIMEOUT, "broker still fenced: is the controller quorum reachable?");
+        } else {
+            health_reporter
+                .set_serving::<kavka_proto::v1::admin_service_server::AdminServiceServer<AdminService>>()
+                .await;
+            health_reporter
+                .set_serving::<kavka_proto::v1::broker_service_server::BrokerServiceServer<BrokerService>>()
+                .await;
+        }
+    }
+    let roles = match (settings.controller, settings.broker_role) {
+        (true, true) => "controller,broker",
+        (true, false) => "controller",
+        _ => "broker",
+    };
+    tracing::info!(node_id = %settings.broker.node_id, roles, listen = %local, data_dir = %data_dir.display(), flush = settings.broker.flush.name(), voters = ?settings.voters.keys().collect::<Vec<_>>(), "kavka is ready");
+    if dev {
+        println!(
+            "kavka dev: node {} ready in {} ms\n  gRPC      {local}\n  data dir  {}\n  try:      kavka topic create orders --partitions 3",
+            settings.broker.node_id,
+            started.elapsed().as_millis(),
+            data_dir.display()
+        );
+    }
+
     let drain_deadline = async {
         let _ = stopping_rx.wait_for(|s| *s).await;
         tokio::time::sleep(SHUTDOWN_DRAIN).await;
     };
     let result = tokio::select! {
-        r = server => r,
+        r = &mut server => match r {
+            Ok(r) => r.map_err(anyhow::Error::from),
+            Err(e) => Err(anyhow::anyhow!("gRPC server task failed: {e}")),
+        },
         _ = drain_deadline => {
             tracing::warn!(drain = ?SHUTDOWN_DRAIN, "connections still open after the drain period; stopping anyway");
             Ok(())
         }
     };
     let _ = shutdown_tx.send(true);
-    let _ = retention.await;
+    for t in tasks {
+        let _ = tokio::time::timeout(SHUTDOWN_DRAIN, t).await;
+    }
+    if let Some(q) = quorum {
+        q.shutdown().await;
+    }
     tracing::info!("kavka stopped");
     result.context("gRPC server failed")
 }

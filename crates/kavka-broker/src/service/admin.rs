@@ -1,19 +1,51 @@
 //! `kavka.v1.AdminService`.
 
+use crate::controllers::Controllers;
 use crate::replica_manager::{PartitionState, ReplicaManager, TopicSummary};
+use kavka_metadata::{ConfigResource, MetadataImage};
 use kavka_model::{ConfigEntry, KafkaError};
+use kavka_model::{ErrorCode, TopicName};
 use kavka_proto::conv::status;
 use kavka_proto::v1::{self, admin_service_server::AdminService as Admin};
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 use tonic::{Request, Response, Status};
 
 pub struct AdminService {
     replicas: Arc<ReplicaManager>,
+    controllers: Arc<Controllers>,
 }
 
+/// How long an admin write waits for this broker's image to show its effect.
+const PROPAGATION_TIMEOUT: Duration = Duration::from_secs(15);
+
 impl AdminService {
-    pub fn new(replicas: Arc<ReplicaManager>) -> Self {
-        Self { replicas }
+    pub fn new(replicas: Arc<ReplicaManager>, controllers: Arc<Controllers>) -> Self {
+        Self {
+            replicas,
+            controllers,
+        }
+    }
+
+    /// Waits until this broker has applied the change, so the caller reads its own write.
+    async fn await_image(
+        &self,
+        what: &str,
+        cond: impl Fn(&MetadataImage) -> bool,
+    ) -> Result<(), Status> {
+        if self
+            .replicas
+            .wait_for_image(PROPAGATION_TIMEOUT, cond)
+            .await
+        {
+            Ok(())
+        } else {
+            Err(status(&KafkaError::new(
+                ErrorCode::RequestTimedOut,
+                format!("{what} was committed but has not reached this broker yet"),
+            )))
+        }
     }
 
     pub fn into_server(self) -> v1::admin_service_server::AdminServiceServer<Self> {
@@ -57,21 +89,6 @@ fn partition_info(p: &PartitionState) -> v1::PartitionInfo {
     }
 }
 
-fn topic_result(name: String, r: Result<String, KafkaError>) -> v1::TopicResult {
-    match r {
-        Ok(id) => v1::TopicResult {
-            name,
-            error: None,
-            topic_id: id,
-        },
-        Err(e) => v1::TopicResult {
-            name,
-            error: Some(e.into()),
-            topic_id: String::new(),
-        },
-    }
-}
-
 #[tonic::async_trait]
 impl Admin for AdminService {
     #[tracing::instrument(skip_all, fields(topics = req.get_ref().topics.len()))]
@@ -80,22 +97,27 @@ impl Admin for AdminService {
         req: Request<v1::CreateTopicsRequest>,
     ) -> Result<Response<v1::CreateTopicsResponse>, Status> {
         let req = req.into_inner();
-        let mut results = Vec::with_capacity(req.topics.len());
-        for t in req.topics {
-            let configs = t.configs.into_iter().collect();
-            let r = self
-                .replicas
-                .create_topic(
-                    &t.name,
-                    t.partitions,
-                    t.replication_factor,
-                    configs,
-                    req.validate_only,
-                )
-                .await;
-            results.push(topic_result(t.name, r));
-        }
-        Ok(Response::new(v1::CreateTopicsResponse { results }))
+        let resp = self
+            .controllers
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.create_topics(req).await.map(|r| r.into_inner()) }
+            })
+            .await
+            .map_err(|e| status(&e))?;
+        let created: Vec<String> = resp
+            .results
+            .iter()
+            .filter(|r| r.error.is_none())
+            .map(|r| r.topic_id.clone())
+            .collect();
+        self.await_image("topic creation", |img| {
+            created
+                .iter()
+                .all(|id| img.topics().any(|t| t.id.to_string() == *id))
+        })
+        .await?;
+        Ok(Response::new(resp))
     }
 
     #[tracing::instrument(skip_all)]
@@ -103,16 +125,26 @@ impl Admin for AdminService {
         &self,
         req: Request<v1::DeleteTopicsRequest>,
     ) -> Result<Response<v1::DeleteTopicsResponse>, Status> {
-        let mut results = Vec::new();
-        for name in req.into_inner().names {
-            let r = self
-                .replicas
-                .delete_topic(&name)
-                .await
-                .map(|()| String::new());
-            results.push(topic_result(name, r));
-        }
-        Ok(Response::new(v1::DeleteTopicsResponse { results }))
+        let req = req.into_inner();
+        let resp = self
+            .controllers
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.delete_topics(req).await.map(|r| r.into_inner()) }
+            })
+            .await
+            .map_err(|e| status(&e))?;
+        let deleted: Vec<String> = resp
+            .results
+            .iter()
+            .filter(|r| r.error.is_none())
+            .map(|r| r.topic_id.clone())
+            .collect();
+        self.await_image("topic deletion", |img| {
+            !img.topics().any(|t| deleted.contains(&t.id.to_string()))
+        })
+        .await?;
+        Ok(Response::new(resp))
     }
 
     async fn list_topics(
@@ -153,19 +185,31 @@ impl Admin for AdminService {
         req: Request<v1::AlterConfigsRequest>,
     ) -> Result<Response<v1::AlterConfigsResponse>, Status> {
         let req = req.into_inner();
-        let entries = self
-            .replicas
-            .alter_configs(
-                &req.topic,
-                req.set.into_iter().collect(),
-                req.delete,
-                req.validate_only,
-            )
+        let resp = self
+            .controllers
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.alter_configs(req).await.map(|r| r.into_inner()) }
+            })
             .await
             .map_err(|e| status(&e))?;
-        Ok(Response::new(v1::AlterConfigsResponse {
-            configs: entries.iter().map(config_entry).collect(),
-        }))
+        let want: BTreeMap<String, String> = resp
+            .configs
+            .iter()
+            .filter(|c| !c.is_default)
+            .map(|c| (c.name.clone(), c.value.clone()))
+            .collect();
+        let topic = TopicName::new(req.topic.clone()).map_err(|e| {
+            status(&KafkaError::new(
+                ErrorCode::InvalidTopicException,
+                e.to_string(),
+            ))
+        })?;
+        self.await_image("the config change", |img| {
+            img.configs(&ConfigResource::Topic(topic.clone())) == want
+        })
+        .await?;
+        Ok(Response::new(resp))
     }
 
     async fn metadata(
@@ -173,7 +217,7 @@ impl Admin for AdminService {
         req: Request<v1::MetadataRequest>,
     ) -> Result<Response<v1::MetadataResponse>, Status> {
         let (summaries, states) = self.replicas.metadata(&req.get_ref().topics).await;
-        let c = self.replicas.config();
+        let image = self.replicas.image();
         let topics = summaries
             .into_iter()
             .map(|(name, s)| match s {
@@ -209,16 +253,25 @@ impl Admin for AdminService {
                 }
             })
             .collect();
+        let brokers = image
+            .brokers()
+            .map(|b| {
+                let ep = b.endpoint("grpc");
+                v1::BrokerInfo {
+                    id: b.broker_id.0,
+                    host: ep.map(|e| e.host.clone()).unwrap_or_default(),
+                    port: ep.map_or(0, |e| e.port as i32),
+                    rack: b.rack.clone().unwrap_or_default(),
+                    fenced: b.fenced,
+                }
+            })
+            .collect();
         Ok(Response::new(v1::MetadataResponse {
-            cluster_id: String::new(),
-            controller_id: c.node_id.0,
-            brokers: vec![v1::BrokerInfo {
-                id: c.node_id.0,
-                host: c.advertised_host.clone(),
-                port: c.advertised_port as i32,
-                rack: String::new(),
-            }],
+            cluster_id: image.cluster_id.clone().unwrap_or_default(),
+            controller_id: -1,
+            brokers,
             topics,
+            metadata_offset: image.offset,
         }))
     }
 }

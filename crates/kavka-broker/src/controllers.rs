@@ -1,0 +1,104 @@
+//! The broker's client of the controller quorum: tries the controllers in turn (starting
+//! with the last that answered), with bounded retries, for calls any controller serves
+//! (they forward writes to the active one).
+
+use kavka_model::{ErrorCode, KafkaError};
+use kavka_proto::v1::controller_service_client::ControllerServiceClient;
+use std::future::Future;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+
+const ROUNDS: usize = 5;
+const BACKOFF: Duration = Duration::from_millis(200);
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug)]
+pub struct Controllers {
+    addrs: Vec<String>,
+    clients: Mutex<Vec<Option<ControllerServiceClient<Channel>>>>,
+    preferred: AtomicUsize,
+}
+
+impl Controllers {
+    pub fn new(addrs: Vec<String>) -> Self {
+        let n = addrs.len();
+        Self {
+            addrs,
+            clients: Mutex::new(vec![None; n]),
+            preferred: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn addrs(&self) -> &[String] {
+        &self.addrs
+    }
+
+    /// A client for the controller at `addr` (connected lazily).
+    pub fn client_for(addr: &str) -> Result<ControllerServiceClient<Channel>, KafkaError> {
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| {
+                KafkaError::new(
+                    ErrorCode::InvalidRequest,
+                    format!("bad controller address '{addr}': {e}"),
+                )
+            })?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(CALL_TIMEOUT)
+            .tcp_nodelay(true);
+        Ok(ControllerServiceClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(256 * 1024 * 1024))
+    }
+
+    fn client(&self, i: usize) -> Result<ControllerServiceClient<Channel>, KafkaError> {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = &clients[i] {
+            return Ok(c.clone());
+        }
+        let c = Self::client_for(&self.addrs[i])?;
+        clients[i] = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Calls `f` on one controller after another until one answers with something other
+    /// than "unavailable" or NOT_CONTROLLER.
+    pub async fn call<T, F, Fut>(&self, mut f: F) -> Result<T, KafkaError>
+    where
+        F: FnMut(ControllerServiceClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<T, tonic::Status>>,
+    {
+        let n = self.addrs.len();
+        let mut last = KafkaError::new(ErrorCode::NotController, "no controller configured");
+        for round in 0..ROUNDS {
+            let start = self.preferred.load(Ordering::Relaxed);
+            for k in 0..n {
+                let i = (start + k) % n;
+                match f(self.client(i)?).await {
+                    Ok(v) => {
+                        self.preferred.store(i, Ordering::Relaxed);
+                        return Ok(v);
+                    }
+                    Err(s) => {
+                        let e = kavka_proto::conv::from_status(&s);
+                        if !matches!(
+                            e.code,
+                            ErrorCode::NotController
+                                | ErrorCode::LeaderNotAvailable
+                                | ErrorCode::RequestTimedOut
+                        ) {
+                            return Err(e);
+                        }
+                        tracing::debug!(controller = %self.addrs[i], error = %e, "controller unavailable");
+                        last = KafkaError::new(
+                            e.code,
+                            format!("controller {}: {}", self.addrs[i], e.message),
+                        );
+                    }
+                }
+            }
+            tokio::time::sleep(BACKOFF * (round as u32 + 1)).await;
+        }
+        Err(last)
+    }
+}

@@ -1,0 +1,191 @@
+//! Broker lifecycle: register with a fresh incarnation id, then hold a session with the
+//! active controller: a long-lived stream of heartbeats carrying the metadata offset this
+//! broker has applied. The controller unfences the broker once it has caught up, and
+//! fences it if the heartbeats stop.
+
+use crate::controllers::Controllers;
+use crate::replica_manager::ReplicaManager;
+use kavka_model::ErrorCode;
+use kavka_proto::v1;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+#[derive(Debug)]
+pub struct Lifecycle {
+    pub incarnation_id: uuid::Uuid,
+    fenced: AtomicBool,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Self {
+            incarnation_id: uuid::Uuid::new_v4(),
+            fenced: AtomicBool::new(true),
+        }
+    }
+}
+
+impl Lifecycle {
+    pub fn is_fenced(&self) -> bool {
+        self.fenced.load(Ordering::Acquire)
+    }
+
+    /// Registers, then keeps a session with the active controller until `shutdown`.
+    pub async fn run(
+        self: Arc<Self>,
+        replicas: Arc<ReplicaManager>,
+        controllers: Arc<Controllers>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let config = replicas.config().clone();
+        let heartbeat = Duration::from_millis(config.heartbeat_interval_ms.max(10));
+        let request = v1::RegisterBrokerRequest {
+            broker_id: config.node_id.0,
+            incarnation_id: self.incarnation_id.to_string(),
+            listeners: vec![v1::Listener {
+                name: "grpc".into(),
+                host: config.advertised_host.clone(),
+                port: config.advertised_port as i32,
+            }],
+            rack: config.rack.clone().unwrap_or_default(),
+        };
+        let mut target: Option<String> = None;
+        'register: loop {
+            let resp = tokio::select! {
+                r = controllers.call(|mut c| { let req = request.clone(); async move { c.register_broker(req).await.map(|r| r.into_inner()) } }) => r,
+                _ = shutdown.changed() => return,
+            };
+            match resp {
+                Ok(r) if r.error.is_none() => {
+                    target = r.hint.map(|h| h.leader_addr).or(target);
+                    tracing::info!(broker = %config.node_id, incarnation = %self.incarnation_id, "registered with the controller quorum");
+                }
+                Ok(r) => {
+                    let e = r
+                        .error
+                        .map(|e| format!("{}: {}", e.name, e.message))
+                        .unwrap_or_default();
+                    tracing::error!(error = %e, "registration refused");
+                    if sleep_or_stop(&mut shutdown, Duration::from_secs(1)).await {
+                        return;
+                    }
+                    continue 'register;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot register yet");
+                    if sleep_or_stop(&mut shutdown, Duration::from_millis(500)).await {
+                        return;
+                    }
+                    continue 'register;
+                }
+            }
+            // Session loop: reconnect to whichever controller is active.
+            loop {
+                let addr = target
+                    .clone()
+                    .unwrap_or_else(|| controllers.addrs().first().cloned().unwrap_or_default());
+                match self
+                    .session(&addr, &replicas, heartbeat, &mut shutdown)
+                    .await
+                {
+                    SessionEnd::Shutdown => return,
+                    SessionEnd::Moved(hint) => target = hint,
+                    SessionEnd::Reregister => continue 'register,
+                    SessionEnd::Failed => {
+                        target = None;
+                        let next = controllers
+                            .addrs()
+                            .iter()
+                            .cycle()
+                            .skip_while(|a| **a != addr)
+                            .nth(1)
+                            .cloned();
+                        target = next.or(target);
+                        if sleep_or_stop(&mut shutdown, heartbeat).await {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn session(
+        &self,
+        addr: &str,
+        replicas: &ReplicaManager,
+        every: Duration,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> SessionEnd {
+        let Ok(mut client) = Controllers::client_for(addr) else {
+            return SessionEnd::Failed;
+        };
+        let (tx, rx) = mpsc::channel(2);
+        let broker_id = replicas.config().node_id.0;
+        let incarnation = self.incarnation_id.to_string();
+        let beat = |offset: i64| v1::BrokerHeartbeatRequest {
+            broker_id,
+            incarnation_id: incarnation.clone(),
+            metadata_offset: offset,
+        };
+        if tx.send(beat(replicas.image().offset)).await.is_err() {
+            return SessionEnd::Failed;
+        }
+        let mut responses = match client
+            .broker_session(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+        {
+            Ok(r) => r.into_inner(),
+            Err(_) => return SessionEnd::Failed,
+        };
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return SessionEnd::Shutdown,
+                _ = tick.tick() => {
+                    if tx.send(beat(replicas.image().offset)).await.is_err() {
+                        return SessionEnd::Failed;
+                    }
+                }
+                msg = responses.message() => match msg {
+                    Ok(Some(r)) => match r.error {
+                        None => {
+                            let was = self.fenced.swap(r.fenced, Ordering::AcqRel);
+                            if was != r.fenced {
+                                tracing::info!(fenced = r.fenced, "broker fencing state changed");
+                            }
+                        }
+                        Some(e) if e.code == ErrorCode::NotController.code() as i32 => {
+                            return SessionEnd::Moved(r.hint.map(|h| h.leader_addr));
+                        }
+                        Some(e) if e.code == ErrorCode::BrokerIdNotRegistered.code() as i32 || e.code == ErrorCode::StaleBrokerEpoch.code() as i32 => {
+                            tracing::warn!(error = %e.message, "controller does not know this incarnation: registering again");
+                            return SessionEnd::Reregister;
+                        }
+                        Some(e) => {
+                            tracing::warn!(error = %e.message, "heartbeat refused");
+                        }
+                    },
+                    _ => return SessionEnd::Failed,
+                },
+            }
+        }
+    }
+}
+
+enum SessionEnd {
+    Shutdown,
+    Moved(Option<String>),
+    Reregister,
+    Failed,
+}
+
+/// Sleeps, or returns true at once if shutdown fired.
+async fn sleep_or_stop(shutdown: &mut watch::Receiver<bool>, d: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        _ = shutdown.changed() => true,
+    }
+}

@@ -1,0 +1,128 @@
+//! Fetch (with long-poll) and ListOffsets.
+
+use super::{
+    EARLIEST_TIMESTAMP, FETCH_WAIT_MS_MAX, FetchPartitionParams, FetchedPartition,
+    LATEST_TIMESTAMP, ReplicaManager,
+};
+use crate::partition::ReadResult;
+use kavka_log::FetchData;
+use kavka_model::{ErrorCode, KafkaError, Offset};
+use std::time::Duration;
+
+impl ReplicaManager {
+    /// Kafka's Fetch: reads every asked partition; if fewer than `min_bytes` are
+    /// available, waits for appends up to `max_wait` and reads again.
+    #[tracing::instrument(skip_all, fields(partitions = partitions.len(), max_wait_ms))]
+    pub async fn fetch(
+        &self,
+        partitions: Vec<FetchPartitionParams>,
+        max_wait_ms: u64,
+        min_bytes: usize,
+        max_bytes: usize,
+    ) -> Vec<FetchedPartition> {
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(max_wait_ms.min(FETCH_WAIT_MS_MAX));
+        let mut appends = self.appends.subscribe();
+        loop {
+            appends.mark_unchanged();
+            let results = self.fetch_once(&partitions, max_bytes).await;
+            let bytes: usize = results.iter().map(|r| r.records.len()).sum();
+            let any_error = results.iter().any(|r| r.error.is_some());
+            if bytes >= min_bytes || any_error || tokio::time::Instant::now() >= deadline {
+                return results;
+            }
+            if tokio::time::timeout_at(deadline, appends.changed())
+                .await
+                .is_err()
+            {
+                return self.fetch_once(&partitions, max_bytes).await;
+            }
+        }
+    }
+
+    async fn fetch_once(
+        &self,
+        partitions: &[FetchPartitionParams],
+        max_bytes: usize,
+    ) -> Vec<FetchedPartition> {
+        let mut out = Vec::with_capacity(partitions.len());
+        let mut budget = max_bytes;
+        for p in partitions {
+            let mut r = FetchedPartition {
+                topic: p.topic.clone(),
+                partition: p.partition,
+                high_watermark: Offset(-1),
+                log_start_offset: Offset(-1),
+                log_end_offset: Offset(-1),
+                ..FetchedPartition::default()
+            };
+            match self.partition(&p.topic, p.partition) {
+                Err(e) => r.error = Some(e),
+                Ok(part) => {
+                    // Kafka: at least one batch overall, so the first non-empty partition
+                    // may exceed the budget; once it is spent, only offsets are reported.
+                    let read = if budget == 0 {
+                        let (start, hw, end, _) = part.offsets().await;
+                        Ok(ReadResult {
+                            data: FetchData {
+                                records: Vec::new(),
+                                log_start_offset: start,
+                                log_end_offset: end,
+                            },
+                            high_watermark: hw,
+                        })
+                    } else {
+                        part.read(p.offset, p.max_bytes.min(budget)).await
+                    };
+                    match read {
+                        Ok(read) => {
+                            r.high_watermark = read.high_watermark;
+                            r.log_start_offset = read.data.log_start_offset;
+                            r.log_end_offset = read.data.log_end_offset;
+                            budget = budget.saturating_sub(read.data.records.len());
+                            r.records = read.data.records;
+                        }
+                        Err(e) => {
+                            let (start, hw, end, _) = part.offsets().await;
+                            r.log_start_offset = start;
+                            r.high_watermark = hw;
+                            r.log_end_offset = end;
+                            r.error = Some(e);
+                        }
+                    }
+                }
+            }
+            out.push(r);
+        }
+        out
+    }
+
+    /// Kafka's ListOffsets: earliest (-2), latest (-1, the high watermark) or the first
+    /// offset at or after a timestamp (-1 when there is none).
+    pub async fn list_offsets(
+        &self,
+        topic: &str,
+        partitions: Vec<(i32, i64)>,
+    ) -> Vec<(i32, Result<(Offset, i64), KafkaError>)> {
+        let mut out = Vec::new();
+        for (partition, ts) in partitions {
+            let r = match self.partition(topic, partition) {
+                Err(e) => Err(e),
+                Ok(part) => match ts {
+                    EARLIEST_TIMESTAMP => Ok((part.offsets().await.0, -1)),
+                    LATEST_TIMESTAMP => Ok((part.high_watermark(), -1)),
+                    ts if ts < 0 => Err(KafkaError::new(
+                        ErrorCode::InvalidRequest,
+                        format!("unsupported timestamp {ts}: use -2, -1 or a time in ms"),
+                    )),
+                    ts => part
+                        .offset_for_timestamp(ts)
+                        .await
+                        .map(|r| r.map_or((Offset(-1), -1), |(o, t)| (o, t))),
+                },
+            };
+            out.push((partition, r));
+        }
+        out
+    }
+}

@@ -1,0 +1,545 @@
+//! The replica manager: which partitions this broker hosts, reconciled against each
+//! metadata image from the controllers, and the produce, fetch and offset semantics on
+//! top of them (`produce`, `fetch`).
+//!
+//! Invariants:
+//! - a partition is hosted exactly when the applied image lists this broker among its
+//!   replicas; its directory records the topic id (`partition.metadata`), so a topic
+//!   re-created under the same name never inherits the old one's data;
+//! - only the partition's leader (per the image) accepts produce and consumer fetches;
+//! - reconciliation runs one image at a time (`reconciling`), off the async runtime.
+
+mod fetch;
+mod produce;
+
+use crate::config::BrokerConfig;
+use crate::error::BrokerError;
+use crate::partition::Partition;
+use kavka_log::LogConfig;
+use kavka_metadata::{ConfigResource, MetadataImage, PartitionRegistration, TopicId, TopicImage};
+use kavka_model::{
+    BrokerId, ConfigEntry, ErrorCode, KafkaError, LeaderEpoch, Offset, PartitionId, TopicConfig,
+    TopicName, TopicPartition,
+};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU32;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// One result per partition, in request order.
+pub type PartitionResults<T> = Vec<(i32, Result<T, KafkaError>)>;
+
+/// Special ListOffsets timestamps (Kafka's).
+pub const LATEST_TIMESTAMP: i64 = -1;
+pub const EARLIEST_TIMESTAMP: i64 = -2;
+
+/// Longest a fetch may long-poll, whatever it asks.
+const FETCH_WAIT_MS_MAX: u64 = 30_000;
+
+/// Kafka's per-partition file naming the topic id.
+const PARTITION_METADATA_FILE: &str = "partition.metadata";
+
+#[derive(Debug)]
+enum Slot {
+    Online(Arc<Partition>),
+    /// The log could not be opened (e.g. a corrupt old segment): answered with
+    /// KAFKA_STORAGE_ERROR naming the file, while every other partition keeps serving.
+    Offline {
+        topic_id: TopicId,
+        error: KafkaError,
+    },
+}
+
+#[derive(Debug)]
+struct State {
+    image: Arc<MetadataImage>,
+    partitions: HashMap<TopicPartition, Slot>,
+}
+
+#[derive(Debug)]
+pub struct ReplicaManager {
+    config: BrokerConfig,
+    state: RwLock<State>,
+    /// Serialises reconciliation with new images.
+    reconciling: Mutex<()>,
+    /// The offset of the last applied image: admin calls wait on it for their change.
+    applied: watch::Sender<i64>,
+    /// Bumped after every append: long-polling fetches wait on it.
+    appends: watch::Sender<u64>,
+    /// Round-robin start for keyless records (sticky per request).
+    sticky: AtomicU32,
+}
+
+/// A topic as listed and described.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicSummary {
+    pub name: TopicName,
+    pub id: String,
+    pub partitions: i32,
+    pub replication_factor: i32,
+}
+
+/// One partition's replica state and, where hosted here, its offsets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionState {
+    pub partition: PartitionId,
+    pub leader: BrokerId,
+    pub leader_epoch: LeaderEpoch,
+    pub replicas: Vec<BrokerId>,
+    pub isr: Vec<BrokerId>,
+    pub log_start_offset: Offset,
+    pub high_watermark: Offset,
+    pub log_end_offset: Offset,
+    pub size_bytes: u64,
+    pub error: Option<KafkaError>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TopicDescription {
+    pub topic: TopicSummary,
+    pub partitions: Vec<PartitionState>,
+    pub configs: Vec<ConfigEntry>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ProduceResult {
+    pub base_offset: Offset,
+    pub record_count: i32,
+    pub log_append_time: Option<i64>,
+    pub log_start_offset: Offset,
+}
+
+#[derive(Clone, Debug)]
+pub struct FetchPartitionParams {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: Offset,
+    pub max_bytes: usize,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct FetchedPartition {
+    pub topic: String,
+    pub partition: i32,
+    pub error: Option<KafkaError>,
+    pub high_watermark: Offset,
+    pub log_start_offset: Offset,
+    pub log_end_offset: Offset,
+    pub records: Vec<u8>,
+}
+
+pub(crate) fn unknown_topic(name: &str) -> KafkaError {
+    KafkaError::new(
+        ErrorCode::UnknownTopicOrPartition,
+        format!("topic '{name}' does not exist"),
+    )
+}
+
+fn storage_error(e: impl std::fmt::Display) -> KafkaError {
+    KafkaError::new(ErrorCode::KafkaStorageError, e.to_string())
+}
+
+fn topic_config(image: &MetadataImage, name: &TopicName) -> TopicConfig {
+    let overrides = image.configs(&ConfigResource::Topic(name.clone()));
+    TopicConfig::from_overrides(&overrides).unwrap_or_else(|e| {
+        tracing::warn!(topic = %name, error = %e, "invalid topic config in metadata; using defaults");
+        TopicConfig::default()
+    })
+}
+
+impl ReplicaManager {
+    /// Prepares the data dir; partitions are opened as the metadata image names them.
+    pub fn open(config: BrokerConfig) -> Result<Arc<Self>, BrokerError> {
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            BrokerError::Fatal(format!("cannot create data dir {}: {e}", dir.display()))
+        })?;
+        remove_deleted_dirs(dir);
+        Ok(Arc::new(Self {
+            config,
+            state: RwLock::new(State {
+                image: Arc::new(MetadataImage::empty()),
+                partitions: HashMap::new(),
+            }),
+            reconciling: Mutex::new(()),
+            applied: watch::channel(-1).0,
+            appends: watch::channel(0).0,
+            sticky: AtomicU32::new(0),
+        }))
+    }
+
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    fn read_state(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_state(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The image this broker last applied.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        Arc::clone(&self.read_state().image)
+    }
+
+    /// Waits (bounded) until the applied image satisfies `cond`.
+    pub async fn wait_for_image(
+        &self,
+        timeout: Duration,
+        cond: impl Fn(&MetadataImage) -> bool,
+    ) -> bool {
+        let mut rx = self.applied.subscribe();
+        let wait = async {
+            loop {
+                if cond(&self.image()) {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.is_ok() && cond(&self.image())
+    }
+
+    /// Reconciles hosted partitions with `image`: opens the ones newly assigned here,
+    /// deletes the ones removed, and updates roles and configs. Blocking (file I/O).
+    pub fn apply_image(&self, image: Arc<MetadataImage>) {
+        let _one_at_a_time = self.reconciling.lock().unwrap_or_else(|p| p.into_inner());
+        let me = self.config.node_id;
+        let mut wanted: HashMap<TopicPartition, (TopicId, LogConfig, &PartitionRegistration)> =
+            HashMap::new();
+        for t in image.topics() {
+            let log_config =
+                LogConfig::from_topic(&topic_config(&image, &t.name), self.config.flush);
+            for (&p, reg) in &t.partitions {
+                if reg.replicas.contains(&me) {
+                    wanted.insert(
+                        TopicPartition::new(t.name.clone(), p),
+                        (t.id, log_config.clone(), reg),
+                    );
+                }
+            }
+        }
+        // Gone (or re-created under another id): unhost first, then delete the files.
+        let removed: Vec<(TopicPartition, Slot)> = {
+            let mut state = self.write_state();
+            let gone: Vec<TopicPartition> = state
+                .partitions
+                .iter()
+                .filter(|(tp, slot)| {
+                    let id = match slot {
+                        Slot::Online(p) => p.topic_id,
+                        Slot::Offline { topic_id, .. } => *topic_id,
+                    };
+                    wanted
+                        .get(*tp)
+                        .is_none_or(|(wanted_id, ..)| *wanted_id != id)
+                })
+                .map(|(tp, _)| tp.clone())
+                .collect();
+            gone.into_iter()
+                .filter_map(|tp| state.partitions.remove_entry(&tp))
+                .collect()
+        };
+        for (tp, _) in removed {
+            let dir = self.partition_dir(&tp);
+            if let Err(e) = std::fs::remove_dir_all(&dir)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(partition = %tp, error = %e, "cannot delete partition files");
+            } else {
+                tracing::info!(partition = %tp, "deleted partition");
+            }
+        }
+        for (tp, (topic_id, log_config, reg)) in wanted {
+            let existing = self.read_state().partitions.get(&tp).map(|s| match s {
+                Slot::Online(p) => Some(Arc::clone(p)),
+                Slot::Offline { .. } => None,
+            });
+            match existing {
+                Some(Some(p)) => p.update(reg.leader, reg.leader_epoch, log_config),
+                Some(None) => {}
+                None => {
+                    let slot = match self.open_partition(&tp, topic_id, log_config) {
+                        Ok(p) => {
+                            p.update(reg.leader, reg.leader_epoch, p.log_config());
+                            Slot::Online(Arc::new(p))
+                        }
+                        Err(error) => {
+                            tracing::error!(partition = %tp, %error, "partition offline: its log cannot be opened");
+                            Slot::Offline { topic_id, error }
+                        }
+                    };
+                    self.write_state().partitions.insert(tp, slot);
+                }
+            }
+        }
+        let offset = image.offset;
+        self.write_state().image = image;
+        self.applied.send_replace(offset);
+    }
+
+    fn partition_dir(&self, tp: &TopicPartition) -> PathBuf {
+        self.config.data_dir.join(tp.to_string())
+    }
+
+    /// Opens a partition's log, wiping a directory left by another topic of the same name.
+    fn open_partition(
+        &self,
+        tp: &TopicPartition,
+        topic_id: TopicId,
+        config: LogConfig,
+    ) -> Result<Partition, KafkaError> {
+        let dir = self.partition_dir(tp);
+        let meta = dir.join(PARTITION_METADATA_FILE);
+        let want = format!("version: 0\ntopic_id: {topic_id}\n");
+        match std::fs::read_to_string(&meta) {
+            Ok(found) if found == want => {}
+            Ok(_) => {
+                tracing::warn!(partition = %tp, "directory belongs to an older topic of the same name: wiping it");
+                std::fs::remove_dir_all(&dir)
+                    .map_err(|e| storage_error(format!("cannot clear {}: {e}", dir.display())))?;
+            }
+            Err(_) if dir.exists() => {
+                tracing::warn!(partition = %tp, "directory has no {PARTITION_METADATA_FILE}: wiping it");
+                std::fs::remove_dir_all(&dir)
+                    .map_err(|e| storage_error(format!("cannot clear {}: {e}", dir.display())))?;
+            }
+            Err(_) => {}
+        }
+        let p = Partition::open(tp.clone(), topic_id, &dir, config)?;
+        if !meta.exists() {
+            write_synced(&meta, want.as_bytes())
+                .map_err(|e| storage_error(format!("cannot write {}: {e}", meta.display())))?;
+        }
+        Ok(p)
+    }
+
+    /// A topic's typed configs and partition count, from the applied image.
+    pub(crate) fn topic_config(&self, topic: &str) -> Result<(TopicConfig, i32), KafkaError> {
+        let image = self.image();
+        let name = TopicName::new(topic).map_err(|_| unknown_topic(topic))?;
+        let t = image
+            .topic_by_name(&name)
+            .ok_or_else(|| unknown_topic(topic))?;
+        Ok((topic_config(&image, &name), t.partitions.len() as i32))
+    }
+
+    /// The partition, if this broker leads it.
+    pub(crate) fn partition(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Arc<Partition>, KafkaError> {
+        let state = self.read_state();
+        let name = TopicName::new(topic).map_err(|_| unknown_topic(topic))?;
+        let t = state
+            .image
+            .topic_by_name(&name)
+            .ok_or_else(|| unknown_topic(topic))?;
+        let Some(reg) = t.partitions.get(&PartitionId(partition)) else {
+            return Err(KafkaError::new(
+                ErrorCode::UnknownTopicOrPartition,
+                format!(
+                    "partition {partition} of topic '{topic}' does not exist (it has {})",
+                    t.partitions.len()
+                ),
+            ));
+        };
+        if reg.leader != self.config.node_id {
+            return Err(KafkaError::new(
+                ErrorCode::NotLeaderOrFollower,
+                format!(
+                    "broker {} does not lead {topic}-{partition}; its leader is broker {}",
+                    self.config.node_id, reg.leader
+                ),
+            ));
+        }
+        match state
+            .partitions
+            .get(&TopicPartition::new(name, PartitionId(partition)))
+        {
+            Some(Slot::Online(p)) => Ok(Arc::clone(p)),
+            Some(Slot::Offline { error, .. }) => Err(error.clone()),
+            None => Err(KafkaError::new(
+                ErrorCode::LeaderNotAvailable,
+                format!("{topic}-{partition} is not open here yet"),
+            )),
+        }
+    }
+
+    pub fn list_topics(&self) -> Vec<TopicSummary> {
+        self.image().topics().map(summary).collect()
+    }
+
+    pub async fn describe_topic(&self, name: &str) -> Result<TopicDescription, KafkaError> {
+        let image = self.image();
+        let topic = TopicName::new(name).map_err(|_| unknown_topic(name))?;
+        let t = image
+            .topic_by_name(&topic)
+            .ok_or_else(|| unknown_topic(name))?;
+        let overrides = image.configs(&ConfigResource::Topic(topic.clone()));
+        let mut partitions = Vec::new();
+        for (&p, reg) in &t.partitions {
+            partitions.push(self.partition_state(&topic, p, reg).await);
+        }
+        Ok(TopicDescription {
+            topic: summary(t),
+            partitions,
+            configs: topic_config(&image, &topic).entries(&overrides),
+        })
+    }
+
+    async fn partition_state(
+        &self,
+        topic: &TopicName,
+        p: PartitionId,
+        reg: &PartitionRegistration,
+    ) -> PartitionState {
+        let mut state = PartitionState {
+            partition: p,
+            leader: reg.leader,
+            leader_epoch: reg.leader_epoch,
+            replicas: reg.replicas.clone(),
+            isr: reg.isr.clone(),
+            log_start_offset: Offset(-1),
+            high_watermark: Offset(-1),
+            log_end_offset: Offset(-1),
+            size_bytes: 0,
+            error: (!reg.has_leader()).then(|| {
+                KafkaError::new(
+                    ErrorCode::LeaderNotAvailable,
+                    format!("{topic}-{p} has no leader"),
+                )
+            }),
+        };
+        let slot = self
+            .read_state()
+            .partitions
+            .get(&TopicPartition::new(topic.clone(), p))
+            .map(|s| match s {
+                Slot::Online(part) => Ok(Arc::clone(part)),
+                Slot::Offline { error, .. } => Err(error.clone()),
+            });
+        match slot {
+            Some(Ok(part)) => {
+                let (start, hw, end, size) = part.offsets().await;
+                state.log_start_offset = start;
+                state.high_watermark = hw;
+                state.log_end_offset = end;
+                state.size_bytes = size;
+            }
+            Some(Err(e)) if reg.leader == self.config.node_id => state.error = Some(e),
+            _ => {}
+        }
+        state
+    }
+
+    /// Topic metadata (`topics` empty: all), as (name, summary or error) and states.
+    pub async fn metadata(
+        &self,
+        topics: &[String],
+    ) -> (
+        Vec<(String, Result<TopicSummary, KafkaError>)>,
+        Vec<(TopicName, Vec<PartitionState>)>,
+    ) {
+        let image = self.image();
+        let names: Vec<String> = if topics.is_empty() {
+            image.topics().map(|t| t.name.to_string()).collect()
+        } else {
+            topics.to_vec()
+        };
+        let mut summaries = Vec::new();
+        let mut states = Vec::new();
+        for name in names {
+            match TopicName::new(name.clone())
+                .ok()
+                .and_then(|n| image.topic_by_name(&n))
+            {
+                Some(t) => {
+                    let mut ps = Vec::new();
+                    for (&p, reg) in &t.partitions {
+                        ps.push(self.partition_state(&t.name, p, reg).await);
+                    }
+                    summaries.push((name, Ok(summary(t))));
+                    states.push((t.name.clone(), ps));
+                }
+                None => summaries.push((name.clone(), Err(unknown_topic(&name)))),
+            }
+        }
+        (summaries, states)
+    }
+
+    /// Runs retention every `log.retention.check.interval.ms` until `shutdown` fires.
+    pub async fn run_retention(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let period = Duration::from_millis(self.config.retention_check_interval_ms.max(100));
+        let mut tick = tokio::time::interval(period);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let parts: Vec<Arc<Partition>> = self
+                .read_state()
+                .partitions
+                .values()
+                .filter_map(|s| match s {
+                    Slot::Online(p) => Some(Arc::clone(p)),
+                    Slot::Offline { .. } => None,
+                })
+                .collect();
+            for p in parts {
+                match p.enforce_retention().await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(partition = %p.tp, segments = n, "retention deleted segments")
+                    }
+                    Err(e) => tracing::warn!(partition = %p.tp, error = %e, "retention failed"),
+                }
+            }
+        }
+    }
+}
+
+fn summary(t: &TopicImage) -> TopicSummary {
+    TopicSummary {
+        name: t.name.clone(),
+        id: t.id.to_string(),
+        partitions: t.partitions.len() as i32,
+        replication_factor: t
+            .partitions
+            .values()
+            .next()
+            .map_or(0, |p| p.replicas.len() as i32),
+    }
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Removes directories left by a deletion interrupted by a crash.
+fn remove_deleted_dirs(data: &Path) {
+    if let Ok(entries) = std::fs::read_dir(data) {
+        for e in entries.flatten() {
+            if e.file_name().to_string_lossy().ends_with("-delete") {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

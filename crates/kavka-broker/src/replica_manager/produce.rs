@@ -1,0 +1,109 @@
+//! Produce: validate, apply the topic's compression, append as leader, acknowledge.
+
+use super::{PartitionResults, ProduceResult, ReplicaManager};
+use crate::records::{NewRecord, apply_topic_compression, build_batch};
+use kavka_model::{ErrorCode, KafkaError, Offset, TimestampType, partitioner};
+use kavka_record::Compression;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+impl ReplicaManager {
+    /// Appends producer batches (already RecordBatch v2 bytes) to partitions of `topic`.
+    #[tracing::instrument(skip(self, batches), fields(batches = batches.len()))]
+    pub async fn produce(
+        &self,
+        topic: &str,
+        acks: i32,
+        batches: Vec<(i32, Vec<u8>)>,
+    ) -> Result<PartitionResults<ProduceResult>, KafkaError> {
+        if !matches!(acks, -1..=1) {
+            return Err(KafkaError::new(
+                ErrorCode::InvalidRequiredAcks,
+                format!("acks must be -1 (all), 0 or 1, got {acks}"),
+            ));
+        }
+        let (config, _) = self.topic_config(topic)?;
+        let mut results = Vec::with_capacity(batches.len());
+        let mut tasks = Vec::new();
+        for (partition, records) in batches {
+            let part = match self.partition(topic, partition) {
+                Ok(p) => p,
+                Err(e) => {
+                    results.push((partition, Err(e)));
+                    continue;
+                }
+            };
+            let appends = self.appends.clone();
+            let config = config.clone();
+            tasks.push((
+                partition,
+                tokio::spawn(async move {
+                    let records = apply_topic_compression(records, config.compression_type)?;
+                    let log_append_time = (config.message_timestamp_type
+                        == TimestampType::LogAppendTime)
+                        .then(crate::now_ms);
+                    let info = part.append(records, log_append_time).await?;
+                    appends.send_modify(|n| *n += 1);
+                    let (start, ..) = part.offsets().await;
+                    Ok(ProduceResult {
+                        base_offset: info.first_offset,
+                        record_count: (info.last_offset.0 - info.first_offset.0 + 1) as i32,
+                        log_append_time: info.log_append_time,
+                        log_start_offset: start,
+                    })
+                }),
+            ));
+        }
+        for (partition, task) in tasks {
+            if acks == 0 {
+                // Fire and forget, as Kafka's acks=0: the append goes on without us.
+                results.push((
+                    partition,
+                    Ok(ProduceResult {
+                        base_offset: Offset(-1),
+                        record_count: 0,
+                        log_append_time: None,
+                        log_start_offset: Offset(-1),
+                    }),
+                ));
+                continue;
+            }
+            let r = task.await.unwrap_or_else(|e| {
+                Err(KafkaError::new(
+                    ErrorCode::UnknownServerError,
+                    format!("append failed: {e}"),
+                ))
+            });
+            results.push((partition, r));
+        }
+        Ok(results)
+    }
+
+    /// Partitions structured records (explicit partition, murmur2 of the key, or one
+    /// sticky partition per request for keyless records), batches and appends them.
+    pub async fn produce_records(
+        &self,
+        topic: &str,
+        acks: i32,
+        records: Vec<(Option<i32>, NewRecord)>,
+        compression: Compression,
+    ) -> Result<PartitionResults<ProduceResult>, KafkaError> {
+        let (_, partitions) = self.topic_config(topic)?;
+        let n = partitions as u32;
+        let sticky = self.sticky.fetch_add(1, Ordering::Relaxed) % n;
+        let mut by_partition: BTreeMap<i32, Vec<NewRecord>> = BTreeMap::new();
+        for (partition, record) in records {
+            let p = match (partition, &record.key) {
+                (Some(p), _) => p,
+                (None, Some(key)) => partitioner::partition_for_key(key, n) as i32,
+                (None, None) => sticky as i32,
+            };
+            by_partition.entry(p).or_default().push(record);
+        }
+        let mut batches = Vec::new();
+        for (p, records) in by_partition {
+            batches.push((p, build_batch(records, compression)?));
+        }
+        self.produce(topic, acks, batches).await
+    }
+}

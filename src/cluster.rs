@@ -1,0 +1,98 @@
+//! A cluster of `kavka server` processes on 127.0.0.1 with one shared voter list.
+
+use crate::node::{Node, NodeOptions, free_port};
+
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+}
+
+impl Cluster {
+    /// Starts nodes 1..=roles.len(); `roles[i]` is node i+1's `--roles`. Every node with
+    /// the controller role is a voter.
+    pub async fn start(roles: &[&str], extra_args: &[&str]) -> anyhow::Result<Cluster> {
+        let ports: Vec<u16> = roles
+            .iter()
+            .map(|_| free_port())
+            .collect::<Result<_, _>>()?;
+        let voters: Vec<String> = roles
+            .iter()
+            .zip(&ports)
+            .enumerate()
+            .filter(|(_, (r, _))| r.contains("controller"))
+            .map(|(i, (_, port))| format!("{}@127.0.0.1:{port}", i + 1))
+            .collect();
+        let voters = voters.join(",");
+        // Start every node before waiting on any: a quorum needs a majority up.
+        let starts = roles
+            .iter()
+            .zip(&ports)
+            .enumerate()
+            .map(|(i, (role, port))| {
+                Node::start(NodeOptions {
+                    node_id: Some(i as i32 + 1),
+                    roles: Some(role.to_string()),
+                    voters: Some(voters.clone()),
+                    port: Some(*port),
+                    args: extra_args.iter().map(|s| s.to_string()).collect(),
+                    ..NodeOptions::default()
+                })
+            });
+        let mut nodes = Vec::new();
+        for r in futures_join_all(starts).await {
+            nodes.push(r?);
+        }
+        Ok(Cluster { nodes })
+    }
+
+    /// All gRPC addresses, as a bootstrap list.
+    pub fn bootstrap(&self) -> String {
+        self.nodes
+            .iter()
+            .map(Node::addr)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn node(&mut self, id: i32) -> &mut Node {
+        let i = self
+            .nodes
+            .iter()
+            .position(|n| n.node_id() == id)
+            .unwrap_or_else(|| panic!("no node {id}"));
+        &mut self.nodes[i]
+    }
+}
+
+/// Runs futures concurrently on the current task and collects their outputs in order.
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let handles: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    let mut pending: Vec<_> = handles.into_iter().map(Some).collect();
+    let mut results: Vec<Option<F::Output>> = (0..pending.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut all = true;
+        for (i, slot) in pending.iter_mut().enumerate() {
+            if let Some(f) = slot {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        results[i] = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => all = false,
+                }
+            }
+        }
+        if all {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    for r in results.into_iter().flatten() {
+        out.push(r);
+    }
+    out
+}
