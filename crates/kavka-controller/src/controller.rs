@@ -65,6 +65,16 @@ struct Session {
     last_heartbeat: Instant,
     /// When the session stream dropped, if it did.
     stream_lost_at: Option<Instant>,
+    /// The metadata offset the broker reported applying.
+    metadata_offset: i64,
+}
+
+/// A broker session as reported by `kavka cluster describe`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionStatus {
+    pub broker_id: BrokerId,
+    pub last_heartbeat_age: Duration,
+    pub metadata_offset: i64,
 }
 
 pub struct Controller {
@@ -148,6 +158,7 @@ impl Controller {
             Session {
                 last_heartbeat: Instant::now(),
                 stream_lost_at: None,
+                metadata_offset: -1,
             },
         );
         tracing::info!(broker = %id, "broker registered");
@@ -171,6 +182,7 @@ impl Controller {
             Session {
                 last_heartbeat: Instant::now(),
                 stream_lost_at: None,
+                metadata_offset: hb.metadata_offset,
             },
         );
         Ok(reply)
@@ -181,6 +193,22 @@ impl Controller {
         if let Some(s) = self.sessions().get_mut(&broker) {
             s.stream_lost_at = Some(Instant::now());
         }
+    }
+
+    /// Broker sessions (meaningful on the active controller only).
+    pub fn session_status(&self) -> Vec<SessionStatus> {
+        let now = Instant::now();
+        let mut out: Vec<SessionStatus> = self
+            .sessions()
+            .iter()
+            .map(|(&broker_id, s)| SessionStatus {
+                broker_id,
+                last_heartbeat_age: now.duration_since(s.last_heartbeat),
+                metadata_offset: s.metadata_offset,
+            })
+            .collect();
+        out.sort_by_key(|s| s.broker_id);
+        out
     }
 
     pub fn leader_hint(&self) -> Option<(NodeId, VoterNode)> {
@@ -215,6 +243,7 @@ impl Controller {
                         Session {
                             last_heartbeat: now,
                             stream_lost_at: None,
+                            metadata_offset: -1,
                         },
                     );
                 }

@@ -400,6 +400,19 @@ impl Svc for ControllerService {
             applied: image.offset,
             voters,
             cluster_id: image.cluster_id.clone().unwrap_or_default(),
+            sessions: if q.is_leader() {
+                self.controller
+                    .session_status()
+                    .into_iter()
+                    .map(|s| v1::BrokerSessionStatus {
+                        broker_id: s.broker_id.0,
+                        last_heartbeat_age_ms: s.last_heartbeat_age.as_millis() as i64,
+                        metadata_offset: s.metadata_offset,
+                    })
+                    .collect()
+            } else {
+                vec![]
+            },
         }))
     }
 }

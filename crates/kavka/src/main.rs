@@ -41,14 +41,32 @@ enum Command {
     Produce(cli::produce::ProduceArgs),
     /// Consume records and print them.
     Consume(cli::consume::ConsumeArgs),
+    /// The controller quorum.
+    #[command(subcommand)]
+    Quorum(cli::cluster::QuorumCommand),
+    /// Brokers, their sessions, and topics with their replicas.
+    #[command(subcommand)]
+    Cluster(cli::cluster::ClusterCommand),
     /// Measure produce or consume throughput and latency.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
 }
 
 fn main() -> ExitCode {
+    // A CLI piped into `head` should end quietly when the pipe closes, as other Unix tools
+    // do, instead of panicking on a failed print.
+    // (Servers keep Rust's default of ignoring SIGPIPE: a peer that went away must never
+    // kill a node.)
     let cli = Cli::parse();
     let is_server = matches!(cli.command, Command::Server(_) | Command::Dev(_));
+    #[cfg(unix)]
+    if !is_server {
+        // SAFETY: called at start-up before any other thread exists; it only resets one
+        // signal's disposition to the default.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     init_tracing(is_server);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -67,6 +85,8 @@ fn main() -> ExitCode {
             Command::Topic(cmd) => cli::topic::run(&cli.bootstrap, cmd).await,
             Command::Produce(args) => cli::produce::run(&cli.bootstrap, args).await,
             Command::Consume(args) => cli::consume::run(&cli.bootstrap, args).await,
+            Command::Quorum(cmd) => cli::cluster::quorum(&cli.bootstrap, cmd).await,
+            Command::Cluster(cmd) => cli::cluster::cluster(&cli.bootstrap, cmd).await,
             Command::Bench(cmd) => bench::run(&cli.bootstrap, cmd).await,
         }
     });

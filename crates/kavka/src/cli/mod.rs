@@ -1,6 +1,7 @@
 //! The admin and data CLI: each subcommand connects, calls the client, and prints a
 //! table for people or JSON for scripts.
 
+pub mod cluster;
 pub mod consume;
 pub mod produce;
 pub mod topic;

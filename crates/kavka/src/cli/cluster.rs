@@ -1,0 +1,188 @@
+//! `kavka quorum status` and `kavka cluster describe`.
+
+use super::{OutputFormat, print_json, table};
+use anyhow::Context;
+use clap::Subcommand;
+use kavka_proto::v1::{self, controller_service_client::ControllerServiceClient};
+use serde_json::json;
+use std::collections::BTreeMap;
+
+#[derive(Subcommand, Debug)]
+pub enum QuorumCommand {
+    /// Voters, the active controller, the Raft term, each voter's log end and lag.
+    Status {
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: OutputFormat,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClusterCommand {
+    /// Brokers (address, rack, fenced, heartbeat age, metadata offset) and topics.
+    Describe {
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: OutputFormat,
+    },
+}
+
+async fn controller(
+    addr: &str,
+) -> anyhow::Result<ControllerServiceClient<tonic::transport::Channel>> {
+    let addrs = kavka_client::parse_bootstrap(addr)?;
+    let mut last = None;
+    for a in addrs {
+        match ControllerServiceClient::connect(format!("http://{a}")).await {
+            Ok(c) => return Ok(c),
+            Err(e) => last = Some(anyhow::anyhow!("{a}: {e}")),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("no address"))).context("cannot reach a controller")
+}
+
+/// Quorum status from the bootstrap node, then from the active controller (which alone
+/// knows its followers' progress and the broker sessions).
+async fn status(bootstrap: &str) -> anyhow::Result<v1::QuorumStatusResponse> {
+    let mut c = controller(bootstrap).await?;
+    let s = c
+        .quorum_status(v1::QuorumStatusRequest {})
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.message()))
+        .context("this node does not answer quorum status (is it a controller?)")?
+        .into_inner();
+    if s.leader_id >= 0
+        && s.leader_id != s.node_id
+        && let Some(v) = s.voters.iter().find(|v| v.id == s.leader_id)
+        && let Ok(mut leader) = controller(&v.addr).await
+        && let Ok(r) = leader.quorum_status(v1::QuorumStatusRequest {}).await
+    {
+        return Ok(r.into_inner());
+    }
+    Ok(s)
+}
+
+pub async fn quorum(bootstrap: &str, cmd: QuorumCommand) -> anyhow::Result<()> {
+    let QuorumCommand::Status { output } = cmd;
+    let s = status(bootstrap).await?;
+    match output {
+        OutputFormat::Json => print_json(&json!({
+            "cluster_id": s.cluster_id,
+            "leader_id": s.leader_id,
+            "term": s.term,
+            "log_end": s.log_end,
+            "committed": s.committed,
+            "voters": s.voters.iter().map(|v| json!({"id": v.id, "addr": v.addr, "log_end": v.log_end, "lag": v.lag, "leader": v.id == s.leader_id})).collect::<Vec<_>>(),
+        }))?,
+        OutputFormat::Table => {
+            println!(
+                "Cluster {}  active controller: {}  term: {}  log end: {}",
+                s.cluster_id,
+                if s.leader_id < 0 {
+                    "none".to_string()
+                } else {
+                    s.leader_id.to_string()
+                },
+                s.term,
+                s.log_end
+            );
+            let mut t = table(&["VOTER", "ADDRESS", "ROLE", "LOG-END", "LAG"]);
+            for v in &s.voters {
+                let role = if v.id == s.leader_id {
+                    "leader"
+                } else {
+                    "follower"
+                };
+                let known = |x: i64| {
+                    if x < 0 {
+                        "?".to_string()
+                    } else {
+                        x.to_string()
+                    }
+                };
+                t.add_row(vec![
+                    v.id.to_string(),
+                    v.addr.clone(),
+                    role.to_string(),
+                    known(v.log_end),
+                    known(v.lag),
+                ]);
+            }
+            println!("{t}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn cluster(bootstrap: &str, cmd: ClusterCommand) -> anyhow::Result<()> {
+    let ClusterCommand::Describe { output } = cmd;
+    let mut client = super::connect(bootstrap).await?;
+    let md = client.metadata(vec![]).await?;
+    // Sessions come from the active controller; a broker-only bootstrap has none to ask.
+    let sessions: BTreeMap<i32, v1::BrokerSessionStatus> = match status(bootstrap).await {
+        Ok(s) => s.sessions.into_iter().map(|b| (b.broker_id, b)).collect(),
+        Err(_) => BTreeMap::new(),
+    };
+    match output {
+        OutputFormat::Json => print_json(&json!({
+            "cluster_id": md.cluster_id,
+            "metadata_offset": md.metadata_offset,
+            "brokers": md.brokers.iter().map(|b| {
+                let s = sessions.get(&b.id);
+                json!({"id": b.id, "host": b.host, "port": b.port, "rack": b.rack, "fenced": b.fenced,
+                       "last_heartbeat_age_ms": s.map(|s| s.last_heartbeat_age_ms), "metadata_offset": s.map(|s| s.metadata_offset)})
+            }).collect::<Vec<_>>(),
+            "topics": md.topics.iter().map(|t| json!({"name": t.name, "topic_id": t.topic_id,
+                "partitions": t.partitions.iter().map(|p| json!({"partition": p.partition, "leader": p.leader, "leader_epoch": p.leader_epoch, "replicas": p.replicas, "isr": p.isr})).collect::<Vec<_>>()})).collect::<Vec<_>>(),
+        }))?,
+        OutputFormat::Table => {
+            println!(
+                "Cluster {}  metadata offset {}",
+                md.cluster_id, md.metadata_offset
+            );
+            let mut t = table(&[
+                "BROKER",
+                "ADDRESS",
+                "RACK",
+                "STATE",
+                "HEARTBEAT",
+                "METADATA-OFFSET",
+            ]);
+            for b in &md.brokers {
+                let s = sessions.get(&b.id);
+                t.add_row(vec![
+                    b.id.to_string(),
+                    format!("{}:{}", b.host, b.port),
+                    if b.rack.is_empty() {
+                        "-".into()
+                    } else {
+                        b.rack.clone()
+                    },
+                    if b.fenced {
+                        "fenced".into()
+                    } else {
+                        "unfenced".to_string()
+                    },
+                    s.map_or("-".into(), |s| {
+                        format!("{} ms ago", s.last_heartbeat_age_ms)
+                    }),
+                    s.map_or("-".into(), |s| s.metadata_offset.to_string()),
+                ]);
+            }
+            println!("{t}\n");
+            let mut t = table(&["TOPIC", "PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR"]);
+            for topic in &md.topics {
+                for p in &topic.partitions {
+                    t.add_row(vec![
+                        topic.name.clone(),
+                        p.partition.to_string(),
+                        p.leader.to_string(),
+                        p.leader_epoch.to_string(),
+                        format!("{:?}", p.replicas),
+                        format!("{:?}", p.isr),
+                    ]);
+                }
+            }
+            println!("{t}");
+        }
+    }
+    Ok(())
+}
