@@ -181,6 +181,17 @@ impl Node {
 
     async fn spawn_and_wait(&mut self) -> anyhow::Result<()> {
         self.spawn()?;
+        self.wait_ready().await
+    }
+
+    /// Starts the stopped process without waiting for it to be ready (a cluster restart
+    /// launches every node first: none is ready before a quorum is up).
+    pub fn launch(&mut self) -> anyhow::Result<()> {
+        self.spawn()
+    }
+
+    /// Waits until the node serves, or fails with its log.
+    pub async fn wait_ready(&mut self) -> anyhow::Result<()> {
         let end = Instant::now() + START_DEADLINE;
         loop {
             if let Some(status) = self

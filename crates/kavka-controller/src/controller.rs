@@ -151,6 +151,24 @@ impl Controller {
 
     pub async fn register_broker(&self, req: RegisterBroker) -> Result<(), ControllerError> {
         let id = req.broker_id;
+        // Another process holding a live session under this id: refuse (Kafka waits for
+        // the old session to expire too, so a restarted broker gets in within one timeout).
+        if let Some(existing) = self.quorum.image().broker(id)
+            && existing.incarnation_id != req.incarnation_id
+            && !existing.fenced
+            && self.sessions().get(&id).is_some_and(|s| {
+                s.stream_lost_at.is_none()
+                    && s.last_heartbeat.elapsed() < self.config.session_timeout
+            })
+        {
+            return Err(ControllerError::Kafka(KafkaError::new(
+                ErrorCode::DuplicateBrokerRegistration,
+                format!(
+                    "broker {id} is already registered by a live process (incarnation {}); is node id {id} used twice?",
+                    existing.incarnation_id
+                ),
+            )));
+        }
         self.decide(|img| brokers::register_broker(img, &req))
             .await??;
         self.sessions().insert(
