@@ -673,6 +673,56 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_is_valid() {
+        let text = include_str!("../../../kavka.example.toml");
+        let file: FileConfig = toml::from_str(text).unwrap();
+        assert_eq!(file.roles.as_deref(), Some("controller,broker"));
+        let path = tempfile_dir().join("example.toml");
+        std::fs::write(&path, text).unwrap();
+        let s = ServerArgs {
+            config: Some(path),
+            ..ServerArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        assert!(s.controller && s.broker_role);
+        assert_eq!(s.voters.len(), 1);
+    }
+
+    #[test]
+    fn voter_lists_and_roles_are_checked() {
+        assert_eq!(parse_voters("1@a:1,2@b:2").unwrap().len(), 2);
+        for (bad, why) in [
+            ("1@a:1,1@b:2", "listed twice"),
+            ("x@a:1", "'x' is not a node id"),
+            ("1a:1", "expected id@host:port"),
+            ("1@nohost", "invalid controller voter"),
+            ("", "is empty"),
+        ] {
+            let e = format!("{:#}", parse_voters(bad).unwrap_err());
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        let e = ServerArgs {
+            node_id: Some(4),
+            controller_voters: Some("1@a:1".into()),
+            ..ServerArgs::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(
+            format!("{e:#}").contains("not in the controller voters"),
+            "{e:#}"
+        );
+        let e = ServerArgs {
+            roles: Some("leader".into()),
+            ..ServerArgs::default()
+        }
+        .resolve()
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("invalid role 'leader'"), "{e:#}");
+    }
+
+    #[test]
     fn bad_values_are_named() {
         let e = ServerArgs {
             listen: Some("nope".into()),
