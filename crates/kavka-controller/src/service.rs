@@ -400,6 +400,7 @@ impl Svc for ControllerService {
             applied: image.offset,
             voters,
             cluster_id: image.cluster_id.clone().unwrap_or_default(),
+            image_digest: image.digest(),
             sessions: if q.is_leader() {
                 self.controller
                     .session_status()

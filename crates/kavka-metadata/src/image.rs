@@ -179,6 +179,17 @@ impl MetadataImage {
         out
     }
 
+    /// A digest of the image's content (not its offset): two images with equal content
+    /// have equal digests, on any node running the same build.
+    pub fn digest(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for r in self.snapshot_records() {
+            format!("{r:?}").hash(&mut h);
+        }
+        format!("{:016x}", h.finish())
+    }
+
     /// Rebuilds an image from [`MetadataImage::snapshot_records`] taken at `offset`.
     pub fn from_snapshot(offset: i64, records: &[MetadataRecord]) -> Result<Self, ReplayError> {
         let (mut image, _, refused) = MetadataImage::empty().replay(0, records);

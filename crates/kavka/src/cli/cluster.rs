@@ -70,6 +70,8 @@ pub async fn quorum(bootstrap: &str, cmd: QuorumCommand) -> anyhow::Result<()> {
             "term": s.term,
             "log_end": s.log_end,
             "committed": s.committed,
+            "applied": s.applied,
+            "image_digest": s.image_digest,
             "voters": s.voters.iter().map(|v| json!({"id": v.id, "addr": v.addr, "log_end": v.log_end, "lag": v.lag, "leader": v.id == s.leader_id})).collect::<Vec<_>>(),
         }))?,
         OutputFormat::Table => {
