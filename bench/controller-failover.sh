@@ -21,7 +21,7 @@ until $K -b "$ALL" topic create warmup >/dev/null 2>&1; do sleep 0.1; done
 samples=()
 for k in $(seq "$KILLS"); do
   leader=$($K -b "$ALL" quorum status -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["leader_id"])')
-  others=$(for i in 1 2 3; do [ "$i" != "$leader" ] && printf '%s,' "${ADDR[$i]}"; done)
+  others=$(for i in 1 2 3; do if [ "$i" != "$leader" ]; then printf '%s,' "${ADDR[$i]}"; fi; done)
   t0=$(date +%s%N)
   pkill -9 -f -- "--node-id $leader --listen"
   until $K -b "${others%,}" topic create "t$k" >/dev/null 2>&1; do :; done

@@ -55,12 +55,30 @@ async fn a_hundred_controller_kills_lose_nothing_and_voters_agree() {
         let node = cluster.node(id);
         node.kill();
         node.start_again().await.unwrap();
+        // Every tenth kill, the quorum must come back and acknowledge a new creation.
+        if k % 10 == 9 {
+            let seen = acknowledged.lock().unwrap().len();
+            let acked = Arc::clone(&acknowledged);
+            wait_until(
+                "a topic creation acknowledged after the kills",
+                Duration::from_secs(60),
+                || {
+                    let n = acked.lock().unwrap().len();
+                    async move { n > seen }
+                },
+            )
+            .await
+            .unwrap();
+        }
     }
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
 
     let acknowledged = acknowledged.lock().unwrap().clone();
-    eprintln!("{} topic creations acknowledged during {KILLS} controller kills", acknowledged.len());
+    eprintln!(
+        "{} topic creations acknowledged during {KILLS} controller kills",
+        acknowledged.len()
+    );
     assert!(
         acknowledged.len() >= 10,
         "the writer made too little progress: {}",

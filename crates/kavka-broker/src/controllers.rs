@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 
-const ROUNDS: usize = 5;
-const BACKOFF: Duration = Duration::from_millis(200);
+/// How long a call keeps trying while the quorum elects a new active controller.
+const RETRY_FOR: Duration = Duration::from_secs(10);
+const BACKOFF: Duration = Duration::from_millis(100);
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
 #[derive(Debug)]
@@ -70,7 +71,8 @@ impl Controllers {
     {
         let n = self.addrs.len();
         let mut last = KafkaError::new(ErrorCode::NotController, "no controller configured");
-        for round in 0..ROUNDS {
+        let deadline = std::time::Instant::now() + RETRY_FOR;
+        while std::time::Instant::now() < deadline {
             let start = self.preferred.load(Ordering::Relaxed);
             for k in 0..n {
                 let i = (start + k) % n;
@@ -97,7 +99,7 @@ impl Controllers {
                     }
                 }
             }
-            tokio::time::sleep(BACKOFF * (round as u32 + 1)).await;
+            tokio::time::sleep(BACKOFF).await;
         }
         Err(last)
     }
