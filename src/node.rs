@@ -125,6 +125,23 @@ impl Node {
         Err(last.unwrap_or_else(|| anyhow::anyhow!("no free port")))
     }
 
+    /// Starts a node without waiting for it to be ready (for nodes expected never to be).
+    pub fn start_unready(options: NodeOptions) -> anyhow::Result<Node> {
+        let dir = tempfile::Builder::new().prefix("kavka-node-").tempdir()?;
+        let mut node = Node {
+            child: None,
+            port: free_port()?,
+            options,
+            dir,
+        };
+        node.spawn()?;
+        Ok(node)
+    }
+
+    pub fn options_voters(&self) -> Option<String> {
+        self.options.voters.clone()
+    }
+
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
@@ -245,6 +262,11 @@ impl Node {
                 r.into_inner().status()
                     == tonic_health::pb::health_check_response::ServingStatus::Serving
             })
+    }
+
+    /// The options the next start uses (e.g. to restart with a wrong flag).
+    pub fn options_mut(&mut self) -> &mut NodeOptions {
+        &mut self.options
     }
 
     pub fn node_id(&self) -> i32 {

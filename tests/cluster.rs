@@ -313,3 +313,47 @@ async fn a_killed_broker_is_fenced_and_unfenced_after_restart() {
     .await
     .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misconfigured_nodes_are_refused_with_clear_errors() {
+    let mut cluster = Cluster::start(&["controller,broker"; 3], &[])
+        .await
+        .unwrap();
+    let all = cluster.bootstrap();
+    ok(cli(
+        &all,
+        &["topic", "create", "safe", "-p", "1", "-r", "3"],
+    ));
+
+    // Node 3 restarted with a voter list that disagrees with the quorum's: it stops with
+    // an error naming both lists, and the other two keep serving.
+    let node3 = cluster.node(3);
+    node3.kill();
+    let good = node3.options_mut().voters.clone().unwrap();
+    node3.options_mut().voters = Some(format!("{good},4@127.0.0.1:1"));
+    let e = node3.start_again().await.unwrap_err().to_string();
+    assert!(e.contains("disagree with the quorum's"), "{e}");
+    let survivors = format!("{},{}", cluster.nodes[0].addr(), cluster.nodes[1].addr());
+    ok(cli(&survivors, &["topic", "create", "still-fine"]));
+    cluster.node(3).options_mut().voters = Some(good);
+    cluster.node(3).start_again().await.unwrap();
+
+    // A second process claiming node 2's id while node 2 is alive: refused registration,
+    // never ready; node 2 keeps serving.
+    let mut imposter = kavka_harness::Node::start_unready(kavka_harness::NodeOptions {
+        node_id: Some(2),
+        roles: Some("broker".into()),
+        voters: cluster.nodes[0].options_voters(),
+        ..Default::default()
+    })
+    .unwrap();
+    wait_until("the duplicate id to be refused", DEADLINE, || {
+        let log = imposter.log();
+        async move { log.contains("DUPLICATE_BROKER_REGISTRATION") }
+    })
+    .await
+    .unwrap();
+    assert!(!imposter.is_serving().await);
+    imposter.kill();
+    assert_eq!(broker_fenced(&all, 2), Some(false));
+}

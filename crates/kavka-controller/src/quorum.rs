@@ -161,6 +161,36 @@ impl Quorum {
         self.raft.metrics().borrow_watched().clone()
     }
 
+    /// When the quorum's membership (from its log) names other voters than this node was
+    /// configured with, the reason, for the operator: such a node must not keep running.
+    pub fn membership_mismatch(&self) -> Option<String> {
+        let m = self
+            .raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .clone();
+        let membership = m.membership();
+        let actual: BTreeMap<NodeId, VoterNode> = membership
+            .voter_ids()
+            .filter_map(|id| membership.get_node(&id).map(|n| (id, n.clone())))
+            .collect();
+        if actual.is_empty() || actual == self.voters {
+            return None;
+        }
+        let show = |v: &BTreeMap<NodeId, VoterNode>| {
+            v.iter()
+                .map(|(id, n)| format!("{id}@{}", n.addr))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        Some(format!(
+            "this node's controller voters ({}) disagree with the quorum's ({}); fix --controller-voters",
+            show(&self.voters),
+            show(&actual)
+        ))
+    }
+
     /// The active controller, as far as this voter knows.
     pub fn leader(&self) -> Option<NodeId> {
         self.raft.metrics().borrow_watched().current_leader

@@ -438,6 +438,8 @@ async fn serve(settings: Settings, dev: bool) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let local = listener.local_addr()?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    // A reason to stop at once, with a non-zero exit.
+    let (fatal_tx, mut fatal_rx) = watch::channel::<Option<String>>(None);
     let mut tasks = Vec::new();
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
 
@@ -470,6 +472,23 @@ async fn serve(settings: Settings, dev: bool) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(
             Arc::clone(&controller).run(shutdown_rx.clone()),
         ));
+        // A voter list that disagrees with the quorum's is a configuration error: stop.
+        let watched = Arc::clone(&q);
+        let fatal = fatal_tx.clone();
+        let mut stop = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.changed() => return,
+                }
+                if let Some(reason) = watched.membership_mismatch() {
+                    let _ = fatal.send(Some(reason));
+                    return;
+                }
+            }
+        }));
         health_reporter
             .set_serving::<kavka_proto::v1::controller_service_server::ControllerServiceServer<ControllerService>>()
             .await;
@@ -599,6 +618,11 @@ async fn serve(settings: Settings, dev: bool) -> anyhow::Result<()> {
         _ = drain_deadline => {
             tracing::warn!(drain = ?SHUTDOWN_DRAIN, "connections still open after the drain period; stopping anyway");
             Ok(())
+        }
+        reason = fatal_rx.wait_for(Option::is_some) => {
+            let reason = reason.map(|r| r.clone().unwrap_or_default()).unwrap_or_default();
+            tracing::error!(%reason, "stopping");
+            Err(anyhow::anyhow!(reason))
         }
     };
     let _ = shutdown_tx.send(true);
