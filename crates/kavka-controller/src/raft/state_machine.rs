@@ -148,6 +148,9 @@ impl RaftStateMachine<TypeConfig> for MetadataStateMachine {
     {
         let mut inner = self.inner.lock().await;
         let mut image = (*inner.image).clone();
+        // Replies wait until the new image is published: a proposer that reads the image
+        // after its proposal returns must see its own records.
+        let mut replies = Vec::new();
         while let Some((entry, responder)) = entries.try_next().await? {
             let index = entry.log_id.index();
             match &entry.payload {
@@ -168,11 +171,15 @@ impl RaftStateMachine<TypeConfig> for MetadataStateMachine {
             image.offset = index as i64;
             inner.last_applied = Some(entry.log_id);
             if let Some(responder) = responder {
-                responder.send(MetadataReply { offset: index });
+                replies.push((responder, MetadataReply { offset: index }));
             }
         }
         inner.image = Arc::new(image);
         self.images.send_replace(Arc::clone(&inner.image));
+        drop(inner);
+        for (responder, reply) in replies {
+            responder.send(reply);
+        }
         Ok(())
     }
 
