@@ -68,7 +68,8 @@ async fn store_size_stays_bounded_when_the_log_is_purged() {
     );
     // Five times the records of the first sample were written; a store that kept them would
     // be about ten times the first size. sled reclaims in steps, so sizes oscillate (seen:
-    // 10.9, 14.0, 17.6, 23.2, 15.9 MB): bound the largest sample.
+    // 10.9, 14.0, 17.6, 23.2, 15.9 MB; up to 2.1x the first): bound the largest sample at
+    // 6x, with room for I/O timing on a loaded machine, still far below unbounded growth.
     eprintln!("store sizes after each 25k records: {sizes:?}");
     let first = sizes[0];
     let max = *sizes.iter().max().unwrap();
