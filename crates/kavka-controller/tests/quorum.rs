@@ -218,3 +218,44 @@ async fn a_node_outside_the_voter_list_is_refused() {
         "controller 7 is not a voter in the controller quorum [1]"
     );
 }
+
+/// Concurrent proposals once deadlocked sled (concurrent `flush_async` calls): they must
+/// all commit, bounded in time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_proposals_all_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let voters = BTreeMap::from([(
+        1,
+        VoterNode {
+            addr: l.local_addr().unwrap().to_string(),
+        },
+    )]);
+    let q = Arc::new(
+        Quorum::start(QuorumConfig::new(1, dir.path().join("c"), voters))
+            .await
+            .unwrap(),
+    );
+    wait_for("leadership", || q.is_leader().then_some(())).await;
+    let run = async {
+        let mut tasks = Vec::new();
+        for p in 0..8u128 {
+            let q = Arc::clone(&q);
+            tasks.push(tokio::spawn(async move {
+                for i in 0..50u128 {
+                    q.propose(vec![topic(&format!("t-{p}-{i}"), 1000 * (p + 1) + i)])
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    };
+    tokio::time::timeout(DEADLINE, run)
+        .await
+        .expect("400 concurrent proposals did not all commit in time");
+    assert_eq!(q.image().topics().count(), 400);
+    q.shutdown().await;
+}

@@ -1,7 +1,7 @@
 //! The Raft log, vote, committed and last-purged log ids in sled.
 //!
 //! Keys in the `raft-log` tree are big-endian log indexes, so sled's order is log order.
-//! Durability: `append` calls openraft's callback only after `flush_async` returns, and
+//! Durability: `append` calls openraft's callback only after the flusher's next flush, and
 //! `save_vote` returns only after its flush — nothing is acknowledged before it is on disk.
 //! Writes are serialised by `&mut self` (openraft issues them one at a time).
 
@@ -24,6 +24,7 @@ pub struct SledLogStore {
     db: sled::Db,
     log: sled::Tree,
     meta: sled::Tree,
+    flusher: super::Flusher,
 }
 
 fn key(index: u64) -> [u8; 8] {
@@ -31,8 +32,9 @@ fn key(index: u64) -> [u8; 8] {
 }
 
 impl SledLogStore {
-    pub(crate) fn new(db: &sled::Db) -> io::Result<Self> {
+    pub(crate) fn new(db: &sled::Db, flusher: super::Flusher) -> io::Result<Self> {
         Ok(Self {
+            flusher,
             db: db.clone(),
             log: db.open_tree("raft-log").map_err(sled_err)?,
             meta: db.open_tree("raft-meta").map_err(sled_err)?,
@@ -119,7 +121,7 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
 
     async fn save_vote(&mut self, vote: &VoteOf<TypeConfig>) -> Result<(), io::Error> {
         self.put_meta(VOTE, vote)?;
-        self.db.flush_async().await.map_err(sled_err)?;
+        self.flusher.flush().await?;
         Ok(())
     }
 
@@ -154,11 +156,7 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
         }
         self.log.apply_batch(batch).map_err(sled_err)?;
         // Readable now; acknowledged once on disk.
-        let db = self.db.clone();
-        tokio::spawn(async move {
-            let res = db.flush_async().await.map(|_| ()).map_err(sled_err);
-            callback.io_completed(res);
-        });
+        self.flusher.after_flush(callback);
         Ok(())
     }
 
@@ -174,7 +172,7 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
         }
         self.log.apply_batch(batch).map_err(sled_err)?;
         // Must be durable before a later append reuses these indexes.
-        self.db.flush_async().await.map_err(sled_err)?;
+        self.flusher.flush().await?;
         Ok(())
     }
 
@@ -182,7 +180,7 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
         // Record the purge point first: entries at or below it are ignored from then on,
         // so a crash between the two steps leaves no hole.
         self.put_meta(LAST_PURGED, &log_id)?;
-        self.db.flush_async().await.map_err(sled_err)?;
+        self.flusher.flush().await?;
         let mut batch = sled::Batch::default();
         for item in self.log.range(..=key(log_id.index())) {
             let (k, _) = item.map_err(sled_err)?;

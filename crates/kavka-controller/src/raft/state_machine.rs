@@ -40,7 +40,7 @@ struct Inner {
 pub struct MetadataStateMachine {
     inner: Arc<Mutex<Inner>>,
     tree: sled::Tree,
-    db: sled::Db,
+    flusher: super::Flusher,
     images: watch::Sender<Arc<MetadataImage>>,
 }
 
@@ -55,7 +55,7 @@ fn image_from_snapshot(bytes: &[u8]) -> io::Result<MetadataImage> {
 }
 
 impl MetadataStateMachine {
-    pub(crate) fn open(db: &sled::Db) -> io::Result<Self> {
+    pub(crate) fn open(db: &sled::Db, flusher: super::Flusher) -> io::Result<Self> {
         let tree = db.open_tree("metadata-snapshot").map_err(sled_err)?;
         let mut inner = Inner {
             image: Arc::new(MetadataImage::empty()),
@@ -78,7 +78,7 @@ impl MetadataStateMachine {
         Ok(Self {
             inner: Arc::new(Mutex::new(inner)),
             tree,
-            db: db.clone(),
+            flusher,
             images,
         })
     }
@@ -98,7 +98,7 @@ impl MetadataStateMachine {
         batch.insert(SNAPSHOT_META, serde_json::to_vec(meta).map_err(json_err)?);
         batch.insert(SNAPSHOT_DATA, data);
         self.tree.apply_batch(batch).map_err(sled_err)?;
-        self.db.flush_async().await.map_err(sled_err)?;
+        self.flusher.flush().await?;
         Ok(())
     }
 }
