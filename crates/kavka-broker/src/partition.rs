@@ -8,7 +8,7 @@
 use crate::error::kafka_error;
 use kavka_log::{AppendInfo, FetchData, FlushPolicy, GroupCommit, LogConfig, PartitionLog};
 use kavka_metadata::TopicId;
-use kavka_model::{BrokerId, ErrorCode, KafkaError, LeaderEpoch, Offset, TopicPartition};
+use kavka_model::{ErrorCode, KafkaError, LeaderEpoch, Offset, TopicPartition};
 use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -19,8 +19,8 @@ pub(crate) struct Partition {
     log: Mutex<PartitionLog>,
     commit: GroupCommit,
     flush: FlushPolicy,
-    /// Leader and leader epoch from the latest metadata image.
-    leader: AtomicI32,
+    /// Leader epoch from the latest metadata image, stamped on appended batches.
+    /// (Who leads is read from the image itself.)
     leader_epoch: AtomicI32,
     high_watermark: AtomicI64,
 }
@@ -46,7 +46,6 @@ impl Partition {
             topic_id,
             commit: GroupCommit::default(),
             flush,
-            leader: AtomicI32::new(-1),
             leader_epoch: AtomicI32::new(0),
             high_watermark: AtomicI64::new(end.0),
             log: Mutex::new(log),
@@ -54,8 +53,7 @@ impl Partition {
     }
 
     /// Applies the partition's registration from a new image. Blocking (takes the log lock).
-    pub(crate) fn update(&self, leader: BrokerId, epoch: LeaderEpoch, config: LogConfig) {
-        self.leader.store(leader.0, Ordering::Release);
+    pub(crate) fn update(&self, epoch: LeaderEpoch, config: LogConfig) {
         self.leader_epoch.store(epoch.0, Ordering::Release);
         let mut log = self.lock();
         if *log.config() != config {

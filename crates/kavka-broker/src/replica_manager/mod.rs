@@ -263,12 +263,12 @@ impl ReplicaManager {
                 Slot::Offline { .. } => None,
             });
             match existing {
-                Some(Some(p)) => p.update(reg.leader, reg.leader_epoch, log_config),
+                Some(Some(p)) => p.update(reg.leader_epoch, log_config),
                 Some(None) => {}
                 None => {
                     let slot = match self.open_partition(&tp, topic_id, log_config) {
                         Ok(p) => {
-                            p.update(reg.leader, reg.leader_epoch, p.log_config());
+                            p.update(reg.leader_epoch, p.log_config());
                             Slot::Online(Arc::new(p))
                         }
                         Err(error) => {
