@@ -4,6 +4,7 @@
 //! The binary is found beside the test executable's directory (`target/<profile>/kavka`)
 //! and built once per test process with `cargo build -p kavka` when `KAVKA_BIN` is unset.
 
+pub mod checker;
 mod cluster;
 mod node;
 

@@ -294,6 +294,25 @@ impl Node {
         }
     }
 
+    /// SIGSTOP: the process freezes (a GC pause, a stalled VM) with its sockets open.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// SIGCONT after `pause`.
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        if let Some(c) = &self.child {
+            // SAFETY: kill(2) on our own child's pid has no memory effects.
+            unsafe {
+                libc::kill(c.id() as libc::pid_t, sig);
+            }
+        }
+    }
+
     /// SIGTERM, then wait (bounded) for a clean exit; returns whether it exited cleanly.
     pub fn terminate(&mut self) -> bool {
         let Some(mut c) = self.child.take() else {
@@ -355,5 +374,18 @@ pub fn run_cli(addr: &str, args: &[&str], stdin: &[u8]) -> Output {
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill();
+        // A failing test shows what each node said (the data dir goes with the test).
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!(
+                "---- node {} log (last {} lines) ----",
+                self.node_id(),
+                tail.len()
+            );
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
     }
 }

@@ -21,6 +21,14 @@ pub struct BrokerConfig {
     pub rack: Option<String>,
     /// `broker.heartbeat.interval.ms`.
     pub heartbeat_interval_ms: u64,
+    /// `replica.lag.time.max.ms`: a follower not caught up for this long leaves the ISR.
+    pub replica_lag_time_max_ms: u64,
+    /// `replica.fetch.wait.max.ms`: how long a replica fetch long-polls.
+    pub replica_fetch_wait_max_ms: u64,
+    /// `replica.fetch.max.bytes` per partition (at least one batch goes anyway).
+    pub replica_fetch_max_bytes: usize,
+    /// `replica.high.watermark.checkpoint.interval.ms`.
+    pub hw_checkpoint_interval_ms: u64,
 }
 
 impl BrokerConfig {
@@ -35,6 +43,10 @@ impl BrokerConfig {
             retention_check_interval_ms: 300_000,
             rack: None,
             heartbeat_interval_ms: 250,
+            replica_lag_time_max_ms: 10_000,
+            replica_fetch_wait_max_ms: 500,
+            replica_fetch_max_bytes: 1024 * 1024,
+            hw_checkpoint_interval_ms: 1000,
         }
     }
 }

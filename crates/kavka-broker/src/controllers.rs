@@ -13,7 +13,8 @@ use tonic::transport::{Channel, Endpoint};
 /// How long a call keeps trying while the quorum elects a new active controller.
 const RETRY_FOR: Duration = Duration::from_secs(10);
 const BACKOFF: Duration = Duration::from_millis(100);
-const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+/// One call to one controller; a frozen controller must not stall the broker for long.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug)]
 pub struct Controllers {
@@ -83,12 +84,21 @@ impl Controllers {
                     }
                     Err(s) => {
                         let e = kavka_proto::conv::from_status(&s);
-                        if !matches!(
-                            e.code,
-                            ErrorCode::NotController
-                                | ErrorCode::LeaderNotAvailable
-                                | ErrorCode::RequestTimedOut
-                        ) {
+                        // Unreachable, timed out or cancelled: try the next controller.
+                        let transport = matches!(
+                            s.code(),
+                            tonic::Code::Unavailable
+                                | tonic::Code::Cancelled
+                                | tonic::Code::DeadlineExceeded
+                        );
+                        if !transport
+                            && !matches!(
+                                e.code,
+                                ErrorCode::NotController
+                                    | ErrorCode::LeaderNotAvailable
+                                    | ErrorCode::RequestTimedOut
+                            )
+                        {
                             return Err(e);
                         }
                         tracing::debug!(controller = %self.addrs[i], error = %e, "controller unavailable");

@@ -12,6 +12,7 @@
 mod config;
 pub mod controllers;
 mod error;
+pub mod fetcher;
 pub mod lifecycle;
 pub mod metadata;
 mod partition;
@@ -24,8 +25,8 @@ pub use error::BrokerError;
 pub use lifecycle::Lifecycle;
 pub use records::NewRecord;
 pub use replica_manager::{
-    EARLIEST_TIMESTAMP, FetchPartitionParams, FetchedPartition, LATEST_TIMESTAMP, PartitionState,
-    ProduceResult, ReplicaManager, TopicDescription, TopicSummary,
+    EARLIEST_TIMESTAMP, FetchPartitionParams, FetchedPartition, Followed, LATEST_TIMESTAMP,
+    PartitionState, ProduceResult, ReplicaManager, TopicDescription, TopicSummary,
 };
 
 /// Milliseconds since the Unix epoch: the broker's clock for timestamps and retention.

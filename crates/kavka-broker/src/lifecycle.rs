@@ -152,6 +152,7 @@ impl Lifecycle {
                 msg = responses.message() => match msg {
                     Ok(Some(r)) => match r.error {
                         None => {
+                            replicas.note_controller_offset(r.metadata_offset);
                             let was = self.fenced.swap(r.fenced, Ordering::AcqRel);
                             if was != r.fenced {
                                 tracing::info!(fenced = r.fenced, "broker fencing state changed");
@@ -172,6 +173,69 @@ impl Lifecycle {
                 },
             }
         }
+    }
+}
+
+impl Lifecycle {
+    /// Controlled shutdown: asks the controller to move every leadership off this broker
+    /// and waits (bounded) until the metadata shows it done. Partitions no other live ISR
+    /// member can lead stay here until the process exits.
+    pub async fn controlled_shutdown(
+        &self,
+        replicas: &ReplicaManager,
+        controllers: &Controllers,
+        timeout: Duration,
+    ) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let before = replicas.leaderships();
+        if before == 0 || self.is_fenced() {
+            return;
+        }
+        tracing::info!(
+            leaderships = before,
+            "controlled shutdown: moving leadership away"
+        );
+        let request = v1::ControlledShutdownRequest {
+            broker_id: replicas.config().node_id.0,
+            incarnation_id: self.incarnation_id.to_string(),
+        };
+        let mut remaining = before;
+        for _ in 0..3 {
+            let call = controllers.call(|mut c| {
+                let req = request.clone();
+                async move { c.controlled_shutdown(req).await.map(|r| r.into_inner()) }
+            });
+            match tokio::time::timeout_at(deadline, call).await {
+                Ok(Ok(v1::ControlledShutdownResponse {
+                    error: None,
+                    remaining_leaderships,
+                })) => {
+                    remaining = remaining_leaderships.max(0) as usize;
+                    if remaining == 0 {
+                        break;
+                    }
+                }
+                Ok(Ok(v1::ControlledShutdownResponse { error: Some(e), .. })) => {
+                    tracing::warn!(error = %e.message, "controlled shutdown refused");
+                    return;
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "controlled shutdown failed");
+                    return;
+                }
+                Err(_) => break,
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let done = replicas
+            .wait_for_image(left, |_| replicas.leaderships() <= remaining)
+            .await;
+        tracing::info!(
+            still_leading = replicas.leaderships(),
+            done,
+            "controlled shutdown finished"
+        );
     }
 }
 

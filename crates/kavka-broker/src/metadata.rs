@@ -1,12 +1,19 @@
 //! The broker's copy of the metadata image: follows the controllers' committed log as an
 //! observer (FetchMetadata from its last offset, from any controller) and hands each new
 //! image to the replica manager.
+//!
+//! A stream from a frozen or partitioned controller does not end by itself: when the
+//! active controller (heard through heartbeats) is ahead and this stream brings nothing
+//! for `STALL_LIMIT`, the broker switches to the next controller.
 
 use crate::controllers::Controllers;
 use crate::replica_manager::ReplicaManager;
 use kavka_metadata::{MetadataImage, MetadataRecord};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How long the stream may bring nothing while the active controller is ahead.
+const STALL_LIMIT: Duration = Duration::from_millis(1000);
 use tokio::sync::watch;
 
 /// Follows the metadata log until `shutdown`, reconnecting to the next controller when a
@@ -41,7 +48,28 @@ async fn follow_one(replicas: &Arc<ReplicaManager>, addr: &str) -> Result<(), St
         .await
         .map_err(|s| s.to_string())?
         .into_inner();
-    while let Some(batch) = stream.message().await.map_err(|s| s.to_string())? {
+    let mut check = tokio::time::interval(Duration::from_millis(250));
+    let mut progress_at = Instant::now();
+    loop {
+        let batch = tokio::select! {
+            m = stream.message() => match m.map_err(|s| s.to_string())? {
+                Some(b) => b,
+                None => return Ok(()),
+            },
+            _ = check.tick() => {
+                if replicas.controller_offset() <= replicas.image().offset {
+                    progress_at = Instant::now();
+                } else if progress_at.elapsed() > STALL_LIMIT {
+                    return Err(format!(
+                        "stream stalled at offset {} while the active controller is at {}",
+                        replicas.image().offset,
+                        replicas.controller_offset()
+                    ));
+                }
+                continue;
+            }
+        };
+        progress_at = Instant::now();
         let records: Vec<MetadataRecord> = serde_json::from_slice(&batch.records)
             .map_err(|e| format!("bad metadata batch: {e}"))?;
         let current = replicas.image();
@@ -64,5 +92,4 @@ async fn follow_one(replicas: &Arc<ReplicaManager>, addr: &str) -> Result<(), St
             .await
             .map_err(|e| e.to_string())?;
     }
-    Ok(())
 }

@@ -1,28 +1,62 @@
-//! One hosted partition: its log behind a lock, its group commit, and its high watermark.
+//! One hosted partition: its log behind a lock, its group commit, its role (leader or
+//! follower, from the metadata image) and, as leader, its followers' progress and the
+//! high watermark.
 //!
-//! Concurrency: the log's file I/O runs on the blocking pool (`spawn_blocking`) under a
-//! `std::sync::Mutex`, held for one append or one read at a time. fsyncs happen outside
-//! that lock through `GroupCommit`, so appends keep flowing while a flush is in progress.
-//! With one replica, the high watermark is the log end after each append.
+//! Invariants (DESIGN §5.1):
+//! - the leader's high watermark is the minimum log end offset over the ISR, advances only
+//!   while the ISR has at least `min.insync.replicas` members (KIP-966), and never moves
+//!   back; a follower's is min(leader's, own log end);
+//! - role changes and replicated appends take the log lock first, then the role lock, so
+//!   a follower append can never land after this replica became leader (or followed a
+//!   newer epoch);
+//! - a follower fetches only after it truncated to the leader's history for the current
+//!   leader epoch (`synced_epoch`).
+//!
+//! The log's file I/O runs on the blocking pool under a `std::sync::Mutex`, held for one
+//! append or read at a time; fsyncs happen outside it through `GroupCommit`.
 
 use crate::error::kafka_error;
 use kavka_log::{AppendInfo, FetchData, FlushPolicy, GroupCommit, LogConfig, PartitionLog};
-use kavka_metadata::TopicId;
-use kavka_model::{ErrorCode, KafkaError, LeaderEpoch, Offset, TopicPartition};
+use kavka_metadata::{PartitionRegistration, TopicId};
+use kavka_model::{BrokerId, ErrorCode, KafkaError, LeaderEpoch, Offset, TopicPartition};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// A follower's progress as the leader sees it (Kafka's `Replica` state).
+#[derive(Clone, Copy, Debug)]
+struct FollowerState {
+    /// -1 until it fetches in this leader epoch.
+    leo: Offset,
+    last_fetch: Instant,
+    last_fetch_leader_leo: Offset,
+    last_caught_up: Instant,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Not yet assigned by an image, or the partition has no leader.
+    None,
+    Leader,
+    Follower(BrokerId),
+}
 
 #[derive(Debug)]
-pub(crate) struct Partition {
-    pub tp: TopicPartition,
-    pub topic_id: TopicId,
-    log: Mutex<PartitionLog>,
-    commit: GroupCommit,
-    flush: FlushPolicy,
-    /// Leader epoch from the latest metadata image, stamped on appended batches.
-    /// (Who leads is read from the image itself.)
-    leader_epoch: AtomicI32,
-    high_watermark: AtomicI64,
+struct ReplicaState {
+    role: Role,
+    leader_epoch: LeaderEpoch,
+    partition_epoch: i32,
+    replicas: Vec<BrokerId>,
+    isr: Vec<BrokerId>,
+    min_isr: usize,
+    followers: HashMap<BrokerId, FollowerState>,
+    /// An ISR change sent to the controller and not yet seen in metadata.
+    pending_isr: Option<(Vec<BrokerId>, Instant)>,
+    /// A newer leader epoch learned from a follower: leadership is lost, even if the
+    /// metadata has not said so yet.
+    stale: bool,
 }
 
 /// What a read saw, with the partition's offsets at that moment.
@@ -31,38 +65,64 @@ pub(crate) struct ReadResult {
     pub high_watermark: Offset,
 }
 
+/// A follower's view of where an epoch ends in the leader's log.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct EpochEnd {
+    pub epoch: LeaderEpoch,
+    pub end_offset: Offset,
+}
+
+#[derive(Debug)]
+pub(crate) struct Partition {
+    pub tp: TopicPartition,
+    pub topic_id: TopicId,
+    me: BrokerId,
+    log: Mutex<PartitionLog>,
+    commit: GroupCommit,
+    flush: FlushPolicy,
+    state: Mutex<ReplicaState>,
+    high_watermark: AtomicI64,
+    /// The leader epoch this follower last truncated for (-1: never).
+    synced_epoch: AtomicI32,
+    /// Bumped on every high watermark, ISR or role change: acks=all waiters watch it.
+    changes: watch::Sender<u64>,
+}
+
 impl Partition {
     pub(crate) fn open(
         tp: TopicPartition,
         topic_id: TopicId,
+        me: BrokerId,
         dir: &std::path::Path,
         config: LogConfig,
+        checkpointed_hw: Option<Offset>,
     ) -> Result<Self, KafkaError> {
         let flush = config.flush;
         let log = PartitionLog::open(dir, config).map_err(kafka_error)?;
         let end = log.log_end_offset();
+        let hw = checkpointed_hw.unwrap_or(log.log_start_offset()).min(end);
         Ok(Self {
             tp,
             topic_id,
+            me,
             commit: GroupCommit::default(),
             flush,
-            leader_epoch: AtomicI32::new(0),
-            high_watermark: AtomicI64::new(end.0),
+            state: Mutex::new(ReplicaState {
+                role: Role::None,
+                leader_epoch: LeaderEpoch(-1),
+                partition_epoch: -1,
+                replicas: vec![],
+                isr: vec![],
+                min_isr: 1,
+                followers: HashMap::new(),
+                pending_isr: None,
+                stale: false,
+            }),
+            high_watermark: AtomicI64::new(hw.0.max(0)),
+            synced_epoch: AtomicI32::new(-1),
+            changes: watch::channel(0).0,
             log: Mutex::new(log),
         })
-    }
-
-    /// Applies the partition's registration from a new image. Blocking (takes the log lock).
-    pub(crate) fn update(&self, epoch: LeaderEpoch, config: LogConfig) {
-        self.leader_epoch.store(epoch.0, Ordering::Release);
-        let mut log = self.lock();
-        if *log.config() != config {
-            log.set_config(config);
-        }
-    }
-
-    pub(crate) fn log_config(&self) -> LogConfig {
-        self.lock().config().clone()
     }
 
     fn lock(&self) -> MutexGuard<'_, PartitionLog> {
@@ -70,12 +130,126 @@ impl Partition {
         self.log.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn state(&self) -> MutexGuard<'_, ReplicaState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Applies the partition's registration from a new image (blocking: takes the log
+    /// lock). Returns the role it now has.
+    pub(crate) fn apply_registration(
+        &self,
+        reg: &PartitionRegistration,
+        config: LogConfig,
+        min_isr: usize,
+    ) -> Role {
+        let mut log = self.lock();
+        if *log.config() != config {
+            log.set_config(config);
+        }
+        let mut st = self.state();
+        let role = if reg.leader == self.me {
+            Role::Leader
+        } else if reg.has_leader() {
+            Role::Follower(reg.leader)
+        } else {
+            Role::None
+        };
+        let new_epoch = role != st.role || reg.leader_epoch != st.leader_epoch;
+        if new_epoch {
+            tracing::info!(partition = %self.tp, ?role, epoch = %reg.leader_epoch, "replica role");
+            st.followers.clear();
+            st.stale = false;
+            if role == Role::Leader {
+                // Kafka: every replica gets a full lag window to show up.
+                let now = Instant::now();
+                for &b in reg.replicas.iter().filter(|&&b| b != self.me) {
+                    st.followers.insert(
+                        b,
+                        FollowerState {
+                            leo: Offset(-1),
+                            last_fetch: now,
+                            last_fetch_leader_leo: Offset(-1),
+                            last_caught_up: now,
+                        },
+                    );
+                }
+            }
+        }
+        st.role = role.clone();
+        st.leader_epoch = reg.leader_epoch;
+        if st.partition_epoch != reg.partition_epoch {
+            st.pending_isr = None;
+        }
+        st.partition_epoch = reg.partition_epoch;
+        st.replicas = reg.replicas.clone();
+        st.isr = reg.isr.clone();
+        st.min_isr = min_isr;
+        if role == Role::Leader {
+            self.advance_hw(&log, &st);
+        }
+        drop(st);
+        drop(log);
+        self.changed();
+        role
+    }
+
+    pub(crate) fn log_config(&self) -> LogConfig {
+        self.lock().config().clone()
+    }
+
     pub(crate) fn high_watermark(&self) -> Offset {
         Offset(self.high_watermark.load(Ordering::Acquire))
     }
 
-    pub(crate) fn leader_epoch(&self) -> LeaderEpoch {
-        LeaderEpoch(self.leader_epoch.load(Ordering::Acquire))
+    pub(crate) fn role(&self) -> (Role, LeaderEpoch) {
+        let st = self.state();
+        (st.role.clone(), st.leader_epoch)
+    }
+
+    /// The high watermark as leader: min LEO over the ISR, once the ISR is big enough.
+    fn advance_hw(&self, log: &PartitionLog, st: &ReplicaState) {
+        if st.role != Role::Leader || st.isr.len() < st.min_isr {
+            return;
+        }
+        let mut hw = log.log_end_offset();
+        for b in st.isr.iter().filter(|&&b| b != self.me) {
+            match st.followers.get(b) {
+                Some(f) if f.leo.0 >= 0 => hw = hw.min(f.leo),
+                _ => return,
+            }
+        }
+        let prev = self.high_watermark.fetch_max(hw.0, Ordering::AcqRel);
+        if hw.0 > prev {
+            self.changed();
+        }
+    }
+
+    /// Checks this replica may take a produce: it leads, its leadership is not known to
+    /// be stale, and with acks=all the ISR is at least `min.insync.replicas`.
+    fn check_leader(&self, st: &ReplicaState, acks_all: bool) -> Result<(), KafkaError> {
+        if st.role != Role::Leader || st.stale {
+            return Err(KafkaError::new(
+                ErrorCode::NotLeaderOrFollower,
+                format!(
+                    "broker {} no longer leads {} (epoch {})",
+                    self.me, self.tp, st.leader_epoch
+                ),
+            ));
+        }
+        if acks_all && st.isr.len() < st.min_isr {
+            return Err(KafkaError::new(
+                ErrorCode::NotEnoughReplicas,
+                format!(
+                    "{}: ISR {:?} is smaller than min.insync.replicas={}",
+                    self.tp, st.isr, st.min_isr
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Appends producer batches as leader; with `fsync` durability, returns only once an
@@ -84,31 +258,86 @@ impl Partition {
         self: &Arc<Self>,
         records: Vec<u8>,
         log_append_time: Option<i64>,
-    ) -> Result<AppendInfo, KafkaError> {
+        acks_all: bool,
+    ) -> Result<(AppendInfo, LeaderEpoch), KafkaError> {
         let this = Arc::clone(self);
         blocking(move || {
-            let info = {
+            let (info, epoch) = {
                 let mut log = this.lock();
+                let st = this.state();
+                this.check_leader(&st, acks_all)?;
                 let info = log
-                    .append_as_leader(
-                        &records,
-                        this.leader_epoch(),
-                        log_append_time,
-                        crate::now_ms(),
-                    )
+                    .append_as_leader(&records, st.leader_epoch, log_append_time, crate::now_ms())
                     .map_err(kafka_error)?;
-                this.high_watermark
-                    .fetch_max(log.log_end_offset().0, Ordering::AcqRel);
-                info
+                this.advance_hw(&log, &st);
+                (info, st.leader_epoch)
             };
             if this.flush == FlushPolicy::Fsync {
                 this.commit
                     .wait_durable(info.last_offset.next(), || this.lock().sync_point())
                     .map_err(kafka_error)?;
             }
-            Ok(info)
+            Ok((info, epoch))
         })
         .await
+    }
+
+    /// acks=all: waits until the high watermark passes `last`, the leadership of `epoch`
+    /// ends, or the ISR shrinks below the minimum.
+    pub(crate) async fn wait_replicated(
+        &self,
+        last: Offset,
+        epoch: LeaderEpoch,
+        timeout: Duration,
+    ) -> Result<(), KafkaError> {
+        let mut rx = self.changes.subscribe();
+        let wait = async {
+            loop {
+                rx.mark_unchanged();
+                {
+                    let st = self.state();
+                    if st.role != Role::Leader || st.stale || st.leader_epoch != epoch {
+                        return Err(KafkaError::new(
+                            ErrorCode::NotLeaderOrFollower,
+                            format!(
+                                "broker {} lost the leadership of {} before the records were replicated",
+                                self.me, self.tp
+                            ),
+                        ));
+                    }
+                    if self.high_watermark() > last {
+                        return Ok(());
+                    }
+                    if st.isr.len() < st.min_isr {
+                        return Err(KafkaError::new(
+                            ErrorCode::NotEnoughReplicasAfterAppend,
+                            format!(
+                                "{}: the ISR {:?} shrank below min.insync.replicas={} after the append",
+                                self.tp, st.isr, st.min_isr
+                            ),
+                        ));
+                    }
+                }
+                if rx.changed().await.is_err() {
+                    return Err(KafkaError::new(
+                        ErrorCode::NotLeaderOrFollower,
+                        format!("{} is no longer hosted here", self.tp),
+                    ));
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .unwrap_or_else(|_| {
+                Err(KafkaError::new(
+                    ErrorCode::RequestTimedOut,
+                    format!(
+                        "{}: records not replicated to the ISR within {} ms",
+                        self.tp,
+                        timeout.as_millis()
+                    ),
+                ))
+            })
     }
 
     /// Reads whole batches below the high watermark.
@@ -127,6 +356,232 @@ impl Partition {
             })
         })
         .await
+    }
+
+    /// Leader side of a replica fetch: checks the follower and its epoch, records its
+    /// progress (which may advance the high watermark), and reads up to the log end.
+    pub(crate) fn replica_read(
+        &self,
+        replica: BrokerId,
+        fetch_offset: Offset,
+        current_epoch: LeaderEpoch,
+        max_bytes: usize,
+    ) -> Result<ReadResult, KafkaError> {
+        let log = self.lock();
+        let mut st = self.state();
+        if st.role != Role::Leader {
+            return Err(KafkaError::new(
+                ErrorCode::NotLeaderOrFollower,
+                format!("broker {} does not lead {}", self.me, self.tp),
+            ));
+        }
+        if current_epoch < st.leader_epoch {
+            return Err(KafkaError::new(
+                ErrorCode::FencedLeaderEpoch,
+                format!(
+                    "{}: follower epoch {current_epoch} is older than the leader's {}",
+                    self.tp, st.leader_epoch
+                ),
+            ));
+        }
+        if current_epoch > st.leader_epoch {
+            // The follower saw a newer epoch: this leadership is over.
+            st.stale = true;
+            drop(st);
+            self.changed();
+            return Err(KafkaError::new(
+                ErrorCode::UnknownLeaderEpoch,
+                format!(
+                    "{}: follower epoch {current_epoch} is newer than this leader's",
+                    self.tp
+                ),
+            ));
+        }
+        if !st.replicas.contains(&replica) || replica == self.me {
+            return Err(KafkaError::new(
+                ErrorCode::NotLeaderOrFollower,
+                format!(
+                    "broker {replica} is not a follower of {} (replicas {:?})",
+                    self.tp, st.replicas
+                ),
+            ));
+        }
+        let leo = log.log_end_offset();
+        if fetch_offset > leo || fetch_offset < log.log_start_offset() {
+            return Err(KafkaError::new(
+                ErrorCode::OffsetOutOfRange,
+                format!(
+                    "{}: fetch offset {fetch_offset} is outside the leader's log [{}, {leo}]",
+                    self.tp,
+                    log.log_start_offset()
+                ),
+            ));
+        }
+        let now = Instant::now();
+        let f = st.followers.entry(replica).or_insert(FollowerState {
+            leo: Offset(-1),
+            last_fetch: now,
+            last_fetch_leader_leo: Offset(-1),
+            last_caught_up: now,
+        });
+        if fetch_offset >= leo {
+            f.last_caught_up = now;
+        } else if fetch_offset >= f.last_fetch_leader_leo {
+            f.last_caught_up = f.last_caught_up.max(f.last_fetch);
+        }
+        f.leo = fetch_offset;
+        f.last_fetch = now;
+        f.last_fetch_leader_leo = leo;
+        self.advance_hw(&log, &st);
+        drop(st);
+        let data = if fetch_offset == leo {
+            FetchData {
+                records: vec![],
+                log_start_offset: log.log_start_offset(),
+                log_end_offset: leo,
+            }
+        } else {
+            log.read(fetch_offset, max_bytes, leo)
+                .map_err(kafka_error)?
+        };
+        Ok(ReadResult {
+            data,
+            high_watermark: self.high_watermark(),
+        })
+    }
+
+    /// As leader: the ISR change to propose now, if any (shrink: followers not caught up
+    /// for `lag_max`; expand: `eligible` (unfenced) replicas fetching now and caught up
+    /// to the high watermark).
+    pub(crate) fn isr_proposal(
+        &self,
+        lag_max: Duration,
+        eligible: &dyn Fn(BrokerId) -> bool,
+    ) -> Option<(Vec<BrokerId>, LeaderEpoch, i32)> {
+        let mut st = self.state();
+        if st.role != Role::Leader || st.stale {
+            return None;
+        }
+        let now = Instant::now();
+        if st
+            .pending_isr
+            .as_ref()
+            .is_some_and(|(_, at)| now.duration_since(*at) < Duration::from_secs(5))
+        {
+            return None;
+        }
+        let hw = self.high_watermark();
+        let mut isr: Vec<BrokerId> = st
+            .isr
+            .iter()
+            .copied()
+            .filter(|b| {
+                *b == self.me
+                    || st
+                        .followers
+                        .get(b)
+                        .is_some_and(|f| now.duration_since(f.last_caught_up) <= lag_max)
+            })
+            .collect();
+        for (&b, f) in &st.followers {
+            let fetching = now.duration_since(f.last_fetch) <= lag_max.min(Duration::from_secs(2));
+            if !isr.contains(&b) && f.leo.0 >= 0 && f.leo >= hw && fetching && eligible(b) {
+                isr.push(b);
+            }
+        }
+        let mut sorted = isr.clone();
+        sorted.sort();
+        let mut current = st.isr.clone();
+        current.sort();
+        if sorted == current {
+            return None;
+        }
+        st.pending_isr = Some((isr.clone(), now));
+        Some((isr, st.leader_epoch, st.partition_epoch))
+    }
+
+    /// The controller refused or failed an ISR change: allow a new proposal.
+    pub(crate) fn clear_pending_isr(&self) {
+        self.state().pending_isr = None;
+    }
+
+    /// Whether this follower must truncate before fetching in its current epoch.
+    pub(crate) fn needs_truncation(&self) -> bool {
+        let st = self.state();
+        matches!(st.role, Role::Follower(_))
+            && self.synced_epoch.load(Ordering::Acquire) != st.leader_epoch.0
+    }
+
+    /// The follower's latest epoch and its end in the follower's own log.
+    pub(crate) fn latest_epoch(&self) -> Option<LeaderEpoch> {
+        self.lock().epochs().latest_epoch()
+    }
+
+    /// KIP-279 on this replica's own history.
+    pub(crate) fn epoch_end(&self, requested: LeaderEpoch) -> Option<EpochEnd> {
+        let log = self.lock();
+        log.epochs()
+            .end_offset_for(requested, log.log_end_offset())
+            .map(|(epoch, end_offset)| EpochEnd { epoch, end_offset })
+    }
+
+    /// As follower in `epoch`: truncates the log to `offset` (the divergent suffix).
+    pub(crate) fn truncate_as_follower(
+        &self,
+        offset: Offset,
+        epoch: LeaderEpoch,
+    ) -> Result<(), KafkaError> {
+        let mut log = self.lock();
+        let st = self.state();
+        if !matches!(st.role, Role::Follower(_)) || st.leader_epoch != epoch {
+            return Err(stale_follower(&self.tp));
+        }
+        if offset < log.log_end_offset() {
+            tracing::warn!(partition = %self.tp, from = %log.log_end_offset(), to = %offset, "truncating divergent suffix");
+            log.truncate_to(offset).map_err(kafka_error)?;
+            let end = log.log_end_offset();
+            self.high_watermark.fetch_min(end.0, Ordering::AcqRel);
+        }
+        Ok(())
+    }
+
+    /// As follower in `epoch`: truncation for it is done.
+    pub(crate) fn mark_synced(&self, epoch: LeaderEpoch) {
+        self.synced_epoch.store(epoch.0, Ordering::Release);
+    }
+
+    /// As follower in `epoch`: the offsets to fetch from (log end, last batch's epoch).
+    pub(crate) fn fetch_position(&self) -> (Offset, i32) {
+        let log = self.lock();
+        (
+            log.log_end_offset(),
+            log.epochs().latest_epoch().map_or(-1, |e| e.0),
+        )
+    }
+
+    /// As follower in `epoch`: appends batches replicated from the leader, as received,
+    /// and takes min(leader's high watermark, own log end) as the high watermark.
+    pub(crate) fn append_replicated(
+        &self,
+        records: &[u8],
+        leader_hw: Offset,
+        epoch: LeaderEpoch,
+    ) -> Result<(), KafkaError> {
+        let mut log = self.lock();
+        let st = self.state();
+        if !matches!(st.role, Role::Follower(_)) || st.leader_epoch != epoch {
+            return Err(stale_follower(&self.tp));
+        }
+        drop(st);
+        if !records.is_empty() {
+            log.append_as_follower(records, crate::now_ms())
+                .map_err(kafka_error)?;
+        }
+        let hw = leader_hw.min(log.log_end_offset());
+        if hw.0 > self.high_watermark.fetch_max(hw.0, Ordering::AcqRel) {
+            self.changed();
+        }
+        Ok(())
     }
 
     pub(crate) async fn offsets(self: &Arc<Self>) -> (Offset, Offset, Offset, u64) {
@@ -171,7 +626,14 @@ impl Partition {
     }
 }
 
-async fn blocking<T: Send + 'static>(
+fn stale_follower(tp: &TopicPartition) -> KafkaError {
+    KafkaError::new(
+        ErrorCode::FencedLeaderEpoch,
+        format!("{tp}: the follower's leader epoch changed meanwhile"),
+    )
+}
+
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, KafkaError> + Send + 'static,
 ) -> Result<T, KafkaError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| {

@@ -68,12 +68,63 @@ impl Client {
             .topics)
     }
 
+    /// Describes a topic; each partition's offsets (high watermark, log end) are its
+    /// leader's, asked of the leader itself where it is another node.
     pub async fn describe_topic(&mut self, name: &str) -> Result<TopicInfo, ClientError> {
-        Ok(self
+        let mut info = self
             .admin
             .describe_topic(v1::DescribeTopicRequest { name: name.into() })
             .await?
-            .into_inner())
+            .into_inner();
+        if self.refresh_leaders(name).await.is_err() {
+            return Ok(info);
+        }
+        let leaders: std::collections::BTreeSet<i32> = info
+            .partitions
+            .iter()
+            .map(|p| p.leader)
+            .filter(|&l| l >= 0)
+            .collect();
+        for leader in leaders {
+            let Some(mut admin) = self.admin_for(leader) else {
+                continue;
+            };
+            let Ok(from_leader) = admin
+                .describe_topic(v1::DescribeTopicRequest { name: name.into() })
+                .await
+            else {
+                continue;
+            };
+            let from_leader = from_leader.into_inner();
+            for p in info.partitions.iter_mut().filter(|p| p.leader == leader) {
+                if let Some(q) = from_leader
+                    .partitions
+                    .iter()
+                    .find(|q| q.partition == p.partition && q.leader_epoch >= p.leader_epoch)
+                {
+                    *p = q.clone();
+                }
+            }
+        }
+        Ok(info)
+    }
+
+    /// Preferred leader election for `partitions` (empty: every partition that can move).
+    pub async fn elect_leaders(
+        &mut self,
+        partitions: Vec<(String, i32)>,
+    ) -> Result<Vec<v1::ElectLeadersResult>, ClientError> {
+        Ok(self
+            .admin
+            .elect_leaders(v1::ElectLeadersRequest {
+                partitions: partitions
+                    .into_iter()
+                    .map(|(topic, partition)| v1::ElectLeadersPartition { topic, partition })
+                    .collect(),
+            })
+            .await?
+            .into_inner()
+            .results)
     }
 
     pub async fn alter_configs(
@@ -114,15 +165,37 @@ impl Client {
         Ok(t.partitions.len() as u32)
     }
 
-    /// Kafka's ListOffsets for one partition: -2 earliest, -1 latest, or a timestamp.
+    /// Kafka's ListOffsets for one partition (asked of its leader): -2 earliest, -1
+    /// latest, or a timestamp. Retries leader changes for a few seconds.
     pub async fn list_offset(
         &mut self,
         topic: &str,
         partition: i32,
         timestamp: i64,
     ) -> Result<(i64, i64), ClientError> {
-        let resp = self
-            .broker
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let r = self.list_offset_once(topic, partition, timestamp).await;
+            match r {
+                Err(ClientError::Kafka(e))
+                    if e.code.is_retriable() && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    let _ = self.refresh_leaders(topic).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn list_offset_once(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        timestamp: i64,
+    ) -> Result<(i64, i64), ClientError> {
+        let mut leader = self.leader_or_refresh(topic, partition).await?;
+        let resp = leader
             .list_offsets(v1::ListOffsetsRequest {
                 topic: topic.into(),
                 partitions: vec![v1::ListOffsetsPartition {

@@ -1,21 +1,57 @@
-//! Connecting to a node from a bootstrap list.
+//! Connecting to a node from a bootstrap list, and routing partition requests to their
+//! leaders (learned from Metadata, refreshed after leader errors).
 
 use crate::error::ClientError;
 use kavka_proto::v1::admin_service_client::AdminServiceClient;
 use kavka_proto::v1::broker_service_client::BrokerServiceClient;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 
 /// Largest gRPC message either way (matches the broker's limit).
 const MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Admin and metadata calls give up after this (a frozen node must not hang a client).
+const ADMIN_CALL_TIMEOUT: Duration = Duration::from_secs(15);
+/// A metadata refresh tries another node after this.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// A connection to one Kavka node.
+/// A connect that did not finish within `CONNECT_TIMEOUT`.
+#[derive(Debug)]
+struct TimedOut;
+
+impl std::fmt::Display for TimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "connection timed out after {CONNECT_TIMEOUT:?}")
+    }
+}
+
+impl std::error::Error for TimedOut {}
+
+/// A connection to one Kavka node (admin calls go there), plus routes to partition
+/// leaders shared by its clones.
 #[derive(Clone, Debug)]
 pub struct Client {
     pub(crate) admin: AdminServiceClient<Channel>,
     pub(crate) broker: BrokerServiceClient<Channel>,
     addr: String,
+    bootstrap: Vec<String>,
+    routes: Arc<Mutex<Routes>>,
+}
+
+#[derive(Debug, Default)]
+struct Routes {
+    /// Broker id → a client for it.
+    brokers: HashMap<i32, (String, Channel)>,
+    /// (topic, partition) → leader broker id (-1: none).
+    leaders: HashMap<(String, i32), i32>,
+}
+
+fn broker_client(channel: Channel) -> BrokerServiceClient<Channel> {
+    BrokerServiceClient::new(channel)
+        .max_decoding_message_size(MESSAGE_BYTES_MAX)
+        .max_encoding_message_size(MESSAGE_BYTES_MAX)
 }
 
 /// Splits and checks `host:port[,host:port...]`.
@@ -49,16 +85,22 @@ impl Client {
             let endpoint = Endpoint::from_shared(format!("http://{addr}"))
                 .map_err(|_| ClientError::InvalidBootstrap(addr.clone()))?
                 .connect_timeout(CONNECT_TIMEOUT)
+                .timeout(ADMIN_CALL_TIMEOUT)
                 .tcp_nodelay(true);
-            match endpoint.connect().await {
+            let Ok(connected) = tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect()).await
+            else {
+                last_error = format!("{addr}: {TimedOut}");
+                continue;
+            };
+            match connected {
                 Ok(channel) => {
                     return Ok(Self {
                         admin: AdminServiceClient::new(channel.clone())
                             .max_decoding_message_size(MESSAGE_BYTES_MAX),
-                        broker: BrokerServiceClient::new(channel)
-                            .max_decoding_message_size(MESSAGE_BYTES_MAX)
-                            .max_encoding_message_size(MESSAGE_BYTES_MAX),
+                        broker: broker_client(channel),
                         addr: addr.clone(),
+                        bootstrap: addrs.clone(),
+                        routes: Arc::default(),
                     });
                 }
                 Err(e) => {
@@ -80,6 +122,120 @@ impl Client {
     /// The node this client talks to.
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// Connects to another node of the bootstrap list (or a broker learned from
+    /// metadata) after the current one stopped answering.
+    pub async fn reconnect(&mut self) -> Result<(), ClientError> {
+        let mut candidates: Vec<String> = self.bootstrap.clone();
+        candidates.extend(self.lock().brokers.values().map(|(a, _)| a.clone()));
+        candidates.retain(|a| *a != self.addr);
+        candidates.dedup();
+        candidates.push(self.addr.clone());
+        let next = Self::connect(&candidates.join(",")).await?;
+        self.admin = next.admin;
+        self.broker = next.broker;
+        self.addr = next.addr;
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Routes> {
+        self.routes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Learns the leaders of `topic`'s partitions (and the brokers' addresses); tries
+    /// another node if this one does not answer. Returns the partition count.
+    pub async fn refresh_leaders(&mut self, topic: &str) -> Result<u32, ClientError> {
+        let asked = tokio::time::timeout(METADATA_TIMEOUT, self.metadata(vec![topic.to_string()]));
+        let md = match asked.await.unwrap_or_else(|_| {
+            Err(kavka_model::KafkaError::new(
+                kavka_model::ErrorCode::RequestTimedOut,
+                format!("no metadata from {} within {METADATA_TIMEOUT:?}", self.addr),
+            )
+            .into())
+        }) {
+            Ok(md) => md,
+            // The node is unreachable (or cut off): ask another.
+            Err(ClientError::Kafka(e))
+                if matches!(
+                    e.code,
+                    kavka_model::ErrorCode::LeaderNotAvailable
+                        | kavka_model::ErrorCode::RequestTimedOut
+                ) =>
+            {
+                self.reconnect().await?;
+                self.metadata(vec![topic.to_string()]).await?
+            }
+            Err(e) => return Err(e),
+        };
+        let t = md
+            .topics
+            .into_iter()
+            .next()
+            .ok_or_else(|| ClientError::Invalid("empty Metadata response".into()))?;
+        kavka_proto::conv::check(t.error.as_ref())?;
+        let mut routes = self.lock();
+        for b in &md.brokers {
+            let addr = format!("{}:{}", b.host, b.port);
+            if routes.brokers.get(&b.id).is_some_and(|(a, _)| *a == addr) {
+                continue;
+            }
+            if let Ok(endpoint) = Endpoint::from_shared(format!("http://{addr}")) {
+                let channel = endpoint
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .tcp_nodelay(true)
+                    .connect_lazy();
+                routes.brokers.insert(b.id, (addr, channel));
+            }
+        }
+        for p in &t.partitions {
+            routes
+                .leaders
+                .insert((topic.to_string(), p.partition), p.leader);
+        }
+        Ok(t.partitions.len() as u32)
+    }
+
+    /// The leader of a partition and a client for it, if known.
+    pub(crate) fn leader(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Option<(i32, BrokerServiceClient<Channel>)> {
+        let routes = self.lock();
+        let leader = *routes.leaders.get(&(topic.to_string(), partition))?;
+        routes
+            .brokers
+            .get(&leader)
+            .map(|(_, c)| (leader, broker_client(c.clone())))
+    }
+
+    /// An admin client for a broker learned from metadata.
+    pub(crate) fn admin_for(&self, broker: i32) -> Option<AdminServiceClient<Channel>> {
+        self.lock().brokers.get(&broker).map(|(_, c)| {
+            AdminServiceClient::new(c.clone()).max_decoding_message_size(MESSAGE_BYTES_MAX)
+        })
+    }
+
+    /// The leader's client, refreshing metadata once if it is not known.
+    pub(crate) async fn leader_or_refresh(
+        &mut self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<BrokerServiceClient<Channel>, ClientError> {
+        if let Some((_, c)) = self.leader(topic, partition) {
+            return Ok(c);
+        }
+        self.refresh_leaders(topic).await?;
+        self.leader(topic, partition)
+            .map(|(_, c)| c)
+            .ok_or_else(|| {
+                kavka_model::KafkaError::new(
+                    kavka_model::ErrorCode::LeaderNotAvailable,
+                    format!("{topic}-{partition} has no leader right now"),
+                )
+                .into()
+            })
     }
 }
 

@@ -49,7 +49,7 @@ impl Consumer {
         partitions: Option<Vec<i32>>,
         start: OffsetSpec,
     ) -> Result<Self, ClientError> {
-        let n = client.partition_count(topic).await? as i32;
+        let n = client.refresh_leaders(topic).await? as i32;
         let partitions = match partitions {
             Some(ps) => {
                 if let Some(bad) = ps.iter().find(|&&p| p < 0 || p >= n) {
@@ -101,54 +101,106 @@ impl Consumer {
             .all(|(p, pos)| self.high_watermarks.get(p).is_some_and(|hw| pos >= hw))
     }
 
-    /// One fetch: the records it returned, in partition then offset order.
+    /// One fetch round (one request per partition leader, concurrently): the records it
+    /// returned, in partition then offset order. Partitions whose leader moved are
+    /// skipped this round and asked of the new leader next time.
     pub async fn poll(&mut self) -> Result<Vec<ConsumedRecord>, ClientError> {
-        let req = v1::FetchRequest {
-            max_wait_ms: self.max_wait_ms,
-            min_bytes: 1,
-            max_bytes: self.max_bytes,
-            topics: vec![v1::FetchTopic {
-                topic: self.topic.clone(),
-                partitions: self
-                    .positions
-                    .iter()
-                    .map(|(&partition, &fetch_offset)| v1::FetchPartition {
-                        partition,
-                        fetch_offset,
-                        partition_max_bytes: self.partition_max_bytes,
+        let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+        let mut stale = false;
+        for &p in self.positions.keys() {
+            match self.client.leader(&self.topic, p) {
+                Some((leader, _)) if leader >= 0 => by_leader.entry(leader).or_default().push(p),
+                _ => stale = true,
+            }
+        }
+        let mut requests = tokio::task::JoinSet::new();
+        for partitions in by_leader.into_values() {
+            let Some((_, mut conn)) = self.client.leader(&self.topic, partitions[0]) else {
+                continue;
+            };
+            let req = v1::FetchRequest {
+                max_wait_ms: self.max_wait_ms,
+                min_bytes: 1,
+                max_bytes: self.max_bytes,
+                topics: vec![v1::FetchTopic {
+                    topic: self.topic.clone(),
+                    partitions: partitions
+                        .iter()
+                        .map(|p| v1::FetchPartition {
+                            partition: *p,
+                            fetch_offset: self.positions[p],
+                            partition_max_bytes: self.partition_max_bytes,
+                        })
+                        .collect(),
+                }],
+            };
+            let bound = std::time::Duration::from_millis(self.max_wait_ms.max(0) as u64)
+                + std::time::Duration::from_secs(10);
+            requests.spawn(async move {
+                tokio::time::timeout(bound, conn.fetch(req))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(tonic::Status::deadline_exceeded(format!(
+                            "no answer within {bound:?}"
+                        )))
                     })
-                    .collect(),
-            }],
-        };
-        let resp = self.client.broker.fetch(req).await?.into_inner();
+            });
+        }
         let mut out = Vec::new();
-        for t in resp.topics {
-            for p in t.partitions {
-                check(p.error.as_ref())?;
-                self.high_watermarks.insert(p.partition, p.high_watermark);
-                let Some(pos) = self.positions.get_mut(&p.partition) else {
+        while let Some(done) = requests.join_next().await {
+            let Ok(resp) = done else { continue };
+            let resp = match resp {
+                Ok(r) => r.into_inner(),
+                Err(status) => {
+                    let e = kavka_proto::conv::from_status(&status);
+                    if !e.code.is_retriable() {
+                        return Err(e.into());
+                    }
+                    stale = true;
                     continue;
-                };
-                let mut rest = &p.records[..];
-                while !rest.is_empty() {
-                    let (batch, used) = RecordBatch::decode(rest)?;
-                    rest = &rest[used..];
-                    for (offset, ts, r) in batch.offsets_and_timestamps() {
-                        if offset < *pos || batch.is_control {
+                }
+            };
+            for t in resp.topics {
+                for p in t.partitions {
+                    if let Err(e) = check(p.error.as_ref()) {
+                        if e.code.is_retriable() {
+                            stale = true;
                             continue;
                         }
-                        out.push(ConsumedRecord {
-                            topic: t.topic.clone(),
-                            partition: p.partition,
-                            offset,
-                            timestamp_ms: ts,
-                            key: r.key.clone(),
-                            value: r.value.clone(),
-                            headers: r.headers.clone(),
-                        });
+                        return Err(e.into());
                     }
-                    *pos = (*pos).max(batch.last_offset() + 1);
+                    self.high_watermarks.insert(p.partition, p.high_watermark);
+                    let Some(pos) = self.positions.get_mut(&p.partition) else {
+                        continue;
+                    };
+                    let mut rest = &p.records[..];
+                    while !rest.is_empty() {
+                        let (batch, used) = RecordBatch::decode(rest)?;
+                        rest = &rest[used..];
+                        for (offset, ts, r) in batch.offsets_and_timestamps() {
+                            if offset < *pos || batch.is_control {
+                                continue;
+                            }
+                            out.push(ConsumedRecord {
+                                topic: t.topic.clone(),
+                                partition: p.partition,
+                                offset,
+                                timestamp_ms: ts,
+                                key: r.key.clone(),
+                                value: r.value.clone(),
+                                headers: r.headers.clone(),
+                            });
+                        }
+                        *pos = (*pos).max(batch.last_offset() + 1);
+                    }
                 }
+            }
+        }
+        out.sort_by_key(|r| (r.partition, r.offset));
+        if stale {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            if let Err(e) = self.client.refresh_leaders(&self.topic).await {
+                tracing::debug!(error = %e, "metadata refresh failed");
             }
         }
         Ok(out)

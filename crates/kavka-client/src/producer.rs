@@ -1,6 +1,9 @@
 //! The producer: partitions records (explicit, murmur2 of the key, or sticky for keyless
 //! ones), batches them per partition into RecordBatch v2 with the chosen codec, and sends
-//! one request per call, retrying the partitions that fail with a retriable error.
+//! one request per partition leader per call, retrying the partitions that fail with a
+//! retriable error (after refreshing the leaders, with a growing backoff, within the
+//! delivery timeout). Without idempotence a retry after an ambiguous failure (a timeout,
+//! a lost connection) may write a record twice, as with Kafka's `enable.idempotence=false`.
 
 use crate::connection::Client;
 use crate::error::ClientError;
@@ -45,9 +48,13 @@ pub struct ProducerConfig {
     pub compression: Compression,
     /// Kafka's `batch.size`: bytes of records per batch before a new one starts.
     pub batch_bytes: usize,
-    /// Kafka's `retries`, bounded.
+    /// Kafka's `retries`, bounded (the delivery timeout bounds them too).
     pub retries: u32,
+    /// Kafka's `retry.backoff.ms`, doubling up to `retry.backoff.max.ms`.
     pub retry_backoff: Duration,
+    pub retry_backoff_max: Duration,
+    /// Kafka's `request.timeout.ms`: how long the broker may wait for acks=all.
+    pub request_timeout: Duration,
     /// Kafka's `delivery.timeout.ms`.
     pub delivery_timeout: Duration,
 }
@@ -58,8 +65,10 @@ impl Default for ProducerConfig {
             acks: Acks::All,
             compression: Compression::None,
             batch_bytes: 16 * 1024,
-            retries: 10,
-            retry_backoff: Duration::from_millis(100),
+            retries: 100,
+            retry_backoff: Duration::from_millis(50),
+            retry_backoff_max: Duration::from_millis(1000),
+            request_timeout: Duration::from_secs(10),
             delivery_timeout: Duration::from_secs(30),
         }
     }
@@ -87,6 +96,8 @@ pub struct Producer {
     config: ProducerConfig,
     partition_counts: HashMap<String, u32>,
     sticky: u32,
+    /// The last send failed: refresh the leaders before the next one.
+    stale: bool,
 }
 
 fn now_ms() -> i64 {
@@ -111,6 +122,7 @@ impl Producer {
             config,
             partition_counts: HashMap::new(),
             sticky: rand_seed(),
+            stale: false,
         }
     }
 
@@ -122,7 +134,7 @@ impl Producer {
         if let Some(&n) = self.partition_counts.get(topic) {
             return Ok(n);
         }
-        let n = self.client.partition_count(topic).await?;
+        let n = self.client.refresh_leaders(topic).await?;
         self.partition_counts.insert(topic.to_string(), n);
         Ok(n)
     }
@@ -136,6 +148,19 @@ impl Producer {
         if records.is_empty() {
             return Ok(vec![]);
         }
+        if std::mem::take(&mut self.stale) {
+            self.partition_counts.remove(topic);
+        }
+        let r = self.send_inner(topic, records).await;
+        self.stale = r.is_err();
+        r
+    }
+
+    async fn send_inner(
+        &mut self,
+        topic: &str,
+        records: Vec<ProducerRecord>,
+    ) -> Result<Vec<RecordMetadata>, ClientError> {
         let n = self.partitions(topic).await?;
         self.sticky = self.sticky.wrapping_add(1);
         let sticky = (self.sticky % n) as i32;
@@ -186,64 +211,102 @@ impl Producer {
         ];
         let deadline = Instant::now() + self.config.delivery_timeout;
         let mut attempt = 0;
+        let mut backoff = self.config.retry_backoff;
         loop {
-            let req = v1::ProduceRequest {
-                topic: topic.to_string(),
-                acks: self.config.acks.wire(),
-                timeout_ms: self.config.delivery_timeout.as_millis() as i32,
-                batches: pending
-                    .iter()
-                    .map(|(&partition, (bytes, _))| v1::PartitionBatches {
-                        partition,
-                        records: Bytes::from(bytes.clone()),
-                    })
-                    .collect(),
-                records: vec![],
-                compression: String::new(),
-            };
-            let results = match self.client.broker.produce(req).await {
-                Ok(resp) => resp.into_inner().results,
-                Err(status) => {
-                    let e = kavka_proto::conv::from_status(&status);
-                    if e.code.is_retriable()
-                        && attempt < self.config.retries
-                        && Instant::now() < deadline
-                    {
-                        attempt += 1;
-                        tokio::time::sleep(self.config.retry_backoff).await;
-                        continue;
+            // One request per leader, all in flight at once.
+            let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+            let mut last_error: Option<KafkaError> = None;
+            let mut requests = tokio::task::JoinSet::new();
+            for &p in pending.keys() {
+                match self.client.leader(topic, p) {
+                    Some((leader, _)) if leader >= 0 => {
+                        by_leader.entry(leader).or_default().push(p)
                     }
-                    return Err(e.into());
+                    _ => {
+                        last_error = Some(KafkaError::new(
+                            ErrorCode::LeaderNotAvailable,
+                            format!("{topic}-{p} has no known leader"),
+                        ))
+                    }
                 }
-            };
-            let mut last_error = None;
-            for r in results {
-                let Some((_, idxs)) = pending.get(&r.partition) else {
+            }
+            for (leader, partitions) in by_leader {
+                let Some((_, mut conn)) = self.client.leader(topic, partitions[0]) else {
                     continue;
                 };
-                match kavka_proto::conv::check(r.error.as_ref()) {
-                    Ok(()) => {
-                        for (k, &i) in idxs.iter().enumerate() {
-                            let offset = if r.base_offset < 0 {
-                                -1
-                            } else {
-                                r.base_offset + k as i64
-                            };
-                            let ts = if r.log_append_time_ms >= 0 {
-                                r.log_append_time_ms
-                            } else {
-                                records[i].timestamp_ms.unwrap_or(now)
-                            };
-                            out[i] = RecordMetadata {
-                                partition: r.partition,
-                                offset,
-                                timestamp_ms: ts,
-                            };
+                let req = v1::ProduceRequest {
+                    topic: topic.to_string(),
+                    acks: self.config.acks.wire(),
+                    timeout_ms: self.config.request_timeout.as_millis() as i32,
+                    batches: partitions
+                        .iter()
+                        .map(|p| v1::PartitionBatches {
+                            partition: *p,
+                            records: Bytes::from(pending[p].0.clone()),
+                        })
+                        .collect(),
+                    records: vec![],
+                    compression: String::new(),
+                };
+                // The broker answers within the request timeout; a frozen one does not.
+                let bound = self.config.request_timeout + Duration::from_secs(1);
+                requests.spawn(async move {
+                    let r = tokio::time::timeout(bound, conn.produce(req))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(tonic::Status::deadline_exceeded(format!(
+                                "no answer within {bound:?}"
+                            )))
+                        });
+                    (leader, partitions, r)
+                });
+            }
+            while let Some(done) = requests.join_next().await {
+                let Ok((leader, partitions, resp)) = done else {
+                    continue;
+                };
+                let results = match resp {
+                    Ok(resp) => resp.into_inner().results,
+                    Err(status) => {
+                        let e = kavka_proto::conv::from_status(&status);
+                        if !e.code.is_retriable() {
+                            return Err(e.into());
                         }
-                        pending.remove(&r.partition);
+                        last_error = Some(KafkaError::new(
+                            e.code,
+                            format!("broker {leader} ({partitions:?}): {}", e.message),
+                        ));
+                        continue;
                     }
-                    Err(e) if e.code.is_retriable() => last_error = Some(e),
-                    Err(e) => return Err(e.into()),
+                };
+                for r in results {
+                    let Some((_, idxs)) = pending.get(&r.partition) else {
+                        continue;
+                    };
+                    match kavka_proto::conv::check(r.error.as_ref()) {
+                        Ok(()) => {
+                            for (k, &i) in idxs.iter().enumerate() {
+                                let offset = if r.base_offset < 0 {
+                                    -1
+                                } else {
+                                    r.base_offset + k as i64
+                                };
+                                let ts = if r.log_append_time_ms >= 0 {
+                                    r.log_append_time_ms
+                                } else {
+                                    records[i].timestamp_ms.unwrap_or(now)
+                                };
+                                out[i] = RecordMetadata {
+                                    partition: r.partition,
+                                    offset,
+                                    timestamp_ms: ts,
+                                };
+                            }
+                            pending.remove(&r.partition);
+                        }
+                        Err(e) if e.code.is_retriable() => last_error = Some(e),
+                        Err(e) => return Err(e.into()),
+                    }
                 }
             }
             if pending.is_empty() {
@@ -257,8 +320,13 @@ impl Producer {
                     .into());
             }
             attempt += 1;
-            self.partition_counts.remove(topic);
-            tokio::time::sleep(self.config.retry_backoff).await;
+            tracing::debug!(attempt, error = ?last_error, "retrying produce after refreshing metadata");
+            tokio::time::sleep(backoff.min(deadline.saturating_duration_since(Instant::now())))
+                .await;
+            backoff = (backoff * 2).min(self.config.retry_backoff_max);
+            if let Err(e) = self.client.refresh_leaders(topic).await {
+                tracing::debug!(error = %e, "metadata refresh failed");
+            }
         }
     }
 

@@ -8,12 +8,13 @@
 
 use crate::control::Decision;
 use crate::control::brokers::{self, Heartbeat, HeartbeatReply, RegisterBroker};
+use crate::control::partitions::{self, AlterPartition};
 use crate::control::topics::{self, CreateTopic, TopicDefaults};
 use crate::quorum::{Quorum, QuorumError};
 use crate::types::{NodeId, VoterNode};
 use kavka_metadata::{MetadataImage, MetadataRecord, TopicId};
-use kavka_model::{BrokerId, ErrorCode, KafkaError};
-use std::collections::{BTreeMap, HashMap};
+use kavka_model::{BrokerId, ErrorCode, KafkaError, PartitionId};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -25,6 +26,9 @@ pub struct ControllerConfig {
     /// A broker whose session stream dropped and did not come back within this is fenced.
     pub stream_grace: Duration,
     pub topic_defaults: TopicDefaults,
+    /// Kafka's `leader.imbalance.check.interval`: how often leadership moves back to
+    /// preferred replicas (`None`: never, as `auto.leader.rebalance.enable=false`).
+    pub leader_imbalance_check_interval: Option<Duration>,
 }
 
 impl Default for ControllerConfig {
@@ -36,6 +40,7 @@ impl Default for ControllerConfig {
                 partitions: 1,
                 replication_factor: 3,
             },
+            leader_imbalance_check_interval: Some(Duration::from_secs(10)),
         }
     }
 }
@@ -67,6 +72,19 @@ struct Session {
     stream_lost_at: Option<Instant>,
     /// The metadata offset the broker reported applying.
     metadata_offset: i64,
+    /// In controlled shutdown: not elected, not added to ISRs.
+    shutting_down: bool,
+}
+
+impl Session {
+    fn new(metadata_offset: i64) -> Self {
+        Self {
+            last_heartbeat: Instant::now(),
+            stream_lost_at: None,
+            metadata_offset,
+            shutting_down: false,
+        }
+    }
 }
 
 /// A broker session as reported by `kavka cluster describe`.
@@ -171,14 +189,7 @@ impl Controller {
         }
         self.decide(|img| brokers::register_broker(img, &req))
             .await??;
-        self.sessions().insert(
-            id,
-            Session {
-                last_heartbeat: Instant::now(),
-                stream_lost_at: None,
-                metadata_offset: -1,
-            },
-        );
+        self.sessions().insert(id, Session::new(-1));
         tracing::info!(broker = %id, "broker registered");
         Ok(())
     }
@@ -195,15 +206,93 @@ impl Controller {
         } else {
             self.decide(|img| brokers::heartbeat(img, &hb)).await??
         };
-        self.sessions().insert(
-            hb.broker_id,
-            Session {
-                last_heartbeat: Instant::now(),
-                stream_lost_at: None,
-                metadata_offset: hb.metadata_offset,
-            },
-        );
+        let mut sessions = self.sessions();
+        let s = sessions
+            .entry(hb.broker_id)
+            .or_insert_with(|| Session::new(hb.metadata_offset));
+        s.last_heartbeat = Instant::now();
+        s.stream_lost_at = None;
+        s.metadata_offset = hb.metadata_offset;
         Ok(reply)
+    }
+
+    fn shutting_down(&self) -> BTreeSet<BrokerId> {
+        self.sessions()
+            .iter()
+            .filter(|(_, s)| s.shutting_down)
+            .map(|(&b, _)| b)
+            .collect()
+    }
+
+    /// A leader's ISR change; the reply is the ISR as committed.
+    pub async fn alter_partition(
+        &self,
+        req: AlterPartition,
+        incarnation_id: uuid::Uuid,
+    ) -> Result<Vec<BrokerId>, ControllerError> {
+        let stopping = self.shutting_down();
+        Ok(self
+            .decide(|img| {
+                if img
+                    .broker(req.broker)
+                    .is_none_or(|b| b.incarnation_id != incarnation_id)
+                {
+                    return Decision {
+                        records: vec![],
+                        reply: Err(KafkaError::new(
+                            ErrorCode::StaleBrokerEpoch,
+                            format!(
+                                "broker {} incarnation {incarnation_id} is not the registered one",
+                                req.broker
+                            ),
+                        )),
+                    };
+                }
+                partitions::alter_partition(img, &req, &stopping)
+            })
+            .await??)
+    }
+
+    /// Controlled shutdown: moves leadership off `broker`; replies with how many
+    /// partitions it still leads (those no other live ISR member can take).
+    pub async fn controlled_shutdown(
+        &self,
+        broker: BrokerId,
+        incarnation_id: uuid::Uuid,
+    ) -> Result<usize, ControllerError> {
+        if !self.quorum.is_leader() {
+            return Err(ControllerError::NotController(self.leader_hint()));
+        }
+        if self
+            .image()
+            .broker(broker)
+            .is_none_or(|b| b.incarnation_id != incarnation_id)
+        {
+            return Err(ControllerError::Kafka(KafkaError::new(
+                ErrorCode::StaleBrokerEpoch,
+                format!("broker {broker} incarnation {incarnation_id} is not the registered one"),
+            )));
+        }
+        self.sessions()
+            .entry(broker)
+            .or_insert_with(|| Session::new(-1))
+            .shutting_down = true;
+        let stopping = self.shutting_down();
+        let left = self
+            .decide(|img| partitions::controlled_shutdown(img, broker, &stopping))
+            .await?;
+        tracing::info!(%broker, still_leading = left, "controlled shutdown");
+        Ok(left)
+    }
+
+    /// Preferred leader election for `only` (or every partition that can move).
+    pub async fn elect_leaders(
+        &self,
+        only: Option<Vec<(String, PartitionId)>>,
+    ) -> Result<Vec<(String, PartitionId, Result<(), KafkaError>)>, ControllerError> {
+        let stopping = self.shutting_down();
+        self.decide(|img| partitions::elect_preferred(img, only.as_deref(), &stopping))
+            .await
     }
 
     /// The broker's session stream dropped: fence it unless it comes back within the grace.
@@ -243,6 +332,7 @@ impl Controller {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut was_leader = false;
+        let mut last_rebalance = Instant::now();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -256,14 +346,9 @@ impl Controller {
                 let mut sessions = self.sessions();
                 sessions.clear();
                 for b in img.unfenced_brokers() {
-                    sessions.insert(
-                        b.broker_id,
-                        Session {
-                            last_heartbeat: now,
-                            stream_lost_at: None,
-                            metadata_offset: -1,
-                        },
-                    );
+                    let mut s = Session::new(-1);
+                    s.last_heartbeat = now;
+                    sessions.insert(b.broker_id, s);
                 }
             }
             was_leader = leader;
@@ -297,6 +382,36 @@ impl Controller {
                     }
                     Ok(_) => {}
                     Err(e) => tracing::debug!(error = %e, "fencing deferred"),
+                }
+            }
+            if self
+                .image()
+                .topics()
+                .any(|t| t.partitions.values().any(|p| !p.has_leader()))
+            {
+                let r = self
+                    .decide(|img| Decision {
+                        records: partitions::elect_offline(img),
+                        reply: (),
+                    })
+                    .await;
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "offline partition election deferred");
+                }
+            }
+            if let Some(every) = self.config.leader_imbalance_check_interval
+                && last_rebalance.elapsed() >= every
+            {
+                last_rebalance = Instant::now();
+                match self.elect_leaders(None).await {
+                    Ok(moved) if !moved.is_empty() => {
+                        tracing::info!(
+                            partitions = moved.len(),
+                            "moved leadership back to preferred replicas"
+                        )
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::debug!(error = %e, "preferred leader election deferred"),
                 }
             }
         }

@@ -3,11 +3,12 @@
 //! active one; heartbeats are answered with a hint instead (the broker reconnects).
 
 use crate::control::brokers::{Heartbeat, RegisterBroker};
+use crate::control::partitions::AlterPartition;
 use crate::control::topics::CreateTopic;
 use crate::controller::{Controller, ControllerError};
 use crate::quorum::MetadataUpdate;
 use kavka_metadata::Endpoint;
-use kavka_model::{BrokerId, ErrorCode, KafkaError, TopicConfig};
+use kavka_model::{BrokerId, ErrorCode, KafkaError, LeaderEpoch, PartitionId, TopicConfig};
 use kavka_proto::conv::status;
 use kavka_proto::v1::{
     self, controller_service_client::ControllerServiceClient,
@@ -201,6 +202,101 @@ impl Svc for ControllerService {
         }
     }
 
+    #[tracing::instrument(skip_all, fields(broker = req.get_ref().broker_id, partition = req.get_ref().partition))]
+    async fn alter_partition(
+        &self,
+        req: Request<v1::AlterPartitionRequest>,
+    ) -> Result<Response<v1::AlterPartitionResponse>, Status> {
+        let inner = req.into_inner();
+        let topic_id = uuid::Uuid::parse_str(&inner.topic_id).map_err(|_| {
+            status(&KafkaError::new(
+                ErrorCode::InvalidRequest,
+                format!("topic id '{}' is not a UUID", inner.topic_id),
+            ))
+        })?;
+        let r = AlterPartition {
+            broker: BrokerId(inner.broker_id),
+            topic_id: kavka_metadata::TopicId(topic_id),
+            partition: PartitionId(inner.partition),
+            leader_epoch: LeaderEpoch(inner.leader_epoch),
+            partition_epoch: inner.partition_epoch,
+            new_isr: inner.new_isr.iter().map(|&b| BrokerId(b)).collect(),
+        };
+        let incarnation = parse_incarnation(&inner.incarnation_id)?;
+        match self.controller.alter_partition(r, incarnation).await {
+            Ok(isr) => Ok(Response::new(v1::AlterPartitionResponse {
+                error: None,
+                isr: isr.into_iter().map(|b| b.0).collect(),
+            })),
+            Err(ControllerError::Kafka(k)) => Ok(Response::new(v1::AlterPartitionResponse {
+                error: Some(k.into()),
+                isr: vec![],
+            })),
+            Err(e) => match self.forward_target(&e).await {
+                Some(mut c) => c.alter_partition(inner).await,
+                None => Err(to_status(&e)),
+            },
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(broker = req.get_ref().broker_id))]
+    async fn controlled_shutdown(
+        &self,
+        req: Request<v1::ControlledShutdownRequest>,
+    ) -> Result<Response<v1::ControlledShutdownResponse>, Status> {
+        let inner = req.into_inner();
+        let incarnation = parse_incarnation(&inner.incarnation_id)?;
+        match self
+            .controller
+            .controlled_shutdown(BrokerId(inner.broker_id), incarnation)
+            .await
+        {
+            Ok(left) => Ok(Response::new(v1::ControlledShutdownResponse {
+                error: None,
+                remaining_leaderships: left as i32,
+            })),
+            Err(ControllerError::Kafka(k)) => Ok(Response::new(v1::ControlledShutdownResponse {
+                error: Some(k.into()),
+                remaining_leaderships: -1,
+            })),
+            Err(e) => match self.forward_target(&e).await {
+                Some(mut c) => c.controlled_shutdown(inner).await,
+                None => Err(to_status(&e)),
+            },
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(partitions = req.get_ref().partitions.len()))]
+    async fn elect_leaders(
+        &self,
+        req: Request<v1::ElectLeadersRequest>,
+    ) -> Result<Response<v1::ElectLeadersResponse>, Status> {
+        let inner = req.into_inner();
+        let only = (!inner.partitions.is_empty()).then(|| {
+            inner
+                .partitions
+                .iter()
+                .map(|p| (p.topic.clone(), PartitionId(p.partition)))
+                .collect()
+        });
+        match self.controller.elect_leaders(only).await {
+            Ok(results) => Ok(Response::new(v1::ElectLeadersResponse {
+                results: results
+                    .into_iter()
+                    .map(|(topic, p, r)| v1::ElectLeadersResult {
+                        topic,
+                        partition: p.0,
+                        error: r.err().map(Into::into),
+                    })
+                    .collect(),
+            })),
+            Err(e) => match self.forward_target(&e).await {
+                Some(mut c) => c.elect_leaders(inner).await,
+                None => Err(to_status(&e)),
+            },
+        }
+    }
+
     #[tracing::instrument(skip_all, fields(broker = req.get_ref().broker_id))]
     async fn register_broker(
         &self,
@@ -275,16 +371,19 @@ impl Svc for ControllerService {
                         leader_id: id as i64,
                         leader_addr: node.addr,
                     });
+                let metadata_offset = controller.image().offset;
                 let resp = match reply {
                     Ok(r) => v1::BrokerHeartbeatResponse {
                         error: None,
                         fenced: r.fenced,
                         hint,
+                        metadata_offset,
                     },
                     Err(ControllerError::Kafka(k)) => v1::BrokerHeartbeatResponse {
                         error: Some(k.into()),
                         fenced: true,
                         hint,
+                        metadata_offset,
                     },
                     Err(e) => v1::BrokerHeartbeatResponse {
                         error: Some(
@@ -292,6 +391,7 @@ impl Svc for ControllerService {
                         ),
                         fenced: true,
                         hint,
+                        metadata_offset,
                     },
                 };
                 if tx.send(Ok(resp)).await.is_err() {

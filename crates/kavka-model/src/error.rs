@@ -69,10 +69,17 @@ error_codes! {
     UnknownLeaderEpoch = 75, "UNKNOWN_LEADER_EPOCH";
     UnsupportedCompressionType = 76, "UNSUPPORTED_COMPRESSION_TYPE";
     StaleBrokerEpoch = 77, "STALE_BROKER_EPOCH";
+    OffsetNotAvailable = 78, "OFFSET_NOT_AVAILABLE";
+    PreferredLeaderNotAvailable = 80, "PREFERRED_LEADER_NOT_AVAILABLE";
+    EligibleLeadersNotAvailable = 83, "ELIGIBLE_LEADERS_NOT_AVAILABLE";
+    ElectionNotNeeded = 84, "ELECTION_NOT_NEEDED";
     InvalidRecord = 87, "INVALID_RECORD";
+    InvalidUpdateVersion = 95, "INVALID_UPDATE_VERSION";
+    UnknownTopicId = 100, "UNKNOWN_TOPIC_ID";
     DuplicateBrokerRegistration = 101, "DUPLICATE_BROKER_REGISTRATION";
     BrokerIdNotRegistered = 102, "BROKER_ID_NOT_REGISTERED";
     InconsistentClusterId = 104, "INCONSISTENT_CLUSTER_ID";
+    IneligibleReplica = 107, "INELIGIBLE_REPLICA";
 }
 
 impl ErrorCode {
@@ -91,6 +98,7 @@ impl ErrorCode {
                 | ErrorCode::RequestTimedOut
                 | ErrorCode::NotEnoughReplicas
                 | ErrorCode::NotEnoughReplicasAfterAppend
+                | ErrorCode::OffsetNotAvailable
                 | ErrorCode::KafkaStorageError
                 | ErrorCode::FencedLeaderEpoch
                 | ErrorCode::UnknownLeaderEpoch

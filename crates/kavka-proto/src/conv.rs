@@ -81,6 +81,12 @@ pub fn from_status(s: &tonic::Status) -> KafkaError {
                 tonic::Code::DeadlineExceeded => ErrorCode::RequestTimedOut,
                 tonic::Code::Unavailable => ErrorCode::LeaderNotAvailable,
                 tonic::Code::InvalidArgument => ErrorCode::InvalidRequest,
+                tonic::Code::Unimplemented => {
+                    return KafkaError::new(
+                        ErrorCode::UnsupportedVersion,
+                        "this node does not serve that API (a controller-only node? point the client at a broker)",
+                    );
+                }
                 _ => ErrorCode::UnknownServerError,
             };
             KafkaError::new(code, s.message())

@@ -23,6 +23,9 @@ use tokio::sync::watch;
 /// The controller's Raft store, inside the data dir (Kafka: `__cluster_metadata-0`).
 const CONTROLLER_DIR: &str = "__cluster_metadata";
 
+/// Longest a stopping broker waits for its leaderships to move away.
+const CONTROLLED_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How long a starting broker waits to be unfenced before it says so.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -74,6 +77,13 @@ pub struct ServerArgs {
     /// Replication factor of topics created without one (capped at the live brokers).
     #[arg(long, env = "KAVKA_DEFAULT_REPLICATION_FACTOR")]
     default_replication_factor: Option<i32>,
+    /// A follower not caught up with its leader for this long leaves the ISR.
+    #[arg(long, env = "KAVKA_REPLICA_LAG_TIME_MAX_MS")]
+    replica_lag_time_max_ms: Option<u64>,
+    /// How often leadership moves back to preferred replicas; 0 turns it off (Kafka's
+    /// leader.imbalance.check.interval and auto.leader.rebalance.enable).
+    #[arg(long, env = "KAVKA_LEADER_IMBALANCE_CHECK_INTERVAL_MS")]
+    leader_imbalance_check_interval_ms: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -110,6 +120,8 @@ struct FileConfig {
     heartbeat_interval_ms: Option<u64>,
     session_timeout_ms: Option<u64>,
     default_replication_factor: Option<i32>,
+    replica_lag_time_max_ms: Option<u64>,
+    leader_imbalance_check_interval_ms: Option<u64>,
 }
 
 /// The resolved settings of a node.
@@ -122,6 +134,7 @@ pub struct Settings {
     pub voters: BTreeMap<u64, VoterNode>,
     pub session_timeout_ms: u64,
     pub default_replication_factor: i32,
+    pub leader_imbalance_check_interval_ms: u64,
 }
 
 /// Parses Kafka's `controller.quorum.voters` form: `1@host:9093,2@host:9093`.
@@ -217,6 +230,12 @@ impl ServerArgs {
         if let Some(ms) = self.heartbeat_interval_ms.or(file.heartbeat_interval_ms) {
             broker.heartbeat_interval_ms = ms.max(10);
         }
+        if let Some(ms) = self
+            .replica_lag_time_max_ms
+            .or(file.replica_lag_time_max_ms)
+        {
+            broker.replica_lag_time_max_ms = ms.max(100);
+        }
         let roles = self
             .roles
             .or(file.roles)
@@ -260,6 +279,10 @@ impl ServerArgs {
                 .default_replication_factor
                 .or(file.default_replication_factor)
                 .unwrap_or(3),
+            leader_imbalance_check_interval_ms: self
+                .leader_imbalance_check_interval_ms
+                .or(file.leader_imbalance_check_interval_ms)
+                .unwrap_or(10_000),
         })
     }
 }
@@ -462,6 +485,8 @@ async fn serve(settings: Settings, dev: bool) -> anyhow::Result<()> {
             Arc::clone(&q),
             ControllerConfig {
                 session_timeout: Duration::from_millis(settings.session_timeout_ms),
+                leader_imbalance_check_interval: (settings.leader_imbalance_check_interval_ms > 0)
+                    .then(|| Duration::from_millis(settings.leader_imbalance_check_interval_ms)),
                 topic_defaults: TopicDefaults {
                     partitions: settings.broker.default_partitions,
                     replication_factor: settings.default_replication_factor,
@@ -502,6 +527,7 @@ async fn serve(settings: Settings, dev: bool) -> anyhow::Result<()> {
     // Broker role: hosts partitions, follows the metadata, holds a session.
     let mut broker_services = None;
     let mut lifecycle_handle: Option<Arc<Lifecycle>> = None;
+    let mut controlled_shutdown = None;
     if settings.broker_role {
         let broker_config = settings.broker.clone();
         let replicas = tokio::task::spawn_blocking(move || ReplicaManager::open(broker_config))
@@ -523,6 +549,23 @@ async fn serve(settings: Settings, dev: bool) -> anyhow::Result<()> {
         )));
         tasks.push(tokio::spawn(
             Arc::clone(&replicas).run_retention(shutdown_rx.clone()),
+        ));
+        tasks.push(tokio::spawn(kavka_broker::fetcher::run(
+            Arc::clone(&replicas),
+            shutdown_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(Arc::clone(&replicas).run_isr_maintenance(
+            Arc::clone(&controllers),
+            lifecycle.incarnation_id,
+            shutdown_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(
+            Arc::clone(&replicas).run_hw_checkpoints(shutdown_rx.clone()),
+        ));
+        controlled_shutdown = Some((
+            Arc::clone(&lifecycle),
+            Arc::clone(&replicas),
+            Arc::clone(&controllers),
         ));
         // Serving once the controller has unfenced this broker (see below).
         health_reporter
@@ -567,6 +610,12 @@ async fn serve(settings: Settings, dev: bool) -> anyhow::Result<()> {
         .add_optional_service(broker_svc)
         .serve_with_incoming_shutdown(incoming, async move {
             shutdown_signal().await;
+            // Leadership moves away while this node still serves its followers.
+            if let Some((lifecycle, replicas, controllers)) = controlled_shutdown {
+                lifecycle
+                    .controlled_shutdown(&replicas, &controllers, CONTROLLED_SHUTDOWN_TIMEOUT)
+                    .await;
+            }
             let _ = stopping_tx.send(true);
         });
     // In-flight requests get a bounded drain; a client that keeps its connection open

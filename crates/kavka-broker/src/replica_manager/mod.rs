@@ -11,6 +11,11 @@
 
 mod fetch;
 mod produce;
+mod replication;
+
+pub use produce::produce_timeout;
+
+pub use replication::Followed;
 
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
@@ -70,6 +75,12 @@ pub struct ReplicaManager {
     appends: watch::Sender<u64>,
     /// Round-robin start for keyless records (sticky per request).
     sticky: AtomicU32,
+    /// Partitions this broker follows, by leader: the replica fetchers watch it.
+    followed: watch::Sender<Followed>,
+    /// The active controller's committed metadata offset, from heartbeat answers.
+    controller_offset: watch::Sender<i64>,
+    /// High watermarks read from the checkpoint at start, used when a partition opens.
+    checkpointed_hw: Mutex<HashMap<TopicPartition, Offset>>,
 }
 
 /// A topic as listed and described.
@@ -157,6 +168,7 @@ impl ReplicaManager {
             BrokerError::Fatal(format!("cannot create data dir {}: {e}", dir.display()))
         })?;
         remove_deleted_dirs(dir);
+        let checkpointed_hw = replication::read_hw_checkpoint(dir);
         Ok(Arc::new(Self {
             config,
             state: RwLock::new(State {
@@ -167,6 +179,9 @@ impl ReplicaManager {
             applied: watch::channel(-1).0,
             appends: watch::channel(0).0,
             sticky: AtomicU32::new(0),
+            followed: watch::channel(Followed::default()).0,
+            controller_offset: watch::channel(-1).0,
+            checkpointed_hw: Mutex::new(checkpointed_hw),
         }))
     }
 
@@ -180,6 +195,20 @@ impl ReplicaManager {
 
     fn write_state(&self) -> std::sync::RwLockWriteGuard<'_, State> {
         self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Notes the active controller's committed metadata offset (from a heartbeat).
+    pub fn note_controller_offset(&self, offset: i64) {
+        self.controller_offset.send_if_modified(|o| {
+            let newer = offset > *o;
+            *o = (*o).max(offset);
+            newer
+        });
+    }
+
+    /// The active controller's committed metadata offset, as last heard.
+    pub fn controller_offset(&self) -> i64 {
+        *self.controller_offset.borrow()
     }
 
     /// The image this broker last applied.
@@ -212,16 +241,17 @@ impl ReplicaManager {
     pub fn apply_image(&self, image: Arc<MetadataImage>) {
         let _one_at_a_time = self.reconciling.lock().unwrap_or_else(|p| p.into_inner());
         let me = self.config.node_id;
-        let mut wanted: HashMap<TopicPartition, (TopicId, LogConfig, &PartitionRegistration)> =
-            HashMap::new();
+        type Wanted<'a> = (TopicId, LogConfig, usize, &'a PartitionRegistration);
+        let mut wanted: HashMap<TopicPartition, Wanted<'_>> = HashMap::new();
         for t in image.topics() {
-            let log_config =
-                LogConfig::from_topic(&topic_config(&image, &t.name), self.config.flush);
+            let config = topic_config(&image, &t.name);
+            let min_isr = config.min_insync_replicas.max(1) as usize;
+            let log_config = LogConfig::from_topic(&config, self.config.flush);
             for (&p, reg) in &t.partitions {
                 if reg.replicas.contains(&me) {
                     wanted.insert(
                         TopicPartition::new(t.name.clone(), p),
-                        (t.id, log_config.clone(), reg),
+                        (t.id, log_config.clone(), min_isr, reg),
                     );
                 }
             }
@@ -257,31 +287,44 @@ impl ReplicaManager {
                 tracing::info!(partition = %tp, "deleted partition");
             }
         }
-        for (tp, (topic_id, log_config, reg)) in wanted {
+        let mut followed = Followed::default();
+        for (tp, (topic_id, log_config, min_isr, reg)) in wanted {
             let existing = self.read_state().partitions.get(&tp).map(|s| match s {
                 Slot::Online(p) => Some(Arc::clone(p)),
                 Slot::Offline { .. } => None,
             });
-            match existing {
-                Some(Some(p)) => p.update(reg.leader_epoch, log_config),
-                Some(None) => {}
+            let part = match existing {
+                Some(Some(p)) => {
+                    p.apply_registration(reg, log_config, min_isr);
+                    Some(p)
+                }
+                Some(None) => None,
                 None => {
-                    let slot = match self.open_partition(&tp, topic_id, log_config) {
+                    let (slot, part) = match self.open_partition(&tp, topic_id, log_config) {
                         Ok(p) => {
-                            p.update(reg.leader_epoch, p.log_config());
-                            Slot::Online(Arc::new(p))
+                            let p = Arc::new(p);
+                            p.apply_registration(reg, p.log_config(), min_isr);
+                            (Slot::Online(Arc::clone(&p)), Some(p))
                         }
                         Err(error) => {
                             tracing::error!(partition = %tp, %error, "partition offline: its log cannot be opened");
-                            Slot::Offline { topic_id, error }
+                            (Slot::Offline { topic_id, error }, None)
                         }
                     };
                     self.write_state().partitions.insert(tp, slot);
+                    part
                 }
+            };
+            if let Some(p) = part
+                && reg.has_leader()
+                && reg.leader != me
+            {
+                followed.add(reg.leader, p);
             }
         }
         let offset = image.offset;
         self.write_state().image = image;
+        self.followed.send_replace(followed);
         self.applied.send_replace(offset);
     }
 
@@ -313,7 +356,12 @@ impl ReplicaManager {
             }
             Err(_) => {}
         }
-        let p = Partition::open(tp.clone(), topic_id, &dir, config)?;
+        let hw = self
+            .checkpointed_hw
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(tp);
+        let p = Partition::open(tp.clone(), topic_id, self.config.node_id, &dir, config, hw)?;
         if !meta.exists() {
             write_synced(&meta, want.as_bytes())
                 .map_err(|e| storage_error(format!("cannot write {}: {e}", meta.display())))?;

@@ -1,4 +1,6 @@
-//! Produce: validate, apply the topic's compression, append as leader, acknowledge.
+//! Produce: validate, apply the topic's compression, append as leader, acknowledge:
+//! at once for acks=0, after the append for acks=1, once the high watermark passes the
+//! records for acks=all (DESIGN §5.1).
 
 use super::{PartitionResults, ProduceResult, ReplicaManager};
 use crate::records::{NewRecord, apply_topic_compression, build_batch};
@@ -6,6 +8,21 @@ use kavka_model::{ErrorCode, KafkaError, Offset, TimestampType, partitioner};
 use kavka_record::Compression;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// acks=all waits at most this long, whatever the request asks.
+const PRODUCE_TIMEOUT_MAX: Duration = Duration::from_secs(120);
+/// When a request gives no timeout (Kafka's `request.timeout.ms` default).
+const PRODUCE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
+
+/// The acks=all wait for a request's `timeout_ms` (<= 0: the default).
+pub fn produce_timeout(timeout_ms: i32) -> Duration {
+    if timeout_ms <= 0 {
+        PRODUCE_TIMEOUT_DEFAULT
+    } else {
+        Duration::from_millis(timeout_ms as u64).min(PRODUCE_TIMEOUT_MAX)
+    }
+}
 
 impl ReplicaManager {
     /// Appends producer batches (already RecordBatch v2 bytes) to partitions of `topic`.
@@ -14,6 +31,7 @@ impl ReplicaManager {
         &self,
         topic: &str,
         acks: i32,
+        timeout: Duration,
         batches: Vec<(i32, Vec<u8>)>,
     ) -> Result<PartitionResults<ProduceResult>, KafkaError> {
         if !matches!(acks, -1..=1) {
@@ -42,8 +60,12 @@ impl ReplicaManager {
                     let log_append_time = (config.message_timestamp_type
                         == TimestampType::LogAppendTime)
                         .then(crate::now_ms);
-                    let info = part.append(records, log_append_time).await?;
+                    let (info, epoch) = part.append(records, log_append_time, acks == -1).await?;
                     appends.send_modify(|n| *n += 1);
+                    if acks == -1 {
+                        part.wait_replicated(info.last_offset, epoch, timeout)
+                            .await?;
+                    }
                     let (start, ..) = part.offsets().await;
                     Ok(ProduceResult {
                         base_offset: info.first_offset,
@@ -85,6 +107,7 @@ impl ReplicaManager {
         &self,
         topic: &str,
         acks: i32,
+        timeout: Duration,
         records: Vec<(Option<i32>, NewRecord)>,
         compression: Compression,
     ) -> Result<PartitionResults<ProduceResult>, KafkaError> {
@@ -104,6 +127,6 @@ impl ReplicaManager {
         for (p, records) in by_partition {
             batches.push((p, build_batch(records, compression)?));
         }
-        self.produce(topic, acks, batches).await
+        self.produce(topic, acks, timeout, batches).await
     }
 }

@@ -212,6 +212,39 @@ impl Admin for AdminService {
         Ok(Response::new(resp))
     }
 
+    #[tracing::instrument(skip_all, fields(partitions = req.get_ref().partitions.len()))]
+    async fn elect_leaders(
+        &self,
+        req: Request<v1::ElectLeadersRequest>,
+    ) -> Result<Response<v1::ElectLeadersResponse>, Status> {
+        let req = req.into_inner();
+        let resp = self
+            .controllers
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.elect_leaders(req).await.map(|r| r.into_inner()) }
+            })
+            .await
+            .map_err(|e| status(&e))?;
+        let moved: Vec<(String, i32)> = resp
+            .results
+            .iter()
+            .filter(|r| r.error.is_none())
+            .map(|r| (r.topic.clone(), r.partition))
+            .collect();
+        self.await_image("the leader election", |img| {
+            moved.iter().all(|(topic, p)| {
+                TopicName::new(topic.clone())
+                    .ok()
+                    .and_then(|n| img.topic_by_name(&n))
+                    .and_then(|t| t.partitions.get(&kavka_model::PartitionId(*p)))
+                    .is_none_or(|reg| reg.replicas.first() == Some(&reg.leader))
+            })
+        })
+        .await?;
+        Ok(Response::new(resp))
+    }
+
     async fn metadata(
         &self,
         req: Request<v1::MetadataRequest>,

@@ -1,13 +1,18 @@
-//! `kavka.v1.BrokerService`: produce, fetch, list offsets.
+//! `kavka.v1.BrokerService`: produce, fetch, list offsets, and the replication RPCs
+//! (replica fetch streams and OffsetForLeaderEpoch).
 
 use crate::records::NewRecord;
-use crate::replica_manager::{FetchPartitionParams, ProduceResult, ReplicaManager};
+use crate::replica_manager::{
+    FetchPartitionParams, ProduceResult, ReplicaManager, produce_timeout,
+};
 use kavka_model::{ErrorCode, KafkaError, Offset};
 use kavka_proto::conv::status;
 use kavka_proto::v1::{self, broker_service_server::BrokerService as Broker};
 use kavka_record::{Compression, Header};
+use std::pin::Pin;
 use std::sync::Arc;
-use tonic::{Request, Response, Status};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
 
 pub struct BrokerService {
     replicas: Arc<ReplicaManager>,
@@ -75,7 +80,14 @@ impl Broker for BrokerService {
                 .into_iter()
                 .map(|b| (b.partition, b.records.to_vec()))
                 .collect();
-            self.replicas.produce(&req.topic, req.acks, batches).await
+            self.replicas
+                .produce(
+                    &req.topic,
+                    req.acks,
+                    produce_timeout(req.timeout_ms),
+                    batches,
+                )
+                .await
         } else {
             let compression = match req.compression.as_str() {
                 "" => Compression::None,
@@ -112,7 +124,13 @@ impl Broker for BrokerService {
                 })
                 .collect();
             self.replicas
-                .produce_records(&req.topic, req.acks, records, compression)
+                .produce_records(
+                    &req.topic,
+                    req.acks,
+                    produce_timeout(req.timeout_ms),
+                    records,
+                    compression,
+                )
                 .await
         }
         .map_err(|e| status(&e))?;
@@ -224,5 +242,48 @@ impl Broker for BrokerService {
             })
             .collect();
         Ok(Response::new(v1::ListOffsetsResponse { results }))
+    }
+
+    #[tracing::instrument(skip_all, fields(replica = req.get_ref().replica_id))]
+    async fn offset_for_leader_epoch(
+        &self,
+        req: Request<v1::OffsetForLeaderEpochRequest>,
+    ) -> Result<Response<v1::OffsetForLeaderEpochResponse>, Status> {
+        Ok(Response::new(
+            self.replicas
+                .offset_for_leader_epoch(req.into_inner())
+                .await,
+        ))
+    }
+
+    type ReplicaFetchStream =
+        Pin<Box<dyn Stream<Item = Result<v1::ReplicaFetchResponse, Status>> + Send>>;
+
+    async fn replica_fetch(
+        &self,
+        req: Request<Streaming<v1::ReplicaFetchRequest>>,
+    ) -> Result<Response<Self::ReplicaFetchStream>, Status> {
+        let mut incoming = req.into_inner();
+        let replicas = Arc::clone(&self.replicas);
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            loop {
+                let req = match incoming.message().await {
+                    Ok(Some(req)) => req,
+                    Ok(None) => return,
+                    Err(s) => {
+                        tracing::debug!(error = %s, "replica fetch stream broke");
+                        return;
+                    }
+                };
+                let resp = replicas.replica_fetch(req).await;
+                if tx.send(Ok(resp)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 }

@@ -5,4 +5,4 @@ mod admin;
 mod broker;
 
 pub use admin::AdminService;
-pub use broker::BrokerService;
+pub use broker::{BrokerService, MESSAGE_BYTES_MAX};

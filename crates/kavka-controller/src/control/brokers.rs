@@ -8,7 +8,7 @@
 //! A broker registers with a new incarnation id on every start; that registration
 //! replaces the old one, so requests carrying the old incarnation are stale.
 
-use super::Decision;
+use super::{Decision, partitions};
 use kavka_metadata::{Endpoint, MetadataImage, MetadataRecord, RegisterBrokerRecord};
 use kavka_model::{BrokerId, ErrorCode, KafkaError};
 
@@ -20,7 +20,8 @@ pub struct RegisterBroker {
     pub rack: Option<String>,
 }
 
-/// Registers (or re-registers) a broker; it starts fenced.
+/// Registers (or re-registers) a broker; it starts fenced. A new process replacing a
+/// live registration takes the old one's leaderships away in the same batch.
 pub fn register_broker(
     image: &MetadataImage,
     req: &RegisterBroker,
@@ -34,14 +35,21 @@ pub fn register_broker(
             reply: Ok(()),
         };
     }
+    let mut records = vec![MetadataRecord::RegisterBroker(RegisterBrokerRecord {
+        broker_id: req.broker_id,
+        incarnation_id: req.incarnation_id,
+        endpoints: req.endpoints.clone(),
+        rack: req.rack.clone(),
+        fenced: true,
+    })];
+    if image.broker(req.broker_id).is_some_and(|b| !b.fenced) {
+        records.extend(partitions::brokers_gone(
+            image,
+            &[req.broker_id].into_iter().collect(),
+        ));
+    }
     Decision {
-        records: vec![MetadataRecord::RegisterBroker(RegisterBrokerRecord {
-            broker_id: req.broker_id,
-            incarnation_id: req.incarnation_id,
-            endpoints: req.endpoints.clone(),
-            rack: req.rack.clone(),
-            fenced: true,
-        })],
+        records,
         reply: Ok(()),
     }
 }
@@ -89,11 +97,13 @@ pub fn heartbeat(
         };
     }
     if b.fenced && hb.metadata_offset >= image.offset {
+        let mut records = vec![MetadataRecord::UnfenceBroker {
+            broker_id: b.broker_id,
+            incarnation_id: b.incarnation_id,
+        }];
+        records.extend(partitions::broker_returns(image, b.broker_id));
         return Decision {
-            records: vec![MetadataRecord::UnfenceBroker {
-                broker_id: b.broker_id,
-                incarnation_id: b.incarnation_id,
-            }],
+            records,
             reply: Ok(HeartbeatReply { fenced: false }),
         };
     }
@@ -103,8 +113,8 @@ pub fn heartbeat(
     }
 }
 
-/// Fences the given unfenced brokers (their sessions expired or their streams dropped).
-/// Moving partition leadership away from them is the replication work's (elections).
+/// Fences the given unfenced brokers (their sessions expired or their streams dropped)
+/// and, in the same batch, elects new leaders for what they led and shrinks the ISRs.
 pub fn fence_brokers(image: &MetadataImage, expired: &[BrokerId]) -> Decision<Vec<BrokerId>> {
     let mut records = Vec::new();
     let mut fenced = Vec::new();
@@ -117,6 +127,10 @@ pub fn fence_brokers(image: &MetadataImage, expired: &[BrokerId]) -> Decision<Ve
             fenced.push(b.broker_id);
         }
     }
+    records.extend(partitions::brokers_gone(
+        image,
+        &fenced.iter().copied().collect(),
+    ));
     Decision {
         records,
         reply: fenced,

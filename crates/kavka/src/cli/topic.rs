@@ -41,6 +41,16 @@ pub enum TopicCommand {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Move leadership back to each partition's preferred (first) replica, where it is
+    /// live and in the ISR (Kafka's kafka-leader-election --election-type preferred).
+    ElectLeaders {
+        /// Only this topic (default: every topic).
+        #[arg(long)]
+        topic: Option<String>,
+        /// Only these partitions of --topic (repeatable).
+        #[arg(long, requires = "topic")]
+        partition: Vec<i32>,
+    },
     /// Set or remove topic config overrides.
     AlterConfig {
         name: String,
@@ -158,6 +168,31 @@ pub async fn run(bootstrap: &str, cmd: TopicCommand) -> anyhow::Result<()> {
                     }
                 }
             }
+        }
+        TopicCommand::ElectLeaders { topic, partition } => {
+            let asked: Vec<(String, i32)> = match (&topic, partition.is_empty()) {
+                (None, _) => vec![],
+                (Some(t), false) => partition.iter().map(|&p| (t.clone(), p)).collect(),
+                (Some(t), true) => {
+                    let n = client.partition_count(t).await? as i32;
+                    (0..n).map(|p| (t.clone(), p)).collect()
+                }
+            };
+            let results = client.elect_leaders(asked).await?;
+            let mut moved = 0;
+            for r in &results {
+                match &r.error {
+                    None => {
+                        moved += 1;
+                        println!(
+                            "{}-{}: leader moved to its preferred replica",
+                            r.topic, r.partition
+                        )
+                    }
+                    Some(e) => println!("{}-{}: {} ({})", r.topic, r.partition, e.name, e.message),
+                }
+            }
+            println!("Elected the preferred leader for {moved} partition(s).");
         }
         TopicCommand::Delete { names } => {
             let mut failed = 0;

@@ -1,0 +1,276 @@
+//! Replica fetchers, follower side: one task per leader broker, holding one long-lived
+//! `ReplicaFetch` stream that multiplexes every partition this broker follows from that
+//! leader (DESIGN §5).
+//!
+//! Invariants:
+//! - a partition is fetched in a leader epoch only after it truncated its divergent
+//!   suffix for that epoch (KIP-101/279: OffsetForLeaderEpoch until the histories agree);
+//! - fetched batches are written exactly as received, and only while the partition still
+//!   follows the same leader epoch (checked under the log lock);
+//! - every fetch carries the follower's log end offset and its last batch's epoch.
+
+use crate::partition::{Partition, Role, blocking};
+use crate::replica_manager::ReplicaManager;
+use kavka_model::{BrokerId, ErrorCode, LeaderEpoch, Offset};
+use kavka_proto::v1::{self, broker_service_client::BrokerServiceClient};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tonic::transport::{Channel, Endpoint};
+
+/// Pause after errors, so a broken partition or leader does not spin.
+const BACKOFF: Duration = Duration::from_millis(100);
+/// Bound on OffsetForLeaderEpoch rounds for one truncation.
+const TRUNCATION_ROUNDS_MAX: usize = 64;
+
+/// Runs a fetcher for every leader this broker follows partitions from, until `shutdown`.
+pub async fn run(replicas: Arc<ReplicaManager>, mut shutdown: watch::Receiver<bool>) {
+    let mut followed = replicas.followed();
+    let mut tasks: HashMap<BrokerId, tokio::task::JoinHandle<()>> = HashMap::new();
+    loop {
+        let leaders: Vec<BrokerId> = followed
+            .borrow_and_update()
+            .by_leader
+            .keys()
+            .copied()
+            .collect();
+        for leader in leaders {
+            if tasks.get(&leader).is_none_or(|t| t.is_finished()) {
+                tasks.insert(
+                    leader,
+                    tokio::spawn(fetch_from(Arc::clone(&replicas), leader, shutdown.clone())),
+                );
+            }
+        }
+        tokio::select! {
+            r = followed.changed() => if r.is_err() { return },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+fn partitions_of(
+    followed: &watch::Receiver<crate::replica_manager::Followed>,
+    leader: BrokerId,
+) -> Vec<Arc<Partition>> {
+    followed
+        .borrow()
+        .by_leader
+        .get(&leader)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The fetcher for one leader; returns once it follows nothing from it.
+async fn fetch_from(
+    replicas: Arc<ReplicaManager>,
+    leader: BrokerId,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut followed = replicas.followed();
+    loop {
+        if *shutdown.borrow() || partitions_of(&followed, leader).is_empty() {
+            return;
+        }
+        let addr = replicas
+            .image()
+            .broker(leader)
+            .and_then(|b| b.endpoint("grpc").map(|e| format!("{}:{}", e.host, e.port)));
+        let client = addr.and_then(|a| {
+            Endpoint::from_shared(format!("http://{a}"))
+                .ok()
+                .map(|e| e.connect_timeout(Duration::from_secs(2)).tcp_nodelay(true))
+        });
+        let Some(endpoint) = client else {
+            tracing::debug!(%leader, "no address for the leader yet");
+            if pause(&mut shutdown, BACKOFF).await {
+                return;
+            }
+            continue;
+        };
+        let client = BrokerServiceClient::new(endpoint.connect_lazy())
+            .max_decoding_message_size(crate::service::MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(crate::service::MESSAGE_BYTES_MAX);
+        match session(&replicas, leader, client, &mut followed, &mut shutdown).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::debug!(%leader, error = %e, "replica fetch session ended");
+                if pause(&mut shutdown, BACKOFF).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Sleeps, or returns true at once if shutdown fired.
+async fn pause(shutdown: &mut watch::Receiver<bool>, d: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => false,
+        _ = shutdown.changed() => true,
+    }
+}
+
+/// One stream to the leader: fetch rounds until the stream breaks (`Err`), or nothing is
+/// followed from this leader any more, or shutdown (`Ok`).
+async fn session(
+    replicas: &Arc<ReplicaManager>,
+    leader: BrokerId,
+    mut client: BrokerServiceClient<Channel>,
+    followed: &mut watch::Receiver<crate::replica_manager::Followed>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), String> {
+    let config = replicas.config().clone();
+    let me = config.node_id;
+    let (tx, rx) = mpsc::channel(1);
+    let mut responses = client
+        .replica_fetch(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .map_err(|s| s.to_string())?
+        .into_inner();
+    loop {
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        let parts = partitions_of(followed, leader);
+        if parts.is_empty() {
+            return Ok(());
+        }
+        let mut ready = Vec::with_capacity(parts.len());
+        for p in parts {
+            if p.needs_truncation() {
+                if let Err(e) = truncate(&mut client, me, &p).await {
+                    tracing::debug!(partition = %p.tp, error = %e, "truncation deferred");
+                    continue;
+                }
+            }
+            let (role, epoch) = p.role();
+            if role == Role::Follower(leader) && !p.needs_truncation() {
+                ready.push((p, epoch));
+            }
+        }
+        if ready.is_empty() {
+            if pause(shutdown, BACKOFF).await {
+                return Ok(());
+            }
+            continue;
+        }
+        let mut request = v1::ReplicaFetchRequest {
+            replica_id: me.0,
+            max_wait_ms: config.replica_fetch_wait_max_ms as i32,
+            max_bytes: (config.replica_fetch_max_bytes * 8).min(i32::MAX as usize) as i32,
+            partitions: Vec::with_capacity(ready.len()),
+        };
+        for (p, epoch) in &ready {
+            let (leo, last_epoch) = p.fetch_position();
+            request.partitions.push(v1::ReplicaFetchPartition {
+                topic: p.tp.topic.to_string(),
+                partition: p.tp.partition.0,
+                fetch_offset: leo.0,
+                last_fetched_epoch: last_epoch,
+                current_leader_epoch: epoch.0,
+                max_bytes: config.replica_fetch_max_bytes as i32,
+            });
+        }
+        tx.send(request)
+            .await
+            .map_err(|_| "stream closed".to_string())?;
+        let wait =
+            Duration::from_millis(config.replica_fetch_wait_max_ms) + Duration::from_secs(10);
+        let resp = tokio::select! {
+            r = tokio::time::timeout(wait, responses.message()) => match r {
+                Err(_) => return Err("leader did not answer in time".into()),
+                Ok(Err(s)) => return Err(s.to_string()),
+                Ok(Ok(None)) => return Err("leader closed the stream".into()),
+                Ok(Ok(Some(resp))) => resp,
+            },
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let mut errors = 0;
+        for (r, (p, epoch)) in resp.partitions.into_iter().zip(&ready) {
+            if let Some(e) = r.error {
+                errors += 1;
+                tracing::debug!(partition = %p.tp, error = %e.message, "replica fetch error");
+                if e.code == ErrorCode::OffsetOutOfRange.code() as i32 {
+                    p.mark_synced(LeaderEpoch(-1));
+                }
+                continue;
+            }
+            let (p, epoch) = (Arc::clone(p), *epoch);
+            let hw = Offset(r.high_watermark);
+            let records = r.records.to_vec();
+            if let Err(e) = blocking(move || p.append_replicated(&records, hw, epoch)).await {
+                errors += 1;
+                tracing::warn!(error = %e, "cannot append replicated batches");
+            }
+        }
+        if errors > 0 && pause(shutdown, BACKOFF).await {
+            return Ok(());
+        }
+    }
+}
+
+/// KIP-279: asks the leader where our latest epoch ends in its log, truncates our log
+/// there, and repeats while our history still has epochs the leader does not.
+async fn truncate(
+    client: &mut BrokerServiceClient<Channel>,
+    me: BrokerId,
+    p: &Arc<Partition>,
+) -> Result<(), String> {
+    let (_, epoch) = p.role();
+    for _ in 0..TRUNCATION_ROUNDS_MAX {
+        let Some(mine) = p.latest_epoch() else {
+            p.mark_synced(epoch);
+            return Ok(());
+        };
+        let resp = client
+            .offset_for_leader_epoch(v1::OffsetForLeaderEpochRequest {
+                replica_id: me.0,
+                partitions: vec![v1::OffsetForLeaderEpochPartition {
+                    topic: p.tp.topic.to_string(),
+                    partition: p.tp.partition.0,
+                    current_leader_epoch: epoch.0,
+                    leader_epoch: mine.0,
+                }],
+            })
+            .await
+            .map_err(|s| s.to_string())?
+            .into_inner();
+        let r = resp
+            .results
+            .into_iter()
+            .next()
+            .ok_or("empty OffsetForLeaderEpoch answer")?;
+        if let Some(e) = r.error {
+            return Err(format!("{}: {}", e.name, e.message));
+        }
+        let tp = p.clone();
+        if r.leader_epoch < 0 {
+            // The leader knows no epoch as old as ours: none of our log is its history.
+            blocking(move || tp.truncate_as_follower(Offset::ZERO, epoch))
+                .await
+                .map_err(|e| e.to_string())?;
+            p.mark_synced(epoch);
+            return Ok(());
+        }
+        let leader_end = Offset(r.end_offset);
+        let done = r.leader_epoch == mine.0;
+        let target = if done {
+            leader_end
+        } else {
+            let my_end = p
+                .epoch_end(LeaderEpoch(r.leader_epoch))
+                .map_or(Offset::ZERO, |e| e.end_offset);
+            leader_end.min(my_end)
+        };
+        blocking(move || tp.truncate_as_follower(target, epoch))
+            .await
+            .map_err(|e| e.to_string())?;
+        if done {
+            p.mark_synced(epoch);
+            return Ok(());
+        }
+    }
+    Err("epoch histories did not converge".into())
+}

@@ -1,0 +1,338 @@
+//! Replication, leader side: replica fetches (with long-poll), OffsetForLeaderEpoch, ISR
+//! maintenance (AlterPartition proposals to the controller) and the high watermark
+//! checkpoint. The follower side is `crate::fetcher`.
+//!
+//! Invariants: an ISR change takes effect only once the controller committed it (the
+//! partition applies it from the next image); one proposal per partition is in flight;
+//! the checkpoint is written whole to a temporary file, fsynced and renamed.
+
+use super::{ReplicaManager, Slot, write_synced};
+use crate::controllers::Controllers;
+use crate::partition::{Partition, blocking};
+use kavka_model::{
+    BrokerId, ErrorCode, KafkaError, LeaderEpoch, Offset, PartitionId, TopicName, TopicPartition,
+};
+use kavka_proto::v1;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Kafka's file name and format: version, count, then `topic partition hw` lines.
+const HW_CHECKPOINT_FILE: &str = "replication-offset-checkpoint";
+
+/// Partitions this broker follows, grouped by their leader.
+#[derive(Clone, Debug, Default)]
+pub struct Followed {
+    pub(crate) by_leader: BTreeMap<BrokerId, Vec<Arc<Partition>>>,
+}
+
+impl Followed {
+    pub(crate) fn add(&mut self, leader: BrokerId, p: Arc<Partition>) {
+        self.by_leader.entry(leader).or_default().push(p);
+    }
+}
+
+/// Reads the high watermark checkpoint; a missing or unreadable file yields none (the
+/// high watermarks then start at each log's start and catch up from the leaders).
+pub(crate) fn read_hw_checkpoint(dir: &Path) -> HashMap<TopicPartition, Offset> {
+    let path = dir.join(HW_CHECKPOINT_FILE);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return HashMap::new();
+    };
+    let mut out = HashMap::new();
+    for line in text.lines().skip(2).filter(|l| !l.is_empty()) {
+        let mut parts = line.split(' ');
+        let parsed = (|| {
+            let topic = TopicName::new(parts.next()?).ok()?;
+            let partition: i32 = parts.next()?.parse().ok()?;
+            let hw: i64 = parts.next()?.parse().ok()?;
+            Some((
+                TopicPartition::new(topic, PartitionId(partition)),
+                Offset(hw),
+            ))
+        })();
+        match parsed {
+            Some((tp, hw)) => {
+                out.insert(tp, hw);
+            }
+            None => {
+                tracing::warn!(file = %path.display(), line, "ignoring a malformed checkpoint line")
+            }
+        }
+    }
+    out
+}
+
+fn kafka(code: ErrorCode, message: String) -> KafkaError {
+    KafkaError::new(code, message)
+}
+
+impl ReplicaManager {
+    /// Any hosted partition (leader or follower).
+    fn hosted(&self, topic: &str, partition: i32) -> Result<Arc<Partition>, KafkaError> {
+        let name = TopicName::new(topic).map_err(|_| super::unknown_topic(topic))?;
+        match self
+            .read_state()
+            .partitions
+            .get(&TopicPartition::new(name, PartitionId(partition)))
+        {
+            Some(Slot::Online(p)) => Ok(Arc::clone(p)),
+            Some(Slot::Offline { error, .. }) => Err(error.clone()),
+            None => Err(kafka(
+                ErrorCode::NotLeaderOrFollower,
+                format!(
+                    "broker {} does not host {topic}-{partition}",
+                    self.config.node_id
+                ),
+            )),
+        }
+    }
+
+    /// Serves one replica fetch: records each follower's progress, then reads; if
+    /// nothing is new for any partition, waits for appends up to `max_wait_ms`.
+    #[tracing::instrument(skip_all, fields(replica = req.replica_id, partitions = req.partitions.len()))]
+    pub async fn replica_fetch(&self, req: v1::ReplicaFetchRequest) -> v1::ReplicaFetchResponse {
+        let wait = Duration::from_millis(req.max_wait_ms.clamp(0, 30_000) as u64);
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut appends = self.appends.subscribe();
+        loop {
+            appends.mark_unchanged();
+            let resp = self.replica_fetch_once(&req).await;
+            let has_data = resp
+                .partitions
+                .iter()
+                .any(|p| !p.records.is_empty() || p.error.is_some());
+            if has_data || tokio::time::Instant::now() >= deadline {
+                return resp;
+            }
+            if tokio::time::timeout_at(deadline, appends.changed())
+                .await
+                .is_err()
+            {
+                return self.replica_fetch_once(&req).await;
+            }
+        }
+    }
+
+    async fn replica_fetch_once(&self, req: &v1::ReplicaFetchRequest) -> v1::ReplicaFetchResponse {
+        let replica = BrokerId(req.replica_id);
+        let mut budget = (req.max_bytes.max(1)) as usize;
+        let mut out = Vec::with_capacity(req.partitions.len());
+        for p in &req.partitions {
+            let mut r = v1::ReplicaFetchPartitionResult {
+                topic: p.topic.clone(),
+                partition: p.partition,
+                error: None,
+                high_watermark: -1,
+                log_start_offset: -1,
+                log_end_offset: -1,
+                records: Default::default(),
+            };
+            let max = (p.max_bytes.max(1) as usize).min(budget.max(1));
+            let read = match self.hosted(&p.topic, p.partition) {
+                Err(e) => Err(e),
+                Ok(part) => {
+                    let (offset, epoch) =
+                        (Offset(p.fetch_offset), LeaderEpoch(p.current_leader_epoch));
+                    blocking(move || part.replica_read(replica, offset, epoch, max)).await
+                }
+            };
+            match read {
+                Ok(read) => {
+                    r.high_watermark = read.high_watermark.0;
+                    r.log_start_offset = read.data.log_start_offset.0;
+                    r.log_end_offset = read.data.log_end_offset.0;
+                    budget = budget.saturating_sub(read.data.records.len());
+                    r.records = read.data.records.into();
+                }
+                Err(e) => r.error = Some(e.into()),
+            }
+            out.push(r);
+        }
+        v1::ReplicaFetchResponse { partitions: out }
+    }
+
+    /// Kafka's OffsetForLeaderEpoch: answered by the partition's leader.
+    pub async fn offset_for_leader_epoch(
+        &self,
+        req: v1::OffsetForLeaderEpochRequest,
+    ) -> v1::OffsetForLeaderEpochResponse {
+        let mut results = Vec::with_capacity(req.partitions.len());
+        for p in req.partitions {
+            let mut r = v1::EpochEndOffset {
+                topic: p.topic.clone(),
+                partition: p.partition,
+                error: None,
+                leader_epoch: -1,
+                end_offset: -1,
+            };
+            let answer = self.hosted(&p.topic, p.partition).and_then(|part| {
+                let (role, epoch) = part.role();
+                if role != crate::partition::Role::Leader {
+                    return Err(kafka(
+                        ErrorCode::NotLeaderOrFollower,
+                        format!("broker {} does not lead {}", self.config.node_id, part.tp),
+                    ));
+                }
+                if p.current_leader_epoch >= 0 && p.current_leader_epoch < epoch.0 {
+                    return Err(kafka(
+                        ErrorCode::FencedLeaderEpoch,
+                        format!(
+                            "{}: epoch {} is older than the leader's {epoch}",
+                            part.tp, p.current_leader_epoch
+                        ),
+                    ));
+                }
+                if p.current_leader_epoch > epoch.0 {
+                    return Err(kafka(
+                        ErrorCode::UnknownLeaderEpoch,
+                        format!(
+                            "{}: epoch {} is newer than the leader's {epoch}",
+                            part.tp, p.current_leader_epoch
+                        ),
+                    ));
+                }
+                Ok(part.epoch_end(LeaderEpoch(p.leader_epoch)))
+            });
+            match answer {
+                Ok(Some(end)) => {
+                    r.leader_epoch = end.epoch.0;
+                    r.end_offset = end.end_offset.0;
+                }
+                Ok(None) => {}
+                Err(e) => r.error = Some(e.into()),
+            }
+            results.push(r);
+        }
+        v1::OffsetForLeaderEpochResponse { results }
+    }
+
+    /// The partitions this broker follows, by leader (the fetchers watch it).
+    pub fn followed(&self) -> watch::Receiver<Followed> {
+        self.followed.subscribe()
+    }
+
+    fn online(&self) -> Vec<Arc<Partition>> {
+        self.read_state()
+            .partitions
+            .values()
+            .filter_map(|s| match s {
+                Slot::Online(p) => Some(Arc::clone(p)),
+                Slot::Offline { .. } => None,
+            })
+            .collect()
+    }
+
+    /// As leader of each partition: proposes ISR shrinks and expansions to the active
+    /// controller, until `shutdown`.
+    pub async fn run_isr_maintenance(
+        self: Arc<Self>,
+        controllers: Arc<Controllers>,
+        incarnation_id: uuid::Uuid,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let lag_max = Duration::from_millis(self.config.replica_lag_time_max_ms);
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let image = self.image();
+            let eligible = |b: BrokerId| image.broker(b).is_some_and(|r| !r.fenced);
+            for part in self.online() {
+                let Some((isr, leader_epoch, partition_epoch)) =
+                    part.isr_proposal(lag_max, &eligible)
+                else {
+                    continue;
+                };
+                tracing::info!(partition = %part.tp, ?isr, "proposing ISR change");
+                let req = v1::AlterPartitionRequest {
+                    broker_id: self.config.node_id.0,
+                    incarnation_id: incarnation_id.to_string(),
+                    topic_id: part.topic_id.to_string(),
+                    partition: part.tp.partition.0,
+                    leader_epoch: leader_epoch.0,
+                    partition_epoch,
+                    new_isr: isr.iter().map(|b| b.0).collect(),
+                };
+                let controllers = Arc::clone(&controllers);
+                tokio::spawn(async move {
+                    let r = controllers
+                        .call(|mut c| {
+                            let req = req.clone();
+                            async move { c.alter_partition(req).await.map(|r| r.into_inner()) }
+                        })
+                        .await;
+                    match r {
+                        Ok(v1::AlterPartitionResponse { error: None, .. }) => {}
+                        Ok(v1::AlterPartitionResponse { error: Some(e), .. }) => {
+                            tracing::info!(partition = %part.tp, error = %e.message, "ISR change refused");
+                            part.clear_pending_isr();
+                        }
+                        Err(e) => {
+                            tracing::warn!(partition = %part.tp, error = %e, "ISR change not sent");
+                            part.clear_pending_isr();
+                        }
+                    }
+                });
+            }
+        }
+    }
+
+    /// Writes the high watermark checkpoint every interval, and once more at shutdown.
+    pub async fn run_hw_checkpoints(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let every = Duration::from_millis(self.config.hw_checkpoint_interval_ms.max(100));
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last = String::new();
+        loop {
+            let stop = tokio::select! {
+                _ = tick.tick() => false,
+                _ = shutdown.changed() => true,
+            };
+            let mut lines: Vec<String> = self
+                .online()
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{} {} {}",
+                        p.tp.topic,
+                        p.tp.partition.0,
+                        p.high_watermark().0
+                    )
+                })
+                .collect();
+            lines.sort();
+            let text = format!("0\n{}\n{}\n", lines.len(), lines.join("\n"));
+            if text != last {
+                let path = self.config.data_dir.join(HW_CHECKPOINT_FILE);
+                let bytes = text.clone().into_bytes();
+                let r = tokio::task::spawn_blocking(move || write_synced(&path, &bytes)).await;
+                match r {
+                    Ok(Ok(())) => last = text,
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "cannot write the high watermark checkpoint")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "checkpoint task failed"),
+                }
+            }
+            if stop {
+                return;
+            }
+        }
+    }
+
+    /// Partitions this broker leads, per the applied image.
+    pub fn leaderships(&self) -> usize {
+        let me = self.config.node_id;
+        self.image()
+            .topics()
+            .flat_map(|t| t.partitions.values())
+            .filter(|p| p.leader == me)
+            .count()
+    }
+}

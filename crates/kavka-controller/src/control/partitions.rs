@@ -1,0 +1,698 @@
+//! Partition leadership and ISR decisions: elections when brokers go away or come back,
+//! AlterPartition (ISR changes proposed by leaders), controlled shutdown and preferred
+//! leader elections.
+//!
+//! Rules (Kafka's, DESIGN §5.1):
+//! - a new leader comes from the live ISR, first in replica order; failing that from the
+//!   live eligible leader replicas (KIP-966); failing that the partition goes offline
+//!   (leader -1), unless the topic sets `unclean.leader.election.enable`, when any live
+//!   replica leads with ISR = [itself];
+//! - the ISR never becomes empty: its last member stays in it when it goes down, so the
+//!   partition comes back with it;
+//! - while the ISR is smaller than `min.insync.replicas` the high watermark does not
+//!   advance, so replicas leaving the ISR then still hold every committed record: they
+//!   join the ELR; the ELR is emptied once the ISR is back at the minimum;
+//! - a change is one `PartitionChange` record; replay bumps the epochs.
+
+use super::Decision;
+use kavka_metadata::{
+    ConfigResource, MetadataImage, MetadataRecord, NO_LEADER, PartitionChangeRecord,
+    PartitionRegistration, TopicId, TopicImage,
+};
+use kavka_model::{BrokerId, ErrorCode, KafkaError, LeaderEpoch, PartitionId, TopicConfig};
+use std::collections::BTreeSet;
+
+/// Leadership and ISR after a change in which brokers are live.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Target {
+    leader: BrokerId,
+    isr: Vec<BrokerId>,
+    elr: Vec<BrokerId>,
+}
+
+fn topic_config(image: &MetadataImage, t: &TopicImage) -> TopicConfig {
+    TopicConfig::from_overrides(&image.configs(&ConfigResource::Topic(t.name.clone())))
+        .unwrap_or_default()
+}
+
+/// The ELR that goes with `isr`: previous ISR members (and ELR members) that left while
+/// the ISR is below the minimum.
+fn eligible(reg: &PartitionRegistration, isr: &[BrokerId], min_isr: usize) -> Vec<BrokerId> {
+    if isr.len() >= min_isr {
+        return vec![];
+    }
+    reg.eligible_leader_replicas
+        .iter()
+        .chain(&reg.isr)
+        .filter(|b| !isr.contains(b))
+        .fold(Vec::new(), |mut out, &b| {
+            if !out.contains(&b) {
+                out.push(b);
+            }
+            out
+        })
+}
+
+/// Re-decides leader and ISR given which brokers are live.
+fn reelect(
+    reg: &PartitionRegistration,
+    live: &dyn Fn(BrokerId) -> bool,
+    config: &TopicConfig,
+) -> Target {
+    let min_isr = config.min_insync_replicas.max(1) as usize;
+    let mut isr: Vec<BrokerId> = reg.isr.iter().copied().filter(|&b| live(b)).collect();
+    if isr.is_empty() && !reg.isr.is_empty() {
+        // Last replica standing: it stays in the ISR so the partition returns with it.
+        let keep = if reg.isr.contains(&reg.leader) {
+            reg.leader
+        } else {
+            reg.isr[0]
+        };
+        isr = vec![keep];
+    }
+    let in_replica_order = |set: &[BrokerId]| {
+        reg.replicas
+            .iter()
+            .copied()
+            .find(|b| set.contains(b) && live(*b))
+    };
+    let leader = if live(reg.leader) && isr.contains(&reg.leader) {
+        reg.leader
+    } else if let Some(b) = in_replica_order(&isr) {
+        b
+    } else if let Some(b) = in_replica_order(&reg.eligible_leader_replicas) {
+        isr = vec![b];
+        b
+    } else if config.unclean_leader_election_enable
+        && let Some(b) = in_replica_order(&reg.replicas)
+    {
+        tracing::warn!(leader = %b, "unclean leader election: committed records may be lost");
+        return Target {
+            leader: b,
+            isr: vec![b],
+            elr: vec![],
+        };
+    } else {
+        NO_LEADER
+    };
+    let elr = eligible(reg, &isr, min_isr);
+    Target { leader, isr, elr }
+}
+
+fn change(
+    topic_id: TopicId,
+    p: PartitionId,
+    reg: &PartitionRegistration,
+    t: Target,
+) -> Option<MetadataRecord> {
+    if t.leader == reg.leader && t.isr == reg.isr && t.elr == reg.eligible_leader_replicas {
+        return None;
+    }
+    let mut c = PartitionChangeRecord::new(topic_id, p);
+    c.leader = (t.leader != reg.leader).then_some(t.leader);
+    c.isr = (t.isr != reg.isr).then_some(t.isr);
+    c.eligible_leader_replicas = (t.elr != reg.eligible_leader_replicas).then_some(t.elr);
+    Some(MetadataRecord::PartitionChange(c))
+}
+
+fn unfenced(image: &MetadataImage, b: BrokerId) -> bool {
+    image.broker(b).is_some_and(|r| !r.fenced)
+}
+
+/// Brokers that went away (fenced, or re-registered by a new process): every partition
+/// they led gets a new leader and they leave every ISR, in one batch of records.
+pub fn brokers_gone(image: &MetadataImage, gone: &BTreeSet<BrokerId>) -> Vec<MetadataRecord> {
+    let live = |b: BrokerId| !gone.contains(&b) && unfenced(image, b);
+    let mut out = Vec::new();
+    for t in image.topics() {
+        let config = topic_config(image, t);
+        for (&p, reg) in &t.partitions {
+            if !reg
+                .isr
+                .iter()
+                .chain([&reg.leader])
+                .any(|b| gone.contains(b))
+            {
+                continue;
+            }
+            out.extend(change(t.id, p, reg, reelect(reg, &live, &config)));
+        }
+    }
+    out
+}
+
+/// A broker came back (is being unfenced): offline partitions it can lead get a leader.
+pub fn broker_returns(image: &MetadataImage, back: BrokerId) -> Vec<MetadataRecord> {
+    let live = |b: BrokerId| b == back || unfenced(image, b);
+    let mut out = Vec::new();
+    for t in image.topics() {
+        let config = topic_config(image, t);
+        for (&p, reg) in &t.partitions {
+            if reg.has_leader() || !reg.replicas.contains(&back) {
+                continue;
+            }
+            out.extend(change(t.id, p, reg, reelect(reg, &live, &config)));
+        }
+    }
+    out
+}
+
+/// Offline partitions that can get a leader now (a config such as
+/// `unclean.leader.election.enable` changed, or an election was deferred).
+pub fn elect_offline(image: &MetadataImage) -> Vec<MetadataRecord> {
+    let live = |b: BrokerId| unfenced(image, b);
+    let mut out = Vec::new();
+    for t in image.topics() {
+        let config = topic_config(image, t);
+        for (&p, reg) in t.partitions.iter().filter(|(_, r)| !r.has_leader()) {
+            let target = reelect(reg, &live, &config);
+            if target.leader != NO_LEADER {
+                out.extend(change(t.id, p, reg, target));
+            }
+        }
+    }
+    out
+}
+
+/// Controlled shutdown: leadership moves off `broker` and it leaves the ISRs, wherever
+/// another live ISR member can take over (no partition goes offline for it). Replies
+/// with how many partitions it still leads afterwards.
+pub fn controlled_shutdown(
+    image: &MetadataImage,
+    broker: BrokerId,
+    shutting_down: &BTreeSet<BrokerId>,
+) -> Decision<usize> {
+    let live = |b: BrokerId| b != broker && !shutting_down.contains(&b) && unfenced(image, b);
+    let mut records = Vec::new();
+    let mut still_leading = 0;
+    for t in image.topics() {
+        let config = topic_config(image, t);
+        for (&p, reg) in &t.partitions {
+            if !reg.isr.contains(&broker) && reg.leader != broker {
+                continue;
+            }
+            let target = reelect(reg, &live, &config);
+            if target.leader == NO_LEADER || target.isr.contains(&broker) {
+                if reg.leader == broker {
+                    still_leading += 1;
+                }
+                continue;
+            }
+            records.extend(change(t.id, p, reg, target));
+        }
+    }
+    Decision {
+        records,
+        reply: still_leading,
+    }
+}
+
+/// Moves leadership back to each partition's preferred (first) replica where it is live
+/// and in the ISR. `only`: these partitions (with a result each); `None`: every
+/// partition, with results only for those that moved.
+pub fn elect_preferred(
+    image: &MetadataImage,
+    only: Option<&[(String, PartitionId)]>,
+    shutting_down: &BTreeSet<BrokerId>,
+) -> Decision<Vec<(String, PartitionId, Result<(), KafkaError>)>> {
+    let mut records = Vec::new();
+    let mut reply = Vec::new();
+    let mut decide = |t: &TopicImage, p: PartitionId, reg: &PartitionRegistration| {
+        let Some(&preferred) = reg.replicas.first() else {
+            return None;
+        };
+        if reg.leader == preferred {
+            return Some(Err(KafkaError::new(
+                ErrorCode::ElectionNotNeeded,
+                format!(
+                    "{}-{p} is already led by its preferred replica {preferred}",
+                    t.name
+                ),
+            )));
+        }
+        if !reg.isr.contains(&preferred)
+            || !unfenced(image, preferred)
+            || shutting_down.contains(&preferred)
+        {
+            return Some(Err(KafkaError::new(
+                ErrorCode::PreferredLeaderNotAvailable,
+                format!(
+                    "preferred replica {preferred} of {}-{p} is not live and in the ISR {:?}",
+                    t.name, reg.isr
+                ),
+            )));
+        }
+        let mut c = PartitionChangeRecord::new(t.id, p);
+        c.leader = Some(preferred);
+        records.push(MetadataRecord::PartitionChange(c));
+        Some(Ok(()))
+    };
+    match only {
+        Some(list) => {
+            for (topic, p) in list {
+                let found = kavka_model::TopicName::new(topic.clone())
+                    .ok()
+                    .and_then(|n| image.topic_by_name(&n))
+                    .and_then(|t| t.partitions.get(p).map(|reg| (t, reg)));
+                let r = match found {
+                    Some((t, reg)) => decide(t, *p, reg).unwrap_or(Ok(())),
+                    None => Err(KafkaError::new(
+                        ErrorCode::UnknownTopicOrPartition,
+                        format!("{topic}-{p} does not exist"),
+                    )),
+                };
+                reply.push((topic.clone(), *p, r));
+            }
+        }
+        None => {
+            for t in image.topics() {
+                for (&p, reg) in &t.partitions {
+                    if let Some(Ok(())) = decide(t, p, reg) {
+                        reply.push((t.name.to_string(), p, Ok(())));
+                    }
+                }
+            }
+        }
+    }
+    Decision { records, reply }
+}
+
+/// An ISR change proposed by a partition's leader (Kafka's AlterPartition).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlterPartition {
+    pub broker: BrokerId,
+    pub topic_id: TopicId,
+    pub partition: PartitionId,
+    pub leader_epoch: LeaderEpoch,
+    pub partition_epoch: i32,
+    pub new_isr: Vec<BrokerId>,
+}
+
+/// Checks an AlterPartition against the current registration (compare-and-set on the
+/// partition epoch) and returns the change; the reply is the ISR that will be committed.
+pub fn alter_partition(
+    image: &MetadataImage,
+    req: &AlterPartition,
+    shutting_down: &BTreeSet<BrokerId>,
+) -> Decision<Result<Vec<BrokerId>, KafkaError>> {
+    let refuse = |code, message: String| Decision {
+        records: vec![],
+        reply: Err(KafkaError::new(code, message)),
+    };
+    let Some(t) = image.topic(req.topic_id) else {
+        return refuse(
+            ErrorCode::UnknownTopicId,
+            format!("topic id {} does not exist", req.topic_id),
+        );
+    };
+    let Some(reg) = t.partitions.get(&req.partition) else {
+        return refuse(
+            ErrorCode::UnknownTopicOrPartition,
+            format!("{}-{} does not exist", t.name, req.partition),
+        );
+    };
+    let tp = format!("{}-{}", t.name, req.partition);
+    if reg.leader != req.broker {
+        return refuse(
+            ErrorCode::NotLeaderOrFollower,
+            format!(
+                "broker {} does not lead {tp} (broker {} does)",
+                req.broker, reg.leader
+            ),
+        );
+    }
+    if req.leader_epoch != reg.leader_epoch {
+        return refuse(
+            ErrorCode::FencedLeaderEpoch,
+            format!(
+                "{tp}: leader epoch {} is not the current {}",
+                req.leader_epoch, reg.leader_epoch
+            ),
+        );
+    }
+    if req.partition_epoch != reg.partition_epoch {
+        return refuse(
+            ErrorCode::InvalidUpdateVersion,
+            format!(
+                "{tp}: partition epoch {} is not the current {}",
+                req.partition_epoch, reg.partition_epoch
+            ),
+        );
+    }
+    let distinct: BTreeSet<BrokerId> = req.new_isr.iter().copied().collect();
+    if !req.new_isr.contains(&req.broker)
+        || distinct.len() != req.new_isr.len()
+        || req.new_isr.iter().any(|b| !reg.replicas.contains(b))
+    {
+        return refuse(
+            ErrorCode::InvalidRequest,
+            format!(
+                "{tp}: ISR {:?} must be distinct replicas of {:?} including the leader",
+                req.new_isr, reg.replicas
+            ),
+        );
+    }
+    if let Some(b) = req
+        .new_isr
+        .iter()
+        .find(|b| !reg.isr.contains(b) && (!unfenced(image, **b) || shutting_down.contains(b)))
+    {
+        return refuse(
+            ErrorCode::IneligibleReplica,
+            format!("{tp}: broker {b} is fenced or shutting down and cannot join the ISR"),
+        );
+    }
+    // Keep replica order, so elections pick the preferred live member first.
+    let isr: Vec<BrokerId> = reg
+        .replicas
+        .iter()
+        .copied()
+        .filter(|b| req.new_isr.contains(b))
+        .collect();
+    let min_isr = topic_config(image, t).min_insync_replicas.max(1) as usize;
+    let target = Target {
+        leader: reg.leader,
+        elr: eligible(reg, &isr, min_isr),
+        isr: isr.clone(),
+    };
+    Decision {
+        records: change(t.id, req.partition, reg, target)
+            .into_iter()
+            .collect(),
+        reply: Ok(isr),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kavka_metadata::{PartitionRecord, RegisterBrokerRecord, TopicRecord};
+    use kavka_model::TopicName;
+
+    fn b(id: i32) -> BrokerId {
+        BrokerId(id)
+    }
+
+    fn bs(ids: &[i32]) -> Vec<BrokerId> {
+        ids.iter().map(|&i| b(i)).collect()
+    }
+
+    const TOPIC: TopicId = TopicId(uuid::Uuid::from_u128(7));
+
+    /// Brokers 1..=n (fenced as listed) and topic "t" with one partition.
+    fn image(
+        brokers: i32,
+        fenced: &[i32],
+        replicas: &[i32],
+        isr: &[i32],
+        leader: i32,
+        configs: &[(&str, &str)],
+    ) -> MetadataImage {
+        let mut records: Vec<MetadataRecord> = (1..=brokers)
+            .map(|id| {
+                MetadataRecord::RegisterBroker(RegisterBrokerRecord {
+                    broker_id: b(id),
+                    incarnation_id: uuid::Uuid::from_u128(id as u128),
+                    endpoints: vec![],
+                    rack: None,
+                    fenced: fenced.contains(&id),
+                })
+            })
+            .collect();
+        records.push(MetadataRecord::Topic(TopicRecord {
+            name: TopicName::new("t").unwrap(),
+            topic_id: TOPIC,
+        }));
+        records.push(MetadataRecord::Partition(PartitionRecord {
+            topic_id: TOPIC,
+            partition: PartitionId(0),
+            replicas: bs(replicas),
+            isr: bs(isr),
+            leader: b(leader),
+            leader_epoch: LeaderEpoch(0),
+            partition_epoch: 0,
+        }));
+        for (k, v) in configs {
+            records.push(MetadataRecord::Config {
+                resource: ConfigResource::Topic(TopicName::new("t").unwrap()),
+                name: k.to_string(),
+                value: Some(v.to_string()),
+            });
+        }
+        let (img, _, refused) = MetadataImage::empty().replay(1, &records);
+        assert!(refused.is_empty(), "{refused:?}");
+        img
+    }
+
+    fn apply(img: &MetadataImage, records: &[MetadataRecord]) -> PartitionRegistration {
+        let (next, _, refused) = img.replay(img.offset + 1, records);
+        assert!(refused.is_empty(), "{refused:?}");
+        next.partition(TOPIC, PartitionId(0)).unwrap().clone()
+    }
+
+    fn gone(ids: &[i32]) -> BTreeSet<BrokerId> {
+        ids.iter().map(|&i| b(i)).collect()
+    }
+
+    #[test]
+    fn elections_when_brokers_go() {
+        // (case, replicas, isr, leader, gone, configs) -> (leader, isr, elr)
+        type Case<'a> = (
+            &'a str,
+            &'a [i32],
+            &'a [i32],
+            i32,
+            &'a [i32],
+            &'a [(&'a str, &'a str)],
+            i32,
+            &'a [i32],
+            &'a [i32],
+        );
+        let cases: &[Case] = &[
+            (
+                "leader dies: first live ISR member in replica order",
+                &[1, 2, 3],
+                &[3, 1, 2],
+                1,
+                &[1],
+                &[],
+                2,
+                &[3, 2],
+                &[],
+            ),
+            (
+                "follower dies: leader stays, ISR shrinks",
+                &[1, 2, 3],
+                &[1, 2, 3],
+                1,
+                &[3],
+                &[],
+                1,
+                &[1, 2],
+                &[],
+            ),
+            (
+                "out-of-ISR replica is never elected",
+                &[1, 2, 3],
+                &[1, 2],
+                1,
+                &[1],
+                &[],
+                2,
+                &[2],
+                &[],
+            ),
+            (
+                "last replica standing stays in the ISR, offline",
+                &[1, 2, 3],
+                &[1],
+                1,
+                &[1],
+                &[],
+                -1,
+                &[1],
+                &[],
+            ),
+            (
+                "unclean election picks a live replica",
+                &[1, 2, 3],
+                &[1],
+                1,
+                &[1],
+                &[("unclean.leader.election.enable", "true")],
+                2,
+                &[2],
+                &[],
+            ),
+            (
+                "below min ISR the leaver joins the ELR",
+                &[1, 2, 3],
+                &[1, 2],
+                1,
+                &[2],
+                &[("min.insync.replicas", "2")],
+                1,
+                &[1],
+                &[2],
+            ),
+        ];
+        for &(name, replicas, isr, leader, dead, configs, want_leader, want_isr, want_elr) in cases
+        {
+            let img = image(3, &[], replicas, isr, leader, configs);
+            let reg = apply(&img, &brokers_gone(&img, &gone(dead)));
+            assert_eq!(reg.leader, b(want_leader), "{name}");
+            assert_eq!(reg.isr, bs(want_isr), "{name}");
+            assert_eq!(reg.eligible_leader_replicas, bs(want_elr), "{name}");
+            if want_leader != leader {
+                assert_eq!(reg.leader_epoch, LeaderEpoch(1), "{name}: epoch bumps");
+            }
+        }
+    }
+
+    #[test]
+    fn untouched_partitions_get_no_records() {
+        let img = image(3, &[], &[1, 2, 3], &[1, 2], 1, &[]);
+        assert!(brokers_gone(&img, &gone(&[3])).is_empty());
+    }
+
+    #[test]
+    fn eligible_replica_leads_when_the_isr_is_gone() {
+        // min ISR 2: ISR [1,2] → 2 dies (ELR [2]) → 1 dies (offline) → 2 returns.
+        let cfg = [("min.insync.replicas", "2")];
+        let img = image(3, &[3], &[1, 2, 3], &[1, 2], 1, &cfg);
+        let (img, ..) = img.replay(10, &brokers_gone(&img, &gone(&[2])));
+        let (img, ..) = img.replay(
+            11,
+            &[MetadataRecord::FenceBroker {
+                broker_id: b(2),
+                incarnation_id: uuid::Uuid::from_u128(2),
+            }],
+        );
+        let (img, ..) = img.replay(12, &brokers_gone(&img, &gone(&[1])));
+        let reg = img.partition(TOPIC, PartitionId(0)).unwrap();
+        assert_eq!((reg.leader, reg.isr.clone()), (NO_LEADER, bs(&[1])));
+        assert_eq!(reg.eligible_leader_replicas, bs(&[2]));
+        let (img, ..) = img.replay(
+            13,
+            &[MetadataRecord::FenceBroker {
+                broker_id: b(1),
+                incarnation_id: uuid::Uuid::from_u128(1),
+            }],
+        );
+        // Broker 3 (never in the ISR) returning changes nothing; broker 2 leads.
+        assert!(broker_returns(&img, b(3)).is_empty());
+        let reg = apply(&img, &broker_returns(&img, b(2)));
+        assert_eq!((reg.leader, reg.isr.clone()), (b(2), bs(&[2])));
+        assert_eq!(
+            reg.eligible_leader_replicas,
+            bs(&[1]),
+            "1 held every committed record too"
+        );
+    }
+
+    #[test]
+    fn offline_partition_returns_with_its_last_isr_member() {
+        let img = image(3, &[1], &[1, 2, 3], &[1], -1, &[]);
+        assert!(broker_returns(&img, b(2)).is_empty(), "2 may lack records");
+        let reg = apply(&img, &broker_returns(&img, b(1)));
+        assert_eq!((reg.leader, reg.isr.clone()), (b(1), bs(&[1])));
+    }
+
+    #[test]
+    fn enabling_unclean_election_elects_offline_partitions() {
+        let img = image(3, &[1], &[1, 2, 3], &[1], -1, &[]);
+        assert!(elect_offline(&img).is_empty());
+        let unclean = image(
+            3,
+            &[1],
+            &[1, 2, 3],
+            &[1],
+            -1,
+            &[("unclean.leader.election.enable", "true")],
+        );
+        let reg = apply(&unclean, &elect_offline(&unclean));
+        assert_eq!((reg.leader, reg.isr.clone()), (b(2), bs(&[2])));
+    }
+
+    #[test]
+    fn controlled_shutdown_moves_leadership_but_never_offlines() {
+        let img = image(3, &[], &[1, 2, 3], &[1, 2, 3], 1, &[]);
+        let d = controlled_shutdown(&img, b(1), &BTreeSet::new());
+        assert_eq!(d.reply, 0);
+        let reg = apply(&img, &d.records);
+        assert_eq!((reg.leader, reg.isr.clone()), (b(2), bs(&[2, 3])));
+
+        let alone = image(3, &[], &[1, 2, 3], &[1], 1, &[]);
+        let d = controlled_shutdown(&alone, b(1), &BTreeSet::new());
+        assert_eq!((d.records.len(), d.reply), (0, 1));
+    }
+
+    #[test]
+    fn preferred_election() {
+        let img = image(3, &[], &[1, 2, 3], &[1, 2, 3], 2, &[]);
+        let d = elect_preferred(&img, None, &BTreeSet::new());
+        assert_eq!(apply(&img, &d.records).leader, b(1));
+        assert_eq!(d.reply.len(), 1);
+        let d = elect_preferred(&img, None, &gone(&[1]));
+        assert!(
+            d.records.is_empty(),
+            "a broker shutting down is not elected"
+        );
+
+        let not_in_isr = image(3, &[], &[1, 2, 3], &[2, 3], 2, &[]);
+        let d = elect_preferred(
+            &not_in_isr,
+            Some(&[("t".into(), PartitionId(0))]),
+            &BTreeSet::new(),
+        );
+        let code = d.reply[0].2.as_ref().unwrap_err().code;
+        assert_eq!(code, ErrorCode::PreferredLeaderNotAvailable);
+        let d = elect_preferred(
+            &img,
+            Some(&[("nope".into(), PartitionId(0))]),
+            &BTreeSet::new(),
+        );
+        assert_eq!(
+            d.reply[0].2.as_ref().unwrap_err().code,
+            ErrorCode::UnknownTopicOrPartition
+        );
+    }
+
+    #[test]
+    fn alter_partition_is_compare_and_set() {
+        let img = image(3, &[3], &[1, 2, 3], &[1, 2, 3], 1, &[]);
+        let req = |broker, leader_epoch, partition_epoch, isr: &[i32]| AlterPartition {
+            broker: b(broker),
+            topic_id: TOPIC,
+            partition: PartitionId(0),
+            leader_epoch: LeaderEpoch(leader_epoch),
+            partition_epoch,
+            new_isr: bs(isr),
+        };
+        let none = BTreeSet::new();
+        let d = alter_partition(&img, &req(1, 0, 0, &[2, 1]), &none);
+        assert_eq!(d.reply, Ok(bs(&[1, 2])), "kept in replica order");
+        let reg = apply(&img, &d.records);
+        assert_eq!(
+            (reg.isr.clone(), reg.partition_epoch, reg.leader_epoch),
+            (bs(&[1, 2]), 1, LeaderEpoch(0))
+        );
+
+        for (r, code) in [
+            (req(2, 0, 0, &[1, 2]), ErrorCode::NotLeaderOrFollower),
+            (req(1, 1, 0, &[1, 2]), ErrorCode::FencedLeaderEpoch),
+            (req(1, 0, 5, &[1, 2]), ErrorCode::InvalidUpdateVersion),
+            (req(1, 0, 0, &[2]), ErrorCode::InvalidRequest),
+            (req(1, 0, 0, &[1, 4]), ErrorCode::InvalidRequest),
+            (req(1, 0, 0, &[1, 1]), ErrorCode::InvalidRequest),
+        ] {
+            let d = alter_partition(&img, &r, &none);
+            assert_eq!(d.reply.unwrap_err().code, code, "{r:?}");
+            assert!(d.records.is_empty());
+        }
+        // Adding a fenced broker back is refused.
+        let shrunk = image(3, &[3], &[1, 2, 3], &[1, 2], 1, &[]);
+        let d = alter_partition(&shrunk, &req(1, 0, 0, &[1, 2, 3]), &none);
+        assert_eq!(d.reply.unwrap_err().code, ErrorCode::IneligibleReplica);
+    }
+}

@@ -1,0 +1,400 @@
+//! Partition replication and failover on three real `kavka` processes, checked by the
+//! history checker (`kavka_harness::checker`): leader kills, freezes, a full restart, a
+//! follower far behind, a divergent suffix, min.insync.replicas and unclean elections.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
+
+use kavka_client::{Acks, Client, Producer, ProducerConfig, ProducerRecord};
+use kavka_harness::checker::{self, Workload};
+use kavka_harness::{Cluster, wait_until};
+use kavka_model::ErrorCode;
+use std::time::Duration;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Three dedicated controllers plus brokers 3 (also a controller), 4 and 5: any two
+/// brokers can die and the quorum still decides.
+async fn cluster_with_spare_quorum() -> Cluster {
+    Cluster::start(
+        &[
+            "controller",
+            "controller",
+            "controller,broker",
+            "broker",
+            "broker",
+        ],
+        &["--leader-imbalance-check-interval-ms", "2000"],
+    )
+    .await
+    .unwrap()
+}
+
+async fn cluster() -> Cluster {
+    Cluster::start(
+        &["controller,broker"; 3],
+        &["--leader-imbalance-check-interval-ms", "2000"],
+    )
+    .await
+    .unwrap()
+}
+
+/// The brokers' addresses (controller-only nodes serve no topic API).
+fn brokers(cluster: &Cluster) -> String {
+    cluster
+        .nodes
+        .iter()
+        .filter(|n| n.node_id() >= 3 || cluster.nodes.len() == 3)
+        .map(|n| n.addr())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn create(cluster: &Cluster, topic: &str, partitions: u32, rf: u32, configs: &[&str]) {
+    let p = partitions.to_string();
+    let r = rf.to_string();
+    let mut args = vec!["topic", "create", topic, "-p", &p, "-r", &r];
+    for c in configs {
+        args.extend(["--config", c]);
+    }
+    let out = kavka_harness::run_cli(&brokers(cluster), &args, b"");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn describe(bootstrap: &str, topic: &str) -> Option<Vec<kavka_client::v1::PartitionInfo>> {
+    let mut c = Client::connect(bootstrap).await.ok()?;
+    Some(c.describe_topic(topic).await.ok()?.partitions)
+}
+
+async fn leader_of(bootstrap: &str, topic: &str, partition: i32) -> i32 {
+    let end = std::time::Instant::now() + DEADLINE;
+    while std::time::Instant::now() < end {
+        let leader = checker::leaders(bootstrap, topic)
+            .await
+            .and_then(|l| l.get(&partition).map(|(l, _)| *l))
+            .unwrap_or(-1);
+        if leader > 0 {
+            return leader;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no leader for {topic}-{partition} within {DEADLINE:?}");
+}
+
+/// Waits until the workload acknowledged `more` records beyond what it had.
+async fn progress(w: &Workload, more: usize) {
+    let from = w.acked();
+    wait_until("acknowledged writes to continue", DEADLINE, || async {
+        w.acked() >= from + more
+    })
+    .await
+    .unwrap();
+}
+
+/// Stops the workload, lets every replica catch up, stops the nodes and checks the logs.
+async fn finish(mut cluster: Cluster, w: Workload, topic: &str, rf: usize) -> checker::Report {
+    let history = w.stop().await;
+    let bootstrap = cluster.bootstrap();
+    let hws = checker::settled_high_watermarks(&bootstrap, topic, rf, Duration::from_secs(90))
+        .await
+        .unwrap();
+    for n in &mut cluster.nodes {
+        n.kill();
+    }
+    let dirs: Vec<_> = cluster
+        .nodes
+        .iter()
+        .map(|n| (n.node_id(), n.data_dir()))
+        .collect();
+    let report = checker::verify(&history, topic, &dirs, &hws).unwrap();
+    println!("history check: {}", report.summary());
+    assert!(report.ok(), "{report:#?}");
+    assert!(report.acked > 0);
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_kill_loop_loses_no_acknowledged_record() {
+    let mut cluster = cluster().await;
+    let bootstrap = cluster.bootstrap();
+    create(&cluster, "orders", 3, 3, &["min.insync.replicas=2"]);
+    let w = Workload::start(&bootstrap, "orders", 3);
+    progress(&w, 50).await;
+    for round in 0..4 {
+        let victim = leader_of(&bootstrap, "orders", round % 3).await;
+        w.fault(&bootstrap, "orders", "kill", victim).await;
+        cluster.node(victim).kill();
+        progress(&w, 30).await;
+        cluster.node(victim).start_again().await.unwrap();
+        progress(&w, 30).await;
+    }
+    let report = finish(cluster, w, "orders", 3).await;
+    assert_eq!(report.faults, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn freeze_thaw_loop_loses_no_acknowledged_record() {
+    let mut cluster = cluster().await;
+    let bootstrap = cluster.bootstrap();
+    create(&cluster, "frozen", 2, 3, &["min.insync.replicas=2"]);
+    let w = Workload::start(&bootstrap, "frozen", 2);
+    progress(&w, 50).await;
+    for round in 0..2 {
+        let victim = leader_of(&bootstrap, "frozen", round % 2).await;
+        w.fault(&bootstrap, "frozen", "pause", victim).await;
+        cluster.node(victim).pause();
+        // Past the session timeout the frozen leader is fenced and replaced.
+        progress(&w, 30).await;
+        cluster.node(victim).resume();
+        progress(&w, 30).await;
+    }
+    finish(cluster, w, "frozen", 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_cluster_restart_keeps_acknowledged_records() {
+    let mut cluster = cluster().await;
+    let bootstrap = cluster.bootstrap();
+    create(&cluster, "restart", 3, 3, &[]);
+    let w = Workload::start(&bootstrap, "restart", 2);
+    progress(&w, 100).await;
+    let history = w.stop().await;
+    // SIGTERM: controlled shutdowns, one node after another.
+    for n in &mut cluster.nodes {
+        n.terminate();
+    }
+    for n in &mut cluster.nodes {
+        n.launch().unwrap();
+    }
+    for n in &mut cluster.nodes {
+        n.wait_ready().await.unwrap();
+    }
+    let hws = checker::settled_high_watermarks(&bootstrap, "restart", 3, Duration::from_secs(90))
+        .await
+        .unwrap();
+    for n in &mut cluster.nodes {
+        n.kill();
+    }
+    let dirs: Vec<_> = cluster
+        .nodes
+        .iter()
+        .map(|n| (n.node_id(), n.data_dir()))
+        .collect();
+    let report = checker::verify(&history, "restart", &dirs, &hws).unwrap();
+    println!("history check: {}", report.summary());
+    assert!(report.ok(), "{report:#?}");
+    assert!(report.acked >= 100);
+}
+
+async fn producer(bootstrap: &str, acks: Acks) -> Producer {
+    Producer::new(
+        Client::connect(bootstrap).await.unwrap(),
+        ProducerConfig {
+            acks,
+            retries: 0,
+            request_timeout: Duration::from_secs(5),
+            delivery_timeout: Duration::from_secs(10),
+            ..ProducerConfig::default()
+        },
+    )
+}
+
+fn record(v: &str) -> ProducerRecord {
+    ProducerRecord {
+        value: Some(bytes::Bytes::from(v.to_string())),
+        partition: Some(0),
+        ..ProducerRecord::default()
+    }
+}
+
+async fn wait_isr(bootstrap: &str, topic: &str, want: usize) {
+    wait_until(&format!("ISR of {want}"), DEADLINE, || async {
+        describe(bootstrap, topic)
+            .await
+            .is_some_and(|ps| ps[0].isr.len() == want && ps[0].leader > 0)
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_insync_replicas_refuses_acks_all_writes() {
+    let mut cluster = cluster_with_spare_quorum().await;
+    let bootstrap = brokers(&cluster);
+    create(&cluster, "strict", 1, 3, &["min.insync.replicas=2"]);
+    let leader = leader_of(&bootstrap, "strict", 0).await;
+    let mut all = producer(&bootstrap, Acks::All).await;
+    all.send("strict", vec![record("a")]).await.unwrap();
+
+    let followers: Vec<i32> = (3..=5).filter(|&n| n != leader).collect();
+    for &f in &followers {
+        cluster.node(f).kill();
+    }
+    let alive = cluster.node(leader).addr();
+    wait_isr(&alive, "strict", 1).await;
+    let e = all.send("strict", vec![record("b")]).await.unwrap_err();
+    assert_eq!(e.kafka_code(), Some(ErrorCode::NotEnoughReplicas), "{e}");
+    // acks=1 still lands (but is not visible to consumers until the ISR recovers).
+    let mut one = producer(&alive, Acks::Leader).await;
+    one.send("strict", vec![record("c")]).await.unwrap();
+
+    cluster.node(followers[0]).launch().unwrap();
+    wait_isr(&alive, "strict", 2).await;
+    let mut all = producer(&alive, Acks::All).await;
+    let m = all.send("strict", vec![record("d")]).await.unwrap();
+    assert_eq!(m[0].offset, 2, "a, c, then d");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unclean_election_off_keeps_the_partition_offline_on_elects() {
+    let mut cluster = cluster_with_spare_quorum().await;
+    let bootstrap = brokers(&cluster);
+    create(&cluster, "risky", 1, 2, &[]);
+    let ps = describe(&bootstrap, "risky").await.unwrap();
+    let (first, second) = (
+        ps[0].leader,
+        *ps[0].replicas.iter().find(|&&r| r != ps[0].leader).unwrap(),
+    );
+    let mut one = producer(&bootstrap, Acks::All).await;
+    one.send("risky", vec![record("x")]).await.unwrap();
+
+    cluster.node(second).kill();
+    let third = (3..=5).find(|n| *n != first && *n != second).unwrap();
+    let third_addr = cluster.node(third).addr();
+    wait_isr(&third_addr, "risky", 1).await;
+    cluster.node(first).kill();
+    wait_until("the partition to go offline", DEADLINE, || async {
+        describe(&third_addr, "risky")
+            .await
+            .is_some_and(|ps| ps[0].leader == -1)
+    })
+    .await
+    .unwrap();
+    // The out-of-sync replica returns: without unclean election it must not lead.
+    cluster.node(second).start_again().await.unwrap();
+    for _ in 0..20 {
+        let ps = describe(&third_addr, "risky").await.unwrap();
+        assert_eq!(
+            ps[0].leader, -1,
+            "an out-of-sync replica was elected: {ps:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let out = kavka_harness::run_cli(
+        &third_addr,
+        &[
+            "topic",
+            "alter-config",
+            "risky",
+            "--set",
+            "unclean.leader.election.enable=true",
+        ],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until("the unclean election", DEADLINE, || async {
+        describe(&third_addr, "risky")
+            .await
+            .is_some_and(|ps| ps[0].leader == second)
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_far_behind_catches_up_and_matches() {
+    let mut cluster = cluster().await;
+    let bootstrap = cluster.bootstrap();
+    create(&cluster, "behind", 1, 3, &[]);
+    let leader = leader_of(&bootstrap, "behind", 0).await;
+    let lagger = (1..=3).find(|&n| n != leader).unwrap();
+    cluster.node(lagger).kill();
+    let alive = cluster.node(leader).addr();
+    let mut p = producer(&alive, Acks::All).await;
+    for chunk in 0..40 {
+        let batch: Vec<_> = (0..500).map(|i| record(&format!("v{chunk}-{i}"))).collect();
+        p.send("behind", batch).await.unwrap();
+    }
+    cluster.node(lagger).start_again().await.unwrap();
+    let hws = checker::settled_high_watermarks(&bootstrap, "behind", 3, Duration::from_secs(90))
+        .await
+        .unwrap();
+    assert_eq!(hws[&0], 20_000);
+    for n in &mut cluster.nodes {
+        n.kill();
+    }
+    let dirs: Vec<_> = cluster
+        .nodes
+        .iter()
+        .map(|n| (n.node_id(), n.data_dir()))
+        .collect();
+    let report = checker::verify(&checker::History::default(), "behind", &dirs, &hws).unwrap();
+    assert!(report.ok(), "{report:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn divergent_suffix_is_truncated_after_failover() {
+    let mut cluster = cluster().await;
+    let bootstrap = cluster.bootstrap();
+    create(&cluster, "diverge", 1, 3, &[]);
+    let old = leader_of(&bootstrap, "diverge", 0).await;
+    let mut all = producer(&bootstrap, Acks::All).await;
+    all.send("diverge", vec![record("committed")])
+        .await
+        .unwrap();
+    // Followers frozen: the leader takes acks=1 writes nobody else gets, then dies.
+    let followers: Vec<i32> = (1..=3).filter(|&n| n != old).collect();
+    let mut one = producer(&cluster.node(old).addr(), Acks::Leader).await;
+    for &f in &followers {
+        cluster.node(f).pause();
+    }
+    for i in 0..5 {
+        one.send("diverge", vec![record(&format!("uncommitted-{i}"))])
+            .await
+            .unwrap();
+    }
+    cluster.node(old).kill();
+    for &f in &followers {
+        cluster.node(f).resume();
+    }
+    let survivor = cluster.node(followers[0]).addr();
+    wait_until("a new leader", DEADLINE, || async {
+        describe(&survivor, "diverge")
+            .await
+            .is_some_and(|ps| ps[0].leader > 0 && ps[0].leader != old)
+    })
+    .await
+    .unwrap();
+    let mut all = producer(&survivor, Acks::All).await;
+    for i in 0..10 {
+        all.send("diverge", vec![record(&format!("new-{i}"))])
+            .await
+            .unwrap();
+    }
+    cluster.node(old).start_again().await.unwrap();
+    let hws = checker::settled_high_watermarks(&bootstrap, "diverge", 3, Duration::from_secs(90))
+        .await
+        .unwrap();
+    let log = cluster.node(old).log();
+    assert!(
+        log.contains("truncating divergent suffix"),
+        "no truncation in:\n{log}"
+    );
+    for n in &mut cluster.nodes {
+        n.kill();
+    }
+    let dirs: Vec<_> = cluster
+        .nodes
+        .iter()
+        .map(|n| (n.node_id(), n.data_dir()))
+        .collect();
+    let report = checker::verify(&checker::History::default(), "diverge", &dirs, &hws).unwrap();
+    assert!(report.ok(), "{report:#?}");
+}
