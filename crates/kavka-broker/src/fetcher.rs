@@ -139,11 +139,11 @@ async fn session(
         }
         let mut ready = Vec::with_capacity(parts.len());
         for p in parts {
-            if p.needs_truncation() {
-                if let Err(e) = truncate(&mut client, me, &p).await {
-                    tracing::debug!(partition = %p.tp, error = %e, "truncation deferred");
-                    continue;
-                }
+            if p.needs_truncation()
+                && let Err(e) = truncate(&mut client, me, &p).await
+            {
+                tracing::debug!(partition = %p.tp, error = %e, "truncation deferred");
+                continue;
             }
             let (role, epoch) = p.role();
             if role == Role::Follower(leader) && !p.needs_truncation() {

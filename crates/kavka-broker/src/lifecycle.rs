@@ -141,16 +141,24 @@ impl Lifecycle {
             Err(_) => return SessionEnd::Failed,
         };
         let mut tick = tokio::time::interval(every);
+        // A frozen or cut-off controller answers nothing and closes nothing: after a few
+        // unanswered heartbeats, find the active controller elsewhere.
+        let silence_limit = (every * 4).max(Duration::from_millis(1000));
+        let mut last_reply = std::time::Instant::now();
         loop {
             tokio::select! {
                 _ = shutdown.changed() => return SessionEnd::Shutdown,
                 _ = tick.tick() => {
-                    if tx.send(beat(replicas.image().offset)).await.is_err() {
+                    if last_reply.elapsed() > silence_limit {
+                        tracing::warn!(controller = %addr, silent = ?last_reply.elapsed(), "controller stopped answering heartbeats: reconnecting");
+                        return SessionEnd::Failed;
+                    }
+                    if tx.try_send(beat(replicas.image().offset)).is_err() && tx.is_closed() {
                         return SessionEnd::Failed;
                     }
                 }
                 msg = responses.message() => match msg {
-                    Ok(Some(r)) => match r.error {
+                    Ok(Some(r)) => { last_reply = std::time::Instant::now(); match r.error {
                         None => {
                             replicas.note_controller_offset(r.metadata_offset);
                             let was = self.fenced.swap(r.fenced, Ordering::AcqRel);
@@ -168,7 +176,7 @@ impl Lifecycle {
                         Some(e) => {
                             tracing::warn!(error = %e.message, "heartbeat refused");
                         }
-                    },
+                    }},
                     _ => return SessionEnd::Failed,
                 },
             }

@@ -289,7 +289,7 @@ impl Controller {
     pub async fn elect_leaders(
         &self,
         only: Option<Vec<(String, PartitionId)>>,
-    ) -> Result<Vec<(String, PartitionId, Result<(), KafkaError>)>, ControllerError> {
+    ) -> Result<Vec<partitions::ElectionResult>, ControllerError> {
         let stopping = self.shutting_down();
         self.decide(|img| partitions::elect_preferred(img, only.as_deref(), &stopping))
             .await

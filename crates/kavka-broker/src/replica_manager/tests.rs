@@ -5,6 +5,7 @@ use kavka_metadata::{MetadataRecord, PartitionRecord, TopicRecord};
 use kavka_record::Compression;
 
 const ME: BrokerId = BrokerId(1);
+const T: Duration = Duration::from_secs(5);
 
 fn manager(dir: &Path) -> Arc<ReplicaManager> {
     ReplicaManager::open(BrokerConfig::new(ME, dir.to_path_buf())).unwrap()
@@ -89,7 +90,7 @@ async fn fetch_with_min_bytes_zero_returns_at_once_and_budget_caps_the_response(
     assert!(r.iter().all(|p| p.records.is_empty() && p.error.is_none()));
     for p in 0..2 {
         let recs = (0..3).map(|i| record(p, &format!("{p}-{i}"))).collect();
-        rm.produce_records("t", 1, recs, Compression::None)
+        rm.produce_records("t", 1, T, recs, Compression::None)
             .await
             .unwrap();
     }
@@ -116,7 +117,7 @@ async fn hosts_exactly_the_partitions_the_image_assigns_here() {
     );
     // Only the leader takes writes.
     let e = rm
-        .produce_records("follower", 1, vec![record(0, "x")], Compression::None)
+        .produce_records("follower", 1, T, vec![record(0, "x")], Compression::None)
         .await
         .unwrap()[0]
         .1
@@ -131,14 +132,14 @@ async fn hosts_exactly_the_partitions_the_image_assigns_here() {
             .any(|c| c.name == "retention.ms" && c.value == "1000" && !c.is_default)
     );
 
-    rm.produce_records("mine", -1, vec![record(0, "v")], Compression::Gzip)
+    rm.produce_records("mine", -1, T, vec![record(0, "v")], Compression::Gzip)
         .await
         .unwrap();
     // Deleted, then re-created under the same name: the new topic starts empty.
     apply(&rm, &[MetadataRecord::RemoveTopic { topic_id: tid(1) }]);
     assert!(!dir.path().join("mine-0").exists());
     assert_eq!(
-        rm.produce_records("mine", 1, vec![record(0, "v")], Compression::None)
+        rm.produce_records("mine", 1, T, vec![record(0, "v")], Compression::None)
             .await
             .unwrap_err()
             .code,
@@ -158,7 +159,7 @@ async fn a_restarted_broker_reopens_its_logs_and_wipes_a_stale_directory() {
     {
         let rm = manager(dir.path());
         apply(&rm, &records);
-        rm.produce_records("keep", -1, vec![record(0, "v")], Compression::None)
+        rm.produce_records("keep", -1, T, vec![record(0, "v")], Compression::None)
             .await
             .unwrap();
     }
@@ -176,4 +177,115 @@ async fn a_restarted_broker_reopens_its_logs_and_wipes_a_stale_directory() {
         rm.describe_topic("keep").await.unwrap().partitions[0].log_end_offset,
         Offset(0)
     );
+}
+
+fn fetch_req(replica: i32, offset: i64, epoch: i32) -> kavka_proto::v1::ReplicaFetchRequest {
+    kavka_proto::v1::ReplicaFetchRequest {
+        replica_id: replica,
+        max_wait_ms: 0,
+        max_bytes: 1 << 20,
+        partitions: vec![kavka_proto::v1::ReplicaFetchPartition {
+            topic: "r".into(),
+            partition: 0,
+            fetch_offset: offset,
+            last_fetched_epoch: -1,
+            current_leader_epoch: epoch,
+            max_bytes: 1 << 20,
+        }],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_all_waits_for_the_isr_and_followers_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let rm = manager(dir.path());
+    let mut records = vec![];
+    for b in [2, 3] {
+        records.push(MetadataRecord::RegisterBroker(
+            kavka_metadata::RegisterBrokerRecord {
+                broker_id: BrokerId(b),
+                incarnation_id: uuid::Uuid::from_u128(b as u128),
+                endpoints: vec![],
+                rack: None,
+                fenced: false,
+            },
+        ));
+    }
+    records.extend(topic(9, "r", 1, &[1, 2], &[]));
+    apply(&rm, &records);
+
+    // The follower has not fetched: acks=1 lands, acks=all times out, HW stays at 0.
+    let r = rm
+        .produce_records("r", 1, T, vec![record(0, "a")], Compression::None)
+        .await
+        .unwrap();
+    assert!(r[0].1.is_ok());
+    let short = Duration::from_millis(200);
+    let r = rm
+        .produce_records("r", -1, short, vec![record(0, "b")], Compression::None)
+        .await
+        .unwrap();
+    assert_eq!(
+        r[0].1.as_ref().unwrap_err().code,
+        ErrorCode::RequestTimedOut
+    );
+
+    // Bad replica fetches get Kafka's errors and change nothing.
+    for (req, code) in [
+        (fetch_req(3, 0, 0), ErrorCode::NotLeaderOrFollower),
+        (fetch_req(2, 0, -1), ErrorCode::FencedLeaderEpoch),
+        (fetch_req(2, 99, 0), ErrorCode::OffsetOutOfRange),
+    ] {
+        let resp = rm.replica_fetch(req).await;
+        let e = resp.partitions[0].error.as_ref().expect("an error");
+        assert_eq!(e.code, code.code() as i32, "{}", e.message);
+    }
+
+    // The follower fetches everything, then reports its log end: HW = 2.
+    let resp = rm.replica_fetch(fetch_req(2, 0, 0)).await;
+    assert!(resp.partitions[0].error.is_none());
+    assert!(!resp.partitions[0].records.is_empty());
+    let resp = rm.replica_fetch(fetch_req(2, 2, 0)).await;
+    assert_eq!(resp.partitions[0].high_watermark, 2);
+
+    // An acks=all write completes once the follower fetched past it.
+    let rm2 = Arc::clone(&rm);
+    let waiting = tokio::spawn(async move {
+        rm2.produce_records("r", -1, T, vec![record(0, "c")], Compression::None)
+            .await
+    });
+    wait_for(|| {
+        rm.partition("r", 0)
+            .is_ok_and(|p| p.fetch_position().0 == Offset(3))
+    })
+    .await;
+    let resp = rm.replica_fetch(fetch_req(2, 3, 0)).await;
+    assert_eq!(resp.partitions[0].high_watermark, 3);
+    let r = waiting.await.unwrap().unwrap();
+    assert_eq!(r[0].1.as_ref().unwrap().base_offset, Offset(2));
+
+    // A follower with a newer epoch means this leadership is over.
+    let resp = rm.replica_fetch(fetch_req(2, 3, 5)).await;
+    assert_eq!(
+        resp.partitions[0].error.as_ref().unwrap().code,
+        ErrorCode::UnknownLeaderEpoch.code() as i32
+    );
+    let r = rm
+        .produce_records("r", 1, T, vec![record(0, "d")], Compression::None)
+        .await
+        .unwrap();
+    assert_eq!(
+        r[0].1.as_ref().unwrap_err().code,
+        ErrorCode::NotLeaderOrFollower
+    );
+}
+
+async fn wait_for(cond: impl Fn() -> bool) {
+    for _ in 0..500 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("condition not met in 5 s");
 }

@@ -207,6 +207,9 @@ pub fn controlled_shutdown(
     }
 }
 
+/// One partition's preferred leader election outcome.
+pub type ElectionResult = (String, PartitionId, Result<(), KafkaError>);
+
 /// Moves leadership back to each partition's preferred (first) replica where it is live
 /// and in the ISR. `only`: these partitions (with a result each); `None`: every
 /// partition, with results only for those that moved.
@@ -214,13 +217,11 @@ pub fn elect_preferred(
     image: &MetadataImage,
     only: Option<&[(String, PartitionId)]>,
     shutting_down: &BTreeSet<BrokerId>,
-) -> Decision<Vec<(String, PartitionId, Result<(), KafkaError>)>> {
+) -> Decision<Vec<ElectionResult>> {
     let mut records = Vec::new();
     let mut reply = Vec::new();
     let mut decide = |t: &TopicImage, p: PartitionId, reg: &PartitionRegistration| {
-        let Some(&preferred) = reg.replicas.first() else {
-            return None;
-        };
+        let &preferred = reg.replicas.first()?;
         if reg.leader == preferred {
             return Some(Err(KafkaError::new(
                 ErrorCode::ElectionNotNeeded,
