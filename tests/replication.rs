@@ -398,3 +398,51 @@ async fn divergent_suffix_is_truncated_after_failover() {
     let report = checker::verify(&checker::History::default(), "diverge", &dirs, &hws).unwrap();
     assert!(report.ok(), "{report:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controlled_shutdown_and_preferred_leader_election() {
+    let mut cluster = cluster().await;
+    let bootstrap = cluster.bootstrap();
+    create(&cluster, "prefer", 1, 3, &[]);
+    let preferred = describe(&bootstrap, "prefer").await.unwrap()[0].replicas[0];
+    assert_eq!(leader_of(&bootstrap, "prefer", 0).await, preferred);
+
+    // SIGTERM: leadership moves away before the process exits.
+    assert!(cluster.node(preferred).terminate(), "clean exit");
+    let log = cluster.node(preferred).log();
+    assert!(
+        log.contains("controlled shutdown finished") && log.contains("still_leading=0"),
+        "leadership did not move before exit:\n{log}"
+    );
+    let other = cluster
+        .nodes
+        .iter()
+        .find(|n| n.node_id() != preferred)
+        .unwrap()
+        .addr();
+    let moved = describe(&other, "prefer").await.unwrap()[0].leader;
+    assert!(moved > 0 && moved != preferred);
+
+    // Back, and in the ISR: the periodic check (2 s here) moves leadership back to it.
+    cluster.node(preferred).start_again().await.unwrap();
+    wait_until("the preferred replica to lead again", DEADLINE, || async {
+        describe(&other, "prefer")
+            .await
+            .is_some_and(|ps| ps[0].leader == preferred)
+    })
+    .await
+    .unwrap();
+    // Already preferred: the CLI says no election was needed.
+    let out = kavka_harness::run_cli(
+        &other,
+        &["topic", "elect-leaders", "--topic", "prefer"],
+        b"",
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("ELECTION_NOT_NEEDED"), "{text}");
+}
