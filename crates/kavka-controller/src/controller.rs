@@ -25,6 +25,9 @@ pub struct ControllerConfig {
     pub session_timeout: Duration,
     /// A broker whose session stream dropped and did not come back within this is fenced.
     pub stream_grace: Duration,
+    /// A new active controller fences unfenced brokers that have not opened a session
+    /// with it within this (their old streams went to the previous controller).
+    pub takeover_grace: Duration,
     pub topic_defaults: TopicDefaults,
     /// Kafka's `leader.imbalance.check.interval`: how often leadership moves back to
     /// preferred replicas (`None`: never, as `auto.leader.rebalance.enable=false`).
@@ -36,6 +39,7 @@ impl Default for ControllerConfig {
         Self {
             session_timeout: Duration::from_millis(2500),
             stream_grace: Duration::from_millis(500),
+            takeover_grace: Duration::from_millis(1000),
             topic_defaults: TopicDefaults {
                 partitions: 1,
                 replication_factor: 3,
@@ -68,8 +72,9 @@ impl From<QuorumError> for ControllerError {
 #[derive(Clone, Copy, Debug)]
 struct Session {
     last_heartbeat: Instant,
-    /// When the session stream dropped, if it did.
-    stream_lost_at: Option<Instant>,
+    /// The session stream is gone (dropped, or held with another controller): fenced
+    /// unless a heartbeat arrives by then.
+    reconnect_by: Option<Instant>,
     /// The metadata offset the broker reported applying.
     metadata_offset: i64,
     /// In controlled shutdown: not elected, not added to ISRs.
@@ -80,7 +85,7 @@ impl Session {
     fn new(metadata_offset: i64) -> Self {
         Self {
             last_heartbeat: Instant::now(),
-            stream_lost_at: None,
+            reconnect_by: None,
             metadata_offset,
             shutting_down: false,
         }
@@ -175,8 +180,7 @@ impl Controller {
             && existing.incarnation_id != req.incarnation_id
             && !existing.fenced
             && self.sessions().get(&id).is_some_and(|s| {
-                s.stream_lost_at.is_none()
-                    && s.last_heartbeat.elapsed() < self.config.session_timeout
+                s.reconnect_by.is_none() && s.last_heartbeat.elapsed() < self.config.session_timeout
             })
         {
             return Err(ControllerError::Kafka(KafkaError::new(
@@ -211,7 +215,7 @@ impl Controller {
             .entry(hb.broker_id)
             .or_insert_with(|| Session::new(hb.metadata_offset));
         s.last_heartbeat = Instant::now();
-        s.stream_lost_at = None;
+        s.reconnect_by = None;
         s.metadata_offset = hb.metadata_offset;
         Ok(reply)
     }
@@ -298,7 +302,7 @@ impl Controller {
     /// The broker's session stream dropped: fence it unless it comes back within the grace.
     pub fn session_lost(&self, broker: BrokerId) {
         if let Some(s) = self.sessions().get_mut(&broker) {
-            s.stream_lost_at = Some(Instant::now());
+            s.reconnect_by = Some(Instant::now() + self.config.stream_grace);
         }
     }
 
@@ -340,7 +344,9 @@ impl Controller {
             }
             let leader = self.quorum.is_leader();
             if leader && !was_leader {
-                // New active controller: every unfenced broker gets a full session timeout.
+                // New active controller: every unfenced broker must open a session here
+                // within the takeover grace (a dead one is fenced then, not after a
+                // whole session timeout).
                 let now = Instant::now();
                 let img = self.image();
                 let mut sessions = self.sessions();
@@ -348,8 +354,11 @@ impl Controller {
                 for b in img.unfenced_brokers() {
                     let mut s = Session::new(-1);
                     s.last_heartbeat = now;
+                    s.reconnect_by = Some(now + self.config.takeover_grace);
                     sessions.insert(b.broker_id, s);
                 }
+                // Not in the middle of a failover: leadership moves back later.
+                last_rebalance = now;
             }
             was_leader = leader;
             if !leader {
@@ -426,8 +435,7 @@ impl Controller {
                 None => true,
                 Some(s) => {
                     now.duration_since(s.last_heartbeat) > self.config.session_timeout
-                        || s.stream_lost_at
-                            .is_some_and(|t| now.duration_since(t) > self.config.stream_grace)
+                        || s.reconnect_by.is_some_and(|t| now > t)
                 }
             })
             .map(|b| b.broker_id)
