@@ -180,7 +180,10 @@ impl Controller {
             && existing.incarnation_id != req.incarnation_id
             && !existing.fenced
             && self.sessions().get(&id).is_some_and(|s| {
-                s.reconnect_by.is_none() && s.last_heartbeat.elapsed() < self.config.session_timeout
+                // Live until its reconnect deadline passes (after a controller takeover
+                // every broker has one, and is still the rightful owner of its id).
+                s.reconnect_by.is_none_or(|t| Instant::now() <= t)
+                    && s.last_heartbeat.elapsed() < self.config.session_timeout
             })
         {
             return Err(ControllerError::Kafka(KafkaError::new(
