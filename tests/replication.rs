@@ -94,13 +94,14 @@ async fn progress(w: &Workload, more: usize) {
     .unwrap();
 }
 
-/// Stops the workload, lets every replica catch up, stops the nodes and checks the logs.
-async fn finish(mut cluster: Cluster, w: Workload, topic: &str, rf: usize) -> checker::Report {
-    let history = w.stop().await;
-    let bootstrap = cluster.bootstrap();
-    let hws = checker::settled_high_watermarks(&bootstrap, topic, rf, Duration::from_secs(90))
-        .await
-        .unwrap();
+/// Kills every node, then checks `history` against the logs on disk; the report must
+/// hold (it is printed, and returned for further checks).
+fn stop_and_verify(
+    cluster: &mut Cluster,
+    history: &checker::History,
+    topic: &str,
+    hws: &std::collections::BTreeMap<i32, i64>,
+) -> checker::Report {
     for n in &mut cluster.nodes {
         n.kill();
     }
@@ -109,9 +110,20 @@ async fn finish(mut cluster: Cluster, w: Workload, topic: &str, rf: usize) -> ch
         .iter()
         .map(|n| (n.node_id(), n.data_dir()))
         .collect();
-    let report = checker::verify(&history, topic, &dirs, &hws).unwrap();
+    let report = checker::verify(history, topic, &dirs, hws).unwrap();
     println!("history check: {}", report.summary());
     assert!(report.ok(), "{report:#?}");
+    report
+}
+
+/// Stops the workload, lets every replica catch up, stops the nodes and checks the logs.
+async fn finish(mut cluster: Cluster, w: Workload, topic: &str, rf: usize) -> checker::Report {
+    let history = w.stop().await;
+    let bootstrap = cluster.bootstrap();
+    let hws = checker::settled_high_watermarks(&bootstrap, topic, rf, Duration::from_secs(90))
+        .await
+        .unwrap();
+    let report = stop_and_verify(&mut cluster, &history, topic, &hws);
     assert!(report.acked > 0);
     report
 }
@@ -175,17 +187,7 @@ async fn full_cluster_restart_keeps_acknowledged_records() {
     let hws = checker::settled_high_watermarks(&bootstrap, "restart", 3, Duration::from_secs(90))
         .await
         .unwrap();
-    for n in &mut cluster.nodes {
-        n.kill();
-    }
-    let dirs: Vec<_> = cluster
-        .nodes
-        .iter()
-        .map(|n| (n.node_id(), n.data_dir()))
-        .collect();
-    let report = checker::verify(&history, "restart", &dirs, &hws).unwrap();
-    println!("history check: {}", report.summary());
-    assert!(report.ok(), "{report:#?}");
+    let report = stop_and_verify(&mut cluster, &history, "restart", &hws);
     assert!(report.acked >= 100);
 }
 
@@ -327,16 +329,7 @@ async fn follower_far_behind_catches_up_and_matches() {
         .await
         .unwrap();
     assert_eq!(hws[&0], 20_000);
-    for n in &mut cluster.nodes {
-        n.kill();
-    }
-    let dirs: Vec<_> = cluster
-        .nodes
-        .iter()
-        .map(|n| (n.node_id(), n.data_dir()))
-        .collect();
-    let report = checker::verify(&checker::History::default(), "behind", &dirs, &hws).unwrap();
-    assert!(report.ok(), "{report:#?}");
+    stop_and_verify(&mut cluster, &checker::History::default(), "behind", &hws);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -387,16 +380,7 @@ async fn divergent_suffix_is_truncated_after_failover() {
         log.contains("truncating divergent suffix"),
         "no truncation in:\n{log}"
     );
-    for n in &mut cluster.nodes {
-        n.kill();
-    }
-    let dirs: Vec<_> = cluster
-        .nodes
-        .iter()
-        .map(|n| (n.node_id(), n.data_dir()))
-        .collect();
-    let report = checker::verify(&checker::History::default(), "diverge", &dirs, &hws).unwrap();
-    assert!(report.ok(), "{report:#?}");
+    stop_and_verify(&mut cluster, &checker::History::default(), "diverge", &hws);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
