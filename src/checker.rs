@@ -13,7 +13,6 @@
 
 use kavka_client::{Acks, Client, Producer, ProducerConfig, ProducerRecord};
 use kavka_log::{LogConfig, PartitionLog};
-use kavka_model::Offset;
 use kavka_record::RecordBatch;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -489,9 +488,4 @@ pub async fn settled_high_watermarks(
     .await?;
     let settled = std::mem::take(&mut *out.lock().unwrap_or_else(|p| p.into_inner()));
     Ok(settled)
-}
-
-/// Convenience for tests: the partition's log end on disk is at least this.
-pub fn log_end_on_disk(dir: &Path) -> anyhow::Result<Offset> {
-    Ok(PartitionLog::open(dir, LogConfig::default())?.log_end_offset())
 }

@@ -17,6 +17,22 @@ const ADMIN_CALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// A metadata refresh tries another node after this.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// A leader's id, a client for it, and the partitions it leads among those asked.
+pub(crate) type LeaderGroup = (i32, BrokerServiceClient<Channel>, Vec<i32>);
+
+/// Runs a call to a broker, giving up after `bound` (a frozen broker answers nothing
+/// and closes nothing).
+pub(crate) async fn bounded<T>(
+    bound: Duration,
+    call: impl std::future::Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, tonic::Status> {
+    tokio::time::timeout(bound, call).await.unwrap_or_else(|_| {
+        Err(tonic::Status::deadline_exceeded(format!(
+            "no answer within {bound:?}"
+        )))
+    })
+}
+
 /// A connect that did not finish within `CONNECT_TIMEOUT`.
 #[derive(Debug)]
 struct TimedOut;
@@ -215,6 +231,29 @@ impl Client {
         self.lock().brokers.get(&broker).map(|(_, c)| {
             AdminServiceClient::new(c.clone()).max_decoding_message_size(MESSAGE_BYTES_MAX)
         })
+    }
+
+    /// Groups `partitions` by known leader, with a client per leader; the second list
+    /// holds the partitions whose leader is not known (refresh metadata for them).
+    pub(crate) fn by_leader(
+        &self,
+        topic: &str,
+        partitions: impl IntoIterator<Item = i32>,
+    ) -> (Vec<LeaderGroup>, Vec<i32>) {
+        let mut groups: Vec<LeaderGroup> = Vec::new();
+        let mut unknown = Vec::new();
+        for p in partitions {
+            match self.leader(topic, p) {
+                Some((leader, conn)) if leader >= 0 => {
+                    match groups.iter_mut().find(|(l, ..)| *l == leader) {
+                        Some((.., ps)) => ps.push(p),
+                        None => groups.push((leader, conn, vec![p])),
+                    }
+                }
+                _ => unknown.push(p),
+            }
+        }
+        (groups, unknown)
     }
 
     /// The leader's client, refreshing metadata once if it is not known.

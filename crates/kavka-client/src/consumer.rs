@@ -1,7 +1,7 @@
 //! A consumer of assigned partitions: resolves start offsets, long-poll fetches, decodes
 //! batches and skips the records before each partition's position.
 
-use crate::connection::Client;
+use crate::connection::{Client, bounded};
 use crate::error::ClientError;
 use bytes::Bytes;
 use kavka_model::{ErrorCode, KafkaError};
@@ -105,19 +105,12 @@ impl Consumer {
     /// returned, in partition then offset order. Partitions whose leader moved are
     /// skipped this round and asked of the new leader next time.
     pub async fn poll(&mut self) -> Result<Vec<ConsumedRecord>, ClientError> {
-        let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
-        let mut stale = false;
-        for &p in self.positions.keys() {
-            match self.client.leader(&self.topic, p) {
-                Some((leader, _)) if leader >= 0 => by_leader.entry(leader).or_default().push(p),
-                _ => stale = true,
-            }
-        }
+        let (groups, unknown) = self
+            .client
+            .by_leader(&self.topic, self.positions.keys().copied());
+        let mut stale = !unknown.is_empty();
         let mut requests = tokio::task::JoinSet::new();
-        for partitions in by_leader.into_values() {
-            let Some((_, mut conn)) = self.client.leader(&self.topic, partitions[0]) else {
-                continue;
-            };
+        for (_, mut conn, partitions) in groups {
             let req = v1::FetchRequest {
                 max_wait_ms: self.max_wait_ms,
                 min_bytes: 1,
@@ -136,15 +129,7 @@ impl Consumer {
             };
             let bound = std::time::Duration::from_millis(self.max_wait_ms.max(0) as u64)
                 + std::time::Duration::from_secs(10);
-            requests.spawn(async move {
-                tokio::time::timeout(bound, conn.fetch(req))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(tonic::Status::deadline_exceeded(format!(
-                            "no answer within {bound:?}"
-                        )))
-                    })
-            });
+            requests.spawn(async move { bounded(bound, conn.fetch(req)).await });
         }
         let mut out = Vec::new();
         while let Some(done) = requests.join_next().await {

@@ -5,7 +5,7 @@
 //! delivery timeout). Without idempotence a retry after an ambiguous failure (a timeout,
 //! a lost connection) may write a record twice, as with Kafka's `enable.idempotence=false`.
 
-use crate::connection::Client;
+use crate::connection::{Client, bounded};
 use crate::error::ClientError;
 use bytes::Bytes;
 use kavka_model::{ErrorCode, KafkaError, partitioner};
@@ -214,26 +214,16 @@ impl Producer {
         let mut backoff = self.config.retry_backoff;
         loop {
             // One request per leader, all in flight at once.
-            let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
             let mut last_error: Option<KafkaError> = None;
             let mut requests = tokio::task::JoinSet::new();
-            for &p in pending.keys() {
-                match self.client.leader(topic, p) {
-                    Some((leader, _)) if leader >= 0 => {
-                        by_leader.entry(leader).or_default().push(p)
-                    }
-                    _ => {
-                        last_error = Some(KafkaError::new(
-                            ErrorCode::LeaderNotAvailable,
-                            format!("{topic}-{p} has no known leader"),
-                        ))
-                    }
-                }
+            let (groups, unknown) = self.client.by_leader(topic, pending.keys().copied());
+            if let Some(p) = unknown.first() {
+                last_error = Some(KafkaError::new(
+                    ErrorCode::LeaderNotAvailable,
+                    format!("{topic}-{p} has no known leader"),
+                ));
             }
-            for (leader, partitions) in by_leader {
-                let Some((_, mut conn)) = self.client.leader(topic, partitions[0]) else {
-                    continue;
-                };
+            for (leader, mut conn, partitions) in groups {
                 let req = v1::ProduceRequest {
                     topic: topic.to_string(),
                     acks: self.config.acks.wire(),
@@ -251,14 +241,7 @@ impl Producer {
                 // The broker answers within the request timeout; a frozen one does not.
                 let bound = self.config.request_timeout + Duration::from_secs(1);
                 requests.spawn(async move {
-                    let r = tokio::time::timeout(bound, conn.produce(req))
-                        .await
-                        .unwrap_or_else(|_| {
-                            Err(tonic::Status::deadline_exceeded(format!(
-                                "no answer within {bound:?}"
-                            )))
-                        });
-                    (leader, partitions, r)
+                    (leader, partitions, bounded(bound, conn.produce(req)).await)
                 });
             }
             while let Some(done) = requests.join_next().await {

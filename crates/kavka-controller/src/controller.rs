@@ -92,6 +92,24 @@ impl Session {
     }
 }
 
+/// STALE_BROKER_EPOCH unless `incarnation_id` is `broker`'s registered process.
+fn check_incarnation(
+    image: &MetadataImage,
+    broker: BrokerId,
+    incarnation_id: uuid::Uuid,
+) -> Result<(), KafkaError> {
+    if image
+        .broker(broker)
+        .is_some_and(|b| b.incarnation_id == incarnation_id)
+    {
+        return Ok(());
+    }
+    Err(KafkaError::new(
+        ErrorCode::StaleBrokerEpoch,
+        format!("broker {broker} incarnation {incarnation_id} is not the registered one"),
+    ))
+}
+
 /// A broker session as reported by `kavka cluster describe`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SessionStatus {
@@ -239,24 +257,15 @@ impl Controller {
     ) -> Result<Vec<BrokerId>, ControllerError> {
         let stopping = self.shutting_down();
         Ok(self
-            .decide(|img| {
-                if img
-                    .broker(req.broker)
-                    .is_none_or(|b| b.incarnation_id != incarnation_id)
-                {
-                    return Decision {
+            .decide(
+                |img| match check_incarnation(img, req.broker, incarnation_id) {
+                    Err(e) => Decision {
                         records: vec![],
-                        reply: Err(KafkaError::new(
-                            ErrorCode::StaleBrokerEpoch,
-                            format!(
-                                "broker {} incarnation {incarnation_id} is not the registered one",
-                                req.broker
-                            ),
-                        )),
-                    };
-                }
-                partitions::alter_partition(img, &req, &stopping)
-            })
+                        reply: Err(e),
+                    },
+                    Ok(()) => partitions::alter_partition(img, &req, &stopping),
+                },
+            )
             .await??)
     }
 
@@ -270,16 +279,7 @@ impl Controller {
         if !self.quorum.is_leader() {
             return Err(ControllerError::NotController(self.leader_hint()));
         }
-        if self
-            .image()
-            .broker(broker)
-            .is_none_or(|b| b.incarnation_id != incarnation_id)
-        {
-            return Err(ControllerError::Kafka(KafkaError::new(
-                ErrorCode::StaleBrokerEpoch,
-                format!("broker {broker} incarnation {incarnation_id} is not the registered one"),
-            )));
-        }
+        check_incarnation(&self.image(), broker, incarnation_id)?;
         self.sessions()
             .entry(broker)
             .or_insert_with(|| Session::new(-1))
