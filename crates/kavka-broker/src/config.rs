@@ -11,6 +11,9 @@ pub struct BrokerConfig {
     /// Host and port clients are told to connect to.
     pub advertised_host: String,
     pub advertised_port: u16,
+    /// A second listener's advertised host and port, for clients outside the cluster's
+    /// network (Kafka's EXTERNAL listener in `advertised.listeners`).
+    pub external_advertised: Option<(String, u16)>,
     /// `log.flush`: when an append counts as durable.
     pub flush: FlushPolicy,
     /// `num.partitions`: partitions for a topic created without a count.
@@ -38,6 +41,7 @@ impl BrokerConfig {
             data_dir,
             advertised_host: "127.0.0.1".into(),
             advertised_port: 9093,
+            external_advertised: None,
             flush: FlushPolicy::Replicated,
             default_partitions: 1,
             retention_check_interval_ms: 300_000,

@@ -44,11 +44,22 @@ impl Lifecycle {
         let request = v1::RegisterBrokerRequest {
             broker_id: config.node_id.0,
             incarnation_id: self.incarnation_id.to_string(),
-            listeners: vec![v1::Listener {
+            listeners: std::iter::once(v1::Listener {
                 name: "grpc".into(),
                 host: config.advertised_host.clone(),
                 port: config.advertised_port as i32,
-            }],
+            })
+            .chain(
+                config
+                    .external_advertised
+                    .iter()
+                    .map(|(host, port)| v1::Listener {
+                        name: crate::service::watch::EXTERNAL_LISTENER.into(),
+                        host: host.clone(),
+                        port: i32::from(*port),
+                    }),
+            )
+            .collect(),
             rack: config.rack.clone().unwrap_or_default(),
         };
         let mut target: Option<String> = None;
@@ -161,6 +172,9 @@ impl Lifecycle {
                     Ok(Some(r)) => { last_reply = std::time::Instant::now(); match r.error {
                         None => {
                             replicas.note_controller_offset(r.metadata_offset);
+                            if let Some(h) = &r.hint {
+                                replicas.note_controller(h.leader_id, h.term);
+                            }
                             let was = self.fenced.swap(r.fenced, Ordering::AcqRel);
                             if was != r.fenced {
                                 tracing::info!(fenced = r.fenced, "broker fencing state changed");

@@ -333,6 +333,11 @@ impl Controller {
             .map(|n| (leader, n.clone()))
     }
 
+    /// The Raft term this voter is in.
+    pub fn term(&self) -> u64 {
+        self.quorum.leader_and_term().1
+    }
+
     /// On the active controller: writes the cluster id once, and fences brokers whose
     /// sessions expired. Runs until `shutdown` fires.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {

@@ -19,6 +19,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::watch;
 
+/// A receiver of this voter's Raft metrics (leader, term, log progress).
+pub type RaftMetricsWatch =
+    openraft::type_config::alias::WatchReceiverOf<TypeConfig, RaftMetrics<TypeConfig>>;
+
 #[derive(Clone, Debug)]
 pub struct QuorumConfig {
     pub node_id: NodeId,
@@ -189,6 +193,24 @@ impl Quorum {
             show(&self.voters),
             show(&actual)
         ))
+    }
+
+    /// The active controller as far as this voter knows, and the Raft term.
+    pub fn leader_and_term(&self) -> (Option<NodeId>, u64) {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        (m.current_leader, m.current_term)
+    }
+
+    /// Resolves when the leader or the term may have changed; `false` once the Raft
+    /// core has stopped.
+    pub async fn leader_changed(&self, rx: &mut RaftMetricsWatch) -> bool {
+        rx.changed().await.is_ok()
+    }
+
+    /// A receiver for [`Quorum::leader_changed`].
+    pub fn metrics_watch(&self) -> RaftMetricsWatch {
+        self.raft.metrics()
     }
 
     /// The active controller, as far as this voter knows.

@@ -46,6 +46,7 @@ impl ControllerService {
             .map(|(id, node)| v1::ControllerHint {
                 leader_id: id as i64,
                 leader_addr: node.addr,
+                term: self.controller.term(),
             })
     }
 
@@ -370,6 +371,7 @@ impl Svc for ControllerService {
                     .map(|(id, node)| v1::ControllerHint {
                         leader_id: id as i64,
                         leader_addr: node.addr,
+                        term: controller.term(),
                     });
                 let metadata_offset = controller.image().offset;
                 let resp = match reply {

@@ -47,6 +47,8 @@ enum Command {
     /// Brokers, their sessions, and topics with their replicas.
     #[command(subcommand)]
     Cluster(cli::cluster::ClusterCommand),
+    /// Exit 0 if the node at --bootstrap serves (for container health checks).
+    Health,
     /// Measure produce or consume throughput and latency.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -87,6 +89,7 @@ fn main() -> ExitCode {
             Command::Consume(args) => cli::consume::run(&cli.bootstrap, args).await,
             Command::Quorum(cmd) => cli::cluster::quorum(&cli.bootstrap, cmd).await,
             Command::Cluster(cmd) => cli::cluster::cluster(&cli.bootstrap, cmd).await,
+            Command::Health => cli::cluster::health(&cli.bootstrap).await,
             Command::Bench(cmd) => bench::run(&cli.bootstrap, cmd).await,
         }
     });

@@ -49,6 +49,14 @@ pub struct ServerArgs {
     /// Host clients are told to connect to (defaults to the listen host).
     #[arg(long, env = "KAVKA_ADVERTISED_HOST")]
     advertised_host: Option<String>,
+    /// A second gRPC listener for clients outside the cluster's network, e.g. the host
+    /// of a docker compose cluster (Kafka's EXTERNAL listener).
+    #[arg(long, env = "KAVKA_EXTERNAL_LISTEN")]
+    external_listen: Option<String>,
+    /// host:port that clients of the external listener are told to connect to
+    /// (default: the advertised host and the external listen port).
+    #[arg(long, env = "KAVKA_EXTERNAL_ADVERTISED_ADDRESS")]
+    external_advertised_address: Option<String>,
     /// Durability: `replicated` (page cache, Kafka's default) or `fsync`.
     #[arg(long, env = "KAVKA_LOG_FLUSH")]
     log_flush: Option<String>,
@@ -111,6 +119,8 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     listen: Option<String>,
     advertised_host: Option<String>,
+    external_listen: Option<String>,
+    external_advertised_address: Option<String>,
     log_flush: Option<String>,
     num_partitions: Option<i32>,
     log_retention_check_interval_ms: Option<u64>,
@@ -129,6 +139,7 @@ struct FileConfig {
 pub struct Settings {
     pub broker: BrokerConfig,
     pub listen: SocketAddr,
+    pub external_listen: Option<SocketAddr>,
     pub controller: bool,
     pub broker_role: bool,
     pub voters: BTreeMap<u64, VoterNode>,
@@ -211,6 +222,34 @@ impl ServerArgs {
                     listen.ip().to_string()
                 }
             });
+        let external_listen = match self.external_listen.or(file.external_listen) {
+            None => None,
+            Some(a) => Some(a.parse::<SocketAddr>().with_context(|| {
+                format!(
+                    "invalid external listen address '{a}': expected ip:port, e.g. 0.0.0.0:19093"
+                )
+            })?),
+        };
+        let external_advertised = match (
+            self.external_advertised_address
+                .or(file.external_advertised_address),
+            external_listen,
+        ) {
+            (None, None) => None,
+            (Some(a), Some(_)) => {
+                let parsed = a
+                    .rsplit_once(':')
+                    .filter(|(h, _)| !h.is_empty() && !h.contains(','))
+                    .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)));
+                Some(parsed.with_context(|| {
+                    format!("invalid external advertised address '{a}': expected host:port")
+                })?)
+            }
+            (None, Some(l)) => Some((advertised_host.clone(), l.port())),
+            (Some(a), None) => {
+                bail!("external advertised address '{a}' given without --external-listen")
+            }
+        };
         let num_partitions = self.num_partitions.or(file.num_partitions).unwrap_or(1);
         if num_partitions <= 0 {
             bail!("num partitions must be > 0, got {num_partitions}");
@@ -218,6 +257,7 @@ impl ServerArgs {
         let mut broker = BrokerConfig::new(BrokerId(node_id), data_dir);
         broker.advertised_host = advertised_host;
         broker.advertised_port = listen.port();
+        broker.external_advertised = external_advertised;
         broker.flush = flush;
         broker.default_partitions = num_partitions;
         if let Some(ms) = self
@@ -268,6 +308,7 @@ impl ServerArgs {
         Ok(Settings {
             broker,
             listen,
+            external_listen,
             controller,
             broker_role,
             voters,
@@ -460,6 +501,18 @@ async fn serve(settings: Settings, dev: bool) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let local = listener.local_addr()?;
+    let external_listener = match settings.external_listen {
+        Some(a) => Some(
+            tokio::net::TcpListener::bind(a)
+                .await
+                .with_context(|| format!("cannot listen on {a} (external listener)"))?,
+        ),
+        None => None,
+    };
+    let external_local = match &external_listener {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     // A reason to stop at once, with a non-zero exit.
     let (fatal_tx, mut fatal_rx) = watch::channel::<Option<String>>(None);
@@ -575,8 +628,18 @@ async fn serve(settings: Settings, dev: bool) -> anyhow::Result<()> {
             .set_not_serving::<kavka_proto::v1::broker_service_server::BrokerServiceServer<BrokerService>>()
             .await;
         lifecycle_handle = Some(Arc::clone(&lifecycle));
+        // A combined node knows the active controller and term first-hand.
+        if let Some(q) = &quorum {
+            tasks.push(tokio::spawn(report_controller(
+                Arc::clone(q),
+                Arc::clone(&replicas),
+                shutdown_rx.clone(),
+            )));
+        }
         broker_services = Some((
-            AdminService::new(Arc::clone(&replicas), controllers).into_server(),
+            AdminService::new(Arc::clone(&replicas), controllers)
+                .with_external_port(external_local.map(|a| a.port()))
+                .into_server(),
             BrokerService::new(Arc::clone(&replicas)).into_server(),
         ));
     }
@@ -588,16 +651,24 @@ async fn serve(settings: Settings, dev: bool) -> anyhow::Result<()> {
         .context("cannot build the reflection service")?;
 
     // Small responses must not wait for Nagle's algorithm and the peer's delayed ACK.
-    let incoming = tokio_stream::StreamExt::map(
+    type Accepted = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> + Send>,
+    >;
+    let external: Accepted = match external_listener {
+        Some(l) => Box::pin(tokio_stream::wrappers::TcpListenerStream::new(l)),
+        None => Box::pin(tokio_stream::pending()),
+    };
+    let accepted = tokio_stream::StreamExt::merge(
         tokio_stream::wrappers::TcpListenerStream::new(listener),
-        |conn| {
-            conn.inspect(|stream| {
-                if let Err(e) = stream.set_nodelay(true) {
-                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-                }
-            })
-        },
+        external,
     );
+    let incoming = tokio_stream::StreamExt::map(accepted, |conn| {
+        conn.inspect(|stream| {
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        })
+    });
     let (stopping_tx, mut stopping_rx) = watch::channel(false);
     let (raft_svc, controller_svc) = controller_services.unzip();
     let (admin_svc, broker_svc) = broker_services.unzip();
@@ -645,7 +716,7 @@ async fn serve(settings: Settings, dev: bool) -> anyhow::Result<()> {
         (true, false) => "controller",
         _ => "broker",
     };
-    tracing::info!(node_id = %settings.broker.node_id, roles, listen = %local, data_dir = %data_dir.display(), flush = settings.broker.flush.name(), voters = ?settings.voters.keys().collect::<Vec<_>>(), "kavka is ready");
+    tracing::info!(node_id = %settings.broker.node_id, roles, listen = %local, external = ?external_local, data_dir = %data_dir.display(), flush = settings.broker.flush.name(), voters = ?settings.voters.keys().collect::<Vec<_>>(), "kavka is ready");
     if dev {
         println!(
             "kavka dev: node {} ready in {} ms\n  gRPC      {local}\n  data dir  {}\n  try:      kavka topic create orders --partitions 3",
@@ -683,6 +754,24 @@ async fn serve(settings: Settings, dev: bool) -> anyhow::Result<()> {
     }
     tracing::info!("kavka stopped");
     result.context("gRPC server failed")
+}
+
+/// Keeps the broker's view of the active controller and term current from this node's
+/// own voter (brokers elsewhere learn it from heartbeat answers).
+async fn report_controller(
+    quorum: Arc<Quorum>,
+    replicas: Arc<ReplicaManager>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut metrics = quorum.metrics_watch();
+    loop {
+        let (leader, term) = quorum.leader_and_term();
+        replicas.note_controller(leader.map_or(-1, |l| l as i64), term);
+        tokio::select! {
+            alive = quorum.leader_changed(&mut metrics) => if !alive { return },
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -79,8 +79,23 @@ pub struct ReplicaManager {
     followed: watch::Sender<Followed>,
     /// The active controller's committed metadata offset, from heartbeat answers.
     controller_offset: watch::Sender<i64>,
+    /// The active controller and its Raft term, as last heard.
+    controller: watch::Sender<ControllerView>,
     /// High watermarks read from the checkpoint at start, used when a partition opens.
     checkpointed_hw: Mutex<HashMap<TopicPartition, Offset>>,
+}
+
+/// The active controller as a broker last heard of it (`id` -1 when unknown).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ControllerView {
+    pub id: i64,
+    pub term: u64,
+}
+
+impl Default for ControllerView {
+    fn default() -> Self {
+        Self { id: -1, term: 0 }
+    }
 }
 
 /// A topic as listed and described.
@@ -181,6 +196,7 @@ impl ReplicaManager {
             sticky: AtomicU32::new(0),
             followed: watch::channel(Followed::default()).0,
             controller_offset: watch::channel(-1).0,
+            controller: watch::channel(ControllerView::default()).0,
             checkpointed_hw: Mutex::new(checkpointed_hw),
         }))
     }
@@ -209,6 +225,28 @@ impl ReplicaManager {
     /// The active controller's committed metadata offset, as last heard.
     pub fn controller_offset(&self) -> i64 {
         *self.controller_offset.borrow()
+    }
+
+    /// Notes who the active controller is: a newer term wins; within a term, a known
+    /// leader replaces an unknown one (heartbeat answers and a local voter both report).
+    pub fn note_controller(&self, id: i64, term: u64) {
+        self.controller.send_if_modified(|c| {
+            let newer = term > c.term || (term == c.term && id >= 0 && c.id != id);
+            if newer {
+                *c = ControllerView { id, term };
+            }
+            newer
+        });
+    }
+
+    /// The active controller as last heard; changes wake the receiver.
+    pub fn watch_controller(&self) -> watch::Receiver<ControllerView> {
+        self.controller.subscribe()
+    }
+
+    /// Changes whenever a new metadata image is applied.
+    pub fn watch_applied(&self) -> watch::Receiver<i64> {
+        self.applied.subscribe()
     }
 
     /// The image this broker last applied.

@@ -1,5 +1,6 @@
 //! `kavka.v1.AdminService`.
 
+use super::watch;
 use crate::controllers::Controllers;
 use crate::replica_manager::{PartitionState, ReplicaManager, TopicSummary};
 use kavka_metadata::{ConfigResource, MetadataImage};
@@ -15,6 +16,9 @@ use tonic::{Request, Response, Status};
 pub struct AdminService {
     replicas: Arc<ReplicaManager>,
     controllers: Arc<Controllers>,
+    /// The local port of the external listener, if any: clients that come through it
+    /// are given brokers' external addresses.
+    external_port: Option<u16>,
 }
 
 /// How long an admin write waits for this broker's image to show its effect.
@@ -25,7 +29,18 @@ impl AdminService {
         Self {
             replicas,
             controllers,
+            external_port: None,
         }
+    }
+
+    /// Clients connecting to local port `port` are outside the cluster's network.
+    pub fn with_external_port(mut self, port: Option<u16>) -> Self {
+        self.external_port = port;
+        self
+    }
+
+    fn is_external<T>(&self, req: &Request<T>) -> bool {
+        self.external_port.is_some() && req.local_addr().map(|a| a.port()) == self.external_port
     }
 
     /// Waits until this broker has applied the change, so the caller reads its own write.
@@ -286,18 +301,10 @@ impl Admin for AdminService {
                 }
             })
             .collect();
+        let external = self.is_external(&req);
         let brokers = image
             .brokers()
-            .map(|b| {
-                let ep = b.endpoint("grpc");
-                v1::BrokerInfo {
-                    id: b.broker_id.0,
-                    host: ep.map(|e| e.host.clone()).unwrap_or_default(),
-                    port: ep.map_or(0, |e| e.port as i32),
-                    rack: b.rack.clone().unwrap_or_default(),
-                    fenced: b.fenced,
-                }
-            })
+            .map(|b| watch::broker_info(b, external))
             .collect();
         Ok(Response::new(v1::MetadataResponse {
             cluster_id: image.cluster_id.clone().unwrap_or_default(),
@@ -306,5 +313,27 @@ impl Admin for AdminService {
             topics,
             metadata_offset: image.offset,
         }))
+    }
+
+    type WatchClusterStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<v1::ClusterView, Status>> + Send + 'static>,
+    >;
+
+    #[tracing::instrument(skip_all)]
+    async fn watch_cluster(
+        &self,
+        req: Request<v1::WatchClusterRequest>,
+    ) -> Result<Response<Self::WatchClusterStream>, Status> {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(watch::run(
+            Arc::clone(&self.replicas),
+            self.is_external(&req),
+            tx,
+        ));
+        let stream = tokio_stream::StreamExt::map(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+            Ok::<_, Status>,
+        );
+        Ok(Response::new(Box::pin(stream)))
     }
 }

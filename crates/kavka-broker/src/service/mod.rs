@@ -3,6 +3,7 @@
 
 mod admin;
 mod broker;
+pub mod watch;
 
 pub use admin::AdminService;
 pub use broker::{BrokerService, MESSAGE_BYTES_MAX};

@@ -1,4 +1,4 @@
-//! `kavka quorum status` and `kavka cluster describe`.
+//! `kavka quorum status`, `kavka cluster describe` and `kavka health`.
 
 use super::{OutputFormat, print_json, table};
 use anyhow::Context;
@@ -22,6 +22,13 @@ pub enum ClusterCommand {
     Describe {
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: OutputFormat,
+    },
+    /// Live view: active controller and term, brokers, every partition's leader, epoch
+    /// and ISR, and a timestamped line for each change. Full-screen on a terminal.
+    Watch {
+        /// Print only the event lines (the default when stdout is not a terminal).
+        #[arg(long)]
+        plain: bool,
     },
 }
 
@@ -115,7 +122,10 @@ pub async fn quorum(bootstrap: &str, cmd: QuorumCommand) -> anyhow::Result<()> {
 }
 
 pub async fn cluster(bootstrap: &str, cmd: ClusterCommand) -> anyhow::Result<()> {
-    let ClusterCommand::Describe { output } = cmd;
+    let output = match cmd {
+        ClusterCommand::Describe { output } => output,
+        ClusterCommand::Watch { plain } => return super::watch::run(bootstrap, plain).await,
+    };
     let mut client = super::connect(bootstrap).await?;
     let md = client.metadata(vec![]).await?;
     // Sessions come from the active controller; a broker-only bootstrap has none to ask.
@@ -187,4 +197,44 @@ pub async fn cluster(bootstrap: &str, cmd: ClusterCommand) -> anyhow::Result<()>
         }
     }
     Ok(())
+}
+
+/// `kavka health`: exits 0 when the node serves (a broker once unfenced; a controller-only
+/// node once its quorum runs). Container health checks call it.
+pub async fn health(bootstrap: &str) -> anyhow::Result<()> {
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+    let addr = kavka_client::parse_bootstrap(bootstrap)?
+        .into_iter()
+        .next()
+        .context("no address to check")?;
+    let timeout = std::time::Duration::from_secs(3);
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .connect()
+        .await
+        .with_context(|| format!("{addr} does not answer"))?;
+    let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
+    let mut last = String::new();
+    for service in ["kavka.v1.AdminService", "kavka.v1.ControllerService"] {
+        match client
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+        {
+            Ok(r) if r.get_ref().status == ServingStatus::Serving as i32 => {
+                println!("{addr}: {service} serving");
+                return Ok(());
+            }
+            Ok(_) => {
+                anyhow::bail!(
+                    "{addr}: {service} is not serving yet (a broker serves once the controller quorum has unfenced it)"
+                )
+            }
+            Err(s) if s.code() == tonic::Code::NotFound => last = s.message().to_string(),
+            Err(s) => anyhow::bail!("{addr}: health check failed: {}", s.message()),
+        }
+    }
+    anyhow::bail!("{addr}: serves neither brokers nor controllers ({last})")
 }

@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod consume;
 pub mod produce;
 pub mod topic;
+pub mod watch;
 
 use anyhow::Context;
 use clap::ValueEnum;
