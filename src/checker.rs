@@ -60,7 +60,8 @@ pub struct Report {
     pub gaps_in_offsets: Vec<String>,
     pub divergent: Vec<String>,
     pub split_brain: Vec<String>,
-    pub failover_gaps: Vec<Duration>,
+    /// One per fault that hit a leader: (fault kind, gap).
+    pub failover_gaps: Vec<(&'static str, Duration)>,
 }
 
 impl Report {
@@ -72,11 +73,24 @@ impl Report {
             && self.split_brain.is_empty()
     }
 
-    pub fn summary(&self) -> String {
-        let mut gaps = self.failover_gaps.clone();
+    /// Median and max failover gap over the faults of `kind` (all when `None`).
+    pub fn gap_stats(&self, kind: Option<&str>) -> (Duration, Duration) {
+        let mut gaps: Vec<Duration> = self
+            .failover_gaps
+            .iter()
+            .filter(|(k, _)| kind.is_none_or(|want| *k == want))
+            .map(|(_, g)| *g)
+            .collect();
         gaps.sort();
-        let median = gaps.get(gaps.len() / 2).map_or(0, |d| d.as_millis());
-        let max = gaps.last().map_or(0, |d| d.as_millis());
+        (
+            gaps.get(gaps.len() / 2).copied().unwrap_or_default(),
+            gaps.last().copied().unwrap_or_default(),
+        )
+    }
+
+    pub fn summary(&self) -> String {
+        let (median, max) = self.gap_stats(None);
+        let (median, max) = (median.as_millis(), max.as_millis());
         format!(
             "faults {} | acked {} | indeterminate {} | lost {} | duplicated {} | offset gaps {} | divergent {} | split-brain epochs {} | failover gap median {median} ms, max {max} ms | {}",
             self.faults,
@@ -428,7 +442,7 @@ pub fn verify(
                 worst = Some(worst.map_or(gap, |w: Duration| w.max(gap)));
             }
         }
-        report.failover_gaps.extend(worst);
+        report.failover_gaps.extend(worst.map(|g| (f.kind, g)));
     }
     Ok(report)
 }

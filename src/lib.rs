@@ -6,6 +6,7 @@
 
 pub mod checker;
 mod cluster;
+pub mod compose;
 mod node;
 
 pub use cluster::Cluster;

@@ -467,9 +467,21 @@ impl Svc for ControllerService {
 
     async fn quorum_status(
         &self,
-        _req: Request<v1::QuorumStatusRequest>,
+        req: Request<v1::QuorumStatusRequest>,
     ) -> Result<Response<v1::QuorumStatusResponse>, Status> {
         let q = self.controller.quorum();
+        if req.get_ref().from_leader
+            && !q.is_leader()
+            && let Some(leader) = self.controller.leader_hint()
+            && let Some(mut c) = self
+                .forward_target(&ControllerError::NotController(Some(leader)))
+                .await
+            && let Ok(r) = c
+                .quorum_status(v1::QuorumStatusRequest { from_leader: false })
+                .await
+        {
+            return Ok(r);
+        }
         let m = q.metrics();
         let log_end = m.last_log_index.map_or(-1, |i| i as i64);
         let progress = m.replication.clone().unwrap_or_default();

@@ -470,15 +470,25 @@ async fn dev_cluster(args: DevArgs) -> anyhow::Result<()> {
 /// Holds an exclusive lock on `<data>/.lock` for the life of the process, so two nodes
 /// never write the same data dir.
 fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create data dir {}", dir.display()))?;
+    // SAFETY: getuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let hint = |e: &std::io::Error| {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            format!(" (not writable by uid {uid}: is the volume mounted and owned by it?)")
+        } else {
+            String::new()
+        }
+    };
+    std::fs::create_dir_all(dir).map_err(|e| {
+        anyhow::anyhow!("cannot create data dir {}: {e}{}", dir.display(), hint(&e))
+    })?;
     let path = dir.join(".lock");
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}{}", path.display(), hint(&e)))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => {

@@ -51,7 +51,7 @@ async fn controller(
 async fn status(bootstrap: &str) -> anyhow::Result<v1::QuorumStatusResponse> {
     let mut c = controller(bootstrap).await?;
     let s = c
-        .quorum_status(v1::QuorumStatusRequest {})
+        .quorum_status(v1::QuorumStatusRequest { from_leader: false })
         .await
         .map_err(|e| anyhow::anyhow!("{}", e.message()))
         .context("this node does not answer quorum status (is it a controller?)")?
@@ -59,10 +59,24 @@ async fn status(bootstrap: &str) -> anyhow::Result<v1::QuorumStatusResponse> {
     if s.leader_id >= 0
         && s.leader_id != s.node_id
         && let Some(v) = s.voters.iter().find(|v| v.id == s.leader_id)
-        && let Ok(mut leader) = controller(&v.addr).await
-        && let Ok(r) = leader.quorum_status(v1::QuorumStatusRequest {}).await
     {
-        return Ok(r.into_inner());
+        let direct = async {
+            let mut leader = controller(&v.addr).await.ok()?;
+            let req = v1::QuorumStatusRequest { from_leader: false };
+            leader.quorum_status(req).await.ok()
+        };
+        // The leader's address may be one only its network knows: then this node asks.
+        let through = async {
+            let req = v1::QuorumStatusRequest { from_leader: true };
+            c.quorum_status(req).await.ok()
+        };
+        let timeout = std::time::Duration::from_secs(3);
+        if let Ok(Some(r)) = tokio::time::timeout(timeout, direct).await {
+            return Ok(r.into_inner());
+        }
+        if let Ok(Some(r)) = tokio::time::timeout(timeout, through).await {
+            return Ok(r.into_inner());
+        }
     }
     Ok(s)
 }
