@@ -420,27 +420,32 @@ pub fn verify(
             }
         }
     }
-    // Failover gap: last ack before a fault to the first after it, on the partitions the
-    // victim led.
-    for f in &history.faults {
-        let mut worst = None;
-        for &p in &f.led {
-            let before = history
-                .acked
+    // Failover gap, per fault: the longest stretch without an acknowledgement on a
+    // partition the victim led, from the last ack before the fault until the next fault
+    // (so the gap counts from when the fault really struck, however long injecting it
+    // took, and a later leadership move back is not mistaken for it).
+    let mut ack_times: BTreeMap<i32, Vec<Instant>> = BTreeMap::new();
+    for a in &history.acked {
+        ack_times.entry(a.partition).or_default().push(a.at);
+    }
+    for times in ack_times.values_mut() {
+        times.sort();
+    }
+    for (i, f) in history.faults.iter().enumerate() {
+        let until = history.faults.get(i + 1).map(|n| n.at);
+        let mut worst: Option<Duration> = None;
+        for p in &f.led {
+            let Some(times) = ack_times.get(p) else {
+                continue;
+            };
+            let first = times.partition_point(|t| *t <= f.at).saturating_sub(1);
+            let window: Vec<Instant> = times[first..]
                 .iter()
-                .filter(|a| a.partition == p && a.at <= f.at)
-                .map(|a| a.at)
-                .max();
-            let after = history
-                .acked
-                .iter()
-                .filter(|a| a.partition == p && a.at > f.at)
-                .map(|a| a.at)
-                .min();
-            if let (Some(b), Some(a)) = (before, after) {
-                let gap = a.duration_since(b);
-                worst = Some(worst.map_or(gap, |w: Duration| w.max(gap)));
-            }
+                .copied()
+                .take_while(|t| until.is_none_or(|u| *t <= u))
+                .collect();
+            let gap = window.windows(2).map(|w| w[1].duration_since(w[0])).max();
+            worst = worst.max(gap);
         }
         report.failover_gaps.extend(worst.map(|g| (f.kind, g)));
     }

@@ -12,6 +12,12 @@ use tonic::transport::{Channel, Endpoint};
 /// Largest gRPC message either way (matches the broker's limit).
 const MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// HTTP/2 pings find a peer that died without closing its connections (a container
+/// whose network went away, a frozen process) within interval + timeout, failing the
+/// calls in flight so they are retried on the new leader instead of waiting out their
+/// request timeout.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_millis(500);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_millis(1000);
 /// Admin and metadata calls give up after this (a frozen node must not hang a client).
 const ADMIN_CALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// A metadata refresh tries another node after this.
@@ -102,7 +108,10 @@ impl Client {
                 .map_err(|_| ClientError::InvalidBootstrap(addr.clone()))?
                 .connect_timeout(CONNECT_TIMEOUT)
                 .timeout(ADMIN_CALL_TIMEOUT)
-                .tcp_nodelay(true);
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+                .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+                .keep_alive_while_idle(true);
             let Ok(connected) = tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect()).await
             else {
                 last_error = format!("{addr}: {TimedOut}");
@@ -176,6 +185,7 @@ impl Client {
                 if matches!(
                     e.code,
                     kavka_model::ErrorCode::LeaderNotAvailable
+                        | kavka_model::ErrorCode::NetworkException
                         | kavka_model::ErrorCode::RequestTimedOut
                 ) =>
             {
@@ -200,6 +210,9 @@ impl Client {
                 let channel = endpoint
                     .connect_timeout(CONNECT_TIMEOUT)
                     .tcp_nodelay(true)
+                    .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+                    .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+                    .keep_alive_while_idle(true)
                     .connect_lazy();
                 routes.brokers.insert(b.id, (addr, channel));
             }
@@ -224,6 +237,15 @@ impl Client {
             .brokers
             .get(&leader)
             .map(|(_, c)| (leader, broker_client(c.clone())))
+    }
+
+    /// The leader of `topic`-`partition` as last learned (-1 when unknown).
+    pub(crate) fn leader_id(&self, topic: &str, partition: i32) -> i32 {
+        self.lock()
+            .leaders
+            .get(&(topic.to_string(), partition))
+            .copied()
+            .unwrap_or(-1)
     }
 
     /// An admin client for a broker learned from metadata.

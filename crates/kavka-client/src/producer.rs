@@ -14,6 +14,9 @@ use kavka_record::{Compression, Header, Record, RecordBatch};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
+/// How long a produce request waits before the producer checks whether its leader moved.
+const LEADER_RECHECK: Duration = Duration::from_millis(500);
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Acks {
     None,
@@ -216,6 +219,7 @@ impl Producer {
             // One request per leader, all in flight at once.
             let mut last_error: Option<KafkaError> = None;
             let mut requests = tokio::task::JoinSet::new();
+            let mut in_flight: Vec<(i32, Vec<i32>, tokio::task::AbortHandle)> = Vec::new();
             let (groups, unknown) = self.client.by_leader(topic, pending.keys().copied());
             if let Some(p) = unknown.first() {
                 last_error = Some(KafkaError::new(
@@ -240,11 +244,29 @@ impl Producer {
                 };
                 // The broker answers within the request timeout; a frozen one does not.
                 let bound = self.config.request_timeout + Duration::from_secs(1);
-                requests.spawn(async move {
+                let sent_to = partitions.clone();
+                let handle = requests.spawn(async move {
                     (leader, partitions, bounded(bound, conn.produce(req)).await)
                 });
+                in_flight.push((leader, sent_to, handle));
             }
-            while let Some(done) = requests.join_next().await {
+            let mut recheck = tokio::time::interval_at(
+                tokio::time::Instant::now() + LEADER_RECHECK,
+                LEADER_RECHECK,
+            );
+            loop {
+                let done = tokio::select! {
+                    done = requests.join_next() => match done {
+                        Some(done) => done,
+                        None => break,
+                    },
+                    _ = recheck.tick() => {
+                        if let Some(e) = self.abandon_moved_leaders(topic, &in_flight).await {
+                            last_error = Some(e);
+                        }
+                        continue;
+                    }
+                };
                 let Ok((leader, partitions, resp)) = done else {
                     continue;
                 };
@@ -311,6 +333,51 @@ impl Producer {
                 tracing::debug!(error = %e, "metadata refresh failed");
             }
         }
+    }
+
+    /// A request still waiting after [`LEADER_RECHECK`] may sit on a leader that froze or
+    /// was cut off: when fresh metadata names another leader for any of its partitions,
+    /// the request is abandoned (and retried, if retries remain) instead of waiting out
+    /// the request timeout. Like a timeout, abandoning leaves the write indeterminate.
+    async fn abandon_moved_leaders(
+        &mut self,
+        topic: &str,
+        in_flight: &[(i32, Vec<i32>, tokio::task::AbortHandle)],
+    ) -> Option<KafkaError> {
+        if in_flight.iter().all(|(.., h)| h.is_finished()) {
+            return None;
+        }
+        let refreshed = tokio::time::timeout(LEADER_RECHECK, self.client.refresh_leaders(topic));
+        if !matches!(refreshed.await, Ok(Ok(_))) {
+            return None;
+        }
+        let mut abandoned = None;
+        for (leader, partitions, handle) in in_flight {
+            if handle.is_finished() {
+                continue;
+            }
+            if let Some(p) = partitions
+                .iter()
+                .find(|p| self.client.leader_id(topic, **p) != *leader)
+            {
+                handle.abort();
+                let now = self.client.leader_id(topic, *p);
+                tracing::debug!(
+                    topic,
+                    partition = p,
+                    from = leader,
+                    to = now,
+                    "abandoning a request to a moved leader"
+                );
+                abandoned = Some(KafkaError::new(
+                    ErrorCode::NotLeaderOrFollower,
+                    format!(
+                        "{topic}-{p}: leader moved from broker {leader} to {now} while waiting for it"
+                    ),
+                ));
+            }
+        }
+        abandoned
     }
 
     fn encode(

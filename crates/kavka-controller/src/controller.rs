@@ -344,6 +344,8 @@ impl Controller {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut was_leader = false;
+        // The last active controller this voter knew of, other than itself.
+        let mut previous_leader: Option<NodeId> = None;
         let mut last_rebalance = Instant::now();
         loop {
             tokio::select! {
@@ -362,7 +364,16 @@ impl Controller {
                 for b in img.unfenced_brokers() {
                     let mut s = Session::new(-1);
                     s.last_heartbeat = now;
-                    s.reconnect_by = Some(now + self.config.takeover_grace);
+                    // The node whose controller stopped answering (this voter won an
+                    // election because it did) most likely died with its broker: that
+                    // broker is fenced at once. Alive after all, it registers again and
+                    // is unfenced once caught up, as after any restart.
+                    let grace = if previous_leader == Some(b.broker_id.0 as NodeId) {
+                        Duration::ZERO
+                    } else {
+                        self.config.takeover_grace
+                    };
+                    s.reconnect_by = Some(now + grace);
                     sessions.insert(b.broker_id, s);
                 }
                 // Not in the middle of a failover: leadership moves back later.
@@ -370,6 +381,9 @@ impl Controller {
             }
             was_leader = leader;
             if !leader {
+                if let Some(l) = self.quorum.leader().filter(|l| *l != self.quorum.node_id()) {
+                    previous_leader = Some(l);
+                }
                 continue;
             }
             if self.image().cluster_id.is_none() {

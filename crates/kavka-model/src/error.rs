@@ -49,6 +49,7 @@ error_codes! {
     LeaderNotAvailable = 5, "LEADER_NOT_AVAILABLE";
     NotLeaderOrFollower = 6, "NOT_LEADER_OR_FOLLOWER";
     RequestTimedOut = 7, "REQUEST_TIMED_OUT";
+    NetworkException = 13, "NETWORK_EXCEPTION";
     MessageTooLarge = 10, "MESSAGE_TOO_LARGE";
     InvalidTopicException = 17, "INVALID_TOPIC_EXCEPTION";
     RecordListTooLarge = 18, "RECORD_LIST_TOO_LARGE";
@@ -94,6 +95,7 @@ impl ErrorCode {
             ErrorCode::CorruptMessage
                 | ErrorCode::UnknownTopicOrPartition
                 | ErrorCode::LeaderNotAvailable
+                | ErrorCode::NetworkException
                 | ErrorCode::NotLeaderOrFollower
                 | ErrorCode::RequestTimedOut
                 | ErrorCode::NotEnoughReplicas

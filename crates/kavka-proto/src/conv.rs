@@ -80,6 +80,9 @@ pub fn from_status(s: &tonic::Status) -> KafkaError {
             let code = match s.code() {
                 tonic::Code::DeadlineExceeded => ErrorCode::RequestTimedOut,
                 tonic::Code::Unavailable => ErrorCode::LeaderNotAvailable,
+                // Our services always attach a Kafka code; without one, the call broke
+                // in transit (connection reset or closed mid-call, a ping unanswered).
+                tonic::Code::Unknown | tonic::Code::Cancelled => ErrorCode::NetworkException,
                 tonic::Code::InvalidArgument => ErrorCode::InvalidRequest,
                 tonic::Code::Unimplemented => {
                     return KafkaError::new(
@@ -97,6 +100,15 @@ pub fn from_status(s: &tonic::Status) -> KafkaError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_broken_in_transit_is_a_retriable_network_error() {
+        let e = from_status(&tonic::Status::unknown("transport error"));
+        assert_eq!(e.code, ErrorCode::NetworkException);
+        assert!(e.code.is_retriable());
+        let e = from_status(&tonic::Status::unavailable("tcp connect error"));
+        assert_eq!(e.code, ErrorCode::LeaderNotAvailable);
+    }
 
     #[test]
     fn kafka_errors_survive_a_status_round_trip() {

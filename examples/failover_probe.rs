@@ -1,0 +1,184 @@
+//! Where a failover's time goes: three local nodes, one partition (RF 3,
+//! min.insync.replicas 2), one acks=all producer sending one record at a time, and a
+//! metadata poller on a surviving node; the partition's leader is SIGKILLed (or, with
+//! `stop`, SIGSTOPped) and the timeline relative to the fault is printed: producer errors,
+//! the leader change as the cluster reports it, and the first acknowledgement after.
+//!
+//! `ctl` SIGKILLs the active controller, measuring a partition it leads.
+//!
+//!     cargo run -p kavka-harness --example failover_probe -- [kill|stop|ctl] [rounds]
+
+use kavka_client::{Acks, Client, NewTopic, Producer, ProducerConfig, ProducerRecord};
+use kavka_harness::{Cluster, checker};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+type Log = Arc<Mutex<Vec<(Instant, String)>>>;
+
+fn note(log: &Log, what: String) {
+    if let Ok(mut l) = log.lock() {
+        l.push((Instant::now(), what));
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let mode = args.next().unwrap_or_else(|| "kill".into());
+    let stop = mode == "stop";
+    let rounds: usize = args.next().and_then(|r| r.parse().ok()).unwrap_or(3);
+    let mut cluster = Cluster::start(&["controller,broker"; 3], &[]).await?;
+    let all = cluster.bootstrap();
+    let mut admin = Client::connect(&all).await?;
+    admin
+        .create_topic(NewTopic {
+            name: "probe".into(),
+            partitions: 3,
+            replication_factor: 3,
+            configs: BTreeMap::from([("min.insync.replicas".into(), "2".into())]),
+        })
+        .await?;
+    let mut gaps = Vec::new();
+    for round in 0..rounds {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let leaders = checker::leaders(&all, "probe").await.unwrap_or_default();
+        let status = kavka_harness::run_cli(&all, &["quorum", "status", "-o", "json"], b"");
+        let controller: i32 = String::from_utf8_lossy(&status.stdout)
+            .split("\"leader_id\":")
+            .nth(1)
+            .and_then(|r| r.split([',', '\n']).next())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(-1);
+        let pick = if mode == "ctl" {
+            leaders.iter().find(|(_, (l, _))| *l == controller)
+        } else {
+            leaders.iter().find(|(_, (l, _))| *l != controller)
+        };
+        let Some((&partition, &(victim, epoch))) = pick else {
+            println!("round {round}: no partition fits; skipped");
+            continue;
+        };
+        let survivor = cluster
+            .nodes
+            .iter()
+            .find(|n| n.node_id() != victim)
+            .map(|n| n.addr())
+            .unwrap_or_default();
+        let log: Log = Arc::default();
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let producer = {
+            let (all, log, done) = (all.clone(), Arc::clone(&log), Arc::clone(&done));
+            tokio::spawn(async move {
+                let Ok(c) = Client::connect(&all).await else {
+                    return;
+                };
+                let mut p = Producer::new(
+                    c,
+                    ProducerConfig {
+                        acks: Acks::All,
+                        retries: 0,
+                        request_timeout: Duration::from_secs(2),
+                        ..ProducerConfig::default()
+                    },
+                );
+                let mut i = 0u64;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    i += 1;
+                    let r = ProducerRecord {
+                        partition: Some(partition),
+                        value: Some(bytes::Bytes::from(format!("v{i}"))),
+                        ..ProducerRecord::default()
+                    };
+                    match p.send("probe", vec![r]).await {
+                        Ok(_) => note(&log, "ack".into()),
+                        Err(e) => {
+                            note(&log, format!("error: {e}"));
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                }
+            })
+        };
+        let poller = {
+            let (log, done, survivor) = (Arc::clone(&log), Arc::clone(&done), survivor.clone());
+            tokio::spawn(async move {
+                let mut last = (victim, epoch);
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Some(l) = checker::leaders(&survivor, "probe").await
+                        && let Some(now) = l.get(&partition).copied()
+                        && now != last
+                    {
+                        note(&log, format!("metadata: leader {} epoch {}", now.0, now.1));
+                        last = now;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let t0 = Instant::now();
+        if stop {
+            cluster.node(victim).pause();
+        } else {
+            cluster.node(victim).kill();
+        }
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = producer.await;
+        let _ = poller.await;
+        println!(
+            "round {round}: {} node {victim} (probe-{partition} epoch {epoch}; active controller {controller})",
+            if stop { "SIGSTOP" } else { "SIGKILL" }
+        );
+        let log = log.lock().map(|l| l.clone()).unwrap_or_default();
+        let mut acks_before = 0;
+        let mut last_before = None;
+        let mut first_after = None;
+        let mut shown = 0;
+        let mut last_kind = String::new();
+        for (t, what) in &log {
+            if *t <= t0 {
+                if what == "ack" {
+                    acks_before += 1;
+                    last_before = Some(*t);
+                }
+                continue;
+            }
+            let ms = t.duration_since(t0).as_millis();
+            if what == "ack" {
+                if first_after.is_none() && shown > 0 {
+                    first_after = Some(*t);
+                    println!("  +{ms:>5} ms  first ack");
+                }
+                continue;
+            }
+            let kind: String = what.chars().take(60).collect();
+            if shown == 0 || !last_kind.starts_with(&kind) {
+                println!("  +{ms:>5} ms  {what}");
+                last_kind = kind;
+            }
+            shown += 1;
+        }
+        if let (Some(b), Some(a)) = (last_before, first_after) {
+            let gap = a.duration_since(b);
+            println!("  gap {} ms ({acks_before} acks before)", gap.as_millis());
+            gaps.push(gap);
+        }
+        if stop {
+            cluster.node(victim).resume();
+        } else {
+            cluster.node(victim).start_again().await?;
+        }
+    }
+    gaps.sort();
+    if let (Some(min), Some(max)) = (gaps.first(), gaps.last()) {
+        println!(
+            "gaps: min {} ms, median {} ms, max {} ms",
+            min.as_millis(),
+            gaps[gaps.len() / 2].as_millis(),
+            max.as_millis()
+        );
+    }
+    Ok(())
+}
