@@ -22,6 +22,13 @@ pub enum BenchCommand {
         /// Partitions, if the topic has to be created.
         #[arg(long, default_value_t = 1)]
         partitions: i32,
+        /// Replication factor of the bench topic if it is created (0: the cluster default).
+        #[arg(long, default_value_t = 0)]
+        replication_factor: i32,
+        /// Records per second to aim at, all producers together (Kafka's producer-perf-test
+        /// --throughput); unlimited when absent. For latency at a given load.
+        #[arg(long)]
+        throughput: Option<u64>,
         #[arg(long, default_value_t = 1024)]
         record_size: usize,
         #[arg(long, default_value_t = 100_000)]
@@ -73,6 +80,8 @@ pub async fn run(bootstrap: &str, cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Produce {
             topic,
             partitions,
+            replication_factor,
+            throughput,
             record_size,
             num_records,
             duration,
@@ -87,6 +96,7 @@ pub async fn run(bootstrap: &str, cmd: BenchCommand) -> anyhow::Result<()> {
                 .create_topic(NewTopic {
                     name: topic.clone(),
                     partitions,
+                    replication_factor,
                     ..NewTopic::default()
                 })
                 .await
@@ -100,8 +110,12 @@ pub async fn run(bootstrap: &str, cmd: BenchCommand) -> anyhow::Result<()> {
             let deadline = duration.map(|d| Instant::now() + Duration::from(d));
             let value = payload(record_size);
             let started = Instant::now();
+            // With a target rate, send n is due at started + n / rate (records counted
+            // across all producers), so the load is steady rather than bursty.
+            let issued = Arc::new(AtomicU64::new(0));
             let mut tasks = Vec::new();
             for _ in 0..in_flight.max(1) {
+                let issued = Arc::clone(&issued);
                 let mut producer = Producer::new(client.clone(), config.clone());
                 let remaining = Arc::clone(&remaining);
                 let value = value.clone();
@@ -127,6 +141,11 @@ pub async fn run(bootstrap: &str, cmd: BenchCommand) -> anyhow::Result<()> {
                                 ..ProducerRecord::default()
                             })
                             .collect();
+                        if let Some(rate) = throughput.filter(|r| *r > 0) {
+                            let first = issued.fetch_add(n, Ordering::AcqRel);
+                            let due = started + Duration::from_secs_f64(first as f64 / rate as f64);
+                            tokio::time::sleep_until(due.into()).await;
+                        }
                         let t = Instant::now();
                         producer.send(&topic, records).await?;
                         let us = (t.elapsed().as_micros() as u64).clamp(1, 60_000_000);
