@@ -44,12 +44,10 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let leaders = checker::leaders(&all, "probe").await.unwrap_or_default();
         let status = kavka_harness::run_cli(&all, &["quorum", "status", "-o", "json"], b"");
-        let controller: i32 = String::from_utf8_lossy(&status.stdout)
-            .split("\"leader_id\":")
-            .nth(1)
-            .and_then(|r| r.split([',', '\n']).next())
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(-1);
+        let controller = serde_json::from_slice::<serde_json::Value>(&status.stdout)
+            .ok()
+            .and_then(|v| v["leader_id"].as_i64())
+            .map_or(-1, |l| l as i32);
         let pick = if mode == "ctl" {
             leaders.iter().find(|(_, (l, _))| *l == controller)
         } else {
