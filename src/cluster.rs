@@ -53,6 +53,16 @@ impl Cluster {
             .join(",")
     }
 
+    /// All Kafka listener addresses of brokers, as `bootstrap.servers`.
+    pub fn kafka_bootstrap(&self) -> String {
+        self.nodes
+            .iter()
+            .filter(|n| n.is_broker())
+            .map(Node::kafka_addr)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     pub fn node(&mut self, id: i32) -> &mut Node {
         let i = self
             .nodes

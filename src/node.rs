@@ -89,6 +89,8 @@ impl NodeOptions {
 pub struct Node {
     child: Option<Child>,
     port: u16,
+    /// The Kafka wire-protocol listener's port (kept across restarts).
+    kafka_port: u16,
     options: NodeOptions,
     dir: tempfile::TempDir,
 }
@@ -119,11 +121,13 @@ impl Node {
         let mut node = Node {
             child: None,
             port: 0,
+            kafka_port: 0,
             options,
             dir,
         };
         if let Some(port) = node.options.port {
             node.port = port;
+            node.kafka_port = free_port()?;
             node.spawn_and_wait().await?;
             return Ok(node);
         }
@@ -131,6 +135,7 @@ impl Node {
         let mut last = None;
         for _ in 0..5 {
             node.port = free_port()?;
+            node.kafka_port = free_port()?;
             match node.spawn_and_wait().await {
                 Ok(()) => return Ok(node),
                 Err(e) if node.log().contains("cannot listen") => last = Some(e),
@@ -146,6 +151,7 @@ impl Node {
         let mut node = Node {
             child: None,
             port: free_port()?,
+            kafka_port: free_port()?,
             options,
             dir,
         };
@@ -159,6 +165,15 @@ impl Node {
 
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn is_broker(&self) -> bool {
+        self.options.has_broker()
+    }
+
+    /// Where Kafka clients connect (the node's PLAINTEXT listener).
+    pub fn kafka_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.kafka_port)
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -198,6 +213,17 @@ impl Node {
                     .voters
                     .iter()
                     .flat_map(|v| ["--controller-voters".to_string(), v.clone()]),
+            )
+            .args(
+                (!self.options.args.iter().any(|a| a == "--kafka-listeners"))
+                    .then(|| {
+                        [
+                            "--kafka-listeners".to_string(),
+                            format!("PLAINTEXT://{}", self.kafka_addr()),
+                        ]
+                    })
+                    .into_iter()
+                    .flatten(),
             )
             .args(&self.options.args)
             .env("KAVKA_LOG", "info")

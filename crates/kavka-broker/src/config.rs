@@ -14,6 +14,9 @@ pub struct BrokerConfig {
     /// A second listener's advertised host and port, for clients outside the cluster's
     /// network (Kafka's EXTERNAL listener in `advertised.listeners`).
     pub external_advertised: Option<(String, u16)>,
+    /// More endpoints to register, by name (the Kafka protocol's listeners, named
+    /// `kafka:<LISTENER>`), as (name, advertised host, advertised port).
+    pub extra_listeners: Vec<(String, String, u16)>,
     /// `log.flush`: when an append counts as durable.
     pub flush: FlushPolicy,
     /// `num.partitions`: partitions for a topic created without a count.
@@ -42,6 +45,7 @@ impl BrokerConfig {
             advertised_host: "127.0.0.1".into(),
             advertised_port: 9093,
             external_advertised: None,
+            extra_listeners: Vec::new(),
             flush: FlushPolicy::Replicated,
             default_partitions: 1,
             retention_check_interval_ms: 300_000,

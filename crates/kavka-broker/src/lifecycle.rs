@@ -59,6 +59,16 @@ impl Lifecycle {
                         port: i32::from(*port),
                     }),
             )
+            .chain(
+                config
+                    .extra_listeners
+                    .iter()
+                    .map(|(name, host, port)| v1::Listener {
+                        name: name.clone(),
+                        host: host.clone(),
+                        port: i32::from(*port),
+                    }),
+            )
             .collect(),
             rack: config.rack.clone().unwrap_or_default(),
         };

@@ -179,6 +179,14 @@ impl Controller {
         self.decide(|img| topics::delete_topics(img, &names)).await
     }
 
+    pub async fn create_partitions(
+        &self,
+        requests: Vec<(String, i32)>,
+    ) -> Result<Vec<Result<TopicId, KafkaError>>, ControllerError> {
+        self.decide(|img| topics::create_partitions(img, &requests))
+            .await
+    }
+
     pub async fn alter_topic_configs(
         &self,
         topic: &str,

@@ -93,6 +93,13 @@ fn topic_result(name: String, r: Result<kavka_metadata::TopicId, KafkaError>) ->
     }
 }
 
+fn validate_only_unsupported() -> Status {
+    status(&KafkaError::new(
+        ErrorCode::InvalidRequest,
+        "validate_only is not supported by the controller yet",
+    ))
+}
+
 fn parse_incarnation(s: &str) -> Result<uuid::Uuid, Status> {
     uuid::Uuid::parse_str(s).map_err(|_| {
         status(&KafkaError::new(
@@ -123,10 +130,7 @@ impl Svc for ControllerService {
             })
             .collect();
         if inner.validate_only {
-            return Err(status(&KafkaError::new(
-                ErrorCode::InvalidRequest,
-                "validate_only is not supported by the controller yet",
-            )));
+            return Err(validate_only_unsupported());
         }
         match self.controller.create_topics(requests).await {
             Ok(results) => Ok(Response::new(v1::CreateTopicsResponse {
@@ -166,12 +170,45 @@ impl Svc for ControllerService {
         }
     }
 
+    #[tracing::instrument(skip_all)]
+    async fn create_partitions(
+        &self,
+        req: Request<v1::CreatePartitionsRequest>,
+    ) -> Result<Response<v1::CreatePartitionsResponse>, Status> {
+        let inner = req.into_inner();
+        if inner.validate_only {
+            return Err(validate_only_unsupported());
+        }
+        let asked = inner
+            .topics
+            .iter()
+            .map(|t| (t.name.clone(), t.count))
+            .collect();
+        match self.controller.create_partitions(asked).await {
+            Ok(results) => Ok(Response::new(v1::CreatePartitionsResponse {
+                results: inner
+                    .topics
+                    .into_iter()
+                    .zip(results)
+                    .map(|(t, r)| topic_result(t.name, r))
+                    .collect(),
+            })),
+            Err(e) => match self.forward_target(&e).await {
+                Some(mut c) => c.create_partitions(inner).await,
+                None => Err(to_status(&e)),
+            },
+        }
+    }
+
     #[tracing::instrument(skip_all, fields(topic = %req.get_ref().topic))]
     async fn alter_configs(
         &self,
         req: Request<v1::AlterConfigsRequest>,
     ) -> Result<Response<v1::AlterConfigsResponse>, Status> {
         let inner = req.into_inner();
+        if inner.validate_only {
+            return Err(validate_only_unsupported());
+        }
         match self
             .controller
             .alter_topic_configs(

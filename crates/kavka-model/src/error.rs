@@ -74,6 +74,7 @@ error_codes! {
     PreferredLeaderNotAvailable = 80, "PREFERRED_LEADER_NOT_AVAILABLE";
     EligibleLeadersNotAvailable = 83, "ELIGIBLE_LEADERS_NOT_AVAILABLE";
     ElectionNotNeeded = 84, "ELECTION_NOT_NEEDED";
+    FetchSessionIdNotFound = 70, "FETCH_SESSION_ID_NOT_FOUND";
     InvalidRecord = 87, "INVALID_RECORD";
     InvalidUpdateVersion = 95, "INVALID_UPDATE_VERSION";
     UnknownTopicId = 100, "UNKNOWN_TOPIC_ID";
@@ -81,6 +82,7 @@ error_codes! {
     BrokerIdNotRegistered = 102, "BROKER_ID_NOT_REGISTERED";
     InconsistentClusterId = 104, "INCONSISTENT_CLUSTER_ID";
     IneligibleReplica = 107, "INELIGIBLE_REPLICA";
+    UnsupportedEndpointType = 115, "UNSUPPORTED_ENDPOINT_TYPE";
 }
 
 impl ErrorCode {

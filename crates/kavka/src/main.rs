@@ -31,7 +31,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run a node (TOML file, KAVKA_* environment variables and flags; flags win).
-    Server(server::ServerArgs),
+    Server(Box<server::ServerArgs>),
     /// Run a one-node playground with embedded defaults.
     Dev(server::DevArgs),
     /// Create, list, describe, delete topics and change their configs.
@@ -82,7 +82,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Server(args) => server::run(args).await,
+            Command::Server(args) => server::run(*args).await,
             Command::Dev(args) => server::dev(args).await,
             Command::Topic(cmd) => cli::topic::run(&cli.bootstrap, cmd).await,
             Command::Produce(args) => cli::produce::run(&cli.bootstrap, args).await,

@@ -10,6 +10,7 @@ use kavka_controller::control::topics::TopicDefaults;
 use kavka_controller::controller::{Controller, ControllerConfig};
 use kavka_controller::service::ControllerService;
 use kavka_controller::{Quorum, QuorumConfig, VoterNode};
+use kavka_kafka::{KafkaConfig, KafkaListener, parse_listeners};
 use kavka_log::FlushPolicy;
 use kavka_model::BrokerId;
 use serde::Deserialize;
@@ -57,6 +58,21 @@ pub struct ServerArgs {
     /// (default: the advertised host and the external listen port).
     #[arg(long, env = "KAVKA_EXTERNAL_ADVERTISED_ADDRESS")]
     external_advertised_address: Option<String>,
+    /// Kafka wire-protocol listeners, NAME://host:port,... (Kafka's `listeners`);
+    /// default PLAINTEXT://0.0.0.0:9092, empty for none.
+    #[arg(long, env = "KAVKA_KAFKA_LISTENERS")]
+    kafka_listeners: Option<String>,
+    /// What each Kafka listener tells clients to connect to, NAME://host:port,...
+    /// (Kafka's `advertised.listeners`); default: the advertised host and the bound port.
+    #[arg(long, env = "KAVKA_KAFKA_ADVERTISED_LISTENERS")]
+    kafka_advertised_listeners: Option<String>,
+    /// Close Kafka connections idle this long; a started request must arrive whole
+    /// within it too (Kafka's connections.max.idle.ms).
+    #[arg(long, env = "KAVKA_CONNECTIONS_MAX_IDLE_MS")]
+    connections_max_idle_ms: Option<u64>,
+    /// Largest Kafka request accepted (Kafka's socket.request.max.bytes).
+    #[arg(long, env = "KAVKA_SOCKET_REQUEST_MAX_BYTES")]
+    socket_request_max_bytes: Option<usize>,
     /// Durability: `replicated` (page cache, Kafka's default) or `fsync`.
     #[arg(long, env = "KAVKA_LOG_FLUSH")]
     log_flush: Option<String>,
@@ -102,6 +118,10 @@ pub struct DevArgs {
     /// gRPC listen address.
     #[arg(long, default_value = "127.0.0.1:9093")]
     listen: String,
+    /// Kafka wire-protocol listen address (node N of --nodes listens 100 * (N - 1)
+    /// ports higher).
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    kafka_listen: String,
     /// Durability: replicated or fsync.
     #[arg(long, default_value = "replicated")]
     log_flush: String,
@@ -121,6 +141,10 @@ struct FileConfig {
     advertised_host: Option<String>,
     external_listen: Option<String>,
     external_advertised_address: Option<String>,
+    kafka_listeners: Option<String>,
+    kafka_advertised_listeners: Option<String>,
+    connections_max_idle_ms: Option<u64>,
+    socket_request_max_bytes: Option<usize>,
     log_flush: Option<String>,
     num_partitions: Option<i32>,
     log_retention_check_interval_ms: Option<u64>,
@@ -140,6 +164,10 @@ pub struct Settings {
     pub broker: BrokerConfig,
     pub listen: SocketAddr,
     pub external_listen: Option<SocketAddr>,
+    /// Kafka listeners to bind, and what each advertises (port 0: the bound port).
+    pub kafka_listeners: Vec<KafkaListener>,
+    pub kafka_advertised: Vec<KafkaListener>,
+    pub kafka: KafkaConfig,
     pub controller: bool,
     pub broker_role: bool,
     pub voters: BTreeMap<u64, VoterNode>,
@@ -250,6 +278,36 @@ impl ServerArgs {
                 bail!("external advertised address '{a}' given without --external-listen")
             }
         };
+        let kafka_listeners = parse_listeners(
+            &self
+                .kafka_listeners
+                .or(file.kafka_listeners)
+                .unwrap_or_else(|| "PLAINTEXT://0.0.0.0:9092".into()),
+        )
+        .context("invalid --kafka-listeners")?;
+        let explicit = parse_listeners(
+            &self
+                .kafka_advertised_listeners
+                .or(file.kafka_advertised_listeners)
+                .unwrap_or_default(),
+        )
+        .context("invalid --kafka-advertised-listeners")?;
+        let kafka_advertised =
+            kavka_kafka::listeners::advertised(&kafka_listeners, &explicit, &advertised_host)
+                .context("invalid --kafka-advertised-listeners")?;
+        let mut kafka = KafkaConfig::default();
+        if let Some(ms) = self
+            .connections_max_idle_ms
+            .or(file.connections_max_idle_ms)
+        {
+            kafka.connections_max_idle = Duration::from_millis(ms.max(100));
+        }
+        if let Some(b) = self
+            .socket_request_max_bytes
+            .or(file.socket_request_max_bytes)
+        {
+            kafka.socket_request_max_bytes = b.max(1024);
+        }
         let num_partitions = self.num_partitions.or(file.num_partitions).unwrap_or(1);
         if num_partitions <= 0 {
             bail!("num partitions must be > 0, got {num_partitions}");
@@ -309,6 +367,9 @@ impl ServerArgs {
             broker,
             listen,
             external_listen,
+            kafka_listeners,
+            kafka_advertised,
+            kafka,
             controller,
             broker_role,
             voters,
@@ -340,6 +401,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         node_id: Some(1),
         data_dir: Some(args.data_dir),
         listen: Some(args.listen),
+        kafka_listeners: Some(format!("PLAINTEXT://{}", args.kafka_listen)),
         log_flush: Some(args.log_flush),
         num_partitions: Some(1),
         ..ServerArgs::default()
@@ -359,6 +421,13 @@ async fn dev_cluster(args: DevArgs) -> anyhow::Result<()> {
         bail!("kavka dev runs at most 9 nodes, got {n}");
     }
     let addr = |i: u16| SocketAddr::new(base.ip(), base.port() + i - 1);
+    let kafka_base: SocketAddr = args.kafka_listen.parse().with_context(|| {
+        format!(
+            "invalid Kafka listen address '{}': expected ip:port",
+            args.kafka_listen
+        )
+    })?;
+    let kafka_addr = |i: u16| SocketAddr::new(kafka_base.ip(), kafka_base.port() + 100 * (i - 1));
     let voters = (1..=n)
         .map(|i| format!("{i}@{}", addr(i)))
         .collect::<Vec<_>>()
@@ -383,6 +452,8 @@ async fn dev_cluster(args: DevArgs) -> anyhow::Result<()> {
                 &voters,
                 "--log-flush",
                 &args.log_flush,
+                "--kafka-listeners",
+                &format!("PLAINTEXT://{}", kafka_addr(i)),
             ])
             .arg("--data-dir")
             .arg(&dir)
@@ -421,8 +492,9 @@ async fn dev_cluster(args: DevArgs) -> anyhow::Result<()> {
     println!("kavka dev: {n} nodes ready (controller and broker each)");
     for i in 1..=n {
         println!(
-            "  node {i}  gRPC {}  data {}/node-{i}  log {}/node-{i}.log",
+            "  node {i}  gRPC {}  Kafka {}  data {}/node-{i}  log {}/node-{i}.log",
             addr(i),
+            kafka_addr(i),
             args.data_dir.display(),
             args.data_dir.display()
         );
@@ -440,8 +512,9 @@ async fn dev_cluster(args: DevArgs) -> anyhow::Result<()> {
                 {
                     reported.insert(*i);
                     eprintln!(
-                        "node {i} exited ({status}); restart it with:\n  kavka server --node-id {i} --listen {} --controller-voters {voters} --data-dir {}/node-{i}",
+                        "node {i} exited ({status}); restart it with:\n  kavka server --node-id {i} --listen {} --kafka-listeners PLAINTEXT://{} --controller-voters {voters} --data-dir {}/node-{i}",
                         addr(*i),
+                        kafka_addr(*i),
                         args.data_dir.display()
                     );
                 }
@@ -503,7 +576,7 @@ fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
     }
 }
 
-async fn serve(settings: Settings, dev: bool) -> anyhow::Result<()> {
+async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let data_dir = settings.broker.data_dir.clone();
     let _lock = lock_data_dir(&data_dir)?;
@@ -523,6 +596,43 @@ async fn serve(settings: Settings, dev: bool) -> anyhow::Result<()> {
         Some(l) => Some(l.local_addr()?),
         None => None,
     };
+    // Kafka listeners (brokers only), bound before registering so port 0 works.
+    let mut kafka_bound = Vec::new();
+    if settings.broker_role {
+        for (l, adv) in settings
+            .kafka_listeners
+            .iter()
+            .zip(settings.kafka_advertised.iter_mut())
+        {
+            let host = if l.host.is_empty() {
+                "0.0.0.0"
+            } else {
+                &l.host
+            };
+            let bound = tokio::net::TcpListener::bind((host, l.port))
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot listen on {host}:{} (Kafka listener {})",
+                        l.port, l.name
+                    )
+                })?;
+            let port = bound.local_addr()?.port();
+            if adv.port == 0 {
+                adv.port = port;
+            }
+            settings.broker.extra_listeners.push((
+                kavka_kafka::endpoint_name(&adv.name),
+                adv.host.clone(),
+                adv.port,
+            ));
+            kafka_bound.push((l.name.clone(), bound));
+        }
+    }
+    let kafka_addrs: Vec<String> = kafka_bound
+        .iter()
+        .filter_map(|(n, l)| Some(format!("{n}://{}", l.local_addr().ok()?)))
+        .collect();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     // A reason to stop at once, with a non-zero exit.
     let (fatal_tx, mut fatal_rx) = watch::channel::<Option<String>>(None);
@@ -646,6 +756,19 @@ async fn serve(settings: Settings, dev: bool) -> anyhow::Result<()> {
                 shutdown_rx.clone(),
             )));
         }
+        let kafka_broker = Arc::new(kavka_kafka::Broker::new(
+            Arc::clone(&replicas),
+            AdminService::new(Arc::clone(&replicas), Arc::clone(&controllers)),
+            settings.kafka.clone(),
+        ));
+        for (name, listener) in kafka_bound.drain(..) {
+            tasks.push(tokio::spawn(kavka_kafka::serve(
+                Arc::clone(&kafka_broker),
+                listener,
+                name,
+                shutdown_rx.clone(),
+            )));
+        }
         broker_services = Some((
             AdminService::new(Arc::clone(&replicas), controllers)
                 .with_external_port(external_local.map(|a| a.port()))
@@ -726,12 +849,13 @@ async fn serve(settings: Settings, dev: bool) -> anyhow::Result<()> {
         (true, false) => "controller",
         _ => "broker",
     };
-    tracing::info!(node_id = %settings.broker.node_id, roles, listen = %local, external = ?external_local, data_dir = %data_dir.display(), flush = settings.broker.flush.name(), voters = ?settings.voters.keys().collect::<Vec<_>>(), "kavka is ready");
+    tracing::info!(node_id = %settings.broker.node_id, roles, listen = %local, external = ?external_local, kafka = ?kafka_addrs, data_dir = %data_dir.display(), flush = settings.broker.flush.name(), voters = ?settings.voters.keys().collect::<Vec<_>>(), "kavka is ready");
     if dev {
         println!(
-            "kavka dev: node {} ready in {} ms\n  gRPC      {local}\n  data dir  {}\n  try:      kavka topic create orders --partitions 3",
+            "kavka dev: node {} ready in {} ms\n  gRPC      {local}\n  Kafka     {}\n  data dir  {}\n  try:      kavka topic create orders --partitions 3",
             settings.broker.node_id,
             started.elapsed().as_millis(),
+            kafka_addrs.join(", "),
             data_dir.display()
         );
     }

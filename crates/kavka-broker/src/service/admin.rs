@@ -227,6 +227,42 @@ impl Admin for AdminService {
         Ok(Response::new(resp))
     }
 
+    #[tracing::instrument(skip_all, fields(topics = req.get_ref().topics.len()))]
+    async fn create_partitions(
+        &self,
+        req: Request<v1::CreatePartitionsRequest>,
+    ) -> Result<Response<v1::CreatePartitionsResponse>, Status> {
+        let req = req.into_inner();
+        let resp = self
+            .controllers
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.create_partitions(req).await.map(|r| r.into_inner()) }
+            })
+            .await
+            .map_err(|e| status(&e))?;
+        let grown: Vec<(String, usize)> = req
+            .topics
+            .iter()
+            .filter(|t| {
+                resp.results
+                    .iter()
+                    .any(|r| r.name == t.name && r.error.is_none())
+            })
+            .map(|t| (t.name.clone(), t.count.max(0) as usize))
+            .collect();
+        self.await_image("the new partitions", |img| {
+            grown.iter().all(|(name, count)| {
+                TopicName::new(name.clone())
+                    .ok()
+                    .and_then(|n| img.topic_by_name(&n))
+                    .is_some_and(|t| t.partitions.len() >= *count)
+            })
+        })
+        .await?;
+        Ok(Response::new(resp))
+    }
+
     #[tracing::instrument(skip_all, fields(partitions = req.get_ref().partitions.len()))]
     async fn elect_leaders(
         &self,

@@ -147,6 +147,73 @@ pub fn delete_topics(
     Decision { records, reply }
 }
 
+/// Grows topics to new partition counts (Kafka's CreatePartitions): the new partitions
+/// are placed like a new topic's, with the topic's replication factor; one result per
+/// request, in order. Existing partitions are untouched.
+pub fn create_partitions(
+    image: &MetadataImage,
+    requests: &[(String, i32)],
+) -> Decision<Vec<Result<TopicId, KafkaError>>> {
+    let mut records = Vec::new();
+    let mut planned = image.clone();
+    let mut seen = BTreeSet::new();
+    let reply = requests
+        .iter()
+        .map(|(name, count)| {
+            let topic = TopicName::new(name.clone())
+                .ok()
+                .and_then(|n| planned.topic_by_name(&n))
+                .ok_or_else(|| {
+                    KafkaError::new(
+                        ErrorCode::UnknownTopicOrPartition,
+                        format!("topic '{name}' does not exist"),
+                    )
+                })?;
+            if !seen.insert(topic.id) {
+                return Err(KafkaError::new(
+                    ErrorCode::InvalidRequest,
+                    format!("topic '{name}' is listed twice"),
+                ));
+            }
+            let current = topic.partitions.len() as i32;
+            if *count <= current || *count > TOPIC_PARTITIONS_MAX {
+                return Err(KafkaError::new(
+                    ErrorCode::InvalidPartitions,
+                    format!(
+                        "topic '{name}' has {current} partitions: the new count must be greater, and at most {TOPIC_PARTITIONS_MAX}, got {count}"
+                    ),
+                ));
+            }
+            let rf = topic
+                .partitions
+                .values()
+                .next()
+                .map_or(1, |p| p.replicas.len());
+            let id = topic.id;
+            let assignment = place(&planned, (count - current) as usize, rf)?;
+            let new: Vec<MetadataRecord> = assignment
+                .into_iter()
+                .enumerate()
+                .map(|(i, replicas)| {
+                    MetadataRecord::Partition(PartitionRecord {
+                        topic_id: id,
+                        partition: PartitionId(current + i as i32),
+                        leader: replicas[0],
+                        isr: replicas.clone(),
+                        replicas,
+                        leader_epoch: LeaderEpoch(0),
+                        partition_epoch: 0,
+                    })
+                })
+                .collect();
+            planned = planned.replay(planned.offset + 1, &new).0;
+            records.extend(new);
+            Ok(id)
+        })
+        .collect();
+    Decision { records, reply }
+}
+
 /// Sets and removes topic config overrides; the reply is the resulting overrides.
 pub fn alter_topic_configs(
     image: &MetadataImage,
@@ -308,6 +375,52 @@ mod tests {
                 .replicas,
             vec![BrokerId(1)]
         );
+    }
+
+    #[test]
+    fn create_partitions_table() {
+        let img = cluster(3);
+        let created = create_topics(&img, &[req("orders", 2, 2)], DEFAULTS, ids());
+        let img = img.replay(img.offset + 1, &created.records).0;
+        let d = create_partitions(
+            &img,
+            &[
+                ("orders".into(), 5),
+                ("orders".into(), 6),
+                ("missing".into(), 3),
+            ],
+        );
+        assert!(d.reply[0].is_ok());
+        assert_eq!(
+            d.reply[1].as_ref().unwrap_err().code,
+            ErrorCode::InvalidRequest
+        );
+        assert_eq!(
+            d.reply[2].as_ref().unwrap_err().code,
+            ErrorCode::UnknownTopicOrPartition
+        );
+        let img = img.replay(img.offset + 1, &d.records).0;
+        let t = img
+            .topic_by_name(&TopicName::new("orders").unwrap())
+            .unwrap();
+        assert_eq!(t.partitions.len(), 5);
+        for (p, reg) in &t.partitions {
+            assert_eq!(
+                reg.replicas.len(),
+                2,
+                "partition {p:?} keeps the topic's RF"
+            );
+            assert_eq!(reg.leader, reg.replicas[0]);
+        }
+        for count in [5, 3, TOPIC_PARTITIONS_MAX + 1] {
+            let d = create_partitions(&img, &[("orders".into(), count)]);
+            assert_eq!(
+                d.reply[0].as_ref().unwrap_err().code,
+                ErrorCode::InvalidPartitions,
+                "{count}"
+            );
+            assert!(d.records.is_empty());
+        }
     }
 
     #[test]

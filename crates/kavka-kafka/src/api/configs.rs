@@ -1,0 +1,294 @@
+//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics (dynamic, kept
+//! in the metadata log) and brokers (static: described, never altered).
+//!
+//! Invariant: every resource of a request gets exactly one result; an alteration is
+//! answered only once this broker's image shows it.
+
+use super::error_parts;
+use super::str_bytes;
+use crate::Broker;
+use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
+use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse as IncrementalResult;
+use kafka_protocol::messages::{
+    AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+};
+use kavka_metadata::ConfigResource;
+use kavka_model::{ErrorCode, KafkaError, TopicName};
+use kavka_proto::conv::from_status;
+use kavka_proto::v1::{self, admin_service_server::AdminService as _};
+use std::collections::HashMap;
+use tonic::Request;
+
+/// Kafka's ConfigResource types.
+const TOPIC: i8 = 2;
+const BROKER: i8 = 4;
+
+/// Kafka's config sources.
+const DYNAMIC_TOPIC_CONFIG: i8 = 1;
+const STATIC_BROKER_CONFIG: i8 = 4;
+const DEFAULT_CONFIG: i8 = 5;
+
+/// IncrementalAlterConfigs operations.
+const SET: i8 = 0;
+const DELETE: i8 = 1;
+
+fn unknown_type(t: i8) -> KafkaError {
+    KafkaError::new(
+        ErrorCode::InvalidRequest,
+        format!("config resource type {t} is not supported: use TOPIC (2) or BROKER (4)"),
+    )
+}
+
+fn static_broker() -> KafkaError {
+    KafkaError::new(
+        ErrorCode::InvalidRequest,
+        "broker configs are static here: set them with kavka server flags, KAVKA_* variables or the config file",
+    )
+}
+
+/// This broker's own settings, by Kafka name.
+fn broker_configs(broker: &Broker) -> Vec<(&'static str, String)> {
+    let c = broker.replicas.config();
+    vec![
+        ("node.id", c.node_id.0.to_string()),
+        ("broker.rack", c.rack.clone().unwrap_or_default()),
+        ("num.partitions", c.default_partitions.to_string()),
+        ("log.flush", c.flush.name().to_string()),
+        (
+            "log.retention.check.interval.ms",
+            c.retention_check_interval_ms.to_string(),
+        ),
+        (
+            "broker.heartbeat.interval.ms",
+            c.heartbeat_interval_ms.to_string(),
+        ),
+        (
+            "replica.lag.time.max.ms",
+            c.replica_lag_time_max_ms.to_string(),
+        ),
+        (
+            "replica.fetch.wait.max.ms",
+            c.replica_fetch_wait_max_ms.to_string(),
+        ),
+        (
+            "replica.fetch.max.bytes",
+            c.replica_fetch_max_bytes.to_string(),
+        ),
+        (
+            "socket.request.max.bytes",
+            broker.config.socket_request_max_bytes.to_string(),
+        ),
+        (
+            "connections.max.idle.ms",
+            broker.config.connections_max_idle.as_millis().to_string(),
+        ),
+    ]
+}
+
+pub(crate) async fn describe_configs(
+    broker: &Broker,
+    req: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
+    let mut results = Vec::with_capacity(req.resources.len());
+    for r in req.resources {
+        let wanted = |name: &str| {
+            r.configuration_keys
+                .as_ref()
+                .is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
+        };
+        let entry = |name: &str, value: String, source: i8, read_only: bool| {
+            DescribeConfigsResourceResult::default()
+                .with_name(str_bytes(name))
+                .with_value(Some(str_bytes(value)))
+                .with_read_only(read_only)
+                .with_config_source(source)
+        };
+        let configs: Result<Vec<_>, KafkaError> = match r.resource_type {
+            TOPIC => broker
+                .replicas
+                .describe_topic(r.resource_name.as_str())
+                .await
+                .map(|d| {
+                    d.configs
+                        .iter()
+                        .filter(|c| wanted(c.name))
+                        .map(|c| {
+                            let source = if c.is_default {
+                                DEFAULT_CONFIG
+                            } else {
+                                DYNAMIC_TOPIC_CONFIG
+                            };
+                            entry(c.name, c.value.clone(), source, false)
+                        })
+                        .collect()
+                }),
+            BROKER => {
+                let me = broker.replicas.config().node_id.0.to_string();
+                if r.resource_name.is_empty() || r.resource_name.as_str() == me {
+                    Ok(broker_configs(broker)
+                        .into_iter()
+                        .filter(|(n, _)| wanted(n))
+                        .map(|(n, v)| entry(n, v, STATIC_BROKER_CONFIG, true))
+                        .collect())
+                } else {
+                    Err(KafkaError::new(
+                        ErrorCode::InvalidRequest,
+                        format!(
+                            "this is broker {me}: ask broker {} for its own configs",
+                            r.resource_name.as_str()
+                        ),
+                    ))
+                }
+            }
+            t => Err(unknown_type(t)),
+        };
+        let result = DescribeConfigsResult::default()
+            .with_resource_type(r.resource_type)
+            .with_resource_name(r.resource_name);
+        results.push(match configs {
+            Ok(c) => result.with_configs(c),
+            Err(e) => {
+                let (code, msg) = error_parts(&e);
+                result.with_error_code(code).with_error_message(msg)
+            }
+        });
+    }
+    DescribeConfigsResponse::default().with_results(results)
+}
+
+/// Sets and removes overrides of one topic through the controller quorum.
+async fn alter_topic(
+    broker: &Broker,
+    topic: &str,
+    set: HashMap<String, String>,
+    delete: Vec<String>,
+    validate_only: bool,
+) -> Result<(), KafkaError> {
+    broker
+        .admin
+        .alter_configs(Request::new(v1::AlterConfigsRequest {
+            topic: topic.to_string(),
+            set,
+            delete,
+            validate_only,
+        }))
+        .await
+        .map(|_| ())
+        .map_err(|s| from_status(&s))
+}
+
+pub(crate) async fn alter_configs(
+    broker: &Broker,
+    req: AlterConfigsRequest,
+) -> AlterConfigsResponse {
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for r in req.resources {
+        let outcome = match r.resource_type {
+            TOPIC => {
+                // AlterConfigs replaces the whole set: overrides not given are removed.
+                let set: HashMap<String, String> = r
+                    .configs
+                    .iter()
+                    .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
+                    .collect();
+                let current = TopicName::new(r.resource_name.to_string())
+                    .map(|t| broker.replicas.image().configs(&ConfigResource::Topic(t)))
+                    .unwrap_or_default();
+                let delete = current
+                    .into_keys()
+                    .filter(|k| !set.contains_key(k))
+                    .collect();
+                alter_topic(
+                    broker,
+                    r.resource_name.as_str(),
+                    set,
+                    delete,
+                    req.validate_only,
+                )
+                .await
+            }
+            BROKER => Err(static_broker()),
+            t => Err(unknown_type(t)),
+        };
+        let resp = AlterConfigsResourceResponse::default()
+            .with_resource_type(r.resource_type)
+            .with_resource_name(r.resource_name);
+        responses.push(match outcome {
+            Ok(()) => resp,
+            Err(e) => {
+                let (code, msg) = error_parts(&e);
+                resp.with_error_code(code).with_error_message(msg)
+            }
+        });
+    }
+    AlterConfigsResponse::default().with_responses(responses)
+}
+
+pub(crate) async fn incremental_alter_configs(
+    broker: &Broker,
+    req: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for r in req.resources {
+        let outcome = match r.resource_type {
+            TOPIC => {
+                let mut set = HashMap::new();
+                let mut delete = Vec::new();
+                let mut refused = None;
+                for c in &r.configs {
+                    match (c.config_operation, &c.value) {
+                        (SET, Some(v)) => {
+                            set.insert(c.name.to_string(), v.to_string());
+                        }
+                        (DELETE, _) => delete.push(c.name.to_string()),
+                        (SET, None) => {
+                            refused = Some(KafkaError::new(
+                                ErrorCode::InvalidConfig,
+                                format!("SET of {} needs a value", c.name.as_str()),
+                            ))
+                        }
+                        (op, _) => {
+                            refused = Some(KafkaError::new(
+                                ErrorCode::InvalidRequest,
+                                format!(
+                                    "operation {op} on {} is not supported: use SET (0) or DELETE (1)",
+                                    c.name.as_str()
+                                ),
+                            ))
+                        }
+                    }
+                }
+                match refused {
+                    Some(e) => Err(e),
+                    None => {
+                        alter_topic(
+                            broker,
+                            r.resource_name.as_str(),
+                            set,
+                            delete,
+                            req.validate_only,
+                        )
+                        .await
+                    }
+                }
+            }
+            BROKER => Err(static_broker()),
+            t => Err(unknown_type(t)),
+        };
+        let resp = IncrementalResult::default()
+            .with_resource_type(r.resource_type)
+            .with_resource_name(r.resource_name);
+        responses.push(match outcome {
+            Ok(()) => resp,
+            Err(e) => {
+                let (code, msg) = error_parts(&e);
+                resp.with_error_code(code).with_error_message(msg)
+            }
+        });
+    }
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
+}

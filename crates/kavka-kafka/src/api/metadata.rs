@@ -1,0 +1,177 @@
+//! Metadata and DescribeCluster: brokers as seen through the listener the client came
+//! in on (Kafka's per-listener `advertised.listeners`), topics, partitions, leaders.
+//!
+//! Invariant: only unfenced brokers that registered this listener are listed, and every
+//! leader named is one of them or -1; the controller id is this broker (every broker
+//! forwards admin writes to the active controller, so any of them can take them).
+
+use super::{error_parts, str_bytes};
+use crate::{Broker, endpoint_name};
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{
+    BrokerId, DescribeClusterRequest, DescribeClusterResponse, MetadataRequest, MetadataResponse,
+    TopicName,
+};
+use kavka_metadata::{BrokerRegistration, MetadataImage};
+use kavka_model::ErrorCode;
+
+/// Brokers reachable through `listener`: (registration, host, port).
+fn brokers<'a>(
+    image: &'a MetadataImage,
+    listener: &str,
+    include_fenced: bool,
+) -> impl Iterator<Item = (&'a BrokerRegistration, String, i32)> + 'a {
+    let name = endpoint_name(listener);
+    image
+        .brokers()
+        .filter(move |b| include_fenced || !b.fenced)
+        .filter_map(move |b| {
+            b.endpoint(&name)
+                .map(|e| (b, e.host.clone(), i32::from(e.port)))
+        })
+}
+
+pub(crate) async fn metadata(
+    broker: &Broker,
+    listener: &str,
+    req: MetadataRequest,
+) -> MetadataResponse {
+    let image = broker.replicas.image();
+    // Asked by name, or (v10+) by topic id.
+    let asked: Option<Vec<Result<String, uuid::Uuid>>> = req.topics.map(|ts| {
+        ts.into_iter()
+            .map(|t| match t.name {
+                Some(n) => Ok(n.0.to_string()),
+                None => image
+                    .topics()
+                    .find(|i| i.id.0 == t.topic_id)
+                    .map(|i| i.name.to_string())
+                    .ok_or(t.topic_id),
+            })
+            .collect()
+    });
+    let names: Vec<String> = match &asked {
+        // Kafka: a null list is every topic; an empty one, none.
+        None => image.topics().map(|t| t.name.to_string()).collect(),
+        Some(v) => v.iter().filter_map(|r| r.as_ref().ok().cloned()).collect(),
+    };
+    let live: Vec<BrokerId> = brokers(&image, listener, false)
+        .map(|(b, ..)| BrokerId(b.broker_id.0))
+        .collect();
+    let mut topics = Vec::new();
+    if !names.is_empty() {
+        let (summaries, states) = broker.replicas.metadata(&names).await;
+        for (name, summary) in summaries {
+            let mut t = MetadataResponseTopic::default()
+                .with_name(Some(TopicName(str_bytes(name.clone()))));
+            match summary {
+                Err(e) => t.error_code = e.code.code(),
+                Ok(s) => {
+                    t.topic_id = image
+                        .topics()
+                        .find(|i| i.name == s.name)
+                        .map(|i| i.id.0)
+                        .unwrap_or_default();
+                    t.is_internal = s.name.as_str().starts_with("__");
+                    let parts = states
+                        .iter()
+                        .find(|(n, _)| *n == s.name)
+                        .map(|(_, ps)| ps.as_slice())
+                        .unwrap_or_default();
+                    t.partitions = parts
+                        .iter()
+                        .map(|p| {
+                            let ids = |v: &[kavka_model::BrokerId]| {
+                                v.iter().map(|b| BrokerId(b.0)).collect::<Vec<_>>()
+                            };
+                            let offline = p
+                                .replicas
+                                .iter()
+                                .filter(|r| !live.contains(&BrokerId(r.0)))
+                                .map(|b| BrokerId(b.0))
+                                .collect();
+                            let leader_live = live.contains(&BrokerId(p.leader.0));
+                            MetadataResponsePartition::default()
+                                .with_error_code(match (&p.error, leader_live) {
+                                    (Some(e), _) if e.code == ErrorCode::LeaderNotAvailable => {
+                                        e.code.code()
+                                    }
+                                    (_, false) => ErrorCode::LeaderNotAvailable.code(),
+                                    _ => 0,
+                                })
+                                .with_partition_index(p.partition.0)
+                                .with_leader_id(BrokerId(if leader_live { p.leader.0 } else { -1 }))
+                                .with_leader_epoch(p.leader_epoch.0)
+                                .with_replica_nodes(ids(&p.replicas))
+                                .with_isr_nodes(ids(&p.isr))
+                                .with_offline_replicas(offline)
+                        })
+                        .collect();
+                }
+            }
+            topics.push(t);
+        }
+    }
+    for id in asked.iter().flatten().filter_map(|r| r.as_ref().err()) {
+        topics.push(
+            MetadataResponseTopic::default()
+                .with_topic_id(*id)
+                .with_error_code(ErrorCode::UnknownTopicId.code()),
+        );
+    }
+    MetadataResponse::default()
+        .with_brokers(
+            brokers(&image, listener, false)
+                .map(|(b, host, port)| {
+                    MetadataResponseBroker::default()
+                        .with_node_id(BrokerId(b.broker_id.0))
+                        .with_host(str_bytes(host))
+                        .with_port(port)
+                        .with_rack(b.rack.clone().map(str_bytes))
+                })
+                .collect(),
+        )
+        .with_cluster_id(image.cluster_id.clone().map(str_bytes))
+        .with_controller_id(BrokerId(broker.replicas.config().node_id.0))
+        .with_topics(topics)
+}
+
+pub(crate) fn describe_cluster(
+    broker: &Broker,
+    listener: &str,
+    req: DescribeClusterRequest,
+) -> DescribeClusterResponse {
+    let image = broker.replicas.image();
+    let mut resp = DescribeClusterResponse::default()
+        .with_endpoint_type(req.endpoint_type)
+        .with_cluster_id(str_bytes(image.cluster_id.clone().unwrap_or_default()))
+        .with_controller_id(BrokerId(broker.replicas.config().node_id.0))
+        .with_cluster_authorized_operations(i32::MIN);
+    // Endpoint type 1 is brokers; controllers (2) are not reachable by clients here.
+    if req.endpoint_type != 1 {
+        let (code, msg) = error_parts(&kavka_model::KafkaError::new(
+            ErrorCode::UnsupportedEndpointType,
+            format!(
+                "endpoint type {} is not served: controllers take no client connections",
+                req.endpoint_type
+            ),
+        ));
+        resp.error_code = code;
+        resp.error_message = msg;
+        return resp;
+    }
+    resp.brokers = brokers(&image, listener, req.include_fenced_brokers)
+        .map(|(b, host, port)| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.broker_id.0))
+                .with_host(str_bytes(host))
+                .with_port(port)
+                .with_rack(b.rack.clone().map(str_bytes))
+                .with_is_fenced(b.fenced)
+        })
+        .collect();
+    resp
+}

@@ -1,0 +1,146 @@
+//! Dispatch of decoded requests to the API handlers, and the answers for APIs this
+//! broker does not serve.
+
+mod admin;
+mod configs;
+mod data;
+mod metadata;
+
+use crate::Broker;
+use crate::versions::SUPPORTED;
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiVersionsResponse, RequestKind, ResponseKind};
+use kafka_protocol::protocol::StrBytes;
+use kavka_model::{ErrorCode, KafkaError};
+
+/// Answers one request; `None` for a request Kafka does not answer (acks=0 produce).
+pub(crate) async fn handle(
+    broker: &Broker,
+    listener: &str,
+    request: RequestKind,
+) -> Option<ResponseKind> {
+    Some(match request {
+        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions(ErrorCode::None)),
+        RequestKind::Metadata(r) => {
+            ResponseKind::Metadata(metadata::metadata(broker, listener, r).await)
+        }
+        RequestKind::DescribeCluster(r) => {
+            ResponseKind::DescribeCluster(metadata::describe_cluster(broker, listener, r))
+        }
+        RequestKind::Produce(r) => {
+            return data::produce(broker, r).await.map(ResponseKind::Produce);
+        }
+        RequestKind::Fetch(r) => ResponseKind::Fetch(data::fetch(broker, r).await),
+        RequestKind::ListOffsets(r) => {
+            ResponseKind::ListOffsets(data::list_offsets(broker, r).await)
+        }
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(data::offset_for_leader_epoch(broker, r).await)
+        }
+        RequestKind::CreateTopics(r) => {
+            ResponseKind::CreateTopics(admin::create_topics(broker, r).await)
+        }
+        RequestKind::DeleteTopics(r) => {
+            ResponseKind::DeleteTopics(admin::delete_topics(broker, r).await)
+        }
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(admin::create_partitions(broker, r).await)
+        }
+        RequestKind::DescribeConfigs(r) => {
+            ResponseKind::DescribeConfigs(configs::describe_configs(broker, r).await)
+        }
+        RequestKind::AlterConfigs(r) => {
+            ResponseKind::AlterConfigs(configs::alter_configs(broker, r).await)
+        }
+        RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
+            configs::incremental_alter_configs(broker, r).await,
+        ),
+        other => unsupported(other)?,
+    })
+}
+
+/// The answer to a request this broker does not serve at this version, where the
+/// response has an error code to carry UNSUPPORTED_VERSION; `None` otherwise (the
+/// connection is then closed, as Kafka does).
+pub(crate) fn unsupported(request: RequestKind) -> Option<ResponseKind> {
+    use kafka_protocol::messages::*;
+    let code = ErrorCode::UnsupportedVersion.code();
+    Some(match request {
+        RequestKind::ApiVersions(_) => {
+            ResponseKind::ApiVersions(api_versions(ErrorCode::UnsupportedVersion))
+        }
+        RequestKind::Produce(r) => ResponseKind::Produce(data::produce_error(&r, code)),
+        RequestKind::Fetch(_) => {
+            ResponseKind::Fetch(FetchResponse::default().with_error_code(code))
+        }
+        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(
+            FindCoordinatorResponse::default()
+                .with_error_code(code)
+                .with_coordinators(
+                    r.coordinator_keys
+                        .into_iter()
+                        .map(|k| {
+                            find_coordinator_response::Coordinator::default()
+                                .with_key(k)
+                                .with_error_code(code)
+                        })
+                        .collect(),
+                ),
+        ),
+        RequestKind::JoinGroup(_) => {
+            ResponseKind::JoinGroup(JoinGroupResponse::default().with_error_code(code))
+        }
+        RequestKind::SyncGroup(_) => {
+            ResponseKind::SyncGroup(SyncGroupResponse::default().with_error_code(code))
+        }
+        RequestKind::Heartbeat(_) => {
+            ResponseKind::Heartbeat(HeartbeatResponse::default().with_error_code(code))
+        }
+        RequestKind::LeaveGroup(_) => {
+            ResponseKind::LeaveGroup(LeaveGroupResponse::default().with_error_code(code))
+        }
+        RequestKind::ListGroups(_) => {
+            ResponseKind::ListGroups(ListGroupsResponse::default().with_error_code(code))
+        }
+        RequestKind::InitProducerId(_) => {
+            ResponseKind::InitProducerId(InitProducerIdResponse::default().with_error_code(code))
+        }
+        RequestKind::SaslHandshake(_) => {
+            ResponseKind::SaslHandshake(SaslHandshakeResponse::default().with_error_code(code))
+        }
+        RequestKind::ConsumerGroupHeartbeat(_) => ResponseKind::ConsumerGroupHeartbeat(
+            ConsumerGroupHeartbeatResponse::default().with_error_code(code),
+        ),
+        RequestKind::DescribeCluster(_) => {
+            ResponseKind::DescribeCluster(DescribeClusterResponse::default().with_error_code(code))
+        }
+        _ => return None,
+    })
+}
+
+/// ApiVersions: exactly the versions in [`SUPPORTED`].
+pub(crate) fn api_versions(code: ErrorCode) -> ApiVersionsResponse {
+    ApiVersionsResponse::default()
+        .with_error_code(code.code())
+        .with_finalized_features_epoch(-1)
+        .with_api_keys(
+            SUPPORTED
+                .iter()
+                .map(|&(key, min, max)| {
+                    ApiVersion::default()
+                        .with_api_key(key as i16)
+                        .with_min_version(min)
+                        .with_max_version(max)
+                })
+                .collect(),
+        )
+}
+
+pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}
+
+/// An error's code and message, as Kafka responses carry them.
+pub(crate) fn error_parts(e: &KafkaError) -> (i16, Option<StrBytes>) {
+    (e.code.code(), Some(str_bytes(e.message.clone())))
+}

@@ -1,0 +1,164 @@
+//! One Kafka client connection: read a frame, decode it, dispatch, answer; in order,
+//! one request at a time (Kafka mutes a connection while it handles a request, and
+//! clients rely on that ordering for their retries and sequence numbers).
+//!
+//! Invariant: anything that cannot be decoded closes this connection only, with one
+//! warning naming the peer and the reason. A known API at a version the codec knows but
+//! this broker does not serve gets that API's UNSUPPORTED_VERSION answer where its
+//! response has room for one; ApiVersions at any version gets Kafka's v0 fallback.
+
+use crate::{Broker, api, frame, versions};
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use kavka_model::ErrorCode;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+/// A decoded frame, or why the connection must close.
+pub(crate) enum Incoming {
+    Request {
+        header: RequestHeader,
+        key: ApiKey,
+        request: Box<RequestKind>,
+    },
+    /// ApiVersions at a version the codec does not know: answered in v0 (KIP-511).
+    ApiVersionsFallback { correlation_id: i32 },
+}
+
+/// Decodes a frame's header and body. `Err`: the reason to close the connection.
+pub(crate) fn decode(mut buf: Bytes) -> Result<Incoming, String> {
+    if buf.len() < 8 {
+        return Err(format!(
+            "a {}-byte frame is too short for a request header",
+            buf.len()
+        ));
+    }
+    let raw_key = i16::from_be_bytes([buf[0], buf[1]]);
+    let version = i16::from_be_bytes([buf[2], buf[3]]);
+    let correlation_id = i32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]);
+    let key = ApiKey::try_from(raw_key).map_err(|()| format!("unknown API key {raw_key}"))?;
+    let known = key.valid_versions();
+    if version < known.min || version > known.max {
+        if key == ApiKey::ApiVersions {
+            return Ok(Incoming::ApiVersionsFallback { correlation_id });
+        }
+        return Err(format!(
+            "{key:?} version {version} is not supported (this broker knows {}..={})",
+            known.min, known.max
+        ));
+    }
+    let header = RequestHeader::decode(&mut buf, key.request_header_version(version))
+        .map_err(|e| format!("malformed {key:?} v{version} request header: {e}"))?;
+    let request = RequestKind::decode(key, &mut buf, version)
+        .map_err(|e| format!("malformed {key:?} v{version} request: {e}"))?;
+    Ok(Incoming::Request {
+        header,
+        key,
+        request: Box::new(request),
+    })
+}
+
+/// Encodes a response frame: size, header, body.
+pub(crate) fn encode(
+    correlation_id: i32,
+    key: ApiKey,
+    version: i16,
+    body: &ResponseKind,
+) -> Result<BytesMut, String> {
+    let mut buf = BytesMut::with_capacity(256);
+    buf.put_i32(0);
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(&mut buf, key.response_header_version(version))
+        .map_err(|e| format!("cannot encode a {key:?} v{version} response header: {e}"))?;
+    body.encode(&mut buf, version)
+        .map_err(|e| format!("cannot encode a {key:?} v{version} response: {e}"))?;
+    let size = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&size.to_be_bytes());
+    Ok(buf)
+}
+
+/// Serves one connection until the peer leaves, it must be closed, or `shutdown`.
+pub(crate) async fn run(
+    broker: Arc<Broker>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: Arc<str>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let span = tracing::info_span!("kafka_conn", %peer, listener = %listener);
+    async move {
+        let (mut rd, mut wr) = stream.into_split();
+        let cfg = &broker.config;
+        loop {
+            let read = tokio::select! {
+                r = frame::read_frame(&mut rd, cfg.socket_request_max_bytes, cfg.connections_max_idle) => r,
+                _ = shutdown.changed() => return,
+            };
+            let frame = match read {
+                Ok(Some(f)) => f.freeze(),
+                Ok(None) => {
+                    tracing::debug!(%peer, "Kafka client left or idled out");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(%peer, reason = %e, "closing Kafka connection");
+                    return;
+                }
+            };
+            let answer = match decode(frame) {
+                Err(reason) => {
+                    tracing::warn!(%peer, %reason, "closing Kafka connection");
+                    return;
+                }
+                Ok(Incoming::ApiVersionsFallback { correlation_id }) => {
+                    let body = ResponseKind::ApiVersions(
+                        api::api_versions(ErrorCode::UnsupportedVersion),
+                    );
+                    encode(correlation_id, ApiKey::ApiVersions, 0, &body)
+                }
+                Ok(Incoming::Request {
+                    header,
+                    key,
+                    request,
+                }) => {
+                    let version = header.request_api_version;
+                    let body = if versions::supported(key, version) {
+                        let span = tracing::debug_span!("kafka_request", api = ?key, version, correlation_id = header.correlation_id);
+                        match api::handle(&broker, &listener, *request).instrument(span).await {
+                            Some(body) => body,
+                            None => continue, // acks=0: Kafka sends no response
+                        }
+                    } else {
+                        match api::unsupported(*request) {
+                            Some(body) => body,
+                            None => {
+                                tracing::warn!(%peer, reason = %format!("{key:?} v{version} is not served by this broker"), "closing Kafka connection");
+                                return;
+                            }
+                        }
+                    };
+                    encode(header.correlation_id, key, version, &body)
+                }
+            };
+            let bytes = match answer {
+                Ok(b) => b,
+                Err(reason) => {
+                    tracing::warn!(%peer, %reason, "closing Kafka connection");
+                    return;
+                }
+            };
+            if let Err(e) = wr.write_all(&bytes).await {
+                tracing::debug!(%peer, error = %e, "cannot answer a Kafka client");
+                return;
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}

@@ -1,0 +1,110 @@
+//! The Kafka wire protocol: a TCP listener (default 9092) that lets unmodified Kafka
+//! clients produce, consume and administer Kavka.
+//!
+//! Requests are decoded and responses encoded with the `kafka-protocol` crate; each API
+//! maps onto the same broker layers as the gRPC services (`ReplicaManager` for data,
+//! `AdminService` for writes that go through the controller quorum), so both protocols
+//! share one behaviour. Layers: `frame` (sizes and deadlines) → `conn` (one task per
+//! connection: decode, dispatch, answer in order) → `api` (one module per API family).
+//!
+//! Invariants: only the versions in [`versions::SUPPORTED`] are served and advertised;
+//! a connection whose bytes cannot be trusted (lying size, truncated frame, unknown API
+//! key or version, undecodable body, stalled frame) is closed with one log line naming
+//! the peer and the reason, and nothing else is affected; requests on one connection
+//! are handled one at a time and answered in order, as Kafka does.
+
+mod api;
+mod conn;
+pub mod frame;
+pub mod listeners;
+pub mod versions;
+
+pub use listeners::{KafkaListener, ListenerError, parse_listeners};
+
+use kavka_broker::ReplicaManager;
+use kavka_broker::service::AdminService;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Prefix of the broker-registration endpoint names of Kafka listeners
+/// (`kafka:PLAINTEXT`), beside the gRPC ones.
+pub const ENDPOINT_PREFIX: &str = "kafka:";
+
+/// The registration endpoint name of Kafka listener `listener`.
+pub fn endpoint_name(listener: &str) -> String {
+    format!("{ENDPOINT_PREFIX}{listener}")
+}
+
+/// Limits of the Kafka listener (Kafka's names).
+#[derive(Clone, Debug)]
+pub struct KafkaConfig {
+    /// `socket.request.max.bytes`: the largest request accepted.
+    pub socket_request_max_bytes: usize,
+    /// `connections.max.idle.ms`: an idle connection is closed after this long, and a
+    /// started frame must arrive whole within it.
+    pub connections_max_idle: Duration,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            socket_request_max_bytes: 100 * 1024 * 1024,
+            connections_max_idle: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What every connection of a node shares.
+pub struct Broker {
+    replicas: Arc<ReplicaManager>,
+    admin: AdminService,
+    config: KafkaConfig,
+}
+
+impl Broker {
+    pub fn new(replicas: Arc<ReplicaManager>, admin: AdminService, config: KafkaConfig) -> Self {
+        Self {
+            replicas,
+            admin,
+            config,
+        }
+    }
+}
+
+/// Accepts Kafka clients on `listener` (named `name`, as in `listeners`) until
+/// `shutdown` fires.
+pub async fn serve(
+    broker: Arc<Broker>,
+    listener: TcpListener,
+    name: String,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let name: Arc<str> = name.into();
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                }
+                tokio::spawn(conn::run(
+                    Arc::clone(&broker),
+                    stream,
+                    peer,
+                    Arc::clone(&name),
+                    shutdown.clone(),
+                ));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(listener = %name, error = %e, "cannot accept a Kafka connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! The APIs and versions this listener implements: exactly what ApiVersions advertises.
+//!
+//! Invariant: every (API, version) pair listed here is decoded, answered and covered by
+//! a test; anything else is refused (UNSUPPORTED_VERSION or a closed connection), never
+//! half-served. Versions that name topics by id only (Produce v13, Fetch v13+) are not
+//! listed: clients fall back to the highest version both sides know.
+
+use kafka_protocol::messages::ApiKey;
+
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 12),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 6),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+/// Whether `version` of `key` is implemented here.
+pub fn supported(key: ApiKey, version: i16) -> bool {
+    SUPPORTED
+        .iter()
+        .any(|&(k, min, max)| k == key && (min..=max).contains(&version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_version_is_one_the_codec_knows() {
+        for &(key, min, max) in SUPPORTED {
+            let codec = key.valid_versions();
+            assert!(
+                codec.min <= min && max <= codec.max && min <= max,
+                "{key:?} {min}..={max} outside the codec's {}..={}",
+                codec.min,
+                codec.max
+            );
+        }
+    }
+
+    #[test]
+    fn lookups() {
+        assert!(supported(ApiKey::Produce, 3));
+        assert!(!supported(ApiKey::Produce, 13));
+        assert!(!supported(ApiKey::Fetch, 3));
+        assert!(!supported(ApiKey::JoinGroup, 0));
+    }
+}
