@@ -115,7 +115,7 @@ mod tests {
 
     #[tokio::test]
     async fn refuses_sizes_that_lie() {
-        for (size, want) in [(-1, "negative"), (3, "smaller"), (1 << 30, "exceeds")] {
+        for (size, want) in [(-1i32, "negative"), (3, "smaller"), (1 << 30, "exceeds")] {
             let mut bytes = size.to_be_bytes().to_vec();
             bytes.extend([0; 16]);
             let err = read_frame(&mut &bytes[..], 1 << 20, IDLE)

@@ -1,0 +1,289 @@
+"""Kafka client compatibility checks against a running Kavka cluster.
+
+Usage: compat.py CLIENT BOOTSTRAP PREFIX, CLIENT one of confluent, kafka-python.
+Prints one JSON line per check: {"client", "check", "apis", "ok", "detail"}; the Rust
+test (tests/kafka_compat.rs) starts the cluster, runs this and asserts every check.
+Every topic it makes starts with PREFIX, so runs never share state.
+"""
+
+import json
+import sys
+import time
+import traceback
+
+CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
+RECORDS = 200
+TIMEOUT = 30
+
+
+def report(client, check, apis, ok, detail=""):
+    print(json.dumps({"client": client, "check": check, "apis": apis, "ok": bool(ok),
+                      "detail": str(detail)[:500]}), flush=True)
+
+
+def expected(codec):
+    """Records with keys, headers and binary values: (key, value, headers)."""
+    out = []
+    for i in range(RECORDS):
+        key = f"key-{i % 7}".encode()
+        value = bytes([i % 256]) * (i % 50) + f"|{codec}|{i}".encode()
+        headers = [("h-index", str(i).encode()), ("h-bin", bytes([0, 255, i % 256]))]
+        out.append((key, value, headers))
+    return out
+
+
+def run(client, name, apis, fn):
+    try:
+        ok, detail = fn()
+    except Exception as e:  # a check that raises is a failed check, with its reason
+        ok, detail = False, f"{type(e).__name__}: {e} {traceback.format_exc(limit=3)}"
+    report(client, name, apis, ok, detail)
+
+
+def confluent(bootstrap, prefix):
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry,
+                                       ConfigResource, NewPartitions, NewTopic)
+
+    c = "confluent-kafka"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    topic = f"{prefix}-cf"
+
+    def create():
+        fs = admin.create_topics([NewTopic(topic, 3, 3, config={"retention.ms": "3600000"})],
+                                 operation_timeout=TIMEOUT)
+        fs[topic].result(TIMEOUT)
+        # Creating it again is refused with TOPIC_ALREADY_EXISTS.
+        again = admin.create_topics([NewTopic(topic, 3, 3)])[topic]
+        try:
+            again.result(TIMEOUT)
+            return False, "second creation succeeded"
+        except Exception as e:
+            return "TOPIC_ALREADY_EXISTS" in str(e), e
+    run(c, "create topic (and refuse a duplicate)", ["CreateTopics"], create)
+
+    def metadata():
+        md = admin.list_topics(topic, timeout=TIMEOUT)
+        t = md.topics[topic]
+        parts = t.partitions
+        ok = (len(md.brokers) == 3 and len(parts) == 3 and t.error is None
+              and all(len(p.replicas) == 3 and len(p.isrs) == 3 and p.leader in md.brokers
+                      for p in parts.values()))
+        return ok, {p: (v.leader, v.replicas, v.isrs) for p, v in parts.items()}
+    run(c, "metadata: brokers, partitions, leaders, replicas, ISR", ["ApiVersions", "Metadata"],
+        metadata)
+
+    def describe_cluster():
+        d = admin.describe_cluster(request_timeout=TIMEOUT).result(TIMEOUT)
+        return len(d.nodes) == 3 and d.cluster_id and d.controller is not None, d.cluster_id
+    run(c, "describe cluster", ["DescribeCluster"], describe_cluster)
+
+    def configs():
+        res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+        got = admin.describe_configs([res])[res].result(TIMEOUT)
+        if got["retention.ms"].value != "3600000":
+            return False, f"retention.ms = {got['retention.ms'].value}"
+        inc = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
+            ConfigEntry("segment.bytes", "1048576",
+                        incremental_operation=AlterConfigOpType.SET),
+            ConfigEntry("retention.ms", None, incremental_operation=AlterConfigOpType.DELETE)])
+        admin.incremental_alter_configs([inc])[inc].result(TIMEOUT)
+        got = admin.describe_configs([res])[res].result(TIMEOUT)
+        ok = got["segment.bytes"].value == "1048576" and got["retention.ms"].is_default
+        return ok, {k: got[k].value for k in ("segment.bytes", "retention.ms")}
+    run(c, "describe and incrementally alter topic configs",
+        ["DescribeConfigs", "IncrementalAlterConfigs"], configs)
+
+    def replace_configs():
+        res = ConfigResource(ConfigResource.Type.TOPIC, topic,
+                             set_config={"retention.ms": "7200000"})
+        admin.alter_configs([res])[res].result(TIMEOUT)
+        got = admin.describe_configs([res])[res].result(TIMEOUT)
+        # AlterConfigs replaces the whole set: segment.bytes is back to its default.
+        ok = got["retention.ms"].value == "7200000" and got["segment.bytes"].is_default
+        return ok, {k: got[k].value for k in ("segment.bytes", "retention.ms")}
+    run(c, "replace topic configs (legacy AlterConfigs)", ["AlterConfigs", "DescribeConfigs"],
+        replace_configs)
+
+    def bad_config():
+        inc = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
+            ConfigEntry("no.such.config", "1", incremental_operation=AlterConfigOpType.SET)])
+        try:
+            admin.incremental_alter_configs([inc])[inc].result(TIMEOUT)
+            return False, "accepted an unknown config"
+        except Exception as e:
+            return "INVALID_CONFIG" in str(e) or "no.such.config" in str(e), e
+    run(c, "an unknown config is refused", ["IncrementalAlterConfigs"], bad_config)
+
+    for codec in CODECS:
+        def produce_consume(codec=codec):
+            p = Producer({"bootstrap.servers": bootstrap, "acks": "all",
+                          "compression.type": codec, "linger.ms": 5})
+            acked, failed = [], []
+
+            def cb(err, msg):
+                (failed if err else acked).append((err, msg.partition(), msg.offset()))
+            want = expected(codec)
+            for k, v, h in want:
+                p.produce(topic, value=v, key=k, headers=h, on_delivery=cb)
+            p.flush(TIMEOUT)
+            if failed or len(acked) != len(want):
+                return False, f"acked {len(acked)}, failed {failed[:3]}"
+            return consume_check(Consumer, TopicPartition, bootstrap, topic, codec, want)
+        run(c, f"produce and consume, compression {codec}", ["Produce", "Fetch", "ListOffsets"],
+            produce_consume)
+
+    def offsets():
+        cons = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{prefix}-offsets",
+                         "enable.auto.commit": False})
+        lo, hi = cons.get_watermark_offsets(TopicPartition(topic, 0), timeout=TIMEOUT)
+        past = cons.offsets_for_times([TopicPartition(topic, 0, 0)], timeout=TIMEOUT)[0]
+        future = cons.offsets_for_times([TopicPartition(topic, 0, int(time.time() * 1000)
+                                                        + 3_600_000)], timeout=TIMEOUT)[0]
+        cons.close()
+        ok = lo == 0 and hi > 0 and past.offset == 0 and future.offset in (-1, hi)
+        return ok, (lo, hi, past.offset, future.offset)
+    run(c, "list offsets: earliest, latest, by timestamp", ["ListOffsets"], offsets)
+
+    def partitions():
+        admin.create_partitions([NewPartitions(topic, 5)])[topic].result(TIMEOUT)
+        n = len(admin.list_topics(topic, timeout=TIMEOUT).topics[topic].partitions)
+        try:
+            admin.create_partitions([NewPartitions(topic, 2)])[topic].result(TIMEOUT)
+            return False, "shrinking was accepted"
+        except Exception as e:
+            return n == 5 and "INVALID_PARTITIONS" in str(e), (n, e)
+    run(c, "create partitions (and refuse shrinking)", ["CreatePartitions", "Metadata"], partitions)
+
+    def delete():
+        admin.delete_topics([topic], operation_timeout=TIMEOUT)[topic].result(TIMEOUT)
+        md = admin.list_topics(timeout=TIMEOUT)
+        return topic not in md.topics, sorted(md.topics)
+    run(c, "delete topic", ["DeleteTopics"], delete)
+
+
+def consume_check(Consumer, TopicPartition, bootstrap, topic, codec, want):
+    """Reads every partition from the start, keeps the records of `codec`, compares."""
+    cons = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topic}-check",
+                     "enable.auto.commit": False, "enable.partition.eof": True})
+    parts = cons.list_topics(topic, timeout=TIMEOUT).topics[topic].partitions
+    cons.assign([TopicPartition(topic, p, 0) for p in parts])
+    got, eof, deadline = [], set(), time.time() + TIMEOUT
+    while len(eof) < len(parts) and time.time() < deadline:
+        m = cons.poll(1.0)
+        if m is None:
+            continue
+        if m.error():
+            if m.error().code() == -191:  # _PARTITION_EOF
+                eof.add(m.partition())
+                continue
+            cons.close()
+            return False, m.error()
+        if f"|{codec}|".encode() in m.value():
+            got.append((m.key(), m.value(), [(k, v) for k, v in (m.headers() or [])]))
+    cons.close()
+    key = lambda r: r[1]  # values are unique
+    ok = sorted(got, key=key) == sorted(want, key=key)
+    return ok, f"{len(got)} of {len(want)} records back byte-exact" if ok else \
+        f"got {len(got)}, want {len(want)}; first got {got[:1]}"
+
+
+def kafka_python(bootstrap, prefix):
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions, NewTopic
+
+    c = "kafka-python"
+    topic = f"{prefix}-kp"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=TIMEOUT * 1000)
+
+    def create():
+        admin.create_topics([NewTopic(topic, 3, 3, topic_configs={"retention.ms": "3600000"})])
+        return topic in admin.list_topics(), admin.list_topics()
+    run(c, "create topic", ["CreateTopics", "Metadata"], create)
+
+    def metadata():
+        d = admin.describe_topics([topic])[0]
+        parts = d["partitions"]
+        ok = d["error_code"] == 0 and len(parts) == 3 and all(
+            len(p["replica_nodes"]) == 3 and len(p["isr_nodes"]) == 3 and p["leader_id"] >= 0
+            for p in parts)
+        return ok, [(p["partition_index"], p["leader_id"], p["replica_nodes"], p["isr_nodes"])
+                    for p in parts]
+    run(c, "metadata: partitions, leaders, replicas, ISR", ["ApiVersions", "Metadata"], metadata)
+
+    def cluster():
+        d = admin.describe_cluster()
+        return len(d["brokers"]) == 3 and d["cluster_id"], d
+    run(c, "describe cluster", ["DescribeCluster", "Metadata"], cluster)
+
+    def configs():
+        def modified():
+            got = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+            return {k: v["value"] for k, v in got["topic"][topic].items()}
+        res = [ConfigResource(ConfigResourceType.TOPIC, topic,
+                              configs={"segment.bytes": "2097152"})]
+        admin.alter_configs(res)
+        got = modified()
+        return got == {"segment.bytes": "2097152", "retention.ms": "3600000"}, got
+    run(c, "alter configs and describe the overrides",
+        ["IncrementalAlterConfigs", "DescribeConfigs"],
+        configs)
+
+    for codec in CODECS:
+        def produce_consume(codec=codec):
+            # Idempotence (kafka-python's default, as Kafka's) needs InitProducerId, which
+            # Kavka does not serve yet.
+            p = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
+                              enable_idempotence=False,
+                              compression_type=None if codec == "none" else codec)
+            want = expected(codec)
+            futures = [p.send(topic, value=v, key=k, headers=h) for k, v, h in want]
+            metas = [f.get(timeout=TIMEOUT) for f in futures]
+            p.close()
+            if any(m.offset < 0 for m in metas):
+                return False, "negative offsets acknowledged"
+            cons = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                 consumer_timeout_ms=3000)
+            parts = [TopicPartition(topic, i) for i in cons.partitions_for_topic(topic)]
+            cons.assign(parts)
+            cons.seek_to_beginning(*parts)
+            ends = cons.end_offsets(parts)
+            got, deadline = [], time.time() + TIMEOUT
+            while any(cons.position(tp) < ends[tp] for tp in parts) and time.time() < deadline:
+                for recs in cons.poll(timeout_ms=1000).values():
+                    for r in recs:
+                        if f"|{codec}|".encode() in r.value:
+                            got.append((r.key, r.value, [(k, v) for k, v in r.headers]))
+            cons.close()
+            key = lambda r: r[1]
+            ok = sorted(got, key=key) == sorted(want, key=key)
+            return ok, f"{len(got)} of {len(want)} back byte-exact" if ok else \
+                f"got {len(got)} want {len(want)}"
+        run(c, f"produce and consume, compression {codec}", ["Produce", "Fetch", "ListOffsets"],
+            produce_consume)
+
+    def offsets():
+        cons = KafkaConsumer(bootstrap_servers=bootstrap)
+        tp = TopicPartition(topic, 0)
+        b, e = cons.beginning_offsets([tp])[tp], cons.end_offsets([tp])[tp]
+        t = cons.offsets_for_times({tp: 0})[tp]
+        cons.close()
+        return b == 0 and e > 0 and t is not None and t.offset == 0, (b, e, t)
+    run(c, "list offsets: earliest, latest, by timestamp", ["ListOffsets"], offsets)
+
+    def partitions():
+        admin.create_partitions({topic: NewPartitions(4)})
+        d = admin.describe_topics([topic])[0]
+        return len(d["partitions"]) == 4, len(d["partitions"])
+    run(c, "create partitions", ["CreatePartitions", "Metadata"], partitions)
+
+    def delete():
+        admin.delete_topics([topic])
+        return topic not in admin.list_topics(), admin.list_topics()
+    run(c, "delete topic", ["DeleteTopics"], delete)
+    admin.close()
+
+
+if __name__ == "__main__":
+    client, bootstrap, prefix = sys.argv[1], sys.argv[2], sys.argv[3]
+    {"confluent": confluent, "kafka-python": kafka_python}[client](bootstrap, prefix)
