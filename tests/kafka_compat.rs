@@ -75,7 +75,7 @@ struct Row {
     detail: String,
 }
 
-fn run_python(python: &PathBuf, args: &[&str]) -> Vec<Row> {
+fn run_python(python: &std::path::Path, args: &[&str]) -> Vec<Row> {
     let script = root().join("tests/kafka/compat.py");
     let mut all = vec!["-W", "ignore", script.to_str().unwrap()];
     all.extend_from_slice(args);
