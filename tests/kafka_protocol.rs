@@ -279,7 +279,17 @@ async fn bad_bytes_close_only_their_own_connection() {
         f.put_slice(&[0x7f, 0xff, 0xff, 0x00]);
         f
     };
-    let cases: Vec<(&str, Vec<u8>, bool, &str)> = vec![
+    let billions_of_topics = {
+        // Metadata v1: a topic array declaring i32::MAX entries in a 14-byte body. The
+        // decoder reserves room for them up front; that must not take the broker down.
+        let mut f = frame(ApiKey::Metadata, 1, 1, &MetadataRequest::default());
+        f.truncate(f.len() - 4);
+        f.put_i32(i32::MAX);
+        let n = (f.len() - 4) as i32;
+        f[..4].copy_from_slice(&n.to_be_bytes());
+        f
+    };
+    let mut cases: Vec<(&str, Vec<u8>, bool, &str)> = vec![
         (
             "negative size",
             (-5i32).to_be_bytes().to_vec(),
@@ -317,6 +327,12 @@ async fn bad_bytes_close_only_their_own_connection() {
             "malformed Metadata v12 request",
         ),
     ];
+    cases.push((
+        "two billion topics declared",
+        billions_of_topics.to_vec(),
+        false,
+        "malformed Metadata v1 request",
+    ));
     for (what, bytes, then_close, reason) in cases {
         let mut bad = TcpStream::connect(&addr).await.unwrap();
         let peer = bad.local_addr().unwrap().to_string();

@@ -13,6 +13,7 @@
 //! the peer and the reason, and nothing else is affected; requests on one connection
 //! are handled one at a time and answered in order, as Kafka does.
 
+pub mod alloc;
 mod api;
 mod conn;
 pub mod frame;
@@ -35,6 +36,17 @@ pub const ENDPOINT_PREFIX: &str = "kafka:";
 /// The registration endpoint name of Kafka listener `listener`.
 pub fn endpoint_name(listener: &str) -> String {
     format!("{ENDPOINT_PREFIX}{listener}")
+}
+
+/// The connection's decoder on one frame body (what follows the size): the API and
+/// version it names, or why the connection would be closed. For fuzzing and tests.
+pub fn decode_frame(body: bytes::Bytes) -> Result<(i16, i16), String> {
+    match conn::decode(body)? {
+        conn::Incoming::Request { header, .. } => {
+            Ok((header.request_api_key, header.request_api_version))
+        }
+        conn::Incoming::ApiVersionsFallback { .. } => Ok((18, -1)),
+    }
 }
 
 /// Limits of the Kafka listener (Kafka's names).

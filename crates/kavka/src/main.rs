@@ -54,6 +54,11 @@ enum Command {
     Bench(bench::BenchCommand),
 }
 
+/// Huge untouched reservations (a Kafka frame declaring billions of elements) cost
+/// address space, not an abort: see `kavka_kafka::alloc`.
+#[global_allocator]
+static ALLOC: kavka_kafka::alloc::LazyHuge = kavka_kafka::alloc::LazyHuge;
+
 fn main() -> ExitCode {
     // A CLI piped into `head` should end quietly when the pipe closes, as other Unix tools
     // do, instead of panicking on a failed print.
