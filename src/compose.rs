@@ -86,6 +86,9 @@ fn run(cmd: &mut Command) -> anyhow::Result<Output> {
 pub struct Compose {
     project: String,
     ports: [u16; 3],
+    /// Host ports of the Kafka EXTERNAL listeners (KAVKA_N_KAFKA_PORT; the file's
+    /// defaults are 9092, 9192, 9292).
+    kafka_ports: Option<[u16; 3]>,
     /// The image the services run (KAVKA_IMAGE; the file's default is kavka:dev).
     image: Option<String>,
     /// Taken down on drop (the chaos run against a user's own cluster leaves it up).
@@ -98,6 +101,7 @@ impl Compose {
         Compose {
             project: project.to_string(),
             ports,
+            kafka_ports: None,
             image: None,
             owned: true,
         }
@@ -108,6 +112,7 @@ impl Compose {
         Compose {
             project: project.to_string(),
             ports,
+            kafka_ports: None,
             image: None,
             owned: false,
         }
@@ -117,6 +122,22 @@ impl Compose {
     pub fn with_image(mut self, image: &str) -> Compose {
         self.image = Some(image.to_string());
         self
+    }
+
+    /// Publishes the Kafka EXTERNAL listeners on these host ports.
+    pub fn with_kafka_ports(mut self, ports: [u16; 3]) -> Compose {
+        self.kafka_ports = Some(ports);
+        self
+    }
+
+    /// The host's Kafka `bootstrap.servers` (each node's EXTERNAL Kafka listener).
+    pub fn kafka_bootstrap(&self) -> String {
+        self.kafka_ports
+            .unwrap_or([9092, 9192, 9292])
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// The host's bootstrap list (each node's external listener).
@@ -138,6 +159,9 @@ impl Compose {
             .current_dir(repo_root());
         for (i, p) in self.ports.iter().enumerate() {
             c.env(format!("KAVKA_{}_PORT", i + 1), p.to_string());
+        }
+        for (i, p) in self.kafka_ports.iter().flatten().enumerate() {
+            c.env(format!("KAVKA_{}_KAFKA_PORT", i + 1), p.to_string());
         }
         if let Some(image) = &self.image {
             c.env("KAVKA_IMAGE", image);

@@ -102,8 +102,14 @@ async fn compose_cluster_survives_a_leader_kill_without_losing_acknowledged_writ
         free_port().unwrap(),
         free_port().unwrap(),
     ];
-    let cluster =
-        Compose::new(&format!("kavka-test-{}", std::process::id()), ports).with_image(&tag);
+    let kafka_ports = [
+        free_port().unwrap(),
+        free_port().unwrap(),
+        free_port().unwrap(),
+    ];
+    let cluster = Compose::new(&format!("kavka-test-{}", std::process::id()), ports)
+        .with_kafka_ports(kafka_ports)
+        .with_image(&tag);
     cluster.up().unwrap();
     cluster.wait_healthy(DEADLINE).await.unwrap();
     let bootstrap = cluster.bootstrap();
@@ -134,6 +140,36 @@ async fn compose_cluster_survives_a_leader_kill_without_losing_acknowledged_writ
     })
     .await
     .unwrap();
+
+    // A Kafka client on the host sees every broker at its published EXTERNAL listener.
+    if std::process::Command::new("kcat")
+        .arg("-V")
+        .output()
+        .is_ok()
+    {
+        let kafka = cluster.kafka_bootstrap();
+        let md = std::process::Command::new("timeout")
+            .args(["60", "kcat", "-b", &kafka, "-L", "-J", "-t", "orders"])
+            .output()
+            .unwrap();
+        let md: serde_json::Value = serde_json::from_slice(&md.stdout).unwrap();
+        let mut names: Vec<String> = md["brokers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["name"].as_str().unwrap().to_string())
+            .collect();
+        names.sort();
+        let mut want: Vec<String> = kafka_ports
+            .iter()
+            .map(|p| format!("localhost:{p}"))
+            .collect();
+        want.sort();
+        assert_eq!(names, want, "{md}");
+        assert_eq!(md["topics"][0]["partitions"].as_array().unwrap().len(), 3);
+    } else {
+        eprintln!("kcat is not installed: the host Kafka listener check is skipped");
+    }
 
     let workload = Workload::start(&bootstrap, "orders", 2);
     progress(&workload, 300).await;

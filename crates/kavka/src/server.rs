@@ -986,6 +986,47 @@ mod tests {
     }
 
     #[test]
+    fn kafka_listeners_resolve() {
+        let l = |name: &str, host: &str, port| KafkaListener {
+            name: name.into(),
+            host: host.into(),
+            port,
+        };
+        let s = ServerArgs {
+            advertised_host: Some("node-1".into()),
+            kafka_listeners: Some("PLAINTEXT://0.0.0.0:9092,EXTERNAL://0.0.0.0:19092".into()),
+            kafka_advertised_listeners: Some("EXTERNAL://localhost:9092".into()),
+            ..ServerArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(
+            s.kafka_advertised,
+            vec![
+                l("PLAINTEXT", "node-1", 9092),
+                l("EXTERNAL", "localhost", 9092)
+            ]
+        );
+        for (listeners, advertised, why) in [
+            ("0.0.0.0:9092", "", "expected NAME://host:port"),
+            (
+                "PLAINTEXT://:9092",
+                "OTHER://h:1",
+                "not one of the listeners",
+            ),
+        ] {
+            let e = ServerArgs {
+                kafka_listeners: Some(listeners.into()),
+                kafka_advertised_listeners: Some(advertised.into()),
+                ..ServerArgs::default()
+            }
+            .resolve()
+            .unwrap_err();
+            assert!(format!("{e:#}").contains(why), "{listeners}: {e:#}");
+        }
+    }
+
+    #[test]
     fn voter_lists_and_roles_are_checked() {
         assert_eq!(parse_voters("1@a:1,2@b:2").unwrap().len(), 2);
         for (bad, why) in [
