@@ -24,7 +24,7 @@ cargo bench -q -p kavka-record --bench codec -- --warm-up-time 1 --measurement-t
 echo "== kavka bench (release node, replicated durability)"
 cargo build -q --release -p kavka
 K=./target/release/kavka
-$K server --listen 127.0.0.1:$PORT --data-dir "$DIR/node" > "$DIR/node.log" 2>&1 &
+$K server --listen 127.0.0.1:$PORT --kafka-listeners "" --data-dir "$DIR/node" > "$DIR/node.log" 2>&1 &
 NODE=$!
 trap 'kill $NODE 2>/dev/null || true' EXIT
 for _ in $(seq 100); do $K -b 127.0.0.1:$PORT topic list >/dev/null 2>&1 && break; sleep 0.1; done

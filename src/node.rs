@@ -420,7 +420,22 @@ pub fn run_cli(addr: &str, args: &[&str], stdin: &[u8]) -> Output {
 impl Drop for Node {
     fn drop(&mut self) {
         self.kill();
-        // A failing test shows what each node said (the data dir goes with the test).
+        // KAVKA_TEST_LOG_DIR keeps every node's whole log (the data dir goes with the test).
+        if let Some(dir) = std::env::var_os("KAVKA_TEST_LOG_DIR") {
+            let dir = std::path::PathBuf::from(dir);
+            let name = format!(
+                "{}-node{}.log",
+                self.dir
+                    .path()
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy(),
+                self.node_id()
+            );
+            let _ = std::fs::create_dir_all(&dir)
+                .and_then(|()| std::fs::copy(self.log_path(), dir.join(name)));
+        }
+        // A failing test shows what each node said.
         if std::thread::panicking() {
             let log = self.log();
             let tail: Vec<&str> = log.lines().rev().take(60).collect();

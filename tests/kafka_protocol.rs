@@ -205,6 +205,65 @@ async fn raw_requests_get_kafka_answers() {
     let f: FetchResponse = call(&mut c, ApiKey::Fetch, 12, &fetch(5)).await;
     assert_eq!(f.error_code, 70, "FETCH_SESSION_ID_NOT_FOUND");
 
+    // Produce: acks=1 is answered with the offset; acks=0 is not answered at all, so the
+    // next answer on the connection is the next request's.
+    let batch = |value: &str| {
+        let record = kafka_protocol::records::Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: kafka_protocol::records::TimestampType::Creation,
+            offset: 0,
+            sequence: -1,
+            timestamp: 1,
+            key: None,
+            value: Some(Bytes::from(value.to_string())),
+            headers: Default::default(),
+        };
+        let mut buf = BytesMut::new();
+        kafka_protocol::records::RecordBatchEncoder::encode(
+            &mut buf,
+            [&record],
+            &kafka_protocol::records::RecordEncodeOptions {
+                version: 2,
+                compression: kafka_protocol::records::Compression::None,
+            },
+        )
+        .unwrap();
+        buf.freeze()
+    };
+    let produce = |acks: i16, value: &str| {
+        ProduceRequest::default()
+            .with_acks(acks)
+            .with_timeout_ms(10_000)
+            .with_topic_data(vec![
+                produce_request::TopicProduceData::default()
+                    .with_name(topic("raw"))
+                    .with_partition_data(vec![
+                        produce_request::PartitionProduceData::default()
+                            .with_index(0)
+                            .with_records(Some(batch(value))),
+                    ]),
+            ])
+    };
+    let acked: ProduceResponse = call(&mut c, ApiKey::Produce, 9, &produce(1, "d")).await;
+    let p = &acked.responses[0].partition_responses[0];
+    assert_eq!((p.error_code, p.base_offset), (0, 3));
+    c.write_all(&frame(ApiKey::Produce, 9, 8, &produce(0, "e")))
+        .await
+        .unwrap();
+    assert_eq!(
+        api_versions(&mut c).await.error_code,
+        0,
+        "no answer to acks=0"
+    );
+    let out = n.cli(&["consume", "raw", "--from-beginning", "--format", "%o:%v"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.contains("3:d") && text.contains("4:e"), "{text}");
+
     // Errors that name what was wrong, per topic or resource.
     let md: MetadataResponse = call(
         &mut c,
