@@ -6,7 +6,10 @@
 //!
 //! `ctl` SIGKILLs the active controller, measuring a partition it leads.
 //!
-//!     cargo run -p kavka-harness --example failover_probe -- [kill|stop|ctl] [rounds]
+//! The third argument is the durability policy (`--log-flush`): `replicated` (default)
+//! or `fsync`.
+//!
+//!     cargo run -p kavka-harness --example failover_probe -- [kill|stop|ctl] [rounds] [flush]
 
 use kavka_client::{Acks, Client, NewTopic, Producer, ProducerConfig, ProducerRecord};
 use kavka_harness::{Cluster, checker};
@@ -28,7 +31,9 @@ async fn main() -> anyhow::Result<()> {
     let mode = args.next().unwrap_or_else(|| "kill".into());
     let stop = mode == "stop";
     let rounds: usize = args.next().and_then(|r| r.parse().ok()).unwrap_or(3);
-    let mut cluster = Cluster::start(&["controller,broker"; 3], &[]).await?;
+    let flush = args.next().unwrap_or_else(|| "replicated".into());
+    println!("mode {mode}, {rounds} rounds, --log-flush {flush}");
+    let mut cluster = Cluster::start(&["controller,broker"; 3], &["--log-flush", &flush]).await?;
     let all = cluster.bootstrap();
     let mut admin = Client::connect(&all).await?;
     admin

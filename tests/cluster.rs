@@ -251,6 +251,15 @@ async fn a_full_cluster_restart_keeps_topics_configs_and_records() {
         n.wait_ready().await.unwrap();
     }
     assert_eq!(topics(&all), ["keep"]);
+    // Each broker resumed its metadata from its own checkpoint, not from the log's start.
+    for n in &cluster.nodes {
+        assert!(
+            n.log().contains("resuming metadata from the checkpoint"),
+            "node {}:\n{}",
+            n.node_id(),
+            n.log()
+        );
+    }
     let d = json(cli(&all, &["topic", "describe", "keep", "-o", "json"]));
     assert_eq!(d["configs"]["segment.bytes"], "1048576");
     let leader = d["partitions"][0]["leader"].as_i64().unwrap();
@@ -305,7 +314,19 @@ async fn a_killed_broker_is_fenced_and_unfenced_after_restart() {
     })
     .await
     .unwrap();
+    // A torn metadata checkpoint costs a full refetch, nothing else.
+    let checkpoint = cluster.node(4).data_dir().join("metadata-image.checkpoint");
+    assert!(checkpoint.exists(), "broker 4 wrote no metadata checkpoint");
+    std::fs::write(&checkpoint, b"{\"offset\": 12, \"reco").unwrap();
     cluster.node(4).start_again().await.unwrap();
+    assert!(
+        cluster
+            .node(4)
+            .log()
+            .contains("ignoring the metadata checkpoint"),
+        "{}",
+        cluster.node(4).log()
+    );
     wait_until("broker 4 to be unfenced", DEADLINE, || {
         let b5 = b5.clone();
         async move { broker_fenced(&b5, 4) == Some(false) }

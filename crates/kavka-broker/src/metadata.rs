@@ -2,6 +2,15 @@
 //! observer (FetchMetadata from its last offset, from any controller) and hands each new
 //! image to the replica manager.
 //!
+//! The image is checkpointed to `<data>/metadata-image.checkpoint` (written whole, synced,
+//! then renamed into place, at most once a second and at shutdown), so a restarted broker
+//! asks only for what it missed. A checkpoint is only a starting point: it reaches the
+//! replica manager with the first batch after it, or once the active controller is known
+//! to be no further ahead, so a restarted broker never acts on leadership from before its
+//! restart while newer metadata exists. A checkpoint ahead of the active controller (the
+//! controllers were wiped, or the data dir belongs to another cluster) is discarded and the
+//! whole log fetched again; an unreadable one is logged and ignored.
+//!
 //! A stream from a frozen or partitioned controller does not end by itself: when the
 //! active controller (heard through heartbeats) is ahead and this stream brings nothing
 //! for `STALL_LIMIT`, the broker switches to the next controller.
@@ -14,7 +23,99 @@ use std::time::{Duration, Instant};
 
 /// How long the stream may bring nothing while the active controller is ahead.
 const STALL_LIMIT: Duration = Duration::from_millis(1000);
+/// How long the active controller may stay behind a checkpoint before it is discarded.
+const BEHIND_LIMIT: Duration = Duration::from_secs(3);
+const CHECKPOINT_FILE: &str = "metadata-image.checkpoint";
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+use std::path::{Path, PathBuf};
 use tokio::sync::watch;
+
+/// What the checkpoint file holds: the image as snapshot records, at its offset.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Checkpoint {
+    offset: i64,
+    records: Vec<MetadataRecord>,
+}
+
+/// Why a checkpoint could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a metadata checkpoint: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+/// The image checkpointed in `data_dir`, if there is one.
+pub fn load_checkpoint(data_dir: &Path) -> Result<Option<MetadataImage>, CheckpointError> {
+    let path = data_dir.join(CHECKPOINT_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(CheckpointError::Io { path, source }),
+    };
+    let corrupt = |reason: String| CheckpointError::Corrupt {
+        path: path.clone(),
+        reason,
+    };
+    let c: Checkpoint = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    MetadataImage::from_snapshot(c.offset, &c.records)
+        .map(Some)
+        .map_err(|e| corrupt(e.to_string()))
+}
+
+fn store_checkpoint(data_dir: &Path, image: &MetadataImage) -> std::io::Result<()> {
+    let c = Checkpoint {
+        offset: image.offset,
+        records: image.snapshot_records(),
+    };
+    let bytes = serde_json::to_vec(&c).map_err(std::io::Error::other)?;
+    crate::replica_manager::write_synced(&data_dir.join(CHECKPOINT_FILE), &bytes)
+}
+
+/// The image a restarted broker resumes from: its checkpoint, or empty.
+fn starting_image(data_dir: &Path) -> MetadataImage {
+    match load_checkpoint(data_dir) {
+        Ok(Some(image)) => {
+            tracing::info!(
+                offset = image.offset,
+                "resuming metadata from the checkpoint"
+            );
+            image
+        }
+        Ok(None) => MetadataImage::empty(),
+        Err(e) => {
+            tracing::warn!(error = %e, "ignoring the metadata checkpoint: fetching the whole log");
+            MetadataImage::empty()
+        }
+    }
+}
+
+/// Where the follower stands: the newest image it has (applied to the replica manager or
+/// not yet), and when the checkpoint was last written.
+struct Follower {
+    current: Arc<MetadataImage>,
+    stored: i64,
+    stored_at: Instant,
+    behind_since: Option<Instant>,
+}
+
+impl Follower {
+    fn checkpoint(&mut self, data_dir: &Path, force: bool) {
+        let due = force || self.stored_at.elapsed() >= CHECKPOINT_EVERY;
+        if self.current.offset == self.stored || !due {
+            return;
+        }
+        match store_checkpoint(data_dir, &self.current) {
+            Ok(()) => self.stored = self.current.offset,
+            Err(e) => tracing::warn!(error = %e, "cannot write the metadata checkpoint"),
+        }
+        self.stored_at = Instant::now();
+    }
+}
 
 /// Follows the metadata log until `shutdown`, reconnecting to the next controller when a
 /// stream ends.
@@ -23,28 +124,43 @@ pub async fn follow(
     controllers: Arc<Controllers>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let data_dir = replicas.config().data_dir.clone();
+    let start = Arc::new(starting_image(&data_dir));
+    let mut f = Follower {
+        stored: start.offset,
+        current: start,
+        stored_at: Instant::now(),
+        behind_since: None,
+    };
     let mut i = 0usize;
     loop {
         let addr = controllers.addrs()[i % controllers.addrs().len()].clone();
         i += 1;
         tokio::select! {
-            r = follow_one(&replicas, &addr) => if let Err(e) = r {
+            r = follow_one(&replicas, &addr, &mut f) => if let Err(e) = r {
                 tracing::debug!(controller = %addr, error = %e, "metadata stream ended");
             },
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => break,
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => break,
         }
     }
+    f.checkpoint(&data_dir, true);
 }
 
-async fn follow_one(replicas: &Arc<ReplicaManager>, addr: &str) -> Result<(), String> {
+async fn follow_one(
+    replicas: &Arc<ReplicaManager>,
+    addr: &str,
+    f: &mut Follower,
+) -> Result<(), String> {
+    let data_dir = replicas.config().data_dir.clone();
     let mut client = Controllers::client_for(addr).map_err(|e| e.to_string())?;
-    let from = replicas.image().offset;
     let mut stream = client
-        .fetch_metadata(kavka_proto::v1::FetchMetadataRequest { from_offset: from })
+        .fetch_metadata(kavka_proto::v1::FetchMetadataRequest {
+            from_offset: f.current.offset,
+        })
         .await
         .map_err(|s| s.to_string())?
         .into_inner();
@@ -57,13 +173,31 @@ async fn follow_one(replicas: &Arc<ReplicaManager>, addr: &str) -> Result<(), St
                 None => return Ok(()),
             },
             _ = check.tick() => {
-                if replicas.controller_offset() <= replicas.image().offset {
+                let controller = replicas.controller_offset();
+                let applied = replicas.image().offset;
+                if controller >= 0 && controller < f.current.offset {
+                    // The active controller has less than our checkpoint: another history.
+                    let since = *f.behind_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > BEHIND_LIMIT {
+                        tracing::warn!(checkpoint = f.current.offset, controller, "the active controller is behind the metadata checkpoint: fetching the whole log again");
+                        f.current = Arc::new(MetadataImage::empty());
+                        f.behind_since = None;
+                        return Err("checkpoint discarded".into());
+                    }
+                } else {
+                    f.behind_since = None;
+                    if controller >= 0 && applied < f.current.offset {
+                        // Caught up on the checkpoint alone: nothing newer exists.
+                        apply(replicas, &f.current).await?;
+                    }
+                }
+                f.checkpoint(&data_dir, false);
+                if controller <= f.current.offset {
                     progress_at = Instant::now();
                 } else if progress_at.elapsed() > STALL_LIMIT {
                     return Err(format!(
-                        "stream stalled at offset {} while the active controller is at {}",
-                        replicas.image().offset,
-                        replicas.controller_offset()
+                        "stream stalled at offset {} while the active controller is at {controller}",
+                        f.current.offset,
                     ));
                 }
                 continue;
@@ -72,24 +206,94 @@ async fn follow_one(replicas: &Arc<ReplicaManager>, addr: &str) -> Result<(), St
         progress_at = Instant::now();
         let records: Vec<MetadataRecord> = serde_json::from_slice(&batch.records)
             .map_err(|e| format!("bad metadata batch: {e}"))?;
-        let current = replicas.image();
         let next = if batch.snapshot {
             MetadataImage::from_snapshot(batch.offset, &records)
                 .map_err(|e| format!("bad metadata snapshot: {e}"))?
         } else {
-            if batch.offset <= current.offset {
+            if batch.offset <= f.current.offset {
                 continue;
             }
-            let (mut next, _, refused) = current.replay(batch.offset, &records);
+            let (mut next, _, refused) = f.current.replay(batch.offset, &records);
             for (_, e) in refused {
                 tracing::warn!(offset = batch.offset, error = %e, "metadata record refused on replay");
             }
             next.offset = batch.offset;
             next
         };
-        let r = Arc::clone(replicas);
-        tokio::task::spawn_blocking(move || r.apply_image(Arc::new(next)))
-            .await
-            .map_err(|e| e.to_string())?;
+        f.current = Arc::new(next);
+        apply(replicas, &f.current).await?;
+        f.checkpoint(&data_dir, false);
+    }
+}
+
+async fn apply(replicas: &Arc<ReplicaManager>, image: &Arc<MetadataImage>) -> Result<(), String> {
+    let (r, image) = (Arc::clone(replicas), Arc::clone(image));
+    tokio::task::spawn_blocking(move || r.apply_image(image))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kavka_metadata::{TopicId, TopicRecord};
+    use kavka_model::TopicName;
+
+    fn image_with_a_topic() -> MetadataImage {
+        let records = vec![
+            MetadataRecord::Cluster {
+                cluster_id: "c1".into(),
+            },
+            MetadataRecord::Topic(TopicRecord {
+                name: TopicName::new("orders").unwrap(),
+                topic_id: TopicId(uuid::Uuid::from_u128(7)),
+            }),
+        ];
+        MetadataImage::from_snapshot(41, &records).unwrap()
+    }
+
+    #[test]
+    fn a_checkpoint_round_trips_and_a_missing_one_is_none() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(load_checkpoint(dir.path()).unwrap().is_none());
+        let image = image_with_a_topic();
+        store_checkpoint(dir.path(), &image).unwrap();
+        let back = load_checkpoint(dir.path()).unwrap().unwrap();
+        assert_eq!(back.offset, 41);
+        assert_eq!(back.digest(), image.digest());
+        assert_eq!(back.cluster_id.as_deref(), Some("c1"));
+    }
+
+    #[test]
+    fn a_corrupt_checkpoint_is_an_error_naming_the_file_and_is_ignored_on_start() {
+        let dir = tempfile::tempdir().unwrap();
+        store_checkpoint(dir.path(), &image_with_a_topic()).unwrap();
+        let path = dir.path().join(CHECKPOINT_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.truncate(bytes.len() / 2);
+        std::fs::write(&path, &bytes).unwrap();
+        let e = load_checkpoint(dir.path()).unwrap_err().to_string();
+        assert!(e.contains(CHECKPOINT_FILE), "{e}");
+        assert!(e.contains("not a metadata checkpoint"), "{e}");
+        assert_eq!(starting_image(dir.path()).offset, -1);
+    }
+
+    #[test]
+    fn the_follower_writes_at_most_once_a_second_unless_forced() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = Follower {
+            current: Arc::new(image_with_a_topic()),
+            stored: -1,
+            stored_at: Instant::now(),
+            behind_since: None,
+        };
+        f.checkpoint(dir.path(), false);
+        assert!(
+            load_checkpoint(dir.path()).unwrap().is_none(),
+            "not due yet"
+        );
+        f.checkpoint(dir.path(), true);
+        assert_eq!(load_checkpoint(dir.path()).unwrap().unwrap().offset, 41);
+        assert_eq!(f.stored, 41);
     }
 }
