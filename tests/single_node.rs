@@ -364,14 +364,19 @@ async fn list_offsets_and_structured_produce() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retention_deletes_old_segments() {
-    let node = Node::start(NodeOptions {
+/// A node running retention and compaction every 200 ms.
+async fn node_checking_logs_often() -> Node {
+    Node::start(NodeOptions {
         args: vec!["--log-retention-check-interval-ms".into(), "200".into()],
         ..NodeOptions::default()
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_old_segments() {
+    let node = node_checking_logs_often().await;
     ok(node.cli(&[
         "topic",
         "create",
@@ -399,6 +404,63 @@ async fn retention_deletes_old_segments() {
     let first = out.lines().next().unwrap();
     assert_eq!(first, format!("{start} record-number-{start:04}"));
     assert_eq!(out.lines().last().unwrap(), "299 record-number-0299");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compacted_topic_keeps_the_latest_value_per_key() {
+    let node = node_checking_logs_often().await;
+    ok(node.cli(&[
+        "topic",
+        "create",
+        "c",
+        "-p",
+        "1",
+        "--config",
+        "cleanup.policy=compact",
+        "--config",
+        "segment.bytes=1024",
+        "--config",
+        "min.cleanable.dirty.ratio=0.01",
+        "--config",
+        "retention.ms=1",
+    ]));
+    // 300 updates of 5 keys; retention.ms would delete everything if it applied.
+    let input: String = (0..300).map(|i| format!("k{}:v{i:04}\n", i % 5)).collect();
+    ok(node.cli_with_stdin(
+        &["produce", "c", "--key-delimiter", ":", "--batch-size", "10"],
+        input.as_bytes(),
+    ));
+    let read = || {
+        let out = ok(node.cli(&["consume", "c", "--from-beginning", "--format", "%o %k=%v"]));
+        out.lines().map(str::to_string).collect::<Vec<_>>()
+    };
+    wait_until(
+        "the cleaner to compact the closed segments",
+        DEADLINE,
+        || {
+            let n = read().len();
+            async move { n < 100 }
+        },
+    )
+    .await
+    .unwrap();
+    let lines = read();
+    // Offsets kept (increasing, with gaps), the newest value of every key still there.
+    let offsets: Vec<i64> = lines
+        .iter()
+        .map(|l| l.split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(offsets.windows(2).all(|w| w[0] < w[1]), "{lines:?}");
+    for k in 0..5 {
+        let last = 295 + k;
+        assert!(
+            lines.contains(&format!("{last} k{k}=v{last:04}")),
+            "k{k} lost its latest value: {lines:?}"
+        );
+    }
+    assert_eq!(lines.last().unwrap(), "299 k4=v0299");
+    let mut client = node.client().await.unwrap();
+    assert_eq!(client.list_offset("c", 0, -2).await.unwrap().0, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -615,6 +615,21 @@ impl Partition {
         .await
     }
 
+    /// Compacts the log below the high watermark if the topic is compacted and dirty
+    /// enough. Holds the log for the whole cleaning (reads and appends wait).
+    pub(crate) async fn compact(
+        self: &Arc<Self>,
+    ) -> Result<Option<kavka_log::CompactionStats>, KafkaError> {
+        let this = Arc::clone(self);
+        blocking(move || {
+            let hw = this.high_watermark();
+            this.lock()
+                .compact(crate::now_ms(), hw)
+                .map_err(kafka_error)
+        })
+        .await
+    }
+
     pub(crate) async fn enforce_retention(self: &Arc<Self>) -> Result<usize, KafkaError> {
         let this = Arc::clone(self);
         blocking(move || {

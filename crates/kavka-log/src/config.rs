@@ -1,7 +1,7 @@
 //! What the log needs from a topic's configs, plus the broker's durability policy.
 
 use crate::durability::FlushPolicy;
-use kavka_model::TopicConfig;
+use kavka_model::{CleanupPolicy, DirtyRatio, TopicConfig};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogConfig {
@@ -18,6 +18,16 @@ pub struct LogConfig {
     /// Largest batch accepted (`max.message.bytes`).
     pub max_message_bytes: u32,
     pub flush: FlushPolicy,
+    /// `cleanup.policy` includes `delete`: retention removes old segments.
+    pub delete: bool,
+    /// `cleanup.policy` includes `compact`: the cleaner keeps the latest record per key.
+    pub compact: bool,
+    /// Tombstones are removed once their segment is older than this (`delete.retention.ms`).
+    pub delete_retention_ms: i64,
+    /// Records younger than this are never compacted (`min.compaction.lag.ms`).
+    pub min_compaction_lag_ms: i64,
+    /// Clean once this share of the log is dirty (`min.cleanable.dirty.ratio`).
+    pub min_cleanable_dirty_ratio: DirtyRatio,
 }
 
 impl Default for LogConfig {
@@ -37,6 +47,14 @@ impl LogConfig {
             index_interval_bytes: t.index_interval_bytes,
             max_message_bytes: t.max_message_bytes,
             flush,
+            delete: t.cleanup_policy.deletes(),
+            compact: matches!(
+                t.cleanup_policy,
+                CleanupPolicy::Compact | CleanupPolicy::CompactDelete
+            ),
+            delete_retention_ms: t.delete_retention_ms,
+            min_compaction_lag_ms: t.min_compaction_lag_ms,
+            min_cleanable_dirty_ratio: t.min_cleanable_dirty_ratio,
         }
     }
 }

@@ -88,3 +88,21 @@ impl GroupCommit {
         self.durable_end.fetch_min(end.0, Ordering::AcqRel);
     }
 }
+
+/// Replaces `path` whole: writes a temp file beside it (synced when `fsync`), then renames
+/// it over `path`, so a reader or a crash sees the old contents or the new, never a mix.
+pub(crate) fn write_atomically(
+    path: &std::path::Path,
+    bytes: &[u8],
+    fsync: bool,
+) -> Result<(), crate::error::LogError> {
+    use crate::error::IoContext;
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp).at(&tmp)?;
+    f.write_all(bytes).at(&tmp)?;
+    if fsync {
+        f.sync_all().at(&tmp)?;
+    }
+    std::fs::rename(&tmp, path).at(path)
+}

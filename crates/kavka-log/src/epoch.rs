@@ -7,7 +7,6 @@
 
 use crate::error::{IoContext, LogError};
 use kavka_model::{LeaderEpoch, Offset};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub(crate) const CHECKPOINT_FILE: &str = "leader-epoch-checkpoint";
@@ -152,17 +151,11 @@ impl LeaderEpochCache {
     }
 
     fn write(&self) -> Result<(), LogError> {
-        let tmp = self.path.with_extension("tmp");
         let mut text = format!("{VERSION}\n{}\n", self.entries.len());
         for e in &self.entries {
             text.push_str(&format!("{} {}\n", e.epoch, e.start_offset));
         }
-        let mut f = std::fs::File::create(&tmp).at(&tmp)?;
-        f.write_all(text.as_bytes()).at(&tmp)?;
-        if self.fsync {
-            f.sync_all().at(&tmp)?;
-        }
-        std::fs::rename(&tmp, &self.path).at(&self.path)
+        crate::durability::write_atomically(&self.path, text.as_bytes(), self.fsync)
     }
 }
 

@@ -6,8 +6,10 @@
 //!
 //! Invariants:
 //! - offsets are dense and monotonic: each appended batch starts at the log end offset;
-//! - segment n+1's base offset is segment n's next offset; only the last (active)
-//!   segment is written, older ones are immutable until retention deletes them whole;
+//! - segment n+1's base offset is segment n's next offset (or past it, once compaction
+//!   removed the last records of segment n); only the last (active) segment is appended
+//!   to; older ones change only as retention deletes them whole or the cleaner replaces
+//!   them with a compacted copy that keeps every surviving record at its offset;
 //! - every byte range a read returns is a sequence of whole batches that passed their CRC
 //!   when appended or recovered;
 //! - on open, a torn or CRC-failing tail of the active segment is truncated; corruption
@@ -18,6 +20,7 @@
 //! makes `fsync` durability cheap under concurrency by letting one fsync cover every
 //! append that finished before it began.
 
+mod compaction;
 mod config;
 mod durability;
 mod epoch;
@@ -27,6 +30,7 @@ mod log;
 mod recovery;
 mod segment;
 
+pub use compaction::CompactionStats;
 pub use config::LogConfig;
 pub use durability::{FlushPolicy, GroupCommit};
 pub use epoch::{EpochEntry, LeaderEpochCache};

@@ -33,10 +33,10 @@ pub struct FetchData {
 
 #[derive(Debug)]
 pub struct PartitionLog {
-    dir: PathBuf,
-    config: LogConfig,
+    pub(crate) dir: PathBuf,
+    pub(crate) config: LogConfig,
     /// By base offset; the last one is the active segment. Never empty.
-    segments: BTreeMap<Offset, LogSegment>,
+    pub(crate) segments: BTreeMap<Offset, LogSegment>,
     epochs: LeaderEpochCache,
 }
 
@@ -61,6 +61,9 @@ impl PartitionLog {
                 bases.push(Offset(base));
             } else if name.ends_with(".tmp") || name.ends_with(".deleted") {
                 let _ = std::fs::remove_file(&path);
+            } else if name == crate::compaction::WORK_DIR {
+                // A cleaning cut short: the segments it had not swapped in are untouched.
+                let _ = std::fs::remove_dir_all(&path);
             }
         }
         bases.sort();
@@ -146,7 +149,7 @@ impl PartitionLog {
         &self.epochs
     }
 
-    fn active(&self) -> &LogSegment {
+    pub(crate) fn active(&self) -> &LogSegment {
         self.segments
             .values()
             .next_back()
@@ -427,10 +430,14 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Deletes whole old segments past `retention.bytes` or `retention.ms`; never the
-    /// active segment. Returns how many were deleted.
+    /// Deletes whole old segments past `retention.bytes` or `retention.ms` (when
+    /// `cleanup.policy` includes `delete`); never the active segment. Returns how many were deleted.
     pub fn enforce_retention(&mut self, now_ms: i64) -> Result<usize, LogError> {
         let mut deleted = 0;
+        if !self.config.delete {
+            // `cleanup.policy=compact`: only the cleaner removes records.
+            return Ok(0);
+        }
         while self.segments.len() > 1 {
             let first = self.first();
             let total = self.size_bytes() as i64;
@@ -471,6 +478,6 @@ impl PartitionLog {
     }
 }
 
-fn sync_dir(dir: &Path) -> Result<(), LogError> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {
     std::fs::File::open(dir).and_then(|d| d.sync_all()).at(dir)
 }

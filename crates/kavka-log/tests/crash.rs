@@ -25,6 +25,7 @@ fn config() -> LogConfig {
         index_interval_bytes: 1024,
         max_message_bytes: 1 << 20,
         flush: FlushPolicy::Fsync,
+        ..LogConfig::default()
     }
 }
 

@@ -19,6 +19,7 @@ fn config(segment_bytes: u64) -> LogConfig {
         index_interval_bytes: 256,
         max_message_bytes: 1 << 20,
         flush: FlushPolicy::Replicated,
+        ..LogConfig::default()
     }
 }
 

@@ -66,6 +66,22 @@ pub struct TopicConfig {
     pub message_timestamp_type: TimestampType,
     pub index_interval_bytes: u32,
     pub delete_retention_ms: i64,
+    /// Clean a compacted log once this share of it is dirty (not yet cleaned).
+    pub min_cleanable_dirty_ratio: DirtyRatio,
+    /// A record stays uncompacted for at least this long after it was written.
+    pub min_compaction_lag_ms: i64,
+}
+
+/// `min.cleanable.dirty.ratio`: a share in [0, 1] (never NaN, so it is `Eq`).
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
+pub struct DirtyRatio(f64);
+
+impl Eq for DirtyRatio {}
+
+impl DirtyRatio {
+    pub fn get(self) -> f64 {
+        self.0
+    }
 }
 
 /// Smallest `segment.bytes` we accept: room for a few batches. (Kafka 4 asks 1 MiB; we keep
@@ -88,6 +104,8 @@ impl Default for TopicConfig {
             message_timestamp_type: TimestampType::CreateTime,
             index_interval_bytes: 4096,
             delete_retention_ms: 24 * 60 * 60 * 1000,
+            min_cleanable_dirty_ratio: DirtyRatio(0.5),
+            min_compaction_lag_ms: 0,
         }
     }
 }
@@ -107,6 +125,8 @@ pub const KEYS: &[&str] = &[
     "index.interval.bytes",
     "max.message.bytes",
     "message.timestamp.type",
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
     "min.insync.replicas",
     "retention.bytes",
     "retention.ms",
@@ -149,6 +169,14 @@ impl TopicConfig {
             }
             "segment.ms" => self.segment_ms = parse_at_least(value, 1, &bad)?,
             "delete.retention.ms" => self.delete_retention_ms = parse_at_least(value, 0, &bad)?,
+            "min.compaction.lag.ms" => self.min_compaction_lag_ms = parse_at_least(value, 0, &bad)?,
+            "min.cleanable.dirty.ratio" => {
+                let r = f64::from_str(value.trim()).map_err(|_| bad("expected a number"))?;
+                if !(0.0..=1.0).contains(&r) {
+                    return Err(bad("must be between 0 and 1"));
+                }
+                self.min_cleanable_dirty_ratio = DirtyRatio(r);
+            }
             "min.insync.replicas" => {
                 self.min_insync_replicas = parse_at_least(value, 1, &bad)? as i32
             }
@@ -224,6 +252,8 @@ impl TopicConfig {
             "segment.bytes" => self.segment_bytes.to_string(),
             "segment.ms" => self.segment_ms.to_string(),
             "delete.retention.ms" => self.delete_retention_ms.to_string(),
+            "min.compaction.lag.ms" => self.min_compaction_lag_ms.to_string(),
+            "min.cleanable.dirty.ratio" => self.min_cleanable_dirty_ratio.0.to_string(),
             "min.insync.replicas" => self.min_insync_replicas.to_string(),
             "max.message.bytes" => self.max_message_bytes.to_string(),
             "index.interval.bytes" => self.index_interval_bytes.to_string(),
@@ -323,6 +353,13 @@ mod tests {
                 "expected true or false",
             ),
             ("max.message.bytes", "99999999999", "must fit in 32 bits"),
+            (
+                "min.cleanable.dirty.ratio",
+                "1.5",
+                "must be between 0 and 1",
+            ),
+            ("min.cleanable.dirty.ratio", "half", "expected a number"),
+            ("min.compaction.lag.ms", "-1", "must be at least 0"),
         ];
         for (k, v, why) in table {
             let e = TopicConfig::from_overrides(&overrides(&[(k, v)])).unwrap_err();

@@ -12,7 +12,8 @@ pub mod partitioner;
 mod topic;
 
 pub use config::{
-    CleanupPolicy, CompressionType, ConfigEntry, ConfigError, TimestampType, TopicConfig,
+    CleanupPolicy, CompressionType, ConfigEntry, ConfigError, DirtyRatio, TimestampType,
+    TopicConfig,
 };
 pub use error::{ErrorCode, KafkaError};
 pub use ids::{BrokerId, LeaderEpoch, Offset, PartitionId};

@@ -131,8 +131,10 @@ impl RecordBatch {
                 actual: records.len(),
             });
         }
+        // Compaction may remove a batch's last records but keeps its last offset delta, so
+        // the last record may sit below it, never past it.
         if let Some(last) = records.last()
-            && last.offset_delta != h.last_offset_delta
+            && last.offset_delta > h.last_offset_delta
             && !h.is_control()
         {
             return Err(RecordError::OffsetDeltaMismatch {

@@ -562,7 +562,8 @@ impl ReplicaManager {
         (summaries, states)
     }
 
-    /// Runs retention every `log.retention.check.interval.ms` until `shutdown` fires.
+    /// Runs retention, then compaction of compacted topics, every
+    /// `log.retention.check.interval.ms` until `shutdown` fires.
     pub async fn run_retention(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let period = Duration::from_millis(self.config.retention_check_interval_ms.max(100));
         let mut tick = tokio::time::interval(period);
@@ -588,6 +589,9 @@ impl ReplicaManager {
                         tracing::info!(partition = %p.tp, segments = n, "retention deleted segments")
                     }
                     Err(e) => tracing::warn!(partition = %p.tp, error = %e, "retention failed"),
+                }
+                if let Err(e) = p.compact().await {
+                    tracing::warn!(partition = %p.tp, error = %e, "compaction failed");
                 }
             }
         }
