@@ -388,6 +388,71 @@ async fn follower_far_behind_catches_up_and_matches() {
     stop_and_verify(&mut cluster, &checker::History::default(), "behind", &hws);
 }
 
+/// Kafka's follower behind the leader's log start: while it was down, retention on the
+/// leader deleted what it would fetch next. It starts its log again at the leader's log
+/// start and rejoins the ISR (before, it re-truncated and asked for the same offset forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_behind_the_leaders_log_start_starts_again_there() {
+    let mut cluster = Cluster::start(
+        &["controller,broker"; 3],
+        &["--log-retention-check-interval-ms", "200"],
+    )
+    .await
+    .unwrap();
+    let bootstrap = cluster.bootstrap();
+    create(
+        &cluster,
+        "pruned",
+        1,
+        3,
+        &["segment.bytes=4096", "retention.bytes=8192"],
+    );
+    let leader = leader_of(&bootstrap, "pruned", 0).await;
+    let lagger = (1..=3).find(|&n| n != leader).unwrap();
+    let mut p = producer(&bootstrap, Acks::All).await;
+    p.send("pruned", vec![record("before")]).await.unwrap();
+    cluster.node(lagger).kill();
+    wait_isr(&bootstrap, "pruned", 2).await;
+    for chunk in 0..20 {
+        let batch: Vec<_> = (0..50).map(|i| record(&format!("v{chunk}-{i}"))).collect();
+        p.send("pruned", batch).await.unwrap();
+    }
+    let leader_addr = cluster.node(leader).addr();
+    wait_until(
+        "retention on the leader to pass offset 1",
+        DEADLINE,
+        || async {
+            describe(&leader_addr, "pruned")
+                .await
+                .is_some_and(|ps| ps[0].log_start_offset > 1)
+        },
+    )
+    .await
+    .unwrap();
+    cluster.node(lagger).start_again().await.unwrap();
+    wait_isr(&bootstrap, "pruned", 3).await;
+    let lagger_addr = cluster.node(lagger).addr();
+    wait_until(
+        "the follower's log to start past 1 and end at 1001",
+        DEADLINE,
+        || async {
+            describe(&lagger_addr, "pruned")
+                .await
+                .is_some_and(|ps| ps[0].log_start_offset > 1 && ps[0].log_end_offset == 1001)
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        cluster
+            .node(lagger)
+            .log()
+            .contains("starting the log again there"),
+        "{}",
+        cluster.node(lagger).log()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn divergent_suffix_is_truncated_after_failover() {
     let mut cluster = cluster().await;

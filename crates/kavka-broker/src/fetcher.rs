@@ -193,7 +193,19 @@ async fn session(
                 errors += 1;
                 tracing::debug!(partition = %p.tp, error = %e.message, "replica fetch error");
                 if e.code == ErrorCode::OffsetOutOfRange.code() as i32 {
-                    p.mark_synced(LeaderEpoch(-1));
+                    let start = Offset(r.log_start_offset);
+                    let (p, epoch) = (Arc::clone(p), *epoch);
+                    if start.0 >= 0 && p.log_bounds().1 < start {
+                        // Behind the leader's log start: begin again there.
+                        if let Err(e) =
+                            blocking(move || p.restart_at_as_follower(start, epoch)).await
+                        {
+                            tracing::warn!(error = %e, "cannot restart the log at the leader's log start");
+                        }
+                    } else {
+                        // Past the leader's end: find the divergence again.
+                        p.mark_synced(LeaderEpoch(-1));
+                    }
                 }
                 continue;
             }

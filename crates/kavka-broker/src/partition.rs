@@ -531,17 +531,52 @@ impl Partition {
         offset: Offset,
         epoch: LeaderEpoch,
     ) -> Result<(), KafkaError> {
-        let mut log = self.lock();
-        let st = self.state();
-        if !matches!(st.role, Role::Follower(_)) || st.leader_epoch != epoch {
-            return Err(stale_follower(&self.tp));
-        }
+        let mut log = self.lock_as_follower(epoch)?;
         if offset < log.log_end_offset() {
             tracing::warn!(partition = %self.tp, from = %log.log_end_offset(), to = %offset, "truncating divergent suffix");
             log.truncate_to(offset).map_err(kafka_error)?;
             let end = log.log_end_offset();
             self.high_watermark.fetch_min(end.0, Ordering::AcqRel);
         }
+        Ok(())
+    }
+
+    /// The log, if this replica still follows in `epoch` (checked under the log lock).
+    fn lock_as_follower(
+        &self,
+        epoch: LeaderEpoch,
+    ) -> Result<MutexGuard<'_, PartitionLog>, KafkaError> {
+        let log = self.lock();
+        let st = self.state();
+        if !matches!(st.role, Role::Follower(_)) || st.leader_epoch != epoch {
+            return Err(stale_follower(&self.tp));
+        }
+        Ok(log)
+    }
+
+    /// This replica's log start and end offsets.
+    pub(crate) fn log_bounds(&self) -> (Offset, Offset) {
+        let log = self.lock();
+        (log.log_start_offset(), log.log_end_offset())
+    }
+
+    /// As follower in `epoch`, behind a leader whose log now starts at `start` (retention
+    /// deleted what we would fetch next): drops the whole log and starts empty there, as
+    /// Kafka's follower does. Nothing is lost: everything below `start` is gone on the
+    /// leader too, and a follower that far behind is not in the ISR.
+    pub(crate) fn restart_at_as_follower(
+        &self,
+        start: Offset,
+        epoch: LeaderEpoch,
+    ) -> Result<(), KafkaError> {
+        let mut log = self.lock_as_follower(epoch)?;
+        if log.log_end_offset() >= start {
+            return Ok(());
+        }
+        tracing::warn!(partition = %self.tp, log_end = %log.log_end_offset(), leader_log_start = %start, "behind the leader's log start: starting the log again there");
+        log.truncate_fully_and_start_at(start)
+            .map_err(kafka_error)?;
+        self.high_watermark.store(start.0, Ordering::Release);
         Ok(())
     }
 
@@ -567,12 +602,7 @@ impl Partition {
         leader_hw: Offset,
         epoch: LeaderEpoch,
     ) -> Result<(), KafkaError> {
-        let mut log = self.lock();
-        let st = self.state();
-        if !matches!(st.role, Role::Follower(_)) || st.leader_epoch != epoch {
-            return Err(stale_follower(&self.tp));
-        }
-        drop(st);
+        let mut log = self.lock_as_follower(epoch)?;
         if !records.is_empty() {
             log.append_as_follower(records, crate::now_ms())
                 .map_err(kafka_error)?;

@@ -136,7 +136,20 @@ impl ReplicaManager {
                 Ok(part) => {
                     let (offset, epoch) =
                         (Offset(p.fetch_offset), LeaderEpoch(p.current_leader_epoch));
-                    blocking(move || part.replica_read(replica, offset, epoch, max)).await
+                    let read = {
+                        let part = Arc::clone(&part);
+                        blocking(move || part.replica_read(replica, offset, epoch, max)).await
+                    };
+                    if read
+                        .as_ref()
+                        .is_err_and(|e| e.code == ErrorCode::OffsetOutOfRange)
+                    {
+                        // The follower needs our bounds to know where to go on.
+                        let (start, end) = part.log_bounds();
+                        r.log_start_offset = start.0;
+                        r.log_end_offset = end.0;
+                    }
+                    read
                 }
             };
             match read {
