@@ -104,14 +104,18 @@ struct Follower {
 }
 
 impl Follower {
-    fn checkpoint(&mut self, data_dir: &Path, force: bool) {
+    /// Writes the checkpoint if it is due (or `force`), off the async runtime: a large
+    /// image is megabytes of JSON and an fsync.
+    async fn checkpoint(&mut self, data_dir: &Path, force: bool) {
         let due = force || self.stored_at.elapsed() >= CHECKPOINT_EVERY;
         if self.current.offset == self.stored || !due {
             return;
         }
-        match store_checkpoint(data_dir, &self.current) {
-            Ok(()) => self.stored = self.current.offset,
-            Err(e) => tracing::warn!(error = %e, "cannot write the metadata checkpoint"),
+        let (dir, image) = (data_dir.to_path_buf(), Arc::clone(&self.current));
+        match tokio::task::spawn_blocking(move || store_checkpoint(&dir, &image)).await {
+            Ok(Ok(())) => self.stored = self.current.offset,
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot write the metadata checkpoint"),
+            Err(e) => tracing::warn!(error = %e, "metadata checkpoint task failed"),
         }
         self.stored_at = Instant::now();
     }
@@ -147,7 +151,7 @@ pub async fn follow(
             _ = shutdown.changed() => break,
         }
     }
-    f.checkpoint(&data_dir, true);
+    f.checkpoint(&data_dir, true).await;
 }
 
 async fn follow_one(
@@ -191,7 +195,7 @@ async fn follow_one(
                         apply(replicas, &f.current).await?;
                     }
                 }
-                f.checkpoint(&data_dir, false);
+                f.checkpoint(&data_dir, false).await;
                 if controller <= f.current.offset {
                     progress_at = Instant::now();
                 } else if progress_at.elapsed() > STALL_LIMIT {
@@ -222,7 +226,7 @@ async fn follow_one(
         };
         f.current = Arc::new(next);
         apply(replicas, &f.current).await?;
-        f.checkpoint(&data_dir, false);
+        f.checkpoint(&data_dir, false).await;
     }
 }
 
@@ -278,8 +282,8 @@ mod tests {
         assert_eq!(starting_image(dir.path()).offset, -1);
     }
 
-    #[test]
-    fn the_follower_writes_at_most_once_a_second_unless_forced() {
+    #[tokio::test]
+    async fn the_follower_writes_at_most_once_a_second_unless_forced() {
         let dir = tempfile::tempdir().unwrap();
         let mut f = Follower {
             current: Arc::new(image_with_a_topic()),
@@ -287,12 +291,12 @@ mod tests {
             stored_at: Instant::now(),
             behind_since: None,
         };
-        f.checkpoint(dir.path(), false);
+        f.checkpoint(dir.path(), false).await;
         assert!(
             load_checkpoint(dir.path()).unwrap().is_none(),
             "not due yet"
         );
-        f.checkpoint(dir.path(), true);
+        f.checkpoint(dir.path(), true).await;
         assert_eq!(load_checkpoint(dir.path()).unwrap().unwrap().offset, 41);
         assert_eq!(f.stored, 41);
     }
