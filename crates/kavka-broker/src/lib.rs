@@ -13,6 +13,7 @@ mod config;
 pub mod controllers;
 mod error;
 pub mod fetcher;
+pub mod group;
 pub mod lifecycle;
 pub mod metadata;
 mod partition;

@@ -51,11 +51,22 @@ error_codes! {
     RequestTimedOut = 7, "REQUEST_TIMED_OUT";
     NetworkException = 13, "NETWORK_EXCEPTION";
     MessageTooLarge = 10, "MESSAGE_TOO_LARGE";
+    OffsetMetadataTooLarge = 12, "OFFSET_METADATA_TOO_LARGE";
+    CoordinatorLoadInProgress = 14, "COORDINATOR_LOAD_IN_PROGRESS";
+    CoordinatorNotAvailable = 15, "COORDINATOR_NOT_AVAILABLE";
+    NotCoordinator = 16, "NOT_COORDINATOR";
     InvalidTopicException = 17, "INVALID_TOPIC_EXCEPTION";
     RecordListTooLarge = 18, "RECORD_LIST_TOO_LARGE";
     NotEnoughReplicas = 19, "NOT_ENOUGH_REPLICAS";
     NotEnoughReplicasAfterAppend = 20, "NOT_ENOUGH_REPLICAS_AFTER_APPEND";
     InvalidRequiredAcks = 21, "INVALID_REQUIRED_ACKS";
+    IllegalGeneration = 22, "ILLEGAL_GENERATION";
+    InconsistentGroupProtocol = 23, "INCONSISTENT_GROUP_PROTOCOL";
+    InvalidGroupId = 24, "INVALID_GROUP_ID";
+    UnknownMemberId = 25, "UNKNOWN_MEMBER_ID";
+    InvalidSessionTimeout = 26, "INVALID_SESSION_TIMEOUT";
+    RebalanceInProgress = 27, "REBALANCE_IN_PROGRESS";
+    InvalidCommitOffsetSize = 28, "INVALID_COMMIT_OFFSET_SIZE";
     InvalidTimestamp = 32, "INVALID_TIMESTAMP";
     UnsupportedVersion = 35, "UNSUPPORTED_VERSION";
     TopicAlreadyExists = 36, "TOPIC_ALREADY_EXISTS";
@@ -66,14 +77,20 @@ error_codes! {
     InvalidRequest = 42, "INVALID_REQUEST";
     UnsupportedForMessageFormat = 43, "UNSUPPORTED_FOR_MESSAGE_FORMAT";
     KafkaStorageError = 56, "KAFKA_STORAGE_ERROR";
+    NonEmptyGroup = 68, "NON_EMPTY_GROUP";
+    GroupIdNotFound = 69, "GROUP_ID_NOT_FOUND";
     FencedLeaderEpoch = 74, "FENCED_LEADER_EPOCH";
     UnknownLeaderEpoch = 75, "UNKNOWN_LEADER_EPOCH";
     UnsupportedCompressionType = 76, "UNSUPPORTED_COMPRESSION_TYPE";
     StaleBrokerEpoch = 77, "STALE_BROKER_EPOCH";
     OffsetNotAvailable = 78, "OFFSET_NOT_AVAILABLE";
+    MemberIdRequired = 79, "MEMBER_ID_REQUIRED";
     PreferredLeaderNotAvailable = 80, "PREFERRED_LEADER_NOT_AVAILABLE";
+    GroupMaxSizeReached = 81, "GROUP_MAX_SIZE_REACHED";
+    FencedInstanceId = 82, "FENCED_INSTANCE_ID";
     EligibleLeadersNotAvailable = 83, "ELIGIBLE_LEADERS_NOT_AVAILABLE";
     ElectionNotNeeded = 84, "ELECTION_NOT_NEEDED";
+    GroupSubscribedToTopic = 86, "GROUP_SUBSCRIBED_TO_TOPIC";
     FetchSessionIdNotFound = 70, "FETCH_SESSION_ID_NOT_FOUND";
     InvalidRecord = 87, "INVALID_RECORD";
     InvalidUpdateVersion = 95, "INVALID_UPDATE_VERSION";
@@ -107,6 +124,9 @@ impl ErrorCode {
                 | ErrorCode::FencedLeaderEpoch
                 | ErrorCode::UnknownLeaderEpoch
                 | ErrorCode::NotController
+                | ErrorCode::CoordinatorLoadInProgress
+                | ErrorCode::CoordinatorNotAvailable
+                | ErrorCode::NotCoordinator
         )
     }
 }

@@ -1,0 +1,358 @@
+//! The coordinator itself: which groups this broker serves (the offsets partitions it
+//! leads), FindCoordinator, and the membership calls, each run on the group's state
+//! machine under one lock with its effects (writes, answers) carried out after.
+
+use super::classic::{Effects, Group, Outcome};
+use super::{
+    GroupConfig, JoinRequest, Joined, OFFSETS_TOPIC, SyncRequest, SyncResult, err,
+    partition_for, validate_group_id,
+};
+use crate::controllers::Controllers;
+use crate::replica_manager::ReplicaManager;
+use kavka_model::{BrokerId, ErrorCode, KafkaError, LeaderEpoch, TopicName};
+use kavka_proto::v1;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub(super) enum Shard {
+    Loading(LeaderEpoch),
+    Active {
+        epoch: LeaderEpoch,
+        groups: HashMap<String, Group>,
+    },
+}
+
+pub(super) fn now_ms() -> i64 {
+    crate::now_ms()
+}
+
+pub struct GroupCoordinator {
+    pub(super) replicas: Arc<ReplicaManager>,
+    controllers: Arc<Controllers>,
+    pub(super) config: GroupConfig,
+    pub(super) shards: Mutex<HashMap<i32, Shard>>,
+    /// Serialises writes per offsets partition (index: partition).
+    writers: Mutex<HashMap<i32, Arc<tokio::sync::Mutex<()>>>>,
+    /// One creation of `__consumer_offsets` at a time.
+    creating: tokio::sync::Mutex<()>,
+}
+
+impl GroupCoordinator {
+    pub fn new(
+        replicas: Arc<ReplicaManager>,
+        controllers: Arc<Controllers>,
+        config: GroupConfig,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            replicas,
+            controllers,
+            config,
+            shards: Mutex::new(HashMap::new()),
+            writers: Mutex::new(HashMap::new()),
+            creating: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    pub fn config(&self) -> &GroupConfig {
+        &self.config
+    }
+
+    pub(super) fn shards(&self) -> std::sync::MutexGuard<'_, HashMap<i32, Shard>> {
+        self.shards.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(super) fn writer(&self, partition: i32) -> Arc<tokio::sync::Mutex<()>> {
+        let mut w = self.writers.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(w.entry(partition).or_default())
+    }
+
+    /// The offsets partition of `group_id`, when the topic exists.
+    pub(super) fn offsets_partition(&self, group_id: &str) -> Option<i32> {
+        let image = self.replicas.image();
+        let name = TopicName::new(OFFSETS_TOPIC).ok()?;
+        let t = image.topic_by_name(&name)?;
+        Some(partition_for(group_id, t.partitions.len() as i32))
+    }
+
+    pub(super) fn not_coordinator(&self, group_id: &str) -> KafkaError {
+        err(
+            ErrorCode::NotCoordinator,
+            format!(
+                "broker {} is not the coordinator of group '{group_id}'",
+                self.replicas.config().node_id
+            ),
+        )
+    }
+
+    /// Runs `f` on the group (created when `create`), where this broker coordinates it.
+    /// `Ok(None)`: the group does not exist and was not created.
+    pub(super) fn with_group<R>(
+        &self,
+        group_id: &str,
+        create: bool,
+        f: impl FnOnce(&mut Group) -> R,
+    ) -> Result<Option<(i32, R)>, KafkaError> {
+        validate_group_id(group_id)?;
+        let p = self
+            .offsets_partition(group_id)
+            .ok_or_else(|| self.not_coordinator(group_id))?;
+        let mut shards = self.shards();
+        match shards.get_mut(&p) {
+            None => Err(self.not_coordinator(group_id)),
+            Some(Shard::Loading(_)) => Err(err(
+                ErrorCode::CoordinatorLoadInProgress,
+                format!("the coordinator of group '{group_id}' is loading its state"),
+            )),
+            Some(Shard::Active { groups, .. }) => {
+                if !create && !groups.contains_key(group_id) {
+                    return Ok(None);
+                }
+                let g = groups
+                    .entry(group_id.to_string())
+                    .or_insert_with(|| Group::new(group_id.to_string(), &self.config, now_ms()));
+                Ok(Some((p, f(g))))
+            }
+        }
+    }
+
+    // ---- FindCoordinator ----------------------------------------------------------
+
+    /// The broker coordinating `group_id`, creating `__consumer_offsets` on first use.
+    #[tracing::instrument(skip(self))]
+    pub async fn find_coordinator(&self, group_id: &str) -> Result<BrokerId, KafkaError> {
+        validate_group_id(group_id)?;
+        let p = match self.offsets_partition(group_id) {
+            Some(p) => p,
+            None => {
+                self.create_offsets_topic().await?;
+                self.offsets_partition(group_id).ok_or_else(|| {
+                    err(
+                        ErrorCode::CoordinatorNotAvailable,
+                        format!("{OFFSETS_TOPIC} is being created"),
+                    )
+                })?
+            }
+        };
+        let image = self.replicas.image();
+        let name = TopicName::new(OFFSETS_TOPIC).map_err(|e| err(ErrorCode::UnknownServerError, e.to_string()))?;
+        let leader = image
+            .topic_by_name(&name)
+            .and_then(|t| t.partitions.get(&kavka_model::PartitionId(p)))
+            .map(|r| r.leader)
+            .filter(|l| l.0 >= 0);
+        leader.ok_or_else(|| {
+            err(
+                ErrorCode::CoordinatorNotAvailable,
+                format!("{OFFSETS_TOPIC}-{p}, which coordinates group '{group_id}', has no leader"),
+            )
+        })
+    }
+
+    async fn create_offsets_topic(&self) -> Result<(), KafkaError> {
+        let _one = self.creating.lock().await;
+        if self.offsets_partition("").is_some() {
+            return Ok(());
+        }
+        let brokers = self.replicas.image().brokers().count() as i32;
+        let rf = self
+            .config
+            .offsets_topic_replication_factor
+            .min(brokers)
+            .max(1);
+        let req = v1::CreateTopicsRequest {
+            topics: vec![v1::NewTopic {
+                name: OFFSETS_TOPIC.into(),
+                partitions: self.config.offsets_topic_num_partitions,
+                replication_factor: rf,
+                configs: [
+                    ("cleanup.policy".to_string(), "compact".to_string()),
+                    ("segment.bytes".to_string(), (100 * 1024 * 1024).to_string()),
+                ]
+                .into_iter()
+                .collect(),
+            }],
+            validate_only: false,
+        };
+        let resp = self
+            .controllers
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.create_topics(req).await.map(|r| r.into_inner()) }
+            })
+            .await
+            .map_err(|e| {
+                err(
+                    ErrorCode::CoordinatorNotAvailable,
+                    format!("cannot create {OFFSETS_TOPIC}: {}", e.message),
+                )
+            })?;
+        if let Some(e) = resp.results.first().and_then(|r| r.error.as_ref()) {
+            let e = KafkaError::from(e);
+            if e.code != ErrorCode::TopicAlreadyExists {
+                return Err(err(
+                    ErrorCode::CoordinatorNotAvailable,
+                    format!("cannot create {OFFSETS_TOPIC}: {}", e.message),
+                ));
+            }
+        }
+        tracing::info!(partitions = self.config.offsets_topic_num_partitions, replication_factor = rf, "created {OFFSETS_TOPIC}");
+        let ok = self
+            .replicas
+            .wait_for_image(Duration::from_secs(15), |img| {
+                TopicName::new(OFFSETS_TOPIC)
+                    .ok()
+                    .and_then(|n| img.topic_by_name(&n).map(|t| t.partitions.values().all(|p| p.leader.0 >= 0)))
+                    .unwrap_or(false)
+            })
+            .await;
+        if !ok {
+            return Err(err(
+                ErrorCode::CoordinatorNotAvailable,
+                format!("{OFFSETS_TOPIC} was created but has not reached this broker yet"),
+            ));
+        }
+        Ok(())
+    }
+
+    // ---- membership ---------------------------------------------------------------
+
+    #[tracing::instrument(skip_all, fields(group = %req.group_id, member = %req.member_id))]
+    pub async fn join(self: &Arc<Self>, req: JoinRequest) -> Result<Joined, KafkaError> {
+        let group_id = req.group_id.clone();
+        let (p, (outcome, effects)) = self
+            .with_group(&group_id, true, |g| {
+                g.join(
+                    req,
+                    &self.config,
+                    || format!("{}-{}", "member", uuid::Uuid::new_v4()),
+                    Instant::now(),
+                    now_ms(),
+                )
+            })?
+            .ok_or_else(|| self.not_coordinator(&group_id))?;
+        self.carry_out(&group_id, p, effects);
+        match outcome {
+            Outcome::Ready(r) => r.map(Joined::Done),
+            Outcome::MemberIdRequired(id) => Ok(Joined::MemberIdRequired(id)),
+            Outcome::Wait(rx) => match rx.await {
+                Ok(r) => r.map(Joined::Done),
+                Err(_) => Err(self.not_coordinator(&group_id)),
+            },
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(group = %req.group_id, member = %req.member_id))]
+    pub async fn sync(self: &Arc<Self>, req: SyncRequest) -> Result<SyncResult, KafkaError> {
+        let group_id = req.group_id.clone();
+        let member = req.member_id.clone();
+        let (p, (outcome, effects)) = self
+            .with_group(&group_id, false, |g| g.sync(req, Instant::now()))?
+            .ok_or_else(|| {
+                err(
+                    ErrorCode::UnknownMemberId,
+                    format!("group '{group_id}' has no member '{member}'"),
+                )
+            })?;
+        self.carry_out(&group_id, p, effects);
+        match outcome {
+            Outcome::Ready(r) => r,
+            Outcome::MemberIdRequired(_) => Err(err(ErrorCode::UnknownServerError, "unexpected")),
+            Outcome::Wait(rx) => rx.await.unwrap_or_else(|_| Err(self.not_coordinator(&group_id))),
+        }
+    }
+
+    #[tracing::instrument(skip(self))]
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance: Option<&str>,
+        generation_id: i32,
+    ) -> Result<(), KafkaError> {
+        self.with_group(group_id, false, |g| {
+            g.heartbeat(member_id, instance, generation_id, Instant::now())
+        })?
+        .map(|(_, r)| r)
+        .unwrap_or_else(|| {
+            Err(err(
+                ErrorCode::UnknownMemberId,
+                format!("group '{group_id}' has no member '{member_id}'"),
+            ))
+        })
+    }
+
+    /// LeaveGroup: one result per (member id, instance id), naming the member id.
+    #[tracing::instrument(skip(self, members), fields(members = members.len()))]
+    pub fn leave(
+        self: &Arc<Self>,
+        group_id: &str,
+        members: Vec<(String, Option<String>)>,
+    ) -> Result<Vec<(String, Option<String>, Result<(), KafkaError>)>, KafkaError> {
+        let now = Instant::now();
+        let r = self.with_group(group_id, false, |g| {
+            let mut effects = Effects::default();
+            let mut out = Vec::new();
+            for (member, instance) in members.clone() {
+                let (r, e) = g.leave(&member, instance.as_deref(), now, now_ms());
+                effects.persist |= e.persist;
+                effects.syncs.extend(e.syncs);
+                let answer = match r {
+                    Ok(id) => (id, Ok(())),
+                    Err(e) => (member.clone(), Err(e)),
+                };
+                out.push((answer, instance));
+            }
+            (out, effects)
+        })?;
+        let Some((p, (out, effects))) = r else {
+            return Ok(members
+                .into_iter()
+                .map(|(m, i)| {
+                    let e = err(
+                        ErrorCode::UnknownMemberId,
+                        format!("group '{group_id}' has no member '{m}'"),
+                    );
+                    (m, i, Err(e))
+                })
+                .collect());
+        };
+        self.carry_out(group_id, p, effects);
+        Ok(out.into_iter().map(|((m, r), i)| (m, i, r)).collect())
+    }
+
+    /// Persists the group where a transition asked for it, then answers the syncs it
+    /// completed (with an error, and a new rebalance, if the write failed).
+    pub(super) fn carry_out(self: &Arc<Self>, group_id: &str, partition: i32, effects: Effects) {
+        if !effects.persist && effects.syncs.is_empty() {
+            return;
+        }
+        let this = Arc::clone(self);
+        let group_id = group_id.to_string();
+        tokio::spawn(async move {
+            let written = if effects.persist {
+                this.persist_group(&group_id, partition).await
+            } else {
+                Ok(())
+            };
+            match written {
+                Ok(()) => {
+                    for (tx, r) in effects.syncs {
+                        let _ = tx.send(r);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(group = %group_id, error = %e, "cannot store the group's assignment");
+                    for (tx, _) in effects.syncs {
+                        let _ = tx.send(Err(e.clone()));
+                    }
+                    if let Ok(Some((p, effects))) = this.with_group(&group_id, false, |g| {
+                        g.assignment_lost(Instant::now(), now_ms())
+                    }) {
+                        this.carry_out(&group_id, p, effects);
+                    }
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,163 @@
+//! The group coordinator: consumer group membership (the classic protocol, `classic`)
+//! and committed offsets, stored in the internal compacted topic `__consumer_offsets`
+//! (`store`), protocol-neutral so the Kafka listener and gRPC map onto it alike.
+//!
+//! Invariants:
+//! - the coordinator of a group is the leader of partition `hash(group) % n` of
+//!   `__consumer_offsets` (Kafka's hash: Java's `String.hashCode`); this broker serves a
+//!   group only while it leads that partition, and answers NOT_COORDINATOR otherwise;
+//! - on becoming leader of a partition (a new leader epoch) the state of its groups is
+//!   rebuilt from the partition before any request is served (COORDINATOR_LOAD_IN_PROGRESS
+//!   until then); losing leadership drops it, and waiting requests end with
+//!   NOT_COORDINATOR;
+//! - an offset commit is acknowledged only after its record is in the partition with
+//!   acks=all, and becomes visible to OffsetFetch only then; writes to one partition are
+//!   serialised, so the in-memory state follows the log's order.
+
+pub mod classic;
+mod coordinator;
+mod loader;
+mod offsets;
+pub mod protocol;
+pub mod store;
+
+pub use classic::{GroupState, JoinRequest, JoinResult, JoinedMember, SyncRequest, SyncResult};
+pub use coordinator::GroupCoordinator;
+
+use bytes::Bytes;
+use kavka_model::{ErrorCode, KafkaError};
+use std::time::Duration;
+
+/// The internal topic holding committed offsets and group membership.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// Longest group id accepted (Kafka has no limit; a key this long is a mistake).
+pub const GROUP_ID_LEN_MAX: usize = 255;
+
+/// How often sessions and join deadlines are checked.
+const TICK: Duration = Duration::from_millis(100);
+/// How long a write to `__consumer_offsets` may wait for the ISR.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The coordinator's settings (Kafka's names).
+#[derive(Clone, Debug)]
+pub struct GroupConfig {
+    /// `offsets.topic.num.partitions`.
+    pub offsets_topic_num_partitions: i32,
+    /// `offsets.topic.replication.factor` (capped at the brokers registered when the
+    /// topic is created, so a one-node cluster gets one).
+    pub offsets_topic_replication_factor: i32,
+    /// `group.initial.rebalance.delay.ms`: the first rebalance of an empty group waits
+    /// this long for more members.
+    pub initial_rebalance_delay_ms: u64,
+    /// `group.min.session.timeout.ms` / `group.max.session.timeout.ms`.
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
+    /// `group.max.size` (0: unlimited).
+    pub max_size: usize,
+    /// `offset.metadata.max.bytes`.
+    pub offset_metadata_max_bytes: usize,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        Self {
+            offsets_topic_num_partitions: 16,
+            offsets_topic_replication_factor: 3,
+            initial_rebalance_delay_ms: 3000,
+            min_session_timeout_ms: 6000,
+            max_session_timeout_ms: 1_800_000,
+            max_size: 0,
+            offset_metadata_max_bytes: 4096,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommittedOffset {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: String,
+    pub commit_timestamp_ms: i64,
+}
+
+/// One partition's offset to commit.
+#[derive(Clone, Debug)]
+pub struct OffsetCommit {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+/// What a JoinGroup ends with when it does not fail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Joined {
+    Done(JoinResult),
+    /// JoinGroup v4+ of a new member: rejoin with this member id.
+    MemberIdRequired(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupListing {
+    pub group_id: String,
+    pub protocol_type: String,
+    pub state: GroupState,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberDescription {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub metadata: Bytes,
+    pub assignment: Bytes,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupDescription {
+    pub group_id: String,
+    pub state: GroupState,
+    pub protocol_type: String,
+    pub protocol_name: String,
+    pub generation_id: i32,
+    pub members: Vec<MemberDescription>,
+}
+
+/// Per-partition result of an offsets call.
+pub type PartitionOutcome = (String, i32, Result<(), KafkaError>);
+
+/// Kafka's partition for a group: `abs(groupId.hashCode()) % n`.
+pub fn partition_for(group_id: &str, partitions: i32) -> i32 {
+    let mut h: i32 = 0;
+    for unit in group_id.encode_utf16() {
+        h = h.wrapping_mul(31).wrapping_add(unit as i32);
+    }
+    let abs = if h == i32::MIN { 0 } else { h.abs() };
+    abs % partitions.max(1)
+}
+
+pub(crate) fn err(code: ErrorCode, msg: impl Into<String>) -> KafkaError {
+    KafkaError::new(code, msg)
+}
+
+/// INVALID_GROUP_ID for an empty or overlong id.
+pub fn validate_group_id(group_id: &str) -> Result<(), KafkaError> {
+    if group_id.is_empty() {
+        return Err(err(ErrorCode::InvalidGroupId, "the group id is empty"));
+    }
+    if group_id.len() > GROUP_ID_LEN_MAX {
+        return Err(err(
+            ErrorCode::InvalidGroupId,
+            format!(
+                "group id of {} bytes is longer than {GROUP_ID_LEN_MAX}",
+                group_id.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+
