@@ -92,6 +92,7 @@ pub(crate) async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let span = tracing::info_span!("kafka_conn", %peer, listener = %listener);
+    let client_host = format!("/{}", peer.ip());
     async move {
         let (mut rd, mut wr) = stream.into_split();
         let cfg = &broker.config;
@@ -130,7 +131,14 @@ pub(crate) async fn run(
                     let version = header.request_api_version;
                     let body = if versions::supported(key, version) {
                         let span = tracing::debug_span!("kafka_request", api = ?key, version, correlation_id = header.correlation_id);
-                        match api::handle(&broker, &listener, *request).instrument(span).await {
+                        let client_id = header.client_id.as_deref().unwrap_or("");
+                        let ctx = api::Ctx {
+                            listener: &listener,
+                            version,
+                            client_id,
+                            client_host: &client_host,
+                        };
+                        match api::handle(&broker, &ctx, *request).instrument(span).await {
                             Some(body) => body,
                             None => continue, // acks=0: Kafka sends no response
                         }

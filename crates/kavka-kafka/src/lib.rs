@@ -23,6 +23,7 @@ pub mod versions;
 pub use listeners::{KafkaListener, ListenerError, parse_listeners};
 
 use kavka_broker::ReplicaManager;
+use kavka_broker::group::GroupCoordinator;
 use kavka_broker::service::AdminService;
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,14 +73,21 @@ impl Default for KafkaConfig {
 pub struct Broker {
     replicas: Arc<ReplicaManager>,
     admin: AdminService,
+    groups: Arc<GroupCoordinator>,
     config: KafkaConfig,
 }
 
 impl Broker {
-    pub fn new(replicas: Arc<ReplicaManager>, admin: AdminService, config: KafkaConfig) -> Self {
+    pub fn new(
+        replicas: Arc<ReplicaManager>,
+        admin: AdminService,
+        groups: Arc<GroupCoordinator>,
+        config: KafkaConfig,
+    ) -> Self {
         Self {
             replicas,
             admin,
+            groups,
             config,
         }
     }

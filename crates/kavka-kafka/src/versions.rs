@@ -21,6 +21,17 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::JoinGroup, 2, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 6),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
 ];
 
 /// Whether `version` of `key` is implemented here.
@@ -53,5 +64,7 @@ mod tests {
         assert!(!supported(ApiKey::Produce, 13));
         assert!(!supported(ApiKey::Fetch, 3));
         assert!(!supported(ApiKey::JoinGroup, 0));
+        assert!(supported(ApiKey::JoinGroup, 9));
+        assert!(!supported(ApiKey::ConsumerGroupHeartbeat, 0));
     }
 }

@@ -4,6 +4,7 @@
 use anyhow::{Context, bail};
 use clap::Args;
 use kavka_broker::controllers::Controllers;
+use kavka_broker::group::{GroupConfig, GroupCoordinator};
 use kavka_broker::service::{AdminService, BrokerService};
 use kavka_broker::{BrokerConfig, Lifecycle, ReplicaManager};
 use kavka_controller::control::topics::TopicDefaults;
@@ -108,6 +109,18 @@ pub struct ServerArgs {
     /// leader.imbalance.check.interval and auto.leader.rebalance.enable).
     #[arg(long, env = "KAVKA_LEADER_IMBALANCE_CHECK_INTERVAL_MS")]
     leader_imbalance_check_interval_ms: Option<u64>,
+    /// Partitions of __consumer_offsets, fixed when it is first created.
+    #[arg(long, env = "KAVKA_OFFSETS_TOPIC_NUM_PARTITIONS")]
+    offsets_topic_num_partitions: Option<i32>,
+    /// Replication factor of __consumer_offsets (capped at the registered brokers).
+    #[arg(long, env = "KAVKA_OFFSETS_TOPIC_REPLICATION_FACTOR")]
+    offsets_topic_replication_factor: Option<i32>,
+    /// How long the first rebalance of an empty group waits for more members.
+    #[arg(long, env = "KAVKA_GROUP_INITIAL_REBALANCE_DELAY_MS")]
+    group_initial_rebalance_delay_ms: Option<u64>,
+    /// Smallest session.timeout.ms a group member may ask for.
+    #[arg(long, env = "KAVKA_GROUP_MIN_SESSION_TIMEOUT_MS")]
+    group_min_session_timeout_ms: Option<i32>,
 }
 
 #[derive(Args, Debug)]
@@ -156,6 +169,10 @@ struct FileConfig {
     default_replication_factor: Option<i32>,
     replica_lag_time_max_ms: Option<u64>,
     leader_imbalance_check_interval_ms: Option<u64>,
+    offsets_topic_num_partitions: Option<i32>,
+    offsets_topic_replication_factor: Option<i32>,
+    group_initial_rebalance_delay_ms: Option<u64>,
+    group_min_session_timeout_ms: Option<i32>,
 }
 
 /// The resolved settings of a node.
@@ -174,6 +191,7 @@ pub struct Settings {
     pub session_timeout_ms: u64,
     pub default_replication_factor: i32,
     pub leader_imbalance_check_interval_ms: u64,
+    pub group: GroupConfig,
 }
 
 /// Parses Kafka's `controller.quorum.voters` form: `1@host:9093,2@host:9093`.
@@ -334,6 +352,43 @@ impl ServerArgs {
         {
             broker.replica_lag_time_max_ms = ms.max(100);
         }
+        let mut group = GroupConfig::default();
+        if let Some(n) = self
+            .offsets_topic_num_partitions
+            .or(file.offsets_topic_num_partitions)
+        {
+            if n <= 0 {
+                bail!("offsets topic num partitions must be > 0, got {n}");
+            }
+            group.offsets_topic_num_partitions = n;
+        }
+        if let Some(n) = self
+            .offsets_topic_replication_factor
+            .or(file.offsets_topic_replication_factor)
+        {
+            if n <= 0 {
+                bail!("offsets topic replication factor must be > 0, got {n}");
+            }
+            group.offsets_topic_replication_factor = n;
+        }
+        if let Some(ms) = self
+            .group_initial_rebalance_delay_ms
+            .or(file.group_initial_rebalance_delay_ms)
+        {
+            group.initial_rebalance_delay_ms = ms;
+        }
+        if let Some(ms) = self
+            .group_min_session_timeout_ms
+            .or(file.group_min_session_timeout_ms)
+        {
+            if ms <= 0 || ms > group.max_session_timeout_ms {
+                bail!(
+                    "group min session timeout must be in 1..={}, got {ms}",
+                    group.max_session_timeout_ms
+                );
+            }
+            group.min_session_timeout_ms = ms;
+        }
         let roles = self
             .roles
             .or(file.roles)
@@ -385,6 +440,7 @@ impl ServerArgs {
                 .leader_imbalance_check_interval_ms
                 .or(file.leader_imbalance_check_interval_ms)
                 .unwrap_or(10_000),
+            group,
         })
     }
 }
@@ -756,9 +812,16 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
                 shutdown_rx.clone(),
             )));
         }
+        let groups = GroupCoordinator::new(
+            Arc::clone(&replicas),
+            Arc::clone(&controllers),
+            settings.group.clone(),
+        );
+        tasks.push(tokio::spawn(Arc::clone(&groups).run(shutdown_rx.clone())));
         let kafka_broker = Arc::new(kavka_kafka::Broker::new(
             Arc::clone(&replicas),
             AdminService::new(Arc::clone(&replicas), Arc::clone(&controllers)),
+            Arc::clone(&groups),
             settings.kafka.clone(),
         ));
         for (name, listener) in kafka_bound.drain(..) {

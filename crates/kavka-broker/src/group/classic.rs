@@ -252,9 +252,7 @@ impl Group {
                     client_id: m.client_id,
                     client_host: m.client_host,
                     session_timeout: Duration::from_millis(m.session_timeout_ms.max(0) as u64),
-                    rebalance_timeout: Duration::from_millis(
-                        m.rebalance_timeout_ms.max(0) as u64,
-                    ),
+                    rebalance_timeout: Duration::from_millis(m.rebalance_timeout_ms.max(0) as u64),
                     protocol_type: protocol_type.clone(),
                     protocols,
                     assignment: m.assignment,
@@ -489,7 +487,7 @@ impl Group {
         let is_leader = self.leader.as_deref() == Some(member_id.as_str());
         match self.state {
             GroupState::CompletingRebalance | GroupState::Stable
-                if !changed && !(is_leader && self.state == GroupState::Stable) =>
+                if !(changed || is_leader && self.state == GroupState::Stable) =>
             {
                 // Nothing changed: the same answer again (a lost response, say).
                 ready(Ok(self.join_result(&member_id, false)))

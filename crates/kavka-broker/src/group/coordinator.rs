@@ -4,8 +4,8 @@
 
 use super::classic::{Effects, Group, Outcome};
 use super::{
-    GroupConfig, JoinRequest, Joined, OFFSETS_TOPIC, SyncRequest, SyncResult, err,
-    partition_for, validate_group_id,
+    GroupConfig, JoinRequest, Joined, OFFSETS_TOPIC, SyncRequest, SyncResult, err, partition_for,
+    validate_group_id,
 };
 use crate::controllers::Controllers;
 use crate::replica_manager::ReplicaManager;
@@ -14,6 +14,9 @@ use kavka_proto::v1;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// One LeaveGroup member's answer: (member id, instance id, result).
+pub type LeaveOutcome = (String, Option<String>, Result<(), KafkaError>);
 
 pub(super) enum Shard {
     Loading(LeaderEpoch),
@@ -135,7 +138,8 @@ impl GroupCoordinator {
             }
         };
         let image = self.replicas.image();
-        let name = TopicName::new(OFFSETS_TOPIC).map_err(|e| err(ErrorCode::UnknownServerError, e.to_string()))?;
+        let name = TopicName::new(OFFSETS_TOPIC)
+            .map_err(|e| err(ErrorCode::UnknownServerError, e.to_string()))?;
         let leader = image
             .topic_by_name(&name)
             .and_then(|t| t.partitions.get(&kavka_model::PartitionId(p)))
@@ -196,13 +200,20 @@ impl GroupCoordinator {
                 ));
             }
         }
-        tracing::info!(partitions = self.config.offsets_topic_num_partitions, replication_factor = rf, "created {OFFSETS_TOPIC}");
+        tracing::info!(
+            partitions = self.config.offsets_topic_num_partitions,
+            replication_factor = rf,
+            "created {OFFSETS_TOPIC}"
+        );
         let ok = self
             .replicas
             .wait_for_image(Duration::from_secs(15), |img| {
                 TopicName::new(OFFSETS_TOPIC)
                     .ok()
-                    .and_then(|n| img.topic_by_name(&n).map(|t| t.partitions.values().all(|p| p.leader.0 >= 0)))
+                    .and_then(|n| {
+                        img.topic_by_name(&n)
+                            .map(|t| t.partitions.values().all(|p| p.leader.0 >= 0))
+                    })
                     .unwrap_or(false)
             })
             .await;
@@ -258,7 +269,9 @@ impl GroupCoordinator {
         match outcome {
             Outcome::Ready(r) => r,
             Outcome::MemberIdRequired(_) => Err(err(ErrorCode::UnknownServerError, "unexpected")),
-            Outcome::Wait(rx) => rx.await.unwrap_or_else(|_| Err(self.not_coordinator(&group_id))),
+            Outcome::Wait(rx) => rx
+                .await
+                .unwrap_or_else(|_| Err(self.not_coordinator(&group_id))),
         }
     }
 
@@ -288,7 +301,7 @@ impl GroupCoordinator {
         self: &Arc<Self>,
         group_id: &str,
         members: Vec<(String, Option<String>)>,
-    ) -> Result<Vec<(String, Option<String>, Result<(), KafkaError>)>, KafkaError> {
+    ) -> Result<Vec<LeaveOutcome>, KafkaError> {
         let now = Instant::now();
         let r = self.with_group(group_id, false, |g| {
             let mut effects = Effects::default();

@@ -66,13 +66,16 @@ impl GroupCoordinator {
                 };
                 let keep = led.get(p) == Some(&epoch);
                 if !keep {
-                    tracing::info!(partition = p, "no longer coordinating the groups of {OFFSETS_TOPIC}-{p}");
+                    tracing::info!(
+                        partition = p,
+                        "no longer coordinating the groups of {OFFSETS_TOPIC}-{p}"
+                    );
                 }
                 keep
             });
             for (&p, &epoch) in &led {
-                if !shards.contains_key(&p) {
-                    shards.insert(p, Shard::Loading(epoch));
+                if let std::collections::hash_map::Entry::Vacant(e) = shards.entry(p) {
+                    e.insert(Shard::Loading(epoch));
                     to_load.push((p, epoch));
                 }
             }
@@ -151,7 +154,14 @@ impl GroupCoordinator {
                 for (offset, _, r) in batch.offsets_and_timestamps() {
                     records += 1;
                     if let Some(key) = &r.key {
-                        replay(&mut groups, &self.config, key, r.value.as_deref(), p, offset);
+                        replay(
+                            &mut groups,
+                            &self.config,
+                            key,
+                            r.value.as_deref(),
+                            p,
+                            offset,
+                        );
                     }
                 }
                 next = Offset(batch.last_offset() + 1);
@@ -215,7 +225,12 @@ fn replay(
         .entry(key.group().to_string())
         .or_insert_with(|| Group::new(key.group().to_string(), config, now_ms()));
     match (key, value) {
-        (Key::Offset { topic, partition, .. }, Some(Value::Offset(v))) => {
+        (
+            Key::Offset {
+                topic, partition, ..
+            },
+            Some(Value::Offset(v)),
+        ) => {
             group.offsets.insert(
                 (topic, partition),
                 CommittedOffset {
@@ -226,7 +241,12 @@ fn replay(
                 },
             );
         }
-        (Key::Offset { topic, partition, .. }, None) => {
+        (
+            Key::Offset {
+                topic, partition, ..
+            },
+            None,
+        ) => {
             group.offsets.remove(&(topic, partition));
         }
         (Key::Group(_), Some(Value::Group(v))) => {

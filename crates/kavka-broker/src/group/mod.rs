@@ -159,5 +159,3 @@ pub fn validate_group_id(group_id: &str) -> Result<(), KafkaError> {
     }
     Ok(())
 }
-
-

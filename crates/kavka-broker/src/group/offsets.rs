@@ -53,7 +53,11 @@ impl GroupCoordinator {
     }
 
     /// Writes the group's current membership (or a tombstone once it is gone).
-    pub(super) async fn persist_group(&self, group_id: &str, partition: i32) -> Result<(), KafkaError> {
+    pub(super) async fn persist_group(
+        &self,
+        group_id: &str,
+        partition: i32,
+    ) -> Result<(), KafkaError> {
         let writer = self.writer(partition);
         let _serial = writer.lock().await;
         let value = self
@@ -95,7 +99,11 @@ impl GroupCoordinator {
         for o in offsets {
             let known = TopicName::new(o.topic.as_str())
                 .ok()
-                .and_then(|n| image.topic_by_name(&n).map(|t| t.partitions.contains_key(&PartitionId(o.partition))))
+                .and_then(|n| {
+                    image
+                        .topic_by_name(&n)
+                        .map(|t| t.partitions.contains_key(&PartitionId(o.partition)))
+                })
                 .unwrap_or(false);
             let metadata = o.metadata.unwrap_or_default();
             let r = if !known {
@@ -115,7 +123,10 @@ impl GroupCoordinator {
             } else if o.offset < 0 {
                 Err(err(
                     ErrorCode::InvalidRequest,
-                    format!("cannot commit offset {} for {}-{}", o.offset, o.topic, o.partition),
+                    format!(
+                        "cannot commit offset {} for {}-{}",
+                        o.offset, o.topic, o.partition
+                    ),
                 ))
             } else {
                 let committed = CommittedOffset {
@@ -403,8 +414,13 @@ fn coordinator_error(e: KafkaError) -> KafkaError {
         ErrorCode::NotEnoughReplicas
         | ErrorCode::NotEnoughReplicasAfterAppend
         | ErrorCode::RequestTimedOut => ErrorCode::CoordinatorNotAvailable,
-        ErrorCode::MessageTooLarge | ErrorCode::RecordListTooLarge => ErrorCode::InvalidCommitOffsetSize,
+        ErrorCode::MessageTooLarge | ErrorCode::RecordListTooLarge => {
+            ErrorCode::InvalidCommitOffsetSize
+        }
         other => other,
     };
-    KafkaError::new(code, format!("cannot write to {OFFSETS_TOPIC}: {}", e.message))
+    KafkaError::new(
+        code,
+        format!("cannot write to {OFFSETS_TOPIC}: {}", e.message),
+    )
 }

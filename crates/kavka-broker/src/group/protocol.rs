@@ -94,7 +94,10 @@ mod tests {
     fn garbage_gives_none() {
         assert_eq!(subscribed_topics(b"\x00"), None);
         assert_eq!(subscribed_topics(b"\x00\x00\x7f\xff\xff\xff"), None);
-        assert_eq!(assigned_partitions(b"\x00\x00\x00\x00\x00\x01\x00\x01a\x00\x00\x00\x09"), None);
+        assert_eq!(
+            assigned_partitions(b"\x00\x00\x00\x00\x00\x01\x00\x01a\x00\x00\x00\x09"),
+            None
+        );
         for n in 0..40u8 {
             let junk: Vec<u8> = (0..n).map(|i| i.wrapping_mul(91)).collect();
             let _ = subscribed_topics(&junk);

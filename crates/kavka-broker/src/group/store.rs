@@ -180,6 +180,12 @@ impl OffsetValue {
     fn decode(buf: &[u8]) -> Result<Self, StoreError> {
         let mut r = Reader(buf);
         let version = r.i16("offset value version")?;
+        if !(0..=4).contains(&version) {
+            return Err(StoreError::ValueVersion {
+                what: "offset",
+                version,
+            });
+        }
         let offset = r.i64("offset")?;
         let leader_epoch = if version >= 3 {
             r.i32("leader epoch")?
@@ -188,12 +194,6 @@ impl OffsetValue {
         };
         let metadata = r.str("metadata")?;
         let commit_timestamp_ms = r.i64("commit timestamp")?;
-        if version > 4 || version < 0 {
-            return Err(StoreError::ValueVersion {
-                what: "offset",
-                version,
-            });
-        }
         Ok(Self {
             offset,
             leader_epoch,
@@ -352,7 +352,10 @@ mod tests {
             topic: "t".into(),
             partition: 0,
         };
-        assert_eq!(&k.encode()[..], b"\x00\x01\x00\x01g\x00\x01t\x00\x00\x00\x00");
+        assert_eq!(
+            &k.encode()[..],
+            b"\x00\x01\x00\x01g\x00\x01t\x00\x00\x00\x00"
+        );
         assert_eq!(&Key::Group("g".into()).encode()[..], b"\x00\x02\x00\x01g");
     }
 

@@ -4,6 +4,7 @@
 mod admin;
 mod configs;
 mod data;
+mod groups;
 mod metadata;
 
 use crate::Broker;
@@ -13,12 +14,23 @@ use kafka_protocol::messages::{ApiVersionsResponse, RequestKind, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
 use kavka_model::{ErrorCode, KafkaError};
 
+/// Who sent a request, and at which version: what some answers depend on.
+pub(crate) struct Ctx<'a> {
+    /// The Kafka listener the client came in on.
+    pub listener: &'a str,
+    pub version: i16,
+    pub client_id: &'a str,
+    /// The client's address as Kafka reports it (`/127.0.0.1`).
+    pub client_host: &'a str,
+}
+
 /// Answers one request; `None` for a request Kafka does not answer (acks=0 produce).
 pub(crate) async fn handle(
     broker: &Broker,
-    listener: &str,
+    ctx: &Ctx<'_>,
     request: RequestKind,
 ) -> Option<ResponseKind> {
+    let listener = ctx.listener;
     Some(match request {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions(ErrorCode::None)),
         RequestKind::Metadata(r) => {
@@ -55,6 +67,31 @@ pub(crate) async fn handle(
         RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
             configs::incremental_alter_configs(broker, r).await,
         ),
+        RequestKind::FindCoordinator(r) => {
+            ResponseKind::FindCoordinator(groups::find_coordinator(broker, ctx, r).await)
+        }
+        RequestKind::JoinGroup(r) => {
+            ResponseKind::JoinGroup(groups::join_group(broker, ctx, r).await)
+        }
+        RequestKind::SyncGroup(r) => ResponseKind::SyncGroup(groups::sync_group(broker, r).await),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(broker, r)),
+        RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(groups::leave_group(broker, ctx, r)),
+        RequestKind::OffsetCommit(r) => {
+            ResponseKind::OffsetCommit(groups::offset_commit(broker, r).await)
+        }
+        RequestKind::OffsetFetch(r) => {
+            ResponseKind::OffsetFetch(groups::offset_fetch(broker, ctx, r))
+        }
+        RequestKind::ListGroups(r) => ResponseKind::ListGroups(groups::list_groups(broker, r)),
+        RequestKind::DescribeGroups(r) => {
+            ResponseKind::DescribeGroups(groups::describe_groups(broker, r))
+        }
+        RequestKind::DeleteGroups(r) => {
+            ResponseKind::DeleteGroups(groups::delete_groups(broker, r).await)
+        }
+        RequestKind::OffsetDelete(r) => {
+            ResponseKind::OffsetDelete(groups::offset_delete(broker, r).await)
+        }
         other => unsupported(other)?,
     })
 }

@@ -62,7 +62,12 @@ impl Harness {
         self.group.tick(now, T0_MS)
     }
 
-    fn sync(&mut self, member: &str, assignments: &[(&str, &str)], ms: u64) -> (Outcome<SyncResult>, Effects) {
+    fn sync(
+        &mut self,
+        member: &str,
+        assignments: &[(&str, &str)],
+        ms: u64,
+    ) -> (Outcome<SyncResult>, Effects) {
         let req = SyncRequest {
             group_id: "billing".into(),
             generation_id: self.group.generation_id,
@@ -88,7 +93,9 @@ fn waiting<T>(o: Outcome<T>) -> oneshot::Receiver<Result<T, KafkaError>> {
     }
 }
 
-fn answered<T: std::fmt::Debug>(rx: &mut oneshot::Receiver<Result<T, KafkaError>>) -> Result<T, KafkaError> {
+fn answered<T: std::fmt::Debug>(
+    rx: &mut oneshot::Receiver<Result<T, KafkaError>>,
+) -> Result<T, KafkaError> {
     rx.try_recv().expect("an answer was sent")
 }
 
@@ -113,7 +120,10 @@ fn stable_group_of_three(h: &mut Harness) -> Vec<String> {
     let leader_view = results.iter().find(|r| r.member_id == leader).unwrap();
     assert_eq!(leader_view.members.len(), 3, "the leader sees every member");
     assert!(
-        results.iter().filter(|r| r.member_id != leader).all(|r| r.members.is_empty()),
+        results
+            .iter()
+            .filter(|r| r.member_id != leader)
+            .all(|r| r.members.is_empty()),
         "followers see no member list"
     );
     let ids: Vec<String> = results.iter().map(|r| r.member_id.clone()).collect();
@@ -124,19 +134,31 @@ fn stable_group_of_three(h: &mut Harness) -> Vec<String> {
         assert!(e.syncs.is_empty());
         follower_rx.push((id.clone(), waiting(o)));
     }
-    let plan: Vec<(&str, String)> = ids.iter().map(|id| (id.as_str(), format!("parts-of-{id}"))).collect();
+    let plan: Vec<(&str, String)> = ids
+        .iter()
+        .map(|id| (id.as_str(), format!("parts-of-{id}")))
+        .collect();
     let plan: Vec<(&str, &str)> = plan.iter().map(|(m, a)| (*m, a.as_str())).collect();
     let (o, effects) = h.sync(&leader, &plan, 130);
-    assert!(effects.persist, "the assignment is stored before anyone hears it");
+    assert!(
+        effects.persist,
+        "the assignment is stored before anyone hears it"
+    );
     assert_eq!(effects.syncs.len(), 3);
     let mut leader_rx = waiting(o);
     for (tx, r) in effects.syncs {
         let _ = tx.send(r);
     }
     assert_eq!(h.group.state, GroupState::Stable);
-    assert_eq!(answered(&mut leader_rx).unwrap().assignment, Bytes::from(format!("parts-of-{leader}")));
+    assert_eq!(
+        answered(&mut leader_rx).unwrap().assignment,
+        Bytes::from(format!("parts-of-{leader}"))
+    );
     for (id, mut rx) in follower_rx {
-        assert_eq!(answered(&mut rx).unwrap().assignment, Bytes::from(format!("parts-of-{id}")));
+        assert_eq!(
+            answered(&mut rx).unwrap().assignment,
+            Bytes::from(format!("parts-of-{id}"))
+        );
     }
     ids
 }
@@ -148,12 +170,20 @@ fn members_join_sync_and_get_their_assignments() {
     for id in &ids {
         h.group.heartbeat(id, None, 1, h.at(200)).unwrap();
     }
-    assert_eq!(code(h.group.heartbeat(&ids[0], None, 0, h.at(200))), ErrorCode::IllegalGeneration);
-    assert_eq!(code(h.group.heartbeat("nobody", None, 1, h.at(200))), ErrorCode::UnknownMemberId);
+    assert_eq!(
+        code(h.group.heartbeat(&ids[0], None, 0, h.at(200))),
+        ErrorCode::IllegalGeneration
+    );
+    assert_eq!(
+        code(h.group.heartbeat("nobody", None, 1, h.at(200))),
+        ErrorCode::UnknownMemberId
+    );
     // A stable follower syncing again gets its assignment at once.
     let (o, _) = h.sync(&ids[1], &[], 210);
     match o {
-        Outcome::Ready(Ok(r)) => assert_eq!(r.assignment, Bytes::from(format!("parts-of-{}", ids[1]))),
+        Outcome::Ready(Ok(r)) => {
+            assert_eq!(r.assignment, Bytes::from(format!("parts-of-{}", ids[1])))
+        }
         _ => panic!("expected the current assignment"),
     }
 }
@@ -182,8 +212,14 @@ fn a_crashed_member_is_expired_and_the_rest_rebalance_without_it() {
     assert_eq!((ra.generation_id, rb.generation_id), (2, 2));
     assert_eq!(h.group.members.len(), 2);
     // The expired member's old generation is refused.
-    assert_eq!(code(h.group.check_commit(&ids[2], None, 1)), ErrorCode::UnknownMemberId);
-    assert_eq!(code(h.group.check_commit(&ids[0], None, 1)), ErrorCode::IllegalGeneration);
+    assert_eq!(
+        code(h.group.check_commit(&ids[2], None, 1)),
+        ErrorCode::UnknownMemberId
+    );
+    assert_eq!(
+        code(h.group.check_commit(&ids[0], None, 1)),
+        ErrorCode::IllegalGeneration
+    );
 }
 
 #[test]
@@ -194,7 +230,10 @@ fn members_that_do_not_rejoin_in_time_are_dropped() {
     let mut new = waiting(h.join(join_req("", None, &["range"]), 1_000));
     let mut old = waiting(h.join(join_req(&ids[0], None, &["range"]), 1_100));
     let _ = h.tick(5_999);
-    assert!(new.try_recv().is_err(), "the 5 s rebalance timeout is not over");
+    assert!(
+        new.try_recv().is_err(),
+        "the 5 s rebalance timeout is not over"
+    );
     let _ = h.tick(6_000);
     assert_eq!(answered(&mut new).unwrap().generation_id, 2);
     assert_eq!(answered(&mut old).unwrap().generation_id, 2);
@@ -237,7 +276,9 @@ fn new_members_must_first_get_an_id_with_member_id_required() {
     assert_eq!(answered(&mut rx).unwrap().member_id, id);
     // An id nobody handed out is refused.
     req.member_id = "made-up".into();
-    assert!(matches!(h.join(req, 300), Outcome::Ready(Err(e)) if e.code == ErrorCode::UnknownMemberId));
+    assert!(
+        matches!(h.join(req, 300), Outcome::Ready(Err(e)) if e.code == ErrorCode::UnknownMemberId)
+    );
 }
 
 #[test]
@@ -254,8 +295,16 @@ fn a_static_member_restart_does_not_rebalance_and_fences_its_old_incarnation() {
     }
     drop(o);
     assert_eq!(h.group.state, GroupState::Stable);
-    let follower = if leader == ra.member_id { rb.member_id.clone() } else { ra.member_id.clone() };
-    let follower_instance = if leader == ra.member_id { "host-b" } else { "host-a" };
+    let follower = if leader == ra.member_id {
+        rb.member_id.clone()
+    } else {
+        ra.member_id.clone()
+    };
+    let follower_instance = if leader == ra.member_id {
+        "host-b"
+    } else {
+        "host-a"
+    };
     // The follower restarts: same instance id, no member id.
     let rejoined = match h.join(join_req("", Some(follower_instance), &["range"]), 500) {
         Outcome::Ready(Ok(r)) => r,
@@ -265,11 +314,18 @@ fn a_static_member_restart_does_not_rebalance_and_fences_its_old_incarnation() {
     assert_eq!(rejoined.generation_id, 1, "no rebalance");
     assert_eq!(h.group.state, GroupState::Stable);
     let (o, _) = h.sync(&rejoined.member_id, &[], 510);
-    let expected = if follower_instance == "host-b" { "B" } else { "A" };
-    assert!(matches!(o, Outcome::Ready(Ok(r)) if r.assignment == Bytes::from(expected)));
+    let expected = if follower_instance == "host-b" {
+        "B"
+    } else {
+        "A"
+    };
+    assert!(matches!(o, Outcome::Ready(Ok(r)) if r.assignment == expected));
     // The old incarnation is fenced.
     assert_eq!(
-        code(h.group.heartbeat(&follower, Some(follower_instance), 1, h.at(520))),
+        code(
+            h.group
+                .heartbeat(&follower, Some(follower_instance), 1, h.at(520))
+        ),
         ErrorCode::FencedInstanceId
     );
     assert_eq!(
@@ -283,22 +339,33 @@ fn bad_joins_are_refused_with_kafkas_errors_and_change_nothing() {
     let mut h = Harness::new();
     let mut req = join_req("", None, &["range"]);
     req.session_timeout_ms = 10;
-    assert!(matches!(h.join(req, 0), Outcome::Ready(Err(e)) if e.code == ErrorCode::InvalidSessionTimeout));
+    assert!(
+        matches!(h.join(req, 0), Outcome::Ready(Err(e)) if e.code == ErrorCode::InvalidSessionTimeout)
+    );
     let mut req = join_req("", None, &["range"]);
     req.protocols.clear();
-    assert!(matches!(h.join(req, 0), Outcome::Ready(Err(e)) if e.code == ErrorCode::InconsistentGroupProtocol));
+    assert!(
+        matches!(h.join(req, 0), Outcome::Ready(Err(e)) if e.code == ErrorCode::InconsistentGroupProtocol)
+    );
     assert_eq!(h.group.state, GroupState::Empty);
     let ids = stable_group_of_three(&mut h);
     // A member offering only a protocol the others lack.
     let req = join_req("", None, &["sticky-only"]);
-    assert!(matches!(h.join(req, 500), Outcome::Ready(Err(e)) if e.code == ErrorCode::InconsistentGroupProtocol));
+    assert!(
+        matches!(h.join(req, 500), Outcome::Ready(Err(e)) if e.code == ErrorCode::InconsistentGroupProtocol)
+    );
     let mut req = join_req("", None, &["range"]);
     req.protocol_type = "connect".into();
-    assert!(matches!(h.join(req, 500), Outcome::Ready(Err(e)) if e.code == ErrorCode::InconsistentGroupProtocol));
+    assert!(
+        matches!(h.join(req, 500), Outcome::Ready(Err(e)) if e.code == ErrorCode::InconsistentGroupProtocol)
+    );
     assert_eq!(h.group.state, GroupState::Stable, "the group is untouched");
     assert_eq!(h.group.members.len(), ids.len());
     assert_eq!(code(h.group.check_deletable()), ErrorCode::NonEmptyGroup);
-    assert_eq!(code(h.group.check_commit("", None, -1)), ErrorCode::UnknownMemberId);
+    assert_eq!(
+        code(h.group.check_commit("", None, -1)),
+        ErrorCode::UnknownMemberId
+    );
 }
 
 #[test]

@@ -1,0 +1,514 @@
+//! Consumer groups over the Kafka protocol: FindCoordinator, JoinGroup, SyncGroup,
+//! Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch, ListGroups, DescribeGroups,
+//! DeleteGroups and OffsetDelete, mapped onto the broker's group coordinator.
+//!
+//! Invariants: every request gets an answer shaped for its version (one coordinator
+//! key before FindCoordinator v4, a list after; one group before OffsetFetch v8, a list
+//! after); a group-level error is reported on every partition it concerns, as Kafka's
+//! clients expect.
+
+use super::{Ctx, error_parts, str_bytes};
+use crate::{Broker, endpoint_name};
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use kavka_broker::group::{self, Joined, OffsetCommit};
+use kavka_model::{ErrorCode, KafkaError};
+use std::collections::BTreeMap;
+
+fn opt(s: &Option<StrBytes>) -> Option<String> {
+    s.as_ref().map(|s| s.to_string())
+}
+
+fn opt_bytes(s: Option<String>) -> Option<StrBytes> {
+    s.map(str_bytes)
+}
+
+/// The coordinator of `key` as reached through `listener`.
+async fn coordinator(
+    broker: &Broker,
+    listener: &str,
+    key: &str,
+) -> Result<(i32, String, i32), KafkaError> {
+    let id = broker.groups.find_coordinator(key).await?;
+    let image = broker.replicas.image();
+    image
+        .broker(id)
+        .filter(|b| !b.fenced)
+        .and_then(|b| b.endpoint(&endpoint_name(listener)))
+        .map(|e| (id.0, e.host.clone(), i32::from(e.port)))
+        .ok_or_else(|| {
+            KafkaError::new(
+                ErrorCode::CoordinatorNotAvailable,
+                format!("coordinator broker {id} of group '{key}' is not reachable on listener {listener}"),
+            )
+        })
+}
+
+pub(crate) async fn find_coordinator(
+    broker: &Broker,
+    ctx: &Ctx<'_>,
+    req: FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
+    let keys: Vec<String> = if ctx.version >= 4 {
+        req.coordinator_keys.iter().map(|k| k.to_string()).collect()
+    } else {
+        vec![req.key.to_string()]
+    };
+    let mut found = Vec::with_capacity(keys.len());
+    for key in keys {
+        let r = if req.key_type != 0 {
+            Err(KafkaError::new(
+                ErrorCode::CoordinatorNotAvailable,
+                "only group coordinators exist here (transactions are not supported)",
+            ))
+        } else {
+            coordinator(broker, ctx.listener, &key).await
+        };
+        let c = Coordinator::default().with_key(str_bytes(key));
+        found.push(match r {
+            Ok((id, host, port)) => c
+                .with_node_id(BrokerId(id))
+                .with_host(str_bytes(host))
+                .with_port(port),
+            Err(e) => {
+                let (code, msg) = error_parts(&e);
+                c.with_node_id(BrokerId(-1))
+                    .with_host(str_bytes(""))
+                    .with_port(-1)
+                    .with_error_code(code)
+                    .with_error_message(msg)
+            }
+        });
+    }
+    if ctx.version >= 4 {
+        return FindCoordinatorResponse::default().with_coordinators(found);
+    }
+    let c = found.pop().unwrap_or_default();
+    FindCoordinatorResponse::default()
+        .with_error_code(c.error_code)
+        .with_error_message(c.error_message)
+        .with_node_id(c.node_id)
+        .with_host(c.host)
+        .with_port(c.port)
+}
+
+pub(crate) async fn join_group(
+    broker: &Broker,
+    ctx: &Ctx<'_>,
+    req: JoinGroupRequest,
+) -> JoinGroupResponse {
+    let jr = group::JoinRequest {
+        group_id: req.group_id.0.to_string(),
+        member_id: req.member_id.to_string(),
+        group_instance_id: opt(&req.group_instance_id),
+        client_id: ctx.client_id.to_string(),
+        client_host: ctx.client_host.to_string(),
+        session_timeout_ms: req.session_timeout_ms,
+        // v0 has no rebalance timeout: it is the session timeout.
+        rebalance_timeout_ms: if ctx.version >= 1 {
+            req.rebalance_timeout_ms
+        } else {
+            req.session_timeout_ms
+        },
+        protocol_type: req.protocol_type.to_string(),
+        protocols: req
+            .protocols
+            .iter()
+            .map(|p| (p.name.to_string(), p.metadata.clone()))
+            .collect(),
+        require_known_member_id: ctx.version >= 4,
+    };
+    let failed = |code: i16, member: StrBytes| {
+        JoinGroupResponse::default()
+            .with_error_code(code)
+            .with_generation_id(-1)
+            .with_protocol_name(Some(str_bytes("")))
+            .with_leader(str_bytes(""))
+            .with_member_id(member)
+    };
+    match broker.groups.join(jr).await {
+        Ok(Joined::MemberIdRequired(id)) => {
+            failed(ErrorCode::MemberIdRequired.code(), str_bytes(id))
+        }
+        Ok(Joined::Done(r)) => JoinGroupResponse::default()
+            .with_generation_id(r.generation_id)
+            .with_protocol_type(opt_bytes(r.protocol_type))
+            .with_protocol_name(Some(str_bytes(r.protocol_name.unwrap_or_default())))
+            .with_leader(str_bytes(r.leader))
+            .with_skip_assignment(r.skip_assignment)
+            .with_member_id(str_bytes(r.member_id))
+            .with_members(
+                r.members
+                    .into_iter()
+                    .map(|m| {
+                        JoinGroupResponseMember::default()
+                            .with_member_id(str_bytes(m.member_id))
+                            .with_group_instance_id(opt_bytes(m.group_instance_id))
+                            .with_metadata(m.metadata)
+                    })
+                    .collect(),
+            ),
+        Err(e) => failed(e.code.code(), req.member_id),
+    }
+}
+
+pub(crate) async fn sync_group(broker: &Broker, req: SyncGroupRequest) -> SyncGroupResponse {
+    let sr = group::SyncRequest {
+        group_id: req.group_id.0.to_string(),
+        generation_id: req.generation_id,
+        member_id: req.member_id.to_string(),
+        group_instance_id: opt(&req.group_instance_id),
+        protocol_type: opt(&req.protocol_type),
+        protocol_name: opt(&req.protocol_name),
+        assignments: req
+            .assignments
+            .into_iter()
+            .map(|a| (a.member_id.to_string(), a.assignment))
+            .collect(),
+    };
+    match broker.groups.sync(sr).await {
+        Ok(r) => SyncGroupResponse::default()
+            .with_protocol_type(opt_bytes(r.protocol_type))
+            .with_protocol_name(opt_bytes(r.protocol_name))
+            .with_assignment(r.assignment),
+        Err(e) => SyncGroupResponse::default().with_error_code(e.code.code()),
+    }
+}
+
+pub(crate) fn heartbeat(broker: &Broker, req: HeartbeatRequest) -> HeartbeatResponse {
+    let r = broker.groups.heartbeat(
+        req.group_id.0.as_str(),
+        req.member_id.as_str(),
+        req.group_instance_id.as_deref(),
+        req.generation_id,
+    );
+    HeartbeatResponse::default().with_error_code(r.err().map_or(0, |e| e.code.code()))
+}
+
+pub(crate) fn leave_group(
+    broker: &Broker,
+    ctx: &Ctx<'_>,
+    req: LeaveGroupRequest,
+) -> LeaveGroupResponse {
+    let members: Vec<(String, Option<String>)> = if ctx.version >= 3 {
+        req.members
+            .iter()
+            .map(|m| (m.member_id.to_string(), opt(&m.group_instance_id)))
+            .collect()
+    } else {
+        vec![(req.member_id.to_string(), None)]
+    };
+    match broker.groups.leave(req.group_id.0.as_str(), members) {
+        Err(e) => LeaveGroupResponse::default().with_error_code(e.code.code()),
+        Ok(results) if ctx.version < 3 => LeaveGroupResponse::default().with_error_code(
+            results
+                .first()
+                .and_then(|(_, _, r)| r.as_ref().err())
+                .map_or(0, |e| e.code.code()),
+        ),
+        Ok(results) => LeaveGroupResponse::default().with_members(
+            results
+                .into_iter()
+                .map(|(m, i, r)| {
+                    MemberResponse::default()
+                        .with_member_id(str_bytes(m))
+                        .with_group_instance_id(opt_bytes(i))
+                        .with_error_code(r.err().map_or(0, |e| e.code.code()))
+                })
+                .collect(),
+        ),
+    }
+}
+
+pub(crate) async fn offset_commit(
+    broker: &Broker,
+    req: OffsetCommitRequest,
+) -> OffsetCommitResponse {
+    let offsets: Vec<OffsetCommit> = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| OffsetCommit {
+                topic: t.name.0.to_string(),
+                partition: p.partition_index,
+                offset: p.committed_offset,
+                leader_epoch: p.committed_leader_epoch,
+                metadata: opt(&p.committed_metadata),
+            })
+        })
+        .collect();
+    let results = broker
+        .groups
+        .commit_offsets(
+            req.group_id.0.as_str(),
+            req.member_id.as_str(),
+            req.group_instance_id.as_deref(),
+            req.generation_id_or_member_epoch,
+            offsets.clone(),
+        )
+        .await;
+    let results: Vec<(String, i32, i16)> = match results {
+        Ok(rs) => rs
+            .into_iter()
+            .map(|(t, p, r)| (t, p, r.err().map_or(0, |e| e.code.code())))
+            .collect(),
+        Err(e) => offsets
+            .into_iter()
+            .map(|o| (o.topic, o.partition, e.code.code()))
+            .collect(),
+    };
+    let mut topics: Vec<OffsetCommitResponseTopic> = Vec::new();
+    for (t, p, code) in results {
+        let part = OffsetCommitResponsePartition::default()
+            .with_partition_index(p)
+            .with_error_code(code);
+        match topics.last_mut() {
+            Some(last) if last.name.0.as_str() == t => last.partitions.push(part),
+            _ => topics.push(
+                OffsetCommitResponseTopic::default()
+                    .with_name(TopicName(str_bytes(t)))
+                    .with_partitions(vec![part]),
+            ),
+        }
+    }
+    OffsetCommitResponse::default().with_topics(topics)
+}
+
+type Fetched = Result<Vec<(String, i32, Option<group::CommittedOffset>)>, KafkaError>;
+
+fn fetch_one(broker: &Broker, group_id: &str, topics: Option<Vec<(String, Vec<i32>)>>) -> Fetched {
+    broker.groups.fetch_offsets(group_id, topics)
+}
+
+fn by_topic(
+    rows: Vec<(String, i32, Option<group::CommittedOffset>)>,
+) -> BTreeMap<String, Vec<(i32, Option<group::CommittedOffset>)>> {
+    let mut m: BTreeMap<String, Vec<_>> = BTreeMap::new();
+    for (t, p, o) in rows {
+        m.entry(t).or_default().push((p, o));
+    }
+    m
+}
+
+pub(crate) fn offset_fetch(
+    broker: &Broker,
+    ctx: &Ctx<'_>,
+    req: OffsetFetchRequest,
+) -> OffsetFetchResponse {
+    if ctx.version < 8 {
+        let topics = req.topics.map(|ts| {
+            ts.into_iter()
+                .map(|t| (t.name.0.to_string(), t.partition_indexes))
+                .collect()
+        });
+        return match fetch_one(broker, req.group_id.0.as_str(), topics) {
+            Err(e) => OffsetFetchResponse::default().with_error_code(e.code.code()),
+            Ok(rows) => OffsetFetchResponse::default().with_topics(
+                by_topic(rows)
+                    .into_iter()
+                    .map(|(t, ps)| {
+                        OffsetFetchResponseTopic::default()
+                            .with_name(TopicName(str_bytes(t)))
+                            .with_partitions(
+                                ps.into_iter()
+                                    .map(|(p, o)| {
+                                        let (offset, epoch, meta) = parts(o);
+                                        OffsetFetchResponsePartition::default()
+                                            .with_partition_index(p)
+                                            .with_committed_offset(offset)
+                                            .with_committed_leader_epoch(epoch)
+                                            .with_metadata(Some(str_bytes(meta)))
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            ),
+        };
+    }
+    let groups = req
+        .groups
+        .into_iter()
+        .map(|g| {
+            let topics = g.topics.map(|ts| {
+                ts.into_iter()
+                    .map(|t| (t.name.0.to_string(), t.partition_indexes))
+                    .collect()
+            });
+            let out = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
+            match fetch_one(broker, g.group_id.0.as_str(), topics) {
+                Err(e) => out.with_error_code(e.code.code()),
+                Ok(rows) => out.with_topics(
+                    by_topic(rows)
+                        .into_iter()
+                        .map(|(t, ps)| {
+                            OffsetFetchResponseTopics::default()
+                                .with_name(TopicName(str_bytes(t)))
+                                .with_partitions(
+                                    ps.into_iter()
+                                        .map(|(p, o)| {
+                                            let (offset, epoch, meta) = parts(o);
+                                            OffsetFetchResponsePartitions::default()
+                                                .with_partition_index(p)
+                                                .with_committed_offset(offset)
+                                                .with_committed_leader_epoch(epoch)
+                                                .with_metadata(Some(str_bytes(meta)))
+                                        })
+                                        .collect(),
+                                )
+                        })
+                        .collect(),
+                ),
+            }
+        })
+        .collect();
+    OffsetFetchResponse::default().with_groups(groups)
+}
+
+fn parts(o: Option<group::CommittedOffset>) -> (i64, i32, String) {
+    match o {
+        Some(o) => (o.offset, o.leader_epoch, o.metadata),
+        None => (-1, -1, String::new()),
+    }
+}
+
+pub(crate) fn list_groups(broker: &Broker, req: ListGroupsRequest) -> ListGroupsResponse {
+    let states: Vec<String> = req
+        .states_filter
+        .iter()
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
+    let types: Vec<String> = req
+        .types_filter
+        .iter()
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
+    let groups = broker
+        .groups
+        .list_groups()
+        .into_iter()
+        .filter(|g| states.is_empty() || states.contains(&g.state.name().to_ascii_lowercase()))
+        .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
+        .map(|g| {
+            ListedGroup::default()
+                .with_group_id(GroupId(str_bytes(g.group_id)))
+                .with_protocol_type(str_bytes(g.protocol_type))
+                .with_group_state(str_bytes(g.state.name()))
+                .with_group_type(str_bytes("classic"))
+        })
+        .collect();
+    ListGroupsResponse::default().with_groups(groups)
+}
+
+pub(crate) fn describe_groups(
+    broker: &Broker,
+    req: DescribeGroupsRequest,
+) -> DescribeGroupsResponse {
+    let groups = req
+        .groups
+        .into_iter()
+        .map(|id| match broker.groups.describe_group(id.0.as_str()) {
+            Err(e) => {
+                let (code, msg) = error_parts(&e);
+                DescribedGroup::default()
+                    .with_group_id(id)
+                    .with_error_code(code)
+                    .with_error_message(msg)
+                    .with_group_state(str_bytes(""))
+                    .with_authorized_operations(i32::MIN)
+            }
+            Ok(d) => DescribedGroup::default()
+                .with_group_id(id)
+                .with_group_state(str_bytes(d.state.name()))
+                .with_protocol_type(str_bytes(d.protocol_type))
+                .with_protocol_data(str_bytes(d.protocol_name))
+                .with_authorized_operations(i32::MIN)
+                .with_members(
+                    d.members
+                        .into_iter()
+                        .map(|m| {
+                            DescribedGroupMember::default()
+                                .with_member_id(str_bytes(m.member_id))
+                                .with_group_instance_id(opt_bytes(m.group_instance_id))
+                                .with_client_id(str_bytes(m.client_id))
+                                .with_client_host(str_bytes(m.client_host))
+                                .with_member_metadata(m.metadata)
+                                .with_member_assignment(m.assignment)
+                        })
+                        .collect(),
+                ),
+        })
+        .collect();
+    DescribeGroupsResponse::default().with_groups(groups)
+}
+
+pub(crate) async fn delete_groups(
+    broker: &Broker,
+    req: DeleteGroupsRequest,
+) -> DeleteGroupsResponse {
+    let mut results = Vec::with_capacity(req.groups_names.len());
+    for id in req.groups_names {
+        let r = broker.groups.delete_group(id.0.as_str()).await;
+        results.push(
+            DeletableGroupResult::default()
+                .with_group_id(id)
+                .with_error_code(r.err().map_or(0, |e| e.code.code())),
+        );
+    }
+    DeleteGroupsResponse::default().with_results(results)
+}
+
+pub(crate) async fn offset_delete(
+    broker: &Broker,
+    req: OffsetDeleteRequest,
+) -> OffsetDeleteResponse {
+    let partitions: Vec<(String, i32)> = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (t.name.0.to_string(), p.partition_index))
+        })
+        .collect();
+    match broker
+        .groups
+        .delete_offsets(req.group_id.0.as_str(), partitions)
+        .await
+    {
+        Err(e) => OffsetDeleteResponse::default().with_error_code(e.code.code()),
+        Ok(results) => {
+            let mut topics: Vec<OffsetDeleteResponseTopic> = Vec::new();
+            for (t, p, r) in results {
+                let part = OffsetDeleteResponsePartition::default()
+                    .with_partition_index(p)
+                    .with_error_code(r.err().map_or(0, |e| e.code.code()));
+                match topics.last_mut() {
+                    Some(last) if last.name.0.as_str() == t => last.partitions.push(part),
+                    _ => topics.push(
+                        OffsetDeleteResponseTopic::default()
+                            .with_name(TopicName(str_bytes(t)))
+                            .with_partitions(vec![part]),
+                    ),
+                }
+            }
+            OffsetDeleteResponse::default().with_topics(topics)
+        }
+    }
+}
