@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "kavka/v1/common.proto",
         "kavka/v1/admin.proto",
         "kavka/v1/broker.proto",
+        "kavka/v1/group.proto",
         "kavka/v1/raft.proto",
         "kavka/v1/controller.proto",
     ];

@@ -57,6 +57,7 @@ impl std::error::Error for TimedOut {}
 pub struct Client {
     pub(crate) admin: AdminServiceClient<Channel>,
     pub(crate) broker: BrokerServiceClient<Channel>,
+    channel: Channel,
     addr: String,
     bootstrap: Vec<String>,
     routes: Arc<Mutex<Routes>>,
@@ -122,7 +123,8 @@ impl Client {
                     return Ok(Self {
                         admin: AdminServiceClient::new(channel.clone())
                             .max_decoding_message_size(MESSAGE_BYTES_MAX),
-                        broker: broker_client(channel),
+                        broker: broker_client(channel.clone()),
+                        channel,
                         addr: addr.clone(),
                         bootstrap: addrs.clone(),
                         routes: Arc::default(),
@@ -144,6 +146,11 @@ impl Client {
         })
     }
 
+    /// The connection to the node this client talks to.
+    pub(crate) fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
     /// The node this client talks to.
     pub fn addr(&self) -> &str {
         &self.addr
@@ -160,6 +167,7 @@ impl Client {
         let next = Self::connect(&candidates.join(",")).await?;
         self.admin = next.admin;
         self.broker = next.broker;
+        self.channel = next.channel;
         self.addr = next.addr;
         Ok(())
     }

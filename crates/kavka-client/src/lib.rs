@@ -8,6 +8,7 @@ mod admin;
 mod connection;
 mod consumer;
 mod error;
+mod groups;
 mod producer;
 
 pub use admin::{NewTopic, TopicInfo};

@@ -41,6 +41,9 @@ enum Command {
     Produce(cli::produce::ProduceArgs),
     /// Consume records and print them.
     Consume(cli::consume::ConsumeArgs),
+    /// Consumer groups: list, describe with lag, reset offsets, delete.
+    #[command(subcommand)]
+    Group(cli::group::GroupCommand),
     /// The controller quorum.
     #[command(subcommand)]
     Quorum(cli::cluster::QuorumCommand),
@@ -92,6 +95,7 @@ fn main() -> ExitCode {
             Command::Topic(cmd) => cli::topic::run(&cli.bootstrap, cmd).await,
             Command::Produce(args) => cli::produce::run(&cli.bootstrap, args).await,
             Command::Consume(args) => cli::consume::run(&cli.bootstrap, args).await,
+            Command::Group(cmd) => cli::group::run(&cli.bootstrap, cmd).await,
             Command::Quorum(cmd) => cli::cluster::quorum(&cli.bootstrap, cmd).await,
             Command::Cluster(cmd) => cli::cluster::cluster(&cli.bootstrap, cmd).await,
             Command::Health => cli::cluster::health(&cli.bootstrap).await,

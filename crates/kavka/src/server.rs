@@ -5,7 +5,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use kavka_broker::controllers::Controllers;
 use kavka_broker::group::{GroupConfig, GroupCoordinator};
-use kavka_broker::service::{AdminService, BrokerService};
+use kavka_broker::service::{AdminService, BrokerService, GroupService};
 use kavka_broker::{BrokerConfig, Lifecycle, ReplicaManager};
 use kavka_controller::control::topics::TopicDefaults;
 use kavka_controller::controller::{Controller, ControllerConfig};
@@ -837,6 +837,7 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
                 .with_external_port(external_local.map(|a| a.port()))
                 .into_server(),
             BrokerService::new(Arc::clone(&replicas)).into_server(),
+            GroupService::new(groups).into_server(),
         ));
     }
 
@@ -867,7 +868,10 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
     });
     let (stopping_tx, mut stopping_rx) = watch::channel(false);
     let (raft_svc, controller_svc) = controller_services.unzip();
-    let (admin_svc, broker_svc) = broker_services.unzip();
+    let (admin_svc, broker_svc, group_svc) = match broker_services {
+        Some((a, b, g)) => (Some(a), Some(b), Some(g)),
+        None => (None, None, None),
+    };
     let server = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
@@ -875,6 +879,7 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
         .add_optional_service(controller_svc)
         .add_optional_service(admin_svc)
         .add_optional_service(broker_svc)
+        .add_optional_service(group_svc)
         .serve_with_incoming_shutdown(incoming, async move {
             shutdown_signal().await;
             // Leadership moves away while this node still serves its followers.

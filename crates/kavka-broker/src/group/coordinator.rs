@@ -61,6 +61,15 @@ impl GroupCoordinator {
         &self.config
     }
 
+    /// The metadata image this broker has applied.
+    pub fn image(&self) -> Arc<kavka_metadata::MetadataImage> {
+        self.replicas.image()
+    }
+
+    pub fn node_id(&self) -> BrokerId {
+        self.replicas.config().node_id
+    }
+
     pub(super) fn shards(&self) -> std::sync::MutexGuard<'_, HashMap<i32, Shard>> {
         self.shards.lock().unwrap_or_else(|p| p.into_inner())
     }

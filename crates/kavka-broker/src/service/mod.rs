@@ -3,7 +3,9 @@
 
 mod admin;
 mod broker;
+mod group;
 pub mod watch;
 
 pub use admin::AdminService;
 pub use broker::{BrokerService, MESSAGE_BYTES_MAX};
+pub use group::GroupService;

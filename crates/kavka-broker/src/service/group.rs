@@ -1,0 +1,249 @@
+//! `kavka.v1.GroupService`: consumer group administration and committed offsets over
+//! gRPC, on the same coordinator the Kafka protocol uses.
+
+use crate::group::{CommittedOffset, GroupCoordinator, OffsetCommit, protocol};
+use kavka_model::{ErrorCode, KafkaError};
+use kavka_proto::conv::status;
+use kavka_proto::v1::{self, group_service_server::GroupService as Groups};
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+pub struct GroupService {
+    groups: Arc<GroupCoordinator>,
+}
+
+impl GroupService {
+    pub fn new(groups: Arc<GroupCoordinator>) -> Self {
+        Self { groups }
+    }
+
+    pub fn into_server(self) -> v1::group_service_server::GroupServiceServer<Self> {
+        v1::group_service_server::GroupServiceServer::new(self)
+    }
+}
+
+fn committed(topic: String, partition: i32, o: Option<CommittedOffset>) -> v1::CommittedOffset {
+    match o {
+        Some(o) => v1::CommittedOffset {
+            topic,
+            partition,
+            offset: o.offset,
+            leader_epoch: o.leader_epoch,
+            metadata: o.metadata,
+            commit_timestamp_ms: o.commit_timestamp_ms,
+        },
+        None => v1::CommittedOffset {
+            topic,
+            partition,
+            offset: -1,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp_ms: -1,
+        },
+    }
+}
+
+fn asked(topics: Vec<v1::TopicPartitions>) -> Option<Vec<(String, Vec<i32>)>> {
+    (!topics.is_empty()).then(|| {
+        topics
+            .into_iter()
+            .map(|t| (t.topic, t.partitions))
+            .collect()
+    })
+}
+
+fn results(rs: Vec<crate::group::PartitionOutcome>) -> Vec<v1::PartitionResult> {
+    rs.into_iter()
+        .map(|(topic, partition, r)| v1::PartitionResult {
+            topic,
+            partition,
+            error: r.err().map(Into::into),
+        })
+        .collect()
+}
+
+#[tonic::async_trait]
+impl Groups for GroupService {
+    #[tracing::instrument(skip_all, fields(group = %req.get_ref().group_id))]
+    async fn find_coordinator(
+        &self,
+        req: Request<v1::FindCoordinatorRequest>,
+    ) -> Result<Response<v1::FindCoordinatorResponse>, Status> {
+        let group_id = req.into_inner().group_id;
+        let id = self
+            .groups
+            .find_coordinator(&group_id)
+            .await
+            .map_err(|e| status(&e))?;
+        let image = self.groups.image();
+        let b = image
+            .broker(id)
+            .and_then(|b| b.endpoint("grpc").map(|e| (e.host.clone(), e.port)))
+            .ok_or_else(|| {
+                status(&KafkaError::new(
+                    ErrorCode::CoordinatorNotAvailable,
+                    format!("coordinator broker {id} of group '{group_id}' has no gRPC endpoint"),
+                ))
+            })?;
+        Ok(Response::new(v1::FindCoordinatorResponse {
+            node_id: id.0,
+            host: b.0,
+            port: i32::from(b.1),
+        }))
+    }
+
+    async fn list_groups(
+        &self,
+        _req: Request<v1::ListGroupsRequest>,
+    ) -> Result<Response<v1::ListGroupsResponse>, Status> {
+        Ok(Response::new(v1::ListGroupsResponse {
+            groups: self
+                .groups
+                .list_groups()
+                .into_iter()
+                .map(|g| v1::GroupListing {
+                    group_id: g.group_id,
+                    protocol_type: g.protocol_type,
+                    state: g.state.name().into(),
+                })
+                .collect(),
+            coordinator: self.groups.node_id().0,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(group = %req.get_ref().group_id))]
+    async fn describe_group(
+        &self,
+        req: Request<v1::DescribeGroupRequest>,
+    ) -> Result<Response<v1::DescribeGroupResponse>, Status> {
+        let group_id = req.into_inner().group_id;
+        let d = self
+            .groups
+            .describe_group(&group_id)
+            .map_err(|e| status(&e))?;
+        let offsets = self
+            .groups
+            .fetch_offsets(&group_id, None)
+            .map_err(|e| status(&e))?;
+        let consumer = d.protocol_type == protocol::CONSUMER;
+        Ok(Response::new(v1::DescribeGroupResponse {
+            group_id: d.group_id,
+            state: d.state.name().into(),
+            protocol_type: d.protocol_type,
+            protocol: d.protocol_name,
+            generation_id: d.generation_id,
+            members: d
+                .members
+                .into_iter()
+                .map(|m| v1::GroupMember {
+                    member_id: m.member_id,
+                    group_instance_id: m.group_instance_id.unwrap_or_default(),
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    assignment: if consumer {
+                        protocol::assigned_partitions(&m.assignment)
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|(topic, partitions)| v1::AssignedPartitions { topic, partitions })
+                            .collect()
+                    } else {
+                        Vec::new()
+                    },
+                })
+                .collect(),
+            offsets: offsets
+                .into_iter()
+                .map(|(t, p, o)| committed(t, p, o))
+                .collect(),
+            coordinator: self.groups.node_id().0,
+        }))
+    }
+
+    async fn fetch_offsets(
+        &self,
+        req: Request<v1::FetchOffsetsRequest>,
+    ) -> Result<Response<v1::FetchOffsetsResponse>, Status> {
+        let req = req.into_inner();
+        let offsets = self
+            .groups
+            .fetch_offsets(&req.group_id, asked(req.topics))
+            .map_err(|e| status(&e))?;
+        Ok(Response::new(v1::FetchOffsetsResponse {
+            offsets: offsets
+                .into_iter()
+                .map(|(t, p, o)| committed(t, p, o))
+                .collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(group = %req.get_ref().group_id))]
+    async fn commit_offsets(
+        &self,
+        req: Request<v1::CommitOffsetsRequest>,
+    ) -> Result<Response<v1::CommitOffsetsResponse>, Status> {
+        let req = req.into_inner();
+        let offsets = req
+            .offsets
+            .into_iter()
+            .map(|o| OffsetCommit {
+                topic: o.topic,
+                partition: o.partition,
+                offset: o.offset,
+                leader_epoch: o.leader_epoch,
+                metadata: Some(o.metadata),
+            })
+            .collect();
+        let instance =
+            (!req.group_instance_id.is_empty()).then_some(req.group_instance_id.as_str());
+        let rs = self
+            .groups
+            .commit_offsets(
+                &req.group_id,
+                &req.member_id,
+                instance,
+                req.generation_id,
+                offsets,
+            )
+            .await
+            .map_err(|e| status(&e))?;
+        Ok(Response::new(v1::CommitOffsetsResponse {
+            results: results(rs),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(group = %req.get_ref().group_id))]
+    async fn delete_group(
+        &self,
+        req: Request<v1::DeleteGroupRequest>,
+    ) -> Result<Response<v1::DeleteGroupResponse>, Status> {
+        self.groups
+            .delete_group(&req.into_inner().group_id)
+            .await
+            .map_err(|e| status(&e))?;
+        Ok(Response::new(v1::DeleteGroupResponse {}))
+    }
+
+    #[tracing::instrument(skip_all, fields(group = %req.get_ref().group_id))]
+    async fn delete_offsets(
+        &self,
+        req: Request<v1::DeleteOffsetsRequest>,
+    ) -> Result<Response<v1::DeleteOffsetsResponse>, Status> {
+        let req = req.into_inner();
+        let partitions = req
+            .topics
+            .into_iter()
+            .flat_map(|t| {
+                let topic = t.topic;
+                t.partitions.into_iter().map(move |p| (topic.clone(), p))
+            })
+            .collect();
+        let rs = self
+            .groups
+            .delete_offsets(&req.group_id, partitions)
+            .await
+            .map_err(|e| status(&e))?;
+        Ok(Response::new(v1::DeleteOffsetsResponse {
+            results: results(rs),
+        }))
+    }
+}
