@@ -10,61 +10,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 
+use kavka_harness::kafka_clients::{bounded, clients_or_skip, root};
 use kavka_harness::{Cluster, checker, wait_until};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 const CODECS: &[&str] = &["none", "gzip", "snappy", "lz4", "zstd"];
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The virtualenv's python, if the clients are installed; else why not.
-fn clients() -> Result<PathBuf, String> {
-    let python = root().join("target/kafka-clients/bin/python");
-    if !python.exists() {
-        return Err(format!("{} is missing", python.display()));
-    }
-    match Command::new("kcat").arg("-V").output() {
-        Ok(o) if o.status.success() => Ok(python),
-        _ => Err("kcat is not installed".into()),
-    }
-}
-
-/// The clients, or `None` after saying why the test is skipped (a failure under CI).
-fn clients_or_skip(test: &str) -> Option<PathBuf> {
-    match clients() {
-        Ok(p) => Some(p),
-        Err(why) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("{test}: Kafka clients missing under CI ({why}); run deploy/kafka-clients.sh")
-        }
-        Err(why) => {
-            eprintln!("SKIPPED {test}: {why}; run deploy/kafka-clients.sh");
-            None
-        }
-    }
-}
-
-/// Runs a command bounded by `timeout(1)`.
-fn bounded(secs: u64, program: &str, args: &[&str], stdin: &[u8]) -> Output {
-    use std::io::Write;
-    let mut child = Command::new("timeout")
-        .arg(secs.to_string())
-        .arg(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    child.wait_with_output().unwrap()
-}
 
 #[derive(Debug)]
 struct Row {

@@ -21,6 +21,7 @@ fn coordinator_moving(e: &ClientError) -> bool {
                 | ErrorCode::CoordinatorLoadInProgress
                 | ErrorCode::CoordinatorNotAvailable
                 | ErrorCode::NetworkException
+                | ErrorCode::LeaderNotAvailable
                 | ErrorCode::RequestTimedOut
         )
     )
@@ -76,7 +77,10 @@ impl Client {
             match r {
                 Err(e) if coordinator_moving(&e) && Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(200)).await;
-                    if e.kafka_code() == Some(ErrorCode::NetworkException) {
+                    if matches!(
+                        e.kafka_code(),
+                        Some(ErrorCode::NetworkException | ErrorCode::LeaderNotAvailable)
+                    ) {
                         let _ = self.reconnect().await;
                     }
                 }

@@ -200,20 +200,22 @@ impl GroupCoordinator {
                     format!("cannot create {OFFSETS_TOPIC}: {}", e.message),
                 )
             })?;
-        if let Some(e) = resp.results.first().and_then(|r| r.error.as_ref()) {
-            let e = KafkaError::from(e);
-            if e.code != ErrorCode::TopicAlreadyExists {
-                return Err(err(
-                    ErrorCode::CoordinatorNotAvailable,
-                    format!("cannot create {OFFSETS_TOPIC}: {}", e.message),
-                ));
+        match resp.results.first().and_then(|r| r.error.as_ref()) {
+            Some(e) => {
+                let e = KafkaError::from(e);
+                if e.code != ErrorCode::TopicAlreadyExists {
+                    return Err(err(
+                        ErrorCode::CoordinatorNotAvailable,
+                        format!("cannot create {OFFSETS_TOPIC}: {}", e.message),
+                    ));
+                }
             }
+            None => tracing::info!(
+                partitions = self.config.offsets_topic_num_partitions,
+                replication_factor = rf,
+                "created {OFFSETS_TOPIC}"
+            ),
         }
-        tracing::info!(
-            partitions = self.config.offsets_topic_num_partitions,
-            replication_factor = rf,
-            "created {OFFSETS_TOPIC}"
-        );
         let ok = self
             .replicas
             .wait_for_image(Duration::from_secs(15), |img| {
