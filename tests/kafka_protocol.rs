@@ -109,7 +109,7 @@ async fn raw_requests_get_kafka_answers() {
     };
     assert_eq!(range(ApiKey::Produce), Some((3, 12)));
     assert_eq!(range(ApiKey::Fetch), Some((4, 12)));
-    assert_eq!(range(ApiKey::JoinGroup), None);
+    assert_eq!(range(ApiKey::JoinGroup), Some((2, 9)));
     assert_eq!(range(ApiKey::InitProducerId), None);
 
     // ApiVersions at a version this broker does not know: the v0 fallback (KIP-511).
@@ -125,8 +125,16 @@ async fn raw_requests_get_kafka_answers() {
 
     // A known API that is not served answers UNSUPPORTED_VERSION, and the connection lives.
     let join: JoinGroupResponse =
-        call(&mut c, ApiKey::JoinGroup, 5, &JoinGroupRequest::default()).await;
-    assert_eq!(join.error_code, 35);
+        call(&mut c, ApiKey::JoinGroup, 1, &JoinGroupRequest::default()).await;
+    assert_eq!(join.error_code, 35, "JoinGroup v1 is gone in Kafka 4");
+    let sasl: SaslHandshakeResponse = call(
+        &mut c,
+        ApiKey::SaslHandshake,
+        1,
+        &SaslHandshakeRequest::default(),
+    )
+    .await;
+    assert_eq!(sasl.error_code, 35);
     let fetch13: FetchResponse = call(&mut c, ApiKey::Fetch, 13, &FetchRequest::default()).await;
     assert_eq!(fetch13.error_code, 35);
 
@@ -465,4 +473,428 @@ async fn bad_bytes_close_only_their_own_connection() {
     );
     drop(held);
     assert_eq!(api_versions(&mut good).await.error_code, 0);
+}
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+fn gid(v: &str) -> GroupId {
+    GroupId(s(v))
+}
+
+fn join_req(
+    group: &str,
+    member: &str,
+    instance: Option<&str>,
+    session_ms: i32,
+) -> JoinGroupRequest {
+    JoinGroupRequest::default()
+        .with_group_id(gid(group))
+        .with_session_timeout_ms(session_ms)
+        .with_rebalance_timeout_ms(10_000)
+        .with_member_id(s(member))
+        .with_group_instance_id(instance.map(s))
+        .with_protocol_type(s("consumer"))
+        .with_protocols(vec![
+            join_group_request::JoinGroupRequestProtocol::default()
+                .with_name(s("range"))
+                .with_metadata(Bytes::from_static(
+                    b"\x00\x00\x00\x00\x00\x01\x00\x02gt\xff\xff\xff\xff",
+                )),
+        ])
+}
+
+/// Joins `group` at `version` (twice from v4: first for the member id): (member, generation).
+async fn join(
+    c: &mut TcpStream,
+    version: i16,
+    group: &str,
+    instance: Option<&str>,
+) -> (String, i32) {
+    let mut r: JoinGroupResponse = call(
+        c,
+        ApiKey::JoinGroup,
+        version,
+        &join_req(group, "", instance, 10_000),
+    )
+    .await;
+    if r.error_code == 79 {
+        assert!(version >= 4, "MEMBER_ID_REQUIRED only from v4");
+        r = call(
+            c,
+            ApiKey::JoinGroup,
+            version,
+            &join_req(group, &r.member_id, instance, 10_000),
+        )
+        .await;
+    }
+    assert_eq!(r.error_code, 0, "JoinGroup v{version} of {group}");
+    assert_eq!(r.leader, r.member_id, "the only member leads");
+    assert_eq!(r.members.len(), 1);
+    (r.member_id.to_string(), r.generation_id)
+}
+
+fn commit_req(
+    group: &str,
+    member: &str,
+    generation: i32,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> OffsetCommitRequest {
+    OffsetCommitRequest::default()
+        .with_group_id(gid(group))
+        .with_generation_id_or_member_epoch(generation)
+        .with_member_id(s(member))
+        .with_topics(vec![
+            offset_commit_request::OffsetCommitRequestTopic::default()
+                .with_name(TopicName(s(topic)))
+                .with_partitions(vec![
+                    offset_commit_request::OffsetCommitRequestPartition::default()
+                        .with_partition_index(partition)
+                        .with_committed_offset(offset)
+                        .with_committed_leader_epoch(-1),
+                ]),
+        ])
+}
+
+fn commit_code(r: &OffsetCommitResponse) -> i16 {
+    r.topics[0].partitions[0].error_code
+}
+
+/// Every group API at every advertised version, and the Kafka errors for bad group
+/// requests, on one connection that keeps being served throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_apis_answer_every_version_and_refuse_bad_input() {
+    let n = node(&[
+        "--group-initial-rebalance-delay-ms",
+        "0",
+        "--offsets-topic-num-partitions",
+        "2",
+    ])
+    .await;
+    let out = n.cli(&["topic", "create", "gt", "--partitions", "2"]);
+    assert!(out.status.success(), "{out:?}");
+    let mut c = TcpStream::connect(n.kafka_addr()).await.unwrap();
+
+    for v in 0..=6 {
+        let req = if v >= 4 {
+            FindCoordinatorRequest::default().with_coordinator_keys(vec![s("g-find")])
+        } else {
+            FindCoordinatorRequest::default().with_key(s("g-find"))
+        };
+        let r: FindCoordinatorResponse = call(&mut c, ApiKey::FindCoordinator, v, &req).await;
+        let (code, node_id) = if v >= 4 {
+            (r.coordinators[0].error_code, r.coordinators[0].node_id.0)
+        } else {
+            (r.error_code, r.node_id.0)
+        };
+        assert_eq!((code, node_id), (0, 1), "FindCoordinator v{v}");
+    }
+    let r: FindCoordinatorResponse = call(
+        &mut c,
+        ApiKey::FindCoordinator,
+        4,
+        &FindCoordinatorRequest::default()
+            .with_key_type(1)
+            .with_coordinator_keys(vec![s("tx")]),
+    )
+    .await;
+    assert_eq!(
+        r.coordinators[0].error_code, 15,
+        "no transaction coordinators"
+    );
+
+    // One group per JoinGroup version, through the whole life of a member.
+    for (i, jv) in (2..=9).enumerate() {
+        let i = i as i16;
+        let group = format!("g-v{jv}");
+        let (member, generation) = join(&mut c, jv, &group, None).await;
+        let sync: SyncGroupResponse = call(
+            &mut c,
+            ApiKey::SyncGroup,
+            i % 6,
+            &SyncGroupRequest::default()
+                .with_group_id(gid(&group))
+                .with_generation_id(generation)
+                .with_member_id(s(&member))
+                .with_assignments(vec![
+                    sync_group_request::SyncGroupRequestAssignment::default()
+                        .with_member_id(s(&member))
+                        .with_assignment(Bytes::from_static(b"plan")),
+                ]),
+        )
+        .await;
+        assert_eq!(
+            (sync.error_code, &sync.assignment[..]),
+            (0, &b"plan"[..]),
+            "SyncGroup v{}",
+            i % 6
+        );
+        let hb: HeartbeatResponse = call(
+            &mut c,
+            ApiKey::Heartbeat,
+            i % 5,
+            &HeartbeatRequest::default()
+                .with_group_id(gid(&group))
+                .with_generation_id(generation)
+                .with_member_id(s(&member)),
+        )
+        .await;
+        assert_eq!(hb.error_code, 0, "Heartbeat v{}", i % 5);
+        let cv = 2 + i;
+        let r: OffsetCommitResponse = call(
+            &mut c,
+            ApiKey::OffsetCommit,
+            cv,
+            &commit_req(&group, &member, generation, "gt", 1, 40 + i64::from(i)),
+        )
+        .await;
+        assert_eq!(commit_code(&r), 0, "OffsetCommit v{cv}");
+        for fv in [1 + i, 9 - i] {
+            let r: OffsetFetchResponse = call(
+                &mut c,
+                ApiKey::OffsetFetch,
+                fv,
+                &if fv >= 8 {
+                    OffsetFetchRequest::default().with_groups(vec![
+                        offset_fetch_request::OffsetFetchRequestGroup::default()
+                            .with_group_id(gid(&group))
+                            .with_member_epoch(-1)
+                            .with_topics(None),
+                    ])
+                } else {
+                    OffsetFetchRequest::default()
+                        .with_group_id(gid(&group))
+                        .with_topics(Some(vec![
+                            offset_fetch_request::OffsetFetchRequestTopic::default()
+                                .with_name(TopicName(s("gt")))
+                                .with_partition_indexes(vec![0, 1]),
+                        ]))
+                },
+            )
+            .await;
+            let got: Vec<(i32, i64)> = if fv >= 8 {
+                r.groups[0].topics[0]
+                    .partitions
+                    .iter()
+                    .map(|p| (p.partition_index, p.committed_offset))
+                    .collect()
+            } else {
+                r.topics[0]
+                    .partitions
+                    .iter()
+                    .map(|p| (p.partition_index, p.committed_offset))
+                    .collect()
+            };
+            let want = if fv >= 8 {
+                vec![(1, 40 + i64::from(i))]
+            } else {
+                vec![(0, -1), (1, 40 + i64::from(i))]
+            };
+            assert_eq!(got, want, "OffsetFetch v{fv}");
+        }
+        let d: DescribeGroupsResponse = call(
+            &mut c,
+            ApiKey::DescribeGroups,
+            i % 7,
+            &DescribeGroupsRequest::default().with_groups(vec![gid(&group)]),
+        )
+        .await;
+        let g = &d.groups[0];
+        assert_eq!(
+            (g.error_code, g.group_state.as_str(), g.members.len()),
+            (0, "Stable", 1),
+            "DescribeGroups v{}",
+            i % 7
+        );
+        assert_eq!(g.members[0].client_id.as_str(), "raw-test");
+        assert_eq!(&g.members[0].member_assignment[..], b"plan");
+        // Bad input, each refused with Kafka's error, the group untouched.
+        let bad_hb = |generation: i32, member: &str| {
+            HeartbeatRequest::default()
+                .with_group_id(gid(&group))
+                .with_generation_id(generation)
+                .with_member_id(s(member))
+        };
+        let r: HeartbeatResponse = call(
+            &mut c,
+            ApiKey::Heartbeat,
+            4,
+            &bad_hb(generation + 1, &member),
+        )
+        .await;
+        assert_eq!(r.error_code, 22, "ILLEGAL_GENERATION");
+        let r: HeartbeatResponse = call(
+            &mut c,
+            ApiKey::Heartbeat,
+            4,
+            &bad_hb(generation, "stranger"),
+        )
+        .await;
+        assert_eq!(r.error_code, 25, "UNKNOWN_MEMBER_ID");
+        let r: OffsetCommitResponse = call(
+            &mut c,
+            ApiKey::OffsetCommit,
+            9,
+            &commit_req(&group, "stranger", generation, "gt", 0, 1),
+        )
+        .await;
+        assert_eq!(commit_code(&r), 25, "a commit from a non-member");
+        let r: OffsetCommitResponse = call(
+            &mut c,
+            ApiKey::OffsetCommit,
+            9,
+            &commit_req(&group, &member, generation - 1, "gt", 0, 1),
+        )
+        .await;
+        assert_eq!(commit_code(&r), 22, "a commit from an old generation");
+        let r: OffsetCommitResponse = call(
+            &mut c,
+            ApiKey::OffsetCommit,
+            9,
+            &commit_req(&group, &member, generation, "gt", 99, 1),
+        )
+        .await;
+        assert_eq!(commit_code(&r), 3, "UNKNOWN_TOPIC_OR_PARTITION");
+        let r: OffsetCommitResponse = call(
+            &mut c,
+            ApiKey::OffsetCommit,
+            9,
+            &commit_req(&group, &member, generation, "no-such-topic", 0, 1),
+        )
+        .await;
+        assert_eq!(commit_code(&r), 3);
+        let r: DeleteGroupsResponse = call(
+            &mut c,
+            ApiKey::DeleteGroups,
+            2,
+            &DeleteGroupsRequest::default().with_groups_names(vec![gid(&group)]),
+        )
+        .await;
+        assert_eq!(r.results[0].error_code, 68, "NON_EMPTY_GROUP");
+        let r: HeartbeatResponse =
+            call(&mut c, ApiKey::Heartbeat, 4, &bad_hb(generation, &member)).await;
+        assert_eq!(r.error_code, 0, "the member is still there");
+
+        let lv = i % 6;
+        let leave = if lv >= 3 {
+            LeaveGroupRequest::default()
+                .with_group_id(gid(&group))
+                .with_members(vec![
+                    leave_group_request::MemberIdentity::default().with_member_id(s(&member)),
+                ])
+        } else {
+            LeaveGroupRequest::default()
+                .with_group_id(gid(&group))
+                .with_member_id(s(&member))
+        };
+        let r: LeaveGroupResponse = call(&mut c, ApiKey::LeaveGroup, lv, &leave).await;
+        let code = if lv >= 3 {
+            r.members[0].error_code
+        } else {
+            r.error_code
+        };
+        assert_eq!((r.error_code, code), (0, 0), "LeaveGroup v{lv}");
+    }
+    for v in 0..=5 {
+        let r: ListGroupsResponse =
+            call(&mut c, ApiKey::ListGroups, v, &ListGroupsRequest::default()).await;
+        assert_eq!(r.error_code, 0);
+        let ids: Vec<&str> = r.groups.iter().map(|g| g.group_id.0.as_str()).collect();
+        assert_eq!(ids.len(), 8, "ListGroups v{v}: {ids:?}");
+        if v >= 4 {
+            assert!(r.groups.iter().all(|g| g.group_state.as_str() == "Empty"));
+        }
+    }
+    let r: OffsetDeleteResponse = call(
+        &mut c,
+        ApiKey::OffsetDelete,
+        0,
+        &OffsetDeleteRequest::default()
+            .with_group_id(gid("g-v2"))
+            .with_topics(vec![
+                offset_delete_request::OffsetDeleteRequestTopic::default()
+                    .with_name(TopicName(s("gt")))
+                    .with_partitions(vec![
+                        offset_delete_request::OffsetDeleteRequestPartition::default()
+                            .with_partition_index(1),
+                    ]),
+            ]),
+    )
+    .await;
+    assert_eq!(
+        (r.error_code, r.topics[0].partitions[0].error_code),
+        (0, 0),
+        "OffsetDelete"
+    );
+    for v in 0..=2 {
+        let r: DeleteGroupsResponse = call(
+            &mut c,
+            ApiKey::DeleteGroups,
+            v,
+            &DeleteGroupsRequest::default()
+                .with_groups_names(vec![gid(&format!("g-v{}", 3 + v)), gid("never-was")]),
+        )
+        .await;
+        let codes: Vec<i16> = r.results.iter().map(|g| g.error_code).collect();
+        assert_eq!(
+            codes,
+            [0, 69],
+            "DeleteGroups v{v}: deleted, then GROUP_ID_NOT_FOUND"
+        );
+    }
+
+    // Bad joins.
+    for (group, session, code) in [
+        ("", 10_000, 24),
+        (&"x".repeat(300)[..], 10_000, 24),
+        ("g-short", 1_000, 26),
+    ] {
+        let r: JoinGroupResponse = call(
+            &mut c,
+            ApiKey::JoinGroup,
+            9,
+            &join_req(group, "", None, session),
+        )
+        .await;
+        assert_eq!(
+            r.error_code,
+            code,
+            "JoinGroup of '{}' with session {session}",
+            &group[..group.len().min(10)]
+        );
+    }
+    let r: JoinGroupResponse = call(
+        &mut c,
+        ApiKey::JoinGroup,
+        9,
+        &join_req("g-v9", "made-up-id", None, 10_000),
+    )
+    .await;
+    assert_eq!(r.error_code, 25, "a member id nobody handed out");
+    // A static member's old incarnation is fenced once it rejoins.
+    let (old, generation) = join(&mut c, 9, "g-static", Some("host-1")).await;
+    let (new, _) = join(&mut c, 9, "g-static", Some("host-1")).await;
+    assert_ne!(old, new);
+    let mut fenced = commit_req("g-static", &old, generation, "gt", 0, 1);
+    fenced.group_instance_id = Some(s("host-1"));
+    let r: OffsetCommitResponse = call(&mut c, ApiKey::OffsetCommit, 9, &fenced).await;
+    assert_eq!(commit_code(&r), 82, "FENCED_INSTANCE_ID");
+
+    // Still serving, and the committed state intact.
+    assert_eq!(api_versions(&mut c).await.error_code, 0);
+    let out = n.cli(&["group", "describe", "g-v2", "-o", "json"]);
+    assert!(out.status.success(), "{out:?}");
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(d["state"], "Empty");
+    assert_eq!(
+        d["partitions"].as_array().unwrap().len(),
+        0,
+        "its only offset was deleted: {d}"
+    );
+    let out = n.cli(&["group", "describe", "g-v6", "-o", "json"]);
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(d["partitions"][0]["committed_offset"], 44, "{d}");
 }

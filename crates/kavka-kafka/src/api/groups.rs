@@ -102,7 +102,7 @@ pub(crate) async fn find_coordinator(
     let c = found.pop().unwrap_or_default();
     FindCoordinatorResponse::default()
         .with_error_code(c.error_code)
-        .with_error_message(c.error_message)
+        .with_error_message(c.error_message.filter(|_| ctx.version >= 1))
         .with_node_id(c.node_id)
         .with_host(c.host)
         .with_port(c.port)
@@ -146,12 +146,13 @@ pub(crate) async fn join_group(
         Ok(Joined::MemberIdRequired(id)) => {
             failed(ErrorCode::MemberIdRequired.code(), str_bytes(id))
         }
+        // Fields a version lacks stay at their defaults (the codec refuses others).
         Ok(Joined::Done(r)) => JoinGroupResponse::default()
             .with_generation_id(r.generation_id)
-            .with_protocol_type(opt_bytes(r.protocol_type))
+            .with_protocol_type(opt_bytes(r.protocol_type).filter(|_| ctx.version >= 7))
             .with_protocol_name(Some(str_bytes(r.protocol_name.unwrap_or_default())))
             .with_leader(str_bytes(r.leader))
-            .with_skip_assignment(r.skip_assignment)
+            .with_skip_assignment(r.skip_assignment && ctx.version >= 9)
             .with_member_id(str_bytes(r.member_id))
             .with_members(
                 r.members
@@ -159,7 +160,9 @@ pub(crate) async fn join_group(
                     .map(|m| {
                         JoinGroupResponseMember::default()
                             .with_member_id(str_bytes(m.member_id))
-                            .with_group_instance_id(opt_bytes(m.group_instance_id))
+                            .with_group_instance_id(
+                                opt_bytes(m.group_instance_id).filter(|_| ctx.version >= 5),
+                            )
                             .with_metadata(m.metadata)
                     })
                     .collect(),
@@ -168,7 +171,12 @@ pub(crate) async fn join_group(
     }
 }
 
-pub(crate) async fn sync_group(broker: &Broker, req: SyncGroupRequest) -> SyncGroupResponse {
+pub(crate) async fn sync_group(
+    broker: &Broker,
+    ctx: &Ctx<'_>,
+    req: SyncGroupRequest,
+) -> SyncGroupResponse {
+    let v5 = ctx.version >= 5;
     let sr = group::SyncRequest {
         group_id: req.group_id.0.to_string(),
         generation_id: req.generation_id,
@@ -184,8 +192,8 @@ pub(crate) async fn sync_group(broker: &Broker, req: SyncGroupRequest) -> SyncGr
     };
     match broker.groups.sync(sr).await {
         Ok(r) => SyncGroupResponse::default()
-            .with_protocol_type(opt_bytes(r.protocol_type))
-            .with_protocol_name(opt_bytes(r.protocol_name))
+            .with_protocol_type(opt_bytes(r.protocol_type).filter(|_| v5))
+            .with_protocol_name(opt_bytes(r.protocol_name).filter(|_| v5))
             .with_assignment(r.assignment),
         Err(e) => SyncGroupResponse::default().with_error_code(e.code.code()),
     }
@@ -317,7 +325,10 @@ pub(crate) fn offset_fetch(
                 .map(|t| (t.name.0.to_string(), t.partition_indexes))
                 .collect()
         });
+        let epochs = ctx.version >= 5;
         return match fetch_one(broker, req.group_id.0.as_str(), topics) {
+            // v1 has no group-level error: the client sees no offsets and asks again.
+            Err(_) if ctx.version < 2 => OffsetFetchResponse::default(),
             Err(e) => OffsetFetchResponse::default().with_error_code(e.code.code()),
             Ok(rows) => OffsetFetchResponse::default().with_topics(
                 by_topic(rows)
@@ -332,7 +343,11 @@ pub(crate) fn offset_fetch(
                                         OffsetFetchResponsePartition::default()
                                             .with_partition_index(p)
                                             .with_committed_offset(offset)
-                                            .with_committed_leader_epoch(epoch)
+                                            .with_committed_leader_epoch(if epochs {
+                                                epoch
+                                            } else {
+                                                -1
+                                            })
                                             .with_metadata(Some(str_bytes(meta)))
                                     })
                                     .collect(),
@@ -388,7 +403,12 @@ fn parts(o: Option<group::CommittedOffset>) -> (i64, i32, String) {
     }
 }
 
-pub(crate) fn list_groups(broker: &Broker, req: ListGroupsRequest) -> ListGroupsResponse {
+pub(crate) fn list_groups(
+    broker: &Broker,
+    ctx: &Ctx<'_>,
+    req: ListGroupsRequest,
+) -> ListGroupsResponse {
+    let (state_field, type_field) = (ctx.version >= 4, ctx.version >= 5);
     let states: Vec<String> = req
         .states_filter
         .iter()
@@ -409,8 +429,8 @@ pub(crate) fn list_groups(broker: &Broker, req: ListGroupsRequest) -> ListGroups
             ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(g.group_id)))
                 .with_protocol_type(str_bytes(g.protocol_type))
-                .with_group_state(str_bytes(g.state.name()))
-                .with_group_type(str_bytes("classic"))
+                .with_group_state(str_bytes(if state_field { g.state.name() } else { "" }))
+                .with_group_type(str_bytes(if type_field { "classic" } else { "" }))
         })
         .collect();
     ListGroupsResponse::default().with_groups(groups)
@@ -418,8 +438,10 @@ pub(crate) fn list_groups(broker: &Broker, req: ListGroupsRequest) -> ListGroups
 
 pub(crate) fn describe_groups(
     broker: &Broker,
+    ctx: &Ctx<'_>,
     req: DescribeGroupsRequest,
 ) -> DescribeGroupsResponse {
+    let v = ctx.version;
     let groups = req
         .groups
         .into_iter()
@@ -429,7 +451,7 @@ pub(crate) fn describe_groups(
                 DescribedGroup::default()
                     .with_group_id(id)
                     .with_error_code(code)
-                    .with_error_message(msg)
+                    .with_error_message(msg.filter(|_| v >= 6))
                     .with_group_state(str_bytes(""))
                     .with_authorized_operations(i32::MIN)
             }
@@ -445,7 +467,9 @@ pub(crate) fn describe_groups(
                         .map(|m| {
                             DescribedGroupMember::default()
                                 .with_member_id(str_bytes(m.member_id))
-                                .with_group_instance_id(opt_bytes(m.group_instance_id))
+                                .with_group_instance_id(
+                                    opt_bytes(m.group_instance_id).filter(|_| v >= 4),
+                                )
                                 .with_client_id(str_bytes(m.client_id))
                                 .with_client_host(str_bytes(m.client_host))
                                 .with_member_metadata(m.metadata)
