@@ -272,6 +272,10 @@ async fn cluster() -> Cluster {
             "300",
             "--offsets-topic-num-partitions",
             "4",
+            "--group-consumer-session-timeout-ms",
+            "6000",
+            "--group-consumer-heartbeat-interval-ms",
+            "500",
         ],
     )
     .await
@@ -287,8 +291,9 @@ fn create_topic(cluster: &Cluster, topic: &str) {
     );
 }
 
-/// Join, graceful leave and crash with `client`'s classic group consumer.
-async fn rebalance_scenario(client: &str, test: &str) {
+/// Join, graceful leave and crash with `client`'s group consumer speaking `protocol`
+/// (`classic`, or `consumer` for KIP-848).
+async fn rebalance_scenario(client: &str, protocol: &str, test: &str) {
     let Some(python) = clients_or_skip(test) else {
         return;
     };
@@ -298,11 +303,11 @@ async fn rebalance_scenario(client: &str, test: &str) {
         dir: tempfile::tempdir().unwrap(),
         bootstrap: cluster.kafka_bootstrap(),
     };
-    let topic = format!("orders-{client}");
-    let group = format!("billing-{client}");
+    let topic = format!("orders-{client}-{protocol}");
+    let group = format!("billing-{client}-{protocol}");
     create_topic(&cluster, &topic);
     ctx.produce(&topic, 0, 300);
-    let args = ["classic", "-", "6000"];
+    let args = [protocol, "-", "6000"];
     let mut a = ctx.consumer("a", client, &topic, &group, &args);
     let mut b = ctx.consumer("b", client, &topic, &group, &args);
     wait_shared(&[&a, &b], &[3, 3]).await;
@@ -360,7 +365,20 @@ async fn rebalance_scenario(client: &str, test: &str) {
 async fn librdkafka_group_consumers_rebalance_on_join_leave_and_crash() {
     rebalance_scenario(
         "confluent",
+        "classic",
         "librdkafka_group_consumers_rebalance_on_join_leave_and_crash",
+    )
+    .await;
+}
+
+/// The same with KIP-848 (`group.protocol=consumer`): server-side assignment, moved
+/// incrementally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn librdkafka_kip848_consumers_rebalance_on_join_leave_and_crash() {
+    rebalance_scenario(
+        "confluent",
+        "consumer",
+        "librdkafka_kip848_consumers_rebalance_on_join_leave_and_crash",
     )
     .await;
 }
@@ -369,6 +387,7 @@ async fn librdkafka_group_consumers_rebalance_on_join_leave_and_crash() {
 async fn kafka_python_group_consumers_rebalance_on_join_leave_and_crash() {
     rebalance_scenario(
         "kafka-python",
+        "classic",
         "kafka_python_group_consumers_rebalance_on_join_leave_and_crash",
     )
     .await;

@@ -883,6 +883,108 @@ async fn group_apis_answer_every_version_and_refuse_bad_input() {
     let r: OffsetCommitResponse = call(&mut c, ApiKey::OffsetCommit, 9, &fenced).await;
     assert_eq!(commit_code(&r), 82, "FENCED_INSTANCE_ID");
 
+    // KIP-848: a member joins with its own id, gets every partition, and bad heartbeats
+    // are refused with Kafka's errors.
+    let topic_id = {
+        let md: MetadataResponse = call(
+            &mut c,
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(Some(vec![
+                metadata_request::MetadataRequestTopic::default()
+                    .with_name(Some(TopicName(s("gt")))),
+            ])),
+        )
+        .await;
+        md.topics[0].topic_id
+    };
+    let hb = |member: &str, epoch: i32, assignor: Option<&str>| {
+        ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(gid("g-848"))
+            .with_member_id(s(member))
+            .with_member_epoch(epoch)
+            .with_rebalance_timeout_ms(10_000)
+            .with_subscribed_topic_names((epoch == 0).then(|| vec![TopicName(s("gt"))]))
+            .with_server_assignor(assignor.map(s))
+    };
+    for v in 0..=1 {
+        let member = format!("m-848-{v}");
+        let r: ConsumerGroupHeartbeatResponse = call(
+            &mut c,
+            ApiKey::ConsumerGroupHeartbeat,
+            v,
+            &hb(&member, 0, Some("range")),
+        )
+        .await;
+        assert_eq!(
+            r.error_code, 0,
+            "ConsumerGroupHeartbeat v{v}: {:?}",
+            r.error_message
+        );
+        assert_eq!(r.member_id.as_deref(), Some(member.as_str()));
+        let epoch = r.member_epoch;
+        assert!(epoch > 0);
+        if v == 0 {
+            let a = r.assignment.expect("the first member's assignment");
+            assert_eq!(a.topic_partitions[0].topic_id, topic_id);
+            assert_eq!(a.topic_partitions[0].partitions, [0, 1]);
+        }
+        let r: ConsumerGroupHeartbeatResponse = call(
+            &mut c,
+            ApiKey::ConsumerGroupHeartbeat,
+            v,
+            &hb(&member, epoch + 7, None),
+        )
+        .await;
+        assert_eq!(r.error_code, 110, "FENCED_MEMBER_EPOCH");
+    }
+    let r: ConsumerGroupHeartbeatResponse = call(
+        &mut c,
+        ApiKey::ConsumerGroupHeartbeat,
+        1,
+        &hb("nobody", 3, None),
+    )
+    .await;
+    assert_eq!(r.error_code, 25, "UNKNOWN_MEMBER_ID");
+    let r: ConsumerGroupHeartbeatResponse = call(
+        &mut c,
+        ApiKey::ConsumerGroupHeartbeat,
+        1,
+        &hb("m-x", 0, Some("magic")),
+    )
+    .await;
+    assert_eq!(r.error_code, 112, "UNSUPPORTED_ASSIGNOR");
+    let r: JoinGroupResponse = call(
+        &mut c,
+        ApiKey::JoinGroup,
+        9,
+        &join_req("g-848", "", None, 10_000),
+    )
+    .await;
+    assert_eq!(
+        r.error_code, 23,
+        "a classic member cannot join a KIP-848 group"
+    );
+    for v in 0..=1 {
+        let r: ConsumerGroupDescribeResponse = call(
+            &mut c,
+            ApiKey::ConsumerGroupDescribe,
+            v,
+            &ConsumerGroupDescribeRequest::default()
+                .with_group_ids(vec![gid("g-848"), gid("g-v6")]),
+        )
+        .await;
+        let g = &r.groups[0];
+        assert_eq!(
+            (g.error_code, g.members.len(), g.assignor_name.as_str()),
+            (0, 2, "range")
+        );
+        assert_eq!(
+            r.groups[1].error_code, 69,
+            "a classic group is not a consumer group"
+        );
+    }
+
     // Still serving, and the committed state intact.
     assert_eq!(api_versions(&mut c).await.error_code, 0);
     let out = n.cli(&["group", "describe", "g-v2", "-o", "json"]);

@@ -32,6 +32,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 6),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 /// Whether `version` of `key` is implemented here.
@@ -65,6 +67,6 @@ mod tests {
         assert!(!supported(ApiKey::Fetch, 3));
         assert!(!supported(ApiKey::JoinGroup, 0));
         assert!(supported(ApiKey::JoinGroup, 9));
-        assert!(!supported(ApiKey::ConsumerGroupHeartbeat, 0));
+        assert!(supported(ApiKey::ConsumerGroupHeartbeat, 1));
     }
 }

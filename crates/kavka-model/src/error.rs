@@ -99,6 +99,10 @@ error_codes! {
     BrokerIdNotRegistered = 102, "BROKER_ID_NOT_REGISTERED";
     InconsistentClusterId = 104, "INCONSISTENT_CLUSTER_ID";
     IneligibleReplica = 107, "INELIGIBLE_REPLICA";
+    FencedMemberEpoch = 110, "FENCED_MEMBER_EPOCH";
+    UnreleasedInstanceId = 111, "UNRELEASED_INSTANCE_ID";
+    UnsupportedAssignor = 112, "UNSUPPORTED_ASSIGNOR";
+    StaleMemberEpoch = 113, "STALE_MEMBER_EPOCH";
     UnsupportedEndpointType = 115, "UNSUPPORTED_ENDPOINT_TYPE";
 }
 

@@ -121,6 +121,12 @@ pub struct ServerArgs {
     /// Smallest session.timeout.ms a group member may ask for.
     #[arg(long, env = "KAVKA_GROUP_MIN_SESSION_TIMEOUT_MS")]
     group_min_session_timeout_ms: Option<i32>,
+    /// KIP-848 groups: a member silent this long is removed.
+    #[arg(long, env = "KAVKA_GROUP_CONSUMER_SESSION_TIMEOUT_MS")]
+    group_consumer_session_timeout_ms: Option<u64>,
+    /// KIP-848 groups: how often members are asked to heartbeat.
+    #[arg(long, env = "KAVKA_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS")]
+    group_consumer_heartbeat_interval_ms: Option<i32>,
 }
 
 #[derive(Args, Debug)]
@@ -173,6 +179,8 @@ struct FileConfig {
     offsets_topic_replication_factor: Option<i32>,
     group_initial_rebalance_delay_ms: Option<u64>,
     group_min_session_timeout_ms: Option<i32>,
+    group_consumer_session_timeout_ms: Option<u64>,
+    group_consumer_heartbeat_interval_ms: Option<i32>,
 }
 
 /// The resolved settings of a node.
@@ -388,6 +396,21 @@ impl ServerArgs {
                 );
             }
             group.min_session_timeout_ms = ms;
+        }
+        if let Some(ms) = self
+            .group_consumer_session_timeout_ms
+            .or(file.group_consumer_session_timeout_ms)
+        {
+            group.consumer_session_timeout_ms = ms.max(100);
+        }
+        if let Some(ms) = self
+            .group_consumer_heartbeat_interval_ms
+            .or(file.group_consumer_heartbeat_interval_ms)
+        {
+            if ms <= 0 {
+                bail!("group consumer heartbeat interval must be > 0, got {ms}");
+            }
+            group.consumer_heartbeat_interval_ms = ms;
         }
         let roles = self
             .roles

@@ -16,6 +16,7 @@
 //!   completes it, or with the error that ends it (its sender is never dropped silently
 //!   while the group lives).
 
+use super::consumer::{ConsumerGroup, ConsumerGroupState};
 use super::{CommittedOffset, GroupConfig};
 use bytes::Bytes;
 use kavka_model::{ErrorCode, KafkaError};
@@ -31,6 +32,10 @@ pub enum GroupState {
     CompletingRebalance,
     Stable,
     Dead,
+    /// KIP-848 groups: a new target assignment is being computed.
+    Assigning,
+    /// KIP-848 groups: members are moving to the target assignment.
+    Reconciling,
 }
 
 impl GroupState {
@@ -41,6 +46,8 @@ impl GroupState {
             GroupState::CompletingRebalance => "CompletingRebalance",
             GroupState::Stable => "Stable",
             GroupState::Dead => "Dead",
+            GroupState::Assigning => "Assigning",
+            GroupState::Reconciling => "Reconciling",
         }
     }
 }
@@ -168,6 +175,8 @@ pub struct Group {
     /// Wall-clock time of the last state change (Kafka's `current_state_timestamp`).
     pub state_timestamp_ms: i64,
     pub offsets: BTreeMap<(String, i32), CommittedOffset>,
+    /// Membership under the KIP-848 protocol, once a member joined that way.
+    pub consumer: Option<ConsumerGroup>,
 }
 
 fn err(code: ErrorCode, msg: impl Into<String>) -> KafkaError {
@@ -208,6 +217,34 @@ impl Group {
             initial_join: false,
             state_timestamp_ms: now_ms,
             offsets: BTreeMap::new(),
+            consumer: None,
+        }
+    }
+
+    fn has_consumer_members(&self) -> bool {
+        self.consumer.as_ref().is_some_and(|c| !c.is_empty())
+    }
+
+    /// `classic` or `consumer` (KIP-848), as ListGroups reports it.
+    pub fn group_type(&self) -> &'static str {
+        if self.consumer.is_some() && self.members.is_empty() {
+            "consumer"
+        } else {
+            "classic"
+        }
+    }
+
+    /// The state as listed and described, whichever protocol the group uses.
+    pub fn current_state(&self) -> GroupState {
+        match &self.consumer {
+            Some(c) if self.members.is_empty() && self.state != GroupState::Dead => match c.state()
+            {
+                ConsumerGroupState::Empty => GroupState::Empty,
+                ConsumerGroupState::Assigning => GroupState::Assigning,
+                ConsumerGroupState::Reconciling => GroupState::Reconciling,
+                ConsumerGroupState::Stable => GroupState::Stable,
+            },
+            _ => self.state,
         }
     }
 
@@ -271,7 +308,10 @@ impl Group {
 
     /// Whether the group holds nothing worth keeping (no members, no offsets).
     pub fn is_vacant(&self) -> bool {
-        self.members.is_empty() && self.offsets.is_empty() && self.pending_members.is_empty()
+        self.members.is_empty()
+            && self.offsets.is_empty()
+            && self.pending_members.is_empty()
+            && !self.has_consumer_members()
     }
 
     fn rebalance_timeout(&self) -> Duration {
@@ -422,6 +462,15 @@ impl Group {
             return ready(Err(err(
                 ErrorCode::CoordinatorNotAvailable,
                 format!("group '{}' is being deleted", self.group_id),
+            )));
+        }
+        if self.has_consumer_members() {
+            return ready(Err(err(
+                ErrorCode::InconsistentGroupProtocol,
+                format!(
+                    "group '{}' has members using the consumer protocol (KIP-848); a classic member cannot join it",
+                    self.group_id
+                ),
             )));
         }
         let session = req.session_timeout_ms;
@@ -850,7 +899,10 @@ impl Group {
                 }
                 (Outcome::Wait(rx), effects)
             }
-            GroupState::Empty | GroupState::Dead => ready(Err(self.unknown_member(&req.member_id))),
+            GroupState::Empty
+            | GroupState::Dead
+            | GroupState::Assigning
+            | GroupState::Reconciling => ready(Err(self.unknown_member(&req.member_id))),
         }
     }
 
@@ -950,6 +1002,9 @@ impl Group {
         instance: Option<&str>,
         generation_id: i32,
     ) -> Result<(), KafkaError> {
+        if let Some(c) = self.consumer.as_ref().filter(|c| !c.is_empty()) {
+            return c.check_commit(&self.group_id, member_id, generation_id);
+        }
         if generation_id < 0 && member_id.is_empty() {
             // A commit from outside the group (an admin or a consumer with manual
             // assignment): only while nobody is a member.
@@ -981,6 +1036,15 @@ impl Group {
 
     /// Marks the group deleted: refuses when it has members (NON_EMPTY_GROUP).
     pub fn check_deletable(&self) -> Result<(), KafkaError> {
+        if self.has_consumer_members() {
+            return Err(err(
+                ErrorCode::NonEmptyGroup,
+                format!(
+                    "group '{}' has active consumer-protocol members",
+                    self.group_id
+                ),
+            ));
+        }
         if !self.members.is_empty() {
             return Err(err(
                 ErrorCode::NonEmptyGroup,

@@ -3,6 +3,7 @@
 //! machine under one lock with its effects (writes, answers) carried out after.
 
 use super::classic::{Effects, Group, Outcome};
+use super::consumer;
 use super::{
     GroupConfig, JoinRequest, Joined, OFFSETS_TOPIC, SyncRequest, SyncResult, err, partition_for,
     validate_group_id,
@@ -343,6 +344,61 @@ impl GroupCoordinator {
         };
         self.carry_out(group_id, p, effects);
         Ok(out.into_iter().map(|((m, r), i)| (m, i, r)).collect())
+    }
+
+    /// ConsumerGroupHeartbeat (KIP-848). `partitions` is read from this broker's image.
+    #[tracing::instrument(skip_all, fields(group = %group_id, member = %req.member_id, epoch = req.member_epoch))]
+    pub fn consumer_heartbeat(
+        &self,
+        group_id: &str,
+        req: consumer::HeartbeatRequest,
+    ) -> Result<consumer::HeartbeatResult, KafkaError> {
+        let image = self.replicas.image();
+        let partitions = |t: &str| {
+            TopicName::new(t)
+                .ok()
+                .and_then(|n| image.topic_by_name(&n).map(|t| t.partitions.len() as i32))
+        };
+        let create = req.member_epoch == 0;
+        let config = &self.config;
+        let r = self.with_group(group_id, create, |g| {
+            if !g.members.is_empty() {
+                return Err(err(
+                    ErrorCode::GroupIdNotFound,
+                    format!(
+                        "group '{group_id}' is a classic group with active members; it cannot take consumer-protocol members"
+                    ),
+                ));
+            }
+            let c = g
+                .consumer
+                .get_or_insert_with(|| consumer::ConsumerGroup::new(config));
+            c.heartbeat(
+                group_id,
+                req.clone(),
+                &partitions,
+                config,
+                || uuid::Uuid::new_v4().to_string(),
+                Instant::now(),
+            )
+        })?;
+        match r {
+            Some((_, r)) => r,
+            None => Err(err(
+                ErrorCode::UnknownMemberId,
+                format!("group '{group_id}' has no member '{}'", req.member_id),
+            )),
+        }
+    }
+
+    /// ConsumerGroupDescribe: the KIP-848 view of a group (None: not such a group).
+    pub fn consumer_describe(
+        &self,
+        group_id: &str,
+    ) -> Result<Option<consumer::ConsumerGroup>, KafkaError> {
+        Ok(self
+            .with_group(group_id, false, |g| g.consumer.clone())?
+            .and_then(|(_, c)| c))
     }
 
     /// Persists the group where a transition asked for it, then answers the syncs it

@@ -189,7 +189,12 @@ impl GroupCoordinator {
             let mut shards = self.shards();
             for (&p, s) in shards.iter_mut() {
                 if let Shard::Active { groups, .. } = s {
+                    let consumer_session =
+                        Duration::from_millis(self.config.consumer_session_timeout_ms);
                     for (id, g) in groups.iter_mut() {
+                        if let Some(c) = g.consumer.as_mut() {
+                            c.tick(consumer_session, now);
+                        }
                         let effects = g.tick(now, ms);
                         if effects.persist || !effects.syncs.is_empty() {
                             work.push((id.clone(), p, effects));

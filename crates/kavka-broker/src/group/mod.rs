@@ -15,6 +15,7 @@
 //!   serialised, so the in-memory state follows the log's order.
 
 pub mod classic;
+pub mod consumer;
 mod coordinator;
 mod loader;
 mod offsets;
@@ -57,6 +58,12 @@ pub struct GroupConfig {
     pub max_size: usize,
     /// `offset.metadata.max.bytes`.
     pub offset_metadata_max_bytes: usize,
+    /// KIP-848 groups: `group.consumer.session.timeout.ms`,
+    /// `group.consumer.heartbeat.interval.ms`, and the default of
+    /// `group.consumer.assignors` (`uniform` or `range`).
+    pub consumer_session_timeout_ms: u64,
+    pub consumer_heartbeat_interval_ms: i32,
+    pub consumer_assignor: String,
 }
 
 impl Default for GroupConfig {
@@ -69,6 +76,9 @@ impl Default for GroupConfig {
             max_session_timeout_ms: 1_800_000,
             max_size: 0,
             offset_metadata_max_bytes: 4096,
+            consumer_session_timeout_ms: 45_000,
+            consumer_heartbeat_interval_ms: 5_000,
+            consumer_assignor: "uniform".into(),
         }
     }
 }
@@ -104,6 +114,8 @@ pub struct GroupListing {
     pub group_id: String,
     pub protocol_type: String,
     pub state: GroupState,
+    /// `classic` or `consumer` (KIP-848).
+    pub group_type: &'static str,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -211,8 +211,12 @@ impl GroupCoordinator {
             .filter(|g| g.state != GroupState::Dead)
             .map(|g| GroupListing {
                 group_id: g.group_id.clone(),
-                protocol_type: g.protocol_type.clone().unwrap_or_default(),
-                state: g.state,
+                protocol_type: match g.group_type() {
+                    "consumer" => protocol::CONSUMER.to_string(),
+                    _ => g.protocol_type.clone().unwrap_or_default(),
+                },
+                state: g.current_state(),
+                group_type: g.group_type(),
             })
             .collect();
         out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
@@ -222,6 +226,31 @@ impl GroupCoordinator {
     /// DescribeGroups for one group; an unknown group is reported `Dead`, as Kafka does.
     pub fn describe_group(&self, group_id: &str) -> Result<GroupDescription, KafkaError> {
         let found = self.with_group(group_id, false, |g| {
+            if let Some(c) = g.consumer.as_ref().filter(|_| g.members.is_empty()) {
+                return GroupDescription {
+                    group_id: g.group_id.clone(),
+                    state: g.current_state(),
+                    protocol_type: protocol::CONSUMER.to_string(),
+                    protocol_name: c.assignor.clone(),
+                    generation_id: c.group_epoch,
+                    members: c
+                        .members
+                        .values()
+                        .map(|m| MemberDescription {
+                            member_id: m.member_id.clone(),
+                            group_instance_id: m.instance_id.clone(),
+                            client_id: m.client_id.clone(),
+                            client_host: m.client_host.clone(),
+                            metadata: Bytes::new(),
+                            assignment: protocol::encode_assignment(
+                                m.assigned
+                                    .iter()
+                                    .map(|(t, ps)| (t.as_str(), ps.iter().copied().collect())),
+                            ),
+                        })
+                        .collect(),
+                };
+            }
             let protocol = g.protocol_name.clone().unwrap_or_default();
             GroupDescription {
                 group_id: g.group_id.clone(),

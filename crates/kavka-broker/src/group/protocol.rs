@@ -105,3 +105,42 @@ mod tests {
         }
     }
 }
+
+/// A ConsumerProtocolAssignment (version 0) of `partitions`, as a classic leader would
+/// send it: how KIP-848 members' assignments are shown through DescribeGroups.
+pub fn encode_assignment<'a>(
+    partitions: impl IntoIterator<Item = (&'a str, Vec<i32>)>,
+) -> bytes::Bytes {
+    use bytes::BufMut;
+    let topics: Vec<(&str, Vec<i32>)> = partitions.into_iter().collect();
+    let mut b = bytes::BytesMut::new();
+    b.put_i16(0);
+    b.put_i32(topics.len() as i32);
+    for (t, ps) in topics {
+        b.put_i16(t.len() as i16);
+        b.put_slice(t.as_bytes());
+        b.put_i32(ps.len() as i32);
+        for p in ps {
+            b.put_i32(p);
+        }
+    }
+    b.put_i32(-1);
+    b.freeze()
+}
+
+#[cfg(test)]
+mod encode_tests {
+    use super::*;
+
+    #[test]
+    fn encoded_assignments_parse_back() {
+        let b = encode_assignment([("orders", vec![1, 4]), ("a", vec![])]);
+        assert_eq!(
+            assigned_partitions(&b),
+            Some(vec![
+                ("orders".to_string(), vec![1, 4]),
+                ("a".to_string(), vec![])
+            ])
+        );
+    }
+}

@@ -424,13 +424,13 @@ pub(crate) fn list_groups(
         .list_groups()
         .into_iter()
         .filter(|g| states.is_empty() || states.contains(&g.state.name().to_ascii_lowercase()))
-        .filter(|_| types.is_empty() || types.iter().any(|t| t == "classic"))
+        .filter(|g| types.is_empty() || types.iter().any(|t| t == g.group_type))
         .map(|g| {
             ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(g.group_id)))
                 .with_protocol_type(str_bytes(g.protocol_type))
                 .with_group_state(str_bytes(if state_field { g.state.name() } else { "" }))
-                .with_group_type(str_bytes(if type_field { "classic" } else { "" }))
+                .with_group_type(str_bytes(if type_field { g.group_type } else { "" }))
         })
         .collect();
     ListGroupsResponse::default().with_groups(groups)
@@ -535,4 +535,168 @@ pub(crate) async fn offset_delete(
             OffsetDeleteResponse::default().with_topics(topics)
         }
     }
+}
+
+/// Topic ids ↔ names, from this broker's image.
+fn topic_name(broker: &Broker, id: uuid::Uuid) -> Option<String> {
+    broker
+        .replicas
+        .image()
+        .topics()
+        .find(|t| t.id.0 == id)
+        .map(|t| t.name.to_string())
+}
+
+fn topic_id(broker: &Broker, name: &str) -> uuid::Uuid {
+    kavka_model::TopicName::new(name)
+        .ok()
+        .and_then(|n| broker.replicas.image().topic_by_name(&n).map(|t| t.id.0))
+        .unwrap_or_default()
+}
+
+pub(crate) fn consumer_group_heartbeat(
+    broker: &Broker,
+    ctx: &Ctx<'_>,
+    req: ConsumerGroupHeartbeatRequest,
+) -> ConsumerGroupHeartbeatResponse {
+    use kafka_protocol::messages::consumer_group_heartbeat_response::{
+        Assignment, TopicPartitions,
+    };
+    let owned = req.topic_partitions.as_ref().map(|tps| {
+        tps.iter()
+            .filter_map(|tp| {
+                topic_name(broker, tp.topic_id)
+                    .map(|n| (n, tp.partitions.iter().copied().collect()))
+            })
+            .collect()
+    });
+    let hb = group::consumer::HeartbeatRequest {
+        member_id: req.member_id.to_string(),
+        member_epoch: req.member_epoch,
+        instance_id: opt(&req.instance_id),
+        rack_id: opt(&req.rack_id),
+        rebalance_timeout_ms: req.rebalance_timeout_ms,
+        subscribed_topics: req
+            .subscribed_topic_names
+            .as_ref()
+            .map(|ts| ts.iter().map(|t| t.0.to_string()).collect()),
+        server_assignor: opt(&req.server_assignor),
+        owned,
+        client_id: ctx.client_id.to_string(),
+        client_host: ctx.client_host.to_string(),
+    };
+    if req
+        .subscribed_topic_regex
+        .as_ref()
+        .is_some_and(|r| !r.is_empty())
+    {
+        return ConsumerGroupHeartbeatResponse::default()
+            .with_error_code(ErrorCode::InvalidRequest.code())
+            .with_error_message(Some(str_bytes(
+                "subscribed_topic_regex is not supported: subscribe by topic names",
+            )));
+    }
+    match broker
+        .groups
+        .consumer_heartbeat(req.group_id.0.as_str(), hb)
+    {
+        Ok(r) => ConsumerGroupHeartbeatResponse::default()
+            .with_member_id(Some(str_bytes(r.member_id)))
+            .with_member_epoch(r.member_epoch)
+            .with_heartbeat_interval_ms(broker.groups.config().consumer_heartbeat_interval_ms)
+            .with_assignment(r.assignment.map(|a| {
+                Assignment::default().with_topic_partitions(
+                    a.into_iter()
+                        .map(|(t, ps)| {
+                            TopicPartitions::default()
+                                .with_topic_id(topic_id(broker, &t))
+                                .with_partitions(ps.into_iter().collect())
+                        })
+                        .collect(),
+                )
+            })),
+        Err(e) => {
+            let (code, msg) = error_parts(&e);
+            ConsumerGroupHeartbeatResponse::default()
+                .with_error_code(code)
+                .with_error_message(msg)
+                .with_member_epoch(-1)
+        }
+    }
+}
+
+pub(crate) fn consumer_group_describe(
+    broker: &Broker,
+    req: ConsumerGroupDescribeRequest,
+) -> ConsumerGroupDescribeResponse {
+    use kafka_protocol::messages::consumer_group_describe_response::{
+        Assignment, DescribedGroup, Member, TopicPartitions,
+    };
+    let to_assignment = |a: &group::consumer::Assignment| {
+        Assignment::default().with_topic_partitions(
+            a.iter()
+                .map(|(t, ps)| {
+                    TopicPartitions::default()
+                        .with_topic_id(topic_id(broker, t))
+                        .with_topic_name(TopicName(str_bytes(t.clone())))
+                        .with_partitions(ps.iter().copied().collect())
+                })
+                .collect(),
+        )
+    };
+    let groups = req
+        .group_ids
+        .into_iter()
+        .map(|id| {
+            let out = DescribedGroup::default()
+                .with_group_id(id.clone())
+                .with_authorized_operations(i32::MIN);
+            let state = broker
+                .groups
+                .describe_group(id.0.as_str())
+                .map(|d| d.state.name());
+            match (broker.groups.consumer_describe(id.0.as_str()), state) {
+                (Err(e), _) | (_, Err(e)) => {
+                    let (code, msg) = error_parts(&e);
+                    out.with_error_code(code).with_error_message(msg)
+                }
+                (Ok(None), _) => out
+                    .with_error_code(ErrorCode::GroupIdNotFound.code())
+                    .with_error_message(Some(str_bytes(format!(
+                        "group '{}' is not a consumer-protocol group",
+                        id.0.as_str()
+                    )))),
+                (Ok(Some(c)), Ok(state)) => out
+                    .with_group_state(str_bytes(state))
+                    .with_group_epoch(c.group_epoch)
+                    .with_assignment_epoch(c.assignment_epoch)
+                    .with_assignor_name(str_bytes(c.assignor.clone()))
+                    .with_members(
+                        c.members
+                            .values()
+                            .map(|m| {
+                                Member::default()
+                                    .with_member_id(str_bytes(m.member_id.clone()))
+                                    .with_instance_id(m.instance_id.clone().map(str_bytes))
+                                    .with_rack_id(m.rack_id.clone().map(str_bytes))
+                                    .with_member_epoch(m.member_epoch)
+                                    .with_client_id(str_bytes(m.client_id.clone()))
+                                    .with_client_host(str_bytes(m.client_host.clone()))
+                                    .with_subscribed_topic_names(
+                                        m.subscribed
+                                            .iter()
+                                            .map(|t| TopicName(str_bytes(t.clone())))
+                                            .collect(),
+                                    )
+                                    .with_assignment(to_assignment(&m.assigned))
+                                    .with_target_assignment(to_assignment(
+                                        c.target.get(&m.member_id).unwrap_or(&Default::default()),
+                                    ))
+                            })
+                            .collect(),
+                    ),
+            }
+        })
+        .collect();
+    ConsumerGroupDescribeResponse::default().with_groups(groups)
 }
