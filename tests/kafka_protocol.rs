@@ -1000,3 +1000,93 @@ async fn group_apis_answer_every_version_and_refuse_bad_input() {
     let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(d["partitions"][0]["committed_offset"], 44, "{d}");
 }
+
+/// Thousands of commits of one partition's offset leave, once `__consumer_offsets` is
+/// compacted, a fraction of the bytes, and the latest commit is what a restarted
+/// coordinator rebuilds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_of_the_offsets_topic_keeps_the_latest_commit() {
+    let mut n = node(&[
+        "--offsets-topic-num-partitions",
+        "1",
+        "--log-retention-check-interval-ms",
+        "200",
+    ])
+    .await;
+    let out = n.cli(&["topic", "create", "gt", "--partitions", "1"]);
+    assert!(out.status.success(), "{out:?}");
+    let mut c = TcpStream::connect(n.kafka_addr()).await.unwrap();
+    let r: FindCoordinatorResponse = call(
+        &mut c,
+        ApiKey::FindCoordinator,
+        4,
+        &FindCoordinatorRequest::default().with_coordinator_keys(vec![s("g-compact")]),
+    )
+    .await;
+    assert_eq!(r.coordinators[0].error_code, 0);
+    let out = n.cli(&[
+        "topic",
+        "alter-config",
+        "__consumer_offsets",
+        "--set",
+        "segment.bytes=4096",
+        "--set",
+        "min.cleanable.dirty.ratio=0.01",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    for offset in 1..=600 {
+        let r: OffsetCommitResponse = call(
+            &mut c,
+            ApiKey::OffsetCommit,
+            9,
+            &commit_req("g-compact", "", -1, "gt", 0, offset),
+        )
+        .await;
+        assert_eq!(commit_code(&r), 0, "commit {offset}");
+    }
+    let size = |n: &Node| -> u64 {
+        let out = n.cli(&["topic", "describe", "__consumer_offsets", "-o", "json"]);
+        let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        d["partitions"][0]["size_bytes"]
+            .as_u64()
+            .unwrap_or(u64::MAX)
+    };
+    // 600 commits take some 60 KiB; compacted, a few segments of 4 KiB remain.
+    wait_until(
+        "the offsets topic to be compacted",
+        Duration::from_secs(60),
+        || {
+            let s = size(&n);
+            async move { s < 20 * 1024 }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}: still {} bytes", size(&n)));
+
+    let fetch = OffsetFetchRequest::default().with_groups(vec![
+        offset_fetch_request::OffsetFetchRequestGroup::default()
+            .with_group_id(gid("g-compact"))
+            .with_member_epoch(-1)
+            .with_topics(None),
+    ]);
+    drop(c);
+    n.kill();
+    n.start_again().await.unwrap();
+    let mut c = TcpStream::connect(n.kafka_addr()).await.unwrap();
+    let mut committed = None;
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while committed.is_none() && std::time::Instant::now() < deadline {
+        let r: OffsetFetchResponse = call(&mut c, ApiKey::OffsetFetch, 9, &fetch).await;
+        match r.groups[0].error_code {
+            0 => committed = Some(r.groups[0].topics[0].partitions[0].committed_offset),
+            // The coordinator is still electing or loading: Kafka's retriable answers.
+            14 | 15 | 16 => tokio::time::sleep(Duration::from_millis(100)).await,
+            code => panic!("OffsetFetch after the restart: error {code}"),
+        }
+    }
+    assert_eq!(
+        committed,
+        Some(600),
+        "the latest commit survives compaction and a restart"
+    );
+}
