@@ -90,6 +90,45 @@ impl Consumer {
         })
     }
 
+    /// Reads `topic` from the given position of each partition.
+    pub async fn assign_at(
+        mut client: Client,
+        topic: &str,
+        positions: BTreeMap<i32, i64>,
+    ) -> Result<Self, ClientError> {
+        client.refresh_leaders(topic).await?;
+        Ok(Self {
+            client,
+            topic: topic.to_string(),
+            // Unknown until the first fetch answers: not at the end yet.
+            high_watermarks: positions.keys().map(|p| (*p, i64::MAX)).collect(),
+            positions,
+            max_wait_ms: 500,
+            max_bytes: 8 * 1024 * 1024,
+            partition_max_bytes: 1024 * 1024,
+        })
+    }
+
+    /// Stops reading `partitions`.
+    pub fn unassign(&mut self, partitions: &[i32]) {
+        for p in partitions {
+            self.positions.remove(p);
+            self.high_watermarks.remove(p);
+        }
+    }
+
+    /// Also reads these partitions, from the given positions.
+    pub fn add(&mut self, positions: BTreeMap<i32, i64>) {
+        for (p, o) in positions {
+            self.high_watermarks.insert(p, i64::MAX);
+            self.positions.insert(p, o);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.positions.is_empty()
+    }
+
     pub fn positions(&self) -> &BTreeMap<i32, i64> {
         &self.positions
     }

@@ -160,6 +160,66 @@ impl Client {
         .await
     }
 
+    /// Commits offsets as a member of the group (its id and epoch or generation).
+    pub async fn commit_member_offsets(
+        &mut self,
+        group_id: &str,
+        member_id: &str,
+        epoch: i32,
+        offsets: Vec<v1::OffsetToCommit>,
+    ) -> Result<Vec<v1::PartitionResult>, ClientError> {
+        let req = v1::CommitOffsetsRequest {
+            group_id: group_id.to_string(),
+            member_id: member_id.to_string(),
+            generation_id: epoch,
+            group_instance_id: String::new(),
+            offsets,
+        };
+        self.on_coordinator(group_id, |mut c| {
+            let req = req.clone();
+            async move { c.commit_offsets(req).await.map(|r| r.into_inner().results) }
+        })
+        .await
+    }
+
+    /// The group's committed offsets of `topic`'s `partitions` (-1 where none).
+    pub async fn fetch_group_offsets(
+        &mut self,
+        group_id: &str,
+        topic: &str,
+        partitions: Vec<i32>,
+    ) -> Result<Vec<v1::CommittedOffset>, ClientError> {
+        let req = v1::FetchOffsetsRequest {
+            group_id: group_id.to_string(),
+            topics: vec![v1::TopicPartitions {
+                topic: topic.to_string(),
+                partitions,
+            }],
+        };
+        self.on_coordinator(group_id, |mut c| {
+            let req = req.clone();
+            async move { c.fetch_offsets(req).await.map(|r| r.into_inner().offsets) }
+        })
+        .await
+    }
+
+    /// One ConsumerGroupHeartbeat, on the group's coordinator.
+    pub async fn consumer_group_heartbeat(
+        &mut self,
+        req: v1::ConsumerGroupHeartbeatRequest,
+    ) -> Result<v1::ConsumerGroupHeartbeatResponse, ClientError> {
+        let group_id = req.group_id.clone();
+        self.on_coordinator(&group_id, |mut c| {
+            let req = req.clone();
+            async move {
+                c.consumer_group_heartbeat(req)
+                    .await
+                    .map(|r| r.into_inner())
+            }
+        })
+        .await
+    }
+
     pub async fn delete_group(&mut self, group_id: &str) -> Result<(), ClientError> {
         let req = v1::DeleteGroupRequest {
             group_id: group_id.to_string(),

@@ -1,13 +1,16 @@
 //! Rust client for Kavka over gRPC: admin calls, a producer that partitions and batches
 //! on the client (Kafka's default partitioner, sticky for keyless records), and a
-//! consumer that fetches and decodes batches.
+//! consumer that fetches and decodes batches, a group consumer (subscribe, commit,
+//! rebalance callbacks) and a retry-then-dead-letter helper.
 //!
 //! Depends only on `kavka-model`, `kavka-proto` and `kavka-record` (DESIGN §3).
 
 mod admin;
 mod connection;
 mod consumer;
+pub mod dead_letter;
 mod error;
+mod group_consumer;
 mod groups;
 mod producer;
 
@@ -15,5 +18,8 @@ pub use admin::{NewTopic, TopicInfo};
 pub use connection::{Client, parse_bootstrap};
 pub use consumer::{ConsumedRecord, Consumer, OffsetSpec};
 pub use error::ClientError;
+pub use group_consumer::{
+    GroupConsumer, GroupConsumerConfig, OffsetReset, RebalanceListener, TopicPartition,
+};
 pub use kavka_proto::v1;
 pub use producer::{Acks, Producer, ProducerConfig, ProducerRecord, RecordMetadata};

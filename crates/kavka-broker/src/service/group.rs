@@ -1,7 +1,7 @@
 //! `kavka.v1.GroupService`: consumer group administration and committed offsets over
 //! gRPC, on the same coordinator the Kafka protocol uses.
 
-use crate::group::{CommittedOffset, GroupCoordinator, OffsetCommit, protocol};
+use crate::group::{CommittedOffset, GroupCoordinator, OffsetCommit, consumer, protocol};
 use kavka_model::{ErrorCode, KafkaError};
 use kavka_proto::conv::status;
 use kavka_proto::v1::{self, group_service_server::GroupService as Groups};
@@ -62,8 +62,58 @@ fn results(rs: Vec<crate::group::PartitionOutcome>) -> Vec<v1::PartitionResult> 
         .collect()
 }
 
+fn to_assignment(parts: Vec<v1::AssignedPartitions>) -> consumer::Assignment {
+    parts
+        .into_iter()
+        .map(|a| (a.topic, a.partitions.into_iter().collect()))
+        .collect()
+}
+
 #[tonic::async_trait]
 impl Groups for GroupService {
+    #[tracing::instrument(skip_all, fields(group = %req.get_ref().group_id, member = %req.get_ref().member_id))]
+    async fn consumer_group_heartbeat(
+        &self,
+        req: Request<v1::ConsumerGroupHeartbeatRequest>,
+    ) -> Result<Response<v1::ConsumerGroupHeartbeatResponse>, Status> {
+        let host = req
+            .remote_addr()
+            .map(|a| format!("/{}", a.ip()))
+            .unwrap_or_default();
+        let req = req.into_inner();
+        let hb = consumer::HeartbeatRequest {
+            member_id: req.member_id,
+            member_epoch: req.member_epoch,
+            instance_id: (!req.instance_id.is_empty()).then_some(req.instance_id),
+            rack_id: None,
+            rebalance_timeout_ms: req.rebalance_timeout_ms,
+            subscribed_topics: req.subscription_changed.then_some(req.subscribed_topics),
+            server_assignor: (!req.server_assignor.is_empty()).then_some(req.server_assignor),
+            owned: req.owned_reported.then(|| to_assignment(req.owned)),
+            client_id: req.client_id,
+            client_host: host,
+        };
+        let r = self
+            .groups
+            .consumer_heartbeat(&req.group_id, hb)
+            .map_err(|e| status(&e))?;
+        Ok(Response::new(v1::ConsumerGroupHeartbeatResponse {
+            member_id: r.member_id,
+            member_epoch: r.member_epoch,
+            heartbeat_interval_ms: self.groups.config().consumer_heartbeat_interval_ms,
+            has_assignment: r.assignment.is_some(),
+            assignment: r
+                .assignment
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(topic, ps)| v1::AssignedPartitions {
+                    topic,
+                    partitions: ps.into_iter().collect(),
+                })
+                .collect(),
+        }))
+    }
+
     #[tracing::instrument(skip_all, fields(group = %req.get_ref().group_id))]
     async fn find_coordinator(
         &self,

@@ -4,7 +4,9 @@ use super::{OutputFormat, connect};
 use anyhow::{Context, bail};
 use clap::Args;
 use indicatif::ProgressBar;
-use kavka_client::{ConsumedRecord, Consumer, OffsetSpec};
+use kavka_client::{
+    ConsumedRecord, Consumer, GroupConsumer, GroupConsumerConfig, OffsetReset, OffsetSpec,
+};
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
@@ -38,6 +40,40 @@ pub struct ConsumeArgs {
     /// Print no summary.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// Consume as a member of this group: partitions assigned by the coordinator,
+    /// reading from the group's committed offsets and committing what was printed.
+    #[arg(long, short = 'g', conflicts_with_all = ["partition", "offset", "from_timestamp"])]
+    pub group: Option<String>,
+}
+
+/// Plain partitions, or a group's share of them.
+enum Source {
+    Assigned(Consumer),
+    Group(Box<GroupConsumer>),
+}
+
+impl Source {
+    async fn poll(&mut self) -> Result<Vec<ConsumedRecord>, kavka_client::ClientError> {
+        match self {
+            Source::Assigned(c) => c.poll().await,
+            Source::Group(g) => g.poll().await,
+        }
+    }
+
+    fn at_end(&self) -> bool {
+        match self {
+            Source::Assigned(c) => c.at_end(),
+            Source::Group(g) => g.at_end(),
+        }
+    }
+
+    /// A group member commits what it read and leaves.
+    async fn finish(self) -> Result<(), kavka_client::ClientError> {
+        match self {
+            Source::Assigned(_) => Ok(()),
+            Source::Group(g) => g.close().await,
+        }
+    }
 }
 
 const DEFAULT_FORMAT: &str = "%p/%o\t%T\t%k\t%v\t%h";
@@ -133,8 +169,22 @@ pub async fn run(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
         _ => OffsetSpec::Latest,
     };
     let client = connect(bootstrap).await?;
-    let partitions = args.partition.map(|p| vec![p]);
-    let mut consumer = Consumer::assign(client, &args.topic, partitions, start).await?;
+    let mut consumer = match &args.group {
+        Some(group) => {
+            let mut config = GroupConsumerConfig::new(group.clone(), vec![args.topic.clone()]);
+            config.client_id = "kavka-cli".into();
+            config.auto_offset_reset = if args.from_beginning {
+                OffsetReset::Earliest
+            } else {
+                OffsetReset::Latest
+            };
+            Source::Group(Box::new(GroupConsumer::subscribe(client, config)?))
+        }
+        None => {
+            let partitions = args.partition.map(|p| vec![p]);
+            Source::Assigned(Consumer::assign(client, &args.topic, partitions, start).await?)
+        }
+    };
     let template = match &args.format {
         Some(f) => f.clone(),
         None => DEFAULT_FORMAT.to_string(),
@@ -183,6 +233,7 @@ pub async fn run(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
         progress.set_position(count);
     }
     progress.finish_and_clear();
+    consumer.finish().await?;
     if !args.quiet {
         eprintln!(
             "{}",
