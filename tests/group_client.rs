@@ -35,8 +35,11 @@ fn value(r: &ConsumedRecord) -> String {
     String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap()
 }
 
+/// What a listener heard: ("assigned" or "revoked", partitions).
+type Heard = Vec<(String, Vec<TopicPartition>)>;
+
 #[derive(Clone, Default)]
-struct Events(Arc<Mutex<Vec<(String, Vec<TopicPartition>)>>>);
+struct Events(Arc<Mutex<Heard>>);
 
 impl RebalanceListener for Events {
     fn on_assigned(&mut self, p: &[TopicPartition]) {
