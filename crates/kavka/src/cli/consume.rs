@@ -48,7 +48,7 @@ pub struct ConsumeArgs {
 
 /// Plain partitions, or a group's share of them.
 enum Source {
-    Assigned(Consumer),
+    Assigned(Box<Consumer>),
     Group(Box<GroupConsumer>),
 }
 
@@ -182,7 +182,9 @@ pub async fn run(bootstrap: &str, args: ConsumeArgs) -> anyhow::Result<()> {
         }
         None => {
             let partitions = args.partition.map(|p| vec![p]);
-            Source::Assigned(Consumer::assign(client, &args.topic, partitions, start).await?)
+            Source::Assigned(Box::new(
+                Consumer::assign(client, &args.topic, partitions, start).await?,
+            ))
         }
     };
     let template = match &args.format {
