@@ -1080,7 +1080,7 @@ async fn compaction_of_the_offsets_topic_keeps_the_latest_commit() {
         match r.groups[0].error_code {
             0 => committed = Some(r.groups[0].topics[0].partitions[0].committed_offset),
             // The coordinator is still electing or loading: Kafka's retriable answers.
-            14 | 15 | 16 => tokio::time::sleep(Duration::from_millis(100)).await,
+            14..=16 => tokio::time::sleep(Duration::from_millis(100)).await,
             code => panic!("OffsetFetch after the restart: error {code}"),
         }
     }
