@@ -16,7 +16,11 @@ RUSTFLAGS='-C target-feature=+crt-static' \
 K=$PWD/target/x86_64-unknown-linux-gnu/release/kavka
 PY=$PWD/target/kafka-clients/bin/python
 DIR=$(mktemp -d)
-trap 'pkill -f "$DIR" 2>/dev/null || true; rm -rf "$DIR"' EXIT
+stop() {
+  pkill -f "$DIR" 2>/dev/null || true
+  while pgrep -f "$DIR" >/dev/null; do sleep 0.2; done
+}
+trap 'stop; rm -rf "$DIR"' EXIT
 BASE=${KAVKA_BENCH_PORT:-19801}
 V=""; ALL=""; KALL=""
 for i in 1 2 3; do
@@ -32,7 +36,6 @@ start() {
   done
   for i in 1 2 3; do until $K -b 127.0.0.1:$((BASE + i)) health >/dev/null 2>&1; do sleep 0.1; done; done
 }
-stop() { pkill -f "$DIR" 2>/dev/null || true; sleep 2; }
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
 # Kafka's defaults: classic heartbeat.interval.ms 3000, group.consumer.heartbeat.interval.ms 5000.
 start
