@@ -371,6 +371,18 @@ async fn librdkafka_group_consumers_rebalance_on_join_leave_and_crash() {
     .await;
 }
 
+/// Classic protocol with librdkafka's cooperative-sticky assignor (incremental
+/// rebalances decided by the group leader; the coordinator only passes them through).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn librdkafka_cooperative_sticky_consumers_rebalance_on_join_leave_and_crash() {
+    rebalance_scenario(
+        "confluent",
+        "cooperative",
+        "librdkafka_cooperative_sticky_consumers_rebalance_on_join_leave_and_crash",
+    )
+    .await;
+}
+
 /// The same with KIP-848 (`group.protocol=consumer`): server-side assignment, moved
 /// incrementally.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

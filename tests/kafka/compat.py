@@ -145,9 +145,49 @@ def confluent(bootstrap, prefix):
         return ok, (lo, hi, past.offset, future.offset)
     run(c, "list offsets: earliest, latest, by timestamp", ["ListOffsets"], offsets)
 
+    def group(protocol):
+        from confluent_kafka import ConsumerGroupTopicPartitions
+        g = f"{prefix}-cf-{protocol}"
+        total = RECORDS * len(CODECS)
+        conf = {"bootstrap.servers": bootstrap, "group.id": g, "auto.offset.reset": "earliest",
+                "enable.auto.commit": False}
+        if protocol == "consumer":
+            conf["group.protocol"] = "consumer"
+        cons = Consumer(conf)
+        cons.subscribe([topic])
+        got, end = 0, time.time() + TIMEOUT
+        while got < total and time.time() < end:
+            m = cons.poll(0.5)
+            if m is not None and not m.error():
+                got += 1
+        cons.commit(asynchronous=False)
+        parts = [TopicPartition(topic, p) for p in range(3)]
+        committed = sum(tp.offset for tp in cons.committed(parts, timeout=TIMEOUT))
+        cons.close()
+        listed = [x.group_id for x in admin.list_consumer_groups().result(TIMEOUT).valid]
+        state = admin.describe_consumer_groups([g])[g].result(TIMEOUT).state
+        offs = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(g)])[g].result(TIMEOUT)
+        stored = sum(tp.offset for tp in offs.topic_partitions)
+        admin.delete_consumer_groups([g])[g].result(TIMEOUT)
+        gone = g not in [x.group_id for x in admin.list_consumer_groups().result(TIMEOUT).valid]
+        ok = got == total and committed == total and stored == total and g in listed and gone
+        return ok, (got, committed, stored, str(state), g in listed, gone)
+    run(c, "group consume, commit, list, describe, fetch offsets, delete (classic)",
+        ["FindCoordinator", "JoinGroup", "SyncGroup", "Heartbeat", "OffsetCommit", "OffsetFetch",
+         "LeaveGroup", "ListGroups", "DescribeGroups", "DeleteGroups"], lambda: group("classic"))
+    run(c, "group consume, commit, list, describe, fetch offsets, delete (KIP-848)",
+        ["FindCoordinator", "ConsumerGroupHeartbeat", "ConsumerGroupDescribe", "OffsetCommit",
+         "OffsetFetch", "ListGroups", "DeleteGroups"], lambda: group("consumer"))
+
     def partitions():
         admin.create_partitions([NewPartitions(topic, 5)])[topic].result(TIMEOUT)
-        n = len(admin.list_topics(topic, timeout=TIMEOUT).topics[topic].partitions)
+        # The broker that answers Metadata may apply the change a moment after the one
+        # that took it: wait (bounded) for it to show.
+        n, end = 0, time.time() + TIMEOUT
+        while n != 5 and time.time() < end:
+            n = len(admin.list_topics(topic, timeout=TIMEOUT).topics[topic].partitions)
+            if n != 5:
+                time.sleep(0.1)
         try:
             admin.create_partitions([NewPartitions(topic, 2)])[topic].result(TIMEOUT)
             return False, "shrinking was accepted"
@@ -270,6 +310,32 @@ def kafka_python(bootstrap, prefix):
         cons.close()
         return b == 0 and e > 0 and t is not None and t.offset == 0, (b, e, t)
     run(c, "list offsets: earliest, latest, by timestamp", ["ListOffsets"], offsets)
+
+    def group():
+        from kafka.structs import OffsetAndMetadata  # noqa: F401 (the commit's type)
+        g = f"{prefix}-kp-group"
+        total = RECORDS * len(CODECS)
+        cons = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=g,
+                             auto_offset_reset="earliest", enable_auto_commit=False,
+                             consumer_timeout_ms=5000)
+        got = 0
+        for _ in cons:
+            got += 1
+            if got == total:
+                break
+        cons.commit()
+        committed = sum(cons.committed(TopicPartition(topic, p)) or 0 for p in range(3))
+        cons.close()
+        listed = [x["group_id"] for x in admin.list_groups()]
+        state = admin.describe_groups([g])[g]["group_state"]
+        stored = sum(o.offset for o in admin.list_group_offsets(g)[g].values())
+        deleted = admin.delete_groups([g])[g]
+        ok = (got == total and committed == total and stored == total and g in listed
+              and state == "Empty" and deleted == "OK")
+        return ok, (got, committed, stored, state, deleted)
+    run(c, "group consume, commit, list, describe, fetch offsets, delete",
+        ["FindCoordinator", "JoinGroup", "SyncGroup", "Heartbeat", "OffsetCommit", "OffsetFetch",
+         "LeaveGroup", "ListGroups", "DescribeGroups", "DeleteGroups"], group)
 
     def partitions():
         admin.create_partitions({topic: NewPartitions(4)})

@@ -4,8 +4,9 @@ Usage:
   groups.py produce BOOTSTRAP TOPIC FIRST COUNT
       Writes values v<FIRST>..v<FIRST+COUNT-1> with keys, acks=all; prints {"e": "produced"}.
   groups.py consume CLIENT BOOTSTRAP TOPIC GROUP STOPFILE [PROTOCOL] [INSTANCE] [SESSION_MS]
-      CLIENT: confluent or kafka-python. PROTOCOL: classic (default) or consumer (KIP-848,
-      confluent only). Subscribes and prints one JSON line per event, flushed:
+      CLIENT: confluent or kafka-python. PROTOCOL: classic (default), cooperative (classic
+      with the cooperative-sticky assignor, confluent only) or consumer (KIP-848, confluent
+      only). Subscribes and prints one JSON line per event, flushed:
         {"e": "assign", "parts": [...]}       after each rebalance, the partitions held
         {"e": "rec", "p", "o", "v"}          a record, printed before its commit
         {"e": "commit", "p", "o"}            its offset committed (synchronously)
@@ -53,6 +54,8 @@ def consume_confluent(bootstrap, topic, group, stopfile, protocol, instance, ses
     else:
         conf["session.timeout.ms"] = session_ms
         conf["heartbeat.interval.ms"] = 500
+        if protocol == "cooperative":
+            conf["partition.assignment.strategy"] = "cooperative-sticky"
     if instance:
         conf["group.instance.id"] = instance
     c = Consumer(conf)
