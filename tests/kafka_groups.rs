@@ -608,3 +608,102 @@ async fn committed_offsets_survive_a_coordinator_failover() {
     );
     assert_eq!(again.len() + done_by_first.len(), 200);
 }
+
+/// KIP-848 groups are stored too: when their coordinator is killed, the members carry on
+/// with the new one, keeping their partitions, without a rebalance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kip848_members_keep_their_partitions_through_a_coordinator_failover() {
+    let test = "kip848_members_keep_their_partitions_through_a_coordinator_failover";
+    let Some(python) = clients_or_skip(test) else {
+        return;
+    };
+    let mut cluster = cluster().await;
+    let ctx = Ctx {
+        python,
+        dir: tempfile::tempdir().unwrap(),
+        bootstrap: cluster.kafka_bootstrap(),
+    };
+    create_topic(&cluster, "k848");
+    let a = ctx.consumer(
+        "a",
+        "confluent",
+        "k848",
+        "k848-g",
+        &["consumer", "-", "6000"],
+    );
+    let b = ctx.consumer(
+        "b",
+        "confluent",
+        "k848",
+        "k848-g",
+        &["consumer", "-", "6000"],
+    );
+    wait_shared(&[&a, &b], &[3, 3]).await;
+    let (held_a, held_b) = (a.assignment().unwrap(), b.assignment().unwrap());
+    let before = cli_json(&cluster, &["group", "describe", "k848-g", "-o", "json"]);
+    let coordinator = before["coordinator"].as_i64().unwrap() as i32;
+    let members = |d: &Value| -> BTreeSet<String> {
+        d["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["member_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (revokes_a, revokes_b) = (
+        a.events().iter().filter(|e| e["e"] == "revoke").count(),
+        b.events().iter().filter(|e| e["e"] == "revoke").count(),
+    );
+
+    cluster.node(coordinator).kill();
+    let survivor = cluster
+        .nodes
+        .iter()
+        .find(|n| n.node_id() != coordinator)
+        .unwrap();
+    // The members heartbeat the new coordinator (every 500 ms) and are known to it.
+    let mut after = Value::Null;
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while std::time::Instant::now() < deadline {
+        let out = survivor.cli(&["group", "describe", "k848-g", "-o", "json"]);
+        if out.status.success() {
+            after = serde_json::from_slice(&out.stdout).unwrap();
+            if after["coordinator"].as_i64() != Some(i64::from(coordinator))
+                && after["state"] == "Stable"
+            {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_ne!(
+        after["coordinator"].as_i64().unwrap() as i32,
+        coordinator,
+        "{after}"
+    );
+    assert_eq!(
+        members(&after),
+        members(&before),
+        "the same members: {after}"
+    );
+    assert_eq!(
+        after["generation_id"], before["generation_id"],
+        "no new group epoch: {after}"
+    );
+    // A few more heartbeats, then: nothing was revoked or lost.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(a.assignment().unwrap(), held_a);
+    assert_eq!(b.assignment().unwrap(), held_b);
+    assert_eq!(
+        a.events().iter().filter(|e| e["e"] == "revoke").count(),
+        revokes_a,
+        "{:?}",
+        a.events()
+    );
+    assert_eq!(
+        b.events().iter().filter(|e| e["e"] == "revoke").count(),
+        revokes_b,
+        "{:?}",
+        b.events()
+    );
+}

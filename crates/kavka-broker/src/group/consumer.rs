@@ -16,6 +16,7 @@
 
 use super::GroupConfig;
 use kavka_model::{ErrorCode, KafkaError};
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -124,6 +125,36 @@ fn union(a: &Assignment, b: &Assignment) -> Assignment {
     out
 }
 
+/// A member as stored in `__consumer_offsets` (no timers: a restored member gets a fresh
+/// session).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredMember {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub member_epoch: i32,
+    pub previous_epoch: i32,
+    pub subscribed: Vec<String>,
+    pub rebalance_timeout_ms: u64,
+    pub assigned: Assignment,
+    pub pending_revocation: Assignment,
+    pub departed: bool,
+}
+
+/// A KIP-848 group as stored in `__consumer_offsets`, so a new coordinator resumes it
+/// without a rebalance.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredConsumerGroup {
+    pub group_epoch: i32,
+    pub assignment_epoch: i32,
+    pub assignor: String,
+    pub members: Vec<StoredMember>,
+    pub target: BTreeMap<String, Assignment>,
+    pub topics_seen: BTreeMap<String, i32>,
+}
+
 /// Kafka's names for a consumer group's states.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConsumerGroupState {
@@ -158,6 +189,74 @@ impl ConsumerGroup {
 
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
+    }
+
+    /// What is stored: everything but timers and what was last sent.
+    pub fn stored(&self) -> StoredConsumerGroup {
+        StoredConsumerGroup {
+            group_epoch: self.group_epoch,
+            assignment_epoch: self.assignment_epoch,
+            assignor: self.assignor.clone(),
+            members: self
+                .members
+                .values()
+                .map(|m| StoredMember {
+                    member_id: m.member_id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    rack_id: m.rack_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    member_epoch: m.member_epoch,
+                    previous_epoch: m.previous_epoch,
+                    subscribed: m.subscribed.clone(),
+                    rebalance_timeout_ms: m.rebalance_timeout.as_millis() as u64,
+                    assigned: m.assigned.clone(),
+                    pending_revocation: m.pending_revocation.clone(),
+                    departed: m.departed,
+                })
+                .collect(),
+            target: self.target.clone(),
+            topics_seen: self.topics_seen.clone(),
+        }
+    }
+
+    /// A group as stored; its members get a full session from `now`.
+    pub fn restore(s: StoredConsumerGroup, now: Instant) -> Self {
+        Self {
+            group_epoch: s.group_epoch,
+            assignment_epoch: s.assignment_epoch,
+            assignor: s.assignor,
+            members: s
+                .members
+                .into_iter()
+                .map(|m| {
+                    let revoking = !m.pending_revocation.is_empty();
+                    let timeout = Duration::from_millis(m.rebalance_timeout_ms);
+                    (
+                        m.member_id.clone(),
+                        ConsumerMember {
+                            member_id: m.member_id,
+                            instance_id: m.instance_id,
+                            rack_id: m.rack_id,
+                            client_id: m.client_id,
+                            client_host: m.client_host,
+                            member_epoch: m.member_epoch,
+                            previous_epoch: m.previous_epoch,
+                            subscribed: m.subscribed,
+                            rebalance_timeout: timeout,
+                            assigned: m.assigned,
+                            pending_revocation: m.pending_revocation,
+                            last_sent: None,
+                            last_heartbeat: now,
+                            revocation_deadline: revoking.then_some(now + timeout),
+                            departed: m.departed,
+                        },
+                    )
+                })
+                .collect(),
+            target: s.target,
+            topics_seen: s.topics_seen,
+        }
     }
 
     /// Every topic some member subscribes to.

@@ -347,8 +347,9 @@ impl GroupCoordinator {
     }
 
     /// ConsumerGroupHeartbeat (KIP-848). `partitions` is read from this broker's image.
+    /// A heartbeat that changed the group is answered once the change is stored.
     #[tracing::instrument(skip_all, fields(group = %group_id, member = %req.member_id, epoch = req.member_epoch))]
-    pub fn consumer_heartbeat(
+    pub async fn consumer_heartbeat(
         &self,
         group_id: &str,
         req: consumer::HeartbeatRequest,
@@ -361,6 +362,7 @@ impl GroupCoordinator {
         };
         let create = req.member_epoch == 0;
         let config = &self.config;
+        let member_id = req.member_id.clone();
         let r = self.with_group(group_id, create, |g| {
             if !g.members.is_empty() {
                 return Err(err(
@@ -373,22 +375,28 @@ impl GroupCoordinator {
             let c = g
                 .consumer
                 .get_or_insert_with(|| consumer::ConsumerGroup::new(config));
-            c.heartbeat(
+            let before = c.stored();
+            let r = c.heartbeat(
                 group_id,
-                req.clone(),
+                req,
                 &partitions,
                 config,
                 || uuid::Uuid::new_v4().to_string(),
                 Instant::now(),
-            )
+            )?;
+            Ok((r, c.stored() != before))
         })?;
-        match r {
-            Some((_, r)) => r,
-            None => Err(err(
+        let Some((partition, r)) = r else {
+            return Err(err(
                 ErrorCode::UnknownMemberId,
-                format!("group '{group_id}' has no member '{}'", req.member_id),
-            )),
+                format!("group '{group_id}' has no member '{member_id}'"),
+            ));
+        };
+        let (answer, changed) = r?;
+        if changed {
+            self.persist_consumer_group(group_id, partition).await?;
         }
+        Ok(answer)
     }
 
     /// ConsumerGroupDescribe: the KIP-848 view of a group (None: not such a group).

@@ -185,6 +185,7 @@ impl GroupCoordinator {
         let now = Instant::now();
         let ms = now_ms();
         let mut work = Vec::new();
+        let mut consumer_changed = Vec::new();
         {
             let mut shards = self.shards();
             for (&p, s) in shards.iter_mut() {
@@ -192,8 +193,10 @@ impl GroupCoordinator {
                     let consumer_session =
                         Duration::from_millis(self.config.consumer_session_timeout_ms);
                     for (id, g) in groups.iter_mut() {
-                        if let Some(c) = g.consumer.as_mut() {
-                            c.tick(consumer_session, now);
+                        if let Some(c) = g.consumer.as_mut()
+                            && c.tick(consumer_session, now)
+                        {
+                            consumer_changed.push((id.clone(), p));
                         }
                         let effects = g.tick(now, ms);
                         if effects.persist || !effects.syncs.is_empty() {
@@ -206,6 +209,14 @@ impl GroupCoordinator {
         }
         for (id, p, effects) in work {
             self.carry_out(&id, p, effects);
+        }
+        for (id, p) in consumer_changed {
+            let this = Arc::clone(self);
+            tokio::spawn(async move {
+                if let Err(e) = this.persist_consumer_group(&id, p).await {
+                    tracing::warn!(group = %id, error = %e, "cannot store the group's state");
+                }
+            });
         }
     }
 }
@@ -265,6 +276,10 @@ fn replay(
                 Instant::now(),
             );
         }
+        (Key::ConsumerGroup(_), Some(Value::ConsumerGroup(s))) => {
+            group.consumer = Some(super::consumer::ConsumerGroup::restore(s, Instant::now()));
+        }
+        (Key::ConsumerGroup(_), None) => group.consumer = None,
         (Key::Group(id), None) => {
             let offsets = std::mem::take(&mut group.offsets);
             *group = Group::new(id, config, now_ms());

@@ -43,7 +43,7 @@ impl GroupCoordinator {
             .collect();
         let results = self
             .replicas
-            .produce_records(OFFSETS_TOPIC, -1, WRITE_TIMEOUT, records, Compression::None)
+            .append_records(OFFSETS_TOPIC, -1, WRITE_TIMEOUT, records, Compression::None)
             .await
             .map_err(coordinator_error)?;
         for (_, r) in results {
@@ -66,6 +66,35 @@ impl GroupCoordinator {
         let key = Key::Group(group_id.to_string()).encode();
         self.append(partition, vec![(key, value.map(|v| v.encode()))])
             .await
+    }
+
+    /// Writes a KIP-848 group's state (or a tombstone once it has none).
+    pub(super) async fn persist_consumer_group(
+        &self,
+        group_id: &str,
+        partition: i32,
+    ) -> Result<(), KafkaError> {
+        let writer = self.writer(partition);
+        let _serial = writer.lock().await;
+        let stored = self
+            .with_group(group_id, false, |g| {
+                g.consumer
+                    .as_ref()
+                    .filter(|_| g.state != GroupState::Dead)
+                    .map(|c| c.stored())
+            })?
+            .and_then(|(_, v)| v);
+        let value = match stored {
+            Some(s) => Some(Bytes::from(serde_json::to_vec(&s).map_err(|e| {
+                err(
+                    ErrorCode::UnknownServerError,
+                    format!("cannot encode group '{group_id}': {e}"),
+                )
+            })?)),
+            None => None,
+        };
+        let key = Key::ConsumerGroup(group_id.to_string()).encode();
+        self.append(partition, vec![(key, value)]).await
     }
 
     /// OffsetCommit: per partition, NONE or why not; a group-level error (unknown
@@ -290,6 +319,9 @@ impl GroupCoordinator {
                 g.check_deletable()?;
                 g.state = GroupState::Dead;
                 let mut keys = vec![Key::Group(g.group_id.clone()).encode()];
+                if g.consumer.is_some() {
+                    keys.push(Key::ConsumerGroup(g.group_id.clone()).encode());
+                }
                 keys.extend(g.offsets.keys().map(|(t, p)| {
                     Key::Offset {
                         group: g.group_id.clone(),

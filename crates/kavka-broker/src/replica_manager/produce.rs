@@ -24,10 +24,34 @@ pub fn produce_timeout(timeout_ms: i32) -> Duration {
     }
 }
 
+/// Clients may not write to the broker's own topics (Kafka refuses appends to internal
+/// topics): only the group coordinator writes `__consumer_offsets`.
+fn refuse_internal(topic: &str) -> Result<(), KafkaError> {
+    if topic == crate::group::OFFSETS_TOPIC {
+        return Err(KafkaError::new(
+            ErrorCode::InvalidTopicException,
+            format!("cannot append to internal topic {topic}"),
+        ));
+    }
+    Ok(())
+}
+
 impl ReplicaManager {
     /// Appends producer batches (already RecordBatch v2 bytes) to partitions of `topic`.
     #[tracing::instrument(skip(self, batches), fields(batches = batches.len()))]
     pub async fn produce(
+        &self,
+        topic: &str,
+        acks: i32,
+        timeout: Duration,
+        batches: Vec<(i32, Vec<u8>)>,
+    ) -> Result<PartitionResults<ProduceResult>, KafkaError> {
+        refuse_internal(topic)?;
+        self.append_batches(topic, acks, timeout, batches).await
+    }
+
+    /// `produce` for any topic, internal ones included.
+    pub(crate) async fn append_batches(
         &self,
         topic: &str,
         acks: i32,
@@ -111,6 +135,20 @@ impl ReplicaManager {
         records: Vec<(Option<i32>, NewRecord)>,
         compression: Compression,
     ) -> Result<PartitionResults<ProduceResult>, KafkaError> {
+        refuse_internal(topic)?;
+        self.append_records(topic, acks, timeout, records, compression)
+            .await
+    }
+
+    /// `produce_records` for any topic, internal ones included.
+    pub(crate) async fn append_records(
+        &self,
+        topic: &str,
+        acks: i32,
+        timeout: Duration,
+        records: Vec<(Option<i32>, NewRecord)>,
+        compression: Compression,
+    ) -> Result<PartitionResults<ProduceResult>, KafkaError> {
         let (_, partitions) = self.topic_config(topic)?;
         let n = partitions as u32;
         let sticky = self.sticky.fetch_add(1, Ordering::Relaxed) % n;
@@ -127,6 +165,6 @@ impl ReplicaManager {
         for (p, records) in by_partition {
             batches.push((p, build_batch(records, compression)?));
         }
-        self.produce(topic, acks, timeout, batches).await
+        self.append_batches(topic, acks, timeout, batches).await
     }
 }

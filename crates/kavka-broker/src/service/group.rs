@@ -96,6 +96,7 @@ impl Groups for GroupService {
         let r = self
             .groups
             .consumer_heartbeat(&req.group_id, hb)
+            .await
             .map_err(|e| status(&e))?;
         Ok(Response::new(v1::ConsumerGroupHeartbeatResponse {
             member_id: r.member_id,

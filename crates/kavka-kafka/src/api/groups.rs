@@ -554,7 +554,7 @@ fn topic_id(broker: &Broker, name: &str) -> uuid::Uuid {
         .unwrap_or_default()
 }
 
-pub(crate) fn consumer_group_heartbeat(
+pub(crate) async fn consumer_group_heartbeat(
     broker: &Broker,
     ctx: &Ctx<'_>,
     req: ConsumerGroupHeartbeatRequest,
@@ -599,6 +599,7 @@ pub(crate) fn consumer_group_heartbeat(
     match broker
         .groups
         .consumer_heartbeat(req.group_id.0.as_str(), hb)
+        .await
     {
         Ok(r) => ConsumerGroupHeartbeatResponse::default()
             .with_member_id(Some(str_bytes(r.member_id)))

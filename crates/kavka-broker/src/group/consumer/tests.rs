@@ -271,3 +271,25 @@ fn silent_members_expire_and_static_members_come_back_without_a_rebalance() {
     assert!(h.group.members.is_empty());
     assert_eq!(h.group.state(), ConsumerGroupState::Empty);
 }
+
+#[test]
+fn a_stored_group_resumes_where_it_was() {
+    let mut h = H::new("uniform");
+    let ea = h.hb("a", 0, None, 0).unwrap().member_epoch;
+    let eb = h.hb("b", 0, None, 10).unwrap().member_epoch;
+    let _ = h.hb("a", ea, Some((0..6).collect()), 20).unwrap();
+    let stored = h.group.stored();
+    let json = serde_json::to_vec(&stored).unwrap();
+    let back: StoredConsumerGroup = serde_json::from_slice(&json).unwrap();
+    assert_eq!(back, stored);
+    let restored = ConsumerGroup::restore(back, h.t0);
+    assert_eq!(restored.stored(), stored, "nothing lost in the round trip");
+    // The restored coordinator accepts the members' current epochs.
+    h.group = restored;
+    let r = h.hb("b", eb, Some(BTreeSet::new()), 30).unwrap();
+    assert_eq!(r.member_epoch, eb);
+    assert!(
+        h.hb("a", ea, Some(parts(&h.group.members["a"].assigned)), 40)
+            .is_ok()
+    );
+}
