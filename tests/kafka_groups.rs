@@ -282,6 +282,19 @@ async fn cluster() -> Cluster {
     .unwrap()
 }
 
+/// A three-node cluster and a context for its clients, or `None` when the clients are
+/// missing (the test is then skipped, or fails under CI).
+async fn setup(test: &str) -> Option<(Cluster, Ctx)> {
+    let python = clients_or_skip(test)?;
+    let cluster = cluster().await;
+    let ctx = Ctx {
+        python,
+        dir: tempfile::tempdir().unwrap(),
+        bootstrap: cluster.kafka_bootstrap(),
+    };
+    Some((cluster, ctx))
+}
+
 fn create_topic(cluster: &Cluster, topic: &str) {
     let out = cluster.nodes[0].cli(&["topic", "create", topic, "-p", "6", "-r", "3"]);
     assert!(
@@ -294,14 +307,8 @@ fn create_topic(cluster: &Cluster, topic: &str) {
 /// Join, graceful leave and crash with `client`'s group consumer speaking `protocol`
 /// (`classic`, or `consumer` for KIP-848).
 async fn rebalance_scenario(client: &str, protocol: &str, test: &str) {
-    let Some(python) = clients_or_skip(test) else {
+    let Some((cluster, ctx)) = setup(test).await else {
         return;
-    };
-    let cluster = cluster().await;
-    let ctx = Ctx {
-        python,
-        dir: tempfile::tempdir().unwrap(),
-        bootstrap: cluster.kafka_bootstrap(),
     };
     let topic = format!("orders-{client}-{protocol}");
     let group = format!("billing-{client}-{protocol}");
@@ -409,14 +416,8 @@ async fn kafka_python_group_consumers_rebalance_on_join_leave_and_crash() {
 /// partitions, and nobody else sees a rebalance.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_static_member_restarts_without_a_rebalance() {
-    let Some(python) = clients_or_skip("a_static_member_restarts_without_a_rebalance") else {
+    let Some((cluster, ctx)) = setup("a_static_member_restarts_without_a_rebalance").await else {
         return;
-    };
-    let cluster = cluster().await;
-    let ctx = Ctx {
-        python,
-        dir: tempfile::tempdir().unwrap(),
-        bootstrap: cluster.kafka_bootstrap(),
     };
     create_topic(&cluster, "static");
     ctx.produce("static", 0, 60);
@@ -487,14 +488,9 @@ async fn a_static_member_restarts_without_a_rebalance() {
 /// a consumer that starts after the failover reads only what was not committed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn committed_offsets_survive_a_coordinator_failover() {
-    let Some(python) = clients_or_skip("committed_offsets_survive_a_coordinator_failover") else {
+    let Some((mut cluster, ctx)) = setup("committed_offsets_survive_a_coordinator_failover").await
+    else {
         return;
-    };
-    let mut cluster = cluster().await;
-    let ctx = Ctx {
-        python,
-        dir: tempfile::tempdir().unwrap(),
-        bootstrap: cluster.kafka_bootstrap(),
     };
     create_topic(&cluster, "failover");
     ctx.produce("failover", 0, 200);
@@ -614,14 +610,8 @@ async fn committed_offsets_survive_a_coordinator_failover() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kip848_members_keep_their_partitions_through_a_coordinator_failover() {
     let test = "kip848_members_keep_their_partitions_through_a_coordinator_failover";
-    let Some(python) = clients_or_skip(test) else {
+    let Some((mut cluster, ctx)) = setup(test).await else {
         return;
-    };
-    let mut cluster = cluster().await;
-    let ctx = Ctx {
-        python,
-        dir: tempfile::tempdir().unwrap(),
-        bootstrap: cluster.kafka_bootstrap(),
     };
     create_topic(&cluster, "k848");
     let a = ctx.consumer(

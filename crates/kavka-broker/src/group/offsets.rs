@@ -52,20 +52,35 @@ impl GroupCoordinator {
         Ok(())
     }
 
-    /// Writes the group's current membership (or a tombstone once it is gone).
+    /// Writes `key` with the value `value` makes of the group's current state (a
+    /// tombstone when it makes none), serialised with the partition's other writes so
+    /// that the latest state is the one the log ends with.
+    async fn persist(
+        &self,
+        group_id: &str,
+        partition: i32,
+        key: Key,
+        value: impl FnOnce(&Group) -> Result<Option<Bytes>, KafkaError>,
+    ) -> Result<(), KafkaError> {
+        let writer = self.writer(partition);
+        let _serial = writer.lock().await;
+        let value = match self.with_group(group_id, false, |g| value(g))? {
+            Some((_, v)) => v?,
+            None => None,
+        };
+        self.append(partition, vec![(key.encode(), value)]).await
+    }
+
+    /// Writes the group's classic membership (or a tombstone once it is gone).
     pub(super) async fn persist_group(
         &self,
         group_id: &str,
         partition: i32,
     ) -> Result<(), KafkaError> {
-        let writer = self.writer(partition);
-        let _serial = writer.lock().await;
-        let value = self
-            .with_group(group_id, false, |g| group_value(g))?
-            .and_then(|(_, v)| v);
-        let key = Key::Group(group_id.to_string()).encode();
-        self.append(partition, vec![(key, value.map(|v| v.encode()))])
-            .await
+        self.persist(group_id, partition, Key::Group(group_id.to_string()), |g| {
+            Ok(group_value(g).map(|v| v.encode()))
+        })
+        .await
     }
 
     /// Writes a KIP-848 group's state (or a tombstone once it has none).
@@ -74,27 +89,25 @@ impl GroupCoordinator {
         group_id: &str,
         partition: i32,
     ) -> Result<(), KafkaError> {
-        let writer = self.writer(partition);
-        let _serial = writer.lock().await;
-        let stored = self
-            .with_group(group_id, false, |g| {
-                g.consumer
-                    .as_ref()
-                    .filter(|_| g.state != GroupState::Dead)
-                    .map(|c| c.stored())
-            })?
-            .and_then(|(_, v)| v);
-        let value = match stored {
-            Some(s) => Some(Bytes::from(serde_json::to_vec(&s).map_err(|e| {
-                err(
-                    ErrorCode::UnknownServerError,
-                    format!("cannot encode group '{group_id}': {e}"),
-                )
-            })?)),
-            None => None,
-        };
-        let key = Key::ConsumerGroup(group_id.to_string()).encode();
-        self.append(partition, vec![(key, value)]).await
+        self.persist(
+            group_id,
+            partition,
+            Key::ConsumerGroup(group_id.to_string()),
+            |g| {
+                let Some(c) = g.consumer.as_ref().filter(|_| g.state != GroupState::Dead) else {
+                    return Ok(None);
+                };
+                serde_json::to_vec(&c.stored())
+                    .map(|v| Some(Bytes::from(v)))
+                    .map_err(|e| {
+                        err(
+                            ErrorCode::UnknownServerError,
+                            format!("cannot encode group '{}': {e}", g.group_id),
+                        )
+                    })
+            },
+        )
+        .await
     }
 
     /// OffsetCommit: per partition, NONE or why not; a group-level error (unknown
