@@ -69,6 +69,8 @@ struct Routes {
     brokers: HashMap<i32, (String, Channel)>,
     /// (topic, partition) → leader broker id (-1: none).
     leaders: HashMap<(String, i32), i32>,
+    /// Group id → its coordinator, as last found.
+    coordinators: HashMap<String, (i32, Channel)>,
 }
 
 fn broker_client(channel: Channel) -> BrokerServiceClient<Channel> {
@@ -231,6 +233,20 @@ impl Client {
                 .insert((topic.to_string(), p.partition), p.leader);
         }
         Ok(t.partitions.len() as u32)
+    }
+
+    /// The coordinator of `group` as last found.
+    pub(crate) fn cached_coordinator(&self, group: &str) -> Option<(i32, Channel)> {
+        self.lock().coordinators.get(group).cloned()
+    }
+
+    /// Remembers (or, with `None`, forgets) the coordinator of `group`.
+    pub(crate) fn cache_coordinator(&self, group: &str, coordinator: Option<(i32, Channel)>) {
+        let mut routes = self.lock();
+        match coordinator {
+            Some(c) => routes.coordinators.insert(group.to_string(), c),
+            None => routes.coordinators.remove(group),
+        };
     }
 
     /// The leader of a partition and a client for it, if known.

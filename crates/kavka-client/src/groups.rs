@@ -1,4 +1,4 @@
-//! Consumer group administration: find a group's coordinator and call it, retrying
+//! Consumer group calls: find a group's coordinator (remembered per group) and call it, retrying
 //! while the coordinator moves or loads (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS,
 //! COORDINATOR_NOT_AVAILABLE) for a bounded time.
 
@@ -53,6 +53,7 @@ impl Client {
             .connect_timeout(Duration::from_secs(5))
             .timeout(CALL_TIMEOUT)
             .connect_lazy();
+        self.cache_coordinator(group_id, Some((r.node_id, channel.clone())));
         Ok((r.node_id, group_client(channel)))
     }
 
@@ -68,12 +69,20 @@ impl Client {
     {
         let deadline = Instant::now() + COORDINATOR_RETRY;
         loop {
-            let r = match self.find_coordinator(group_id).await {
-                Ok((_, c)) => bounded(CALL_TIMEOUT, call(c))
+            // The coordinator found last time, until it says it is not one any more.
+            let coordinator = match self.cached_coordinator(group_id) {
+                Some((_, channel)) => Ok(group_client(channel)),
+                None => self.find_coordinator(group_id).await.map(|(_, c)| c),
+            };
+            let r = match coordinator {
+                Ok(c) => bounded(CALL_TIMEOUT, call(c))
                     .await
                     .map_err(ClientError::from),
                 Err(e) => Err(e),
             };
+            if r.as_ref().is_err_and(coordinator_moving) {
+                self.cache_coordinator(group_id, None);
+            }
             match r {
                 Err(e) if coordinator_moving(&e) && Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(200)).await;
