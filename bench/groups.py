@@ -112,11 +112,17 @@ def consume(bootstrap, topic, records, members):
     first, last = [None], [None]
     lock = threading.Lock()
 
+    def assigned(_, parts):
+        # The clock starts when the first member is given partitions: fetching (and
+        # librdkafka's prefetch) starts there.
+        with lock:
+            first[0] = first[0] or time.time()
+
     def run(i):
         c = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
                       "auto.offset.reset": "earliest", "enable.auto.commit": True,
                       "fetch.max.bytes": 8 << 20})
-        c.subscribe([topic])
+        c.subscribe([topic], on_assign=assigned)
         end = time.time() + 120
         while time.time() < end:
             with lock:
@@ -126,9 +132,7 @@ def consume(bootstrap, topic, records, members):
             n = sum(1 for m in msgs if not m.error())
             if n:
                 with lock:
-                    now = time.time()
-                    first[0] = first[0] or now
-                    last[0] = now
+                    last[0] = time.time()
                     counts[i] += n
         c.close()
 
