@@ -155,18 +155,7 @@ impl Client {
         group_id: &str,
         offsets: Vec<v1::OffsetToCommit>,
     ) -> Result<Vec<v1::PartitionResult>, ClientError> {
-        let req = v1::CommitOffsetsRequest {
-            group_id: group_id.to_string(),
-            member_id: String::new(),
-            generation_id: -1,
-            group_instance_id: String::new(),
-            offsets,
-        };
-        self.on_coordinator(group_id, |mut c| {
-            let req = req.clone();
-            async move { c.commit_offsets(req).await.map(|r| r.into_inner().results) }
-        })
-        .await
+        self.commit_member_offsets(group_id, "", -1, offsets).await
     }
 
     /// Commits offsets as a member of the group (its id and epoch or generation).

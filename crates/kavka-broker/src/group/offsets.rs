@@ -178,12 +178,7 @@ impl GroupCoordinator {
                     commit_timestamp_ms: ts,
                 };
                 records.push((
-                    Key::Offset {
-                        group: group_id.to_string(),
-                        topic: o.topic.clone(),
-                        partition: o.partition,
-                    }
-                    .encode(),
+                    Key::offset(group_id, &o.topic, o.partition).encode(),
                     Some(offset_value(&committed).encode()),
                 ));
                 accepted.push(((o.topic.clone(), o.partition), committed));
@@ -335,22 +330,14 @@ impl GroupCoordinator {
                 if g.consumer.is_some() {
                     keys.push(Key::ConsumerGroup(g.group_id.clone()).encode());
                 }
-                keys.extend(g.offsets.keys().map(|(t, p)| {
-                    Key::Offset {
-                        group: g.group_id.clone(),
-                        topic: t.clone(),
-                        partition: *p,
-                    }
-                    .encode()
-                }));
+                keys.extend(
+                    g.offsets
+                        .keys()
+                        .map(|(t, p)| Key::offset(&g.group_id, t, *p).encode()),
+                );
                 Ok::<_, KafkaError>(keys)
             })?
-            .ok_or_else(|| {
-                err(
-                    ErrorCode::GroupIdNotFound,
-                    format!("group '{group_id}' does not exist"),
-                )
-            })?;
+            .ok_or_else(|| group_not_found(group_id))?;
         let keys = keys?;
         let writer = self.writer(partition);
         let _serial = writer.lock().await;
@@ -405,12 +392,7 @@ impl GroupCoordinator {
                 }
                 (results, keys)
             })?
-            .ok_or_else(|| {
-                err(
-                    ErrorCode::GroupIdNotFound,
-                    format!("group '{group_id}' does not exist"),
-                )
-            })?;
+            .ok_or_else(|| group_not_found(group_id))?;
         if keys.is_empty() {
             return Ok(results);
         }
@@ -419,11 +401,7 @@ impl GroupCoordinator {
         let records = keys
             .iter()
             .map(|(t, p)| {
-                let k = Key::Offset {
-                    group: group_id.to_string(),
-                    topic: t.clone(),
-                    partition: *p,
-                };
+                let k = Key::offset(group_id, t, *p);
                 (k.encode(), None)
             })
             .collect();
@@ -435,6 +413,13 @@ impl GroupCoordinator {
         });
         Ok(results)
     }
+}
+
+fn group_not_found(group_id: &str) -> KafkaError {
+    err(
+        ErrorCode::GroupIdNotFound,
+        format!("group '{group_id}' does not exist"),
+    )
 }
 
 /// Topics the group's consumer-protocol members subscribe to.

@@ -135,6 +135,14 @@ impl Reader<'_> {
 }
 
 impl Key {
+    pub fn offset(group: &str, topic: &str, partition: i32) -> Self {
+        Key::Offset {
+            group: group.to_string(),
+            topic: topic.to_string(),
+            partition,
+        }
+    }
+
     pub fn encode(&self) -> Bytes {
         let mut b = BytesMut::new();
         match self {
