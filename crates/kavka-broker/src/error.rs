@@ -25,6 +25,9 @@ pub(crate) fn kafka_error(e: LogError) -> KafkaError {
         LogError::BatchTooLarge { .. } => ErrorCode::MessageTooLarge,
         LogError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
         LogError::NonContiguous { .. } => ErrorCode::InvalidRecord,
+        LogError::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequenceNumber,
+        LogError::InvalidProducerEpoch { .. } => ErrorCode::InvalidProducerEpoch,
+        LogError::TransactionalBatch { .. } => ErrorCode::InvalidRecord,
         LogError::Io { .. } | LogError::Corrupt { .. } => ErrorCode::KafkaStorageError,
     };
     KafkaError::new(code, e.to_string())

@@ -17,6 +17,7 @@ pub mod group;
 pub mod lifecycle;
 pub mod metadata;
 mod partition;
+pub mod producer_ids;
 mod records;
 mod replica_manager;
 pub mod service;

@@ -235,6 +235,41 @@ impl Client {
         Ok(t.partitions.len() as u32)
     }
 
+    /// A producer id and epoch for an idempotent producer, from this node (or another
+    /// when it does not answer).
+    pub async fn init_producer_id(&mut self) -> Result<(i64, i16), ClientError> {
+        let mut last = None;
+        for _ in 0..3 {
+            let mut broker = self.broker.clone();
+            let call = broker.init_producer_id(kavka_proto::v1::InitProducerIdRequest {});
+            match tokio::time::timeout(METADATA_TIMEOUT, call).await {
+                Ok(Ok(resp)) => {
+                    let r = resp.into_inner();
+                    match kavka_proto::conv::check(r.error.as_ref()) {
+                        Ok(()) => return Ok((r.producer_id, r.producer_epoch as i16)),
+                        Err(e) if e.code.is_retriable() => last = Some(e.into()),
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Ok(Err(status)) => last = Some(kavka_proto::conv::from_status(&status).into()),
+                Err(_) => {
+                    last = Some(
+                        kavka_model::KafkaError::new(
+                            kavka_model::ErrorCode::RequestTimedOut,
+                            format!(
+                                "no producer id from {} within {METADATA_TIMEOUT:?}",
+                                self.addr
+                            ),
+                        )
+                        .into(),
+                    )
+                }
+            }
+            self.reconnect().await?;
+        }
+        Err(last.unwrap_or_else(|| ClientError::Invalid("no producer id".into())))
+    }
+
     /// The coordinator of `group` as last found.
     pub(crate) fn cached_coordinator(&self, group: &str) -> Option<(i32, Channel)> {
         self.lock().coordinators.get(group).cloned()

@@ -2,8 +2,16 @@
 //! ones), batches them per partition into RecordBatch v2 with the chosen codec, and sends
 //! one request per partition leader per call, retrying the partitions that fail with a
 //! retriable error (after refreshing the leaders, with a growing backoff, within the
-//! delivery timeout). Without idempotence a retry after an ambiguous failure (a timeout,
-//! a lost connection) may write a record twice, as with Kafka's `enable.idempotence=false`.
+//! delivery timeout).
+//!
+//! Idempotence (`enable_idempotence`, on by default with acks=all, as Kafka's): the
+//! producer gets a producer id and stamps every batch with it and a sequence number that
+//! runs on per partition, so a retry after an ambiguous failure (a timeout, a lost
+//! connection, a leader failover) is recognised by the leader and written once. A
+//! partition gets at most five batches per request, the number a leader remembers per
+//! producer; larger sends go in rounds. A send that fails for good leaves
+//! its sequences unknown, so the next send starts over with a new producer id. Without
+//! idempotence a retry may write a record twice, as with `enable.idempotence=false`.
 
 use crate::connection::{Client, bounded};
 use crate::error::ClientError;
@@ -11,7 +19,7 @@ use bytes::Bytes;
 use kavka_model::{ErrorCode, KafkaError, partitioner};
 use kavka_proto::v1;
 use kavka_record::{Compression, Header, Record, RecordBatch};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// How long a produce request waits before the producer checks whether its leader moved.
@@ -60,6 +68,8 @@ pub struct ProducerConfig {
     pub request_timeout: Duration,
     /// Kafka's `delivery.timeout.ms`.
     pub delivery_timeout: Duration,
+    /// Kafka's `enable.idempotence`; takes effect with acks=all only.
+    pub enable_idempotence: bool,
 }
 
 impl Default for ProducerConfig {
@@ -73,6 +83,7 @@ impl Default for ProducerConfig {
             retry_backoff_max: Duration::from_millis(1000),
             request_timeout: Duration::from_secs(10),
             delivery_timeout: Duration::from_secs(30),
+            enable_idempotence: true,
         }
     }
 }
@@ -94,6 +105,21 @@ pub struct RecordMetadata {
     pub timestamp_ms: i64,
 }
 
+/// Batches per partition per request with idempotence: what a leader remembers per
+/// producer to recognise a retry (Kafka's `max.in.flight.requests.per.connection` bound).
+const IDEMPOTENT_BATCHES_PER_REQUEST: usize = 5;
+
+/// One partition's part of a request: batch bytes, and the indexes of their records.
+type PartitionRequest = (Vec<u8>, Vec<usize>);
+
+/// An idempotent producer's identity and the next sequence number per partition.
+#[derive(Debug)]
+struct Idempotence {
+    producer_id: i64,
+    producer_epoch: i16,
+    next_sequence: HashMap<(String, i32), i32>,
+}
+
 pub struct Producer {
     client: Client,
     config: ProducerConfig,
@@ -101,6 +127,8 @@ pub struct Producer {
     sticky: u32,
     /// The last send failed: refresh the leaders before the next one.
     stale: bool,
+    /// With idempotence, once a producer id was obtained.
+    idempotence: Option<Idempotence>,
 }
 
 fn now_ms() -> i64 {
@@ -126,7 +154,17 @@ impl Producer {
             partition_counts: HashMap::new(),
             sticky: rand_seed(),
             stale: false,
+            idempotence: None,
         }
+    }
+
+    fn idempotent(&self) -> bool {
+        self.config.enable_idempotence && self.config.acks == Acks::All
+    }
+
+    /// The producer id in use (with idempotence, after the first send).
+    pub fn producer_id(&self) -> Option<i64> {
+        self.idempotence.as_ref().map(|i| i.producer_id)
     }
 
     pub fn config(&self) -> &ProducerConfig {
@@ -154,8 +192,21 @@ impl Producer {
         if std::mem::take(&mut self.stale) {
             self.partition_counts.remove(topic);
         }
+        if self.idempotent() && self.idempotence.is_none() {
+            let (producer_id, producer_epoch) = self.client.init_producer_id().await?;
+            self.idempotence = Some(Idempotence {
+                producer_id,
+                producer_epoch,
+                next_sequence: HashMap::new(),
+            });
+        }
         let r = self.send_inner(topic, records).await;
         self.stale = r.is_err();
+        if r.is_err() {
+            // Whether the broker has the failed batches is unknown: so is the next
+            // sequence number. A new producer id starts clean.
+            self.idempotence = None;
+        }
         r
     }
 
@@ -185,23 +236,40 @@ impl Producer {
             }
             by_partition.entry(p).or_default().push(i);
         }
-        let mut pending: BTreeMap<i32, (Vec<u8>, Vec<usize>)> = BTreeMap::new();
+        // Per partition, the requests to send in turn.
+        let mut pending: BTreeMap<i32, VecDeque<PartitionRequest>> = BTreeMap::new();
+        let per_request = if self.idempotent() {
+            IDEMPOTENT_BATCHES_PER_REQUEST
+        } else {
+            usize::MAX
+        };
         for (p, idxs) in by_partition {
-            let mut bytes = Vec::new();
-            let mut chunk: Vec<usize> = Vec::new();
+            let mut batches: Vec<Vec<usize>> = vec![vec![]];
             let mut size = 0;
             for &i in &idxs {
                 let s = record_size(&records[i]);
-                if !chunk.is_empty() && size + s > self.config.batch_bytes {
-                    bytes.extend(self.encode(&records, &chunk, now)?);
-                    chunk.clear();
+                if let Some(last) = batches.last_mut()
+                    && !last.is_empty()
+                    && size + s > self.config.batch_bytes
+                {
+                    batches.push(vec![]);
                     size = 0;
                 }
-                chunk.push(i);
+                if let Some(last) = batches.last_mut() {
+                    last.push(i);
+                }
                 size += s;
             }
-            bytes.extend(self.encode(&records, &chunk, now)?);
-            pending.insert(p, (bytes, idxs));
+            let requests = pending.entry(p).or_default();
+            let mut encoded = 0;
+            for group in batches.chunks(per_request) {
+                let mut bytes = Vec::new();
+                for batch in group {
+                    bytes.extend(self.encode(topic, p, encoded, &records, batch, now)?);
+                    encoded += batch.len() as i32;
+                }
+                requests.push_back((bytes, group.concat()));
+            }
         }
 
         let mut out = vec![
@@ -218,6 +286,7 @@ impl Producer {
         loop {
             // One request per leader, all in flight at once.
             let mut last_error: Option<KafkaError> = None;
+            let mut round_failed = false;
             let mut requests = tokio::task::JoinSet::new();
             let mut in_flight: Vec<(i32, Vec<i32>, tokio::task::AbortHandle)> = Vec::new();
             let (groups, unknown) = self.client.by_leader(topic, pending.keys().copied());
@@ -234,9 +303,11 @@ impl Producer {
                     timeout_ms: self.config.request_timeout.as_millis() as i32,
                     batches: partitions
                         .iter()
-                        .map(|p| v1::PartitionBatches {
-                            partition: *p,
-                            records: Bytes::from(pending[p].0.clone()),
+                        .filter_map(|p| {
+                            Some(v1::PartitionBatches {
+                                partition: *p,
+                                records: Bytes::from(pending.get(p)?.front()?.0.clone()),
+                            })
                         })
                         .collect(),
                     records: vec![],
@@ -263,6 +334,7 @@ impl Producer {
                     _ = recheck.tick() => {
                         if let Some(e) = self.abandon_moved_leaders(topic, &in_flight).await {
                             last_error = Some(e);
+                            round_failed = true;
                         }
                         continue;
                     }
@@ -281,11 +353,13 @@ impl Producer {
                             e.code,
                             format!("broker {leader} ({partitions:?}): {}", e.message),
                         ));
+                        round_failed = true;
                         continue;
                     }
                 };
                 for r in results {
-                    let Some((_, idxs)) = pending.get(&r.partition) else {
+                    let Some((_, idxs)) = pending.get(&r.partition).and_then(VecDeque::front)
+                    else {
                         continue;
                     };
                     match kavka_proto::conv::check(r.error.as_ref()) {
@@ -307,15 +381,28 @@ impl Producer {
                                     timestamp_ms: ts,
                                 };
                             }
-                            pending.remove(&r.partition);
+                            if let Some(requests) = pending.get_mut(&r.partition) {
+                                requests.pop_front();
+                                if requests.is_empty() {
+                                    pending.remove(&r.partition);
+                                }
+                            }
                         }
-                        Err(e) if e.code.is_retriable() => last_error = Some(e),
+                        Err(e) if e.code.is_retriable() => {
+                            last_error = Some(e);
+                            round_failed = true;
+                        }
                         Err(e) => return Err(e.into()),
                     }
                 }
             }
             if pending.is_empty() {
+                self.commit_sequences(topic, &out);
                 return Ok(out);
+            }
+            if !round_failed && last_error.is_none() {
+                // Every request answered: send the next round of the larger partitions.
+                continue;
             }
             if attempt >= self.config.retries || Instant::now() >= deadline {
                 return Err(last_error
@@ -380,8 +467,40 @@ impl Producer {
         abandoned
     }
 
+    /// After a successful send, the partitions' sequences run on past its records.
+    fn commit_sequences(&mut self, topic: &str, out: &[RecordMetadata]) {
+        if let Some(id) = self.idempotence.as_mut() {
+            for m in out {
+                let next = id
+                    .next_sequence
+                    .entry((topic.to_string(), m.partition))
+                    .or_insert(0);
+                *next = add_sequence(*next, 1);
+            }
+        }
+    }
+
+    /// The sequence number the next record to `topic`-`partition` gets, counting the
+    /// records already encoded in this send (`encoded`).
+    fn sequence(&self, topic: &str, partition: i32, encoded: i32) -> Option<(i64, i16, i32)> {
+        let id = self.idempotence.as_ref()?;
+        let next = id
+            .next_sequence
+            .get(&(topic.to_string(), partition))
+            .copied()
+            .unwrap_or(0);
+        Some((
+            id.producer_id,
+            id.producer_epoch,
+            add_sequence(next, encoded),
+        ))
+    }
+
     fn encode(
         &self,
+        topic: &str,
+        partition: i32,
+        encoded: i32,
         records: &[ProducerRecord],
         idxs: &[usize],
         now: i64,
@@ -403,7 +522,24 @@ impl Producer {
                 headers: records[i].headers.clone(),
             })
             .collect();
-        Ok(RecordBatch::new(base, self.config.compression, recs).encode()?)
+        let mut batch = RecordBatch::new(base, self.config.compression, recs);
+        if let Some((producer_id, producer_epoch, sequence)) =
+            self.sequence(topic, partition, encoded)
+        {
+            batch.producer_id = producer_id;
+            batch.producer_epoch = producer_epoch;
+            batch.base_sequence = sequence;
+        }
+        Ok(batch.encode()?)
+    }
+}
+
+/// Sequence numbers wrap from `i32::MAX` to 0, as Kafka's.
+fn add_sequence(seq: i32, n: i32) -> i32 {
+    if seq > i32::MAX - n {
+        n - (i32::MAX - seq) - 1
+    } else {
+        seq + n
     }
 }
 

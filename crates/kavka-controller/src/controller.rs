@@ -277,6 +277,23 @@ impl Controller {
             .await??)
     }
 
+    /// A block of producer ids for `broker`, as `(first, count)`, once committed.
+    pub async fn allocate_producer_ids(
+        &self,
+        broker: BrokerId,
+        incarnation_id: uuid::Uuid,
+    ) -> Result<(i64, i64), ControllerError> {
+        Ok(self
+            .decide(|img| match check_incarnation(img, broker, incarnation_id) {
+                Err(e) => Decision {
+                    records: vec![],
+                    reply: Err(e),
+                },
+                Ok(()) => crate::control::producer_ids::allocate_producer_ids(img, broker),
+            })
+            .await??)
+    }
+
     /// Controlled shutdown: moves leadership off `broker`; replies with how many
     /// partitions it still leads (those no other live ISR member can take).
     pub async fn controlled_shutdown(

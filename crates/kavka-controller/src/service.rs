@@ -278,6 +278,35 @@ impl Svc for ControllerService {
     }
 
     #[tracing::instrument(skip_all, fields(broker = req.get_ref().broker_id))]
+    async fn allocate_producer_ids(
+        &self,
+        req: Request<v1::AllocateProducerIdsRequest>,
+    ) -> Result<Response<v1::AllocateProducerIdsResponse>, Status> {
+        let inner = req.into_inner();
+        let incarnation = parse_incarnation(&inner.incarnation_id)?;
+        match self
+            .controller
+            .allocate_producer_ids(BrokerId(inner.broker_id), incarnation)
+            .await
+        {
+            Ok((start, len)) => Ok(Response::new(v1::AllocateProducerIdsResponse {
+                error: None,
+                producer_id_start: start,
+                producer_id_len: len,
+            })),
+            Err(ControllerError::Kafka(k)) => Ok(Response::new(v1::AllocateProducerIdsResponse {
+                error: Some(k.into()),
+                producer_id_start: -1,
+                producer_id_len: 0,
+            })),
+            Err(e) => match self.forward_target(&e).await {
+                Some(mut c) => c.allocate_producer_ids(inner).await,
+                None => Err(to_status(&e)),
+            },
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(broker = req.get_ref().broker_id))]
     async fn controlled_shutdown(
         &self,
         req: Request<v1::ControlledShutdownRequest>,

@@ -24,6 +24,7 @@ pub use listeners::{KafkaListener, ListenerError, parse_listeners};
 
 use kavka_broker::ReplicaManager;
 use kavka_broker::group::GroupCoordinator;
+use kavka_broker::producer_ids::ProducerIdManager;
 use kavka_broker::service::AdminService;
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,6 +75,7 @@ pub struct Broker {
     replicas: Arc<ReplicaManager>,
     admin: AdminService,
     groups: Arc<GroupCoordinator>,
+    producer_ids: Arc<ProducerIdManager>,
     config: KafkaConfig,
 }
 
@@ -82,12 +84,14 @@ impl Broker {
         replicas: Arc<ReplicaManager>,
         admin: AdminService,
         groups: Arc<GroupCoordinator>,
+        producer_ids: Arc<ProducerIdManager>,
         config: KafkaConfig,
     ) -> Self {
         Self {
             replicas,
             admin,
             groups,
+            producer_ids,
             config,
         }
     }

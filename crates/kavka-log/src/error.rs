@@ -32,6 +32,20 @@ pub enum LogError {
     NonContiguous { expected: Offset, got: Offset },
     #[error("no batches in the append")]
     EmptyAppend,
+    #[error("producer {producer_id}: out of order sequence number {got}, expected {expected}")]
+    OutOfOrderSequence {
+        producer_id: i64,
+        expected: i32,
+        got: i32,
+    },
+    #[error("producer {producer_id}: epoch {got} is older than the current epoch {current}")]
+    InvalidProducerEpoch {
+        producer_id: i64,
+        current: i16,
+        got: i16,
+    },
+    #[error("producer {producer_id}: transactional batches are not supported")]
+    TransactionalBatch { producer_id: i64 },
 }
 
 pub(crate) trait IoContext<T> {

@@ -2,7 +2,8 @@
 //!
 //! A partition's directory holds segments named by their base offset: `.log` (RecordBatch
 //! v2 bytes exactly as stored), `.index` (sparse relative offset → file position),
-//! `.timeindex` (max timestamp → relative offset), plus a `leader-epoch-checkpoint`.
+//! `.timeindex` (max timestamp → relative offset), plus a `leader-epoch-checkpoint` and a
+//! `producer-state-checkpoint` (idempotent producers' sequences, see `producer_state`).
 //!
 //! Invariants:
 //! - offsets are dense and monotonic: each appended batch starts at the log end offset;
@@ -27,6 +28,7 @@ mod epoch;
 mod error;
 mod index;
 mod log;
+mod producer_state;
 mod recovery;
 mod segment;
 
@@ -36,3 +38,4 @@ pub use durability::{FlushPolicy, GroupCommit};
 pub use epoch::{EpochEntry, LeaderEpochCache};
 pub use error::LogError;
 pub use log::{AppendInfo, FetchData, PartitionLog};
+pub use producer_state::{BATCHES_TO_RETAIN, Duplicate};

@@ -4,6 +4,7 @@ use crate::config::LogConfig;
 use crate::durability::{FlushPolicy, SyncPoint};
 use crate::epoch::LeaderEpochCache;
 use crate::error::{IoContext, LogError};
+use crate::producer_state::{Duplicate, ProducerStates};
 use crate::segment::{LogSegment, Opened};
 use kavka_model::{LeaderEpoch, Offset};
 use kavka_record::{
@@ -21,6 +22,9 @@ pub struct AppendInfo {
     /// Set when the broker stamped the batches with `LogAppendTime`.
     pub log_append_time: Option<i64>,
     pub batch_count: usize,
+    /// An idempotent producer's retry: the batches were already at these offsets and
+    /// nothing was written.
+    pub duplicate: bool,
 }
 
 /// Whole batches read from the log, plus where the log starts and ends.
@@ -38,6 +42,11 @@ pub struct PartitionLog {
     /// By base offset; the last one is the active segment. Never empty.
     pub(crate) segments: BTreeMap<Offset, LogSegment>,
     epochs: LeaderEpochCache,
+    /// Idempotent producers as of the log end.
+    producers: ProducerStates,
+    /// The same as of the active segment's base offset (what the checkpoint holds), to
+    /// restore from after a truncation within the active segment.
+    producers_at_active: (Offset, ProducerStates),
 }
 
 impl PartitionLog {
@@ -110,11 +119,75 @@ impl PartitionLog {
             epochs: LeaderEpochCache::load(dir, fsync)?,
             config,
             segments,
+            producers: ProducerStates::default(),
+            producers_at_active: (Offset::ZERO, ProducerStates::default()),
         };
         let (start, end) = (log.log_start_offset(), log.log_end_offset());
         log.epochs.truncate_from_end(end)?;
         log.epochs.truncate_from_start(start)?;
+        let checkpoint = match ProducerStates::load(dir) {
+            Ok(Some((at, states))) if at == log.active().base_offset => Some((at, states)),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "ignoring the producer state checkpoint; rebuilding it from the log");
+                None
+            }
+        };
+        let rebuilt = checkpoint.is_none();
+        log.restore_producers(checkpoint)?;
+        if rebuilt {
+            log.save_producers()?;
+        }
         Ok(log)
+    }
+
+    /// Rebuilds the producer state from `from` (a state and the offset it describes; `None`:
+    /// from the log start) by reading batch headers to the log end, noting the state at
+    /// the active segment's base on the way.
+    fn restore_producers(
+        &mut self,
+        from: Option<(Offset, ProducerStates)>,
+    ) -> Result<(), LogError> {
+        let (from, mut states) =
+            from.unwrap_or((self.log_start_offset(), ProducerStates::default()));
+        let active_base = self.active().base_offset;
+        let mut at_active = (from, states.clone());
+        for (&base, seg) in &self.segments {
+            if seg.next_offset() <= from && base != active_base {
+                continue;
+            }
+            if base == active_base && from <= base {
+                at_active = (base, states.clone());
+            }
+            let mut pos = if base < from {
+                match seg.find_batch(from)? {
+                    Some((pos, _)) => pos,
+                    None => continue,
+                }
+            } else {
+                0
+            };
+            while pos < seg.size() {
+                let h = seg.header_at(pos)?;
+                if h.base_offset >= from.0 {
+                    states.record(&h);
+                }
+                pos += h.size() as u64;
+            }
+        }
+        self.producers = states;
+        self.producers_at_active = at_active;
+        Ok(())
+    }
+
+    fn save_producers(&self) -> Result<(), LogError> {
+        let (at, states) = &self.producers_at_active;
+        states.save(&self.dir, *at, self.config.flush == FlushPolicy::Fsync)
+    }
+
+    /// How many idempotent producers the partition knows.
+    pub fn producer_count(&self) -> usize {
+        self.producers.len()
     }
 
     pub fn dir(&self) -> &Path {
@@ -200,6 +273,19 @@ impl PartitionLog {
         now_ms: i64,
     ) -> Result<AppendInfo, LogError> {
         let headers = self.validate(records)?;
+        if let Some(Duplicate {
+            first_offset,
+            last_offset,
+        }) = self.producers.check_append(&headers)?
+        {
+            return Ok(AppendInfo {
+                first_offset,
+                last_offset,
+                log_append_time,
+                batch_count: 0,
+                duplicate: true,
+            });
+        }
         for h in &headers {
             if h.record_count <= 0 || h.record_count - 1 != h.last_offset_delta {
                 return Err(LogError::InvalidBatch(
@@ -231,6 +317,7 @@ impl PartitionLog {
             last_offset: Offset(next.0 - 1),
             log_append_time,
             batch_count: headers.len(),
+            duplicate: false,
         })
     }
 
@@ -262,6 +349,7 @@ impl PartitionLog {
             last_offset: Offset(expected.0 - 1),
             log_append_time: None,
             batch_count: headers.len(),
+            duplicate: false,
         })
     }
 
@@ -273,6 +361,7 @@ impl PartitionLog {
                 self.roll_at(Offset(h.base_offset))?;
             }
             self.active_mut().append(bytes, &h, now_ms)?;
+            self.producers.record(&h);
         }
         Ok(())
     }
@@ -307,7 +396,8 @@ impl PartitionLog {
         }
         tracing::debug!(base = %base, dir = %self.dir.display(), "rolled segment");
         self.segments.insert(base, seg);
-        Ok(())
+        self.producers_at_active = (base, self.producers.clone());
+        self.save_producers()
     }
 
     /// Reads whole batches from the one containing `from`, up to `max_bytes` (at least one
@@ -412,6 +502,14 @@ impl PartitionLog {
         self.active_mut().truncate_to(offset)?;
         let end = self.log_end_offset();
         self.epochs.truncate_from_end(end)?;
+        // The state at the active base still holds if the truncation stayed above it.
+        let (at, states) = &self.producers_at_active;
+        let from = (*at == self.active().base_offset).then(|| (*at, states.clone()));
+        let moved = from.is_none();
+        self.restore_producers(from)?;
+        if moved {
+            self.save_producers()?;
+        }
         tracing::info!(requested = %offset, log_end = %end, "truncated log");
         Ok(())
     }
@@ -427,7 +525,9 @@ impl PartitionLog {
             LogSegment::create(&self.dir, offset, self.config.index_interval_bytes)?,
         );
         self.epochs.truncate_from_end(Offset::ZERO)?;
-        Ok(())
+        self.producers = ProducerStates::default();
+        self.producers_at_active = (offset, ProducerStates::default());
+        self.save_producers()
     }
 
     /// Deletes whole old segments past `retention.bytes` or `retention.ms` (when

@@ -452,3 +452,103 @@ fn corruption_in_an_old_segment_refuses_to_open_naming_the_file() {
         "{err}"
     );
 }
+
+/// An idempotent producer's batch: `values` from sequence number `seq`.
+fn idempotent(producer_id: i64, seq: i32, values: &[u64]) -> Vec<u8> {
+    let mut bytes = batch(values, 1000, Compression::None);
+    let (mut b, _) = RecordBatch::decode(&bytes).unwrap();
+    b.producer_id = producer_id;
+    b.producer_epoch = 0;
+    b.base_sequence = seq;
+    bytes = b.encode().unwrap();
+    bytes
+}
+
+#[test]
+fn a_retried_producer_batch_is_written_once_across_rolls_reopens_and_truncation() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = config(200);
+    let mut log = PartitionLog::open(dir.path(), small.clone()).unwrap();
+    let e = LeaderEpoch(1);
+    let mut seq = 0;
+    for i in 0..12u64 {
+        let info = log
+            .append_as_leader(&idempotent(7, seq, &[i * 2, i * 2 + 1]), e, None, 0)
+            .unwrap();
+        assert!(!info.duplicate);
+        seq += 2;
+    }
+    assert!(log.segment_count() > 2, "the test needs rolled segments");
+    let end = log.log_end_offset();
+    // The last batch again: answered with its offsets, nothing written.
+    let again = log
+        .append_as_leader(&idempotent(7, seq - 2, &[22, 23]), e, None, 0)
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(
+        (again.first_offset, again.last_offset),
+        (Offset(22), Offset(23))
+    );
+    assert_eq!(log.log_end_offset(), end);
+    // A gap in the sequence is refused and writes nothing.
+    let gap = log
+        .append_as_leader(&idempotent(7, seq + 1, &[99]), e, None, 0)
+        .unwrap_err();
+    assert!(
+        matches!(gap, LogError::OutOfOrderSequence { expected, got, .. } if expected == seq && got == seq + 1),
+        "{gap}"
+    );
+    assert_eq!(log.log_end_offset(), end);
+
+    // Reopened (the checkpoint covers all but the active segment), it still knows.
+    drop(log);
+    let mut log = PartitionLog::open(dir.path(), small.clone()).unwrap();
+    let again = log
+        .append_as_leader(&idempotent(7, seq - 2, &[22, 23]), e, None, 0)
+        .unwrap();
+    assert!(again.duplicate, "lost the producer state on reopen");
+    // Without the checkpoint it is rebuilt from the log.
+    drop(log);
+    std::fs::remove_file(dir.path().join("producer-state-checkpoint")).unwrap();
+    let mut log = PartitionLog::open(dir.path(), small.clone()).unwrap();
+    assert_eq!(log.producer_count(), 1);
+    assert!(
+        log.append_as_leader(&idempotent(7, seq - 2, &[22, 23]), e, None, 0)
+            .unwrap()
+            .duplicate
+    );
+
+    // Truncated below the last two batches, the producer must send them again: a new
+    // leader's log decides what was written.
+    log.truncate_to(Offset(20)).unwrap();
+    assert_eq!(log.log_end_offset(), Offset(20));
+    let gap = log
+        .append_as_leader(&idempotent(7, seq, &[24]), e, None, 0)
+        .unwrap_err();
+    assert!(
+        matches!(gap, LogError::OutOfOrderSequence { expected, .. } if expected == seq - 4),
+        "{gap}"
+    );
+    let resent = log
+        .append_as_leader(&idempotent(7, seq - 4, &[20, 21]), e, None, 0)
+        .unwrap();
+    assert!(!resent.duplicate);
+    assert_eq!(resent.first_offset, Offset(20));
+    // Truncation across a segment boundary rebuilds from the log and stays right.
+    log.truncate_to(Offset(4)).unwrap();
+    drop(log);
+    let mut log = PartitionLog::open(dir.path(), small).unwrap();
+    let info = log
+        .append_as_leader(&idempotent(7, 2, &[2, 3]), e, None, 0)
+        .unwrap();
+    assert!(
+        info.duplicate,
+        "the batch at offsets 2..3 is still in the log"
+    );
+    assert_eq!(info.first_offset, Offset(2));
+    assert!(
+        !log.append_as_leader(&idempotent(7, 4, &[4, 5]), e, None, 0)
+            .unwrap()
+            .duplicate
+    );
+}

@@ -65,6 +65,10 @@ pub struct MetadataImage {
     /// The metadata log offset of the last record in this image (-1: empty).
     pub offset: i64,
     pub cluster_id: Option<String>,
+    /// The first producer id not yet handed out (InitProducerId).
+    pub next_producer_id: i64,
+    /// The broker the last block went to (kept so a snapshot repeats the record).
+    pub(crate) producer_ids_broker: Option<BrokerId>,
     pub(crate) brokers: Arc<BTreeMap<BrokerId, BrokerRegistration>>,
     pub(crate) topics: Arc<BTreeMap<TopicId, Arc<TopicImage>>>,
     pub(crate) topic_ids: Arc<BTreeMap<TopicName, TopicId>>,
@@ -166,6 +170,12 @@ impl MetadataImage {
                     }));
                 }
             }
+        }
+        if let Some(broker_id) = self.producer_ids_broker {
+            out.push(MetadataRecord::ProducerIds {
+                broker_id,
+                next_producer_id: self.next_producer_id,
+            });
         }
         for (resource, configs) in self.configs.iter() {
             for (name, value) in configs {

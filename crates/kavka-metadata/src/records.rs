@@ -103,6 +103,12 @@ pub enum MetadataRecord {
     RemoveTopic {
         topic_id: TopicId,
     },
+    /// A block of producer ids went to a broker (Kafka's `ProducerIdsRecord`): every id
+    /// below `next_producer_id` has been handed out, so none is given twice.
+    ProducerIds {
+        broker_id: BrokerId,
+        next_producer_id: i64,
+    },
     /// Sets (`Some`) or removes (`None`) one config of a resource.
     Config {
         resource: ConfigResource,

@@ -37,6 +37,8 @@ pub enum ReplayError {
     },
     #[error("cluster id is already {0}")]
     ClusterIdSet(String),
+    #[error("producer ids would go back to {next} (already handed out below {current})")]
+    ProducerIdsBackwards { next: i64, current: i64 },
 }
 
 impl MetadataImage {
@@ -203,6 +205,19 @@ impl MetadataImage {
                 delta.created_topics.remove(topic_id);
                 delta.partitions.retain(|(t, _)| t != topic_id);
                 delta.removed_topics.push((*topic_id, topic.name.clone()));
+            }
+            MetadataRecord::ProducerIds {
+                broker_id,
+                next_producer_id,
+            } => {
+                if *next_producer_id <= self.next_producer_id {
+                    return Err(ReplayError::ProducerIdsBackwards {
+                        next: *next_producer_id,
+                        current: self.next_producer_id,
+                    });
+                }
+                self.next_producer_id = *next_producer_id;
+                self.producer_ids_broker = Some(*broker_id);
             }
             MetadataRecord::Config {
                 resource,
@@ -454,10 +469,21 @@ mod tests {
                 incarnation_id: inc(1),
             },
             MetadataRecord::RemoveTopic { topic_id: tid(8) },
+            MetadataRecord::ProducerIds {
+                broker_id: b(1),
+                next_producer_id: 1000,
+            },
+            // Producer ids never go back: an id handed out is never handed out again.
+            MetadataRecord::ProducerIds {
+                broker_id: b(2),
+                next_producer_id: 1000,
+            },
         ]);
         let (img, _, refused) = replay_all(&records);
         let kinds: Vec<String> = refused.iter().map(|(_, e)| e.to_string()).collect();
-        assert_eq!(kinds.len(), 5, "{kinds:?}");
+        assert_eq!(kinds.len(), 6, "{kinds:?}");
+        assert!(kinds[5].contains("producer ids would go back"), "{kinds:?}");
+        assert_eq!(img.next_producer_id, 1000);
         assert!(kinds[0].contains("topic 'a' already exists"));
         assert_eq!(img.topics().count(), 1);
         assert_eq!(
@@ -488,6 +514,10 @@ mod tests {
             resource: ConfigResource::Broker(b(1)),
             name: "x".into(),
             value: Some("y".into()),
+        });
+        records.push(MetadataRecord::ProducerIds {
+            broker_id: b(2),
+            next_producer_id: 2000,
         });
         let (img, _, refused) = replay_all(&records);
         assert!(refused.is_empty());

@@ -76,7 +76,11 @@ error_codes! {
     NotController = 41, "NOT_CONTROLLER";
     InvalidRequest = 42, "INVALID_REQUEST";
     UnsupportedForMessageFormat = 43, "UNSUPPORTED_FOR_MESSAGE_FORMAT";
+    OutOfOrderSequenceNumber = 45, "OUT_OF_ORDER_SEQUENCE_NUMBER";
+    DuplicateSequenceNumber = 46, "DUPLICATE_SEQUENCE_NUMBER";
+    InvalidProducerEpoch = 47, "INVALID_PRODUCER_EPOCH";
     KafkaStorageError = 56, "KAFKA_STORAGE_ERROR";
+    UnknownProducerId = 59, "UNKNOWN_PRODUCER_ID";
     NonEmptyGroup = 68, "NON_EMPTY_GROUP";
     GroupIdNotFound = 69, "GROUP_ID_NOT_FOUND";
     FencedLeaderEpoch = 74, "FENCED_LEADER_EPOCH";

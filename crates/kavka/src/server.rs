@@ -5,6 +5,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use kavka_broker::controllers::Controllers;
 use kavka_broker::group::{GroupConfig, GroupCoordinator};
+use kavka_broker::producer_ids::ProducerIdManager;
 use kavka_broker::service::{AdminService, BrokerService, GroupService};
 use kavka_broker::{BrokerConfig, Lifecycle, ReplicaManager};
 use kavka_controller::control::topics::TopicDefaults;
@@ -841,10 +842,16 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
             settings.group.clone(),
         );
         tasks.push(tokio::spawn(Arc::clone(&groups).run(shutdown_rx.clone())));
+        let producer_ids = Arc::new(ProducerIdManager::new(
+            Arc::clone(&controllers),
+            settings.broker.node_id,
+            lifecycle.incarnation_id,
+        ));
         let kafka_broker = Arc::new(kavka_kafka::Broker::new(
             Arc::clone(&replicas),
             AdminService::new(Arc::clone(&replicas), Arc::clone(&controllers)),
             Arc::clone(&groups),
+            Arc::clone(&producer_ids),
             settings.kafka.clone(),
         ));
         for (name, listener) in kafka_bound.drain(..) {
@@ -859,7 +866,7 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
             AdminService::new(Arc::clone(&replicas), controllers)
                 .with_external_port(external_local.map(|a| a.port()))
                 .into_server(),
-            BrokerService::new(Arc::clone(&replicas)).into_server(),
+            BrokerService::new(Arc::clone(&replicas), producer_ids).into_server(),
             GroupService::new(groups).into_server(),
         ));
     }

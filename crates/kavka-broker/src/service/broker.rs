@@ -1,6 +1,7 @@
 //! `kavka.v1.BrokerService`: produce, fetch, list offsets, and the replication RPCs
 //! (replica fetch streams and OffsetForLeaderEpoch).
 
+use crate::producer_ids::ProducerIdManager;
 use crate::records::NewRecord;
 use crate::replica_manager::{
     FetchPartitionParams, ProduceResult, ReplicaManager, produce_timeout,
@@ -16,11 +17,15 @@ use tonic::{Request, Response, Status, Streaming};
 
 pub struct BrokerService {
     replicas: Arc<ReplicaManager>,
+    producer_ids: Arc<ProducerIdManager>,
 }
 
 impl BrokerService {
-    pub fn new(replicas: Arc<ReplicaManager>) -> Self {
-        Self { replicas }
+    pub fn new(replicas: Arc<ReplicaManager>, producer_ids: Arc<ProducerIdManager>) -> Self {
+        Self {
+            replicas,
+            producer_ids,
+        }
     }
 
     pub fn into_server(self) -> v1::broker_service_server::BrokerServiceServer<Self> {
@@ -63,6 +68,25 @@ fn produce_result(
 
 #[tonic::async_trait]
 impl Broker for BrokerService {
+    #[tracing::instrument(skip_all)]
+    async fn init_producer_id(
+        &self,
+        _req: Request<v1::InitProducerIdRequest>,
+    ) -> Result<Response<v1::InitProducerIdResponse>, Status> {
+        Ok(Response::new(match self.producer_ids.next_id().await {
+            Ok(id) => v1::InitProducerIdResponse {
+                error: None,
+                producer_id: id,
+                producer_epoch: 0,
+            },
+            Err(e) => v1::InitProducerIdResponse {
+                error: Some(e.into()),
+                producer_id: -1,
+                producer_epoch: -1,
+            },
+        }))
+    }
+
     #[tracing::instrument(skip_all, fields(topic = %req.get_ref().topic, acks = req.get_ref().acks))]
     async fn produce(
         &self,

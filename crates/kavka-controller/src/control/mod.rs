@@ -5,6 +5,7 @@
 pub mod brokers;
 pub mod partitions;
 pub mod placement;
+pub mod producer_ids;
 pub mod topics;
 
 use kavka_metadata::MetadataRecord;

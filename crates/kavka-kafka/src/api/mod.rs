@@ -6,6 +6,7 @@ mod configs;
 mod data;
 mod groups;
 mod metadata;
+mod producers;
 
 use crate::Broker;
 use crate::versions::SUPPORTED;
@@ -99,6 +100,9 @@ pub(crate) async fn handle(
         ),
         RequestKind::ConsumerGroupDescribe(r) => {
             ResponseKind::ConsumerGroupDescribe(groups::consumer_group_describe(broker, r))
+        }
+        RequestKind::InitProducerId(r) => {
+            ResponseKind::InitProducerId(producers::init_producer_id(broker, r).await)
         }
         other => unsupported(other)?,
     })
