@@ -8,8 +8,10 @@
 //! 3. replicas are identical up to the high watermark;
 //! 4. at most one leader per (partition, leader epoch), and epochs never go back in a log.
 //!
-//! A value is acknowledged once; a send that failed is "indeterminate" (it may or may not
-//! be in the log) and is never sent again, so a duplicate is always the broker's fault.
+//! The producers are idempotent and retry inside a send (across leader failovers too), so
+//! the broker must write each retried batch once. A value is acknowledged once; a send
+//! that failed for good is "indeterminate" (it may or may not be in the log) and is never
+//! sent again, so a duplicate is always the broker's fault.
 
 use kavka_client::{Acks, Client, Producer, ProducerConfig, ProducerRecord};
 use kavka_log::{LogConfig, PartitionLog};
@@ -208,12 +210,15 @@ async fn produce(
                 Ok(c) => {
                     producer = Some(Producer::new(
                         c,
-                        // No retries inside the producer: a retry after an ambiguous
-                        // failure could write a value twice (no idempotence yet), and
-                        // then a duplicate would not prove a broker bug.
+                        // Retries within the delivery timeout: idempotence makes the
+                        // leader write a retried batch once, which the checker verifies.
+                        // A short, flat backoff, so the failover gap measures the
+                        // cluster rather than the client's backoff policy.
                         ProducerConfig {
                             acks: Acks::All,
-                            retries: 0,
+                            enable_idempotence: true,
+                            retry_backoff: Duration::from_millis(20),
+                            retry_backoff_max: Duration::from_millis(50),
                             delivery_timeout: Duration::from_secs(10),
                             request_timeout: Duration::from_secs(2),
                             ..ProducerConfig::default()

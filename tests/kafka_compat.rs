@@ -1,7 +1,8 @@
 //! Unmodified Kafka clients against a real three-node Kavka cluster: kcat (librdkafka),
 //! confluent-kafka and kafka-python produce and consume with keys, headers and every
 //! codec, administer topics and configs, see a leader change in their metadata, and a
-//! librdkafka acks=all producer rides through a leader kill losing nothing.
+//! librdkafka idempotent acks=all producer rides through a leader kill losing and
+//! duplicating nothing.
 //!
 //! The clients are installed by `deploy/kafka-clients.sh` (CI runs it first). Without
 //! them these tests print SKIPPED, except under CI=true, where that is a failure.
@@ -445,7 +446,7 @@ async fn librdkafka_producer_rides_through_a_leader_kill() {
     let stored_values: BTreeSet<&String> = stored.values().collect();
     let duplicates = stored.len() - stored_values.len();
     println!(
-        "librdkafka through a leader kill: {} acknowledged, {} failed, {} stored, {} duplicates (no idempotence), 0 lost expected",
+        "librdkafka (idempotent) through a leader kill: {} acknowledged, {} failed, {} stored, {} duplicates, 0 lost and 0 duplicates expected",
         acks.len(),
         summary["failed"],
         stored.len(),
@@ -459,5 +460,9 @@ async fn librdkafka_producer_rides_through_a_leader_kill() {
     assert!(
         lost.is_empty(),
         "acknowledged records missing or different: {lost:?}"
+    );
+    assert_eq!(
+        duplicates, 0,
+        "an idempotent producer's retried batches were stored twice"
     );
 }

@@ -110,7 +110,8 @@ async fn raw_requests_get_kafka_answers() {
     assert_eq!(range(ApiKey::Produce), Some((3, 12)));
     assert_eq!(range(ApiKey::Fetch), Some((4, 12)));
     assert_eq!(range(ApiKey::JoinGroup), Some((2, 9)));
-    assert_eq!(range(ApiKey::InitProducerId), None);
+    assert_eq!(range(ApiKey::InitProducerId), Some((0, 5)));
+    assert_eq!(range(ApiKey::AddPartitionsToTxn), None);
 
     // ApiVersions at a version this broker does not know: the v0 fallback (KIP-511).
     // Size 10: key 18, version 99, correlation id 7, null client id.
@@ -215,17 +216,17 @@ async fn raw_requests_get_kafka_answers() {
 
     // Produce: acks=1 is answered with the offset; acks=0 is not answered at all, so the
     // next answer on the connection is the next request's.
-    let batch = |value: &str| {
+    let idempotent_batch = |value: &str, producer_id: i64, sequence: i32| {
         let record = kafka_protocol::records::Record {
             transactional: false,
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id,
+            producer_epoch: if producer_id < 0 { -1 } else { 0 },
             timestamp_type: kafka_protocol::records::TimestampType::Creation,
             offset: 0,
-            sequence: -1,
+            sequence,
             timestamp: 1,
             key: None,
             value: Some(Bytes::from(value.to_string())),
@@ -243,7 +244,8 @@ async fn raw_requests_get_kafka_answers() {
         .unwrap();
         buf.freeze()
     };
-    let produce = |acks: i16, value: &str| {
+    let batch = |value: &str| idempotent_batch(value, -1, -1);
+    let produce_batch = |acks: i16, records: Bytes| {
         ProduceRequest::default()
             .with_acks(acks)
             .with_timeout_ms(10_000)
@@ -253,10 +255,11 @@ async fn raw_requests_get_kafka_answers() {
                     .with_partition_data(vec![
                         produce_request::PartitionProduceData::default()
                             .with_index(0)
-                            .with_records(Some(batch(value))),
+                            .with_records(Some(records)),
                     ]),
             ])
     };
+    let produce = |acks: i16, value: &str| produce_batch(acks, batch(value));
     let acked: ProduceResponse = call(&mut c, ApiKey::Produce, 9, &produce(1, "d")).await;
     let p = &acked.responses[0].partition_responses[0];
     assert_eq!((p.error_code, p.base_offset), (0, 3));
@@ -271,6 +274,64 @@ async fn raw_requests_get_kafka_answers() {
     let out = n.cli(&["consume", "raw", "--from-beginning", "--format", "%o:%v"]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(text.contains("3:d") && text.contains("4:e"), "{text}");
+
+    // Idempotent producers: InitProducerId at every served version hands out a fresh id;
+    // a retried batch is answered with its first offset and not written again; a gap in
+    // the sequence is refused; transactions are not served.
+    let mut pids = Vec::new();
+    for v in 0..=5 {
+        let r: InitProducerIdResponse = call(
+            &mut c,
+            ApiKey::InitProducerId,
+            v,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        )
+        .await;
+        assert_eq!((r.error_code, r.producer_epoch), (0, 0), "v{v}");
+        pids.push(r.producer_id.0);
+    }
+    let mut unique = pids.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), 6, "{pids:?}");
+    let txn: InitProducerIdResponse = call(
+        &mut c,
+        ApiKey::InitProducerId,
+        4,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("t1"))))
+            .with_transaction_timeout_ms(60_000),
+    )
+    .await;
+    assert_eq!(txn.error_code, 42, "INVALID_REQUEST for a transactional id");
+    let pid = pids[5];
+    for attempt in 0..2 {
+        let r: ProduceResponse = call(
+            &mut c,
+            ApiKey::Produce,
+            9,
+            &produce_batch(-1, idempotent_batch("once", pid, 0)),
+        )
+        .await;
+        let p = &r.responses[0].partition_responses[0];
+        assert_eq!((p.error_code, p.base_offset), (0, 5), "attempt {attempt}");
+    }
+    let r: ProduceResponse = call(
+        &mut c,
+        ApiKey::Produce,
+        9,
+        &produce_batch(-1, idempotent_batch("gap", pid, 7)),
+    )
+    .await;
+    let p = &r.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, 45, "OUT_OF_ORDER_SEQUENCE_NUMBER");
+    let out = n.cli(&["consume", "raw", "--from-beginning", "--format", "%o:%v"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(text.matches(":once").count(), 1, "{text}");
+    assert!(!text.contains(":gap"), "{text}");
 
     // Errors that name what was wrong, per topic or resource.
     let md: MetadataResponse = call(

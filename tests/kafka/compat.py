@@ -118,7 +118,8 @@ def confluent(bootstrap, prefix):
     for codec in CODECS:
         def produce_consume(codec=codec):
             p = Producer({"bootstrap.servers": bootstrap, "acks": "all",
-                          "compression.type": codec, "linger.ms": 5})
+                          "compression.type": codec, "linger.ms": 5,
+                          "enable.idempotence": True})
             acked, failed = [], []
 
             def cb(err, msg):
@@ -130,7 +131,8 @@ def confluent(bootstrap, prefix):
             if failed or len(acked) != len(want):
                 return False, f"acked {len(acked)}, failed {failed[:3]}"
             return consume_check(Consumer, TopicPartition, bootstrap, topic, codec, want)
-        run(c, f"produce and consume, compression {codec}", ["Produce", "Fetch", "ListOffsets"],
+        run(c, f"idempotent produce and consume, compression {codec}",
+            ["InitProducerId", "Produce", "Fetch", "ListOffsets"],
             produce_consume)
 
     def offsets():
@@ -197,8 +199,13 @@ def confluent(bootstrap, prefix):
 
     def delete():
         admin.delete_topics([topic], operation_timeout=TIMEOUT)[topic].result(TIMEOUT)
-        md = admin.list_topics(timeout=TIMEOUT)
-        return topic not in md.topics, sorted(md.topics)
+        # Metadata from another broker may lag the deletion for a moment (as in Kafka).
+        deadline = time.time() + TIMEOUT
+        while True:
+            md = admin.list_topics(timeout=TIMEOUT)
+            if topic not in md.topics or time.time() > deadline:
+                return topic not in md.topics, sorted(md.topics)
+            time.sleep(0.1)
     run(c, "delete topic", ["DeleteTopics"], delete)
 
 
@@ -271,10 +278,9 @@ def kafka_python(bootstrap, prefix):
 
     for codec in CODECS:
         def produce_consume(codec=codec):
-            # Idempotence (kafka-python's default, as Kafka's) needs InitProducerId, which
-            # Kavka does not serve yet.
+            # Idempotent, kafka-python's default (as Kafka's): InitProducerId first.
             p = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
-                              enable_idempotence=False,
+                              enable_idempotence=True,
                               compression_type=None if codec == "none" else codec)
             want = expected(codec)
             futures = [p.send(topic, value=v, key=k, headers=h) for k, v, h in want]
@@ -299,7 +305,8 @@ def kafka_python(bootstrap, prefix):
             ok = sorted(got, key=key) == sorted(want, key=key)
             return ok, f"{len(got)} of {len(want)} back byte-exact" if ok else \
                 f"got {len(got)} want {len(want)}"
-        run(c, f"produce and consume, compression {codec}", ["Produce", "Fetch", "ListOffsets"],
+        run(c, f"idempotent produce and consume, compression {codec}",
+            ["InitProducerId", "Produce", "Fetch", "ListOffsets"],
             produce_consume)
 
     def offsets():
@@ -345,7 +352,11 @@ def kafka_python(bootstrap, prefix):
 
     def delete():
         admin.delete_topics([topic])
-        return topic not in admin.list_topics(), admin.list_topics()
+        deadline = time.time() + TIMEOUT
+        while topic in admin.list_topics() and time.time() < deadline:
+            time.sleep(0.1)
+        topics = admin.list_topics()
+        return topic not in topics, topics
     run(c, "delete topic", ["DeleteTopics"], delete)
     admin.close()
 

@@ -4,8 +4,9 @@ while the test kills a partition leader, recording every acknowledgement.
 Usage: produce_through_kill.py BOOTSTRAP TOPIC SECONDS ACKS_FILE
 Writes one JSON line per acknowledged record {"p", "o", "v"} to ACKS_FILE (flushed as it
 goes, so the test can watch progress) and a final {"done", "acked", "failed"} line.
-Retries are librdkafka's own (message.timeout.ms bounds them); idempotence is off, as
-Kavka does not serve InitProducerId yet, so a retried batch may be stored twice.
+Retries are librdkafka's own (message.timeout.ms bounds them) and the producer is
+idempotent (enable.idempotence, InitProducerId and sequence numbers), so a batch retried
+across the failover must be stored once.
 """
 
 import json
@@ -17,6 +18,7 @@ from confluent_kafka import Producer
 bootstrap, topic, seconds, path = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
 out = open(path, "w", buffering=1)
 p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 2,
+              "enable.idempotence": True,
               "message.timeout.ms": 60000, "retry.backoff.ms": 100,
               "topic.metadata.refresh.interval.ms": 1000})
 acked = failed = 0
