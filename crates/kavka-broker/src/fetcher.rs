@@ -188,6 +188,9 @@ async fn session(
             _ = shutdown.changed() => return Ok(()),
         };
         let mut errors = 0;
+        // Every partition's batches are appended in one blocking task: one thread
+        // hand-off per fetch round, not one per partition.
+        let mut appends = Vec::with_capacity(ready.len());
         for (r, (p, epoch)) in resp.partitions.into_iter().zip(&ready) {
             if let Some(e) = r.error {
                 errors += 1;
@@ -209,13 +212,23 @@ async fn session(
                 }
                 continue;
             }
-            let (p, epoch) = (Arc::clone(p), *epoch);
-            let hw = Offset(r.high_watermark);
-            let records = r.records.to_vec();
-            if let Err(e) = blocking(move || p.append_replicated(&records, hw, epoch)).await {
-                errors += 1;
-                tracing::warn!(error = %e, "cannot append replicated batches");
-            }
+            appends.push((Arc::clone(p), *epoch, Offset(r.high_watermark), r.records));
+        }
+        let failed = blocking(move || {
+            Ok(appends
+                .into_iter()
+                .filter_map(|(p, epoch, hw, records)| {
+                    p.append_replicated(&records, hw, epoch)
+                        .err()
+                        .map(|e| (p.tp.clone(), e))
+                })
+                .collect::<Vec<_>>())
+        })
+        .await
+        .unwrap_or_else(|e| vec![(ready[0].0.tp.clone(), e)]);
+        for (tp, e) in failed {
+            errors += 1;
+            tracing::warn!(partition = %tp, error = %e, "cannot append replicated batches");
         }
         if errors > 0 && pause(shutdown, BACKOFF).await {
             return Ok(());

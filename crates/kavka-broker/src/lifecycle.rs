@@ -181,6 +181,7 @@ impl Lifecycle {
                 msg = responses.message() => match msg {
                     Ok(Some(r)) => { last_reply = std::time::Instant::now(); match r.error {
                         None => {
+                            replicas.note_session_controller(addr);
                             replicas.note_controller_offset(r.metadata_offset);
                             if let Some(h) = &r.hint {
                                 replicas.note_controller(h.leader_id, h.term);

@@ -11,9 +11,12 @@
 //! controllers were wiped, or the data dir belongs to another cluster) is discarded and the
 //! whole log fetched again; an unreadable one is logged and ignored.
 //!
-//! A stream from a frozen or partitioned controller does not end by itself: when the
-//! active controller (heard through heartbeats) is ahead and this stream brings nothing
-//! for `STALL_LIMIT`, the broker switches to the next controller.
+//! The stream is opened with the controller the broker's session is with (the active
+//! controller, which commits first), else the next in the list. A stream from a frozen or
+//! partitioned controller does not end by itself: when the active controller (heard
+//! through heartbeats) is ahead and this stream brings nothing for `STALL_LIMIT`, the
+//! broker switches controller at once — a frozen controller must not delay an election
+//! reaching the brokers by more than that.
 
 use crate::controllers::Controllers;
 use crate::replica_manager::ReplicaManager;
@@ -21,10 +24,14 @@ use kavka_metadata::{MetadataImage, MetadataRecord};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How long the stream may bring nothing while the active controller is ahead.
-const STALL_LIMIT: Duration = Duration::from_millis(1000);
-/// How long the active controller may stay behind a checkpoint before it is discarded.
+/// How long the stream may bring nothing while the active controller is ahead (a live
+/// controller's stream delivers a committed batch within milliseconds).
+const STALL_LIMIT: Duration = Duration::from_millis(400);
+/// How long the active controller may stay behind a checkpoint before it is discarded...
 const BEHIND_LIMIT: Duration = Duration::from_secs(3);
+/// ...as told by at least this many heartbeat answers since it was first seen behind (a
+/// broker frozen for longer than the limit must not take its own pause for evidence).
+const BEHIND_REPLIES: u64 = 4;
 const CHECKPOINT_FILE: &str = "metadata-image.checkpoint";
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 use std::path::{Path, PathBuf};
@@ -100,7 +107,14 @@ struct Follower {
     current: Arc<MetadataImage>,
     stored: i64,
     stored_at: Instant,
-    behind_since: Option<Instant>,
+    /// When the active controller was first seen behind `current`, and how many heartbeat
+    /// answers had arrived by then.
+    behind_since: Option<(Instant, u64)>,
+    /// Images below this offset are not handed to the replica manager: after a discarded
+    /// checkpoint the log is fetched again from the start, and its early images are older
+    /// than what the replica manager acts on (they may lack whole topics, whose files it
+    /// would delete).
+    hold_until: i64,
 }
 
 impl Follower {
@@ -135,79 +149,133 @@ pub async fn follow(
         current: start,
         stored_at: Instant::now(),
         behind_since: None,
+        hold_until: -1,
     };
     let mut i = 0usize;
+    let mut failed: Option<String> = None;
     loop {
-        let addr = controllers.addrs()[i % controllers.addrs().len()].clone();
-        i += 1;
-        tokio::select! {
-            r = follow_one(&replicas, &addr, &mut f) => if let Err(e) = r {
-                tracing::debug!(controller = %addr, error = %e, "metadata stream ended");
+        let addrs = controllers.addrs();
+        let addr = replicas
+            .session_controller()
+            .filter(|a| failed.as_ref() != Some(a))
+            .unwrap_or_else(|| {
+                i += 1;
+                addrs[i % addrs.len()].clone()
+            });
+        let stalled = tokio::select! {
+            r = follow_one(&replicas, &addr, &mut f) => match r {
+                Ok(()) => false,
+                Err(End::Stalled(e)) => {
+                    tracing::info!(controller = %addr, error = %e, "metadata stream stalled: switching controller");
+                    true
+                }
+                Err(End::Failed(e)) => {
+                    tracing::debug!(controller = %addr, error = %e, "metadata stream ended");
+                    false
+                }
             },
             _ = shutdown.changed() => break,
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-            _ = shutdown.changed() => break,
+        };
+        failed = Some(addr);
+        if !stalled {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = shutdown.changed() => break,
+            }
         }
     }
     f.checkpoint(&data_dir, true).await;
+}
+
+/// Why a metadata stream ended.
+enum End {
+    /// The controller sent nothing while the active one was ahead.
+    Stalled(String),
+    Failed(String),
+}
+
+impl From<String> for End {
+    fn from(e: String) -> Self {
+        End::Failed(e)
+    }
 }
 
 async fn follow_one(
     replicas: &Arc<ReplicaManager>,
     addr: &str,
     f: &mut Follower,
-) -> Result<(), String> {
+) -> Result<(), End> {
     let data_dir = replicas.config().data_dir.clone();
     let mut client = Controllers::client_for(addr).map_err(|e| e.to_string())?;
-    let mut stream = client
-        .fetch_metadata(kavka_proto::v1::FetchMetadataRequest {
-            from_offset: f.current.offset,
-        })
-        .await
-        .map_err(|s| s.to_string())?
-        .into_inner();
+    let opened = client.fetch_metadata(kavka_proto::v1::FetchMetadataRequest {
+        from_offset: f.current.offset,
+    });
+    let mut stream = match tokio::time::timeout(STALL_LIMIT * 2, opened).await {
+        Ok(r) => r.map_err(|s| s.to_string())?.into_inner(),
+        Err(_) => {
+            return Err(End::Stalled(format!(
+                "no stream within {:?}",
+                STALL_LIMIT * 2
+            )));
+        }
+    };
     let mut check = tokio::time::interval(Duration::from_millis(250));
-    let mut progress_at = Instant::now();
+    let mut ahead = replicas.watch_controller_offset();
+    // Set while the active controller is ahead of what this stream brought.
+    let mut stall_at: Option<tokio::time::Instant> = None;
+    let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
     loop {
         let batch = tokio::select! {
             m = stream.message() => match m.map_err(|s| s.to_string())? {
                 Some(b) => b,
                 None => return Ok(()),
             },
+            _ = ahead.changed() => {
+                if *ahead.borrow_and_update() > f.current.offset && stall_at.is_none() {
+                    stall_at = Some(tokio::time::Instant::now() + STALL_LIMIT);
+                }
+                continue;
+            }
+            _ = tokio::time::sleep_until(stall_at.unwrap_or_else(far)) => {
+                return Err(End::Stalled(format!(
+                    "stream stalled at offset {} while the active controller is at {}",
+                    f.current.offset,
+                    replicas.controller_offset(),
+                )));
+            }
             _ = check.tick() => {
                 let controller = replicas.controller_offset();
                 let applied = replicas.image().offset;
                 if controller >= 0 && controller < f.current.offset {
                     // The active controller has less than our checkpoint: another history.
-                    let since = *f.behind_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() > BEHIND_LIMIT {
+                    let replies = replicas.heartbeat_replies();
+                    let (since, replies_then) =
+                        *f.behind_since.get_or_insert_with(|| (Instant::now(), replies));
+                    if since.elapsed() > BEHIND_LIMIT && replies >= replies_then + BEHIND_REPLIES {
                         tracing::warn!(checkpoint = f.current.offset, controller, "the active controller is behind the metadata checkpoint: fetching the whole log again");
                         f.current = Arc::new(MetadataImage::empty());
                         f.behind_since = None;
-                        return Err("checkpoint discarded".into());
+                        f.hold_until = controller;
+                        return Err(End::Failed("checkpoint discarded".into()));
                     }
                 } else {
                     f.behind_since = None;
-                    if controller >= 0 && applied < f.current.offset {
+                    if controller >= 0
+                        && controller <= f.current.offset
+                        && applied < f.current.offset
+                        && f.current.offset >= f.hold_until
+                    {
                         // Caught up on the checkpoint alone: nothing newer exists.
                         apply(replicas, &f.current).await?;
                     }
                 }
                 f.checkpoint(&data_dir, false).await;
-                if controller <= f.current.offset {
-                    progress_at = Instant::now();
-                } else if progress_at.elapsed() > STALL_LIMIT {
-                    return Err(format!(
-                        "stream stalled at offset {} while the active controller is at {controller}",
-                        f.current.offset,
-                    ));
+                if controller > f.current.offset && stall_at.is_none() {
+                    stall_at = Some(tokio::time::Instant::now() + STALL_LIMIT);
                 }
                 continue;
             }
         };
-        progress_at = Instant::now();
         let records: Vec<MetadataRecord> = serde_json::from_slice(&batch.records)
             .map_err(|e| format!("bad metadata batch: {e}"))?;
         let next = if batch.snapshot {
@@ -225,8 +293,13 @@ async fn follow_one(
             next
         };
         f.current = Arc::new(next);
-        apply(replicas, &f.current).await?;
+        if f.current.offset >= f.hold_until {
+            apply(replicas, &f.current).await?;
+        }
         f.checkpoint(&data_dir, false).await;
+        // Progress: the stall clock restarts, and stops if this caught up.
+        stall_at = (replicas.controller_offset() > f.current.offset)
+            .then(|| tokio::time::Instant::now() + STALL_LIMIT);
     }
 }
 
@@ -290,6 +363,7 @@ mod tests {
             stored: -1,
             stored_at: Instant::now(),
             behind_since: None,
+            hold_until: -1,
         };
         f.checkpoint(dir.path(), false).await;
         assert!(

@@ -28,7 +28,7 @@ use kavka_model::{
 };
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -79,6 +79,11 @@ pub struct ReplicaManager {
     followed: watch::Sender<Followed>,
     /// The active controller's committed metadata offset, from heartbeat answers.
     controller_offset: watch::Sender<i64>,
+    /// The controller this broker's session is with (the active one, as far as known).
+    session_controller: std::sync::Mutex<Option<String>>,
+    /// Heartbeat answers received: "the controller is behind" counts only what fresh
+    /// answers say, never time alone (a frozen broker's clock jumps).
+    heartbeat_replies: std::sync::atomic::AtomicU64,
     /// The active controller and its Raft term, as last heard.
     controller: watch::Sender<ControllerView>,
     /// High watermarks read from the checkpoint at start, used when a partition opens.
@@ -196,6 +201,8 @@ impl ReplicaManager {
             sticky: AtomicU32::new(0),
             followed: watch::channel(Followed::default()).0,
             controller_offset: watch::channel(-1).0,
+            session_controller: std::sync::Mutex::new(None),
+            heartbeat_replies: std::sync::atomic::AtomicU64::new(0),
             controller: watch::channel(ControllerView::default()).0,
             checkpointed_hw: Mutex::new(checkpointed_hw),
         }))
@@ -215,6 +222,7 @@ impl ReplicaManager {
 
     /// Notes the active controller's committed metadata offset (from a heartbeat).
     pub fn note_controller_offset(&self, offset: i64) {
+        self.heartbeat_replies.fetch_add(1, Ordering::AcqRel);
         self.controller_offset.send_if_modified(|o| {
             let newer = offset > *o;
             *o = (*o).max(offset);
@@ -225,6 +233,35 @@ impl ReplicaManager {
     /// The active controller's committed metadata offset, as last heard.
     pub fn controller_offset(&self) -> i64 {
         *self.controller_offset.borrow()
+    }
+
+    /// How many heartbeat answers (with the controller's offset) have arrived.
+    pub fn heartbeat_replies(&self) -> u64 {
+        self.heartbeat_replies.load(Ordering::Acquire)
+    }
+
+    /// Changes of [`ReplicaManager::controller_offset`].
+    pub fn watch_controller_offset(&self) -> watch::Receiver<i64> {
+        self.controller_offset.subscribe()
+    }
+
+    /// Notes the address of the controller the broker's session is held with.
+    pub fn note_session_controller(&self, addr: &str) {
+        let mut c = self
+            .session_controller
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if c.as_deref() != Some(addr) {
+            *c = Some(addr.to_string());
+        }
+    }
+
+    /// The address of the controller the session is held with, if any.
+    pub fn session_controller(&self) -> Option<String> {
+        self.session_controller
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Notes who the active controller is: a newer term wins; within a term, a known

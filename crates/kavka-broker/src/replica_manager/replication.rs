@@ -116,55 +116,86 @@ impl ReplicaManager {
         }
     }
 
+    /// One pass over the fetched partitions, all read in one blocking task (a fetch round
+    /// per follower per append: one thread hand-off, not one per partition).
     async fn replica_fetch_once(&self, req: &v1::ReplicaFetchRequest) -> v1::ReplicaFetchResponse {
         let replica = BrokerId(req.replica_id);
+        let asks: Vec<(
+            Result<Arc<Partition>, KafkaError>,
+            Offset,
+            LeaderEpoch,
+            usize,
+        )> = req
+            .partitions
+            .iter()
+            .map(|p| {
+                (
+                    self.hosted(&p.topic, p.partition),
+                    Offset(p.fetch_offset),
+                    LeaderEpoch(p.current_leader_epoch),
+                    p.max_bytes.max(1) as usize,
+                )
+            })
+            .collect();
         let mut budget = (req.max_bytes.max(1)) as usize;
-        let mut out = Vec::with_capacity(req.partitions.len());
-        for p in &req.partitions {
-            let mut r = v1::ReplicaFetchPartitionResult {
-                topic: p.topic.clone(),
-                partition: p.partition,
-                error: None,
-                high_watermark: -1,
-                log_start_offset: -1,
-                log_end_offset: -1,
-                records: Default::default(),
-            };
-            let max = (p.max_bytes.max(1) as usize).min(budget.max(1));
-            let read = match self.hosted(&p.topic, p.partition) {
-                Err(e) => Err(e),
-                Ok(part) => {
-                    let (offset, epoch) =
-                        (Offset(p.fetch_offset), LeaderEpoch(p.current_leader_epoch));
-                    let read = {
-                        let part = Arc::clone(&part);
-                        blocking(move || part.replica_read(replica, offset, epoch, max)).await
-                    };
-                    if read
-                        .as_ref()
-                        .is_err_and(|e| e.code == ErrorCode::OffsetOutOfRange)
-                    {
+        let reads = blocking(move || {
+            Ok(asks
+                .into_iter()
+                .map(|(part, offset, epoch, max)| {
+                    let part = part.map_err(|e| (e, None))?;
+                    let read = part.replica_read(replica, offset, epoch, max.min(budget.max(1)));
+                    match &read {
+                        Ok(r) => budget = budget.saturating_sub(r.data.records.len()),
                         // The follower needs our bounds to know where to go on.
-                        let (start, end) = part.log_bounds();
-                        r.log_start_offset = start.0;
-                        r.log_end_offset = end.0;
+                        Err(e) if e.code == ErrorCode::OffsetOutOfRange => {
+                            return Err((e.clone(), Some(part.log_bounds())));
+                        }
+                        Err(_) => {}
                     }
-                    read
+                    read.map_err(|e| (e, None))
+                })
+                .collect::<Vec<_>>())
+        })
+        .await;
+        let reads = match reads {
+            Ok(r) => r,
+            Err(e) => (0..req.partitions.len())
+                .map(|_| Err((e.clone(), None)))
+                .collect(),
+        };
+        let partitions = req
+            .partitions
+            .iter()
+            .zip(reads)
+            .map(|(p, read)| {
+                let mut r = v1::ReplicaFetchPartitionResult {
+                    topic: p.topic.clone(),
+                    partition: p.partition,
+                    error: None,
+                    high_watermark: -1,
+                    log_start_offset: -1,
+                    log_end_offset: -1,
+                    records: Default::default(),
+                };
+                match read {
+                    Ok(read) => {
+                        r.high_watermark = read.high_watermark.0;
+                        r.log_start_offset = read.data.log_start_offset.0;
+                        r.log_end_offset = read.data.log_end_offset.0;
+                        r.records = read.data.records.into();
+                    }
+                    Err((e, bounds)) => {
+                        if let Some((start, end)) = bounds {
+                            r.log_start_offset = start.0;
+                            r.log_end_offset = end.0;
+                        }
+                        r.error = Some(e.into());
+                    }
                 }
-            };
-            match read {
-                Ok(read) => {
-                    r.high_watermark = read.high_watermark.0;
-                    r.log_start_offset = read.data.log_start_offset.0;
-                    r.log_end_offset = read.data.log_end_offset.0;
-                    budget = budget.saturating_sub(read.data.records.len());
-                    r.records = read.data.records.into();
-                }
-                Err(e) => r.error = Some(e.into()),
-            }
-            out.push(r);
-        }
-        v1::ReplicaFetchResponse { partitions: out }
+                r
+            })
+            .collect();
+        v1::ReplicaFetchResponse { partitions }
     }
 
     /// Kafka's OffsetForLeaderEpoch: answered by the partition's leader.
