@@ -69,6 +69,14 @@ fn kafka(code: ErrorCode, message: String) -> KafkaError {
     KafkaError::new(code, message)
 }
 
+/// One partition of a replica fetch: the partition (or why not), offset, epoch, max bytes.
+type FetchAsk = (
+    Result<Arc<Partition>, KafkaError>,
+    Offset,
+    LeaderEpoch,
+    usize,
+);
+
 impl ReplicaManager {
     /// Any hosted partition (leader or follower).
     fn hosted(&self, topic: &str, partition: i32) -> Result<Arc<Partition>, KafkaError> {
@@ -120,12 +128,7 @@ impl ReplicaManager {
     /// per follower per append: one thread hand-off, not one per partition).
     async fn replica_fetch_once(&self, req: &v1::ReplicaFetchRequest) -> v1::ReplicaFetchResponse {
         let replica = BrokerId(req.replica_id);
-        let asks: Vec<(
-            Result<Arc<Partition>, KafkaError>,
-            Offset,
-            LeaderEpoch,
-            usize,
-        )> = req
+        let asks: Vec<FetchAsk> = req
             .partitions
             .iter()
             .map(|p| {
