@@ -123,12 +123,7 @@ async fn session(
 ) -> Result<(), String> {
     let config = replicas.config().clone();
     let me = config.node_id;
-    let (tx, rx) = mpsc::channel(1);
-    let mut responses = client
-        .replica_fetch(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await
-        .map_err(|s| s.to_string())?
-        .into_inner();
+    let (mut tx, mut responses) = open_stream(&mut client).await?;
     loop {
         if *shutdown.borrow() {
             return Ok(());
@@ -137,6 +132,7 @@ async fn session(
         if parts.is_empty() {
             return Ok(());
         }
+        let asked: Vec<_> = parts.iter().map(|p| p.tp.clone()).collect();
         let mut ready = Vec::with_capacity(parts.len());
         for p in parts {
             if p.needs_truncation()
@@ -178,14 +174,35 @@ async fn session(
             .map_err(|_| "stream closed".to_string())?;
         let wait =
             Duration::from_millis(config.replica_fetch_wait_max_ms) + Duration::from_secs(10);
-        let resp = tokio::select! {
-            r = tokio::time::timeout(wait, responses.message()) => match r {
-                Err(_) => return Err("leader did not answer in time".into()),
-                Ok(Err(s)) => return Err(s.to_string()),
-                Ok(Ok(None)) => return Err("leader closed the stream".into()),
-                Ok(Ok(Some(resp))) => resp,
-            },
-            _ = shutdown.changed() => return Ok(()),
+        let deadline = tokio::time::Instant::now() + wait;
+        let resp = loop {
+            tokio::select! {
+                r = tokio::time::timeout_at(deadline, responses.message()) => break match r {
+                    Err(_) => return Err("leader did not answer in time".into()),
+                    Ok(Err(s)) => return Err(s.to_string()),
+                    Ok(Ok(None)) => return Err("leader closed the stream".into()),
+                    Ok(Ok(Some(resp))) => Some(resp),
+                },
+                changed = followed.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                    // A partition newly followed from this leader (a new topic, an
+                    // election) must not wait out the long-poll of a fetch that did not
+                    // ask for it: a new stream asks for every partition at once. Nothing
+                    // of the abandoned fetch is appended, so the log end stays right.
+                    let now: Vec<_> =
+                        partitions_of(followed, leader).iter().map(|p| p.tp.clone()).collect();
+                    if now != asked {
+                        break None;
+                    }
+                }
+                _ = shutdown.changed() => return Ok(()),
+            }
+        };
+        let Some(resp) = resp else {
+            (tx, responses) = open_stream(&mut client).await?;
+            continue;
         };
         let mut errors = 0;
         // Every partition's batches are appended in one blocking task: one thread
@@ -234,6 +251,22 @@ async fn session(
             return Ok(());
         }
     }
+}
+
+type FetchStream = (
+    mpsc::Sender<v1::ReplicaFetchRequest>,
+    tonic::Streaming<v1::ReplicaFetchResponse>,
+);
+
+/// Opens a `ReplicaFetch` stream to the leader: requests go in on the sender.
+async fn open_stream(client: &mut BrokerServiceClient<Channel>) -> Result<FetchStream, String> {
+    let (tx, rx) = mpsc::channel(1);
+    let responses = client
+        .replica_fetch(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .map_err(|s| s.to_string())?
+        .into_inner();
+    Ok((tx, responses))
 }
 
 /// KIP-279: asks the leader where our latest epoch ends in its log, truncates our log

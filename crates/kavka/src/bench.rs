@@ -46,6 +46,9 @@ pub enum BenchCommand {
         in_flight: usize,
         #[arg(long, default_value = "none")]
         compression: String,
+        /// Kafka's enable.idempotence (with --acks all).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        enable_idempotence: bool,
     },
     /// Read a topic from the beginning as fast as possible.
     Consume {
@@ -89,8 +92,9 @@ pub async fn run(bootstrap: &str, cmd: BenchCommand) -> anyhow::Result<()> {
             batch_size,
             in_flight,
             compression,
+            enable_idempotence,
         } => {
-            let config = producer_config(&compression, &acks, batch_size)?;
+            let config = producer_config(&compression, &acks, batch_size, enable_idempotence)?;
             let mut client = connect(bootstrap).await?;
             match client
                 .create_topic(NewTopic {

@@ -38,6 +38,9 @@ pub struct ProduceArgs {
     /// Kafka's batch.size in bytes.
     #[arg(long, default_value_t = 16 * 1024)]
     pub batch_size: usize,
+    /// Kafka's enable.idempotence (with --acks all): retries are written once.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub enable_idempotence: bool,
     /// Print nothing but errors.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -47,6 +50,7 @@ pub fn producer_config(
     compression: &str,
     acks: &str,
     batch_size: usize,
+    enable_idempotence: bool,
 ) -> anyhow::Result<ProducerConfig> {
     let compression = Compression::from_name(compression).with_context(|| {
         format!("unknown compression '{compression}': use none, gzip, snappy, lz4 or zstd")
@@ -60,12 +64,18 @@ pub fn producer_config(
         acks,
         compression,
         batch_bytes: batch_size,
+        enable_idempotence,
         ..ProducerConfig::default()
     })
 }
 
 pub async fn run(bootstrap: &str, args: ProduceArgs) -> anyhow::Result<()> {
-    let config = producer_config(&args.compression, &args.acks, args.batch_size)?;
+    let config = producer_config(
+        &args.compression,
+        &args.acks,
+        args.batch_size,
+        args.enable_idempotence,
+    )?;
     if args.key_delimiter.as_deref() == Some("") {
         bail!("key delimiter must not be empty");
     }
