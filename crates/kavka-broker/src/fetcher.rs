@@ -187,6 +187,8 @@ async fn session(
                     if changed.is_err() {
                         return Ok(());
                     }
+                    // Seen: `changed` waits for the next change, not this one again.
+                    followed.mark_unchanged();
                     // A partition newly followed from this leader (a new topic, an
                     // election) must not wait out the long-poll of a fetch that did not
                     // ask for it: a new stream asks for every partition at once. Nothing

@@ -9,9 +9,11 @@
 //! runs on per partition, so a retry after an ambiguous failure (a timeout, a lost
 //! connection, a leader failover) is recognised by the leader and written once. A
 //! partition gets at most five batches per request, the number a leader remembers per
-//! producer; larger sends go in rounds. A send that fails for good leaves
-//! its sequences unknown, so the next send starts over with a new producer id. Without
-//! idempotence a retry may write a record twice, as with `enable.idempotence=false`.
+//! producer; larger sends go in rounds. A send that fails for good leaves its sequences
+//! unknown, so the next send bumps the producer epoch (as Kafka's KIP-360), which restarts
+//! the sequences at 0 and fences the failed batches should they still arrive, with no
+//! broker call. Without idempotence a retry may write a record twice, as with
+//! `enable.idempotence=false`.
 
 use crate::connection::{Client, bounded};
 use crate::error::ClientError;
@@ -23,7 +25,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 /// How long a produce request waits before the producer checks whether its leader moved.
-const LEADER_RECHECK: Duration = Duration::from_millis(500);
+const LEADER_RECHECK: Duration = Duration::from_millis(250);
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Acks {
@@ -202,10 +204,18 @@ impl Producer {
         }
         let r = self.send_inner(topic, records).await;
         self.stale = r.is_err();
-        if r.is_err() {
-            // Whether the broker has the failed batches is unknown: so is the next
-            // sequence number. A new producer id starts clean.
-            self.idempotence = None;
+        if r.is_err()
+            && let Some(id) = self.idempotence.as_mut()
+        {
+            // Whether the broker has the failed batches is unknown, and so is the next
+            // sequence number: a new epoch starts again at 0 (past the last epoch, a new
+            // producer id).
+            if id.producer_epoch < i16::MAX {
+                id.producer_epoch += 1;
+                id.next_sequence.clear();
+            } else {
+                self.idempotence = None;
+            }
         }
         r
     }
@@ -436,6 +446,8 @@ impl Producer {
         }
         let refreshed = tokio::time::timeout(LEADER_RECHECK, self.client.refresh_leaders(topic));
         if !matches!(refreshed.await, Ok(Ok(_))) {
+            // The node answering metadata may be the one that froze: ask another next time.
+            let _ = tokio::time::timeout(LEADER_RECHECK, self.client.reconnect()).await;
             return None;
         }
         let mut abandoned = None;
