@@ -560,3 +560,234 @@ async fn controlled_shutdown_and_preferred_leader_election() {
     );
     assert!(text.contains("ELECTION_NOT_NEEDED"), "{text}");
 }
+
+/// `kavka topic elect-leaders --topic T --partition P` through `via`: its output.
+fn elect(via: &str, topic: &str, partition: i32) -> String {
+    let p = partition.to_string();
+    let out = kavka_harness::run_cli(
+        via,
+        &[
+            "topic",
+            "elect-leaders",
+            "--topic",
+            topic,
+            "--partition",
+            &p,
+        ],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Issue 22's sequence, made deterministic: the preferred replica of a partition, a
+/// follower in its ISR, is frozen; a preferred-leader election is forced while it is
+/// silent (before the fix it was elected, an outage until it was fenced, and on thawing
+/// it acted as leader on its stale image); it is fenced; it thaws and rejoins; only then,
+/// once it heartbeats and has settled, it leads again. The idempotent workload runs
+/// throughout and the history must show nothing lost and nothing written twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_preferred_replica_is_never_elected_and_nothing_is_duplicated() {
+    // The periodic rebalance is off: the test forces each election itself. A long
+    // session timeout keeps the frozen broker unfenced (the dangerous window) for as long
+    // as the forced election may take on a loaded machine.
+    let mut cluster = Cluster::start(
+        &["controller,broker"; 3],
+        &[
+            "--leader-imbalance-check-interval-ms",
+            "0",
+            "--session-timeout-ms",
+            "8000",
+        ],
+    )
+    .await
+    .unwrap();
+    let bootstrap = cluster.bootstrap();
+    create(&cluster, "pref", 3, 3, &["min.insync.replicas=2"]);
+    // A partition whose preferred replica is not the active controller, so freezing it
+    // leaves the controller deciding (and the silent-but-unfenced window real).
+    let status = kavka_harness::run_cli(&bootstrap, &["quorum", "status", "-o", "json"], b"");
+    let controller =
+        serde_json::from_slice::<serde_json::Value>(&status.stdout).unwrap()["leader_id"]
+            .as_i64()
+            .unwrap() as i32;
+    let (part, preferred) = describe(&bootstrap, "pref")
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| (p.partition, p.replicas[0]))
+        .find(|(_, r)| *r != controller)
+        .unwrap();
+    let others: String = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.node_id() != preferred)
+        .map(|n| n.addr())
+        .collect::<Vec<_>>()
+        .join(",");
+    let state = |others: String| async move {
+        describe(&others, "pref")
+            .await
+            .and_then(|ps| ps.into_iter().find(|p| p.partition == part))
+    };
+    let w = Workload::start(&bootstrap, "pref", 2);
+    progress(&w, 50).await;
+
+    // Make the preferred replica a follower: freeze it (it leads the partition) until
+    // another replica leads, then thaw it and let it rejoin the ISR.
+    assert_eq!(leader_of(&bootstrap, "pref", part).await, preferred);
+    w.fault(&bootstrap, "pref", "pause", preferred).await;
+    cluster.node(preferred).pause();
+    wait_until("another leader", DEADLINE, || async {
+        state(others.clone())
+            .await
+            .is_some_and(|p| p.leader > 0 && p.leader != preferred)
+    })
+    .await
+    .unwrap();
+    cluster.node(preferred).resume();
+    progress(&w, 30).await;
+    wait_until("the thawed replica back in the ISR", DEADLINE, || async {
+        state(others.clone())
+            .await
+            .is_some_and(|p| p.isr.len() == 3)
+    })
+    .await
+    .unwrap();
+    let epoch_before = checker::leaders(&others, "pref").await.unwrap()[&part].1;
+    // Long enough unfenced to be settled (4 heartbeat intervals): only silence can
+    // make it ineligible below.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Frozen while a follower in the ISR; silent past 4 heartbeat intervals but far from
+    // fenced (as at the incident: 1.7 s), a forced preferred election must refuse it.
+    w.fault(&bootstrap, "pref", "pause", preferred).await;
+    cluster.node(preferred).pause();
+    let frozen_at = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let answer = elect(&others, "pref", part);
+    println!(
+        "forced election {:?} after the freeze: {answer}",
+        frozen_at.elapsed()
+    );
+    assert!(
+        answer.contains("PREFERRED_LEADER_NOT_AVAILABLE") && answer.contains("no heartbeat"),
+        "a silent broker was elected: {answer}"
+    );
+    // Fenced (it leaves the ISR), still never the leader; the workload goes on.
+    wait_until("the frozen replica to leave the ISR", DEADLINE, || async {
+        state(others.clone())
+            .await
+            .is_some_and(|p| !p.isr.contains(&preferred))
+    })
+    .await
+    .unwrap();
+    let answer = elect(&others, "pref", part);
+    assert!(
+        answer.contains("PREFERRED_LEADER_NOT_AVAILABLE"),
+        "{answer}"
+    );
+    progress(&w, 30).await;
+    let (leader, epoch) = checker::leaders(&others, "pref").await.unwrap()[&part];
+    assert_ne!(leader, preferred, "the frozen replica leads epoch {epoch}");
+    assert_eq!(
+        epoch, epoch_before,
+        "leadership moved while its leader was fine"
+    );
+
+    // Thawed: it rejoins, and once it heartbeats and has settled it is elected.
+    cluster.node(preferred).resume();
+    wait_until("the preferred replica to be elected", DEADLINE, || async {
+        if state(others.clone())
+            .await
+            .is_some_and(|p| p.isr.len() == 3)
+        {
+            elect(&others, "pref", part);
+        }
+        state(others.clone())
+            .await
+            .is_some_and(|p| p.leader == preferred)
+    })
+    .await
+    .unwrap();
+    progress(&w, 30).await;
+    let report = finish(cluster, w, "pref", 3).await;
+    assert_eq!(report.faults, 2);
+}
+
+/// The leader lease: with every controller frozen, a broker that leads a partition has
+/// no heartbeat answered; past its session timeout it must stop acting as leader
+/// (NOT_LEADER_OR_FOLLOWER, naming why), though its metadata still says it leads, and
+/// lead again once the controllers answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_without_answered_heartbeats_stops_leading() {
+    let mut cluster = Cluster::start(
+        &["controller", "controller", "controller", "broker"],
+        &["--leader-imbalance-check-interval-ms", "0"],
+    )
+    .await
+    .unwrap();
+    let broker = cluster.node(4).addr();
+    let out = kavka_harness::run_cli(
+        &broker,
+        &["topic", "create", "lease", "-p", "1", "-r", "1"],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(leader_of(&broker, "lease", 0).await, 4);
+    let once = || async {
+        let mut p = Producer::new(
+            Client::connect(&broker).await.unwrap(),
+            ProducerConfig {
+                acks: Acks::Leader,
+                enable_idempotence: false,
+                retries: 0,
+                request_timeout: Duration::from_secs(2),
+                delivery_timeout: Duration::from_secs(3),
+                ..ProducerConfig::default()
+            },
+        );
+        p.send("lease", vec![record("x")]).await
+    };
+    once().await.unwrap();
+
+    for id in 1..=3 {
+        cluster.node(id).pause();
+    }
+    let refusal = std::sync::Mutex::new(String::new());
+    wait_until("the broker to stop acting as leader", DEADLINE, || async {
+        match once().await {
+            Ok(_) => false,
+            Err(e) => {
+                *refusal.lock().unwrap() = e.to_string();
+                true
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let refusal = refusal.into_inner().unwrap();
+    assert!(
+        refusal.contains("NOT_LEADER_OR_FOLLOWER") && refusal.contains("heartbeat"),
+        "{refusal}"
+    );
+    // Its own metadata still names it the leader: the refusal is the lease's.
+    assert_eq!(leader_of(&broker, "lease", 0).await, 4);
+
+    for id in 1..=3 {
+        cluster.node(id).resume();
+    }
+    wait_until("the broker to lead again", DEADLINE, || async {
+        once().await.is_ok()
+    })
+    .await
+    .unwrap();
+}

@@ -27,6 +27,10 @@ pub struct BrokerConfig {
     pub rack: Option<String>,
     /// `broker.heartbeat.interval.ms`.
     pub heartbeat_interval_ms: u64,
+    /// `broker.session.timeout.ms`: the controller fences a broker silent this long, so
+    /// the broker stops acting as leader once no heartbeat it sent within it was
+    /// answered (the leader lease, `crate::lease`).
+    pub session_timeout_ms: u64,
     /// `replica.lag.time.max.ms`: a follower not caught up for this long leaves the ISR.
     pub replica_lag_time_max_ms: u64,
     /// `replica.fetch.wait.max.ms`: how long a replica fetch long-polls.
@@ -51,6 +55,7 @@ impl BrokerConfig {
             retention_check_interval_ms: 300_000,
             rack: None,
             heartbeat_interval_ms: 250,
+            session_timeout_ms: 2500,
             replica_lag_time_max_ms: 10_000,
             replica_fetch_wait_max_ms: 500,
             replica_fetch_max_bytes: 1024 * 1024,

@@ -53,6 +53,14 @@ impl Controllers {
             .max_decoding_message_size(256 * 1024 * 1024))
     }
 
+    /// Starts the next calls with the controller at `addr` (the active one, as the
+    /// session found it), so a frozen voter earlier in the list costs no call timeout.
+    pub fn prefer(&self, addr: &str) {
+        if let Some(i) = self.addrs.iter().position(|a| a == addr) {
+            self.preferred.store(i, Ordering::Relaxed);
+        }
+    }
+
     fn client(&self, i: usize) -> Result<ControllerServiceClient<Channel>, KafkaError> {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = &clients[i] {

@@ -7,13 +7,15 @@
 //!
 //! Topic metadata comes from the controller quorum: the broker follows the committed
 //! metadata log (`metadata`), holds a session with the active controller (`lifecycle`),
-//! and sends topic admin writes to the controllers (`controllers`).
+//! whose answered heartbeats renew the leader lease (`lease`) every leader-side request
+//! checks, and sends topic admin writes to the controllers (`controllers`).
 
 mod config;
 pub mod controllers;
 mod error;
 pub mod fetcher;
 pub mod group;
+pub mod lease;
 pub mod lifecycle;
 pub mod metadata;
 mod partition;
@@ -24,6 +26,7 @@ pub mod service;
 
 pub use config::BrokerConfig;
 pub use error::BrokerError;
+pub use lease::LeaderLease;
 pub use lifecycle::Lifecycle;
 pub use records::NewRecord;
 pub use replica_manager::{

@@ -1,35 +1,37 @@
 //! Broker lifecycle: register with a fresh incarnation id, then hold a session with the
 //! active controller: a long-lived stream of heartbeats carrying the metadata offset this
 //! broker has applied. The controller unfences the broker once it has caught up, and
-//! fences it if the heartbeats stop.
+//! fences it if the heartbeats stop. Each answered heartbeat renews the leader lease
+//! (`crate::lease`) from the moment it was *sent*; answers come in send order.
 
 use crate::controllers::Controllers;
+use crate::lease::LeaderLease;
 use crate::replica_manager::ReplicaManager;
 use kavka_model::ErrorCode;
 use kavka_proto::v1;
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 #[derive(Debug)]
 pub struct Lifecycle {
     pub incarnation_id: uuid::Uuid,
-    fenced: AtomicBool,
-}
-
-impl Default for Lifecycle {
-    fn default() -> Self {
-        Self {
-            incarnation_id: uuid::Uuid::new_v4(),
-            fenced: AtomicBool::new(true),
-        }
-    }
+    /// Renewed by answered heartbeats; holds the fencing state the answers report.
+    lease: Arc<LeaderLease>,
 }
 
 impl Lifecycle {
+    /// A new incarnation of this broker, renewing `lease` (the replica manager's).
+    pub fn new(lease: Arc<LeaderLease>) -> Self {
+        Self {
+            incarnation_id: uuid::Uuid::new_v4(),
+            lease,
+        }
+    }
+
     pub fn is_fenced(&self) -> bool {
-        self.fenced.load(Ordering::Acquire)
+        self.lease.is_fenced()
     }
 
     /// Registers, then keeps a session with the active controller until `shutdown`.
@@ -108,7 +110,7 @@ impl Lifecycle {
                     .clone()
                     .unwrap_or_else(|| controllers.addrs().first().cloned().unwrap_or_default());
                 match self
-                    .session(&addr, &replicas, heartbeat, &mut shutdown)
+                    .session(&addr, &replicas, &controllers, heartbeat, &mut shutdown)
                     .await
                 {
                     SessionEnd::Shutdown => return,
@@ -137,6 +139,7 @@ impl Lifecycle {
         &self,
         addr: &str,
         replicas: &ReplicaManager,
+        controllers: &Controllers,
         every: Duration,
         shutdown: &mut watch::Receiver<bool>,
     ) -> SessionEnd {
@@ -151,6 +154,10 @@ impl Lifecycle {
             incarnation_id: incarnation.clone(),
             metadata_offset: offset,
         };
+        // Send times of the heartbeats not yet answered, oldest first (bounded by the
+        // channel and the silence limit below).
+        let mut in_flight: VecDeque<Instant> = VecDeque::new();
+        in_flight.push_back(Instant::now());
         if tx.send(beat(replicas.image().offset)).await.is_err() {
             return SessionEnd::Failed;
         }
@@ -174,19 +181,28 @@ impl Lifecycle {
                         tracing::warn!(controller = %addr, silent = ?last_reply.elapsed(), "controller stopped answering heartbeats: reconnecting");
                         return SessionEnd::Failed;
                     }
-                    if tx.try_send(beat(replicas.image().offset)).is_err() && tx.is_closed() {
-                        return SessionEnd::Failed;
+                    let sent_at = Instant::now();
+                    match tx.try_send(beat(replicas.image().offset)) {
+                        Ok(()) => in_flight.push_back(sent_at),
+                        Err(_) if tx.is_closed() => return SessionEnd::Failed,
+                        Err(_) => {}
                     }
                 }
                 msg = responses.message() => match msg {
-                    Ok(Some(r)) => { last_reply = std::time::Instant::now(); match r.error {
+                    Ok(Some(r)) => { last_reply = std::time::Instant::now(); let sent_at = in_flight.pop_front(); match r.error {
                         None => {
+                            let was = self.lease.is_fenced();
+                            // One answer per heartbeat, in order: a missing send time
+                            // would be a bug, and renews nothing.
+                            if let Some(sent_at) = sent_at {
+                                self.lease.answered(sent_at, r.fenced, r.metadata_offset);
+                            }
                             replicas.note_session_controller(addr);
+                            controllers.prefer(addr);
                             replicas.note_controller_offset(r.metadata_offset);
                             if let Some(h) = &r.hint {
                                 replicas.note_controller(h.leader_id, h.term);
                             }
-                            let was = self.fenced.swap(r.fenced, Ordering::AcqRel);
                             if was != r.fenced {
                                 tracing::info!(fenced = r.fenced, "broker fencing state changed");
                             }

@@ -8,6 +8,7 @@
 
 use crate::control::Decision;
 use crate::control::brokers::{self, Heartbeat, HeartbeatReply, RegisterBroker};
+use crate::control::liveness::{Electable, ElectionRules, SessionView};
 use crate::control::partitions::{self, AlterPartition};
 use crate::control::topics::{self, CreateTopic, TopicDefaults};
 use crate::quorum::{Quorum, QuorumError};
@@ -32,6 +33,9 @@ pub struct ControllerConfig {
     /// Kafka's `leader.imbalance.check.interval`: how often leadership moves back to
     /// preferred replicas (`None`: never, as `auto.leader.rebalance.enable=false`).
     pub leader_imbalance_check_interval: Option<Duration>,
+    /// Kafka's `broker.heartbeat.interval.ms`, as the brokers are configured: an election
+    /// picks only brokers heard from within a few intervals (`control::liveness`).
+    pub broker_heartbeat_interval: Duration,
 }
 
 impl Default for ControllerConfig {
@@ -45,6 +49,7 @@ impl Default for ControllerConfig {
                 replication_factor: 3,
             },
             leader_imbalance_check_interval: Some(Duration::from_secs(10)),
+            broker_heartbeat_interval: Duration::from_millis(250),
         }
     }
 }
@@ -71,7 +76,13 @@ impl From<QuorumError> for ControllerError {
 
 #[derive(Clone, Copy, Debug)]
 struct Session {
+    /// For expiry: the last heartbeat, or when this controller took over.
     last_heartbeat: Instant,
+    /// A heartbeat from this broker reached this controller (since it became active):
+    /// only then may an election pick the broker.
+    heard: bool,
+    /// Since when the broker is unfenced, as far as this controller knows (`None`: fenced).
+    unfenced_since: Option<Instant>,
     /// The session stream is gone (dropped, or held with another controller): fenced
     /// unless a heartbeat arrives by then.
     reconnect_by: Option<Instant>,
@@ -85,6 +96,8 @@ impl Session {
     fn new(metadata_offset: i64) -> Self {
         Self {
             last_heartbeat: Instant::now(),
+            heard: false,
+            unfenced_since: None,
             reconnect_by: None,
             metadata_offset,
             shutting_down: false,
@@ -145,6 +158,25 @@ impl Controller {
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<BrokerId, Session>> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The brokers an election may pick now (`control::liveness`).
+    fn electable(&self, image: &MetadataImage) -> Electable {
+        let now = Instant::now();
+        let sessions: BTreeMap<BrokerId, SessionView> = self
+            .sessions()
+            .iter()
+            .map(|(&b, s)| {
+                let view = SessionView {
+                    heartbeat_age: s.heard.then(|| now.duration_since(s.last_heartbeat)),
+                    unfenced_for: s.unfenced_since.map(|t| now.duration_since(t)),
+                    shutting_down: s.shutting_down,
+                };
+                (b, view)
+            })
+            .collect();
+        let rules = ElectionRules::from_heartbeat_interval(self.config.broker_heartbeat_interval);
+        Electable::decide(image, &sessions, rules)
     }
 
     /// Runs a control manager on an up-to-date image and commits its records.
@@ -220,7 +252,7 @@ impl Controller {
                 ),
             )));
         }
-        self.decide(|img| brokers::register_broker(img, &req))
+        self.decide(|img| brokers::register_broker(img, &req, &self.electable(img)))
             .await??;
         self.sessions().insert(id, Session::new(-1));
         tracing::info!(broker = %id, "broker registered");
@@ -233,19 +265,29 @@ impl Controller {
         }
         // Most heartbeats change nothing: decide on the current image without the lock,
         // and take the full path only to unfence.
-        let quick = brokers::heartbeat(&self.quorum.image(), &hb);
-        let reply = if quick.records.is_empty() {
-            quick.reply?
+        let image = self.quorum.image();
+        let quick = brokers::heartbeat(&image, &hb, &self.electable(&image));
+        let unfencing = !quick.records.is_empty();
+        let reply = if unfencing {
+            self.decide(|img| brokers::heartbeat(img, &hb, &self.electable(img)))
+                .await??
         } else {
-            self.decide(|img| brokers::heartbeat(img, &hb)).await??
+            quick.reply?
         };
+        let now = Instant::now();
         let mut sessions = self.sessions();
         let s = sessions
             .entry(hb.broker_id)
             .or_insert_with(|| Session::new(hb.metadata_offset));
-        s.last_heartbeat = Instant::now();
+        s.last_heartbeat = now;
+        s.heard = true;
         s.reconnect_by = None;
         s.metadata_offset = hb.metadata_offset;
+        s.unfenced_since = match s.unfenced_since {
+            _ if reply.fenced => None,
+            Some(t) if !unfencing => Some(t),
+            _ => Some(now),
+        };
         Ok(reply)
     }
 
@@ -311,7 +353,9 @@ impl Controller {
             .shutting_down = true;
         let stopping = self.shutting_down();
         let left = self
-            .decide(|img| partitions::controlled_shutdown(img, broker, &stopping))
+            .decide(|img| {
+                partitions::controlled_shutdown(img, broker, &stopping, &self.electable(img))
+            })
             .await?;
         tracing::info!(%broker, still_leading = left, "controlled shutdown");
         Ok(left)
@@ -323,8 +367,10 @@ impl Controller {
         only: Option<Vec<(String, PartitionId)>>,
     ) -> Result<Vec<partitions::ElectionResult>, ControllerError> {
         let stopping = self.shutting_down();
-        self.decide(|img| partitions::elect_preferred(img, only.as_deref(), &stopping))
-            .await
+        self.decide(|img| {
+            partitions::elect_preferred(img, only.as_deref(), &stopping, &self.electable(img))
+        })
+        .await
     }
 
     /// The broker's session stream dropped: fence it unless it comes back within the grace.
@@ -389,6 +435,10 @@ impl Controller {
                 for b in img.unfenced_brokers() {
                     let mut s = Session::new(-1);
                     s.last_heartbeat = now;
+                    // Unfenced before this controller took over: settled, but not
+                    // electable until its first heartbeat here.
+                    s.unfenced_since =
+                        Some(now.checked_sub(Duration::from_secs(3600)).unwrap_or(now));
                     // The node whose controller stopped answering (this voter won an
                     // election because it did) most likely died with its broker: that
                     // broker is fenced at once. Alive after all, it registers again and
@@ -430,10 +480,17 @@ impl Controller {
             let expired = self.expired_sessions();
             if !expired.is_empty() {
                 match self
-                    .decide(|img| brokers::fence_brokers(img, &expired))
+                    .decide(|img| brokers::fence_brokers(img, &expired, &self.electable(img)))
                     .await
                 {
                     Ok(fenced) if !fenced.is_empty() => {
+                        let mut sessions = self.sessions();
+                        for b in &fenced {
+                            if let Some(s) = sessions.get_mut(b) {
+                                s.unfenced_since = None;
+                            }
+                        }
+                        drop(sessions);
                         tracing::warn!(brokers = ?fenced, "fenced brokers whose sessions expired")
                     }
                     Ok(_) => {}
@@ -447,7 +504,7 @@ impl Controller {
             {
                 let r = self
                     .decide(|img| Decision {
-                        records: partitions::elect_offline(img),
+                        records: partitions::elect_offline(img, &self.electable(img)),
                         reply: (),
                     })
                     .await;

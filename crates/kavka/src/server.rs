@@ -442,6 +442,12 @@ impl ServerArgs {
                 voters.keys().collect::<Vec<_>>()
             );
         }
+        let session_timeout_ms = self
+            .session_timeout_ms
+            .or(file.session_timeout_ms)
+            .unwrap_or(2500);
+        // The broker's leader lease lasts one session timeout from an answered heartbeat.
+        broker.session_timeout_ms = session_timeout_ms;
         Ok(Settings {
             broker,
             listen,
@@ -452,10 +458,7 @@ impl ServerArgs {
             controller,
             broker_role,
             voters,
-            session_timeout_ms: self
-                .session_timeout_ms
-                .or(file.session_timeout_ms)
-                .unwrap_or(2500),
+            session_timeout_ms,
             default_replication_factor: self
                 .default_replication_factor
                 .or(file.default_replication_factor)
@@ -738,6 +741,9 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
             Arc::clone(&q),
             ControllerConfig {
                 session_timeout: Duration::from_millis(settings.session_timeout_ms),
+                broker_heartbeat_interval: Duration::from_millis(
+                    settings.broker.heartbeat_interval_ms,
+                ),
                 leader_imbalance_check_interval: (settings.leader_imbalance_check_interval_ms > 0)
                     .then(|| Duration::from_millis(settings.leader_imbalance_check_interval_ms)),
                 topic_defaults: TopicDefaults {
@@ -789,7 +795,7 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
         let controllers = Arc::new(Controllers::new(
             settings.voters.values().map(|v| v.addr.clone()).collect(),
         ));
-        let lifecycle = Arc::new(Lifecycle::default());
+        let lifecycle = Arc::new(Lifecycle::new(Arc::clone(replicas.lease())));
         tasks.push(tokio::spawn(Arc::clone(&lifecycle).run(
             Arc::clone(&replicas),
             Arc::clone(&controllers),

@@ -4,7 +4,7 @@ use super::{
     EARLIEST_TIMESTAMP, FETCH_WAIT_MS_MAX, FetchPartitionParams, FetchedPartition,
     LATEST_TIMESTAMP, ReplicaManager,
 };
-use crate::partition::ReadResult;
+use crate::partition::{ReadResult, Role};
 use kavka_log::FetchData;
 use kavka_model::{ErrorCode, KafkaError, Offset};
 use std::time::Duration;
@@ -56,7 +56,15 @@ impl ReplicaManager {
                 log_end_offset: Offset(-1),
                 ..FetchedPartition::default()
             };
-            match self.partition(&p.topic, p.partition) {
+            let part = self.partition(&p.topic, p.partition).and_then(|part| {
+                // As leader, only under a held lease (a follower serves committed records
+                // whatever its session: they never change).
+                if part.role().0 == Role::Leader {
+                    self.check_lease()?;
+                }
+                Ok(part)
+            });
+            match part {
                 Err(e) => r.error = Some(e),
                 Ok(part) => {
                     // Kafka: at least one batch overall, so the first non-empty partition

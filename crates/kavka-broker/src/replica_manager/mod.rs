@@ -19,6 +19,7 @@ pub use replication::Followed;
 
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
+use crate::lease::LeaderLease;
 use crate::partition::Partition;
 use kavka_log::LogConfig;
 use kavka_metadata::{ConfigResource, MetadataImage, PartitionRegistration, TopicId, TopicImage};
@@ -88,6 +89,9 @@ pub struct ReplicaManager {
     controller: watch::Sender<ControllerView>,
     /// High watermarks read from the checkpoint at start, used when a partition opens.
     checkpointed_hw: Mutex<HashMap<TopicPartition, Offset>>,
+    /// Checked before acting as leader (produce, fetches served as leader); renewed by
+    /// the controller session.
+    lease: Arc<LeaderLease>,
 }
 
 /// The active controller as a broker last heard of it (`id` -1 when unknown).
@@ -190,7 +194,6 @@ impl ReplicaManager {
         remove_deleted_dirs(dir);
         let checkpointed_hw = replication::read_hw_checkpoint(dir);
         Ok(Arc::new(Self {
-            config,
             state: RwLock::new(State {
                 image: Arc::new(MetadataImage::empty()),
                 partitions: HashMap::new(),
@@ -205,11 +208,26 @@ impl ReplicaManager {
             heartbeat_replies: std::sync::atomic::AtomicU64::new(0),
             controller: watch::channel(ControllerView::default()).0,
             checkpointed_hw: Mutex::new(checkpointed_hw),
+            lease: Arc::new(LeaderLease::new(
+                config.node_id,
+                Duration::from_millis(config.session_timeout_ms),
+            )),
+            config,
         }))
     }
 
     pub fn config(&self) -> &BrokerConfig {
         &self.config
+    }
+
+    /// The leader lease the controller session renews.
+    pub fn lease(&self) -> &Arc<LeaderLease> {
+        &self.lease
+    }
+
+    /// Ok when this broker may act as leader now (its lease holds for its image).
+    pub(crate) fn check_lease(&self) -> Result<(), KafkaError> {
+        self.lease.check(self.read_state().image.offset)
     }
 
     fn read_state(&self) -> std::sync::RwLockReadGuard<'_, State> {

@@ -75,6 +75,10 @@ impl ReplicaManager {
                     continue;
                 }
             };
+            if let Err(e) = self.check_lease() {
+                results.push((partition, Err(e)));
+                continue;
+            }
             let appends = self.appends.clone();
             let config = config.clone();
             tasks.push((

@@ -141,11 +141,14 @@ impl ReplicaManager {
             })
             .collect();
         let mut budget = (req.max_bytes.max(1)) as usize;
+        // A leader whose lease lapsed serves no follower: it may be acting on a stale image.
+        let lease = self.check_lease();
         let reads = blocking(move || {
             Ok(asks
                 .into_iter()
                 .map(|(part, offset, epoch, max)| {
                     let part = part.map_err(|e| (e, None))?;
+                    lease.clone().map_err(|e| (e, None))?;
                     let read = part.replica_read(replica, offset, epoch, max.min(budget.max(1)));
                     match &read {
                         Ok(r) => budget = budget.saturating_sub(r.data.records.len()),

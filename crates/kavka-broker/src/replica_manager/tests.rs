@@ -8,7 +8,10 @@ const ME: BrokerId = BrokerId(1);
 const T: Duration = Duration::from_secs(5);
 
 fn manager(dir: &Path) -> Arc<ReplicaManager> {
-    ReplicaManager::open(BrokerConfig::new(ME, dir.to_path_buf())).unwrap()
+    let rm = ReplicaManager::open(BrokerConfig::new(ME, dir.to_path_buf())).unwrap();
+    // No controller here: act as a broker whose heartbeats are answered.
+    rm.lease().confirm_for_tests();
+    rm
 }
 
 fn tid(n: u128) -> TopicId {
@@ -288,4 +291,42 @@ async fn wait_for(cond: impl Fn() -> bool) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("condition not met in 5 s");
+}
+
+#[tokio::test]
+async fn a_leader_without_a_held_lease_refuses_produce_and_fetch() {
+    let dir = tempfile::tempdir().unwrap();
+    // No heartbeat ever answered: the image says this broker leads, the lease says no.
+    let rm = ReplicaManager::open(BrokerConfig::new(ME, dir.path().to_path_buf())).unwrap();
+    apply(&rm, &topic(1, "r", 1, &[1, 2], &[]));
+    let r = rm
+        .produce_records("r", 1, T, vec![record(0, "a")], Compression::None)
+        .await
+        .unwrap();
+    let e = r[0].1.as_ref().unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotLeaderOrFollower, "{e}");
+    assert!(e.message.contains("no session"), "{e}");
+    let f = rm.fetch(params("r", 1, 1 << 20), 0, 0, 1 << 20).await;
+    assert_eq!(
+        f[0].error.as_ref().map(|e| e.code),
+        Some(ErrorCode::NotLeaderOrFollower)
+    );
+    let rf = rm.replica_fetch(fetch_req(2, 0, 0)).await;
+    let err = rf.partitions[0].error.as_ref().expect("refused");
+    assert_eq!(
+        err.code,
+        ErrorCode::NotLeaderOrFollower.code() as i32,
+        "{err:?}"
+    );
+    assert!(err.message.contains("no session"), "{err:?}");
+
+    // Answered: it leads.
+    rm.lease().confirm_for_tests();
+    let r = rm
+        .produce_records("r", 1, T, vec![record(0, "a")], Compression::None)
+        .await
+        .unwrap();
+    assert!(r[0].1.is_ok(), "{:?}", r[0].1);
+    let f = rm.fetch(params("r", 1, 1 << 20), 0, 0, 1 << 20).await;
+    assert!(f[0].error.is_none(), "{:?}", f[0].error);
 }

@@ -8,6 +8,7 @@
 //! A broker registers with a new incarnation id on every start; that registration
 //! replaces the old one, so requests carrying the old incarnation are stale.
 
+use super::liveness::Electable;
 use super::{Decision, partitions};
 use kavka_metadata::{Endpoint, MetadataImage, MetadataRecord, RegisterBrokerRecord};
 use kavka_model::{BrokerId, ErrorCode, KafkaError};
@@ -25,6 +26,7 @@ pub struct RegisterBroker {
 pub fn register_broker(
     image: &MetadataImage,
     req: &RegisterBroker,
+    electable: &Electable,
 ) -> Decision<Result<(), KafkaError>> {
     if let Some(existing) = image.broker(req.broker_id)
         && existing.incarnation_id == req.incarnation_id
@@ -46,6 +48,7 @@ pub fn register_broker(
         records.extend(partitions::brokers_gone(
             image,
             &[req.broker_id].into_iter().collect(),
+            electable,
         ));
     }
     Decision {
@@ -74,6 +77,7 @@ pub struct HeartbeatReply {
 pub fn heartbeat(
     image: &MetadataImage,
     hb: &Heartbeat,
+    electable: &Electable,
 ) -> Decision<Result<HeartbeatReply, KafkaError>> {
     let Some(b) = image.broker(hb.broker_id) else {
         return Decision {
@@ -101,7 +105,7 @@ pub fn heartbeat(
             broker_id: b.broker_id,
             incarnation_id: b.incarnation_id,
         }];
-        records.extend(partitions::broker_returns(image, b.broker_id));
+        records.extend(partitions::broker_returns(image, b.broker_id, electable));
         return Decision {
             records,
             reply: Ok(HeartbeatReply { fenced: false }),
@@ -115,7 +119,11 @@ pub fn heartbeat(
 
 /// Fences the given unfenced brokers (their sessions expired or their streams dropped)
 /// and, in the same batch, elects new leaders for what they led and shrinks the ISRs.
-pub fn fence_brokers(image: &MetadataImage, expired: &[BrokerId]) -> Decision<Vec<BrokerId>> {
+pub fn fence_brokers(
+    image: &MetadataImage,
+    expired: &[BrokerId],
+    electable: &Electable,
+) -> Decision<Vec<BrokerId>> {
     let mut records = Vec::new();
     let mut fenced = Vec::new();
     for id in expired {
@@ -130,6 +138,7 @@ pub fn fence_brokers(image: &MetadataImage, expired: &[BrokerId]) -> Decision<Ve
     records.extend(partitions::brokers_gone(
         image,
         &fenced.iter().copied().collect(),
+        electable,
     ));
     Decision {
         records,
@@ -150,6 +159,10 @@ mod tests {
         }
     }
 
+    fn any() -> Electable {
+        Electable::new((1..=9).map(BrokerId), (1..=9).map(BrokerId))
+    }
+
     fn apply<R>(img: &MetadataImage, d: &Decision<R>) -> MetadataImage {
         let (next, _, refused) = img.replay(img.offset + 1, &d.records);
         assert!(refused.is_empty(), "{refused:?}");
@@ -159,11 +172,15 @@ mod tests {
     #[test]
     fn lifecycle_register_unfence_fence_reregister() {
         let img = MetadataImage::empty();
-        let d = register_broker(&img, &reg(1, 10));
+        let d = register_broker(&img, &reg(1, 10), &any());
         let img = apply(&img, &d);
         assert!(img.broker(BrokerId(1)).unwrap().fenced);
         // Registering again with the same incarnation changes nothing.
-        assert!(register_broker(&img, &reg(1, 10)).records.is_empty());
+        assert!(
+            register_broker(&img, &reg(1, 10), &any())
+                .records
+                .is_empty()
+        );
 
         let hb = |offset, inc| Heartbeat {
             broker_id: BrokerId(1),
@@ -171,25 +188,32 @@ mod tests {
             metadata_offset: offset,
         };
         // Behind the metadata log: stays fenced.
-        let d = heartbeat(&img, &hb(img.offset - 1, 10));
+        let d = heartbeat(&img, &hb(img.offset - 1, 10), &any());
         assert_eq!(d.reply.clone().unwrap(), HeartbeatReply { fenced: true });
         assert!(d.records.is_empty());
         // Caught up: unfenced.
-        let d = heartbeat(&img, &hb(img.offset, 10));
+        let d = heartbeat(&img, &hb(img.offset, 10), &any());
         assert_eq!(d.reply.clone().unwrap(), HeartbeatReply { fenced: false });
         let img = apply(&img, &d);
         assert!(!img.broker(BrokerId(1)).unwrap().fenced);
 
         // Session expiry fences it; fencing twice writes nothing more.
-        let d = fence_brokers(&img, &[BrokerId(1), BrokerId(9)]);
+        let d = fence_brokers(&img, &[BrokerId(1), BrokerId(9)], &any());
         assert_eq!(d.reply, vec![BrokerId(1)]);
         let img = apply(&img, &d);
-        assert!(fence_brokers(&img, &[BrokerId(1)]).records.is_empty());
+        assert!(
+            fence_brokers(&img, &[BrokerId(1)], &any())
+                .records
+                .is_empty()
+        );
 
         // A restart registers a new incarnation; the old one's heartbeats are stale.
-        let img = apply(&img, &register_broker(&img, &reg(1, 11)));
+        let img = apply(&img, &register_broker(&img, &reg(1, 11), &any()));
         assert_eq!(
-            heartbeat(&img, &hb(img.offset, 10)).reply.unwrap_err().code,
+            heartbeat(&img, &hb(img.offset, 10), &any())
+                .reply
+                .unwrap_err()
+                .code,
             ErrorCode::StaleBrokerEpoch
         );
         assert_eq!(
@@ -199,7 +223,8 @@ mod tests {
                     broker_id: BrokerId(5),
                     incarnation_id: uuid::Uuid::nil(),
                     metadata_offset: 0
-                }
+                },
+                &any()
             )
             .reply
             .unwrap_err()

@@ -3,6 +3,7 @@
 //! controller runs them, and a decision takes effect only once its records commit.
 
 pub mod brokers;
+pub mod liveness;
 pub mod partitions;
 pub mod placement;
 pub mod producer_ids;

@@ -7,6 +7,11 @@
 //!   live eligible leader replicas (KIP-966); failing that the partition goes offline
 //!   (leader -1), unless the topic sets `unclean.leader.election.enable`, when any live
 //!   replica leads with ISR = [itself];
+//! - "live" for leading is stricter than for staying in the ISR: an election picks only
+//!   brokers that are heartbeating now ([`Electable::is_ready`]), and the preferred-leader
+//!   election, which displaces a working leader, only brokers that have also been
+//!   unfenced for a settle time ([`Electable::is_settled`]). A partition with live ISR
+//!   members none of which is ready waits offline (its ISR kept) until one is;
 //! - the ISR never becomes empty: its last member stays in it when it goes down, so the
 //!   partition comes back with it;
 //! - while the ISR is smaller than `min.insync.replicas` the high watermark does not
@@ -15,6 +20,7 @@
 //! - a change is one `PartitionChange` record; replay bumps the epochs.
 
 use super::Decision;
+use super::liveness::Electable;
 use kavka_metadata::{
     ConfigResource, MetadataImage, MetadataRecord, NO_LEADER, PartitionChangeRecord,
     PartitionRegistration, TopicId, TopicImage,
@@ -53,10 +59,12 @@ fn eligible(reg: &PartitionRegistration, isr: &[BrokerId], min_isr: usize) -> Ve
         })
 }
 
-/// Re-decides leader and ISR given which brokers are live.
+/// Re-decides leader and ISR given which brokers are live (stay in the ISR) and which
+/// may lead (`ready`: live and heartbeating now).
 fn reelect(
     reg: &PartitionRegistration,
     live: &dyn Fn(BrokerId) -> bool,
+    ready: &dyn Fn(BrokerId) -> bool,
     config: &TopicConfig,
 ) -> Target {
     let min_isr = config.min_insync_replicas.max(1) as usize;
@@ -74,7 +82,7 @@ fn reelect(
         reg.replicas
             .iter()
             .copied()
-            .find(|b| set.contains(b) && live(*b))
+            .find(|b| set.contains(b) && live(*b) && ready(*b))
     };
     let leader = if live(reg.leader) && isr.contains(&reg.leader) {
         reg.leader
@@ -121,8 +129,13 @@ fn unfenced(image: &MetadataImage, b: BrokerId) -> bool {
 
 /// Brokers that went away (fenced, or re-registered by a new process): every partition
 /// they led gets a new leader and they leave every ISR, in one batch of records.
-pub fn brokers_gone(image: &MetadataImage, gone: &BTreeSet<BrokerId>) -> Vec<MetadataRecord> {
+pub fn brokers_gone(
+    image: &MetadataImage,
+    gone: &BTreeSet<BrokerId>,
+    electable: &Electable,
+) -> Vec<MetadataRecord> {
     let live = |b: BrokerId| !gone.contains(&b) && unfenced(image, b);
+    let ready = |b: BrokerId| electable.is_ready(b);
     let mut out = Vec::new();
     for t in image.topics() {
         let config = topic_config(image, t);
@@ -135,15 +148,21 @@ pub fn brokers_gone(image: &MetadataImage, gone: &BTreeSet<BrokerId>) -> Vec<Met
             {
                 continue;
             }
-            out.extend(change(t.id, p, reg, reelect(reg, &live, &config)));
+            out.extend(change(t.id, p, reg, reelect(reg, &live, &ready, &config)));
         }
     }
     out
 }
 
-/// A broker came back (is being unfenced): offline partitions it can lead get a leader.
-pub fn broker_returns(image: &MetadataImage, back: BrokerId) -> Vec<MetadataRecord> {
+/// A broker came back (is being unfenced, by the heartbeat being decided, so it is
+/// heartbeating now): offline partitions it can lead get a leader.
+pub fn broker_returns(
+    image: &MetadataImage,
+    back: BrokerId,
+    electable: &Electable,
+) -> Vec<MetadataRecord> {
     let live = |b: BrokerId| b == back || unfenced(image, b);
+    let ready = |b: BrokerId| b == back || electable.is_ready(b);
     let mut out = Vec::new();
     for t in image.topics() {
         let config = topic_config(image, t);
@@ -151,21 +170,23 @@ pub fn broker_returns(image: &MetadataImage, back: BrokerId) -> Vec<MetadataReco
             if reg.has_leader() || !reg.replicas.contains(&back) {
                 continue;
             }
-            out.extend(change(t.id, p, reg, reelect(reg, &live, &config)));
+            out.extend(change(t.id, p, reg, reelect(reg, &live, &ready, &config)));
         }
     }
     out
 }
 
 /// Offline partitions that can get a leader now (a config such as
-/// `unclean.leader.election.enable` changed, or an election was deferred).
-pub fn elect_offline(image: &MetadataImage) -> Vec<MetadataRecord> {
+/// `unclean.leader.election.enable` changed, an election was deferred, or a live ISR
+/// member started heartbeating to this controller).
+pub fn elect_offline(image: &MetadataImage, electable: &Electable) -> Vec<MetadataRecord> {
     let live = |b: BrokerId| unfenced(image, b);
+    let ready = |b: BrokerId| electable.is_ready(b);
     let mut out = Vec::new();
     for t in image.topics() {
         let config = topic_config(image, t);
         for (&p, reg) in t.partitions.iter().filter(|(_, r)| !r.has_leader()) {
-            let target = reelect(reg, &live, &config);
+            let target = reelect(reg, &live, &ready, &config);
             if target.leader != NO_LEADER {
                 out.extend(change(t.id, p, reg, target));
             }
@@ -181,8 +202,10 @@ pub fn controlled_shutdown(
     image: &MetadataImage,
     broker: BrokerId,
     shutting_down: &BTreeSet<BrokerId>,
+    electable: &Electable,
 ) -> Decision<usize> {
     let live = |b: BrokerId| b != broker && !shutting_down.contains(&b) && unfenced(image, b);
+    let ready = |b: BrokerId| electable.is_ready(b);
     let mut records = Vec::new();
     let mut still_leading = 0;
     for t in image.topics() {
@@ -191,7 +214,7 @@ pub fn controlled_shutdown(
             if !reg.isr.contains(&broker) && reg.leader != broker {
                 continue;
             }
-            let target = reelect(reg, &live, &config);
+            let target = reelect(reg, &live, &ready, &config);
             if target.leader == NO_LEADER || target.isr.contains(&broker) {
                 if reg.leader == broker {
                     still_leading += 1;
@@ -210,13 +233,15 @@ pub fn controlled_shutdown(
 /// One partition's preferred leader election outcome.
 pub type ElectionResult = (String, PartitionId, Result<(), KafkaError>);
 
-/// Moves leadership back to each partition's preferred (first) replica where it is live
-/// and in the ISR. `only`: these partitions (with a result each); `None`: every
-/// partition, with results only for those that moved.
+/// Moves leadership back to each partition's preferred (first) replica where it is in
+/// the ISR, unfenced, heartbeating now and settled (it takes leadership from a working
+/// leader: never onto a broker that may be frozen). `only`: these partitions (with a
+/// result each); `None`: every partition, with results only for those that moved.
 pub fn elect_preferred(
     image: &MetadataImage,
     only: Option<&[(String, PartitionId)]>,
     shutting_down: &BTreeSet<BrokerId>,
+    electable: &Electable,
 ) -> Decision<Vec<ElectionResult>> {
     let mut records = Vec::new();
     let mut reply = Vec::new();
@@ -241,6 +266,19 @@ pub fn elect_preferred(
                     "preferred replica {preferred} of {}-{p} is not live and in the ISR {:?}",
                     t.name, reg.isr
                 ),
+            )));
+        }
+        let not_now = if !electable.is_ready(preferred) {
+            Some("has sent no heartbeat to the active controller lately (it may be frozen)")
+        } else if !electable.is_settled(preferred) {
+            Some("was unfenced too recently to take leadership from a working leader")
+        } else {
+            None
+        };
+        if let Some(why) = not_now {
+            return Some(Err(KafkaError::new(
+                ErrorCode::PreferredLeaderNotAvailable,
+                format!("preferred replica {preferred} of {}-{p} {why}", t.name),
             )));
         }
         let mut c = PartitionChangeRecord::new(t.id, p);
@@ -451,6 +489,11 @@ mod tests {
         next.partition(TOPIC, PartitionId(0)).unwrap().clone()
     }
 
+    /// Every broker heartbeating and settled.
+    fn any() -> Electable {
+        Electable::new((1..=9).map(BrokerId), (1..=9).map(BrokerId))
+    }
+
     fn gone(ids: &[i32]) -> BTreeSet<BrokerId> {
         ids.iter().map(|&i| b(i)).collect()
     }
@@ -540,7 +583,7 @@ mod tests {
         for &(name, replicas, isr, leader, dead, configs, want_leader, want_isr, want_elr) in cases
         {
             let img = image(3, &[], replicas, isr, leader, configs);
-            let reg = apply(&img, &brokers_gone(&img, &gone(dead)));
+            let reg = apply(&img, &brokers_gone(&img, &gone(dead), &any()));
             assert_eq!(reg.leader, b(want_leader), "{name}");
             assert_eq!(reg.isr, bs(want_isr), "{name}");
             assert_eq!(reg.eligible_leader_replicas, bs(want_elr), "{name}");
@@ -553,7 +596,7 @@ mod tests {
     #[test]
     fn untouched_partitions_get_no_records() {
         let img = image(3, &[], &[1, 2, 3], &[1, 2], 1, &[]);
-        assert!(brokers_gone(&img, &gone(&[3])).is_empty());
+        assert!(brokers_gone(&img, &gone(&[3]), &any()).is_empty());
     }
 
     #[test]
@@ -561,7 +604,7 @@ mod tests {
         // min ISR 2: ISR [1,2] → 2 dies (ELR [2]) → 1 dies (offline) → 2 returns.
         let cfg = [("min.insync.replicas", "2")];
         let img = image(3, &[3], &[1, 2, 3], &[1, 2], 1, &cfg);
-        let (img, ..) = img.replay(10, &brokers_gone(&img, &gone(&[2])));
+        let (img, ..) = img.replay(10, &brokers_gone(&img, &gone(&[2]), &any()));
         let (img, ..) = img.replay(
             11,
             &[MetadataRecord::FenceBroker {
@@ -569,7 +612,7 @@ mod tests {
                 incarnation_id: uuid::Uuid::from_u128(2),
             }],
         );
-        let (img, ..) = img.replay(12, &brokers_gone(&img, &gone(&[1])));
+        let (img, ..) = img.replay(12, &brokers_gone(&img, &gone(&[1]), &any()));
         let reg = img.partition(TOPIC, PartitionId(0)).unwrap();
         assert_eq!((reg.leader, reg.isr.clone()), (NO_LEADER, bs(&[1])));
         assert_eq!(reg.eligible_leader_replicas, bs(&[2]));
@@ -581,8 +624,8 @@ mod tests {
             }],
         );
         // Broker 3 (never in the ISR) returning changes nothing; broker 2 leads.
-        assert!(broker_returns(&img, b(3)).is_empty());
-        let reg = apply(&img, &broker_returns(&img, b(2)));
+        assert!(broker_returns(&img, b(3), &any()).is_empty());
+        let reg = apply(&img, &broker_returns(&img, b(2), &any()));
         assert_eq!((reg.leader, reg.isr.clone()), (b(2), bs(&[2])));
         assert_eq!(
             reg.eligible_leader_replicas,
@@ -594,15 +637,18 @@ mod tests {
     #[test]
     fn offline_partition_returns_with_its_last_isr_member() {
         let img = image(3, &[1], &[1, 2, 3], &[1], -1, &[]);
-        assert!(broker_returns(&img, b(2)).is_empty(), "2 may lack records");
-        let reg = apply(&img, &broker_returns(&img, b(1)));
+        assert!(
+            broker_returns(&img, b(2), &any()).is_empty(),
+            "2 may lack records"
+        );
+        let reg = apply(&img, &broker_returns(&img, b(1), &any()));
         assert_eq!((reg.leader, reg.isr.clone()), (b(1), bs(&[1])));
     }
 
     #[test]
     fn enabling_unclean_election_elects_offline_partitions() {
         let img = image(3, &[1], &[1, 2, 3], &[1], -1, &[]);
-        assert!(elect_offline(&img).is_empty());
+        assert!(elect_offline(&img, &any()).is_empty());
         let unclean = image(
             3,
             &[1],
@@ -611,30 +657,30 @@ mod tests {
             -1,
             &[("unclean.leader.election.enable", "true")],
         );
-        let reg = apply(&unclean, &elect_offline(&unclean));
+        let reg = apply(&unclean, &elect_offline(&unclean, &any()));
         assert_eq!((reg.leader, reg.isr.clone()), (b(2), bs(&[2])));
     }
 
     #[test]
     fn controlled_shutdown_moves_leadership_but_never_offlines() {
         let img = image(3, &[], &[1, 2, 3], &[1, 2, 3], 1, &[]);
-        let d = controlled_shutdown(&img, b(1), &BTreeSet::new());
+        let d = controlled_shutdown(&img, b(1), &BTreeSet::new(), &any());
         assert_eq!(d.reply, 0);
         let reg = apply(&img, &d.records);
         assert_eq!((reg.leader, reg.isr.clone()), (b(2), bs(&[2, 3])));
 
         let alone = image(3, &[], &[1, 2, 3], &[1], 1, &[]);
-        let d = controlled_shutdown(&alone, b(1), &BTreeSet::new());
+        let d = controlled_shutdown(&alone, b(1), &BTreeSet::new(), &any());
         assert_eq!((d.records.len(), d.reply), (0, 1));
     }
 
     #[test]
     fn preferred_election() {
         let img = image(3, &[], &[1, 2, 3], &[1, 2, 3], 2, &[]);
-        let d = elect_preferred(&img, None, &BTreeSet::new());
+        let d = elect_preferred(&img, None, &BTreeSet::new(), &any());
         assert_eq!(apply(&img, &d.records).leader, b(1));
         assert_eq!(d.reply.len(), 1);
-        let d = elect_preferred(&img, None, &gone(&[1]));
+        let d = elect_preferred(&img, None, &gone(&[1]), &any());
         assert!(
             d.records.is_empty(),
             "a broker shutting down is not elected"
@@ -645,6 +691,7 @@ mod tests {
             &not_in_isr,
             Some(&[("t".into(), PartitionId(0))]),
             &BTreeSet::new(),
+            &any(),
         );
         let code = d.reply[0].2.as_ref().unwrap_err().code;
         assert_eq!(code, ErrorCode::PreferredLeaderNotAvailable);
@@ -652,11 +699,128 @@ mod tests {
             &img,
             Some(&[("nope".into(), PartitionId(0))]),
             &BTreeSet::new(),
+            &any(),
         );
         assert_eq!(
             d.reply[0].2.as_ref().unwrap_err().code,
             ErrorCode::UnknownTopicOrPartition
         );
+    }
+
+    /// Issue 22: elections hand leadership only to brokers heartbeating now; the
+    /// preferred-leader election, which displaces a working leader, only to settled ones.
+    #[test]
+    fn elections_pick_only_heartbeating_brokers() {
+        let e = |ready: &[i32], settled: &[i32]| Electable::new(bs(ready), bs(settled));
+        // (case, isr, leader, gone, electable) -> (leader, isr)
+        type Case<'a> = (
+            &'a str,
+            &'a [i32],
+            i32,
+            &'a [i32],
+            Electable,
+            i32,
+            &'a [i32],
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "first ISR member silent (frozen, not yet fenced): the next one leads",
+                &[1, 2, 3],
+                1,
+                &[1],
+                e(&[3], &[3]),
+                3,
+                &[2, 3],
+            ),
+            (
+                "no ISR member heartbeating: offline, ISR kept for when one is",
+                &[1, 2],
+                1,
+                &[1],
+                e(&[3], &[3]),
+                -1,
+                &[2],
+            ),
+            (
+                "a silent follower leaving nothing to elect keeps the leader",
+                &[1, 2, 3],
+                1,
+                &[3],
+                e(&[], &[]),
+                1,
+                &[1, 2],
+            ),
+        ];
+        for (name, isr, leader, dead, electable, want_leader, want_isr) in cases {
+            let img = image(3, &[], &[1, 2, 3], isr, leader, &[]);
+            let reg = apply(&img, &brokers_gone(&img, &gone(dead), &electable));
+            assert_eq!(reg.leader, b(want_leader), "{name}");
+            assert_eq!(reg.isr, bs(want_isr), "{name}");
+        }
+
+        // The offline partition gets its leader once an ISR member heartbeats.
+        let img = image(3, &[1], &[1, 2, 3], &[2], -1, &[]);
+        assert!(elect_offline(&img, &e(&[3], &[3])).is_empty());
+        let reg = apply(&img, &elect_offline(&img, &e(&[2], &[])));
+        assert_eq!(
+            (reg.leader, reg.isr.clone()),
+            (b(2), bs(&[2])),
+            "ready suffices offline"
+        );
+        // A returning broker is heartbeating by definition.
+        let img = image(3, &[1], &[1, 2, 3], &[1], -1, &[]);
+        let reg = apply(&img, &broker_returns(&img, b(1), &e(&[], &[])));
+        assert_eq!(reg.leader, b(1));
+        // Controlled shutdown moves leadership only to a heartbeating ISR member.
+        let img = image(3, &[], &[1, 2, 3], &[1, 2, 3], 1, &[]);
+        let d = controlled_shutdown(&img, b(1), &BTreeSet::new(), &e(&[3], &[]));
+        assert_eq!(apply(&img, &d.records).leader, b(3));
+        let d = controlled_shutdown(&img, b(1), &BTreeSet::new(), &e(&[], &[]));
+        assert_eq!(
+            (d.records.len(), d.reply),
+            (0, 1),
+            "stays until someone can take it"
+        );
+    }
+
+    #[test]
+    fn preferred_election_needs_a_heartbeating_settled_replica() {
+        let img = image(3, &[], &[1, 2, 3], &[1, 2, 3], 2, &[]);
+        let only = [("t".to_string(), PartitionId(0))];
+        // (case, ready, settled) -> moved
+        let cases: &[(&str, &[i32], &[i32], bool)] = &[
+            (
+                "frozen preferred replica (silent, unfenced, in the ISR)",
+                &[2, 3],
+                &[2, 3],
+                false,
+            ),
+            (
+                "heartbeating but unfenced a moment ago",
+                &[1, 2, 3],
+                &[2, 3],
+                false,
+            ),
+            ("heartbeating and settled", &[1, 2, 3], &[1, 2, 3], true),
+        ];
+        for &(name, ready, settled, moved) in cases {
+            let electable = Electable::new(bs(ready), bs(settled));
+            for asked in [None, Some(&only[..])] {
+                let d = elect_preferred(&img, asked, &BTreeSet::new(), &electable);
+                assert_eq!(!d.records.is_empty(), moved, "{name}");
+                if asked.is_some() {
+                    let r = &d.reply[0].2;
+                    match moved {
+                        true => assert!(r.is_ok(), "{name}: {r:?}"),
+                        false => assert_eq!(
+                            r.as_ref().unwrap_err().code,
+                            ErrorCode::PreferredLeaderNotAvailable,
+                            "{name}"
+                        ),
+                    }
+                }
+            }
+        }
     }
 
     #[test]
