@@ -1,9 +1,13 @@
-//! The chaos run (`deploy/chaos`): against the docker compose cluster, the history
-//! checker's acks=all workload writes while a bounded, seeded random schedule of faults
-//! hits partition leaders — `docker kill` (then start), `docker pause` (then unpause),
-//! `docker network disconnect` (then connect) — and the run ends with a table: faults by
-//! kind, records acknowledged, lost, duplicated, divergent replicas, failover gaps
-//! (median, max) and a one-line verdict. The exit code is non-zero on any violation.
+//! The chaos run (`deploy/chaos`): against the docker compose cluster (or, with
+//! `--local`, three local `kavka` processes), the history checker's idempotent acks=all
+//! workload writes while a bounded, seeded random schedule of faults hits the cluster —
+//! `kill` a partition leader (then start it), `pause` one (then unpause),
+//! `pause-preferred`: freeze a preferred replica while it follows, for longer than the
+//! preferred-leader rebalance interval, so a rebalance happens while it is silent (issue
+//! 22) — and, with compose, `disconnect` a leader's network (then connect). The run ends
+//! with a table: faults by kind, records acknowledged, lost, duplicated (a single
+//! duplicate from the idempotent producers is a violation), divergent replicas, failover
+//! gaps (median, max) and a one-line verdict. The exit code is non-zero on any violation.
 //!
 //! Every fault is healed before the next one and the cluster must be whole again (every
 //! replica back in the ISR) within a deadline, so the run stops by itself.
@@ -11,6 +15,7 @@
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use kavka_client::{Client, NewTopic};
+use kavka_harness::Cluster;
 use kavka_harness::checker::{self, Report, Workload};
 use kavka_harness::compose::{self, Compose};
 use std::collections::BTreeMap;
@@ -20,6 +25,8 @@ use std::time::{Duration, Instant};
 enum Kind {
     Kill,
     Pause,
+    /// Freeze a preferred replica that follows, across a rebalance interval.
+    PausePreferred,
     Disconnect,
 }
 
@@ -28,8 +35,81 @@ impl Kind {
         match self {
             Kind::Kill => "kill",
             Kind::Pause => "pause",
+            Kind::PausePreferred => "pause-preferred",
             Kind::Disconnect => "disconnect",
         }
+    }
+}
+
+/// What the faults hit: the compose project's containers or local processes.
+enum Target {
+    Compose(Compose),
+    Local(Cluster),
+}
+
+impl Target {
+    fn bootstrap(&self) -> String {
+        match self {
+            Target::Compose(c) => c.bootstrap(),
+            Target::Local(c) => c.bootstrap(),
+        }
+    }
+
+    async fn inject(&mut self, kind: Kind, node: i32) -> anyhow::Result<()> {
+        match (self, kind) {
+            (Target::Compose(c), Kind::Kill) => c.kill(node),
+            (Target::Compose(c), Kind::Pause | Kind::PausePreferred) => c.pause(node),
+            (Target::Compose(c), Kind::Disconnect) => c.disconnect(node),
+            (Target::Local(c), Kind::Kill) => {
+                c.node(node).kill();
+                Ok(())
+            }
+            (Target::Local(c), Kind::Pause | Kind::PausePreferred) => {
+                c.node(node).pause();
+                Ok(())
+            }
+            (Target::Local(_), Kind::Disconnect) => {
+                bail!("disconnect needs the docker compose cluster (not --local)")
+            }
+        }
+    }
+
+    async fn heal(&mut self, kind: Kind, node: i32) -> anyhow::Result<()> {
+        match (self, kind) {
+            (Target::Compose(c), Kind::Kill) => c.start(node),
+            (Target::Compose(c), Kind::Pause | Kind::PausePreferred) => c.unpause(node),
+            (Target::Compose(c), Kind::Disconnect) => c.connect(node),
+            (Target::Local(c), Kind::Kill) => c.node(node).start_again().await,
+            (Target::Local(c), _) => {
+                c.node(node).resume();
+                Ok(())
+            }
+        }
+    }
+
+    /// Each node's data dir (compose: copied out of the container; local: the nodes are
+    /// stopped first).
+    fn data_dirs(
+        &mut self,
+        scratch: &std::path::Path,
+    ) -> anyhow::Result<Vec<(i32, std::path::PathBuf)>> {
+        let mut dirs = Vec::new();
+        match self {
+            Target::Compose(c) => {
+                for n in 1..=3 {
+                    let dest = scratch.join(format!("node-{n}"));
+                    c.copy_data(n, &dest)?;
+                    dirs.push((n, dest));
+                }
+            }
+            Target::Local(c) => {
+                for n in &mut c.nodes {
+                    n.kill();
+                    dirs.push((n.node_id(), n.data_dir()));
+                }
+            }
+        }
+        Ok(dirs)
     }
 }
 
@@ -40,8 +120,21 @@ struct Args {
     #[arg(long, default_value_t = 12)]
     faults: usize,
     /// Fault kinds, taken in turn.
-    #[arg(long, value_delimiter = ',', default_value = "kill,pause,disconnect")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "kill,pause,pause-preferred,disconnect"
+    )]
     kinds: Vec<Kind>,
+    /// Three local `kavka` processes on 127.0.0.1 instead of the compose project
+    /// (no `disconnect`); they run with --rebalance-interval-ms.
+    #[arg(long)]
+    local: bool,
+    /// The cluster's preferred-leader rebalance interval
+    /// (`--leader-imbalance-check-interval-ms`; 10 s by default): a `pause-preferred`
+    /// fault lasts at least this plus a second, so a rebalance happens during it.
+    #[arg(long, default_value_t = 10_000)]
+    rebalance_interval_ms: u64,
     /// How long each fault lasts before it is healed, in ms (a random part of up to as
     /// much again is added).
     #[arg(long, default_value_t = 3000)]
@@ -96,28 +189,42 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<bool> {
-    if let Some(why) = compose::unavailable() {
-        bail!("cannot run the chaos run: {why}");
-    }
     if args.faults == 0 || args.faults > 300 || args.kinds.is_empty() {
         bail!("--faults must be 1..=300 and --kinds non-empty");
     }
-    let ports: [u16; 3] = args
-        .ports
-        .clone()
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("--ports takes three ports"))?;
-    let cluster = if args.fresh {
-        let c = Compose::new(&args.project, ports);
-        c.up()?;
-        c
+    let mut cluster = if args.local {
+        if args.kinds.contains(&Kind::Disconnect) {
+            bail!("--local cannot disconnect a node: leave disconnect out of --kinds");
+        }
+        let interval = args.rebalance_interval_ms.to_string();
+        Target::Local(
+            Cluster::start(
+                &["controller,broker"; 3],
+                &["--leader-imbalance-check-interval-ms", &interval],
+            )
+            .await?,
+        )
     } else {
-        Compose::existing(&args.project, ports)
+        if let Some(why) = compose::unavailable() {
+            bail!("cannot run the chaos run: {why}");
+        }
+        let ports: [u16; 3] = args
+            .ports
+            .clone()
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("--ports takes three ports"))?;
+        let c = if args.fresh {
+            let c = Compose::new(&args.project, ports);
+            c.up()?;
+            c
+        } else {
+            Compose::existing(&args.project, ports)
+        };
+        c.wait_healthy(SETTLE)
+            .await
+            .context("the cluster is not healthy (docker compose ps)")?;
+        Target::Compose(c)
     };
-    cluster
-        .wait_healthy(SETTLE)
-        .await
-        .context("the cluster is not healthy (docker compose ps)")?;
     let bootstrap = cluster.bootstrap();
     let seed = args.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
@@ -144,7 +251,11 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             .map(|k| k.name())
             .collect::<Vec<_>>()
             .join(","),
-        args.project,
+        if args.local {
+            "local processes"
+        } else {
+            &args.project
+        },
         args.partitions
     );
     settle(&bootstrap, &topic, args.partitions).await?;
@@ -154,22 +265,14 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let started = Instant::now();
     for i in 0..args.faults {
         let kind = args.kinds[i % args.kinds.len()];
-        let leaders = checker::leaders(&bootstrap, &topic)
-            .await
-            .context("no metadata from the cluster")?;
-        let led: Vec<i32> = leaders
-            .values()
-            .map(|(l, _)| *l)
-            .filter(|l| *l > 0)
-            .collect();
-        if led.is_empty() {
-            bail!("no partition of {topic} has a leader");
-        }
-        let victim = led[rng.below(led.len() as u64) as usize];
+        let victim = pick_victim(&bootstrap, &topic, kind, &mut rng).await?;
         workload
             .fault(&bootstrap, &topic, kind.name(), victim)
             .await;
-        let hold = Duration::from_millis(args.hold_ms + rng.below(args.hold_ms + 1));
+        let mut hold = Duration::from_millis(args.hold_ms + rng.below(args.hold_ms + 1));
+        if kind == Kind::PausePreferred {
+            hold = hold.max(Duration::from_millis(args.rebalance_interval_ms + 1000));
+        }
         println!(
             "[{:>6.1}s] fault {}/{}: {} kavka-{victim} for {:.1}s",
             started.elapsed().as_secs_f64(),
@@ -178,17 +281,9 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             kind.name(),
             hold.as_secs_f64()
         );
-        match kind {
-            Kind::Kill => cluster.kill(victim)?,
-            Kind::Pause => cluster.pause(victim)?,
-            Kind::Disconnect => cluster.disconnect(victim)?,
-        }
+        cluster.inject(kind, victim).await?;
         tokio::time::sleep(hold).await;
-        match kind {
-            Kind::Kill => cluster.start(victim)?,
-            Kind::Pause => cluster.unpause(victim)?,
-            Kind::Disconnect => cluster.connect(victim)?,
-        }
+        cluster.heal(kind, victim).await?;
         settle(&bootstrap, &topic, args.partitions)
             .await
             .with_context(|| format!("after healing kavka-{victim}"))?;
@@ -197,15 +292,47 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let history = workload.stop().await;
     let hws = checker::settled_high_watermarks(&bootstrap, &topic, 3, SETTLE).await?;
     let copies = tempfile::Builder::new().prefix("kavka-chaos-").tempdir()?;
-    let mut dirs = Vec::new();
-    for n in 1..=3 {
-        let dest = copies.path().join(format!("node-{n}"));
-        cluster.copy_data(n, &dest)?;
-        dirs.push((n, dest));
-    }
+    let dirs = cluster.data_dirs(copies.path())?;
     let report = checker::verify(&history, &topic, &dirs, &hws)?;
     print_table(&args, &report);
     Ok(report.ok())
+}
+
+/// The node a fault hits: a partition leader, or for `pause-preferred` a preferred
+/// replica that follows (any follower when every partition is led by its preferred one).
+async fn pick_victim(
+    bootstrap: &str,
+    topic: &str,
+    kind: Kind,
+    rng: &mut Rng,
+) -> anyhow::Result<i32> {
+    let mut client = Client::connect(bootstrap).await?;
+    let partitions = client.describe_topic(topic).await?.partitions;
+    let pool: Vec<i32> = if kind == Kind::PausePreferred {
+        let preferred: Vec<i32> = partitions
+            .iter()
+            .filter(|p| p.replicas.first().is_some_and(|r| *r != p.leader))
+            .map(|p| p.replicas[0])
+            .collect();
+        if preferred.is_empty() {
+            partitions
+                .iter()
+                .flat_map(|p| p.isr.iter().copied().filter(move |r| *r != p.leader))
+                .collect()
+        } else {
+            preferred
+        }
+    } else {
+        partitions
+            .iter()
+            .map(|p| p.leader)
+            .filter(|l| *l > 0)
+            .collect()
+    };
+    if pool.is_empty() {
+        bail!("no node of {topic} fits a {} fault", kind.name());
+    }
+    Ok(pool[rng.below(pool.len() as u64) as usize])
 }
 
 /// Every partition led and every replica in the ISR.
@@ -235,7 +362,7 @@ async fn wait_for_progress(w: &Workload, more: usize) -> anyhow::Result<()> {
 fn print_table(args: &Args, r: &Report) {
     let secs = |d: Duration| format!("{:.2} s", d.as_secs_f64());
     println!(
-        "\n{:<12} {:>6} {:>16} {:>12}",
+        "\n{:<16} {:>6} {:>16} {:>12}",
         "FAULT", "COUNT", "GAP MEDIAN", "GAP MAX"
     );
     let mut kinds: Vec<&'static str> = args.kinds.iter().map(|k| k.name()).collect();
@@ -245,11 +372,11 @@ fn print_table(args: &Args, r: &Report) {
             .filter(|i| args.kinds[i % args.kinds.len()].name() == k)
             .count();
         let (median, max) = r.gap_stats(Some(k));
-        println!("{k:<12} {count:>6} {:>16} {:>12}", secs(median), secs(max));
+        println!("{k:<16} {count:>6} {:>16} {:>12}", secs(median), secs(max));
     }
     let (median, max) = r.gap_stats(None);
     println!(
-        "{:<12} {:>6} {:>16} {:>12}\n",
+        "{:<16} {:>6} {:>16} {:>12}\n",
         "all",
         r.faults,
         secs(median),

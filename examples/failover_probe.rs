@@ -6,10 +6,15 @@
 //!
 //! `ctl` SIGKILLs the active controller, measuring a partition it leads.
 //!
+//! `pref` (issue 22) freezes a partition's preferred replica while it follows in the
+//! ISR, and 1.5 s later runs the preferred-leader election (as the periodic rebalance
+//! would, mid-freeze); it prints the longest gap between acknowledgements of that
+//! partition within 12 s of the freeze.
+//!
 //! The third argument is the durability policy (`--log-flush`): `replicated` (default)
 //! or `fsync`.
 //!
-//!     cargo run -p kavka-harness --example failover_probe -- [kill|stop|ctl] [rounds] [flush]
+//!     cargo run -p kavka-harness --example failover_probe -- [kill|stop|ctl|pref] [rounds] [flush]
 
 use kavka_client::{Acks, Client, NewTopic, Producer, ProducerConfig, ProducerRecord};
 use kavka_harness::{Cluster, checker};
@@ -33,6 +38,9 @@ async fn main() -> anyhow::Result<()> {
     let rounds: usize = args.next().and_then(|r| r.parse().ok()).unwrap_or(3);
     let flush = args.next().unwrap_or_else(|| "replicated".into());
     println!("mode {mode}, {rounds} rounds, --log-flush {flush}");
+    if mode == "pref" {
+        return preferred_freezes(rounds, &flush).await;
+    }
     let mut cluster = Cluster::start(&["controller,broker"; 3], &["--log-flush", &flush]).await?;
     let all = cluster.bootstrap();
     let mut admin = Client::connect(&all).await?;
@@ -173,6 +181,151 @@ async fn main() -> anyhow::Result<()> {
         } else {
             cluster.node(victim).start_again().await?;
         }
+    }
+    gaps.sort();
+    if let (Some(min), Some(max)) = (gaps.first(), gaps.last()) {
+        println!(
+            "gaps: min {} ms, median {} ms, max {} ms",
+            min.as_millis(),
+            gaps[gaps.len() / 2].as_millis(),
+            max.as_millis()
+        );
+    }
+    Ok(())
+}
+
+/// `pref` mode: a frozen preferred follower and a preferred-leader election mid-freeze.
+async fn preferred_freezes(rounds: usize, flush: &str) -> anyhow::Result<()> {
+    let mut cluster = Cluster::start(
+        &["controller,broker"; 3],
+        &[
+            "--log-flush",
+            flush,
+            "--leader-imbalance-check-interval-ms",
+            "0",
+        ],
+    )
+    .await?;
+    let all = cluster.bootstrap();
+    let mut admin = Client::connect(&all).await?;
+    admin
+        .create_topic(NewTopic {
+            name: "probe".into(),
+            partitions: 3,
+            replication_factor: 3,
+            configs: BTreeMap::from([("min.insync.replicas".into(), "2".into())]),
+        })
+        .await?;
+    let mut gaps = Vec::new();
+    for round in 0..rounds {
+        let status = kavka_harness::run_cli(&all, &["quorum", "status", "-o", "json"], b"");
+        let controller = serde_json::from_slice::<serde_json::Value>(&status.stdout)
+            .ok()
+            .and_then(|v| v["leader_id"].as_i64())
+            .map_or(-1, |l| l as i32);
+        let parts = admin.describe_topic("probe").await?.partitions;
+        let Some(p) = parts.iter().find(|p| p.replicas[0] != controller) else {
+            println!("round {round}: no partition fits; skipped");
+            continue;
+        };
+        let (partition, victim) = (p.partition, p.replicas[0]);
+        let others: String = cluster
+            .nodes
+            .iter()
+            .filter(|n| n.node_id() != victim)
+            .map(|n| n.addr())
+            .collect::<Vec<_>>()
+            .join(",");
+        // The preferred replica must follow, in the ISR, settled: move leadership off
+        // it by a controlled shutdown and bring it back.
+        if p.leader == victim {
+            cluster.node(victim).terminate();
+            cluster.node(victim).start_again().await?;
+        }
+        kavka_harness::wait_until("a full ISR", Duration::from_secs(60), || async {
+            let Ok(mut c) = Client::connect(&others).await else {
+                return false;
+            };
+            c.describe_topic("probe").await.is_ok_and(|d| {
+                d.partitions
+                    .iter()
+                    .any(|q| q.partition == partition && q.isr.len() == 3 && q.leader != victim)
+            })
+        })
+        .await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+
+        let acks: Arc<Mutex<Vec<Instant>>> = Arc::default();
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let producer = {
+            let (all, acks, done) = (all.clone(), Arc::clone(&acks), Arc::clone(&done));
+            tokio::spawn(async move {
+                let Ok(c) = Client::connect(&all).await else {
+                    return;
+                };
+                let mut p = Producer::new(
+                    c,
+                    ProducerConfig {
+                        acks: Acks::All,
+                        request_timeout: Duration::from_secs(2),
+                        retry_backoff: Duration::from_millis(20),
+                        retry_backoff_max: Duration::from_millis(50),
+                        ..ProducerConfig::default()
+                    },
+                );
+                let mut i = 0u64;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    i += 1;
+                    let r = ProducerRecord {
+                        partition: Some(partition),
+                        value: Some(bytes::Bytes::from(format!("v{i}"))),
+                        ..ProducerRecord::default()
+                    };
+                    if p.send("probe", vec![r]).await.is_ok()
+                        && let Ok(mut a) = acks.lock()
+                    {
+                        a.push(Instant::now());
+                    }
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let t0 = Instant::now();
+        cluster.node(victim).pause();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let elected = Client::connect(&others)
+            .await?
+            .elect_leaders(vec![("probe".into(), partition)])
+            .await?;
+        let answer = elected
+            .first()
+            .map(|r| {
+                r.error
+                    .as_ref()
+                    .map_or("moved".to_string(), |e| e.name.clone())
+            })
+            .unwrap_or_default();
+        tokio::time::sleep(Duration::from_millis(10_500)).await;
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = producer.await;
+        cluster.node(victim).resume();
+        let acks = acks.lock().map(|a| a.clone()).unwrap_or_default();
+        let window: Vec<Instant> = acks
+            .iter()
+            .copied()
+            .filter(|t| *t + Duration::from_secs(1) >= t0)
+            .collect();
+        let gap = window
+            .windows(2)
+            .map(|w| w[1].duration_since(w[0]))
+            .max()
+            .unwrap_or_default();
+        println!(
+            "round {round}: SIGSTOP preferred replica {victim} of probe-{partition}; election at +1.5 s: {answer}; longest ack gap {} ms ({} acks in the window)",
+            gap.as_millis(),
+            window.len()
+        );
+        gaps.push(gap);
     }
     gaps.sort();
     if let (Some(min), Some(max)) = (gaps.first(), gaps.last()) {

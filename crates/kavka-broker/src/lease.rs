@@ -234,7 +234,13 @@ mod tests {
             image_offset_required: 10,
         };
         // (case, state, now, image offset) -> verdict
-        type Case = (&'static str, LeaseState, Instant, i64, Result<(), LeaseRefusal>);
+        type Case = (
+            &'static str,
+            LeaseState,
+            Instant,
+            i64,
+            Result<(), LeaseRefusal>,
+        );
         let cases: Vec<Case> = vec![
             (
                 "never answered",

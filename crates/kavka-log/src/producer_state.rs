@@ -370,6 +370,50 @@ mod tests {
         assert_eq!(code(s.check_append(&[batch(7, 2, 1, 1, -1)])), "write");
     }
 
+    /// Issue 22, Kafka's rules for a new leader (`ProducerStateManager` /
+    /// `ProducerAppendInfo.checkSequence`): it holds every acknowledged batch (it came
+    /// from the ISR) but maybe not the old leader's unacknowledged tail. The producer
+    /// resends its in-flight batches in order from the first unacknowledged one, so each
+    /// is either a batch this leader holds (answered as a duplicate with the original
+    /// offsets) or the next in sequence (written): never OUT_OF_ORDER_SEQUENCE_NUMBER.
+    /// A producer this leader holds nothing of (no epoch known) may start at any
+    /// sequence; UNKNOWN_PRODUCER_ID is never answered (Kafka dropped it with KIP-360).
+    #[test]
+    fn a_new_leader_behind_the_old_one_accepts_the_resent_tail() {
+        let mut new_leader = ProducerStates::default();
+        // The old leader wrote seqs 0..=4 (offsets 0..=4); the new one replicated 0..=2.
+        for i in 0..3 {
+            new_leader.record(&batch(7, 0, i, 1, i as i64));
+        }
+        // (case, resent batches) -> answer
+        let cases: &[(&str, &[(i32, i32)], &str)] = &[
+            ("an acknowledged batch it holds", &[(2, 1)], "dup 2..2"),
+            ("the first unacknowledged one", &[(3, 1)], "write"),
+            (
+                "the whole unacknowledged tail at once",
+                &[(3, 1), (4, 1)],
+                "write",
+            ),
+            (
+                "a later one before the first (out of order in flight)",
+                &[(4, 1)],
+                "out of order: expected 3, got 4",
+            ),
+        ];
+        for (name, resent, want) in cases {
+            let headers: Vec<BatchHeader> = resent
+                .iter()
+                .map(|&(seq, n)| batch(7, 0, seq, n, -1))
+                .collect();
+            assert_eq!(code(new_leader.check_append(&headers)), *want, "{name}");
+        }
+        // Nothing of the producer here at all: any sequence is accepted.
+        assert_eq!(
+            code(new_leader.check_append(&[batch(9, 3, 38_531, 1, -1)])),
+            "write"
+        );
+    }
+
     #[test]
     fn only_the_last_five_batches_are_remembered() {
         let mut s = ProducerStates::default();
