@@ -18,6 +18,7 @@ use kavka_client::{Client, NewTopic};
 use kavka_harness::Cluster;
 use kavka_harness::checker::{self, Report, Workload};
 use kavka_harness::compose::{self, Compose};
+use kavka_harness::kafka_clients::RdkafkaProducer;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -52,6 +53,13 @@ impl Target {
         match self {
             Target::Compose(c) => c.bootstrap(),
             Target::Local(c) => c.bootstrap(),
+        }
+    }
+
+    fn kafka_bootstrap(&self) -> String {
+        match self {
+            Target::Compose(c) => c.kafka_bootstrap(),
+            Target::Local(c) => c.kafka_bootstrap(),
         }
     }
 
@@ -152,9 +160,13 @@ struct Args {
     /// at the end, instead of attacking a running one.
     #[arg(long)]
     fresh: bool,
-    /// Concurrent producers.
+    /// Concurrent producers (kavka-client, idempotent).
     #[arg(long, default_value_t = 3)]
     producers: usize,
+    /// Also run a librdkafka idempotent producer (needs `deploy/kafka-clients.sh`): its
+    /// acknowledgements are checked like the others'. `false` to leave it out.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    librdkafka: bool,
     #[arg(long, default_value_t = 6)]
     partitions: i32,
 }
@@ -244,7 +256,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
         })
         .await?;
     println!(
-        "chaos run: {} faults ({}) on project {}, topic {topic} ({} partitions, RF 3, min.insync.replicas 2), seed {seed}",
+        "chaos run: {} faults ({}) on {}, topic {topic} ({} partitions, RF 3, min.insync.replicas 2), seed {seed}",
         args.faults,
         args.kinds
             .iter()
@@ -252,14 +264,28 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             .collect::<Vec<_>>()
             .join(","),
         if args.local {
-            "local processes"
+            "local processes".to_string()
         } else {
-            &args.project
+            format!("project {}", args.project)
         },
         args.partitions
     );
     settle(&bootstrap, &topic, args.partitions).await?;
     let workload = Workload::start(&bootstrap, &topic, args.producers);
+    let rdkafka = if args.librdkafka {
+        let python = kavka_harness::kafka_clients::clients().map_err(|why| {
+            anyhow::anyhow!("--librdkafka needs the Kafka clients ({why}); run deploy/kafka-clients.sh or pass --librdkafka false")
+        })?;
+        println!("a librdkafka idempotent producer writes too");
+        Some(RdkafkaProducer::start(
+            &python,
+            &cluster.kafka_bootstrap(),
+            &topic,
+            3600,
+        )?)
+    } else {
+        None
+    };
     wait_for_progress(&workload, 200).await?;
 
     let started = Instant::now();
@@ -289,7 +315,18 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             .with_context(|| format!("after healing kavka-{victim}"))?;
         wait_for_progress(&workload, 50).await?;
     }
-    let history = workload.stop().await;
+    let mut history = workload.stop().await;
+    if let Some(rd) = rdkafka {
+        let acks = tokio::task::spawn_blocking(move || rd.stop()).await??;
+        let unknown = acks.iter().filter(|a| a.offset.is_none()).count();
+        println!(
+            "librdkafka acknowledged {} records ({unknown} without an offset)",
+            acks.len()
+        );
+        history
+            .acked
+            .extend(acks.into_iter().filter_map(|a| a.into_ack()));
+    }
     let hws = checker::settled_high_watermarks(&bootstrap, &topic, 3, SETTLE).await?;
     let copies = tempfile::Builder::new().prefix("kavka-chaos-").tempdir()?;
     let dirs = cluster.data_dirs(copies.path())?;

@@ -9,7 +9,8 @@
 //! `pref` (issue 22) freezes a partition's preferred replica while it follows in the
 //! ISR, and 1.5 s later runs the preferred-leader election (as the periodic rebalance
 //! would, mid-freeze); it prints the longest gap between acknowledgements of that
-//! partition within 12 s of the freeze.
+//! partition within 12 s of the freeze, for our producer and (where the Kafka clients
+//! are installed, `deploy/kafka-clients.sh`) a librdkafka idempotent producer.
 //!
 //! The third argument is the durability policy (`--log-flush`): `replicated` (default)
 //! or `fsync`.
@@ -17,6 +18,7 @@
 //!     cargo run -p kavka-harness --example failover_probe -- [kill|stop|ctl|pref] [rounds] [flush]
 
 use kavka_client::{Acks, Client, NewTopic, Producer, ProducerConfig, ProducerRecord};
+use kavka_harness::kafka_clients::RdkafkaProducer;
 use kavka_harness::{Cluster, checker};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -217,6 +219,7 @@ async fn preferred_freezes(rounds: usize, flush: &str) -> anyhow::Result<()> {
         })
         .await?;
     let mut gaps = Vec::new();
+    let mut rd_gaps = Vec::new();
     for round in 0..rounds {
         let status = kavka_harness::run_cli(&all, &["quorum", "status", "-o", "json"], b"");
         let controller = serde_json::from_slice::<serde_json::Value>(&status.stdout)
@@ -289,8 +292,18 @@ async fn preferred_freezes(rounds: usize, flush: &str) -> anyhow::Result<()> {
                 }
             })
         };
+        let rdkafka = match kavka_harness::kafka_clients::clients() {
+            Ok(python) => Some(RdkafkaProducer::start(
+                &python,
+                &cluster.kafka_bootstrap(),
+                "probe",
+                60,
+            )?),
+            Err(_) => None,
+        };
         tokio::time::sleep(Duration::from_secs(1)).await;
         let t0 = Instant::now();
+        let t0_unix = unix_now();
         cluster.node(victim).pause();
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let elected = Client::connect(&others)
@@ -309,6 +322,26 @@ async fn preferred_freezes(rounds: usize, flush: &str) -> anyhow::Result<()> {
         done.store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = producer.await;
         cluster.node(victim).resume();
+        let rd_gap = match rdkafka {
+            Some(rd) => {
+                let times = rd
+                    .stop()?
+                    .into_iter()
+                    .filter(|a| a.partition == partition)
+                    .map(|a| a.unix_time);
+                // Up to the end of the window: acks that never resumed count too.
+                let end = t0_unix + 12.0;
+                let mut window: Vec<f64> = times
+                    .into_iter()
+                    .filter(|t| *t + 1.0 >= t0_unix && *t <= end)
+                    .collect();
+                window.push(end);
+                let gap = window.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max);
+                rd_gaps.push(Duration::from_secs_f64(gap));
+                format!("; librdkafka longest ack gap {} ms", (gap * 1000.0) as u64)
+            }
+            None => String::new(),
+        };
         let acks = acks.lock().map(|a| a.clone()).unwrap_or_default();
         let window: Vec<Instant> = acks
             .iter()
@@ -321,20 +354,31 @@ async fn preferred_freezes(rounds: usize, flush: &str) -> anyhow::Result<()> {
             .max()
             .unwrap_or_default();
         println!(
-            "round {round}: SIGSTOP preferred replica {victim} of probe-{partition}; election at +1.5 s: {answer}; longest ack gap {} ms ({} acks in the window)",
+            "round {round}: SIGSTOP preferred replica {victim} of probe-{partition}; election at +1.5 s: {answer}; longest ack gap {} ms ({} acks in the window){rd_gap}",
             gap.as_millis(),
             window.len()
         );
         gaps.push(gap);
     }
+    print_gaps("gaps", gaps);
+    print_gaps("librdkafka gaps", rd_gaps);
+    Ok(())
+}
+
+fn print_gaps(what: &str, mut gaps: Vec<Duration>) {
     gaps.sort();
     if let (Some(min), Some(max)) = (gaps.first(), gaps.last()) {
         println!(
-            "gaps: min {} ms, median {} ms, max {} ms",
+            "{what}: min {} ms, median {} ms, max {} ms",
             min.as_millis(),
             gaps[gaps.len() / 2].as_millis(),
             max.as_millis()
         );
     }
-    Ok(())
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }

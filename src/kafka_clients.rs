@@ -61,3 +61,87 @@ pub fn bounded(secs: u64, program: &str, args: &[&str], stdin: &[u8]) -> Output 
         .wait_with_output()
         .unwrap_or_else(|e| panic!("cannot wait for {program}: {e}"))
 }
+
+/// One record acknowledged to the librdkafka producer.
+#[derive(Clone, Debug)]
+pub struct RdkafkaAck {
+    pub partition: i32,
+    /// `None`: delivered without an offset (librdkafka reports some retried batches of an
+    /// idempotent producer as persisted with the offset unknown).
+    pub offset: Option<i64>,
+    pub value: String,
+    /// When the acknowledgement arrived, in Unix seconds.
+    pub unix_time: f64,
+}
+
+/// A librdkafka (confluent-kafka) idempotent acks=all producer writing unique values
+/// (`v-<n>`, keyless) as fast as it is acknowledged, in a child process
+/// (`tests/kafka/produce_through_kill.py`), until [`RdkafkaProducer::stop`].
+pub struct RdkafkaProducer {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+}
+
+impl RdkafkaProducer {
+    /// Starts it against `kafka_bootstrap` (bounded to `seconds_max`, and by `timeout(1)`).
+    pub fn start(
+        python: &std::path::Path,
+        kafka_bootstrap: &str,
+        topic: &str,
+        seconds_max: u32,
+    ) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let child = Command::new("timeout")
+            .arg((seconds_max + 120).to_string())
+            .arg(python)
+            .args(["-W", "ignore"])
+            .arg(root().join("tests/kafka/produce_through_kill.py"))
+            .args([kafka_bootstrap, topic, &seconds_max.to_string()])
+            .arg(dir.path().join("acks.jsonl"))
+            .arg(dir.path().join("stop"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        Ok(Self { child, dir })
+    }
+
+    /// Stops it (it flushes what is in flight, bounded) and returns every
+    /// acknowledgement it saw. Blocking.
+    pub fn stop(mut self) -> anyhow::Result<Vec<RdkafkaAck>> {
+        std::fs::write(self.dir.path().join("stop"), b"")?;
+        let status = self.child.wait()?;
+        anyhow::ensure!(status.success(), "the librdkafka producer failed: {status}");
+        let text = std::fs::read_to_string(self.dir.path().join("acks.jsonl"))?;
+        let mut acks = Vec::new();
+        let mut done = false;
+        for line in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(line)?;
+            if v["done"].as_bool() == Some(true) {
+                done = true;
+                continue;
+            }
+            let field = |k: &str| anyhow::anyhow!("ack line without '{k}': {line}");
+            acks.push(RdkafkaAck {
+                partition: v["p"].as_i64().ok_or_else(|| field("p"))? as i32,
+                offset: v["o"].as_i64(),
+                value: v["v"].as_str().ok_or_else(|| field("v"))?.to_string(),
+                unix_time: v["t"].as_f64().ok_or_else(|| field("t"))?,
+            });
+        }
+        anyhow::ensure!(done, "no summary line from the librdkafka producer");
+        Ok(acks)
+    }
+}
+
+impl RdkafkaAck {
+    /// As an acknowledgement the history checker holds to its rules (at its offset);
+    /// `None` when the offset is unknown (its value is still checked for duplicates).
+    pub fn into_ack(self) -> Option<crate::checker::Ack> {
+        Some(crate::checker::Ack {
+            partition: self.partition,
+            offset: self.offset?,
+            value: self.value,
+            at: std::time::Instant::now(),
+        })
+    }
+}

@@ -6,6 +6,7 @@
 
 use kavka_client::{Acks, Client, Producer, ProducerConfig, ProducerRecord};
 use kavka_harness::checker::{self, Workload};
+use kavka_harness::kafka_clients::{RdkafkaProducer, clients_or_skip};
 use kavka_harness::{Cluster, wait_until};
 use kavka_model::ErrorCode;
 use std::time::Duration;
@@ -637,7 +638,9 @@ async fn frozen_preferred_replica_is_never_elected_and_nothing_is_duplicated() {
     };
     let w = Workload::start(&bootstrap, "pref", 2);
     // Beside our own idempotent producers, librdkafka's (the client of the incident).
-    let rdkafka = RdkafkaProducer::start(&cluster.kafka_bootstrap(), "pref");
+    let rdkafka = clients_or_skip("the librdkafka producer of this test").map(|python| {
+        RdkafkaProducer::start(&python, &cluster.kafka_bootstrap(), "pref", 240).unwrap()
+    });
     progress(&w, 50).await;
 
     // Make the preferred replica a follower: freeze it (it leads the partition) until
@@ -720,72 +723,24 @@ async fn frozen_preferred_replica_is_never_elected_and_nothing_is_duplicated() {
     progress(&w, 30).await;
     let mut history = w.stop().await;
     if let Some(rd) = rdkafka {
-        let acked = rd.stop_into(&mut history).await;
-        assert!(acked >= 100, "librdkafka acknowledged only {acked} records");
+        let acks = tokio::task::spawn_blocking(move || rd.stop())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            acks.len() >= 100,
+            "librdkafka acknowledged only {} records",
+            acks.len()
+        );
+        history
+            .acked
+            .extend(acks.into_iter().filter_map(|a| a.into_ack()));
     }
     let hws = checker::settled_high_watermarks(&bootstrap, "pref", 3, Duration::from_secs(90))
         .await
         .unwrap();
     let report = stop_and_verify(&mut cluster, &history, "pref", &hws);
     assert_eq!(report.faults, 2);
-}
-
-/// A librdkafka (confluent-kafka) idempotent acks=all producer writing unique values
-/// (`tests/kafka/produce_through_kill.py`); `None` where the clients are not installed
-/// (outside CI).
-struct RdkafkaProducer {
-    child: std::process::Child,
-    dir: tempfile::TempDir,
-}
-
-impl RdkafkaProducer {
-    fn start(kafka_bootstrap: &str, topic: &str) -> Option<Self> {
-        let python = kavka_harness::kafka_clients::clients_or_skip("librdkafka part")?;
-        let dir = tempfile::tempdir().unwrap();
-        let script =
-            kavka_harness::kafka_clients::root().join("tests/kafka/produce_through_kill.py");
-        let child = std::process::Command::new("timeout")
-            .args(["300", python.to_str().unwrap(), "-W", "ignore"])
-            .arg(&script)
-            .args([kafka_bootstrap, topic, "240"])
-            .arg(dir.path().join("acks.jsonl"))
-            .arg(dir.path().join("stop"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        Some(Self { child, dir })
-    }
-
-    /// Stops it, waits for its last acknowledgements and adds them to `history`, so the
-    /// checker holds them to the same rules (none lost, none stored twice).
-    async fn stop_into(mut self, history: &mut checker::History) -> usize {
-        std::fs::write(self.dir.path().join("stop"), b"").unwrap();
-        let status = tokio::task::spawn_blocking(move || (self.child.wait(), self.dir))
-            .await
-            .unwrap();
-        let (status, dir) = status;
-        assert!(status.unwrap().success(), "the librdkafka producer failed");
-        let text = std::fs::read_to_string(dir.path().join("acks.jsonl")).unwrap();
-        let mut acked = 0;
-        let mut done = false;
-        for line in text.lines() {
-            let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            if v["done"].as_bool() == Some(true) {
-                done = true;
-                continue;
-            }
-            history.acked.push(checker::Ack {
-                partition: v["p"].as_i64().unwrap() as i32,
-                offset: v["o"].as_i64().unwrap(),
-                value: v["v"].as_str().unwrap().to_string(),
-                at: std::time::Instant::now(),
-            });
-            acked += 1;
-        }
-        assert!(done, "no summary line from the librdkafka producer");
-        acked
-    }
 }
 
 /// The leader lease: with every controller frozen, a broker that leads a partition has

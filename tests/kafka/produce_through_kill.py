@@ -2,8 +2,9 @@
 while the test kills a partition leader, recording every acknowledgement.
 
 Usage: produce_through_kill.py BOOTSTRAP TOPIC SECONDS ACKS_FILE [STOP_FILE]
-Stops after SECONDS, or earlier once STOP_FILE exists. Writes one JSON line per acknowledged record {"p", "o", "v"} to ACKS_FILE (flushed as it
-goes, so the test can watch progress) and a final {"done", "acked", "failed"} line.
+Stops after SECONDS, or earlier once STOP_FILE exists. Writes one JSON line per
+acknowledged record {"p", "o", "v", "t": unix time of the ack} to ACKS_FILE (flushed as
+it goes, so the test can watch progress) and a final {"done", "acked", "failed"} line.
 Retries are librdkafka's own (message.timeout.ms bounds them) and the producer is
 idempotent (enable.idempotence, InitProducerId and sequence numbers), so a batch retried
 across the failover must be stored once.
@@ -33,7 +34,7 @@ def cb(err, msg):
     else:
         acked += 1
         out.write(json.dumps({"p": msg.partition(), "o": msg.offset(),
-                              "v": msg.value().decode()}) + "\n")
+                              "v": msg.value().decode(), "t": time.time()}) + "\n")
 
 
 end, i = time.time() + seconds, 0

@@ -86,11 +86,20 @@ impl Lifecycle {
                     tracing::info!(broker = %config.node_id, incarnation = %self.incarnation_id, "registered with the controller quorum");
                 }
                 Ok(r) => {
+                    let duplicate = r.error.as_ref().is_some_and(|e| {
+                        e.code == ErrorCode::DuplicateBrokerRegistration.code() as i32
+                    });
                     let e = r
                         .error
                         .map(|e| format!("{}: {}", e.name, e.message))
                         .unwrap_or_default();
-                    tracing::error!(error = %e, "registration refused");
+                    if duplicate {
+                        // Usually this broker's own previous process (a crash, a quick
+                        // restart): its session expires within the session timeout.
+                        tracing::info!(error = %e, "waiting for the previous registration of this node id to expire");
+                    } else {
+                        tracing::error!(error = %e, "registration refused");
+                    }
                     if sleep_or_stop(&mut shutdown, Duration::from_secs(1)).await {
                         return;
                     }

@@ -247,7 +247,7 @@ impl Controller {
             return Err(ControllerError::Kafka(KafkaError::new(
                 ErrorCode::DuplicateBrokerRegistration,
                 format!(
-                    "broker {id} is already registered by a live process (incarnation {}); is node id {id} used twice?",
+                    "broker {id} is still registered by another process (incarnation {}) whose session has not expired: after a restart this clears within the session timeout; if it does not, node id {id} is used twice",
                     existing.incarnation_id
                 ),
             )));

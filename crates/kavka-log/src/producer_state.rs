@@ -386,7 +386,8 @@ mod tests {
             new_leader.record(&batch(7, 0, i, 1, i as i64));
         }
         // (case, resent batches) -> answer
-        let cases: &[(&str, &[(i32, i32)], &str)] = &[
+        type Case<'a> = (&'a str, &'a [(i32, i32)], &'a str);
+        let cases: &[Case] = &[
             ("an acknowledged batch it holds", &[(2, 1)], "dup 2..2"),
             ("the first unacknowledged one", &[(3, 1)], "write"),
             (

@@ -56,6 +56,14 @@ pub fn create_topics(
     }
 }
 
+/// Kafka's KRaft metadata log as a topic name: never created by a client.
+const CLUSTER_METADATA_TOPIC: &str = "__cluster_metadata";
+
+/// Kafka's `Topic.unifyCollisionChars`.
+fn unify_collision_chars(name: &str) -> String {
+    name.replace('.', "_")
+}
+
 fn create_one(
     image: &MetadataImage,
     req: &CreateTopic,
@@ -65,12 +73,34 @@ fn create_one(
 ) -> Result<(TopicId, Vec<MetadataRecord>), KafkaError> {
     let name = TopicName::new(req.name.clone())
         .map_err(|e| KafkaError::new(ErrorCode::InvalidTopicException, e.to_string()))?;
-    if image.topic_by_name(&name).is_some() || !seen.insert(name.clone()) {
+    if image.topic_by_name(&name).is_some() || seen.contains(&name) {
         return Err(KafkaError::new(
             ErrorCode::TopicAlreadyExists,
             format!("topic '{name}' already exists"),
         ));
     }
+    if name.as_str() == CLUSTER_METADATA_TOPIC {
+        return Err(KafkaError::new(
+            ErrorCode::InvalidRequest,
+            format!("creation of internal topic {CLUSTER_METADATA_TOPIC} is prohibited"),
+        ));
+    }
+    // Kafka's rule: '.' and '_' collide in metric names, so two topics may not differ
+    // only by them.
+    if let Some(other) = image
+        .topics()
+        .map(|t| &t.name)
+        .chain(seen.iter())
+        .find(|other| unify_collision_chars(other.as_str()) == unify_collision_chars(name.as_str()))
+    {
+        return Err(KafkaError::new(
+            ErrorCode::InvalidTopicException,
+            format!(
+                "topic '{name}' collides with existing topic '{other}' ('.' and '_' are treated alike)"
+            ),
+        ));
+    }
+    seen.insert(name.clone());
     let partitions = if req.partitions == -1 {
         defaults.partitions
     } else {
@@ -333,6 +363,15 @@ mod tests {
             ),
             (req("rf4", 1, 4), Some(ErrorCode::InvalidReplicationFactor)),
             (bad_config, Some(ErrorCode::InvalidConfig)),
+            (req("orders.eu", 1, 1), None),
+            (
+                req("orders_eu", 1, 1),
+                Some(ErrorCode::InvalidTopicException),
+            ),
+            (
+                req("__cluster_metadata", 1, 1),
+                Some(ErrorCode::InvalidRequest),
+            ),
         ];
         let requests: Vec<CreateTopic> = table.iter().map(|(r, _)| r.clone()).collect();
         let d = create_topics(&img, &requests, DEFAULTS, ids());
