@@ -147,6 +147,11 @@ impl Workload {
         lock(&self.history).acked.len()
     }
 
+    /// (partition, leader epoch) → leaders the monitor has seen so far.
+    pub fn leaders_seen(&self) -> BTreeMap<(i32, i32), BTreeSet<i32>> {
+        lock(&self.history).leaders.clone()
+    }
+
     /// Records a fault about to be injected on `node`, with the partitions it leads.
     pub async fn fault(&self, bootstrap: &str, topic: &str, kind: &'static str, node: i32) {
         let led = tokio::time::timeout(Duration::from_secs(5), leaders(bootstrap, topic))
