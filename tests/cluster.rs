@@ -378,3 +378,31 @@ async fn misconfigured_nodes_are_refused_with_clear_errors() {
     imposter.kill();
     assert_eq!(broker_fenced(&all, 2), Some(false));
 }
+
+/// Issue 16 item 10, in part: with the first bootstrap node frozen (its port still takes
+/// connections, nothing answers), `kavka quorum status` moves on to the next address
+/// within its per-call deadline instead of hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_status_moves_past_a_frozen_bootstrap_node() {
+    let cluster = Cluster::start(&["controller,broker"; 3], &[])
+        .await
+        .unwrap();
+    let all = cluster.bootstrap();
+    assert!(all.starts_with(&cluster.nodes[0].addr()));
+    cluster.nodes[0].pause();
+    // Bounded from outside: a hang is a failure, not a stuck test.
+    let bin = kavka_harness::kavka_bin();
+    let out = kavka_harness::kafka_clients::bounded(
+        60,
+        bin.to_str().unwrap(),
+        &["--bootstrap", &all, "quorum", "status", "-o", "json"],
+        b"",
+    );
+    cluster.nodes[0].resume();
+    let status = json(out);
+    assert_eq!(
+        status["voters"].as_array().map(Vec::len),
+        Some(3),
+        "{status}"
+    );
+}

@@ -32,36 +32,58 @@ pub enum ClusterCommand {
     },
 }
 
-async fn controller(
+/// Each controller call's deadline: a frozen node (its port still accepts connections)
+/// must cost the CLI this long at most, not hang it; the next address is tried then.
+const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// A client for the node at `addr` whose connect and calls are bounded by
+/// [`CALL_TIMEOUT`].
+async fn controller_at(
     addr: &str,
 ) -> anyhow::Result<ControllerServiceClient<tonic::transport::Channel>> {
-    let addrs = kavka_client::parse_bootstrap(addr)?;
-    let mut last = None;
-    for a in addrs {
-        match ControllerServiceClient::connect(format!("http://{a}")).await {
-            Ok(c) => return Ok(c),
-            Err(e) => last = Some(anyhow::anyhow!("{a}: {e}")),
-        }
-    }
-    Err(last.unwrap_or_else(|| anyhow::anyhow!("no address"))).context("cannot reach a controller")
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .with_context(|| format!("bad address '{addr}'"))?
+        .connect_timeout(CALL_TIMEOUT)
+        .timeout(CALL_TIMEOUT);
+    let channel = tokio::time::timeout(CALL_TIMEOUT, endpoint.connect())
+        .await
+        .map_err(|_| anyhow::anyhow!("{addr}: no connection within {CALL_TIMEOUT:?}"))?
+        .with_context(|| format!("{addr}: cannot connect"))?;
+    Ok(ControllerServiceClient::new(channel))
 }
 
-/// Quorum status from the bootstrap node, then from the active controller (which alone
-/// knows its followers' progress and the broker sessions).
+/// Quorum status from the first bootstrap node that answers, then from the active
+/// controller (which alone knows its followers' progress and the broker sessions).
 async fn status(bootstrap: &str) -> anyhow::Result<v1::QuorumStatusResponse> {
-    let mut c = controller(bootstrap).await?;
-    let s = c
-        .quorum_status(v1::QuorumStatusRequest { from_leader: false })
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", e.message()))
-        .context("this node does not answer quorum status (is it a controller?)")?
-        .into_inner();
+    let mut failures = Vec::new();
+    for addr in kavka_client::parse_bootstrap(bootstrap)? {
+        match status_from(&addr).await {
+            Ok(s) => return Ok(s),
+            Err(e) => failures.push(format!("{e:#}")),
+        }
+    }
+    anyhow::bail!(
+        "no bootstrap node answered quorum status: {}",
+        failures.join("; ")
+    )
+}
+
+async fn status_from(addr: &str) -> anyhow::Result<v1::QuorumStatusResponse> {
+    let mut c = controller_at(addr).await?;
+    let s = tokio::time::timeout(
+        CALL_TIMEOUT,
+        c.quorum_status(v1::QuorumStatusRequest { from_leader: false }),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("{addr}: no answer within {CALL_TIMEOUT:?}"))?
+    .map_err(|e| anyhow::anyhow!("{addr}: {} (is it a controller?)", e.message()))?
+    .into_inner();
     if s.leader_id >= 0
         && s.leader_id != s.node_id
         && let Some(v) = s.voters.iter().find(|v| v.id == s.leader_id)
     {
         let direct = async {
-            let mut leader = controller(&v.addr).await.ok()?;
+            let mut leader = controller_at(&v.addr).await.ok()?;
             let req = v1::QuorumStatusRequest { from_leader: false };
             leader.quorum_status(req).await.ok()
         };
@@ -70,11 +92,10 @@ async fn status(bootstrap: &str) -> anyhow::Result<v1::QuorumStatusResponse> {
             let req = v1::QuorumStatusRequest { from_leader: true };
             c.quorum_status(req).await.ok()
         };
-        let timeout = std::time::Duration::from_secs(3);
-        if let Ok(Some(r)) = tokio::time::timeout(timeout, direct).await {
+        if let Ok(Some(r)) = tokio::time::timeout(CALL_TIMEOUT, direct).await {
             return Ok(r.into_inner());
         }
-        if let Ok(Some(r)) = tokio::time::timeout(timeout, through).await {
+        if let Ok(Some(r)) = tokio::time::timeout(CALL_TIMEOUT, through).await {
             return Ok(r.into_inner());
         }
     }
