@@ -22,6 +22,10 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_millis(1000);
 const ADMIN_CALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// A metadata refresh tries another node after this.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(3);
+/// A node that took the connection must answer a first call (a health check) within
+/// this, or the next bootstrap address is tried: a frozen process still accepts
+/// connections (the kernel does) but answers nothing.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A leader's id, a client for it, and the partitions it leads among those asked.
 pub(crate) type LeaderGroup = (i32, BrokerServiceClient<Channel>, Vec<i32>);
@@ -37,6 +41,23 @@ pub(crate) async fn bounded<T>(
             "no answer within {bound:?}"
         )))
     })
+}
+
+/// Whether the node behind `channel` answers a health check within [`PROBE_TIMEOUT`]
+/// (any gRPC answer counts; only silence or a broken connection does not).
+async fn answers(channel: Channel) -> bool {
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let check = health.check(tonic_health::pb::HealthCheckRequest {
+        service: String::new(),
+    });
+    match tokio::time::timeout(PROBE_TIMEOUT, check).await {
+        Ok(Ok(_)) => true,
+        Ok(Err(status)) => !matches!(
+            status.code(),
+            tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::DeadlineExceeded
+        ),
+        Err(_) => false,
+    }
 }
 
 /// A connect that did not finish within `CONNECT_TIMEOUT`.
@@ -102,10 +123,12 @@ pub fn parse_bootstrap(bootstrap: &str) -> Result<Vec<String>, ClientError> {
 }
 
 impl Client {
-    /// Connects to the first reachable node of `bootstrap`.
+    /// Connects to the first node of `bootstrap` that answers (when none answers within
+    /// [`PROBE_TIMEOUT`] but some took the connection, to the first of those).
     pub async fn connect(bootstrap: &str) -> Result<Self, ClientError> {
         let addrs = parse_bootstrap(bootstrap)?;
         let mut last_error = String::new();
+        let mut silent: Option<Self> = None;
         for addr in &addrs {
             let endpoint = Endpoint::from_shared(format!("http://{addr}"))
                 .map_err(|_| ClientError::InvalidBootstrap(addr.clone()))?
@@ -122,7 +145,7 @@ impl Client {
             };
             match connected {
                 Ok(channel) => {
-                    return Ok(Self {
+                    let client = Self {
                         admin: AdminServiceClient::new(channel.clone())
                             .max_decoding_message_size(MESSAGE_BYTES_MAX),
                         broker: broker_client(channel.clone()),
@@ -130,7 +153,14 @@ impl Client {
                         addr: addr.clone(),
                         bootstrap: addrs.clone(),
                         routes: Arc::default(),
-                    });
+                    };
+                    if addrs.len() == 1 || answers(client.channel()).await {
+                        return Ok(client);
+                    }
+                    tracing::debug!(%addr, "connected, but no answer: trying the next address");
+                    last_error =
+                        format!("{addr}: connected, but no answer within {PROBE_TIMEOUT:?}");
+                    silent.get_or_insert(client);
                 }
                 Err(e) => {
                     // The innermost cause says what happened ("Connection refused").
@@ -141,6 +171,9 @@ impl Client {
                     last_error = format!("{addr}: {cause}");
                 }
             }
+        }
+        if let Some(client) = silent {
+            return Ok(client);
         }
         Err(ClientError::Connect {
             addrs: addrs.join(","),
