@@ -1040,8 +1040,9 @@ mod tests {
 
     #[test]
     fn flags_win_over_file() {
-        let dir = tempfile_dir();
-        let path = dir.join("kavka.toml");
+        // Each test its own directory: tests of this module run in parallel.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kavka.toml");
         std::fs::write(
             &path,
             "node_id = 7\nlisten = \"127.0.0.1:1234\"\nlog_flush = \"fsync\"\n",
@@ -1069,7 +1070,6 @@ mod tests {
             format!("{e:#}").contains("unknown field `node_idd`"),
             "{e:#}"
         );
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
@@ -1077,7 +1077,8 @@ mod tests {
         let text = include_str!("../../../kavka.example.toml");
         let file: FileConfig = toml::from_str(text).unwrap();
         assert_eq!(file.roles.as_deref(), Some("controller,broker"));
-        let path = tempfile_dir().join("example.toml");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("example.toml");
         std::fs::write(&path, text).unwrap();
         let s = ServerArgs {
             config: Some(path),
@@ -1179,11 +1180,5 @@ mod tests {
         .resolve()
         .unwrap_err();
         assert!(format!("{e:#}").contains("invalid log flush 'sometimes'"));
-    }
-
-    fn tempfile_dir() -> PathBuf {
-        let d = std::env::temp_dir().join(format!("kavka-server-test-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        d
     }
 }
