@@ -305,6 +305,19 @@ async fn a_killed_broker_is_fenced_and_unfenced_after_restart() {
     let s = json(cli(&controllers, &["quorum", "status", "-o", "json"]));
     assert_eq!(s["voters"].as_array().unwrap().len(), 3);
     assert_eq!(broker_fenced(&brokers, 4), Some(false));
+    // The broker checkpoints its image at most once a second: wait for the first one
+    // (killing it sooner would leave nothing to tear below).
+    let checkpoint = cluster.node(4).data_dir().join("metadata-image.checkpoint");
+    wait_until(
+        "broker 4 to write its metadata checkpoint",
+        DEADLINE,
+        || {
+            let exists = checkpoint.exists();
+            async move { exists }
+        },
+    )
+    .await
+    .unwrap();
 
     cluster.node(4).kill();
     let b5 = cluster.nodes[4].addr();
@@ -315,8 +328,6 @@ async fn a_killed_broker_is_fenced_and_unfenced_after_restart() {
     .await
     .unwrap();
     // A torn metadata checkpoint costs a full refetch, nothing else.
-    let checkpoint = cluster.node(4).data_dir().join("metadata-image.checkpoint");
-    assert!(checkpoint.exists(), "broker 4 wrote no metadata checkpoint");
     std::fs::write(&checkpoint, b"{\"offset\": 12, \"reco").unwrap();
     cluster.node(4).start_again().await.unwrap();
     assert!(
