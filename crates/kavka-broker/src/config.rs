@@ -4,6 +4,9 @@ use kavka_log::FlushPolicy;
 use kavka_model::BrokerId;
 use std::path::PathBuf;
 
+/// Kafka's `fetch.max.bytes` default: 55 MiB.
+pub const FETCH_MAX_BYTES_DEFAULT: usize = 55 * 1024 * 1024;
+
 #[derive(Clone, Debug)]
 pub struct BrokerConfig {
     pub node_id: BrokerId,
@@ -37,6 +40,11 @@ pub struct BrokerConfig {
     pub replica_fetch_wait_max_ms: u64,
     /// `replica.fetch.max.bytes` per partition (at least one batch goes anyway).
     pub replica_fetch_max_bytes: usize,
+    /// `fetch.max.bytes`: the most a consumer fetch answers, whatever it asks (Kafka's
+    /// default: 55 MiB; at least one batch goes anyway).
+    pub fetch_max_bytes: usize,
+    /// `replica.fetch.response.max.bytes`: the most a replica fetch answers (10 MiB).
+    pub replica_fetch_response_max_bytes: usize,
     /// `replica.high.watermark.checkpoint.interval.ms`.
     pub hw_checkpoint_interval_ms: u64,
 }
@@ -59,6 +67,8 @@ impl BrokerConfig {
             replica_lag_time_max_ms: 10_000,
             replica_fetch_wait_max_ms: 500,
             replica_fetch_max_bytes: 1024 * 1024,
+            fetch_max_bytes: FETCH_MAX_BYTES_DEFAULT,
+            replica_fetch_response_max_bytes: 10 * 1024 * 1024,
             hw_checkpoint_interval_ms: 1000,
         }
     }

@@ -267,7 +267,7 @@ impl Partition {
                 let st = this.state();
                 this.check_leader(&st, acks_all)?;
                 let info = log
-                    .append_as_leader(&records, st.leader_epoch, log_append_time, crate::now_ms())
+                    .append_as_leader(records, st.leader_epoch, log_append_time, crate::now_ms())
                     .map_err(kafka_error)?;
                 this.advance_hw(&log, &st);
                 (info, st.leader_epoch)

@@ -1,8 +1,16 @@
-//! Turning structured records into batches, and applying a topic's `compression.type`.
+//! Turning structured records into batches, checking produced batches against the topic's
+//! rules (Kafka's `LogValidator`, in `kavka_record::validate`), and applying a topic's
+//! `compression.type`.
 
 use bytes::Bytes;
-use kavka_model::{CompressionType, ErrorCode, KafkaError};
-use kavka_record::{Compression, Header, Record, RecordBatch, batches};
+use kavka_model::{
+    CleanupPolicy, CompressionType, ErrorCode, KafkaError, RecordIndexError, TimestampType,
+    TopicConfig, TopicPartition,
+};
+use kavka_record::{
+    Compression, Header, Invalid, Origin, Record, RecordBatch, Rules, TimestampWindow, batches,
+    set_max_timestamp, validate,
+};
 
 /// A structured record from a produce request.
 #[derive(Clone, Debug)]
@@ -33,6 +41,79 @@ pub(crate) fn build_batch(
     RecordBatch::new(base, compression, records)
         .encode()
         .map_err(|e| KafkaError::new(ErrorCode::UnknownServerError, e.to_string()))
+}
+
+/// The topic's rules for an append at `now_ms`.
+pub(crate) fn rules_for(config: &TopicConfig, origin: Origin, now_ms: i64) -> Rules {
+    Rules {
+        origin,
+        compacted: config.cleanup_policy != CleanupPolicy::Delete,
+        create_time: (config.message_timestamp_type == TimestampType::CreateTime).then_some(
+            TimestampWindow {
+                before_max_ms: config.message_timestamp_before_max_ms,
+                after_max_ms: config.message_timestamp_after_max_ms,
+            },
+        ),
+        max_batch_bytes: config.max_message_bytes as usize,
+        now_ms,
+    }
+}
+
+/// Checks every batch of a produce for `tp` (once, on the leader, before anything is
+/// written) and sets a CreateTime batch's max timestamp to its records' largest where a
+/// producer's header disagrees, as Kafka does. Uncompressed batches are read in place.
+pub(crate) fn validate_batches(
+    tp: &TopicPartition,
+    records: &mut [u8],
+    rules: &Rules,
+) -> Result<(), KafkaError> {
+    let mut pos = 0;
+    while pos < records.len() {
+        let checked = validate(&records[pos..], rules).map_err(|e| refused(tp, e))?;
+        let h = checked.header;
+        let end = pos + h.size();
+        if h.timestamp_type() == kavka_record::TimestampType::CreateTime
+            && checked.max_timestamp != h.max_timestamp
+        {
+            set_max_timestamp(&mut records[pos..end], checked.max_timestamp);
+        }
+        pos = end;
+    }
+    Ok(())
+}
+
+/// Kafka's answer to a refused batch: CORRUPT_MESSAGE for bytes that are not a batch,
+/// INVALID_RECORD (INVALID_TIMESTAMP for timestamps) with the records' list otherwise.
+fn refused(tp: &TopicPartition, e: Invalid) -> KafkaError {
+    match e {
+        Invalid::Corrupt(e @ kavka_record::RecordError::UnsupportedMagic(_)) => {
+            KafkaError::new(ErrorCode::UnsupportedForMessageFormat, format!("{tp}: {e}"))
+        }
+        e @ Invalid::TooLarge { .. } => {
+            KafkaError::new(ErrorCode::MessageTooLarge, format!("{tp}: {e}"))
+        }
+        e @ Invalid::Corrupt(_) => KafkaError::new(ErrorCode::CorruptMessage, format!("{tp}: {e}")),
+        e @ Invalid::Batch(_) => KafkaError::new(ErrorCode::InvalidRecord, format!("{tp}: {e}")),
+        Invalid::Records {
+            timestamps,
+            message,
+            problems,
+        } => {
+            let code = if timestamps {
+                ErrorCode::InvalidTimestamp
+            } else {
+                ErrorCode::InvalidRecord
+            };
+            let errors = problems
+                .into_iter()
+                .map(|p| RecordIndexError {
+                    batch_index: p.index as i32,
+                    message: p.message,
+                })
+                .collect();
+            KafkaError::new(code, format!("{tp}: {message}")).with_record_errors(errors)
+        }
+    }
 }
 
 fn codec_of(t: CompressionType) -> Option<Compression> {

@@ -53,7 +53,7 @@ fn append(c: &mut Criterion) {
         g.bench_function(format!("append_16KiB_batch/{}", flush.name()), |b| {
             b.iter(|| {
                 let info = log
-                    .append_as_leader(&bytes, LeaderEpoch(0), None, 0)
+                    .append_as_leader(&bytes[..], LeaderEpoch(0), None, 0)
                     .unwrap_or_else(|e| panic!("{e}"));
                 if flush == FlushPolicy::Fsync {
                     commit
@@ -68,7 +68,7 @@ fn append(c: &mut Criterion) {
     let mut log = PartitionLog::open(dir.path(), config(FlushPolicy::Replicated))
         .unwrap_or_else(|e| panic!("{e}"));
     for _ in 0..4096 {
-        log.append_as_leader(&bytes, LeaderEpoch(0), None, 0)
+        log.append_as_leader(&bytes[..], LeaderEpoch(0), None, 0)
             .unwrap_or_else(|e| panic!("{e}"));
     }
     let end = log.log_end_offset();

@@ -25,7 +25,7 @@ use crate::log::{PartitionLog, sync_dir};
 use crate::segment::{self, LogSegment, Opened};
 use bytes::Bytes;
 use kavka_model::Offset;
-use kavka_record::{BatchHeader, RecordBatch};
+use kavka_record::{BatchHeader, BatchRecords, RecordBatch};
 use std::collections::HashMap;
 
 /// Where a cleaning writes its copies before swapping them in.
@@ -102,10 +102,12 @@ impl PartitionLog {
         for base in &cleanable {
             for_each_batch(&self.segments[base], |_, h, bytes| {
                 if !h.is_control() {
-                    let (batch, _) = RecordBatch::decode(bytes)?;
-                    for (offset, _, r) in batch.offsets_and_timestamps() {
-                        if let Some(k) = &r.key {
-                            latest.insert(k.clone(), offset);
+                    let (batch, _) = BatchRecords::open(bytes)?;
+                    for r in batch.iter() {
+                        let r = r?;
+                        if let Some(k) = r.key {
+                            let (offset, _) = batch.offset_and_timestamp(&r);
+                            latest.insert(Bytes::copy_from_slice(k), offset);
                         }
                     }
                 }

@@ -8,7 +8,7 @@ use crate::producer_state::{Duplicate, ProducerStates};
 use crate::segment::{LogSegment, Opened};
 use kavka_model::{LeaderEpoch, Offset};
 use kavka_record::{
-    BatchHeader, RecordBatch, batches, set_base_offset, set_log_append_time,
+    BatchHeader, BatchRecords, batches, set_base_offset, set_log_append_time,
     set_partition_leader_epoch,
 };
 use std::collections::BTreeMap;
@@ -267,12 +267,14 @@ impl PartitionLog {
     /// the leader epoch (and `LogAppendTime` if given), and writes them.
     pub fn append_as_leader(
         &mut self,
-        records: &[u8],
+        records: impl Into<Vec<u8>>,
         epoch: LeaderEpoch,
         log_append_time: Option<i64>,
         now_ms: i64,
     ) -> Result<AppendInfo, LogError> {
-        let headers = self.validate(records)?;
+        // Owned: the broker hands its request buffer over, and offsets are set in place.
+        let mut buf = records.into();
+        let headers = self.validate(&buf)?;
         if let Some(Duplicate {
             first_offset,
             last_offset,
@@ -296,7 +298,6 @@ impl PartitionLog {
                 ));
             }
         }
-        let mut buf = records.to_vec();
         let first_offset = self.log_end_offset();
         let mut next = first_offset;
         let mut pos = 0;
@@ -470,12 +471,13 @@ impl PartitionLog {
                 let h = seg.header_at(pos)?;
                 if h.max_timestamp >= timestamp {
                     let bytes = seg.read_at(pos, h.size())?;
-                    let (batch, _) = RecordBatch::decode(&bytes)?;
-                    if let Some((offset, ts, _)) = batch
-                        .offsets_and_timestamps()
-                        .find(|(_, ts, _)| *ts >= timestamp)
-                    {
-                        return Ok(Some((Offset(offset), ts)));
+                    // Records read in place: memory is the decompressed batch, no more.
+                    let (batch, _) = BatchRecords::open(&bytes)?;
+                    for r in batch.iter() {
+                        let (offset, ts) = batch.offset_and_timestamp(&r?);
+                        if ts >= timestamp {
+                            return Ok(Some((Offset(offset), ts)));
+                        }
                     }
                 }
                 pos += h.size() as u64;

@@ -71,7 +71,8 @@ fn read_all(log: &PartitionLog) -> Vec<(i64, String, Option<String>)> {
 
 fn append(log: &mut PartitionLog, records: &[Rec], ts: i64, compression: Compression) {
     let b = batch(records, ts, compression);
-    log.append_as_leader(&b, LeaderEpoch(0), None, ts).unwrap();
+    log.append_as_leader(&b[..], LeaderEpoch(0), None, ts)
+        .unwrap();
 }
 
 fn codec() -> impl Strategy<Value = Compression> {

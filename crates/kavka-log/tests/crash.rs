@@ -56,7 +56,7 @@ fn crash_writer_child() {
         .encode()
         .unwrap();
         let info = log
-            .append_as_leader(&batch, LeaderEpoch(1), None, 0)
+            .append_as_leader(&batch[..], LeaderEpoch(1), None, 0)
             .unwrap();
         commit
             .wait_durable(info.last_offset.next(), || log.sync_point())

@@ -101,7 +101,7 @@ proptest! {
                     let values: Vec<u64> = (next_value..next_value + n as u64).collect();
                     next_value += n as u64;
                     let codec = if compressed { Compression::Lz4 } else { Compression::None };
-                    let info = log.append_as_leader(&batch(&values, 1000, codec), LeaderEpoch(1), None, 0).unwrap();
+                    let info = log.append_as_leader(&batch(&values, 1000, codec)[..], LeaderEpoch(1), None, 0).unwrap();
                     let end = model.last().and_then(|b| b.last()).map_or(0, |(o, _)| o + 1);
                     prop_assert_eq!(info.first_offset, Offset(end));
                     model.push(values.iter().enumerate().map(|(i, v)| (end + i as i64, *v)).collect());
@@ -142,7 +142,7 @@ fn rolls_by_size_and_reads_across_segments() {
     let mut log = PartitionLog::open(dir.path(), config(2048)).unwrap();
     for i in 0..100u64 {
         log.append_as_leader(
-            &batch(&[i], 1000 + i as i64, Compression::None),
+            &batch(&[i], 1000 + i as i64, Compression::None)[..],
             LeaderEpoch(0),
             None,
             0,
@@ -172,14 +172,14 @@ fn rolls_by_age() {
     c.segment_ms = 1000;
     let mut log = PartitionLog::open(dir.path(), c).unwrap();
     log.append_as_leader(
-        &batch(&[1], 0, Compression::None),
+        &batch(&[1], 0, Compression::None)[..],
         LeaderEpoch(0),
         None,
         10_000,
     )
     .unwrap();
     log.append_as_leader(
-        &batch(&[2], 0, Compression::None),
+        &batch(&[2], 0, Compression::None)[..],
         LeaderEpoch(0),
         None,
         10_500,
@@ -187,7 +187,7 @@ fn rolls_by_age() {
     .unwrap();
     assert_eq!(log.segment_count(), 1);
     log.append_as_leader(
-        &batch(&[3], 0, Compression::None),
+        &batch(&[3], 0, Compression::None)[..],
         LeaderEpoch(0),
         None,
         11_000,
@@ -202,7 +202,7 @@ fn offset_for_timestamp_finds_the_first_record_at_or_after() {
     let mut log = PartitionLog::open(dir.path(), config(2048)).unwrap();
     for i in 0..200u64 {
         log.append_as_leader(
-            &batch(&[i, i + 1000], 10_000 + 10 * i as i64, Compression::Gzip),
+            &batch(&[i, i + 1000], 10_000 + 10 * i as i64, Compression::Gzip)[..],
             LeaderEpoch(0),
             None,
             0,
@@ -238,7 +238,7 @@ fn retention_deletes_whole_old_segments_by_size_and_time() {
     let mut log = PartitionLog::open(dir.path(), c.clone()).unwrap();
     for i in 0..200u64 {
         log.append_as_leader(
-            &batch(&[i], 1_000 + i as i64, Compression::None),
+            &batch(&[i], 1_000 + i as i64, Compression::None)[..],
             LeaderEpoch(0),
             None,
             0,
@@ -271,14 +271,19 @@ fn leader_epochs_are_stamped_and_checkpointed() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = PartitionLog::open(dir.path(), config(1 << 20)).unwrap();
     log.append_as_leader(
-        &batch(&[0, 1], 0, Compression::None),
+        &batch(&[0, 1], 0, Compression::None)[..],
         LeaderEpoch(3),
         None,
         0,
     )
     .unwrap();
-    log.append_as_leader(&batch(&[2], 0, Compression::None), LeaderEpoch(5), None, 0)
-        .unwrap();
+    log.append_as_leader(
+        &batch(&[2], 0, Compression::None)[..],
+        LeaderEpoch(5),
+        None,
+        0,
+    )
+    .unwrap();
     let data = log.read(Offset(0), usize::MAX, Offset(3)).unwrap();
     let (b, _) = RecordBatch::decode(&data.records).unwrap();
     assert_eq!(b.partition_leader_epoch, 3);
@@ -300,7 +305,7 @@ fn follower_append_keeps_offsets_and_refuses_gaps_backwards() {
     let mut follower = PartitionLog::open(&dir.path().join("f"), config(1 << 20)).unwrap();
     leader
         .append_as_leader(
-            &batch(&[1, 2, 3], 0, Compression::Snappy),
+            &batch(&[1, 2, 3], 0, Compression::Snappy)[..],
             LeaderEpoch(2),
             None,
             0,
@@ -321,7 +326,7 @@ fn log_append_time_is_stamped() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = PartitionLog::open(dir.path(), config(1 << 20)).unwrap();
     log.append_as_leader(
-        &batch(&[1], 5, Compression::Zstd),
+        &batch(&[1], 5, Compression::Zstd)[..],
         LeaderEpoch(0),
         Some(777),
         0,
@@ -342,18 +347,18 @@ fn refuses_bad_batches_without_writing() {
     let last = bad_crc.len() - 1;
     bad_crc[last] ^= 0xff;
     let err = log
-        .append_as_leader(&bad_crc, LeaderEpoch(0), None, 0)
+        .append_as_leader(&bad_crc[..], LeaderEpoch(0), None, 0)
         .unwrap_err();
     assert!(err.to_string().contains("CRC mismatch"), "{err}");
     let big = batch(&(0..50).collect::<Vec<_>>(), 0, Compression::None);
     assert!(matches!(
-        log.append_as_leader(&big, LeaderEpoch(0), None, 0),
+        log.append_as_leader(&big[..], LeaderEpoch(0), None, 0),
         Err(LogError::BatchTooLarge { max: 200, .. })
     ));
     let mut magic = batch(&[1], 0, Compression::None);
     magic[16] = 1;
     assert!(
-        log.append_as_leader(&magic, LeaderEpoch(0), None, 0)
+        log.append_as_leader(&magic[..], LeaderEpoch(0), None, 0)
             .unwrap_err()
             .to_string()
             .contains("unsupported magic 1")
@@ -365,8 +370,13 @@ fn refuses_bad_batches_without_writing() {
 fn fill(dir: &Path, n: u64) {
     let mut log = PartitionLog::open(dir, config(2048)).unwrap();
     for i in 0..n {
-        log.append_as_leader(&batch(&[i], 0, Compression::None), LeaderEpoch(0), None, 0)
-            .unwrap();
+        log.append_as_leader(
+            &batch(&[i], 0, Compression::None)[..],
+            LeaderEpoch(0),
+            None,
+            0,
+        )
+        .unwrap();
     }
 }
 
@@ -473,7 +483,7 @@ fn a_retried_producer_batch_is_written_once_across_rolls_reopens_and_truncation(
     let mut seq = 0;
     for i in 0..12u64 {
         let info = log
-            .append_as_leader(&idempotent(7, seq, &[i * 2, i * 2 + 1]), e, None, 0)
+            .append_as_leader(&idempotent(7, seq, &[i * 2, i * 2 + 1])[..], e, None, 0)
             .unwrap();
         assert!(!info.duplicate);
         seq += 2;
@@ -482,7 +492,7 @@ fn a_retried_producer_batch_is_written_once_across_rolls_reopens_and_truncation(
     let end = log.log_end_offset();
     // The last batch again: answered with its offsets, nothing written.
     let again = log
-        .append_as_leader(&idempotent(7, seq - 2, &[22, 23]), e, None, 0)
+        .append_as_leader(&idempotent(7, seq - 2, &[22, 23])[..], e, None, 0)
         .unwrap();
     assert!(again.duplicate);
     assert_eq!(
@@ -492,7 +502,7 @@ fn a_retried_producer_batch_is_written_once_across_rolls_reopens_and_truncation(
     assert_eq!(log.log_end_offset(), end);
     // A gap in the sequence is refused and writes nothing.
     let gap = log
-        .append_as_leader(&idempotent(7, seq + 1, &[99]), e, None, 0)
+        .append_as_leader(&idempotent(7, seq + 1, &[99])[..], e, None, 0)
         .unwrap_err();
     assert!(
         matches!(gap, LogError::OutOfOrderSequence { expected, got, .. } if expected == seq && got == seq + 1),
@@ -504,7 +514,7 @@ fn a_retried_producer_batch_is_written_once_across_rolls_reopens_and_truncation(
     drop(log);
     let mut log = PartitionLog::open(dir.path(), small.clone()).unwrap();
     let again = log
-        .append_as_leader(&idempotent(7, seq - 2, &[22, 23]), e, None, 0)
+        .append_as_leader(&idempotent(7, seq - 2, &[22, 23])[..], e, None, 0)
         .unwrap();
     assert!(again.duplicate, "lost the producer state on reopen");
     // Without the checkpoint it is rebuilt from the log.
@@ -513,7 +523,7 @@ fn a_retried_producer_batch_is_written_once_across_rolls_reopens_and_truncation(
     let mut log = PartitionLog::open(dir.path(), small.clone()).unwrap();
     assert_eq!(log.producer_count(), 1);
     assert!(
-        log.append_as_leader(&idempotent(7, seq - 2, &[22, 23]), e, None, 0)
+        log.append_as_leader(&idempotent(7, seq - 2, &[22, 23])[..], e, None, 0)
             .unwrap()
             .duplicate
     );
@@ -523,14 +533,14 @@ fn a_retried_producer_batch_is_written_once_across_rolls_reopens_and_truncation(
     log.truncate_to(Offset(20)).unwrap();
     assert_eq!(log.log_end_offset(), Offset(20));
     let gap = log
-        .append_as_leader(&idempotent(7, seq, &[24]), e, None, 0)
+        .append_as_leader(&idempotent(7, seq, &[24])[..], e, None, 0)
         .unwrap_err();
     assert!(
         matches!(gap, LogError::OutOfOrderSequence { expected, .. } if expected == seq - 4),
         "{gap}"
     );
     let resent = log
-        .append_as_leader(&idempotent(7, seq - 4, &[20, 21]), e, None, 0)
+        .append_as_leader(&idempotent(7, seq - 4, &[20, 21])[..], e, None, 0)
         .unwrap();
     assert!(!resent.duplicate);
     assert_eq!(resent.first_offset, Offset(20));
@@ -539,7 +549,7 @@ fn a_retried_producer_batch_is_written_once_across_rolls_reopens_and_truncation(
     drop(log);
     let mut log = PartitionLog::open(dir.path(), small).unwrap();
     let info = log
-        .append_as_leader(&idempotent(7, 2, &[2, 3]), e, None, 0)
+        .append_as_leader(&idempotent(7, 2, &[2, 3])[..], e, None, 0)
         .unwrap();
     assert!(
         info.duplicate,
@@ -547,7 +557,7 @@ fn a_retried_producer_batch_is_written_once_across_rolls_reopens_and_truncation(
     );
     assert_eq!(info.first_offset, Offset(2));
     assert!(
-        !log.append_as_leader(&idempotent(7, 4, &[4, 5]), e, None, 0)
+        !log.append_as_leader(&idempotent(7, 4, &[4, 5])[..], e, None, 0)
             .unwrap()
             .duplicate
     );

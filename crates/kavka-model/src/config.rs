@@ -64,6 +64,10 @@ pub struct TopicConfig {
     pub compression_type: CompressionType,
     pub max_message_bytes: u32,
     pub message_timestamp_type: TimestampType,
+    /// A CreateTime record may be at most this much older than the broker's clock.
+    pub message_timestamp_before_max_ms: i64,
+    /// A CreateTime record may be at most this much ahead of the broker's clock.
+    pub message_timestamp_after_max_ms: i64,
     pub index_interval_bytes: u32,
     pub delete_retention_ms: i64,
     /// Clean a compacted log once this share of it is dirty (not yet cleaned).
@@ -102,6 +106,9 @@ impl Default for TopicConfig {
             compression_type: CompressionType::Producer,
             max_message_bytes: 1_048_588,
             message_timestamp_type: TimestampType::CreateTime,
+            message_timestamp_before_max_ms: i64::MAX,
+            // Kafka 4's default: an hour.
+            message_timestamp_after_max_ms: 60 * 60 * 1000,
             index_interval_bytes: 4096,
             delete_retention_ms: 24 * 60 * 60 * 1000,
             min_cleanable_dirty_ratio: DirtyRatio(0.5),
@@ -124,6 +131,8 @@ pub const KEYS: &[&str] = &[
     "delete.retention.ms",
     "index.interval.bytes",
     "max.message.bytes",
+    "message.timestamp.after.max.ms",
+    "message.timestamp.before.max.ms",
     "message.timestamp.type",
     "min.cleanable.dirty.ratio",
     "min.compaction.lag.ms",
@@ -170,6 +179,12 @@ impl TopicConfig {
             "segment.ms" => self.segment_ms = parse_at_least(value, 1, &bad)?,
             "delete.retention.ms" => self.delete_retention_ms = parse_at_least(value, 0, &bad)?,
             "min.compaction.lag.ms" => self.min_compaction_lag_ms = parse_at_least(value, 0, &bad)?,
+            "message.timestamp.before.max.ms" => {
+                self.message_timestamp_before_max_ms = parse_at_least(value, 0, &bad)?
+            }
+            "message.timestamp.after.max.ms" => {
+                self.message_timestamp_after_max_ms = parse_at_least(value, 0, &bad)?
+            }
             "min.cleanable.dirty.ratio" => {
                 let r = f64::from_str(value.trim()).map_err(|_| bad("expected a number"))?;
                 if !(0.0..=1.0).contains(&r) {
@@ -253,6 +268,8 @@ impl TopicConfig {
             "segment.ms" => self.segment_ms.to_string(),
             "delete.retention.ms" => self.delete_retention_ms.to_string(),
             "min.compaction.lag.ms" => self.min_compaction_lag_ms.to_string(),
+            "message.timestamp.before.max.ms" => self.message_timestamp_before_max_ms.to_string(),
+            "message.timestamp.after.max.ms" => self.message_timestamp_after_max_ms.to_string(),
             "min.cleanable.dirty.ratio" => self.min_cleanable_dirty_ratio.0.to_string(),
             "min.insync.replicas" => self.min_insync_replicas.to_string(),
             "max.message.bytes" => self.max_message_bytes.to_string(),

@@ -151,6 +151,16 @@ impl fmt::Display for ErrorCode {
 pub struct KafkaError {
     pub code: ErrorCode,
     pub message: String,
+    /// For a refused produce: the records that were wrong (Kafka's `record_errors`).
+    pub record_errors: Vec<RecordIndexError>,
+}
+
+/// One record a produce refused: its index in the batch and why (Kafka's
+/// `BatchIndexAndErrorMessage`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordIndexError {
+    pub batch_index: i32,
+    pub message: String,
 }
 
 impl KafkaError {
@@ -158,7 +168,13 @@ impl KafkaError {
         Self {
             code,
             message: message.into(),
+            record_errors: Vec::new(),
         }
+    }
+
+    pub fn with_record_errors(mut self, record_errors: Vec<RecordIndexError>) -> Self {
+        self.record_errors = record_errors;
+        self
     }
 }
 

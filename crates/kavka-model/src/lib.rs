@@ -15,6 +15,6 @@ pub use config::{
     CleanupPolicy, CompressionType, ConfigEntry, ConfigError, DirtyRatio, TimestampType,
     TopicConfig,
 };
-pub use error::{ErrorCode, KafkaError};
+pub use error::{ErrorCode, KafkaError, RecordIndexError};
 pub use ids::{BrokerId, LeaderEpoch, Offset, PartitionId};
 pub use topic::{TopicName, TopicNameError, TopicPartition};

@@ -2,8 +2,9 @@
 
 use crate::compression::Compression;
 use crate::error::RecordError;
-use crate::header::{self, BATCH_OVERHEAD, BatchHeader, MAGIC, TimestampType};
-use crate::varint::{Reader, put_varint, put_varlong, to_record_error, varlong_len};
+use crate::header::{self, BATCH_OVERHEAD, MAGIC, TimestampType};
+use crate::varint::{put_varint, put_varlong, varlong_len};
+use crate::view::BatchRecords;
 use bytes::Bytes;
 
 /// A record header: a UTF-8 key and a nullable value.
@@ -106,11 +107,9 @@ impl RecordBatch {
     /// Decodes the batch at the start of `buf`, checking magic, length, CRC, the record
     /// count and every record; returns the batch and the bytes it took.
     pub fn decode(buf: &[u8]) -> Result<(RecordBatch, usize), RecordError> {
-        let h = BatchHeader::parse(buf)?;
-        h.verify_crc(buf)?;
-        let size = h.size();
+        let (opened, size) = BatchRecords::open(buf)?;
+        let h = opened.header;
         let compression = h.compression()?;
-        let payload = compression.decompress(&buf[BATCH_OVERHEAD..size])?;
         if h.record_count < 0 {
             return Err(RecordError::RecordCountMismatch {
                 declared: h.record_count,
@@ -118,12 +117,23 @@ impl RecordBatch {
             });
         }
         // Each record takes at least 7 bytes: a bound that stops a lying count early.
-        let plausible = payload.len() / 7 + 1;
+        let plausible = opened.payload_len() / 7 + 1;
         let mut records = Vec::with_capacity((h.record_count as usize).min(plausible));
-        let mut r = Reader::new(&payload);
-        while r.remaining() > 0 {
-            let index = records.len();
-            records.push(decode_record(&mut r).map_err(to_record_error(index))?);
+        for view in opened.iter() {
+            let v = view?;
+            records.push(Record {
+                offset_delta: v.offset_delta,
+                timestamp_delta: v.timestamp_delta,
+                key: v.key.map(Bytes::copy_from_slice),
+                value: v.value.map(Bytes::copy_from_slice),
+                headers: v
+                    .headers()
+                    .map(|(key, value)| Header {
+                        key: key.to_string(),
+                        value: value.map(Bytes::copy_from_slice),
+                    })
+                    .collect(),
+            });
         }
         if records.len() != h.record_count as usize {
             return Err(RecordError::RecordCountMismatch {
@@ -212,44 +222,4 @@ fn encode_record(buf: &mut Vec<u8>, r: &Record) {
         buf.extend_from_slice(h.key.as_bytes());
         put_nullable(buf, &h.value);
     }
-}
-
-fn decode_record(r: &mut Reader<'_>) -> Result<Record, String> {
-    let len = r.varint()?;
-    if len < 0 {
-        return Err(format!("negative record length {len}"));
-    }
-    let body = r.bytes(len as usize)?;
-    let mut b = Reader::new(body);
-    let _attributes = b.i8()?;
-    let timestamp_delta = b.varlong()?;
-    let offset_delta = b.varint()?;
-    let key = b.nullable_bytes()?.map(Bytes::copy_from_slice);
-    let value = b.nullable_bytes()?.map(Bytes::copy_from_slice);
-    let count = b.varint()?;
-    if count < 0 {
-        return Err(format!("negative header count {count}"));
-    }
-    let mut headers = Vec::with_capacity((count as usize).min(b.remaining()));
-    for _ in 0..count {
-        let key = b
-            .nullable_bytes()?
-            .ok_or_else(|| "null header key".to_string())?;
-        let key = String::from_utf8(key.to_vec()).map_err(|_| "header key is not UTF-8")?;
-        let value = b.nullable_bytes()?.map(Bytes::copy_from_slice);
-        headers.push(Header { key, value });
-    }
-    if b.remaining() != 0 {
-        return Err(format!(
-            "{} bytes left over after the headers",
-            b.remaining()
-        ));
-    }
-    Ok(Record {
-        offset_delta,
-        timestamp_delta,
-        key,
-        value,
-        headers,
-    })
 }

@@ -19,7 +19,7 @@ pub const MAGIC: i8 = 2;
 pub const BATCH_OVERHEAD: usize = 61;
 /// `batchLength` counts from the leader epoch on: the whole batch is `LOG_OVERHEAD + length`.
 const LOG_OVERHEAD: usize = 12;
-const CRC_START: usize = 21;
+pub(crate) const CRC_START: usize = 21;
 pub const NO_PRODUCER_ID: i64 = -1;
 pub const NO_PRODUCER_EPOCH: i16 = -1;
 pub const NO_SEQUENCE: i32 = -1;
@@ -215,6 +215,14 @@ pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
 pub fn set_log_append_time(batch: &mut [u8], timestamp: i64) {
     let attrs = i16::from_be_bytes(be(batch, 21)) | TIMESTAMP_TYPE_BIT;
     batch[21..23].copy_from_slice(&attrs.to_be_bytes());
+    batch[35..43].copy_from_slice(&timestamp.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[CRC_START..]);
+    batch[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Sets the max timestamp (to the largest record timestamp, as Kafka's validator does when
+/// a producer's header disagrees) and recomputes the CRC.
+pub fn set_max_timestamp(batch: &mut [u8], timestamp: i64) {
     batch[35..43].copy_from_slice(&timestamp.to_be_bytes());
     let crc = crc32c::crc32c(&batch[CRC_START..]);
     batch[17..21].copy_from_slice(&crc.to_be_bytes());

@@ -8,6 +8,9 @@
 //!   records, and the `set_*` functions rewrite the fields a broker owns (base offset,
 //!   partition leader epoch, log-append time) in place.
 //!
+//! - [`BatchRecords`] walks a batch's records in place, one [`RecordView`] at a time;
+//!   [`validate`] is Kafka's `LogValidator` on top of it.
+//!
 //! Invariants: decoding never panics on any input and never allocates more than
 //! [`DECOMPRESSED_BYTES_MAX`] for one batch; every decoded batch passed its CRC check.
 
@@ -15,7 +18,9 @@ mod batch;
 mod compression;
 mod error;
 mod header;
+mod validate;
 mod varint;
+mod view;
 
 pub use batch::{Header, Record, RecordBatch};
 pub use compression::{Compression, DECOMPRESSED_BYTES_MAX};
@@ -23,5 +28,9 @@ pub use error::RecordError;
 pub use header::{
     BATCH_OVERHEAD, BatchHeader, MAGIC, NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH,
     NO_PRODUCER_ID, NO_SEQUENCE, TimestampType, batches, set_base_offset, set_log_append_time,
-    set_partition_leader_epoch,
+    set_max_timestamp, set_partition_leader_epoch,
 };
+pub use validate::{
+    Checked, Invalid, Origin, PROBLEMS_LISTED_MAX, RecordProblem, Rules, TimestampWindow, validate,
+};
+pub use view::{BatchRecords, RecordIter, RecordView};

@@ -1,7 +1,5 @@
 //! Zig-zag varints (Protocol Buffers' encoding, as Kafka's `ByteUtils` writes them).
 
-use crate::error::RecordError;
-
 pub(crate) fn put_varint(buf: &mut Vec<u8>, v: i32) {
     put_varlong(buf, v as i64)
 }
@@ -85,10 +83,6 @@ impl<'a> Reader<'a> {
             n => Ok(Some(self.bytes(n as usize)?)),
         }
     }
-}
-
-pub(crate) fn to_record_error(index: usize) -> impl Fn(String) -> RecordError {
-    move |reason| RecordError::MalformedRecord { index, reason }
 }
 
 #[cfg(test)]

@@ -106,6 +106,14 @@ pub struct ServerArgs {
     /// A follower not caught up with its leader for this long leaves the ISR.
     #[arg(long, env = "KAVKA_REPLICA_LAG_TIME_MAX_MS")]
     replica_lag_time_max_ms: Option<u64>,
+    /// The most one consumer fetch answers, whatever it asks (Kafka's fetch.max.bytes;
+    /// default 55 MiB; at least one batch goes anyway).
+    #[arg(long, env = "KAVKA_FETCH_MAX_BYTES")]
+    fetch_max_bytes: Option<usize>,
+    /// The most one replica fetch answers (Kafka's replica.fetch.response.max.bytes;
+    /// default 10 MiB).
+    #[arg(long, env = "KAVKA_REPLICA_FETCH_RESPONSE_MAX_BYTES")]
+    replica_fetch_response_max_bytes: Option<usize>,
     /// How often leadership moves back to preferred replicas; 0 turns it off (Kafka's
     /// leader.imbalance.check.interval and auto.leader.rebalance.enable).
     #[arg(long, env = "KAVKA_LEADER_IMBALANCE_CHECK_INTERVAL_MS")]
@@ -175,6 +183,8 @@ struct FileConfig {
     session_timeout_ms: Option<u64>,
     default_replication_factor: Option<i32>,
     replica_lag_time_max_ms: Option<u64>,
+    fetch_max_bytes: Option<usize>,
+    replica_fetch_response_max_bytes: Option<usize>,
     leader_imbalance_check_interval_ms: Option<u64>,
     offsets_topic_num_partitions: Option<i32>,
     offsets_topic_replication_factor: Option<i32>,
@@ -360,6 +370,15 @@ impl ServerArgs {
             .or(file.replica_lag_time_max_ms)
         {
             broker.replica_lag_time_max_ms = ms.max(100);
+        }
+        if let Some(b) = self.fetch_max_bytes.or(file.fetch_max_bytes) {
+            broker.fetch_max_bytes = b.max(1024);
+        }
+        if let Some(b) = self
+            .replica_fetch_response_max_bytes
+            .or(file.replica_fetch_response_max_bytes)
+        {
+            broker.replica_fetch_response_max_bytes = b.max(1024);
         }
         let mut group = GroupConfig::default();
         if let Some(n) = self

@@ -43,7 +43,14 @@ impl GroupCoordinator {
             .collect();
         let results = self
             .replicas
-            .append_records(OFFSETS_TOPIC, -1, WRITE_TIMEOUT, records, Compression::None)
+            .append_records(
+                OFFSETS_TOPIC,
+                -1,
+                WRITE_TIMEOUT,
+                records,
+                Compression::None,
+                kavka_record::Origin::Broker,
+            )
             .await
             .map_err(coordinator_error)?;
         for (_, r) in results {

@@ -10,7 +10,8 @@ use kavka_model::{ErrorCode, KafkaError, Offset};
 use std::time::Duration;
 
 impl ReplicaManager {
-    /// Kafka's Fetch: reads every asked partition; if fewer than `min_bytes` are
+    /// Kafka's Fetch: reads every asked partition, at most `max_bytes` capped by the
+    /// broker's `fetch.max.bytes` (at least one batch); if fewer than `min_bytes` are
     /// available, waits for appends up to `max_wait` and reads again.
     #[tracing::instrument(skip_all, fields(partitions = partitions.len(), max_wait_ms))]
     pub async fn fetch(
@@ -20,6 +21,7 @@ impl ReplicaManager {
         min_bytes: usize,
         max_bytes: usize,
     ) -> Vec<FetchedPartition> {
+        let max_bytes = max_bytes.min(self.config.fetch_max_bytes);
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(max_wait_ms.min(FETCH_WAIT_MS_MAX));
         let mut appends = self.appends.subscribe();

@@ -92,6 +92,10 @@ pub struct ReplicaManager {
     /// Checked before acting as leader (produce, fetches served as leader); renewed by
     /// the controller session.
     lease: Arc<LeaderLease>,
+    /// Decode work (record validation, recompression) running at once on this node: one
+    /// per core, so a burst of large compressed batches queues instead of taking every
+    /// thread and its memory at once.
+    pub(crate) decode_permits: Arc<tokio::sync::Semaphore>,
 }
 
 /// The active controller as a broker last heard of it (`id` -1 when unknown).
@@ -211,6 +215,9 @@ impl ReplicaManager {
             lease: Arc::new(LeaderLease::new(
                 config.node_id,
                 Duration::from_millis(config.session_timeout_ms),
+            )),
+            decode_permits: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
             config,
         }))

@@ -1,12 +1,16 @@
-//! Produce: validate, apply the topic's compression, append as leader, acknowledge:
+//! Produce: validate every record (Kafka's `LogValidator`, once, on the leader, at most
+//! [`ReplicaManager::decode_permits`] at a time per node), apply the topic's compression, append as leader, acknowledge:
 //! at once for acks=0, after the append for acks=1, once the high watermark passes the
 //! records for acks=all (DESIGN §5.1).
 
 use super::{PartitionResults, ProduceResult, ReplicaManager};
-use crate::records::{NewRecord, apply_topic_compression, build_batch};
+use crate::records::{
+    NewRecord, apply_topic_compression, build_batch, rules_for, validate_batches,
+};
 use kavka_model::{ErrorCode, KafkaError, Offset, TimestampType, partitioner};
-use kavka_record::Compression;
+use kavka_record::{Compression, Origin};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -47,7 +51,8 @@ impl ReplicaManager {
         batches: Vec<(i32, Vec<u8>)>,
     ) -> Result<PartitionResults<ProduceResult>, KafkaError> {
         refuse_internal(topic)?;
-        self.append_batches(topic, acks, timeout, batches).await
+        self.append_batches(topic, acks, timeout, batches, Origin::Client)
+            .await
     }
 
     /// `produce` for any topic, internal ones included.
@@ -57,6 +62,7 @@ impl ReplicaManager {
         acks: i32,
         timeout: Duration,
         batches: Vec<(i32, Vec<u8>)>,
+        origin: Origin,
     ) -> Result<PartitionResults<ProduceResult>, KafkaError> {
         if !matches!(acks, -1..=1) {
             return Err(KafkaError::new(
@@ -81,10 +87,23 @@ impl ReplicaManager {
             }
             let appends = self.appends.clone();
             let config = config.clone();
+            let rules = rules_for(&config, origin, crate::now_ms());
+            let permits = Arc::clone(&self.decode_permits);
             tasks.push((
                 partition,
                 tokio::spawn(async move {
-                    let records = apply_topic_compression(records, config.compression_type)?;
+                    let tp = part.tp.clone();
+                    let prepare = move || {
+                        let mut records = records;
+                        validate_batches(&tp, &mut records, &rules)?;
+                        apply_topic_compression(records, config.compression_type)
+                    };
+                    let records = {
+                        let _permit = permits.acquire_owned().await.map_err(internal)?;
+                        tokio::task::spawn_blocking(prepare)
+                            .await
+                            .map_err(internal)??
+                    };
                     let log_append_time = (config.message_timestamp_type
                         == TimestampType::LogAppendTime)
                         .then(crate::now_ms);
@@ -140,7 +159,7 @@ impl ReplicaManager {
         compression: Compression,
     ) -> Result<PartitionResults<ProduceResult>, KafkaError> {
         refuse_internal(topic)?;
-        self.append_records(topic, acks, timeout, records, compression)
+        self.append_records(topic, acks, timeout, records, compression, Origin::Client)
             .await
     }
 
@@ -152,6 +171,7 @@ impl ReplicaManager {
         timeout: Duration,
         records: Vec<(Option<i32>, NewRecord)>,
         compression: Compression,
+        origin: Origin,
     ) -> Result<PartitionResults<ProduceResult>, KafkaError> {
         let (_, partitions) = self.topic_config(topic)?;
         let n = partitions as u32;
@@ -169,6 +189,14 @@ impl ReplicaManager {
         for (p, records) in by_partition {
             batches.push((p, build_batch(records, compression)?));
         }
-        self.append_batches(topic, acks, timeout, batches).await
+        self.append_batches(topic, acks, timeout, batches, origin)
+            .await
     }
+}
+
+fn internal(e: impl std::fmt::Display) -> KafkaError {
+    KafkaError::new(
+        ErrorCode::UnknownServerError,
+        format!("record validation failed: {e}"),
+    )
 }

@@ -140,7 +140,8 @@ impl ReplicaManager {
                 )
             })
             .collect();
-        let mut budget = (req.max_bytes.max(1)) as usize;
+        let mut budget =
+            (req.max_bytes.max(1) as usize).min(self.config.replica_fetch_response_max_bytes);
         // A leader whose lease lapsed serves no follower: it may be acting on a stale image.
         let lease = self.check_lease();
         let reads = blocking(move || {

@@ -15,7 +15,9 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{
     BrokerId, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
     OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProduceRequest, ProduceResponse,
@@ -43,10 +45,20 @@ fn partition_response(
             .with_log_start_offset(r.log_start_offset.0),
         Err(e) => {
             let (code, msg) = error_parts(&e);
+            let record_errors = e
+                .record_errors
+                .iter()
+                .map(|r| {
+                    BatchIndexAndErrorMessage::default()
+                        .with_batch_index(r.batch_index)
+                        .with_batch_index_error_message(Some(str_bytes(r.message.clone())))
+                })
+                .collect();
             PartitionProduceResponse::default()
                 .with_index(index)
                 .with_error_code(code)
                 .with_error_message(msg)
+                .with_record_errors(record_errors)
                 .with_base_offset(-1)
                 .with_log_append_time_ms(-1)
                 .with_log_start_offset(-1)

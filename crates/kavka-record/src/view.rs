@@ -1,0 +1,225 @@
+//! Records read in place: a batch's records section (decompressed once, borrowed when it
+//! is not compressed) walked one record at a time, each record a view of slices into it.
+//!
+//! Invariants: memory is the decompressed records section and nothing per record (no
+//! `Vec<Record>`, no copies of keys and values); a record is yielded only once all its
+//! fields and headers decoded, so a view's headers iterate without errors.
+
+use crate::error::RecordError;
+use crate::header::{BATCH_OVERHEAD, BatchHeader, TimestampType};
+use crate::varint::Reader;
+use std::borrow::Cow;
+
+/// One batch opened for reading: its header (CRC checked) and its records section.
+#[derive(Debug)]
+pub struct BatchRecords<'a> {
+    pub header: BatchHeader,
+    payload: Cow<'a, [u8]>,
+}
+
+impl<'a> BatchRecords<'a> {
+    /// Opens the batch at the start of `buf`: checks the header and the CRC, decompresses
+    /// the records section if it is compressed (capped), and returns the bytes it took.
+    pub fn open(buf: &'a [u8]) -> Result<(Self, usize), RecordError> {
+        let header = BatchHeader::parse(buf)?;
+        header.verify_crc(buf)?;
+        let size = header.size();
+        let section = &buf[BATCH_OVERHEAD..size];
+        let payload = match header.compression()? {
+            crate::Compression::None => Cow::Borrowed(section),
+            codec => Cow::Owned(codec.decompress(section)?),
+        };
+        Ok((Self { header, payload }, size))
+    }
+
+    /// Bytes of the (decompressed) records section.
+    pub fn payload_len(&self) -> usize {
+        self.payload.len()
+    }
+
+    /// The records, in order; stops after the first malformed one.
+    pub fn iter(&self) -> RecordIter<'_> {
+        RecordIter {
+            reader: Reader::new(&self.payload),
+            index: 0,
+            failed: false,
+        }
+    }
+
+    /// A record's absolute offset and timestamp, as a consumer sees them (with
+    /// `LogAppendTime` every record carries the batch's max timestamp).
+    pub fn offset_and_timestamp(&self, r: &RecordView<'_>) -> (i64, i64) {
+        let h = &self.header;
+        let ts = match h.timestamp_type() {
+            TimestampType::CreateTime => h.base_timestamp.wrapping_add(r.timestamp_delta),
+            TimestampType::LogAppendTime => h.max_timestamp,
+        };
+        (h.base_offset.wrapping_add(r.offset_delta as i64), ts)
+    }
+}
+
+/// One record as slices of its batch's records section.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    /// Position in the batch, from 0.
+    pub index: usize,
+    pub offset_delta: i32,
+    pub timestamp_delta: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    header_count: usize,
+    headers: &'a [u8],
+}
+
+impl<'a> RecordView<'a> {
+    pub fn header_count(&self) -> usize {
+        self.header_count
+    }
+
+    /// The record's headers: a UTF-8 key and a nullable value each.
+    pub fn headers(&self) -> impl Iterator<Item = (&'a str, Option<&'a [u8]>)> + use<'a> {
+        let mut r = Reader::new(self.headers);
+        (0..self.header_count).map_while(move |_| read_header(&mut r).ok())
+    }
+}
+
+/// Walks a records section; see [`BatchRecords::iter`].
+pub struct RecordIter<'a> {
+    reader: Reader<'a>,
+    index: usize,
+    failed: bool,
+}
+
+impl<'a> Iterator for RecordIter<'a> {
+    type Item = Result<RecordView<'a>, RecordError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.reader.remaining() == 0 {
+            return None;
+        }
+        let index = self.index;
+        self.index += 1;
+        let item = read_record(&mut self.reader, index)
+            .map_err(|reason| RecordError::MalformedRecord { index, reason });
+        self.failed = item.is_err();
+        Some(item)
+    }
+}
+
+fn read_record<'a>(r: &mut Reader<'a>, index: usize) -> Result<RecordView<'a>, String> {
+    let len = r.varint()?;
+    if len < 0 {
+        return Err(format!("negative record length {len}"));
+    }
+    let body = r.bytes(len as usize)?;
+    let mut b = Reader::new(body);
+    let _attributes = b.i8()?;
+    let timestamp_delta = b.varlong()?;
+    let offset_delta = b.varint()?;
+    let key = b.nullable_bytes()?;
+    let value = b.nullable_bytes()?;
+    let count = b.varint()?;
+    if count < 0 {
+        return Err(format!("negative header count {count}"));
+    }
+    let start = b.pos;
+    for _ in 0..count {
+        read_header(&mut b)?;
+    }
+    let headers = &body[start..b.pos];
+    if b.remaining() != 0 {
+        return Err(format!(
+            "{} bytes left over after the headers",
+            b.remaining()
+        ));
+    }
+    Ok(RecordView {
+        index,
+        offset_delta,
+        timestamp_delta,
+        key,
+        value,
+        header_count: count as usize,
+        headers,
+    })
+}
+
+fn read_header<'a>(r: &mut Reader<'a>) -> Result<(&'a str, Option<&'a [u8]>), String> {
+    let key = r
+        .nullable_bytes()?
+        .ok_or_else(|| "null header key".to_string())?;
+    let key = std::str::from_utf8(key).map_err(|_| "header key is not UTF-8".to_string())?;
+    let value = r.nullable_bytes()?;
+    Ok((key, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Compression, Header, Record, RecordBatch};
+    use bytes::Bytes;
+
+    fn batch(c: Compression) -> Vec<u8> {
+        let records = (0..3)
+            .map(|i| Record {
+                offset_delta: i,
+                timestamp_delta: i as i64 * 10,
+                key: (i != 1).then(|| Bytes::from(format!("k{i}"))),
+                value: Some(Bytes::from(format!("v{i}"))),
+                headers: vec![Header {
+                    key: "h".into(),
+                    value: Some(Bytes::from_static(b"x")),
+                }],
+            })
+            .collect();
+        RecordBatch::new(1_000, c, records).encode().unwrap()
+    }
+
+    #[test]
+    fn views_match_the_decoded_records_for_every_codec() {
+        for c in Compression::ALL {
+            let bytes = batch(c);
+            let (decoded, _) = RecordBatch::decode(&bytes).unwrap();
+            let (opened, used) = BatchRecords::open(&bytes).unwrap();
+            assert_eq!(used, bytes.len());
+            let views: Vec<RecordView<'_>> = opened.iter().map(Result::unwrap).collect();
+            assert_eq!(views.len(), decoded.records.len(), "{}", c.name());
+            for (v, r) in views.iter().zip(&decoded.records) {
+                assert_eq!(v.key, r.key.as_deref());
+                assert_eq!(v.value, r.value.as_deref());
+                assert_eq!(v.offset_delta, r.offset_delta);
+                let hs: Vec<_> = v.headers().collect();
+                assert_eq!(hs, [("h", Some(&b"x"[..]))]);
+                assert_eq!(opened.offset_and_timestamp(v).1, 1_000 + r.timestamp_delta);
+            }
+        }
+    }
+
+    #[test]
+    fn an_uncompressed_batch_is_borrowed_not_copied() {
+        let bytes = batch(Compression::None);
+        let (opened, _) = BatchRecords::open(&bytes).unwrap();
+        assert!(matches!(opened.payload, Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn a_malformed_record_ends_the_walk_with_its_index() {
+        // Two records' worth of bytes, the second with a length past the end.
+        let mut payload = Vec::new();
+        crate::varint::put_varint(&mut payload, 6);
+        payload.extend_from_slice(&[0, 0, 0, 1, 1, 0]); // attrs, ts, offset, null key, null value, 0 headers
+        crate::varint::put_varint(&mut payload, 90);
+        let mut it = RecordIter {
+            reader: Reader::new(&payload),
+            index: 0,
+            failed: false,
+        };
+        assert!(it.next().unwrap().is_ok());
+        let err = it.next().unwrap().unwrap_err();
+        assert!(
+            matches!(err, RecordError::MalformedRecord { index: 1, .. }),
+            "{err}"
+        );
+        assert!(it.next().is_none());
+    }
+}

@@ -1,0 +1,51 @@
+//! One Kafka request on a raw socket, for tests that speak the wire protocol byte by
+//! byte (shared by the test files that `mod raw_kafka;` it).
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader, TopicName};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Sends `req` at `version` and decodes its answer; panics (fails the test) on a closed
+/// connection or no answer within 30 s.
+pub async fn call<R: Encodable, S: Decodable>(
+    conn: &mut TcpStream,
+    key: ApiKey,
+    version: i16,
+    req: &R,
+) -> S {
+    let mut buf = BytesMut::new();
+    buf.put_i32(0);
+    RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(7)
+        .with_client_id(Some(StrBytes::from_static_str("raw-test")))
+        .encode(&mut buf, key.request_header_version(version))
+        .unwrap();
+    req.encode(&mut buf, version).unwrap();
+    let n = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&n.to_be_bytes());
+    conn.write_all(&buf).await.unwrap();
+    let n = tokio::time::timeout(DEADLINE, conn.read_i32())
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    let mut body = vec![0; n as usize];
+    tokio::time::timeout(DEADLINE, conn.read_exact(&mut body))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    let mut body = Bytes::from(body);
+    let header = ResponseHeader::decode(&mut body, key.response_header_version(version)).unwrap();
+    assert_eq!(header.correlation_id, 7);
+    S::decode(&mut body, version).unwrap()
+}
+
+pub fn topic(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}

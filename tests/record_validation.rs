@@ -1,0 +1,295 @@
+//! Kafka's record validation on append, against the real binary over raw Kafka frames:
+//! each malformed batch a hostile or buggy client can send (right CRC, wrong insides) is
+//! refused with Kafka's error and per-record list, nothing of it is stored, the
+//! connection and the partition keep serving, and a librdkafka consumer (kcat) reads past
+//! the place where it was refused.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
+
+use bytes::Bytes;
+use kafka_protocol::messages::*;
+use kavka_harness::kafka_clients::{bounded, clients_or_skip};
+use kavka_harness::{Node, NodeOptions};
+use kavka_record::{Compression, Record, RecordBatch};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::net::TcpStream;
+
+mod raw_kafka;
+use raw_kafka::{call, topic};
+
+const PRODUCE_VERSION: i16 = 9;
+const CORRUPT_MESSAGE: i16 = 2;
+const INVALID_TIMESTAMP: i16 = 32;
+const INVALID_RECORD: i16 = 87;
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn record(key: Option<&str>, value: &str, ts_delta: i64) -> Record {
+    Record {
+        offset_delta: 0,
+        timestamp_delta: ts_delta,
+        key: key.map(|k| Bytes::from(k.to_string())),
+        value: Some(Bytes::from(value.to_string())),
+        headers: vec![],
+    }
+}
+
+fn batch(records: Vec<Record>, codec: Compression) -> RecordBatch {
+    let mut records = records;
+    for (i, r) in records.iter_mut().enumerate() {
+        r.offset_delta = i as i32;
+    }
+    RecordBatch::new(now_ms(), codec, records)
+}
+
+/// Overwrites bytes inside the CRC's range and recomputes the CRC, so only the
+/// validator (not the CRC check) can tell.
+fn patch(mut bytes: Vec<u8>, at: usize, value: &[u8]) -> Vec<u8> {
+    bytes[at..at + value.len()].copy_from_slice(value);
+    let crc = crc32c(&bytes[21..]);
+    bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+    bytes
+}
+
+/// CRC-32C (Castagnoli), bitwise: the test computes it independently of the code under test.
+fn crc32c(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+fn produce_req(name: &str, records: Vec<u8>) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![
+            produce_request::TopicProduceData::default()
+                .with_name(topic(name))
+                .with_partition_data(vec![
+                    produce_request::PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(Bytes::from(records))),
+                ]),
+        ])
+}
+
+async fn produce(
+    c: &mut TcpStream,
+    topic: &str,
+    records: Vec<u8>,
+) -> produce_response::PartitionProduceResponse {
+    let r: ProduceResponse = call(
+        c,
+        ApiKey::Produce,
+        PRODUCE_VERSION,
+        &produce_req(topic, records),
+    )
+    .await;
+    r.responses[0].partition_responses[0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_batches_are_refused_and_nothing_of_them_is_stored() {
+    let n = Node::start(NodeOptions::default()).await.unwrap();
+    for (topic, extra) in [("plain", None), ("keyed", Some("cleanup.policy=compact"))] {
+        let mut args = vec!["topic", "create", topic, "--partitions", "1"];
+        if let Some(c) = extra {
+            args.extend(["--config", c]);
+        }
+        let out = n.cli(&args);
+        assert!(out.status.success(), "{out:?}");
+    }
+    let mut c = TcpStream::connect(n.kafka_addr()).await.unwrap();
+
+    let good = |v: &str| {
+        batch(vec![record(Some("k"), v, 0)], Compression::None)
+            .encode()
+            .unwrap()
+    };
+    let first = produce(&mut c, "plain", good("first")).await;
+    assert_eq!((first.error_code, first.base_offset), (0, 0));
+
+    let two = batch(
+        vec![record(Some("a"), "x", 0), record(Some("b"), "y", 0)],
+        Compression::None,
+    )
+    .encode()
+    .unwrap();
+    let gzip = batch(vec![record(Some("a"), "x", 0)], Compression::Gzip)
+        .encode()
+        .unwrap();
+    let mut control = batch(vec![record(Some("a"), "x", 0)], Compression::None);
+    control.is_control = true;
+    let mut txn = batch(vec![record(Some("a"), "x", 0)], Compression::None);
+    txn.is_transactional = true;
+    // Each: the batch, the topic, the error code, and the words the message must hold.
+    let cases: Vec<(&str, Vec<u8>, &str, i16, &str)> = vec![
+        (
+            "garbage records",
+            patch(good("g"), 61, &[0xff; 9]),
+            "plain",
+            CORRUPT_MESSAGE,
+            "malformed record 0",
+        ),
+        (
+            "a record count the records do not match",
+            patch(two.clone(), 57, &3i32.to_be_bytes()),
+            "plain",
+            INVALID_RECORD,
+            "offset range [0, 1] but 3 records",
+        ),
+        (
+            "a payload that is not gzip",
+            patch(two.clone(), 22, &[1]),
+            "plain",
+            CORRUPT_MESSAGE,
+            "gzip",
+        ),
+        (
+            "a gzip payload cut short",
+            {
+                let mut b = gzip.clone();
+                let len = b.len();
+                b[len - 6..].fill(0);
+                patch(b, 0, &[0])
+            },
+            "plain",
+            CORRUPT_MESSAGE,
+            "gzip",
+        ),
+        (
+            "compression id 5",
+            patch(good("c"), 22, &[5]),
+            "plain",
+            CORRUPT_MESSAGE,
+            "unknown compression codec 5",
+        ),
+        (
+            "a control batch from a client",
+            control.encode().unwrap(),
+            "plain",
+            INVALID_RECORD,
+            "control records",
+        ),
+        (
+            "a transactional flag without a producer id",
+            txn.encode().unwrap(),
+            "plain",
+            INVALID_RECORD,
+            "needs a producer id",
+        ),
+        (
+            "a keyless record in a compacted topic",
+            batch(
+                vec![record(Some("a"), "x", 0), record(None, "y", 0)],
+                Compression::Zstd,
+            )
+            .encode()
+            .unwrap(),
+            "keyed",
+            INVALID_RECORD,
+            "without a key",
+        ),
+        (
+            "a timestamp two hours ahead (message.timestamp.after.max.ms is an hour)",
+            batch(
+                vec![record(Some("a"), "x", 2 * 3_600_000)],
+                Compression::None,
+            )
+            .encode()
+            .unwrap(),
+            "plain",
+            INVALID_TIMESTAMP,
+            "message.timestamp.after.max.ms=3600000",
+        ),
+    ];
+    for (name, bytes, topic, code, words) in cases {
+        let p = produce(&mut c, topic, bytes).await;
+        let msg = p.error_message.as_deref().unwrap_or_default().to_string();
+        assert_eq!(p.error_code, code, "{name}: {msg}");
+        assert!(msg.contains(words), "{name}: {msg:?} lacks {words:?}");
+        assert_eq!(p.base_offset, -1, "{name}");
+    }
+
+    // Per-record errors carry the record's index in the batch, as Kafka's record_errors.
+    let keyless = batch(
+        vec![
+            record(Some("a"), "x", 0),
+            record(None, "y", 0),
+            record(None, "z", 0),
+        ],
+        Compression::None,
+    )
+    .encode()
+    .unwrap();
+    let p = produce(&mut c, "keyed", keyless).await;
+    let indexes: Vec<i32> = p.record_errors.iter().map(|e| e.batch_index).collect();
+    assert_eq!((p.error_code, indexes), (INVALID_RECORD, vec![1, 2]));
+
+    // The connection and the partition keep serving: the next good batch is offset 1 (none
+    // of the refused ones took an offset), and a keyed record goes into the compacted topic.
+    let next = produce(&mut c, "plain", good("second")).await;
+    assert_eq!((next.error_code, next.base_offset), (0, 1));
+    let keyed = produce(&mut c, "keyed", good("kept")).await;
+    assert_eq!((keyed.error_code, keyed.base_offset), (0, 0));
+
+    // ListOffsets by timestamp still answers for every later timestamp.
+    let lo: ListOffsetsResponse = call(
+        &mut c,
+        ApiKey::ListOffsets,
+        6,
+        &ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![
+                list_offsets_request::ListOffsetsTopic::default()
+                    .with_name(topic("plain"))
+                    .with_partitions(vec![
+                        list_offsets_request::ListOffsetsPartition::default()
+                            .with_partition_index(0)
+                            .with_timestamp(now_ms() - 600_000),
+                    ]),
+            ]),
+    )
+    .await;
+    let lp = &lo.topics[0].partitions[0];
+    assert_eq!((lp.error_code, lp.offset), (0, 0));
+
+    // A librdkafka consumer reads both good records and reaches the end (before, one
+    // stored garbage batch stopped it at that offset for good).
+    if clients_or_skip("malformed_batches_are_refused_and_nothing_of_them_is_stored").is_some() {
+        let out = bounded(
+            60,
+            "kcat",
+            &[
+                "-b",
+                &n.kafka_addr().to_string(),
+                "-C",
+                "-t",
+                "plain",
+                "-o",
+                "beginning",
+                "-e",
+                "-f",
+                "%o:%s\n",
+            ],
+            b"",
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(text.lines().collect::<Vec<_>>(), ["0:first", "1:second"]);
+    }
+}
