@@ -625,6 +625,63 @@ async fn bad_bootstrap_is_named() {
     fails_with(out, "cannot reach kavka at 127.0.0.1:1");
 }
 
+/// The CLI pointed at a port that is not gRPC (the node's Kafka listener, a peer that
+/// resets the connection) says so and exits 1, never killed by a signal; output into a
+/// pipe whose reader is gone ends quietly with success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_names_a_wrong_port_and_survives_closed_pipes() {
+    let node = node().await;
+    let kafka = node.kafka_addr().to_string();
+    let out = kavka_harness_cli(&["--bootstrap", &kafka, "topic", "list"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    fails_with(
+        out,
+        "took the connection but broke it instead of answering gRPC",
+    );
+
+    // A peer that resets every connection after reading a little of it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let reset_addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().take(4) {
+            let Ok(mut conn) = conn else { break };
+            let mut buf = [0u8; 16];
+            let _ = std::io::Read::read(&mut conn, &mut buf);
+            // SO_LINGER 0: close with a reset, as a crashed peer's kernel does.
+            let linger = libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            // SAFETY: a valid socket fd and a properly sized linger struct.
+            unsafe {
+                libc::setsockopt(
+                    std::os::fd::AsRawFd::as_raw_fd(&conn),
+                    libc::SOL_SOCKET,
+                    libc::SO_LINGER,
+                    (&linger as *const libc::linger).cast(),
+                    std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                );
+            }
+        }
+    });
+    let out = kavka_harness_cli(&["--bootstrap", &reset_addr, "topic", "list"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    fails_with(out, &format!("cannot reach kavka at {reset_addr}"));
+
+    // stdout's reader gone before the command prints (`kavka topic list | head -0`).
+    let mut child = std::process::Command::new(kavka_harness::kavka_bin())
+        .args(["--bootstrap", &node.addr(), "topic", "list"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 fn kavka_harness_cli(args: &[&str]) -> std::process::Output {
     std::process::Command::new(kavka_harness::kavka_bin())
         .args(args)

@@ -43,21 +43,46 @@ pub(crate) async fn bounded<T>(
     })
 }
 
-/// Whether the node behind `channel` answers a health check within [`PROBE_TIMEOUT`]
-/// (any gRPC answer counts; only silence or a broken connection does not).
-async fn answers(channel: Channel) -> bool {
+/// What a health check on a fresh connection found.
+#[derive(Debug, PartialEq, Eq)]
+enum Probe {
+    /// Any gRPC answer.
+    Answers,
+    /// No answer within [`PROBE_TIMEOUT`] (a frozen node).
+    Silent,
+    /// The peer took the connection but broke it instead of answering: it does not speak
+    /// gRPC (a Kafka listener, another service), or it is going down.
+    Broken(String),
+}
+
+/// Health-checks the node behind `channel` within [`PROBE_TIMEOUT`].
+async fn probe(channel: Channel) -> Probe {
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
     let check = health.check(tonic_health::pb::HealthCheckRequest {
         service: String::new(),
     });
     match tokio::time::timeout(PROBE_TIMEOUT, check).await {
-        Ok(Ok(_)) => true,
-        Ok(Err(status)) => !matches!(
-            status.code(),
-            tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::DeadlineExceeded
-        ),
-        Err(_) => false,
+        Ok(Ok(_)) => Probe::Answers,
+        Ok(Err(status)) => match status.code() {
+            tonic::Code::DeadlineExceeded => Probe::Silent,
+            tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::Unknown
+                if status.metadata().is_empty() =>
+            {
+                Probe::Broken(status.message().to_string())
+            }
+            _ => Probe::Answers,
+        },
+        Err(_) => Probe::Silent,
     }
+}
+
+/// Why a connection that a peer broke is no use, with the likely cause.
+fn not_grpc(addr: &str, why: &str) -> String {
+    format!(
+        "{addr} took the connection but broke it instead of answering gRPC ({why}): is it \
+         kavka's gRPC port (a node's --listen, default 9093)? A Kafka protocol listener \
+         (default 9092) or another service answers like this, and so does a node going down"
+    )
 }
 
 /// A connect that did not finish within `CONNECT_TIMEOUT`.
@@ -154,13 +179,17 @@ impl Client {
                         bootstrap: addrs.clone(),
                         routes: Arc::default(),
                     };
-                    if addrs.len() == 1 || answers(client.channel()).await {
-                        return Ok(client);
+                    match probe(client.channel()).await {
+                        Probe::Answers => return Ok(client),
+                        Probe::Silent => {
+                            tracing::debug!(%addr, "connected, but no answer: trying the next address");
+                            last_error = format!(
+                                "{addr}: connected, but no answer within {PROBE_TIMEOUT:?}"
+                            );
+                            silent.get_or_insert(client);
+                        }
+                        Probe::Broken(why) => last_error = not_grpc(addr, &why),
                     }
-                    tracing::debug!(%addr, "connected, but no answer: trying the next address");
-                    last_error =
-                        format!("{addr}: connected, but no answer within {PROBE_TIMEOUT:?}");
-                    silent.get_or_insert(client);
                 }
                 Err(e) => {
                     // The innermost cause says what happened ("Connection refused").

@@ -169,7 +169,7 @@ pub async fn run(bootstrap: &str, cmd: BenchCommand) -> anyhow::Result<()> {
             }
             let secs = started.elapsed().as_secs_f64();
             let mb = (total as f64 * record_size as f64) / 1e6;
-            println!(
+            outln!(
                 "{total} records sent, {:.0} records/s ({:.2} MB/s), latency ms: avg {:.2}, p50 {:.2}, p99 {:.2}, p99.9 {:.2}, max {:.2}",
                 total as f64 / secs,
                 mb / secs,
@@ -196,7 +196,7 @@ pub async fn run(bootstrap: &str, cmd: BenchCommand) -> anyhow::Result<()> {
                 }
             }
             let secs = started.elapsed().as_secs_f64();
-            println!(
+            outln!(
                 "{count} records read, {:.0} records/s ({:.2} MB/s)",
                 count as f64 / secs,
                 bytes as f64 / 1e6 / secs

@@ -1,8 +1,9 @@
 //! `kavka`: the one binary — server roles, the `dev` playground, the admin CLI and
 //! benchmarks.
 
-mod bench;
+#[macro_use]
 mod cli;
+mod bench;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -63,20 +64,11 @@ enum Command {
 static ALLOC: kavka_kafka::alloc::LazyHuge = kavka_kafka::alloc::LazyHuge;
 
 fn main() -> ExitCode {
-    // A CLI piped into `head` should end quietly when the pipe closes, as other Unix tools
-    // do, instead of panicking on a failed print.
-    // (Servers keep Rust's default of ignoring SIGPIPE: a peer that went away must never
-    // kill a node.)
+    // SIGPIPE stays ignored (Rust's default) for servers and the CLI alike: a peer that
+    // hangs up mid-request is an error to report, not a silent death (rc 141). Output to
+    // a closed pipe (`| head`) ends the CLI quietly in `cli::write_line`.
     let cli = Cli::parse();
     let is_server = matches!(cli.command, Command::Server(_) | Command::Dev(_));
-    #[cfg(unix)]
-    if !is_server {
-        // SAFETY: called at start-up before any other thread exists; it only resets one
-        // signal's disposition to the default.
-        unsafe {
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        }
-    }
     init_tracing(is_server);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

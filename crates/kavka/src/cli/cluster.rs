@@ -117,7 +117,7 @@ pub async fn quorum(bootstrap: &str, cmd: QuorumCommand) -> anyhow::Result<()> {
             "voters": s.voters.iter().map(|v| json!({"id": v.id, "addr": v.addr, "log_end": v.log_end, "lag": v.lag, "leader": v.id == s.leader_id})).collect::<Vec<_>>(),
         }))?,
         OutputFormat::Table => {
-            println!(
+            outln!(
                 "Cluster {}  active controller: {}  term: {}  log end: {}",
                 s.cluster_id,
                 if s.leader_id < 0 {
@@ -150,7 +150,7 @@ pub async fn quorum(bootstrap: &str, cmd: QuorumCommand) -> anyhow::Result<()> {
                     known(v.lag),
                 ]);
             }
-            println!("{t}");
+            outln!("{t}");
         }
     }
     Ok(())
@@ -181,9 +181,10 @@ pub async fn cluster(bootstrap: &str, cmd: ClusterCommand) -> anyhow::Result<()>
                 "partitions": t.partitions.iter().map(|p| json!({"partition": p.partition, "leader": p.leader, "leader_epoch": p.leader_epoch, "replicas": p.replicas, "isr": p.isr})).collect::<Vec<_>>()})).collect::<Vec<_>>(),
         }))?,
         OutputFormat::Table => {
-            println!(
+            outln!(
                 "Cluster {}  metadata offset {}",
-                md.cluster_id, md.metadata_offset
+                md.cluster_id,
+                md.metadata_offset
             );
             let mut t = table(&[
                 "BROKER",
@@ -214,7 +215,7 @@ pub async fn cluster(bootstrap: &str, cmd: ClusterCommand) -> anyhow::Result<()>
                     s.map_or("-".into(), |s| s.metadata_offset.to_string()),
                 ]);
             }
-            println!("{t}\n");
+            outln!("{t}\n");
             let mut t = table(&["TOPIC", "PARTITION", "LEADER", "EPOCH", "REPLICAS", "ISR"]);
             for topic in &md.topics {
                 for p in &topic.partitions {
@@ -228,7 +229,7 @@ pub async fn cluster(bootstrap: &str, cmd: ClusterCommand) -> anyhow::Result<()>
                     ]);
                 }
             }
-            println!("{t}");
+            outln!("{t}");
         }
     }
     Ok(())
@@ -259,7 +260,7 @@ pub async fn health(bootstrap: &str) -> anyhow::Result<()> {
             .await
         {
             Ok(r) if r.get_ref().status == ServingStatus::Serving as i32 => {
-                println!("{addr}: {service} serving");
+                outln!("{addr}: {service} serving");
                 return Ok(());
             }
             Ok(_) => {

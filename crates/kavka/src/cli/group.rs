@@ -84,7 +84,7 @@ pub async fn run(bootstrap: &str, cmd: GroupCommand) -> anyhow::Result<()> {
                     g.protocol_type.clone(),
                 ]);
             }
-            println!("{t}");
+            outln!("{t}");
             Ok(())
         }
         GroupCommand::Describe { group, output } => describe(&mut client, &group, output).await,
@@ -93,7 +93,7 @@ pub async fn run(bootstrap: &str, cmd: GroupCommand) -> anyhow::Result<()> {
             let mut failed = false;
             for g in groups {
                 match client.delete_group(&g).await {
-                    Ok(()) => println!("Deleted group {g}."),
+                    Ok(()) => outln!("Deleted group {g}."),
                     Err(e) => {
                         eprintln!("error: cannot delete group '{g}': {e}");
                         failed = true;
@@ -186,7 +186,7 @@ async fn describe(client: &mut Client, group: &str, output: OutputFormat) -> any
             })).collect::<Vec<_>>(),
         }));
     }
-    println!(
+    outln!(
         "Group {} is {} (protocol {} {}, generation {}, coordinator {}), {} member(s).\n",
         d.group_id,
         d.state,
@@ -232,7 +232,7 @@ async fn describe(client: &mut Client, group: &str, output: OutputFormat) -> any
             m.map_or_else(dash, |m| m.client_id.clone()),
         ]);
     }
-    println!("{t}");
+    outln!("{t}");
     Ok(())
 }
 
@@ -367,9 +367,9 @@ async fn reset(client: &mut Client, a: ResetArgs) -> anyhow::Result<()> {
             o.to_string(),
         ]);
     }
-    println!("{t}");
+    outln!("{t}");
     if !a.execute {
-        println!("\nDry run: nothing was committed. Add --execute to commit these offsets.");
+        outln!("\nDry run: nothing was committed. Add --execute to commit these offsets.");
     }
     Ok(())
 }

@@ -1,6 +1,16 @@
 //! The admin and data CLI: each subcommand connects, calls the client, and prints a
 //! table for people or JSON for scripts.
 
+/// `println!` for command output: when the reader of stdout is gone (`kavka topic list |
+/// head -1`) the command ends quietly with success, as Unix tools do, instead of
+/// panicking. (The CLI keeps SIGPIPE ignored, so a peer that hangs up on a socket is an
+/// error it reports, never a silent death by signal.)
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::write_line(format_args!($($arg)*))
+    };
+}
+
 pub mod cluster;
 pub mod consume;
 pub mod group;
@@ -11,6 +21,7 @@ pub mod watch;
 use anyhow::Context;
 use clap::ValueEnum;
 use kavka_client::Client;
+use std::io::Write;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
@@ -45,6 +56,22 @@ pub fn table(header: &[&str]) -> comfy_table::Table {
 }
 
 pub fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    outln!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
+}
+
+/// Writes one line to stdout; see `outln!`.
+pub fn write_line(args: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    let written = out
+        .write_fmt(args)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush());
+    if let Err(e) = written {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to stdout: {e}");
+        std::process::exit(1);
+    }
 }

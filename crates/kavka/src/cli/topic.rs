@@ -84,11 +84,11 @@ pub async fn run(bootstrap: &str, cmd: TopicCommand) -> anyhow::Result<()> {
                 })
                 .await;
             match r {
-                Ok(id) => println!("Created topic {name} (id {id})."),
+                Ok(id) => outln!("Created topic {name} (id {id})."),
                 Err(e)
                     if if_not_exists && e.kafka_code() == Some(ErrorCode::TopicAlreadyExists) =>
                 {
-                    println!("Topic {name} already exists.")
+                    outln!("Topic {name} already exists.")
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -105,7 +105,7 @@ pub async fn run(bootstrap: &str, cmd: TopicCommand) -> anyhow::Result<()> {
                     for topic in &topics {
                         t.add_row(vec![topic.name.clone(), topic.partitions.to_string(), topic.replication_factor.to_string(), topic.topic_id.clone()]);
                     }
-                    println!("{t}");
+                    outln!("{t}");
                 }
             }
         }
@@ -124,9 +124,12 @@ pub async fn run(bootstrap: &str, cmd: TopicCommand) -> anyhow::Result<()> {
                 }))?,
                 OutputFormat::Table => {
                     if let Some(t) = &d.topic {
-                        println!(
+                        outln!(
                             "Topic: {}  id: {}  partitions: {}  replication factor: {}",
-                            t.name, t.topic_id, t.partitions, t.replication_factor
+                            t.name,
+                            t.topic_id,
+                            t.partitions,
+                            t.replication_factor
                         );
                     }
                     let mut t = table(&[
@@ -153,10 +156,10 @@ pub async fn run(bootstrap: &str, cmd: TopicCommand) -> anyhow::Result<()> {
                             human_bytes(p.size_bytes as u64),
                         ]);
                     }
-                    println!("{t}\n");
+                    outln!("{t}\n");
                     let overrides: Vec<_> = d.configs.iter().filter(|c| !c.is_default).collect();
                     if overrides.is_empty() {
-                        println!(
+                        outln!(
                             "Configs: all defaults (kavka topic describe {name} -o json shows every value)"
                         );
                     } else {
@@ -164,7 +167,7 @@ pub async fn run(bootstrap: &str, cmd: TopicCommand) -> anyhow::Result<()> {
                         for c in overrides {
                             t.add_row(vec![c.name.clone(), c.value.clone()]);
                         }
-                        println!("{t}");
+                        outln!("{t}");
                     }
                 }
             }
@@ -184,21 +187,22 @@ pub async fn run(bootstrap: &str, cmd: TopicCommand) -> anyhow::Result<()> {
                 match &r.error {
                     None => {
                         moved += 1;
-                        println!(
+                        outln!(
                             "{}-{}: leader moved to its preferred replica",
-                            r.topic, r.partition
+                            r.topic,
+                            r.partition
                         )
                     }
-                    Some(e) => println!("{}-{}: {} ({})", r.topic, r.partition, e.name, e.message),
+                    Some(e) => outln!("{}-{}: {} ({})", r.topic, r.partition, e.name, e.message),
                 }
             }
-            println!("Elected the preferred leader for {moved} partition(s).");
+            outln!("Elected the preferred leader for {moved} partition(s).");
         }
         TopicCommand::Delete { names } => {
             let mut failed = 0;
             for (name, r) in client.delete_topics(names).await? {
                 match r {
-                    Ok(()) => println!("Deleted topic {name}."),
+                    Ok(()) => outln!("Deleted topic {name}."),
                     Err(e) => {
                         failed += 1;
                         eprintln!("error: cannot delete topic {name}: {e}");
@@ -232,7 +236,7 @@ pub async fn run(bootstrap: &str, cmd: TopicCommand) -> anyhow::Result<()> {
                         .collect::<serde_json::Map<_, _>>()
                 ))?,
                 OutputFormat::Table => {
-                    println!("Updated configs of topic {name}:");
+                    outln!("Updated configs of topic {name}:");
                     let mut t = table(&["CONFIG", "VALUE", "SOURCE"]);
                     for c in &entries {
                         t.add_row(vec![
@@ -245,7 +249,7 @@ pub async fn run(bootstrap: &str, cmd: TopicCommand) -> anyhow::Result<()> {
                             },
                         ]);
                     }
-                    println!("{t}");
+                    outln!("{t}");
                 }
             }
         }

@@ -238,7 +238,7 @@ impl Display for Plain {
     fn events(&mut self, _: &ClusterState, events: Vec<Event>) {
         let ts = timestamp();
         for e in events {
-            println!("{ts} {}", e.text);
+            outln!("{ts} {}", e.text);
         }
     }
     fn tick(&mut self, _: &ClusterState, _: &str) {}
