@@ -293,3 +293,80 @@ async fn malformed_batches_are_refused_and_nothing_of_them_is_stored() {
         assert_eq!(text.lines().collect::<Vec<_>>(), ["0:first", "1:second"]);
     }
 }
+
+/// The node's peak resident memory (VmHWM), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A valid zstd batch of two million empty records (about 1.5 MB that decode to 14 MB) is validated on produce and scanned by ListOffsets by
+/// timestamp with memory bounded by the decompressed size: records are read in place,
+/// never as a `Vec<Record>` (which took ~17 bytes per decompressed byte: 1.6 GiB for one
+/// such request).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compression_bomb_is_read_in_bounded_memory() {
+    const RECORDS: usize = 2_000_000;
+    let n = Node::start(NodeOptions::default()).await.unwrap();
+    let out = n.cli(&[
+        "topic",
+        "create",
+        "bomb",
+        "--partitions",
+        "1",
+        "--config",
+        "max.message.bytes=4000000",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let pid = n.pid().unwrap();
+    let base = now_ms();
+    let records = (0..RECORDS)
+        .map(|i| Record {
+            offset_delta: i as i32,
+            // Only the last record is at base + 1: a scan for it reads every record.
+            timestamp_delta: i64::from(i == RECORDS - 1),
+            ..Record::default()
+        })
+        .collect();
+    let bytes = RecordBatch::new(base, Compression::Zstd, records)
+        .encode()
+        .unwrap();
+    assert!(bytes.len() < 4_000_000, "{} bytes", bytes.len());
+    let mut c = TcpStream::connect(n.kafka_addr()).await.unwrap();
+    let p = produce(&mut c, "bomb", bytes).await;
+    assert_eq!((p.error_code, p.base_offset), (0, 0));
+
+    let before = peak_rss_kib(pid);
+    let lo: ListOffsetsResponse = call(
+        &mut c,
+        ApiKey::ListOffsets,
+        6,
+        &ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![
+                list_offsets_request::ListOffsetsTopic::default()
+                    .with_name(topic("bomb"))
+                    .with_partitions(vec![
+                        list_offsets_request::ListOffsetsPartition::default()
+                            .with_partition_index(0)
+                            .with_timestamp(base + 1),
+                    ]),
+            ]),
+    )
+    .await;
+    let lp = &lo.topics[0].partitions[0];
+    assert_eq!((lp.error_code, lp.offset), (0, RECORDS as i64 - 1));
+    let after = peak_rss_kib(pid);
+    // Decompressed, the batch is ~14 MB; the budget allows that twice over and then some.
+    // Decoding into records took ~240 MB here.
+    let grown_mib = after.saturating_sub(before) / 1024;
+    eprintln!("ListOffsets over the bomb: peak RSS {before} -> {after} KiB");
+    assert!(
+        grown_mib < 64,
+        "peak RSS grew {grown_mib} MiB ({before} -> {after} KiB)"
+    );
+}
