@@ -370,3 +370,43 @@ async fn a_compression_bomb_is_read_in_bounded_memory() {
         "peak RSS grew {grown_mib} MiB ({before} -> {after} KiB)"
     );
 }
+
+/// Idempotent batches need a producer id the cluster issued: a made-up one is refused
+/// with UNKNOWN_PRODUCER_ID and takes no producer state, an issued one is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_producer_ids_are_refused() {
+    let n = Node::start(NodeOptions::default()).await.unwrap();
+    let out = n.cli(&["topic", "create", "idem", "--partitions", "1"]);
+    assert!(out.status.success(), "{out:?}");
+    let mut c = TcpStream::connect(n.kafka_addr()).await.unwrap();
+    let idempotent = |pid: i64, value: &str| {
+        let mut b = batch(vec![record(Some("k"), value, 0)], Compression::None);
+        b.producer_id = pid;
+        b.producer_epoch = 0;
+        b.base_sequence = 0;
+        b.encode().unwrap()
+    };
+    let init: InitProducerIdResponse = call(
+        &mut c,
+        ApiKey::InitProducerId,
+        4,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    )
+    .await;
+    assert_eq!(init.error_code, 0);
+    let issued = init.producer_id.0;
+
+    const UNKNOWN_PRODUCER_ID: i16 = 59;
+    for made_up in [issued + 1_000_000, 123_456_789, i64::MAX] {
+        let p = produce(&mut c, "idem", idempotent(made_up, "forged")).await;
+        let msg = p.error_message.as_deref().unwrap_or_default().to_string();
+        assert_eq!(p.error_code, UNKNOWN_PRODUCER_ID, "{made_up}: {msg}");
+        assert!(msg.contains("never issued"), "{msg}");
+    }
+    let p = produce(&mut c, "idem", idempotent(issued, "real")).await;
+    assert_eq!((p.error_code, p.base_offset), (0, 0));
+}

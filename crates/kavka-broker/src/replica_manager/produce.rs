@@ -8,7 +8,7 @@ use crate::records::{
     NewRecord, apply_topic_compression, build_batch, rules_for, validate_batches,
 };
 use kavka_model::{ErrorCode, KafkaError, Offset, TimestampType, partitioner};
-use kavka_record::{Compression, Origin};
+use kavka_record::{Compression, Origin, batches};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -82,6 +82,12 @@ impl ReplicaManager {
                 }
             };
             if let Err(e) = self.check_lease() {
+                results.push((partition, Err(e)));
+                continue;
+            }
+            if origin == Origin::Client
+                && let Err(e) = self.check_producer_ids_issued(&records).await
+            {
                 results.push((partition, Err(e)));
                 continue;
             }
@@ -191,6 +197,52 @@ impl ReplicaManager {
         }
         self.append_batches(topic, acks, timeout, batches, origin)
             .await
+    }
+}
+
+/// How long a produce waits for this broker's image to show a producer id as issued (it
+/// may lag the controller that handed the id's block to another broker by a moment).
+const ISSUED_WAIT: Duration = Duration::from_secs(1);
+
+/// The largest producer id among the idempotent batches of `records` (headers only;
+/// malformed batches are left to validation).
+fn max_producer_id(records: &[u8]) -> Option<i64> {
+    batches(records)
+        .map_while(Result::ok)
+        .map(|(h, _)| h.producer_id)
+        .filter(|&pid| pid >= 0)
+        .max()
+}
+
+impl ReplicaManager {
+    /// Idempotent batches must carry a producer id the cluster issued (InitProducerId):
+    /// made-up ids would each take producer state on every replica. Every id below the
+    /// image's `next_producer_id` was handed out; a larger one gets a moment for this
+    /// broker's image to catch up before it is refused with UNKNOWN_PRODUCER_ID.
+    async fn check_producer_ids_issued(&self, records: &[u8]) -> Result<(), KafkaError> {
+        let Some(pid) = max_producer_id(records) else {
+            return Ok(());
+        };
+        let mut applied = self.applied.subscribe();
+        let issued = |rm: &Self| pid < rm.image().next_producer_id;
+        let waited = tokio::time::timeout(ISSUED_WAIT, async {
+            while !issued(self) {
+                if applied.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        if issued(self) || (waited.await.is_ok() && issued(self)) {
+            return Ok(());
+        }
+        Err(KafkaError::new(
+            ErrorCode::UnknownProducerId,
+            format!(
+                "producer id {pid} was never issued by this cluster (ids handed out by \
+                 InitProducerId are below {})",
+                self.image().next_producer_id
+            ),
+        ))
     }
 }
 
