@@ -410,3 +410,69 @@ async fn made_up_producer_ids_are_refused() {
     let p = produce(&mut c, "idem", idempotent(issued, "real")).await;
     assert_eq!((p.error_code, p.base_offset), (0, 0));
 }
+
+/// `producer.id.expiration.ms`: a partition forgets a producer that has been silent that
+/// long, so made-up or abandoned ids do not hold state forever; until then a retry is
+/// recognised, afterwards the same batch is a new write (as in Kafka).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_producers_expire() {
+    let n = Node::start(NodeOptions {
+        args: [
+            "--producer-id-expiration-ms",
+            "1500",
+            "--log-retention-check-interval-ms",
+            "200",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..NodeOptions::default()
+    })
+    .await
+    .unwrap();
+    let out = n.cli(&["topic", "create", "idle", "--partitions", "1"]);
+    assert!(out.status.success(), "{out:?}");
+    let mut c = TcpStream::connect(n.kafka_addr()).await.unwrap();
+    let init: InitProducerIdResponse = call(
+        &mut c,
+        ApiKey::InitProducerId,
+        4,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    )
+    .await;
+    assert_eq!(init.error_code, 0);
+    let mut b = batch(vec![record(Some("k"), "v", 0)], Compression::None);
+    b.producer_id = init.producer_id.0;
+    b.producer_epoch = 0;
+    b.base_sequence = 0;
+    let bytes = b.encode().unwrap();
+
+    let first = produce(&mut c, "idle", bytes.clone()).await;
+    assert_eq!((first.error_code, first.base_offset), (0, 0));
+    let retry = produce(&mut c, "idle", bytes.clone()).await;
+    assert_eq!(
+        (retry.error_code, retry.base_offset),
+        (0, 0),
+        "a retry, not a write"
+    );
+
+    kavka_harness::wait_until(
+        "the producer expired",
+        std::time::Duration::from_secs(60),
+        || {
+            let log = n.log();
+            async move { log.contains("expired idle producer ids") }
+        },
+    )
+    .await
+    .unwrap();
+    let again = produce(&mut c, "idle", bytes).await;
+    assert_eq!(
+        (again.error_code, again.base_offset),
+        (0, 1),
+        "a forgotten producer's batch is written anew"
+    );
+}

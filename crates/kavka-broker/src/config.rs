@@ -45,6 +45,9 @@ pub struct BrokerConfig {
     pub fetch_max_bytes: usize,
     /// `replica.fetch.response.max.bytes`: the most a replica fetch answers (10 MiB).
     pub replica_fetch_response_max_bytes: usize,
+    /// `producer.id.expiration.ms`: a partition forgets an idempotent producer this long
+    /// after its last batch (checked every `log.retention.check.interval.ms`).
+    pub producer_id_expiration_ms: i64,
     /// `replica.high.watermark.checkpoint.interval.ms`.
     pub hw_checkpoint_interval_ms: u64,
 }
@@ -68,6 +71,7 @@ impl BrokerConfig {
             replica_fetch_wait_max_ms: 500,
             replica_fetch_max_bytes: 1024 * 1024,
             fetch_max_bytes: FETCH_MAX_BYTES_DEFAULT,
+            producer_id_expiration_ms: 24 * 60 * 60 * 1000,
             replica_fetch_response_max_bytes: 10 * 1024 * 1024,
             hw_checkpoint_interval_ms: 1000,
         }

@@ -660,6 +660,18 @@ impl Partition {
         .await
     }
 
+    /// Forgets producers silent for `expiration_ms`; returns how many.
+    pub(crate) async fn expire_producers(self: &Arc<Self>, expiration_ms: i64) -> usize {
+        let this = Arc::clone(self);
+        blocking(move || {
+            Ok(this
+                .lock()
+                .remove_expired_producers(crate::now_ms(), expiration_ms))
+        })
+        .await
+        .unwrap_or(0)
+    }
+
     pub(crate) async fn enforce_retention(self: &Arc<Self>) -> Result<usize, KafkaError> {
         let this = Arc::clone(self);
         blocking(move || {

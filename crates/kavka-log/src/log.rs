@@ -486,6 +486,12 @@ impl PartitionLog {
         Ok(None)
     }
 
+    /// Forgets idempotent producers whose last batch is `expiration_ms` older than
+    /// `now_ms` (Kafka's `producer.id.expiration.ms`); returns how many.
+    pub fn remove_expired_producers(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        self.producers.remove_expired(now_ms, expiration_ms)
+    }
+
     /// Removes every batch whose last offset is at or past `offset` (whole batches, as
     /// Kafka does); the new log end may be below `offset` if it fell inside a batch.
     #[tracing::instrument(skip(self), fields(dir = %self.dir.display()))]

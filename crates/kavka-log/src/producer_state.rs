@@ -19,7 +19,11 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 pub(crate) const CHECKPOINT_FILE: &str = "producer-state-checkpoint";
-const VERSION: &str = "0";
+/// Version 1 adds each producer's last timestamp; version 0 files are still read.
+const VERSION: &str = "1";
+/// A producer's last timestamp when a version 0 checkpoint did not say (set to the clock
+/// at the next expiry check, so it is kept a whole expiration period).
+const UNKNOWN_TIMESTAMP: i64 = i64::MIN;
 /// Batches remembered per producer (Kafka's `NUM_BATCHES_TO_RETAIN`, which is also why
 /// an idempotent producer keeps at most five requests in flight per partition).
 pub const BATCHES_TO_RETAIN: usize = 5;
@@ -36,6 +40,9 @@ struct BatchMeta {
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct ProducerEntry {
     epoch: i16,
+    /// The largest timestamp of its batches: the entry expires `producer.id.expiration.ms`
+    /// after it (Kafka's `lastTimestamp`).
+    last_timestamp: i64,
     /// Oldest first; never empty.
     batches: VecDeque<BatchMeta>,
 }
@@ -171,8 +178,10 @@ impl ProducerStates {
             .entry(h.producer_id)
             .or_insert_with(|| ProducerEntry {
                 epoch: h.producer_epoch,
+                last_timestamp: h.max_timestamp,
                 batches: VecDeque::new(),
             });
+        entry.last_timestamp = entry.last_timestamp.max(h.max_timestamp);
         if entry.epoch != h.producer_epoch {
             entry.epoch = h.producer_epoch;
             entry.batches.clear();
@@ -188,6 +197,20 @@ impl ProducerStates {
         }
     }
 
+    /// Forgets producers whose last batch is `expiration_ms` or more older than `now_ms`
+    /// (Kafka's `producer.id.expiration.ms`); returns how many. A retry from a forgotten
+    /// producer is no longer recognised, as in Kafka.
+    pub(crate) fn remove_expired(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        let before = self.producers.len();
+        self.producers.retain(|_, e| {
+            if e.last_timestamp == UNKNOWN_TIMESTAMP {
+                e.last_timestamp = now_ms;
+            }
+            now_ms.saturating_sub(e.last_timestamp) < expiration_ms
+        });
+        before - self.producers.len()
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.producers.len()
     }
@@ -199,7 +222,13 @@ impl ProducerStates {
         ids.sort_unstable();
         for id in ids {
             let e = &self.producers[&id];
-            let _ = write!(text, "{id} {} {}", e.epoch, e.batches.len());
+            let _ = write!(
+                text,
+                "{id} {} {} {}",
+                e.epoch,
+                e.last_timestamp,
+                e.batches.len()
+            );
             for b in &e.batches {
                 let _ = write!(
                     text,
@@ -228,9 +257,11 @@ impl ProducerStates {
         };
         let mut lines = text.lines();
         let version = lines.next().unwrap_or_default();
-        if version != VERSION {
-            return Err(corrupt(format!("unknown checkpoint version '{version}'")));
-        }
+        let with_timestamps = match version {
+            "0" => false,
+            VERSION => true,
+            _ => return Err(corrupt(format!("unknown checkpoint version '{version}'"))),
+        };
         let mut number = |what: &str| -> Result<i64, LogError> {
             lines
                 .next()
@@ -246,8 +277,9 @@ impl ProducerStates {
                 .map(str::parse)
                 .collect::<Result<_, _>>()
                 .map_err(|_| corrupt(format!("malformed line '{line}'")))?;
-            let (id, epoch, n, rest) = match nums.as_slice() {
-                [id, epoch, n, rest @ ..] => (*id, *epoch, *n, rest),
+            let (id, epoch, last_timestamp, n, rest) = match (with_timestamps, nums.as_slice()) {
+                (true, [id, epoch, ts, n, rest @ ..]) => (*id, *epoch, *ts, *n, rest),
+                (false, [id, epoch, n, rest @ ..]) => (*id, *epoch, UNKNOWN_TIMESTAMP, *n, rest),
                 _ => return Err(corrupt(format!("malformed line '{line}'"))),
             };
             if n < 1 || rest.len() as i64 != n * 4 {
@@ -266,9 +298,14 @@ impl ProducerStates {
                 })
                 .collect::<Result<_, LogError>>()?;
             let epoch = i16::try_from(epoch).map_err(|_| corrupt(format!("bad epoch {epoch}")))?;
-            states
-                .producers
-                .insert(id, ProducerEntry { epoch, batches });
+            states.producers.insert(
+                id,
+                ProducerEntry {
+                    epoch,
+                    last_timestamp,
+                    batches,
+                },
+            );
         }
         if states.producers.len() != count as usize {
             return Err(corrupt(format!(
@@ -452,5 +489,48 @@ mod tests {
         std::fs::write(dir.path().join(CHECKPOINT_FILE), "0\n16\n2\n1 0 1 0 0 0\n").unwrap();
         let e = ProducerStates::load(dir.path()).unwrap_err().to_string();
         assert!(e.contains(CHECKPOINT_FILE), "{e}");
+    }
+
+    #[test]
+    fn version_0_checkpoints_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(CHECKPOINT_FILE),
+            "0\n16\n1\n7 0 1 0 1 10 11\n",
+        )
+        .unwrap();
+        let (_, mut s) = ProducerStates::load(dir.path()).unwrap().unwrap();
+        assert_eq!(code(s.check_append(&[batch(7, 0, 0, 2, -1)])), "dup 10..11");
+        // Its last timestamp is unknown: the first expiry check starts its period.
+        assert_eq!(s.remove_expired(1_000, 500), 0);
+        assert_eq!(s.remove_expired(1_499, 500), 0);
+        assert_eq!(s.remove_expired(1_500, 500), 1);
+    }
+
+    #[test]
+    fn producers_expire_after_their_last_batch() {
+        let at = |pid: i64, ts: i64| BatchHeader {
+            max_timestamp: ts,
+            ..batch(pid, 0, 0, 1, 0)
+        };
+        // (producer, its last batch's timestamp) then (now, expiration) -> producers left
+        let cases: &[(&[(i64, i64)], i64, i64, &[i64])] = &[
+            (&[(1, 100), (2, 200)], 1_099, 1_000, &[1, 2]),
+            (&[(1, 100), (2, 200)], 1_100, 1_000, &[2]),
+            (&[(1, 100), (2, 200)], 9_999, 1_000, &[]),
+            // A later batch renews the producer; an earlier timestamp does not age it.
+            (&[(1, 100), (1, 900), (1, 50)], 1_500, 1_000, &[1]),
+            (&[(1, 100)], 100, 0, &[]),
+        ];
+        for (batches, now, expiration, left) in cases {
+            let mut s = ProducerStates::default();
+            for (pid, ts) in *batches {
+                s.record(&at(*pid, *ts));
+            }
+            s.remove_expired(*now, *expiration);
+            let mut ids: Vec<i64> = s.producers.keys().copied().collect();
+            ids.sort_unstable();
+            assert_eq!(&ids, left, "{batches:?} at {now}");
+        }
     }
 }

@@ -114,6 +114,10 @@ pub struct ServerArgs {
     /// default 10 MiB).
     #[arg(long, env = "KAVKA_REPLICA_FETCH_RESPONSE_MAX_BYTES")]
     replica_fetch_response_max_bytes: Option<usize>,
+    /// Forget an idempotent producer this long after its last batch (Kafka's
+    /// producer.id.expiration.ms; default a day).
+    #[arg(long, env = "KAVKA_PRODUCER_ID_EXPIRATION_MS")]
+    producer_id_expiration_ms: Option<u64>,
     /// How often leadership moves back to preferred replicas; 0 turns it off (Kafka's
     /// leader.imbalance.check.interval and auto.leader.rebalance.enable).
     #[arg(long, env = "KAVKA_LEADER_IMBALANCE_CHECK_INTERVAL_MS")]
@@ -185,6 +189,7 @@ struct FileConfig {
     replica_lag_time_max_ms: Option<u64>,
     fetch_max_bytes: Option<usize>,
     replica_fetch_response_max_bytes: Option<usize>,
+    producer_id_expiration_ms: Option<u64>,
     leader_imbalance_check_interval_ms: Option<u64>,
     offsets_topic_num_partitions: Option<i32>,
     offsets_topic_replication_factor: Option<i32>,
@@ -379,6 +384,12 @@ impl ServerArgs {
             .or(file.replica_fetch_response_max_bytes)
         {
             broker.replica_fetch_response_max_bytes = b.max(1024);
+        }
+        if let Some(ms) = self
+            .producer_id_expiration_ms
+            .or(file.producer_id_expiration_ms)
+        {
+            broker.producer_id_expiration_ms = i64::try_from(ms).unwrap_or(i64::MAX).max(1);
         }
         let mut group = GroupConfig::default();
         if let Some(n) = self

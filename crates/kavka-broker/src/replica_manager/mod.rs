@@ -624,7 +624,7 @@ impl ReplicaManager {
         (summaries, states)
     }
 
-    /// Runs retention, then compaction of compacted topics, every
+    /// Runs retention, then compaction of compacted topics and producer-id expiry, every
     /// `log.retention.check.interval.ms` until `shutdown` fires.
     pub async fn run_retention(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let period = Duration::from_millis(self.config.retention_check_interval_ms.max(100));
@@ -654,6 +654,12 @@ impl ReplicaManager {
                 }
                 if let Err(e) = p.compact().await {
                     tracing::warn!(partition = %p.tp, error = %e, "compaction failed");
+                }
+                let expired = p
+                    .expire_producers(self.config.producer_id_expiration_ms)
+                    .await;
+                if expired > 0 {
+                    tracing::info!(partition = %p.tp, producers = expired, "expired idle producer ids");
                 }
             }
         }
