@@ -513,8 +513,9 @@ mod tests {
             max_timestamp: ts,
             ..batch(pid, 0, 0, 1, 0)
         };
-        // (producer, its last batch's timestamp) then (now, expiration) -> producers left
-        let cases: &[(&[(i64, i64)], i64, i64, &[i64])] = &[
+        // (producer, its batch's timestamp)..., now, expiration -> producers left
+        type Case<'a> = (&'a [(i64, i64)], i64, i64, &'a [i64]);
+        let cases: &[Case<'_>] = &[
             (&[(1, 100), (2, 200)], 1_099, 1_000, &[1, 2]),
             (&[(1, 100), (2, 200)], 1_100, 1_000, &[2]),
             (&[(1, 100), (2, 200)], 9_999, 1_000, &[]),
