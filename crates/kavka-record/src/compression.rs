@@ -128,10 +128,7 @@ impl Compression {
                 .map_err(|e| err(e.to_string()))?,
             Compression::Lz4 => read_capped(lz4_flex::frame::FrameDecoder::new(data), limit)
                 .map_err(|e| err(e.to_string()))?,
-            Compression::Zstd => {
-                let dec = zstd::stream::read::Decoder::new(data).map_err(|e| err(e.to_string()))?;
-                read_capped(dec, limit).map_err(|e| err(e.to_string()))?
-            }
+            Compression::Zstd => zstd_decompress(data, limit),
             Compression::Snappy => {
                 if data.starts_with(&XERIAL_MAGIC) {
                     decompress_xerial(data, limit)
@@ -141,6 +138,53 @@ impl Compression {
             }
         }
     }
+}
+
+/// zstd with one decompression context per thread: creating one (some 100 KiB, zeroed)
+/// for every batch cost more than decompressing a small batch. Concatenated frames are
+/// read one after the other, as zstd's own reader does.
+fn zstd_decompress(data: &[u8], limit: usize) -> Result<Vec<u8>, RecordError> {
+    use std::cell::RefCell;
+    use zstd::zstd_safe::{DCtx, InBuffer, OutBuffer, ResetDirective, get_error_name};
+    thread_local! {
+        static DCTX: RefCell<DCtx<'static>> = RefCell::new(DCtx::create());
+    }
+    let err = |reason: String| RecordError::Decompress {
+        codec: "zstd",
+        reason,
+    };
+    DCTX.with(|cell| {
+        // Never borrowed twice: nothing below calls back into this function.
+        let mut dctx = cell.borrow_mut();
+        dctx.reset(ResetDirective::SessionOnly)
+            .map_err(|c| err(get_error_name(c).to_string()))?;
+        let mut out: Vec<u8> =
+            Vec::with_capacity(data.len().saturating_mul(4).clamp(4096, limit.max(1)));
+        let mut input = InBuffer::around(data);
+        loop {
+            if out.len() == out.capacity() {
+                if out.len() >= limit {
+                    return Err(RecordError::DecompressedTooLarge { limit });
+                }
+                out.reserve_exact(out.capacity().min(limit - out.len()).max(1));
+            }
+            let pos = out.len();
+            let room = out.capacity() - pos;
+            let hint = {
+                let mut output = OutBuffer::around_pos(&mut out, pos);
+                dctx.decompress_stream(&mut output, &mut input)
+                    .map_err(|c| err(get_error_name(c).to_string()))?
+            };
+            let consumed = input.pos() == data.len();
+            if hint == 0 && consumed {
+                return Ok(out);
+            }
+            // All input read, room left, yet the frame is not finished: it was cut short.
+            if consumed && out.len() - pos < room {
+                return Err(err("the zstd frame is cut short".into()));
+            }
+        }
+    })
 }
 
 /// Reads to the end, but at most `limit` bytes; more is `DecompressedTooLarge`.
@@ -220,6 +264,24 @@ mod tests {
         assert!(z.starts_with(&XERIAL_MAGIC));
         let raw = snap::raw::Encoder::new().compress_vec(b"plain").unwrap();
         assert_eq!(Compression::Snappy.decompress(&raw).unwrap(), b"plain");
+    }
+
+    #[test]
+    fn zstd_caps_cut_frames_and_concatenated_frames() {
+        let data = vec![7u8; 100_000];
+        let z = Compression::Zstd.compress(&data).unwrap();
+        assert_eq!(zstd_decompress(&z, 100_000).unwrap(), data);
+        assert_eq!(
+            zstd_decompress(&z, 99_999).unwrap_err(),
+            RecordError::DecompressedTooLarge { limit: 99_999 }
+        );
+        assert!(zstd_decompress(&z[..z.len() - 3], 1 << 20).is_err());
+        let mut two = z.clone();
+        two.extend_from_slice(&z);
+        assert_eq!(zstd_decompress(&two, 1 << 20).unwrap().len(), 200_000);
+        // The context is reused: a bad frame does not poison the next good one.
+        assert!(zstd_decompress(&[0xff; 32], 1 << 20).is_err());
+        assert_eq!(zstd_decompress(&z, 1 << 20).unwrap(), data);
     }
 
     #[test]
