@@ -20,7 +20,7 @@ use kavka_log::{AppendInfo, FetchData, FlushPolicy, GroupCommit, LogConfig, Part
 use kavka_metadata::{PartitionRegistration, TopicId};
 use kavka_model::{BrokerId, ErrorCode, KafkaError, LeaderEpoch, Offset, TopicPartition};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI32, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -86,6 +86,9 @@ pub(crate) struct Partition {
     synced_epoch: AtomicI32,
     /// Bumped on every high watermark, ISR or role change: acks=all waiters watch it.
     changes: watch::Sender<u64>,
+    /// A storage error on append was logged and no append has succeeded since: the next
+    /// ones are answered but not logged again.
+    storage_error_logged: AtomicBool,
 }
 
 impl Partition {
@@ -121,6 +124,7 @@ impl Partition {
             high_watermark: AtomicI64::new(hw.0.max(0)),
             synced_epoch: AtomicI32::new(-1),
             changes: watch::channel(0).0,
+            storage_error_logged: AtomicBool::new(false),
             log: Mutex::new(log),
         })
     }
@@ -255,6 +259,25 @@ impl Partition {
     /// Appends producer batches as leader; with `fsync` durability, returns only once an
     /// fsync covers them.
     pub(crate) async fn append(
+        self: &Arc<Self>,
+        records: Vec<u8>,
+        log_append_time: Option<i64>,
+        acks_all: bool,
+    ) -> Result<(AppendInfo, LeaderEpoch), KafkaError> {
+        let result = self.append_to_log(records, log_append_time, acks_all).await;
+        match &result {
+            Err(e) if e.code == ErrorCode::KafkaStorageError => {
+                if !self.storage_error_logged.swap(true, Ordering::Relaxed) {
+                    tracing::error!(partition = %self.tp, error = %e, "append failed on storage (logged once until an append succeeds)");
+                }
+            }
+            Ok(_) => self.storage_error_logged.store(false, Ordering::Relaxed),
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn append_to_log(
         self: &Arc<Self>,
         records: Vec<u8>,
         log_append_time: Option<i64>,

@@ -653,6 +653,43 @@ async fn dev_cluster(args: DevArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Below this many open files a node warns: each log segment keeps three open (log,
+/// offset index, time index), so many partitions or small segments run out.
+const OPEN_FILES_WARN_BELOW: u64 = 16_384;
+
+/// Raises the soft limit on open files to the hard limit, as Kafka's start scripts ask
+/// operators to, and says what the node has (a warning when it is low).
+fn raise_open_file_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "cannot read the open file limit");
+        return;
+    }
+    let before = lim.rlim_cur;
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: setrlimit reads one valid rlimit struct; raising the soft limit up to the
+        // hard one needs no privilege.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            tracing::warn!(error = %std::io::Error::last_os_error(), "cannot raise the open file limit");
+            lim.rlim_cur = before;
+        }
+    }
+    let open_files = lim.rlim_cur;
+    if open_files < OPEN_FILES_WARN_BELOW {
+        tracing::warn!(
+            open_files,
+            "the open file limit is low: each log segment keeps 3 files open, so partitions fail to open (KAFKA_STORAGE_ERROR) once it is reached; raise it (ulimit -n, LimitNOFILE=)"
+        );
+    } else {
+        tracing::info!(open_files, raised_from = before, "open file limit");
+    }
+}
+
 /// Holds an exclusive lock on `<data>/.lock` for the life of the process, so two nodes
 /// never write the same data dir.
 fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
@@ -693,6 +730,7 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let data_dir = settings.broker.data_dir.clone();
     let _lock = lock_data_dir(&data_dir)?;
+    raise_open_file_limit();
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -838,6 +876,9 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
         )));
         tasks.push(tokio::spawn(
             Arc::clone(&replicas).run_retention(shutdown_rx.clone()),
+        ));
+        tasks.push(tokio::spawn(
+            Arc::clone(&replicas).run_offline_retries(shutdown_rx.clone()),
         ));
         tasks.push(tokio::spawn(kavka_broker::fetcher::run(
             Arc::clone(&replicas),

@@ -31,7 +31,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// One result per partition, in request order.
@@ -50,13 +50,23 @@ const PARTITION_METADATA_FILE: &str = "partition.metadata";
 #[derive(Debug)]
 enum Slot {
     Online(Arc<Partition>),
-    /// The log could not be opened (e.g. a corrupt old segment): answered with
-    /// KAFKA_STORAGE_ERROR naming the file, while every other partition keeps serving.
+    /// The log could not be opened (a corrupt old segment, no file descriptors left):
+    /// answered with KAFKA_STORAGE_ERROR naming the cause, while every other partition
+    /// keeps serving; opening is tried again at `retry_at`, backing off.
     Offline {
         topic_id: TopicId,
         error: KafkaError,
+        retry_at: Instant,
+        attempts: u32,
     },
 }
+
+/// Backoff between attempts to open an offline partition's log: 1 s doubling to a minute.
+fn open_retry_delay(attempts: u32) -> Duration {
+    Duration::from_secs(1u64 << attempts.min(6)).min(OPEN_RETRY_DELAY_MAX)
+}
+
+const OPEN_RETRY_DELAY_MAX: Duration = Duration::from_secs(60);
 
 #[derive(Debug)]
 struct State {
@@ -340,6 +350,17 @@ impl ReplicaManager {
     /// deletes the ones removed, and updates roles and configs. Blocking (file I/O).
     pub fn apply_image(&self, image: Arc<MetadataImage>) {
         let _one_at_a_time = self.reconciling.lock().unwrap_or_else(|p| p.into_inner());
+        self.reconcile(image);
+    }
+
+    /// Reconciles again with the image already applied (offline partitions whose retry
+    /// is due are opened); the image is read under the lock, so it is never an older one.
+    fn reapply_image(&self) {
+        let _one_at_a_time = self.reconciling.lock().unwrap_or_else(|p| p.into_inner());
+        self.reconcile(self.image());
+    }
+
+    fn reconcile(&self, image: Arc<MetadataImage>) {
         let me = self.config.node_id;
         type Wanted<'a> = (TopicId, LogConfig, usize, &'a PartitionRegistration);
         let mut wanted: HashMap<TopicPartition, Wanted<'_>> = HashMap::new();
@@ -388,27 +409,50 @@ impl ReplicaManager {
             }
         }
         let mut followed = Followed::default();
+        let now = Instant::now();
         for (tp, (topic_id, log_config, min_isr, reg)) in wanted {
-            let existing = self.read_state().partitions.get(&tp).map(|s| match s {
-                Slot::Online(p) => Some(Arc::clone(p)),
-                Slot::Offline { .. } => None,
-            });
-            let part = match existing {
-                Some(Some(p)) => {
+            /// What this partition's slot asks for.
+            enum Next {
+                Online(Arc<Partition>),
+                Wait,
+                Open { attempts: u32 },
+            }
+            let next = match self.read_state().partitions.get(&tp) {
+                Some(Slot::Online(p)) => Next::Online(Arc::clone(p)),
+                Some(Slot::Offline {
+                    retry_at, attempts, ..
+                }) if *retry_at <= now => Next::Open {
+                    attempts: *attempts,
+                },
+                Some(Slot::Offline { .. }) => Next::Wait,
+                None => Next::Open { attempts: 0 },
+            };
+            let part = match next {
+                Next::Online(p) => {
                     p.apply_registration(reg, log_config, min_isr);
                     Some(p)
                 }
-                Some(None) => None,
-                None => {
+                Next::Wait => None,
+                Next::Open { attempts } => {
                     let (slot, part) = match self.open_partition(&tp, topic_id, log_config) {
                         Ok(p) => {
                             let p = Arc::new(p);
                             p.apply_registration(reg, p.log_config(), min_isr);
+                            if attempts > 0 {
+                                tracing::info!(partition = %tp, attempts, "partition online: its log opened on a retry");
+                            }
                             (Slot::Online(Arc::clone(&p)), Some(p))
                         }
                         Err(error) => {
-                            tracing::error!(partition = %tp, %error, "partition offline: its log cannot be opened");
-                            (Slot::Offline { topic_id, error }, None)
+                            let delay = open_retry_delay(attempts);
+                            tracing::error!(partition = %tp, %error, retry_in = ?delay, "partition offline: its log cannot be opened");
+                            let slot = Slot::Offline {
+                                topic_id,
+                                error,
+                                retry_at: now + delay,
+                                attempts: attempts.saturating_add(1),
+                            };
+                            (slot, None)
                         }
                     };
                     self.write_state().partitions.insert(tp, slot);
@@ -622,6 +666,31 @@ impl ReplicaManager {
             }
         }
         (summaries, states)
+    }
+
+    /// Tries again, once a second, to open the logs of partitions that could not be opened
+    /// and whose backoff has passed (the cause may be gone: file descriptors freed, a
+    /// disk remounted), until `shutdown` fires.
+    pub async fn run_offline_retries(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            let now = Instant::now();
+            let due = self
+                .read_state()
+                .partitions
+                .values()
+                .any(|s| matches!(s, Slot::Offline { retry_at, .. } if *retry_at <= now));
+            if due {
+                let this = Arc::clone(&self);
+                if let Err(e) = tokio::task::spawn_blocking(move || this.reapply_image()).await {
+                    tracing::warn!(error = %e, "retrying offline partitions failed");
+                }
+            }
+        }
     }
 
     /// Runs retention, then compaction of compacted topics and producer-id expiry, every
