@@ -18,7 +18,7 @@ for round in $(seq "$ROUNDS"); do
     rm -rf "$DIR/node"
     $K server --listen 127.0.0.1:$PORT --kafka-listeners "" --data-dir "$DIR/node" > "$DIR/node.log" 2>&1 &
     NODE=$!
-    for _ in $(seq 100); do $K -b 127.0.0.1:$PORT topic list >/dev/null 2>&1 && break; sleep 0.1; done
+    for _ in $(seq 100); do $K -b 127.0.0.1:$PORT topic create warmup >/dev/null 2>&1 && break; sleep 0.1; done
     for codec in none zstd; do
       before=$(cpu_s $NODE)
       line=$($K -b 127.0.0.1:$PORT bench produce --topic v-$codec --record-size 1024 \
