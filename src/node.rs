@@ -327,6 +327,14 @@ impl Node {
         Ok(Client::connect(&self.addr()).await?)
     }
 
+    /// The process's exit status once it has exited by itself (forgetting the process);
+    /// `None` while it runs.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        let status = self.child.as_mut()?.try_wait().ok().flatten()?;
+        self.child = None;
+        Some(status)
+    }
+
     /// The running process's id.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)

@@ -195,6 +195,17 @@ impl Quorum {
         ))
     }
 
+    /// Why the Raft core stopped, when it stopped on a failure (an I/O error of the
+    /// metadata store such as a full disk, a panic); `None` while it runs or after a
+    /// normal stop. Such a core never recovers: the node must stop (fail-stop).
+    pub fn failure(&self) -> Option<String> {
+        match &self.raft.metrics().borrow_watched().running_state {
+            Err(openraft::errors::Fatal::StorageError(e)) => Some(e.to_string()),
+            Err(openraft::errors::Fatal::Panicked) => Some("the Raft core panicked".into()),
+            _ => None,
+        }
+    }
+
     /// The active controller as far as this voter knows, and the Raft term.
     pub fn leader_and_term(&self) -> (Option<NodeId>, u64) {
         let m = self.raft.metrics();

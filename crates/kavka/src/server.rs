@@ -824,7 +824,10 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(
             Arc::clone(&controller).run(shutdown_rx.clone()),
         ));
-        // A voter list that disagrees with the quorum's is a configuration error: stop.
+        // A voter list that disagrees with the quorum's is a configuration error, and a
+        // Raft core stopped by a metadata store failure (a full disk) never recovers: both
+        // stop the node, with the reason, instead of leaving a live-looking dead controller
+        // (a supervisor restarts it; the other voters elect another controller).
         let watched = Arc::clone(&q);
         let fatal = fatal_tx.clone();
         let mut stop = shutdown_rx.clone();
@@ -837,6 +840,12 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
                 }
                 if let Some(reason) = watched.membership_mismatch() {
                     let _ = fatal.send(Some(reason));
+                    return;
+                }
+                if let Some(cause) = watched.failure() {
+                    let _ = fatal.send(Some(format!(
+                        "fatal: the controller's metadata store failed ({cause}); stopping this node so a supervisor restarts it and the quorum elects another controller"
+                    )));
                     return;
                 }
             }

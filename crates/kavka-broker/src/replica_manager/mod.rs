@@ -415,17 +415,27 @@ impl ReplicaManager {
             enum Next {
                 Online(Arc<Partition>),
                 Wait,
-                Open { attempts: u32 },
+                Open {
+                    attempts: u32,
+                    last_error: Option<String>,
+                },
             }
             let next = match self.read_state().partitions.get(&tp) {
                 Some(Slot::Online(p)) => Next::Online(Arc::clone(p)),
                 Some(Slot::Offline {
-                    retry_at, attempts, ..
+                    retry_at,
+                    attempts,
+                    error,
+                    ..
                 }) if *retry_at <= now => Next::Open {
                     attempts: *attempts,
+                    last_error: Some(error.message.clone()),
                 },
                 Some(Slot::Offline { .. }) => Next::Wait,
-                None => Next::Open { attempts: 0 },
+                None => Next::Open {
+                    attempts: 0,
+                    last_error: None,
+                },
             };
             let part = match next {
                 Next::Online(p) => {
@@ -433,7 +443,10 @@ impl ReplicaManager {
                     Some(p)
                 }
                 Next::Wait => None,
-                Next::Open { attempts } => {
+                Next::Open {
+                    attempts,
+                    last_error,
+                } => {
                     let (slot, part) = match self.open_partition(&tp, topic_id, log_config) {
                         Ok(p) => {
                             let p = Arc::new(p);
@@ -445,7 +458,12 @@ impl ReplicaManager {
                         }
                         Err(error) => {
                             let delay = open_retry_delay(attempts);
-                            tracing::error!(partition = %tp, %error, retry_in = ?delay, "partition offline: its log cannot be opened");
+                            // Said once per cause; the retries of the same failure are quiet.
+                            if last_error.as_deref() == Some(error.message.as_str()) {
+                                tracing::debug!(partition = %tp, %error, attempts, retry_in = ?delay, "partition still offline");
+                            } else {
+                                tracing::error!(partition = %tp, %error, retry_in = ?delay, "partition offline: its log cannot be opened");
+                            }
                             let slot = Slot::Offline {
                                 topic_id,
                                 error,
