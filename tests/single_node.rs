@@ -573,6 +573,27 @@ async fn bad_topic_requests_get_kafka_errors() {
         node.cli(&["topic", "create", "x", "--config", "noequals"]),
         "expected key=value",
     );
+    // Kafka: names that differ only by '.' and '_' collide in metric names.
+    ok(node.cli(&["topic", "create", "foo.bar"]));
+    fails_with(
+        node.cli(&["topic", "create", "foo_bar"]),
+        "INVALID_TOPIC_EXCEPTION",
+    );
+    fails_with(
+        node.cli(&["topic", "create", "__cluster_metadata"]),
+        "INVALID_REQUEST",
+    );
+    // Timestamp bounds are topic configs with Kafka's names and checks.
+    fails_with(
+        node.cli(&[
+            "topic",
+            "create",
+            "x",
+            "--config",
+            "message.timestamp.after.max.ms=-1",
+        ]),
+        "invalid value '-1' for config 'message.timestamp.after.max.ms'",
+    );
     ok(node.cli(&["topic", "create", "x"]));
     fails_with(node.cli(&["topic", "create", "x"]), "TOPIC_ALREADY_EXISTS");
     ok(node.cli(&["topic", "create", "x", "--if-not-exists"]));

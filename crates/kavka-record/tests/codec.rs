@@ -8,8 +8,9 @@ use kafka_protocol::indexmap::IndexMap;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records as kp;
 use kavka_record::{
-    BatchHeader, Compression, Header, Record, RecordBatch, RecordError, TimestampType, batches,
-    set_base_offset, set_log_append_time, set_partition_leader_epoch,
+    BatchHeader, Compression, Header, Origin, Record, RecordBatch, RecordError, Rules,
+    TimestampType, batches, set_base_offset, set_log_append_time, set_partition_leader_epoch,
+    validate,
 };
 use proptest::prelude::*;
 
@@ -181,6 +182,34 @@ proptest! {
     fn decoding_any_bytes_never_panics(data in prop::collection::vec(any::<u8>(), 0..300)) {
         let _ = RecordBatch::decode(&data);
         let _ = batches(&data).count();
+    }
+
+    /// Hostile bytes behind a correct CRC (what a client can send): the validator never
+    /// panics, and never accepts a batch the full decoder refuses.
+    #[test]
+    fn validation_of_crc_fixed_mutations_never_panics_nor_accepts_undecodable_batches(
+        b in batch(),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+    ) {
+        let mut bytes = b.encode().unwrap();
+        for (pos, value) in edits {
+            let at = 21 + pos.index(bytes.len() - 21);
+            bytes[at] = value;
+        }
+        let crc = crc32c::crc32c(&bytes[21..]);
+        bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+        for origin in [Origin::Client, Origin::Broker] {
+            let rules = Rules {
+                origin,
+                compacted: false,
+                create_time: None,
+                max_batch_bytes: usize::MAX,
+                now_ms: 0,
+            };
+            if validate(&bytes, &rules).is_ok() {
+                prop_assert!(RecordBatch::decode(&bytes).is_ok());
+            }
+        }
     }
 
     #[test]
