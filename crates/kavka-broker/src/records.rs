@@ -8,8 +8,8 @@ use kavka_model::{
     TopicConfig, TopicPartition,
 };
 use kavka_record::{
-    Compression, Header, Invalid, Origin, Record, RecordBatch, Rules, TimestampWindow, batches,
-    set_max_timestamp, validate,
+    BatchRecords, Compression, Header, Invalid, Origin, Record, RecordBatch, Rules,
+    TimestampWindow, batches, set_max_timestamp, validate,
 };
 
 /// A structured record from a produce request.
@@ -146,12 +146,16 @@ pub(crate) fn apply_topic_compression(
     if !needs {
         return Ok(records);
     }
+    // The records section is re-encoded as a whole: no record is decoded.
     let mut out = Vec::with_capacity(records.len());
     let mut rest = &records[..];
     while !rest.is_empty() {
-        let (mut batch, used) = RecordBatch::decode(rest).map_err(corrupt)?;
-        batch.compression = want;
-        out.extend(batch.encode().map_err(corrupt)?);
+        let (batch, used) = BatchRecords::open(rest).map_err(corrupt)?;
+        if batch.header.compression().map_err(corrupt)? == want {
+            out.extend_from_slice(&rest[..used]);
+        } else {
+            out.extend(batch.recompressed(want).map_err(corrupt)?);
+        }
         rest = &rest[used..];
     }
     Ok(out)

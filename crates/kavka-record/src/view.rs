@@ -14,6 +14,7 @@ use std::borrow::Cow;
 #[derive(Debug)]
 pub struct BatchRecords<'a> {
     pub header: BatchHeader,
+    raw_header: &'a [u8],
     payload: Cow<'a, [u8]>,
 }
 
@@ -29,7 +30,33 @@ impl<'a> BatchRecords<'a> {
             crate::Compression::None => Cow::Borrowed(section),
             codec => Cow::Owned(codec.decompress(section)?),
         };
-        Ok((Self { header, payload }, size))
+        Ok((
+            Self {
+                header,
+                raw_header: &buf[..BATCH_OVERHEAD],
+                payload,
+            },
+            size,
+        ))
+    }
+
+    /// The same batch with its records section in `codec` (the header's codec bits, length
+    /// and CRC follow): recompression without decoding a single record, so memory is the
+    /// section once decompressed plus once compressed.
+    pub fn recompressed(&self, codec: crate::Compression) -> Result<Vec<u8>, RecordError> {
+        use crate::header::{COMPRESSION_MASK, CRC_START};
+        let section = codec.compress(&self.payload)?;
+        let mut out = Vec::with_capacity(BATCH_OVERHEAD + section.len());
+        out.extend_from_slice(&self.raw_header);
+        out.extend_from_slice(&section);
+        let length =
+            i32::try_from(out.len() - 12).map_err(|_| RecordError::InvalidLength(i32::MAX))?;
+        out[8..12].copy_from_slice(&length.to_be_bytes());
+        let attrs = (self.header.attributes & !COMPRESSION_MASK) | codec.id() as i16;
+        out[21..23].copy_from_slice(&attrs.to_be_bytes());
+        let crc = crc32c::crc32c(&out[CRC_START..]);
+        out[17..21].copy_from_slice(&crc.to_be_bytes());
+        Ok(out)
     }
 
     /// Bytes of the (decompressed) records section.
@@ -191,6 +218,31 @@ mod tests {
                 let hs: Vec<_> = v.headers().collect();
                 assert_eq!(hs, [("h", Some(&b"x"[..]))]);
                 assert_eq!(opened.offset_and_timestamp(v).1, 1_000 + r.timestamp_delta);
+            }
+        }
+    }
+
+    #[test]
+    fn recompressing_keeps_every_record_and_header_field() {
+        for from in Compression::ALL {
+            let bytes = batch(from);
+            let (want, _) = RecordBatch::decode(&bytes).unwrap();
+            for to in Compression::ALL {
+                let (opened, _) = BatchRecords::open(&bytes).unwrap();
+                let out = opened.recompressed(to).unwrap();
+                let (got, used) = RecordBatch::decode(&out).unwrap();
+                assert_eq!(used, out.len());
+                assert_eq!(got.compression, to);
+                assert_eq!(
+                    RecordBatch {
+                        compression: from,
+                        ..got
+                    },
+                    want,
+                    "{} -> {}",
+                    from.name(),
+                    to.name()
+                );
             }
         }
     }
