@@ -47,7 +47,7 @@ impl<'a> BatchRecords<'a> {
         use crate::header::{COMPRESSION_MASK, CRC_START};
         let section = codec.compress(&self.payload)?;
         let mut out = Vec::with_capacity(BATCH_OVERHEAD + section.len());
-        out.extend_from_slice(&self.raw_header);
+        out.extend_from_slice(self.raw_header);
         out.extend_from_slice(&section);
         let length =
             i32::try_from(out.len() - 12).map_err(|_| RecordError::InvalidLength(i32::MAX))?;
