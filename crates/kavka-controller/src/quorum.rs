@@ -8,6 +8,7 @@
 
 use crate::raft::log_store::SledLogStore;
 use crate::raft::network::{GrpcNetworkFactory, MetadataRaft, RaftServer};
+use crate::raft::peers::{ControllerSecret, PeerPolicy};
 use crate::raft::state_machine::MetadataStateMachine;
 use crate::types::{MetadataRequest, NodeId, TypeConfig, VoterNode};
 use kavka_metadata::{MetadataImage, MetadataRecord};
@@ -35,6 +36,8 @@ pub struct QuorumConfig {
     pub election_timeout_ms: (u64, u64),
     /// Snapshot after this many entries since the last one; the log before it is purged.
     pub snapshot_after_entries: u64,
+    /// Every Raft call between voters presents it, and calls without it are refused.
+    pub secret: Option<ControllerSecret>,
 }
 
 impl QuorumConfig {
@@ -48,6 +51,7 @@ impl QuorumConfig {
             // crash costs about max + a random min..max: 0.6–1.2 s.
             election_timeout_ms: (300, 600),
             snapshot_after_entries: 10_000,
+            secret: None,
         }
     }
 }
@@ -77,6 +81,8 @@ pub struct Quorum {
     /// A reader of the committed log, for brokers following the metadata.
     log: SledLogStore,
     voters: BTreeMap<NodeId, VoterNode>,
+    /// Who may send Raft calls to this voter.
+    peers: Arc<PeerPolicy>,
 }
 
 /// Committed metadata for an observer: batches from the log, or the whole image when
@@ -112,7 +118,9 @@ impl Quorum {
         let raft = MetadataRaft::new(
             cfg.node_id,
             Arc::new(config),
-            GrpcNetworkFactory,
+            GrpcNetworkFactory {
+                secret: cfg.secret.clone(),
+            },
             log,
             sm.clone(),
         )
@@ -135,6 +143,7 @@ impl Quorum {
             raft,
             sm,
             log: reader,
+            peers: Arc::new(PeerPolicy::new(cfg.voters.keys().copied(), cfg.secret)),
             voters: cfg.voters,
         })
     }
@@ -149,7 +158,7 @@ impl Quorum {
 
     /// The server half of Raft traffic, to mount on this node's gRPC server.
     pub fn raft_server(&self) -> RaftServer {
-        RaftServer::new(self.raft.clone())
+        RaftServer::new(self.raft.clone(), Arc::clone(&self.peers))
     }
 
     /// The current metadata image.
@@ -193,6 +202,11 @@ impl Quorum {
             show(&self.voters),
             show(&actual)
         ))
+    }
+
+    /// Raft calls refused so far (no or a wrong secret, a sender outside the voters).
+    pub fn refused_raft_calls(&self) -> u64 {
+        self.peers.refused()
     }
 
     /// Why the Raft core stopped, when it stopped on a failure (an I/O error of the

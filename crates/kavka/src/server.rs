@@ -10,6 +10,7 @@ use kavka_broker::service::{AdminService, BrokerService, GroupService};
 use kavka_broker::{BrokerConfig, Lifecycle, ReplicaManager};
 use kavka_controller::control::topics::TopicDefaults;
 use kavka_controller::controller::{Controller, ControllerConfig};
+use kavka_controller::raft::peers::ControllerSecret;
 use kavka_controller::service::ControllerService;
 use kavka_controller::{Quorum, QuorumConfig, VoterNode};
 use kavka_kafka::{KafkaConfig, KafkaListener, parse_listeners};
@@ -114,6 +115,11 @@ pub struct ServerArgs {
     /// default 10 MiB).
     #[arg(long, env = "KAVKA_REPLICA_FETCH_RESPONSE_MAX_BYTES")]
     replica_fetch_response_max_bytes: Option<usize>,
+    /// A file holding the controller quorum's shared secret: every Raft call between
+    /// voters presents it, and calls without it are refused (set the same file on every
+    /// voter; without one, only the voter set is checked).
+    #[arg(long, env = "KAVKA_CONTROLLER_SECRET_FILE")]
+    controller_secret_file: Option<PathBuf>,
     /// Forget an idempotent producer this long after its last batch (Kafka's
     /// producer.id.expiration.ms; default a day).
     #[arg(long, env = "KAVKA_PRODUCER_ID_EXPIRATION_MS")]
@@ -190,6 +196,7 @@ struct FileConfig {
     fetch_max_bytes: Option<usize>,
     replica_fetch_response_max_bytes: Option<usize>,
     producer_id_expiration_ms: Option<u64>,
+    controller_secret_file: Option<PathBuf>,
     leader_imbalance_check_interval_ms: Option<u64>,
     offsets_topic_num_partitions: Option<i32>,
     offsets_topic_replication_factor: Option<i32>,
@@ -212,6 +219,8 @@ pub struct Settings {
     pub controller: bool,
     pub broker_role: bool,
     pub voters: BTreeMap<u64, VoterNode>,
+    /// The quorum's shared secret (`--controller-secret-file`).
+    pub controller_secret: Option<ControllerSecret>,
     pub session_timeout_ms: u64,
     pub default_replication_factor: i32,
     pub leader_imbalance_check_interval_ms: u64,
@@ -457,6 +466,17 @@ impl ServerArgs {
                 ),
             }
         }
+        let controller_secret = match self.controller_secret_file.or(file.controller_secret_file) {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).with_context(|| {
+                    format!("cannot read the controller secret file {}", path.display())
+                })?;
+                Some(ControllerSecret::parse(&text).map_err(|why| {
+                    anyhow::anyhow!("controller secret file {}: {why}", path.display())
+                })?)
+            }
+            None => None,
+        };
         let voters = match self.controller_voters.or(file.controller_voters) {
             Some(v) => parse_voters(&v)?,
             None => BTreeMap::from([(
@@ -488,6 +508,7 @@ impl ServerArgs {
             controller,
             broker_role,
             voters,
+            controller_secret,
             session_timeout_ms,
             default_replication_factor: self
                 .default_replication_factor
@@ -548,6 +569,23 @@ async fn dev_cluster(args: DevArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the kavka binary")?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    // The voters speak Raft only with each other: one secret for the local quorum, made
+    // once and kept with its data.
+    let secret = args.data_dir.join("controller-secret");
+    if !secret.exists() {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&secret)
+            .with_context(|| format!("cannot create {}", secret.display()))?;
+        std::io::Write::write_all(
+            &mut f,
+            format!("{}\n", uuid::Uuid::new_v4().simple()).as_bytes(),
+        )
+        .with_context(|| format!("cannot write {}", secret.display()))?;
+    }
     let mut children = Vec::new();
     for i in 1..=n {
         let dir = args.data_dir.join(format!("node-{i}"));
@@ -570,6 +608,8 @@ async fn dev_cluster(args: DevArgs) -> anyhow::Result<()> {
             ])
             .arg("--data-dir")
             .arg(&dir)
+            .arg("--controller-secret-file")
+            .arg(&secret)
             .stdout(std::process::Stdio::null())
             .stderr(log)
             .kill_on_drop(true)
@@ -625,10 +665,11 @@ async fn dev_cluster(args: DevArgs) -> anyhow::Result<()> {
                 {
                     reported.insert(*i);
                     eprintln!(
-                        "node {i} exited ({status}); restart it with:\n  kavka server --node-id {i} --listen {} --kafka-listeners PLAINTEXT://{} --controller-voters {voters} --data-dir {}/node-{i}",
+                        "node {i} exited ({status}); restart it with:\n  kavka server --node-id {i} --listen {} --kafka-listeners PLAINTEXT://{} --controller-voters {voters} --data-dir {}/node-{i} --controller-secret-file {}",
                         addr(*i),
                         kafka_addr(*i),
-                        args.data_dir.display()
+                        args.data_dir.display(),
+                        secret.display()
                     );
                 }
             }
@@ -800,6 +841,7 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
             settings.voters.clone(),
         );
         cfg.heartbeat_interval_ms = 100;
+        cfg.secret = settings.controller_secret.clone();
         let q = Arc::new(
             Quorum::start(cfg)
                 .await

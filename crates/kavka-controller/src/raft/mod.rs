@@ -2,6 +2,7 @@
 
 pub mod log_store;
 pub mod network;
+pub mod peers;
 pub mod state_machine;
 
 use crate::types::TypeConfig;

@@ -26,7 +26,9 @@ use std::io::Cursor;
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 
+use super::peers::{ControllerSecret, PeerPolicy, SECRET_HEADER};
 use super::state_machine::MetadataStateMachine;
+use std::sync::Arc;
 
 pub type MetadataRaft = Raft<TypeConfig, MetadataStateMachine>;
 
@@ -34,8 +36,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Snapshots can be large (100k partitions): allow big messages between controllers.
 const MESSAGE_BYTES_MAX: usize = 256 * 1024 * 1024;
 
+/// Makes one client per peer; each presents the quorum's secret, if it has one.
 #[derive(Clone, Debug, Default)]
-pub struct GrpcNetworkFactory;
+pub struct GrpcNetworkFactory {
+    pub secret: Option<ControllerSecret>,
+}
 
 impl RaftNetworkFactory<TypeConfig> for GrpcNetworkFactory {
     type Network = GrpcNetwork;
@@ -45,6 +50,7 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetworkFactory {
             target,
             addr: node.addr.clone(),
             client: None,
+            secret: self.secret.clone(),
         }
     }
 }
@@ -53,6 +59,7 @@ pub struct GrpcNetwork {
     target: NodeId,
     addr: String,
     client: Option<RaftServiceClient<Channel>>,
+    secret: Option<ControllerSecret>,
 }
 
 #[derive(Clone, Copy)]
@@ -92,6 +99,11 @@ impl GrpcNetwork {
         let mut client = self.client()?;
         let mut request = tonic::Request::new(RaftMessage { json: json.into() });
         request.set_timeout(option.hard_ttl());
+        if let Some(secret) = &self.secret {
+            let value = tonic::metadata::MetadataValue::try_from(secret.as_str())
+                .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            request.metadata_mut().insert(SECRET_HEADER, value);
+        }
         let resp = match method {
             Method::Append => client.append_entries(request).await,
             Method::Vote => client.vote(request).await,
@@ -150,14 +162,43 @@ impl RaftNetworkV2<TypeConfig> for GrpcNetwork {
     }
 }
 
-/// The server side: decodes the request, hands it to the local Raft, encodes the result.
+/// The server side: admits the caller ([`PeerPolicy`]), decodes the request, hands it to
+/// the local Raft, encodes the result.
 pub struct RaftServer {
     raft: MetadataRaft,
+    peers: Arc<PeerPolicy>,
 }
 
 impl RaftServer {
-    pub fn new(raft: MetadataRaft) -> Self {
-        Self { raft }
+    pub fn new(raft: MetadataRaft, peers: Arc<PeerPolicy>) -> Self {
+        Self { raft, peers }
+    }
+
+    /// Checks the caller's secret before anything of the body is read.
+    fn admit_secret<T>(&self, req: &tonic::Request<T>) -> Result<(), tonic::Status> {
+        let presented = req
+            .metadata()
+            .get(SECRET_HEADER)
+            .and_then(|v| v.to_str().ok());
+        self.peers
+            .check_secret(presented)
+            .map_err(|why| self.refused(req.remote_addr(), why))
+    }
+
+    fn admit_sender<T>(
+        &self,
+        req: &tonic::Request<T>,
+        sender: NodeId,
+    ) -> Result<(), tonic::Status> {
+        self.peers
+            .check_sender(sender)
+            .map_err(|why| self.refused(req.remote_addr(), why))
+    }
+
+    fn refused(&self, peer: Option<std::net::SocketAddr>, why: String) -> tonic::Status {
+        let count = self.peers.refuse();
+        tracing::warn!(?peer, %why, refused = count, "refused a Raft call");
+        tonic::Status::permission_denied(format!("Raft call refused: {why}"))
     }
 
     pub fn into_service(self) -> kavka_proto::v1::raft_service_server::RaftServiceServer<Self> {
@@ -183,7 +224,10 @@ impl RaftService for RaftServer {
         &self,
         req: tonic::Request<RaftMessage>,
     ) -> Result<tonic::Response<RaftMessage>, tonic::Status> {
-        let r = self.raft.append_entries(decode(req.get_ref())?).await;
+        self.admit_secret(&req)?;
+        let m: AppendEntriesRequest<TypeConfig> = decode(req.get_ref())?;
+        self.admit_sender(&req, m.vote.leader_id().node_id)?;
+        let r = self.raft.append_entries(m).await;
         encode(&r)
     }
 
@@ -191,7 +235,10 @@ impl RaftService for RaftServer {
         &self,
         req: tonic::Request<RaftMessage>,
     ) -> Result<tonic::Response<RaftMessage>, tonic::Status> {
-        let r = self.raft.vote(decode(req.get_ref())?).await;
+        self.admit_secret(&req)?;
+        let m: VoteRequest<TypeConfig> = decode(req.get_ref())?;
+        self.admit_sender(&req, m.vote.leader_id().node_id)?;
+        let r = self.raft.vote(m).await;
         encode(&r)
     }
 
@@ -199,11 +246,13 @@ impl RaftService for RaftServer {
         &self,
         req: tonic::Request<RaftMessage>,
     ) -> Result<tonic::Response<RaftMessage>, tonic::Status> {
+        self.admit_secret(&req)?;
         let (vote, meta, data): (
             VoteOf<TypeConfig>,
             openraft::alias::SnapshotMetaOf<TypeConfig>,
             Vec<u8>,
         ) = decode(req.get_ref())?;
+        self.admit_sender(&req, vote.leader_id().node_id)?;
         let snapshot = SnapshotOf::<TypeConfig, Cursor<Vec<u8>>> {
             meta,
             snapshot: Cursor::new(data),

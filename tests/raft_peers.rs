@@ -1,0 +1,141 @@
+//! Only the controller quorum's own voters, presenting its shared secret
+//! (`--controller-secret-file`), may speak Raft: forged Vote and AppendEntries calls at a
+//! node's port, with no secret, a wrong one, or from a node id outside the voters, are
+//! refused and counted, and the quorum keeps its leader and term.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
+
+use kavka_harness::{Cluster, run_cli};
+use kavka_proto::v1::RaftMessage;
+use kavka_proto::v1::raft_service_client::RaftServiceClient;
+use serde_json::{Value, json};
+
+fn status(bootstrap: &str) -> (i64, i64) {
+    let out = run_cli(bootstrap, &["quorum", "status", "-o", "json"], b"");
+    assert!(out.status.success(), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    (
+        v["leader_id"].as_i64().unwrap(),
+        v["term"].as_i64().unwrap(),
+    )
+}
+
+/// A Vote request from `candidate` for a term far ahead, as openraft encodes it.
+fn forged_vote(candidate: u64) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "vote": {"leader_id": {"term": 1_000_000, "node_id": candidate}, "committed": false},
+        "last_log_id": {"leader_id": {"term": 1_000_000, "node_id": candidate}, "index": 1_000_000},
+    }))
+    .unwrap()
+}
+
+/// An empty AppendEntries from a leader `leader` of a term far ahead.
+fn forged_append(leader: u64) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "vote": {"leader_id": {"term": 1_000_000, "node_id": leader}, "committed": true},
+        "prev_log_id": null,
+        "entries": [],
+        "leader_commit": null,
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_raft_calls_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("controller-secret");
+    std::fs::write(&secret_file, "a-shared-secret\n").unwrap();
+    let secret_arg = secret_file.display().to_string();
+    // The three voters form a quorum while presenting the secret to each other.
+    let mut cluster = Cluster::start(
+        &["controller,broker"; 3],
+        &["--controller-secret-file", &secret_arg],
+    )
+    .await
+    .unwrap();
+    let all = cluster.bootstrap();
+    let before = status(&all);
+    let target = cluster.node(1).addr();
+    let mut raft = RaftServiceClient::connect(format!("http://{target}"))
+        .await
+        .unwrap();
+
+    let call = |json: Vec<u8>, secret: Option<&str>| {
+        let mut r = tonic::Request::new(RaftMessage { json: json.into() });
+        if let Some(s) = secret {
+            r.metadata_mut()
+                .insert("kavka-controller-secret", s.parse().unwrap());
+        }
+        r
+    };
+    // (what, the call, whether it is a Vote rather than an AppendEntries)
+    let cases: Vec<(&str, tonic::Request<RaftMessage>, bool)> = vec![
+        ("vote without a secret", call(forged_vote(2), None), true),
+        (
+            "vote with a wrong secret",
+            call(forged_vote(2), Some("guess")),
+            true,
+        ),
+        (
+            // Decoded (so the message is well formed) and refused for its sender.
+            "vote from a node outside the voters",
+            call(forged_vote(99), Some("a-shared-secret")),
+            true,
+        ),
+        (
+            "append without a secret",
+            call(forged_append(3), None),
+            false,
+        ),
+        (
+            "append from a node outside the voters",
+            call(forged_append(42), Some("a-shared-secret")),
+            false,
+        ),
+    ];
+    for (name, req, is_vote) in cases {
+        let r = if is_vote {
+            raft.vote(req).await
+        } else {
+            raft.append_entries(req).await
+        };
+        let status = r.expect_err(name);
+        assert_eq!(
+            status.code(),
+            tonic::Code::PermissionDenied,
+            "{name}: {status:?}"
+        );
+    }
+    // Nothing moved: same active controller, same term.
+    assert_eq!(status(&all), before);
+    let log = cluster.node(1).log();
+    assert!(log.contains("refused a Raft call"), "{log}");
+    assert!(log.contains("refused=5"), "every refusal counted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_controller_secret_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "\n").unwrap();
+    for (file, words) in [
+        (
+            empty.display().to_string(),
+            "the controller secret is empty",
+        ),
+        (
+            dir.path().join("missing").display().to_string(),
+            "cannot read the controller secret file",
+        ),
+    ] {
+        let out = std::process::Command::new(kavka_harness::kavka_bin())
+            .args(["server", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(["--controller-secret-file", &file])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(stderr.contains(words), "{stderr}");
+    }
+}
