@@ -102,6 +102,46 @@ async fn produce(
     r.responses[0].partition_responses[0].clone()
 }
 
+/// ListOffsets by timestamp on partition 0: (error code, offset).
+async fn list_offset_at(c: &mut TcpStream, name: &str, timestamp: i64) -> (i16, i64) {
+    let lo: ListOffsetsResponse = call(
+        c,
+        ApiKey::ListOffsets,
+        6,
+        &ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![
+                list_offsets_request::ListOffsetsTopic::default()
+                    .with_name(topic(name))
+                    .with_partitions(vec![
+                        list_offsets_request::ListOffsetsPartition::default()
+                            .with_partition_index(0)
+                            .with_timestamp(timestamp),
+                    ]),
+            ]),
+    )
+    .await;
+    let p = &lo.topics[0].partitions[0];
+    (p.error_code, p.offset)
+}
+
+/// A producer id issued by the cluster (InitProducerId).
+async fn init_producer_id(c: &mut TcpStream) -> i64 {
+    let init: InitProducerIdResponse = call(
+        c,
+        ApiKey::InitProducerId,
+        4,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    )
+    .await;
+    assert_eq!(init.error_code, 0);
+    init.producer_id.0
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_batches_are_refused_and_nothing_of_them_is_stored() {
     let n = Node::start(NodeOptions::default()).await.unwrap();
@@ -248,25 +288,10 @@ async fn malformed_batches_are_refused_and_nothing_of_them_is_stored() {
     assert_eq!((keyed.error_code, keyed.base_offset), (0, 0));
 
     // ListOffsets by timestamp still answers for every later timestamp.
-    let lo: ListOffsetsResponse = call(
-        &mut c,
-        ApiKey::ListOffsets,
-        6,
-        &ListOffsetsRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_topics(vec![
-                list_offsets_request::ListOffsetsTopic::default()
-                    .with_name(topic("plain"))
-                    .with_partitions(vec![
-                        list_offsets_request::ListOffsetsPartition::default()
-                            .with_partition_index(0)
-                            .with_timestamp(now_ms() - 600_000),
-                    ]),
-            ]),
-    )
-    .await;
-    let lp = &lo.topics[0].partitions[0];
-    assert_eq!((lp.error_code, lp.offset), (0, 0));
+    assert_eq!(
+        list_offset_at(&mut c, "plain", now_ms() - 600_000).await,
+        (0, 0)
+    );
 
     // A librdkafka consumer reads both good records and reaches the end (before, one
     // stored garbage batch stopped it at that offset for good).
@@ -341,25 +366,10 @@ async fn a_compression_bomb_is_read_in_bounded_memory() {
     assert_eq!((p.error_code, p.base_offset), (0, 0));
 
     let before = peak_rss_kib(pid);
-    let lo: ListOffsetsResponse = call(
-        &mut c,
-        ApiKey::ListOffsets,
-        6,
-        &ListOffsetsRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_topics(vec![
-                list_offsets_request::ListOffsetsTopic::default()
-                    .with_name(topic("bomb"))
-                    .with_partitions(vec![
-                        list_offsets_request::ListOffsetsPartition::default()
-                            .with_partition_index(0)
-                            .with_timestamp(base + 1),
-                    ]),
-            ]),
-    )
-    .await;
-    let lp = &lo.topics[0].partitions[0];
-    assert_eq!((lp.error_code, lp.offset), (0, RECORDS as i64 - 1));
+    assert_eq!(
+        list_offset_at(&mut c, "bomb", base + 1).await,
+        (0, RECORDS as i64 - 1)
+    );
     let after = peak_rss_kib(pid);
     // Decompressed, the batch is ~14 MB; the bound allows that several times over.
     // Decoding it into records took ~220 MB more.
@@ -411,19 +421,7 @@ async fn made_up_producer_ids_are_refused() {
         b.base_sequence = 0;
         b.encode().unwrap()
     };
-    let init: InitProducerIdResponse = call(
-        &mut c,
-        ApiKey::InitProducerId,
-        4,
-        &InitProducerIdRequest::default()
-            .with_transactional_id(None)
-            .with_transaction_timeout_ms(60_000)
-            .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1),
-    )
-    .await;
-    assert_eq!(init.error_code, 0);
-    let issued = init.producer_id.0;
+    let issued = init_producer_id(&mut c).await;
 
     const UNKNOWN_PRODUCER_ID: i16 = 59;
     for made_up in [issued + 1_000_000, 123_456_789, i64::MAX] {
@@ -457,20 +455,8 @@ async fn idle_producers_expire() {
     let out = n.cli(&["topic", "create", "idle", "--partitions", "1"]);
     assert!(out.status.success(), "{out:?}");
     let mut c = TcpStream::connect(n.kafka_addr()).await.unwrap();
-    let init: InitProducerIdResponse = call(
-        &mut c,
-        ApiKey::InitProducerId,
-        4,
-        &InitProducerIdRequest::default()
-            .with_transactional_id(None)
-            .with_transaction_timeout_ms(60_000)
-            .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1),
-    )
-    .await;
-    assert_eq!(init.error_code, 0);
     let mut b = batch(vec![record(Some("k"), "v", 0)], Compression::None);
-    b.producer_id = init.producer_id.0;
+    b.producer_id = init_producer_id(&mut c).await;
     b.producer_epoch = 0;
     b.base_sequence = 0;
     let bytes = b.encode().unwrap();
