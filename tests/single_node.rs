@@ -1017,6 +1017,64 @@ async fn corrupt_segments_at_start_are_recovered_or_refused_naming_the_file() {
     ok(node.cli_with_stdin(&["produce", "torn"], b"after\n"));
 }
 
+/// A partition whose `partition.metadata` cannot be read (here: a directory stands in its
+/// place, as unreadable as a failing disk or no file descriptors left) is offline with
+/// KAFKA_STORAGE_ERROR naming the file; its data is kept, not wiped as a stray directory,
+/// and it comes back by itself once the file can be read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_partition_metadata_keeps_the_data_and_heals() {
+    let mut node = node().await;
+    ok(node.cli(&["topic", "create", "kept", "-p", "1"]));
+    let lines: String = (0..50).map(|i| format!("kept-{i:02}\n")).collect();
+    ok(node.cli_with_stdin(&["produce", "kept"], lines.as_bytes()));
+    node.kill();
+
+    let meta = node.data_dir().join("kept-0/partition.metadata");
+    let saved = std::fs::read(&meta).unwrap();
+    std::fs::remove_file(&meta).unwrap();
+    std::fs::create_dir(&meta).unwrap();
+    node.restart().await.unwrap();
+
+    let o = node.cli(&["consume", "kept", "--from-beginning"]);
+    assert!(
+        stderr(&o).contains("KAFKA_STORAGE_ERROR") && stderr(&o).contains("partition.metadata"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        node.data_dir()
+            .join("kept-0/00000000000000000000.log")
+            .exists(),
+        "the partition's data was wiped"
+    );
+
+    std::fs::remove_dir(&meta).unwrap();
+    std::fs::write(&meta, saved).unwrap();
+    let mut client = node.client().await.unwrap();
+    wait_until(
+        "the partition to come back online",
+        Duration::from_secs(90),
+        || {
+            let mut c = client.clone();
+            async move {
+                c.list_offset("kept", 0, -1)
+                    .await
+                    .is_ok_and(|(o, _)| o == 50)
+            }
+        },
+    )
+    .await
+    .unwrap();
+    let out = ok(node.cli(&["consume", "kept", "--from-beginning", "--format", "%v"]));
+    assert_eq!(out, lines);
+    assert!(
+        node.log()
+            .contains("partition online: its log opened on a retry"),
+        "{}",
+        node.log()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_config_file_env_and_flags() {
     // The file sets a durability the flags do not override; a bad file stops the node with

@@ -50,6 +50,18 @@ pub(crate) fn paths(dir: &Path, base: Offset) -> SegmentPaths {
     }
 }
 
+/// Removes a segment's indexes (best effort: a failure to remove one is logged), so that
+/// the next open rebuilds them with every batch checked.
+fn remove_indexes(p: &SegmentPaths) {
+    for path in [&p.index, &p.time_index] {
+        if let Err(e) = std::fs::remove_file(path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(file = %path.display(), error = %e, "cannot remove a partial index");
+        }
+    }
+}
+
 /// What opening an existing segment found.
 pub(crate) enum Opened {
     Clean(LogSegment),
@@ -147,7 +159,15 @@ impl LogSegment {
             index_interval_bytes: index_interval_bytes as u64,
             log_path: p.log.clone(),
         };
-        let scan = recovery::scan(&scan_file, &p.log, 0, base.0, true, |b| seg.index_batch(&b))?;
+        let scan =
+            match recovery::scan(&scan_file, &p.log, 0, base.0, true, |b| seg.index_batch(&b)) {
+                Ok(scan) => scan,
+                Err(e) => {
+                    drop(seg);
+                    remove_indexes(&p);
+                    return Err(e);
+                }
+            };
         seg.size = scan.valid_end;
         seg.rolled_at_ms = seg.first_timestamp();
         match scan.invalid {
@@ -157,11 +177,17 @@ impl LogSegment {
                 seg.file.sync_all().at(&p.log)?;
                 Ok(Opened::TruncatedTail(seg, position, reason))
             }
-            Some((position, reason)) => Err(LogError::Corrupt {
-                path: p.log,
-                position,
-                reason,
-            }),
+            Some((position, reason)) => {
+                // The indexes cover only what came before the fault: left behind, the
+                // next open would trust them and skip the checks that found it.
+                drop(seg);
+                remove_indexes(&p);
+                Err(LogError::Corrupt {
+                    path: p.log,
+                    position,
+                    reason,
+                })
+            }
         }
     }
 

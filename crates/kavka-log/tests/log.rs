@@ -455,12 +455,15 @@ fn corruption_in_an_old_segment_refuses_to_open_naming_the_file() {
     bytes[100] ^= 0xff;
     std::fs::write(&first, bytes).unwrap();
     std::fs::remove_file(dir.path().join("00000000000000000000.index")).unwrap();
-    let err = PartitionLog::open(dir.path(), config(2048)).unwrap_err();
-    assert!(matches!(err, LogError::Corrupt { .. }));
-    assert!(
-        err.to_string().contains("00000000000000000000.log"),
-        "{err}"
-    );
+    // Refused every time: a failed open leaves no half-built index to trust on the next.
+    for attempt in 0..2 {
+        let err = PartitionLog::open(dir.path(), config(2048)).unwrap_err();
+        assert!(matches!(err, LogError::Corrupt { .. }), "attempt {attempt}");
+        assert!(
+            err.to_string().contains("00000000000000000000.log"),
+            "attempt {attempt}: {err}"
+        );
+    }
 }
 
 /// An idempotent producer's batch: `values` from sequence number `seq`.

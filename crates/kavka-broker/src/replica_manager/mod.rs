@@ -511,23 +511,37 @@ impl ReplicaManager {
                 std::fs::remove_dir_all(&dir)
                     .map_err(|e| storage_error(format!("cannot clear {}: {e}", dir.display())))?;
             }
-            Err(_) if dir.exists() => {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir.exists() => {
                 tracing::warn!(partition = %tp, "directory has no {PARTITION_METADATA_FILE}: wiping it");
                 std::fs::remove_dir_all(&dir)
                     .map_err(|e| storage_error(format!("cannot clear {}: {e}", dir.display())))?;
             }
-            Err(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            // Unreadable is not missing (out of file descriptors, a failing disk): the
+            // directory is kept and the open is retried later.
+            Err(e) => {
+                return Err(storage_error(format!(
+                    "cannot read {}: {e}",
+                    meta.display()
+                )));
+            }
         }
         let hw = self
             .checkpointed_hw
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(tp);
+            .get(tp)
+            .copied();
         let p = Partition::open(tp.clone(), topic_id, self.config.node_id, &dir, config, hw)?;
         if !meta.exists() {
             write_synced(&meta, want.as_bytes())
                 .map_err(|e| storage_error(format!("cannot write {}: {e}", meta.display())))?;
         }
+        // Used once: a later re-open (the topic re-created) must not start from it.
+        self.checkpointed_hw
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(tp);
         Ok(p)
     }
 
