@@ -33,7 +33,7 @@ pub fn clients_or_skip(test: &str) -> Option<PathBuf> {
             panic!("{test}: Kafka clients missing under CI ({why}); run deploy/kafka-clients.sh")
         }
         Err(why) => {
-            eprintln!("SKIPPED {test}: {why}; run deploy/kafka-clients.sh");
+            crate::say_skipped(test, &format!("{why}; run deploy/kafka-clients.sh"));
             None
         }
     }

@@ -41,7 +41,10 @@ impl Drop for Tmpfs {
 async fn a_full_metadata_disk_stops_the_node_and_nothing_committed_is_lost() {
     let probe = tempfile::tempdir().unwrap();
     if let Err(why) = Tmpfs::mount(&probe.path().join("t"), "1m") {
-        eprintln!("SKIPPED a_full_metadata_disk_stops_the_node: cannot mount a tmpfs ({why})");
+        kavka_harness::say_skipped(
+            "a_full_metadata_disk_stops_the_node",
+            &format!("cannot mount a tmpfs ({why})"),
+        );
         return;
     }
     // The node starts over on an empty 64 MiB tmpfs (a new cluster there).

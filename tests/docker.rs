@@ -53,7 +53,7 @@ async fn progress(w: &Workload, more: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compose_cluster_survives_a_leader_kill_without_losing_acknowledged_writes() {
     if let Some(why) = compose::unavailable() {
-        eprintln!("SKIPPED compose_cluster_survives_a_leader_kill: {why}");
+        kavka_harness::say_skipped("compose_cluster_survives_a_leader_kill", &why);
         return;
     }
     let tag = image();

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 
+use kavka_harness::raw_grpc::raw_unary;
 use kavka_harness::{Cluster, run_cli};
 use kavka_proto::v1::RaftMessage;
 use kavka_proto::v1::raft_service_client::RaftServiceClient;
@@ -106,11 +107,27 @@ async fn forged_raft_calls_change_nothing() {
             "{name}: {status:?}"
         );
     }
-    // Nothing moved: same active controller, same term.
-    assert_eq!(status(&all), before);
+    // Without the secret, a body is refused on the headers alone, before it is decoded:
+    // bytes that are not even protobuf get PERMISSION_DENIED, not a decoding error.
+    let refused = raw_unary(
+        &target,
+        "/kavka.v1.RaftService/AppendEntries",
+        vec![0xff, 0xff, 0xff, 0xff, 0x0f],
+        &[],
+    )
+    .await
+    .unwrap()
+    .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+
+    // Nothing moved: no forged term was taken, an active controller leads. (An election
+    // of its own, on a loaded machine, may change the leader and term: not a forged one.)
+    let (leader, term) = status(&all);
+    assert!(leader > 0, "no active controller");
+    assert!(term >= before.1 && term < 1_000_000, "term {term}");
     let log = cluster.node(1).log();
     assert!(log.contains("refused a Raft call"), "{log}");
-    assert!(log.contains("refused=5"), "every refusal counted");
+    assert!(log.contains("refused=6"), "every refusal counted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -176,13 +176,36 @@ async fn malformed_batches_are_refused_and_nothing_of_them_is_stored() {
     control.is_control = true;
     let mut txn = batch(vec![record(Some("a"), "x", 0)], Compression::None);
     txn.is_transactional = true;
+    let mut log_append = batch(vec![record(Some("a"), "x", 0)], Compression::None);
+    log_append.timestamp_type = kavka_record::TimestampType::LogAppendTime;
     // Each: the batch, the topic, the error code, and the words the message must hold.
+    // CORRUPT_MESSAGE (retriable) only for bytes damaged on the way; a batch whose CRC
+    // holds was sent as it is, and INVALID_RECORD tells the producer not to retry it.
     let cases: Vec<(&str, Vec<u8>, &str, i16, &str)> = vec![
+        (
+            "a flipped byte (CRC mismatch)",
+            {
+                let mut b = good("f");
+                let last = b.len() - 1;
+                b[last] ^= 0xff;
+                b
+            },
+            "plain",
+            CORRUPT_MESSAGE,
+            "CRC mismatch",
+        ),
+        (
+            "a batch flagged LogAppendTime by the producer",
+            log_append.encode().unwrap(),
+            "plain",
+            INVALID_TIMESTAMP,
+            "LogAppendTime",
+        ),
         (
             "garbage records",
             patch(good("g"), 61, &[0xff; 9]),
             "plain",
-            CORRUPT_MESSAGE,
+            INVALID_RECORD,
             "malformed record 0",
         ),
         (
@@ -196,7 +219,7 @@ async fn malformed_batches_are_refused_and_nothing_of_them_is_stored() {
             "a payload that is not gzip",
             patch(two.clone(), 22, &[1]),
             "plain",
-            CORRUPT_MESSAGE,
+            INVALID_RECORD,
             "gzip",
         ),
         (
@@ -208,14 +231,14 @@ async fn malformed_batches_are_refused_and_nothing_of_them_is_stored() {
                 patch(b, 0, &[0])
             },
             "plain",
-            CORRUPT_MESSAGE,
+            INVALID_RECORD,
             "gzip",
         ),
         (
             "compression id 5",
             patch(good("c"), 22, &[5]),
             "plain",
-            CORRUPT_MESSAGE,
+            INVALID_RECORD,
             "unknown compression codec 5",
         ),
         (
@@ -279,6 +302,10 @@ async fn malformed_batches_are_refused_and_nothing_of_them_is_stored() {
     let p = produce(&mut c, "keyed", keyless).await;
     let indexes: Vec<i32> = p.record_errors.iter().map(|e| e.batch_index).collect();
     assert_eq!((p.error_code, indexes), (INVALID_RECORD, vec![1, 2]));
+    // A record that does not decode is named too.
+    let p = produce(&mut c, "plain", patch(good("g"), 61, &[0xff; 9])).await;
+    let indexes: Vec<i32> = p.record_errors.iter().map(|e| e.batch_index).collect();
+    assert_eq!((p.error_code, indexes), (INVALID_RECORD, vec![0]));
 
     // The connection and the partition keep serving: the next good batch is offset 1 (none
     // of the refused ones took an offset), and a keyed record goes into the compacted topic.
@@ -441,8 +468,9 @@ async fn made_up_producer_ids_are_refused() {
 async fn idle_producers_expire() {
     let n = Node::start(NodeOptions {
         args: [
+            // Long enough that the retry below, on a loaded machine, comes well within it.
             "--producer-id-expiration-ms",
-            "1500",
+            "10000",
             "--log-retention-check-interval-ms",
             "200",
         ]

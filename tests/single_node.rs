@@ -874,23 +874,15 @@ async fn bad_batches_and_malformed_requests_are_refused() {
     assert!(e.message.contains("99"), "{e:?}");
 
     // A raw gRPC frame that is not protobuf at all.
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", node.addr()))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.unwrap();
-    let path =
-        tonic::codegen::http::uri::PathAndQuery::from_static("/kavka.v1.BrokerService/Produce");
-    let status = grpc
-        .unary::<Vec<u8>, Vec<u8>, _>(
-            tonic::Request::new(vec![0xff, 0xff, 0xff, 0xff, 0x0f]),
-            path,
-            RawCodec,
-        )
-        .await
-        .unwrap_err();
+    let status = kavka_harness::raw_grpc::raw_unary(
+        node.addr(),
+        "/kavka.v1.BrokerService/Produce",
+        vec![0xff, 0xff, 0xff, 0xff, 0x0f],
+        &[],
+    )
+    .await
+    .unwrap()
+    .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Internal, "{status:?}");
 
     // The node still serves, and only the good append is in the log.
@@ -899,51 +891,6 @@ async fn bad_batches_and_malformed_requests_are_refused() {
         .unwrap();
     let out = ok(node.cli(&["consume", "b", "--from-beginning", "--format", "%o %v"]));
     assert_eq!(out.trim(), "0 good");
-}
-
-/// Sends and receives raw bytes, to put a malformed message on the wire.
-#[derive(Clone, Copy, Default)]
-struct RawCodec;
-
-impl tonic::codec::Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-    fn encoder(&mut self) -> Self::Encoder {
-        RawCodec
-    }
-    fn decoder(&mut self) -> Self::Decoder {
-        RawCodec
-    }
-}
-
-impl tonic::codec::Encoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-    fn encode(
-        &mut self,
-        item: Vec<u8>,
-        dst: &mut tonic::codec::EncodeBuf<'_>,
-    ) -> Result<(), tonic::Status> {
-        use bytes::BufMut;
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl tonic::codec::Decoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-    fn decode(
-        &mut self,
-        src: &mut tonic::codec::DecodeBuf<'_>,
-    ) -> Result<Option<Vec<u8>>, tonic::Status> {
-        use bytes::Buf;
-        let mut v = vec![0; src.remaining()];
-        src.copy_to_slice(&mut v);
-        Ok(Some(v))
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1050,7 +997,7 @@ async fn an_unreadable_partition_metadata_keeps_the_data_and_heals() {
 
     std::fs::remove_dir(&meta).unwrap();
     std::fs::write(&meta, saved).unwrap();
-    let mut client = node.client().await.unwrap();
+    let client = node.client().await.unwrap();
     wait_until(
         "the partition to come back online",
         Duration::from_secs(90),

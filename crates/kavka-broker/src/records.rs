@@ -8,8 +8,8 @@ use kavka_model::{
     TopicConfig, TopicPartition,
 };
 use kavka_record::{
-    BatchRecords, Compression, Header, Invalid, Origin, Record, RecordBatch, Rules,
-    TimestampWindow, batches, set_max_timestamp, validate,
+    BATCH_OVERHEAD, BatchRecords, Compression, Header, Invalid, Origin, Record, RecordBatch,
+    RecordError, Rules, TimestampWindow, batches, set_max_timestamp, validate,
 };
 
 /// A structured record from a produce request.
@@ -82,17 +82,36 @@ pub(crate) fn validate_batches(
     Ok(())
 }
 
-/// Kafka's answer to a refused batch: CORRUPT_MESSAGE for bytes that are not a batch,
-/// INVALID_RECORD (INVALID_TIMESTAMP for timestamps) with the records' list otherwise.
+/// Kafka's answer to a refused batch: CORRUPT_MESSAGE for bytes damaged in transit (CRC,
+/// framing), INVALID_RECORD (INVALID_TIMESTAMP for timestamps) with the records' list for
+/// well-transmitted batches that break a rule or do not decode.
 fn refused(tp: &TopicPartition, e: Invalid) -> KafkaError {
     match e {
-        Invalid::Corrupt(e @ kavka_record::RecordError::UnsupportedMagic(_)) => {
+        Invalid::Corrupt(e @ RecordError::UnsupportedMagic(_)) => {
             KafkaError::new(ErrorCode::UnsupportedForMessageFormat, format!("{tp}: {e}"))
         }
         e @ Invalid::TooLarge { .. } => {
             KafkaError::new(ErrorCode::MessageTooLarge, format!("{tp}: {e}"))
         }
-        e @ Invalid::Corrupt(_) => KafkaError::new(ErrorCode::CorruptMessage, format!("{tp}: {e}")),
+        Invalid::Corrupt(e @ RecordError::DecompressedTooLarge { .. }) => {
+            KafkaError::new(ErrorCode::MessageTooLarge, format!("{tp}: {e}"))
+        }
+        // Bytes damaged on the way (a retry may get through): CORRUPT_MESSAGE, retriable.
+        e @ Invalid::Corrupt(
+            RecordError::CrcMismatch { .. }
+            | RecordError::Truncated { .. }
+            | RecordError::InvalidLength(_),
+        ) => KafkaError::new(ErrorCode::CorruptMessage, format!("{tp}: {e}")),
+        // The CRC holds, so the producer sent them so: sending them again cannot help.
+        Invalid::Corrupt(RecordError::MalformedRecord { index, reason }) => {
+            let message = format!("malformed record {index}: {reason}");
+            KafkaError::new(ErrorCode::InvalidRecord, format!("{tp}: {message}"))
+                .with_record_errors(vec![RecordIndexError {
+                    batch_index: index as i32,
+                    message,
+                }])
+        }
+        e @ Invalid::Corrupt(_) => KafkaError::new(ErrorCode::InvalidRecord, format!("{tp}: {e}")),
         e @ Invalid::Batch(_) => KafkaError::new(ErrorCode::InvalidRecord, format!("{tp}: {e}")),
         Invalid::Records {
             timestamps,
@@ -130,14 +149,15 @@ fn codec_of(t: CompressionType) -> Option<Compression> {
 /// Re-encodes batches whose codec differs from the topic's `compression.type` (Kafka's
 /// broker-side recompression); with `producer` the bytes are kept as they came.
 pub(crate) fn apply_topic_compression(
+    tp: &TopicPartition,
     records: Vec<u8>,
     topic: CompressionType,
+    max_batch_bytes: usize,
 ) -> Result<Vec<u8>, KafkaError> {
     let Some(want) = codec_of(topic) else {
         return Ok(records);
     };
-    let corrupt =
-        |e: kavka_record::RecordError| KafkaError::new(ErrorCode::CorruptMessage, e.to_string());
+    let corrupt = |e: RecordError| KafkaError::new(ErrorCode::CorruptMessage, e.to_string());
     let mut needs = false;
     for item in batches(&records) {
         let (h, _) = item.map_err(corrupt)?;
@@ -154,7 +174,26 @@ pub(crate) fn apply_topic_compression(
         if batch.header.compression().map_err(corrupt)? == want {
             out.extend_from_slice(&rest[..used]);
         } else {
-            out.extend(batch.recompressed(want).map_err(corrupt)?);
+            // As Kafka: the batch as stored must fit max.message.bytes. Decompressed
+            // (compression.type=uncompressed) that is known before building it.
+            let too_large = |size: usize| {
+                KafkaError::new(
+                    ErrorCode::MessageTooLarge,
+                    format!(
+                        "{tp}: the batch is {size} bytes once in the topic's compression.type \
+                         {want:?}, over the maximum of {max_batch_bytes} (max.message.bytes)"
+                    ),
+                )
+            };
+            let uncompressed = BATCH_OVERHEAD + batch.payload_len();
+            if want == Compression::None && uncompressed > max_batch_bytes {
+                return Err(too_large(uncompressed));
+            }
+            let converted = batch.recompressed(want).map_err(corrupt)?;
+            if converted.len() > max_batch_bytes {
+                return Err(too_large(converted.len()));
+            }
+            out.extend(converted);
         }
         rest = &rest[used..];
     }
@@ -183,20 +222,46 @@ mod tests {
         assert_eq!(ts, [20, 10]);
     }
 
+    fn tp() -> TopicPartition {
+        TopicPartition::new(
+            kavka_model::TopicName::new("t").unwrap(),
+            kavka_model::PartitionId(0),
+        )
+    }
+
     #[test]
     fn recompresses_to_the_topic_codec_only_when_it_differs() {
         let gz = build_batch(vec![rec("a", 1)], Compression::Gzip).unwrap();
-        assert_eq!(
-            apply_topic_compression(gz.clone(), CompressionType::Producer).unwrap(),
-            gz
-        );
-        assert_eq!(
-            apply_topic_compression(gz.clone(), CompressionType::Gzip).unwrap(),
-            gz
-        );
-        let z = apply_topic_compression(gz, CompressionType::Zstd).unwrap();
+        let max = 1 << 20;
+        let convert = |t| apply_topic_compression(&tp(), gz.clone(), t, max).unwrap();
+        assert_eq!(convert(CompressionType::Producer), gz);
+        assert_eq!(convert(CompressionType::Gzip), gz);
+        let z = convert(CompressionType::Zstd);
         let (b, _) = RecordBatch::decode(&z).unwrap();
         assert_eq!(b.compression, Compression::Zstd);
         assert_eq!(b.records[0].value.as_deref(), Some(&b"a"[..]));
+    }
+
+    #[test]
+    fn a_batch_too_large_once_recompressed_is_refused() {
+        let big = "x".repeat(10_000);
+        let gz = build_batch(vec![rec(&big, 1)], Compression::Gzip).unwrap();
+        assert!(gz.len() < 1_000);
+        for (target, max, ok) in [
+            (CompressionType::Uncompressed, 1_000, false),
+            (CompressionType::Uncompressed, 20_000, true),
+            (CompressionType::Zstd, 1_000, true),
+            (CompressionType::Zstd, 50, false),
+        ] {
+            let got = apply_topic_compression(&tp(), gz.clone(), target, max);
+            match got {
+                Ok(_) => assert!(ok, "{target:?} within {max} was accepted"),
+                Err(e) => {
+                    assert!(!ok, "{target:?} within {max}: {e}");
+                    assert_eq!(e.code, ErrorCode::MessageTooLarge, "{e}");
+                    assert!(e.message.contains("max.message.bytes"), "{e}");
+                }
+            }
+        }
     }
 }

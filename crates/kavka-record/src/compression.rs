@@ -144,47 +144,73 @@ impl Compression {
 /// for every batch cost more than decompressing a small batch. Concatenated frames are
 /// read one after the other, as zstd's own reader does.
 fn zstd_decompress(data: &[u8], limit: usize) -> Result<Vec<u8>, RecordError> {
-    use std::cell::RefCell;
-    use zstd::zstd_safe::{DCtx, InBuffer, OutBuffer, ResetDirective, get_error_name};
-    thread_local! {
-        static DCTX: RefCell<DCtx<'static>> = RefCell::new(DCtx::create());
-    }
+    use zstd::zstd_safe::DCtx;
+    DCTX.with(|cell| {
+        // Never borrowed twice: nothing below calls back into this function.
+        let mut dctx = cell.borrow_mut();
+        let out = zstd_stream(&mut dctx, data, limit);
+        // A frame with a large window leaves its buffers in the context: a thread keeps
+        // one small context, not the largest window it ever met.
+        if dctx.sizeof() > DCTX_KEPT_BYTES_MAX {
+            *dctx = DCtx::create();
+        }
+        out
+    })
+}
+
+thread_local! {
+    static DCTX: std::cell::RefCell<zstd::zstd_safe::DCtx<'static>> =
+        std::cell::RefCell::new(zstd::zstd_safe::DCtx::create());
+}
+
+/// This thread's zstd context's size, for tests.
+#[cfg(test)]
+fn thread_local_ctx_size(f: impl FnOnce(usize)) {
+    DCTX.with(|cell| f(cell.borrow().sizeof()));
+}
+
+/// A thread's zstd context is recreated when it grows past this (default-level producer
+/// frames need far less: a window of some 1-8 MiB).
+const DCTX_KEPT_BYTES_MAX: usize = 16 << 20;
+
+fn zstd_stream(
+    dctx: &mut zstd::zstd_safe::DCtx<'static>,
+    data: &[u8],
+    limit: usize,
+) -> Result<Vec<u8>, RecordError> {
+    use zstd::zstd_safe::{InBuffer, OutBuffer, ResetDirective, get_error_name};
     let err = |reason: String| RecordError::Decompress {
         codec: "zstd",
         reason,
     };
-    DCTX.with(|cell| {
-        // Never borrowed twice: nothing below calls back into this function.
-        let mut dctx = cell.borrow_mut();
-        dctx.reset(ResetDirective::SessionOnly)
-            .map_err(|c| err(get_error_name(c).to_string()))?;
-        let mut out: Vec<u8> =
-            Vec::with_capacity(data.len().saturating_mul(4).clamp(4096, limit.max(1)));
-        let mut input = InBuffer::around(data);
-        loop {
-            if out.len() == out.capacity() {
-                if out.len() >= limit {
-                    return Err(RecordError::DecompressedTooLarge { limit });
-                }
-                out.reserve_exact(out.capacity().min(limit - out.len()).max(1));
+    dctx.reset(ResetDirective::SessionOnly)
+        .map_err(|c| err(get_error_name(c).to_string()))?;
+    let mut out: Vec<u8> =
+        Vec::with_capacity(data.len().saturating_mul(4).max(4096).min(limit.max(1)));
+    let mut input = InBuffer::around(data);
+    loop {
+        if out.len() == out.capacity() {
+            if out.len() >= limit {
+                return Err(RecordError::DecompressedTooLarge { limit });
             }
-            let pos = out.len();
-            let room = out.capacity() - pos;
-            let hint = {
-                let mut output = OutBuffer::around_pos(&mut out, pos);
-                dctx.decompress_stream(&mut output, &mut input)
-                    .map_err(|c| err(get_error_name(c).to_string()))?
-            };
-            let consumed = input.pos() == data.len();
-            if hint == 0 && consumed {
-                return Ok(out);
-            }
-            // All input read, room left, yet the frame is not finished: it was cut short.
-            if consumed && out.len() - pos < room {
-                return Err(err("the zstd frame is cut short".into()));
-            }
+            out.reserve_exact(out.capacity().min(limit - out.len()).max(1));
         }
-    })
+        let pos = out.len();
+        let room = out.capacity() - pos;
+        let hint = {
+            let mut output = OutBuffer::around_pos(&mut out, pos);
+            dctx.decompress_stream(&mut output, &mut input)
+                .map_err(|c| err(get_error_name(c).to_string()))?
+        };
+        let consumed = input.pos() == data.len();
+        if hint == 0 && consumed {
+            return Ok(out);
+        }
+        // All input read, room left, yet the frame is not finished: it was cut short.
+        if consumed && out.len() - pos < room {
+            return Err(err("the zstd frame is cut short".into()));
+        }
+    }
 }
 
 /// Reads to the end, but at most `limit` bytes; more is `DecompressedTooLarge`.
@@ -244,6 +270,25 @@ fn decompress_xerial(data: &[u8], limit: usize) -> Result<Vec<u8>, RecordError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_large_window_frame_does_not_stay_in_the_threads_context() {
+        use zstd::zstd_safe::{CParameter, DCtx};
+        // 24 MiB with a 32 MiB window: decoding it needs a buffer of the content's size.
+        let data: Vec<u8> = (0..24u32 << 20).map(|i| (i / 4096 % 251) as u8).collect();
+        let mut c = zstd::bulk::Compressor::new(1).unwrap();
+        c.set_parameter(CParameter::WindowLog(25)).unwrap();
+        let frame = c.compress(&data).unwrap();
+        assert_eq!(
+            Compression::Zstd.decompress(&frame).unwrap().len(),
+            data.len()
+        );
+        thread_local_ctx_size(|size| {
+            assert!(size <= DCTX_KEPT_BYTES_MAX, "context kept {size} bytes")
+        });
+        // A fresh context is far smaller than the bound: the check above can fail.
+        assert!(DCtx::create().sizeof() < DCTX_KEPT_BYTES_MAX / 16);
+    }
 
     #[test]
     fn every_codec_round_trips() {

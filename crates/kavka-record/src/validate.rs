@@ -120,14 +120,9 @@ pub fn validate(buf: &[u8], rules: &Rules) -> Result<Checked, Invalid> {
         } else if rules.compacted && r.key.is_none() {
             Some("a compacted topic cannot accept a record without a key".to_string())
         } else {
-            match (rules.create_time, h.timestamp_type()) {
-                (Some(w), TimestampType::CreateTime) => {
-                    let out = out_of_window(ts, rules.now_ms, w);
-                    timestamps |= out.is_some();
-                    out
-                }
-                _ => None,
-            }
+            let out = timestamp_problem(ts, &h, rules);
+            timestamps |= out.is_some();
+            out
         };
         if let Some(message) = problem {
             if problems.len() < PROBLEMS_LISTED_MAX {
@@ -144,6 +139,13 @@ pub fn validate(buf: &[u8], rules: &Rules) -> Result<Checked, Invalid> {
         return Err(Invalid::Batch(format!(
             "the batch declares {} records but holds {count}",
             h.record_count
+        )));
+    }
+    // Whoever wrote it: the header's offset range is what readers and the log trust.
+    if count > 0 && h.last_offset_delta as i64 != count as i64 - 1 {
+        return Err(Invalid::Batch(format!(
+            "the batch declares last offset delta {} but holds {count} records",
+            h.last_offset_delta
         )));
     }
     if !problems.is_empty() {
@@ -205,6 +207,26 @@ fn check_client_batch(h: &BatchHeader) -> Result<(), Invalid> {
         ));
     }
     Ok(())
+}
+
+/// Kafka's `validateTimestamp`, a little stricter: a client may not flag its batch
+/// LogAppendTime (the broker stamps that itself; Kafka lets a CreateTime topic's window
+/// decide such a batch and then stores it re-flagged, which no client needs); in a
+/// CreateTime topic every record's timestamp is checked against the window.
+fn timestamp_problem(ts: i64, h: &BatchHeader, rules: &Rules) -> Option<String> {
+    if rules.origin == Origin::Client && h.timestamp_type() == TimestampType::LogAppendTime {
+        return Some(
+            "invalid timestamp type LogAppendTime: producers must not set it \
+             (the broker stamps LogAppendTime itself)"
+                .to_string(),
+        );
+    }
+    match rules.create_time {
+        Some(w) if h.timestamp_type() == TimestampType::CreateTime => {
+            out_of_window(ts, rules.now_ms, w)
+        }
+        _ => None,
+    }
 }
 
 fn out_of_window(ts: i64, now: i64, w: TimestampWindow) -> Option<String> {
@@ -394,9 +416,24 @@ mod tests {
                 "ok",
             ),
             (
-                "LogAppendTime batch is not checked",
+                "client LogAppendTime batch, CreateTime topic",
                 encode(&log_append),
                 rules(),
+                "records/ts:[0]",
+            ),
+            (
+                "client LogAppendTime batch, LogAppendTime topic",
+                encode(&log_append),
+                log_append_time,
+                "records/ts:[0]",
+            ),
+            (
+                "coordinator LogAppendTime batch, LogAppendTime topic",
+                encode(&log_append),
+                Rules {
+                    origin: Origin::Broker,
+                    ..log_append_time
+                },
                 "ok",
             ),
             (
@@ -408,6 +445,12 @@ mod tests {
             (
                 "count says 3, holds 2",
                 patch(plain.clone(), 57, &3i32.to_be_bytes()),
+                broker,
+                "batch",
+            ),
+            (
+                "coordinator batch whose last offset delta disagrees",
+                patch(plain.clone(), 23, &5i32.to_be_bytes()),
                 broker,
                 "batch",
             ),

@@ -73,6 +73,7 @@ impl ReplicaManager {
         let (config, _) = self.topic_config(topic)?;
         let mut results = Vec::with_capacity(batches.len());
         let mut tasks = Vec::new();
+        let mut waited_for_ids = false;
         for (partition, records) in batches {
             let part = match self.partition(topic, partition) {
                 Ok(p) => p,
@@ -86,7 +87,9 @@ impl ReplicaManager {
                 continue;
             }
             if origin == Origin::Client
-                && let Err(e) = self.check_producer_ids_issued(&records).await
+                && let Err(e) = self
+                    .check_producer_ids_issued(&records, &mut waited_for_ids)
+                    .await
             {
                 results.push((partition, Err(e)));
                 continue;
@@ -102,7 +105,12 @@ impl ReplicaManager {
                     let prepare = move || {
                         let mut records = records;
                         validate_batches(&tp, &mut records, &rules)?;
-                        apply_topic_compression(records, config.compression_type)
+                        apply_topic_compression(
+                            &tp,
+                            records,
+                            config.compression_type,
+                            config.max_message_bytes as usize,
+                        )
                     };
                     let records = {
                         let _permit = permits.acquire_owned().await.map_err(internal)?;
@@ -218,21 +226,34 @@ impl ReplicaManager {
     /// Idempotent batches must carry a producer id the cluster issued (InitProducerId):
     /// made-up ids would each take producer state on every replica. Every id below the
     /// image's `next_producer_id` was handed out; a larger one gets a moment for this
-    /// broker's image to catch up before it is refused with UNKNOWN_PRODUCER_ID.
-    async fn check_producer_ids_issued(&self, records: &[u8]) -> Result<(), KafkaError> {
+    /// broker's image to catch up before it is refused with UNKNOWN_PRODUCER_ID; that
+    /// moment is given once per request (`waited`), not once per partition.
+    async fn check_producer_ids_issued(
+        &self,
+        records: &[u8],
+        waited: &mut bool,
+    ) -> Result<(), KafkaError> {
         let Some(pid) = max_producer_id(records) else {
             return Ok(());
         };
         let mut applied = self.applied.subscribe();
         let issued = |rm: &Self| pid < rm.image().next_producer_id;
-        let waited = tokio::time::timeout(ISSUED_WAIT, async {
+        if issued(self) {
+            return Ok(());
+        }
+        let wait = if std::mem::replace(waited, true) {
+            Duration::ZERO
+        } else {
+            ISSUED_WAIT
+        };
+        let waited = tokio::time::timeout(wait, async {
             while !issued(self) {
                 if applied.changed().await.is_err() {
                     return;
                 }
             }
         });
-        if issued(self) || (waited.await.is_ok() && issued(self)) {
+        if waited.await.is_ok() && issued(self) {
             return Ok(());
         }
         Err(KafkaError::new(

@@ -8,7 +8,7 @@
 use crate::types::{NodeId, TypeConfig, VoterNode};
 use kavka_proto::v1::RaftMessage;
 use kavka_proto::v1::raft_service_client::RaftServiceClient;
-use kavka_proto::v1::raft_service_server::RaftService;
+use kavka_proto::v1::raft_service_server::{RaftService as RaftRpc, RaftServiceServer};
 use openraft::alias::{SnapshotOf, VoteOf};
 use openraft::errors::{
     NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Unreachable,
@@ -162,7 +162,8 @@ impl RaftNetworkV2<TypeConfig> for GrpcNetwork {
     }
 }
 
-/// The server side: admits the caller ([`PeerPolicy`]), decodes the request, hands it to
+/// The server side: admits the caller ([`PeerPolicy`]: its secret in [`SecretCheck`], its
+/// voter id here), decodes the request, hands it to
 /// the local Raft, encodes the result.
 pub struct RaftServer {
     raft: MetadataRaft,
@@ -172,17 +173,6 @@ pub struct RaftServer {
 impl RaftServer {
     pub fn new(raft: MetadataRaft, peers: Arc<PeerPolicy>) -> Self {
         Self { raft, peers }
-    }
-
-    /// Checks the caller's secret before anything of the body is read.
-    fn admit_secret<T>(&self, req: &tonic::Request<T>) -> Result<(), tonic::Status> {
-        let presented = req
-            .metadata()
-            .get(SECRET_HEADER)
-            .and_then(|v| v.to_str().ok());
-        self.peers
-            .check_secret(presented)
-            .map_err(|why| self.refused(req.remote_addr(), why))
     }
 
     fn admit_sender<T>(
@@ -196,16 +186,49 @@ impl RaftServer {
     }
 
     fn refused(&self, peer: Option<std::net::SocketAddr>, why: String) -> tonic::Status {
-        let count = self.peers.refuse();
-        tracing::warn!(?peer, %why, refused = count, "refused a Raft call");
-        tonic::Status::permission_denied(format!("Raft call refused: {why}"))
+        refuse(&self.peers, peer, why)
     }
 
-    pub fn into_service(self) -> kavka_proto::v1::raft_service_server::RaftServiceServer<Self> {
-        kavka_proto::v1::raft_service_server::RaftServiceServer::new(self)
+    /// The service, with the secret checked on each call's headers before its body (up
+    /// to [`MESSAGE_BYTES_MAX`]) is read or decoded.
+    pub fn into_service(self) -> RaftService {
+        let check = SecretCheck {
+            peers: Arc::clone(&self.peers),
+        };
+        let svc = RaftServiceServer::new(self)
             .max_decoding_message_size(MESSAGE_BYTES_MAX)
-            .max_encoding_message_size(MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(MESSAGE_BYTES_MAX);
+        tonic::service::interceptor::InterceptedService::new(svc, check)
     }
+}
+
+/// The served Raft service: [`RaftServer`] behind the secret check.
+pub type RaftService =
+    tonic::service::interceptor::InterceptedService<RaftServiceServer<RaftServer>, SecretCheck>;
+
+/// Refuses calls without the quorum's secret from their headers alone.
+#[derive(Clone)]
+pub struct SecretCheck {
+    peers: Arc<PeerPolicy>,
+}
+
+impl tonic::service::Interceptor for SecretCheck {
+    fn call(&mut self, req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let presented = req
+            .metadata()
+            .get(SECRET_HEADER)
+            .and_then(|v| v.to_str().ok());
+        match self.peers.check_secret(presented) {
+            Ok(()) => Ok(req),
+            Err(why) => Err(refuse(&self.peers, req.remote_addr(), why)),
+        }
+    }
+}
+
+fn refuse(peers: &PeerPolicy, peer: Option<std::net::SocketAddr>, why: String) -> tonic::Status {
+    let count = peers.refuse();
+    tracing::warn!(?peer, %why, refused = count, "refused a Raft call");
+    tonic::Status::permission_denied(format!("Raft call refused: {why}"))
 }
 
 fn decode<T: DeserializeOwned>(m: &RaftMessage) -> Result<T, tonic::Status> {
@@ -219,12 +242,11 @@ fn encode<T: Serialize>(v: &T) -> Result<tonic::Response<RaftMessage>, tonic::St
 }
 
 #[tonic::async_trait]
-impl RaftService for RaftServer {
+impl RaftRpc for RaftServer {
     async fn append_entries(
         &self,
         req: tonic::Request<RaftMessage>,
     ) -> Result<tonic::Response<RaftMessage>, tonic::Status> {
-        self.admit_secret(&req)?;
         let m: AppendEntriesRequest<TypeConfig> = decode(req.get_ref())?;
         self.admit_sender(&req, m.vote.leader_id().node_id)?;
         let r = self.raft.append_entries(m).await;
@@ -235,7 +257,6 @@ impl RaftService for RaftServer {
         &self,
         req: tonic::Request<RaftMessage>,
     ) -> Result<tonic::Response<RaftMessage>, tonic::Status> {
-        self.admit_secret(&req)?;
         let m: VoteRequest<TypeConfig> = decode(req.get_ref())?;
         self.admit_sender(&req, m.vote.leader_id().node_id)?;
         let r = self.raft.vote(m).await;
@@ -246,7 +267,6 @@ impl RaftService for RaftServer {
         &self,
         req: tonic::Request<RaftMessage>,
     ) -> Result<tonic::Response<RaftMessage>, tonic::Status> {
-        self.admit_secret(&req)?;
         let (vote, meta, data): (
             VoteOf<TypeConfig>,
             openraft::alias::SnapshotMetaOf<TypeConfig>,
