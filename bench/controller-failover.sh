@@ -13,7 +13,7 @@ DIR=$(mktemp -d)
 trap 'pkill -f "$DIR" 2>/dev/null || true; rm -rf "$DIR"' EXIT
 BASE=${KAVKA_BENCH_PORT:-19501}
 ADDR=(); for i in 1 2 3; do ADDR[$i]=127.0.0.1:$((BASE + i - 1)); done
-V="1@${ADDR[1]},2@${ADDR[2]},3@${ADDR[3]}"
+V="1@127.0.0.1:$((BASE + 51)),2@127.0.0.1:$((BASE + 52)),3@127.0.0.1:$((BASE + 53))"  # controller listeners
 start() { $K server --node-id "$1" --listen "${ADDR[$1]}" --kafka-listeners "" --controller-voters "$V" --data-dir "$DIR/n$1" >> "$DIR/n$1.log" 2>&1 & }
 for i in 1 2 3; do start $i; done
 ALL="${ADDR[1]},${ADDR[2]},${ADDR[3]}"

@@ -18,7 +18,7 @@ trap 'pkill -f "$DIR" 2>/dev/null || true; rm -rf "$DIR"' EXIT
 BASE=${KAVKA_BENCH_PORT:-19701}
 V=""; ALL=""; KALL=""
 for i in 1 2 3; do
-  V="$V${V:+,}$i@127.0.0.1:$((BASE + i))"
+  V="$V${V:+,}$i@127.0.0.1:$((BASE + 50 + i))"  # controller listeners
   ALL="$ALL${ALL:+,}127.0.0.1:$((BASE + i))"
   KALL="$KALL${KALL:+,}127.0.0.1:$((BASE + 100 + i))"
 done

@@ -27,7 +27,7 @@ run() { # name bootstrap extra-args...
 }
 
 echo "== single node, RF=1"
-$K server --node-id 1 --listen 127.0.0.1:$BASE --kafka-listeners "" --data-dir "$DIR/single" >> "$DIR/single.log" 2>&1 &
+$K server --node-id 1 --listen 127.0.0.1:$BASE --controller-listen 127.0.0.1:$((BASE + 50)) --kafka-listeners "" --data-dir "$DIR/single" >> "$DIR/single.log" 2>&1 &
 until $K -b 127.0.0.1:$BASE health >/dev/null 2>&1; do sleep 0.1; done
 run "rf1 acks=all  full" 127.0.0.1:$BASE --topic rf1 --replication-factor 1 --acks all --num-records "$N"
 half=$((LAST / 2))
@@ -36,7 +36,7 @@ pkill -f -- "--data-dir $DIR/single" || true
 while pgrep -f -- "--data-dir $DIR/single" >/dev/null; do sleep 0.2; done
 
 echo "== three nodes, RF=3, min.insync.replicas=2"
-V="1@${ADDR[1]},2@${ADDR[2]},3@${ADDR[3]}"
+V="1@127.0.0.1:$((BASE + 51)),2@127.0.0.1:$((BASE + 52)),3@127.0.0.1:$((BASE + 53))"  # controller listeners
 for i in 1 2 3; do
   $K server --node-id $i --listen "${ADDR[$i]}" --kafka-listeners "" --controller-voters "$V" --data-dir "$DIR/n$i" >> "$DIR/n$i.log" 2>&1 &
 done

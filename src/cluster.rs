@@ -14,13 +14,13 @@ impl Cluster {
             .iter()
             .map(|_| free_port())
             .collect::<Result<_, _>>()?;
+        // Voters name their controller listeners: a port of their own, not the client's.
         let voters: Vec<String> = roles
             .iter()
-            .zip(&ports)
             .enumerate()
-            .filter(|(_, (r, _))| r.contains("controller"))
-            .map(|(i, (_, port))| format!("{}@127.0.0.1:{port}", i + 1))
-            .collect();
+            .filter(|(_, r)| r.contains("controller"))
+            .map(|(i, _)| Ok(format!("{}@127.0.0.1:{}", i + 1, free_port()?)))
+            .collect::<anyhow::Result<_>>()?;
         let voters = voters.join(",");
         // Start every node before waiting on any: a quorum needs a majority up.
         let starts = roles

@@ -89,6 +89,9 @@ impl NodeOptions {
 pub struct Node {
     child: Option<Child>,
     port: u16,
+    /// The controller listener's port of a node alone (a cluster's nodes take theirs
+    /// from their voter entries).
+    controller_port: u16,
     /// The Kafka wire-protocol listener's port (kept across restarts).
     kafka_port: u16,
     options: NodeOptions,
@@ -121,12 +124,14 @@ impl Node {
         let mut node = Node {
             child: None,
             port: 0,
+            controller_port: 0,
             kafka_port: 0,
             options,
             dir,
         };
         if let Some(port) = node.options.port {
             node.port = port;
+            node.controller_port = free_port()?;
             node.kafka_port = free_port()?;
             node.spawn_and_wait().await?;
             return Ok(node);
@@ -135,6 +140,7 @@ impl Node {
         let mut last = None;
         for _ in 0..5 {
             node.port = free_port()?;
+            node.controller_port = free_port()?;
             node.kafka_port = free_port()?;
             match node.spawn_and_wait().await {
                 Ok(()) => return Ok(node),
@@ -151,6 +157,7 @@ impl Node {
         let mut node = Node {
             child: None,
             port: free_port()?,
+            controller_port: free_port()?,
             kafka_port: free_port()?,
             options,
             dir,
@@ -169,6 +176,29 @@ impl Node {
 
     pub fn is_broker(&self) -> bool {
         self.options.has_broker()
+    }
+
+    fn is_controller(&self) -> bool {
+        self.options
+            .roles
+            .as_deref()
+            .is_none_or(|r| r.contains("controller"))
+    }
+
+    /// Where a controller serves Raft and broker sessions (its controller listener): its
+    /// own entry in the voter list, or, alone, a port of its own.
+    pub fn controller_addr(&self) -> Option<String> {
+        if !self.is_controller() {
+            return None;
+        }
+        let id = self.options.node_id.unwrap_or(1);
+        match &self.options.voters {
+            Some(v) => v.split(',').find_map(|entry| {
+                let (vid, addr) = entry.trim().split_once('@')?;
+                (vid.parse() == Ok(id)).then(|| addr.to_string())
+            }),
+            None => Some(format!("127.0.0.1:{}", self.controller_port)),
+        }
     }
 
     /// Where Kafka clients connect (the node's PLAINTEXT listener).
@@ -213,6 +243,17 @@ impl Node {
                     .voters
                     .iter()
                     .flat_map(|v| ["--controller-voters".to_string(), v.clone()]),
+            )
+            .args(
+                (self.is_controller() && self.options.voters.is_none())
+                    .then(|| {
+                        [
+                            "--controller-listen".to_string(),
+                            format!("127.0.0.1:{}", self.controller_port),
+                        ]
+                    })
+                    .into_iter()
+                    .flatten(),
             )
             .args(
                 (!self.options.args.iter().any(|a| a == "--kafka-listeners"))

@@ -1,7 +1,9 @@
 //! Only the controller quorum's own voters, presenting its shared secret
-//! (`--controller-secret-file`), may speak Raft: forged Vote and AppendEntries calls at a
-//! node's port, with no secret, a wrong one, or from a node id outside the voters, are
-//! refused and counted, and the quorum keeps its leader and term.
+//! (`--controller-secret-file`), may speak Raft, and only on the controller listener
+//! (`--controller-listen`, the port the voter list names): the client port does not serve
+//! Raft at all, and forged Vote and AppendEntries calls at the controller port, with no
+//! secret, a wrong one, or from a node id outside the voters, are refused and counted;
+//! the quorum keeps its leader and term.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 
@@ -56,7 +58,26 @@ async fn forged_raft_calls_change_nothing() {
     .unwrap();
     let all = cluster.bootstrap();
     let before = status(&all);
-    let target = cluster.node(1).addr();
+    // The client port: no Raft there, whatever the call carries.
+    let client_port = cluster.node(1).addr();
+    let mut raft = RaftServiceClient::connect(format!("http://{client_port}"))
+        .await
+        .unwrap();
+    for secret in [None, Some("a-shared-secret")] {
+        let mut r = tonic::Request::new(RaftMessage {
+            json: forged_vote(2).into(),
+        });
+        if let Some(s) = secret {
+            r.metadata_mut()
+                .insert("kavka-controller-secret", s.parse().unwrap());
+        }
+        let status = raft.vote(r).await.unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
+    }
+
+    // The controller port.
+    let target = cluster.node(1).controller_addr().unwrap();
+    assert_ne!(target, client_port);
     let mut raft = RaftServiceClient::connect(format!("http://{target}"))
         .await
         .unwrap();

@@ -1055,7 +1055,7 @@ async fn server_config_file_env_and_flags() {
             "--config",
             &bad.display().to_string(),
             "--listen",
-            "127.0.0.1:0",
+            &format!("127.0.0.1:{}", kavka_harness::free_port().unwrap()),
             "--data-dir",
         ])
         .arg(dir.join("d"))
@@ -1087,7 +1087,12 @@ fn tempfile_dir() -> std::path::PathBuf {
 async fn a_second_node_on_the_same_data_dir_is_refused() {
     let node = node().await;
     let out = std::process::Command::new(kavka_harness::kavka_bin())
-        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg("server")
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{}", kavka_harness::free_port().unwrap()),
+        ])
+        .arg("--data-dir")
         .arg(node.data_dir())
         .output()
         .unwrap();

@@ -88,10 +88,16 @@ pub struct ServerArgs {
     /// What this node runs: controller, broker, or controller,broker (Kafka's process.roles).
     #[arg(long, env = "KAVKA_ROLES")]
     roles: Option<String>,
-    /// The controller quorum, id@host:port,... (Kafka's controller.quorum.voters); default:
-    /// this node alone.
+    /// The controller quorum, id@host:port,... with each voter's controller listener
+    /// (Kafka's controller.quorum.voters); default: this node alone.
     #[arg(long, env = "KAVKA_CONTROLLER_VOTERS")]
     controller_voters: Option<String>,
+    /// Where a controller serves the quorum's Raft traffic and broker sessions, on a port
+    /// of its own (Kafka's CONTROLLER listener); it may be bound to a private interface.
+    /// Default: the listen address's host and the port of this node's voter entry (alone:
+    /// the listen port + 1). The client port never serves Raft.
+    #[arg(long, env = "KAVKA_CONTROLLER_LISTEN")]
+    controller_listen: Option<String>,
     /// This broker's rack (Kafka's broker.rack), for replica placement.
     #[arg(long, env = "KAVKA_RACK")]
     rack: Option<String>,
@@ -188,6 +194,7 @@ struct FileConfig {
     log_retention_check_interval_ms: Option<u64>,
     roles: Option<String>,
     controller_voters: Option<String>,
+    controller_listen: Option<String>,
     rack: Option<String>,
     heartbeat_interval_ms: Option<u64>,
     session_timeout_ms: Option<u64>,
@@ -219,12 +226,58 @@ pub struct Settings {
     pub controller: bool,
     pub broker_role: bool,
     pub voters: BTreeMap<u64, VoterNode>,
+    /// The controller listener (controllers only): Raft and broker sessions.
+    pub controller_listen: Option<SocketAddr>,
     /// The quorum's shared secret (`--controller-secret-file`).
     pub controller_secret: Option<ControllerSecret>,
     pub session_timeout_ms: u64,
     pub default_replication_factor: i32,
     pub leader_imbalance_check_interval_ms: u64,
     pub group: GroupConfig,
+}
+
+/// The controller listener's port when nothing names one: the client port + 1.
+fn default_controller_port(listen_port: u16) -> anyhow::Result<u16> {
+    match listen_port {
+        0 | u16::MAX => bail!(
+            "listening on port {listen_port}, this node needs --controller-listen (or \
+             --controller-voters) to name its controller listener's port"
+        ),
+        p => Ok(p + 1),
+    }
+}
+
+/// Where a controller binds its controller listener: `--controller-listen` if given, else
+/// the client listen host with the port of its own voter entry (what its peers dial). The
+/// two must agree on the port, and it must not be the client port.
+fn controller_listener(
+    node_id: i32,
+    own_voter_addr: &str,
+    explicit: Option<SocketAddr>,
+    listen: SocketAddr,
+) -> anyhow::Result<SocketAddr> {
+    let voter_port: u16 = own_voter_addr
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .with_context(|| format!("controller voter {node_id}@{own_voter_addr} has no port"))?;
+    let addr = match explicit {
+        Some(a) if a.port() != voter_port => bail!(
+            "--controller-listen {a} and this node's voter entry {node_id}@{own_voter_addr} \
+             name different ports: the voters dial the controller listener"
+        ),
+        Some(a) => a,
+        None => SocketAddr::new(listen.ip(), voter_port),
+    };
+    if addr.port() == listen.port() {
+        bail!(
+            "the controller listener ({node_id}@{own_voter_addr}) must have a port of its own, \
+             not the client port {}: Raft is never served to clients. Give this node's voter \
+             entry in --controller-voters another port (and --controller-listen to bind it \
+             elsewhere)",
+            listen.port()
+        );
+    }
+    Ok(addr)
 }
 
 /// Parses Kafka's `controller.quorum.voters` form: `1@host:9093,2@host:9093`.
@@ -477,21 +530,50 @@ impl ServerArgs {
             }
             None => None,
         };
+        let controller_listen_arg = match self.controller_listen.or(file.controller_listen) {
+            Some(a) => Some(a.parse::<SocketAddr>().with_context(|| {
+                format!(
+                    "invalid controller listen address '{a}': expected ip:port, e.g. 0.0.0.0:9094"
+                )
+            })?),
+            None => None,
+        };
         let voters = match self.controller_voters.or(file.controller_voters) {
             Some(v) => parse_voters(&v)?,
-            None => BTreeMap::from([(
-                node_id as u64,
-                VoterNode {
-                    addr: format!("{}:{}", broker.advertised_host, listen.port()),
-                },
-            )]),
+            None => {
+                let port = match controller_listen_arg {
+                    Some(a) => a.port(),
+                    None => default_controller_port(listen.port())?,
+                };
+                BTreeMap::from([(
+                    node_id as u64,
+                    VoterNode {
+                        addr: format!("{}:{port}", broker.advertised_host),
+                    },
+                )])
+            }
         };
-        if controller && !voters.contains_key(&(node_id as u64)) {
-            bail!(
-                "node {node_id} has the controller role but is not in the controller voters {:?}",
-                voters.keys().collect::<Vec<_>>()
-            );
-        }
+        let controller_listen = if controller {
+            let Some(own) = voters.get(&(node_id as u64)) else {
+                bail!(
+                    "node {node_id} has the controller role but is not in the controller voters {:?}",
+                    voters.keys().collect::<Vec<_>>()
+                );
+            };
+            Some(controller_listener(
+                node_id,
+                &own.addr,
+                controller_listen_arg,
+                listen,
+            )?)
+        } else {
+            if let Some(a) = controller_listen_arg {
+                bail!(
+                    "--controller-listen {a} is for nodes with the controller role (this one's roles: broker)"
+                );
+            }
+            None
+        };
         let session_timeout_ms = self
             .session_timeout_ms
             .or(file.session_timeout_ms)
@@ -508,6 +590,7 @@ impl ServerArgs {
             controller,
             broker_role,
             voters,
+            controller_listen,
             controller_secret,
             session_timeout_ms,
             default_replication_factor: self
@@ -554,6 +637,12 @@ async fn dev_cluster(args: DevArgs) -> anyhow::Result<()> {
     if n > 9 {
         bail!("kavka dev runs at most 9 nodes, got {n}");
     }
+    if base.port() > u16::MAX - 20 {
+        bail!(
+            "--listen port {} leaves no room for the nodes' ports above it",
+            base.port()
+        );
+    }
     let addr = |i: u16| SocketAddr::new(base.ip(), base.port() + i - 1);
     let kafka_base: SocketAddr = args.kafka_listen.parse().with_context(|| {
         format!(
@@ -562,8 +651,10 @@ async fn dev_cluster(args: DevArgs) -> anyhow::Result<()> {
         )
     })?;
     let kafka_addr = |i: u16| SocketAddr::new(kafka_base.ip(), kafka_base.port() + 100 * (i - 1));
+    // Each node's controller listener, ten ports above the gRPC ones.
+    let controller_addr = |i: u16| SocketAddr::new(base.ip(), base.port() + 10 + i - 1);
     let voters = (1..=n)
-        .map(|i| format!("{i}@{}", addr(i)))
+        .map(|i| format!("{i}@{}", controller_addr(i)))
         .collect::<Vec<_>>()
         .join(",");
     let exe = std::env::current_exe().context("cannot find the kavka binary")?;
@@ -776,12 +867,11 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let local = listener.local_addr()?;
-    let external_listener = match settings.external_listen {
-        Some(a) => Some(
-            tokio::net::TcpListener::bind(a)
-                .await
-                .with_context(|| format!("cannot listen on {a} (external listener)"))?,
-        ),
+    // The controller listener: the quorum's Raft traffic and broker sessions only.
+    let controller_listener = bind_if(settings.controller_listen, "controller listener").await?;
+    let external_listener = bind_if(settings.external_listen, "external listener").await?;
+    let controller_local = match &controller_listener {
+        Some(l) => Some(l.local_addr()?),
         None => None,
     };
     let external_local = match &external_listener {
@@ -897,6 +987,7 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
             .await;
         controller_services = Some((
             q.raft_server().into_service(),
+            ControllerService::new(Arc::clone(&controller)).into_server(),
             ControllerService::new(controller).into_server(),
         ));
         quorum = Some(q);
@@ -1025,7 +1116,41 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
         })
     });
     let (stopping_tx, mut stopping_rx) = watch::channel(false);
-    let (raft_svc, controller_svc) = controller_services.unzip();
+    // Clients (the CLI's quorum status and watch) still reach the controller service on
+    // the client port; Raft is served on the controller listener alone.
+    let mut controller_svc = None;
+    if let (Some((raft, for_peers, for_clients)), Some(l)) =
+        (controller_services, controller_listener)
+    {
+        controller_svc = Some(for_clients);
+        let incoming = tokio_stream::StreamExt::map(
+            tokio_stream::wrappers::TcpListenerStream::new(l),
+            |conn| {
+                conn.inspect(|stream| {
+                    if let Err(e) = stream.set_nodelay(true) {
+                        tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+                    }
+                })
+            },
+        );
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        health_reporter
+            .set_serving::<kavka_proto::v1::controller_service_server::ControllerServiceServer<ControllerService>>()
+            .await;
+        let mut stop = shutdown_rx.clone();
+        let peers = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(raft)
+            .add_service(for_peers)
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            });
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = peers.await {
+                tracing::error!(error = %e, "the controller listener failed");
+            }
+        }));
+    }
     let (admin_svc, broker_svc, group_svc) = match broker_services {
         Some((a, b, g)) => (Some(a), Some(b), Some(g)),
         None => (None, None, None),
@@ -1033,7 +1158,6 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
     let server = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
-        .add_optional_service(raft_svc)
         .add_optional_service(controller_svc)
         .add_optional_service(admin_svc)
         .add_optional_service(broker_svc)
@@ -1075,13 +1199,14 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
         (true, false) => "controller",
         _ => "broker",
     };
-    tracing::info!(node_id = %settings.broker.node_id, roles, listen = %local, external = ?external_local, kafka = ?kafka_addrs, data_dir = %data_dir.display(), flush = settings.broker.flush.name(), voters = ?settings.voters.keys().collect::<Vec<_>>(), "kavka is ready");
+    tracing::info!(node_id = %settings.broker.node_id, roles, listen = %local, controller_listen = ?controller_local, external = ?external_local, kafka = ?kafka_addrs, data_dir = %data_dir.display(), flush = settings.broker.flush.name(), voters = ?settings.voters.keys().collect::<Vec<_>>(), "kavka is ready");
     if dev {
         println!(
-            "kavka dev: node {} ready in {} ms\n  gRPC      {local}\n  Kafka     {}\n  data dir  {}\n  try:      kavka topic create orders --partitions 3",
+            "kavka dev: node {} ready in {} ms\n  gRPC      {local}\n  Kafka     {}\n  Raft      {}\n  data dir  {}\n  try:      kavka topic create orders --partitions 3",
             settings.broker.node_id,
             started.elapsed().as_millis(),
             kafka_addrs.join(", "),
+            controller_local.map_or_else(|| "-".to_string(), |a| a.to_string()),
             data_dir.display()
         );
     }
@@ -1114,6 +1239,21 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
     }
     tracing::info!("kavka stopped");
     result.context("gRPC server failed")
+}
+
+/// Binds a listener when an address is given; the error names it (`what`).
+async fn bind_if(
+    addr: Option<SocketAddr>,
+    what: &str,
+) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    match addr {
+        Some(a) => {
+            Ok(Some(tokio::net::TcpListener::bind(a).await.with_context(
+                || format!("cannot listen on {a} ({what})"),
+            )?))
+        }
+        None => Ok(None),
+    }
 }
 
 /// Keeps the broker's view of the active controller and term current from this node's
@@ -1250,6 +1390,117 @@ mod tests {
             .resolve()
             .unwrap_err();
             assert!(format!("{e:#}").contains(why), "{listeners}: {e:#}");
+        }
+    }
+
+    #[test]
+    fn the_controller_listener_has_a_port_of_its_own() {
+        let args = |listen: &str, voters: Option<&str>, cl: Option<&str>, roles: &str| {
+            ServerArgs {
+                listen: Some(listen.into()),
+                controller_voters: voters.map(String::from),
+                controller_listen: cl.map(String::from),
+                roles: Some(roles.into()),
+                ..ServerArgs::default()
+            }
+            .resolve()
+        };
+        let cb = "controller,broker";
+        // (listen, voters, --controller-listen, roles) -> bound controller listener or error
+        type Case<'a> = (
+            &'a str,
+            Option<&'a str>,
+            Option<&'a str>,
+            &'a str,
+            Result<&'a str, &'a str>,
+        );
+        let cases: &[Case<'_>] = &[
+            ("0.0.0.0:9093", None, None, cb, Ok("0.0.0.0:9094")),
+            (
+                "10.0.0.1:7000",
+                None,
+                Some("10.0.0.2:7100"),
+                cb,
+                Ok("10.0.0.2:7100"),
+            ),
+            (
+                "0.0.0.0:9093",
+                Some("1@n1:9200,2@n2:9200"),
+                None,
+                cb,
+                Ok("0.0.0.0:9200"),
+            ),
+            (
+                "0.0.0.0:9093",
+                Some("1@n1:9200"),
+                Some("192.168.0.1:9200"),
+                cb,
+                Ok("192.168.0.1:9200"),
+            ),
+            (
+                "0.0.0.0:9093",
+                Some("1@n1:9093"),
+                None,
+                cb,
+                Err("a port of its own"),
+            ),
+            (
+                "0.0.0.0:9093",
+                Some("1@n1:9200"),
+                Some("0.0.0.0:9300"),
+                cb,
+                Err("different ports"),
+            ),
+            (
+                "0.0.0.0:9093",
+                None,
+                Some("0.0.0.0:9093"),
+                cb,
+                Err("a port of its own"),
+            ),
+            (
+                "127.0.0.1:0",
+                None,
+                None,
+                cb,
+                Err("needs --controller-listen"),
+            ),
+            (
+                "0.0.0.0:9093",
+                Some("1@n1:9200"),
+                Some("0.0.0.0:9200"),
+                "broker",
+                Err("controller role"),
+            ),
+            (
+                "0.0.0.0:9093",
+                None,
+                Some("nope"),
+                cb,
+                Err("invalid controller listen address 'nope'"),
+            ),
+        ];
+        for (listen, voters, cl, roles, want) in cases {
+            let got = args(listen, *voters, *cl, roles);
+            match (got, want) {
+                (Ok(s), Ok(addr)) => {
+                    assert_eq!(
+                        s.controller_listen.unwrap().to_string(),
+                        *addr,
+                        "{listen} {voters:?} {cl:?}"
+                    );
+                    let own = &s.voters[&1].addr;
+                    assert!(
+                        own.ends_with(&addr[addr.rfind(':').unwrap()..]),
+                        "voter entry {own}"
+                    );
+                }
+                (Err(e), Err(why)) => assert!(format!("{e:#}").contains(why), "{e:#}"),
+                (got, want) => panic!(
+                    "{listen} {voters:?} {cl:?} {roles}: got {:?}, want {want:?}",
+                    got.map(|s| s.controller_listen)
+                ),
+            }
         }
     }
 
