@@ -4,6 +4,7 @@
 #[macro_use]
 mod cli;
 mod bench;
+mod meta_properties;
 mod server;
 
 use clap::{Parser, Subcommand};

@@ -1,6 +1,7 @@
 //! `kavka server` and `kavka dev`: configuration (TOML file < KAVKA_* env < flags), the
 //! data-dir lock, and the gRPC server with health and reflection.
 
+use crate::meta_properties;
 use anyhow::{Context, bail};
 use clap::Args;
 use kavka_broker::controllers::Controllers;
@@ -862,6 +863,17 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let data_dir = settings.broker.data_dir.clone();
     let _lock = lock_data_dir(&data_dir)?;
+    // The data dir's identity: checked now, written (when new) once the stores exist.
+    let identity = meta_properties::read(&data_dir)?;
+    let decision = meta_properties::decide(
+        meta_properties::Found {
+            meta: identity.as_ref(),
+            has_raft_store: data_dir.join(CONTROLLER_DIR).exists(),
+        },
+        settings.broker.node_id.0,
+        settings.controller,
+    )
+    .map_err(|why| anyhow::anyhow!(why))?;
     raise_open_file_limit();
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
@@ -921,6 +933,8 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
     let mut tasks = Vec::new();
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
 
+    let mut quorum_image: Option<ClusterIdSource> = None;
+    let mut broker_image: Option<ClusterIdSource> = None;
     // Controller role: a voter in the metadata quorum.
     let mut quorum = None;
     let mut controller_services = None;
@@ -956,6 +970,8 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(
             Arc::clone(&controller).run(shutdown_rx.clone()),
         ));
+        let c = Arc::clone(&controller);
+        quorum_image = Some(Arc::new(move || c.image().cluster_id.clone()));
         // A voter list that disagrees with the quorum's is a configuration error, and a
         // Raft core stopped by a metadata store failure (a full disk) never recovers: both
         // stop the node, with the reason, instead of leaving a live-looking dead controller
@@ -1005,6 +1021,8 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
         let controllers = Arc::new(Controllers::new(
             settings.voters.values().map(|v| v.addr.clone()).collect(),
         ));
+        let r = Arc::clone(&replicas);
+        broker_image = Some(Arc::new(move || r.image().cluster_id.clone()));
         let lifecycle = Arc::new(Lifecycle::new(Arc::clone(replicas.lease())));
         tasks.push(tokio::spawn(Arc::clone(&lifecycle).run(
             Arc::clone(&replicas),
@@ -1194,6 +1212,28 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
                 .await;
         }
     }
+    let identity = match (decision, identity) {
+        (meta_properties::Decision::Keep, Some(m)) => m,
+        _ => {
+            let older = meta_properties::has_data(&data_dir)?;
+            let m = meta_properties::MetaProperties {
+                node_id: settings.broker.node_id.0,
+                directory_id: uuid::Uuid::new_v4(),
+                cluster_id: None,
+            };
+            meta_properties::write(&data_dir, &m)?;
+            tracing::info!(directory_id = %m.directory_id, adopted = older, "initialised the data dir ({})", meta_properties::FILE);
+            m
+        }
+    };
+    tasks.push(tokio::spawn(record_cluster_id(
+        data_dir.clone(),
+        identity,
+        quorum_image.clone(),
+        broker_image.clone(),
+        fatal_tx.clone(),
+        shutdown_rx.clone(),
+    )));
     let roles = match (settings.controller, settings.broker_role) {
         (true, true) => "controller,broker",
         (true, false) => "controller",
@@ -1239,6 +1279,52 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
     }
     tracing::info!("kavka stopped");
     result.context("gRPC server failed")
+}
+
+/// Where a node reads its cluster's id, once known (from a metadata image).
+type ClusterIdSource = Arc<dyn Fn() -> Option<String> + Send + Sync>;
+
+/// Records the cluster id in `meta.properties` once the node has seen it, and stops the
+/// node (fatal) when the data dir belongs to another cluster.
+async fn record_cluster_id(
+    dir: PathBuf,
+    mut identity: meta_properties::MetaProperties,
+    quorum_image: Option<ClusterIdSource>,
+    broker_image: Option<ClusterIdSource>,
+    fatal: watch::Sender<Option<String>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let seen = [&quorum_image, &broker_image]
+            .into_iter()
+            .flatten()
+            .find_map(|cluster_id| cluster_id());
+        let Some(cluster_id) = seen else { continue };
+        match meta_properties::check_cluster(&identity, &cluster_id) {
+            Ok(false) => return,
+            Ok(true) => {
+                identity.cluster_id = Some(cluster_id.clone());
+                match meta_properties::write(&dir, &identity) {
+                    Ok(()) => {
+                        tracing::info!(%cluster_id, "recorded the cluster id in {}", meta_properties::FILE)
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %format!("{e:#}"), "cannot record the cluster id")
+                    }
+                }
+                return;
+            }
+            Err(why) => {
+                let _ = fatal.send(Some(format!("fatal: {why}")));
+                return;
+            }
+        }
+    }
 }
 
 /// Binds a listener when an address is given; the error names it (`what`).
