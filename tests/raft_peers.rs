@@ -1,7 +1,8 @@
 //! Only the controller quorum's own voters, presenting its shared secret
 //! (`--controller-secret-file`), may speak Raft, and only on the controller listener
 //! (`--controller-listen`, the port the voter list names): the client port does not serve
-//! Raft at all, and forged Vote and AppendEntries calls at the controller port, with no
+//! Raft at all (nor broker sessions: of the controller's service it offers only the
+//! quorum's status), and forged Vote and AppendEntries calls at the controller port, with no
 //! secret, a wrong one, or from a node id outside the voters, are refused and counted;
 //! the quorum keeps its leader and term.
 
@@ -73,6 +74,28 @@ async fn forged_raft_calls_change_nothing() {
         }
         let status = raft.vote(r).await.unwrap_err();
         assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
+    }
+
+    // Nor broker registrations, sessions or ISR changes: only the quorum's status.
+    for method in [
+        "/kavka.v1.ControllerService/RegisterBroker",
+        "/kavka.v1.ControllerService/BrokerSession",
+        "/kavka.v1.ControllerService/AlterPartition",
+        "/kavka.v1.ControllerService/CreateTopics",
+    ] {
+        let refused = raw_unary(&client_port, method, Vec::new(), &[])
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(
+            refused.code(),
+            tonic::Code::PermissionDenied,
+            "{method}: {refused:?}"
+        );
+        assert!(
+            refused.message().contains("controller listener"),
+            "{refused:?}"
+        );
     }
 
     // The controller port.

@@ -13,6 +13,7 @@
 //! Invariants: nothing here decides anything; an entry is applied only once committed;
 //! the same log gives the same image on every voter. Must not depend on the broker.
 
+pub mod client_port;
 pub mod control;
 pub mod controller;
 pub mod quorum;

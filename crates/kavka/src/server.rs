@@ -1134,13 +1134,13 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
         })
     });
     let (stopping_tx, mut stopping_rx) = watch::channel(false);
-    // Clients (the CLI's quorum status and watch) still reach the controller service on
-    // the client port; Raft is served on the controller listener alone.
+    // Clients reach the controller's QuorumStatus on the client port (the CLI's quorum
+    // status); Raft, broker sessions and the rest are served on the controller listener.
     let mut controller_svc = None;
     if let (Some((raft, for_peers, for_clients)), Some(l)) =
         (controller_services, controller_listener)
     {
-        controller_svc = Some(for_clients);
+        controller_svc = Some(kavka_controller::client_port::ClientPort(for_clients));
         let incoming = tokio_stream::StreamExt::map(
             tokio_stream::wrappers::TcpListenerStream::new(l),
             |conn| {
