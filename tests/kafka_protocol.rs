@@ -1097,7 +1097,7 @@ async fn compaction_of_the_offsets_topic_keeps_the_latest_commit() {
         "alter-config",
         "__consumer_offsets",
         "--set",
-        "segment.bytes=4096",
+        "internal.segment.bytes=4096",
         "--set",
         "min.cleanable.dirty.ratio=0.01",
     ]);

@@ -415,7 +415,7 @@ async fn follower_behind_the_leaders_log_start_starts_again_there() {
         "pruned",
         1,
         3,
-        &["segment.bytes=4096", "retention.bytes=8192"],
+        &["internal.segment.bytes=4096", "retention.bytes=8192"],
     );
     let leader = leader_of(&bootstrap, "pruned", 0).await;
     let lagger = (1..=3).find(|&n| n != leader).unwrap();

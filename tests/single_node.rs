@@ -384,7 +384,7 @@ async fn retention_deletes_old_segments() {
         "-p",
         "1",
         "--config",
-        "segment.bytes=1024",
+        "internal.segment.bytes=1024",
         "--config",
         "retention.bytes=2048",
     ]));
@@ -418,7 +418,7 @@ async fn a_compacted_topic_keeps_the_latest_value_per_key() {
         "--config",
         "cleanup.policy=compact",
         "--config",
-        "segment.bytes=1024",
+        "internal.segment.bytes=1024",
         "--config",
         "min.cleanable.dirty.ratio=0.01",
         "--config",
@@ -545,6 +545,16 @@ mod tokio_stream_shim {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_topic_requests_get_kafka_errors() {
     let node = node().await;
+    // Kafka 4's floor for segment.bytes (KIP-1030): tiny segments exhaust descriptors.
+    fails_with(
+        node.cli(&["topic", "create", "x", "--config", "segment.bytes=1024"]),
+        "must be at least 1048576",
+    );
+    ok(node.cli(&["topic", "create", "y"]));
+    fails_with(
+        node.cli(&["topic", "alter-config", "y", "--set", "segment.bytes=4096"]),
+        "INVALID_CONFIG",
+    );
     fails_with(
         node.cli(&["topic", "create", "x", "--partitions", "0"]),
         "INVALID_PARTITIONS",
@@ -904,7 +914,7 @@ async fn corrupt_segments_at_start_are_recovered_or_refused_naming_the_file() {
         "-p",
         "1",
         "--config",
-        "segment.bytes=1024",
+        "internal.segment.bytes=1024",
     ]));
     ok(node.cli(&["topic", "create", "fine", "-p", "1"]));
     let lines: String = (0..100).map(|i| format!("line-{i:03}\n")).collect();

@@ -40,7 +40,7 @@ impl LogConfig {
     pub fn from_topic(t: &TopicConfig, flush: FlushPolicy) -> Self {
         Self {
             // A segment's positions are u32 (as Kafka's are i32).
-            segment_bytes: t.segment_bytes.min(i32::MAX as u64),
+            segment_bytes: t.effective_segment_bytes().min(i32::MAX as u64),
             segment_ms: t.segment_ms,
             retention_ms: t.retention_ms,
             retention_bytes: t.retention_bytes,

@@ -28,7 +28,7 @@ fn config(overrides: &[(&str, &str)]) -> LogConfig {
 fn compacted(segment_bytes: u64) -> LogConfig {
     config(&[
         ("cleanup.policy", "compact"),
-        ("segment.bytes", &segment_bytes.to_string()),
+        ("internal.segment.bytes", &segment_bytes.to_string()),
         ("min.cleanable.dirty.ratio", "0"),
     ])
 }
@@ -213,7 +213,7 @@ fn the_dirty_ratio_decides_when_to_clean_and_delete_policy_never_compacts() {
     drop(log);
 
     let dir = tempfile::tempdir().unwrap();
-    let mut d = config(&[("segment.bytes", "1024"), ("retention.ms", "1")]);
+    let mut d = config(&[("internal.segment.bytes", "1024"), ("retention.ms", "1")]);
     d.index_interval_bytes = 128;
     let mut log = PartitionLog::open(dir.path(), d).unwrap();
     for i in 0..60u16 {

@@ -57,6 +57,9 @@ pub struct TopicConfig {
     pub retention_ms: i64,
     pub retention_bytes: i64,
     pub segment_bytes: u64,
+    /// Kafka's `internal.segment.bytes`: a segment size below the `segment.bytes` floor,
+    /// for tests only; not described (as in Kafka), and it wins over `segment.bytes`.
+    pub internal_segment_bytes: Option<u64>,
     pub segment_ms: i64,
     pub cleanup_policy: CleanupPolicy,
     pub min_insync_replicas: i32,
@@ -88,9 +91,16 @@ impl DirtyRatio {
     }
 }
 
-/// Smallest `segment.bytes` we accept: room for a few batches. (Kafka 4 asks 1 MiB; we keep
-/// small segments possible for tests and tiny devices.)
-pub const SEGMENT_BYTES_MIN: u64 = 1024;
+/// Smallest `segment.bytes` accepted: Kafka 4's floor (KIP-1030). Tiny segments cost
+/// file descriptors and index memory each: a topic of 1 KiB segments once filled a node's
+/// descriptor limit.
+pub const SEGMENT_BYTES_MIN: u64 = 1024 * 1024;
+
+/// Smallest `internal.segment.bytes` (tests only): room for a few batches.
+pub const INTERNAL_SEGMENT_BYTES_MIN: u64 = 1024;
+
+/// Topic configs accepted but never described, as Kafka's internal configs.
+pub const INTERNAL_KEYS: &[&str] = &["internal.segment.bytes"];
 
 impl Default for TopicConfig {
     /// Kafka's defaults.
@@ -99,6 +109,7 @@ impl Default for TopicConfig {
             retention_ms: 7 * 24 * 60 * 60 * 1000,
             retention_bytes: -1,
             segment_bytes: 1024 * 1024 * 1024,
+            internal_segment_bytes: None,
             segment_ms: 7 * 24 * 60 * 60 * 1000,
             cleanup_policy: CleanupPolicy::Delete,
             min_insync_replicas: 1,
@@ -154,9 +165,29 @@ impl TopicConfig {
         Ok(config)
     }
 
+    /// Configs as stored in the metadata, read leniently: a value that was valid when it
+    /// was set stays in effect (a `segment.bytes` below today's floor is kept, as
+    /// `internal.segment.bytes`), and any other bad entry is skipped alone, returned for
+    /// the caller to log, instead of dropping the topic's other configs.
+    pub fn from_stored(overrides: &BTreeMap<String, String>) -> (Self, Vec<ConfigError>) {
+        let mut config = TopicConfig::default();
+        let mut skipped = Vec::new();
+        for (key, value) in overrides {
+            if let Err(e) = config.set(key, value) {
+                let older_floor = key == "segment.bytes"
+                    && config.internal_segment_bytes.is_none()
+                    && config.set("internal.segment.bytes", value).is_ok();
+                if !older_floor {
+                    skipped.push(e);
+                }
+            }
+        }
+        (config, skipped)
+    }
+
     /// Checks a key without a value (for deletes of overrides).
     pub fn check_key(key: &str) -> Result<(), ConfigError> {
-        if KEYS.contains(&key) {
+        if KEYS.contains(&key) || INTERNAL_KEYS.contains(&key) {
             Ok(())
         } else {
             Err(unknown(key))
@@ -175,6 +206,10 @@ impl TopicConfig {
             "retention.bytes" => self.retention_bytes = parse_at_least(value, -1, &bad)?,
             "segment.bytes" => {
                 self.segment_bytes = parse_at_least(value, SEGMENT_BYTES_MIN as i64, &bad)? as u64;
+            }
+            "internal.segment.bytes" => {
+                self.internal_segment_bytes =
+                    Some(parse_at_least(value, INTERNAL_SEGMENT_BYTES_MIN as i64, &bad)? as u64);
             }
             "segment.ms" => self.segment_ms = parse_at_least(value, 1, &bad)?,
             "delete.retention.ms" => self.delete_retention_ms = parse_at_least(value, 0, &bad)?,
@@ -247,6 +282,11 @@ impl TopicConfig {
             _ => return Err(unknown(key)),
         }
         Ok(())
+    }
+
+    /// The segment size in effect: `internal.segment.bytes` when set, else `segment.bytes`.
+    pub fn effective_segment_bytes(&self) -> u64 {
+        self.internal_segment_bytes.unwrap_or(self.segment_bytes)
     }
 
     /// Every config with its current value, marking those equal to Kafka's default.
@@ -360,7 +400,9 @@ mod tests {
         let table = [
             ("retention.ms", "soon", "expected an integer"),
             ("retention.ms", "-2", "must be at least -1"),
-            ("segment.bytes", "10", "must be at least 1024"),
+            ("segment.bytes", "10", "must be at least 1048576"),
+            ("segment.bytes", "1048575", "must be at least 1048576"),
+            ("internal.segment.bytes", "10", "must be at least 1024"),
             ("min.insync.replicas", "0", "must be at least 1"),
             ("cleanup.policy", "keep", "expected delete"),
             ("compression.type", "brotli", "expected producer"),
@@ -389,13 +431,51 @@ mod tests {
     }
 
     #[test]
+    fn stored_configs_are_read_leniently() {
+        // A segment.bytes stored before the 1 MiB floor, a bad value and a good one.
+        let (c, skipped) = TopicConfig::from_stored(&overrides(&[
+            ("segment.bytes", "4096"),
+            ("retention.ms", "soon"),
+            ("cleanup.policy", "compact"),
+        ]));
+        assert_eq!(c.effective_segment_bytes(), 4096);
+        assert_eq!(
+            c.cleanup_policy,
+            CleanupPolicy::Compact,
+            "the good one is kept"
+        );
+        assert_eq!(c.retention_ms, TopicConfig::default().retention_ms);
+        assert_eq!(skipped.len(), 1);
+        assert!(
+            skipped[0].to_string().contains("retention.ms"),
+            "{}",
+            skipped[0]
+        );
+        // An explicit internal.segment.bytes wins over an old segment.bytes.
+        let (c, skipped) = TopicConfig::from_stored(&overrides(&[
+            ("internal.segment.bytes", "2048"),
+            ("segment.bytes", "4096"),
+        ]));
+        assert_eq!((c.effective_segment_bytes(), skipped.len()), (2048, 1));
+    }
+
+    #[test]
     fn entries_show_values_and_defaults() {
-        let o = overrides(&[("segment.bytes", "2048")]);
+        let o = overrides(&[
+            ("segment.bytes", "2097152"),
+            ("internal.segment.bytes", "2048"),
+        ]);
         let c = TopicConfig::from_overrides(&o).unwrap();
         let entries = c.entries(&o);
-        assert_eq!(entries.len(), KEYS.len());
+        assert_eq!(
+            entries.len(),
+            KEYS.len(),
+            "internal configs are not described"
+        );
         let seg = entries.iter().find(|e| e.name == "segment.bytes").unwrap();
-        assert_eq!((seg.value.as_str(), seg.is_default), ("2048", false));
+        assert_eq!((seg.value.as_str(), seg.is_default), ("2097152", false));
+        assert_eq!(c.effective_segment_bytes(), 2048);
+        assert!(TopicConfig::check_key("internal.segment.bytes").is_ok());
         let ret = entries.iter().find(|e| e.name == "retention.ms").unwrap();
         assert_eq!((ret.value.as_str(), ret.is_default), ("604800000", true));
         for e in &entries {

@@ -192,10 +192,11 @@ fn storage_error(e: impl std::fmt::Display) -> KafkaError {
 
 fn topic_config(image: &MetadataImage, name: &TopicName) -> TopicConfig {
     let overrides = image.configs(&ConfigResource::Topic(name.clone()));
-    TopicConfig::from_overrides(&overrides).unwrap_or_else(|e| {
-        tracing::warn!(topic = %name, error = %e, "invalid topic config in metadata; using defaults");
-        TopicConfig::default()
-    })
+    let (config, skipped) = TopicConfig::from_stored(&overrides);
+    for e in skipped {
+        tracing::warn!(topic = %name, error = %e, "invalid topic config in metadata; its default applies");
+    }
+    config
 }
 
 impl ReplicaManager {

@@ -37,8 +37,7 @@ struct Target {
 }
 
 fn topic_config(image: &MetadataImage, t: &TopicImage) -> TopicConfig {
-    TopicConfig::from_overrides(&image.configs(&ConfigResource::Topic(t.name.clone())))
-        .unwrap_or_default()
+    TopicConfig::from_stored(&image.configs(&ConfigResource::Topic(t.name.clone()))).0
 }
 
 /// The ELR that goes with `isr`: previous ISR members (and ELR members) that left while

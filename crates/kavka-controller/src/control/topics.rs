@@ -287,7 +287,8 @@ pub fn alter_topic_configs(
             value: Some(v.clone()),
         });
     }
-    if let Err(e) = TopicConfig::from_overrides(&overrides) {
+    // What is set now meets today's rules; what was stored before stays as it was.
+    if let Err(e) = TopicConfig::from_overrides(set) {
         return refuse(KafkaError::new(ErrorCode::InvalidConfig, e.to_string()));
     }
     Decision {
