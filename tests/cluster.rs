@@ -243,6 +243,16 @@ async fn a_full_cluster_restart_keeps_topics_configs_and_records() {
     for n in &mut cluster.nodes {
         assert!(n.terminate(), "clean stop:\n{}", n.log());
     }
+    // Every voter's controller listener moves (as the upgrade that moved Raft off the
+    // client port did): the quorum dials the configured addresses, not those its
+    // membership recorded when it formed.
+    let moved = (1..=3)
+        .map(|i| format!("{i}@127.0.0.1:{}", kavka_harness::free_port().unwrap()))
+        .collect::<Vec<_>>()
+        .join(",");
+    for n in cluster.nodes.iter_mut() {
+        n.options_mut().voters = Some(moved.clone());
+    }
     // Launch all again, then wait (a quorum needs two of three up before any is ready).
     for n in cluster.nodes.iter_mut() {
         n.launch().unwrap();
@@ -251,6 +261,15 @@ async fn a_full_cluster_restart_keeps_topics_configs_and_records() {
         n.wait_ready().await.unwrap();
     }
     assert_eq!(topics(&all), ["keep"]);
+    let q = json(cli(&all, &["quorum", "status", "-o", "json"]));
+    let addrs: Vec<String> = q["voters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| format!("{}@{}", v["id"], v["addr"].as_str().unwrap()))
+        .collect();
+    assert_eq!(addrs.join(","), moved);
+    assert!(q["leader_id"].as_i64().unwrap() > 0, "{q}");
     // Each broker resumed its metadata from its own checkpoint, not from the log's start.
     for n in &cluster.nodes {
         assert!(

@@ -163,6 +163,22 @@ async fn forged_raft_calls_change_nothing() {
     .unwrap()
     .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    // Broker sessions at the controller port present the secret too (the brokers of this
+    // cluster do: they registered): a registration without it is refused.
+    let refused = raw_unary(
+        &target,
+        "/kavka.v1.ControllerService/RegisterBroker",
+        Vec::new(),
+        &[],
+    )
+    .await
+    .unwrap()
+    .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    assert!(
+        refused.message().contains("no controller secret"),
+        "{refused:?}"
+    );
 
     // Nothing moved: no forged term was taken, an active controller leads. (An election
     // of its own, on a loaded machine, may change the leader and term: not a forged one.)
@@ -171,7 +187,7 @@ async fn forged_raft_calls_change_nothing() {
     assert!(term >= before.1 && term < 1_000_000, "term {term}");
     let log = cluster.node(1).log();
     assert!(log.contains("refused a Raft call"), "{log}");
-    assert!(log.contains("refused=6"), "every refusal counted");
+    assert!(log.contains("refused=7"), "every refusal counted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,12 +3,17 @@
 //! (they forward writes to the active one).
 
 use kavka_model::{ErrorCode, KafkaError};
+use kavka_proto::auth::PresentSecret;
 use kavka_proto::v1::controller_service_client::ControllerServiceClient;
 use std::future::Future;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+
+/// A client of a controller listener, presenting the quorum's secret (if any).
+pub type ControllerClient = ControllerServiceClient<InterceptedService<Channel, PresentSecret>>;
 
 /// How long a call keeps trying while the quorum elects a new active controller.
 const RETRY_FOR: Duration = Duration::from_secs(10);
@@ -19,17 +24,20 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct Controllers {
     addrs: Vec<String>,
-    clients: Mutex<Vec<Option<ControllerServiceClient<Channel>>>>,
+    clients: Mutex<Vec<Option<ControllerClient>>>,
     preferred: AtomicUsize,
+    secret: PresentSecret,
 }
 
 impl Controllers {
-    pub fn new(addrs: Vec<String>) -> Self {
+    /// The controllers at `addrs` (their controller listeners), called with `secret`.
+    pub fn new(addrs: Vec<String>, secret: PresentSecret) -> Self {
         let n = addrs.len();
         Self {
             addrs,
             clients: Mutex::new(vec![None; n]),
             preferred: AtomicUsize::new(0),
+            secret,
         }
     }
 
@@ -38,7 +46,7 @@ impl Controllers {
     }
 
     /// A client for the controller at `addr` (connected lazily).
-    pub fn client_for(addr: &str) -> Result<ControllerServiceClient<Channel>, KafkaError> {
+    pub fn client_for(&self, addr: &str) -> Result<ControllerClient, KafkaError> {
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| {
                 KafkaError::new(
@@ -49,8 +57,10 @@ impl Controllers {
             .connect_timeout(Duration::from_secs(2))
             .timeout(CALL_TIMEOUT)
             .tcp_nodelay(true);
-        Ok(ControllerServiceClient::new(endpoint.connect_lazy())
-            .max_decoding_message_size(256 * 1024 * 1024))
+        Ok(
+            ControllerServiceClient::with_interceptor(endpoint.connect_lazy(), self.secret.clone())
+                .max_decoding_message_size(256 * 1024 * 1024),
+        )
     }
 
     /// Starts the next calls with the controller at `addr` (the active one, as the
@@ -61,12 +71,12 @@ impl Controllers {
         }
     }
 
-    fn client(&self, i: usize) -> Result<ControllerServiceClient<Channel>, KafkaError> {
+    fn client(&self, i: usize) -> Result<ControllerClient, KafkaError> {
         let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = &clients[i] {
             return Ok(c.clone());
         }
-        let c = Self::client_for(&self.addrs[i])?;
+        let c = self.client_for(&self.addrs[i])?;
         clients[i] = Some(c.clone());
         Ok(c)
     }
@@ -75,7 +85,7 @@ impl Controllers {
     /// than "unavailable" or NOT_CONTROLLER.
     pub async fn call<T, F, Fut>(&self, mut f: F) -> Result<T, KafkaError>
     where
-        F: FnMut(ControllerServiceClient<Channel>) -> Fut,
+        F: FnMut(ControllerClient) -> Fut,
         Fut: Future<Output = Result<T, tonic::Status>>,
     {
         let n = self.addrs.len();

@@ -152,7 +152,7 @@ impl Lifecycle {
         every: Duration,
         shutdown: &mut watch::Receiver<bool>,
     ) -> SessionEnd {
-        let Ok(mut client) = Controllers::client_for(addr) else {
+        let Ok(mut client) = controllers.client_for(addr) else {
             return SessionEnd::Failed;
         };
         let (tx, rx) = mpsc::channel(2);

@@ -163,7 +163,7 @@ pub async fn follow(
                 addrs[i % addrs.len()].clone()
             });
         let stalled = tokio::select! {
-            r = follow_one(&replicas, &addr, &mut f) => match r {
+            r = follow_one(&replicas, &controllers, &addr, &mut f) => match r {
                 Ok(()) => false,
                 Err(End::Stalled(e)) => {
                     tracing::info!(controller = %addr, error = %e, "metadata stream stalled: switching controller");
@@ -202,11 +202,12 @@ impl From<String> for End {
 
 async fn follow_one(
     replicas: &Arc<ReplicaManager>,
+    controllers: &Controllers,
     addr: &str,
     f: &mut Follower,
 ) -> Result<(), End> {
     let data_dir = replicas.config().data_dir.clone();
-    let mut client = Controllers::client_for(addr).map_err(|e| e.to_string())?;
+    let mut client = controllers.client_for(addr).map_err(|e| e.to_string())?;
     let opened = client.fetch_metadata(kavka_proto::v1::FetchMetadataRequest {
         from_offset: f.current.offset,
     });

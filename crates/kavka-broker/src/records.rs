@@ -189,7 +189,13 @@ pub(crate) fn apply_topic_compression(
             if want == Compression::None && uncompressed > max_batch_bytes {
                 return Err(too_large(uncompressed));
             }
-            let converted = batch.recompressed(want).map_err(corrupt)?;
+            // The batch was validated: a failure here is the broker's own.
+            let converted = batch.recompressed(want).map_err(|e| {
+                KafkaError::new(
+                    ErrorCode::UnknownServerError,
+                    format!("{tp}: recompressing to {want:?} failed: {e}"),
+                )
+            })?;
             if converted.len() > max_batch_bytes {
                 return Err(too_large(converted.len()));
             }

@@ -83,6 +83,7 @@ pub struct Quorum {
     voters: BTreeMap<NodeId, VoterNode>,
     /// Who may send Raft calls to this voter.
     peers: Arc<PeerPolicy>,
+    secret: Option<ControllerSecret>,
 }
 
 /// Committed metadata for an observer: batches from the log, or the whole image when
@@ -120,6 +121,7 @@ impl Quorum {
             Arc::new(config),
             GrpcNetworkFactory {
                 secret: cfg.secret.clone(),
+                voters: cfg.voters.clone(),
             },
             log,
             sm.clone(),
@@ -143,7 +145,11 @@ impl Quorum {
             raft,
             sm,
             log: reader,
-            peers: Arc::new(PeerPolicy::new(cfg.voters.keys().copied(), cfg.secret)),
+            peers: Arc::new(PeerPolicy::new(
+                cfg.voters.keys().copied(),
+                cfg.secret.clone(),
+            )),
+            secret: cfg.secret,
             voters: cfg.voters,
         })
     }
@@ -176,6 +182,8 @@ impl Quorum {
 
     /// When the quorum's membership (from its log) names other voters than this node was
     /// configured with, the reason, for the operator: such a node must not keep running.
+    /// Voters are compared by id: their addresses come from the configuration (a voter
+    /// list may move them, e.g. onto the controller listener; see `GrpcNetworkFactory`).
     pub fn membership_mismatch(&self) -> Option<String> {
         let m = self
             .raft
@@ -188,7 +196,7 @@ impl Quorum {
             .voter_ids()
             .filter_map(|id| membership.get_node(&id).map(|n| (id, n.clone())))
             .collect();
-        if actual.is_empty() || actual == self.voters {
+        if actual.is_empty() || actual.keys().eq(self.voters.keys()) {
             return None;
         }
         let show = |v: &BTreeMap<NodeId, VoterNode>| {
@@ -259,12 +267,28 @@ impl Quorum {
             Err(RaftError::APIError(openraft::errors::LinearizableReadError::ForwardToLeader(
                 f,
             ))) => Err(QuorumError::NotLeader {
-                leader: f.leader_id.zip(f.leader_node),
+                leader: self.configured(f.leader_id),
             }),
             Err(RaftError::APIError(e)) => Err(QuorumError::NotLeader { leader: None })
                 .inspect_err(|_| tracing::debug!(error = %e, "not leader")),
             Err(e) => Err(QuorumError::Fatal(e.to_string())),
         }
+    }
+
+    /// The check that calls to this controller's listener present the quorum's secret.
+    pub fn secret_check(&self) -> crate::raft::network::SecretCheck {
+        crate::raft::network::SecretCheck::new(Arc::clone(&self.peers))
+    }
+
+    /// What presents the quorum's secret on this node's calls to other controllers.
+    pub fn present_secret(&self) -> kavka_proto::auth::PresentSecret {
+        ControllerSecret::presenter(self.secret.as_ref())
+    }
+
+    /// A voter with its configured address (its membership entry may hold an older one).
+    fn configured(&self, id: Option<NodeId>) -> Option<(NodeId, VoterNode)> {
+        let id = id?;
+        self.voters.get(&id).map(|n| (id, n.clone()))
     }
 
     /// Committed metadata after `after` (exclusive) up to what is applied here.
@@ -302,7 +326,7 @@ impl Quorum {
             Ok(resp) => Ok(resp.data.offset),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Err(QuorumError::NotLeader {
-                    leader: f.leader_id.zip(f.leader_node),
+                    leader: self.configured(f.leader_id),
                 })
             }
             Err(e) => Err(QuorumError::Fatal(e.to_string())),

@@ -54,7 +54,14 @@ impl ControllerService {
     async fn forward_target(
         &self,
         e: &ControllerError,
-    ) -> Option<ControllerServiceClient<tonic::transport::Channel>> {
+    ) -> Option<
+        ControllerServiceClient<
+            tonic::service::interceptor::InterceptedService<
+                tonic::transport::Channel,
+                kavka_proto::auth::PresentSecret,
+            >,
+        >,
+    > {
         let ControllerError::NotController(Some((id, node))) = e else {
             return None;
         };
@@ -64,7 +71,10 @@ impl ControllerService {
         let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", node.addr))
             .ok()?
             .timeout(FORWARD_TIMEOUT);
-        Some(ControllerServiceClient::new(endpoint.connect_lazy()))
+        Some(ControllerServiceClient::with_interceptor(
+            endpoint.connect_lazy(),
+            self.controller.quorum().present_secret(),
+        ))
     }
 }
 
@@ -219,9 +229,8 @@ impl Svc for ControllerService {
             .await
         {
             Ok(overrides) => {
-                let config = TopicConfig::from_overrides(&overrides).map_err(|e| {
-                    status(&KafkaError::new(ErrorCode::InvalidConfig, e.to_string()))
-                })?;
+                // Committed: described as stored (values from before today's rules too).
+                let (config, _) = TopicConfig::from_stored(&overrides);
                 let configs = config
                     .entries(&overrides)
                     .into_iter()

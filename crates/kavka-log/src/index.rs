@@ -116,6 +116,13 @@ impl<E: Entry> IndexFile<E> {
         })
     }
 
+    /// Moves the file to `path` (a rebuilt index taking its final name).
+    pub(crate) fn rename_to(&mut self, path: &Path) -> Result<(), LogError> {
+        std::fs::rename(&self.path, path).at(path)?;
+        self.path = path.to_path_buf();
+        Ok(())
+    }
+
     #[cfg(test)]
     pub(crate) fn entries(&self) -> &[E] {
         &self.entries

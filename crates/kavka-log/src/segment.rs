@@ -50,11 +50,23 @@ pub(crate) fn paths(dir: &Path, base: Offset) -> SegmentPaths {
     }
 }
 
-/// Removes a segment's indexes (best effort: a failure to remove one is logged), so that
-/// the next open rebuilds them with every batch checked.
+/// `path` with `.tmp` appended.
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_os_string();
+    s.push(".tmp");
+    PathBuf::from(s)
+}
+
+/// Removes a segment's indexes, final and temporary (best effort: a failure to remove
+/// one is logged), so that the next open rebuilds them with every batch checked.
 fn remove_indexes(p: &SegmentPaths) {
-    for path in [&p.index, &p.time_index] {
-        if let Err(e) = std::fs::remove_file(path)
+    for path in [
+        p.index.clone(),
+        p.time_index.clone(),
+        tmp_path(&p.index),
+        tmp_path(&p.time_index),
+    ] {
+        if let Err(e) = std::fs::remove_file(&path)
             && e.kind() != std::io::ErrorKind::NotFound
         {
             tracing::warn!(file = %path.display(), error = %e, "cannot remove a partial index");
@@ -144,8 +156,12 @@ impl LogSegment {
             }
         }
 
-        // Scan everything with CRC checks, rebuilding both indexes.
+        // Scan everything with CRC checks, rebuilding both indexes under temporary names
+        // (`*.tmp`, removed when a log opens): they take their own names only after a
+        // scan that finished, so a failure or a crash midway never leaves an index that
+        // covers part of the segment for the next open to trust.
         let scan_file = file.try_clone().at(&p.log)?;
+        let (index_tmp, time_index_tmp) = (tmp_path(&p.index), tmp_path(&p.time_index));
         let mut seg = Self {
             base_offset: base,
             file,
@@ -153,42 +169,48 @@ impl LogSegment {
             next_offset: base,
             max_timestamp: -1,
             rolled_at_ms: None,
-            index: IndexFile::create(&p.index)?,
-            time_index: IndexFile::create(&p.time_index)?,
+            index: IndexFile::create(&index_tmp)?,
+            time_index: IndexFile::create(&time_index_tmp)?,
             bytes_since_index: 0,
             index_interval_bytes: index_interval_bytes as u64,
             log_path: p.log.clone(),
         };
-        let scan =
-            match recovery::scan(&scan_file, &p.log, 0, base.0, true, |b| seg.index_batch(&b)) {
-                Ok(scan) => scan,
-                Err(e) => {
-                    drop(seg);
-                    remove_indexes(&p);
-                    return Err(e);
-                }
-            };
+        let scanned = recovery::scan(&scan_file, &p.log, 0, base.0, true, |b| seg.index_batch(&b));
+        let scan = match scanned {
+            Ok(scan) => scan,
+            Err(e) => {
+                drop(seg);
+                remove_indexes(&p);
+                return Err(e);
+            }
+        };
         seg.size = scan.valid_end;
         seg.rolled_at_ms = seg.first_timestamp();
-        match scan.invalid {
-            None => Ok(Opened::Clean(seg)),
+        let truncated = match scan.invalid {
+            None => None,
             Some((position, reason)) if active => {
                 seg.file.set_len(position).at(&p.log)?;
                 seg.file.sync_all().at(&p.log)?;
-                Ok(Opened::TruncatedTail(seg, position, reason))
+                Some((position, reason))
             }
             Some((position, reason)) => {
-                // The indexes cover only what came before the fault: left behind, the
-                // next open would trust them and skip the checks that found it.
+                // Older indexes of this segment would be trusted by the next open, and it
+                // would skip the checks that found the fault: none is left.
                 drop(seg);
                 remove_indexes(&p);
-                Err(LogError::Corrupt {
+                return Err(LogError::Corrupt {
                     path: p.log,
                     position,
                     reason,
-                })
+                });
             }
-        }
+        };
+        seg.index.rename_to(&p.index)?;
+        seg.time_index.rename_to(&p.time_index)?;
+        Ok(match truncated {
+            None => Opened::Clean(seg),
+            Some((position, reason)) => Opened::TruncatedTail(seg, position, reason),
+        })
     }
 
     fn first_timestamp(&self) -> Option<i64> {

@@ -166,17 +166,22 @@ impl TopicConfig {
     }
 
     /// Configs as stored in the metadata, read leniently: a value that was valid when it
-    /// was set stays in effect (a `segment.bytes` below today's floor is kept, as
-    /// `internal.segment.bytes`), and any other bad entry is skipped alone, returned for
+    /// was set stays in effect (a `segment.bytes` below today's floor is kept as it is),
+    /// and any other bad entry is skipped alone, returned for
     /// the caller to log, instead of dropping the topic's other configs.
     pub fn from_stored(overrides: &BTreeMap<String, String>) -> (Self, Vec<ConfigError>) {
         let mut config = TopicConfig::default();
         let mut skipped = Vec::new();
         for (key, value) in overrides {
             if let Err(e) = config.set(key, value) {
-                let older_floor = key == "segment.bytes"
-                    && config.internal_segment_bytes.is_none()
-                    && config.set("internal.segment.bytes", value).is_ok();
+                // Set under the floor of its day (1 KiB): kept, and described, as it is.
+                let older_floor = match value.trim().parse::<u64>() {
+                    Ok(v) if key == "segment.bytes" && v >= INTERNAL_SEGMENT_BYTES_MIN => {
+                        config.segment_bytes = v;
+                        true
+                    }
+                    _ => false,
+                };
                 if !older_floor {
                     skipped.push(e);
                 }
@@ -439,6 +444,12 @@ mod tests {
             ("cleanup.policy", "compact"),
         ]));
         assert_eq!(c.effective_segment_bytes(), 4096);
+        let described = c.entries(&overrides(&[("segment.bytes", "4096")]));
+        let seg = described
+            .iter()
+            .find(|e| e.name == "segment.bytes")
+            .unwrap();
+        assert_eq!(seg.value, "4096", "described as in effect");
         assert_eq!(
             c.cleanup_policy,
             CleanupPolicy::Compact,
@@ -456,7 +467,7 @@ mod tests {
             ("internal.segment.bytes", "2048"),
             ("segment.bytes", "4096"),
         ]));
-        assert_eq!((c.effective_segment_bytes(), skipped.len()), (2048, 1));
+        assert_eq!((c.effective_segment_bytes(), skipped.len()), (2048, 0));
     }
 
     #[test]

@@ -9,4 +9,5 @@ pub mod v1 {
 /// The encoded descriptor set, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("kavka_descriptor");
 
+pub mod auth;
 pub mod conv;

@@ -1,8 +1,9 @@
 //! Kafka's `LogValidator`: what a leader checks in a produced batch, record by record,
 //! before it assigns offsets and writes it.
 //!
-//! A batch is refused when its bytes are not a batch (framing, CRC, codec, decompression:
-//! [`Invalid::Corrupt`], Kafka's CORRUPT_MESSAGE), when the batch as a whole breaks a rule
+//! A batch is refused when its bytes are not a batch ([`Invalid::Corrupt`]: the broker
+//! answers CORRUPT_MESSAGE for CRC and framing faults, INVALID_RECORD for records, codecs
+//! or payloads that do not decode), when the batch as a whole breaks a rule
 //! ([`Invalid::Batch`], INVALID_RECORD), or when records break one ([`Invalid::Records`],
 //! INVALID_RECORD or INVALID_TIMESTAMP with Kafka's per-record list).
 //!

@@ -113,7 +113,9 @@ pub fn decide(found: Found<'_>, node_id: i32, controller: bool) -> Result<Decisi
         return Err(format!(
             "node {node_id} is a controller voter and its data dir was initialised (directory \
              {}), but its Raft store is gone: started like this it would have forgotten the \
-             votes it cast and could vote twice in a term. Restore the store from a backup; \
+             votes it cast and could vote twice in a term. (If this data dir was a broker's \
+             and the node now has the controller role, that is a new voter: give it an \
+             empty data dir.) Restore the store from a backup; \
              or, to replace this voter for good, remove the whole data dir only once the \
              other voters have a quorum without it (until `kavka quorum add-voter` exists, a \
              lost voter cannot rejoin a quorum of three safely: recreate the cluster)",

@@ -865,6 +865,7 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
     let _lock = lock_data_dir(&data_dir)?;
     // The data dir's identity: checked now, written (when new) once the stores exist.
     let identity = meta_properties::read(&data_dir)?;
+    let older_data_dir = identity.is_none() && meta_properties::has_data(&data_dir)?;
     let decision = meta_properties::decide(
         meta_properties::Found {
             meta: identity.as_ref(),
@@ -1003,7 +1004,10 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
             .await;
         controller_services = Some((
             q.raft_server().into_service(),
-            ControllerService::new(Arc::clone(&controller)).into_server(),
+            tonic::service::interceptor::InterceptedService::new(
+                ControllerService::new(Arc::clone(&controller)).into_server(),
+                q.secret_check(),
+            ),
             ControllerService::new(controller).into_server(),
         ));
         quorum = Some(q);
@@ -1020,6 +1024,7 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
             .context("opening the data dir panicked")??;
         let controllers = Arc::new(Controllers::new(
             settings.voters.values().map(|v| v.addr.clone()).collect(),
+            ControllerSecret::presenter(settings.controller_secret.as_ref()),
         ));
         let r = Arc::clone(&replicas);
         broker_image = Some(Arc::new(move || r.image().cluster_id.clone()));
@@ -1215,14 +1220,13 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
     let identity = match (decision, identity) {
         (meta_properties::Decision::Keep, Some(m)) => m,
         _ => {
-            let older = meta_properties::has_data(&data_dir)?;
             let m = meta_properties::MetaProperties {
                 node_id: settings.broker.node_id.0,
                 directory_id: uuid::Uuid::new_v4(),
                 cluster_id: None,
             };
             meta_properties::write(&data_dir, &m)?;
-            tracing::info!(directory_id = %m.directory_id, adopted = older, "initialised the data dir ({})", meta_properties::FILE);
+            tracing::info!(directory_id = %m.directory_id, adopted = older_data_dir, "initialised the data dir ({})", meta_properties::FILE);
             m
         }
     };
@@ -1305,8 +1309,10 @@ async fn record_cluster_id(
             .flatten()
             .find_map(|cluster_id| cluster_id());
         let Some(cluster_id) = seen else { continue };
+        // Checked as long as the node runs: a broker's first image may be its own
+        // checkpoint, the controllers' comes after.
         match meta_properties::check_cluster(&identity, &cluster_id) {
-            Ok(false) => return,
+            Ok(false) => {}
             Ok(true) => {
                 identity.cluster_id = Some(cluster_id.clone());
                 match meta_properties::write(&dir, &identity) {
@@ -1317,7 +1323,6 @@ async fn record_cluster_id(
                         tracing::warn!(error = %format!("{e:#}"), "cannot record the cluster id")
                     }
                 }
-                return;
             }
             Err(why) => {
                 let _ = fatal.send(Some(format!("fatal: {why}")));

@@ -546,6 +546,20 @@ impl ReplicaManager {
         Ok(p)
     }
 
+    /// Checkpointed high watermarks of partitions this broker still hosts but has not
+    /// opened (their logs could not be opened yet).
+    pub(crate) fn unopened_checkpointed_hw(&self) -> Vec<(TopicPartition, Offset)> {
+        let hw = self
+            .checkpointed_hw
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let state = self.read_state();
+        hw.into_iter()
+            .filter(|(tp, _)| matches!(state.partitions.get(tp), Some(Slot::Offline { .. })))
+            .collect()
+    }
+
     /// A topic's typed configs and partition count, from the applied image.
     pub(crate) fn topic_config(&self, topic: &str) -> Result<(TopicConfig, i32), KafkaError> {
         let image = self.image();

@@ -357,6 +357,12 @@ impl ReplicaManager {
                     )
                 })
                 .collect();
+            // Partitions not open yet (offline, retrying) keep the mark read at start.
+            lines.extend(
+                self.unopened_checkpointed_hw()
+                    .into_iter()
+                    .map(|(tp, hw)| format!("{} {} {}", tp.topic, tp.partition.0, hw.0)),
+            );
             lines.sort();
             let text = format!("0\n{}\n{}\n", lines.len(), lines.join("\n"));
             if text != last {

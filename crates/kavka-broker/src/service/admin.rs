@@ -8,7 +8,6 @@ use kavka_model::{ConfigEntry, KafkaError};
 use kavka_model::{ErrorCode, TopicName};
 use kavka_proto::conv::status;
 use kavka_proto::v1::{self, admin_service_server::AdminService as Admin};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::{Request, Response, Status};
@@ -208,26 +207,18 @@ impl Admin for AdminService {
             })
             .await
             .map_err(|e| status(&e))?;
-        let want: BTreeMap<String, String> = resp
-            .configs
-            .iter()
-            .filter(|c| !c.is_default)
-            .map(|c| (c.name.clone(), c.value.clone()))
-            .collect();
         let topic = TopicName::new(req.topic.clone()).map_err(|e| {
             status(&KafkaError::new(
                 ErrorCode::InvalidTopicException,
                 e.to_string(),
             ))
         })?;
-        // Compared on the described configs: internal ones (internal.segment.bytes) are
-        // stored but never described.
-        let described: std::collections::BTreeSet<&str> =
-            resp.configs.iter().map(|c| c.name.as_str()).collect();
+        // Done here once this broker's image holds what was set and not what was deleted
+        // (raw values, as stored).
         self.await_image("the config change", |img| {
-            let mut stored = img.configs(&ConfigResource::Topic(topic.clone()));
-            stored.retain(|k, _| described.contains(k.as_str()));
-            stored == want
+            let stored = img.configs(&ConfigResource::Topic(topic.clone()));
+            req.set.iter().all(|(k, v)| stored.get(k) == Some(v))
+                && req.delete.iter().all(|k| !stored.contains_key(k))
         })
         .await?;
         Ok(Response::new(resp))

@@ -37,18 +37,25 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const MESSAGE_BYTES_MAX: usize = 256 * 1024 * 1024;
 
 /// Makes one client per peer; each presents the quorum's secret, if it has one.
+///
+/// A peer is dialed at its address in the configured voter list (`--controller-voters`,
+/// static as Kafka's `controller.quorum.voters`), not the one its membership entry
+/// recorded when the quorum formed: addresses change (the controller listener moved Raft
+/// off the client port) while the voters stay the same.
 #[derive(Clone, Debug, Default)]
 pub struct GrpcNetworkFactory {
     pub secret: Option<ControllerSecret>,
+    pub voters: std::collections::BTreeMap<NodeId, VoterNode>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for GrpcNetworkFactory {
     type Network = GrpcNetwork;
 
     async fn new_client(&mut self, target: NodeId, node: &VoterNode) -> GrpcNetwork {
+        let addr = self.voters.get(&target).unwrap_or(node).addr.clone();
         GrpcNetwork {
             target,
-            addr: node.addr.clone(),
+            addr,
             client: None,
             secret: self.secret.clone(),
         }
@@ -206,10 +213,17 @@ impl RaftServer {
 pub type RaftService =
     tonic::service::interceptor::InterceptedService<RaftServiceServer<RaftServer>, SecretCheck>;
 
-/// Refuses calls without the quorum's secret from their headers alone.
+/// Refuses calls without the quorum's secret from their headers alone (Raft, and the
+/// controller service on the controller listener).
 #[derive(Clone)]
 pub struct SecretCheck {
     peers: Arc<PeerPolicy>,
+}
+
+impl SecretCheck {
+    pub(crate) fn new(peers: Arc<PeerPolicy>) -> Self {
+        Self { peers }
+    }
 }
 
 impl tonic::service::Interceptor for SecretCheck {

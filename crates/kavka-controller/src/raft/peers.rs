@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The gRPC metadata key carrying the quorum's shared secret.
-pub const SECRET_HEADER: &str = "kavka-controller-secret";
+pub const SECRET_HEADER: &str = kavka_proto::auth::CONTROLLER_SECRET_HEADER;
 
 /// The quorum's shared secret: printable ASCII (it travels in a gRPC header), not empty.
 #[derive(Clone, PartialEq, Eq)]
@@ -39,6 +39,11 @@ impl ControllerSecret {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The interceptor that presents this secret on a client's calls.
+    pub fn presenter(secret: Option<&Self>) -> kavka_proto::auth::PresentSecret {
+        kavka_proto::auth::PresentSecret(secret.map(|s| std::sync::Arc::clone(&s.0)))
     }
 
     /// Compares in time independent of where the first difference is.
