@@ -1046,6 +1046,13 @@ async fn server_config_file_env_and_flags() {
     })
     .await
     .unwrap();
+    // The ready line follows the health status the harness waits for: wait for it too.
+    wait_until("the ready line", DEADLINE, || {
+        let log = node.log();
+        async move { log.contains("kavka is ready") }
+    })
+    .await
+    .unwrap();
     assert!(node.log().contains("flush=\"fsync\""), "{}", node.log());
     ok(node.cli(&["topic", "create", "dflt"]));
     let d: serde_json::Value =

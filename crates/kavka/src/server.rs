@@ -1113,6 +1113,28 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
         ));
     }
 
+    // The stores exist now: a new data dir gets its identity before anything is served.
+    let identity = match (decision, identity) {
+        (meta_properties::Decision::Keep, Some(m)) => m,
+        _ => {
+            let m = meta_properties::MetaProperties {
+                node_id: settings.broker.node_id.0,
+                directory_id: uuid::Uuid::new_v4(),
+                cluster_id: None,
+            };
+            meta_properties::write(&data_dir, &m)?;
+            tracing::info!(directory_id = %m.directory_id, adopted = older_data_dir, "initialised the data dir ({})", meta_properties::FILE);
+            m
+        }
+    };
+    tasks.push(tokio::spawn(record_cluster_id(
+        data_dir.clone(),
+        identity,
+        quorum_image.clone(),
+        broker_image.clone(),
+        fatal_tx.clone(),
+        shutdown_rx.clone(),
+    )));
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(kavka_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -1217,27 +1239,6 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
                 .await;
         }
     }
-    let identity = match (decision, identity) {
-        (meta_properties::Decision::Keep, Some(m)) => m,
-        _ => {
-            let m = meta_properties::MetaProperties {
-                node_id: settings.broker.node_id.0,
-                directory_id: uuid::Uuid::new_v4(),
-                cluster_id: None,
-            };
-            meta_properties::write(&data_dir, &m)?;
-            tracing::info!(directory_id = %m.directory_id, adopted = older_data_dir, "initialised the data dir ({})", meta_properties::FILE);
-            m
-        }
-    };
-    tasks.push(tokio::spawn(record_cluster_id(
-        data_dir.clone(),
-        identity,
-        quorum_image.clone(),
-        broker_image.clone(),
-        fatal_tx.clone(),
-        shutdown_rx.clone(),
-    )));
     let roles = match (settings.controller, settings.broker_role) {
         (true, true) => "controller,broker",
         (true, false) => "controller",
