@@ -819,3 +819,84 @@ async fn a_broker_without_answered_heartbeats_stops_leading() {
     .await
     .unwrap();
 }
+
+/// Issue 16 item 5: a broker that cannot open a replica's log (here a file sits where
+/// the partition's directory must go; in the field, no file descriptors left) reports it
+/// in its heartbeats. The controller moves leadership off it and takes it out of the ISR,
+/// so producers reach a working leader instead of retrying into KAFKA_STORAGE_ERROR; the
+/// broker's other work goes on. Once the log opens, the replica catches up, rejoins the
+/// ISR, and the preferred-leader check gives it its leadership back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_cannot_open_its_log_gives_up_leadership_and_the_isr() {
+    let mut cluster = cluster().await;
+    let bootstrap = cluster.bootstrap();
+    let broken = 2;
+    let dir = cluster.node(broken).data_dir();
+    let blockers: Vec<_> = (0..3)
+        .map(|p| dir.join(format!("unopenable-{p}")))
+        .collect();
+    for b in &blockers {
+        std::fs::write(b, b"not a directory").unwrap();
+    }
+    create(&cluster, "unopenable", 3, 3, &[]);
+    let ps = describe(&bootstrap, "unopenable").await.unwrap();
+    let preferred: Vec<i32> = ps.iter().map(|p| p.replicas[0]).collect();
+    assert!(
+        preferred.contains(&broken),
+        "broker {broken} should be a preferred leader: {preferred:?}"
+    );
+
+    wait_until(
+        &format!("broker {broken} to lead nothing of the topic and leave every ISR"),
+        DEADLINE,
+        || async {
+            describe(&bootstrap, "unopenable").await.is_some_and(|ps| {
+                ps.iter().all(|p| {
+                    p.leader > 0
+                        && p.leader != broken
+                        && !p.isr.contains(&broken)
+                        && p.isr.len() == 2
+                })
+            })
+        },
+    )
+    .await
+    .unwrap();
+    // Every partition takes acks=all writes from its new leader.
+    let mut all = producer(&bootstrap, Acks::All).await;
+    for p in 0..3 {
+        let r = ProducerRecord {
+            partition: Some(p),
+            ..record(&format!("v{p}"))
+        };
+        all.send("unopenable", vec![r]).await.unwrap();
+    }
+    let node_log = cluster.node(broken).log();
+    assert!(node_log.contains("partition offline"), "{node_log}");
+
+    // The cause goes away: the replicas open on a retry, catch up and rejoin; the
+    // preferred-leader check (every 2 s here) hands back the leadership.
+    for b in &blockers {
+        std::fs::remove_file(b).unwrap();
+    }
+    wait_until(
+        "every ISR whole again and the preferred replicas leading",
+        Duration::from_secs(120),
+        || async {
+            describe(&bootstrap, "unopenable").await.is_some_and(|ps| {
+                ps.iter()
+                    .all(|p| p.isr.len() == 3 && p.leader == p.replicas[0])
+            })
+        },
+    )
+    .await
+    .unwrap();
+    // The partition it leads again serves what was written while it was offline.
+    let p = preferred.iter().position(|&b| b == broken).unwrap() as i32;
+    let mut c = Client::connect(&cluster.node(broken).addr()).await.unwrap();
+    let (end, _) = c.list_offset("unopenable", p, -1).await.unwrap();
+    assert_eq!(
+        end, 1,
+        "the record written to partition {p} while broker {broken} was offline"
+    );
+}

@@ -162,6 +162,14 @@ impl Lifecycle {
             broker_id,
             incarnation_id: incarnation.clone(),
             metadata_offset: offset,
+            offline_replicas: replicas
+                .offline_replicas()
+                .into_iter()
+                .map(|(topic_id, partition)| v1::OfflineReplica {
+                    topic_id: topic_id.0.to_string(),
+                    partition: partition.0,
+                })
+                .collect(),
         };
         // Send times of the heartbeats not yet answered, oldest first (bounded by the
         // channel and the silence limit below).

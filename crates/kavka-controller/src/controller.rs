@@ -74,7 +74,7 @@ impl From<QuorumError> for ControllerError {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Session {
     /// For expiry: the last heartbeat, or when this controller took over.
     last_heartbeat: Instant,
@@ -90,6 +90,8 @@ struct Session {
     metadata_offset: i64,
     /// In controlled shutdown: not elected, not added to ISRs.
     shutting_down: bool,
+    /// Its replicas it reported offline in its last heartbeat.
+    offline: BTreeSet<(TopicId, PartitionId)>,
 }
 
 impl Session {
@@ -101,6 +103,7 @@ impl Session {
             reconnect_by: None,
             metadata_offset,
             shutting_down: false,
+            offline: BTreeSet::new(),
         }
     }
 }
@@ -163,8 +166,8 @@ impl Controller {
     /// The brokers an election may pick now (`control::liveness`).
     fn electable(&self, image: &MetadataImage) -> Electable {
         let now = Instant::now();
-        let sessions: BTreeMap<BrokerId, SessionView> = self
-            .sessions()
+        let all = self.sessions();
+        let sessions: BTreeMap<BrokerId, SessionView> = all
             .iter()
             .map(|(&b, s)| {
                 let view = SessionView {
@@ -175,8 +178,13 @@ impl Controller {
                 (b, view)
             })
             .collect();
+        let offline: Vec<(BrokerId, TopicId, PartitionId)> = all
+            .iter()
+            .flat_map(|(&b, s)| s.offline.iter().map(move |&(t, p)| (b, t, p)))
+            .collect();
+        drop(all);
         let rules = ElectionRules::from_heartbeat_interval(self.config.broker_heartbeat_interval);
-        Electable::decide(image, &sessions, rules)
+        Electable::decide(image, &sessions, rules).with_offline_replicas(offline)
     }
 
     /// Runs a control manager on an up-to-date image and commits its records.
@@ -267,13 +275,16 @@ impl Controller {
         // and take the full path only to unfence.
         let image = self.quorum.image();
         let quick = brokers::heartbeat(&image, &hb, &self.electable(&image));
-        let unfencing = !quick.records.is_empty();
-        let reply = if unfencing {
+        let was_fenced = image.broker(hb.broker_id).is_some_and(|b| b.fenced);
+        let reply = if quick.records.is_empty() {
+            quick.reply?
+        } else {
+            // Unfencing, or offline replicas to move off.
             self.decide(|img| brokers::heartbeat(img, &hb, &self.electable(img)))
                 .await??
-        } else {
-            quick.reply?
         };
+        let unfencing = was_fenced && !reply.fenced;
+
         let now = Instant::now();
         let mut sessions = self.sessions();
         let s = sessions
@@ -283,6 +294,14 @@ impl Controller {
         s.heard = true;
         s.reconnect_by = None;
         s.metadata_offset = hb.metadata_offset;
+        if s.offline != hb.offline {
+            if hb.offline.is_empty() {
+                tracing::info!(broker = %hb.broker_id, "broker reports all its replicas open again");
+            } else {
+                tracing::warn!(broker = %hb.broker_id, offline = ?hb.offline, "broker reports replicas it cannot open: they leave their ISRs and leaderships");
+            }
+        }
+        s.offline = hb.offline;
         s.unfenced_since = match s.unfenced_since {
             _ if reply.fenced => None,
             Some(t) if !unfencing => Some(t),

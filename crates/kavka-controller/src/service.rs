@@ -110,6 +110,33 @@ fn validate_only_unsupported() -> Status {
     ))
 }
 
+/// A heartbeat from its protobuf form; INVALID_REQUEST naming the field that is not valid.
+fn heartbeat_from(hb: &v1::BrokerHeartbeatRequest) -> Result<Heartbeat, KafkaError> {
+    let invalid = |what: String| KafkaError::new(ErrorCode::InvalidRequest, what);
+    let incarnation_id = uuid::Uuid::parse_str(&hb.incarnation_id)
+        .map_err(|_| invalid("incarnation id is not a UUID".into()))?;
+    let offline = hb
+        .offline_replicas
+        .iter()
+        .map(|r| {
+            uuid::Uuid::parse_str(&r.topic_id)
+                .map(|id| (kavka_metadata::TopicId(id), PartitionId(r.partition)))
+                .map_err(|_| {
+                    invalid(format!(
+                        "offline replica topic id '{}' is not a UUID",
+                        r.topic_id
+                    ))
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Heartbeat {
+        broker_id: BrokerId(hb.broker_id),
+        incarnation_id,
+        metadata_offset: hb.metadata_offset,
+        offline,
+    })
+}
+
 fn parse_incarnation(s: &str) -> Result<uuid::Uuid, Status> {
     uuid::Uuid::parse_str(s).map_err(|_| {
         status(&KafkaError::new(
@@ -426,20 +453,9 @@ impl Svc for ControllerService {
             let mut broker = None;
             while let Ok(Some(hb)) = incoming.message().await {
                 broker = Some(BrokerId(hb.broker_id));
-                let reply = match uuid::Uuid::parse_str(&hb.incarnation_id) {
-                    Err(_) => Err(ControllerError::Kafka(KafkaError::new(
-                        ErrorCode::InvalidRequest,
-                        "incarnation id is not a UUID",
-                    ))),
-                    Ok(incarnation_id) => {
-                        controller
-                            .heartbeat(Heartbeat {
-                                broker_id: BrokerId(hb.broker_id),
-                                incarnation_id,
-                                metadata_offset: hb.metadata_offset,
-                            })
-                            .await
-                    }
+                let reply = match heartbeat_from(&hb) {
+                    Err(e) => Err(ControllerError::Kafka(e)),
+                    Ok(beat) => controller.heartbeat(beat).await,
                 };
                 let hint = controller
                     .leader_hint()

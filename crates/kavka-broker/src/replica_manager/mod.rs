@@ -560,6 +560,22 @@ impl ReplicaManager {
             .collect()
     }
 
+    /// Replicas this broker hosts whose logs it cannot open now, by topic id: every
+    /// heartbeat reports them, so the controller moves leadership and the ISR off them.
+    pub fn offline_replicas(&self) -> Vec<(TopicId, PartitionId)> {
+        let mut out: Vec<(TopicId, PartitionId)> = self
+            .read_state()
+            .partitions
+            .iter()
+            .filter_map(|(tp, s)| match s {
+                Slot::Offline { topic_id, .. } => Some((*topic_id, tp.partition)),
+                Slot::Online(_) => None,
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     /// A topic's typed configs and partition count, from the applied image.
     pub(crate) fn topic_config(&self, topic: &str) -> Result<(TopicConfig, i32), KafkaError> {
         let image = self.image();

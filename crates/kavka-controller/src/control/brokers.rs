@@ -10,8 +10,9 @@
 
 use super::liveness::Electable;
 use super::{Decision, partitions};
-use kavka_metadata::{Endpoint, MetadataImage, MetadataRecord, RegisterBrokerRecord};
-use kavka_model::{BrokerId, ErrorCode, KafkaError};
+use kavka_metadata::{Endpoint, MetadataImage, MetadataRecord, RegisterBrokerRecord, TopicId};
+use kavka_model::{BrokerId, ErrorCode, KafkaError, PartitionId};
+use std::collections::BTreeSet;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RegisterBroker {
@@ -58,12 +59,14 @@ pub fn register_broker(
 }
 
 /// What a heartbeat asks and reports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Heartbeat {
     pub broker_id: BrokerId,
     pub incarnation_id: uuid::Uuid,
     /// The last metadata offset the broker has applied.
     pub metadata_offset: i64,
+    /// The broker's replicas whose logs it cannot open now (all of them, every time).
+    pub offline: BTreeSet<(TopicId, PartitionId)>,
 }
 
 /// The answer to a heartbeat: whether the broker is (now) fenced.
@@ -73,7 +76,9 @@ pub struct HeartbeatReply {
 }
 
 /// A heartbeat from a registered broker; unfences it once it has caught up with the
-/// metadata log up to `image.offset` (so it knows every partition it must host).
+/// metadata log up to `image.offset` (so it knows every partition it must host). An
+/// unfenced broker's offline replicas leave their ISRs and leaderships
+/// (`partitions::replicas_offline`); none of them is elected when it is unfenced.
 pub fn heartbeat(
     image: &MetadataImage,
     hb: &Heartbeat,
@@ -100,19 +105,27 @@ pub fn heartbeat(
             )),
         };
     }
+    let electable = electable
+        .clone()
+        .with_offline_replicas(hb.offline.iter().map(|&(t, p)| (b.broker_id, t, p)));
     if b.fenced && hb.metadata_offset >= image.offset {
         let mut records = vec![MetadataRecord::UnfenceBroker {
             broker_id: b.broker_id,
             incarnation_id: b.incarnation_id,
         }];
-        records.extend(partitions::broker_returns(image, b.broker_id, electable));
+        records.extend(partitions::broker_returns(image, b.broker_id, &electable));
         return Decision {
             records,
             reply: Ok(HeartbeatReply { fenced: false }),
         };
     }
+    let records = if b.fenced {
+        vec![]
+    } else {
+        partitions::replicas_offline(image, b.broker_id, &hb.offline, &electable)
+    };
     Decision {
-        records: vec![],
+        records,
         reply: Ok(HeartbeatReply { fenced: b.fenced }),
     }
 }
@@ -186,6 +199,7 @@ mod tests {
             broker_id: BrokerId(1),
             incarnation_id: uuid::Uuid::from_u128(inc),
             metadata_offset: offset,
+            offline: BTreeSet::new(),
         };
         // Behind the metadata log: stays fenced.
         let d = heartbeat(&img, &hb(img.offset - 1, 10), &any());
@@ -222,7 +236,8 @@ mod tests {
                 &Heartbeat {
                     broker_id: BrokerId(5),
                     incarnation_id: uuid::Uuid::nil(),
-                    metadata_offset: 0
+                    metadata_offset: 0,
+                    offline: BTreeSet::new(),
                 },
                 &any()
             )

@@ -11,14 +11,18 @@
 //!   rebalance does): ready, and unfenced for at least [`HEARTBEAT_INTERVALS_SETTLE`]
 //!   heartbeat intervals, so a broker that just came back proves it stays.
 //!
+//! A replica whose broker reports it offline (its log cannot be opened) counts as neither
+//! for its partition: it may not lead it nor stay in its ISR, while the broker's other
+//! replicas serve on.
+//!
 //! A broker this controller has not heard from since it became active is not ready: a new
 //! active controller elects onto brokers only once they have found it (until then a
 //! partition whose leader is gone waits offline, and is elected on the next tick after).
 //!
 //! Pure: sessions and rules in, sets out. Knows nothing of Raft or the network.
 
-use kavka_metadata::MetadataImage;
-use kavka_model::BrokerId;
+use kavka_metadata::{MetadataImage, TopicId};
+use kavka_model::{BrokerId, PartitionId};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -59,6 +63,8 @@ pub struct SessionView {
 pub struct Electable {
     ready: BTreeSet<BrokerId>,
     settled: BTreeSet<BrokerId>,
+    /// Replicas reported offline by their brokers.
+    offline: BTreeSet<(BrokerId, TopicId, PartitionId)>,
 }
 
 impl Electable {
@@ -94,7 +100,27 @@ impl Electable {
     ) -> Self {
         let ready: BTreeSet<BrokerId> = ready.into_iter().collect();
         let settled = settled.into_iter().filter(|b| ready.contains(b)).collect();
-        Self { ready, settled }
+        Self {
+            ready,
+            settled,
+            offline: BTreeSet::new(),
+        }
+    }
+
+    /// Also counts these replicas (broker, topic, partition) as offline: their brokers
+    /// cannot open their logs.
+    pub fn with_offline_replicas(
+        mut self,
+        offline: impl IntoIterator<Item = (BrokerId, TopicId, PartitionId)>,
+    ) -> Self {
+        self.offline.extend(offline);
+        self
+    }
+
+    /// Whether `broker`'s replica of the partition can serve (its broker has not reported
+    /// it offline). Elections and ISR membership need this besides liveness.
+    pub fn replica_online(&self, broker: BrokerId, topic: TopicId, partition: PartitionId) -> bool {
+        !self.offline.contains(&(broker, topic, partition))
     }
 
     /// Also counts `broker` as ready: it is heartbeating this very moment (the heartbeat

@@ -12,6 +12,9 @@
 //!   election, which displaces a working leader, only brokers that have also been
 //!   unfenced for a settle time ([`Electable::is_settled`]). A partition with live ISR
 //!   members none of which is ready waits offline (its ISR kept) until one is;
+//! - a replica its broker reports offline (the log cannot be opened) neither leads nor
+//!   stays in the ISR of its partition ([`Electable::replica_online`]); the broker's other
+//!   replicas are untouched;
 //! - the ISR never becomes empty: its last member stays in it when it goes down, so the
 //!   partition comes back with it;
 //! - while the ISR is smaller than `min.insync.replicas` the high watermark does not
@@ -126,6 +129,67 @@ fn unfenced(image: &MetadataImage, b: BrokerId) -> bool {
     image.broker(b).is_some_and(|r| !r.fenced)
 }
 
+/// `test` narrowed to the brokers whose replica of `topic`-`p` can serve.
+fn serving<'a>(
+    electable: &'a Electable,
+    topic: TopicId,
+    p: PartitionId,
+    test: &'a dyn Fn(BrokerId) -> bool,
+) -> impl Fn(BrokerId) -> bool + 'a {
+    move |b| test(b) && electable.replica_online(b, topic, p)
+}
+
+/// Re-decides one partition with `live` and `ready` narrowed to its serving replicas.
+fn reelect_in(
+    electable: &Electable,
+    t: &TopicImage,
+    p: PartitionId,
+    reg: &PartitionRegistration,
+    live: &dyn Fn(BrokerId) -> bool,
+    ready: &dyn Fn(BrokerId) -> bool,
+    config: &TopicConfig,
+) -> Target {
+    reelect(
+        reg,
+        &serving(electable, t.id, p, live),
+        &serving(electable, t.id, p, ready),
+        config,
+    )
+}
+
+/// A broker reports replicas whose logs it cannot open (Kafka's failed log dir, per
+/// partition): each leaves the ISR and leadership moves to a ready ISR member; where it is
+/// the last ISR member the partition goes offline with it kept in the ISR, so it leads
+/// again once its log opens (`elect_offline`).
+pub fn replicas_offline(
+    image: &MetadataImage,
+    broker: BrokerId,
+    offline: &BTreeSet<(TopicId, PartitionId)>,
+    electable: &Electable,
+) -> Vec<MetadataRecord> {
+    let electable = electable
+        .clone()
+        .with_offline_replicas(offline.iter().map(|&(t, p)| (broker, t, p)));
+    let live = |b: BrokerId| unfenced(image, b);
+    let ready = |b: BrokerId| electable.is_ready(b);
+    let mut out = Vec::new();
+    for &(topic_id, p) in offline {
+        let Some(t) = image.topic(topic_id) else {
+            continue;
+        };
+        let Some(reg) = t.partitions.get(&p) else {
+            continue;
+        };
+        if reg.leader != broker && !reg.isr.contains(&broker) {
+            continue;
+        }
+        let config = topic_config(image, t);
+        let target = reelect_in(&electable, t, p, reg, &live, &ready, &config);
+        out.extend(change(t.id, p, reg, target));
+    }
+    out
+}
+
 /// Brokers that went away (fenced, or re-registered by a new process): every partition
 /// they led gets a new leader and they leave every ISR, in one batch of records.
 pub fn brokers_gone(
@@ -147,7 +211,8 @@ pub fn brokers_gone(
             {
                 continue;
             }
-            out.extend(change(t.id, p, reg, reelect(reg, &live, &ready, &config)));
+            let target = reelect_in(electable, t, p, reg, &live, &ready, &config);
+            out.extend(change(t.id, p, reg, target));
         }
     }
     out
@@ -169,7 +234,8 @@ pub fn broker_returns(
             if reg.has_leader() || !reg.replicas.contains(&back) {
                 continue;
             }
-            out.extend(change(t.id, p, reg, reelect(reg, &live, &ready, &config)));
+            let target = reelect_in(electable, t, p, reg, &live, &ready, &config);
+            out.extend(change(t.id, p, reg, target));
         }
     }
     out
@@ -185,7 +251,7 @@ pub fn elect_offline(image: &MetadataImage, electable: &Electable) -> Vec<Metada
     for t in image.topics() {
         let config = topic_config(image, t);
         for (&p, reg) in t.partitions.iter().filter(|(_, r)| !r.has_leader()) {
-            let target = reelect(reg, &live, &ready, &config);
+            let target = reelect_in(electable, t, p, reg, &live, &ready, &config);
             if target.leader != NO_LEADER {
                 out.extend(change(t.id, p, reg, target));
             }
@@ -213,7 +279,7 @@ pub fn controlled_shutdown(
             if !reg.isr.contains(&broker) && reg.leader != broker {
                 continue;
             }
-            let target = reelect(reg, &live, &ready, &config);
+            let target = reelect_in(electable, t, p, reg, &live, &ready, &config);
             if target.leader == NO_LEADER || target.isr.contains(&broker) {
                 if reg.leader == broker {
                     still_leading += 1;
@@ -267,7 +333,9 @@ pub fn elect_preferred(
                 ),
             )));
         }
-        let not_now = if !electable.is_ready(preferred) {
+        let not_now = if !electable.replica_online(preferred, t.id, p) {
+            Some("cannot open its log of the partition (reported offline)")
+        } else if !electable.is_ready(preferred) {
             Some("has sent no heartbeat to the active controller lately (it may be frozen)")
         } else if !electable.is_settled(preferred) {
             Some("was unfenced too recently to take leadership from a working leader")
@@ -858,5 +926,102 @@ mod tests {
         let shrunk = image(3, &[3], &[1, 2, 3], &[1, 2], 1, &[]);
         let d = alter_partition(&shrunk, &req(1, 0, 0, &[1, 2, 3]), &none);
         assert_eq!(d.reply.unwrap_err().code, ErrorCode::IneligibleReplica);
+    }
+
+    #[test]
+    fn replicas_reported_offline_leave_the_isr_and_leadership() {
+        // (case, replicas, isr, leader, offline on broker 1?, min isr) -> (leader, isr, elr)
+        type Case<'a> = (&'a str, &'a [i32], i32, &'a str, i32, &'a [i32], &'a [i32]);
+        let cases: &[Case] = &[
+            (
+                "offline leader: the next ISR member in replica order leads",
+                &[1, 2, 3],
+                1,
+                "1",
+                2,
+                &[2, 3],
+                &[],
+            ),
+            (
+                "offline follower leaves the ISR, the leader stays",
+                &[1, 2, 3],
+                2,
+                "1",
+                2,
+                &[2, 3],
+                &[],
+            ),
+            (
+                "last ISR member offline: leaderless, kept in the ISR",
+                &[1],
+                1,
+                "1",
+                -1,
+                &[1],
+                &[],
+            ),
+            (
+                "below min ISR the offline replica joins the ELR",
+                &[1, 2],
+                1,
+                "2",
+                2,
+                &[2],
+                &[1],
+            ),
+            (
+                "a replica out of the ISR changes nothing",
+                &[2, 3],
+                2,
+                "1",
+                2,
+                &[2, 3],
+                &[],
+            ),
+        ];
+        let offline: BTreeSet<(TopicId, PartitionId)> = [(TOPIC, PartitionId(0))].into();
+        for &(name, isr, leader, min_isr, want_leader, want_isr, want_elr) in cases {
+            let img = image(
+                3,
+                &[],
+                &[1, 2, 3],
+                isr,
+                leader,
+                &[("min.insync.replicas", min_isr)],
+            );
+            let records = replicas_offline(&img, b(1), &offline, &any());
+            let reg = apply(&img, &records);
+            assert_eq!(reg.leader, b(want_leader), "{name}");
+            assert_eq!(reg.isr, bs(want_isr), "{name}");
+            assert_eq!(reg.eligible_leader_replicas, bs(want_elr), "{name}");
+            // Reported again, nothing more changes.
+            let (next, _, _) = img.replay(img.offset + 1, &records);
+            assert!(
+                replicas_offline(&next, b(1), &offline, &any()).is_empty(),
+                "{name}: a repeated report changes nothing"
+            );
+        }
+        // Another partition of the same broker is untouched.
+        let img = image(3, &[], &[1, 2, 3], &[1, 2, 3], 1, &[]);
+        let elsewhere: BTreeSet<(TopicId, PartitionId)> = [(TOPIC, PartitionId(7))].into();
+        assert!(replicas_offline(&img, b(1), &elsewhere, &any()).is_empty());
+
+        // While its replica is offline, no election picks it, nor the preferred one.
+        let img = image(3, &[], &[1, 2, 3], &[1], -1, &[]);
+        let off = any().with_offline_replicas([(b(1), TOPIC, PartitionId(0))]);
+        assert!(elect_offline(&img, &off).is_empty());
+        assert_eq!(apply(&img, &elect_offline(&img, &any())).leader, b(1));
+        assert!(broker_returns(&img, b(1), &off).is_empty());
+        let img = image(3, &[], &[1, 2, 3], &[1, 2], 2, &[]);
+        let d = elect_preferred(
+            &img,
+            Some(&[("t".into(), PartitionId(0))]),
+            &gone(&[]),
+            &off,
+        );
+        assert!(d.records.is_empty());
+        let err = d.reply[0].2.clone().unwrap_err();
+        assert_eq!(err.code, ErrorCode::PreferredLeaderNotAvailable);
+        assert!(err.message.contains("reported offline"), "{}", err.message);
     }
 }
