@@ -5,6 +5,9 @@
 //! (While none are left, appends that need a file, such as the first of a new leader
 //! epoch, fail with KAFKA_STORAGE_ERROR naming it, everywhere on the node.)
 //!
+//! Closed segments hold no descriptors (reads of them share a bounded cache), so a topic
+//! of many small segments runs on a low limit.
+//!
 //! Its own test binary: it lowers this process's limits, which the node inherits.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
@@ -19,8 +22,8 @@ use tokio::net::TcpStream;
 mod raw_kafka;
 use raw_kafka::{call, topic};
 
-const SOFT: u64 = 128;
-const HARD: u64 = 320;
+const SOFT: u64 = 48;
+const HARD: u64 = 110;
 const PARTITIONS: i32 = 60;
 const KAFKA_STORAGE_ERROR: i16 = 56;
 
@@ -43,19 +46,23 @@ fn open_files_limit(pid: u32) -> u64 {
     line.split_whitespace().nth(3).unwrap().parse().unwrap()
 }
 
-/// One produce to every partition of `name`; the error code of each.
-async fn produce_all(c: &mut TcpStream, name: &str) -> Vec<i16> {
+/// A batch of one record holding `value`.
+fn one_record(value: Vec<u8>) -> Bytes {
     let batch = RecordBatch::new(
         0,
         Compression::None,
         vec![Record {
-            value: Some(Bytes::from_static(b"v")),
+            value: Some(Bytes::from(value)),
             ..Record::default()
         }],
     )
     .encode()
     .unwrap();
-    let batch = Bytes::from(batch);
+    Bytes::from(batch)
+}
+
+/// One produce (acks=1) of `batch` to each of `partitions` of `name`: each one's error code.
+async fn produce(c: &mut TcpStream, name: &str, partitions: &[i32], batch: Bytes) -> Vec<i16> {
     let r: ProduceResponse = call(
         c,
         ApiKey::Produce,
@@ -67,8 +74,9 @@ async fn produce_all(c: &mut TcpStream, name: &str) -> Vec<i16> {
                 produce_request::TopicProduceData::default()
                     .with_name(topic(name))
                     .with_partition_data(
-                        (0..PARTITIONS)
-                            .map(|p| {
+                        partitions
+                            .iter()
+                            .map(|&p| {
                                 produce_request::PartitionProduceData::default()
                                     .with_index(p)
                                     .with_records(Some(batch.clone()))
@@ -83,6 +91,12 @@ async fn produce_all(c: &mut TcpStream, name: &str) -> Vec<i16> {
         .iter()
         .map(|p| p.error_code)
         .collect()
+}
+
+/// One produce to every partition of `name`; the error code of each.
+async fn produce_all(c: &mut TcpStream, name: &str) -> Vec<i16> {
+    let all: Vec<i32> = (0..PARTITIONS).collect();
+    produce(c, name, &all, one_record(b"v".to_vec())).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,4 +170,73 @@ async fn partitions_without_file_descriptors_come_online_once_there_are_some() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert!(n.log().contains("its log opened on a retry"));
+}
+
+/// Descriptors the process `pid` holds.
+fn open_files(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// One produce of one record of `len` bytes to partition 0 of `name`: its error code.
+async fn produce_one(c: &mut TcpStream, name: &str, i: usize, len: usize) -> i16 {
+    let mut value = format!("{i:06}-").into_bytes();
+    value.resize(len, b'x');
+    produce(c, name, &[0], one_record(value)).await[0]
+}
+
+/// Issue 16 item 6: `segment.bytes=1024` once filled a node's descriptors (three per
+/// segment). Now 400 segments are written and read back on a 110-descriptor limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_small_segments_run_on_a_low_open_file_limit() {
+    set_limits(SOFT, HARD);
+    let n = Node::start(NodeOptions::default()).await.unwrap();
+    let pid = n.pid().unwrap();
+    let out = n.cli(&[
+        "topic",
+        "create",
+        "small",
+        "--partitions",
+        "1",
+        "--config",
+        "internal.segment.bytes=1024",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let mut c = TcpStream::connect(n.kafka_addr()).await.unwrap();
+    const RECORDS: usize = 400;
+    let mut most = 0;
+    for i in 0..RECORDS {
+        // Each record fills a segment of its own.
+        assert_eq!(
+            produce_one(&mut c, "small", i, 1100).await,
+            0,
+            "record {i}\n{}",
+            n.log()
+        );
+        most = most.max(open_files(pid));
+    }
+    let d = std::fs::read_dir(n.data_dir().join("small-0"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".log"))
+        })
+        .count();
+    assert!(d >= RECORDS / 2, "{d} segments");
+    assert!(most < HARD as usize, "{most} descriptors while writing");
+
+    // Read from the beginning: every record, through the bounded cache of closed segments.
+    let out = n.cli(&["consume", "small", "--from-beginning", "--format", "%v"]);
+    assert!(out.status.success(), "{out:?}");
+    let values = String::from_utf8(out.stdout).unwrap();
+    let got: Vec<&str> = values.lines().map(|v| &v[..6]).collect();
+    let want: Vec<String> = (0..RECORDS).map(|i| format!("{i:06}")).collect();
+    assert_eq!(got, want);
+    let after = open_files(pid);
+    assert!(
+        after <= most + HARD as usize / 4,
+        "{after} descriptors after reading (writing took {most})"
+    );
+    assert!(!n.log().contains("Too many open files"), "{}", n.log());
 }

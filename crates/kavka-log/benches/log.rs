@@ -64,25 +64,35 @@ fn append(c: &mut Criterion) {
             })
         });
     }
-    let dir = bench_dir();
-    let mut log = PartitionLog::open(dir.path(), config(FlushPolicy::Replicated))
-        .unwrap_or_else(|e| panic!("{e}"));
-    for _ in 0..4096 {
-        log.append_as_leader(&bytes[..], LeaderEpoch(0), None, 0)
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
-    let end = log.log_end_offset();
-    let mut from = 0i64;
-    g.throughput(Throughput::Bytes(1024 * 1024));
-    g.bench_function("read_1MiB", |b| {
-        b.iter(|| {
-            let data = log
-                .read(Offset(from), 1024 * 1024, end)
+    // 64 MiB in one active segment, then in 64 closed 1 MiB segments (their reads borrow
+    // handles from the node's cache of closed segments' files).
+    for (name, segment_bytes) in [
+        ("read_1MiB", 256 * 1024 * 1024),
+        ("read_1MiB_closed_segments", 1024 * 1024),
+    ] {
+        let dir = bench_dir();
+        let config = LogConfig {
+            segment_bytes,
+            ..config(FlushPolicy::Replicated)
+        };
+        let mut log = PartitionLog::open(dir.path(), config).unwrap_or_else(|e| panic!("{e}"));
+        for _ in 0..4096 {
+            log.append_as_leader(&bytes[..], LeaderEpoch(0), None, 0)
                 .unwrap_or_else(|e| panic!("{e}"));
-            from = (from + 1024) % (end.0 - 2048);
-            black_box(data)
-        })
-    });
+        }
+        let end = log.log_end_offset();
+        let mut from = 0i64;
+        g.throughput(Throughput::Bytes(1024 * 1024));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let data = log
+                    .read(Offset(from), 1024 * 1024, end)
+                    .unwrap_or_else(|e| panic!("{e}"));
+                from = (from + 1024) % (end.0 - 2048);
+                black_box(data)
+            })
+        });
+    }
     g.finish();
 }
 

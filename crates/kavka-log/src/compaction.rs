@@ -214,10 +214,11 @@ fn for_each_batch(
     seg: &LogSegment,
     mut f: impl FnMut(u64, &BatchHeader, &[u8]) -> Result<(), LogError>,
 ) -> Result<(), LogError> {
+    let reader = seg.reader()?;
     let mut pos = 0;
     while pos < seg.size() {
-        let h = seg.header_at(pos)?;
-        let bytes = seg.read_at(pos, h.size())?;
+        let h = reader.header_at(pos)?;
+        let bytes = reader.read_at(pos, h.size())?;
         f(pos, &h, &bytes)?;
         pos += h.size() as u64;
     }

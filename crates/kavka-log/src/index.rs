@@ -5,6 +5,10 @@
 //!
 //! Entries are strictly increasing in both fields. A file whose size is not a multiple
 //! of the entry size, or whose entries are not increasing, is rebuilt from the log.
+//!
+//! Lookups use the entries in memory: the file is opened only to change it (appends and
+//! truncation of the active segment) and closed when its segment is sealed, so closed
+//! segments hold no descriptors for their indexes.
 
 use crate::error::{IoContext, LogError};
 use std::fs::{File, OpenOptions};
@@ -27,7 +31,8 @@ pub(crate) struct TimeEntry {
 #[derive(Debug)]
 pub(crate) struct IndexFile<E> {
     path: PathBuf,
-    file: File,
+    /// Open while the index changes (its segment is active); `None` otherwise.
+    file: Option<File>,
     entries: Vec<E>,
 }
 
@@ -91,10 +96,9 @@ impl<E: Entry> IndexFile<E> {
         if entries.windows(2).any(|w| !w[0].precedes(&w[1])) {
             return Ok(None);
         }
-        let file = OpenOptions::new().append(true).open(path).at(path)?;
         Ok(Some(Self {
             path: path.to_path_buf(),
-            file,
+            file: None,
             entries,
         }))
     }
@@ -108,10 +112,9 @@ impl<E: Entry> IndexFile<E> {
             .open(path)
             .at(path)?;
         drop(file);
-        let file = OpenOptions::new().append(true).open(path).at(path)?;
         Ok(Self {
             path: path.to_path_buf(),
-            file,
+            file: None,
             entries: Vec::new(),
         })
     }
@@ -139,7 +142,8 @@ impl<E: Entry> IndexFile<E> {
         }
         let mut buf = Vec::with_capacity(E::SIZE);
         e.write(&mut buf);
-        self.file.write_all(&buf).at(&self.path)?;
+        let path = self.path.clone();
+        self.file()?.write_all(&buf).at(&path)?;
         self.entries.push(e);
         Ok(())
     }
@@ -151,12 +155,33 @@ impl<E: Entry> IndexFile<E> {
             return Ok(());
         }
         self.entries.truncate(n);
-        self.file.set_len((n * E::SIZE) as u64).at(&self.path)?;
+        let path = self.path.clone();
+        self.file()?.set_len((n * E::SIZE) as u64).at(&path)?;
         Ok(())
     }
 
-    pub(crate) fn sync(&self) -> Result<(), LogError> {
-        self.file.sync_data().at(&self.path)
+    pub(crate) fn sync(&mut self) -> Result<(), LogError> {
+        let path = self.path.clone();
+        self.file()?.sync_data().at(&path)
+    }
+
+    /// The file, opened for appends when it is not open.
+    fn file(&mut self) -> Result<&mut File, LogError> {
+        match &mut self.file {
+            Some(f) => Ok(f),
+            slot => {
+                let f = OpenOptions::new()
+                    .append(true)
+                    .open(&self.path)
+                    .at(&self.path)?;
+                Ok(slot.insert(f))
+            }
+        }
+    }
+
+    /// Closes the file (the segment was sealed); the next change opens it again.
+    pub(crate) fn release(&mut self) {
+        self.file = None;
     }
 
     pub(crate) fn path(&self) -> &Path {

@@ -159,8 +159,9 @@ impl PartitionLog {
             if base == active_base && from <= base {
                 at_active = (base, states.clone());
             }
+            let reader = seg.reader()?;
             let mut pos = if base < from {
-                match seg.find_batch(from)? {
+                match reader.find_batch(from)? {
                     Some((pos, _)) => pos,
                     None => continue,
                 }
@@ -168,7 +169,7 @@ impl PartitionLog {
                 0
             };
             while pos < seg.size() {
-                let h = seg.header_at(pos)?;
+                let h = reader.header_at(pos)?;
                 if h.base_offset >= from.0 {
                     states.record(&h);
                 }
@@ -422,8 +423,9 @@ impl PartitionLog {
         let later = self.segments.range(from.next()..);
         let mut out = Vec::new();
         for (i, (_, seg)) in containing.into_iter().chain(later).enumerate() {
+            let reader = seg.reader()?;
             let begin = if i == 0 {
-                match seg.find_batch(from)? {
+                match reader.find_batch(from)? {
                     Some((pos, _)) => pos,
                     None => continue,
                 }
@@ -433,7 +435,7 @@ impl PartitionLog {
             let mut end = begin;
             let mut full = false;
             while end < seg.size() {
-                let h = seg.header_at(end)?;
+                let h = reader.header_at(end)?;
                 let taken = out.len() + (end - begin) as usize;
                 if h.last_offset() >= upper.0 || (taken > 0 && taken + h.size() > max_bytes) {
                     full = true;
@@ -442,7 +444,7 @@ impl PartitionLog {
                 end += h.size() as u64;
             }
             if end > begin {
-                out.extend(seg.read_at(begin, (end - begin) as usize)?);
+                out.extend(reader.read_at(begin, (end - begin) as usize)?);
             }
             if full || out.len() >= max_bytes {
                 break;
@@ -466,11 +468,12 @@ impl PartitionLog {
             if seg.max_timestamp() < timestamp {
                 continue;
             }
+            let reader = seg.reader()?;
             let mut pos = seg.time_lookup_position(timestamp);
             while pos < seg.size() {
-                let h = seg.header_at(pos)?;
+                let h = reader.header_at(pos)?;
                 if h.max_timestamp >= timestamp {
-                    let bytes = seg.read_at(pos, h.size())?;
+                    let bytes = reader.read_at(pos, h.size())?;
                     // Records read in place: memory is the decompressed batch, no more.
                     let (batch, _) = BatchRecords::open(&bytes)?;
                     for r in batch.iter() {

@@ -1,7 +1,12 @@
 //! One segment: a `.log` file of whole batches from `base_offset` on, with its sparse
 //! offset and time indexes. Appends go to the end only; reads use positional reads.
+//!
+//! The active segment holds its files open; a sealed one holds none: its reads borrow a
+//! handle from the node's bounded cache ([`crate::handles`]), and it opens its files
+//! again only if it becomes active again (a truncation back into it).
 
 use crate::error::{IoContext, LogError};
+use crate::handles::{HANDLES, next_segment_id};
 use crate::index::{IndexFile, OffsetEntry, TimeEntry};
 use crate::recovery::{self, ScannedBatch};
 use kavka_model::Offset;
@@ -9,17 +14,29 @@ use kavka_record::{BATCH_OVERHEAD, BatchHeader};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Kafka's file names: the base offset, zero-padded to 20 digits.
 pub(crate) fn file_stem(base: Offset) -> String {
     format!("{:020}", base.0)
 }
 
+/// A segment's `.log` handle.
+#[derive(Debug)]
+enum LogFile {
+    /// The active segment's own, opened for reads and writes.
+    Own(Arc<File>),
+    /// Sealed: reads borrow a read-only handle from [`HANDLES`].
+    Sealed,
+}
+
 #[derive(Debug)]
 pub(crate) struct LogSegment {
     pub base_offset: Offset,
+    /// Unique in the process: the handle cache's key.
+    id: u64,
     log_path: PathBuf,
-    file: File,
+    file: LogFile,
     /// Bytes of whole batches in the file.
     size: u64,
     /// One past the last offset in the segment (`base_offset` when empty).
@@ -97,7 +114,8 @@ impl LogSegment {
             .at(&p.log)?;
         Ok(Self {
             base_offset: base,
-            file,
+            id: next_segment_id(),
+            file: LogFile::Own(Arc::new(file)),
             size: 0,
             next_offset: base,
             max_timestamp: -1,
@@ -140,7 +158,8 @@ impl LogSegment {
             if scan.invalid.is_none() {
                 let mut seg = Self {
                     base_offset: base,
-                    file,
+                    id: next_segment_id(),
+                    file: LogFile::Own(Arc::new(file)),
                     size: scan.valid_end,
                     next_offset,
                     max_timestamp,
@@ -152,6 +171,7 @@ impl LogSegment {
                     log_path: p.log,
                 };
                 seg.rolled_at_ms = seg.first_timestamp();
+                seg.release();
                 return Ok(Opened::Clean(seg));
             }
         }
@@ -164,7 +184,8 @@ impl LogSegment {
         let (index_tmp, time_index_tmp) = (tmp_path(&p.index), tmp_path(&p.time_index));
         let mut seg = Self {
             base_offset: base,
-            file,
+            id: next_segment_id(),
+            file: LogFile::Own(Arc::new(file)),
             size: 0,
             next_offset: base,
             max_timestamp: -1,
@@ -189,8 +210,9 @@ impl LogSegment {
         let truncated = match scan.invalid {
             None => None,
             Some((position, reason)) if active => {
-                seg.file.set_len(position).at(&p.log)?;
-                seg.file.sync_all().at(&p.log)?;
+                let file = seg.writer()?;
+                file.set_len(position).at(&p.log)?;
+                file.sync_all().at(&p.log)?;
                 Some((position, reason))
             }
             Some((position, reason)) => {
@@ -207,10 +229,44 @@ impl LogSegment {
         };
         seg.index.rename_to(&p.index)?;
         seg.time_index.rename_to(&p.time_index)?;
+        if !active {
+            seg.release();
+        }
         Ok(match truncated {
             None => Opened::Clean(seg),
             Some((position, reason)) => Opened::TruncatedTail(seg, position, reason),
         })
+    }
+
+    /// A handle to read the `.log` file with.
+    fn handle(&self) -> Result<Arc<File>, LogError> {
+        match &self.file {
+            LogFile::Own(f) => Ok(Arc::clone(f)),
+            LogFile::Sealed => HANDLES.get(self.id, &self.log_path),
+        }
+    }
+
+    /// The `.log` file opened for writes (a sealed segment becoming active again).
+    fn writer(&mut self) -> Result<Arc<File>, LogError> {
+        if let LogFile::Own(f) = &self.file {
+            return Ok(Arc::clone(f));
+        }
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.log_path)
+            .at(&self.log_path)?;
+        HANDLES.forget(self.id);
+        let f = Arc::new(f);
+        self.file = LogFile::Own(Arc::clone(&f));
+        Ok(f)
+    }
+
+    /// Closes every file of a segment that is no longer written.
+    fn release(&mut self) {
+        self.file = LogFile::Sealed;
+        self.index.release();
+        self.time_index.release();
     }
 
     fn first_timestamp(&self) -> Option<i64> {
@@ -279,7 +335,9 @@ impl LogSegment {
     ) -> Result<(), LogError> {
         debug_assert!(header.base_offset >= self.next_offset.0);
         let position = self.size;
-        self.file.write_all_at(batch, position).at(&self.log_path)?;
+        self.writer()?
+            .write_all_at(batch, position)
+            .at(&self.log_path)?;
         self.size += batch.len() as u64;
         if self.rolled_at_ms.is_none() {
             self.rolled_at_ms = Some(now_ms);
@@ -290,24 +348,16 @@ impl LogSegment {
         })
     }
 
-    pub(crate) fn header_at(&self, position: u64) -> Result<BatchHeader, LogError> {
-        let mut buf = [0u8; BATCH_OVERHEAD];
-        self.file
-            .read_exact_at(&mut buf, position)
-            .at(&self.log_path)?;
-        BatchHeader::parse(&buf).map_err(|e| LogError::Corrupt {
-            path: self.log_path.clone(),
-            position,
-            reason: e.to_string(),
+    /// Reads the segment with one handle (a sealed segment's comes from the cache once).
+    pub(crate) fn reader(&self) -> Result<SegmentReader<'_>, LogError> {
+        Ok(SegmentReader {
+            seg: self,
+            file: self.handle()?,
         })
     }
 
-    pub(crate) fn read_at(&self, position: u64, len: usize) -> Result<Vec<u8>, LogError> {
-        let mut buf = vec![0u8; len];
-        self.file
-            .read_exact_at(&mut buf, position)
-            .at(&self.log_path)?;
-        Ok(buf)
+    pub(crate) fn header_at(&self, position: u64) -> Result<BatchHeader, LogError> {
+        self.reader()?.header_at(position)
     }
 
     /// The first batch whose last offset is at or past `offset`: (position, header).
@@ -315,19 +365,7 @@ impl LogSegment {
         &self,
         offset: Offset,
     ) -> Result<Option<(u64, BatchHeader)>, LogError> {
-        if offset >= self.next_offset {
-            return Ok(None);
-        }
-        let rel = (offset.0 - self.base_offset.0).max(0) as u32;
-        let mut pos = self.index.lookup(rel).map_or(0, |e| e.position as u64);
-        while pos < self.size {
-            let h = self.header_at(pos)?;
-            if h.last_offset() >= offset.0 {
-                return Ok(Some((pos, h)));
-            }
-            pos += h.size() as u64;
-        }
-        Ok(None)
+        self.reader()?.find_batch(offset)
     }
 
     /// Where a scan for the first record with a timestamp >= `timestamp` can start.
@@ -348,7 +386,7 @@ impl LogSegment {
             return Ok(0);
         };
         let removed = self.size - position;
-        self.file.set_len(position).at(&self.log_path)?;
+        self.writer()?.set_len(position).at(&self.log_path)?;
         self.size = position;
         self.next_offset = Offset(header.base_offset).max(self.base_offset);
         let rel = (header.base_offset - self.base_offset.0) as u32;
@@ -356,13 +394,16 @@ impl LogSegment {
         self.time_index
             .truncate_while(|e| e.relative_offset < rel)?;
         // Recompute the max timestamp from the remaining headers.
-        self.max_timestamp = -1;
+        let mut max_timestamp = -1;
+        let reader = self.reader()?;
         let mut pos = 0;
         while pos < self.size {
-            let h = self.header_at(pos)?;
-            self.max_timestamp = self.max_timestamp.max(h.max_timestamp);
+            let h = reader.header_at(pos)?;
+            max_timestamp = max_timestamp.max(h.max_timestamp);
             pos += h.size() as u64;
         }
+        drop(reader);
+        self.max_timestamp = max_timestamp;
         if self.size == 0 {
             self.rolled_at_ms = None;
         }
@@ -380,15 +421,21 @@ impl LogSegment {
             })?;
         }
         if fsync {
-            self.file.sync_data().at(&self.log_path)?;
+            if let LogFile::Own(f) = &self.file {
+                f.sync_data().at(&self.log_path)?;
+            }
             self.index.sync()?;
             self.time_index.sync()?;
         }
+        self.release();
         Ok(())
     }
 
     pub(crate) fn sync_file(&self) -> Result<File, LogError> {
-        self.file.try_clone().at(&self.log_path)
+        match &self.file {
+            LogFile::Own(f) => f.try_clone().at(&self.log_path),
+            LogFile::Sealed => File::open(&self.log_path).at(&self.log_path),
+        }
     }
 
     pub(crate) fn delete(self) -> Result<(), LogError> {
@@ -404,6 +451,61 @@ impl LogSegment {
             }
         }
         Ok(())
+    }
+}
+
+/// Reads of one segment through one handle.
+pub(crate) struct SegmentReader<'a> {
+    seg: &'a LogSegment,
+    file: Arc<File>,
+}
+
+impl SegmentReader<'_> {
+    pub(crate) fn header_at(&self, position: u64) -> Result<BatchHeader, LogError> {
+        let mut buf = [0u8; BATCH_OVERHEAD];
+        self.file
+            .read_exact_at(&mut buf, position)
+            .at(&self.seg.log_path)?;
+        BatchHeader::parse(&buf).map_err(|e| LogError::Corrupt {
+            path: self.seg.log_path.clone(),
+            position,
+            reason: e.to_string(),
+        })
+    }
+
+    pub(crate) fn read_at(&self, position: u64, len: usize) -> Result<Vec<u8>, LogError> {
+        let mut buf = vec![0u8; len];
+        self.file
+            .read_exact_at(&mut buf, position)
+            .at(&self.seg.log_path)?;
+        Ok(buf)
+    }
+
+    /// The first batch whose last offset is at or past `offset`: (position, header).
+    pub(crate) fn find_batch(
+        &self,
+        offset: Offset,
+    ) -> Result<Option<(u64, BatchHeader)>, LogError> {
+        let seg = self.seg;
+        if offset >= seg.next_offset {
+            return Ok(None);
+        }
+        let rel = (offset.0 - seg.base_offset.0).max(0) as u32;
+        let mut pos = seg.index.lookup(rel).map_or(0, |e| e.position as u64);
+        while pos < seg.size {
+            let h = self.header_at(pos)?;
+            if h.last_offset() >= offset.0 {
+                return Ok(Some((pos, h)));
+            }
+            pos += h.size() as u64;
+        }
+        Ok(None)
+    }
+}
+
+impl Drop for LogSegment {
+    fn drop(&mut self) {
+        HANDLES.forget(self.id);
     }
 }
 

@@ -165,6 +165,69 @@ fn rolls_by_size_and_reads_across_segments() {
     assert!(names.contains(&"00000000000000000000.timeindex".to_string()));
 }
 
+/// Descriptors this process holds on files under `dir` (other tests use other dirs).
+fn open_files_under(dir: &Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.starts_with(dir))
+        .count()
+}
+
+#[test]
+fn closed_segments_hold_no_descriptors_and_reads_share_a_bounded_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path().canonicalize().unwrap();
+    let mut log = PartitionLog::open(&dir, config(1024)).unwrap();
+    for i in 0..400u64 {
+        log.append_as_leader(
+            &batch(&[i], 1000 + i as i64, Compression::None)[..],
+            LeaderEpoch(0),
+            None,
+            0,
+        )
+        .unwrap();
+    }
+    let segments = log.segment_count();
+    assert!(segments > 30, "segments: {segments}");
+    // The active segment's log and indexes (Kafka's model held 3 per segment).
+    let writing = open_files_under(&dir);
+    assert!(
+        writing <= 4,
+        "{writing} open while writing {segments} segments"
+    );
+
+    // Reading everything opens closed segments through the node's cache, bounded.
+    kavka_log::set_closed_segment_handles(8);
+    assert_eq!(read_all(&log, 0).len(), 400);
+    let reading = open_files_under(&dir);
+    assert!(reading <= writing + 8, "{reading} open after reading");
+
+    // Reopened: closed segments hold nothing until read.
+    drop(log);
+    assert_eq!(
+        open_files_under(&dir),
+        0,
+        "dropped segments close their files"
+    );
+    let mut log = PartitionLog::open(&dir, config(1024)).unwrap();
+    assert!(open_files_under(&dir) <= 4);
+    // Truncating back into a closed segment makes it active again: it is written.
+    log.truncate_to(Offset(5)).unwrap();
+    log.append_as_leader(
+        &batch(&[5], 2000, Compression::None)[..],
+        LeaderEpoch(1),
+        None,
+        0,
+    )
+    .unwrap();
+    assert_eq!(
+        read_all(&log, 0),
+        (0..6).map(|i| (i as i64, i)).collect::<Vec<_>>()
+    );
+    kavka_log::set_closed_segment_handles(kavka_log::DEFAULT_CLOSED_SEGMENT_HANDLES);
+}
+
 #[test]
 fn rolls_by_age() {
     let dir = tempfile::tempdir().unwrap();

@@ -786,9 +786,15 @@ async fn dev_cluster(args: DevArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Below this many open files a node warns: each log segment keeps three open (log,
-/// offset index, time index), so many partitions or small segments run out.
+/// Below this many open files a node warns: each partition's active segment keeps three
+/// open (log, offset index, time index), so many partitions run out.
 const OPEN_FILES_WARN_BELOW: u64 = 16_384;
+
+/// Closed segments' files kept open for reads: a quarter of the open file limit (the
+/// rest is for active segments, sockets and the stores), within these bounds.
+fn closed_segment_handles(open_files: u64) -> usize {
+    (open_files / 4).clamp(16, 65_536) as usize
+}
 
 /// Raises the soft limit on open files to the hard limit, as Kafka's start scripts ask
 /// operators to, and says what the node has (a warning when it is low).
@@ -813,13 +819,21 @@ fn raise_open_file_limit() {
         }
     }
     let open_files = lim.rlim_cur;
+    let closed_segments = closed_segment_handles(open_files);
+    kavka_log::set_closed_segment_handles(closed_segments);
     if open_files < OPEN_FILES_WARN_BELOW {
         tracing::warn!(
             open_files,
-            "the open file limit is low: each log segment keeps 3 files open, so partitions fail to open (KAFKA_STORAGE_ERROR) once it is reached; raise it (ulimit -n, LimitNOFILE=)"
+            closed_segments,
+            "the open file limit is low: each partition's active segment keeps 3 files open, so partitions fail to open (KAFKA_STORAGE_ERROR) once it is reached; raise it (ulimit -n, LimitNOFILE=)"
         );
     } else {
-        tracing::info!(open_files, raised_from = before, "open file limit");
+        tracing::info!(
+            open_files,
+            raised_from = before,
+            closed_segments,
+            "open file limit"
+        );
     }
 }
 

@@ -12,9 +12,11 @@
 //!   election, which displaces a working leader, only brokers that have also been
 //!   unfenced for a settle time ([`Electable::is_settled`]). A partition with live ISR
 //!   members none of which is ready waits offline (its ISR kept) until one is;
-//! - a replica its broker reports offline (the log cannot be opened) neither leads nor
-//!   stays in the ISR of its partition ([`Electable::replica_online`]); the broker's other
-//!   replicas are untouched;
+//! - a replica its broker reports offline (the log cannot be opened) leaves the ISR of
+//!   its partition and is never preferred to one that can serve
+//!   ([`Electable::replica_online`]); where only offline replicas are left, things go as
+//!   if none were (one leads, answering KAFKA_STORAGE_ERROR with the cause). The broker's
+//!   other replicas are untouched;
 //! - the ISR never becomes empty: its last member stays in it when it goes down, so the
 //!   partition comes back with it;
 //! - while the ISR is smaller than `min.insync.replicas` the high watermark does not
@@ -139,7 +141,11 @@ fn serving<'a>(
     move |b| test(b) && electable.replica_online(b, topic, p)
 }
 
-/// Re-decides one partition with `live` and `ready` narrowed to its serving replicas.
+/// Re-decides one partition with `live` and `ready` narrowed to its serving replicas;
+/// where that leaves no leader, as if none were offline (a replica that cannot open its
+/// log never outranks one that can, but where only such replicas are left, one leads and
+/// answers KAFKA_STORAGE_ERROR naming the cause, rather than the partition going
+/// leaderless with LEADER_NOT_AVAILABLE).
 fn reelect_in(
     electable: &Electable,
     t: &TopicImage,
@@ -149,18 +155,21 @@ fn reelect_in(
     ready: &dyn Fn(BrokerId) -> bool,
     config: &TopicConfig,
 ) -> Target {
-    reelect(
+    let target = reelect(
         reg,
         &serving(electable, t.id, p, live),
         &serving(electable, t.id, p, ready),
         config,
-    )
+    );
+    if target.leader == NO_LEADER {
+        return reelect(reg, live, ready, config);
+    }
+    target
 }
 
 /// A broker reports replicas whose logs it cannot open (Kafka's failed log dir, per
-/// partition): each leaves the ISR and leadership moves to a ready ISR member; where it is
-/// the last ISR member the partition goes offline with it kept in the ISR, so it leads
-/// again once its log opens (`elect_offline`).
+/// partition): each leaves the ISR and leadership moves to a ready ISR member. Where no
+/// other replica can take over, nothing changes (see [`reelect_in`]).
 pub fn replicas_offline(
     image: &MetadataImage,
     broker: BrokerId,
@@ -930,14 +939,26 @@ mod tests {
 
     #[test]
     fn replicas_reported_offline_leave_the_isr_and_leadership() {
-        // (case, replicas, isr, leader, offline on broker 1?, min isr) -> (leader, isr, elr)
-        type Case<'a> = (&'a str, &'a [i32], i32, &'a str, i32, &'a [i32], &'a [i32]);
+        // (case, isr, leader, min isr, ready) -> (leader, isr, elr); broker 1's replica of
+        // partition 0 is reported offline.
+        type Case<'a> = (
+            &'a str,
+            &'a [i32],
+            i32,
+            &'a str,
+            &'a [i32],
+            i32,
+            &'a [i32],
+            &'a [i32],
+        );
+        const ALL: &[i32] = &[1, 2, 3];
         let cases: &[Case] = &[
             (
                 "offline leader: the next ISR member in replica order leads",
                 &[1, 2, 3],
                 1,
                 "1",
+                ALL,
                 2,
                 &[2, 3],
                 &[],
@@ -947,17 +968,29 @@ mod tests {
                 &[1, 2, 3],
                 2,
                 "1",
+                ALL,
                 2,
                 &[2, 3],
                 &[],
             ),
             (
-                "last ISR member offline: leaderless, kept in the ISR",
+                "last ISR member offline: no one can take over, nothing changes",
                 &[1],
                 1,
                 "1",
-                -1,
+                ALL,
+                1,
                 &[1],
+                &[],
+            ),
+            (
+                "no other ISR member ready: nothing changes",
+                &[1, 3],
+                1,
+                "1",
+                &[1],
+                1,
+                &[1, 3],
                 &[],
             ),
             (
@@ -965,6 +998,7 @@ mod tests {
                 &[1, 2],
                 1,
                 "2",
+                ALL,
                 2,
                 &[2],
                 &[1],
@@ -974,13 +1008,15 @@ mod tests {
                 &[2, 3],
                 2,
                 "1",
+                ALL,
                 2,
                 &[2, 3],
                 &[],
             ),
         ];
         let offline: BTreeSet<(TopicId, PartitionId)> = [(TOPIC, PartitionId(0))].into();
-        for &(name, isr, leader, min_isr, want_leader, want_isr, want_elr) in cases {
+        for &(name, isr, leader, min_isr, ready, want_leader, want_isr, want_elr) in cases {
+            let ready = Electable::new(bs(ready), bs(ready));
             let img = image(
                 3,
                 &[],
@@ -989,7 +1025,7 @@ mod tests {
                 leader,
                 &[("min.insync.replicas", min_isr)],
             );
-            let records = replicas_offline(&img, b(1), &offline, &any());
+            let records = replicas_offline(&img, b(1), &offline, &ready);
             let reg = apply(&img, &records);
             assert_eq!(reg.leader, b(want_leader), "{name}");
             assert_eq!(reg.isr, bs(want_isr), "{name}");
@@ -997,7 +1033,7 @@ mod tests {
             // Reported again, nothing more changes.
             let (next, _, _) = img.replay(img.offset + 1, &records);
             assert!(
-                replicas_offline(&next, b(1), &offline, &any()).is_empty(),
+                replicas_offline(&next, b(1), &offline, &ready).is_empty(),
                 "{name}: a repeated report changes nothing"
             );
         }
@@ -1006,12 +1042,15 @@ mod tests {
         let elsewhere: BTreeSet<(TopicId, PartitionId)> = [(TOPIC, PartitionId(7))].into();
         assert!(replicas_offline(&img, b(1), &elsewhere, &any()).is_empty());
 
-        // While its replica is offline, no election picks it, nor the preferred one.
-        let img = image(3, &[], &[1, 2, 3], &[1], -1, &[]);
+        // An election prefers a replica that can serve; only where none is left does an
+        // offline one lead (answering with the cause). The preferred election never
+        // hands leadership to one.
         let off = any().with_offline_replicas([(b(1), TOPIC, PartitionId(0))]);
-        assert!(elect_offline(&img, &off).is_empty());
-        assert_eq!(apply(&img, &elect_offline(&img, &any())).leader, b(1));
-        assert!(broker_returns(&img, b(1), &off).is_empty());
+        let img = image(3, &[], &[1, 2, 3], &[1, 2], -1, &[]);
+        assert_eq!(apply(&img, &elect_offline(&img, &off)).leader, b(2));
+        assert_eq!(apply(&img, &broker_returns(&img, b(1), &off)).leader, b(2));
+        let img = image(3, &[], &[1, 2, 3], &[1], -1, &[]);
+        assert_eq!(apply(&img, &elect_offline(&img, &off)).leader, b(1));
         let img = image(3, &[], &[1, 2, 3], &[1, 2], 2, &[]);
         let d = elect_preferred(
             &img,
