@@ -3,16 +3,18 @@
 //! (`--controller-listen`, the port the voter list names): the client port does not serve
 //! Raft at all (nor broker sessions: of the controller's service it offers only the
 //! quorum's status), and forged Vote and AppendEntries calls at the controller port, with no
-//! secret, a wrong one, or from a node id outside the voters, are refused and counted;
+//! secret, a wrong one, from a node id outside the voters, or from another cluster (its
+//! cluster id differs), are refused and counted;
 //! the quorum keeps its leader and term.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 
 use kavka_harness::raw_grpc::raw_unary;
-use kavka_harness::{Cluster, run_cli};
+use kavka_harness::{Cluster, run_cli, wait_until};
 use kavka_proto::v1::RaftMessage;
 use kavka_proto::v1::raft_service_client::RaftServiceClient;
 use serde_json::{Value, json};
+use std::time::Duration;
 
 fn status(bootstrap: &str) -> (i64, i64) {
     let out = run_cli(bootstrap, &["quorum", "status", "-o", "json"], b"");
@@ -151,6 +153,37 @@ async fn forged_raft_calls_change_nothing() {
             "{name}: {status:?}"
         );
     }
+    // A voter of another cluster (its cluster id differs), with the secret and a voter's
+    // id, is refused as Kafka's INCONSISTENT_CLUSTER_ID, once node 1 knows its cluster id.
+    let controller = kavka_proto::v1::controller_service_client::ControllerServiceClient::connect(
+        format!("http://{client_port}"),
+    )
+    .await
+    .unwrap();
+    wait_until(
+        "node 1's quorum to know the cluster id",
+        Duration::from_secs(60),
+        || {
+            let mut c = controller.clone();
+            async move {
+                c.quorum_status(kavka_proto::v1::QuorumStatusRequest { from_leader: false })
+                    .await
+                    .is_ok_and(|r| !r.into_inner().cluster_id.is_empty())
+            }
+        },
+    )
+    .await
+    .unwrap();
+    let mut other_cluster = call(forged_vote(2), Some("a-shared-secret"));
+    other_cluster
+        .metadata_mut()
+        .insert("kavka-cluster-id", "another-cluster".parse().unwrap());
+    let refused = raft.vote(other_cluster).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    assert!(
+        refused.message().contains("INCONSISTENT_CLUSTER_ID"),
+        "{refused:?}"
+    );
     // Without the secret, a body is refused on the headers alone, before it is decoded:
     // bytes that are not even protobuf get PERMISSION_DENIED, not a decoding error.
     let refused = raw_unary(
@@ -187,7 +220,7 @@ async fn forged_raft_calls_change_nothing() {
     assert!(term >= before.1 && term < 1_000_000, "term {term}");
     let log = cluster.node(1).log();
     assert!(log.contains("refused a Raft call"), "{log}");
-    assert!(log.contains("refused=7"), "every refusal counted");
+    assert!(log.contains("refused=8"), "every refusal counted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

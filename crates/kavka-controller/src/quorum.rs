@@ -122,6 +122,7 @@ impl Quorum {
             GrpcNetworkFactory {
                 secret: cfg.secret.clone(),
                 voters: cfg.voters.clone(),
+                image: sm.subscribe(),
             },
             log,
             sm.clone(),
@@ -164,7 +165,11 @@ impl Quorum {
 
     /// The server half of Raft traffic, to mount on this node's gRPC server.
     pub fn raft_server(&self) -> RaftServer {
-        RaftServer::new(self.raft.clone(), Arc::clone(&self.peers))
+        RaftServer::new(
+            self.raft.clone(),
+            Arc::clone(&self.peers),
+            self.sm.subscribe(),
+        )
     }
 
     /// The current metadata image.
@@ -277,7 +282,7 @@ impl Quorum {
 
     /// The check that calls to this controller's listener present the quorum's secret.
     pub fn secret_check(&self) -> crate::raft::network::SecretCheck {
-        crate::raft::network::SecretCheck::new(Arc::clone(&self.peers))
+        crate::raft::network::SecretCheck::new(Arc::clone(&self.peers), self.sm.subscribe())
     }
 
     /// What presents the quorum's secret on this node's calls to other controllers.

@@ -26,9 +26,18 @@ use std::io::Cursor;
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 
-use super::peers::{ControllerSecret, PeerPolicy, SECRET_HEADER};
+use super::peers::{CLUSTER_ID_HEADER, ControllerSecret, PeerPolicy, SECRET_HEADER};
 use super::state_machine::MetadataStateMachine;
+use kavka_metadata::MetadataImage;
 use std::sync::Arc;
+use tokio::sync::watch;
+
+/// This controller's metadata image, for the cluster id it knows (if any yet).
+pub type ImageWatch = watch::Receiver<Arc<MetadataImage>>;
+
+fn cluster_id(image: &ImageWatch) -> Option<String> {
+    image.borrow().cluster_id.clone()
+}
 
 pub type MetadataRaft = Raft<TypeConfig, MetadataStateMachine>;
 
@@ -36,16 +45,18 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Snapshots can be large (100k partitions): allow big messages between controllers.
 const MESSAGE_BYTES_MAX: usize = 256 * 1024 * 1024;
 
-/// Makes one client per peer; each presents the quorum's secret, if it has one.
+/// Makes one client per peer; each presents the quorum's secret, if it has one, and the
+/// cluster id, once this controller knows it.
 ///
 /// A peer is dialed at its address in the configured voter list (`--controller-voters`,
 /// static as Kafka's `controller.quorum.voters`), not the one its membership entry
 /// recorded when the quorum formed: addresses change (the controller listener moved Raft
 /// off the client port) while the voters stay the same.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct GrpcNetworkFactory {
     pub secret: Option<ControllerSecret>,
     pub voters: std::collections::BTreeMap<NodeId, VoterNode>,
+    pub image: ImageWatch,
 }
 
 impl RaftNetworkFactory<TypeConfig> for GrpcNetworkFactory {
@@ -58,6 +69,7 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetworkFactory {
             addr,
             client: None,
             secret: self.secret.clone(),
+            image: self.image.clone(),
         }
     }
 }
@@ -67,6 +79,7 @@ pub struct GrpcNetwork {
     addr: String,
     client: Option<RaftServiceClient<Channel>>,
     secret: Option<ControllerSecret>,
+    image: ImageWatch,
 }
 
 #[derive(Clone, Copy)]
@@ -110,6 +123,11 @@ impl GrpcNetwork {
             let value = tonic::metadata::MetadataValue::try_from(secret.as_str())
                 .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
             request.metadata_mut().insert(SECRET_HEADER, value);
+        }
+        if let Some(id) = cluster_id(&self.image) {
+            let value = tonic::metadata::MetadataValue::try_from(id.as_str())
+                .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            request.metadata_mut().insert(CLUSTER_ID_HEADER, value);
         }
         let resp = match method {
             Method::Append => client.append_entries(request).await,
@@ -175,11 +193,12 @@ impl RaftNetworkV2<TypeConfig> for GrpcNetwork {
 pub struct RaftServer {
     raft: MetadataRaft,
     peers: Arc<PeerPolicy>,
+    image: ImageWatch,
 }
 
 impl RaftServer {
-    pub fn new(raft: MetadataRaft, peers: Arc<PeerPolicy>) -> Self {
-        Self { raft, peers }
+    pub fn new(raft: MetadataRaft, peers: Arc<PeerPolicy>, image: ImageWatch) -> Self {
+        Self { raft, peers, image }
     }
 
     fn admit_sender<T>(
@@ -199,9 +218,7 @@ impl RaftServer {
     /// The service, with the secret checked on each call's headers before its body (up
     /// to [`MESSAGE_BYTES_MAX`]) is read or decoded.
     pub fn into_service(self) -> RaftService {
-        let check = SecretCheck {
-            peers: Arc::clone(&self.peers),
-        };
+        let check = SecretCheck::new(Arc::clone(&self.peers), self.image.clone());
         let svc = RaftServiceServer::new(self)
             .max_decoding_message_size(MESSAGE_BYTES_MAX)
             .max_encoding_message_size(MESSAGE_BYTES_MAX);
@@ -218,21 +235,28 @@ pub type RaftService =
 #[derive(Clone)]
 pub struct SecretCheck {
     peers: Arc<PeerPolicy>,
+    image: ImageWatch,
 }
 
 impl SecretCheck {
-    pub(crate) fn new(peers: Arc<PeerPolicy>) -> Self {
-        Self { peers }
+    pub(crate) fn new(peers: Arc<PeerPolicy>, image: ImageWatch) -> Self {
+        Self { peers, image }
     }
 }
 
 impl tonic::service::Interceptor for SecretCheck {
     fn call(&mut self, req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        let presented = req
-            .metadata()
-            .get(SECRET_HEADER)
-            .and_then(|v| v.to_str().ok());
-        match self.peers.check_secret(presented) {
+        let header = |key: &str| req.metadata().get(key).and_then(|v| v.to_str().ok());
+        let verdict = self
+            .peers
+            .check_secret(header(SECRET_HEADER))
+            .and_then(|()| {
+                PeerPolicy::check_cluster(
+                    cluster_id(&self.image).as_deref(),
+                    header(CLUSTER_ID_HEADER),
+                )
+            });
+        match verdict {
             Ok(()) => Ok(req),
             Err(why) => Err(refuse(&self.peers, req.remote_addr(), why)),
         }

@@ -1,6 +1,8 @@
 //! Who may speak Raft to this controller: only the configured voters, and, when the
 //! quorum has a shared secret (`--controller-secret-file`), only callers that present it
-//! on every call. Anything else is refused before it reaches openraft, and counted.
+//! on every call; a voter of another cluster (its cluster id differs, as Kafka's
+//! INCONSISTENT_CLUSTER_ID) is refused too. Anything else is refused before it reaches
+//! openraft, and counted.
 //!
 //! Invariants: a forged Vote or AppendEntries from a caller without the secret, or
 //! claiming a node id outside the voter set, changes nothing (no term, no vote, no log).
@@ -13,6 +15,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The gRPC metadata key carrying the quorum's shared secret.
 pub const SECRET_HEADER: &str = kavka_proto::auth::CONTROLLER_SECRET_HEADER;
+
+/// The gRPC metadata key carrying the caller's cluster id, once it knows one.
+pub const CLUSTER_ID_HEADER: &str = "kavka-cluster-id";
 
 /// The quorum's shared secret: printable ASCII (it travels in a gRPC header), not empty.
 #[derive(Clone, PartialEq, Eq)]
@@ -80,6 +85,18 @@ impl PeerPolicy {
         }
     }
 
+    /// The cluster check (Kafka's INCONSISTENT_CLUSTER_ID): a caller and a controller
+    /// that both know their cluster ids must agree. Before the quorum has committed one
+    /// (it is chosen by the first active controller) there is nothing to compare.
+    pub fn check_cluster(ours: Option<&str>, presented: Option<&str>) -> Result<(), String> {
+        match (ours, presented) {
+            (Some(ours), Some(theirs)) if ours != theirs => Err(format!(
+                "INCONSISTENT_CLUSTER_ID: the caller is in cluster {theirs}, this controller in {ours}"
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// The sender check: the node id a Vote, AppendEntries or snapshot speaks for must
     /// be a voter.
     pub fn check_sender(&self, sender: NodeId) -> Result<(), String> {
@@ -134,6 +151,23 @@ mod tests {
                 "{presented:?} as {sender}: {verdict:?}"
             );
         }
+    }
+
+    #[test]
+    fn cluster_ids_must_agree_once_both_are_known() {
+        let cases: &[(Option<&str>, Option<&str>, bool)] = &[
+            (None, None, true),
+            (Some("a"), None, true),
+            (None, Some("b"), true),
+            (Some("a"), Some("a"), true),
+            (Some("a"), Some("b"), false),
+        ];
+        for &(ours, theirs, allowed) in cases {
+            let verdict = PeerPolicy::check_cluster(ours, theirs);
+            assert_eq!(verdict.is_ok(), allowed, "{ours:?} vs {theirs:?}");
+        }
+        let why = PeerPolicy::check_cluster(Some("a"), Some("b")).unwrap_err();
+        assert!(why.starts_with("INCONSISTENT_CLUSTER_ID"), "{why}");
     }
 
     #[test]
