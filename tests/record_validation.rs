@@ -21,6 +21,7 @@ const PRODUCE_VERSION: i16 = 9;
 const CORRUPT_MESSAGE: i16 = 2;
 const INVALID_TIMESTAMP: i16 = 32;
 const INVALID_RECORD: i16 = 87;
+const MESSAGE_TOO_LARGE: i16 = 10;
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -431,6 +432,77 @@ async fn a_compression_bomb_is_read_in_bounded_memory() {
         grown_mib < 100,
         "peak RSS grew {grown_mib} MiB ({before} -> {after} KiB)"
     );
+}
+
+/// One produce request may decompress at most 1 GiB over all its batches: six bombs of
+/// 250 MiB each (a few KB each on the wire), one per partition, get at least four
+/// through and the rest refused with MESSAGE_TOO_LARGE naming the request's budget,
+/// while the node keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_request_decompresses_at_most_its_budget() {
+    const PARTITIONS: i32 = 6;
+    let n = Node::start(NodeOptions::default()).await.unwrap();
+    let out = n.cli(&[
+        "topic",
+        "create",
+        "bombs",
+        "--partitions",
+        &PARTITIONS.to_string(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let bomb = RecordBatch::new(
+        now_ms(),
+        Compression::Zstd,
+        vec![Record {
+            value: Some(Bytes::from(vec![0u8; 250 << 20])),
+            ..Record::default()
+        }],
+    )
+    .encode()
+    .unwrap();
+    assert!(bomb.len() < 1 << 20, "{} bytes", bomb.len());
+    let bomb = Bytes::from(bomb);
+    let req = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(30_000)
+        .with_topic_data(vec![
+            produce_request::TopicProduceData::default()
+                .with_name(topic("bombs"))
+                .with_partition_data(
+                    (0..PARTITIONS)
+                        .map(|p| {
+                            produce_request::PartitionProduceData::default()
+                                .with_index(p)
+                                .with_records(Some(bomb.clone()))
+                        })
+                        .collect(),
+                ),
+        ]);
+    let mut c = TcpStream::connect(n.kafka_addr()).await.unwrap();
+    let r: ProduceResponse = call(&mut c, ApiKey::Produce, PRODUCE_VERSION, &req).await;
+    let parts = &r.responses[0].partition_responses;
+    let accepted = parts.iter().filter(|p| p.error_code == 0).count();
+    let refused: Vec<_> = parts.iter().filter(|p| p.error_code != 0).collect();
+    assert!(accepted >= 4, "{parts:?}");
+    assert!(
+        !refused.is_empty(),
+        "every bomb was decompressed: {parts:?}"
+    );
+    for p in refused {
+        assert_eq!(p.error_code, MESSAGE_TOO_LARGE, "{p:?}");
+        let message = p
+            .error_message
+            .as_ref()
+            .map(|m| m.to_string())
+            .unwrap_or_default();
+        assert!(message.contains("decompression budget"), "{message}");
+    }
+    // The next request has a budget of its own, and the node serves it.
+    let small = RecordBatch::new(now_ms(), Compression::Zstd, vec![record(None, "after", 0)])
+        .encode()
+        .unwrap();
+    let p = produce(&mut c, "bombs", small).await;
+    assert_eq!(p.error_code, 0, "{p:?}");
 }
 
 /// Idempotent batches need a producer id the cluster issued: a made-up one is refused

@@ -28,7 +28,7 @@ pub use config::BrokerConfig;
 pub use error::BrokerError;
 pub use lease::LeaderLease;
 pub use lifecycle::Lifecycle;
-pub use records::NewRecord;
+pub use records::{DecodeBudget, NewRecord};
 pub use replica_manager::{
     EARLIEST_TIMESTAMP, FetchPartitionParams, FetchedPartition, Followed, LATEST_TIMESTAMP,
     PartitionState, ProduceResult, ReplicaManager, TopicDescription, TopicSummary, produce_timeout,

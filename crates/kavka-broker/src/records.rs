@@ -8,9 +8,51 @@ use kavka_model::{
     TopicConfig, TopicPartition,
 };
 use kavka_record::{
-    BATCH_OVERHEAD, BatchRecords, Compression, Header, Invalid, Origin, Record, RecordBatch,
-    RecordError, Rules, TimestampWindow, batches, set_max_timestamp, validate,
+    BATCH_OVERHEAD, BatchRecords, Compression, DECOMPRESSED_BYTES_MAX, Header, Invalid, Origin,
+    Record, RecordBatch, RecordError, Rules, TimestampWindow, batches, set_max_timestamp, validate,
 };
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// What one produce request may decompress in all, over every batch of every partition:
+/// the work one request can ask for is bounded (a compression bomb in each of many
+/// partitions would otherwise cost up to [`DECOMPRESSED_BYTES_MAX`] each). Real requests
+/// (at most `socket.request.max.bytes`, 100 MiB, compressed ten to one) stay inside it.
+pub(crate) const REQUEST_DECOMPRESSED_BYTES_MAX: usize = 1 << 30;
+
+/// A produce request's decompression budget, shared by its partitions' validations
+/// (which run at once: one may overshoot by what another is decompressing meanwhile).
+#[derive(Clone, Debug)]
+pub struct DecodeBudget {
+    total: usize,
+    left: Arc<AtomicUsize>,
+}
+
+impl DecodeBudget {
+    /// One request's budget: [`REQUEST_DECOMPRESSED_BYTES_MAX`].
+    pub fn for_request() -> Self {
+        Self::new(REQUEST_DECOMPRESSED_BYTES_MAX)
+    }
+
+    pub(crate) fn new(total: usize) -> Self {
+        Self {
+            total,
+            left: Arc::new(AtomicUsize::new(total)),
+        }
+    }
+
+    fn left(&self) -> usize {
+        self.left.load(Ordering::Relaxed)
+    }
+
+    fn spend(&self, bytes: usize) {
+        let _ = self
+            .left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                Some(left.saturating_sub(bytes))
+            });
+    }
+}
 
 /// A structured record from a produce request.
 #[derive(Clone, Debug)]
@@ -55,6 +97,7 @@ pub(crate) fn rules_for(config: &TopicConfig, origin: Origin, now_ms: i64) -> Ru
             },
         ),
         max_batch_bytes: config.max_message_bytes as usize,
+        decompressed_bytes_max: DECOMPRESSED_BYTES_MAX,
         now_ms,
     }
 }
@@ -66,10 +109,30 @@ pub(crate) fn validate_batches(
     tp: &TopicPartition,
     records: &mut [u8],
     rules: &Rules,
+    budget: &DecodeBudget,
 ) -> Result<(), KafkaError> {
     let mut pos = 0;
     while pos < records.len() {
-        let checked = validate(&records[pos..], rules).map_err(|e| refused(tp, e))?;
+        let left = budget.left();
+        let rules = Rules {
+            decompressed_bytes_max: left.min(rules.decompressed_bytes_max),
+            ..*rules
+        };
+        let checked = validate(&records[pos..], &rules).map_err(|e| match e {
+            Invalid::Corrupt(RecordError::DecompressedTooLarge { .. })
+                if left < DECOMPRESSED_BYTES_MAX =>
+            {
+                KafkaError::new(
+                    ErrorCode::MessageTooLarge,
+                    format!(
+                        "{tp}: the produce request decompresses to more than {} bytes in all (its decompression budget): send fewer compressed batches per request",
+                        budget.total
+                    ),
+                )
+            }
+            e => refused(tp, e),
+        })?;
+        budget.spend(checked.decompressed_bytes);
         let h = checked.header;
         let end = pos + h.size();
         if h.timestamp_type() == kavka_record::TimestampType::CreateTime
@@ -269,5 +332,29 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_request_decompresses_at_most_its_budget() {
+        let big = "x".repeat(100_000);
+        let zstd = build_batch(vec![rec(&big, 1)], Compression::Zstd).unwrap();
+        let plain = build_batch(vec![rec(&big, 1)], Compression::None).unwrap();
+        let rules = rules_for(&TopicConfig::default(), Origin::Client, 1);
+        let budget = DecodeBudget::new(250_000);
+        // Two batches fit (each ~100 KB decompressed); uncompressed ones cost nothing.
+        for batch in [&zstd, &plain, &zstd, &plain] {
+            validate_batches(&tp(), &mut batch.clone(), &rules, &budget).unwrap();
+        }
+        let e = validate_batches(&tp(), &mut zstd.clone(), &rules, &budget).unwrap_err();
+        assert_eq!(e.code, ErrorCode::MessageTooLarge, "{e}");
+        assert!(e.message.contains("decompression budget"), "{e}");
+        // Another request has its own.
+        validate_batches(
+            &tp(),
+            &mut zstd.clone(),
+            &rules,
+            &DecodeBudget::new(250_000),
+        )
+        .unwrap();
     }
 }

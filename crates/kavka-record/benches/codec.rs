@@ -50,6 +50,7 @@ fn codec(c: &mut Criterion) {
             compacted: false,
             create_time: None,
             max_batch_bytes: usize::MAX,
+            decompressed_bytes_max: kavka_record::DECOMPRESSED_BYTES_MAX,
             now_ms: 1_700_000_000_000,
         };
         g.bench_with_input(

@@ -116,8 +116,17 @@ impl Compression {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn decompress(self, data: &[u8]) -> Result<Vec<u8>, RecordError> {
-        let limit = DECOMPRESSED_BYTES_MAX;
+        self.decompress_capped(data, DECOMPRESSED_BYTES_MAX)
+    }
+
+    /// Decompresses at most `limit` bytes (more is `DecompressedTooLarge`).
+    pub(crate) fn decompress_capped(
+        self,
+        data: &[u8],
+        limit: usize,
+    ) -> Result<Vec<u8>, RecordError> {
         let err = |reason: String| RecordError::Decompress {
             codec: self.name(),
             reason,

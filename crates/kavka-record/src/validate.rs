@@ -42,6 +42,9 @@ pub struct Rules {
     pub create_time: Option<TimestampWindow>,
     /// `max.message.bytes`: the largest batch, as sent (checked before decompressing).
     pub max_batch_bytes: usize,
+    /// The most this batch may decompress to (what is left of the request's budget; at
+    /// most [`crate::DECOMPRESSED_BYTES_MAX`]).
+    pub decompressed_bytes_max: usize,
     pub now_ms: i64,
 }
 
@@ -83,6 +86,8 @@ pub struct Checked {
     pub header: BatchHeader,
     /// The largest record timestamp (CreateTime), which the header must carry.
     pub max_timestamp: i64,
+    /// Bytes decompressed to read it (0 for an uncompressed batch, read in place).
+    pub decompressed_bytes: usize,
 }
 
 /// Checks the one batch at the start of `buf` (exactly its bytes) under `rules`.
@@ -94,8 +99,12 @@ pub fn validate(buf: &[u8], rules: &Rules) -> Result<Checked, Invalid> {
             max: rules.max_batch_bytes,
         });
     }
-    let (batch, _) = BatchRecords::open(buf)?;
+    let (batch, _) = BatchRecords::open_capped(buf, rules.decompressed_bytes_max)?;
     let h = batch.header;
+    let decompressed_bytes = match h.compression()? {
+        crate::Compression::None => 0,
+        _ => batch.payload_len(),
+    };
     if rules.origin == Origin::Client {
         check_client_batch(&h)?;
     }
@@ -173,6 +182,7 @@ pub fn validate(buf: &[u8], rules: &Rules) -> Result<Checked, Invalid> {
     Ok(Checked {
         header: h,
         max_timestamp,
+        decompressed_bytes,
     })
 }
 
@@ -268,6 +278,7 @@ mod tests {
             compacted: false,
             create_time: Some(OPEN),
             max_batch_bytes: 1_000_000,
+            decompressed_bytes_max: crate::DECOMPRESSED_BYTES_MAX,
             now_ms: NOW,
         }
     }
@@ -532,5 +543,28 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn decompression_is_counted_and_capped_by_the_rules() {
+        let records: Vec<Record> = (0..100).map(|_| rec(Some("k"), 0)).collect();
+        let plain = encode(&batch_of(records.clone(), Compression::None));
+        assert_eq!(validate(&plain, &rules()).unwrap().decompressed_bytes, 0);
+        let zstd = encode(&batch_of(records, Compression::Zstd));
+        let used = validate(&zstd, &rules()).unwrap().decompressed_bytes;
+        assert!(used > 100, "{used}");
+        let exact = Rules {
+            decompressed_bytes_max: used,
+            ..rules()
+        };
+        assert!(validate(&zstd, &exact).is_ok());
+        let short = Rules {
+            decompressed_bytes_max: used - 1,
+            ..rules()
+        };
+        assert!(matches!(
+            validate(&zstd, &short),
+            Err(Invalid::Corrupt(RecordError::DecompressedTooLarge { limit })) if limit == used - 1
+        ));
     }
 }

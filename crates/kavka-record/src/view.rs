@@ -22,13 +22,20 @@ impl<'a> BatchRecords<'a> {
     /// Opens the batch at the start of `buf`: checks the header and the CRC, decompresses
     /// the records section if it is compressed (capped), and returns the bytes it took.
     pub fn open(buf: &'a [u8]) -> Result<(Self, usize), RecordError> {
+        Self::open_capped(buf, crate::DECOMPRESSED_BYTES_MAX)
+    }
+
+    /// As [`BatchRecords::open`], decompressing at most `limit` bytes (at most
+    /// [`crate::DECOMPRESSED_BYTES_MAX`]).
+    pub fn open_capped(buf: &'a [u8], limit: usize) -> Result<(Self, usize), RecordError> {
+        let limit = limit.min(crate::DECOMPRESSED_BYTES_MAX);
         let header = BatchHeader::parse(buf)?;
         header.verify_crc(buf)?;
         let size = header.size();
         let section = &buf[BATCH_OVERHEAD..size];
         let payload = match header.compression()? {
             crate::Compression::None => Cow::Borrowed(section),
-            codec => Cow::Owned(codec.decompress(section)?),
+            codec => Cow::Owned(codec.decompress_capped(section, limit)?),
         };
         Ok((
             Self {

@@ -204,6 +204,7 @@ proptest! {
                 compacted: false,
                 create_time: None,
                 max_batch_bytes: usize::MAX,
+                decompressed_bytes_max: kavka_record::DECOMPRESSED_BYTES_MAX,
                 now_ms: 0,
             };
             if validate(&bytes, &rules).is_ok() {

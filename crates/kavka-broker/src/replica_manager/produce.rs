@@ -5,7 +5,7 @@
 
 use super::{PartitionResults, ProduceResult, ReplicaManager};
 use crate::records::{
-    NewRecord, apply_topic_compression, build_batch, rules_for, validate_batches,
+    DecodeBudget, NewRecord, apply_topic_compression, build_batch, rules_for, validate_batches,
 };
 use kavka_model::{ErrorCode, KafkaError, Offset, TimestampType, partitioner};
 use kavka_record::{Compression, Origin, batches};
@@ -41,17 +41,19 @@ fn refuse_internal(topic: &str) -> Result<(), KafkaError> {
 }
 
 impl ReplicaManager {
-    /// Appends producer batches (already RecordBatch v2 bytes) to partitions of `topic`.
-    #[tracing::instrument(skip(self, batches), fields(batches = batches.len()))]
+    /// Appends producer batches (already RecordBatch v2 bytes) to partitions of `topic`;
+    /// validating them decompresses at most what is left of the request's `budget`.
+    #[tracing::instrument(skip(self, batches, budget), fields(batches = batches.len()))]
     pub async fn produce(
         &self,
         topic: &str,
         acks: i32,
         timeout: Duration,
         batches: Vec<(i32, Vec<u8>)>,
+        budget: &DecodeBudget,
     ) -> Result<PartitionResults<ProduceResult>, KafkaError> {
         refuse_internal(topic)?;
-        self.append_batches(topic, acks, timeout, batches, Origin::Client)
+        self.append_batches(topic, acks, timeout, batches, Origin::Client, budget)
             .await
     }
 
@@ -63,6 +65,7 @@ impl ReplicaManager {
         timeout: Duration,
         batches: Vec<(i32, Vec<u8>)>,
         origin: Origin,
+        budget: &DecodeBudget,
     ) -> Result<PartitionResults<ProduceResult>, KafkaError> {
         if !matches!(acks, -1..=1) {
             return Err(KafkaError::new(
@@ -97,6 +100,7 @@ impl ReplicaManager {
             let appends = self.appends.clone();
             let config = config.clone();
             let rules = rules_for(&config, origin, crate::now_ms());
+            let budget = budget.clone();
             let permits = Arc::clone(&self.decode_permits);
             tasks.push((
                 partition,
@@ -104,7 +108,7 @@ impl ReplicaManager {
                     let tp = part.tp.clone();
                     let prepare = move || {
                         let mut records = records;
-                        validate_batches(&tp, &mut records, &rules)?;
+                        validate_batches(&tp, &mut records, &rules, &budget)?;
                         apply_topic_compression(
                             &tp,
                             records,
@@ -203,8 +207,15 @@ impl ReplicaManager {
         for (p, records) in by_partition {
             batches.push((p, build_batch(records, compression)?));
         }
-        self.append_batches(topic, acks, timeout, batches, origin)
-            .await
+        self.append_batches(
+            topic,
+            acks,
+            timeout,
+            batches,
+            origin,
+            &DecodeBudget::for_request(),
+        )
+        .await
     }
 }
 

@@ -110,6 +110,7 @@ impl Broker for BrokerService {
                     req.acks,
                     produce_timeout(req.timeout_ms),
                     batches,
+                    &crate::DecodeBudget::for_request(),
                 )
                 .await
         } else {

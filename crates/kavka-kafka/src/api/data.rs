@@ -103,8 +103,10 @@ pub(crate) async fn produce(broker: &Broker, req: ProduceRequest) -> Option<Prod
     let acks = i32::from(req.acks);
     let timeout = produce_timeout(req.timeout_ms);
     let mut tasks = Vec::with_capacity(req.topic_data.len());
+    let budget = kavka_broker::DecodeBudget::for_request();
     for t in req.topic_data {
         let replicas = Arc::clone(&broker.replicas);
+        let budget = budget.clone();
         let name = t.name.0.to_string();
         let batches: Vec<(i32, Vec<u8>)> = t
             .partition_data
@@ -115,7 +117,11 @@ pub(crate) async fn produce(broker: &Broker, req: ProduceRequest) -> Option<Prod
         tasks.push((
             t.name,
             indexes,
-            tokio::spawn(async move { replicas.produce(&name, acks, timeout, batches).await }),
+            tokio::spawn(async move {
+                replicas
+                    .produce(&name, acks, timeout, batches, &budget)
+                    .await
+            }),
         ));
     }
     let mut responses = Vec::with_capacity(tasks.len());
