@@ -84,6 +84,36 @@ async fn api_versions(conn: &mut TcpStream) -> ApiVersionsResponse {
     .await
 }
 
+/// ListOffsets (as a consumer) for partitions 0.. of `name`, one per timestamp.
+async fn list_offsets(
+    c: &mut TcpStream,
+    version: i16,
+    name: &str,
+    timestamps: &[i64],
+) -> ListOffsetsResponse {
+    call(
+        c,
+        ApiKey::ListOffsets,
+        version,
+        &ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![
+                list_offsets_request::ListOffsetsTopic::default()
+                    .with_name(TopicName(StrBytes::from_string(name.into())))
+                    .with_partitions(
+                        timestamps
+                            .iter()
+                            .map(|&t| {
+                                list_offsets_request::ListOffsetsPartition::default()
+                                    .with_timestamp(t)
+                            })
+                            .collect(),
+                    ),
+            ]),
+    )
+    .await
+}
+
 async fn node(args: &[&str]) -> Node {
     Node::start(NodeOptions {
         args: args.iter().map(|s| s.to_string()).collect(),
@@ -146,28 +176,23 @@ async fn raw_requests_get_kafka_answers() {
     assert!(out.status.success(), "{out:?}");
     let topic = |name: &str| TopicName(StrBytes::from_string(name.into()));
 
-    let offsets: ListOffsetsResponse = call(
-        &mut c,
-        ApiKey::ListOffsets,
-        6,
-        &ListOffsetsRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_topics(vec![
-                list_offsets_request::ListOffsetsTopic::default()
-                    .with_name(topic("raw"))
-                    .with_partitions(vec![
-                        list_offsets_request::ListOffsetsPartition::default().with_timestamp(-2),
-                        list_offsets_request::ListOffsetsPartition::default().with_timestamp(-1),
-                    ]),
-            ]),
-    )
-    .await;
+    let offsets = list_offsets(&mut c, 6, "raw", &[-2, -1]).await;
     let got: Vec<i64> = offsets.topics[0]
         .partitions
         .iter()
         .map(|p| p.offset)
         .collect();
     assert_eq!(got, vec![0, 3], "earliest and latest");
+    // v7: the record with the largest timestamp (-3, KIP-734); -4 (tiered storage) is not
+    // served and says so.
+    let offsets = list_offsets(&mut c, 7, "raw", &[-3, -4]).await;
+    let (max, tiered) = (
+        &offsets.topics[0].partitions[0],
+        &offsets.topics[0].partitions[1],
+    );
+    assert_eq!(max.error_code, 0, "{max:?}");
+    assert!((0..3).contains(&max.offset) && max.timestamp > 0, "{max:?}");
+    assert_eq!(tiered.error_code, 42, "INVALID_REQUEST: {tiered:?}");
 
     let epochs: OffsetForLeaderEpochResponse = call(
         &mut c,
@@ -344,6 +369,41 @@ async fn raw_requests_get_kafka_answers() {
     )
     .await;
     assert_eq!(md.topics[0].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
+    // Names no topic can have: INVALID_TOPIC_EXCEPTION at every version (clients fail
+    // them at once rather than wait for them to appear); a valid unknown one stays
+    // UNKNOWN_TOPIC_OR_PARTITION.
+    let long = "x".repeat(300);
+    for version in 0..=12 {
+        let asked = ["my$topic", long.as_str(), "..", "fine-but-absent"];
+        let md: MetadataResponse = call(
+            &mut c,
+            ApiKey::Metadata,
+            version,
+            &MetadataRequest::default().with_topics(Some(
+                asked
+                    .iter()
+                    .map(|n| {
+                        metadata_request::MetadataRequestTopic::default().with_name(Some(topic(n)))
+                    })
+                    .collect(),
+            )),
+        )
+        .await;
+        let codes: Vec<(String, i16)> = md
+            .topics
+            .iter()
+            .map(|t| {
+                let name = t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
+                (name, t.error_code)
+            })
+            .collect();
+        let want: Vec<(String, i16)> = asked
+            .iter()
+            .zip([17, 17, 17, 3])
+            .map(|(n, c)| (n.to_string(), c))
+            .collect();
+        assert_eq!(codes, want, "Metadata v{version}");
+    }
     let cfg: DescribeConfigsResponse = call(
         &mut c,
         ApiKey::DescribeConfigs,
@@ -446,7 +506,7 @@ async fn bad_bytes_close_only_their_own_connection() {
             "garbage version",
             garbage_version.to_vec(),
             false,
-            "Metadata version 77 is not supported",
+            "Metadata version 77 is not supported (this broker serves versions 0..=12 of it)",
         ),
         (
             "malformed body",
@@ -1166,4 +1226,58 @@ async fn compaction_of_the_offsets_topic_keeps_the_latest_commit() {
         Some(600),
         "the latest commit survives compaction and a restart"
     );
+}
+
+/// Every node of a cluster names the same cluster id and the same controller (one of the
+/// brokers it lists) in Metadata and DescribeCluster, so clients that ask different
+/// nodes agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_names_the_same_cluster_and_controller() {
+    let cluster = kavka_harness::Cluster::start(&["controller,broker"; 3], &[])
+        .await
+        .unwrap();
+    let addrs: Vec<String> = cluster.nodes.iter().map(|n| n.kafka_addr()).collect();
+    type Answer = (String, i32, Vec<i32>);
+    let ask = |addr: String| async move {
+        let mut c = TcpStream::connect(&addr).await.unwrap();
+        let md: MetadataResponse =
+            call(&mut c, ApiKey::Metadata, 12, &MetadataRequest::default()).await;
+        let dc: DescribeClusterResponse = call(
+            &mut c,
+            ApiKey::DescribeCluster,
+            1,
+            &DescribeClusterRequest::default().with_endpoint_type(1),
+        )
+        .await;
+        let mut brokers: Vec<i32> = md.brokers.iter().map(|b| b.node_id.0).collect();
+        brokers.sort();
+        let md_answer: Answer = (
+            md.cluster_id.map(|c| c.to_string()).unwrap_or_default(),
+            md.controller_id.0,
+            brokers.clone(),
+        );
+        let dc_answer: Answer = (dc.cluster_id.to_string(), dc.controller_id.0, brokers);
+        (md_answer, dc_answer)
+    };
+    let last = std::sync::Mutex::new(Vec::new());
+    let agreed = wait_until("every node to give the same answer", DEADLINE, || {
+        let addrs = addrs.clone();
+        let last = &last;
+        async move {
+            let mut answers = Vec::new();
+            for a in addrs {
+                let (md, dc) = ask(a).await;
+                answers.push(md);
+                answers.push(dc);
+            }
+            *last.lock().unwrap() = answers.clone();
+            let first = &answers[0];
+            !first.0.is_empty()
+                && first.2 == vec![1, 2, 3]
+                && first.2.contains(&first.1)
+                && answers.iter().all(|a| a == first)
+        }
+    })
+    .await;
+    assert!(agreed.is_ok(), "answers: {:?}", last.lock().unwrap());
 }

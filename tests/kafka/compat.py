@@ -147,6 +147,22 @@ def confluent(bootstrap, prefix):
         return ok, (lo, hi, past.offset, future.offset)
     run(c, "list offsets: earliest, latest, by timestamp", ["ListOffsets"], offsets)
 
+    def max_timestamp():
+        from confluent_kafka.admin import OffsetSpec
+        t = f"{prefix}-maxts"
+        admin.create_topics([NewTopic(t, 1, 1)])[t].result(TIMEOUT)
+        p = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+        now = int(time.time() * 1000)
+        for i, ts in enumerate([now - 2000, now, now - 1000]):
+            p.produce(t, value=f"v{i}", partition=0, timestamp=ts)
+        p.flush(TIMEOUT)
+        tp = TopicPartition(t, 0)
+        got = admin.list_offsets({tp: OffsetSpec.max_timestamp()})[tp].result(TIMEOUT)
+        admin.delete_topics([t], operation_timeout=TIMEOUT)
+        return (got.offset, got.timestamp) == (1, now), (got.offset, got.timestamp, now)
+    run(c, "list offsets: the record with the largest timestamp (KIP-734)", ["ListOffsets"],
+        max_timestamp)
+
     def group(protocol):
         from confluent_kafka import ConsumerGroupTopicPartitions
         g = f"{prefix}-cf-{protocol}"

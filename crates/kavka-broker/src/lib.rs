@@ -31,7 +31,8 @@ pub use lifecycle::Lifecycle;
 pub use records::{DecodeBudget, NewRecord};
 pub use replica_manager::{
     EARLIEST_TIMESTAMP, FetchPartitionParams, FetchedPartition, Followed, LATEST_TIMESTAMP,
-    PartitionState, ProduceResult, ReplicaManager, TopicDescription, TopicSummary, produce_timeout,
+    MAX_TIMESTAMP, PartitionState, ProduceResult, ReplicaManager, TopicDescription, TopicSummary,
+    produce_timeout,
 };
 
 /// Milliseconds since the Unix epoch: the broker's clock for timestamps and retention.

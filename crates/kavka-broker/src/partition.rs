@@ -652,18 +652,21 @@ impl Partition {
         .unwrap_or((Offset(-1), Offset(-1), Offset(-1), 0))
     }
 
+    /// The first record at or after `ts`, or with `None` the first with the largest
+    /// timestamp (KIP-734); only records below the high watermark count, as Kafka's.
     pub(crate) async fn offset_for_timestamp(
         self: &Arc<Self>,
-        ts: i64,
+        ts: Option<i64>,
     ) -> Result<Option<(Offset, i64)>, KafkaError> {
         let this = Arc::clone(self);
         blocking(move || {
             let hw = this.high_watermark();
-            Ok(this
-                .lock()
-                .offset_for_timestamp(ts)
-                .map_err(kafka_error)?
-                .filter(|(o, _)| *o < hw))
+            let log = this.lock();
+            let found = match ts {
+                Some(ts) => log.offset_for_timestamp(ts),
+                None => log.offset_of_max_timestamp(),
+            };
+            Ok(found.map_err(kafka_error)?.filter(|(o, _)| *o < hw))
         })
         .await
     }

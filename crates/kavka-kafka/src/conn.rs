@@ -48,8 +48,8 @@ pub(crate) fn decode(mut buf: Bytes) -> Result<Incoming, String> {
             return Ok(Incoming::ApiVersionsFallback { correlation_id });
         }
         return Err(format!(
-            "{key:?} version {version} is not supported (this broker knows {}..={})",
-            known.min, known.max
+            "{key:?} version {version} is not supported (this broker serves {} of it)",
+            versions::served_text(key)
         ));
     }
     let header = RequestHeader::decode(&mut buf, key.request_header_version(version))
@@ -146,7 +146,7 @@ pub(crate) async fn run(
                         match api::unsupported(*request) {
                             Some(body) => body,
                             None => {
-                                tracing::warn!(%peer, reason = %format!("{key:?} v{version} is not served by this broker"), "closing Kafka connection");
+                                tracing::warn!(%peer, reason = %format!("{key:?} v{version} is not served by this broker (it serves {} of it)", versions::served_text(key)), "closing Kafka connection");
                                 return;
                             }
                         }

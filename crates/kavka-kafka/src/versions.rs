@@ -10,7 +10,7 @@ use kafka_protocol::messages::ApiKey;
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 12),
     (ApiKey::Fetch, 4, 12),
-    (ApiKey::ListOffsets, 1, 6),
+    (ApiKey::ListOffsets, 1, 7),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::ApiVersions, 0, 4),
     (ApiKey::CreateTopics, 2, 7),
@@ -36,6 +36,22 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ConsumerGroupDescribe, 0, 1),
     (ApiKey::InitProducerId, 0, 5),
 ];
+
+/// The versions of `key` served here, `None` for an API not served at all.
+pub fn served(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|&&(k, ..)| k == key)
+        .map(|&(_, min, max)| (min, max))
+}
+
+/// What the broker serves of `key`, for messages: "versions 3..=12" or "no version".
+pub fn served_text(key: ApiKey) -> String {
+    match served(key) {
+        Some((min, max)) => format!("versions {min}..={max}"),
+        None => "no version".to_string(),
+    }
+}
 
 /// Whether `version` of `key` is implemented here.
 pub fn supported(key: ApiKey, version: i16) -> bool {
@@ -63,6 +79,8 @@ mod tests {
 
     #[test]
     fn lookups() {
+        assert_eq!(served_text(ApiKey::Produce), "versions 3..=12");
+        assert_eq!(served_text(ApiKey::DescribeAcls), "no version");
         assert!(supported(ApiKey::Produce, 3));
         assert!(!supported(ApiKey::Produce, 13));
         assert!(!supported(ApiKey::Fetch, 3));

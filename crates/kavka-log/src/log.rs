@@ -489,6 +489,22 @@ impl PartitionLog {
         Ok(None)
     }
 
+    /// Kafka's ListOffsets for the largest timestamp (-3, KIP-734): the first record that
+    /// carries the log's largest timestamp, as (offset, timestamp); `None` when empty.
+    pub fn offset_of_max_timestamp(&self) -> Result<Option<(Offset, i64)>, LogError> {
+        let max = self
+            .segments
+            .values()
+            .map(LogSegment::max_timestamp)
+            .max()
+            .unwrap_or(-1);
+        if max < 0 {
+            return Ok(None);
+        }
+        // No record is later than `max`: the first at or after it carries it.
+        self.offset_for_timestamp(max)
+    }
+
     /// Forgets idempotent producers whose last batch is `expiration_ms` older than
     /// `now_ms` (Kafka's `producer.id.expiration.ms`); returns how many.
     pub fn remove_expired_producers(&mut self, now_ms: i64, expiration_ms: i64) -> usize {

@@ -294,6 +294,28 @@ fn offset_for_timestamp_finds_the_first_record_at_or_after() {
 }
 
 #[test]
+fn the_largest_timestamp_is_found_wherever_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), config(1024)).unwrap();
+    assert_eq!(log.offset_of_max_timestamp().unwrap(), None, "empty");
+    // Out of order across segments; the largest (5000) twice: the first one counts.
+    for (i, ts) in [1000, 5000, 2000, 5000, 3000].into_iter().enumerate() {
+        log.append_as_leader(
+            &batch(&[i as u64], ts, Compression::Zstd)[..],
+            LeaderEpoch(0),
+            None,
+            0,
+        )
+        .unwrap();
+        log.roll().unwrap();
+    }
+    assert_eq!(
+        log.offset_of_max_timestamp().unwrap(),
+        Some((Offset(1), 5000))
+    );
+}
+
+#[test]
 fn retention_deletes_whole_old_segments_by_size_and_time() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(1024);

@@ -2,7 +2,7 @@
 
 use super::{
     EARLIEST_TIMESTAMP, FETCH_WAIT_MS_MAX, FetchPartitionParams, FetchedPartition,
-    LATEST_TIMESTAMP, ReplicaManager,
+    LATEST_TIMESTAMP, MAX_TIMESTAMP, ReplicaManager,
 };
 use crate::partition::{ReadResult, Role};
 use kavka_log::FetchData;
@@ -107,8 +107,9 @@ impl ReplicaManager {
         out
     }
 
-    /// Kafka's ListOffsets: earliest (-2), latest (-1, the high watermark) or the first
-    /// offset at or after a timestamp (-1 when there is none).
+    /// Kafka's ListOffsets: earliest (-2), latest (-1, the high watermark), the record
+    /// with the largest timestamp (-3) or the first offset at or after a timestamp (-1
+    /// when there is none).
     pub async fn list_offsets(
         &self,
         topic: &str,
@@ -121,12 +122,12 @@ impl ReplicaManager {
                 Ok(part) => match ts {
                     EARLIEST_TIMESTAMP => Ok((part.offsets().await.0, -1)),
                     LATEST_TIMESTAMP => Ok((part.high_watermark(), -1)),
-                    ts if ts < 0 => Err(KafkaError::new(
+                    ts if ts < MAX_TIMESTAMP => Err(KafkaError::new(
                         ErrorCode::InvalidRequest,
-                        format!("unsupported timestamp {ts}: use -2, -1 or a time in ms"),
+                        format!("unsupported timestamp {ts}: use -3, -2, -1 or a time in ms"),
                     )),
                     ts => part
-                        .offset_for_timestamp(ts)
+                        .offset_for_timestamp((ts >= 0).then_some(ts))
                         .await
                         .map(|r| r.map_or((Offset(-1), -1), |(o, t)| (o, t))),
                 },

@@ -40,6 +40,8 @@ pub type PartitionResults<T> = Vec<(i32, Result<T, KafkaError>)>;
 /// Special ListOffsets timestamps (Kafka's).
 pub const LATEST_TIMESTAMP: i64 = -1;
 pub const EARLIEST_TIMESTAMP: i64 = -2;
+/// The record with the largest timestamp (KIP-734).
+pub const MAX_TIMESTAMP: i64 = -3;
 
 /// Longest a fetch may long-poll, whatever it asks.
 const FETCH_WAIT_MS_MAX: u64 = 30_000;
@@ -713,10 +715,20 @@ impl ReplicaManager {
         let mut summaries = Vec::new();
         let mut states = Vec::new();
         for name in names {
-            match TopicName::new(name.clone())
-                .ok()
-                .and_then(|n| image.topic_by_name(&n))
-            {
+            let valid = match TopicName::new(name.clone()) {
+                Ok(n) => n,
+                Err(e) => {
+                    // Kafka: INVALID_TOPIC_EXCEPTION, so clients fail such a topic at once
+                    // instead of waiting for it to appear.
+                    let e = KafkaError::new(
+                        ErrorCode::InvalidTopicException,
+                        format!("'{name}' is not a valid topic name: {e}"),
+                    );
+                    summaries.push((name, Err(e)));
+                    continue;
+                }
+            };
+            match image.topic_by_name(&valid) {
                 Some(t) => {
                     let mut ps = Vec::new();
                     for (&p, reg) in &t.partitions {

@@ -2,8 +2,10 @@
 //! in on (Kafka's per-listener `advertised.listeners`), topics, partitions, leaders.
 //!
 //! Invariant: only unfenced brokers that registered this listener are listed, and every
-//! leader named is one of them or -1; the controller id is this broker (every broker
-//! forwards admin writes to the active controller, so any of them can take them).
+//! leader named is one of them or -1. The controller id is one of the listed brokers
+//! (every broker forwards admin writes to the active controller, so any of them can take
+//! them), the same from every node: the active controller where it is a listed broker,
+//! otherwise the lowest listed id.
 
 use super::{error_parts, str_bytes};
 use crate::{Broker, endpoint_name};
@@ -17,6 +19,24 @@ use kafka_protocol::messages::{
 };
 use kavka_metadata::{BrokerRegistration, MetadataImage};
 use kavka_model::ErrorCode;
+
+/// The controller id clients are given: `active` (the active controller's node id) where
+/// it is among `listed`, otherwise the lowest listed broker, -1 when none is listed.
+fn controller_for_clients(active: i64, listed: &[i32]) -> i32 {
+    match i32::try_from(active) {
+        Ok(a) if listed.contains(&a) => a,
+        _ => listed.iter().copied().min().unwrap_or(-1),
+    }
+}
+
+/// [`controller_for_clients`] as this broker sees the cluster.
+fn controller_id(broker: &Broker, image: &MetadataImage, listener: &str) -> BrokerId {
+    let listed: Vec<i32> = brokers(image, listener, false)
+        .map(|(b, ..)| b.broker_id.0)
+        .collect();
+    let active = broker.replicas.watch_controller().borrow().id;
+    BrokerId(controller_for_clients(active, &listed))
+}
 
 /// Brokers reachable through `listener`: (registration, host, port).
 fn brokers<'a>(
@@ -135,7 +155,7 @@ pub(crate) async fn metadata(
                 .collect(),
         )
         .with_cluster_id(image.cluster_id.clone().map(str_bytes))
-        .with_controller_id(BrokerId(broker.replicas.config().node_id.0))
+        .with_controller_id(controller_id(broker, &image, listener))
         .with_topics(topics)
 }
 
@@ -148,7 +168,7 @@ pub(crate) fn describe_cluster(
     let mut resp = DescribeClusterResponse::default()
         .with_endpoint_type(req.endpoint_type)
         .with_cluster_id(str_bytes(image.cluster_id.clone().unwrap_or_default()))
-        .with_controller_id(BrokerId(broker.replicas.config().node_id.0))
+        .with_controller_id(controller_id(broker, &image, listener))
         .with_cluster_authorized_operations(i32::MIN);
     // Endpoint type 1 is brokers; controllers (2) are not reachable by clients here.
     if req.endpoint_type != 1 {
@@ -174,4 +194,27 @@ pub(crate) fn describe_cluster(
         })
         .collect();
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_node_names_the_same_controller() {
+        // (active controller, listed brokers) -> controller id for clients
+        let cases: &[(i64, &[i32], i32)] = &[
+            (2, &[1, 2, 3], 2),
+            (4, &[3, 1, 2], 1), // a controller-only node: the lowest broker
+            (-1, &[3, 2], 2),   // none known yet
+            (1, &[], -1),
+        ];
+        for &(active, listed, want) in cases {
+            assert_eq!(
+                controller_for_clients(active, listed),
+                want,
+                "{active} {listed:?}"
+            );
+        }
+    }
 }
