@@ -466,3 +466,32 @@ async fn librdkafka_producer_rides_through_a_leader_kill() {
         "an idempotent producer's retried batches were stored twice"
     );
 }
+
+/// Issue 17 item 8: a client that connects the moment the Kafka port opens gets a usable
+/// answer. The port opens at start, but the broker serves it only once it is registered,
+/// unfenced and caught up (as Kafka enables request processing only then): before this,
+/// `kcat -L` at that moment got a Metadata answer without brokers in 4 of 12 starts and
+/// gave up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_the_moment_the_kafka_port_opens_lists_the_broker() {
+    if clients_or_skip("metadata_the_moment_the_kafka_port_opens_lists_the_broker").is_none() {
+        return;
+    }
+    for start in 0..20 {
+        let n = kavka_harness::Node::start_unready(kavka_harness::NodeOptions::default()).unwrap();
+        let addr = n.kafka_addr();
+        wait_until("the Kafka port to open", DEADLINE, || {
+            let addr = addr.clone();
+            async move { tokio::net::TcpStream::connect(&addr).await.is_ok() }
+        })
+        .await
+        .unwrap();
+        let out = bounded(60, "kcat", &["-b", &addr, "-L", "-m", "30"], b"");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.contains(" 1 brokers:") && text.contains("broker 1 at"),
+            "start {start}: {out:?}\n{}",
+            n.log()
+        );
+    }
+}

@@ -363,9 +363,11 @@ async fn raw_requests_get_kafka_answers() {
         &mut c,
         ApiKey::Metadata,
         12,
-        &MetadataRequest::default().with_topics(Some(vec![
-            metadata_request::MetadataRequestTopic::default().with_name(Some(topic("nope"))),
-        ])),
+        &MetadataRequest::default()
+            .with_allow_auto_topic_creation(false)
+            .with_topics(Some(vec![
+                metadata_request::MetadataRequestTopic::default().with_name(Some(topic("nope"))),
+            ])),
     )
     .await;
     assert_eq!(md.topics[0].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
@@ -374,19 +376,27 @@ async fn raw_requests_get_kafka_answers() {
     // UNKNOWN_TOPIC_OR_PARTITION.
     let long = "x".repeat(300);
     for version in 0..=12 {
-        let asked = ["my$topic", long.as_str(), "..", "fine-but-absent"];
+        // Before v4 a Metadata request always allows auto-creation.
+        let asked: &[&str] = if version >= 4 {
+            &["my$topic", long.as_str(), "..", "fine-but-absent"]
+        } else {
+            &["my$topic", long.as_str(), ".."]
+        };
         let md: MetadataResponse = call(
             &mut c,
             ApiKey::Metadata,
             version,
-            &MetadataRequest::default().with_topics(Some(
-                asked
-                    .iter()
-                    .map(|n| {
-                        metadata_request::MetadataRequestTopic::default().with_name(Some(topic(n)))
-                    })
-                    .collect(),
-            )),
+            &MetadataRequest::default()
+                .with_allow_auto_topic_creation(version < 4)
+                .with_topics(Some(
+                    asked
+                        .iter()
+                        .map(|n| {
+                            metadata_request::MetadataRequestTopic::default()
+                                .with_name(Some(topic(n)))
+                        })
+                        .collect(),
+                )),
         )
         .await;
         let codes: Vec<(String, i16)> = md
@@ -1280,4 +1290,148 @@ async fn every_node_names_the_same_cluster_and_controller() {
     })
     .await;
     assert!(agreed.is_ok(), "answers: {:?}", last.lock().unwrap());
+}
+
+/// Metadata for a topic of `names`, as (name, error code, partition count) per topic.
+async fn metadata_for(
+    c: &mut TcpStream,
+    version: i16,
+    allow_auto_create: bool,
+    names: &[&str],
+) -> Vec<(String, i16, usize)> {
+    let md: MetadataResponse = call(
+        c,
+        ApiKey::Metadata,
+        version,
+        &MetadataRequest::default()
+            .with_allow_auto_topic_creation(allow_auto_create)
+            .with_topics(Some(
+                names
+                    .iter()
+                    .map(|n| {
+                        metadata_request::MetadataRequestTopic::default()
+                            .with_name(Some(TopicName(StrBytes::from_string(n.to_string()))))
+                    })
+                    .collect(),
+            )),
+    )
+    .await;
+    md.topics
+        .iter()
+        .map(|t| {
+            let name = t.name.as_ref().map(|n| n.0.to_string()).unwrap_or_default();
+            (name, t.error_code, t.partitions.len())
+        })
+        .collect()
+}
+
+/// Issue 17 item 1: `auto.create.topics.enable` (default true), as Kafka. A Metadata
+/// request that allows it (every version before 4 does) creates an unknown topic with the
+/// defaults, once, and answers it (LEADER_NOT_AVAILABLE while it has no leaders yet); so
+/// does a produce to an unknown topic, answered UNKNOWN_TOPIC_OR_PARTITION for the retry.
+/// Internal and invalid names are never created, nor anything when the request or the
+/// broker says no.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_topics_are_created_on_first_use() {
+    let n = node(&["--num-partitions", "2"]).await;
+    let mut c = TcpStream::connect(n.kafka_addr()).await.unwrap();
+    let listed = || {
+        let out = n.cli(&["topic", "list"]);
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    for version in 0..=12i16 {
+        let name = format!("auto-v{version}");
+        let first = metadata_for(&mut c, version, true, &[&name]).await;
+        assert_eq!(first[0].0, name);
+        assert!(
+            [0, 5].contains(&first[0].1),
+            "v{version}: 0 or LEADER_NOT_AVAILABLE: {first:?}"
+        );
+        let mut last = Vec::new();
+        for _ in 0..200 {
+            last = metadata_for(&mut c, version, true, &[&name]).await;
+            if last[0].1 == 0 && last[0].2 == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(last[0].1, 0, "v{version}: {last:?}");
+        assert_eq!(last[0].2, 2, "num.partitions: {last:?}");
+        if version >= 4 {
+            let no = format!("not-asked-for-v{version}");
+            let r = metadata_for(&mut c, version, false, &[&no]).await;
+            assert_eq!(
+                r[0].1, 3,
+                "v{version}: allow_auto_topic_creation=false: {r:?}"
+            );
+        }
+    }
+    // Never internal or invalid names.
+    let r = metadata_for(&mut c, 12, true, &["__secret", "bad$name"]).await;
+    assert_eq!(
+        r.iter().map(|t| t.1).collect::<Vec<_>>(),
+        vec![3, 17],
+        "{r:?}"
+    );
+    // A produce to an unknown topic: UNKNOWN_TOPIC_OR_PARTITION now, the topic next.
+    let batch = kavka_record::RecordBatch::new(
+        0,
+        kavka_record::Compression::None,
+        vec![kavka_record::Record {
+            value: Some(Bytes::from_static(b"first")),
+            ..kavka_record::Record::default()
+        }],
+    )
+    .encode()
+    .unwrap();
+    let produce = |name: &str| {
+        ProduceRequest::default()
+            .with_acks(1)
+            .with_timeout_ms(10_000)
+            .with_topic_data(vec![
+                produce_request::TopicProduceData::default()
+                    .with_name(TopicName(StrBytes::from_string(name.into())))
+                    .with_partition_data(vec![
+                        produce_request::PartitionProduceData::default()
+                            .with_index(0)
+                            .with_records(Some(Bytes::from(batch.clone()))),
+                    ]),
+            ])
+    };
+    let r: ProduceResponse = call(&mut c, ApiKey::Produce, 9, &produce("made-by-produce")).await;
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 3);
+    let mut code = -1;
+    for _ in 0..200 {
+        let r: ProduceResponse =
+            call(&mut c, ApiKey::Produce, 9, &produce("made-by-produce")).await;
+        code = r.responses[0].partition_responses[0].error_code;
+        if code == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(code, 0, "the retried produce lands");
+    let topics = listed();
+    for v in 0..=12 {
+        assert!(topics.contains(&format!("auto-v{v}")), "{topics}");
+    }
+    assert!(topics.contains("made-by-produce"), "{topics}");
+    assert!(!topics.contains("not-asked-for"), "{topics}");
+    let r = metadata_for(&mut c, 12, false, &["__secret"]).await;
+    assert_eq!(r[0].1, 3, "an internal name was created: {r:?}");
+    assert!(n.log().contains("auto-created topic"), "{}", n.log());
+}
+
+/// With `--auto-create-topics-enable false` nothing is created for a client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_creation_can_be_turned_off() {
+    let n = node(&["--auto-create-topics-enable", "false"]).await;
+    let mut c = TcpStream::connect(n.kafka_addr()).await.unwrap();
+    for version in [1, 12] {
+        let r = metadata_for(&mut c, version, true, &["stays-absent"]).await;
+        assert_eq!(r[0].1, 3, "v{version}: {r:?}");
+    }
+    let out = n.cli(&["topic", "list"]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("stays-absent"));
 }

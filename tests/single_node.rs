@@ -1166,3 +1166,42 @@ async fn produce_from_a_file_to_a_partition_and_bench() {
     let out = ok(node.cli(&["bench", "consume", "--topic", "b"]));
     assert!(out.starts_with("3000 records read"), "{out}");
 }
+
+/// A broker that cannot register (its controller quorum is unreachable) does not serve
+/// clients: gRPC calls get UNAVAILABLE saying it is not ready, which clients retry, rather
+/// than answers describing a cluster without it. Its gRPC port still answers health.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_serves_clients_only_once_it_is_ready() {
+    let nowhere = kavka_harness::free_port().unwrap();
+    let n = Node::start_unready(NodeOptions {
+        node_id: Some(2),
+        roles: Some("broker".into()),
+        voters: Some(format!("9@127.0.0.1:{nowhere}")),
+        ..NodeOptions::default()
+    })
+    .unwrap();
+    let addr = n.addr();
+    let last = std::sync::Mutex::new(None);
+    wait_until("the gRPC port to answer", DEADLINE, || {
+        let addr = addr.clone();
+        let last = &last;
+        async move {
+            let r = kavka_harness::raw_grpc::raw_unary(
+                &addr,
+                "/kavka.v1.AdminService/ListTopics",
+                Vec::new(),
+                &[],
+            )
+            .await;
+            let answered = r.is_ok();
+            *last.lock().unwrap() = r.ok();
+            answered
+        }
+    })
+    .await
+    .unwrap();
+    let status = last.into_inner().unwrap().unwrap().unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("not ready"), "{status:?}");
+    assert!(!n.is_serving().await, "health says serving");
+}

@@ -163,6 +163,27 @@ def confluent(bootstrap, prefix):
     run(c, "list offsets: the record with the largest timestamp (KIP-734)", ["ListOffsets"],
         max_timestamp)
 
+    def auto_created():
+        t = f"{prefix}-auto-cf"
+        p = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+        delivered = []
+        p.produce(t, value=b"made on first use", on_delivery=lambda e, m: delivered.append(e))
+        p.flush(TIMEOUT)
+        if delivered != [None]:
+            return False, f"delivery: {delivered}"
+        cons = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{prefix}-auto-cf",
+                         "auto.offset.reset": "earliest"})
+        cons.subscribe([t])
+        got, deadline = None, time.time() + TIMEOUT
+        while got is None and time.time() < deadline:
+            m = cons.poll(1.0)
+            if m is not None and not m.error():
+                got = m.value()
+        cons.close()
+        return got == b"made on first use", got
+    run(c, "a topic never created is made on first use (auto.create.topics.enable)",
+        ["Metadata", "Produce", "Fetch"], auto_created)
+
     def group(protocol):
         from confluent_kafka import ConsumerGroupTopicPartitions
         g = f"{prefix}-cf-{protocol}"
@@ -324,6 +345,20 @@ def kafka_python(bootstrap, prefix):
         run(c, f"idempotent produce and consume, compression {codec}",
             ["InitProducerId", "Produce", "Fetch", "ListOffsets"],
             produce_consume)
+
+    def auto_created():
+        t = f"{prefix}-auto-py"
+        p = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        meta = p.send(t, value=b"made on first use").get(timeout=TIMEOUT)
+        p.close()
+        cons = KafkaConsumer(t, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             consumer_timeout_ms=TIMEOUT * 1000)
+        got = next(iter(cons), None)
+        cons.close()
+        ok = meta.offset == 0 and got is not None and got.value == b"made on first use"
+        return ok, (meta.offset, got)
+    run(c, "a topic never created is made on first use (auto.create.topics.enable)",
+        ["Metadata", "Produce", "Fetch"], auto_created)
 
     def offsets():
         cons = KafkaConsumer(bootstrap_servers=bootstrap)

@@ -59,6 +59,9 @@ pub struct KafkaConfig {
     /// `connections.max.idle.ms`: an idle connection is closed after this long, and a
     /// started frame must arrive whole within it.
     pub connections_max_idle: Duration,
+    /// `auto.create.topics.enable`: a Metadata request that allows it (or a produce)
+    /// naming an unknown topic creates it with the broker defaults.
+    pub auto_create_topics_enable: bool,
 }
 
 impl Default for KafkaConfig {
@@ -66,6 +69,7 @@ impl Default for KafkaConfig {
         Self {
             socket_request_max_bytes: 100 * 1024 * 1024,
             connections_max_idle: Duration::from_secs(600),
+            auto_create_topics_enable: true,
         }
     }
 }
@@ -97,15 +101,23 @@ impl Broker {
     }
 }
 
-/// Accepts Kafka clients on `listener` (named `name`, as in `listeners`) until
-/// `shutdown` fires.
+/// Accepts Kafka clients on `listener` (named `name`, as in `listeners`) once `ready`
+/// (the broker registered, unfenced and caught up with the metadata log, as Kafka enables
+/// request processing only then), until `shutdown` fires. Until ready, connections wait
+/// in the listen backlog: a client that connects early is answered once the broker can
+/// describe a cluster that includes itself.
 pub async fn serve(
     broker: Arc<Broker>,
     listener: TcpListener,
     name: String,
+    mut ready: watch::Receiver<bool>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let name: Arc<str> = name.into();
+    tokio::select! {
+        r = ready.wait_for(|r| *r) => if r.is_err() { return },
+        _ = shutdown.changed() => return,
+    }
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+use tonic::service::interceptor::InterceptedService;
 
 /// The controller's Raft store, inside the data dir (Kafka: `__cluster_metadata-0`).
 const CONTROLLER_DIR: &str = "__cluster_metadata";
@@ -83,6 +84,10 @@ pub struct ServerArgs {
     /// Partitions of a topic created without a count (Kafka's num.partitions).
     #[arg(long, env = "KAVKA_NUM_PARTITIONS")]
     num_partitions: Option<i32>,
+    /// Create a topic that a client's Metadata request (or produce) names and that does
+    /// not exist, with the defaults (Kafka's auto.create.topics.enable; default true).
+    #[arg(long, env = "KAVKA_AUTO_CREATE_TOPICS_ENABLE", value_name = "BOOL")]
+    auto_create_topics_enable: Option<bool>,
     /// How often retention runs (Kafka's log.retention.check.interval.ms).
     #[arg(long, env = "KAVKA_LOG_RETENTION_CHECK_INTERVAL_MS")]
     log_retention_check_interval_ms: Option<u64>,
@@ -192,6 +197,7 @@ struct FileConfig {
     socket_request_max_bytes: Option<usize>,
     log_flush: Option<String>,
     num_partitions: Option<i32>,
+    auto_create_topics_enable: Option<bool>,
     log_retention_check_interval_ms: Option<u64>,
     roles: Option<String>,
     controller_voters: Option<String>,
@@ -412,6 +418,12 @@ impl ServerArgs {
             .or(file.socket_request_max_bytes)
         {
             kafka.socket_request_max_bytes = b.max(1024);
+        }
+        if let Some(on) = self
+            .auto_create_topics_enable
+            .or(file.auto_create_topics_enable)
+        {
+            kafka.auto_create_topics_enable = on;
         }
         let num_partitions = self.num_partitions.or(file.num_partitions).unwrap_or(1);
         if num_partitions <= 0 {
@@ -906,6 +918,8 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
         None => None,
     };
     // Kafka listeners (brokers only), bound before registering so port 0 works.
+    // Flips once the broker is unfenced: its Kafka and gRPC client listeners serve then.
+    let (broker_ready_tx, broker_ready_rx) = watch::channel(false);
     let mut kafka_bound = Vec::new();
     if settings.broker_role {
         for (l, adv) in settings
@@ -1115,15 +1129,23 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
                 Arc::clone(&kafka_broker),
                 listener,
                 name,
+                broker_ready_rx.clone(),
                 shutdown_rx.clone(),
             )));
         }
+        let gate = || kavka_broker::service::ReadyGate(broker_ready_rx.clone());
         broker_services = Some((
-            AdminService::new(Arc::clone(&replicas), controllers)
-                .with_external_port(external_local.map(|a| a.port()))
-                .into_server(),
-            BrokerService::new(Arc::clone(&replicas), producer_ids).into_server(),
-            GroupService::new(groups).into_server(),
+            InterceptedService::new(
+                AdminService::new(Arc::clone(&replicas), controllers)
+                    .with_external_port(external_local.map(|a| a.port()))
+                    .into_server(),
+                gate(),
+            ),
+            InterceptedService::new(
+                BrokerService::new(Arc::clone(&replicas), producer_ids).into_server(),
+                gate(),
+            ),
+            InterceptedService::new(GroupService::new(groups).into_server(), gate()),
         ));
     }
 
@@ -1235,22 +1257,30 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
     // must not keep the node from stopping.
     let mut server = tokio::spawn(server);
 
-    // Ready: the broker is unfenced (it registered and caught up with the metadata).
-    if let Some(lifecycle) = &lifecycle_handle {
-        let deadline = std::time::Instant::now() + READY_TIMEOUT;
-        while lifecycle.is_fenced() && std::time::Instant::now() < deadline && !server.is_finished()
-        {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        if lifecycle.is_fenced() {
-            tracing::warn!(timeout = ?READY_TIMEOUT, "broker still fenced: is the controller quorum reachable?");
-        } else {
-            health_reporter
+    // Ready: the broker is unfenced (it registered and caught up with the metadata). Its
+    // client listeners serve from then on, however long that takes.
+    if let Some(lifecycle) = lifecycle_handle.clone() {
+        let health = health_reporter.clone();
+        let mut stop = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            while lifecycle.is_fenced() {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+            let _ = broker_ready_tx.send(true);
+            health
                 .set_serving::<kavka_proto::v1::admin_service_server::AdminServiceServer<AdminService>>()
                 .await;
-            health_reporter
+            health
                 .set_serving::<kavka_proto::v1::broker_service_server::BrokerServiceServer<BrokerService>>()
                 .await;
+        }));
+        let mut ready = broker_ready_rx.clone();
+        let in_time = tokio::time::timeout(READY_TIMEOUT, ready.wait_for(|r| *r)).await;
+        if !matches!(in_time, Ok(Ok(_))) {
+            tracing::warn!(timeout = ?READY_TIMEOUT, "broker still fenced: is the controller quorum reachable? Its client listeners serve once it is unfenced");
         }
     }
     let roles = match (settings.controller, settings.broker_role) {

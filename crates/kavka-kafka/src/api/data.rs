@@ -132,6 +132,15 @@ pub(crate) async fn produce(broker: &Broker, req: ProduceRequest) -> Option<Prod
                 format!("produce failed: {e}"),
             ))
         });
+        // An unknown topic is created for the next try (auto.create.topics.enable); this
+        // answer stays UNKNOWN_TOPIC_OR_PARTITION, which producers retry after asking for
+        // metadata again.
+        if broker.config.auto_create_topics_enable
+            && super::metadata::may_auto_create(&name.0, &result)
+            && kavka_model::TopicName::new(name.0.to_string()).is_ok()
+        {
+            super::metadata::auto_create(broker, &[name.0.to_string()]).await;
+        }
         let partitions = match result {
             Ok(rs) => rs
                 .into_iter()

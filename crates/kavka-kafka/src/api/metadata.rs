@@ -18,7 +18,10 @@ use kafka_protocol::messages::{
     TopicName,
 };
 use kavka_metadata::{BrokerRegistration, MetadataImage};
-use kavka_model::ErrorCode;
+use kavka_model::{ErrorCode, KafkaError};
+use kavka_proto::conv::from_status;
+use kavka_proto::v1::{self, admin_service_server::AdminService as _};
+use std::collections::HashMap;
 
 /// The controller id clients are given: `active` (the active controller's node id) where
 /// it is among `listed`, otherwise the lowest listed broker, -1 when none is listed.
@@ -36,6 +39,57 @@ fn controller_id(broker: &Broker, image: &MetadataImage, listener: &str) -> Brok
         .collect();
     let active = broker.replicas.watch_controller().borrow().id;
     BrokerId(controller_for_clients(active, &listed))
+}
+
+/// Whether a topic Metadata found unknown may be created for the asker: a valid name (an
+/// invalid one was answered INVALID_TOPIC_EXCEPTION), never an internal one (`__`).
+pub(crate) fn may_auto_create<T>(name: &str, summary: &Result<T, KafkaError>) -> bool {
+    matches!(summary, Err(e) if e.code == ErrorCode::UnknownTopicOrPartition)
+        && !name.starts_with("__")
+}
+
+/// Creates `names` with the broker defaults (`num.partitions`,
+/// `default.replication.factor`) through the active controller, as any topic is; returns
+/// the topics whose creation failed, with why. One that another client created meanwhile
+/// is no failure: concurrent first uses create a topic once.
+pub(crate) async fn auto_create(broker: &Broker, names: &[String]) -> HashMap<String, KafkaError> {
+    let topics = names
+        .iter()
+        .map(|name| v1::NewTopic {
+            name: name.clone(),
+            partitions: -1,
+            replication_factor: 0,
+            configs: HashMap::new(),
+        })
+        .collect();
+    let answer = broker
+        .admin
+        .create_topics(tonic::Request::new(v1::CreateTopicsRequest {
+            topics,
+            validate_only: false,
+        }))
+        .await;
+    let results = match answer {
+        Ok(r) => r.into_inner().results,
+        Err(s) => {
+            let e = from_status(&s);
+            tracing::warn!(topics = ?names, error = %e, "auto-creating topics failed");
+            return names.iter().map(|n| (n.clone(), e.clone())).collect();
+        }
+    };
+    let mut failed = HashMap::new();
+    for r in results {
+        match r.error {
+            Some(e) if e.code != 0 => {
+                let e = KafkaError::from(&e);
+                if e.code != ErrorCode::TopicAlreadyExists {
+                    failed.insert(r.name, e);
+                }
+            }
+            _ => tracing::info!(topic = %r.name, "auto-created topic (auto.create.topics.enable)"),
+        }
+    }
+    failed
 }
 
 /// Brokers reachable through `listener`: (registration, host, port).
@@ -83,7 +137,28 @@ pub(crate) async fn metadata(
         .collect();
     let mut topics = Vec::new();
     if !names.is_empty() {
-        let (summaries, states) = broker.replicas.metadata(&names).await;
+        let (mut summaries, mut states) = broker.replicas.metadata(&names).await;
+        let may_create = broker.config.auto_create_topics_enable && req.allow_auto_topic_creation;
+        let unknown: Vec<String> = summaries
+            .iter()
+            .filter(|(name, s)| may_auto_create(name, s))
+            .map(|(name, _)| name.clone())
+            .collect();
+        if may_create && !unknown.is_empty() {
+            let failed = auto_create(broker, &unknown).await;
+            (summaries, states) = broker.replicas.metadata(&names).await;
+            for (name, s) in summaries.iter_mut() {
+                if let Some(e) = failed.get(name) {
+                    *s = Err(e.clone());
+                } else if unknown.contains(name) && s.is_err() {
+                    // Created, but not in this broker's image yet: clients ask again.
+                    *s = Err(KafkaError::new(
+                        ErrorCode::LeaderNotAvailable,
+                        format!("topic '{name}' is being created"),
+                    ));
+                }
+            }
+        }
         for (name, summary) in summaries {
             let mut t = MetadataResponseTopic::default()
                 .with_name(Some(TopicName(str_bytes(name.clone()))));
