@@ -16,6 +16,7 @@ fuzz_target!(|data: &[u8]| {
                 after_max_ms: 3_600_000,
             }),
             max_batch_bytes: 1 << 20,
+            decompressed_bytes_max: kavka_record::DECOMPRESSED_BYTES_MAX,
             now_ms: 1_700_000_000_000,
         };
         let _ = validate(data, &rules);
