@@ -1435,3 +1435,71 @@ async fn auto_creation_can_be_turned_off() {
     let out = n.cli(&["topic", "list"]);
     assert!(!String::from_utf8_lossy(&out.stdout).contains("stays-absent"));
 }
+
+/// IncrementalAlterConfigs APPEND (2) and SUBTRACT (3) on a list-valued topic config, at
+/// every advertised version: they change `cleanup.policy` item by item; SUBTRACT of an item
+/// not there and APPEND to a config that is not a list get INVALID_CONFIG naming it, and
+/// change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_valued_configs_take_append_and_subtract() {
+    let n = node(&[]).await;
+    let mut c = TcpStream::connect(n.kafka_addr()).await.unwrap();
+    let policy = |n: &Node, t: &str| {
+        let out = n.cli(&["topic", "describe", t, "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["configs"]["cleanup.policy"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    for version in 0..=1i16 {
+        let t = format!("lists-v{version}");
+        let out = n.cli(&["topic", "create", &t, "-p", "1"]);
+        assert!(out.status.success(), "{out:?}");
+        let alter = |name: &str, op: i8, value: &str| {
+            IncrementalAlterConfigsRequest::default().with_resources(vec![
+                incremental_alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(StrBytes::from_string(t.clone()))
+                    .with_configs(vec![
+                        incremental_alter_configs_request::AlterableConfig::default()
+                            .with_name(StrBytes::from_string(name.into()))
+                            .with_config_operation(op)
+                            .with_value(Some(StrBytes::from_string(value.into()))),
+                    ]),
+            ])
+        };
+        let mut send = async |name: &str, op: i8, value: &str| {
+            let r: IncrementalAlterConfigsResponse = call(
+                &mut c,
+                ApiKey::IncrementalAlterConfigs,
+                version,
+                &alter(name, op, value),
+            )
+            .await;
+            let r = &r.responses[0];
+            (
+                r.error_code,
+                r.error_message
+                    .as_ref()
+                    .map(|m| m.to_string())
+                    .unwrap_or_default(),
+            )
+        };
+        assert_eq!(
+            send("cleanup.policy", 2, "compact").await.0,
+            0,
+            "v{version}"
+        );
+        assert_eq!(policy(&n, &t), "compact,delete", "v{version}");
+        assert_eq!(send("cleanup.policy", 3, "delete").await.0, 0, "v{version}");
+        assert_eq!(policy(&n, &t), "compact", "v{version}");
+        let (code, message) = send("cleanup.policy", 3, "delete").await;
+        assert_eq!(code, 40, "INVALID_CONFIG: {message}");
+        assert!(message.contains("cannot SUBTRACT 'delete'"), "{message}");
+        let (code, message) = send("retention.ms", 2, "1000").await;
+        assert_eq!(code, 40, "INVALID_CONFIG: {message}");
+        assert!(message.contains("not a list"), "{message}");
+        assert_eq!(policy(&n, &t), "compact", "nothing changed");
+    }
+}

@@ -105,6 +105,31 @@ def confluent(bootstrap, prefix):
     run(c, "replace topic configs (legacy AlterConfigs)", ["AlterConfigs", "DescribeConfigs"],
         replace_configs)
 
+    def list_configs():
+        t = f"{prefix}-lists"
+        admin.create_topics([NewTopic(t, 1, 1)])[t].result(TIMEOUT)
+        res = ConfigResource(ConfigResource.Type.TOPIC, t)
+
+        def change(op, value):
+            inc = ConfigResource(ConfigResource.Type.TOPIC, t, incremental_configs=[
+                ConfigEntry("cleanup.policy", value, incremental_operation=op)])
+            admin.incremental_alter_configs([inc])[inc].result(TIMEOUT)
+            return admin.describe_configs([res])[res].result(TIMEOUT)["cleanup.policy"].value
+        # From the default (delete): APPEND compact, then SUBTRACT delete.
+        appended = change(AlterConfigOpType.APPEND, "compact")
+        subtracted = change(AlterConfigOpType.SUBTRACT, "delete")
+        try:
+            change(AlterConfigOpType.SUBTRACT, "delete")
+            refused = "a value not present was subtracted"
+        except Exception as e:
+            refused = str(e)
+        admin.delete_topics([t], operation_timeout=TIMEOUT)
+        ok = (sorted(appended.split(",")) == ["compact", "delete"] and subtracted == "compact"
+              and "INVALID_CONFIG" in refused)
+        return ok, (appended, subtracted, refused)
+    run(c, "APPEND and SUBTRACT a list-valued topic config (cleanup.policy)",
+        ["IncrementalAlterConfigs", "DescribeConfigs"], list_configs)
+
     def bad_config():
         inc = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
             ConfigEntry("no.such.config", "1", incremental_operation=AlterConfigOpType.SET)])

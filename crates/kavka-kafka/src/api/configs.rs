@@ -1,5 +1,6 @@
-//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs for topics (dynamic, kept
-//! in the metadata log) and brokers (static: described, never altered).
+//! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs (SET, DELETE, and APPEND /
+//! SUBTRACT for list-valued configs) for topics (dynamic, kept in the metadata log) and
+//! brokers (static: described, never altered).
 //!
 //! Invariant: every resource of a request gets exactly one result; an alteration is
 //! answered only once this broker's image shows it.
@@ -35,6 +36,63 @@ const DEFAULT_CONFIG: i8 = 5;
 /// IncrementalAlterConfigs operations.
 const SET: i8 = 0;
 const DELETE: i8 = 1;
+const APPEND: i8 = 2;
+const SUBTRACT: i8 = 3;
+
+/// Kafka's list-typed topic configs that Kavka has: the only ones APPEND and SUBTRACT
+/// apply to.
+const LIST_CONFIGS: &[&str] = &["cleanup.policy"];
+
+/// APPEND or SUBTRACT of `value`'s comma-separated items to or from `current` (the value
+/// in effect, an override or the default), as Kafka's IncrementalAlterConfigs: APPEND
+/// adds the items not there yet, SUBTRACT removes them (each must be there).
+fn list_op(op: i8, name: &str, current: &str, value: &str) -> Result<String, KafkaError> {
+    let verb = if op == APPEND { "APPEND" } else { "SUBTRACT" };
+    if !LIST_CONFIGS.contains(&name) {
+        return Err(KafkaError::new(
+            ErrorCode::InvalidConfig,
+            format!("{verb} is not allowed for config {name}: it is not a list"),
+        ));
+    }
+    let items = |s: &str| -> Vec<String> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    let mut list = items(current);
+    for item in items(value) {
+        match (op, list.iter().position(|i| *i == item)) {
+            (APPEND, None) => list.push(item),
+            (APPEND, Some(_)) => {}
+            (_, Some(at)) => {
+                list.remove(at);
+            }
+            (_, None) => {
+                return Err(KafkaError::new(
+                    ErrorCode::InvalidConfig,
+                    format!("cannot SUBTRACT '{item}' from {name}: its value is '{current}'"),
+                ));
+            }
+        }
+    }
+    Ok(list.join(","))
+}
+
+/// The value of topic config `name` in effect (its override, or the default).
+fn value_in_effect(broker: &Broker, topic: &str, name: &str) -> String {
+    let overrides = TopicName::new(topic.to_string())
+        .map(|t| broker.replicas.image().configs(&ConfigResource::Topic(t)))
+        .unwrap_or_default();
+    kavka_model::TopicConfig::from_stored(&overrides)
+        .0
+        .entries(&overrides)
+        .into_iter()
+        .find(|e| e.name == name)
+        .map(|e| e.value)
+        .unwrap_or_default()
+}
 
 fn unknown_type(t: i8) -> KafkaError {
     KafkaError::new(
@@ -245,17 +303,34 @@ pub(crate) async fn incremental_alter_configs(
                             set.insert(c.name.to_string(), v.to_string());
                         }
                         (DELETE, _) => delete.push(c.name.to_string()),
-                        (SET, None) => {
+                        (APPEND | SUBTRACT, Some(v)) => {
+                            let name = c.name.to_string();
+                            // A second operation on the key in one request builds on the first.
+                            let current = set.get(&name).cloned().unwrap_or_else(|| {
+                                value_in_effect(broker, r.resource_name.as_str(), &name)
+                            });
+                            match list_op(c.config_operation, &name, &current, v) {
+                                Ok(next) => {
+                                    set.insert(name, next);
+                                }
+                                Err(e) => refused = Some(e),
+                            }
+                        }
+                        (SET | APPEND | SUBTRACT, None) => {
                             refused = Some(KafkaError::new(
                                 ErrorCode::InvalidConfig,
-                                format!("SET of {} needs a value", c.name.as_str()),
+                                format!(
+                                    "operation {} on {} needs a value",
+                                    c.config_operation,
+                                    c.name.as_str()
+                                ),
                             ))
                         }
                         (op, _) => {
                             refused = Some(KafkaError::new(
                                 ErrorCode::InvalidRequest,
                                 format!(
-                                    "operation {op} on {} is not supported: use SET (0) or DELETE (1)",
+                                    "operation {op} on {} is not one of SET (0), DELETE (1), APPEND (2), SUBTRACT (3)",
                                     c.name.as_str()
                                 ),
                             ))
@@ -291,4 +366,66 @@ pub(crate) async fn incremental_alter_configs(
         });
     }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_and_subtract_work_on_lists_only() {
+        // (op, config, current, value) -> result or the error's words
+        type Case<'a> = (i8, &'a str, &'a str, &'a str, Result<&'a str, &'a str>);
+        let cases: &[Case] = &[
+            (
+                APPEND,
+                "cleanup.policy",
+                "delete",
+                "compact",
+                Ok("delete,compact"),
+            ),
+            (APPEND, "cleanup.policy", "delete", "delete", Ok("delete")),
+            (APPEND, "cleanup.policy", "", "compact", Ok("compact")),
+            (
+                SUBTRACT,
+                "cleanup.policy",
+                "compact,delete",
+                "delete",
+                Ok("compact"),
+            ),
+            (SUBTRACT, "cleanup.policy", "delete", "delete", Ok("")),
+            (
+                SUBTRACT,
+                "cleanup.policy",
+                "delete",
+                "compact",
+                Err("cannot SUBTRACT 'compact'"),
+            ),
+            (
+                APPEND,
+                "retention.ms",
+                "1000",
+                "2000",
+                Err("APPEND is not allowed"),
+            ),
+            (
+                SUBTRACT,
+                "retention.ms",
+                "1000",
+                "1000",
+                Err("SUBTRACT is not allowed"),
+            ),
+        ];
+        for &(op, name, current, value, want) in cases {
+            let got = list_op(op, name, current, value);
+            match (got, want) {
+                (Ok(v), Ok(w)) => assert_eq!(v, w, "{op} {name} {current} {value}"),
+                (Err(e), Err(words)) => {
+                    assert_eq!(e.code, ErrorCode::InvalidConfig);
+                    assert!(e.message.contains(words), "{e}");
+                }
+                (got, want) => panic!("{op} {name} {current} {value}: {got:?}, want {want:?}"),
+            }
+        }
+    }
 }
