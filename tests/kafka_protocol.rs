@@ -663,7 +663,18 @@ async fn join(
     assert_eq!(r.error_code, 0, "JoinGroup v{version} of {group}");
     assert_eq!(r.leader, r.member_id, "the only member leads");
     assert_eq!(r.members.len(), 1);
-    (r.member_id.to_string(), r.generation_id)
+    // Kafka's member ids: `<client.id>-<uuid>`, or `<group.instance.id>-<uuid>`.
+    let prefix = format!("{}-", instance.unwrap_or("raw-test"));
+    let id = r.member_id.to_string();
+    assert!(
+        id.strip_prefix(&prefix).is_some_and(|u| {
+            u.len() == 36
+                && u.chars().filter(|&c| c == '-').count() == 4
+                && u.chars().all(|c| c == '-' || c.is_ascii_hexdigit())
+        }),
+        "member id {id}"
+    );
+    (id, r.generation_id)
 }
 
 fn commit_req(
@@ -881,6 +892,34 @@ async fn group_apis_answer_every_version_and_refuse_bad_input() {
         )
         .await;
         assert_eq!(commit_code(&r), 22, "a commit from an old generation");
+        // Epoch -1 with a member id of its own (a KIP-848 consumer that assign()s) is a
+        // simple commit: refused while the group has members, taken when it has none or
+        // does not exist yet.
+        let r: OffsetCommitResponse = call(
+            &mut c,
+            ApiKey::OffsetCommit,
+            9,
+            &commit_req(&group, "assigned-by-hand", -1, "gt", 0, 1),
+        )
+        .await;
+        assert_eq!(commit_code(&r), 25, "a simple commit into a group with members");
+        let simple = format!("{group}-simple");
+        let r: OffsetCommitResponse = call(
+            &mut c,
+            ApiKey::OffsetCommit,
+            9,
+            &commit_req(&simple, "assigned-by-hand", -1, "gt", 0, 7),
+        )
+        .await;
+        assert_eq!(commit_code(&r), 0, "a simple commit with a member id of its own");
+        let r: DeleteGroupsResponse = call(
+            &mut c,
+            ApiKey::DeleteGroups,
+            2,
+            &DeleteGroupsRequest::default().with_groups_names(vec![gid(&simple)]),
+        )
+        .await;
+        assert_eq!(r.results[0].error_code, 0, "the simple group had no members");
         let r: OffsetCommitResponse = call(
             &mut c,
             ApiKey::OffsetCommit,

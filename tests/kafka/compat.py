@@ -130,6 +130,20 @@ def confluent(bootstrap, prefix):
     run(c, "APPEND and SUBTRACT a list-valued topic config (cleanup.policy)",
         ["IncrementalAlterConfigs", "DescribeConfigs"], list_configs)
 
+    def assigned_commit():
+        # KIP-848 consumer that assign()s: it commits with its own member id and epoch -1,
+        # outside any membership; Kafka takes that while the group has no members.
+        g = f"{prefix}-assigned"
+        cons = Consumer({"bootstrap.servers": bootstrap, "group.id": g,
+                         "group.protocol": "consumer", "enable.auto.commit": False})
+        cons.assign([TopicPartition(topic, 0)])
+        cons.commit(offsets=[TopicPartition(topic, 0, 1)], asynchronous=False)
+        got = cons.committed([TopicPartition(topic, 0)], timeout=TIMEOUT)[0].offset
+        cons.close()
+        return got == 1, got
+    run(c, "commit from an assign()ed KIP-848 consumer", ["OffsetCommit", "OffsetFetch"],
+        assigned_commit)
+
     def bad_config():
         inc = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[
             ConfigEntry("no.such.config", "1", incremental_operation=AlterConfigOpType.SET)])

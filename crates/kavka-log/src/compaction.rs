@@ -190,6 +190,10 @@ impl PartitionLog {
         let after = out.size();
         out.seal(true)?;
         drop(out);
+        // The segment in use keeps reading the old file until the cleaned one is open.
+        if let Some(seg) = self.segments.get_mut(&base) {
+            seg.pin()?;
+        }
         let (old, new) = (segment::paths(&self.dir, base), segment::paths(&work, base));
         for index in [&old.index, &old.time_index] {
             match std::fs::remove_file(index) {

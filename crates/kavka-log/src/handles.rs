@@ -18,7 +18,7 @@
 //! Must not depend on anything above the file system.
 
 use crate::error::{IoContext, LogError};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -39,6 +39,35 @@ struct State {
     /// Bumped on every use: an entry's stamp says how recently it was used.
     clock: u64,
     open: HashMap<u64, (Arc<File>, u64)>,
+    /// The same entries by stamp, least recently used first.
+    by_use: BTreeMap<u64, u64>,
+}
+
+impl State {
+    /// Stamps entry `id` as used now.
+    fn touch(&mut self, id: u64) -> Option<Arc<File>> {
+        self.clock += 1;
+        let now = self.clock;
+        let (file, used) = self.open.get_mut(&id)?;
+        self.by_use.remove(used);
+        *used = now;
+        self.by_use.insert(now, id);
+        Some(Arc::clone(file))
+    }
+
+    fn insert(&mut self, id: u64, file: Arc<File>) {
+        self.remove(id);
+        self.clock += 1;
+        let now = self.clock;
+        self.open.insert(id, (file, now));
+        self.by_use.insert(now, id);
+    }
+
+    fn remove(&mut self, id: u64) {
+        if let Some((_, used)) = self.open.remove(&id) {
+            self.by_use.remove(&used);
+        }
+    }
 }
 
 impl HandleCache {
@@ -61,40 +90,27 @@ impl HandleCache {
 
     /// The handle of segment `id`, opening `path` read-only when it is not held.
     pub(crate) fn get(&self, id: u64, path: &Path) -> Result<Arc<File>, LogError> {
-        {
-            let mut s = self.state();
-            s.clock += 1;
-            let now = s.clock;
-            if let Some((file, used)) = s.open.get_mut(&id) {
-                *used = now;
-                return Ok(Arc::clone(file));
-            }
+        if let Some(file) = self.state().touch(id) {
+            return Ok(file);
         }
         // Opened outside the lock: a slow disk delays only this read.
         let file = Arc::new(File::open(path).at(path)?);
         let mut s = self.state();
         let capacity = self.capacity.load(Ordering::Relaxed);
         self.evict_to(&mut s, capacity.saturating_sub(1));
-        s.clock += 1;
-        let now = s.clock;
-        s.open.insert(id, (Arc::clone(&file), now));
+        s.insert(id, Arc::clone(&file));
         Ok(file)
     }
 
     /// Closes segment `id`'s handle, if held.
     pub(crate) fn forget(&self, id: u64) {
-        self.state().open.remove(&id);
+        self.state().remove(id);
     }
 
     /// Closes least recently used handles until at most `keep` are held.
     fn evict_to(&self, s: &mut State, keep: usize) {
         while s.open.len() > keep {
-            let Some(oldest) = s
-                .open
-                .iter()
-                .min_by_key(|(_, (_, used))| *used)
-                .map(|(&id, _)| id)
-            else {
+            let Some((_, oldest)) = s.by_use.pop_first() else {
                 return;
             };
             s.open.remove(&oldest);

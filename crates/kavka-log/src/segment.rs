@@ -262,6 +262,13 @@ impl LogSegment {
         Ok(f)
     }
 
+    /// Holds a handle of its own to the `.log` file now at its path, so that it keeps
+    /// reading this file if another is renamed over it (compaction swapping in a
+    /// cleaned copy), until it is dropped.
+    pub(crate) fn pin(&mut self) -> Result<(), LogError> {
+        self.writer().map(|_| ())
+    }
+
     /// Closes every file of a segment that is no longer written.
     fn release(&mut self) {
         self.file = LogFile::Sealed;

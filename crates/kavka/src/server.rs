@@ -1277,9 +1277,15 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
                 .set_serving::<kavka_proto::v1::broker_service_server::BrokerServiceServer<BrokerService>>()
                 .await;
         }));
-        let mut ready = broker_ready_rx.clone();
-        let in_time = tokio::time::timeout(READY_TIMEOUT, ready.wait_for(|r| *r)).await;
-        if !matches!(in_time, Ok(Ok(_))) {
+        // Waits for readiness, but not past a server that already stopped (SIGTERM).
+        let deadline = std::time::Instant::now() + READY_TIMEOUT;
+        while !*broker_ready_rx.borrow()
+            && std::time::Instant::now() < deadline
+            && !server.is_finished()
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if !*broker_ready_rx.borrow() {
             tracing::warn!(timeout = ?READY_TIMEOUT, "broker still fenced: is the controller quorum reachable? Its client listeners serve once it is unfenced");
         }
     }

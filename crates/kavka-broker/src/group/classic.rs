@@ -1005,6 +1005,12 @@ impl Group {
         if let Some(c) = self.consumer.as_ref().filter(|c| !c.is_empty()) {
             return c.check_commit(&self.group_id, member_id, generation_id);
         }
+        if generation_id < 0 && self.members.is_empty() {
+            // Kafka's simple commit: generation (member epoch) -1 comes from an admin, or a
+            // consumer that assigns partitions itself (a KIP-848 one sends its own member
+            // id with it); accepted while the group has no members.
+            return Ok(());
+        }
         if generation_id < 0 && member_id.is_empty() {
             // A commit from outside the group (an admin or a consumer with manual
             // assignment): only while nobody is a member.

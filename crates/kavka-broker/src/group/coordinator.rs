@@ -243,12 +243,18 @@ impl GroupCoordinator {
     #[tracing::instrument(skip_all, fields(group = %req.group_id, member = %req.member_id))]
     pub async fn join(self: &Arc<Self>, req: JoinRequest) -> Result<Joined, KafkaError> {
         let group_id = req.group_id.clone();
+        // Kafka's form, `<client.id>-<uuid>` (a static member: `<group.instance.id>-<uuid>`):
+        // client-side assignors order members by id.
+        let prefix = req
+            .group_instance_id
+            .clone()
+            .unwrap_or_else(|| req.client_id.clone());
         let (p, (outcome, effects)) = self
             .with_group(&group_id, true, |g| {
                 g.join(
                     req,
                     &self.config,
-                    || format!("{}-{}", "member", uuid::Uuid::new_v4()),
+                    || format!("{prefix}-{}", uuid::Uuid::new_v4()),
                     Instant::now(),
                     now_ms(),
                 )

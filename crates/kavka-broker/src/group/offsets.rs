@@ -128,7 +128,8 @@ impl GroupCoordinator {
         generation_id: i32,
         offsets: Vec<OffsetCommit>,
     ) -> Result<Vec<PartitionOutcome>, KafkaError> {
-        let create = generation_id < 0 && member_id.is_empty();
+        // A simple commit (generation -1) may name a group that does not exist yet.
+        let create = generation_id < 0;
         let (partition, checked) = self
             .with_group(group_id, create, |g| {
                 g.check_commit(member_id, instance, generation_id)

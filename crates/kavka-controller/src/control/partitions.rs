@@ -141,11 +141,12 @@ fn serving<'a>(
     move |b| test(b) && electable.replica_online(b, topic, p)
 }
 
-/// Re-decides one partition with `live` and `ready` narrowed to its serving replicas;
-/// where that leaves no leader, as if none were offline (a replica that cannot open its
-/// log never outranks one that can, but where only such replicas are left, one leads and
-/// answers KAFKA_STORAGE_ERROR naming the cause, rather than the partition going
-/// leaderless with LEADER_NOT_AVAILABLE).
+/// Re-decides one partition with `live` and `ready` narrowed to its serving replicas. A
+/// replica that cannot open its log never outranks one that can, and never makes way for
+/// an unclean election: while a serving ISR (or ELR) member is live, the partition waits
+/// for it to be ready. Only where every live ISR/ELR member is offline does it go as if
+/// none were (one of them leads, answering KAFKA_STORAGE_ERROR naming the cause, rather
+/// than the partition going leaderless with LEADER_NOT_AVAILABLE, or out of sync).
 fn reelect_in(
     electable: &Electable,
     t: &TopicImage,
@@ -155,16 +156,29 @@ fn reelect_in(
     ready: &dyn Fn(BrokerId) -> bool,
     config: &TopicConfig,
 ) -> Target {
-    let target = reelect(
+    let online = |b: BrokerId| electable.replica_online(b, t.id, p);
+    if reg.replicas.iter().all(|&b| online(b)) {
+        return reelect(reg, live, ready, config);
+    }
+    let clean_only = TopicConfig {
+        unclean_leader_election_enable: false,
+        ..config.clone()
+    };
+    let narrowed = reelect(
         reg,
         &serving(electable, t.id, p, live),
         &serving(electable, t.id, p, ready),
-        config,
+        &clean_only,
     );
-    if target.leader == NO_LEADER {
-        return reelect(reg, live, ready, config);
+    let serving_member = reg
+        .isr
+        .iter()
+        .chain(&reg.eligible_leader_replicas)
+        .any(|&b| live(b) && online(b));
+    if narrowed.leader != NO_LEADER || serving_member {
+        return narrowed;
     }
-    target
+    reelect(reg, live, ready, config)
 }
 
 /// A broker reports replicas whose logs it cannot open (Kafka's failed log dir, per
@@ -984,13 +998,13 @@ mod tests {
                 &[],
             ),
             (
-                "no other ISR member ready: nothing changes",
+                "the other ISR member not ready yet: leaderless until it is",
                 &[1, 3],
                 1,
                 "1",
                 &[1],
-                1,
-                &[1, 3],
+                -1,
+                &[3],
                 &[],
             ),
             (
@@ -1042,12 +1056,32 @@ mod tests {
         let elsewhere: BTreeSet<(TopicId, PartitionId)> = [(TOPIC, PartitionId(7))].into();
         assert!(replicas_offline(&img, b(1), &elsewhere, &any()).is_empty());
 
+        // With unclean elections on, an offline last ISR member still leads: its log is
+        // whole, and an out-of-sync replica taking over would lose committed records.
+        let img = image(
+            3,
+            &[],
+            &[1, 2, 3],
+            &[1],
+            1,
+            &[("unclean.leader.election.enable", "true")],
+        );
+        assert!(replicas_offline(&img, b(1), &offline, &any()).is_empty());
+        // A serving ISR member that is not ready yet is waited for, not passed over for
+        // the offline one.
+        let img = image(3, &[], &[1, 2, 3], &[1, 2], -1, &[]);
+        let off = any().with_offline_replicas([(b(1), TOPIC, PartitionId(0))]);
+        let waiting = Electable::new(bs(&[1]), bs(&[1])).with_offline_replicas([(
+            b(1),
+            TOPIC,
+            PartitionId(0),
+        )]);
+        assert!(elect_offline(&img, &waiting).is_empty());
+        assert_eq!(apply(&img, &elect_offline(&img, &off)).leader, b(2));
+
         // An election prefers a replica that can serve; only where none is left does an
         // offline one lead (answering with the cause). The preferred election never
         // hands leadership to one.
-        let off = any().with_offline_replicas([(b(1), TOPIC, PartitionId(0))]);
-        let img = image(3, &[], &[1, 2, 3], &[1, 2], -1, &[]);
-        assert_eq!(apply(&img, &elect_offline(&img, &off)).leader, b(2));
         assert_eq!(apply(&img, &broker_returns(&img, b(1), &off)).leader, b(2));
         let img = image(3, &[], &[1, 2, 3], &[1], -1, &[]);
         assert_eq!(apply(&img, &elect_offline(&img, &off)).leader, b(1));

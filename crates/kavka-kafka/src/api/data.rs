@@ -125,6 +125,7 @@ pub(crate) async fn produce(broker: &Broker, req: ProduceRequest) -> Option<Prod
         ));
     }
     let mut responses = Vec::with_capacity(tasks.len());
+    let mut unknown = Vec::new();
     for (name, indexes, task) in tasks {
         let result = task.await.unwrap_or_else(|e| {
             Err(KafkaError::new(
@@ -132,14 +133,11 @@ pub(crate) async fn produce(broker: &Broker, req: ProduceRequest) -> Option<Prod
                 format!("produce failed: {e}"),
             ))
         });
-        // An unknown topic is created for the next try (auto.create.topics.enable); this
-        // answer stays UNKNOWN_TOPIC_OR_PARTITION, which producers retry after asking for
-        // metadata again.
         if broker.config.auto_create_topics_enable
             && super::metadata::may_auto_create(&name.0, &result)
             && kavka_model::TopicName::new(name.0.to_string()).is_ok()
         {
-            super::metadata::auto_create(broker, &[name.0.to_string()]).await;
+            unknown.push(name.0.to_string());
         }
         let partitions = match result {
             Ok(rs) => rs
@@ -156,6 +154,13 @@ pub(crate) async fn produce(broker: &Broker, req: ProduceRequest) -> Option<Prod
                 .with_name(name)
                 .with_partition_responses(partitions),
         );
+    }
+    // Unknown topics are created for the next try (auto.create.topics.enable), in one
+    // call; this answer stays UNKNOWN_TOPIC_OR_PARTITION, which producers retry after
+    // asking for metadata again. (Kafka creates topics on Metadata only; producers that
+    // skip it get them too.)
+    if !unknown.is_empty() {
+        super::metadata::auto_create(broker, &unknown).await;
     }
     (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
 }

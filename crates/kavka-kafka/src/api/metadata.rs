@@ -113,7 +113,7 @@ pub(crate) async fn metadata(
     listener: &str,
     req: MetadataRequest,
 ) -> MetadataResponse {
-    let image = broker.replicas.image();
+    let mut image = broker.replicas.image();
     // Asked by name, or (v10+) by topic id.
     let asked: Option<Vec<Result<String, uuid::Uuid>>> = req.topics.map(|ts| {
         ts.into_iter()
@@ -132,7 +132,7 @@ pub(crate) async fn metadata(
         None => image.topics().map(|t| t.name.to_string()).collect(),
         Some(v) => v.iter().filter_map(|r| r.as_ref().ok().cloned()).collect(),
     };
-    let live: Vec<BrokerId> = brokers(&image, listener, false)
+    let mut live: Vec<BrokerId> = brokers(&image, listener, false)
         .map(|(b, ..)| BrokerId(b.broker_id.0))
         .collect();
     let mut topics = Vec::new();
@@ -146,6 +146,10 @@ pub(crate) async fn metadata(
             .collect();
         if may_create && !unknown.is_empty() {
             let failed = auto_create(broker, &unknown).await;
+            image = broker.replicas.image();
+            live = brokers(&image, listener, false)
+                .map(|(b, ..)| BrokerId(b.broker_id.0))
+                .collect();
             (summaries, states) = broker.replicas.metadata(&names).await;
             for (name, s) in summaries.iter_mut() {
                 if let Some(e) = failed.get(name) {
