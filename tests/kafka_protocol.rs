@@ -902,7 +902,11 @@ async fn group_apis_answer_every_version_and_refuse_bad_input() {
             &commit_req(&group, "assigned-by-hand", -1, "gt", 0, 1),
         )
         .await;
-        assert_eq!(commit_code(&r), 25, "a simple commit into a group with members");
+        assert_eq!(
+            commit_code(&r),
+            25,
+            "a simple commit into a group with members"
+        );
         let simple = format!("{group}-simple");
         let r: OffsetCommitResponse = call(
             &mut c,
@@ -911,7 +915,11 @@ async fn group_apis_answer_every_version_and_refuse_bad_input() {
             &commit_req(&simple, "assigned-by-hand", -1, "gt", 0, 7),
         )
         .await;
-        assert_eq!(commit_code(&r), 0, "a simple commit with a member id of its own");
+        assert_eq!(
+            commit_code(&r),
+            0,
+            "a simple commit with a member id of its own"
+        );
         let r: DeleteGroupsResponse = call(
             &mut c,
             ApiKey::DeleteGroups,
@@ -919,7 +927,10 @@ async fn group_apis_answer_every_version_and_refuse_bad_input() {
             &DeleteGroupsRequest::default().with_groups_names(vec![gid(&simple)]),
         )
         .await;
-        assert_eq!(r.results[0].error_code, 0, "the simple group had no members");
+        assert_eq!(
+            r.results[0].error_code, 0,
+            "the simple group had no members"
+        );
         let r: OffsetCommitResponse = call(
             &mut c,
             ApiKey::OffsetCommit,
