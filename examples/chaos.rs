@@ -253,6 +253,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
             partitions: args.partitions,
             replication_factor: 3,
             configs: BTreeMap::from([("min.insync.replicas".into(), "2".into())]),
+            ..NewTopic::default()
         })
         .await?;
     println!(

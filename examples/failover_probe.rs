@@ -52,6 +52,7 @@ async fn main() -> anyhow::Result<()> {
             partitions: 3,
             replication_factor: 3,
             configs: BTreeMap::from([("min.insync.replicas".into(), "2".into())]),
+            ..NewTopic::default()
         })
         .await?;
     let mut gaps = Vec::new();
@@ -216,6 +217,7 @@ async fn preferred_freezes(rounds: usize, flush: &str) -> anyhow::Result<()> {
             partitions: 3,
             replication_factor: 3,
             configs: BTreeMap::from([("min.insync.replicas".into(), "2".into())]),
+            ..NewTopic::default()
         })
         .await?;
     let mut gaps = Vec::new();

@@ -1553,3 +1553,325 @@ async fn list_valued_configs_take_append_and_subtract() {
         assert_eq!(policy(&n, &t), "compact", "nothing changed");
     }
 }
+
+/// Replicas, leader and ISR of each partition of `topic`, from Metadata v12.
+async fn placement(c: &mut TcpStream, topic: &str) -> Vec<(Vec<i32>, i32, Vec<i32>)> {
+    let md: MetadataResponse = call(
+        c,
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(Some(vec![
+            metadata_request::MetadataRequestTopic::default().with_name(Some(TopicName(s(topic)))),
+        ])),
+    )
+    .await;
+    let mut parts: Vec<_> = md.topics[0]
+        .partitions
+        .iter()
+        .map(|p| {
+            (
+                p.partition_index,
+                p.replica_nodes.iter().map(|b| b.0).collect(),
+                p.leader_id.0,
+                p.isr_nodes.iter().map(|b| b.0).collect(),
+            )
+        })
+        .collect();
+    parts.sort_by_key(|p| p.0);
+    parts.into_iter().map(|(_, r, l, i)| (r, l, i)).collect()
+}
+
+fn manual(partitions: &[(i32, &[i32])]) -> Vec<create_topics_request::CreatableReplicaAssignment> {
+    partitions
+        .iter()
+        .map(|(p, brokers)| {
+            create_topics_request::CreatableReplicaAssignment::default()
+                .with_partition_index(*p)
+                .with_broker_ids(brokers.iter().map(|b| BrokerId(*b)).collect())
+        })
+        .collect()
+}
+
+fn in_order(partitions: &[&'static [i32]]) -> Vec<(i32, &'static [i32])> {
+    partitions
+        .iter()
+        .copied()
+        .zip(0..)
+        .map(|(b, p)| (p, b))
+        .collect()
+}
+
+async fn create_topic(
+    c: &mut TcpStream,
+    version: i16,
+    topic: create_topics_request::CreatableTopic,
+) -> (i16, String) {
+    let r: CreateTopicsResponse = call(
+        c,
+        ApiKey::CreateTopics,
+        version,
+        &CreateTopicsRequest::default()
+            .with_timeout_ms(30_000)
+            .with_topics(vec![topic]),
+    )
+    .await;
+    let t = &r.topics[0];
+    (
+        t.error_code,
+        t.error_message
+            .as_ref()
+            .map(|m| m.to_string())
+            .unwrap_or_default(),
+    )
+}
+
+async fn grow_topic(
+    c: &mut TcpStream,
+    version: i16,
+    topic: &str,
+    count: i32,
+    assignments: &[&[i32]],
+) -> (i16, String) {
+    let r: CreatePartitionsResponse = call(
+        c,
+        ApiKey::CreatePartitions,
+        version,
+        &CreatePartitionsRequest::default()
+            .with_timeout_ms(30_000)
+            .with_topics(vec![
+                create_partitions_request::CreatePartitionsTopic::default()
+                    .with_name(TopicName(s(topic)))
+                    .with_count(count)
+                    .with_assignments(Some(
+                        assignments
+                            .iter()
+                            .map(|b| {
+                                create_partitions_request::CreatePartitionsAssignment::default()
+                                    .with_broker_ids(b.iter().map(|b| BrokerId(*b)).collect())
+                            })
+                            .collect(),
+                    )),
+            ]),
+    )
+    .await;
+    let t = &r.results[0];
+    (
+        t.error_code,
+        t.error_message
+            .as_ref()
+            .map(|m| m.to_string())
+            .unwrap_or_default(),
+    )
+}
+
+/// Issue 17 item 3: CreateTopics and CreatePartitions with replicas chosen by the client
+/// (Kafka's manual assignment), at every advertised version, with Kafka's checks and
+/// errors, nothing created on a refusal; a fenced broker may be named as long as one
+/// replica is live, and stays out of the ISR; and `kavka topic create
+/// --replica-assignment`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_can_be_assigned_by_hand() {
+    let mut cluster =
+        kavka_harness::Cluster::start(&["controller,broker"; 3], &["--session-timeout-ms", "1500"])
+            .await
+            .unwrap();
+    let mut c = TcpStream::connect(cluster.nodes[0].kafka_addr())
+        .await
+        .unwrap();
+    let topic = |name: &str, assignments| {
+        create_topics_request::CreatableTopic::default()
+            .with_name(TopicName(s(name)))
+            .with_num_partitions(-1)
+            .with_replication_factor(-1)
+            .with_assignments(assignments)
+    };
+    for v in 2..=7i16 {
+        let name = format!("manual-v{v}");
+        let got = create_topic(
+            &mut c,
+            v,
+            topic(&name, manual(&in_order(&[&[2, 3, 1], &[3, 1, 2]]))),
+        )
+        .await;
+        assert_eq!(got.0, 0, "CreateTopics v{v}: {got:?}");
+        assert_eq!(
+            placement(&mut c, &name).await,
+            vec![
+                (vec![2, 3, 1], 2, vec![2, 3, 1]),
+                (vec![3, 1, 2], 3, vec![3, 1, 2])
+            ],
+            "v{v}: the replicas in the given order, the first leading"
+        );
+    }
+    for v in 0..=3i16 {
+        let name = format!("manual-v{}", v + 2);
+        let got = grow_topic(&mut c, v, &name, 3, &[&[1, 2, 3]]).await;
+        assert_eq!(got.0, 0, "CreatePartitions v{v}: {got:?}");
+        assert_eq!(
+            placement(&mut c, &name).await[2],
+            (vec![1, 2, 3], 1, vec![1, 2, 3]),
+            "v{v}"
+        );
+    }
+
+    // Refusals: (what, assignments, partitions, replication factor, code, words).
+    type Refusal = (
+        &'static str,
+        Vec<(i32, &'static [i32])>,
+        i32,
+        i16,
+        i16,
+        &'static str,
+    );
+    let bad: Vec<Refusal> = vec![
+        (
+            "dup",
+            in_order(&[&[1, 1, 2]]),
+            -1,
+            -1,
+            39,
+            "broker 1 more than once",
+        ),
+        (
+            "unknown",
+            in_order(&[&[1, 9]]),
+            -1,
+            -1,
+            39,
+            "broker 9, but no such broker",
+        ),
+        ("empty", in_order(&[&[]]), -1, -1, 39, "empty replica list"),
+        (
+            "uneven",
+            in_order(&[&[1, 2], &[3]]),
+            -1,
+            -1,
+            39,
+            "not consistent with previous",
+        ),
+        (
+            "gap",
+            vec![(0, &[1]), (2, &[2])],
+            -1,
+            -1,
+            39,
+            "consecutive 0-based",
+        ),
+        (
+            "twice",
+            vec![(0, &[1]), (0, &[2])],
+            -1,
+            -1,
+            39,
+            "multiple manual partition assignments",
+        ),
+        ("count", in_order(&[&[1]]), 1, -1, 42, "must be -1"),
+        ("factor", in_order(&[&[1]]), -1, 1, 42, "must be -1"),
+    ];
+    for (what, assignments, partitions, rf, code, words) in bad {
+        let name = format!("bad-{what}");
+        let got = create_topic(
+            &mut c,
+            7,
+            topic(&name, manual(&assignments))
+                .with_num_partitions(partitions)
+                .with_replication_factor(rf),
+        )
+        .await;
+        assert_eq!(got.0, code, "{what}: {got:?}");
+        assert!(got.1.contains(words), "{what}: {got:?}");
+        let md = metadata_for(&mut c, 12, false, &[&name]).await;
+        assert_eq!(md[0].1, 3, "{what}: nothing created: {md:?}");
+    }
+    for (what, count, assignments, words) in [
+        (
+            "too few",
+            5,
+            &[&[1, 2, 3][..]][..],
+            "add 2 additional partition(s), but only 1",
+        ),
+        (
+            "uneven",
+            4,
+            &[&[1, 2][..]][..],
+            "not consistent with previous partitions, which have 3",
+        ),
+        ("unknown", 4, &[&[1, 2, 7][..]][..], "broker 7"),
+    ] {
+        let got = grow_topic(&mut c, 3, "manual-v2", count, assignments).await;
+        assert_eq!(got.0, 39, "{what}: {got:?}");
+        assert!(got.1.contains(words), "{what}: {got:?}");
+        assert_eq!(placement(&mut c, "manual-v2").await.len(), 3, "{what}");
+    }
+
+    // The CLI, with Kafka's kafka-topics syntax; and its refusals.
+    let n1 = &cluster.nodes[0];
+    let out = n1.cli(&[
+        "topic",
+        "create",
+        "by-cli",
+        "--replica-assignment",
+        "3:1,1:2,2:3",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        placement(&mut c, "by-cli").await,
+        vec![
+            (vec![3, 1], 3, vec![3, 1]),
+            (vec![1, 2], 1, vec![1, 2]),
+            (vec![2, 3], 2, vec![2, 3])
+        ]
+    );
+    let out = n1.cli(&["topic", "create", "cli-bad", "--replica-assignment", "1:x"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("'x' is not a broker id"),
+        "{out:?}"
+    );
+    let out = n1.cli(&[
+        "topic",
+        "create",
+        "cli-bad",
+        "--replica-assignment",
+        "1:2",
+        "-p",
+        "2",
+    ]);
+    assert!(!out.status.success(), "{out:?}");
+    let out = n1.cli(&["topic", "create", "cli-bad", "--replica-assignment", "1:1"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("INVALID_REPLICA_ASSIGNMENT"),
+        "{out:?}"
+    );
+
+    // A fenced broker: refused alone, accepted beside live ones and kept out of the ISR.
+    cluster.node(3).kill();
+    let n1 = cluster.nodes[0].addr();
+    wait_until("broker 3 to be fenced", DEADLINE, || {
+        let out = kavka_harness::run_cli(&n1, &["cluster", "describe", "-o", "json"], b"");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let fenced = v["brokers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|b| b["id"] == 3 && b["fenced"] == true);
+        async move { fenced }
+    })
+    .await
+    .unwrap();
+    let got = create_topic(&mut c, 7, topic("fenced-only", manual(&in_order(&[&[3]])))).await;
+    assert_eq!(got.0, 39, "{got:?}");
+    assert!(got.1.contains("partition 0 are fenced"), "{got:?}");
+    let got = create_topic(
+        &mut c,
+        7,
+        topic("with-fenced", manual(&in_order(&[&[3, 1, 2]]))),
+    )
+    .await;
+    assert_eq!(got.0, 0, "{got:?}");
+    assert_eq!(
+        placement(&mut c, "with-fenced").await,
+        vec![(vec![3, 1, 2], 1, vec![1, 2])]
+    );
+}

@@ -62,6 +62,30 @@ def confluent(bootstrap, prefix):
             return "TOPIC_ALREADY_EXISTS" in str(e), e
     run(c, "create topic (and refuse a duplicate)", ["CreateTopics"], create)
 
+    def manual():
+        t = f"{prefix}-cf-manual"
+        admin.create_topics([NewTopic(t, 2, replica_assignment=[[2, 3, 1], [3, 1, 2]])],
+                            operation_timeout=TIMEOUT)[t].result(TIMEOUT)
+        admin.create_partitions([NewPartitions(t, 3, replica_assignment=[[1, 2, 3]])],
+                                operation_timeout=TIMEOUT)[t].result(TIMEOUT)
+        want = [[2, 3, 1], [3, 1, 2], [1, 2, 3]]
+        got, end = None, time.time() + TIMEOUT
+        while got != want and time.time() < end:
+            parts = admin.list_topics(t, timeout=TIMEOUT).topics[t].partitions
+            got = [parts[p].replicas for p in sorted(parts)]
+            if got != want:
+                time.sleep(0.1)
+        bad = f"{prefix}-cf-manual-bad"
+        try:
+            admin.create_topics([NewTopic(bad, 1, replica_assignment=[[1, 1, 2]])],
+                                operation_timeout=TIMEOUT)[bad].result(TIMEOUT)
+            return False, "a broker named twice was accepted"
+        except Exception as e:
+            refused = "INVALID_REPLICA_ASSIGNMENT" in str(e)
+        return got == want and refused and bad not in admin.list_topics(timeout=TIMEOUT).topics, (got, refused)
+    run(c, "create topic and partitions with a replica assignment (and refuse a bad one)",
+        ["CreateTopics", "CreatePartitions", "Metadata"], manual)
+
     def metadata():
         md = admin.list_topics(topic, timeout=TIMEOUT)
         t = md.topics[topic]

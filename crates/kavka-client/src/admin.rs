@@ -2,6 +2,7 @@
 
 use crate::connection::Client;
 use crate::error::ClientError;
+use kavka_model::BrokerId;
 use kavka_proto::conv::check;
 use kavka_proto::v1;
 use std::collections::BTreeMap;
@@ -14,6 +15,9 @@ pub struct NewTopic {
     /// 0: the broker's default.
     pub replication_factor: i32,
     pub configs: BTreeMap<String, String>,
+    /// The replicas of each partition in order, preferred leader first (Kafka's
+    /// `--replica-assignment`); when given, `partitions` is -1 and `replication_factor` 0.
+    pub assignment: Vec<Vec<BrokerId>>,
 }
 
 /// A described topic.
@@ -30,6 +34,15 @@ impl Client {
                     partitions: t.partitions,
                     replication_factor: t.replication_factor,
                     configs: t.configs.into_iter().collect(),
+                    assignments: t
+                        .assignment
+                        .into_iter()
+                        .zip(0..)
+                        .map(|(replicas, partition)| v1::ReplicaAssignment {
+                            partition,
+                            broker_ids: replicas.into_iter().map(|b| b.0).collect(),
+                        })
+                        .collect(),
                 }],
                 validate_only: false,
             })

@@ -139,7 +139,7 @@ impl DeadLetterQueue {
                 name: topic.to_string(),
                 partitions,
                 replication_factor: 0,
-                configs: Default::default(),
+                ..NewTopic::default()
             })
             .await
         {

@@ -132,6 +132,7 @@ async fn run() {
                 partitions,
                 replication_factor: 3,
                 configs: BTreeMap::new(),
+                assignments: vec![],
             }],
             defaults,
             || TopicId(uuid::Uuid::new_v4()),

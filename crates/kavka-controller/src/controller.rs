@@ -10,7 +10,7 @@ use crate::control::Decision;
 use crate::control::brokers::{self, Heartbeat, HeartbeatReply, RegisterBroker};
 use crate::control::liveness::{Electable, ElectionRules, SessionView};
 use crate::control::partitions::{self, AlterPartition};
-use crate::control::topics::{self, CreateTopic, TopicDefaults};
+use crate::control::topics::{self, CreateTopic, GrowTopic, TopicDefaults};
 use crate::quorum::{Quorum, QuorumError};
 use crate::types::{NodeId, VoterNode};
 use kavka_metadata::{MetadataImage, MetadataRecord, TopicId};
@@ -221,7 +221,7 @@ impl Controller {
 
     pub async fn create_partitions(
         &self,
-        requests: Vec<(String, i32)>,
+        requests: Vec<GrowTopic>,
     ) -> Result<Vec<Result<TopicId, KafkaError>>, ControllerError> {
         self.decide(|img| topics::create_partitions(img, &requests))
             .await

@@ -4,7 +4,7 @@
 
 use crate::control::brokers::{Heartbeat, RegisterBroker};
 use crate::control::partitions::AlterPartition;
-use crate::control::topics::CreateTopic;
+use crate::control::topics::{CreateTopic, GrowTopic};
 use crate::controller::{Controller, ControllerError};
 use crate::quorum::MetadataUpdate;
 use kavka_metadata::Endpoint;
@@ -146,6 +146,10 @@ fn parse_incarnation(s: &str) -> Result<uuid::Uuid, Status> {
     })
 }
 
+fn brokers(ids: &[i32]) -> Vec<BrokerId> {
+    ids.iter().copied().map(BrokerId).collect()
+}
+
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -164,6 +168,11 @@ impl Svc for ControllerService {
                 partitions: t.partitions,
                 replication_factor: t.replication_factor,
                 configs: t.configs.clone().into_iter().collect(),
+                assignments: t
+                    .assignments
+                    .iter()
+                    .map(|a| (PartitionId(a.partition), brokers(&a.broker_ids)))
+                    .collect(),
             })
             .collect();
         if inner.validate_only {
@@ -219,7 +228,15 @@ impl Svc for ControllerService {
         let asked = inner
             .topics
             .iter()
-            .map(|t| (t.name.clone(), t.count))
+            .map(|t| GrowTopic {
+                name: t.name.clone(),
+                count: t.count,
+                assignments: t
+                    .assignments
+                    .iter()
+                    .map(|a| brokers(&a.broker_ids))
+                    .collect(),
+            })
             .collect();
         match self.controller.create_partitions(asked).await {
             Ok(results) => Ok(Response::new(v1::CreatePartitionsResponse {

@@ -72,6 +72,7 @@ error_codes! {
     TopicAlreadyExists = 36, "TOPIC_ALREADY_EXISTS";
     InvalidPartitions = 37, "INVALID_PARTITIONS";
     InvalidReplicationFactor = 38, "INVALID_REPLICATION_FACTOR";
+    InvalidReplicaAssignment = 39, "INVALID_REPLICA_ASSIGNMENT";
     InvalidConfig = 40, "INVALID_CONFIG";
     NotController = 41, "NOT_CONTROLLER";
     InvalidRequest = 42, "INVALID_REQUEST";

@@ -185,6 +185,7 @@ impl GroupCoordinator {
                 ]
                 .into_iter()
                 .collect(),
+                assignments: vec![],
             }],
             validate_only: false,
         };

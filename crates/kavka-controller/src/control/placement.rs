@@ -8,7 +8,7 @@
 //! spread.
 
 use kavka_metadata::MetadataImage;
-use kavka_model::{BrokerId, ErrorCode, KafkaError};
+use kavka_model::{BrokerId, ErrorCode, KafkaError, PartitionId};
 use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -95,6 +95,58 @@ pub fn place(
     Ok(out)
 }
 
+/// Checks one partition's replica list as a client gave it (Kafka's manual assignment),
+/// with Kafka's rules and messages: not empty, no broker twice, every broker registered,
+/// as many replicas as `rf` (the other partitions' count), at least one unfenced. The
+/// answer is the ISR: the unfenced replicas in the given order, whose first leads.
+pub fn check_manual(
+    image: &MetadataImage,
+    partition: PartitionId,
+    replicas: &[BrokerId],
+    rf: Option<usize>,
+) -> Result<Vec<BrokerId>, KafkaError> {
+    let invalid = |msg: String| KafkaError::new(ErrorCode::InvalidReplicaAssignment, msg);
+    if replicas.is_empty() {
+        return Err(invalid(format!(
+            "the manual partition assignment for partition {} is an empty replica list",
+            partition.0
+        )));
+    }
+    let mut seen = BTreeSet::new();
+    for b in replicas {
+        if image.broker(*b).is_none() {
+            return Err(invalid(format!(
+                "the manual partition assignment includes broker {}, but no such broker is registered",
+                b.0
+            )));
+        }
+        if !seen.insert(*b) {
+            return Err(invalid(format!(
+                "the manual partition assignment includes the broker {} more than once",
+                b.0
+            )));
+        }
+    }
+    if let Some(rf) = rf.filter(|rf| *rf != replicas.len()) {
+        return Err(invalid(format!(
+            "the manual partition assignment includes a partition with {} replica(s), but this is not consistent with previous partitions, which have {rf} replica(s)",
+            replicas.len()
+        )));
+    }
+    let isr: Vec<BrokerId> = replicas
+        .iter()
+        .copied()
+        .filter(|b| image.broker(*b).is_some_and(|r| !r.fenced))
+        .collect();
+    if isr.is_empty() {
+        return Err(invalid(format!(
+            "all brokers specified in the manual partition assignment for partition {} are fenced",
+            partition.0
+        )));
+    }
+    Ok(isr)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,6 +226,40 @@ mod tests {
             assert!(!r.contains(&BrokerId(5)), "fenced broker placed: {r:?}");
             let racks: BTreeSet<bool> = r.iter().map(|b| b.0 <= 2).collect();
             assert_eq!(racks.len(), 2, "replicas share a rack: {r:?}");
+        }
+    }
+
+    #[test]
+    fn manual_assignments_are_checked_as_kafka_checks_them() {
+        // Brokers 1 and 2 live, 3 fenced; 4 never registered.
+        let img = image(&[(1, None, false), (2, None, false), (3, None, true)]);
+        let ids = |v: &[i32]| v.iter().map(|b| BrokerId(*b)).collect::<Vec<_>>();
+        // (replicas, rf of the other partitions, ISR or the words of the refusal)
+        type Isr = Result<Vec<i32>, &'static str>;
+        let table: Vec<(Vec<i32>, Option<usize>, Isr)> = vec![
+            (vec![2, 1], None, Ok(vec![2, 1])),
+            (vec![3, 1, 2], None, Ok(vec![1, 2])),
+            (vec![1, 2, 3], Some(3), Ok(vec![1, 2])),
+            (vec![], None, Err("empty replica list")),
+            (
+                vec![1, 4],
+                None,
+                Err("broker 4, but no such broker is registered"),
+            ),
+            (vec![1, 2, 1], None, Err("broker 1 more than once")),
+            (vec![1, 2], Some(3), Err("with 2 replica(s), but")),
+            (vec![3], None, Err("partition 7 are fenced")),
+        ];
+        for (replicas, rf, want) in table {
+            let got = check_manual(&img, PartitionId(7), &ids(&replicas), rf);
+            match (want, got) {
+                (Ok(isr), Ok(got)) => assert_eq!(got, ids(&isr), "{replicas:?}"),
+                (Err(words), Err(e)) => {
+                    assert_eq!(e.code, ErrorCode::InvalidReplicaAssignment, "{replicas:?}");
+                    assert!(e.message.contains(words), "{replicas:?}: {e}");
+                }
+                (want, got) => panic!("{replicas:?}: wanted {want:?}, got {got:?}"),
+            }
         }
     }
 

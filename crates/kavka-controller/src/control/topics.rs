@@ -1,11 +1,13 @@
 //! Topic creation and deletion, and topic config changes.
 
 use super::Decision;
-use super::placement::place;
+use super::placement::{check_manual, place};
 use kavka_metadata::{
-    ConfigResource, MetadataImage, MetadataRecord, PartitionRecord, TopicId, TopicRecord,
+    ConfigResource, MetadataImage, MetadataRecord, NO_LEADER, PartitionRecord, TopicId, TopicRecord,
 };
-use kavka_model::{ErrorCode, KafkaError, LeaderEpoch, PartitionId, TopicConfig, TopicName};
+use kavka_model::{
+    BrokerId, ErrorCode, KafkaError, LeaderEpoch, PartitionId, TopicConfig, TopicName,
+};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Most partitions one topic may have (each is a directory and open files on a broker).
@@ -19,6 +21,20 @@ pub struct CreateTopic {
     /// <= 0: `default_replication_factor` (capped at the live brokers, as Kafka's default).
     pub replication_factor: i32,
     pub configs: BTreeMap<String, String>,
+    /// Replicas chosen by the client for each partition, the preferred leader first
+    /// (Kafka's manual assignment); `partitions` and `replication_factor` are then unset
+    /// (-1, and -1 or 0). Empty: the controller places them.
+    pub assignments: Vec<(PartitionId, Vec<BrokerId>)>,
+}
+
+/// Grows a topic to `count` partitions (Kafka's CreatePartitions).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrowTopic {
+    pub name: String,
+    pub count: i32,
+    /// Replicas for each new partition in order, as the client chose them; empty: the
+    /// controller places them.
+    pub assignments: Vec<Vec<BrokerId>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,45 +117,27 @@ fn create_one(
         ));
     }
     seen.insert(name.clone());
-    let partitions = if req.partitions == -1 {
-        defaults.partitions
-    } else {
-        req.partitions
-    };
-    if partitions <= 0 || partitions > TOPIC_PARTITIONS_MAX {
-        return Err(KafkaError::new(
-            ErrorCode::InvalidPartitions,
-            format!(
-                "number of partitions must be between 1 and {TOPIC_PARTITIONS_MAX}, got {partitions}"
-            ),
-        ));
-    }
-    let live = image.unfenced_brokers().count() as i32;
-    let rf = if req.replication_factor <= 0 {
-        defaults.replication_factor.min(live.max(1))
-    } else {
-        req.replication_factor
-    };
     TopicConfig::from_overrides(&req.configs)
         .map_err(|e| KafkaError::new(ErrorCode::InvalidConfig, e.to_string()))?;
-    let assignment = place(image, partitions as usize, rf as usize)?;
+    let partitions = if req.assignments.is_empty() {
+        placed(image, req, defaults)?
+    } else {
+        assigned(image, req)?
+    };
 
     let topic_id = new_id();
     let mut records = vec![MetadataRecord::Topic(TopicRecord {
         name: name.clone(),
         topic_id,
     })];
-    for (p, replicas) in assignment.into_iter().enumerate() {
-        records.push(MetadataRecord::Partition(PartitionRecord {
-            topic_id,
-            partition: PartitionId(p as i32),
-            leader: replicas[0],
-            isr: replicas.clone(),
-            replicas,
-            leader_epoch: LeaderEpoch(0),
-            partition_epoch: 0,
-        }));
-    }
+    records.extend(
+        partitions
+            .into_iter()
+            .enumerate()
+            .map(|(p, (replicas, isr))| {
+                new_partition(topic_id, PartitionId(p as i32), replicas, isr)
+            }),
+    );
     for (k, v) in &req.configs {
         records.push(MetadataRecord::Config {
             resource: ConfigResource::Topic(name.clone()),
@@ -148,6 +146,105 @@ fn create_one(
         });
     }
     Ok((topic_id, records))
+}
+
+/// A new partition's replicas and ISR.
+type NewReplicas = (Vec<BrokerId>, Vec<BrokerId>);
+
+/// A new partition led by the first of its ISR.
+fn new_partition(
+    topic_id: TopicId,
+    partition: PartitionId,
+    replicas: Vec<BrokerId>,
+    isr: Vec<BrokerId>,
+) -> MetadataRecord {
+    MetadataRecord::Partition(PartitionRecord {
+        topic_id,
+        partition,
+        leader: isr.first().copied().unwrap_or(NO_LEADER),
+        isr,
+        replicas,
+        leader_epoch: LeaderEpoch(0),
+        partition_epoch: 0,
+    })
+}
+
+fn partition_count_in_range(partitions: i32) -> Result<(), KafkaError> {
+    if partitions <= 0 || partitions > TOPIC_PARTITIONS_MAX {
+        return Err(KafkaError::new(
+            ErrorCode::InvalidPartitions,
+            format!(
+                "number of partitions must be between 1 and {TOPIC_PARTITIONS_MAX}, got {partitions}"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Partitions placed by the controller from a count and replication factor.
+fn placed(
+    image: &MetadataImage,
+    req: &CreateTopic,
+    defaults: TopicDefaults,
+) -> Result<Vec<NewReplicas>, KafkaError> {
+    let partitions = if req.partitions == -1 {
+        defaults.partitions
+    } else {
+        req.partitions
+    };
+    partition_count_in_range(partitions)?;
+    let live = image.unfenced_brokers().count() as i32;
+    let rf = if req.replication_factor <= 0 {
+        defaults.replication_factor.min(live.max(1))
+    } else {
+        req.replication_factor
+    };
+    Ok(place(image, partitions as usize, rf as usize)?
+        .into_iter()
+        .map(|r| (r.clone(), r))
+        .collect())
+}
+
+/// Partitions as the client assigned them, checked as Kafka checks them.
+fn assigned(image: &MetadataImage, req: &CreateTopic) -> Result<Vec<NewReplicas>, KafkaError> {
+    if req.partitions != -1 || req.replication_factor > 0 {
+        return Err(KafkaError::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "a manual partition assignment was given, so the number of partitions and the replication factor must be -1, got {} and {}",
+                req.partitions, req.replication_factor
+            ),
+        ));
+    }
+    partition_count_in_range(i32::try_from(req.assignments.len()).unwrap_or(i32::MAX))?;
+    let mut by_partition: BTreeMap<PartitionId, NewReplicas> = BTreeMap::new();
+    let mut rf = None;
+    for (p, replicas) in &req.assignments {
+        if by_partition.contains_key(p) {
+            return Err(KafkaError::new(
+                ErrorCode::InvalidReplicaAssignment,
+                format!(
+                    "found multiple manual partition assignments for partition {}",
+                    p.0
+                ),
+            ));
+        }
+        let isr = check_manual(image, *p, replicas, rf)?;
+        rf = Some(replicas.len());
+        by_partition.insert(*p, (replicas.clone(), isr));
+    }
+    // Keys are distinct, so they are 0..n exactly when the last is n - 1.
+    if by_partition
+        .keys()
+        .enumerate()
+        .any(|(i, p)| p.0 != i as i32)
+    {
+        return Err(KafkaError::new(
+            ErrorCode::InvalidReplicaAssignment,
+            "partitions should be a consecutive 0-based integer sequence",
+        ));
+    }
+    Ok(by_partition.into_values().collect())
 }
 
 /// Deletes topics by name; one result per name.
@@ -178,18 +275,19 @@ pub fn delete_topics(
 }
 
 /// Grows topics to new partition counts (Kafka's CreatePartitions): the new partitions
-/// are placed like a new topic's, with the topic's replication factor; one result per
-/// request, in order. Existing partitions are untouched.
+/// are placed like a new topic's, with the topic's replication factor, or as the client
+/// assigned them; one result per request, in order. Existing partitions are untouched.
 pub fn create_partitions(
     image: &MetadataImage,
-    requests: &[(String, i32)],
+    requests: &[GrowTopic],
 ) -> Decision<Vec<Result<TopicId, KafkaError>>> {
     let mut records = Vec::new();
     let mut planned = image.clone();
     let mut seen = BTreeSet::new();
     let reply = requests
         .iter()
-        .map(|(name, count)| {
+        .map(|req| {
+            let GrowTopic { name, count, .. } = req;
             let topic = TopicName::new(name.clone())
                 .ok()
                 .and_then(|n| planned.topic_by_name(&n))
@@ -220,21 +318,34 @@ pub fn create_partitions(
                 .next()
                 .map_or(1, |p| p.replicas.len());
             let id = topic.id;
-            let assignment = place(&planned, (count - current) as usize, rf)?;
-            let new: Vec<MetadataRecord> = assignment
+            let added = (count - current) as usize;
+            let replicas: Vec<NewReplicas> = if req.assignments.is_empty() {
+                place(&planned, added, rf)?
+                    .into_iter()
+                    .map(|r| (r.clone(), r))
+                    .collect()
+            } else if req.assignments.len() != added {
+                return Err(KafkaError::new(
+                    ErrorCode::InvalidReplicaAssignment,
+                    format!(
+                        "attempted to add {added} additional partition(s), but only {} assignment(s) were specified",
+                        req.assignments.len()
+                    ),
+                ));
+            } else {
+                req.assignments
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| {
+                        let p = PartitionId(current + i as i32);
+                        Ok((r.clone(), check_manual(&planned, p, r, Some(rf))?))
+                    })
+                    .collect::<Result<_, KafkaError>>()?
+            };
+            let new: Vec<MetadataRecord> = replicas
                 .into_iter()
                 .enumerate()
-                .map(|(i, replicas)| {
-                    MetadataRecord::Partition(PartitionRecord {
-                        topic_id: id,
-                        partition: PartitionId(current + i as i32),
-                        leader: replicas[0],
-                        isr: replicas.clone(),
-                        replicas,
-                        leader_epoch: LeaderEpoch(0),
-                        partition_epoch: 0,
-                    })
-                })
+                .map(|(i, (r, isr))| new_partition(id, PartitionId(current + i as i32), r, isr))
                 .collect();
             planned = planned.replay(planned.offset + 1, &new).0;
             records.extend(new);
@@ -337,6 +448,15 @@ mod tests {
             partitions,
             replication_factor: rf,
             configs: BTreeMap::new(),
+            assignments: vec![],
+        }
+    }
+
+    fn grow(name: &str, count: i32) -> GrowTopic {
+        GrowTopic {
+            name: name.into(),
+            count,
+            assignments: vec![],
         }
     }
 
@@ -424,11 +544,7 @@ mod tests {
         let img = img.replay(img.offset + 1, &created.records).0;
         let d = create_partitions(
             &img,
-            &[
-                ("orders".into(), 5),
-                ("orders".into(), 6),
-                ("missing".into(), 3),
-            ],
+            &[grow("orders", 5), grow("orders", 6), grow("missing", 3)],
         );
         assert!(d.reply[0].is_ok());
         assert_eq!(
@@ -453,7 +569,7 @@ mod tests {
             assert_eq!(reg.leader, reg.replicas[0]);
         }
         for count in [5, 3, TOPIC_PARTITIONS_MAX + 1] {
-            let d = create_partitions(&img, &[("orders".into(), count)]);
+            let d = create_partitions(&img, &[grow("orders", count)]);
             assert_eq!(
                 d.reply[0].as_ref().unwrap_err().code,
                 ErrorCode::InvalidPartitions,

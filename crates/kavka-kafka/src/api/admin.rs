@@ -16,7 +16,6 @@ use kafka_protocol::messages::{
 use kavka_model::{ErrorCode, KafkaError};
 use kavka_proto::conv::from_status;
 use kavka_proto::v1::{self, admin_service_server::AdminService as _};
-use std::collections::HashMap;
 use tonic::Request;
 
 /// The per-topic outcome from a gRPC admin answer: its error, or the request's.
@@ -43,34 +42,29 @@ pub(crate) async fn create_topics(
     broker: &Broker,
     req: CreateTopicsRequest,
 ) -> CreateTopicsResponse {
-    let mut refused: HashMap<String, KafkaError> = HashMap::new();
-    let mut topics = Vec::new();
-    for t in &req.topics {
-        let name = t.name.0.to_string();
-        if !t.assignments.is_empty() {
-            refused.insert(
-                name,
-                KafkaError::new(
-                    ErrorCode::InvalidRequest,
-                    "manual replica assignment is not supported: give a partition count and replication factor",
-                ),
-            );
-            continue;
-        }
-        let mut configs = HashMap::new();
-        for c in &t.configs {
-            if let Some(v) = &c.value {
-                configs.insert(c.name.to_string(), v.to_string());
-            }
-        }
-        topics.push(v1::NewTopic {
-            name,
+    let topics: Vec<v1::NewTopic> = req
+        .topics
+        .iter()
+        .map(|t| v1::NewTopic {
+            name: t.name.0.to_string(),
             partitions: t.num_partitions,
             // Kafka's -1 is "the broker default"; ours is 0.
             replication_factor: i32::from(t.replication_factor.max(0)),
-            configs,
-        });
-    }
+            configs: t
+                .configs
+                .iter()
+                .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
+                .collect(),
+            assignments: t
+                .assignments
+                .iter()
+                .map(|a| v1::ReplicaAssignment {
+                    partition: a.partition_index,
+                    broker_ids: a.broker_ids.iter().map(|b| b.0).collect(),
+                })
+                .collect(),
+        })
+        .collect();
     let results = if topics.is_empty() {
         Ok(Vec::new())
     } else {
@@ -91,10 +85,7 @@ pub(crate) async fn create_topics(
         .map(|t| {
             let name = t.name.0.to_string();
             let result = CreatableTopicResult::default().with_name(t.name.clone());
-            match refused
-                .remove(&name)
-                .map_or_else(|| outcome(&results, &name), Err)
-            {
+            match outcome(&results, &name) {
                 Err(e) => {
                     let (code, msg) = error_parts(&e);
                     result
@@ -186,25 +177,22 @@ pub(crate) async fn create_partitions(
     broker: &Broker,
     req: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
-    let mut refused: HashMap<String, KafkaError> = HashMap::new();
-    let mut topics = Vec::new();
-    for t in &req.topics {
-        let name = t.name.0.to_string();
-        if t.assignments.is_some() {
-            refused.insert(
-                name,
-                KafkaError::new(
-                    ErrorCode::InvalidRequest,
-                    "manual replica assignment is not supported: give only the new count",
-                ),
-            );
-        } else {
-            topics.push(v1::CreatePartitionsTopic {
-                name,
-                count: t.count,
-            });
-        }
-    }
+    let topics: Vec<v1::CreatePartitionsTopic> = req
+        .topics
+        .iter()
+        .map(|t| v1::CreatePartitionsTopic {
+            name: t.name.0.to_string(),
+            count: t.count,
+            assignments: t
+                .assignments
+                .iter()
+                .flatten()
+                .map(|a| v1::ReplicaList {
+                    broker_ids: a.broker_ids.iter().map(|b| b.0).collect(),
+                })
+                .collect(),
+        })
+        .collect();
     let results = if topics.is_empty() {
         Ok(Vec::new())
     } else {
@@ -224,10 +212,7 @@ pub(crate) async fn create_partitions(
         .map(|t| {
             let name = t.name.0.to_string();
             let r = CreatePartitionsTopicResult::default().with_name(t.name);
-            match refused
-                .remove(&name)
-                .map_or_else(|| outcome(&results, &name), Err)
-            {
+            match outcome(&results, &name) {
                 Ok(_) => r,
                 Err(e) => {
                     let (code, msg) = error_parts(&e);

@@ -60,6 +60,7 @@ pub(crate) async fn auto_create(broker: &Broker, names: &[String]) -> HashMap<St
             partitions: -1,
             replication_factor: 0,
             configs: HashMap::new(),
+            assignments: vec![],
         })
         .collect();
     let answer = broker

@@ -4,7 +4,7 @@ use super::{OutputFormat, connect, parse_kv, print_json, table};
 use anyhow::bail;
 use clap::Subcommand;
 use kavka_client::{ClientError, NewTopic};
-use kavka_model::ErrorCode;
+use kavka_model::{BrokerId, ErrorCode};
 use serde_json::json;
 
 #[derive(Subcommand, Debug)]
@@ -18,6 +18,12 @@ pub enum TopicCommand {
         /// Replicas per partition (default: the broker's default).
         #[arg(long, short = 'r', default_value_t = 0)]
         replication_factor: i32,
+        /// The brokers of each partition instead of a count and factor, as Kafka's
+        /// kafka-topics: partitions split by ',', a partition's brokers by ':', preferred
+        /// leader first, e.g. 1:2:3,2:3:1.
+        #[arg(long, value_parser = parse_replica_assignment,
+              conflicts_with_all = ["partitions", "replication_factor"])]
+        replica_assignment: Option<ReplicaAssignment>,
         /// A topic config, e.g. --config retention.ms=60000 (repeatable).
         #[arg(long = "config", value_parser = parse_kv)]
         configs: Vec<(String, String)>,
@@ -65,6 +71,30 @@ pub enum TopicCommand {
     },
 }
 
+/// The replicas of each partition, preferred leader first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaAssignment(Vec<Vec<BrokerId>>);
+
+/// Kafka's `--replica-assignment` text: `1:2:3,2:3:1` is two partitions of three replicas.
+fn parse_replica_assignment(s: &str) -> Result<ReplicaAssignment, String> {
+    s.split(',')
+        .enumerate()
+        .map(|(p, replicas)| {
+            replicas
+                .split(':')
+                .map(|b| {
+                    b.trim().parse().map(BrokerId).map_err(|_| {
+                        format!(
+                            "partition {p}: '{b}' is not a broker id (expected e.g. 1:2:3,2:3:1)"
+                        )
+                    })
+                })
+                .collect()
+        })
+        .collect::<Result<_, _>>()
+        .map(ReplicaAssignment)
+}
+
 pub async fn run(bootstrap: &str, cmd: TopicCommand) -> anyhow::Result<()> {
     let mut client = connect(bootstrap).await?;
     match cmd {
@@ -72,6 +102,7 @@ pub async fn run(bootstrap: &str, cmd: TopicCommand) -> anyhow::Result<()> {
             name,
             partitions,
             replication_factor,
+            replica_assignment,
             configs,
             if_not_exists,
         } => {
@@ -81,6 +112,7 @@ pub async fn run(bootstrap: &str, cmd: TopicCommand) -> anyhow::Result<()> {
                     partitions,
                     replication_factor,
                     configs: configs.into_iter().collect(),
+                    assignment: replica_assignment.map(|a| a.0).unwrap_or_default(),
                 })
                 .await;
             match r {
@@ -269,5 +301,34 @@ pub fn human_bytes(b: u64) -> String {
         format!("{b} B")
     } else {
         format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replica_assignments_parse_as_kafka_writes_them() {
+        let ids = |v: &[&[i32]]| -> Vec<Vec<BrokerId>> {
+            v.iter()
+                .map(|p| p.iter().map(|b| BrokerId(*b)).collect())
+                .collect()
+        };
+        type Parsed = Result<Vec<Vec<BrokerId>>, &'static str>;
+        let table: Vec<(&str, Parsed)> = vec![
+            ("1:2:3,2:3:1", Ok(ids(&[&[1, 2, 3], &[2, 3, 1]]))),
+            ("3", Ok(ids(&[&[3]]))),
+            ("1, 2", Ok(ids(&[&[1], &[2]]))),
+            ("1:x", Err("partition 0: 'x' is not a broker id")),
+            ("1,,2", Err("partition 1: '' is not a broker id")),
+        ];
+        for (text, want) in table {
+            match (parse_replica_assignment(text), want) {
+                (Ok(got), Ok(want)) => assert_eq!(got.0, want, "{text}"),
+                (Err(got), Err(words)) => assert!(got.contains(words), "{text}: {got}"),
+                (got, want) => panic!("{text}: wanted {want:?}, got {got:?}"),
+            }
+        }
     }
 }
