@@ -118,6 +118,32 @@ def confluent(bootstrap, prefix):
     run(c, "describe and incrementally alter topic configs",
         ["DescribeConfigs", "IncrementalAlterConfigs"], configs)
 
+    def durability():
+        t = f"{prefix}-durable"
+        admin.create_topics([NewTopic(t, 1, 1, config={"flush.messages": "1"})])[t].result(TIMEOUT)
+        res = ConfigResource(ConfigResource.Type.TOPIC, t)
+        got = admin.describe_configs([res])[res].result(TIMEOUT)
+        # Kafka's ConfigSource numbers: 1 DYNAMIC_TOPIC_CONFIG, 5 DEFAULT_CONFIG.
+        source = lambda k: {1: "DYNAMIC_TOPIC_CONFIG", 5: "DEFAULT_CONFIG"}.get(
+            int(getattr(got[k].source, "value", got[k].source)), str(got[k].source))
+        described = {k: (got[k].value, source(k)) for k in
+                     ("flush.messages", "flush.ms", "remote.storage.enable", "segment.jitter.ms")}
+        want = {"flush.messages": ("1", "DYNAMIC_TOPIC_CONFIG"),
+                "flush.ms": ("9223372036854775807", "DEFAULT_CONFIG"),
+                "remote.storage.enable": ("false", "DEFAULT_CONFIG"),
+                "segment.jitter.ms": ("0", "DEFAULT_CONFIG")}
+        inc = ConfigResource(ConfigResource.Type.TOPIC, t, incremental_configs=[
+            ConfigEntry("remote.storage.enable", "true",
+                        incremental_operation=AlterConfigOpType.SET)])
+        try:
+            admin.incremental_alter_configs([inc])[inc].result(TIMEOUT)
+            return False, "remote.storage.enable=true was accepted"
+        except Exception as e:
+            refused = "INVALID_CONFIG" in str(e) and "tiered storage" in str(e)
+        return described == want and refused, (described, refused)
+    run(c, "per-topic durability and the whole topic-config set",
+        ["CreateTopics", "DescribeConfigs", "IncrementalAlterConfigs"], durability)
+
     def replace_configs():
         res = ConfigResource(ConfigResource.Type.TOPIC, topic,
                              set_config={"retention.ms": "7200000"})

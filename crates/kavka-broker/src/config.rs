@@ -2,6 +2,7 @@
 
 use kavka_log::FlushPolicy;
 use kavka_model::BrokerId;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// Kafka's `fetch.max.bytes` default: 55 MiB.
@@ -20,7 +21,8 @@ pub struct BrokerConfig {
     /// More endpoints to register, by name (the Kafka protocol's listeners, named
     /// `kafka:<LISTENER>`), as (name, advertised host, advertised port).
     pub extra_listeners: Vec<(String, String, u16)>,
-    /// `log.flush`: when an append counts as durable.
+    /// `--log-flush`: this broker's `flush.messages` and `flush.ms` for topics that set
+    /// neither (Kafka's `log.flush.interval.messages` and `log.flush.interval.ms`).
     pub flush: FlushPolicy,
     /// `num.partitions`: partitions for a topic created without a count.
     pub default_partitions: i32,
@@ -61,7 +63,7 @@ impl BrokerConfig {
             advertised_port: 9093,
             external_advertised: None,
             extra_listeners: Vec::new(),
-            flush: FlushPolicy::Replicated,
+            flush: FlushPolicy::REPLICATED,
             default_partitions: 1,
             retention_check_interval_ms: 300_000,
             rack: None,
@@ -75,5 +77,18 @@ impl BrokerConfig {
             replica_fetch_response_max_bytes: 10 * 1024 * 1024,
             hw_checkpoint_interval_ms: 1000,
         }
+    }
+
+    /// This broker's settings for every topic, as topic config overrides below each
+    /// topic's own: only those that differ from Kafka's defaults.
+    pub fn topic_defaults(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        if self.flush.messages != i64::MAX {
+            out.insert("flush.messages".into(), self.flush.messages.to_string());
+        }
+        if self.flush.ms != i64::MAX {
+            out.insert("flush.ms".into(), self.flush.ms.to_string());
+        }
+        out
     }
 }

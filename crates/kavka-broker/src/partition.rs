@@ -79,7 +79,10 @@ pub(crate) struct Partition {
     me: BrokerId,
     log: Mutex<PartitionLog>,
     commit: GroupCommit,
-    flush: FlushPolicy,
+    /// The topic's `flush.ms` (`i64::MAX`: none), read without the log lock by the flusher.
+    flush_ms: AtomicI64,
+    /// When the log was last fsynced (or found to have nothing to fsync), ms since epoch.
+    flushed_at_ms: AtomicI64,
     state: Mutex<ReplicaState>,
     high_watermark: AtomicI64,
     /// The leader epoch this follower last truncated for (-1: never).
@@ -100,7 +103,7 @@ impl Partition {
         config: LogConfig,
         checkpointed_hw: Option<Offset>,
     ) -> Result<Self, KafkaError> {
-        let flush = config.flush;
+        let flush_ms = config.flush.ms;
         let log = PartitionLog::open(dir, config).map_err(kafka_error)?;
         let end = log.log_end_offset();
         let hw = checkpointed_hw.unwrap_or(log.log_start_offset()).min(end);
@@ -109,7 +112,8 @@ impl Partition {
             topic_id,
             me,
             commit: GroupCommit::default(),
-            flush,
+            flush_ms: AtomicI64::new(flush_ms),
+            flushed_at_ms: AtomicI64::new(crate::now_ms()),
             state: Mutex::new(ReplicaState {
                 role: Role::None,
                 leader_epoch: LeaderEpoch(-1),
@@ -152,6 +156,7 @@ impl Partition {
     ) -> Role {
         let mut log = self.lock();
         if *log.config() != config {
+            self.flush_ms.store(config.flush.ms, Ordering::Relaxed);
             log.set_config(config);
         }
         let mut st = self.state();
@@ -285,7 +290,7 @@ impl Partition {
     ) -> Result<(AppendInfo, LeaderEpoch), KafkaError> {
         let this = Arc::clone(self);
         blocking(move || {
-            let (info, epoch) = {
+            let (info, epoch, flush) = {
                 let mut log = this.lock();
                 let st = this.state();
                 this.check_leader(&st, acks_all)?;
@@ -293,12 +298,13 @@ impl Partition {
                     .append_as_leader(records, st.leader_epoch, log_append_time, crate::now_ms())
                     .map_err(kafka_error)?;
                 this.advance_hw(&log, &st);
-                (info, st.leader_epoch)
+                (info, st.leader_epoch, log.config().flush)
             };
-            if this.flush == FlushPolicy::Fsync {
-                this.commit
-                    .wait_durable(info.last_offset.next(), || this.lock().sync_point())
-                    .map_err(kafka_error)?;
+            // flush.messages: 1 syncs every append before its answer (group commit);
+            // N syncs the append that leaves N messages unsynced.
+            let end = info.last_offset.next();
+            if flush.due_by_count(end.0 - this.commit.durable_end().0) {
+                this.sync_to(end)?;
             }
             Ok((info, epoch))
         })
@@ -696,6 +702,43 @@ impl Partition {
         })
         .await
         .unwrap_or(0)
+    }
+
+    /// Every offset below this is fsynced.
+    pub(crate) fn durable_end(&self) -> Offset {
+        self.commit.durable_end()
+    }
+
+    /// fsyncs every offset below `end` (shared with concurrent callers) and notes when.
+    fn sync_to(&self, end: Offset) -> Result<(), KafkaError> {
+        self.commit
+            .wait_durable(end, || self.lock().sync_point())
+            .map_err(kafka_error)?;
+        self.flushed_at_ms.store(crate::now_ms(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// `flush.ms`: fsyncs the log if data has waited unsynced that long since the last
+    /// fsync; answers whether it did. Cheap when the topic sets no `flush.ms`.
+    pub(crate) async fn flush_if_due(self: &Arc<Self>, now_ms: i64) -> Result<bool, KafkaError> {
+        let flush = FlushPolicy {
+            messages: i64::MAX,
+            ms: self.flush_ms.load(Ordering::Relaxed),
+        };
+        if !flush.due_by_age(now_ms - self.flushed_at_ms.load(Ordering::Relaxed)) {
+            return Ok(false);
+        }
+        let this = Arc::clone(self);
+        blocking(move || {
+            let end = this.lock().log_end_offset();
+            if this.commit.durable_end() >= end {
+                this.flushed_at_ms.store(now_ms, Ordering::Relaxed);
+                return Ok(false);
+            }
+            this.sync_to(end)?;
+            Ok(true)
+        })
+        .await
     }
 
     pub(crate) async fn enforce_retention(self: &Arc<Self>) -> Result<usize, KafkaError> {

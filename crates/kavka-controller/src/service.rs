@@ -14,6 +14,7 @@ use kavka_proto::v1::{
     self, controller_service_client::ControllerServiceClient,
     controller_service_server::ControllerService as Svc,
 };
+use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -274,14 +275,16 @@ impl Svc for ControllerService {
         {
             Ok(overrides) => {
                 // Committed: described as stored (values from before today's rules too).
+                // (Brokers' own defaults, e.g. flush.messages, are theirs to describe.)
                 let (config, _) = TopicConfig::from_stored(&overrides);
                 let configs = config
-                    .entries(&overrides)
+                    .entries(&BTreeMap::new(), &overrides)
                     .into_iter()
                     .map(|c| v1::ConfigEntry {
                         name: c.name.to_string(),
+                        is_default: c.is_default(),
+                        source: c.source.name().to_string(),
                         value: c.value,
-                        is_default: c.is_default,
                     })
                     .collect();
                 Ok(Response::new(v1::AlterConfigsResponse { configs }))

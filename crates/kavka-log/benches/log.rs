@@ -45,7 +45,7 @@ fn append(c: &mut Criterion) {
     let bytes = batch();
     let mut g = c.benchmark_group("log");
     g.throughput(Throughput::Bytes(bytes.len() as u64));
-    for flush in [FlushPolicy::Replicated, FlushPolicy::Fsync] {
+    for flush in [FlushPolicy::REPLICATED, FlushPolicy::FSYNC] {
         let dir = bench_dir();
         let mut log =
             PartitionLog::open(dir.path(), config(flush)).unwrap_or_else(|e| panic!("{e}"));
@@ -55,7 +55,7 @@ fn append(c: &mut Criterion) {
                 let info = log
                     .append_as_leader(&bytes[..], LeaderEpoch(0), None, 0)
                     .unwrap_or_else(|e| panic!("{e}"));
-                if flush == FlushPolicy::Fsync {
+                if flush == FlushPolicy::FSYNC {
                     commit
                         .wait_durable(info.last_offset.next(), || log.sync_point())
                         .unwrap_or_else(|e| panic!("{e}"));
@@ -73,7 +73,7 @@ fn append(c: &mut Criterion) {
         let dir = bench_dir();
         let config = LogConfig {
             segment_bytes,
-            ..config(FlushPolicy::Replicated)
+            ..config(FlushPolicy::REPLICATED)
         };
         let mut log = PartitionLog::open(dir.path(), config).unwrap_or_else(|e| panic!("{e}"));
         for _ in 0..4096 {

@@ -1,4 +1,4 @@
-//! What the log needs from a topic's configs, plus the broker's durability policy.
+//! What the log needs from a topic's configs (the broker's defaults applied).
 
 use crate::durability::FlushPolicy;
 use kavka_model::{CleanupPolicy, DirtyRatio, TopicConfig};
@@ -32,12 +32,12 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig::from_topic(&TopicConfig::default(), FlushPolicy::Replicated)
+        LogConfig::from_topic(&TopicConfig::default())
     }
 }
 
 impl LogConfig {
-    pub fn from_topic(t: &TopicConfig, flush: FlushPolicy) -> Self {
+    pub fn from_topic(t: &TopicConfig) -> Self {
         Self {
             // A segment's positions are u32 (as Kafka's are i32).
             segment_bytes: t.effective_segment_bytes().min(i32::MAX as u64),
@@ -46,7 +46,10 @@ impl LogConfig {
             retention_bytes: t.retention_bytes,
             index_interval_bytes: t.index_interval_bytes,
             max_message_bytes: t.max_message_bytes,
-            flush,
+            flush: FlushPolicy {
+                messages: t.flush_messages,
+                ms: t.flush_ms,
+            },
             delete: t.cleanup_policy.deletes(),
             compact: matches!(
                 t.cleanup_policy,

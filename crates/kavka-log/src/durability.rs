@@ -7,33 +7,72 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-/// When an append counts as durable on this broker (`log.flush`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum FlushPolicy {
-    /// Acknowledged once written to the OS page cache (and, with replication, to the
-    /// ISR's page caches): Kafka's default. Survives a process crash; a power loss on
-    /// every replica at once can lose the unflushed tail.
-    #[default]
-    Replicated,
-    /// Acknowledged only after an fsync covering the append (group commit): survives
-    /// a power loss of this machine.
-    Fsync,
+/// When appended data is fsynced: Kafka's `flush.messages` and `flush.ms`, per topic,
+/// with this broker's `--log-flush` as the default for every topic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlushPolicy {
+    /// fsync once this many messages are not on disk; 1: every append is on disk before
+    /// it is acknowledged. `i64::MAX`: never for this reason.
+    pub messages: i64,
+    /// fsync what has waited this long; `i64::MAX`: never for this reason.
+    pub ms: i64,
+}
+
+impl Default for FlushPolicy {
+    fn default() -> Self {
+        Self::REPLICATED
+    }
 }
 
 impl FlushPolicy {
+    /// Acknowledged once written to the OS page cache (and, with replication, to the
+    /// ISR's page caches): Kafka's default. Survives a process crash; a power loss on
+    /// every replica at once can lose the unflushed tail.
+    pub const REPLICATED: Self = Self {
+        messages: i64::MAX,
+        ms: i64::MAX,
+    };
+    /// Acknowledged only after an fsync covering the append (group commit): survives
+    /// a power loss of this machine.
+    pub const FSYNC: Self = Self {
+        messages: 1,
+        ms: i64::MAX,
+    };
+
+    /// `--log-flush`'s names.
     pub fn from_name(s: &str) -> Option<Self> {
         match s {
-            "replicated" => Some(FlushPolicy::Replicated),
-            "fsync" => Some(FlushPolicy::Fsync),
+            "replicated" => Some(Self::REPLICATED),
+            "fsync" => Some(Self::FSYNC),
             _ => None,
         }
     }
 
+    /// `--log-flush`'s name for this policy, or `interval` for any other.
     pub fn name(self) -> &'static str {
-        match self {
-            FlushPolicy::Replicated => "replicated",
-            FlushPolicy::Fsync => "fsync",
+        if self == Self::REPLICATED {
+            "replicated"
+        } else if self.every_append() {
+            "fsync"
+        } else {
+            "interval"
         }
+    }
+
+    /// Every append is on disk before it is acknowledged.
+    pub fn every_append(self) -> bool {
+        self.messages <= 1
+    }
+
+    /// An append leaving `unflushed` messages not yet on disk must be fsynced before it
+    /// is acknowledged.
+    pub fn due_by_count(self, unflushed: i64) -> bool {
+        unflushed >= self.messages
+    }
+
+    /// What was appended `age_ms` ago and is not yet on disk must be fsynced now.
+    pub fn due_by_age(self, age_ms: i64) -> bool {
+        self.ms != i64::MAX && age_ms >= self.ms
     }
 }
 

@@ -1,7 +1,7 @@
 //! `PartitionLog`: one partition's segments, appends, reads, truncation and retention.
 
 use crate::config::LogConfig;
-use crate::durability::{FlushPolicy, SyncPoint};
+use crate::durability::SyncPoint;
 use crate::epoch::LeaderEpochCache;
 use crate::error::{IoContext, LogError};
 use crate::producer_state::{Duplicate, ProducerStates};
@@ -76,7 +76,7 @@ impl PartitionLog {
             }
         }
         bases.sort();
-        let fsync = config.flush == FlushPolicy::Fsync;
+        let fsync = config.flush.every_append();
         let mut segments = BTreeMap::new();
         let mut prev_end: Option<(Offset, PathBuf)> = None;
         for (i, &base) in bases.iter().enumerate() {
@@ -183,7 +183,7 @@ impl PartitionLog {
 
     fn save_producers(&self) -> Result<(), LogError> {
         let (at, states) = &self.producers_at_active;
-        states.save(&self.dir, *at, self.config.flush == FlushPolicy::Fsync)
+        states.save(&self.dir, *at, self.config.flush.every_append())
     }
 
     /// How many idempotent producers the partition knows.
@@ -390,7 +390,7 @@ impl PartitionLog {
     }
 
     fn roll_at(&mut self, base: Offset) -> Result<(), LogError> {
-        let fsync = self.config.flush == FlushPolicy::Fsync;
+        let fsync = self.config.flush.every_append();
         self.active_mut().seal(fsync)?;
         let seg = LogSegment::create(&self.dir, base, self.config.index_interval_bytes)?;
         if fsync {

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 
 use bytes::Bytes;
-use kavka_log::{FlushPolicy, LogConfig, PartitionLog};
+use kavka_log::{LogConfig, PartitionLog};
 use kavka_model::{LeaderEpoch, Offset, TopicConfig};
 use kavka_record::{Compression, Record, RecordBatch};
 use proptest::prelude::*;
@@ -17,10 +17,7 @@ fn config(overrides: &[(&str, &str)]) -> LogConfig {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let mut c = LogConfig::from_topic(
-        &TopicConfig::from_overrides(&o).unwrap(),
-        FlushPolicy::Replicated,
-    );
+    let mut c = LogConfig::from_topic(&TopicConfig::from_overrides(&o).unwrap());
     c.index_interval_bytes = 128;
     c
 }

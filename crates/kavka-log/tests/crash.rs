@@ -24,7 +24,7 @@ fn config() -> LogConfig {
         retention_bytes: -1,
         index_interval_bytes: 1024,
         max_message_bytes: 1 << 20,
-        flush: FlushPolicy::Fsync,
+        flush: FlushPolicy::FSYNC,
         ..LogConfig::default()
     }
 }

@@ -18,7 +18,7 @@ fn config(segment_bytes: u64) -> LogConfig {
         retention_bytes: -1,
         index_interval_bytes: 256,
         max_message_bytes: 1 << 20,
-        flush: FlushPolicy::Replicated,
+        flush: FlushPolicy::REPLICATED,
         ..LogConfig::default()
     }
 }

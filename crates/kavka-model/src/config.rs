@@ -77,6 +77,11 @@ pub struct TopicConfig {
     pub min_cleanable_dirty_ratio: DirtyRatio,
     /// A record stays uncompacted for at least this long after it was written.
     pub min_compaction_lag_ms: i64,
+    /// fsync once this many messages are not yet on disk; 1: before every
+    /// acknowledgement. `i64::MAX` (Kafka's default): never for this reason.
+    pub flush_messages: i64,
+    /// fsync data older than this; `i64::MAX` (Kafka's default): never for this reason.
+    pub flush_ms: i64,
 }
 
 /// `min.cleanable.dirty.ratio`: a share in [0, 1] (never NaN, so it is `Eq`).
@@ -124,6 +129,31 @@ impl Default for TopicConfig {
             delete_retention_ms: 24 * 60 * 60 * 1000,
             min_cleanable_dirty_ratio: DirtyRatio(0.5),
             min_compaction_lag_ms: 0,
+            flush_messages: i64::MAX,
+            flush_ms: i64::MAX,
+        }
+    }
+}
+
+/// Where a config's value comes from, as Kafka's DescribeConfigs says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// Kafka's default (DEFAULT_CONFIG).
+    Default,
+    /// This broker's setting for every topic (STATIC_BROKER_CONFIG), e.g. `flush.messages`
+    /// from `--log-flush fsync`.
+    Broker,
+    /// The topic's own override (DYNAMIC_TOPIC_CONFIG).
+    Topic,
+}
+
+impl ConfigSource {
+    /// Kafka's name for the source.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConfigSource::Default => "DEFAULT_CONFIG",
+            ConfigSource::Broker => "STATIC_BROKER_CONFIG",
+            ConfigSource::Topic => "DYNAMIC_TOPIC_CONFIG",
         }
     }
 }
@@ -133,13 +163,71 @@ impl Default for TopicConfig {
 pub struct ConfigEntry {
     pub name: &'static str,
     pub value: String,
-    pub is_default: bool,
+    pub source: ConfigSource,
 }
+
+impl ConfigEntry {
+    /// Not set on the topic itself.
+    pub fn is_default(&self) -> bool {
+        self.source != ConfigSource::Topic
+    }
+}
+
+/// Topic configs Kafka 4 defines for features Kavka has not built: described with
+/// Kafka's default, and refused when set to anything else, saying why, rather than
+/// stored and ignored. (name, Kafka's default, what is missing)
+pub const NOT_BUILT: &[(&str, &str, &str)] = &[
+    (
+        "compression.gzip.level",
+        "-1",
+        "per-codec compression levels",
+    ),
+    ("compression.lz4.level", "9", "per-codec compression levels"),
+    (
+        "compression.zstd.level",
+        "3",
+        "per-codec compression levels",
+    ),
+    (
+        "file.delete.delay.ms",
+        "60000",
+        "delayed deletion of segment files",
+    ),
+    (
+        "follower.replication.throttled.replicas",
+        "",
+        "replication throttling",
+    ),
+    (
+        "leader.replication.throttled.replicas",
+        "",
+        "replication throttling",
+    ),
+    ("local.retention.bytes", "-2", "tiered storage"),
+    ("local.retention.ms", "-2", "tiered storage"),
+    (
+        "max.compaction.lag.ms",
+        "9223372036854775807",
+        "a maximum compaction lag",
+    ),
+    ("preallocate", "false", "segment preallocation"),
+    ("remote.log.copy.disable", "false", "tiered storage"),
+    ("remote.log.delete.on.disable", "false", "tiered storage"),
+    ("remote.storage.enable", "false", "tiered storage"),
+    (
+        "segment.index.bytes",
+        "10485760",
+        "a size bound for offset indexes",
+    ),
+    ("segment.jitter.ms", "0", "segment roll jitter"),
+];
 
 pub const KEYS: &[&str] = &[
     "cleanup.policy",
     "compression.type",
     "delete.retention.ms",
+    "flush.messages",
+    "flush.ms",
     "index.interval.bytes",
     "max.message.bytes",
     "message.timestamp.after.max.ms",
@@ -190,9 +278,23 @@ impl TopicConfig {
         (config, skipped)
     }
 
+    /// Configs as stored, over this broker's settings for every topic (`broker`, e.g.
+    /// `flush.messages` from `--log-flush`), read leniently as `from_stored`.
+    pub fn from_stored_over(
+        broker: &BTreeMap<String, String>,
+        overrides: &BTreeMap<String, String>,
+    ) -> (Self, Vec<ConfigError>) {
+        let mut layered = broker.clone();
+        layered.extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Self::from_stored(&layered)
+    }
+
     /// Checks a key without a value (for deletes of overrides).
     pub fn check_key(key: &str) -> Result<(), ConfigError> {
-        if KEYS.contains(&key) || INTERNAL_KEYS.contains(&key) {
+        if KEYS.contains(&key)
+            || INTERNAL_KEYS.contains(&key)
+            || NOT_BUILT.iter().any(|(k, ..)| *k == key)
+        {
             Ok(())
         } else {
             Err(unknown(key))
@@ -219,6 +321,8 @@ impl TopicConfig {
             "segment.ms" => self.segment_ms = parse_at_least(value, 1, &bad)?,
             "delete.retention.ms" => self.delete_retention_ms = parse_at_least(value, 0, &bad)?,
             "min.compaction.lag.ms" => self.min_compaction_lag_ms = parse_at_least(value, 0, &bad)?,
+            "flush.messages" => self.flush_messages = parse_at_least(value, 1, &bad)?,
+            "flush.ms" => self.flush_ms = parse_at_least(value, 0, &bad)?,
             "message.timestamp.before.max.ms" => {
                 self.message_timestamp_before_max_ms = parse_at_least(value, 0, &bad)?
             }
@@ -284,7 +388,16 @@ impl TopicConfig {
                     _ => return Err(bad("expected CreateTime or LogAppendTime")),
                 }
             }
-            _ => return Err(unknown(key)),
+            _ => match NOT_BUILT.iter().find(|(k, ..)| *k == key) {
+                // Kafka's default changes nothing: tools that set every config may send it.
+                Some((_, default, _)) if value.trim() == *default => {}
+                Some((_, default, why)) => {
+                    return Err(bad(&format!(
+                        "{why} is not built in Kavka yet: only Kafka's default {default:?} is accepted"
+                    )));
+                }
+                None => return Err(unknown(key)),
+            },
         }
         Ok(())
     }
@@ -294,15 +407,38 @@ impl TopicConfig {
         self.internal_segment_bytes.unwrap_or(self.segment_bytes)
     }
 
-    /// Every config with its current value, marking those equal to Kafka's default.
-    pub fn entries(&self, overrides: &BTreeMap<String, String>) -> Vec<ConfigEntry> {
-        KEYS.iter()
+    /// Every config Kafka defines with its value in effect and where that comes from:
+    /// the topic's `overrides`, this `broker`'s settings for every topic, or Kafka's
+    /// default. Sorted by name.
+    pub fn entries(
+        &self,
+        broker: &BTreeMap<String, String>,
+        overrides: &BTreeMap<String, String>,
+    ) -> Vec<ConfigEntry> {
+        let source = |name: &str| {
+            if overrides.contains_key(name) {
+                ConfigSource::Topic
+            } else if broker.contains_key(name) {
+                ConfigSource::Broker
+            } else {
+                ConfigSource::Default
+            }
+        };
+        let mut entries: Vec<ConfigEntry> = KEYS
+            .iter()
             .map(|&name| ConfigEntry {
                 name,
                 value: self.value_of(name),
-                is_default: !overrides.contains_key(name),
+                source: source(name),
             })
-            .collect()
+            .chain(NOT_BUILT.iter().map(|&(name, default, _)| ConfigEntry {
+                name,
+                value: default.to_string(),
+                source: source(name),
+            }))
+            .collect();
+        entries.sort_by_key(|e| e.name);
+        entries
     }
 
     fn value_of(&self, key: &str) -> String {
@@ -313,6 +449,8 @@ impl TopicConfig {
             "segment.ms" => self.segment_ms.to_string(),
             "delete.retention.ms" => self.delete_retention_ms.to_string(),
             "min.compaction.lag.ms" => self.min_compaction_lag_ms.to_string(),
+            "flush.messages" => self.flush_messages.to_string(),
+            "flush.ms" => self.flush_ms.to_string(),
             "message.timestamp.before.max.ms" => self.message_timestamp_before_max_ms.to_string(),
             "message.timestamp.after.max.ms" => self.message_timestamp_after_max_ms.to_string(),
             "min.cleanable.dirty.ratio" => self.min_cleanable_dirty_ratio.0.to_string(),
@@ -424,6 +562,14 @@ mod tests {
             ),
             ("min.cleanable.dirty.ratio", "half", "expected a number"),
             ("min.compaction.lag.ms", "-1", "must be at least 0"),
+            ("flush.messages", "0", "must be at least 1"),
+            ("flush.ms", "-1", "must be at least 0"),
+            ("remote.storage.enable", "true", "tiered storage"),
+            (
+                "segment.jitter.ms",
+                "100",
+                "jitter is not built in Kavka yet",
+            ),
         ];
         for (k, v, why) in table {
             let e = TopicConfig::from_overrides(&overrides(&[(k, v)])).unwrap_err();
@@ -444,7 +590,7 @@ mod tests {
             ("cleanup.policy", "compact"),
         ]));
         assert_eq!(c.effective_segment_bytes(), 4096);
-        let described = c.entries(&overrides(&[("segment.bytes", "4096")]));
+        let described = c.entries(&BTreeMap::new(), &overrides(&[("segment.bytes", "4096")]));
         let seg = described
             .iter()
             .find(|e| e.name == "segment.bytes")
@@ -477,21 +623,71 @@ mod tests {
             ("internal.segment.bytes", "2048"),
         ]);
         let c = TopicConfig::from_overrides(&o).unwrap();
-        let entries = c.entries(&o);
+        let entries = c.entries(&BTreeMap::new(), &o);
         assert_eq!(
             entries.len(),
-            KEYS.len(),
+            KEYS.len() + NOT_BUILT.len(),
             "internal configs are not described"
         );
         let seg = entries.iter().find(|e| e.name == "segment.bytes").unwrap();
-        assert_eq!((seg.value.as_str(), seg.is_default), ("2097152", false));
+        assert_eq!(
+            (seg.value.as_str(), seg.source),
+            ("2097152", ConfigSource::Topic)
+        );
         assert_eq!(c.effective_segment_bytes(), 2048);
         assert!(TopicConfig::check_key("internal.segment.bytes").is_ok());
         let ret = entries.iter().find(|e| e.name == "retention.ms").unwrap();
-        assert_eq!((ret.value.as_str(), ret.is_default), ("604800000", true));
+        assert_eq!(
+            (ret.value.as_str(), ret.source),
+            ("604800000", ConfigSource::Default)
+        );
         for e in &entries {
             let mut fresh = TopicConfig::default();
             fresh.set(e.name, &e.value).unwrap();
         }
+    }
+
+    #[test]
+    fn every_kafka_topic_config_is_described_with_its_source() {
+        let broker = overrides(&[("flush.messages", "1")]);
+        let topic = overrides(&[("flush.ms", "250")]);
+        let (c, skipped) = TopicConfig::from_stored_over(&broker, &topic);
+        assert!(skipped.is_empty(), "{skipped:?}");
+        assert_eq!((c.flush_messages, c.flush_ms), (1, 250));
+        let entries = c.entries(&broker, &topic);
+        let get = |name: &str| {
+            entries
+                .iter()
+                .find(|e| e.name == name)
+                .map(|e| (e.value.clone(), e.source))
+        };
+        // (config, value in effect, source)
+        let table = [
+            ("flush.messages", "1", ConfigSource::Broker),
+            ("flush.ms", "250", ConfigSource::Topic),
+            ("retention.ms", "604800000", ConfigSource::Default),
+            ("remote.storage.enable", "false", ConfigSource::Default),
+            ("segment.jitter.ms", "0", ConfigSource::Default),
+            (
+                "max.compaction.lag.ms",
+                "9223372036854775807",
+                ConfigSource::Default,
+            ),
+        ];
+        for (name, value, source) in table {
+            assert_eq!(get(name), Some((value.to_string(), source)), "{name}");
+        }
+        // A topic override wins over the broker's setting.
+        let (c, _) = TopicConfig::from_stored_over(&broker, &overrides(&[("flush.messages", "5")]));
+        assert_eq!(c.flush_messages, 5);
+        // A config not built is accepted at Kafka's default only, and can be deleted.
+        assert!(
+            TopicConfig::from_overrides(&overrides(&[("remote.storage.enable", "false")])).is_ok()
+        );
+        assert!(TopicConfig::check_key("preallocate").is_ok());
+        let names: Vec<&str> = entries.iter().map(|e| e.name).collect();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        assert_eq!(names, sorted, "sorted by name");
     }
 }

@@ -12,8 +12,8 @@ pub mod partitioner;
 mod topic;
 
 pub use config::{
-    CleanupPolicy, CompressionType, ConfigEntry, ConfigError, DirtyRatio, TimestampType,
-    TopicConfig,
+    CleanupPolicy, CompressionType, ConfigEntry, ConfigError, ConfigSource, DirtyRatio,
+    TimestampType, TopicConfig,
 };
 pub use error::{ErrorCode, KafkaError, RecordIndexError};
 pub use ids::{BrokerId, LeaderEpoch, Offset, PartitionId};

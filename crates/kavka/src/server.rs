@@ -1071,6 +1071,9 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
             Arc::clone(&replicas).run_retention(shutdown_rx.clone()),
         ));
         tasks.push(tokio::spawn(
+            Arc::clone(&replicas).run_flusher(shutdown_rx.clone()),
+        ));
+        tasks.push(tokio::spawn(
             Arc::clone(&replicas).run_offline_retries(shutdown_rx.clone()),
         ));
         tasks.push(tokio::spawn(kavka_broker::fetcher::run(
@@ -1461,7 +1464,7 @@ mod tests {
         .unwrap();
         assert_eq!(s.broker.node_id, BrokerId(9));
         assert_eq!(s.listen.port(), 1234);
-        assert_eq!(s.broker.flush, FlushPolicy::Fsync);
+        assert_eq!(s.broker.flush, FlushPolicy::FSYNC);
 
         std::fs::write(&path, "node_idd = 7\n").unwrap();
         let e = ServerArgs {

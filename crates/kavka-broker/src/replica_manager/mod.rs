@@ -27,7 +27,7 @@ use kavka_model::{
     BrokerId, ConfigEntry, ErrorCode, KafkaError, LeaderEpoch, Offset, PartitionId, TopicConfig,
     TopicName, TopicPartition,
 };
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -144,6 +144,8 @@ pub struct PartitionState {
     pub high_watermark: Offset,
     pub log_end_offset: Offset,
     pub size_bytes: u64,
+    /// Every offset below this is fsynced on this broker's replica (-1: not hosted here).
+    pub durable_offset: Offset,
     pub error: Option<KafkaError>,
 }
 
@@ -192,9 +194,14 @@ fn storage_error(e: impl std::fmt::Display) -> KafkaError {
     KafkaError::new(ErrorCode::KafkaStorageError, e.to_string())
 }
 
-fn topic_config(image: &MetadataImage, name: &TopicName) -> TopicConfig {
+/// A topic's configs in effect: its overrides over the broker's `defaults`.
+fn topic_config(
+    image: &MetadataImage,
+    defaults: &BTreeMap<String, String>,
+    name: &TopicName,
+) -> TopicConfig {
     let overrides = image.configs(&ConfigResource::Topic(name.clone()));
-    let (config, skipped) = TopicConfig::from_stored(&overrides);
+    let (config, skipped) = TopicConfig::from_stored_over(defaults, &overrides);
     for e in skipped {
         tracing::warn!(topic = %name, error = %e, "invalid topic config in metadata; its default applies");
     }
@@ -367,10 +374,11 @@ impl ReplicaManager {
         let me = self.config.node_id;
         type Wanted<'a> = (TopicId, LogConfig, usize, &'a PartitionRegistration);
         let mut wanted: HashMap<TopicPartition, Wanted<'_>> = HashMap::new();
+        let defaults = self.config.topic_defaults();
         for t in image.topics() {
-            let config = topic_config(&image, &t.name);
+            let config = topic_config(&image, &defaults, &t.name);
             let min_isr = config.min_insync_replicas.max(1) as usize;
-            let log_config = LogConfig::from_topic(&config, self.config.flush);
+            let log_config = LogConfig::from_topic(&config);
             for (&p, reg) in &t.partitions {
                 if reg.replicas.contains(&me) {
                     wanted.insert(
@@ -585,7 +593,10 @@ impl ReplicaManager {
         let t = image
             .topic_by_name(&name)
             .ok_or_else(|| unknown_topic(topic))?;
-        Ok((topic_config(&image, &name), t.partitions.len() as i32))
+        Ok((
+            topic_config(&image, &self.config.topic_defaults(), &name),
+            t.partitions.len() as i32,
+        ))
     }
 
     /// The partition, if this broker leads it.
@@ -649,7 +660,10 @@ impl ReplicaManager {
         Ok(TopicDescription {
             topic: summary(t),
             partitions,
-            configs: topic_config(&image, &topic).entries(&overrides),
+            configs: {
+                let defaults = self.config.topic_defaults();
+                topic_config(&image, &defaults, &topic).entries(&defaults, &overrides)
+            },
         })
     }
 
@@ -669,6 +683,7 @@ impl ReplicaManager {
             high_watermark: Offset(-1),
             log_end_offset: Offset(-1),
             size_bytes: 0,
+            durable_offset: Offset(-1),
             error: (!reg.has_leader()).then(|| {
                 KafkaError::new(
                     ErrorCode::LeaderNotAvailable,
@@ -691,6 +706,7 @@ impl ReplicaManager {
                 state.high_watermark = hw;
                 state.log_end_offset = end;
                 state.size_bytes = size;
+                state.durable_offset = part.durable_end();
             }
             Some(Err(e)) if reg.leader == self.config.node_id => state.error = Some(e),
             _ => {}
@@ -768,6 +784,24 @@ impl ReplicaManager {
         }
     }
 
+    /// `flush.ms`: fsyncs the logs of topics that set it once their unsynced data has
+    /// waited that long, checking every 100 ms, until `shutdown` fires.
+    pub async fn run_flusher(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.changed() => return,
+            }
+            for p in self.online() {
+                if let Err(e) = p.flush_if_due(crate::now_ms()).await {
+                    tracing::warn!(partition = %p.tp, error = %e, "flush.ms fsync failed");
+                }
+            }
+        }
+    }
+
     /// Runs retention, then compaction of compacted topics and producer-id expiry, every
     /// `log.retention.check.interval.ms` until `shutdown` fires.
     pub async fn run_retention(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
@@ -779,16 +813,7 @@ impl ReplicaManager {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => return,
             }
-            let parts: Vec<Arc<Partition>> = self
-                .read_state()
-                .partitions
-                .values()
-                .filter_map(|s| match s {
-                    Slot::Online(p) => Some(Arc::clone(p)),
-                    Slot::Offline { .. } => None,
-                })
-                .collect();
-            for p in parts {
+            for p in self.online() {
                 match p.enforce_retention().await {
                     Ok(0) => {}
                     Ok(n) => {

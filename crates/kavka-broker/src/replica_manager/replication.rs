@@ -265,7 +265,8 @@ impl ReplicaManager {
         self.followed.subscribe()
     }
 
-    fn online(&self) -> Vec<Arc<Partition>> {
+    /// The partitions hosted here whose logs are open.
+    pub(super) fn online(&self) -> Vec<Arc<Partition>> {
         self.read_state()
             .partitions
             .values()

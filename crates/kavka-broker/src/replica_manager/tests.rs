@@ -132,7 +132,7 @@ async fn hosts_exactly_the_partitions_the_image_assigns_here() {
     assert!(
         d.configs
             .iter()
-            .any(|c| c.name == "retention.ms" && c.value == "1000" && !c.is_default)
+            .any(|c| c.name == "retention.ms" && c.value == "1000" && !c.is_default())
     );
 
     rm.produce_records("mine", -1, T, vec![record(0, "v")], Compression::Gzip)

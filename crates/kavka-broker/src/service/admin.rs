@@ -81,7 +81,8 @@ fn config_entry(c: &ConfigEntry) -> v1::ConfigEntry {
     v1::ConfigEntry {
         name: c.name.to_string(),
         value: c.value.clone(),
-        is_default: c.is_default,
+        is_default: c.is_default(),
+        source: c.source.name().to_string(),
     }
 }
 
@@ -100,6 +101,7 @@ fn partition_info(p: &PartitionState) -> v1::PartitionInfo {
         high_watermark: p.high_watermark.0,
         log_end_offset: p.log_end_offset.0,
         size_bytes: p.size_bytes as i64,
+        durable_offset: p.durable_offset.0,
     }
 }
 

@@ -18,7 +18,7 @@ use kafka_protocol::messages::{
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
 use kavka_metadata::ConfigResource;
-use kavka_model::{ErrorCode, KafkaError, TopicName};
+use kavka_model::{ConfigSource, ErrorCode, KafkaError, TopicName};
 use kavka_proto::conv::from_status;
 use kavka_proto::v1::{self, admin_service_server::AdminService as _};
 use std::collections::HashMap;
@@ -85,9 +85,10 @@ fn value_in_effect(broker: &Broker, topic: &str, name: &str) -> String {
     let overrides = TopicName::new(topic.to_string())
         .map(|t| broker.replicas.image().configs(&ConfigResource::Topic(t)))
         .unwrap_or_default();
-    kavka_model::TopicConfig::from_stored(&overrides)
+    let defaults = broker.replicas.config().topic_defaults();
+    kavka_model::TopicConfig::from_stored_over(&defaults, &overrides)
         .0
-        .entries(&overrides)
+        .entries(&defaults, &overrides)
         .into_iter()
         .find(|e| e.name == name)
         .map(|e| e.value)
@@ -116,6 +117,8 @@ fn broker_configs(broker: &Broker) -> Vec<(&'static str, String)> {
         ("broker.rack", c.rack.clone().unwrap_or_default()),
         ("num.partitions", c.default_partitions.to_string()),
         ("log.flush", c.flush.name().to_string()),
+        ("log.flush.interval.messages", c.flush.messages.to_string()),
+        ("log.flush.interval.ms", c.flush.ms.to_string()),
         (
             "log.retention.check.interval.ms",
             c.retention_check_interval_ms.to_string(),
@@ -175,10 +178,10 @@ pub(crate) async fn describe_configs(
                         .iter()
                         .filter(|c| wanted(c.name))
                         .map(|c| {
-                            let source = if c.is_default {
-                                DEFAULT_CONFIG
-                            } else {
-                                DYNAMIC_TOPIC_CONFIG
+                            let source = match c.source {
+                                ConfigSource::Default => DEFAULT_CONFIG,
+                                ConfigSource::Broker => STATIC_BROKER_CONFIG,
+                                ConfigSource::Topic => DYNAMIC_TOPIC_CONFIG,
                             };
                             entry(c.name, c.value.clone(), source, false)
                         })

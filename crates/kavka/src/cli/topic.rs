@@ -151,8 +151,10 @@ pub async fn run(bootstrap: &str, cmd: TopicCommand) -> anyhow::Result<()> {
                         "partition": p.partition, "leader": p.leader, "leader_epoch": p.leader_epoch,
                         "replicas": p.replicas, "isr": p.isr, "log_start_offset": p.log_start_offset,
                         "high_watermark": p.high_watermark, "log_end_offset": p.log_end_offset, "size_bytes": p.size_bytes,
+                        "durable_offset": p.durable_offset,
                     })).collect::<Vec<_>>(),
                     "configs": d.configs.iter().map(|c| (c.name.clone(), json!(c.value))).collect::<serde_json::Map<_, _>>(),
+                    "config_sources": d.configs.iter().map(|c| (c.name.clone(), json!(c.source))).collect::<serde_json::Map<_, _>>(),
                 }))?,
                 OutputFormat::Table => {
                     if let Some(t) = &d.topic {
@@ -189,15 +191,35 @@ pub async fn run(bootstrap: &str, cmd: TopicCommand) -> anyhow::Result<()> {
                         ]);
                     }
                     outln!("{t}\n");
-                    let overrides: Vec<_> = d.configs.iter().filter(|c| !c.is_default).collect();
-                    if overrides.is_empty() {
+                    let value = |name: &str| {
+                        d.configs
+                            .iter()
+                            .find(|c| c.name == name)
+                            .map(|c| format!("{name}={} ({})", c.value, source_name(&c.source)))
+                            .unwrap_or_default()
+                    };
+                    outln!(
+                        "Durability: {}  {}  (fsync before the answer when flush.messages=1)",
+                        value("flush.messages"),
+                        value("flush.ms")
+                    );
+                    let set: Vec<_> = d
+                        .configs
+                        .iter()
+                        .filter(|c| c.source != "DEFAULT_CONFIG")
+                        .collect();
+                    if set.is_empty() {
                         outln!(
                             "Configs: all defaults (kavka topic describe {name} -o json shows every value)"
                         );
                     } else {
-                        let mut t = table(&["CONFIG", "VALUE"]);
-                        for c in overrides {
-                            t.add_row(vec![c.name.clone(), c.value.clone()]);
+                        let mut t = table(&["CONFIG", "VALUE", "SOURCE"]);
+                        for c in set {
+                            t.add_row(vec![
+                                c.name.clone(),
+                                c.value.clone(),
+                                source_name(&c.source).into(),
+                            ]);
                         }
                         outln!("{t}");
                     }
@@ -274,11 +296,7 @@ pub async fn run(bootstrap: &str, cmd: TopicCommand) -> anyhow::Result<()> {
                         t.add_row(vec![
                             c.name.clone(),
                             c.value.clone(),
-                            if c.is_default {
-                                "default".into()
-                            } else {
-                                "topic".to_string()
-                            },
+                            source_name(&c.source).into(),
                         ]);
                     }
                     outln!("{t}");
@@ -287,6 +305,15 @@ pub async fn run(bootstrap: &str, cmd: TopicCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// A short word for Kafka's config source name.
+fn source_name(source: &str) -> &'static str {
+    match source {
+        "DYNAMIC_TOPIC_CONFIG" => "topic",
+        "STATIC_BROKER_CONFIG" => "broker",
+        _ => "default",
+    }
 }
 
 pub fn human_bytes(b: u64) -> String {
