@@ -2,7 +2,8 @@
 //! against a three-node cluster: partitions shared on join, moved on a graceful leave
 //! and after a crashed member's session timeout, every record read exactly once when
 //! each is committed after processing; a static member restarting without a rebalance;
-//! committed offsets surviving the loss of their coordinator; and the `kavka group`
+//! committed offsets surviving the loss of their coordinator; a KIP-848 regex
+//! subscription following topics created after the member joined; and the `kavka group`
 //! CLI's view of it all.
 //!
 //! Consumers run as processes (tests/kafka/groups.py) that print every event as a JSON
@@ -11,7 +12,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 
 use kavka_harness::kafka_clients::{bounded, clients_or_skip, root};
-use kavka_harness::{Cluster, wait_until};
+use kavka_harness::{Cluster, Node, NodeOptions, wait_until};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
@@ -296,7 +297,11 @@ async fn setup(test: &str) -> Option<(Cluster, Ctx)> {
 }
 
 fn create_topic(cluster: &Cluster, topic: &str) {
-    let out = cluster.nodes[0].cli(&["topic", "create", topic, "-p", "6", "-r", "3"]);
+    create_topic_on(&cluster.nodes[0], topic, "6", "3");
+}
+
+fn create_topic_on(node: &Node, topic: &str, partitions: &str, replicas: &str) {
+    let out = node.cli(&["topic", "create", topic, "-p", partitions, "-r", replicas]);
     assert!(
         out.status.success(),
         "{}",
@@ -696,4 +701,117 @@ async fn kip848_members_keep_their_partitions_through_a_coordinator_failover() {
         "{:?}",
         b.events()
     );
+}
+
+/// Values read so far from `topic`.
+fn values_from(c: &Consumer, topic: &str) -> BTreeSet<String> {
+    c.events()
+        .iter()
+        .filter(|e| e["e"] == "rec" && e["t"] == topic)
+        .map(|e| e["v"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn values(range: std::ops::Range<usize>) -> BTreeSet<String> {
+    range.map(|i| format!("v{i}")).collect()
+}
+
+/// KIP-848 regex subscription: librdkafka subscribed to `^events-.*` (a topic name
+/// starting with `^` is a regex) with `group.protocol=consumer` reads the matching topic
+/// it joined with and, without subscribing again, one created later; never a topic the
+/// regex does not match. A regex that does not compile gets INVALID_REGULAR_EXPRESSION:
+/// librdkafka itself refuses at subscribe() what POSIX regcomp cannot compile (such as
+/// `^events-(`), so the regex sent is one with a backreference, which POSIX accepts and
+/// RE2 (Kafka's syntax, and the `regex` crate's) does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn librdkafka_kip848_regex_subscription_follows_new_topics() {
+    const TEST: &str = "librdkafka_kip848_regex_subscription_follows_new_topics";
+    let Some(python) = clients_or_skip(TEST) else {
+        return;
+    };
+    let node = Node::start(NodeOptions {
+        args: [
+            "--offsets-topic-num-partitions",
+            "1",
+            "--group-consumer-heartbeat-interval-ms",
+            "500",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..NodeOptions::default()
+    })
+    .await
+    .unwrap();
+    let ctx = Ctx {
+        python,
+        dir: tempfile::tempdir().unwrap(),
+        bootstrap: node.kafka_addr(),
+    };
+    let create = |topic: &str| create_topic_on(&node, topic, "2", "1");
+    create("events-a");
+    create("other-events-a");
+    ctx.produce("events-a", 0, 10);
+    ctx.produce("other-events-a", 100, 10);
+    let mut c = ctx.consumer(
+        "re",
+        "confluent",
+        "^events-.*",
+        "regex-g",
+        &["consumer", "-", "6000"],
+    );
+    wait_until("the records of events-a", DEADLINE, || {
+        let got = values_from(&c, "events-a");
+        async move { got == values(0..10) }
+    })
+    .await
+    .unwrap();
+
+    create("events-b");
+    ctx.produce("events-b", 10, 10);
+    wait_until("the records of events-b, created later", DEADLINE, || {
+        let got = values_from(&c, "events-b");
+        async move { got == values(10..20) }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}: {:?}", c.events()));
+    let topics: BTreeSet<String> = c
+        .events()
+        .iter()
+        .filter(|e| e["e"] == "rec")
+        .map(|e| e["t"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        topics,
+        ["events-a", "events-b"].map(String::from).into(),
+        "only the topics the regex matches"
+    );
+
+    let bad = ctx.consumer(
+        "bad",
+        "confluent",
+        r"^events-(a)\1",
+        "regex-bad-g",
+        &["consumer", "-", "6000"],
+    );
+    // librdkafka's text for INVALID_REGULAR_EXPRESSION (128), raised as a fatal error.
+    const REFUSED: &str = "The regular expression is not valid";
+    wait_until(
+        "INVALID_REGULAR_EXPRESSION for a backreference",
+        DEADLINE,
+        || {
+            let refused = bad
+                .events()
+                .iter()
+                .any(|e| e["e"] == "error" && e["err"].as_str().unwrap_or("").contains(REFUSED));
+            async move { refused }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}: {:?}", bad.events()));
+    assert!(
+        !bad.events().iter().any(|e| e["e"] == "rec"),
+        "{:?}",
+        bad.events()
+    );
+    c.stop().await;
 }

@@ -1135,6 +1135,50 @@ async fn group_apis_answer_every_version_and_refuse_bad_input() {
     )
     .await;
     assert_eq!(r.error_code, 112, "UNSUPPORTED_ASSIGNOR");
+    // v1 adds SubscribedTopicRegex: a regex that does not compile is refused, naming it;
+    // one that does subscribes to every topic it matches, and Describe shows it.
+    let by_regex = |group: &str, member: &str, regex: &str| {
+        ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(gid(group))
+            .with_member_id(s(member))
+            .with_member_epoch(0)
+            .with_rebalance_timeout_ms(10_000)
+            .with_subscribed_topic_regex(Some(s(regex)))
+    };
+    let r: ConsumerGroupHeartbeatResponse = call(
+        &mut c,
+        ApiKey::ConsumerGroupHeartbeat,
+        1,
+        &by_regex("g-848-re", "m-re-bad", "^g(t"),
+    )
+    .await;
+    assert_eq!(r.error_code, 128, "INVALID_REGULAR_EXPRESSION");
+    let msg = r.error_message.map(|m| m.to_string()).unwrap_or_default();
+    assert!(msg.contains("`^g(t`"), "{msg}");
+    let r: ConsumerGroupHeartbeatResponse = call(
+        &mut c,
+        ApiKey::ConsumerGroupHeartbeat,
+        1,
+        &by_regex("g-848-re", "m-re", "^g.*"),
+    )
+    .await;
+    assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+    let a = r.assignment.expect("the regex member's assignment");
+    assert_eq!(a.topic_partitions.len(), 1, "{a:?}");
+    assert_eq!(a.topic_partitions[0].topic_id, topic_id);
+    for v in 0..=1 {
+        let r: ConsumerGroupDescribeResponse = call(
+            &mut c,
+            ApiKey::ConsumerGroupDescribe,
+            v,
+            &ConsumerGroupDescribeRequest::default().with_group_ids(vec![gid("g-848-re")]),
+        )
+        .await;
+        let m = &r.groups[0].members;
+        assert_eq!(m.len(), 1, "only the member whose regex compiled");
+        assert_eq!(m[0].subscribed_topic_regex.as_deref(), Some("^g.*"));
+        assert!(m[0].subscribed_topic_names.is_empty());
+    }
     let r: JoinGroupResponse = call(
         &mut c,
         ApiKey::JoinGroup,

@@ -6,11 +6,14 @@ Usage:
   groups.py consume CLIENT BOOTSTRAP TOPIC GROUP STOPFILE [PROTOCOL] [INSTANCE] [SESSION_MS]
       CLIENT: confluent or kafka-python. PROTOCOL: classic (default), cooperative (classic
       with the cooperative-sticky assignor, confluent only) or consumer (KIP-848, confluent
-      only). Subscribes and prints one JSON line per event, flushed:
+      only). A TOPIC starting with '^' is a regex subscription (confluent only; with
+      PROTOCOL consumer the coordinator resolves it). Subscribes and prints one JSON line
+      per event, flushed:
         {"e": "assign", "parts": [...]}       after each rebalance, the partitions held
-        {"e": "rec", "p", "o", "v"}          a record, printed before its commit
+        {"e": "rec", "t", "p", "o", "v"}     a record, printed before its commit
         {"e": "commit", "p", "o"}            its offset committed (synchronously)
         {"e": "commit_failed", "p", "o", "err"}
+        {"e": "error", "err", "code"}        an error the consumer reported
       Runs until STOPFILE exists, then closes (leaving the group) and prints {"e": "closed"}.
 """
 
@@ -78,11 +81,11 @@ def consume_confluent(bootstrap, topic, group, stopfile, protocol, instance, ses
         if m is None:
             continue
         if m.error():
-            emit(e="error", err=str(m.error()))
+            emit(e="error", err=str(m.error()), code=m.error().code())
             continue
-        emit(e="rec", p=m.partition(), o=m.offset(), v=m.value().decode())
+        emit(e="rec", t=m.topic(), p=m.partition(), o=m.offset(), v=m.value().decode())
         try:
-            c.commit(offsets=[TopicPartition(topic, m.partition(), m.offset() + 1)],
+            c.commit(offsets=[TopicPartition(m.topic(), m.partition(), m.offset() + 1)],
                      asynchronous=False)
             emit(e="commit", p=m.partition(), o=m.offset())
         except KafkaException as e:

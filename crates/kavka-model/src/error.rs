@@ -109,6 +109,7 @@ error_codes! {
     UnsupportedAssignor = 112, "UNSUPPORTED_ASSIGNOR";
     StaleMemberEpoch = 113, "STALE_MEMBER_EPOCH";
     UnsupportedEndpointType = 115, "UNSUPPORTED_ENDPOINT_TYPE";
+    InvalidRegularExpression = 128, "INVALID_REGULAR_EXPRESSION";
 }
 
 impl ErrorCode {
@@ -197,6 +198,8 @@ mod tests {
     fn kafka_numbers_and_names() {
         assert_eq!(ErrorCode::UnknownTopicOrPartition.code(), 3);
         assert_eq!(ErrorCode::TopicAlreadyExists.name(), "TOPIC_ALREADY_EXISTS");
+        // 130 is STREAMS_INVALID_TOPOLOGY: a client would misreport a refused regex.
+        assert_eq!(ErrorCode::InvalidRegularExpression.code(), 128);
         let e = KafkaError::new(
             ErrorCode::InvalidPartitions,
             "partitions must be > 0, got 0",

@@ -13,6 +13,17 @@
 //! - a member's epoch moves to the assignment epoch only once it has nothing left to
 //!   revoke; a request with an epoch that is neither its current nor (for a lost answer)
 //!   its previous one gets FENCED_MEMBER_EPOCH.
+//!
+//! Subscriptions: a member subscribes to topic names, to a regular expression
+//! (`SubscribedTopicRegex`, RE2 syntax, matched against the whole topic name as Java's
+//! `Pattern.matches` does), or both; it consumes the union. The regex is resolved on
+//! every heartbeat against the topics the caller passes in ([`Topics`], the broker's
+//! metadata image), never against internal topics (`__`-prefixed), so a topic created or
+//! deleted after the member joined changes the subscribed topics' partition counts the
+//! group compares, and bumps the group epoch without the member sending anything new.
+//! A regex that does not compile is refused with INVALID_REGULAR_EXPRESSION before any
+//! state changes. In a heartbeat, an absent regex leaves it as it was and an empty one
+//! clears it.
 
 use super::GroupConfig;
 use kavka_model::{ErrorCode, KafkaError};
@@ -24,6 +35,63 @@ use std::time::{Duration, Instant};
 pub type Assignment = BTreeMap<String, BTreeSet<i32>>;
 
 pub const ASSIGNORS: &[&str] = &["uniform", "range"];
+
+/// The most memory one member's compiled regex may take (the `regex` crate's size limit):
+/// a client cannot make the coordinator build an arbitrarily large automaton.
+pub const REGEX_SIZE_BYTES_MAX: usize = 1024 * 1024;
+
+/// The cluster's topics as the state machine sees them (the coordinator reads them from
+/// its metadata image): a topic's partition count, and every topic's name for regex
+/// subscriptions.
+pub trait Topics {
+    /// The partition count of `topic`; None: no such topic.
+    fn partitions(&self, topic: &str) -> Option<i32>;
+    /// Calls `f` with the name of every topic.
+    fn for_each_name(&self, f: &mut dyn FnMut(&str));
+}
+
+/// A subscription regex: the source as the member sent it, compiled anchored at both
+/// ends (`^(?:re)$`) so it matches whole topic names only.
+#[derive(Clone, Debug)]
+pub struct TopicRegex {
+    source: String,
+    anchored: regex::Regex,
+}
+
+impl TopicRegex {
+    /// Compiles `source`, or answers INVALID_REGULAR_EXPRESSION naming it and why.
+    pub fn new(source: &str) -> Result<Self, KafkaError> {
+        let build = |re: &str| {
+            regex::RegexBuilder::new(re)
+                .size_limit(REGEX_SIZE_BYTES_MAX)
+                .build()
+        };
+        // The source alone first: `a)|(b` is not a regex, though `^(?:a)|(b)$` is one.
+        let anchored = build(source)
+            .and_then(|_| build(&format!("^(?:{source})$")))
+            .map_err(|e| {
+                err(
+                    ErrorCode::InvalidRegularExpression,
+                    format!(
+                        "SubscribedTopicRegex `{source}` is not a valid regular expression: {e}"
+                    ),
+                )
+            })?;
+        Ok(Self {
+            source: source.to_string(),
+            anchored,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether the regex subscribes to `topic`: a whole-name match, never an internal topic.
+    pub fn matches(&self, topic: &str) -> bool {
+        !topic.starts_with("__") && self.anchored.is_match(topic)
+    }
+}
 
 /// Epochs a member sends to leave: -1 for good, -2 a static member for now.
 pub const LEAVE_EPOCH: i32 = -1;
@@ -38,6 +106,8 @@ pub struct HeartbeatRequest {
     pub rebalance_timeout_ms: i32,
     /// None: unchanged since the last heartbeat.
     pub subscribed_topics: Option<Vec<String>>,
+    /// None: unchanged since the last heartbeat; empty: no regex any more.
+    pub subscribed_regex: Option<String>,
     pub server_assignor: Option<String>,
     /// What the member owns now; None: unchanged.
     pub owned: Option<Assignment>,
@@ -62,7 +132,10 @@ pub struct ConsumerMember {
     pub client_host: String,
     pub member_epoch: i32,
     previous_epoch: i32,
+    /// Subscribed topic names, sorted and without duplicates.
     pub subscribed: Vec<String>,
+    /// Subscribed topics by regex, besides the names.
+    pub subscribed_regex: Option<TopicRegex>,
     rebalance_timeout: Duration,
     pub assigned: Assignment,
     /// Partitions the member was told to give up and has not yet confirmed.
@@ -75,6 +148,17 @@ pub struct ConsumerMember {
     departed: bool,
 }
 
+impl ConsumerMember {
+    /// Whether the member subscribes to `topic`, by name or by regex.
+    pub fn subscribes_to(&self, topic: &str) -> bool {
+        self.subscribed.iter().any(|t| t == topic)
+            || self
+                .subscribed_regex
+                .as_ref()
+                .is_some_and(|r| r.matches(topic))
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct ConsumerGroup {
     pub group_epoch: i32,
@@ -82,7 +166,8 @@ pub struct ConsumerGroup {
     pub assignor: String,
     pub members: BTreeMap<String, ConsumerMember>,
     pub target: BTreeMap<String, Assignment>,
-    /// Partition counts of the subscribed topics the target was computed with.
+    /// Partition counts of the subscribed topics (by name or regex) the target was
+    /// computed with.
     topics_seen: BTreeMap<String, i32>,
 }
 
@@ -137,6 +222,9 @@ pub struct StoredMember {
     pub member_epoch: i32,
     pub previous_epoch: i32,
     pub subscribed: Vec<String>,
+    /// Absent in records written before regex subscriptions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscribed_regex: Option<String>,
     pub rebalance_timeout_ms: u64,
     pub assigned: Assignment,
     pub pending_revocation: Assignment,
@@ -209,6 +297,7 @@ impl ConsumerGroup {
                     member_epoch: m.member_epoch,
                     previous_epoch: m.previous_epoch,
                     subscribed: m.subscribed.clone(),
+                    subscribed_regex: m.subscribed_regex.as_ref().map(|r| r.source.clone()),
                     rebalance_timeout_ms: m.rebalance_timeout.as_millis() as u64,
                     assigned: m.assigned.clone(),
                     pending_revocation: m.pending_revocation.clone(),
@@ -232,6 +321,14 @@ impl ConsumerGroup {
                 .map(|m| {
                     let revoking = !m.pending_revocation.is_empty();
                     let timeout = Duration::from_millis(m.rebalance_timeout_ms);
+                    // Only regexes that compiled are stored.
+                    let regex = m.subscribed_regex.and_then(|re| {
+                        TopicRegex::new(&re)
+                            .inspect_err(|e| {
+                                tracing::warn!(member = %m.member_id, error = %e, "stored subscription regex dropped");
+                            })
+                            .ok()
+                    });
                     (
                         m.member_id.clone(),
                         ConsumerMember {
@@ -243,6 +340,7 @@ impl ConsumerGroup {
                             member_epoch: m.member_epoch,
                             previous_epoch: m.previous_epoch,
                             subscribed: m.subscribed,
+                            subscribed_regex: regex,
                             rebalance_timeout: timeout,
                             assigned: m.assigned,
                             pending_revocation: m.pending_revocation,
@@ -259,22 +357,42 @@ impl ConsumerGroup {
         }
     }
 
-    /// Every topic some member subscribes to.
-    pub fn subscribed_topics(&self) -> BTreeSet<String> {
-        self.members
+    /// Every existing topic some member subscribes to, by name or by regex, with its
+    /// partition count.
+    pub fn subscribed_topics(&self, topics: &dyn Topics) -> BTreeMap<String, i32> {
+        let mut names: BTreeSet<String> = self
+            .members
             .values()
             .flat_map(|m| m.subscribed.iter().cloned())
+            .collect();
+        let mut regexes: Vec<&TopicRegex> = self
+            .members
+            .values()
+            .filter_map(|m| m.subscribed_regex.as_ref())
+            .collect();
+        regexes.sort_by(|a, b| a.source.cmp(&b.source));
+        regexes.dedup_by(|a, b| a.source == b.source);
+        if !regexes.is_empty() {
+            topics.for_each_name(&mut |t| {
+                if !names.contains(t) && regexes.iter().any(|r| r.matches(t)) {
+                    names.insert(t.to_string());
+                }
+            });
+        }
+        names
+            .into_iter()
+            .filter_map(|t| topics.partitions(&t).map(|n| (t, n)))
             .collect()
     }
 
-    /// ConsumerGroupHeartbeat. `partitions` gives a topic's partition count (None: no
-    /// such topic); `new_member_id` names a member that joins without an id (v0).
+    /// ConsumerGroupHeartbeat. `topics` gives the topics' partition counts and names;
+    /// `new_member_id` names a member that joins without an id (v0).
     #[allow(clippy::too_many_arguments)]
     pub fn heartbeat(
         &mut self,
         group_id: &str,
         req: HeartbeatRequest,
-        partitions: &dyn Fn(&str) -> Option<i32>,
+        topics: &dyn Topics,
         config: &GroupConfig,
         new_member_id: impl FnOnce() -> String,
         now: Instant,
@@ -290,9 +408,17 @@ impl ConsumerGroup {
         if req.member_epoch == LEAVE_EPOCH || req.member_epoch == STATIC_LEAVE_EPOCH {
             return self.leave(group_id, &req, now);
         }
+        // Some(None): clear the regex.
+        let regex_update = match req.subscribed_regex.as_deref() {
+            None => None,
+            Some("") => Some(None),
+            Some(re) => Some(Some(TopicRegex::new(re)?)),
+        };
         let mut bump = false;
         let member_id = if req.member_epoch == 0 {
-            let (id, joined) = self.join(group_id, &req, config, new_member_id, now)?;
+            let joins_by_regex = matches!(regex_update, Some(Some(_)));
+            let (id, joined) =
+                self.join(group_id, &req, joins_by_regex, config, new_member_id, now)?;
             bump = joined;
             id
         } else {
@@ -340,6 +466,13 @@ impl ConsumerGroup {
                     bump = true;
                 }
             }
+            if let Some(regex) = regex_update {
+                let source = |r: &Option<TopicRegex>| r.as_ref().map(|r| r.source.clone());
+                if source(&regex) != source(&m.subscribed_regex) {
+                    m.subscribed_regex = regex;
+                    bump = true;
+                }
+            }
             if let Some(owned) = &req.owned {
                 // Revocation is confirmed once the member no longer owns the partitions.
                 m.pending_revocation = intersect(&m.pending_revocation, owned);
@@ -348,12 +481,9 @@ impl ConsumerGroup {
                 }
             }
         }
-        // Subscribed topics created, deleted or grown since the target was computed.
-        let seen: BTreeMap<String, i32> = self
-            .subscribed_topics()
-            .into_iter()
-            .filter_map(|t| partitions(&t).map(|n| (t, n)))
-            .collect();
+        // Subscribed topics created, deleted or grown since the target was computed; a
+        // regex's matches are among them.
+        let seen = self.subscribed_topics(topics);
         if seen != self.topics_seen {
             bump = true;
         }
@@ -371,22 +501,25 @@ impl ConsumerGroup {
         ))
     }
 
+    /// A member (re)joining with epoch 0; `by_regex`: it subscribes with a regex.
     fn join(
         &mut self,
         group_id: &str,
         req: &HeartbeatRequest,
+        by_regex: bool,
         config: &GroupConfig,
         new_member_id: impl FnOnce() -> String,
         now: Instant,
     ) -> Result<(String, bool), KafkaError> {
-        let Some(subscribed) = req.subscribed_topics.clone().filter(|t| !t.is_empty()) else {
+        let subscribed = req.subscribed_topics.clone().unwrap_or_default();
+        if subscribed.is_empty() && !by_regex {
             return Err(err(
                 ErrorCode::InvalidRequest,
                 format!(
-                    "a member joining group '{group_id}' must name the topics it subscribes to"
+                    "a member joining group '{group_id}' must name the topics it subscribes to or give a SubscribedTopicRegex"
                 ),
             ));
-        };
+        }
         if req.rebalance_timeout_ms <= 0 {
             return Err(err(
                 ErrorCode::InvalidRequest,
@@ -454,6 +587,8 @@ impl ConsumerGroup {
                     member_epoch: 0,
                     previous_epoch: 0,
                     subscribed,
+                    // Set with the other subscription changes, after the join.
+                    subscribed_regex: None,
                     rebalance_timeout: Duration::from_millis(req.rebalance_timeout_ms as u64),
                     assigned: Assignment::new(),
                     pending_revocation: Assignment::new(),
@@ -559,7 +694,7 @@ impl ConsumerGroup {
             let subscribers: Vec<&String> = self
                 .members
                 .values()
-                .filter(|m| m.subscribed.contains(topic))
+                .filter(|m| m.subscribes_to(topic))
                 .map(|m| &m.member_id)
                 .collect();
             if subscribers.is_empty() {

@@ -353,7 +353,9 @@ impl GroupCoordinator {
         Ok(out.into_iter().map(|((m, r), i)| (m, i, r)).collect())
     }
 
-    /// ConsumerGroupHeartbeat (KIP-848). `partitions` is read from this broker's image.
+    /// ConsumerGroupHeartbeat (KIP-848). Topics (partition counts, and the names regex
+    /// subscriptions are matched against) are read from this broker's image, so a topic
+    /// created or deleted since the last heartbeat is seen by the next one.
     /// A heartbeat that changed the group is answered once the change is stored.
     #[tracing::instrument(skip_all, fields(group = %group_id, member = %req.member_id, epoch = req.member_epoch))]
     pub async fn consumer_heartbeat(
@@ -361,12 +363,7 @@ impl GroupCoordinator {
         group_id: &str,
         req: consumer::HeartbeatRequest,
     ) -> Result<consumer::HeartbeatResult, KafkaError> {
-        let image = self.replicas.image();
-        let partitions = |t: &str| {
-            TopicName::new(t)
-                .ok()
-                .and_then(|n| image.topic_by_name(&n).map(|t| t.partitions.len() as i32))
-        };
+        let image = ImageTopics(self.replicas.image());
         let create = req.member_epoch == 0;
         let config = &self.config;
         let member_id = req.member_id.clone();
@@ -386,7 +383,7 @@ impl GroupCoordinator {
             let r = c.heartbeat(
                 group_id,
                 req,
-                &partitions,
+                &image,
                 config,
                 || uuid::Uuid::new_v4().to_string(),
                 Instant::now(),
@@ -449,5 +446,23 @@ impl GroupCoordinator {
                 }
             }
         });
+    }
+}
+
+/// The topics of this broker's image, as the consumer group state machine reads them.
+struct ImageTopics(Arc<kavka_metadata::MetadataImage>);
+
+impl consumer::Topics for ImageTopics {
+    fn partitions(&self, topic: &str) -> Option<i32> {
+        let name = TopicName::new(topic).ok()?;
+        self.0
+            .topic_by_name(&name)
+            .map(|t| t.partitions.len() as i32)
+    }
+
+    fn for_each_name(&self, f: &mut dyn FnMut(&str)) {
+        for t in self.0.topics() {
+            f(t.name.as_str());
+        }
     }
 }

@@ -88,6 +88,8 @@ impl Groups for GroupService {
             rack_id: None,
             rebalance_timeout_ms: req.rebalance_timeout_ms,
             subscribed_topics: req.subscription_changed.then_some(req.subscribed_topics),
+            // The gRPC API subscribes by names only.
+            subscribed_regex: None,
             server_assignor: (!req.server_assignor.is_empty()).then_some(req.server_assignor),
             owned: req.owned_reported.then(|| to_assignment(req.owned)),
             client_id: req.client_id,

@@ -580,22 +580,13 @@ pub(crate) async fn consumer_group_heartbeat(
             .subscribed_topic_names
             .as_ref()
             .map(|ts| ts.iter().map(|t| t.0.to_string()).collect()),
+        // Null: unchanged; empty: cleared (the state machine tells them apart).
+        subscribed_regex: opt(&req.subscribed_topic_regex),
         server_assignor: opt(&req.server_assignor),
         owned,
         client_id: ctx.client_id.to_string(),
         client_host: ctx.client_host.to_string(),
     };
-    if req
-        .subscribed_topic_regex
-        .as_ref()
-        .is_some_and(|r| !r.is_empty())
-    {
-        return ConsumerGroupHeartbeatResponse::default()
-            .with_error_code(ErrorCode::InvalidRequest.code())
-            .with_error_message(Some(str_bytes(
-                "subscribed_topic_regex is not supported: subscribe by topic names",
-            )));
-    }
     match broker
         .groups
         .consumer_heartbeat(req.group_id.0.as_str(), hb)
@@ -688,6 +679,11 @@ pub(crate) fn consumer_group_describe(
                                             .iter()
                                             .map(|t| TopicName(str_bytes(t.clone())))
                                             .collect(),
+                                    )
+                                    .with_subscribed_topic_regex(
+                                        m.subscribed_regex
+                                            .as_ref()
+                                            .map(|r| str_bytes(r.as_str().to_string())),
                                     )
                                     .with_assignment(to_assignment(&m.assigned))
                                     .with_target_assignment(to_assignment(

@@ -2,6 +2,21 @@ use super::*;
 
 const TOPIC: &str = "orders";
 
+impl Topics for BTreeMap<String, i32> {
+    fn partitions(&self, topic: &str) -> Option<i32> {
+        self.get(topic).copied()
+    }
+
+    fn for_each_name(&self, f: &mut dyn FnMut(&str)) {
+        self.keys().for_each(|t| f(t));
+    }
+}
+
+/// Topics with their partition counts.
+fn topics(list: &[(&str, i32)]) -> BTreeMap<String, i32> {
+    list.iter().map(|(t, n)| (t.to_string(), *n)).collect()
+}
+
 struct H {
     group: ConsumerGroup,
     config: GroupConfig,
@@ -48,7 +63,7 @@ impl H {
         self.group.heartbeat(
             "g",
             req,
-            &move |t| (t == TOPIC).then_some(n),
+            &topics(&[(TOPIC, n)]),
             &self.config,
             || "generated".into(),
             now,
@@ -188,7 +203,7 @@ fn bad_heartbeats_get_kafkas_errors_and_change_nothing() {
         rebalance_timeout_ms: 1000,
         ..HeartbeatRequest::default()
     };
-    let n = |_: &str| Some(6);
+    let n = topics(&[(TOPIC, 6)]);
     let now = h.t0;
     assert_eq!(
         h.group
@@ -235,7 +250,7 @@ fn silent_members_expire_and_static_members_come_back_without_a_rebalance() {
         subscribed_topics: Some(vec![TOPIC.into()]),
         ..HeartbeatRequest::default()
     };
-    let n = |t: &str| (t == TOPIC).then_some(6);
+    let n = topics(&[(TOPIC, 6)]);
     let r = h
         .group
         .heartbeat("g", req.clone(), &n, &h.config, String::new, h.t0)
@@ -292,4 +307,246 @@ fn a_stored_group_resumes_where_it_was() {
         h.hb("a", ea, Some(parts(&h.group.members["a"].assigned)), 40)
             .is_ok()
     );
+}
+
+// ---- regex subscriptions ----------------------------------------------------------
+
+/// A group driven over several topics, as a client would: each heartbeat reports what
+/// the member holds (its last assignment).
+struct Rx {
+    group: ConsumerGroup,
+    config: GroupConfig,
+    topics: BTreeMap<String, i32>,
+    t0: Instant,
+    held: BTreeMap<String, (i32, Assignment)>,
+}
+
+impl Rx {
+    fn new(list: &[(&str, i32)]) -> Self {
+        let config = GroupConfig::default();
+        Self {
+            group: ConsumerGroup::new(&config),
+            config,
+            topics: topics(list),
+            t0: Instant::now(),
+            held: BTreeMap::new(),
+        }
+    }
+
+    /// One heartbeat; `names`/`regex` None: unchanged. A member not yet held joins.
+    fn beat(
+        &mut self,
+        member: &str,
+        names: Option<&[&str]>,
+        regex: Option<&str>,
+    ) -> Result<HeartbeatResult, KafkaError> {
+        let (epoch, owned) = match self.held.get(member) {
+            Some((e, a)) => (*e, Some(a.clone())),
+            None => (0, None),
+        };
+        let req = HeartbeatRequest {
+            member_id: member.into(),
+            member_epoch: epoch,
+            rebalance_timeout_ms: 30_000,
+            subscribed_topics: names.map(|ns| ns.iter().map(|t| t.to_string()).collect()),
+            subscribed_regex: regex.map(str::to_string),
+            owned,
+            ..HeartbeatRequest::default()
+        };
+        let r = self.group.heartbeat(
+            "g",
+            req,
+            &self.topics,
+            &self.config,
+            || "generated".into(),
+            self.t0,
+        )?;
+        let held = self.held.entry(member.to_string()).or_default();
+        held.0 = r.member_epoch;
+        if let Some(a) = &r.assignment {
+            held.1 = a.clone();
+        }
+        Ok(r)
+    }
+
+    /// Heartbeats with nothing new until the member's assignment settles.
+    fn settle(&mut self, member: &str) -> Assignment {
+        for _ in 0..4 {
+            self.beat(member, None, None).unwrap();
+        }
+        self.held[member].1.clone()
+    }
+
+    /// The topics the member holds.
+    fn topics_of(&mut self, member: &str) -> Vec<String> {
+        self.settle(member).into_keys().collect()
+    }
+}
+
+const CLUSTER: &[(&str, i32)] = &[
+    ("events-a", 2),
+    ("events-b", 1),
+    ("other", 3),
+    ("x-events-a", 1),
+    ("__consumer_offsets", 50),
+];
+
+#[test]
+fn a_regex_matches_whole_topic_names_and_never_internal_topics() {
+    let table: &[(&str, &[&str])] = &[
+        ("events-.*", &["events-a", "events-b"]),
+        ("^events-.*", &["events-a", "events-b"]),
+        ("^events-.*$", &["events-a", "events-b"]),
+        ("events-a", &["events-a"]),
+        ("events", &[]),
+        ("EVENTS-A", &[]),
+        ("(?i)EVENTS-A", &["events-a"]),
+        ("events-a|other", &["events-a", "other"]),
+        (".*", &["events-a", "events-b", "other", "x-events-a"]),
+        ("__.*", &[]),
+    ];
+    for (regex, want) in table {
+        let mut g = Rx::new(CLUSTER);
+        let r = g.beat("m", None, Some(regex)).unwrap();
+        assert_eq!(r.member_epoch, 1, "{regex}: joins");
+        assert_eq!(g.topics_of("m"), *want, "regex {regex}");
+        assert_eq!(
+            g.group.members["m"]
+                .subscribed_regex
+                .as_ref()
+                .map(TopicRegex::as_str),
+            Some(*regex)
+        );
+    }
+}
+
+#[test]
+fn a_topic_created_later_joins_the_subscription_and_a_deleted_one_leaves_it() {
+    let mut g = Rx::new(&[("events-a", 2), ("orders", 1)]);
+    g.beat("m", None, Some("^events-.*")).unwrap();
+    assert_eq!(g.topics_of("m"), ["events-a"]);
+    let epoch = g.group.group_epoch;
+
+    g.topics.insert("events-b".into(), 3);
+    g.topics.insert("unrelated".into(), 3);
+    let a = g.settle("m");
+    assert_eq!(
+        g.group.group_epoch,
+        epoch + 1,
+        "a new matching topic bumps once"
+    );
+    assert_eq!(a["events-b"], (0..3).collect::<BTreeSet<i32>>());
+    assert_eq!(a["events-a"], (0..2).collect::<BTreeSet<i32>>());
+    assert_eq!(a.len(), 2);
+    assert_eq!(g.group.members["m"].member_epoch, epoch + 1);
+
+    g.topics.remove("events-a");
+    assert_eq!(g.topics_of("m"), ["events-b"]);
+    assert_eq!(g.group.group_epoch, epoch + 2, "a deleted one too");
+    assert_eq!(g.group.state(), ConsumerGroupState::Stable);
+
+    // A topic that matches nothing changes nothing.
+    g.topics.insert("orders-2".into(), 1);
+    g.settle("m");
+    assert_eq!(g.group.group_epoch, epoch + 2);
+}
+
+#[test]
+fn members_share_a_regex_topic_with_members_subscribed_by_name() {
+    let mut g = Rx::new(&[("events-a", 4)]);
+    g.beat("by-regex", None, Some("events-.*")).unwrap();
+    g.beat("by-name", Some(&["events-a"]), None).unwrap();
+    for _ in 0..3 {
+        g.settle("by-regex");
+        g.settle("by-name");
+    }
+    let a = &g.held["by-regex"].1["events-a"];
+    let b = &g.held["by-name"].1["events-a"];
+    assert_eq!((a.len(), b.len()), (2, 2));
+    assert!(a.is_disjoint(b));
+}
+
+#[test]
+fn an_invalid_regex_is_refused_and_changes_nothing() {
+    let invalid = [
+        "^events-(",
+        "a)|(b",
+        "[z-a]",
+        "*",
+        "(?<n>a)(?<n>b)",
+        // RE2 has no backreferences (POSIX regcomp, which librdkafka checks with, has).
+        r"^events-(a)\1",
+        // Compiles past the size limit.
+        "(a{1000}){1000}",
+    ];
+    let mut g = Rx::new(CLUSTER);
+    g.beat("m", Some(&["other"]), None).unwrap();
+    g.settle("m");
+    for regex in invalid {
+        let before = g.group.stored();
+        for member in ["m", "newcomer"] {
+            let e = g.beat(member, None, Some(regex)).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidRegularExpression, "{regex}");
+            assert!(e.message.contains(&format!("`{regex}`")), "{}", e.message);
+            assert_eq!(g.group.stored(), before, "{regex}: nothing changed");
+            g.held.remove("newcomer");
+        }
+    }
+    assert_eq!(g.group.members.len(), 1);
+}
+
+#[test]
+fn an_absent_regex_keeps_the_subscription_and_an_empty_one_clears_it() {
+    let mut g = Rx::new(&[("events-a", 1), ("orders", 1)]);
+    g.beat("m", Some(&["orders"]), Some("events-.*")).unwrap();
+    assert_eq!(
+        g.topics_of("m"),
+        ["events-a", "orders"],
+        "names and regex, united"
+    );
+    let epoch = g.group.group_epoch;
+
+    g.beat("m", None, None).unwrap();
+    assert_eq!(g.topics_of("m"), ["events-a", "orders"]);
+    assert_eq!(g.group.group_epoch, epoch, "unchanged");
+
+    // The same regex again is no change either.
+    g.beat("m", None, Some("events-.*")).unwrap();
+    assert_eq!(g.group.group_epoch, epoch);
+
+    g.beat("m", None, Some("")).unwrap();
+    assert_eq!(g.topics_of("m"), ["orders"]);
+    assert!(g.group.members["m"].subscribed_regex.is_none());
+    assert_eq!(g.group.group_epoch, epoch + 1);
+
+    // A member may subscribe by regex alone, but must subscribe to something to join.
+    let e = g.beat("n", Some(&[]), Some("")).unwrap_err();
+    assert_eq!(e.code, ErrorCode::InvalidRequest);
+}
+
+#[test]
+fn a_stored_regex_survives_the_round_trip_and_old_records_still_read() {
+    let mut g = Rx::new(&[("events-a", 1)]);
+    g.beat("m", None, Some("^events-.*")).unwrap();
+    g.settle("m");
+    let stored = g.group.stored();
+    let json = serde_json::to_vec(&stored).unwrap();
+    let back: StoredConsumerGroup = serde_json::from_slice(&json).unwrap();
+    assert_eq!(
+        back.members[0].subscribed_regex.as_deref(),
+        Some("^events-.*")
+    );
+    g.group = ConsumerGroup::restore(back, g.t0);
+    assert_eq!(g.group.stored(), stored);
+    g.topics.insert("events-b".into(), 1);
+    assert_eq!(g.topics_of("m"), ["events-a", "events-b"], "still resolved");
+
+    // A record from before regex subscriptions has no such field.
+    let mut old = serde_json::to_value(&stored).unwrap();
+    old["members"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("subscribed_regex");
+    let old: StoredConsumerGroup = serde_json::from_value(old).unwrap();
+    assert_eq!(old.members[0].subscribed_regex, None);
 }
