@@ -1919,3 +1919,244 @@ async fn replicas_can_be_assigned_by_hand() {
         vec![(vec![3, 1, 2], 1, vec![1, 2])]
     );
 }
+
+/// (value, source, read only) of each asked config of BROKER resource `name`, or the
+/// resource's error code.
+async fn broker_configs(
+    c: &mut TcpStream,
+    name: &str,
+) -> Result<std::collections::BTreeMap<String, (String, i8, bool)>, i16> {
+    let r: DescribeConfigsResponse = call(
+        c,
+        ApiKey::DescribeConfigs,
+        4,
+        &DescribeConfigsRequest::default().with_resources(vec![
+            describe_configs_request::DescribeConfigsResource::default()
+                .with_resource_type(4)
+                .with_resource_name(s(name))
+                .with_configuration_keys(None),
+        ]),
+    )
+    .await;
+    let r = &r.results[0];
+    if r.error_code != 0 {
+        return Err(r.error_code);
+    }
+    Ok(r.configs
+        .iter()
+        .map(|e| {
+            (
+                e.name.to_string(),
+                (
+                    e.value.as_ref().map(|v| v.to_string()).unwrap_or_default(),
+                    e.config_source,
+                    e.read_only,
+                ),
+            )
+        })
+        .collect())
+}
+
+/// IncrementalAlterConfigs on BROKER resource `name`: (operation, key, value) each; the
+/// answer's (error code, message).
+async fn alter_broker(c: &mut TcpStream, name: &str, ops: &[(i8, &str, &str)]) -> (i16, String) {
+    let r: IncrementalAlterConfigsResponse = call(
+        c,
+        ApiKey::IncrementalAlterConfigs,
+        1,
+        &IncrementalAlterConfigsRequest::default().with_resources(vec![
+            incremental_alter_configs_request::AlterConfigsResource::default()
+                .with_resource_type(4)
+                .with_resource_name(s(name))
+                .with_configs(
+                    ops.iter()
+                        .map(|(op, k, v)| {
+                            incremental_alter_configs_request::AlterableConfig::default()
+                                .with_name(s(k))
+                                .with_config_operation(*op)
+                                .with_value(Some(s(v)))
+                        })
+                        .collect(),
+                ),
+        ]),
+    )
+    .await;
+    let r = &r.responses[0];
+    (
+        r.error_code,
+        r.error_message
+            .as_ref()
+            .map(|m| m.to_string())
+            .unwrap_or_default(),
+    )
+}
+
+/// Issue 17 item 6: broker configs over the Kafka API. DescribeConfigs BROKER gives the
+/// node's configs with their sources; IncrementalAlterConfigs on BROKER changes the
+/// dynamic ones (`num.partitions`, `auto.create.topics.enable`,
+/// `log.retention.check.interval.ms`) cluster-wide ("") or for one broker, stored in the
+/// metadata log and applied at once; anything else is refused naming why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynamic_broker_configs_change_a_running_cluster() {
+    let n = node(&[
+        "--num-partitions",
+        "2",
+        "--log-retention-check-interval-ms",
+        "3600000",
+    ])
+    .await;
+    let mut c = TcpStream::connect(n.kafka_addr()).await.unwrap();
+    const SET: i8 = 0;
+    const DELETE: i8 = 1;
+    const DYNAMIC_BROKER: i8 = 2;
+    const DYNAMIC_DEFAULT: i8 = 3;
+    const STATIC: i8 = 4;
+
+    let own = broker_configs(&mut c, "1").await.unwrap();
+    assert_eq!(own["num.partitions"], ("2".into(), STATIC, false));
+    assert_eq!(
+        own["auto.create.topics.enable"],
+        ("true".into(), STATIC, false)
+    );
+    assert!(own["node.id"].2, "node.id is read-only");
+    assert!(broker_configs(&mut c, "").await.unwrap().is_empty());
+
+    // Cluster-wide num.partitions: auto-created and default-count topics take it.
+    assert_eq!(
+        alter_broker(&mut c, "", &[(SET, "num.partitions", "3")])
+            .await
+            .0,
+        0
+    );
+    assert_eq!(
+        broker_configs(&mut c, "").await.unwrap()["num.partitions"],
+        ("3".into(), DYNAMIC_DEFAULT, false)
+    );
+    assert_eq!(
+        broker_configs(&mut c, "1").await.unwrap()["num.partitions"],
+        ("3".into(), DYNAMIC_DEFAULT, false)
+    );
+    let created = wait_until(
+        "the auto-created topic to have partitions",
+        DEADLINE,
+        || {
+            let addr = n.kafka_addr();
+            async move {
+                let mut c = TcpStream::connect(addr).await.unwrap();
+                let md = metadata_for(&mut c, 12, true, &["dyn-auto"]).await;
+                md[0].1 == 0 && md[0].2 == 3
+            }
+        },
+    )
+    .await;
+    assert!(
+        created.is_ok(),
+        "{:?}",
+        metadata_for(&mut c, 12, false, &["dyn-auto"]).await
+    );
+    let out = n.cli(&["topic", "create", "dyn-default"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        metadata_for(&mut c, 12, false, &["dyn-default"]).await[0].2,
+        3
+    );
+
+    // This broker's auto.create.topics.enable: off, then back to the static value.
+    assert_eq!(
+        alter_broker(&mut c, "1", &[(SET, "auto.create.topics.enable", "false")])
+            .await
+            .0,
+        0
+    );
+    assert_eq!(
+        broker_configs(&mut c, "1").await.unwrap()["auto.create.topics.enable"],
+        ("false".into(), DYNAMIC_BROKER, false)
+    );
+    let md = metadata_for(&mut c, 12, true, &["dyn-off"]).await;
+    assert_eq!(md[0].1, 3, "not created while off: {md:?}");
+    assert_eq!(
+        alter_broker(&mut c, "1", &[(DELETE, "auto.create.topics.enable", "")])
+            .await
+            .0,
+        0
+    );
+    assert_eq!(
+        broker_configs(&mut c, "1").await.unwrap()["auto.create.topics.enable"],
+        ("true".into(), STATIC, false)
+    );
+
+    // log.retention.check.interval.ms from an hour to 200 ms: retention runs at once.
+    let out = n.cli(&[
+        "topic",
+        "create",
+        "dyn-ret",
+        "-p",
+        "1",
+        "--config",
+        "internal.segment.bytes=1024",
+        "--config",
+        "retention.ms=1",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let lines: String = (0..40).map(|i| format!("record-{i:0>200}\n")).collect();
+    let out = n.cli_with_stdin(
+        &["produce", "dyn-ret", "--batch-size", "2"],
+        lines.as_bytes(),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let start = || {
+        let out = n.cli(&["topic", "describe", "dyn-ret", "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v["partitions"][0]["log_start_offset"]
+            .as_i64()
+            .unwrap_or(-1)
+    };
+    assert_eq!(start(), 0, "an hour's interval: nothing deleted yet");
+    assert_eq!(
+        alter_broker(
+            &mut c,
+            "",
+            &[(SET, "log.retention.check.interval.ms", "200")]
+        )
+        .await
+        .0,
+        0
+    );
+    let deleted = wait_until("retention to run on the new interval", DEADLINE, || {
+        let s = start();
+        async move { s > 0 }
+    })
+    .await;
+    assert!(deleted.is_ok(), "log start offset {}", start());
+
+    // Refused, naming why; nothing changes.
+    for (name, ops, code, words) in [
+        (
+            "x",
+            vec![(SET, "num.partitions", "4")],
+            42,
+            "not a broker id",
+        ),
+        (
+            "",
+            vec![(SET, "broker.rack", "r1")],
+            40,
+            "can change while running",
+        ),
+        ("", vec![(SET, "num.partitions", "0")], 40, "at least 1"),
+        (
+            "1",
+            vec![(SET, "log.flush", "fsync")],
+            40,
+            "kavka server flags",
+        ),
+    ] {
+        let (got, message) = alter_broker(&mut c, name, &ops).await;
+        assert_eq!(got, code, "{ops:?}: {message}");
+        assert!(message.contains(words), "{ops:?}: {message}");
+    }
+    assert_eq!(
+        broker_configs(&mut c, "").await.unwrap()["num.partitions"].0,
+        "3"
+    );
+}

@@ -144,6 +144,33 @@ def confluent(bootstrap, prefix):
     run(c, "per-topic durability and the whole topic-config set",
         ["CreateTopics", "DescribeConfigs", "IncrementalAlterConfigs"], durability)
 
+    def broker_configs():
+        res = ConfigResource(ConfigResource.Type.BROKER, "1")
+        before = admin.describe_configs([res])[res].result(TIMEOUT)
+        key = "log.retention.check.interval.ms"
+        source = lambda got: int(getattr(got[key].source, "value", got[key].source))
+        inc = ConfigResource(ConfigResource.Type.BROKER, "1", incremental_configs=[
+            ConfigEntry(key, "300000", incremental_operation=AlterConfigOpType.SET)])
+        admin.incremental_alter_configs([inc])[inc].result(TIMEOUT)
+        during = admin.describe_configs([res])[res].result(TIMEOUT)
+        back = ConfigResource(ConfigResource.Type.BROKER, "1", incremental_configs=[
+            ConfigEntry(key, None, incremental_operation=AlterConfigOpType.DELETE)])
+        admin.incremental_alter_configs([back])[back].result(TIMEOUT)
+        after = admin.describe_configs([res])[res].result(TIMEOUT)
+        bad = ConfigResource(ConfigResource.Type.BROKER, "1", incremental_configs=[
+            ConfigEntry("broker.rack", "r9", incremental_operation=AlterConfigOpType.SET)])
+        try:
+            admin.incremental_alter_configs([bad])[bad].result(TIMEOUT)
+            return False, "a static config was changed"
+        except Exception as e:
+            refused = "INVALID_CONFIG" in str(e)
+        # Kafka's ConfigSource numbers: 2 DYNAMIC_BROKER_CONFIG, 4 STATIC_BROKER_CONFIG.
+        sources = (source(before), source(during), source(after))
+        ok = "num.partitions" in before and sources == (4, 2, 4) and refused
+        return ok, (sources, refused)
+    run(c, "describe broker configs and change a dynamic one",
+        ["DescribeConfigs", "IncrementalAlterConfigs"], broker_configs)
+
     def replace_configs():
         res = ConfigResource(ConfigResource.Type.TOPIC, topic,
                              set_config={"retention.ms": "7200000"})

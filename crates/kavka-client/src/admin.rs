@@ -153,6 +153,7 @@ impl Client {
                 set: set.into_iter().collect(),
                 delete,
                 validate_only: false,
+                broker: None,
             })
             .await?
             .into_inner()

@@ -6,15 +6,15 @@
 //! once its records are committed. Sessions live only on the active controller; a new
 //! one gives every unfenced broker a fresh session timeout to find it.
 
-use crate::control::Decision;
 use crate::control::brokers::{self, Heartbeat, HeartbeatReply, RegisterBroker};
 use crate::control::liveness::{Electable, ElectionRules, SessionView};
 use crate::control::partitions::{self, AlterPartition};
 use crate::control::topics::{self, CreateTopic, GrowTopic, TopicDefaults};
+use crate::control::{Decision, broker_configs};
 use crate::quorum::{Quorum, QuorumError};
 use crate::types::{NodeId, VoterNode};
-use kavka_metadata::{MetadataImage, MetadataRecord, TopicId};
-use kavka_model::{BrokerId, ErrorCode, KafkaError, PartitionId};
+use kavka_metadata::{ConfigResource, MetadataImage, MetadataRecord, TopicId};
+use kavka_model::{BrokerId, DynamicBrokerConfig, ErrorCode, KafkaError, PartitionId};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -205,8 +205,16 @@ impl Controller {
         &self,
         requests: Vec<CreateTopic>,
     ) -> Result<Vec<Result<TopicId, KafkaError>>, ControllerError> {
-        let defaults = self.config.topic_defaults;
+        let mut defaults = self.config.topic_defaults;
         self.decide(|img| {
+            // A cluster-wide dynamic num.partitions wins over the static one.
+            let (dynamic, _) = DynamicBrokerConfig::layered(
+                &img.configs(&ConfigResource::Cluster),
+                &BTreeMap::new(),
+            );
+            if let Some(n) = dynamic.num_partitions {
+                defaults.partitions = n;
+            }
             topics::create_topics(img, &requests, defaults, || TopicId(uuid::Uuid::new_v4()))
         })
         .await
@@ -225,6 +233,18 @@ impl Controller {
     ) -> Result<Vec<Result<TopicId, KafkaError>>, ControllerError> {
         self.decide(|img| topics::create_partitions(img, &requests))
             .await
+    }
+
+    /// Dynamic broker configs of `broker` (None: cluster-wide).
+    pub async fn alter_broker_configs(
+        &self,
+        broker: Option<BrokerId>,
+        set: BTreeMap<String, String>,
+        delete: Vec<String>,
+    ) -> Result<BTreeMap<String, String>, ControllerError> {
+        Ok(self
+            .decide(|img| broker_configs::alter_broker_configs(img, broker, &set, &delete))
+            .await??)
     }
 
     pub async fn alter_topic_configs(

@@ -264,6 +264,39 @@ impl Svc for ControllerService {
         if inner.validate_only {
             return Err(validate_only_unsupported());
         }
+        if let Some(scope) = &inner.broker {
+            let broker = (scope.broker_id != -1).then_some(BrokerId(scope.broker_id));
+            return match self
+                .controller
+                .alter_broker_configs(
+                    broker,
+                    inner.set.clone().into_iter().collect(),
+                    inner.delete.clone(),
+                )
+                .await
+            {
+                Ok(configs) => Ok(Response::new(v1::AlterConfigsResponse {
+                    configs: configs
+                        .into_iter()
+                        .map(|(name, value)| v1::ConfigEntry {
+                            name,
+                            value,
+                            is_default: false,
+                            source: if broker.is_some() {
+                                "DYNAMIC_BROKER_CONFIG"
+                            } else {
+                                "DYNAMIC_DEFAULT_BROKER_CONFIG"
+                            }
+                            .into(),
+                        })
+                        .collect(),
+                })),
+                Err(e) => match self.forward_target(&e).await {
+                    Some(mut c) => c.alter_configs(inner).await,
+                    None => Err(to_status(&e)),
+                },
+            };
+        }
         match self
             .controller
             .alter_topic_configs(

@@ -5,12 +5,14 @@
 //! untrusted input (`TopicName::new`, `TopicConfig::from_overrides`), so a value of these
 //! types is always valid.
 
+mod broker_config;
 mod config;
 mod error;
 mod ids;
 pub mod partitioner;
 mod topic;
 
+pub use broker_config::{DYNAMIC_BROKER_KEYS, DynamicBrokerConfig};
 pub use config::{
     CleanupPolicy, CompressionType, ConfigEntry, ConfigError, ConfigSource, DirtyRatio,
     TimestampType, TopicConfig,

@@ -24,8 +24,8 @@ use crate::partition::Partition;
 use kavka_log::LogConfig;
 use kavka_metadata::{ConfigResource, MetadataImage, PartitionRegistration, TopicId, TopicImage};
 use kavka_model::{
-    BrokerId, ConfigEntry, ErrorCode, KafkaError, LeaderEpoch, Offset, PartitionId, TopicConfig,
-    TopicName, TopicPartition,
+    BrokerId, ConfigEntry, DynamicBrokerConfig, ErrorCode, KafkaError, LeaderEpoch, Offset,
+    PartitionId, TopicConfig, TopicName, TopicPartition,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -802,17 +802,44 @@ impl ReplicaManager {
         }
     }
 
+    /// The dynamic broker configs in effect here (this broker's over the cluster-wide
+    /// ones); `None` fields leave the static setting in effect.
+    pub fn dynamic_config(&self) -> DynamicBrokerConfig {
+        let image = self.image();
+        let (config, skipped) = DynamicBrokerConfig::layered(
+            &image.configs(&ConfigResource::Cluster),
+            &image.configs(&ConfigResource::Broker(self.config.node_id)),
+        );
+        for e in skipped {
+            tracing::warn!(error = %e, "invalid dynamic broker config in metadata; ignored");
+        }
+        config
+    }
+
+    /// `log.retention.check.interval.ms` in effect (dynamic, or static), at least 100 ms.
+    fn retention_check_interval(&self) -> Duration {
+        let ms = self
+            .dynamic_config()
+            .log_retention_check_interval_ms
+            .unwrap_or(self.config.retention_check_interval_ms);
+        Duration::from_millis(ms.max(100))
+    }
+
     /// Runs retention, then compaction of compacted topics and producer-id expiry, every
-    /// `log.retention.check.interval.ms` until `shutdown` fires.
+    /// `log.retention.check.interval.ms` (read again after each run: it is dynamic) until
+    /// `shutdown` fires.
     pub async fn run_retention(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let period = Duration::from_millis(self.config.retention_check_interval_ms.max(100));
-        let mut tick = tokio::time::interval(period);
-        tick.tick().await;
+        let mut last_run = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = shutdown.changed() => return,
             }
+            if last_run.elapsed() < self.retention_check_interval() {
+                continue;
+            }
+            last_run = Instant::now();
             for p in self.online() {
                 match p.enforce_retention().await {
                     Ok(0) => {}

@@ -209,16 +209,20 @@ impl Admin for AdminService {
             })
             .await
             .map_err(|e| status(&e))?;
-        let topic = TopicName::new(req.topic.clone()).map_err(|e| {
-            status(&KafkaError::new(
-                ErrorCode::InvalidTopicException,
-                e.to_string(),
-            ))
-        })?;
+        let resource = match &req.broker {
+            Some(scope) if scope.broker_id == -1 => ConfigResource::Cluster,
+            Some(scope) => ConfigResource::Broker(kavka_model::BrokerId(scope.broker_id)),
+            None => ConfigResource::Topic(TopicName::new(req.topic.clone()).map_err(|e| {
+                status(&KafkaError::new(
+                    ErrorCode::InvalidTopicException,
+                    e.to_string(),
+                ))
+            })?),
+        };
         // Done here once this broker's image holds what was set and not what was deleted
         // (raw values, as stored).
         self.await_image("the config change", |img| {
-            let stored = img.configs(&ConfigResource::Topic(topic.clone()));
+            let stored = img.configs(&resource);
             req.set.iter().all(|(k, v)| stored.get(k) == Some(v))
                 && req.delete.iter().all(|k| !stored.contains_key(k))
         })

@@ -2,6 +2,7 @@
 //! They decide and return records; they never mutate anything. Only the active
 //! controller runs them, and a decision takes effect only once its records commit.
 
+pub mod broker_configs;
 pub mod brokers;
 pub mod liveness;
 pub mod partitions;
@@ -9,7 +10,8 @@ pub mod placement;
 pub mod producer_ids;
 pub mod topics;
 
-use kavka_metadata::MetadataRecord;
+use kavka_metadata::{ConfigResource, MetadataRecord};
+use std::collections::BTreeMap;
 
 /// What a control manager decided: the records to propose and the reply to give once
 /// they commit.
@@ -17,4 +19,33 @@ use kavka_metadata::MetadataRecord;
 pub struct Decision<R> {
     pub records: Vec<MetadataRecord>,
     pub reply: R,
+}
+
+/// Config records that delete `delete` (those present) and set `set` on `resource`,
+/// applying them to `configs`, its configs until now.
+pub(crate) fn config_changes(
+    resource: &ConfigResource,
+    configs: &mut BTreeMap<String, String>,
+    set: &BTreeMap<String, String>,
+    delete: &[String],
+) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
+    for k in delete {
+        if configs.remove(k).is_some() {
+            records.push(MetadataRecord::Config {
+                resource: resource.clone(),
+                name: k.clone(),
+                value: None,
+            });
+        }
+    }
+    for (k, v) in set {
+        configs.insert(k.clone(), v.clone());
+        records.push(MetadataRecord::Config {
+            resource: resource.clone(),
+            name: k.clone(),
+            value: Some(v.clone()),
+        });
+    }
+    records
 }

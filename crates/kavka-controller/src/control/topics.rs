@@ -1,7 +1,7 @@
 //! Topic creation and deletion, and topic config changes.
 
-use super::Decision;
 use super::placement::{check_manual, place};
+use super::{Decision, config_changes};
 use kavka_metadata::{
     ConfigResource, MetadataImage, MetadataRecord, NO_LEADER, PartitionRecord, TopicId, TopicRecord,
 };
@@ -376,28 +376,13 @@ pub fn alter_topic_configs(
         ));
     };
     let resource = ConfigResource::Topic(name);
-    let mut overrides = image.configs(&resource);
-    let mut records = Vec::new();
     for k in delete {
         if let Err(e) = TopicConfig::check_key(k) {
             return refuse(KafkaError::new(ErrorCode::InvalidConfig, e.to_string()));
         }
-        if overrides.remove(k).is_some() {
-            records.push(MetadataRecord::Config {
-                resource: resource.clone(),
-                name: k.clone(),
-                value: None,
-            });
-        }
     }
-    for (k, v) in set {
-        overrides.insert(k.clone(), v.clone());
-        records.push(MetadataRecord::Config {
-            resource: resource.clone(),
-            name: k.clone(),
-            value: Some(v.clone()),
-        });
-    }
+    let mut overrides = image.configs(&resource);
+    let records = config_changes(&resource, &mut overrides, set, delete);
     // What is set now meets today's rules; what was stored before stays as it was.
     if let Err(e) = TopicConfig::from_overrides(set) {
         return refuse(KafkaError::new(ErrorCode::InvalidConfig, e.to_string()));

@@ -18,7 +18,7 @@ use kafka_protocol::messages::{
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
 use kavka_metadata::ConfigResource;
-use kavka_model::{ConfigSource, ErrorCode, KafkaError, TopicName};
+use kavka_model::{ConfigSource, DYNAMIC_BROKER_KEYS, ErrorCode, KafkaError, TopicName};
 use kavka_proto::conv::from_status;
 use kavka_proto::v1::{self, admin_service_server::AdminService as _};
 use std::collections::HashMap;
@@ -30,6 +30,8 @@ const BROKER: i8 = 4;
 
 /// Kafka's config sources.
 const DYNAMIC_TOPIC_CONFIG: i8 = 1;
+const DYNAMIC_BROKER_CONFIG: i8 = 2;
+const DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 3;
 const STATIC_BROKER_CONFIG: i8 = 4;
 const DEFAULT_CONFIG: i8 = 5;
 
@@ -102,13 +104,6 @@ fn unknown_type(t: i8) -> KafkaError {
     )
 }
 
-fn static_broker() -> KafkaError {
-    KafkaError::new(
-        ErrorCode::InvalidRequest,
-        "broker configs are static here: set them with kavka server flags, KAVKA_* variables or the config file",
-    )
-}
-
 /// This broker's own settings, by Kafka name.
 fn broker_configs(broker: &Broker) -> Vec<(&'static str, String)> {
     let c = broker.replicas.config();
@@ -116,6 +111,10 @@ fn broker_configs(broker: &Broker) -> Vec<(&'static str, String)> {
         ("node.id", c.node_id.0.to_string()),
         ("broker.rack", c.rack.clone().unwrap_or_default()),
         ("num.partitions", c.default_partitions.to_string()),
+        (
+            "auto.create.topics.enable",
+            broker.config.auto_create_topics_enable.to_string(),
+        ),
         ("log.flush", c.flush.name().to_string()),
         ("log.flush.interval.messages", c.flush.messages.to_string()),
         ("log.flush.interval.ms", c.flush.ms.to_string()),
@@ -188,12 +187,36 @@ pub(crate) async fn describe_configs(
                         .collect()
                 }),
             BROKER => {
-                let me = broker.replicas.config().node_id.0.to_string();
-                if r.resource_name.is_empty() || r.resource_name.as_str() == me {
+                let me = broker.replicas.config().node_id;
+                let image = broker.replicas.image();
+                let cluster = image.configs(&ConfigResource::Cluster);
+                if r.resource_name.is_empty() {
+                    // The cluster-wide dynamic defaults, as Kafka describes resource "".
+                    Ok(cluster
+                        .into_iter()
+                        .filter(|(n, _)| wanted(n))
+                        .map(|(n, v)| {
+                            DescribeConfigsResourceResult::default()
+                                .with_name(str_bytes(n))
+                                .with_value(Some(str_bytes(v)))
+                                .with_config_source(DYNAMIC_DEFAULT_BROKER_CONFIG)
+                        })
+                        .collect())
+                } else if r.resource_name.as_str() == me.0.to_string() {
+                    let own = image.configs(&ConfigResource::Broker(me));
                     Ok(broker_configs(broker)
                         .into_iter()
                         .filter(|(n, _)| wanted(n))
-                        .map(|(n, v)| entry(n, v, STATIC_BROKER_CONFIG, true))
+                        .map(|(n, v)| {
+                            let dynamic = DYNAMIC_BROKER_KEYS.contains(&n);
+                            match (own.get(n), cluster.get(n)) {
+                                (Some(v), _) => entry(n, v.clone(), DYNAMIC_BROKER_CONFIG, false),
+                                (None, Some(v)) => {
+                                    entry(n, v.clone(), DYNAMIC_DEFAULT_BROKER_CONFIG, false)
+                                }
+                                (None, None) => entry(n, v, STATIC_BROKER_CONFIG, !dynamic),
+                            }
+                        })
                         .collect())
                 } else {
                     Err(KafkaError::new(
@@ -221,21 +244,73 @@ pub(crate) async fn describe_configs(
     DescribeConfigsResponse::default().with_results(results)
 }
 
-/// Sets and removes overrides of one topic through the controller quorum.
-async fn alter_topic(
+/// Whose configs an alter request changes.
+enum Target {
+    Topic(String),
+    /// Dynamic broker configs of one broker, or (-1) the cluster-wide defaults.
+    Broker(i32),
+}
+
+impl Target {
+    /// From a request's resource type and name: a BROKER resource is named by a broker
+    /// id, or "" for the cluster-wide defaults, as in Kafka.
+    fn of(resource_type: i8, name: &str) -> Result<Self, KafkaError> {
+        match resource_type {
+            TOPIC => Ok(Target::Topic(name.to_string())),
+            BROKER if name.is_empty() => Ok(Target::Broker(-1)),
+            BROKER => name
+                .parse::<i32>()
+                .ok()
+                .filter(|id| *id >= 0)
+                .map(Target::Broker)
+                .ok_or_else(|| {
+                    KafkaError::new(
+                        ErrorCode::InvalidRequest,
+                        format!(
+                            "broker resource '{name}' is not a broker id (or \"\" for the cluster-wide defaults)"
+                        ),
+                    )
+                }),
+            t => Err(unknown_type(t)),
+        }
+    }
+
+    /// The configs set on it now, as stored.
+    fn stored(&self, broker: &Broker) -> HashMap<String, String> {
+        let image = broker.replicas.image();
+        let resource = match self {
+            Target::Topic(t) => match TopicName::new(t.clone()) {
+                Ok(t) => ConfigResource::Topic(t),
+                Err(_) => return HashMap::new(),
+            },
+            Target::Broker(-1) => ConfigResource::Cluster,
+            Target::Broker(id) => ConfigResource::Broker(kavka_model::BrokerId(*id)),
+        };
+        image.configs(&resource).into_iter().collect()
+    }
+}
+
+/// Sets and removes a topic's overrides, or dynamic broker configs, through the
+/// controller quorum.
+async fn alter(
     broker: &Broker,
-    topic: &str,
+    target: &Target,
     set: HashMap<String, String>,
     delete: Vec<String>,
     validate_only: bool,
 ) -> Result<(), KafkaError> {
+    let (topic, scope) = match target {
+        Target::Topic(t) => (t.clone(), None),
+        Target::Broker(id) => (String::new(), Some(v1::BrokerScope { broker_id: *id })),
+    };
     broker
         .admin
         .alter_configs(Request::new(v1::AlterConfigsRequest {
-            topic: topic.to_string(),
+            topic,
             set,
             delete,
             validate_only,
+            broker: scope,
         }))
         .await
         .map(|_| ())
@@ -248,32 +323,22 @@ pub(crate) async fn alter_configs(
 ) -> AlterConfigsResponse {
     let mut responses = Vec::with_capacity(req.resources.len());
     for r in req.resources {
-        let outcome = match r.resource_type {
-            TOPIC => {
-                // AlterConfigs replaces the whole set: overrides not given are removed.
+        let outcome = match Target::of(r.resource_type, r.resource_name.as_str()) {
+            Err(e) => Err(e),
+            Ok(target) => {
+                // AlterConfigs replaces the whole set: configs not given are removed.
                 let set: HashMap<String, String> = r
                     .configs
                     .iter()
                     .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
                     .collect();
-                let current = TopicName::new(r.resource_name.to_string())
-                    .map(|t| broker.replicas.image().configs(&ConfigResource::Topic(t)))
-                    .unwrap_or_default();
-                let delete = current
+                let delete = target
+                    .stored(broker)
                     .into_keys()
                     .filter(|k| !set.contains_key(k))
                     .collect();
-                alter_topic(
-                    broker,
-                    r.resource_name.as_str(),
-                    set,
-                    delete,
-                    req.validate_only,
-                )
-                .await
+                alter(broker, &target, set, delete, req.validate_only).await
             }
-            BROKER => Err(static_broker()),
-            t => Err(unknown_type(t)),
         };
         let resp = AlterConfigsResourceResponse::default()
             .with_resource_type(r.resource_type)
@@ -295,8 +360,9 @@ pub(crate) async fn incremental_alter_configs(
 ) -> IncrementalAlterConfigsResponse {
     let mut responses = Vec::with_capacity(req.resources.len());
     for r in req.resources {
-        let outcome = match r.resource_type {
-            TOPIC => {
+        let outcome = match Target::of(r.resource_type, r.resource_name.as_str()) {
+            Err(e) => Err(e),
+            Ok(target) => {
                 let mut set = HashMap::new();
                 let mut delete = Vec::new();
                 let mut refused = None;
@@ -342,20 +408,9 @@ pub(crate) async fn incremental_alter_configs(
                 }
                 match refused {
                     Some(e) => Err(e),
-                    None => {
-                        alter_topic(
-                            broker,
-                            r.resource_name.as_str(),
-                            set,
-                            delete,
-                            req.validate_only,
-                        )
-                        .await
-                    }
+                    None => alter(broker, &target, set, delete, req.validate_only).await,
                 }
             }
-            BROKER => Err(static_broker()),
-            t => Err(unknown_type(t)),
         };
         let resp = IncrementalResult::default()
             .with_resource_type(r.resource_type)

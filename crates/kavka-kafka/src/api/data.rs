@@ -133,7 +133,7 @@ pub(crate) async fn produce(broker: &Broker, req: ProduceRequest) -> Option<Prod
                 format!("produce failed: {e}"),
             ))
         });
-        if broker.config.auto_create_topics_enable
+        if super::metadata::auto_create_enabled(broker)
             && super::metadata::may_auto_create(&name.0, &result)
             && kavka_model::TopicName::new(name.0.to_string()).is_ok()
         {

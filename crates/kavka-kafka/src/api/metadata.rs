@@ -48,16 +48,32 @@ pub(crate) fn may_auto_create<T>(name: &str, summary: &Result<T, KafkaError>) ->
         && !name.starts_with("__")
 }
 
+/// `auto.create.topics.enable` in effect: dynamic (this broker's, else the cluster's),
+/// else the node's static setting.
+pub(crate) fn auto_create_enabled(broker: &Broker) -> bool {
+    broker
+        .replicas
+        .dynamic_config()
+        .auto_create_topics_enable
+        .unwrap_or(broker.config.auto_create_topics_enable)
+}
+
 /// Creates `names` with the broker defaults (`num.partitions`,
 /// `default.replication.factor`) through the active controller, as any topic is; returns
 /// the topics whose creation failed, with why. One that another client created meanwhile
 /// is no failure: concurrent first uses create a topic once.
 pub(crate) async fn auto_create(broker: &Broker, names: &[String]) -> HashMap<String, KafkaError> {
+    // A dynamic num.partitions (this broker's or the cluster's); else the controller's.
+    let partitions = broker
+        .replicas
+        .dynamic_config()
+        .num_partitions
+        .unwrap_or(-1);
     let topics = names
         .iter()
         .map(|name| v1::NewTopic {
             name: name.clone(),
-            partitions: -1,
+            partitions,
             replication_factor: 0,
             configs: HashMap::new(),
             assignments: vec![],
@@ -139,7 +155,7 @@ pub(crate) async fn metadata(
     let mut topics = Vec::new();
     if !names.is_empty() {
         let (mut summaries, mut states) = broker.replicas.metadata(&names).await;
-        let may_create = broker.config.auto_create_topics_enable && req.allow_auto_topic_creation;
+        let may_create = auto_create_enabled(broker) && req.allow_auto_topic_creation;
         let unknown: Vec<String> = summaries
             .iter()
             .filter(|(name, s)| may_auto_create(name, s))
