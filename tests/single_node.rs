@@ -1308,16 +1308,10 @@ async fn durability_is_a_topic_config() {
         "tiered storage is not built",
     );
     fails_with(
-        node.cli(&[
-            "topic",
-            "alter-config",
-            "dflt",
-            "--set",
-            "segment.jitter.ms=5",
-        ]),
-        "segment roll jitter is not built",
+        node.cli(&["topic", "alter-config", "dflt", "--set", "preallocate=true"]),
+        "segment preallocation is not built",
     );
-    assert_eq!(describe(&node, "dflt")["configs"]["segment.jitter.ms"], "0");
+    assert_eq!(describe(&node, "dflt")["configs"]["preallocate"], "false");
     ok(node.cli(&[
         "topic",
         "alter-config",
@@ -1325,6 +1319,14 @@ async fn durability_is_a_topic_config() {
         "--set",
         "preallocate=false",
     ]));
+    ok(node.cli(&[
+        "topic",
+        "alter-config",
+        "dflt",
+        "--set",
+        "segment.jitter.ms=5",
+    ]));
+    assert_eq!(describe(&node, "dflt")["configs"]["segment.jitter.ms"], "5");
 
     // SIGKILL right after an acknowledged write: it is there after the restart.
     produce(&node, "dflt", "acknowledged");

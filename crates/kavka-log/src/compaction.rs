@@ -92,8 +92,18 @@ impl PartitionLog {
                 dirty += seg.size();
             }
         }
-        if total == 0 || (dirty as f64) < self.config.min_cleanable_dirty_ratio.get() * total as f64
-        {
+        // max.compaction.lag.ms: a dirty segment that began that long ago is cleaned
+        // however clean the rest of the log is.
+        let overdue = cleanable.iter().any(|base| {
+            let seg = &self.segments[base];
+            seg.next_offset() > first_dirty
+                && seg
+                    .rolled_at_ms()
+                    .is_some_and(|t| now_ms.saturating_sub(t) >= self.config.max_compaction_lag_ms)
+        });
+        let dirty_enough =
+            (dirty as f64) >= self.config.min_cleanable_dirty_ratio.get() * total as f64;
+        if total == 0 || !(dirty_enough || overdue) {
             return Ok(None);
         }
 

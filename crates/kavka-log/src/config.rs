@@ -26,6 +26,11 @@ pub struct LogConfig {
     pub delete_retention_ms: i64,
     /// Records younger than this are never compacted (`min.compaction.lag.ms`).
     pub min_compaction_lag_ms: i64,
+    /// Records older than this are compacted whatever the dirty ratio, and the active
+    /// segment of a compacted log rolls at this age (`max.compaction.lag.ms`).
+    pub max_compaction_lag_ms: i64,
+    /// Each segment rolls up to this much before `segment_ms` (`segment.jitter.ms`).
+    pub segment_jitter_ms: i64,
     /// Clean once this share of the log is dirty (`min.cleanable.dirty.ratio`).
     pub min_cleanable_dirty_ratio: DirtyRatio,
 }
@@ -57,6 +62,8 @@ impl LogConfig {
             ),
             delete_retention_ms: t.delete_retention_ms,
             min_compaction_lag_ms: t.min_compaction_lag_ms,
+            max_compaction_lag_ms: t.max_compaction_lag_ms,
+            segment_jitter_ms: t.segment_jitter_ms,
             min_cleanable_dirty_ratio: t.min_cleanable_dirty_ratio,
         }
     }

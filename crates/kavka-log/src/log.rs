@@ -376,9 +376,24 @@ impl PartitionLog {
         let full = seg.size() + len > self.config.segment_bytes;
         let old = seg
             .rolled_at_ms()
-            .is_some_and(|t| now_ms.saturating_sub(t) >= self.config.segment_ms);
+            .is_some_and(|t| now_ms.saturating_sub(t) >= self.roll_age_ms(seg.base_offset));
         let offsets_overflow = h.last_offset() - seg.base_offset.0 > u32::MAX as i64;
         full || old || offsets_overflow
+    }
+
+    /// How old the segment at `base` may grow before it rolls: `segment.ms`, less this
+    /// segment's share of `segment.jitter.ms`, and for a compacted log at most
+    /// `max.compaction.lag.ms` (its records must become cleanable in time).
+    fn roll_age_ms(&self, base: Offset) -> i64 {
+        let c = &self.config;
+        let age = c
+            .segment_ms
+            .saturating_sub(roll_jitter(&self.dir, base, c.segment_jitter_ms));
+        if c.compact {
+            age.min(c.max_compaction_lag_ms)
+        } else {
+            age
+        }
     }
 
     /// Starts a new active segment at the log end.
@@ -605,6 +620,46 @@ impl PartitionLog {
     }
 }
 
+/// A segment's share of `segment.jitter.ms`: in `[0, jitter)`, fixed for the segment
+/// (from its directory and base offset) so it does not change between appends, and
+/// different across partitions so those created together roll at different times.
+fn roll_jitter(dir: &Path, base: Offset, jitter_ms: i64) -> i64 {
+    use std::hash::{Hash, Hasher};
+    if jitter_ms <= 0 {
+        return 0;
+    }
+    let mut h = std::hash::DefaultHasher::new();
+    (dir, base.0).hash(&mut h);
+    (h.finish() % jitter_ms as u64) as i64
+}
+
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {
     std::fs::File::open(dir).and_then(|d| d.sync_all()).at(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roll_jitter_is_fixed_per_segment_bounded_and_spread() {
+        assert_eq!(roll_jitter(Path::new("/d/t-0"), Offset(0), 0), 0);
+        let jitters: Vec<i64> = (0..64)
+            .map(|p| roll_jitter(Path::new(&format!("/d/t-{p}")), Offset(0), 1_000))
+            .collect();
+        assert!(
+            jitters.iter().all(|j| (0..1_000).contains(j)),
+            "{jitters:?}"
+        );
+        let distinct: std::collections::BTreeSet<_> = jitters.iter().collect();
+        assert!(distinct.len() > 32, "partitions spread: {jitters:?}");
+        for p in 0..8 {
+            let dir = format!("/d/t-{p}");
+            assert_eq!(
+                roll_jitter(Path::new(&dir), Offset(40), 1_000),
+                roll_jitter(Path::new(&dir), Offset(40), 1_000),
+                "the same segment keeps its jitter"
+            );
+        }
+    }
 }

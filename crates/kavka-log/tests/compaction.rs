@@ -207,6 +207,13 @@ fn the_dirty_ratio_decides_when_to_clean_and_delete_policy_never_compacts() {
         append(&mut log, &[(0, Some(i))], 1_000, Compression::None);
     }
     assert_eq!(log.compact(2_000, log.log_end_offset()).unwrap(), None);
+    // max.compaction.lag.ms: dirty data written at 1 000 is cleaned once it is 5 000 old,
+    // whatever the ratio.
+    let mut lagged = c.clone();
+    lagged.max_compaction_lag_ms = 5_000;
+    log.set_config(lagged);
+    assert_eq!(log.compact(5_999, log.log_end_offset()).unwrap(), None);
+    assert!(log.compact(6_000, log.log_end_offset()).unwrap().is_some());
     drop(log);
 
     let dir = tempfile::tempdir().unwrap();
@@ -249,4 +256,27 @@ fn a_cleaning_cut_short_leaves_the_log_readable() {
     let log = PartitionLog::open(dir.path(), compacted(1024)).unwrap();
     assert!(!work.exists(), "the work directory is removed on open");
     assert_eq!(read_all(&log), before);
+}
+
+#[test]
+fn a_compacted_logs_active_segment_rolls_at_the_max_compaction_lag() {
+    for (compact, rolls) in [(true, true), (false, false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = if compact {
+            compacted(1024 * 1024)
+        } else {
+            config(&[])
+        };
+        c.max_compaction_lag_ms = 5_000;
+        let mut log = PartitionLog::open(dir.path(), c).unwrap();
+        append(&mut log, &[(1, Some(1))], 1_000, Compression::None);
+        append(&mut log, &[(1, Some(2))], 5_999, Compression::None);
+        assert_eq!(log.segment_count(), 1, "compact: {compact}");
+        append(&mut log, &[(1, Some(3))], 6_000, Compression::None);
+        assert_eq!(
+            log.segment_count(),
+            if rolls { 2 } else { 1 },
+            "compact: {compact}"
+        );
+    }
 }

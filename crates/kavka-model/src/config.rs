@@ -77,6 +77,12 @@ pub struct TopicConfig {
     pub min_cleanable_dirty_ratio: DirtyRatio,
     /// A record stays uncompacted for at least this long after it was written.
     pub min_compaction_lag_ms: i64,
+    /// A record is compacted at the latest this long after it was written, however
+    /// clean the log (`max.compaction.lag.ms`); `i64::MAX`: no bound.
+    pub max_compaction_lag_ms: i64,
+    /// Segments roll up to this much before `segment.ms`, a fixed amount per segment,
+    /// so that partitions created together do not all roll at once.
+    pub segment_jitter_ms: i64,
     /// fsync once this many messages are not yet on disk; 1: before every
     /// acknowledgement. `i64::MAX` (Kafka's default): never for this reason.
     pub flush_messages: i64,
@@ -129,6 +135,8 @@ impl Default for TopicConfig {
             delete_retention_ms: 24 * 60 * 60 * 1000,
             min_cleanable_dirty_ratio: DirtyRatio(0.5),
             min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            segment_jitter_ms: 0,
             flush_messages: i64::MAX,
             flush_ms: i64::MAX,
         }
@@ -219,7 +227,6 @@ pub const NOT_BUILT: &[(&str, &str, &str)] = &[
         "10485760",
         "a size bound for offset indexes",
     ),
-    ("segment.jitter.ms", "0", "segment roll jitter"),
 ];
 
 pub const KEYS: &[&str] = &[
@@ -229,6 +236,7 @@ pub const KEYS: &[&str] = &[
     "flush.messages",
     "flush.ms",
     "index.interval.bytes",
+    "max.compaction.lag.ms",
     "max.message.bytes",
     "message.timestamp.after.max.ms",
     "message.timestamp.before.max.ms",
@@ -239,6 +247,7 @@ pub const KEYS: &[&str] = &[
     "retention.bytes",
     "retention.ms",
     "segment.bytes",
+    "segment.jitter.ms",
     "segment.ms",
     "unclean.leader.election.enable",
 ];
@@ -321,6 +330,8 @@ impl TopicConfig {
             "segment.ms" => self.segment_ms = parse_at_least(value, 1, &bad)?,
             "delete.retention.ms" => self.delete_retention_ms = parse_at_least(value, 0, &bad)?,
             "min.compaction.lag.ms" => self.min_compaction_lag_ms = parse_at_least(value, 0, &bad)?,
+            "max.compaction.lag.ms" => self.max_compaction_lag_ms = parse_at_least(value, 1, &bad)?,
+            "segment.jitter.ms" => self.segment_jitter_ms = parse_at_least(value, 0, &bad)?,
             "flush.messages" => self.flush_messages = parse_at_least(value, 1, &bad)?,
             "flush.ms" => self.flush_ms = parse_at_least(value, 0, &bad)?,
             "message.timestamp.before.max.ms" => {
@@ -449,6 +460,8 @@ impl TopicConfig {
             "segment.ms" => self.segment_ms.to_string(),
             "delete.retention.ms" => self.delete_retention_ms.to_string(),
             "min.compaction.lag.ms" => self.min_compaction_lag_ms.to_string(),
+            "max.compaction.lag.ms" => self.max_compaction_lag_ms.to_string(),
+            "segment.jitter.ms" => self.segment_jitter_ms.to_string(),
             "flush.messages" => self.flush_messages.to_string(),
             "flush.ms" => self.flush_ms.to_string(),
             "message.timestamp.before.max.ms" => self.message_timestamp_before_max_ms.to_string(),
@@ -565,10 +578,12 @@ mod tests {
             ("flush.messages", "0", "must be at least 1"),
             ("flush.ms", "-1", "must be at least 0"),
             ("remote.storage.enable", "true", "tiered storage"),
+            ("segment.jitter.ms", "-1", "must be at least 0"),
+            ("max.compaction.lag.ms", "0", "must be at least 1"),
             (
-                "segment.jitter.ms",
-                "100",
-                "jitter is not built in Kavka yet",
+                "preallocate",
+                "true",
+                "preallocation is not built in Kavka yet",
             ),
         ];
         for (k, v, why) in table {
