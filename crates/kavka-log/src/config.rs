@@ -31,6 +31,8 @@ pub struct LogConfig {
     pub max_compaction_lag_ms: i64,
     /// Each segment rolls up to this much before `segment_ms` (`segment.jitter.ms`).
     pub segment_jitter_ms: i64,
+    /// A segment rolls once either index would outgrow this (`segment.index.bytes`).
+    pub segment_index_bytes: u32,
     /// Clean once this share of the log is dirty (`min.cleanable.dirty.ratio`).
     pub min_cleanable_dirty_ratio: DirtyRatio,
 }
@@ -64,6 +66,7 @@ impl LogConfig {
             min_compaction_lag_ms: t.min_compaction_lag_ms,
             max_compaction_lag_ms: t.max_compaction_lag_ms,
             segment_jitter_ms: t.segment_jitter_ms,
+            segment_index_bytes: t.segment_index_bytes,
             min_cleanable_dirty_ratio: t.min_cleanable_dirty_ratio,
         }
     }

@@ -131,6 +131,11 @@ impl<E: Entry> IndexFile<E> {
         &self.entries
     }
 
+    /// How many entries the index holds.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
     pub(crate) fn last(&self) -> Option<E> {
         self.entries.last().copied()
     }

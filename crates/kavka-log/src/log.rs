@@ -378,7 +378,9 @@ impl PartitionLog {
             .rolled_at_ms()
             .is_some_and(|t| now_ms.saturating_sub(t) >= self.roll_age_ms(seg.base_offset));
         let offsets_overflow = h.last_offset() - seg.base_offset.0 > u32::MAX as i64;
-        full || old || offsets_overflow
+        // One more entry in each index must still fit (segment.index.bytes).
+        let index_full = seg.index_bytes() + 12 > u64::from(self.config.segment_index_bytes);
+        full || old || offsets_overflow || index_full
     }
 
     /// How old the segment at `base` may grow before it rolls: `segment.ms`, less this

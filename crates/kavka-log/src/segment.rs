@@ -325,6 +325,12 @@ impl LogSegment {
         self.size == 0
     }
 
+    /// Bytes the offset and time indexes would take on disk, Kafka's way (8 and 12 bytes
+    /// an entry): the larger of the two.
+    pub(crate) fn index_bytes(&self) -> u64 {
+        (self.index.len() as u64 * 8).max(self.time_index.len() as u64 * 12)
+    }
+
     pub(crate) fn rolled_at_ms(&self) -> Option<i64> {
         self.rolled_at_ms
     }

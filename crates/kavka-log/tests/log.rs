@@ -165,6 +165,35 @@ fn rolls_by_size_and_reads_across_segments() {
     assert!(names.contains(&"00000000000000000000.timeindex".to_string()));
 }
 
+/// segment.index.bytes: a segment rolls once another index entry would not fit, Kafka's
+/// preallocated index size; the default (10 MiB) leaves the same writes in one segment.
+#[test]
+fn rolls_when_the_index_is_full() {
+    for (index_bytes, one_segment) in [(64u32, false), (10 * 1024 * 1024, true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(1 << 30);
+        c.index_interval_bytes = 0;
+        c.segment_index_bytes = index_bytes;
+        let mut log = PartitionLog::open(dir.path(), c).unwrap();
+        for i in 0..50u64 {
+            log.append_as_leader(
+                &batch(&[i], 1000 + i as i64, Compression::None)[..],
+                LeaderEpoch(0),
+                None,
+                0,
+            )
+            .unwrap();
+        }
+        assert_eq!(
+            log.segment_count() == 1,
+            one_segment,
+            "{index_bytes}: {} segments",
+            log.segment_count()
+        );
+        assert_eq!(read_all(&log, 0).len(), 50);
+    }
+}
+
 /// Descriptors this process holds on files under `dir` (other tests use other dirs).
 fn open_files_under(dir: &Path) -> usize {
     std::fs::read_dir("/proc/self/fd")

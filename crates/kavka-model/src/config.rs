@@ -83,6 +83,9 @@ pub struct TopicConfig {
     /// Segments roll up to this much before `segment.ms`, a fixed amount per segment,
     /// so that partitions created together do not all roll at once.
     pub segment_jitter_ms: i64,
+    /// A segment rolls once its offset index holds this many bytes of 8-byte entries
+    /// (or its time index as many 12-byte ones), as Kafka's preallocated index files.
+    pub segment_index_bytes: u32,
     /// fsync once this many messages are not yet on disk; 1: before every
     /// acknowledgement. `i64::MAX` (Kafka's default): never for this reason.
     pub flush_messages: i64,
@@ -111,7 +114,12 @@ pub const SEGMENT_BYTES_MIN: u64 = 1024 * 1024;
 pub const INTERNAL_SEGMENT_BYTES_MIN: u64 = 1024;
 
 /// Topic configs accepted but never described, as Kafka's internal configs.
-pub const INTERNAL_KEYS: &[&str] = &["internal.segment.bytes"];
+pub const INTERNAL_KEYS: &[&str] = &["internal.segment.bytes", LEGACY_TIMESTAMP_DIFFERENCE];
+
+/// Kafka 3's `message.timestamp.difference.max.ms` (removed in Kafka 4): accepted from
+/// older tools, not described; it bounds a CreateTime in both directions wherever
+/// `message.timestamp.before.max.ms` / `after.max.ms` are not set themselves.
+pub const LEGACY_TIMESTAMP_DIFFERENCE: &str = "message.timestamp.difference.max.ms";
 
 impl Default for TopicConfig {
     /// Kafka's defaults.
@@ -137,6 +145,7 @@ impl Default for TopicConfig {
             min_compaction_lag_ms: 0,
             max_compaction_lag_ms: i64::MAX,
             segment_jitter_ms: 0,
+            segment_index_bytes: 10 * 1024 * 1024,
             flush_messages: i64::MAX,
             flush_ms: i64::MAX,
         }
@@ -247,6 +256,7 @@ pub const KEYS: &[&str] = &[
     "retention.bytes",
     "retention.ms",
     "segment.bytes",
+    "segment.index.bytes",
     "segment.jitter.ms",
     "segment.ms",
     "unclean.leader.election.enable",
@@ -259,7 +269,25 @@ impl TopicConfig {
         for (key, value) in overrides {
             config.set(key, value)?;
         }
+        config.apply_legacy(overrides);
         Ok(config)
+    }
+
+    /// `message.timestamp.difference.max.ms` where the configs that replaced it are unset.
+    fn apply_legacy(&mut self, overrides: &BTreeMap<String, String>) {
+        let Some(d) = overrides
+            .get(LEGACY_TIMESTAMP_DIFFERENCE)
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .filter(|d| *d >= 0)
+        else {
+            return;
+        };
+        if !overrides.contains_key("message.timestamp.before.max.ms") {
+            self.message_timestamp_before_max_ms = d;
+        }
+        if !overrides.contains_key("message.timestamp.after.max.ms") {
+            self.message_timestamp_after_max_ms = d;
+        }
     }
 
     /// Configs as stored in the metadata, read leniently: a value that was valid when it
@@ -284,6 +312,7 @@ impl TopicConfig {
                 }
             }
         }
+        config.apply_legacy(overrides);
         (config, skipped)
     }
 
@@ -332,6 +361,16 @@ impl TopicConfig {
             "min.compaction.lag.ms" => self.min_compaction_lag_ms = parse_at_least(value, 0, &bad)?,
             "max.compaction.lag.ms" => self.max_compaction_lag_ms = parse_at_least(value, 1, &bad)?,
             "segment.jitter.ms" => self.segment_jitter_ms = parse_at_least(value, 0, &bad)?,
+            // Checked here, applied by `apply_legacy` once every key is known.
+            LEGACY_TIMESTAMP_DIFFERENCE => {
+                parse_at_least(value, 0, &bad)?;
+            }
+            "segment.index.bytes" => {
+                // Kafka's floor: room for at least one entry of either index.
+                self.segment_index_bytes = parse_at_least(value, 4, &bad)?
+                    .try_into()
+                    .map_err(|_| bad("must fit in 32 bits"))?
+            }
             "flush.messages" => self.flush_messages = parse_at_least(value, 1, &bad)?,
             "flush.ms" => self.flush_ms = parse_at_least(value, 0, &bad)?,
             "message.timestamp.before.max.ms" => {
@@ -462,6 +501,7 @@ impl TopicConfig {
             "min.compaction.lag.ms" => self.min_compaction_lag_ms.to_string(),
             "max.compaction.lag.ms" => self.max_compaction_lag_ms.to_string(),
             "segment.jitter.ms" => self.segment_jitter_ms.to_string(),
+            "segment.index.bytes" => self.segment_index_bytes.to_string(),
             "flush.messages" => self.flush_messages.to_string(),
             "flush.ms" => self.flush_ms.to_string(),
             "message.timestamp.before.max.ms" => self.message_timestamp_before_max_ms.to_string(),
@@ -580,6 +620,7 @@ mod tests {
             ("remote.storage.enable", "true", "tiered storage"),
             ("segment.jitter.ms", "-1", "must be at least 0"),
             ("max.compaction.lag.ms", "0", "must be at least 1"),
+            ("segment.index.bytes", "3", "must be at least 4"),
             (
                 "preallocate",
                 "true",
@@ -660,6 +701,41 @@ mod tests {
             let mut fresh = TopicConfig::default();
             fresh.set(e.name, &e.value).unwrap();
         }
+    }
+
+    #[test]
+    fn the_legacy_timestamp_difference_bounds_what_is_not_set_itself() {
+        let d = LEGACY_TIMESTAMP_DIFFERENCE;
+        // (overrides, before, after)
+        let table = [
+            (vec![(d, "5000")], 5000, 5000),
+            (
+                vec![(d, "5000"), ("message.timestamp.after.max.ms", "10")],
+                5000,
+                10,
+            ),
+            (
+                vec![(d, "5000"), ("message.timestamp.before.max.ms", "7")],
+                7,
+                5000,
+            ),
+            (vec![], i64::MAX, 3_600_000),
+        ];
+        for (o, before, after) in table {
+            let c = TopicConfig::from_overrides(&overrides(&o)).unwrap();
+            assert_eq!(
+                (
+                    c.message_timestamp_before_max_ms,
+                    c.message_timestamp_after_max_ms
+                ),
+                (before, after),
+                "{o:?}"
+            );
+            assert_eq!(TopicConfig::from_stored(&overrides(&o)).0, c, "{o:?}");
+        }
+        assert!(TopicConfig::from_overrides(&overrides(&[(d, "-1")])).is_err());
+        let described = TopicConfig::default().entries(&BTreeMap::new(), &BTreeMap::new());
+        assert!(described.iter().all(|e| e.name != d), "not described");
     }
 
     #[test]
