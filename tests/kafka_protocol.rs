@@ -1811,6 +1811,7 @@ async fn replicas_can_be_assigned_by_hand() {
         ),
         ("count", in_order(&[&[1]]), 1, -1, 42, "must be -1"),
         ("factor", in_order(&[&[1]]), -1, 1, 42, "must be -1"),
+        ("zero", in_order(&[&[1]]), -1, 0, 38, "larger than 0, or -1"),
     ];
     for (what, assignments, partitions, rf, code, words) in bad {
         let name = format!("bad-{what}");
@@ -1841,6 +1842,7 @@ async fn replicas_can_be_assigned_by_hand() {
             "not consistent with previous partitions, which have 3",
         ),
         ("unknown", 4, &[&[1, 2, 7][..]][..], "broker 7"),
+        ("empty", 4, &[][..], "empty replica assignment"),
     ] {
         let got = grow_topic(&mut c, 3, "manual-v2", count, assignments).await;
         assert_eq!(got.0, 39, "{what}: {got:?}");
@@ -2129,8 +2131,42 @@ async fn dynamic_broker_configs_change_a_running_cluster() {
     .await;
     assert!(deleted.is_ok(), "log start offset {}", start());
 
+    // This broker's own num.partitions wins for a CreateTopics through it with -1.
+    assert_eq!(
+        alter_broker(&mut c, "1", &[(SET, "num.partitions", "4")])
+            .await
+            .0,
+        0
+    );
+    let created = create_topic(
+        &mut c,
+        7,
+        create_topics_request::CreatableTopic::default()
+            .with_name(TopicName(s("dyn-broker")))
+            .with_num_partitions(-1)
+            .with_replication_factor(-1),
+    )
+    .await;
+    assert_eq!(created.0, 0, "{created:?}");
+    assert_eq!(
+        metadata_for(&mut c, 12, false, &["dyn-broker"]).await[0].2,
+        4
+    );
+    assert_eq!(
+        alter_broker(&mut c, "1", &[(DELETE, "num.partitions", "")])
+            .await
+            .0,
+        0
+    );
+
     // Refused, naming why; nothing changes.
     for (name, ops, code, words) in [
+        (
+            "",
+            vec![(2, "num.partitions", "5")],
+            40,
+            "APPEND and SUBTRACT",
+        ),
         (
             "x",
             vec![(SET, "num.partitions", "4")],

@@ -900,3 +900,32 @@ async fn a_replica_that_cannot_open_its_log_gives_up_leadership_and_the_isr() {
         "the record written to partition {p} while broker {broken} was offline"
     );
 }
+
+/// With `flush.messages=1` an acks=all write is fsynced on every ISR member before it is
+/// acknowledged: followers fsync an append before their next fetch reports it, as
+/// Kafka's followers flush by the same config. `durable_offset` (what is fsynced on the
+/// answering broker's replica) shows it on each node; a topic without a flush policy
+/// shows nothing fsynced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_messages_fsyncs_on_every_isr_member_before_the_ack() {
+    let cluster = cluster().await;
+    let bootstrap = brokers(&cluster);
+    create(&cluster, "synced", 1, 3, &["flush.messages=1"]);
+    create(&cluster, "cached", 1, 3, &[]);
+    for t in ["synced", "cached"] {
+        wait_isr(&bootstrap, t, 3).await;
+        let mut all = producer(&bootstrap, Acks::All).await;
+        all.send(t, vec![record("a"), record("b")]).await.unwrap();
+    }
+    for n in &cluster.nodes {
+        let addr = n.addr();
+        for (t, durable) in [("synced", 2), ("cached", 0)] {
+            let p = describe(&addr, t).await.unwrap();
+            assert!(
+                p[0].isr.len() == 3 && p[0].log_end_offset == 2,
+                "{t} on {addr}: {p:?}"
+            );
+            assert_eq!(p[0].durable_offset, durable, "{t} on node {}", n.node_id());
+        }
+    }
+}

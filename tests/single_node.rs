@@ -1209,8 +1209,8 @@ async fn a_broker_serves_clients_only_once_it_is_ready() {
 /// Issue 17 item 5: durability per topic. `--log-flush fsync` is the broker's default
 /// (`flush.messages=1`, shown as STATIC_BROKER_CONFIG); a topic overrides it with Kafka's
 /// `flush.messages` and `flush.ms`. `durable_offset` (what is fsynced) shows each in
-/// effect right after an acks=1 answer; a record acknowledged under `flush.messages=1`
-/// is there after a SIGKILL. Configs Kafka defines for what Kavka has not built are
+/// effect right after an acks=1 answer (the proof of the fsync: nothing else syncs these
+/// logs), and survives a restart. Configs Kafka defines for what Kavka has not built are
 /// described at their defaults and refused when set otherwise.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn durability_is_a_topic_config() {
@@ -1328,7 +1328,8 @@ async fn durability_is_a_topic_config() {
     ]));
     assert_eq!(describe(&node, "dflt")["configs"]["segment.jitter.ms"], "5");
 
-    // SIGKILL right after an acknowledged write: it is there after the restart.
+    // SIGKILL right after an acknowledged write: it is there after the restart (the page
+    // cache survives a SIGKILL either way: durable_offset above is what shows the fsync).
     produce(&node, "dflt", "acknowledged");
     node.kill();
     node.start_again().await.unwrap();

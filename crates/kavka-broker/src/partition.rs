@@ -156,8 +156,14 @@ impl Partition {
     ) -> Role {
         let mut log = self.lock();
         if *log.config() != config {
-            self.flush_ms.store(config.flush.ms, Ordering::Relaxed);
-            log.set_config(config);
+            let flush_ms = config.flush.ms;
+            if let Err(e) = log.set_config(config) {
+                // The old configs stay (so nothing unsynced is claimed durable); the next
+                // image applied tries again.
+                tracing::error!(partition = %self.tp, error = %e, "fsync of sealed segments for the new flush policy failed; the topic's configs wait");
+            } else {
+                self.flush_ms.store(flush_ms, Ordering::Relaxed);
+            }
         }
         let mut st = self.state();
         let role = if reg.leader == self.me {
@@ -565,6 +571,7 @@ impl Partition {
             tracing::warn!(partition = %self.tp, from = %log.log_end_offset(), to = %offset, "truncating divergent suffix");
             log.truncate_to(offset).map_err(kafka_error)?;
             let end = log.log_end_offset();
+            self.commit.truncated(end);
             self.high_watermark.fetch_min(end.0, Ordering::AcqRel);
         }
         Ok(())
@@ -605,6 +612,8 @@ impl Partition {
         tracing::warn!(partition = %self.tp, log_end = %log.log_end_offset(), leader_log_start = %start, "behind the leader's log start: starting the log again there");
         log.truncate_fully_and_start_at(start)
             .map_err(kafka_error)?;
+        // Nothing below `start` is left to be durable; what comes is fsynced as appended.
+        self.commit.truncated(start);
         self.high_watermark.store(start.0, Ordering::Release);
         Ok(())
     }
@@ -631,14 +640,23 @@ impl Partition {
         leader_hw: Offset,
         epoch: LeaderEpoch,
     ) -> Result<(), KafkaError> {
-        let mut log = self.lock_as_follower(epoch)?;
-        if !records.is_empty() {
-            log.append_as_follower(records, crate::now_ms())
-                .map_err(kafka_error)?;
-        }
-        let hw = leader_hw.min(log.log_end_offset());
-        if hw.0 > self.high_watermark.fetch_max(hw.0, Ordering::AcqRel) {
-            self.changed();
+        let (end, flush) = {
+            let mut log = self.lock_as_follower(epoch)?;
+            if !records.is_empty() {
+                log.append_as_follower(records, crate::now_ms())
+                    .map_err(kafka_error)?;
+            }
+            let end = log.log_end_offset();
+            let hw = leader_hw.min(end);
+            if hw.0 > self.high_watermark.fetch_max(hw.0, Ordering::AcqRel) {
+                self.changed();
+            }
+            (end, log.config().flush)
+        };
+        // flush.messages holds on followers too, before their next fetch tells the
+        // leader they have these offsets (so an acks=all write is on every ISR's disk).
+        if flush.due_by_count(end.0 - self.commit.durable_end().0) {
+            self.sync_to(end)?;
         }
         Ok(())
     }

@@ -86,12 +86,18 @@ pub struct SyncPoint {
 
 /// Group commit: concurrent waiters share fsyncs. A waiter whose append finished before
 /// some fsync began is covered by it and returns without its own.
+///
+/// Invariant: `durable_end` never exceeds the log end. A truncation lowers it
+/// (`truncated`), and an fsync that began before a truncation does not raise it after.
 #[derive(Debug, Default)]
 pub struct GroupCommit {
     /// Every offset below this is on disk.
     durable_end: AtomicI64,
     /// Serialises fsyncs; waiters queue here and usually find themselves covered.
     syncing: Mutex<()>,
+    /// Counts truncations; held while `durable_end` moves. A leaf lock: nothing else is
+    /// taken while it is held (truncation holds the log lock, an fsync `syncing`).
+    truncations: Mutex<u64>,
 }
 
 impl GroupCommit {
@@ -116,15 +122,29 @@ impl GroupCommit {
         if self.durable_end() >= end {
             return Ok(());
         }
+        let before = *self.lock_truncations();
         let point = sync_point()?;
         point.file.sync_data().at(&point.path)?;
-        self.durable_end.fetch_max(point.up_to.0, Ordering::AcqRel);
+        let truncations = self.lock_truncations();
+        // A truncation since `sync_point` may have cut below `up_to`: claim nothing.
+        if *truncations == before {
+            self.durable_end.fetch_max(point.up_to.0, Ordering::AcqRel);
+        }
         Ok(())
     }
 
-    /// After a truncation the durable end may not stay above the log end.
-    pub fn clamp_to(&self, end: Offset) {
+    /// After the log was truncated to `end` (called under the log lock): the durable
+    /// end does not stay above it, nor does an fsync already under way raise it again.
+    pub fn truncated(&self, end: Offset) {
+        let mut truncations = self.lock_truncations();
+        *truncations += 1;
         self.durable_end.fetch_min(end.0, Ordering::AcqRel);
+    }
+
+    fn lock_truncations(&self) -> std::sync::MutexGuard<'_, u64> {
+        self.truncations
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -144,4 +164,88 @@ pub(crate) fn write_atomically(
         f.sync_all().at(&tmp)?;
     }
     std::fs::rename(&tmp, path).at(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(dir: &std::path::Path, up_to: i64) -> Result<SyncPoint, LogError> {
+        let path = dir.join("f");
+        Ok(SyncPoint {
+            file: File::create(&path).at(&path)?,
+            path,
+            up_to: Offset(up_to),
+        })
+    }
+
+    #[test]
+    fn a_truncation_lowers_the_durable_end_even_during_an_fsync() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let commit = GroupCommit::default();
+        commit
+            .wait_durable(Offset(100), || point(dir.path(), 100))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(commit.durable_end(), Offset(100));
+        // A follower truncates to 90 and appends again: those appends need an fsync.
+        commit.truncated(Offset(90));
+        assert_eq!(commit.durable_end(), Offset(90));
+        // A truncation after the fsync's sync point was taken: the fsync claims nothing.
+        commit
+            .wait_durable(Offset(95), || {
+                let p = point(dir.path(), 100);
+                commit.truncated(Offset(80));
+                p
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(commit.durable_end(), Offset(80));
+        // Nothing in between: the fsync counts again.
+        commit
+            .wait_durable(Offset(85), || point(dir.path(), 85))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(commit.durable_end(), Offset(85));
+    }
+
+    #[test]
+    fn any_fsync_policy_but_replicated_is_named_and_judged() {
+        // (policy, name, every append, due after 3 unflushed, due after 250 ms)
+        let table = [
+            (FlushPolicy::REPLICATED, "replicated", false, false, false),
+            (FlushPolicy::FSYNC, "fsync", true, true, false),
+            (
+                FlushPolicy {
+                    messages: 3,
+                    ms: i64::MAX,
+                },
+                "interval",
+                false,
+                true,
+                false,
+            ),
+            (
+                FlushPolicy {
+                    messages: i64::MAX,
+                    ms: 200,
+                },
+                "interval",
+                false,
+                false,
+                true,
+            ),
+        ];
+        for (p, name, every, by_count, by_age) in table {
+            assert_eq!(
+                (
+                    p.name(),
+                    p.every_append(),
+                    p.due_by_count(3),
+                    p.due_by_age(250)
+                ),
+                (name, every, by_count, by_age),
+                "{p:?}"
+            );
+        }
+        assert_eq!(FlushPolicy::from_name("fsync"), Some(FlushPolicy::FSYNC));
+        assert_eq!(FlushPolicy::from_name("sometimes"), None);
+    }
 }

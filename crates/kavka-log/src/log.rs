@@ -1,7 +1,7 @@
 //! `PartitionLog`: one partition's segments, appends, reads, truncation and retention.
 
 use crate::config::LogConfig;
-use crate::durability::SyncPoint;
+use crate::durability::{FlushPolicy, SyncPoint};
 use crate::epoch::LeaderEpochCache;
 use crate::error::{IoContext, LogError};
 use crate::producer_state::{Duplicate, ProducerStates};
@@ -47,6 +47,8 @@ pub struct PartitionLog {
     /// The same as of the active segment's base offset (what the checkpoint holds), to
     /// restore from after a truncation within the active segment.
     producers_at_active: (Offset, ProducerStates),
+    /// fsyncs of sealed segments and the directory done by the log itself.
+    fsyncs: u64,
 }
 
 impl PartitionLog {
@@ -121,6 +123,7 @@ impl PartitionLog {
             segments,
             producers: ProducerStates::default(),
             producers_at_active: (Offset::ZERO, ProducerStates::default()),
+            fsyncs: 0,
         };
         let (start, end) = (log.log_start_offset(), log.log_end_offset());
         log.epochs.truncate_from_end(end)?;
@@ -199,8 +202,31 @@ impl PartitionLog {
         &self.config
     }
 
-    pub fn set_config(&mut self, config: LogConfig) {
+    /// Applies new topic configs. A log that starts fsyncing (its topic had no flush
+    /// policy) first fsyncs its sealed segments, which `sync_point` does not cover.
+    /// If that fsync fails, the old configs stay (nothing is claimed durable) and the
+    /// error is returned, for the caller to try again.
+    pub fn set_config(&mut self, config: LogConfig) -> Result<(), LogError> {
+        let starts_syncing =
+            self.config.flush == FlushPolicy::REPLICATED && config.flush != FlushPolicy::REPLICATED;
+        if starts_syncing {
+            let active = self.active().base_offset;
+            for (base, seg) in &self.segments {
+                if *base != active {
+                    seg.sync_file()?.sync_data().at(seg.log_path())?;
+                }
+            }
+            sync_dir(&self.dir)?;
+            self.fsyncs += 1;
+        }
         self.config = config;
+        Ok(())
+    }
+
+    /// How many times the log fsynced its sealed segments and directory itself (at a roll,
+    /// or when it started fsyncing); appends are made durable through `sync_point`.
+    pub fn fsyncs(&self) -> u64 {
+        self.fsyncs
     }
 
     pub fn log_start_offset(&self) -> Offset {
@@ -407,8 +433,13 @@ impl PartitionLog {
     }
 
     fn roll_at(&mut self, base: Offset) -> Result<(), LogError> {
-        let fsync = self.config.flush.every_append();
+        // Any fsync policy at all: a sealed segment is on disk, with its directory entry
+        // and the new one, so `sync_point` (the active segment alone) covers the log.
+        let fsync = self.config.flush != FlushPolicy::REPLICATED;
         self.active_mut().seal(fsync)?;
+        if fsync {
+            self.fsyncs += 1;
+        }
         let seg = LogSegment::create(&self.dir, base, self.config.index_interval_bytes)?;
         if fsync {
             sync_dir(&self.dir)?;

@@ -211,7 +211,7 @@ fn the_dirty_ratio_decides_when_to_clean_and_delete_policy_never_compacts() {
     // whatever the ratio.
     let mut lagged = c.clone();
     lagged.max_compaction_lag_ms = 5_000;
-    log.set_config(lagged);
+    log.set_config(lagged).unwrap();
     assert_eq!(log.compact(5_999, log.log_end_offset()).unwrap(), None);
     assert!(log.compact(6_000, log.log_end_offset()).unwrap().is_some());
     drop(log);

@@ -194,6 +194,63 @@ fn rolls_when_the_index_is_full() {
     }
 }
 
+/// Under any fsync policy a roll fsyncs the sealed segment (the group commit's sync
+/// point covers only the active one), and a log that starts fsyncing syncs its sealed
+/// segments first; under `replicated` the log never fsyncs.
+#[test]
+fn a_roll_fsyncs_the_sealed_segment_under_any_flush_policy() {
+    let every3 = FlushPolicy {
+        messages: 3,
+        ms: i64::MAX,
+    };
+    let timed = FlushPolicy {
+        messages: i64::MAX,
+        ms: 100,
+    };
+    for (flush, syncs) in [
+        (FlushPolicy::REPLICATED, false),
+        (every3, true),
+        (timed, true),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(2048);
+        c.flush = flush;
+        let mut log = PartitionLog::open(dir.path(), c).unwrap();
+        for i in 0..40u64 {
+            log.append_as_leader(
+                &batch(&[i], 1000, Compression::None)[..],
+                LeaderEpoch(0),
+                None,
+                0,
+            )
+            .unwrap();
+        }
+        assert!(log.segment_count() > 1);
+        assert_eq!(
+            log.fsyncs() > 0,
+            syncs,
+            "{flush:?}: {} fsyncs",
+            log.fsyncs()
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), config(2048)).unwrap();
+    for i in 0..40u64 {
+        log.append_as_leader(
+            &batch(&[i], 1000, Compression::None)[..],
+            LeaderEpoch(0),
+            None,
+            0,
+        )
+        .unwrap();
+    }
+    assert_eq!(log.fsyncs(), 0);
+    let mut c = config(2048);
+    c.flush = every3;
+    log.set_config(c).unwrap();
+    assert_eq!(log.fsyncs(), 1, "the sealed segments, once");
+}
+
 /// Descriptors this process holds on files under `dir` (other tests use other dirs).
 fn open_files_under(dir: &Path) -> usize {
     std::fs::read_dir("/proc/self/fd")
@@ -374,7 +431,7 @@ fn retention_deletes_whole_old_segments_by_size_and_time() {
     // By time: everything but the active segment is older than retention.ms.
     let mut c = config(1024);
     c.retention_ms = 60_000;
-    log.set_config(c);
+    log.set_config(c).unwrap();
     log.enforce_retention(1_000 + 200 + 60_001).unwrap();
     assert_eq!(log.segment_count(), 1);
     assert_eq!(log.log_end_offset(), Offset(200));

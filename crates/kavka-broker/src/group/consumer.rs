@@ -409,9 +409,19 @@ impl ConsumerGroup {
             return self.leave(group_id, &req, now);
         }
         // Some(None): clear the regex.
+        let unchanged = |re: &str| {
+            req.member_epoch != 0
+                && self
+                    .members
+                    .get(&req.member_id)
+                    .and_then(|m| m.subscribed_regex.as_ref())
+                    .is_some_and(|r| r.as_str() == re)
+        };
         let regex_update = match req.subscribed_regex.as_deref() {
             None => None,
             Some("") => Some(None),
+            // Sent again as it was: not compiled again (clients may send it every time).
+            Some(re) if unchanged(re) => None,
             Some(re) => Some(Some(TopicRegex::new(re)?)),
         };
         let mut bump = false;

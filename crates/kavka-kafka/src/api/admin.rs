@@ -38,16 +38,48 @@ fn outcome(
     }
 }
 
+/// The refusal decided here for topic `name`, if any (each is answered once).
+fn take(refused: &mut Vec<(String, KafkaError)>, name: &str) -> Option<KafkaError> {
+    let i = refused.iter().position(|(n, _)| n == name)?;
+    Some(refused.swap_remove(i).1)
+}
+
 pub(crate) async fn create_topics(
     broker: &Broker,
     req: CreateTopicsRequest,
 ) -> CreateTopicsResponse {
+    // Kafka's rule, checked here since our "default" is 0: -1 or at least 1.
+    let mut refused: Vec<(String, KafkaError)> = req
+        .topics
+        .iter()
+        .filter(|t| t.replication_factor == 0)
+        .map(|t| {
+            (
+                t.name.0.to_string(),
+                KafkaError::new(
+                    ErrorCode::InvalidReplicationFactor,
+                    "replication factor must be larger than 0, or -1 to use the default value",
+                ),
+            )
+        })
+        .collect();
+    // A dynamic num.partitions of this broker (or the cluster) for a count of -1.
+    let default_partitions = broker
+        .replicas
+        .dynamic_config()
+        .num_partitions
+        .unwrap_or(-1);
     let topics: Vec<v1::NewTopic> = req
         .topics
         .iter()
+        .filter(|t| t.replication_factor != 0)
         .map(|t| v1::NewTopic {
             name: t.name.0.to_string(),
-            partitions: t.num_partitions,
+            partitions: if t.num_partitions == -1 && t.assignments.is_empty() {
+                default_partitions
+            } else {
+                t.num_partitions
+            },
             // Kafka's -1 is "the broker default"; ours is 0.
             replication_factor: i32::from(t.replication_factor.max(0)),
             configs: t
@@ -85,7 +117,8 @@ pub(crate) async fn create_topics(
         .map(|t| {
             let name = t.name.0.to_string();
             let result = CreatableTopicResult::default().with_name(t.name.clone());
-            match outcome(&results, &name) {
+            let refusal = take(&mut refused, &name);
+            match refusal.map_or_else(|| outcome(&results, &name), Err) {
                 Err(e) => {
                     let (code, msg) = error_parts(&e);
                     result
@@ -177,9 +210,28 @@ pub(crate) async fn create_partitions(
     broker: &Broker,
     req: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
+    // An empty (not null) assignment list assigns none of the new partitions.
+    let mut refused: Vec<(String, KafkaError)> = req
+        .topics
+        .iter()
+        .filter(|t| t.assignments.as_ref().is_some_and(Vec::is_empty))
+        .map(|t| {
+            (
+                t.name.0.to_string(),
+                KafkaError::new(
+                    ErrorCode::InvalidReplicaAssignment,
+                    format!(
+                        "an empty replica assignment was given for the new partitions of '{}': give one per new partition, or none (null)",
+                        t.name.0.as_str()
+                    ),
+                ),
+            )
+        })
+        .collect();
     let topics: Vec<v1::CreatePartitionsTopic> = req
         .topics
         .iter()
+        .filter(|t| !t.assignments.as_ref().is_some_and(Vec::is_empty))
         .map(|t| v1::CreatePartitionsTopic {
             name: t.name.0.to_string(),
             count: t.count,
@@ -212,7 +264,8 @@ pub(crate) async fn create_partitions(
         .map(|t| {
             let name = t.name.0.to_string();
             let r = CreatePartitionsTopicResult::default().with_name(t.name);
-            match outcome(&results, &name) {
+            let refusal = take(&mut refused, &name);
+            match refusal.map_or_else(|| outcome(&results, &name), Err) {
                 Ok(_) => r,
                 Err(e) => {
                     let (code, msg) = error_parts(&e);

@@ -18,7 +18,7 @@ use kafka_protocol::messages::{
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
 use kavka_metadata::ConfigResource;
-use kavka_model::{ConfigSource, DYNAMIC_BROKER_KEYS, ErrorCode, KafkaError, TopicName};
+use kavka_model::{BrokerId, ConfigSource, DYNAMIC_BROKER_KEYS, ErrorCode, KafkaError, TopicName};
 use kavka_proto::conv::from_status;
 use kavka_proto::v1::{self, admin_service_server::AdminService as _};
 use std::collections::HashMap;
@@ -247,8 +247,8 @@ pub(crate) async fn describe_configs(
 /// Whose configs an alter request changes.
 enum Target {
     Topic(String),
-    /// Dynamic broker configs of one broker, or (-1) the cluster-wide defaults.
-    Broker(i32),
+    /// Dynamic broker configs of one broker, or (None) the cluster-wide defaults.
+    Broker(Option<BrokerId>),
 }
 
 impl Target {
@@ -257,12 +257,12 @@ impl Target {
     fn of(resource_type: i8, name: &str) -> Result<Self, KafkaError> {
         match resource_type {
             TOPIC => Ok(Target::Topic(name.to_string())),
-            BROKER if name.is_empty() => Ok(Target::Broker(-1)),
+            BROKER if name.is_empty() => Ok(Target::Broker(None)),
             BROKER => name
                 .parse::<i32>()
                 .ok()
                 .filter(|id| *id >= 0)
-                .map(Target::Broker)
+                .map(|id| Target::Broker(Some(BrokerId(id))))
                 .ok_or_else(|| {
                     KafkaError::new(
                         ErrorCode::InvalidRequest,
@@ -283,8 +283,8 @@ impl Target {
                 Ok(t) => ConfigResource::Topic(t),
                 Err(_) => return HashMap::new(),
             },
-            Target::Broker(-1) => ConfigResource::Cluster,
-            Target::Broker(id) => ConfigResource::Broker(kavka_model::BrokerId(*id)),
+            Target::Broker(None) => ConfigResource::Cluster,
+            Target::Broker(Some(id)) => ConfigResource::Broker(*id),
         };
         image.configs(&resource).into_iter().collect()
     }
@@ -301,7 +301,13 @@ async fn alter(
 ) -> Result<(), KafkaError> {
     let (topic, scope) = match target {
         Target::Topic(t) => (t.clone(), None),
-        Target::Broker(id) => (String::new(), Some(v1::BrokerScope { broker_id: *id })),
+        // -1 on the wire: the cluster-wide defaults.
+        Target::Broker(id) => (
+            String::new(),
+            Some(v1::BrokerScope {
+                broker_id: id.map_or(-1, |b| b.0),
+            }),
+        ),
     };
     broker
         .admin
@@ -372,6 +378,15 @@ pub(crate) async fn incremental_alter_configs(
                             set.insert(c.name.to_string(), v.to_string());
                         }
                         (DELETE, _) => delete.push(c.name.to_string()),
+                        (APPEND | SUBTRACT, Some(_)) if matches!(target, Target::Broker(_)) => {
+                            refused = Some(KafkaError::new(
+                                ErrorCode::InvalidConfig,
+                                format!(
+                                    "APPEND and SUBTRACT are for list-valued topic configs; broker config {} is not one",
+                                    c.name.as_str()
+                                ),
+                            ))
+                        }
                         (APPEND | SUBTRACT, Some(v)) => {
                             let name = c.name.to_string();
                             // A second operation on the key in one request builds on the first.
