@@ -1312,13 +1312,19 @@ async fn durability_is_a_topic_config() {
         "segment preallocation is not built",
     );
     assert_eq!(describe(&node, "dflt")["configs"]["preallocate"], "false");
-    ok(node.cli(&[
+    let altered = ok(node.cli(&[
         "topic",
         "alter-config",
         "dflt",
         "--set",
         "preallocate=false",
     ]));
+    assert!(
+        altered
+            .lines()
+            .any(|l| l.contains("flush.messages") && l.contains(" 1 ") && l.contains("broker")),
+        "the answer shows the broker's default as this broker has it: {altered}"
+    );
     ok(node.cli(&[
         "topic",
         "alter-config",

@@ -255,7 +255,7 @@ impl Svc for ControllerService {
         }
     }
 
-    #[tracing::instrument(skip_all, fields(topic = %req.get_ref().topic))]
+    #[tracing::instrument(skip_all, fields(topic = %req.get_ref().topic, broker = ?req.get_ref().broker))]
     async fn alter_configs(
         &self,
         req: Request<v1::AlterConfigsRequest>,

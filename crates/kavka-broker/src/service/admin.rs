@@ -195,7 +195,7 @@ impl Admin for AdminService {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(topic = %req.get_ref().topic))]
+    #[tracing::instrument(skip_all, fields(topic = %req.get_ref().topic, broker = ?req.get_ref().broker))]
     async fn alter_configs(
         &self,
         req: Request<v1::AlterConfigsRequest>,
@@ -227,6 +227,17 @@ impl Admin for AdminService {
                 && req.delete.iter().all(|k| !stored.contains_key(k))
         })
         .await?;
+        let mut resp = resp;
+        if let ConfigResource::Topic(topic) = &resource {
+            // Described here, over this broker's defaults (e.g. flush.messages from
+            // --log-flush), which the controller does not know.
+            let d = self
+                .replicas
+                .describe_topic(topic.as_str())
+                .await
+                .map_err(|e| status(&e))?;
+            resp.configs = d.configs.iter().map(config_entry).collect();
+        }
         Ok(Response::new(resp))
     }
 

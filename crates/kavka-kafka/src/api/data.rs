@@ -133,9 +133,9 @@ pub(crate) async fn produce(broker: &Broker, req: ProduceRequest) -> Option<Prod
                 format!("produce failed: {e}"),
             ))
         });
-        if super::metadata::auto_create_enabled(broker)
-            && super::metadata::may_auto_create(&name.0, &result)
+        if super::metadata::may_auto_create(&name.0, &result)
             && kavka_model::TopicName::new(name.0.to_string()).is_ok()
+            && super::metadata::auto_create_enabled(broker)
         {
             unknown.push(name.0.to_string());
         }
