@@ -51,6 +51,26 @@ pub fn decode_frame(body: bytes::Bytes) -> Result<(i16, i16), String> {
     }
 }
 
+/// This node's log levels by logger, Kafka's BROKER_LOGGER resource: read and changed at
+/// run time (not stored: a restart goes back to `KAVKA_LOG`, as Kafka's loggers go back
+/// to their file). Implemented by the binary over its tracing filter.
+pub trait LogLevels: Send + Sync + std::fmt::Debug {
+    /// Every logger with its level, Kafka's way (`root` for the default; `INFO`, ...).
+    fn levels(&self) -> Vec<(String, String)>;
+    /// Sets one logger's level, or (None) removes its own level; the error names what
+    /// was wrong.
+    fn set(&self, logger: &str, level: Option<&str>) -> Result<(), String>;
+}
+
+/// Whether `name` can name a logger: `root` or a tracing target (`kavka_broker::group`):
+/// letters, digits, `_` and `:`, so it can never change a filter's other directives.
+pub fn valid_logger_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
 /// Limits of the Kafka listener (Kafka's names).
 #[derive(Clone, Debug)]
 pub struct KafkaConfig {
@@ -62,6 +82,9 @@ pub struct KafkaConfig {
     /// `auto.create.topics.enable`: a Metadata request that allows it (or a produce)
     /// naming an unknown topic creates it with the broker defaults.
     pub auto_create_topics_enable: bool,
+    /// The node's loggers, for DescribeConfigs and IncrementalAlterConfigs on
+    /// BROKER_LOGGER; None: not served.
+    pub log_levels: Option<std::sync::Arc<dyn LogLevels>>,
 }
 
 impl Default for KafkaConfig {
@@ -70,6 +93,7 @@ impl Default for KafkaConfig {
             socket_request_max_bytes: 100 * 1024 * 1024,
             connections_max_idle: Duration::from_secs(600),
             auto_create_topics_enable: true,
+            log_levels: None,
         }
     }
 }

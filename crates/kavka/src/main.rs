@@ -4,6 +4,7 @@
 #[macro_use]
 mod cli;
 mod bench;
+mod log_levels;
 mod meta_properties;
 mod server;
 
@@ -105,17 +106,29 @@ fn main() -> ExitCode {
 }
 
 fn init_tracing(is_server: bool) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let default = if is_server {
         "info,openraft=warn"
     } else {
         "warn"
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("KAVKA_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
+    let spec = std::env::var("KAVKA_LOG")
+        .ok()
+        .filter(|s| tracing_subscriber::EnvFilter::try_new(s).is_ok())
+        .unwrap_or_else(|| default.to_string());
+    let filter = tracing_subscriber::EnvFilter::new(&spec);
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_target(false),
+        )
         .init();
+    if is_server {
+        log_levels::install(handle, &spec);
+    }
 }

@@ -406,7 +406,10 @@ impl ServerArgs {
         let kafka_advertised =
             kavka_kafka::listeners::advertised(&kafka_listeners, &explicit, &advertised_host)
                 .context("invalid --kafka-advertised-listeners")?;
-        let mut kafka = KafkaConfig::default();
+        let mut kafka = KafkaConfig {
+            log_levels: crate::log_levels::installed(),
+            ..KafkaConfig::default()
+        };
         if let Some(ms) = self
             .connections_max_idle_ms
             .or(file.connections_max_idle_ms)

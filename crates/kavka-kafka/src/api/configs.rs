@@ -7,7 +7,7 @@
 
 use super::error_parts;
 use super::str_bytes;
-use crate::Broker;
+use crate::{Broker, LogLevels};
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
@@ -16,6 +16,7 @@ use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsRe
 use kafka_protocol::messages::{
     AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    incremental_alter_configs_request,
 };
 use kavka_metadata::ConfigResource;
 use kavka_model::{BrokerId, ConfigSource, DYNAMIC_BROKER_KEYS, ErrorCode, KafkaError, TopicName};
@@ -27,6 +28,7 @@ use tonic::Request;
 /// Kafka's ConfigResource types.
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
+const BROKER_LOGGER: i8 = 8;
 
 /// Kafka's config sources.
 const DYNAMIC_TOPIC_CONFIG: i8 = 1;
@@ -34,6 +36,7 @@ const DYNAMIC_BROKER_CONFIG: i8 = 2;
 const DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 3;
 const STATIC_BROKER_CONFIG: i8 = 4;
 const DEFAULT_CONFIG: i8 = 5;
+const DYNAMIC_BROKER_LOGGER_CONFIG: i8 = 6;
 
 /// IncrementalAlterConfigs operations.
 const SET: i8 = 0;
@@ -100,8 +103,91 @@ fn value_in_effect(broker: &Broker, topic: &str, name: &str) -> String {
 fn unknown_type(t: i8) -> KafkaError {
     KafkaError::new(
         ErrorCode::InvalidRequest,
-        format!("config resource type {t} is not supported: use TOPIC (2) or BROKER (4)"),
+        format!(
+            "config resource type {t} is not supported here: use TOPIC (2), BROKER (4) or (to describe and incrementally alter) BROKER_LOGGER (8)"
+        ),
     )
+}
+
+/// Kafka's logger levels (log4j's), as BROKER_LOGGER values.
+const LOG_LEVELS: &[&str] = &[
+    "ALL", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL", "OFF",
+];
+
+/// This node's loggers, if `name` names this broker (a BROKER_LOGGER resource is one
+/// broker's, as in Kafka).
+fn loggers<'a>(broker: &'a Broker, name: &str) -> Result<&'a dyn LogLevels, KafkaError> {
+    let me = broker.replicas.config().node_id.0.to_string();
+    if name != me {
+        return Err(KafkaError::new(
+            ErrorCode::InvalidRequest,
+            format!("this is broker {me}: ask broker '{name}' for its loggers"),
+        ));
+    }
+    broker.config.log_levels.as_deref().ok_or_else(|| {
+        KafkaError::new(
+            ErrorCode::InvalidRequest,
+            "this node does not serve its loggers",
+        )
+    })
+}
+
+/// IncrementalAlterConfigs on BROKER_LOGGER: SET a logger's level or DELETE it, all
+/// checked before any changes (not stored: a restart goes back to KAVKA_LOG, as Kafka).
+fn alter_loggers(
+    broker: &Broker,
+    r: &incremental_alter_configs_request::AlterConfigsResource,
+    validate_only: bool,
+) -> Result<(), KafkaError> {
+    let levels = loggers(broker, r.resource_name.as_str())?;
+    let mut changes = Vec::with_capacity(r.configs.len());
+    for c in &r.configs {
+        let name = c.name.to_string();
+        if !crate::valid_logger_name(&name) {
+            return Err(KafkaError::new(
+                ErrorCode::InvalidConfig,
+                format!(
+                    "logger '{name}' is not a tracing target (e.g. kavka_broker::replica_manager) or root"
+                ),
+            ));
+        }
+        match (c.config_operation, &c.value) {
+            (SET, Some(v)) if LOG_LEVELS.contains(&v.to_ascii_uppercase().as_str()) => {
+                changes.push((name, Some(v.to_ascii_uppercase())))
+            }
+            (SET, v) => {
+                return Err(KafkaError::new(
+                    ErrorCode::InvalidConfig,
+                    format!(
+                        "level {v:?} for logger {name} is not one of {}",
+                        LOG_LEVELS.join(", ")
+                    ),
+                ));
+            }
+            (DELETE, _) if name == "root" => {
+                return Err(KafkaError::new(
+                    ErrorCode::InvalidConfig,
+                    "the root logger's level can be set, not removed",
+                ));
+            }
+            (DELETE, _) => changes.push((name, None)),
+            (op, _) => {
+                return Err(KafkaError::new(
+                    ErrorCode::InvalidConfig,
+                    format!("operation {op} on logger {name}: loggers take SET (0) and DELETE (1)"),
+                ));
+            }
+        }
+    }
+    if validate_only {
+        return Ok(());
+    }
+    for (name, level) in changes {
+        levels
+            .set(&name, level.as_deref())
+            .map_err(|e| KafkaError::new(ErrorCode::InvalidConfig, e))?;
+    }
+    Ok(())
 }
 
 /// This broker's own settings, by Kafka name.
@@ -228,6 +314,13 @@ pub(crate) async fn describe_configs(
                     ))
                 }
             }
+            BROKER_LOGGER => loggers(broker, r.resource_name.as_str()).map(|l| {
+                l.levels()
+                    .into_iter()
+                    .filter(|(n, _)| wanted(n))
+                    .map(|(n, v)| entry(&n, v, DYNAMIC_BROKER_LOGGER_CONFIG, false))
+                    .collect()
+            }),
             t => Err(unknown_type(t)),
         };
         let result = DescribeConfigsResult::default()
@@ -366,64 +459,68 @@ pub(crate) async fn incremental_alter_configs(
 ) -> IncrementalAlterConfigsResponse {
     let mut responses = Vec::with_capacity(req.resources.len());
     for r in req.resources {
-        let outcome = match Target::of(r.resource_type, r.resource_name.as_str()) {
-            Err(e) => Err(e),
-            Ok(target) => {
-                let mut set = HashMap::new();
-                let mut delete = Vec::new();
-                let mut refused = None;
-                for c in &r.configs {
-                    match (c.config_operation, &c.value) {
-                        (SET, Some(v)) => {
-                            set.insert(c.name.to_string(), v.to_string());
-                        }
-                        (DELETE, _) => delete.push(c.name.to_string()),
-                        (APPEND | SUBTRACT, Some(_)) if matches!(target, Target::Broker(_)) => {
-                            refused = Some(KafkaError::new(
-                                ErrorCode::InvalidConfig,
-                                format!(
-                                    "APPEND and SUBTRACT are for list-valued topic configs; broker config {} is not one",
-                                    c.name.as_str()
-                                ),
-                            ))
-                        }
-                        (APPEND | SUBTRACT, Some(v)) => {
-                            let name = c.name.to_string();
-                            // A second operation on the key in one request builds on the first.
-                            let current = set.get(&name).cloned().unwrap_or_else(|| {
-                                value_in_effect(broker, r.resource_name.as_str(), &name)
-                            });
-                            match list_op(c.config_operation, &name, &current, v) {
-                                Ok(next) => {
-                                    set.insert(name, next);
+        let outcome = if r.resource_type == BROKER_LOGGER {
+            alter_loggers(broker, &r, req.validate_only)
+        } else {
+            match Target::of(r.resource_type, r.resource_name.as_str()) {
+                Err(e) => Err(e),
+                Ok(target) => {
+                    let mut set = HashMap::new();
+                    let mut delete = Vec::new();
+                    let mut refused = None;
+                    for c in &r.configs {
+                        match (c.config_operation, &c.value) {
+                            (SET, Some(v)) => {
+                                set.insert(c.name.to_string(), v.to_string());
+                            }
+                            (DELETE, _) => delete.push(c.name.to_string()),
+                            (APPEND | SUBTRACT, Some(_)) if matches!(target, Target::Broker(_)) => {
+                                refused = Some(KafkaError::new(
+                                    ErrorCode::InvalidConfig,
+                                    format!(
+                                        "APPEND and SUBTRACT are for list-valued topic configs; broker config {} is not one",
+                                        c.name.as_str()
+                                    ),
+                                ))
+                            }
+                            (APPEND | SUBTRACT, Some(v)) => {
+                                let name = c.name.to_string();
+                                // A second operation on the key in one request builds on the first.
+                                let current = set.get(&name).cloned().unwrap_or_else(|| {
+                                    value_in_effect(broker, r.resource_name.as_str(), &name)
+                                });
+                                match list_op(c.config_operation, &name, &current, v) {
+                                    Ok(next) => {
+                                        set.insert(name, next);
+                                    }
+                                    Err(e) => refused = Some(e),
                                 }
-                                Err(e) => refused = Some(e),
+                            }
+                            (SET | APPEND | SUBTRACT, None) => {
+                                refused = Some(KafkaError::new(
+                                    ErrorCode::InvalidConfig,
+                                    format!(
+                                        "operation {} on {} needs a value",
+                                        c.config_operation,
+                                        c.name.as_str()
+                                    ),
+                                ))
+                            }
+                            (op, _) => {
+                                refused = Some(KafkaError::new(
+                                    ErrorCode::InvalidRequest,
+                                    format!(
+                                        "operation {op} on {} is not one of SET (0), DELETE (1), APPEND (2), SUBTRACT (3)",
+                                        c.name.as_str()
+                                    ),
+                                ))
                             }
                         }
-                        (SET | APPEND | SUBTRACT, None) => {
-                            refused = Some(KafkaError::new(
-                                ErrorCode::InvalidConfig,
-                                format!(
-                                    "operation {} on {} needs a value",
-                                    c.config_operation,
-                                    c.name.as_str()
-                                ),
-                            ))
-                        }
-                        (op, _) => {
-                            refused = Some(KafkaError::new(
-                                ErrorCode::InvalidRequest,
-                                format!(
-                                    "operation {op} on {} is not one of SET (0), DELETE (1), APPEND (2), SUBTRACT (3)",
-                                    c.name.as_str()
-                                ),
-                            ))
-                        }
                     }
-                }
-                match refused {
-                    Some(e) => Err(e),
-                    None => alter(broker, &target, set, delete, req.validate_only).await,
+                    match refused {
+                        Some(e) => Err(e),
+                        None => alter(broker, &target, set, delete, req.validate_only).await,
+                    }
                 }
             }
         };
