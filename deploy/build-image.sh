@@ -26,7 +26,9 @@ fi
 
 rootfs=target/docker/rootfs
 rm -rf "$rootfs"
-mkdir -p "$rootfs/usr/local/bin" "$rootfs/var/lib/kavka" "$rootfs/tmp" "$rootfs/etc"
+# /etc/kavka/secret: where compose mounts the controller secret's volume (a fresh volume
+# takes this directory's owner, the image's uid).
+mkdir -p "$rootfs/usr/local/bin" "$rootfs/var/lib/kavka" "$rootfs/tmp" "$rootfs/etc/kavka/secret"
 cp "$bin" "$rootfs/usr/local/bin/kavka"
 strip "$rootfs/usr/local/bin/kavka" 2>/dev/null || true
 # A name for uid 10001, for tools that look it up.

@@ -50,8 +50,42 @@ fn forged_append(leader: u64) -> Vec<u8> {
 async fn forged_raft_calls_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let secret_file = dir.path().join("controller-secret");
-    std::fs::write(&secret_file, "a-shared-secret\n").unwrap();
     let secret_arg = secret_file.display().to_string();
+    // `kavka quorum create-secret` writes a random one, readable by its owner only, and
+    // keeps a file that exists; one that holds no valid secret is named.
+    let create = |file: &str| {
+        let out = run_cli("127.0.0.1:1", &["quorum", "create-secret", file], b"");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        (
+            out.status.code(),
+            text,
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, out, err) = create(&secret_arg);
+    assert!(code == Some(0) && out.contains("Created"), "{out} {err}");
+    let made = std::fs::read_to_string(&secret_file).unwrap();
+    assert!(made.trim().len() >= 32, "{made:?}");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&secret_file)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let (code, out, _) = create(&secret_arg);
+    assert!(code == Some(0) && out.contains("Kept"), "{out}");
+    assert_eq!(std::fs::read_to_string(&secret_file).unwrap(), made);
+    let bad = dir.path().join("bad-secret");
+    std::fs::write(&bad, "two words\n").unwrap();
+    let (code, _, err) = create(&bad.display().to_string());
+    assert!(
+        code != Some(0) && err.contains("bad-secret") && err.contains("printable"),
+        "{err}"
+    );
+    // The quorum below runs on the secret it made; forged calls present it too.
+    let the_secret = made.trim();
     // The three voters form a quorum while presenting the secret to each other.
     let mut cluster = Cluster::start(
         &["controller,broker"; 3],
@@ -66,7 +100,7 @@ async fn forged_raft_calls_change_nothing() {
     let mut raft = RaftServiceClient::connect(format!("http://{client_port}"))
         .await
         .unwrap();
-    for secret in [None, Some("a-shared-secret")] {
+    for secret in [None, Some(the_secret)] {
         let mut r = tonic::Request::new(RaftMessage {
             json: forged_vote(2).into(),
         });
@@ -126,7 +160,7 @@ async fn forged_raft_calls_change_nothing() {
         (
             // Decoded (so the message is well formed) and refused for its sender.
             "vote from a node outside the voters",
-            call(forged_vote(99), Some("a-shared-secret")),
+            call(forged_vote(99), Some(the_secret)),
             true,
         ),
         (
@@ -136,7 +170,7 @@ async fn forged_raft_calls_change_nothing() {
         ),
         (
             "append from a node outside the voters",
-            call(forged_append(42), Some("a-shared-secret")),
+            call(forged_append(42), Some(the_secret)),
             false,
         ),
     ];
@@ -174,7 +208,7 @@ async fn forged_raft_calls_change_nothing() {
     )
     .await
     .unwrap();
-    let mut other_cluster = call(forged_vote(2), Some("a-shared-secret"));
+    let mut other_cluster = call(forged_vote(2), Some(the_secret));
     other_cluster
         .metadata_mut()
         .insert("kavka-cluster-id", "another-cluster".parse().unwrap());

@@ -679,20 +679,7 @@ async fn dev_cluster(args: DevArgs) -> anyhow::Result<()> {
     // The voters speak Raft only with each other: one secret for the local quorum, made
     // once and kept with its data.
     let secret = args.data_dir.join("controller-secret");
-    if !secret.exists() {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&secret)
-            .with_context(|| format!("cannot create {}", secret.display()))?;
-        std::io::Write::write_all(
-            &mut f,
-            format!("{}\n", uuid::Uuid::new_v4().simple()).as_bytes(),
-        )
-        .with_context(|| format!("cannot write {}", secret.display()))?;
-    }
+    crate::cli::cluster::create_secret(&secret)?;
     let mut children = Vec::new();
     for i in 1..=n {
         let dir = args.data_dir.join(format!("node-{i}"));
@@ -1074,7 +1061,7 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
             Arc::clone(&replicas).run_retention(shutdown_rx.clone()),
         ));
         tasks.push(tokio::spawn(
-            Arc::clone(&replicas).run_flusher(shutdown_rx.clone()),
+            Arc::clone(&replicas).run_log_timers(shutdown_rx.clone()),
         ));
         tasks.push(tokio::spawn(
             Arc::clone(&replicas).run_offline_retries(shutdown_rx.clone()),

@@ -269,6 +269,48 @@ fn refuse(peers: &PeerPolicy, peer: Option<std::net::SocketAddr>, why: String) -
     tonic::Status::permission_denied(format!("Raft call refused: {why}"))
 }
 
+/// The Raft calls the controller listener serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RaftCall {
+    AppendEntries,
+    Vote,
+    FullSnapshot,
+}
+
+/// Decodes one call's body from the wire as the listener does (the protobuf envelope,
+/// then the JSON inside it) and answers the node id it speaks for, which the sender
+/// check then judges; nothing reaches openraft. For the fuzz target and tests: any bytes
+/// are an error or an id, never a panic.
+pub fn claimed_sender(call: RaftCall, body: &[u8]) -> Result<NodeId, tonic::Status> {
+    let m = <RaftMessage as prost::Message>::decode(body)
+        .map_err(|e| tonic::Status::invalid_argument(format!("malformed raft envelope: {e}")))?;
+    Ok(match call {
+        RaftCall::AppendEntries => {
+            decode::<AppendEntriesRequest<TypeConfig>>(&m)?
+                .vote
+                .leader_id()
+                .node_id
+        }
+        RaftCall::Vote => {
+            decode::<VoteRequest<TypeConfig>>(&m)?
+                .vote
+                .leader_id()
+                .node_id
+        }
+        RaftCall::FullSnapshot => {
+            let (vote, _, _): SnapshotCall = decode(&m)?;
+            vote.leader_id().node_id
+        }
+    })
+}
+
+/// A full snapshot call's body: the sender's vote, the snapshot's meta and its data.
+type SnapshotCall = (
+    VoteOf<TypeConfig>,
+    openraft::alias::SnapshotMetaOf<TypeConfig>,
+    Vec<u8>,
+);
+
 fn decode<T: DeserializeOwned>(m: &RaftMessage) -> Result<T, tonic::Status> {
     serde_json::from_slice(&m.json)
         .map_err(|e| tonic::Status::invalid_argument(format!("malformed raft message: {e}")))
@@ -305,11 +347,7 @@ impl RaftRpc for RaftServer {
         &self,
         req: tonic::Request<RaftMessage>,
     ) -> Result<tonic::Response<RaftMessage>, tonic::Status> {
-        let (vote, meta, data): (
-            VoteOf<TypeConfig>,
-            openraft::alias::SnapshotMetaOf<TypeConfig>,
-            Vec<u8>,
-        ) = decode(req.get_ref())?;
+        let (vote, meta, data): SnapshotCall = decode(req.get_ref())?;
         self.admit_sender(&req, vote.leader_id().node_id)?;
         let snapshot = SnapshotOf::<TypeConfig, Cursor<Vec<u8>>> {
             meta,
@@ -321,5 +359,90 @@ impl RaftRpc for RaftServer {
             .await
             .map_err(RaftError::<TypeConfig>::Fatal);
         encode(&r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn envelope(json: &[u8]) -> Vec<u8> {
+        prost::Message::encode_to_vec(&RaftMessage {
+            json: json.to_vec().into(),
+        })
+    }
+
+    fn vote_json(candidate: u64) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "vote": {"leader_id": {"term": 9, "node_id": candidate}, "committed": false},
+            "last_log_id": null,
+        }))
+        .unwrap_or_default()
+    }
+
+    #[test]
+    fn each_call_names_its_sender_and_a_bad_body_is_refused() {
+        let append = serde_json::json!({
+            "vote": {"leader_id": {"term": 9, "node_id": 3}, "committed": true},
+            "prev_log_id": null, "entries": [], "leader_commit": null,
+        });
+        // (call, body, sender or the start of the refusal)
+        let table: [(RaftCall, Vec<u8>, Result<NodeId, &str>); 6] = [
+            (RaftCall::Vote, envelope(&vote_json(2)), Ok(2)),
+            (
+                RaftCall::AppendEntries,
+                envelope(append.to_string().as_bytes()),
+                Ok(3),
+            ),
+            (
+                RaftCall::Vote,
+                vec![0xff, 0xff, 0xff],
+                Err("malformed raft envelope"),
+            ),
+            (
+                RaftCall::Vote,
+                envelope(b"{\"vote\": 1}"),
+                Err("malformed raft message"),
+            ),
+            (
+                RaftCall::AppendEntries,
+                envelope(&vote_json(2)),
+                Err("malformed raft message"),
+            ),
+            (
+                RaftCall::FullSnapshot,
+                envelope(b"[]"),
+                Err("malformed raft message"),
+            ),
+        ];
+        for (call, body, want) in table {
+            let got = claimed_sender(call, &body).map_err(|s| s.message().to_string());
+            match (got, want) {
+                (Ok(id), Ok(w)) => assert_eq!(id, w, "{call:?}"),
+                (Err(msg), Err(w)) => assert!(msg.starts_with(w), "{call:?}: {msg}"),
+                (got, want) => panic!("{call:?}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    proptest! {
+        /// Whatever reaches the controller listener decodes to an id or an error.
+        #[test]
+        fn any_body_is_an_id_or_an_error(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+            for call in [RaftCall::AppendEntries, RaftCall::Vote, RaftCall::FullSnapshot] {
+                let _ = claimed_sender(call, &body);
+                let _ = claimed_sender(call, &envelope(&body));
+            }
+        }
+
+        /// A valid vote with bytes flipped anywhere in its JSON.
+        #[test]
+        fn damaged_votes_never_panic(at in 0usize..64, byte in any::<u8>()) {
+            let mut json = vote_json(1);
+            let i = at % json.len();
+            json[i] = byte;
+            let _ = claimed_sender(RaftCall::Vote, &envelope(&json));
+        }
     }
 }

@@ -14,6 +14,13 @@ pub enum QuorumCommand {
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: OutputFormat,
     },
+    /// Write a new random controller secret to FILE (mode 0600) for
+    /// `--controller-secret-file`; a FILE that exists is kept as it is. Run once, then
+    /// give every voter and broker the same file.
+    CreateSecret {
+        /// Where to write the secret.
+        file: std::path::PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -30,6 +37,39 @@ pub enum ClusterCommand {
         #[arg(long)]
         plain: bool,
     },
+}
+
+/// Writes a new random secret to `file` (mode 0600, never over an existing file);
+/// answers whether it wrote one. A file that exists is kept but must hold a valid secret.
+pub fn create_secret(file: &std::path::Path) -> anyhow::Result<bool> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(file)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            kavka_controller::raft::peers::ControllerSecret::parse(&text)
+                .map_err(|why| anyhow::anyhow!("{} exists but {why}", file.display()))?;
+            return Ok(false);
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot create {}", file.display())),
+    };
+    // Two v4 UUIDs: 244 random bits, printable (it travels in a gRPC header).
+    let secret = format!(
+        "{}{}\n",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    f.write_all(secret.as_bytes())
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    Ok(true)
 }
 
 /// Each controller call's deadline: a frozen node (its port still accepts connections)
@@ -103,7 +143,22 @@ async fn status_from(addr: &str) -> anyhow::Result<v1::QuorumStatusResponse> {
 }
 
 pub async fn quorum(bootstrap: &str, cmd: QuorumCommand) -> anyhow::Result<()> {
-    let QuorumCommand::Status { output } = cmd;
+    let output = match cmd {
+        QuorumCommand::Status { output } => output,
+        QuorumCommand::CreateSecret { file } => {
+            let created = create_secret(&file)?;
+            outln!(
+                "{} {}",
+                if created {
+                    "Created the controller secret"
+                } else {
+                    "Kept the existing controller secret"
+                },
+                file.display()
+            );
+            return Ok(());
+        }
+    };
     let s = status(bootstrap).await?;
     match output {
         OutputFormat::Json => print_json(&json!({
