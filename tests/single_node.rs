@@ -404,6 +404,63 @@ async fn retention_deletes_old_segments() {
     let first = out.lines().next().unwrap();
     assert_eq!(first, format!("{start} record-number-{start:04}"));
     assert_eq!(out.lines().last().unwrap(), "299 record-number-0299");
+    // Kafka's default file.delete.delay.ms (a minute): the removed files wait, renamed.
+    let deleted = |topic: &str| {
+        std::fs::read_dir(node.data_dir().join(format!("{topic}-0")))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".log.deleted"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    assert!(deleted("r") > 0, "retired segments wait out the delay");
+
+    // A short delay: they are unlinked once it has passed.
+    ok(node.cli(&[
+        "topic",
+        "create",
+        "quick",
+        "-p",
+        "1",
+        "--config",
+        "internal.segment.bytes=1024",
+        "--config",
+        "retention.bytes=2048",
+        "--config",
+        "file.delete.delay.ms=100",
+    ]));
+    ok(node.cli_with_stdin(
+        &["produce", "quick", "--batch-size", "100"],
+        input.as_bytes(),
+    ));
+    wait_until("retention of the quick topic", DEADLINE, || {
+        let mut c = client.clone();
+        async move {
+            c.list_offset("quick", 0, -2)
+                .await
+                .is_ok_and(|(o, _)| o > 0)
+        }
+    })
+    .await
+    .unwrap();
+    wait_until("the delay to pass and the files to go", DEADLINE, || {
+        let gone = deleted("quick") == 0;
+        async move { gone }
+    })
+    .await
+    .unwrap();
+    assert!(deleted("r") > 0, "the other topic's still wait");
+    fails_with(
+        node.cli(&[
+            "topic",
+            "alter-config",
+            "quick",
+            "--set",
+            "file.delete.delay.ms=-1",
+        ]),
+        "must be at least 0",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1308,10 +1365,19 @@ async fn durability_is_a_topic_config() {
         "tiered storage is not built",
     );
     fails_with(
-        node.cli(&["topic", "alter-config", "dflt", "--set", "preallocate=true"]),
-        "segment preallocation is not built",
+        node.cli(&[
+            "topic",
+            "alter-config",
+            "dflt",
+            "--set",
+            "compression.zstd.level=9",
+        ]),
+        "per-codec compression levels is not built",
     );
-    assert_eq!(describe(&node, "dflt")["configs"]["preallocate"], "false");
+    assert_eq!(
+        describe(&node, "dflt")["configs"]["compression.zstd.level"],
+        "3"
+    );
     let altered = ok(node.cli(&[
         "topic",
         "alter-config",

@@ -759,6 +759,26 @@ impl Partition {
         .await
     }
 
+    /// Unlinks the log's retired segment files whose `file.delete.delay.ms` has passed;
+    /// answers how many. Cheap when none is due; skipped while the log is busy.
+    pub(crate) async fn purge_retired_if_due(self: &Arc<Self>) -> Result<usize, KafkaError> {
+        let due = match self.log.try_lock() {
+            Ok(log) => log.next_purge_due(),
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner().next_purge_due(),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        };
+        if due.is_none_or(|due| due > std::time::Instant::now()) {
+            return Ok(0);
+        }
+        let this = Arc::clone(self);
+        blocking(move || {
+            this.lock()
+                .purge_retired(std::time::Instant::now())
+                .map_err(kafka_error)
+        })
+        .await
+    }
+
     pub(crate) async fn enforce_retention(self: &Arc<Self>) -> Result<usize, KafkaError> {
         let this = Arc::clone(self);
         blocking(move || {

@@ -211,6 +211,10 @@ impl PartitionLog {
                 _ => {}
             }
         }
+        // The replaced data stays readable under `*.deleted` for `file.delete.delay.ms`.
+        let delay = self.file_delete_delay();
+        self.retired
+            .retire_copy(&old.log, delay, std::time::Instant::now())?;
         std::fs::rename(&new.log, &old.log).at(&old.log)?;
         std::fs::rename(&new.index, &old.index).at(&old.index)?;
         std::fs::rename(&new.time_index, &old.time_index).at(&old.time_index)?;

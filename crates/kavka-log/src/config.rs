@@ -35,6 +35,10 @@ pub struct LogConfig {
     pub segment_index_bytes: u32,
     /// Clean once this share of the log is dirty (`min.cleanable.dirty.ratio`).
     pub min_cleanable_dirty_ratio: DirtyRatio,
+    /// Files of removed segments are unlinked this much later (`file.delete.delay.ms`).
+    pub file_delete_delay_ms: i64,
+    /// New active segments reserve `segment_bytes` of disk (`preallocate`).
+    pub preallocate: bool,
 }
 
 impl Default for LogConfig {
@@ -68,6 +72,8 @@ impl LogConfig {
             segment_jitter_ms: t.segment_jitter_ms,
             segment_index_bytes: t.segment_index_bytes,
             min_cleanable_dirty_ratio: t.min_cleanable_dirty_ratio,
+            file_delete_delay_ms: t.file_delete_delay_ms,
+            preallocate: t.preallocate,
         }
     }
 }

@@ -31,6 +31,7 @@ mod index;
 mod log;
 mod producer_state;
 mod recovery;
+mod retired;
 mod segment;
 
 pub use compaction::CompactionStats;

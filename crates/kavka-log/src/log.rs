@@ -5,6 +5,7 @@ use crate::durability::{FlushPolicy, SyncPoint};
 use crate::epoch::LeaderEpochCache;
 use crate::error::{IoContext, LogError};
 use crate::producer_state::{Duplicate, ProducerStates};
+use crate::retired::RetiredFiles;
 use crate::segment::{LogSegment, Opened};
 use kavka_model::{LeaderEpoch, Offset};
 use kavka_record::{
@@ -13,6 +14,7 @@ use kavka_record::{
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// What an append wrote.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +49,8 @@ pub struct PartitionLog {
     /// The same as of the active segment's base offset (what the checkpoint holds), to
     /// restore from after a truncation within the active segment.
     producers_at_active: (Offset, ProducerStates),
+    /// Segment files removed from the log, unlinked once `file.delete.delay.ms` passed.
+    pub(crate) retired: RetiredFiles,
     /// fsyncs of sealed segments and the directory done by the log itself.
     fsyncs: u64,
 }
@@ -111,10 +115,7 @@ impl PartitionLog {
             segments.insert(base, seg);
         }
         if segments.is_empty() {
-            segments.insert(
-                Offset::ZERO,
-                LogSegment::create(dir, Offset::ZERO, config.index_interval_bytes)?,
-            );
+            segments.insert(Offset::ZERO, new_active(dir, Offset::ZERO, &config)?);
         }
         let mut log = Self {
             dir: dir.to_path_buf(),
@@ -123,6 +124,7 @@ impl PartitionLog {
             segments,
             producers: ProducerStates::default(),
             producers_at_active: (Offset::ZERO, ProducerStates::default()),
+            retired: RetiredFiles::default(),
             fsyncs: 0,
         };
         let (start, end) = (log.log_start_offset(), log.log_end_offset());
@@ -440,7 +442,7 @@ impl PartitionLog {
         if fsync {
             self.fsyncs += 1;
         }
-        let seg = LogSegment::create(&self.dir, base, self.config.index_interval_bytes)?;
+        let seg = new_active(&self.dir, base, &self.config)?;
         if fsync {
             sync_dir(&self.dir)?;
         }
@@ -571,7 +573,7 @@ impl PartitionLog {
         }
         while self.segments.len() > 1 && self.active().base_offset >= offset {
             if let Some((_, seg)) = self.segments.pop_last() {
-                seg.delete()?;
+                self.retire(seg)?;
             }
         }
         self.active_mut().truncate_to(offset)?;
@@ -593,12 +595,10 @@ impl PartitionLog {
     /// whose log starts later, or truncation below the log start).
     pub fn truncate_fully_and_start_at(&mut self, offset: Offset) -> Result<(), LogError> {
         for (_, seg) in std::mem::take(&mut self.segments) {
-            seg.delete()?;
+            self.retire(seg)?;
         }
-        self.segments.insert(
-            offset,
-            LogSegment::create(&self.dir, offset, self.config.index_interval_bytes)?,
-        );
+        self.segments
+            .insert(offset, new_active(&self.dir, offset, &self.config)?);
         self.epochs.truncate_from_end(Offset::ZERO)?;
         self.producers = ProducerStates::default();
         self.producers_at_active = (offset, ProducerStates::default());
@@ -626,7 +626,7 @@ impl PartitionLog {
             }
             if let Some((_, seg)) = self.segments.pop_first() {
                 tracing::info!(file = %seg.log_path().display(), by_size, by_time, "retention deleted segment");
-                seg.delete()?;
+                self.retire(seg)?;
                 deleted += 1;
             }
         }
@@ -635,6 +635,27 @@ impl PartitionLog {
             self.epochs.truncate_from_start(start)?;
         }
         Ok(deleted)
+    }
+
+    /// Hands a segment that left the log to the retired files.
+    fn retire(&mut self, seg: LogSegment) -> Result<(), LogError> {
+        let delay = self.file_delete_delay();
+        seg.retire(&mut self.retired, delay, Instant::now())
+    }
+
+    pub(crate) fn file_delete_delay(&self) -> Duration {
+        Duration::from_millis(self.config.file_delete_delay_ms.max(0) as u64)
+    }
+
+    /// Unlinks the retired segment files whose `file.delete.delay.ms` has passed by
+    /// `now`; returns how many.
+    pub fn purge_retired(&mut self, now: Instant) -> Result<usize, LogError> {
+        self.retired.purge(now)
+    }
+
+    /// When the next retired segment file is due to be unlinked, if any waits.
+    pub fn next_purge_due(&self) -> Option<Instant> {
+        self.retired.next_due()
     }
 
     /// The file whose fsync makes every offset below the current log end durable.
@@ -664,6 +685,15 @@ fn roll_jitter(dir: &Path, base: Offset, jitter_ms: i64) -> i64 {
     let mut h = std::hash::DefaultHasher::new();
     (dir, base.0).hash(&mut h);
     (h.finish() % jitter_ms as u64) as i64
+}
+
+/// A new active segment at `base`, with its disk reserved under `preallocate`.
+fn new_active(dir: &Path, base: Offset, config: &LogConfig) -> Result<LogSegment, LogError> {
+    let mut seg = LogSegment::create(dir, base, config.index_interval_bytes)?;
+    if config.preallocate {
+        seg.preallocate(config.segment_bytes)?;
+    }
+    Ok(seg)
 }
 
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), LogError> {

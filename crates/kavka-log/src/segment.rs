@@ -9,12 +9,14 @@ use crate::error::{IoContext, LogError};
 use crate::handles::{HANDLES, next_segment_id};
 use crate::index::{IndexFile, OffsetEntry, TimeEntry};
 use crate::recovery::{self, ScannedBatch};
+use crate::retired::RetiredFiles;
 use kavka_model::Offset;
 use kavka_record::{BATCH_OVERHEAD, BatchHeader};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Kafka's file names: the base offset, zero-padded to 20 digits.
 pub(crate) fn file_stem(base: Offset) -> String {
@@ -50,6 +52,8 @@ pub(crate) struct LogSegment {
     time_index: IndexFile<TimeEntry>,
     bytes_since_index: u64,
     index_interval_bytes: u64,
+    /// Disk blocks are reserved past the data (`preallocate`), given back at `seal`.
+    preallocated: bool,
 }
 
 pub(crate) struct SegmentPaths {
@@ -124,6 +128,7 @@ impl LogSegment {
             time_index: IndexFile::create(&p.time_index)?,
             bytes_since_index: 0,
             index_interval_bytes: index_interval_bytes as u64,
+            preallocated: false,
             log_path: p.log,
         })
     }
@@ -168,6 +173,7 @@ impl LogSegment {
                     time_index,
                     bytes_since_index: 0,
                     index_interval_bytes: index_interval_bytes as u64,
+                    preallocated: false,
                     log_path: p.log,
                 };
                 seg.rolled_at_ms = seg.first_timestamp();
@@ -194,6 +200,7 @@ impl LogSegment {
             time_index: IndexFile::create(&time_index_tmp)?,
             bytes_since_index: 0,
             index_interval_bytes: index_interval_bytes as u64,
+            preallocated: false,
             log_path: p.log.clone(),
         };
         let scanned = recovery::scan(&scan_file, &p.log, 0, base.0, true, |b| seg.index_batch(&b));
@@ -433,6 +440,13 @@ impl LogSegment {
                 relative_offset: (self.next_offset.0 - self.base_offset.0) as u32,
             })?;
         }
+        if self.preallocated
+            && let LogFile::Own(f) = &self.file
+        {
+            // Give back the reserved blocks past the data (the length is unchanged).
+            f.set_len(self.size).at(&self.log_path)?;
+            self.preallocated = false;
+        }
         if fsync {
             if let LogFile::Own(f) = &self.file {
                 f.sync_data().at(&self.log_path)?;
@@ -451,19 +465,45 @@ impl LogSegment {
         }
     }
 
-    pub(crate) fn delete(self) -> Result<(), LogError> {
-        for path in [
-            self.log_path.as_path(),
-            self.index.path(),
-            self.time_index.path(),
-        ] {
-            match std::fs::remove_file(path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e).at(path),
-            }
+    /// Closes the segment and hands its files to `retired` (renamed to `*.deleted` and
+    /// unlinked after `delay`, or at once when it is zero).
+    pub(crate) fn retire(
+        self,
+        retired: &mut RetiredFiles,
+        delay: Duration,
+        now: Instant,
+    ) -> Result<(), LogError> {
+        let paths = [
+            self.log_path.clone(),
+            self.index.path().to_path_buf(),
+            self.time_index.path().to_path_buf(),
+        ];
+        drop(self);
+        for path in &paths {
+            retired.retire(path, delay, now)?;
         }
         Ok(())
+    }
+
+    /// Reserves disk blocks for `bytes` of this active segment without changing its
+    /// length (`preallocate`), so appends do not fail for space or fragment the file.
+    /// Where the file system cannot reserve, this says so and the segment grows as
+    /// usual.
+    pub(crate) fn preallocate(&mut self, bytes: u64) -> Result<(), LogError> {
+        let LogFile::Own(f) = &self.file else {
+            return Ok(());
+        };
+        match reserve(f, bytes) {
+            Ok(()) => {
+                self.preallocated = true;
+                Ok(())
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
+                tracing::warn!(file = %self.log_path.display(), "the file system cannot preallocate segments; preallocate has no effect here");
+                Ok(())
+            }
+            Err(e) => Err(e).at(&self.log_path),
+        }
     }
 }
 
@@ -514,6 +554,25 @@ impl SegmentReader<'_> {
         }
         Ok(None)
     }
+}
+
+/// `fallocate` with `FALLOC_FL_KEEP_SIZE`: blocks reserved, length unchanged.
+#[cfg(target_os = "linux")]
+fn reserve(f: &File, bytes: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let len = libc::off_t::try_from(bytes).unwrap_or(libc::off_t::MAX);
+    // SAFETY: a valid open descriptor; fallocate reads no memory of ours.
+    let rc = unsafe { libc::fallocate(f.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, len) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn reserve(_: &File, _: u64) -> std::io::Result<()> {
+    Err(std::io::Error::from_raw_os_error(libc::EOPNOTSUPP))
 }
 
 impl Drop for LogSegment {

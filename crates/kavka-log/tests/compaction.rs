@@ -162,6 +162,45 @@ fn tombstones_stay_for_delete_retention_then_go() {
 }
 
 #[test]
+fn cleaned_segments_keep_the_old_data_for_file_delete_delay() {
+    let deleted = |dir: &std::path::Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_string_lossy().ends_with(".log.deleted")
+            })
+            .count()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), compacted(1024)).unwrap();
+    for i in 0..60u16 {
+        append(
+            &mut log,
+            &[(1, Some(i)), (2, Some(i))],
+            1_000,
+            Compression::None,
+        );
+    }
+    let end = log.log_end_offset();
+    let stats = log.compact(5_000, end).unwrap().unwrap();
+    assert!(stats.records_removed > 0);
+    let old = deleted(dir.path());
+    assert!(old > 0, "each replaced segment waits as *.log.deleted");
+    let later = log.next_purge_due().unwrap() + std::time::Duration::from_secs(5);
+    assert_eq!(log.purge_retired(later).unwrap(), old);
+    assert_eq!(deleted(dir.path()), 0);
+    let kept = read_all(&log);
+    drop(log);
+    let log = PartitionLog::open(dir.path(), compacted(1024)).unwrap();
+    assert_eq!(
+        read_all(&log),
+        kept,
+        "the cleaned copies are what the log reads"
+    );
+}
+
+#[test]
 fn nothing_at_or_past_the_high_watermark_or_younger_than_the_lag_is_cleaned() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = PartitionLog::open(dir.path(), compacted(1024)).unwrap();

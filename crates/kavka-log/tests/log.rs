@@ -437,6 +437,132 @@ fn retention_deletes_whole_old_segments_by_size_and_time() {
     assert_eq!(log.log_end_offset(), Offset(200));
 }
 
+/// Files in `dir` whose name ends with `suffix`.
+fn files_ending(dir: &Path, suffix: &str) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(suffix)
+        })
+        .count()
+}
+
+#[test]
+fn removed_segment_files_wait_out_file_delete_delay() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(1024);
+    c.retention_bytes = 4096;
+    c.file_delete_delay_ms = 60_000;
+    let mut log = PartitionLog::open(dir.path(), c.clone()).unwrap();
+    for i in 0..200u64 {
+        log.append_as_leader(
+            &batch(&[i], 1_000 + i as i64, Compression::None)[..],
+            LeaderEpoch(0),
+            None,
+            0,
+        )
+        .unwrap();
+    }
+    let segments = files_ending(dir.path(), ".log");
+    let deleted = log.enforce_retention(0).unwrap();
+    assert!(deleted > 0);
+    assert_eq!(files_ending(dir.path(), ".log"), segments - deleted);
+    assert_eq!(
+        files_ending(dir.path(), ".log.deleted"),
+        deleted,
+        "renamed, not unlinked"
+    );
+    let start = log.log_start_offset();
+    assert_eq!(read_all(&log, start.0).first().map(|r| r.0), Some(start.0));
+
+    let now = std::time::Instant::now();
+    let due = log.next_purge_due().unwrap();
+    assert!(due > now + std::time::Duration::from_secs(50), "{due:?}");
+    assert_eq!(log.purge_retired(now).unwrap(), 0, "not due yet");
+    assert_eq!(files_ending(dir.path(), ".log.deleted"), deleted);
+    // Each segment's delay runs from its own retirement, a little after the first's.
+    let later = due + std::time::Duration::from_secs(5);
+    assert!(log.purge_retired(later).unwrap() >= deleted);
+    assert_eq!(files_ending(dir.path(), ".deleted"), 0);
+    assert_eq!(log.next_purge_due(), None);
+
+    // Truncation retires the segments it drops; a restart unlinks what still waits.
+    log.truncate_to(Offset(start.0 + 1)).unwrap();
+    assert!(files_ending(dir.path(), ".log.deleted") > 0);
+    drop(log);
+    let log = PartitionLog::open(dir.path(), c.clone()).unwrap();
+    assert_eq!(files_ending(dir.path(), ".deleted"), 0, "removed at open");
+    assert_eq!(log.log_end_offset(), Offset(start.0 + 1));
+    drop(log);
+
+    // No delay: unlinked at once.
+    let dir = tempfile::tempdir().unwrap();
+    c.file_delete_delay_ms = 0;
+    let mut log = PartitionLog::open(dir.path(), c).unwrap();
+    for i in 0..200u64 {
+        log.append_as_leader(
+            &batch(&[i], 1_000, Compression::None)[..],
+            LeaderEpoch(0),
+            None,
+            0,
+        )
+        .unwrap();
+    }
+    assert!(log.enforce_retention(0).unwrap() > 0);
+    assert_eq!(files_ending(dir.path(), ".deleted"), 0);
+    assert_eq!(log.next_purge_due(), None);
+}
+
+#[test]
+fn preallocate_reserves_the_active_segment_and_a_roll_gives_the_rest_back() {
+    use std::os::unix::fs::MetadataExt;
+    let allocated = |p: &Path| std::fs::metadata(p).unwrap().blocks() * 512;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(256 * 1024);
+    c.preallocate = true;
+    let mut log = PartitionLog::open(dir.path(), c.clone()).unwrap();
+    let first = dir.path().join("00000000000000000000.log");
+    assert_eq!(
+        std::fs::metadata(&first).unwrap().len(),
+        0,
+        "length unchanged"
+    );
+    assert!(allocated(&first) >= 256 * 1024, "{}", allocated(&first));
+    let mut i = 0u64;
+    while log.segment_count() == 1 {
+        log.append_as_leader(
+            &batch(&[i], 1_000, Compression::None)[..],
+            LeaderEpoch(0),
+            None,
+            0,
+        )
+        .unwrap();
+        i += 1;
+    }
+    let sealed = std::fs::metadata(&first).unwrap().len();
+    assert!(
+        allocated(&first) < sealed + 64 * 1024,
+        "sealed: {} bytes of data, {} allocated",
+        sealed,
+        allocated(&first)
+    );
+    let active = dir
+        .path()
+        .join(format!("{:020}.log", log.log_end_offset().0 - 1));
+    assert!(
+        allocated(&active) >= 256 * 1024,
+        "the new active segment is reserved"
+    );
+    drop(log);
+    // Reserved blocks past the data are not data: a reopen reads exactly what was written.
+    let log = PartitionLog::open(dir.path(), c).unwrap();
+    assert_eq!(read_all(&log, 0).len() as u64, i);
+}
+
 #[test]
 fn leader_epochs_are_stamped_and_checkpointed() {
     let dir = tempfile::tempdir().unwrap();

@@ -91,6 +91,11 @@ pub struct TopicConfig {
     pub flush_messages: i64,
     /// fsync data older than this; `i64::MAX` (Kafka's default): never for this reason.
     pub flush_ms: i64,
+    /// A segment file removed by retention, compaction or truncation is renamed to
+    /// `*.deleted` and unlinked this much later (`file.delete.delay.ms`).
+    pub file_delete_delay_ms: i64,
+    /// Reserve `segment.bytes` of disk for each new active segment (`preallocate`).
+    pub preallocate: bool,
 }
 
 /// `min.cleanable.dirty.ratio`: a share in [0, 1] (never NaN, so it is `Eq`).
@@ -148,6 +153,8 @@ impl Default for TopicConfig {
             segment_index_bytes: 10 * 1024 * 1024,
             flush_messages: i64::MAX,
             flush_ms: i64::MAX,
+            file_delete_delay_ms: 60_000,
+            preallocate: false,
         }
     }
 }
@@ -206,11 +213,6 @@ pub const NOT_BUILT: &[(&str, &str, &str)] = &[
         "per-codec compression levels",
     ),
     (
-        "file.delete.delay.ms",
-        "60000",
-        "delayed deletion of segment files",
-    ),
-    (
         "follower.replication.throttled.replicas",
         "",
         "replication throttling",
@@ -222,26 +224,16 @@ pub const NOT_BUILT: &[(&str, &str, &str)] = &[
     ),
     ("local.retention.bytes", "-2", "tiered storage"),
     ("local.retention.ms", "-2", "tiered storage"),
-    (
-        "max.compaction.lag.ms",
-        "9223372036854775807",
-        "a maximum compaction lag",
-    ),
-    ("preallocate", "false", "segment preallocation"),
     ("remote.log.copy.disable", "false", "tiered storage"),
     ("remote.log.delete.on.disable", "false", "tiered storage"),
     ("remote.storage.enable", "false", "tiered storage"),
-    (
-        "segment.index.bytes",
-        "10485760",
-        "a size bound for offset indexes",
-    ),
 ];
 
 pub const KEYS: &[&str] = &[
     "cleanup.policy",
     "compression.type",
     "delete.retention.ms",
+    "file.delete.delay.ms",
     "flush.messages",
     "flush.ms",
     "index.interval.bytes",
@@ -253,6 +245,7 @@ pub const KEYS: &[&str] = &[
     "min.cleanable.dirty.ratio",
     "min.compaction.lag.ms",
     "min.insync.replicas",
+    "preallocate",
     "retention.bytes",
     "retention.ms",
     "segment.bytes",
@@ -373,6 +366,8 @@ impl TopicConfig {
             }
             "flush.messages" => self.flush_messages = parse_at_least(value, 1, &bad)?,
             "flush.ms" => self.flush_ms = parse_at_least(value, 0, &bad)?,
+            "file.delete.delay.ms" => self.file_delete_delay_ms = parse_at_least(value, 0, &bad)?,
+            "preallocate" => self.preallocate = parse_bool(value, &bad)?,
             "message.timestamp.before.max.ms" => {
                 self.message_timestamp_before_max_ms = parse_at_least(value, 0, &bad)?
             }
@@ -400,11 +395,7 @@ impl TopicConfig {
                     .map_err(|_| bad("must fit in 32 bits"))?
             }
             "unclean.leader.election.enable" => {
-                self.unclean_leader_election_enable = match value {
-                    "true" => true,
-                    "false" => false,
-                    _ => return Err(bad("expected true or false")),
-                }
+                self.unclean_leader_election_enable = parse_bool(value, &bad)?
             }
             "cleanup.policy" => {
                 let mut parts: Vec<&str> = value.split(',').map(str::trim).collect();
@@ -504,6 +495,8 @@ impl TopicConfig {
             "segment.index.bytes" => self.segment_index_bytes.to_string(),
             "flush.messages" => self.flush_messages.to_string(),
             "flush.ms" => self.flush_ms.to_string(),
+            "file.delete.delay.ms" => self.file_delete_delay_ms.to_string(),
+            "preallocate" => self.preallocate.to_string(),
             "message.timestamp.before.max.ms" => self.message_timestamp_before_max_ms.to_string(),
             "message.timestamp.after.max.ms" => self.message_timestamp_after_max_ms.to_string(),
             "min.cleanable.dirty.ratio" => self.min_cleanable_dirty_ratio.0.to_string(),
@@ -545,6 +538,14 @@ fn unknown(key: &str) -> ConfigError {
     ConfigError::UnknownKey {
         key: key.to_string(),
         known: KEYS.join(", "),
+    }
+}
+
+fn parse_bool(value: &str, bad: &dyn Fn(&str) -> ConfigError) -> Result<bool, ConfigError> {
+    match value.trim() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(bad("expected true or false")),
     }
 }
 
@@ -621,10 +622,12 @@ mod tests {
             ("segment.jitter.ms", "-1", "must be at least 0"),
             ("max.compaction.lag.ms", "0", "must be at least 1"),
             ("segment.index.bytes", "3", "must be at least 4"),
+            ("preallocate", "yes", "expected true or false"),
+            ("file.delete.delay.ms", "-1", "must be at least 0"),
             (
-                "preallocate",
-                "true",
-                "preallocation is not built in Kavka yet",
+                "compression.zstd.level",
+                "9",
+                "per-codec compression levels is not built in Kavka yet",
             ),
         ];
         for (k, v, why) in table {
@@ -759,6 +762,8 @@ mod tests {
             ("retention.ms", "604800000", ConfigSource::Default),
             ("remote.storage.enable", "false", ConfigSource::Default),
             ("segment.jitter.ms", "0", ConfigSource::Default),
+            ("file.delete.delay.ms", "60000", ConfigSource::Default),
+            ("preallocate", "false", ConfigSource::Default),
             (
                 "max.compaction.lag.ms",
                 "9223372036854775807",
@@ -775,10 +780,14 @@ mod tests {
         assert!(
             TopicConfig::from_overrides(&overrides(&[("remote.storage.enable", "false")])).is_ok()
         );
-        assert!(TopicConfig::check_key("preallocate").is_ok());
+        assert!(TopicConfig::check_key("remote.storage.enable").is_ok());
         let names: Vec<&str> = entries.iter().map(|e| e.name).collect();
         let mut sorted = names.clone();
         sorted.sort_unstable();
-        assert_eq!(names, sorted, "sorted by name");
+        sorted.dedup();
+        assert_eq!(names, sorted, "sorted by name, each once");
+        for (name, ..) in NOT_BUILT {
+            assert!(!KEYS.contains(name), "{name} is built and not built");
+        }
     }
 }

@@ -784,9 +784,11 @@ impl ReplicaManager {
         }
     }
 
-    /// `flush.ms`: fsyncs the logs of topics that set it once their unsynced data has
-    /// waited that long, checking every 100 ms, until `shutdown` fires.
-    pub async fn run_flusher(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    /// The logs' timers, checked every 100 ms until `shutdown` fires: `flush.ms` fsyncs
+    /// the logs of topics that set it once their unsynced data has waited that long, and
+    /// `file.delete.delay.ms` unlinks retired segment files once they have waited that
+    /// long.
+    pub async fn run_log_timers(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -797,6 +799,15 @@ impl ReplicaManager {
             for p in self.online() {
                 if let Err(e) = p.flush_if_due(crate::now_ms()).await {
                     tracing::warn!(partition = %p.tp, error = %e, "flush.ms fsync failed");
+                }
+                match p.purge_retired_if_due().await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::debug!(partition = %p.tp, files = n, "unlinked retired segment files")
+                    }
+                    Err(e) => {
+                        tracing::warn!(partition = %p.tp, error = %e, "cannot unlink retired segment files")
+                    }
                 }
             }
         }
