@@ -47,7 +47,7 @@ const DELTA_PREFIX: &str = "producer-state-";
 const DELTA_SUFFIX: &str = ".delta";
 /// Deltas after one full snapshot, at most: bounds the files per partition and what
 /// opening reads.
-pub(crate) const DELTAS_MAX: usize = 128;
+pub const DELTAS_MAX: usize = 128;
 
 /// The delta that brings the state to offset `to`.
 pub(crate) fn delta_file_name(to: Offset) -> String {
