@@ -2,8 +2,9 @@
 //!
 //! A partition's directory holds segments named by their base offset: `.log` (RecordBatch
 //! v2 bytes exactly as stored), `.index` (sparse relative offset → file position),
-//! `.timeindex` (max timestamp → relative offset), plus a `leader-epoch-checkpoint` and a
-//! `producer-state-checkpoint` (idempotent producers' sequences, see `producer_state`).
+//! `.timeindex` (max timestamp → relative offset), plus a `leader-epoch-checkpoint` and the
+//! idempotent producers' sequences: a full `producer-state-checkpoint` and a
+//! `producer-state-<offset>.delta` per roll since (see `producer_snapshot`).
 //!
 //! Invariants:
 //! - offsets are dense and monotonic: each appended batch starts at the log end offset;
@@ -29,6 +30,7 @@ mod error;
 mod handles;
 mod index;
 mod log;
+mod producer_snapshot;
 mod producer_state;
 mod recovery;
 mod retired;
@@ -41,4 +43,5 @@ pub use epoch::{EpochEntry, LeaderEpochCache};
 pub use error::LogError;
 pub use handles::{DEFAULT_CLOSED_SEGMENT_HANDLES, set_closed_segment_handles};
 pub use log::{AppendInfo, FetchData, PartitionLog};
+pub use producer_snapshot::DELTAS_MAX as PRODUCER_STATE_DELTAS_MAX;
 pub use producer_state::{BATCHES_TO_RETAIN, Duplicate};

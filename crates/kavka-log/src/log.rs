@@ -4,6 +4,7 @@ use crate::config::LogConfig;
 use crate::durability::{FlushPolicy, SyncPoint};
 use crate::epoch::LeaderEpochCache;
 use crate::error::{IoContext, LogError};
+use crate::producer_snapshot::SnapshotChain;
 use crate::producer_state::{Duplicate, ProducerStates};
 use crate::retired::RetiredFiles;
 use crate::segment::{LogSegment, Opened};
@@ -44,11 +45,12 @@ pub struct PartitionLog {
     /// By base offset; the last one is the active segment. Never empty.
     pub(crate) segments: BTreeMap<Offset, LogSegment>,
     epochs: LeaderEpochCache,
-    /// Idempotent producers as of the log end.
+    /// Idempotent producers as of the log end; their changes count from the end of
+    /// `snapshots`.
     producers: ProducerStates,
-    /// The same as of the active segment's base offset (what the checkpoint holds), to
-    /// restore from after a truncation within the active segment.
-    producers_at_active: (Offset, ProducerStates),
+    /// The producer state persisted as of a segment base (the active one's, unless
+    /// writing it failed), linked at each roll.
+    snapshots: SnapshotChain,
     /// Segment files removed from the log, unlinked once `file.delete.delay.ms` passed.
     pub(crate) retired: RetiredFiles,
     /// fsyncs of sealed segments and the directory done by the log itself.
@@ -123,46 +125,77 @@ impl PartitionLog {
             config,
             segments,
             producers: ProducerStates::default(),
-            producers_at_active: (Offset::ZERO, ProducerStates::default()),
+            snapshots: SnapshotChain::none(dir),
             retired: RetiredFiles::default(),
             fsyncs: 0,
         };
         let (start, end) = (log.log_start_offset(), log.log_end_offset());
         log.epochs.truncate_from_end(end)?;
         log.epochs.truncate_from_start(start)?;
-        let checkpoint = match ProducerStates::load(dir) {
-            Ok(Some((at, states))) if at == log.active().base_offset => Some((at, states)),
-            Ok(_) => None,
-            Err(e) => {
-                tracing::warn!(error = %e, "ignoring the producer state checkpoint; rebuilding it from the log");
-                None
-            }
-        };
-        let rebuilt = checkpoint.is_none();
-        log.restore_producers(checkpoint)?;
-        if rebuilt {
-            log.save_producers()?;
-        }
+        log.load_producers(false)?;
         Ok(log)
     }
 
-    /// Rebuilds the producer state from `from` (a state and the offset it describes; `None`:
-    /// from the log start) by reading batch headers to the log end, noting the state at
-    /// the active segment's base on the way.
+    /// Reads the persisted producer state as far as it holds for this log (up to the
+    /// active segment's base) and rebuilds the rest from the log. `fresh_chain`: start a
+    /// new snapshot chain at the active segment's base whatever was read.
+    fn load_producers(&mut self, fresh_chain: bool) -> Result<(), LogError> {
+        let active_base = self.active().base_offset;
+        let from = match SnapshotChain::load(&self.dir, active_base) {
+            Ok(Some(loaded)) => {
+                self.snapshots = loaded.chain;
+                Some((loaded.at, loaded.states))
+            }
+            Ok(None) => {
+                self.snapshots = SnapshotChain::none(&self.dir);
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the producer state files; rebuilding the state from the log");
+                self.snapshots = SnapshotChain::none(&self.dir);
+                None
+            }
+        };
+        if fresh_chain {
+            self.snapshots.invalidate();
+        }
+        self.restore_producers(from)
+    }
+
+    /// Rebuilds the producer state from `from` (the state as persisted at an offset at or
+    /// below the active segment's base; `None`: from the log start) by reading batch
+    /// headers to the log end, linking the snapshot chain at the active segment's base on
+    /// the way. If that link fails, the state is still rebuilt (its changes count from
+    /// the chain's old end) and the error returned.
     fn restore_producers(
         &mut self,
         from: Option<(Offset, ProducerStates)>,
     ) -> Result<(), LogError> {
-        let (from, mut states) =
-            from.unwrap_or((self.log_start_offset(), ProducerStates::default()));
         let active_base = self.active().base_offset;
-        let mut at_active = (from, states.clone());
-        for (&base, seg) in &self.segments {
-            if seg.next_offset() <= from && base != active_base {
+        let (from, mut states) =
+            from.unwrap_or_else(|| (self.log_start_offset(), ProducerStates::default()));
+        assert!(
+            from <= active_base,
+            "producer state restored from {from}, past the active segment's base {active_base}"
+        );
+        self.replay_producers(&mut states, from, active_base)?;
+        let fsync = self.config.flush.every_append();
+        let linked = self.snapshots.link(&mut states, active_base, fsync);
+        self.replay_producers(&mut states, active_base, Offset(i64::MAX))?;
+        self.producers = states;
+        linked
+    }
+
+    /// Records in `states` every batch that starts at or past `from` and below `below`.
+    fn replay_producers(
+        &self,
+        states: &mut ProducerStates,
+        from: Offset,
+        below: Offset,
+    ) -> Result<(), LogError> {
+        for (&base, seg) in self.segments.range(..below) {
+            if seg.next_offset() <= from {
                 continue;
-            }
-            if base == active_base && from <= base {
-                at_active = (base, states.clone());
             }
             let reader = seg.reader()?;
             let mut pos = if base < from {
@@ -175,20 +208,31 @@ impl PartitionLog {
             };
             while pos < seg.size() {
                 let h = reader.header_at(pos)?;
+                if h.base_offset >= below.0 {
+                    break;
+                }
                 if h.base_offset >= from.0 {
                     states.record(&h);
                 }
                 pos += h.size() as u64;
             }
         }
-        self.producers = states;
-        self.producers_at_active = at_active;
         Ok(())
     }
 
-    fn save_producers(&self) -> Result<(), LogError> {
-        let (at, states) = &self.producers_at_active;
-        states.save(&self.dir, *at, self.config.flush.every_append())
+    /// After a truncation: the state as of the snapshot chain's end still holds if every
+    /// batch below that end is still there (the truncation stayed in the active
+    /// segment); otherwise the chain's links up to the active base are read back and a
+    /// new chain starts there.
+    fn restore_producers_after_truncation(&mut self) -> Result<(), LogError> {
+        match self.snapshots.end() {
+            Some(end) if end <= self.active().base_offset => {
+                self.producers.revert_to_persisted();
+                let states = std::mem::take(&mut self.producers);
+                self.restore_producers(Some((end, states)))
+            }
+            _ => self.load_producers(true),
+        }
     }
 
     /// How many idempotent producers the partition knows.
@@ -448,8 +492,8 @@ impl PartitionLog {
         }
         tracing::debug!(base = %base, dir = %self.dir.display(), "rolled segment");
         self.segments.insert(base, seg);
-        self.producers_at_active = (base, self.producers.clone());
-        self.save_producers()
+        let fsync = self.config.flush.every_append();
+        self.snapshots.link(&mut self.producers, base, fsync)
     }
 
     /// Reads whole batches from the one containing `from`, up to `max_bytes` (at least one
@@ -579,14 +623,7 @@ impl PartitionLog {
         self.active_mut().truncate_to(offset)?;
         let end = self.log_end_offset();
         self.epochs.truncate_from_end(end)?;
-        // The state at the active base still holds if the truncation stayed above it.
-        let (at, states) = &self.producers_at_active;
-        let from = (*at == self.active().base_offset).then(|| (*at, states.clone()));
-        let moved = from.is_none();
-        self.restore_producers(from)?;
-        if moved {
-            self.save_producers()?;
-        }
+        self.restore_producers_after_truncation()?;
         tracing::info!(requested = %offset, log_end = %end, "truncated log");
         Ok(())
     }
@@ -601,8 +638,8 @@ impl PartitionLog {
             .insert(offset, new_active(&self.dir, offset, &self.config)?);
         self.epochs.truncate_from_end(Offset::ZERO)?;
         self.producers = ProducerStates::default();
-        self.producers_at_active = (offset, ProducerStates::default());
-        self.save_producers()
+        self.snapshots.invalidate();
+        self.restore_producers(None)
     }
 
     /// Deletes whole old segments past `retention.bytes` or `retention.ms` (when

@@ -4,47 +4,42 @@
 //! offsets it was first written at, not written again) from a gap in the sequence.
 //!
 //! Invariants: the state describes exactly the batches below the log end (it is rebuilt
-//! from the log, not trusted, after a truncation); every replica builds it from the same
-//! batches, so a new leader dedupes what the old one wrote. `producer-state-checkpoint`
-//! holds the state as of the active segment's base offset, written when a segment rolls,
-//! so opening a log replays at most the active segment. A missing, stale or unreadable
-//! checkpoint only costs a scan of the log's batch headers.
+//! from the log, not trusted, after a truncation), less the producers expired since; every
+//! replica builds it from the same batches, so a new leader dedupes what the old one
+//! wrote. It also remembers, for each producer changed since the state was last persisted
+//! (the end of the snapshot chain, see `producer_snapshot`), that producer's entry as it
+//! was then: what the next delta must hold, and how to step back to the persisted state
+//! after a truncation. Persisting is `producer_snapshot`'s business; this module does no I/O.
 
-use crate::durability::write_atomically;
 use crate::error::LogError;
 use kavka_model::Offset;
 use kavka_record::{BatchHeader, NO_PRODUCER_EPOCH};
 use std::collections::{HashMap, VecDeque};
-use std::fmt::Write as _;
-use std::path::Path;
 
-pub(crate) const CHECKPOINT_FILE: &str = "producer-state-checkpoint";
-/// Version 1 adds each producer's last timestamp; version 0 files are still read.
-const VERSION: &str = "1";
 /// A producer's last timestamp when a version 0 checkpoint did not say (set to the clock
 /// at the next expiry check, so it is kept a whole expiration period).
-const UNKNOWN_TIMESTAMP: i64 = i64::MIN;
+pub(crate) const UNKNOWN_TIMESTAMP: i64 = i64::MIN;
 /// Batches remembered per producer (Kafka's `NUM_BATCHES_TO_RETAIN`, which is also why
 /// an idempotent producer keeps at most five requests in flight per partition).
 pub const BATCHES_TO_RETAIN: usize = 5;
 
 /// Where one producer batch went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct BatchMeta {
-    first_seq: i32,
-    last_seq: i32,
-    first_offset: Offset,
-    last_offset: Offset,
+pub(crate) struct BatchMeta {
+    pub(crate) first_seq: i32,
+    pub(crate) last_seq: i32,
+    pub(crate) first_offset: Offset,
+    pub(crate) last_offset: Offset,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct ProducerEntry {
-    epoch: i16,
+pub(crate) struct ProducerEntry {
+    pub(crate) epoch: i16,
     /// The largest timestamp of its batches: the entry expires `producer.id.expiration.ms`
     /// after it (Kafka's `lastTimestamp`).
-    last_timestamp: i64,
+    pub(crate) last_timestamp: i64,
     /// Oldest first; never empty.
-    batches: VecDeque<BatchMeta>,
+    pub(crate) batches: VecDeque<BatchMeta>,
 }
 
 impl ProducerEntry {
@@ -77,10 +72,26 @@ fn is_idempotent(h: &BatchHeader) -> bool {
     h.producer_id >= 0 && !h.is_control()
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// A producer's entry after a change, or `None` once it is forgotten (a tombstone).
+pub(crate) type Change<'a> = (i64, Option<&'a ProducerEntry>);
+
+#[derive(Clone, Debug, Default)]
 pub(crate) struct ProducerStates {
     producers: HashMap<i64, ProducerEntry>,
+    /// Each producer changed since the state was last persisted, with its entry as it
+    /// was then (`None`: it was unknown): the next delta writes these producers, and
+    /// [`Self::revert_to_persisted`] puts the old entries back.
+    persisted_before_change: HashMap<i64, Option<ProducerEntry>>,
 }
+
+/// Equal when they know the same producers; what is not yet persisted is bookkeeping.
+impl PartialEq for ProducerStates {
+    fn eq(&self, other: &Self) -> bool {
+        self.producers == other.producers
+    }
+}
+
+impl Eq for ProducerStates {}
 
 impl ProducerStates {
     /// Checks a leader append (batches without offsets yet) against the state: `Ok(None)`
@@ -173,6 +184,7 @@ impl ProducerStates {
         if !is_idempotent(h) {
             return;
         }
+        self.note_change(h.producer_id);
         let entry = self
             .producers
             .entry(h.producer_id)
@@ -201,119 +213,88 @@ impl ProducerStates {
     /// (Kafka's `producer.id.expiration.ms`); returns how many. A retry from a forgotten
     /// producer is no longer recognised, as in Kafka.
     pub(crate) fn remove_expired(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
-        let before = self.producers.len();
-        self.producers.retain(|_, e| {
-            if e.last_timestamp == UNKNOWN_TIMESTAMP {
+        let unknown: Vec<i64> = self
+            .producers
+            .iter()
+            .filter(|(_, e)| e.last_timestamp == UNKNOWN_TIMESTAMP)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in unknown {
+            self.note_change(id);
+            if let Some(e) = self.producers.get_mut(&id) {
                 e.last_timestamp = now_ms;
             }
-            now_ms.saturating_sub(e.last_timestamp) < expiration_ms
-        });
-        before - self.producers.len()
+        }
+        let expired: Vec<i64> = self
+            .producers
+            .iter()
+            .filter(|(_, e)| now_ms.saturating_sub(e.last_timestamp) >= expiration_ms)
+            .map(|(&id, _)| id)
+            .collect();
+        for &id in &expired {
+            self.note_change(id);
+            self.producers.remove(&id);
+        }
+        expired.len()
     }
 
     pub(crate) fn len(&self) -> usize {
         self.producers.len()
     }
 
-    /// Writes the state as of log offset `up_to` to the checkpoint in `dir`.
-    pub(crate) fn save(&self, dir: &Path, up_to: Offset, fsync: bool) -> Result<(), LogError> {
-        let mut text = format!("{VERSION}\n{}\n{}\n", up_to.0, self.producers.len());
-        let mut ids: Vec<_> = self.producers.keys().copied().collect();
-        ids.sort_unstable();
-        for id in ids {
-            let e = &self.producers[&id];
-            let _ = write!(
-                text,
-                "{id} {} {} {}",
-                e.epoch,
-                e.last_timestamp,
-                e.batches.len()
-            );
-            for b in &e.batches {
-                let _ = write!(
-                    text,
-                    " {} {} {} {}",
-                    b.first_seq, b.last_seq, b.first_offset.0, b.last_offset.0
-                );
-            }
-            text.push('\n');
-        }
-        write_atomically(&dir.join(CHECKPOINT_FILE), text.as_bytes(), fsync)
+    /// Every producer, by id.
+    pub(crate) fn entries(&self) -> Vec<(i64, &ProducerEntry)> {
+        let mut all: Vec<_> = self.producers.iter().map(|(&id, e)| (id, e)).collect();
+        all.sort_unstable_by_key(|(id, _)| *id);
+        all
     }
 
-    /// Reads the checkpoint in `dir`: `Ok(None)` when there is none, an error naming the
-    /// file when it cannot be parsed (the caller rebuilds from the log instead).
-    pub(crate) fn load(dir: &Path) -> Result<Option<(Offset, Self)>, LogError> {
-        let path = dir.join(CHECKPOINT_FILE);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(LogError::Io { path, source }),
-        };
-        let corrupt = |reason: String| LogError::Corrupt {
-            path: path.clone(),
-            position: 0,
-            reason,
-        };
-        let mut lines = text.lines();
-        let version = lines.next().unwrap_or_default();
-        let with_timestamps = match version {
-            "0" => false,
-            VERSION => true,
-            _ => return Err(corrupt(format!("unknown checkpoint version '{version}'"))),
-        };
-        let mut number = |what: &str| -> Result<i64, LogError> {
-            lines
-                .next()
-                .and_then(|l| l.trim().parse().ok())
-                .ok_or_else(|| corrupt(format!("missing or bad {what}")))
-        };
-        let up_to = Offset(number("offset")?);
-        let count = number("producer count")?;
-        let mut states = Self::default();
-        for line in text.lines().skip(3).take(count.max(0) as usize) {
-            let nums: Vec<i64> = line
-                .split_whitespace()
-                .map(str::parse)
-                .collect::<Result<_, _>>()
-                .map_err(|_| corrupt(format!("malformed line '{line}'")))?;
-            let (id, epoch, last_timestamp, n, rest) = match (with_timestamps, nums.as_slice()) {
-                (true, [id, epoch, ts, n, rest @ ..]) => (*id, *epoch, *ts, *n, rest),
-                (false, [id, epoch, n, rest @ ..]) => (*id, *epoch, UNKNOWN_TIMESTAMP, *n, rest),
-                _ => return Err(corrupt(format!("malformed line '{line}'"))),
+    /// The producers changed since the state was last persisted, by id, as they are now
+    /// (`None`: forgotten since). A producer that came and went in between is left out.
+    pub(crate) fn changes(&self) -> Vec<Change<'_>> {
+        let mut changed: Vec<Change<'_>> = self
+            .persisted_before_change
+            .iter()
+            .filter_map(|(&id, before)| match (before, self.producers.get(&id)) {
+                (None, None) => None,
+                (_, now) => Some((id, now)),
+            })
+            .collect();
+        changed.sort_unstable_by_key(|(id, _)| *id);
+        changed
+    }
+
+    /// The state is now persisted as it is: changes count from here.
+    pub(crate) fn mark_persisted(&mut self) {
+        self.persisted_before_change.clear();
+    }
+
+    /// Steps back to the state as last persisted (the log was truncated; what came after
+    /// is replayed from the log again).
+    pub(crate) fn revert_to_persisted(&mut self) {
+        for (id, before) in self.persisted_before_change.drain() {
+            match before {
+                Some(e) => self.producers.insert(id, e),
+                None => self.producers.remove(&id),
             };
-            if n < 1 || rest.len() as i64 != n * 4 {
-                return Err(corrupt(format!("malformed line '{line}'")));
-            }
-            let to_i32 = |v: i64| i32::try_from(v).map_err(|_| corrupt(format!("bad value {v}")));
-            let batches = rest
-                .chunks_exact(4)
-                .map(|b| {
-                    Ok(BatchMeta {
-                        first_seq: to_i32(b[0])?,
-                        last_seq: to_i32(b[1])?,
-                        first_offset: Offset(b[2]),
-                        last_offset: Offset(b[3]),
-                    })
-                })
-                .collect::<Result<_, LogError>>()?;
-            let epoch = i16::try_from(epoch).map_err(|_| corrupt(format!("bad epoch {epoch}")))?;
-            states.producers.insert(
-                id,
-                ProducerEntry {
-                    epoch,
-                    last_timestamp,
-                    batches,
-                },
-            );
         }
-        if states.producers.len() != count as usize {
-            return Err(corrupt(format!(
-                "{count} producers declared, {} found",
-                states.producers.len()
-            )));
+    }
+
+    /// Sets a producer's entry as a persisted file says (loading, not a change).
+    pub(crate) fn apply_persisted(&mut self, id: i64, entry: Option<ProducerEntry>) {
+        match entry {
+            Some(e) => self.producers.insert(id, e),
+            None => self.producers.remove(&id),
+        };
+    }
+
+    /// Before changing producer `id`: remembers its entry as persisted, unless a change
+    /// since already did.
+    fn note_change(&mut self, id: i64) {
+        if !self.persisted_before_change.contains_key(&id) {
+            let before = self.producers.get(&id).cloned();
+            self.persisted_before_change.insert(id, before);
         }
-        Ok(Some((up_to, states)))
     }
 }
 
@@ -476,35 +457,55 @@ mod tests {
     }
 
     #[test]
-    fn checkpoint_round_trips_and_names_a_corrupt_file() {
-        let dir = tempfile::tempdir().unwrap();
-        assert!(ProducerStates::load(dir.path()).unwrap().is_none());
+    fn changes_since_the_persisted_state_are_listed_and_can_be_reverted() {
+        let at = |pid: i64, seq: i32, ts: i64| BatchHeader {
+            max_timestamp: ts,
+            ..batch(pid, 0, seq, 1, seq as i64)
+        };
         let mut s = ProducerStates::default();
-        for i in 0..8 {
-            s.record(&batch(i % 3, 0, i as i32, 2, i * 2));
+        s.record(&at(1, 0, 100));
+        s.record(&at(2, 0, 100));
+        s.mark_persisted();
+        let persisted = s.clone();
+        assert!(s.changes().is_empty());
+        // (what happens after the persisted state) -> (producer, still known) in the delta
+        type Case<'a> = (&'a str, &'a [(i64, i64)], i64, &'a [(i64, bool)]);
+        let cases: &[Case<'_>] = &[
+            ("nothing", &[], 0, &[]),
+            ("one producer writes", &[(2, 500)], 0, &[(2, true)]),
+            ("a new one", &[(3, 500)], 0, &[(3, true)]),
+            ("two expire", &[], 1_100, &[(1, false), (2, false)]),
+            (
+                "a new one writes, then all expire",
+                &[(3, 100)],
+                1_100,
+                &[(1, false), (2, false)],
+            ),
+            (
+                "one writes, the other expires",
+                &[(2, 900)],
+                1_100,
+                &[(1, false), (2, true)],
+            ),
+        ];
+        for (name, writes, expire_at, want) in cases {
+            let mut s = persisted.clone();
+            for (i, (pid, ts)) in writes.iter().enumerate() {
+                s.record(&at(*pid, 1 + i as i32, *ts));
+            }
+            if *expire_at > 0 {
+                s.remove_expired(*expire_at, 1_000);
+            }
+            let got: Vec<(i64, bool)> = s
+                .changes()
+                .iter()
+                .map(|(id, e)| (*id, e.is_some()))
+                .collect();
+            assert_eq!(&got, want, "{name}");
+            s.revert_to_persisted();
+            assert_eq!(s, persisted, "{name}: reverted");
+            assert!(s.changes().is_empty(), "{name}");
         }
-        s.save(dir.path(), Offset(16), false).unwrap();
-        let (at, loaded) = ProducerStates::load(dir.path()).unwrap().unwrap();
-        assert_eq!((at, &loaded), (Offset(16), &s));
-        std::fs::write(dir.path().join(CHECKPOINT_FILE), "0\n16\n2\n1 0 1 0 0 0\n").unwrap();
-        let e = ProducerStates::load(dir.path()).unwrap_err().to_string();
-        assert!(e.contains(CHECKPOINT_FILE), "{e}");
-    }
-
-    #[test]
-    fn version_0_checkpoints_still_load() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join(CHECKPOINT_FILE),
-            "0\n16\n1\n7 0 1 0 1 10 11\n",
-        )
-        .unwrap();
-        let (_, mut s) = ProducerStates::load(dir.path()).unwrap().unwrap();
-        assert_eq!(code(s.check_append(&[batch(7, 0, 0, 2, -1)])), "dup 10..11");
-        // Its last timestamp is unknown: the first expiry check starts its period.
-        assert_eq!(s.remove_expired(1_000, 500), 0);
-        assert_eq!(s.remove_expired(1_499, 500), 0);
-        assert_eq!(s.remove_expired(1_500, 500), 1);
     }
 
     #[test]
