@@ -1,6 +1,7 @@
 //! The broker's caps on what one fetch answers (Kafka's `fetch.max.bytes`), against the
 //! real binary over raw Kafka frames: a consumer asking for 2 GiB gets at most the cap,
-//! and still at least one batch, so it always makes progress.
+//! and still at least one batch, so it always makes progress; across partitions, only
+//! the first partition with records may bring a batch past what is left of the cap.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 
@@ -15,6 +16,146 @@ use raw_kafka::{call, topic};
 
 const CAP: usize = 1024 * 1024;
 const BATCH_VALUE: usize = 400 * 1024;
+
+/// Produces one batch of one `BATCH_VALUE`-byte record to `name`-`partition`.
+async fn produce_one(c: &mut TcpStream, name: &str, partition: i32, fill: u8) {
+    let record = Record {
+        value: Some(Bytes::from(vec![fill; BATCH_VALUE])),
+        ..Record::default()
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let batch = RecordBatch::new(now, Compression::None, vec![record])
+        .encode()
+        .unwrap();
+    let r: ProduceResponse = call(
+        c,
+        ApiKey::Produce,
+        9,
+        &ProduceRequest::default()
+            .with_acks(1)
+            .with_timeout_ms(10_000)
+            .with_topic_data(vec![
+                produce_request::TopicProduceData::default()
+                    .with_name(topic(name))
+                    .with_partition_data(vec![
+                        produce_request::PartitionProduceData::default()
+                            .with_index(partition)
+                            .with_records(Some(Bytes::from(batch))),
+                    ]),
+            ]),
+    )
+    .await;
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+}
+
+/// One fetch of `name`'s partitions at their offsets, in the order given: the records
+/// bytes per partition.
+async fn fetch_many(c: &mut TcpStream, name: &str, at: &[(i32, i64)]) -> Vec<(i32, Vec<u8>)> {
+    let r: FetchResponse = call(
+        c,
+        ApiKey::Fetch,
+        12,
+        &FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(0)
+            .with_min_bytes(1)
+            .with_max_bytes(i32::MAX)
+            .with_topics(vec![
+                fetch_request::FetchTopic::default()
+                    .with_topic(topic(name))
+                    .with_partitions(
+                        at.iter()
+                            .map(|&(p, offset)| {
+                                fetch_request::FetchPartition::default()
+                                    .with_partition(p)
+                                    .with_fetch_offset(offset)
+                                    .with_partition_max_bytes(i32::MAX)
+                            })
+                            .collect(),
+                    ),
+            ]),
+    )
+    .await;
+    r.responses[0]
+        .partitions
+        .iter()
+        .map(|p| {
+            assert_eq!(p.error_code, 0);
+            (
+                p.partition_index,
+                p.records.clone().unwrap_or_default().to_vec(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_across_partitions_stays_within_fetch_max_bytes() {
+    const PARTITIONS: i32 = 4;
+    const PER_PARTITION: i64 = 3;
+    let n = Node::start(NodeOptions {
+        args: vec!["--fetch-max-bytes".into(), CAP.to_string()],
+        ..NodeOptions::default()
+    })
+    .await
+    .unwrap();
+    let out = n.cli(&[
+        "topic",
+        "create",
+        "wide",
+        "--partitions",
+        &PARTITIONS.to_string(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let mut c = TcpStream::connect(n.kafka_addr()).await.unwrap();
+    for p in 0..PARTITIONS {
+        for i in 0..PER_PARTITION {
+            produce_one(&mut c, "wide", p, (p * 10) as u8 + i as u8).await;
+        }
+    }
+
+    // 4.8 MiB asked for with a 1 MiB cap: two batches of the first partition, and none
+    // of the next (one more 400 KiB batch would pass the cap).
+    let at: Vec<(i32, i64)> = (0..PARTITIONS).map(|p| (p, 0)).collect();
+    let got = fetch_many(&mut c, "wide", &at).await;
+    let total: usize = got.iter().map(|(_, r)| r.len()).sum();
+    assert!(total <= CAP, "{total} bytes over the {CAP} cap");
+    assert_eq!(batches(&got[0].1).count(), 2, "{total} bytes");
+
+    // A consumer that rotates its partitions (as Kafka's clients do) reads everything,
+    // each answer within the cap.
+    let mut offsets = vec![0i64; PARTITIONS as usize];
+    for round in 0..(PARTITIONS as usize * PER_PARTITION as usize) {
+        if offsets.iter().all(|&o| o == PER_PARTITION) {
+            break;
+        }
+        let at: Vec<(i32, i64)> = (0..PARTITIONS)
+            .map(|i| (i + round as i32) % PARTITIONS)
+            .map(|p| (p, offsets[p as usize]))
+            .collect();
+        let got = fetch_many(&mut c, "wide", &at).await;
+        let total: usize = got.iter().map(|(_, r)| r.len()).sum();
+        assert!(
+            total <= CAP,
+            "round {round}: {total} bytes over the {CAP} cap"
+        );
+        for (p, records) in got {
+            for b in batches(&records) {
+                let (h, bytes) = b.unwrap();
+                assert_eq!(h.base_offset, offsets[p as usize], "partition {p}");
+                assert!(bytes.len() > BATCH_VALUE, "a whole batch");
+                offsets[p as usize] = h.next_offset();
+            }
+        }
+    }
+    assert!(
+        offsets.iter().all(|&o| o == PER_PARTITION),
+        "the consumer got stuck at {offsets:?}"
+    );
+}
 
 async fn fetch(c: &mut TcpStream, offset: i64, max_bytes: i32) -> Vec<u8> {
     let r: FetchResponse = call(

@@ -7,7 +7,10 @@
 //!   suffix for that epoch (KIP-101/279: OffsetForLeaderEpoch until the histories agree);
 //! - fetched batches are written exactly as received, and only while the partition still
 //!   follows the same leader epoch (checked under the log lock);
-//! - every fetch carries the follower's log end offset and its last batch's epoch.
+//! - every fetch carries the follower's log end offset and its last batch's epoch;
+//! - partitions take turns at the head of the fetch (those that brought records move to
+//!   the back, as in Kafka's fetcher), so a response budget
+//!   (`replica.fetch.response.max.bytes`) that fills up on some starves none.
 
 use crate::partition::{Partition, Role, blocking};
 use crate::replica_manager::ReplicaManager;
@@ -124,6 +127,8 @@ async fn session(
     let config = replicas.config().clone();
     let me = config.node_id;
     let (mut tx, mut responses) = open_stream(&mut client).await?;
+    // Where in the followed partitions the next fetch starts.
+    let mut head: usize = 0;
     loop {
         if *shutdown.borrow() {
             return Ok(());
@@ -152,6 +157,8 @@ async fn session(
             }
             continue;
         }
+        let turn = head % ready.len();
+        ready.rotate_left(turn);
         let mut request = v1::ReplicaFetchRequest {
             replica_id: me.0,
             max_wait_ms: config.replica_fetch_wait_max_ms as i32,
@@ -210,6 +217,12 @@ async fn session(
         // Every partition's batches are appended in one blocking task: one thread
         // hand-off per fetch round, not one per partition.
         let mut appends = Vec::with_capacity(ready.len());
+        head = head.wrapping_add(
+            resp.partitions
+                .iter()
+                .filter(|r| !r.records.is_empty())
+                .count(),
+        );
         for (r, (p, epoch)) in resp.partitions.into_iter().zip(&ready) {
             if let Some(e) = r.error {
                 errors += 1;

@@ -7,7 +7,8 @@
 //! this broker does not serve gets that API's UNSUPPORTED_VERSION answer where its
 //! response has room for one; ApiVersions at any version gets Kafka's v0 fallback.
 
-use crate::{Broker, api, frame, versions};
+use crate::response_frame::ResponseFrame;
+use crate::{Broker, api, frame, gather, versions};
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
@@ -63,7 +64,21 @@ pub(crate) fn decode(mut buf: Bytes) -> Result<Incoming, String> {
     })
 }
 
-/// Encodes a response frame: size, header, body.
+/// Encodes a response frame: Fetch through `gather` (its records written from the log's
+/// buffers), every other API through [`encode`]; the bytes are the same either way.
+fn encode_frame(
+    correlation_id: i32,
+    key: ApiKey,
+    version: i16,
+    body: &ResponseKind,
+) -> Result<ResponseFrame, String> {
+    match body {
+        ResponseKind::Fetch(fetch) => gather::encode_fetch(correlation_id, version, fetch),
+        _ => encode(correlation_id, key, version, body).map(ResponseFrame::from),
+    }
+}
+
+/// Encodes a response frame into one buffer: size, header, body.
 pub(crate) fn encode(
     correlation_id: i32,
     key: ApiKey,
@@ -121,7 +136,7 @@ pub(crate) async fn run(
                     let body = ResponseKind::ApiVersions(
                         api::api_versions(ErrorCode::UnsupportedVersion),
                     );
-                    encode(correlation_id, ApiKey::ApiVersions, 0, &body)
+                    encode_frame(correlation_id, ApiKey::ApiVersions, 0, &body)
                 }
                 Ok(Incoming::Request {
                     header,
@@ -151,17 +166,19 @@ pub(crate) async fn run(
                             }
                         }
                     };
-                    encode(header.correlation_id, key, version, &body)
+                    encode_frame(header.correlation_id, key, version, &body)
                 }
             };
-            let bytes = match answer {
-                Ok(b) => b,
+            let mut frame = match answer {
+                Ok(f) => f,
                 Err(reason) => {
                     tracing::warn!(%peer, %reason, "closing Kafka connection");
                     return;
                 }
             };
-            if let Err(e) = wr.write_all(&bytes).await {
+            // One writev per up to 64 chunks; the body (and its record buffers) is gone
+            // already, so each chunk is freed once it is written.
+            if let Err(e) = wr.write_all_buf(&mut frame).await {
                 tracing::debug!(%peer, error = %e, "cannot answer a Kafka client");
                 return;
             }

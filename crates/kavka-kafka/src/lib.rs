@@ -5,7 +5,9 @@
 //! maps onto the same broker layers as the gRPC services (`ReplicaManager` for data,
 //! `AdminService` for writes that go through the controller quorum), so both protocols
 //! share one behaviour. Layers: `frame` (sizes and deadlines) → `conn` (one task per
-//! connection: decode, dispatch, answer in order) → `api` (one module per API family).
+//! connection: decode, dispatch, answer in order) → `api` (one module per API family);
+//! answers go out as a `response_frame`, Fetch's built by `gather` so its records are
+//! written from the log's buffers, not copied.
 //!
 //! Invariants: only the versions in [`versions::SUPPORTED`] are served and advertised;
 //! a connection whose bytes cannot be trusted (lying size, truncated frame, unknown API
@@ -17,7 +19,9 @@ pub mod alloc;
 mod api;
 mod conn;
 pub mod frame;
+mod gather;
 pub mod listeners;
+mod response_frame;
 pub mod versions;
 
 pub use listeners::{KafkaListener, ListenerError, parse_listeners};

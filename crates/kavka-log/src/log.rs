@@ -538,7 +538,13 @@ impl PartitionLog {
                 end += h.size() as u64;
             }
             if end > begin {
-                out.extend(reader.read_at(begin, (end - begin) as usize)?);
+                let read = reader.read_at(begin, (end - begin) as usize)?;
+                // Most reads stay in one segment: keep its buffer rather than copy it.
+                if out.is_empty() {
+                    out = read;
+                } else {
+                    out.extend_from_slice(&read);
+                }
             }
             if full || out.len() >= max_bytes {
                 break;

@@ -1,5 +1,6 @@
 //! Fetch (with long-poll) and ListOffsets.
 
+use super::budget::ResponseBudget;
 use super::{
     EARLIEST_TIMESTAMP, FETCH_WAIT_MS_MAX, FetchPartitionParams, FetchedPartition,
     LATEST_TIMESTAMP, MAX_TIMESTAMP, ReplicaManager,
@@ -48,7 +49,7 @@ impl ReplicaManager {
         max_bytes: usize,
     ) -> Vec<FetchedPartition> {
         let mut out = Vec::with_capacity(partitions.len());
-        let mut budget = max_bytes;
+        let mut budget = ResponseBudget::new(max_bytes);
         for p in partitions {
             let mut r = FetchedPartition {
                 topic: p.topic.clone(),
@@ -71,7 +72,7 @@ impl ReplicaManager {
                 Ok(part) => {
                     // Kafka: at least one batch overall, so the first non-empty partition
                     // may exceed the budget; once it is spent, only offsets are reported.
-                    let read = if budget == 0 {
+                    let read = if budget.left_bytes() == 0 {
                         let (start, hw, end, _) = part.offsets().await;
                         Ok(ReadResult {
                             data: FetchData {
@@ -82,15 +83,15 @@ impl ReplicaManager {
                             high_watermark: hw,
                         })
                     } else {
-                        part.read(p.offset, p.max_bytes.min(budget)).await
+                        part.read(p.offset, p.max_bytes.min(budget.left_bytes()))
+                            .await
                     };
                     match read {
                         Ok(read) => {
                             r.high_watermark = read.high_watermark;
                             r.log_start_offset = read.data.log_start_offset;
                             r.log_end_offset = read.data.log_end_offset;
-                            budget = budget.saturating_sub(read.data.records.len());
-                            r.records = read.data.records;
+                            r.records = budget.take(read.data.records);
                         }
                         Err(e) => {
                             let (start, hw, end, _) = part.offsets().await;

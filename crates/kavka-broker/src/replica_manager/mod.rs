@@ -9,6 +9,7 @@
 //! - only the partition's leader (per the image) accepts produce and consumer fetches;
 //! - reconciliation runs one image at a time (`reconciling`), off the async runtime.
 
+mod budget;
 mod fetch;
 mod produce;
 mod replication;

@@ -6,6 +6,7 @@
 //! partition applies it from the next image); one proposal per partition is in flight;
 //! the checkpoint is written whole to a temporary file, fsynced and renamed.
 
+use super::budget::ResponseBudget;
 use super::{ReplicaManager, Slot, write_synced};
 use crate::controllers::Controllers;
 use crate::partition::{Partition, blocking};
@@ -140,8 +141,9 @@ impl ReplicaManager {
                 )
             })
             .collect();
-        let mut budget =
-            (req.max_bytes.max(1) as usize).min(self.config.replica_fetch_response_max_bytes);
+        let mut budget = ResponseBudget::new(
+            (req.max_bytes.max(1) as usize).min(self.config.replica_fetch_response_max_bytes),
+        );
         // A leader whose lease lapsed serves no follower: it may be acting on a stale image.
         let lease = self.check_lease();
         let reads = blocking(move || {
@@ -150,9 +152,16 @@ impl ReplicaManager {
                 .map(|(part, offset, epoch, max)| {
                     let part = part.map_err(|e| (e, None))?;
                     lease.clone().map_err(|e| (e, None))?;
-                    let read = part.replica_read(replica, offset, epoch, max.min(budget.max(1)));
-                    match &read {
-                        Ok(r) => budget = budget.saturating_sub(r.data.records.len()),
+                    // Read even with the budget spent: the read records the follower's
+                    // progress, which may advance the high watermark.
+                    let mut read = part.replica_read(
+                        replica,
+                        offset,
+                        epoch,
+                        max.min(budget.left_bytes().max(1)),
+                    );
+                    match &mut read {
+                        Ok(r) => r.data.records = budget.take(std::mem::take(&mut r.data.records)),
                         // The follower needs our bounds to know where to go on.
                         Err(e) if e.code == ErrorCode::OffsetOutOfRange => {
                             return Err((e.clone(), Some(part.log_bounds())));
