@@ -206,10 +206,7 @@ impl PartitionLog {
         }
         let (old, new) = (segment::paths(&self.dir, base), segment::paths(&work, base));
         for index in [&old.index, &old.time_index] {
-            match std::fs::remove_file(index) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e).at(index),
-                _ => {}
-            }
+            crate::durability::remove_if_present(index)?;
         }
         // The replaced data stays readable under `*.deleted` for `file.delete.delay.ms`.
         let delay = self.file_delete_delay();

@@ -166,6 +166,21 @@ pub(crate) fn write_atomically(
     std::fs::rename(&tmp, path).at(path)
 }
 
+/// `path` with `suffix` appended to its file name (`a.log` → `a.log.tmp`).
+pub(crate) fn with_suffix(path: &std::path::Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_os_string();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Removes `path`; a file already gone is no error.
+pub(crate) fn remove_if_present(path: &std::path::Path) -> Result<(), LogError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).at(path),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

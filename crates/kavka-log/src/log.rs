@@ -76,7 +76,7 @@ impl PartitionLog {
                     reason: "segment file name is not a base offset".into(),
                 })?;
                 bases.push(Offset(base));
-            } else if name.ends_with(".tmp") || name.ends_with(".deleted") {
+            } else if name.ends_with(".tmp") || name.ends_with(crate::retired::DELETED_SUFFIX) {
                 let _ = std::fs::remove_file(&path);
             } else if name == crate::compaction::WORK_DIR {
                 // A cleaning cut short: the segments it had not swapped in are untouched.

@@ -10,6 +10,7 @@
 //!
 //! This module knows paths and clocks only: nothing of segments, indexes or offsets.
 
+use crate::durability::{remove_if_present as remove, with_suffix};
 use crate::error::{IoContext, LogError};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -20,9 +21,7 @@ pub(crate) const DELETED_SUFFIX: &str = ".deleted";
 
 /// `path` with [`DELETED_SUFFIX`] appended.
 pub(crate) fn deleted_path(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_os_string();
-    s.push(DELETED_SUFFIX);
-    PathBuf::from(s)
+    with_suffix(path, DELETED_SUFFIX)
 }
 
 /// Retired files in the order they were retired (so due times are non-decreasing for one
@@ -109,14 +108,6 @@ impl RetiredFiles {
     #[cfg(test)]
     fn len(&self) -> usize {
         self.queue.len()
-    }
-}
-
-fn remove(path: &Path) -> Result<(), LogError> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e).at(path),
     }
 }
 

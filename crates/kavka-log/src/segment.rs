@@ -5,6 +5,7 @@
 //! handle from the node's bounded cache ([`crate::handles`]), and it opens its files
 //! again only if it becomes active again (a truncation back into it).
 
+use crate::durability::with_suffix;
 use crate::error::{IoContext, LogError};
 use crate::handles::{HANDLES, next_segment_id};
 use crate::index::{IndexFile, OffsetEntry, TimeEntry};
@@ -73,9 +74,7 @@ pub(crate) fn paths(dir: &Path, base: Offset) -> SegmentPaths {
 
 /// `path` with `.tmp` appended.
 fn tmp_path(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_os_string();
-    s.push(".tmp");
-    PathBuf::from(s)
+    with_suffix(path, ".tmp")
 }
 
 /// Removes a segment's indexes, final and temporary (best effort: a failure to remove
