@@ -10,6 +10,7 @@
 //! whose answered heartbeats renew the leader lease (`lease`) every leader-side request
 //! checks, and sends topic admin writes to the controllers (`controllers`).
 
+pub mod api;
 mod config;
 pub mod controllers;
 mod error;

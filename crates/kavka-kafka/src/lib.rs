@@ -3,7 +3,7 @@
 //!
 //! Requests are decoded and responses encoded with the `kafka-protocol` crate; each API
 //! maps onto the same broker layers as the gRPC services (`ReplicaManager` for data,
-//! `AdminService` for writes that go through the controller quorum), so both protocols
+//! the broker API's `Admin` for writes that go through the controller quorum), so both protocols
 //! share one behaviour. Layers: `frame` (sizes and deadlines) → `conn` (one task per
 //! connection: decode, dispatch, answer in order) → `api` (one module per API family);
 //! answers go out as a `response_frame`, Fetch's built by `gather` so its records are
@@ -27,9 +27,9 @@ pub mod versions;
 pub use listeners::{KafkaListener, ListenerError, parse_listeners};
 
 use kavka_broker::ReplicaManager;
+use kavka_broker::api::Admin;
 use kavka_broker::group::GroupCoordinator;
 use kavka_broker::producer_ids::ProducerIdManager;
-use kavka_broker::service::AdminService;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -105,7 +105,7 @@ impl Default for KafkaConfig {
 /// What every connection of a node shares.
 pub struct Broker {
     replicas: Arc<ReplicaManager>,
-    admin: AdminService,
+    admin: Arc<Admin>,
     groups: Arc<GroupCoordinator>,
     producer_ids: Arc<ProducerIdManager>,
     config: KafkaConfig,
@@ -114,7 +114,7 @@ pub struct Broker {
 impl Broker {
     pub fn new(
         replicas: Arc<ReplicaManager>,
-        admin: AdminService,
+        admin: Arc<Admin>,
         groups: Arc<GroupCoordinator>,
         producer_ids: Arc<ProducerIdManager>,
         config: KafkaConfig,

@@ -53,3 +53,15 @@ impl Offset {
         Offset(self.0 + n)
     }
 }
+
+/// A topic's unique id (Kafka's topic UUID): a topic re-created under the same name is
+/// another topic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TopicId(pub uuid::Uuid);
+
+impl fmt::Display for TopicId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}

@@ -5,8 +5,10 @@
 //! untrusted input (`TopicName::new`, `TopicConfig::from_overrides`), so a value of these
 //! types is always valid.
 
+pub mod admin;
 mod broker_config;
 mod config;
+pub mod epoch;
 mod error;
 mod ids;
 pub mod partitioner;
@@ -18,5 +20,5 @@ pub use config::{
     TimestampType, TopicConfig,
 };
 pub use error::{ErrorCode, KafkaError, RecordIndexError};
-pub use ids::{BrokerId, LeaderEpoch, Offset, PartitionId};
+pub use ids::{BrokerId, LeaderEpoch, Offset, PartitionId, TopicId};
 pub use topic::{TopicName, TopicNameError, TopicPartition};

@@ -2,6 +2,8 @@
 //! statuses whose message starts with the Kafka error name (and whose `kafka-error-code`
 //! metadata carries the code) so any client can tell the errors apart.
 
+mod admin;
+
 use crate::v1;
 use kavka_model::{ErrorCode, KafkaError};
 

@@ -1110,9 +1110,13 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
             settings.broker.node_id,
             lifecycle.incarnation_id,
         ));
+        let admin_api = Arc::new(kavka_broker::api::Admin::new(
+            Arc::clone(&replicas),
+            controllers,
+        ));
         let kafka_broker = Arc::new(kavka_kafka::Broker::new(
             Arc::clone(&replicas),
-            AdminService::new(Arc::clone(&replicas), Arc::clone(&controllers)),
+            Arc::clone(&admin_api),
             Arc::clone(&groups),
             Arc::clone(&producer_ids),
             settings.kafka.clone(),
@@ -1129,7 +1133,7 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
         let gate = || kavka_broker::service::ReadyGate(broker_ready_rx.clone());
         broker_services = Some((
             InterceptedService::new(
-                AdminService::new(Arc::clone(&replicas), controllers)
+                AdminService::new(admin_api)
                     .with_external_port(external_local.map(|a| a.port()))
                     .into_server(),
                 gate(),

@@ -10,6 +10,7 @@
 //! - reconciliation runs one image at a time (`reconciling`), off the async runtime.
 
 mod budget;
+mod epochs;
 mod fetch;
 mod produce;
 mod replication;

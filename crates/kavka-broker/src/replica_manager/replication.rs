@@ -80,7 +80,7 @@ type FetchAsk = (
 
 impl ReplicaManager {
     /// Any hosted partition (leader or follower).
-    fn hosted(&self, topic: &str, partition: i32) -> Result<Arc<Partition>, KafkaError> {
+    pub(super) fn hosted(&self, topic: &str, partition: i32) -> Result<Arc<Partition>, KafkaError> {
         let name = TopicName::new(topic).map_err(|_| super::unknown_topic(topic))?;
         match self
             .read_state()
@@ -212,61 +212,6 @@ impl ReplicaManager {
             })
             .collect();
         v1::ReplicaFetchResponse { partitions }
-    }
-
-    /// Kafka's OffsetForLeaderEpoch: answered by the partition's leader.
-    pub async fn offset_for_leader_epoch(
-        &self,
-        req: v1::OffsetForLeaderEpochRequest,
-    ) -> v1::OffsetForLeaderEpochResponse {
-        let mut results = Vec::with_capacity(req.partitions.len());
-        for p in req.partitions {
-            let mut r = v1::EpochEndOffset {
-                topic: p.topic.clone(),
-                partition: p.partition,
-                error: None,
-                leader_epoch: -1,
-                end_offset: -1,
-            };
-            let answer = self.hosted(&p.topic, p.partition).and_then(|part| {
-                let (role, epoch) = part.role();
-                if role != crate::partition::Role::Leader {
-                    return Err(kafka(
-                        ErrorCode::NotLeaderOrFollower,
-                        format!("broker {} does not lead {}", self.config.node_id, part.tp),
-                    ));
-                }
-                if p.current_leader_epoch >= 0 && p.current_leader_epoch < epoch.0 {
-                    return Err(kafka(
-                        ErrorCode::FencedLeaderEpoch,
-                        format!(
-                            "{}: epoch {} is older than the leader's {epoch}",
-                            part.tp, p.current_leader_epoch
-                        ),
-                    ));
-                }
-                if p.current_leader_epoch > epoch.0 {
-                    return Err(kafka(
-                        ErrorCode::UnknownLeaderEpoch,
-                        format!(
-                            "{}: epoch {} is newer than the leader's {epoch}",
-                            part.tp, p.current_leader_epoch
-                        ),
-                    ));
-                }
-                Ok(part.epoch_end(LeaderEpoch(p.leader_epoch)))
-            });
-            match answer {
-                Ok(Some(end)) => {
-                    r.leader_epoch = end.epoch.0;
-                    r.end_offset = end.end_offset.0;
-                }
-                Ok(None) => {}
-                Err(e) => r.error = Some(e.into()),
-            }
-            results.push(r);
-        }
-        v1::OffsetForLeaderEpochResponse { results }
     }
 
     /// The partitions this broker follows, by leader (the fetchers watch it).

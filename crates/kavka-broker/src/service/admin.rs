@@ -1,33 +1,30 @@
-//! `kavka.v1.AdminService`.
+//! `kavka.v1.AdminService`: a translator onto the broker API (`crate::api::Admin` for
+//! writes, the replica manager for reads). It decodes, calls and encodes; it holds no
+//! logic of its own.
 
 use super::watch;
-use crate::controllers::Controllers;
+use crate::api::{Admin as AdminApi, AlteredConfigs};
 use crate::replica_manager::{PartitionState, ReplicaManager, TopicSummary};
-use kavka_metadata::{ConfigResource, MetadataImage};
-use kavka_model::{ConfigEntry, KafkaError};
-use kavka_model::{ErrorCode, TopicName};
+use kavka_model::ConfigEntry;
+use kavka_model::admin::{AlterConfigs, NewPartitions, NewTopic, PartitionRef};
 use kavka_proto::conv::status;
 use kavka_proto::v1::{self, admin_service_server::AdminService as Admin};
 use std::sync::Arc;
-use std::time::Duration;
 use tonic::{Request, Response, Status};
 
 pub struct AdminService {
+    api: Arc<AdminApi>,
     replicas: Arc<ReplicaManager>,
-    controllers: Arc<Controllers>,
     /// The local port of the external listener, if any: clients that come through it
     /// are given brokers' external addresses.
     external_port: Option<u16>,
 }
 
-/// How long an admin write waits for this broker's image to show its effect.
-const PROPAGATION_TIMEOUT: Duration = Duration::from_secs(15);
-
 impl AdminService {
-    pub fn new(replicas: Arc<ReplicaManager>, controllers: Arc<Controllers>) -> Self {
+    pub fn new(api: Arc<AdminApi>) -> Self {
         Self {
-            replicas,
-            controllers,
+            replicas: Arc::clone(api.replicas()),
+            api,
             external_port: None,
         }
     }
@@ -40,26 +37,6 @@ impl AdminService {
 
     fn is_external<T>(&self, req: &Request<T>) -> bool {
         self.external_port.is_some() && req.local_addr().map(|a| a.port()) == self.external_port
-    }
-
-    /// Waits until this broker has applied the change, so the caller reads its own write.
-    async fn await_image(
-        &self,
-        what: &str,
-        cond: impl Fn(&MetadataImage) -> bool,
-    ) -> Result<(), Status> {
-        if self
-            .replicas
-            .wait_for_image(PROPAGATION_TIMEOUT, cond)
-            .await
-        {
-            Ok(())
-        } else {
-            Err(status(&KafkaError::new(
-                ErrorCode::RequestTimedOut,
-                format!("{what} was committed but has not reached this broker yet"),
-            )))
-        }
     }
 
     pub fn into_server(self) -> v1::admin_service_server::AdminServiceServer<Self> {
@@ -107,60 +84,34 @@ fn partition_info(p: &PartitionState) -> v1::PartitionInfo {
 
 #[tonic::async_trait]
 impl Admin for AdminService {
-    #[tracing::instrument(skip_all, fields(topics = req.get_ref().topics.len()))]
     async fn create_topics(
         &self,
         req: Request<v1::CreateTopicsRequest>,
     ) -> Result<Response<v1::CreateTopicsResponse>, Status> {
         let req = req.into_inner();
-        let resp = self
-            .controllers
-            .call(|mut c| {
-                let req = req.clone();
-                async move { c.create_topics(req).await.map(|r| r.into_inner()) }
-            })
+        let topics: Vec<NewTopic> = req.topics.into_iter().map(NewTopic::from).collect();
+        let outcomes = self
+            .api
+            .create_topics(&topics, req.validate_only)
             .await
             .map_err(|e| status(&e))?;
-        let created: Vec<String> = resp
-            .results
-            .iter()
-            .filter(|r| r.error.is_none())
-            .map(|r| r.topic_id.clone())
-            .collect();
-        self.await_image("topic creation", |img| {
-            created
-                .iter()
-                .all(|id| img.topics().any(|t| t.id.to_string() == *id))
-        })
-        .await?;
-        Ok(Response::new(resp))
+        Ok(Response::new(v1::CreateTopicsResponse {
+            results: outcomes.iter().map(v1::TopicResult::from).collect(),
+        }))
     }
 
-    #[tracing::instrument(skip_all)]
     async fn delete_topics(
         &self,
         req: Request<v1::DeleteTopicsRequest>,
     ) -> Result<Response<v1::DeleteTopicsResponse>, Status> {
-        let req = req.into_inner();
-        let resp = self
-            .controllers
-            .call(|mut c| {
-                let req = req.clone();
-                async move { c.delete_topics(req).await.map(|r| r.into_inner()) }
-            })
+        let outcomes = self
+            .api
+            .delete_topics(&req.into_inner().names)
             .await
             .map_err(|e| status(&e))?;
-        let deleted: Vec<String> = resp
-            .results
-            .iter()
-            .filter(|r| r.error.is_none())
-            .map(|r| r.topic_id.clone())
-            .collect();
-        self.await_image("topic deletion", |img| {
-            !img.topics().any(|t| deleted.contains(&t.id.to_string()))
-        })
-        .await?;
-        Ok(Response::new(resp))
+        Ok(Response::new(v1::DeleteTopicsResponse {
+            results: outcomes.iter().map(v1::TopicResult::from).collect(),
+        }))
     }
 
     async fn list_topics(
@@ -195,119 +146,68 @@ impl Admin for AdminService {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(topic = %req.get_ref().topic, broker = ?req.get_ref().broker))]
     async fn alter_configs(
         &self,
         req: Request<v1::AlterConfigsRequest>,
     ) -> Result<Response<v1::AlterConfigsResponse>, Status> {
-        let req = req.into_inner();
-        let resp = self
-            .controllers
-            .call(|mut c| {
-                let req = req.clone();
-                async move { c.alter_configs(req).await.map(|r| r.into_inner()) }
-            })
-            .await
-            .map_err(|e| status(&e))?;
-        let resource = match &req.broker {
-            Some(scope) if scope.broker_id == -1 => ConfigResource::Cluster,
-            Some(scope) => ConfigResource::Broker(kavka_model::BrokerId(scope.broker_id)),
-            None => ConfigResource::Topic(TopicName::new(req.topic.clone()).map_err(|e| {
-                status(&KafkaError::new(
-                    ErrorCode::InvalidTopicException,
-                    e.to_string(),
-                ))
-            })?),
+        let req = AlterConfigs::from(req.into_inner());
+        let configs = match self.api.alter_configs(&req).await {
+            Err(e) => return Err(status(&e)),
+            Ok(AlteredConfigs::Topic(entries)) => entries.iter().map(config_entry).collect(),
+            Ok(AlteredConfigs::Broker { broker, stored }) => {
+                let source = if broker.is_some() {
+                    "DYNAMIC_BROKER_CONFIG"
+                } else {
+                    "DYNAMIC_DEFAULT_BROKER_CONFIG"
+                };
+                stored
+                    .into_iter()
+                    .map(|(name, value)| v1::ConfigEntry {
+                        name,
+                        value,
+                        is_default: false,
+                        source: source.into(),
+                    })
+                    .collect()
+            }
         };
-        // Done here once this broker's image holds what was set and not what was deleted
-        // (raw values, as stored).
-        self.await_image("the config change", |img| {
-            let stored = img.configs(&resource);
-            req.set.iter().all(|(k, v)| stored.get(k) == Some(v))
-                && req.delete.iter().all(|k| !stored.contains_key(k))
-        })
-        .await?;
-        let mut resp = resp;
-        if let ConfigResource::Topic(topic) = &resource {
-            // Described here, over this broker's defaults (e.g. flush.messages from
-            // --log-flush), which the controller does not know.
-            let d = self
-                .replicas
-                .describe_topic(topic.as_str())
-                .await
-                .map_err(|e| status(&e))?;
-            resp.configs = d.configs.iter().map(config_entry).collect();
-        }
-        Ok(Response::new(resp))
+        Ok(Response::new(v1::AlterConfigsResponse { configs }))
     }
 
-    #[tracing::instrument(skip_all, fields(topics = req.get_ref().topics.len()))]
     async fn create_partitions(
         &self,
         req: Request<v1::CreatePartitionsRequest>,
     ) -> Result<Response<v1::CreatePartitionsResponse>, Status> {
         let req = req.into_inner();
-        let resp = self
-            .controllers
-            .call(|mut c| {
-                let req = req.clone();
-                async move { c.create_partitions(req).await.map(|r| r.into_inner()) }
-            })
+        let topics: Vec<NewPartitions> = req.topics.into_iter().map(NewPartitions::from).collect();
+        let outcomes = self
+            .api
+            .create_partitions(&topics, req.validate_only)
             .await
             .map_err(|e| status(&e))?;
-        let grown: Vec<(String, usize)> = req
-            .topics
-            .iter()
-            .filter(|t| {
-                resp.results
-                    .iter()
-                    .any(|r| r.name == t.name && r.error.is_none())
-            })
-            .map(|t| (t.name.clone(), t.count.max(0) as usize))
-            .collect();
-        self.await_image("the new partitions", |img| {
-            grown.iter().all(|(name, count)| {
-                TopicName::new(name.clone())
-                    .ok()
-                    .and_then(|n| img.topic_by_name(&n))
-                    .is_some_and(|t| t.partitions.len() >= *count)
-            })
-        })
-        .await?;
-        Ok(Response::new(resp))
+        Ok(Response::new(v1::CreatePartitionsResponse {
+            results: outcomes.iter().map(v1::TopicResult::from).collect(),
+        }))
     }
 
-    #[tracing::instrument(skip_all, fields(partitions = req.get_ref().partitions.len()))]
     async fn elect_leaders(
         &self,
         req: Request<v1::ElectLeadersRequest>,
     ) -> Result<Response<v1::ElectLeadersResponse>, Status> {
-        let req = req.into_inner();
-        let resp = self
-            .controllers
-            .call(|mut c| {
-                let req = req.clone();
-                async move { c.elect_leaders(req).await.map(|r| r.into_inner()) }
-            })
+        let partitions: Vec<PartitionRef> = req
+            .into_inner()
+            .partitions
+            .into_iter()
+            .map(PartitionRef::from)
+            .collect();
+        let outcomes = self
+            .api
+            .elect_leaders(&partitions)
             .await
             .map_err(|e| status(&e))?;
-        let moved: Vec<(String, i32)> = resp
-            .results
-            .iter()
-            .filter(|r| r.error.is_none())
-            .map(|r| (r.topic.clone(), r.partition))
-            .collect();
-        self.await_image("the leader election", |img| {
-            moved.iter().all(|(topic, p)| {
-                TopicName::new(topic.clone())
-                    .ok()
-                    .and_then(|n| img.topic_by_name(&n))
-                    .and_then(|t| t.partitions.get(&kavka_model::PartitionId(*p)))
-                    .is_none_or(|reg| reg.replicas.first() == Some(&reg.leader))
-            })
-        })
-        .await?;
-        Ok(Response::new(resp))
+        Ok(Response::new(v1::ElectLeadersResponse {
+            results: outcomes.iter().map(v1::ElectLeadersResult::from).collect(),
+        }))
     }
 
     async fn metadata(

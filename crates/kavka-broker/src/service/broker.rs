@@ -6,6 +6,7 @@ use crate::records::NewRecord;
 use crate::replica_manager::{
     FetchPartitionParams, ProduceResult, ReplicaManager, produce_timeout,
 };
+use kavka_model::epoch::EpochQuery;
 use kavka_model::{ErrorCode, KafkaError, Offset};
 use kavka_proto::conv::status;
 use kavka_proto::v1::{self, broker_service_server::BrokerService as Broker};
@@ -274,11 +275,16 @@ impl Broker for BrokerService {
         &self,
         req: Request<v1::OffsetForLeaderEpochRequest>,
     ) -> Result<Response<v1::OffsetForLeaderEpochResponse>, Status> {
-        Ok(Response::new(
-            self.replicas
-                .offset_for_leader_epoch(req.into_inner())
-                .await,
-        ))
+        let queries = req
+            .into_inner()
+            .partitions
+            .into_iter()
+            .map(EpochQuery::from)
+            .collect();
+        let answers = self.replicas.epoch_ends(queries).await;
+        Ok(Response::new(v1::OffsetForLeaderEpochResponse {
+            results: answers.iter().map(v1::EpochEndOffset::from).collect(),
+        }))
     }
 
     type ReplicaFetchStream =

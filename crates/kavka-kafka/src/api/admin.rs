@@ -1,6 +1,7 @@
-//! CreateTopics, DeleteTopics and CreatePartitions: forwarded to the active controller
-//! through the broker's AdminService, which answers once this broker's metadata image
-//! shows the change (so a client's next Metadata request sees its own write).
+//! CreateTopics, DeleteTopics and CreatePartitions: translated onto the broker API's
+//! `Admin`, which forwards them to the active controller and answers once this broker's
+//! metadata image shows the change (so a client's next Metadata request sees its own
+//! write). What Kafka refuses before any controller sees it is refused here.
 //!
 //! Invariant: every topic of a request gets exactly one result, in request order.
 
@@ -13,23 +14,18 @@ use kafka_protocol::messages::{
     CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
     DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
 };
-use kavka_model::{ErrorCode, KafkaError};
-use kavka_proto::conv::from_status;
-use kavka_proto::v1::{self, admin_service_server::AdminService as _};
-use tonic::Request;
+use kavka_model::admin::{NewPartitions, NewTopic, TopicOutcome};
+use kavka_model::{BrokerId, ErrorCode, KafkaError, PartitionId, TopicId};
 
-/// The per-topic outcome from a gRPC admin answer: its error, or the request's.
+/// The per-topic outcome from the broker API's answer: its error, or the request's.
 fn outcome(
-    results: &Result<Vec<v1::TopicResult>, KafkaError>,
+    results: &Result<Vec<TopicOutcome>, KafkaError>,
     name: &str,
-) -> Result<String, KafkaError> {
+) -> Result<TopicId, KafkaError> {
     match results {
         Err(e) => Err(e.clone()),
         Ok(rs) => match rs.iter().find(|r| r.name == name) {
-            Some(r) => match &r.error {
-                Some(e) if e.code != 0 => Err(e.into()),
-                _ => Ok(r.topic_id.clone()),
-            },
+            Some(r) => r.result.clone(),
             None => Err(KafkaError::new(
                 ErrorCode::UnknownServerError,
                 format!("the controller gave no result for topic '{name}'"),
@@ -64,24 +60,21 @@ pub(crate) async fn create_topics(
         })
         .collect();
     // A dynamic num.partitions of this broker (or the cluster) for a count of -1.
-    let default_partitions = broker
-        .replicas
-        .dynamic_config()
-        .num_partitions
-        .unwrap_or(-1);
-    let topics: Vec<v1::NewTopic> = req
+    let default_partitions = broker.replicas.dynamic_config().num_partitions;
+    let topics: Vec<NewTopic> = req
         .topics
         .iter()
         .filter(|t| t.replication_factor != 0)
-        .map(|t| v1::NewTopic {
+        .map(|t| NewTopic {
             name: t.name.0.to_string(),
-            partitions: if t.num_partitions == -1 && t.assignments.is_empty() {
-                default_partitions
-            } else {
-                t.num_partitions
+            partitions: match t.num_partitions {
+                -1 if t.assignments.is_empty() => default_partitions,
+                -1 => None,
+                n => Some(n),
             },
-            // Kafka's -1 is "the broker default"; ours is 0.
-            replication_factor: i32::from(t.replication_factor.max(0)),
+            // Kafka's -1 is "the broker default".
+            replication_factor: (t.replication_factor > 0)
+                .then_some(i32::from(t.replication_factor)),
             configs: t
                 .configs
                 .iter()
@@ -90,9 +83,11 @@ pub(crate) async fn create_topics(
             assignments: t
                 .assignments
                 .iter()
-                .map(|a| v1::ReplicaAssignment {
-                    partition: a.partition_index,
-                    broker_ids: a.broker_ids.iter().map(|b| b.0).collect(),
+                .map(|a| {
+                    (
+                        PartitionId(a.partition_index),
+                        a.broker_ids.iter().map(|b| BrokerId(b.0)).collect(),
+                    )
                 })
                 .collect(),
         })
@@ -100,15 +95,7 @@ pub(crate) async fn create_topics(
     let results = if topics.is_empty() {
         Ok(Vec::new())
     } else {
-        broker
-            .admin
-            .create_topics(Request::new(v1::CreateTopicsRequest {
-                topics,
-                validate_only: req.validate_only,
-            }))
-            .await
-            .map(|r| r.into_inner().results)
-            .map_err(|s| from_status(&s))
+        broker.admin.create_topics(&topics, req.validate_only).await
     };
     let image = broker.replicas.image();
     let topics = req
@@ -174,12 +161,7 @@ pub(crate) async fn delete_topics(
     let results = if names.is_empty() {
         Ok(Vec::new())
     } else {
-        broker
-            .admin
-            .delete_topics(Request::new(v1::DeleteTopicsRequest { names }))
-            .await
-            .map(|r| r.into_inner().results)
-            .map_err(|s| from_status(&s))
+        broker.admin.delete_topics(&names).await
     };
     let responses = asked
         .into_iter()
@@ -195,7 +177,7 @@ pub(crate) async fn delete_topics(
                 Some(n) => outcome(&results, n),
             };
             match outcome {
-                Ok(topic_id) => r.with_topic_id(topic_id.parse().unwrap_or(id)),
+                Ok(topic_id) => r.with_topic_id(topic_id.0),
                 Err(e) => {
                     let (code, msg) = error_parts(&e);
                     r.with_error_code(code).with_error_message(msg)
@@ -228,20 +210,18 @@ pub(crate) async fn create_partitions(
             )
         })
         .collect();
-    let topics: Vec<v1::CreatePartitionsTopic> = req
+    let topics: Vec<NewPartitions> = req
         .topics
         .iter()
         .filter(|t| !t.assignments.as_ref().is_some_and(Vec::is_empty))
-        .map(|t| v1::CreatePartitionsTopic {
+        .map(|t| NewPartitions {
             name: t.name.0.to_string(),
             count: t.count,
             assignments: t
                 .assignments
                 .iter()
                 .flatten()
-                .map(|a| v1::ReplicaList {
-                    broker_ids: a.broker_ids.iter().map(|b| b.0).collect(),
-                })
+                .map(|a| a.broker_ids.iter().map(|b| BrokerId(b.0)).collect())
                 .collect(),
         })
         .collect();
@@ -250,13 +230,8 @@ pub(crate) async fn create_partitions(
     } else {
         broker
             .admin
-            .create_partitions(Request::new(v1::CreatePartitionsRequest {
-                topics,
-                validate_only: req.validate_only,
-            }))
+            .create_partitions(&topics, req.validate_only)
             .await
-            .map(|r| r.into_inner().results)
-            .map_err(|s| from_status(&s))
     };
     let results = req
         .topics

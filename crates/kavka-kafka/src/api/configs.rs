@@ -19,11 +19,9 @@ use kafka_protocol::messages::{
     incremental_alter_configs_request,
 };
 use kavka_metadata::ConfigResource;
+use kavka_model::admin::{AlterConfigs, ConfigTarget};
 use kavka_model::{BrokerId, ConfigSource, DYNAMIC_BROKER_KEYS, ErrorCode, KafkaError, TopicName};
-use kavka_proto::conv::from_status;
-use kavka_proto::v1::{self, admin_service_server::AdminService as _};
 use std::collections::HashMap;
-use tonic::Request;
 
 /// Kafka's ConfigResource types.
 const TOPIC: i8 = 2;
@@ -392,28 +390,21 @@ async fn alter(
     delete: Vec<String>,
     validate_only: bool,
 ) -> Result<(), KafkaError> {
-    let (topic, scope) = match target {
-        Target::Topic(t) => (t.clone(), None),
-        // -1 on the wire: the cluster-wide defaults.
-        Target::Broker(id) => (
-            String::new(),
-            Some(v1::BrokerScope {
-                broker_id: id.map_or(-1, |b| b.0),
-            }),
-        ),
+    let target = match target {
+        Target::Topic(t) => ConfigTarget::Topic(t.clone()),
+        Target::Broker(Some(id)) => ConfigTarget::Broker(*id),
+        Target::Broker(None) => ConfigTarget::Cluster,
     };
     broker
         .admin
-        .alter_configs(Request::new(v1::AlterConfigsRequest {
-            topic,
-            set,
+        .alter_configs(&AlterConfigs {
+            target,
+            set: set.into_iter().collect(),
             delete,
             validate_only,
-            broker: scope,
-        }))
+        })
         .await
         .map(|_| ())
-        .map_err(|s| from_status(&s))
 }
 
 pub(crate) async fn alter_configs(

@@ -24,8 +24,9 @@ use kafka_protocol::messages::{
     TopicName,
 };
 use kavka_broker::{FetchPartitionParams, ProduceResult, produce_timeout};
-use kavka_model::{ErrorCode, KafkaError, Offset};
-use kavka_proto::v1;
+use kavka_model::admin::PartitionRef;
+use kavka_model::epoch::EpochQuery;
+use kavka_model::{ErrorCode, KafkaError, LeaderEpoch, Offset, PartitionId};
 use std::sync::Arc;
 
 /// Fetch `max_bytes` when a client sends none (Kafka's `fetch.max.bytes` default).
@@ -262,40 +263,39 @@ pub(crate) async fn offset_for_leader_epoch(
     broker: &Broker,
     req: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
-    let asked = v1::OffsetForLeaderEpochRequest {
-        replica_id: req.replica_id.0,
-        partitions: req
-            .topics
-            .iter()
-            .flat_map(|t| {
-                t.partitions
-                    .iter()
-                    .map(|p| v1::OffsetForLeaderEpochPartition {
-                        topic: t.topic.0.to_string(),
-                        partition: p.partition,
-                        current_leader_epoch: p.current_leader_epoch,
-                        leader_epoch: p.leader_epoch,
-                    })
+    let asked = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| EpochQuery {
+                partition: PartitionRef {
+                    topic: t.topic.0.to_string(),
+                    partition: PartitionId(p.partition),
+                },
+                current_leader_epoch: (p.current_leader_epoch >= 0)
+                    .then_some(LeaderEpoch(p.current_leader_epoch)),
+                leader_epoch: LeaderEpoch(p.leader_epoch),
             })
-            .collect(),
-    };
-    let answer = broker.replicas.offset_for_leader_epoch(asked).await;
+        })
+        .collect();
+    let answers = broker.replicas.epoch_ends(asked).await;
     let mut topics: Vec<OffsetForLeaderTopicResult> = Vec::new();
-    for r in answer.results {
-        let code = r
-            .error
-            .as_ref()
-            .map_or(0, |e| KafkaError::from(e).code.code());
+    for a in answers {
+        let (code, end) = match &a.result {
+            Ok(end) => (0, *end),
+            Err(e) => (e.code.code(), None),
+        };
+        // No epoch known (or an error): Kafka's UNDEFINED_EPOCH and offset, -1.
         let e = EpochEndOffset::default()
-            .with_partition(r.partition)
+            .with_partition(a.partition.partition.0)
             .with_error_code(code)
-            .with_leader_epoch(r.leader_epoch)
-            .with_end_offset(r.end_offset);
+            .with_leader_epoch(end.map_or(-1, |e| e.leader_epoch.0))
+            .with_end_offset(end.map_or(-1, |e| e.end_offset.0));
         match topics.last_mut() {
-            Some(t) if t.topic.0.as_str() == r.topic => t.partitions.push(e),
+            Some(t) if t.topic.0.as_str() == a.partition.topic => t.partitions.push(e),
             _ => topics.push(
                 OffsetForLeaderTopicResult::default()
-                    .with_topic(TopicName(str_bytes(r.topic)))
+                    .with_topic(TopicName(str_bytes(a.partition.topic)))
                     .with_partitions(vec![e]),
             ),
         }

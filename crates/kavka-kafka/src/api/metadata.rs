@@ -18,9 +18,8 @@ use kafka_protocol::messages::{
     TopicName,
 };
 use kavka_metadata::{BrokerRegistration, MetadataImage};
+use kavka_model::admin::NewTopic;
 use kavka_model::{ErrorCode, KafkaError};
-use kavka_proto::conv::from_status;
-use kavka_proto::v1::{self, admin_service_server::AdminService as _};
 use std::collections::HashMap;
 
 /// The controller id clients are given: `active` (the active controller's node id) where
@@ -64,46 +63,33 @@ pub(crate) fn auto_create_enabled(broker: &Broker) -> bool {
 /// is no failure: concurrent first uses create a topic once.
 pub(crate) async fn auto_create(broker: &Broker, names: &[String]) -> HashMap<String, KafkaError> {
     // A dynamic num.partitions (this broker's or the cluster's); else the controller's.
-    let partitions = broker
-        .replicas
-        .dynamic_config()
-        .num_partitions
-        .unwrap_or(-1);
-    let topics = names
+    let partitions = broker.replicas.dynamic_config().num_partitions;
+    let topics: Vec<NewTopic> = names
         .iter()
-        .map(|name| v1::NewTopic {
+        .map(|name| NewTopic {
             name: name.clone(),
             partitions,
-            replication_factor: 0,
-            configs: HashMap::new(),
-            assignments: vec![],
+            ..NewTopic::default()
         })
         .collect();
-    let answer = broker
-        .admin
-        .create_topics(tonic::Request::new(v1::CreateTopicsRequest {
-            topics,
-            validate_only: false,
-        }))
-        .await;
-    let results = match answer {
-        Ok(r) => r.into_inner().results,
-        Err(s) => {
-            let e = from_status(&s);
+    let results = match broker.admin.create_topics(&topics, false).await {
+        Ok(results) => results,
+        Err(e) => {
             tracing::warn!(topics = ?names, error = %e, "auto-creating topics failed");
             return names.iter().map(|n| (n.clone(), e.clone())).collect();
         }
     };
     let mut failed = HashMap::new();
     for r in results {
-        match r.error {
-            Some(e) if e.code != 0 => {
-                let e = KafkaError::from(&e);
+        match r.result {
+            Err(e) => {
                 if e.code != ErrorCode::TopicAlreadyExists {
                     failed.insert(r.name, e);
                 }
             }
-            _ => tracing::info!(topic = %r.name, "auto-created topic (auto.create.topics.enable)"),
+            Ok(_) => {
+                tracing::info!(topic = %r.name, "auto-created topic (auto.create.topics.enable)")
+            }
         }
     }
     failed

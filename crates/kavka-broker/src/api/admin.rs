@@ -1,0 +1,270 @@
+//! Topic and config administration: forwarded to the active controller (through
+//! `Controllers`, any of which forwards to the active one), then answered once this
+//! broker's metadata image shows the change.
+//!
+//! Invariants: a write the controller refused is answered at once with its error; a
+//! committed write that does not reach this broker within `PROPAGATION_TIMEOUT` is
+//! REQUEST_TIMED_OUT naming what was committed. Must not depend on any listener.
+
+use crate::controllers::Controllers;
+use crate::replica_manager::ReplicaManager;
+use kavka_metadata::{ConfigResource, MetadataImage};
+use kavka_model::admin::{
+    AlterConfigs, ConfigTarget, ElectionOutcome, NewPartitions, NewTopic, PartitionRef,
+    TopicOutcome,
+};
+use kavka_model::{BrokerId, ConfigEntry, ErrorCode, KafkaError, TopicId, TopicName};
+use kavka_proto::v1;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long an admin write waits for this broker's image to show its effect.
+const PROPAGATION_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What AlterConfigs answers: a topic's configs as this broker describes them, or the
+/// dynamic configs stored for a broker (or the cluster).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AlteredConfigs {
+    Topic(Vec<ConfigEntry>),
+    Broker {
+        broker: Option<BrokerId>,
+        stored: BTreeMap<String, String>,
+    },
+}
+
+/// The admin operations of the broker API.
+#[derive(Debug)]
+pub struct Admin {
+    replicas: Arc<ReplicaManager>,
+    controllers: Arc<Controllers>,
+}
+
+fn succeeded(outcomes: &[TopicOutcome]) -> Vec<TopicId> {
+    outcomes
+        .iter()
+        .filter_map(|o| o.result.clone().ok())
+        .collect()
+}
+
+impl Admin {
+    pub fn new(replicas: Arc<ReplicaManager>, controllers: Arc<Controllers>) -> Self {
+        Self {
+            replicas,
+            controllers,
+        }
+    }
+
+    pub fn replicas(&self) -> &Arc<ReplicaManager> {
+        &self.replicas
+    }
+
+    /// Waits until this broker has applied the change, so the caller reads its own write.
+    async fn await_image(
+        &self,
+        what: &str,
+        cond: impl Fn(&MetadataImage) -> bool,
+    ) -> Result<(), KafkaError> {
+        if self
+            .replicas
+            .wait_for_image(PROPAGATION_TIMEOUT, cond)
+            .await
+        {
+            Ok(())
+        } else {
+            Err(KafkaError::new(
+                ErrorCode::RequestTimedOut,
+                format!("{what} was committed but has not reached this broker yet"),
+            ))
+        }
+    }
+
+    /// Creates `topics`; one outcome per topic, in order.
+    #[tracing::instrument(skip_all, fields(topics = topics.len()))]
+    pub async fn create_topics(
+        &self,
+        topics: &[NewTopic],
+        validate_only: bool,
+    ) -> Result<Vec<TopicOutcome>, KafkaError> {
+        let req = v1::CreateTopicsRequest {
+            topics: topics.iter().map(v1::NewTopic::from).collect(),
+            validate_only,
+        };
+        let resp = self
+            .controllers
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.create_topics(req).await.map(|r| r.into_inner()) }
+            })
+            .await?;
+        let outcomes: Vec<TopicOutcome> =
+            resp.results.into_iter().map(TopicOutcome::from).collect();
+        let created = succeeded(&outcomes);
+        self.await_image("topic creation", |img| {
+            created.iter().all(|id| img.topics().any(|t| t.id == *id))
+        })
+        .await?;
+        Ok(outcomes)
+    }
+
+    /// Deletes the topics named; one outcome per name, in order.
+    #[tracing::instrument(skip_all, fields(topics = names.len()))]
+    pub async fn delete_topics(&self, names: &[String]) -> Result<Vec<TopicOutcome>, KafkaError> {
+        let req = v1::DeleteTopicsRequest {
+            names: names.to_vec(),
+        };
+        let resp = self
+            .controllers
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.delete_topics(req).await.map(|r| r.into_inner()) }
+            })
+            .await?;
+        let outcomes: Vec<TopicOutcome> =
+            resp.results.into_iter().map(TopicOutcome::from).collect();
+        let deleted = succeeded(&outcomes);
+        self.await_image("topic deletion", |img| {
+            !img.topics().any(|t| deleted.contains(&t.id))
+        })
+        .await?;
+        Ok(outcomes)
+    }
+
+    /// Grows topics to the counts asked; one outcome per topic, in order.
+    #[tracing::instrument(skip_all, fields(topics = topics.len()))]
+    pub async fn create_partitions(
+        &self,
+        topics: &[NewPartitions],
+        validate_only: bool,
+    ) -> Result<Vec<TopicOutcome>, KafkaError> {
+        let req = v1::CreatePartitionsRequest {
+            topics: topics.iter().map(v1::CreatePartitionsTopic::from).collect(),
+            validate_only,
+        };
+        let resp = self
+            .controllers
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.create_partitions(req).await.map(|r| r.into_inner()) }
+            })
+            .await?;
+        let outcomes: Vec<TopicOutcome> =
+            resp.results.into_iter().map(TopicOutcome::from).collect();
+        let grown: Vec<(TopicName, usize)> = topics
+            .iter()
+            .filter(|t| {
+                outcomes
+                    .iter()
+                    .any(|o| o.name == t.name && o.result.is_ok())
+            })
+            .filter_map(|t| {
+                Some((
+                    TopicName::new(t.name.clone()).ok()?,
+                    t.count.max(0) as usize,
+                ))
+            })
+            .collect();
+        self.await_image("the new partitions", |img| {
+            grown.iter().all(|(name, count)| {
+                img.topic_by_name(name)
+                    .is_some_and(|t| t.partitions.len() >= *count)
+            })
+        })
+        .await?;
+        Ok(outcomes)
+    }
+
+    /// Sets and removes config overrides of one resource.
+    #[tracing::instrument(skip_all, fields(target = ?req.target))]
+    pub async fn alter_configs(&self, req: &AlterConfigs) -> Result<AlteredConfigs, KafkaError> {
+        let wire = v1::AlterConfigsRequest::from(req);
+        let resp = self
+            .controllers
+            .call(|mut c| {
+                let wire = wire.clone();
+                async move { c.alter_configs(wire).await.map(|r| r.into_inner()) }
+            })
+            .await?;
+        let resource = match &req.target {
+            ConfigTarget::Cluster => ConfigResource::Cluster,
+            ConfigTarget::Broker(b) => ConfigResource::Broker(*b),
+            ConfigTarget::Topic(name) => {
+                ConfigResource::Topic(TopicName::new(name.clone()).map_err(|e| {
+                    KafkaError::new(ErrorCode::InvalidTopicException, e.to_string())
+                })?)
+            }
+        };
+        // Done here once this broker's image holds what was set and not what was deleted
+        // (raw values, as stored).
+        self.await_image("the config change", |img| {
+            let stored = img.configs(&resource);
+            req.set.iter().all(|(k, v)| stored.get(k) == Some(v))
+                && req.delete.iter().all(|k| !stored.contains_key(k))
+        })
+        .await?;
+        match resource {
+            // Described here, over this broker's defaults (e.g. flush.messages from
+            // --log-flush), which the controller does not know.
+            ConfigResource::Topic(topic) => Ok(AlteredConfigs::Topic(
+                self.replicas.describe_topic(topic.as_str()).await?.configs,
+            )),
+            ConfigResource::Broker(b) => Ok(AlteredConfigs::Broker {
+                broker: Some(b),
+                stored: resp
+                    .configs
+                    .into_iter()
+                    .map(|c| (c.name, c.value))
+                    .collect(),
+            }),
+            ConfigResource::Cluster => Ok(AlteredConfigs::Broker {
+                broker: None,
+                stored: resp
+                    .configs
+                    .into_iter()
+                    .map(|c| (c.name, c.value))
+                    .collect(),
+            }),
+        }
+    }
+
+    /// Moves leadership of `partitions` (empty: every partition) back to their preferred
+    /// replica; one outcome per partition the controller looked at.
+    #[tracing::instrument(skip_all, fields(partitions = partitions.len()))]
+    pub async fn elect_leaders(
+        &self,
+        partitions: &[PartitionRef],
+    ) -> Result<Vec<ElectionOutcome>, KafkaError> {
+        let req = v1::ElectLeadersRequest {
+            partitions: partitions
+                .iter()
+                .map(v1::ElectLeadersPartition::from)
+                .collect(),
+        };
+        let resp = self
+            .controllers
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.elect_leaders(req).await.map(|r| r.into_inner()) }
+            })
+            .await?;
+        let outcomes: Vec<ElectionOutcome> = resp
+            .results
+            .into_iter()
+            .map(ElectionOutcome::from)
+            .collect();
+        let moved: Vec<(TopicName, kavka_model::PartitionId)> = outcomes
+            .iter()
+            .filter(|o| o.result.is_ok())
+            .filter_map(|o| Some((TopicName::new(o.topic.clone()).ok()?, o.partition)))
+            .collect();
+        self.await_image("the leader election", |img| {
+            moved.iter().all(|(topic, p)| {
+                img.topic_by_name(topic)
+                    .and_then(|t| t.partitions.get(p))
+                    .is_none_or(|reg| reg.replicas.first() == Some(&reg.leader))
+            })
+        })
+        .await?;
+        Ok(outcomes)
+    }
+}
