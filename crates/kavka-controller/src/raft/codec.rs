@@ -62,7 +62,13 @@ fn membership_to(m: &MembershipOf<TypeConfig>) -> v1::RaftMembership {
                 node_ids: set.iter().copied().collect(),
             })
             .collect(),
-        nodes: m.nodes().map(|(id, n)| (*id, n.addr.clone())).collect(),
+        nodes: m
+            .nodes()
+            .map(|(id, n)| v1::RaftNode {
+                node_id: *id,
+                addr: n.addr.clone(),
+            })
+            .collect(),
     }
 }
 
@@ -78,7 +84,7 @@ fn membership_from(m: v1::RaftMembership) -> Result<MembershipOf<TypeConfig>, De
     let nodes: BTreeMap<u64, VoterNode> = m
         .nodes
         .into_iter()
-        .map(|(id, addr)| (id, VoterNode { addr }))
+        .map(|n| (n.node_id, VoterNode { addr: n.addr }))
         .collect();
     MembershipOf::<TypeConfig>::new(configs, nodes).map_err(|e| DecodeError::Invalid {
         message: "RaftMembership",
