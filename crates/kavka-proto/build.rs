@@ -13,6 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "kavka/v1/group.proto",
         "kavka/v1/raft.proto",
         "kavka/v1/controller.proto",
+        "kavka/v1/metadata.proto",
     ];
     let fds = protox::compile(files, [&root])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);

@@ -9,7 +9,14 @@
 //! to be no further ahead, so a restarted broker never acts on leadership from before its
 //! restart while newer metadata exists. A checkpoint ahead of the active controller (the
 //! controllers were wiped, or the data dir belongs to another cluster) is discarded and the
-//! whole log fetched again; an unreadable one is logged and ignored.
+//! whole log fetched again; an unreadable one is logged and ignored. The checkpoint is in
+//! the binary snapshot encoding of `kavka_metadata::codec`; one in the JSON format of
+//! earlier versions is still read (and rewritten in binary with the next checkpoint).
+//!
+//! A batch is decoded whole before any of it is applied. A batch that does not decode (a
+//! corrupt or unknown-format record: the same bytes on every controller) stops the follower
+//! with an error naming its offset, and the image stays as it was; it is never retried
+//! against another controller or applied in part.
 //!
 //! The stream is opened with the controller the broker's session is with (the active
 //! controller, which commits first), else the next in the list. A stream from a frozen or
@@ -20,7 +27,9 @@
 
 use crate::controllers::Controllers;
 use crate::replica_manager::ReplicaManager;
+use kavka_metadata::codec::{self, DecodeError};
 use kavka_metadata::{MetadataImage, MetadataRecord};
+use kavka_proto::v1::MetadataBatch;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,9 +46,9 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 use std::path::{Path, PathBuf};
 use tokio::sync::watch;
 
-/// What the checkpoint file holds: the image as snapshot records, at its offset.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Checkpoint {
+/// What a checkpoint file in the JSON format (before binary metadata) holds.
+#[derive(serde::Deserialize)]
+struct JsonCheckpoint {
     offset: i64,
     records: Vec<MetadataRecord>,
 }
@@ -68,18 +77,20 @@ pub fn load_checkpoint(data_dir: &Path) -> Result<Option<MetadataImage>, Checkpo
         path: path.clone(),
         reason,
     };
-    let c: Checkpoint = serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
-    MetadataImage::from_snapshot(c.offset, &c.records)
+    let (offset, records) = if codec::is_legacy_json(&bytes) {
+        let c: JsonCheckpoint =
+            serde_json::from_slice(&bytes).map_err(|e| corrupt(e.to_string()))?;
+        (c.offset, c.records)
+    } else {
+        codec::decode_snapshot(&bytes).map_err(|e| corrupt(e.to_string()))?
+    };
+    MetadataImage::from_snapshot(offset, &records)
         .map(Some)
         .map_err(|e| corrupt(e.to_string()))
 }
 
 fn store_checkpoint(data_dir: &Path, image: &MetadataImage) -> std::io::Result<()> {
-    let c = Checkpoint {
-        offset: image.offset,
-        records: image.snapshot_records(),
-    };
-    let bytes = serde_json::to_vec(&c).map_err(std::io::Error::other)?;
+    let bytes = codec::encode_snapshot(image.offset, &image.snapshot_records());
     crate::replica_manager::write_synced(&data_dir.join(CHECKPOINT_FILE), &bytes)
 }
 
@@ -119,7 +130,7 @@ struct Follower {
 
 impl Follower {
     /// Writes the checkpoint if it is due (or `force`), off the async runtime: a large
-    /// image is megabytes of JSON and an fsync.
+    /// image is megabytes and an fsync.
     async fn checkpoint(&mut self, data_dir: &Path, force: bool) {
         let due = force || self.stored_at.elapsed() >= CHECKPOINT_EVERY;
         if self.current.offset == self.stored || !due {
@@ -173,6 +184,10 @@ pub async fn follow(
                     tracing::debug!(controller = %addr, error = %e, "metadata stream ended");
                     false
                 }
+                Err(End::Undecodable(e)) => {
+                    tracing::error!(controller = %addr, error = %e, offset = f.current.offset, "stopping the metadata follower: the metadata log holds a batch this broker cannot decode (upgrade this broker, or repair the controllers' log); the image stays at the last batch that decoded");
+                    break;
+                }
             },
             _ = shutdown.changed() => break,
         };
@@ -192,6 +207,47 @@ enum End {
     /// The controller sent nothing while the active one was ahead.
     Stalled(String),
     Failed(String),
+    /// A batch did not decode: every controller would send the same bytes.
+    Undecodable(BatchError),
+}
+
+/// Why a batch from the metadata stream does not make a new image.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error("the metadata batch at offset {offset} does not decode: {source}")]
+    Undecodable { offset: i64, source: DecodeError },
+    #[error("the metadata snapshot at offset {offset} does not replay: {reason}")]
+    Snapshot { offset: i64, reason: String },
+}
+
+/// The image after `batch`: `None` for a batch at or below `current` (already applied).
+/// The batch is decoded whole first, so an error leaves `current` as the image.
+fn next_image(
+    current: &MetadataImage,
+    batch: &MetadataBatch,
+) -> Result<Option<MetadataImage>, BatchError> {
+    let records =
+        codec::decode_batch(&batch.records).map_err(|source| BatchError::Undecodable {
+            offset: batch.offset,
+            source,
+        })?;
+    if batch.snapshot {
+        return MetadataImage::from_snapshot(batch.offset, &records)
+            .map(Some)
+            .map_err(|e| BatchError::Snapshot {
+                offset: batch.offset,
+                reason: e.to_string(),
+            });
+    }
+    if batch.offset <= current.offset {
+        return Ok(None);
+    }
+    let (mut next, _, refused) = current.replay(batch.offset, &records);
+    for (_, e) in refused {
+        tracing::warn!(offset = batch.offset, error = %e, "metadata record refused on replay");
+    }
+    next.offset = batch.offset;
+    Ok(Some(next))
 }
 
 impl From<String> for End {
@@ -277,21 +333,11 @@ async fn follow_one(
                 continue;
             }
         };
-        let records: Vec<MetadataRecord> = serde_json::from_slice(&batch.records)
-            .map_err(|e| format!("bad metadata batch: {e}"))?;
-        let next = if batch.snapshot {
-            MetadataImage::from_snapshot(batch.offset, &records)
-                .map_err(|e| format!("bad metadata snapshot: {e}"))?
-        } else {
-            if batch.offset <= f.current.offset {
-                continue;
-            }
-            let (mut next, _, refused) = f.current.replay(batch.offset, &records);
-            for (_, e) in refused {
-                tracing::warn!(offset = batch.offset, error = %e, "metadata record refused on replay");
-            }
-            next.offset = batch.offset;
-            next
+        let next = match next_image(&f.current, &batch) {
+            Ok(Some(next)) => next,
+            Ok(None) => continue,
+            Err(e @ BatchError::Undecodable { .. }) => return Err(End::Undecodable(e)),
+            Err(e @ BatchError::Snapshot { .. }) => return Err(End::Failed(e.to_string())),
         };
         f.current = Arc::new(next);
         if f.current.offset >= f.hold_until {
@@ -354,6 +400,79 @@ mod tests {
         assert!(e.contains(CHECKPOINT_FILE), "{e}");
         assert!(e.contains("not a metadata checkpoint"), "{e}");
         assert_eq!(starting_image(dir.path()).offset, -1);
+    }
+
+    #[test]
+    fn a_checkpoint_in_the_json_format_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let image = image_with_a_topic();
+        let json = serde_json::json!({
+            "offset": 41,
+            "records": image.snapshot_records(),
+        });
+        std::fs::write(
+            dir.path().join(CHECKPOINT_FILE),
+            serde_json::to_vec(&json).unwrap(),
+        )
+        .unwrap();
+        let back = load_checkpoint(dir.path()).unwrap().unwrap();
+        assert_eq!((back.offset, back.digest()), (41, image.digest()));
+    }
+
+    fn batch(offset: i64, records: &[MetadataRecord]) -> MetadataBatch {
+        MetadataBatch {
+            offset,
+            snapshot: false,
+            records: codec::encode_batch(records).into(),
+        }
+    }
+
+    #[test]
+    fn a_batch_that_does_not_decode_names_its_offset_and_changes_nothing() {
+        let image = image_with_a_topic();
+        let digest = image.digest();
+        let good = batch(
+            42,
+            &[MetadataRecord::RemoveTopic {
+                topic_id: TopicId(uuid::Uuid::from_u128(7)),
+            }],
+        );
+        // The same batch with its last byte cut: the record (the whole batch) is bad.
+        let mut cut = good.clone();
+        cut.records.truncate(cut.records.len() - 1);
+        let cases = [
+            (cut, "offset 42"),
+            (
+                MetadataBatch {
+                    records: b"[{\"Cluster\":{}}]".to_vec().into(),
+                    ..good.clone()
+                },
+                "JSON format",
+            ),
+            (
+                MetadataBatch {
+                    records: vec![9, 1, 2].into(),
+                    ..good.clone()
+                },
+                "unknown metadata format byte 9",
+            ),
+        ];
+        for (bad, want) in cases {
+            let e = next_image(&image, &bad).unwrap_err();
+            assert!(
+                matches!(e, BatchError::Undecodable { offset: 42, .. }),
+                "{e}"
+            );
+            let msg = e.to_string();
+            assert!(msg.contains("offset 42") && msg.contains(want), "{msg}");
+            assert_eq!(image.digest(), digest);
+        }
+        // The intact batch applies: the topic is gone.
+        let next = next_image(&image, &good).unwrap().unwrap();
+        assert_eq!(next.offset, 42);
+        assert_ne!(next.digest(), digest);
+        // An old batch is skipped.
+        assert!(next_image(&next, &good).unwrap().is_none());
     }
 
     #[tokio::test]

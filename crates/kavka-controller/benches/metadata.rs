@@ -140,7 +140,8 @@ async fn run() {
         let decided = started.elapsed();
         q.propose(d.records).await.unwrap_or_else(|e| panic!("{e}"));
         let img = q.image();
-        let snapshot_bytes = serde_json::to_vec(&img.snapshot_records()).map_or(0, |v| v.len());
+        let snapshot_bytes =
+            kavka_metadata::codec::encode_snapshot(img.offset, &img.snapshot_records()).len();
         println!(
             "+{partitions} partitions in one request: decided in {:.0} ms, committed in {:.0} ms; total {} partitions, RSS {:.0} MiB (+{:.0}), snapshot {:.1} MiB",
             decided.as_secs_f64() * 1000.0,

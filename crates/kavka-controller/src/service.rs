@@ -576,8 +576,7 @@ impl Svc for ControllerService {
                     MetadataUpdate::Snapshot(image) => vec![v1::MetadataBatch {
                         offset: image.offset,
                         snapshot: true,
-                        records: serde_json::to_vec(&image.snapshot_records())
-                            .unwrap_or_default()
+                        records: kavka_metadata::codec::encode_batch(&image.snapshot_records())
                             .into(),
                     }],
                     MetadataUpdate::Batches(b) => b
@@ -585,7 +584,7 @@ impl Svc for ControllerService {
                         .map(|(offset, records)| v1::MetadataBatch {
                             offset: offset as i64,
                             snapshot: false,
-                            records: serde_json::to_vec(&records).unwrap_or_default().into(),
+                            records: kavka_metadata::codec::encode_batch(&records).into(),
                         })
                         .collect(),
                 };

@@ -1,6 +1,13 @@
 //! Raft storage for the metadata quorum, on one sled database per controller.
+//!
+//! Everything in sled is in the versioned binary encoding of [`codec`] (one format byte,
+//! then protobuf). A data dir written by the JSON format of earlier versions is converted
+//! in place when it is opened (`migrate`), before openraft reads anything; a value that
+//! decodes in neither format stops the node with a message naming it.
 
+pub mod codec;
 pub mod log_store;
+mod migrate;
 pub mod network;
 pub mod peers;
 pub mod state_machine;
@@ -28,6 +35,7 @@ pub fn open(
                 dir.display()
             ))
         })?;
+    migrate::json_to_binary(&db, dir)?;
     let flusher = Flusher::start(db.clone());
     let log = log_store::SledLogStore::new(&db, flusher.clone())?;
     let sm = state_machine::MetadataStateMachine::open(&db, flusher)?;
@@ -113,6 +121,14 @@ pub(crate) fn sled_err(e: sled::Error) -> std::io::Error {
     std::io::Error::other(e)
 }
 
-pub(crate) fn json_err(e: serde_json::Error) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidData, e)
+/// `what` (e.g. "the metadata log entry at offset 7") did not decode: the store is
+/// corrupt or from another version, and this node must not go on.
+pub(crate) fn corrupt(
+    what: impl std::fmt::Display,
+    e: kavka_metadata::codec::DecodeError,
+) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("{what} does not decode: {e}"),
+    )
 }

@@ -5,28 +5,24 @@
 //! flushed). After a restart the state machine is the last snapshot; openraft re-applies
 //! the durable log after it up to the saved committed id. A snapshot's data is the image
 //! as records (`MetadataImage::snapshot_records`), so a snapshot is replayed like a log.
+//! Meta and data are in the binary encoding of [`super::codec`] and
+//! `kavka_metadata::codec`; a snapshot that does not decode is refused whole (the image is
+//! left as it was) with an error naming it.
 
-use super::{json_err, sled_err};
+use super::{codec, corrupt, sled_err};
 use crate::types::{MetadataReply, TypeConfig};
 use futures_util::{Stream, TryStreamExt};
-use kavka_metadata::{MetadataImage, MetadataRecord};
+use kavka_metadata::MetadataImage;
 use openraft::alias::{LogIdOf, SnapshotMetaOf, SnapshotOf, StoredMembershipOf};
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
-use serde::{Deserialize, Serialize};
 use std::io::{self, Cursor};
 use std::sync::Arc;
 use tokio::sync::{Mutex, watch};
 
-const SNAPSHOT_META: &[u8] = b"meta";
-const SNAPSHOT_DATA: &[u8] = b"data";
-
-/// The bytes of a snapshot.
-#[derive(Serialize, Deserialize)]
-struct SnapshotData {
-    offset: i64,
-    records: Vec<MetadataRecord>,
-}
+pub(crate) const SNAPSHOT_TREE: &str = "metadata-snapshot";
+pub(crate) const SNAPSHOT_META: &[u8] = b"meta";
+pub(crate) const SNAPSHOT_DATA: &[u8] = b"data";
 
 #[derive(Debug)]
 struct Inner {
@@ -45,8 +41,9 @@ pub struct MetadataStateMachine {
 }
 
 fn image_from_snapshot(bytes: &[u8]) -> io::Result<MetadataImage> {
-    let data: SnapshotData = serde_json::from_slice(bytes).map_err(json_err)?;
-    MetadataImage::from_snapshot(data.offset, &data.records).map_err(|e| {
+    let (offset, records) = kavka_metadata::codec::decode_snapshot(bytes)
+        .map_err(|e| corrupt("the metadata snapshot", e))?;
+    MetadataImage::from_snapshot(offset, &records).map_err(|e| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!("snapshot does not replay: {e}"),
@@ -56,7 +53,7 @@ fn image_from_snapshot(bytes: &[u8]) -> io::Result<MetadataImage> {
 
 impl MetadataStateMachine {
     pub(crate) fn open(db: &sled::Db, flusher: super::Flusher) -> io::Result<Self> {
-        let tree = db.open_tree("metadata-snapshot").map_err(sled_err)?;
+        let tree = db.open_tree(SNAPSHOT_TREE).map_err(sled_err)?;
         let mut inner = Inner {
             image: Arc::new(MetadataImage::empty()),
             last_applied: None,
@@ -67,8 +64,8 @@ impl MetadataStateMachine {
             tree.get(SNAPSHOT_META).map_err(sled_err)?,
             tree.get(SNAPSHOT_DATA).map_err(sled_err)?,
         ) {
-            let meta: SnapshotMetaOf<TypeConfig> =
-                serde_json::from_slice(&meta).map_err(json_err)?;
+            let meta = codec::decode_snapshot_meta(&meta)
+                .map_err(|e| corrupt("the metadata snapshot's meta", e))?;
             inner.image = Arc::new(image_from_snapshot(&data)?);
             inner.last_applied = meta.last_log_id;
             inner.membership = meta.last_membership.clone();
@@ -95,7 +92,7 @@ impl MetadataStateMachine {
     /// Persists a snapshot's meta and data together, then flushes.
     async fn persist(&self, meta: &SnapshotMetaOf<TypeConfig>, data: &[u8]) -> io::Result<()> {
         let mut batch = sled::Batch::default();
-        batch.insert(SNAPSHOT_META, serde_json::to_vec(meta).map_err(json_err)?);
+        batch.insert(SNAPSHOT_META, codec::encode_snapshot_meta(meta));
         batch.insert(SNAPSHOT_DATA, data);
         self.tree.apply_batch(batch).map_err(sled_err)?;
         self.flusher.flush().await?;
@@ -111,11 +108,10 @@ impl RaftSnapshotBuilder<TypeConfig> for MetadataStateMachine {
     ) -> Result<SnapshotOf<TypeConfig, Cursor<Vec<u8>>>, io::Error> {
         let (meta, data) = {
             let inner = self.inner.lock().await;
-            let data = serde_json::to_vec(&SnapshotData {
-                offset: inner.image.offset,
-                records: inner.image.snapshot_records(),
-            })
-            .map_err(json_err)?;
+            let data = kavka_metadata::codec::encode_snapshot(
+                inner.image.offset,
+                &inner.image.snapshot_records(),
+            );
             let meta = SnapshotMetaOf::<TypeConfig> {
                 last_log_id: inner.last_applied,
                 last_membership: inner.membership.clone(),
