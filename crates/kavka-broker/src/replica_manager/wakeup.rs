@@ -9,7 +9,6 @@
 //! Must not depend on: partitions or the log (it sees watches only).
 
 use std::future::poll_fn;
-use std::pin::Pin;
 use std::task::Poll;
 use tokio::sync::watch;
 
@@ -32,43 +31,48 @@ impl Wakeups {
     /// seen, so read them again now), or `None` at the deadline. A partition whose
     /// sender is gone (no longer hosted) counts as changed: reading it again answers why.
     pub(super) async fn wait_until(&mut self, deadline: tokio::time::Instant) -> Option<Vec<bool>> {
+        let mut changed = vec![false; self.watches.len()];
+        let mut closed = vec![false; self.watches.len()];
         {
+            // A completed `changed()` marks its change seen: note it here.
             let mut waits: Vec<_> = self
                 .watches
                 .iter_mut()
-                .flatten()
-                .map(|rx| Box::pin(rx.changed()))
+                .enumerate()
+                .filter_map(|(i, rx)| Some((i, Box::pin(rx.as_mut()?.changed()))))
                 .collect();
             if waits.is_empty() {
                 tokio::time::sleep_until(deadline).await;
                 return None;
             }
             let any = poll_fn(|cx| {
-                for w in &mut waits {
-                    if Pin::new(w).poll(cx).is_ready() {
-                        return Poll::Ready(());
+                let mut ready = false;
+                for (i, w) in &mut waits {
+                    if let Poll::Ready(r) = w.as_mut().poll(cx) {
+                        changed[*i] = true;
+                        closed[*i] = r.is_err();
+                        ready = true;
                     }
                 }
-                Poll::Pending
+                if ready {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending
+                }
             });
             tokio::time::timeout_at(deadline, any).await.ok()?;
         }
-        let mut changed = Vec::with_capacity(self.watches.len());
-        for slot in &mut self.watches {
-            changed.push(match slot {
-                Some(rx) => match rx.has_changed() {
-                    Ok(c) => {
-                        rx.mark_unchanged();
-                        c
-                    }
-                    Err(_) => {
-                        // Reported once; a closed watch would wake every wait at once.
-                        *slot = None;
-                        true
-                    }
-                },
-                None => false,
-            });
+        for (i, slot) in self.watches.iter_mut().enumerate() {
+            if closed[i] {
+                // Reported once; a closed watch would wake every wait at once.
+                *slot = None;
+            } else if let Some(rx) = slot
+                && !changed[i]
+            {
+                // Changed since the futures were polled (or not at all).
+                changed[i] = rx.has_changed().unwrap_or(false);
+                rx.mark_unchanged();
+            }
         }
         Some(changed)
     }
