@@ -12,6 +12,11 @@
 //! - a follower fetches only after it truncated to the leader's history for the current
 //!   leader epoch (`synced_epoch`).
 //!
+//! The high-watermark and ISR decisions themselves are the pure functions of `crate::isr`;
+//! this module reads the clock at its callers' edge and applies what they decide. Long-polls
+//! watch one partition at a time: `watch_changes` (high watermark, ISR, role) for consumers,
+//! `watch_appends` for followers.
+//!
 //! The log's file I/O runs on the blocking pool under a `std::sync::Mutex`, held for one
 //! append or read at a time; fsyncs happen outside it through `GroupCommit`.
 
