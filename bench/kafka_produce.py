@@ -1,6 +1,7 @@
 """librdkafka (confluent-kafka) producer benchmark, in the same output format as
 `kavka bench produce`: N records of SIZE bytes, many in flight, latency from produce()
-to the delivery report. Usage: kafka_produce.py BOOTSTRAP TOPIC N SIZE ACKS
+to the delivery report. Usage: kafka_produce.py BOOTSTRAP TOPIC N SIZE ACKS [RATE]
+(RATE: records/s to pace at; default as fast as possible).
 """
 
 import sys
@@ -9,6 +10,7 @@ import time
 from confluent_kafka import Producer
 
 bootstrap, topic, n, size, acks = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+rate = float(sys.argv[6]) if len(sys.argv) > 6 else 0.0
 p = Producer({"bootstrap.servers": bootstrap, "acks": acks, "linger.ms": 5,
               "batch.size": 65536, "queue.buffering.max.messages": 200000,
               "queue.buffering.max.kbytes": 262144, "enable.idempotence": False})
@@ -27,6 +29,10 @@ def done(err, _msg, sent):
 
 start = time.perf_counter()
 for i in range(n):
+    if rate > 0:
+        # Paced: record i goes at start + i / rate (delivery reports served meanwhile).
+        while (wait := start + i / rate - time.perf_counter()) > 0:
+            p.poll(wait)
     while True:
         try:
             sent = time.perf_counter()

@@ -36,8 +36,16 @@ pub struct BrokerConfig {
     /// the broker stops acting as leader once no heartbeat it sent within it was
     /// answered (the leader lease, `crate::lease`).
     pub session_timeout_ms: u64,
-    /// `replica.lag.time.max.ms`: a follower not caught up for this long leaves the ISR.
+    /// `replica.lag.time.max.ms`: a follower not caught up for this long leaves the ISR
+    /// (default 10000, Kafka's is 30000: [`crate::isr::REPLICA_LAG_TIME_MAX_MS_DEFAULT`]).
     pub replica_lag_time_max_ms: u64,
+    /// `replica.isr.join.fetch.max.ms` (Kavka's own): a caught-up follower joins the ISR
+    /// only if its last fetch is at most this old (capped by `replica.lag.time.max.ms`).
+    pub replica_isr_join_fetch_max_ms: u64,
+    /// `alter.partition.timeout.ms` (Kavka's own; Kafka's AlterPartition requests wait
+    /// `controller.socket.timeout.ms`): an ISR change proposed and not seen in metadata
+    /// this long may be proposed again.
+    pub alter_partition_timeout_ms: u64,
     /// `replica.fetch.wait.max.ms`: how long a replica fetch long-polls.
     pub replica_fetch_wait_max_ms: u64,
     /// `replica.fetch.max.bytes` per partition (at least one batch goes anyway).
@@ -69,7 +77,9 @@ impl BrokerConfig {
             rack: None,
             heartbeat_interval_ms: 250,
             session_timeout_ms: 2500,
-            replica_lag_time_max_ms: 10_000,
+            replica_lag_time_max_ms: crate::isr::REPLICA_LAG_TIME_MAX_MS_DEFAULT,
+            replica_isr_join_fetch_max_ms: crate::isr::REPLICA_ISR_JOIN_FETCH_MAX_MS_DEFAULT,
+            alter_partition_timeout_ms: crate::isr::ALTER_PARTITION_TIMEOUT_MS_DEFAULT,
             replica_fetch_wait_max_ms: 500,
             replica_fetch_max_bytes: 1024 * 1024,
             fetch_max_bytes: FETCH_MAX_BYTES_DEFAULT,

@@ -16,6 +16,7 @@ pub mod controllers;
 mod error;
 pub mod fetcher;
 pub mod group;
+mod isr;
 pub mod lease;
 pub mod lifecycle;
 pub mod metadata;

@@ -12,10 +12,16 @@
 //! - a follower fetches only after it truncated to the leader's history for the current
 //!   leader epoch (`synced_epoch`).
 //!
+//! The high-watermark and ISR decisions themselves are the pure functions of `crate::isr`;
+//! this module reads the clock at its callers' edge and applies what they decide. Long-polls
+//! watch one partition at a time: `watch_changes` (high watermark, ISR, role) for consumers,
+//! `watch_appends` for followers.
+//!
 //! The log's file I/O runs on the blocking pool under a `std::sync::Mutex`, held for one
 //! append or read at a time; fsyncs happen outside it through `GroupCommit`.
 
 use crate::error::kafka_error;
+use crate::isr::{self, FollowerState, IsrDecision, IsrTiming, LeaderView};
 use kavka_log::{AppendInfo, FetchData, FlushPolicy, GroupCommit, LogConfig, PartitionLog};
 use kavka_metadata::{PartitionRegistration, TopicId};
 use kavka_model::{BrokerId, ErrorCode, KafkaError, LeaderEpoch, Offset, TopicPartition};
@@ -24,16 +30,6 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
-
-/// A follower's progress as the leader sees it (Kafka's `Replica` state).
-#[derive(Clone, Copy, Debug)]
-struct FollowerState {
-    /// -1 until it fetches in this leader epoch.
-    leo: Offset,
-    last_fetch: Instant,
-    last_fetch_leader_leo: Offset,
-    last_caught_up: Instant,
-}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Role {
@@ -87,8 +83,14 @@ pub(crate) struct Partition {
     high_watermark: AtomicI64,
     /// The leader epoch this follower last truncated for (-1: never).
     synced_epoch: AtomicI32,
-    /// Bumped on every high watermark, ISR or role change: acks=all waiters watch it.
+    /// Bumped on every high watermark, ISR or role change: acks=all waiters and consumer
+    /// long-polls on this partition watch it.
     changes: watch::Sender<u64>,
+    /// Bumped after every append as leader: replica long-polls on this partition watch it.
+    appended: watch::Sender<u64>,
+    /// Reads served (consumer and replica), for tests of who a long-poll re-reads.
+    #[cfg(test)]
+    pub(crate) reads: std::sync::atomic::AtomicU64,
     /// A storage error on append was logged and no append has succeeded since: the next
     /// ones are answered but not logged again.
     storage_error_logged: AtomicBool,
@@ -128,6 +130,9 @@ impl Partition {
             high_watermark: AtomicI64::new(hw.0.max(0)),
             synced_epoch: AtomicI32::new(-1),
             changes: watch::channel(0).0,
+            appended: watch::channel(0).0,
+            #[cfg(test)]
+            reads: std::sync::atomic::AtomicU64::new(0),
             storage_error_logged: AtomicBool::new(false),
             log: Mutex::new(log),
         })
@@ -146,6 +151,17 @@ impl Partition {
         self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
+    /// Changes of the high watermark, ISR or role (what a consumer long-poll waits for).
+    /// Subscribe before reading, so a change between the read and the wait is not lost.
+    pub(crate) fn watch_changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Appends as leader (what a replica long-poll waits for); subscribe before reading.
+    pub(crate) fn watch_appends(&self) -> watch::Receiver<u64> {
+        self.appended.subscribe()
+    }
+
     /// Applies the partition's registration from a new image (blocking: takes the log
     /// lock). Returns the role it now has.
     pub(crate) fn apply_registration(
@@ -154,6 +170,7 @@ impl Partition {
         config: LogConfig,
         min_isr: usize,
     ) -> Role {
+        let now = Instant::now();
         let mut log = self.lock();
         if *log.config() != config {
             let flush_ms = config.flush.ms;
@@ -180,17 +197,8 @@ impl Partition {
             st.stale = false;
             if role == Role::Leader {
                 // Kafka: every replica gets a full lag window to show up.
-                let now = Instant::now();
                 for &b in reg.replicas.iter().filter(|&&b| b != self.me) {
-                    st.followers.insert(
-                        b,
-                        FollowerState {
-                            leo: Offset(-1),
-                            last_fetch: now,
-                            last_fetch_leader_leo: Offset(-1),
-                            last_caught_up: now,
-                        },
-                    );
+                    st.followers.insert(b, FollowerState::new(now));
                 }
             }
         }
@@ -225,21 +233,29 @@ impl Partition {
         (st.role.clone(), st.leader_epoch)
     }
 
-    /// The high watermark as leader: min LEO over the ISR, once the ISR is big enough.
+    /// What the leader knows, for the decisions of `crate::isr`.
+    fn leader_view<'a>(&self, st: &'a ReplicaState) -> LeaderView<'a> {
+        LeaderView {
+            me: self.me,
+            isr: &st.isr,
+            min_isr: st.min_isr,
+            high_watermark: self.high_watermark(),
+            followers: &st.followers,
+        }
+    }
+
+    /// As leader: moves the high watermark to what `isr::high_watermark` decides.
     fn advance_hw(&self, log: &PartitionLog, st: &ReplicaState) {
-        if st.role != Role::Leader || st.isr.len() < st.min_isr {
+        if st.role != Role::Leader {
             return;
         }
-        let mut hw = log.log_end_offset();
-        for b in st.isr.iter().filter(|&&b| b != self.me) {
-            match st.followers.get(b) {
-                Some(f) if f.leo.0 >= 0 => hw = hw.min(f.leo),
-                _ => return,
+        if let Some(hw) = isr::high_watermark(&self.leader_view(st), log.log_end_offset()) {
+            // Under the log lock, so no other writer of the mark runs meanwhile; the max
+            // keeps it monotonic whatever.
+            let prev = self.high_watermark.fetch_max(hw.0, Ordering::AcqRel);
+            if hw.0 > prev {
+                self.changed();
             }
-        }
-        let prev = self.high_watermark.fetch_max(hw.0, Ordering::AcqRel);
-        if hw.0 > prev {
-            self.changed();
         }
     }
 
@@ -306,6 +322,7 @@ impl Partition {
                 this.advance_hw(&log, &st);
                 (info, st.leader_epoch, log.config().flush)
             };
+            this.appended.send_modify(|n| *n = n.wrapping_add(1));
             // flush.messages: 1 syncs every append before its answer (group commit);
             // N syncs the append that leaves N messages unsynced.
             let end = info.last_offset.next();
@@ -383,6 +400,8 @@ impl Partition {
     ) -> Result<ReadResult, KafkaError> {
         let this = Arc::clone(self);
         blocking(move || {
+            #[cfg(test)]
+            this.reads.fetch_add(1, Ordering::Relaxed);
             let hw = this.high_watermark();
             let data = this.lock().read(from, max_bytes, hw).map_err(kafka_error)?;
             Ok(ReadResult {
@@ -401,7 +420,10 @@ impl Partition {
         fetch_offset: Offset,
         current_epoch: LeaderEpoch,
         max_bytes: usize,
+        now: Instant,
     ) -> Result<ReadResult, KafkaError> {
+        #[cfg(test)]
+        self.reads.fetch_add(1, Ordering::Relaxed);
         let log = self.lock();
         let mut st = self.state();
         if st.role != Role::Leader {
@@ -452,21 +474,10 @@ impl Partition {
                 ),
             ));
         }
-        let now = Instant::now();
-        let f = st.followers.entry(replica).or_insert(FollowerState {
-            leo: Offset(-1),
-            last_fetch: now,
-            last_fetch_leader_leo: Offset(-1),
-            last_caught_up: now,
-        });
-        if fetch_offset >= leo {
-            f.last_caught_up = now;
-        } else if fetch_offset >= f.last_fetch_leader_leo {
-            f.last_caught_up = f.last_caught_up.max(f.last_fetch);
-        }
-        f.leo = fetch_offset;
-        f.last_fetch = now;
-        f.last_fetch_leader_leo = leo;
+        st.followers
+            .entry(replica)
+            .or_insert_with(|| FollowerState::new(now))
+            .record_fetch(fetch_offset, leo, now);
         self.advance_hw(&log, &st);
         drop(st);
         let data = if fetch_offset == leo {
@@ -485,54 +496,32 @@ impl Partition {
         })
     }
 
-    /// As leader: the ISR change to propose now, if any (shrink: followers not caught up
-    /// for `lag_max`; expand: `eligible` (unfenced) replicas fetching now and caught up
-    /// to the high watermark).
+    /// As leader: the ISR change to propose now, if any (`isr::isr_decision`), noted as
+    /// pending; with the leader and partition epochs it is proposed in.
     pub(crate) fn isr_proposal(
         &self,
-        lag_max: Duration,
+        timing: &IsrTiming,
         eligible: &dyn Fn(BrokerId) -> bool,
-    ) -> Option<(Vec<BrokerId>, LeaderEpoch, i32)> {
+        now: Instant,
+    ) -> Option<(IsrDecision, LeaderEpoch, i32)> {
         let mut st = self.state();
         if st.role != Role::Leader || st.stale {
             return None;
         }
-        let now = Instant::now();
-        if st
-            .pending_isr
-            .as_ref()
-            .is_some_and(|(_, at)| now.duration_since(*at) < Duration::from_secs(5))
-        {
-            return None;
-        }
-        let hw = self.high_watermark();
-        let mut isr: Vec<BrokerId> = st
-            .isr
-            .iter()
-            .copied()
-            .filter(|b| {
-                *b == self.me
-                    || st
-                        .followers
-                        .get(b)
-                        .is_some_and(|f| now.duration_since(f.last_caught_up) <= lag_max)
-            })
-            .collect();
-        for (&b, f) in &st.followers {
-            let fetching = now.duration_since(f.last_fetch) <= lag_max.min(Duration::from_secs(2));
-            if !isr.contains(&b) && f.leo.0 >= 0 && f.leo >= hw && fetching && eligible(b) {
-                isr.push(b);
-            }
-        }
-        let mut sorted = isr.clone();
-        sorted.sort();
-        let mut current = st.isr.clone();
-        current.sort();
-        if sorted == current {
-            return None;
-        }
-        st.pending_isr = Some((isr.clone(), now));
-        Some((isr, st.leader_epoch, st.partition_epoch))
+        let view = self.leader_view(&st);
+        let decision = isr::isr_decision(
+            &view,
+            st.pending_isr.as_ref().map(|(_, at)| *at),
+            now,
+            timing,
+            eligible,
+        );
+        let isr = match &decision {
+            IsrDecision::None => return None,
+            IsrDecision::Shrink(isr) | IsrDecision::Expand(isr) => isr.clone(),
+        };
+        st.pending_isr = Some((isr, now));
+        Some((decision, st.leader_epoch, st.partition_epoch))
     }
 
     /// The controller refused or failed an ISR change: allow a new proposal.

@@ -1,6 +1,7 @@
 //! Fetch (with long-poll) and ListOffsets.
 
 use super::budget::ResponseBudget;
+use super::wakeup::Wakeups;
 use super::{
     EARLIEST_TIMESTAMP, FETCH_WAIT_MS_MAX, FetchPartitionParams, FetchedPartition,
     LATEST_TIMESTAMP, MAX_TIMESTAMP, ReplicaManager,
@@ -13,7 +14,8 @@ use std::time::Duration;
 impl ReplicaManager {
     /// Kafka's Fetch: reads every asked partition, at most `max_bytes` capped by the
     /// broker's `fetch.max.bytes` (at least one batch); if fewer than `min_bytes` are
-    /// available, waits for appends up to `max_wait` and reads again.
+    /// available, waits up to `max_wait` for high watermark (or role) changes on the
+    /// asked partitions and reads again only those that changed.
     #[tracing::instrument(skip_all, fields(partitions = partitions.len(), max_wait_ms))]
     pub async fn fetch(
         &self,
@@ -25,32 +27,53 @@ impl ReplicaManager {
         let max_bytes = max_bytes.min(self.config.fetch_max_bytes);
         let deadline =
             tokio::time::Instant::now() + Duration::from_millis(max_wait_ms.min(FETCH_WAIT_MS_MAX));
-        let mut appends = self.appends.subscribe();
+        // Subscribed before the first read: a change after it wakes the wait below. A
+        // partition not served here has nothing to wait for (its read answers an error).
+        let mut wakeups = Wakeups::new(partitions.iter().map(|p| {
+            self.partition(&p.topic, p.partition)
+                .ok()
+                .map(|part| part.watch_changes())
+        }));
+        let mut results = self.fetch_once(&partitions, max_bytes, None).await;
         loop {
-            appends.mark_unchanged();
-            let results = self.fetch_once(&partitions, max_bytes).await;
             let bytes: usize = results.iter().map(|r| r.records.len()).sum();
             let any_error = results.iter().any(|r| r.error.is_some());
             if bytes >= min_bytes || any_error || tokio::time::Instant::now() >= deadline {
                 return results;
             }
-            if tokio::time::timeout_at(deadline, appends.changed())
-                .await
-                .is_err()
-            {
-                return self.fetch_once(&partitions, max_bytes).await;
-            }
+            let Some(woken) = wakeups.wait_until(deadline).await else {
+                return results;
+            };
+            results = self
+                .fetch_once(&partitions, max_bytes, Some((&woken, results)))
+                .await;
         }
     }
 
+    /// Reads the partitions in request order under one response budget; with
+    /// `again = (woken, previous)`, reads only the woken ones and keeps the previous
+    /// answers of the others (still counted against the budget, in order).
     async fn fetch_once(
         &self,
         partitions: &[FetchPartitionParams],
         max_bytes: usize,
+        again: Option<(&[bool], Vec<FetchedPartition>)>,
     ) -> Vec<FetchedPartition> {
         let mut out = Vec::with_capacity(partitions.len());
         let mut budget = ResponseBudget::new(max_bytes);
-        for p in partitions {
+        let (woken, mut previous) = match again {
+            Some((woken, previous)) => (Some(woken), previous.into_iter()),
+            None => (None, Vec::new().into_iter()),
+        };
+        for (i, p) in partitions.iter().enumerate() {
+            let kept = previous.next();
+            if let (Some(woken), Some(mut kept)) = (woken, kept)
+                && !woken[i]
+            {
+                kept.records = budget.take(kept.records);
+                out.push(kept);
+                continue;
+            }
             let mut r = FetchedPartition {
                 topic: p.topic.clone(),
                 partition: p.partition,

@@ -14,6 +14,7 @@ mod epochs;
 mod fetch;
 mod produce;
 mod replication;
+mod wakeup;
 
 pub use produce::produce_timeout;
 
@@ -86,8 +87,6 @@ pub struct ReplicaManager {
     reconciling: Mutex<()>,
     /// The offset of the last applied image: admin calls wait on it for their change.
     applied: watch::Sender<i64>,
-    /// Bumped after every append: long-polling fetches wait on it.
-    appends: watch::Sender<u64>,
     /// Round-robin start for keyless records (sticky per request).
     sticky: AtomicU32,
     /// Partitions this broker follows, by leader: the replica fetchers watch it.
@@ -226,7 +225,6 @@ impl ReplicaManager {
             }),
             reconciling: Mutex::new(()),
             applied: watch::channel(-1).0,
-            appends: watch::channel(0).0,
             sticky: AtomicU32::new(0),
             followed: watch::channel(Followed::default()).0,
             controller_offset: watch::channel(-1).0,

@@ -97,7 +97,6 @@ impl ReplicaManager {
                 results.push((partition, Err(e)));
                 continue;
             }
-            let appends = self.appends.clone();
             let config = config.clone();
             let rules = rules_for(&config, origin, crate::now_ms());
             let budget = budget.clone();
@@ -126,7 +125,6 @@ impl ReplicaManager {
                         == TimestampType::LogAppendTime)
                         .then(crate::now_ms);
                     let (info, epoch) = part.append(records, log_append_time, acks == -1).await?;
-                    appends.send_modify(|n| *n += 1);
                     if acks == -1 {
                         part.wait_replicated(info.last_offset, epoch, timeout)
                             .await?;

@@ -7,8 +7,10 @@
 //! the checkpoint is written whole to a temporary file, fsynced and renamed.
 
 use super::budget::ResponseBudget;
+use super::wakeup::Wakeups;
 use super::{ReplicaManager, Slot, write_synced};
 use crate::controllers::Controllers;
+use crate::isr::{IsrDecision, IsrTiming};
 use crate::partition::{Partition, blocking};
 use kavka_model::{
     BrokerId, ErrorCode, KafkaError, LeaderEpoch, Offset, PartitionId, TopicName, TopicPartition,
@@ -17,7 +19,7 @@ use kavka_proto::v1;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// Kafka's file name and format: version, count, then `topic partition hw` lines.
@@ -100,15 +102,25 @@ impl ReplicaManager {
     }
 
     /// Serves one replica fetch: records each follower's progress, then reads; if
-    /// nothing is new for any partition, waits for appends up to `max_wait_ms`.
+    /// nothing is new for any partition, waits up to `max_wait_ms` for appends on the
+    /// partitions it asked for, and reads again only those that had some.
     #[tracing::instrument(skip_all, fields(replica = req.replica_id, partitions = req.partitions.len()))]
     pub async fn replica_fetch(&self, req: v1::ReplicaFetchRequest) -> v1::ReplicaFetchResponse {
         let wait = Duration::from_millis(req.max_wait_ms.clamp(0, 30_000) as u64);
         let deadline = tokio::time::Instant::now() + wait;
-        let mut appends = self.appends.subscribe();
+        let hosted: Vec<_> = req
+            .partitions
+            .iter()
+            .map(|p| self.hosted(&p.topic, p.partition))
+            .collect();
+        // Subscribed before the first read: an append after it wakes the wait below.
+        let mut wakeups = Wakeups::new(
+            hosted
+                .iter()
+                .map(|p| p.as_ref().ok().map(|p| p.watch_appends())),
+        );
+        let mut resp = self.replica_fetch_once(&req, &hosted, None).await;
         loop {
-            appends.mark_unchanged();
-            let resp = self.replica_fetch_once(&req).await;
             let has_data = resp
                 .partitions
                 .iter()
@@ -116,29 +128,45 @@ impl ReplicaManager {
             if has_data || tokio::time::Instant::now() >= deadline {
                 return resp;
             }
-            if tokio::time::timeout_at(deadline, appends.changed())
-                .await
-                .is_err()
-            {
-                return self.replica_fetch_once(&req).await;
+            let Some(woken) = wakeups.wait_until(deadline).await else {
+                return resp;
+            };
+            // Only the woken partitions are read again (their fetch offsets are the same:
+            // recording the follower's progress twice changes nothing).
+            let again = self.replica_fetch_once(&req, &hosted, Some(&woken)).await;
+            for (i, r) in again.partitions.into_iter().enumerate() {
+                if woken[i] {
+                    resp.partitions[i] = r;
+                }
             }
         }
     }
 
-    /// One pass over the fetched partitions, all read in one blocking task (a fetch round
-    /// per follower per append: one thread hand-off, not one per partition).
-    async fn replica_fetch_once(&self, req: &v1::ReplicaFetchRequest) -> v1::ReplicaFetchResponse {
+    /// One pass over the fetched partitions (`only`: those marked), all read in one
+    /// blocking task (a fetch round per follower per append: one thread hand-off, not
+    /// one per partition).
+    async fn replica_fetch_once(
+        &self,
+        req: &v1::ReplicaFetchRequest,
+        hosted: &[Result<Arc<Partition>, KafkaError>],
+        only: Option<&[bool]>,
+    ) -> v1::ReplicaFetchResponse {
         let replica = BrokerId(req.replica_id);
-        let asks: Vec<FetchAsk> = req
+        let now = Instant::now();
+        let asks: Vec<Option<FetchAsk>> = req
             .partitions
             .iter()
-            .map(|p| {
-                (
-                    self.hosted(&p.topic, p.partition),
-                    Offset(p.fetch_offset),
-                    LeaderEpoch(p.current_leader_epoch),
-                    p.max_bytes.max(1) as usize,
-                )
+            .zip(hosted)
+            .enumerate()
+            .map(|(i, (p, part))| {
+                only.is_none_or(|only| only[i]).then(|| {
+                    (
+                        part.clone(),
+                        Offset(p.fetch_offset),
+                        LeaderEpoch(p.current_leader_epoch),
+                        p.max_bytes.max(1) as usize,
+                    )
+                })
             })
             .collect();
         let mut budget = ResponseBudget::new(
@@ -149,7 +177,11 @@ impl ReplicaManager {
         let reads = blocking(move || {
             Ok(asks
                 .into_iter()
-                .map(|(part, offset, epoch, max)| {
+                .map(|ask| {
+                    let Some((part, offset, epoch, max)) = ask else {
+                        // Not read this pass: answered as before by the caller.
+                        return Ok(None);
+                    };
                     let part = part.map_err(|e| (e, None))?;
                     lease.clone().map_err(|e| (e, None))?;
                     // Read even with the budget spent: the read records the follower's
@@ -159,6 +191,7 @@ impl ReplicaManager {
                         offset,
                         epoch,
                         max.min(budget.left_bytes().max(1)),
+                        now,
                     );
                     match &mut read {
                         Ok(r) => r.data.records = budget.take(std::mem::take(&mut r.data.records)),
@@ -168,7 +201,7 @@ impl ReplicaManager {
                         }
                         Err(_) => {}
                     }
-                    read.map_err(|e| (e, None))
+                    read.map(Some).map_err(|e| (e, None))
                 })
                 .collect::<Vec<_>>())
         })
@@ -194,7 +227,8 @@ impl ReplicaManager {
                     records: Default::default(),
                 };
                 match read {
-                    Ok(read) => {
+                    Ok(None) => {}
+                    Ok(Some(read)) => {
                         r.high_watermark = read.high_watermark.0;
                         r.log_start_offset = read.data.log_start_offset.0;
                         r.log_end_offset = read.data.log_end_offset.0;
@@ -239,7 +273,7 @@ impl ReplicaManager {
         incarnation_id: uuid::Uuid,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let lag_max = Duration::from_millis(self.config.replica_lag_time_max_ms);
+        let timing = IsrTiming::from_config(&self.config);
         let mut tick = tokio::time::interval(Duration::from_millis(200));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -249,13 +283,24 @@ impl ReplicaManager {
             }
             let image = self.image();
             let eligible = |b: BrokerId| image.broker(b).is_some_and(|r| !r.fenced);
+            let now = Instant::now();
             for part in self.online() {
-                let Some((isr, leader_epoch, partition_epoch)) =
-                    part.isr_proposal(lag_max, &eligible)
+                let Some((decision, leader_epoch, partition_epoch)) =
+                    part.isr_proposal(&timing, &eligible, now)
                 else {
                     continue;
                 };
-                tracing::info!(partition = %part.tp, ?isr, "proposing ISR change");
+                let isr = match decision {
+                    IsrDecision::None => continue,
+                    IsrDecision::Shrink(isr) => {
+                        tracing::info!(partition = %part.tp, ?isr, "proposing ISR shrink");
+                        isr
+                    }
+                    IsrDecision::Expand(isr) => {
+                        tracing::info!(partition = %part.tp, ?isr, "proposing ISR expansion");
+                        isr
+                    }
+                };
                 let req = v1::AlterPartitionRequest {
                     broker_id: self.config.node_id.0,
                     incarnation_id: incarnation_id.to_string(),

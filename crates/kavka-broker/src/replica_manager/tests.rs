@@ -330,3 +330,183 @@ async fn a_leader_without_a_held_lease_refuses_produce_and_fetch() {
     let f = rm.fetch(params("r", 1, 1 << 20), 0, 0, 1 << 20).await;
     assert!(f[0].error.is_none(), "{:?}", f[0].error);
 }
+
+/// Reads served so far by a partition this broker hosts.
+fn reads(rm: &ReplicaManager, topic: &str, partition: i32) -> u64 {
+    rm.hosted(topic, partition)
+        .unwrap()
+        .reads
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn register(brokers: &[i32]) -> Vec<MetadataRecord> {
+    brokers
+        .iter()
+        .map(|&b| {
+            MetadataRecord::RegisterBroker(kavka_metadata::RegisterBrokerRecord {
+                broker_id: BrokerId(b),
+                incarnation_id: uuid::Uuid::from_u128(b as u128),
+                endpoints: vec![],
+                rack: None,
+                fenced: false,
+            })
+        })
+        .collect()
+}
+
+/// Long enough that a long-poll answering within `WOKEN` was woken, not timed out.
+const LONG_POLL_MS: u64 = 30_000;
+const WOKEN: Duration = Duration::from_secs(10);
+
+/// Gives a long-poll that was woken by mistake the time to read again (a wrongly woken
+/// one would show; a correct one is not hurried by it).
+async fn let_others_run() {
+    tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_long_poll_wakes_only_for_its_partitions_and_rereads_only_those() {
+    let dir = tempfile::tempdir().unwrap();
+    let rm = manager(dir.path());
+    apply(&rm, &topic(1, "t", 3, &[1], &[]));
+    let rm2 = Arc::clone(&rm);
+    // Partitions 0 and 1; partition 2 is not asked for.
+    let poll = tokio::spawn(async move {
+        rm2.fetch(params("t", 2, 1 << 20), LONG_POLL_MS, 1, 1 << 20)
+            .await
+    });
+    wait_for(|| reads(&rm, "t", 0) == 1 && reads(&rm, "t", 1) == 1).await;
+    for i in 0..10 {
+        rm.produce_records(
+            "t",
+            1,
+            T,
+            vec![record(2, &format!("x{i}"))],
+            Compression::None,
+        )
+        .await
+        .unwrap();
+    }
+    let_others_run().await;
+    assert_eq!(
+        (reads(&rm, "t", 0), reads(&rm, "t", 1)),
+        (1, 1),
+        "woken by another partition"
+    );
+    assert!(!poll.is_finished());
+    // An append (with acks=1 and one replica, a high watermark move) on partition 1
+    // wakes it at once, and only partition 1 is read again.
+    rm.produce_records("t", 1, T, vec![record(1, "y")], Compression::None)
+        .await
+        .unwrap();
+    let r = tokio::time::timeout(WOKEN, poll)
+        .await
+        .expect("woken")
+        .unwrap();
+    assert!(r[0].records.is_empty());
+    assert!(!r[1].records.is_empty());
+    assert_eq!(r[1].high_watermark, Offset(1));
+    assert_eq!((reads(&rm, "t", 0), reads(&rm, "t", 1)), (1, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_long_poll_wakes_when_the_high_watermark_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let rm = manager(dir.path());
+    let mut records = register(&[2]);
+    records.extend(topic(9, "r", 1, &[1, 2], &[]));
+    apply(&rm, &records);
+    let rm2 = Arc::clone(&rm);
+    let poll = tokio::spawn(async move {
+        rm2.fetch(params("r", 1, 1 << 20), LONG_POLL_MS, 1, 1 << 20)
+            .await
+    });
+    wait_for(|| reads(&rm, "r", 0) == 1).await;
+    // Appended, but not replicated: nothing a consumer may read yet.
+    rm.produce_records("r", 1, T, vec![record(0, "a")], Compression::None)
+        .await
+        .unwrap();
+    let_others_run().await;
+    assert!(!poll.is_finished());
+    // The follower reports it has the record: the high watermark moves, the poll answers.
+    let resp = rm.replica_fetch(fetch_req(2, 1, 0)).await;
+    assert_eq!(resp.partitions[0].high_watermark, 1);
+    let r = tokio::time::timeout(WOKEN, poll)
+        .await
+        .expect("woken")
+        .unwrap();
+    assert!(!r[0].records.is_empty());
+    assert_eq!(r[0].high_watermark, Offset(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_long_poll_wakes_only_for_appends_on_its_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let rm = manager(dir.path());
+    let mut records = register(&[2]);
+    records.extend(topic(9, "r", 2, &[1, 2], &[]));
+    records.extend(topic(8, "s", 1, &[1, 2], &[]));
+    apply(&rm, &records);
+    let mut req = fetch_req(2, 0, 0);
+    req.max_wait_ms = LONG_POLL_MS as i32;
+    let mut p1 = req.partitions[0].clone();
+    p1.partition = 1;
+    req.partitions.push(p1);
+    let rm2 = Arc::clone(&rm);
+    let poll = tokio::spawn(async move { rm2.replica_fetch(req).await });
+    wait_for(|| reads(&rm, "r", 0) == 1 && reads(&rm, "r", 1) == 1).await;
+    for i in 0..10 {
+        rm.produce_records(
+            "s",
+            1,
+            T,
+            vec![record(0, &format!("x{i}"))],
+            Compression::None,
+        )
+        .await
+        .unwrap();
+    }
+    let_others_run().await;
+    assert_eq!(
+        (reads(&rm, "r", 0), reads(&rm, "r", 1)),
+        (1, 1),
+        "woken by another topic"
+    );
+    assert!(!poll.is_finished());
+    rm.produce_records("r", 1, T, vec![record(1, "y")], Compression::None)
+        .await
+        .unwrap();
+    let resp = tokio::time::timeout(WOKEN, poll)
+        .await
+        .expect("woken")
+        .unwrap();
+    assert!(resp.partitions[0].records.is_empty());
+    assert!(!resp.partitions[1].records.is_empty());
+    assert_eq!((reads(&rm, "r", 0), reads(&rm, "r", 1)), (1, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_wake_up_is_lost_when_appends_race_the_long_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let rm = manager(dir.path());
+    apply(&rm, &topic(1, "t", 1, &[1], &[]));
+    // Each append lands at some point of the poll's first read, before, during or after
+    // it: every poll must answer with the record, never wait out its 30 s.
+    for i in 0..50 {
+        let rm2 = Arc::clone(&rm);
+        let mut asked = params("t", 1, 1 << 20);
+        asked[0].offset = Offset(i);
+        let poll = tokio::spawn(async move { rm2.fetch(asked, LONG_POLL_MS, 1, 1 << 20).await });
+        if i % 2 == 0 {
+            tokio::task::yield_now().await;
+        }
+        rm.produce_records("t", 1, T, vec![record(0, "r")], Compression::None)
+            .await
+            .unwrap();
+        let r = tokio::time::timeout(WOKEN, poll)
+            .await
+            .unwrap_or_else(|_| panic!("poll {i} missed its wake-up"))
+            .unwrap();
+        assert!(!r[0].records.is_empty(), "poll {i}");
+    }
+}

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# acks=all against acks=1 over the Kafka protocol (BENCHMARKS.md "acks=all round trip"):
+# three local nodes, a librdkafka producer (confluent-kafka, bench/kafka_produce.py),
+# 1 KiB records, 6 partitions, RF=3, min.insync.replicas=2, all in one run. Prints:
+#   1. acks=all throughput as a percentage of acks=1's (each at full speed);
+#   2. p99 produce latency with acks=all at half of its maximum rate;
+#   3. the three servers' CPU (user + system, /proc/<pid>/stat) per GB acknowledged,
+#      over the full-speed acks=all run.
+# Release build of the binary; clients from deploy/kafka-clients.sh.
+# Usage: bench/acks.sh [RECORDS]   (default 200000; KAVKA_BIN=path skips the build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-200000}
+bash deploy/kafka-clients.sh >/dev/null
+if [ -z "${KAVKA_BIN:-}" ]; then
+  cargo build -q --release --locked -p kavka --bin kavka
+  KAVKA_BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/kavka
+fi
+K=$KAVKA_BIN
+PY=$PWD/target/kafka-clients/bin/python
+DIR=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$DIR"; }
+trap cleanup EXIT
+BASE=${KAVKA_BENCH_PORT:-19801}
+V=""; ALL=""; KALL=""
+for i in 1 2 3; do
+  V="$V${V:+,}$i@127.0.0.1:$((BASE + 50 + i))"
+  ALL="$ALL${ALL:+,}127.0.0.1:$((BASE + i))"
+  KALL="$KALL${KALL:+,}127.0.0.1:$((BASE + 100 + i))"
+done
+for i in 1 2 3; do
+  $K server --node-id $i --listen 127.0.0.1:$((BASE + i)) \
+    --kafka-listeners PLAINTEXT://127.0.0.1:$((BASE + 100 + i)) \
+    --controller-voters "$V" --data-dir "$DIR/n$i" >> "$DIR/n$i.log" 2>&1 &
+  PIDS+=($!)
+done
+for i in 1 2 3; do until $K -b 127.0.0.1:$((BASE + i)) health >/dev/null 2>&1; do sleep 0.1; done; done
+# CPU-seconds (user + system) of the three servers so far.
+cpu() {
+  local t=0
+  for p in "${PIDS[@]}"; do
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  awk -v t="$t" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.3f", t / hz}'
+}
+# Records/s and p99 ms from kafka_produce.py's summary line.
+rate() { sed -E 's/.* sent, ([0-9]+) records\/s.*/\1/' <<<"$1"; }
+p99() { sed -E 's/.*p99 ([0-9.]+),.*/\1/' <<<"$1"; }
+sent() { awk '{print $1}' <<<"$1"; }
+produce() { # topic acks records [records/s]
+  "$PY" -W ignore bench/kafka_produce.py "$KALL" "$1" "$3" 1024 "$2" ${4:-} 2>/dev/null | tail -1
+}
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $N records of 1 KiB, 6 partitions, RF=3, min.insync.replicas=2"
+for t in acks-1 acks-all acks-all-half; do
+  $K -b "$ALL" topic create "$t" --partitions 6 --replication-factor 3 --config min.insync.replicas=2 >/dev/null
+done
+one=$(produce acks-1 1 "$N"); echo "acks=1   full speed: $one"
+before=$(cpu)
+all=$(produce acks-all all "$N"); echo "acks=all full speed: $all"
+after=$(cpu)
+half=$(( $(rate "$all") / 2 ))
+half_n=$(( half * 10 )) # about ten seconds
+halfout=$(produce acks-all-half all "$half_n" "$half"); echo "acks=all at $half records/s: $halfout"
+awk -v one="$(rate "$one")" -v all="$(rate "$all")" -v p99="$(p99 "$halfout")" \
+  -v cpu="$(awk -v a="$before" -v b="$after" 'BEGIN {print b - a}')" -v n="$(sent "$all")" 'BEGIN {
+  printf "acks=all throughput: %.0f%% of acks=1 (%d vs %d records/s)\n", 100 * all / one, all, one
+  printf "p99 at half the acks=all maximum: %s ms\n", p99
+  printf "server CPU: %.2f CPU-s per GB acknowledged (%.1f CPU-s for %.2f GB)\n", cpu / (n * 1024 / 1e9), cpu, n * 1024 / 1e9
+}'
