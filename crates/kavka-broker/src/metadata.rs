@@ -1,6 +1,7 @@
 //! The broker's copy of the metadata image: follows the controllers' committed log as an
 //! observer (FetchMetadata from its last offset, from any controller) and hands each new
-//! image to the replica manager.
+//! image to the replica manager, with the delta its batch made (so only the partitions it
+//! changed are reconciled); a snapshot or a checkpoint goes without one (all of them).
 //!
 //! The image is checkpointed to `<data>/metadata-image.checkpoint` (written whole, synced,
 //! then renamed into place, at most once a second and at shutdown), so a restarted broker
@@ -20,7 +21,8 @@
 
 use crate::controllers::Controllers;
 use crate::replica_manager::ReplicaManager;
-use kavka_metadata::{MetadataImage, MetadataRecord};
+use crate::session::ControllerSession;
+use kavka_metadata::{MetadataDelta, MetadataImage, MetadataRecord};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -139,6 +141,7 @@ impl Follower {
 /// stream ends.
 pub async fn follow(
     replicas: Arc<ReplicaManager>,
+    session: Arc<ControllerSession>,
     controllers: Arc<Controllers>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -155,7 +158,7 @@ pub async fn follow(
     let mut failed: Option<String> = None;
     loop {
         let addrs = controllers.addrs();
-        let addr = replicas
+        let addr = session
             .session_controller()
             .filter(|a| failed.as_ref() != Some(a))
             .unwrap_or_else(|| {
@@ -163,7 +166,7 @@ pub async fn follow(
                 addrs[i % addrs.len()].clone()
             });
         let stalled = tokio::select! {
-            r = follow_one(&replicas, &controllers, &addr, &mut f) => match r {
+            r = follow_one(&replicas, &session, &controllers, &addr, &mut f) => match r {
                 Ok(()) => false,
                 Err(End::Stalled(e)) => {
                     tracing::info!(controller = %addr, error = %e, "metadata stream stalled: switching controller");
@@ -202,6 +205,7 @@ impl From<String> for End {
 
 async fn follow_one(
     replicas: &Arc<ReplicaManager>,
+    session: &ControllerSession,
     controllers: &Controllers,
     addr: &str,
     f: &mut Follower,
@@ -221,7 +225,7 @@ async fn follow_one(
         }
     };
     let mut check = tokio::time::interval(Duration::from_millis(250));
-    let mut ahead = replicas.watch_controller_offset();
+    let mut ahead = session.watch_controller_offset();
     // Set while the active controller is ahead of what this stream brought.
     let mut stall_at: Option<tokio::time::Instant> = None;
     let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
@@ -232,7 +236,7 @@ async fn follow_one(
                 None => return Ok(()),
             },
             _ = ahead.changed() => {
-                if *ahead.borrow_and_update() > f.current.offset && stall_at.is_none() {
+                if ahead.borrow_and_update().is_some_and(|o| o > f.current.offset) && stall_at.is_none() {
                     stall_at = Some(tokio::time::Instant::now() + STALL_LIMIT);
                 }
                 continue;
@@ -241,15 +245,19 @@ async fn follow_one(
                 return Err(End::Stalled(format!(
                     "stream stalled at offset {} while the active controller is at {}",
                     f.current.offset,
-                    replicas.controller_offset(),
+                    session
+                        .controller_offset()
+                        .map_or_else(|| "an unknown offset".to_string(), |o| o.to_string()),
                 )));
             }
             _ = check.tick() => {
-                let controller = replicas.controller_offset();
+                let controller = session.controller_offset();
                 let applied = replicas.image().offset;
-                if controller >= 0 && controller < f.current.offset {
+                if let Some(controller) = controller
+                    && controller < f.current.offset
+                {
                     // The active controller has less than our checkpoint: another history.
-                    let replies = replicas.heartbeat_replies();
+                    let replies = session.heartbeat_replies();
                     let (since, replies_then) =
                         *f.behind_since.get_or_insert_with(|| (Instant::now(), replies));
                     if since.elapsed() > BEHIND_LIMIT && replies >= replies_then + BEHIND_REPLIES {
@@ -261,17 +269,16 @@ async fn follow_one(
                     }
                 } else {
                     f.behind_since = None;
-                    if controller >= 0
-                        && controller <= f.current.offset
+                    if controller.is_some_and(|c| c <= f.current.offset)
                         && applied < f.current.offset
                         && f.current.offset >= f.hold_until
                     {
                         // Caught up on the checkpoint alone: nothing newer exists.
-                        apply(replicas, &f.current).await?;
+                        apply(replicas, &f.current, None).await?;
                     }
                 }
                 f.checkpoint(&data_dir, false).await;
-                if controller > f.current.offset && stall_at.is_none() {
+                if controller.is_some_and(|c| c > f.current.offset) && stall_at.is_none() {
                     stall_at = Some(tokio::time::Instant::now() + STALL_LIMIT);
                 }
                 continue;
@@ -279,36 +286,55 @@ async fn follow_one(
         };
         let records: Vec<MetadataRecord> = serde_json::from_slice(&batch.records)
             .map_err(|e| format!("bad metadata batch: {e}"))?;
-        let next = if batch.snapshot {
-            MetadataImage::from_snapshot(batch.offset, &records)
-                .map_err(|e| format!("bad metadata snapshot: {e}"))?
+        // A snapshot has no delta: the replica manager reconciles every partition.
+        let (next, delta) = if batch.snapshot {
+            let image = MetadataImage::from_snapshot(batch.offset, &records)
+                .map_err(|e| format!("bad metadata snapshot: {e}"))?;
+            (image, None)
         } else {
             if batch.offset <= f.current.offset {
                 continue;
             }
-            let (mut next, _, refused) = f.current.replay(batch.offset, &records);
+            let (mut next, delta, refused) = f.current.replay(batch.offset, &records);
             for (_, e) in refused {
                 tracing::warn!(offset = batch.offset, error = %e, "metadata record refused on replay");
             }
             next.offset = batch.offset;
-            next
+            (next, Some(delta))
         };
-        f.current = Arc::new(next);
+        let base = std::mem::replace(&mut f.current, Arc::new(next));
         if f.current.offset >= f.hold_until {
-            apply(replicas, &f.current).await?;
+            apply(replicas, &f.current, delta.map(|d| (base, d))).await?;
         }
         f.checkpoint(&data_dir, false).await;
         // Progress: the stall clock restarts, and stops if this caught up.
-        stall_at = (replicas.controller_offset() > f.current.offset)
-            .then(|| tokio::time::Instant::now() + STALL_LIMIT);
+        stall_at = (session
+            .controller_offset()
+            .is_some_and(|c| c > f.current.offset))
+        .then(|| tokio::time::Instant::now() + STALL_LIMIT);
     }
 }
 
-async fn apply(replicas: &Arc<ReplicaManager>, image: &Arc<MetadataImage>) -> Result<(), String> {
+/// Hands `image` to the replica manager, with the image it was replayed from and what
+/// changed (`None`: a snapshot or checkpoint, so every partition is reconciled).
+async fn apply(
+    replicas: &Arc<ReplicaManager>,
+    image: &Arc<MetadataImage>,
+    delta: Option<(Arc<MetadataImage>, MetadataDelta)>,
+) -> Result<(), String> {
     let (r, image) = (Arc::clone(replicas), Arc::clone(image));
-    tokio::task::spawn_blocking(move || r.apply_image(image))
-        .await
-        .map_err(|e| e.to_string())
+    let stats = tokio::task::spawn_blocking(move || match delta {
+        Some((base, delta)) => r.apply_delta(&base, image, &delta),
+        None => r.apply_image(image),
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    tracing::debug!(
+        full = stats.full,
+        partitions = stats.partitions,
+        "metadata applied"
+    );
+    Ok(())
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 use super::watch;
 use crate::controllers::Controllers;
 use crate::replica_manager::{PartitionState, ReplicaManager, TopicSummary};
+use crate::session::ControllerSession;
 use kavka_metadata::{ConfigResource, MetadataImage};
 use kavka_model::{ConfigEntry, KafkaError};
 use kavka_model::{ErrorCode, TopicName};
@@ -14,6 +15,8 @@ use tonic::{Request, Response, Status};
 
 pub struct AdminService {
     replicas: Arc<ReplicaManager>,
+    /// Who the active controller is, for `WatchCluster` and Kafka's `Metadata`.
+    session: Arc<ControllerSession>,
     controllers: Arc<Controllers>,
     /// The local port of the external listener, if any: clients that come through it
     /// are given brokers' external addresses.
@@ -24,12 +27,22 @@ pub struct AdminService {
 const PROPAGATION_TIMEOUT: Duration = Duration::from_secs(15);
 
 impl AdminService {
-    pub fn new(replicas: Arc<ReplicaManager>, controllers: Arc<Controllers>) -> Self {
+    pub fn new(
+        replicas: Arc<ReplicaManager>,
+        session: Arc<ControllerSession>,
+        controllers: Arc<Controllers>,
+    ) -> Self {
         Self {
             replicas,
+            session,
             controllers,
             external_port: None,
         }
+    }
+
+    /// The active controller's node id, as this broker last heard.
+    pub fn active_controller(&self) -> Option<kavka_model::BrokerId> {
+        self.session.controller().id
     }
 
     /// Clients connecting to local port `port` are outside the cluster's network.
@@ -377,6 +390,7 @@ impl Admin for AdminService {
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         tokio::spawn(watch::run(
             Arc::clone(&self.replicas),
+            Arc::clone(&self.session),
             self.is_external(&req),
             tx,
         ));
