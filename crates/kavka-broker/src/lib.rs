@@ -6,7 +6,7 @@
 //! `partition` (one log, its lock and group commit) → `kavka-log`.
 //!
 //! Topic metadata comes from the controller quorum: the broker follows the committed
-//! metadata log (`metadata`), holds a session with the active controller (`lifecycle`),
+//! metadata log (`metadata`), holds a session with the active controller (`session`),
 //! whose answered heartbeats renew the leader lease (`lease`) every leader-side request
 //! checks, and sends topic admin writes to the controllers (`controllers`).
 
@@ -18,24 +18,24 @@ pub mod fetcher;
 pub mod group;
 mod isr;
 pub mod lease;
-pub mod lifecycle;
 pub mod metadata;
 mod partition;
 pub mod producer_ids;
 mod records;
 mod replica_manager;
 pub mod service;
+pub mod session;
 
 pub use config::BrokerConfig;
 pub use error::BrokerError;
 pub use lease::LeaderLease;
-pub use lifecycle::Lifecycle;
 pub use records::{DecodeBudget, NewRecord};
 pub use replica_manager::{
     EARLIEST_TIMESTAMP, FetchPartitionParams, FetchedPartition, Followed, LATEST_TIMESTAMP,
-    MAX_TIMESTAMP, PartitionState, ProduceResult, ReplicaManager, TopicDescription, TopicSummary,
-    produce_timeout,
+    MAX_TIMESTAMP, PartitionState, ProduceResult, ReconcileStats, ReplicaManager, TopicDescription,
+    TopicSummary, produce_timeout,
 };
+pub use session::{ControllerSession, ControllerView};
 
 /// Milliseconds since the Unix epoch: the broker's clock for timestamps and retention.
 pub(crate) fn now_ms() -> i64 {

@@ -1,6 +1,7 @@
 //! The broker's copy of the metadata image: follows the controllers' committed log as an
 //! observer (FetchMetadata from its last offset, from any controller) and hands each new
-//! image to the replica manager.
+//! image to the replica manager, with the delta its batch made (so only the partitions it
+//! changed are reconciled); a snapshot or a checkpoint goes without one (all of them).
 //!
 //! The image is checkpointed to `<data>/metadata-image.checkpoint` (written whole, synced,
 //! then renamed into place, at most once a second and at shutdown), so a restarted broker
@@ -27,8 +28,9 @@
 
 use crate::controllers::Controllers;
 use crate::replica_manager::ReplicaManager;
+use crate::session::ControllerSession;
 use kavka_metadata::codec::{self, DecodeError};
-use kavka_metadata::{MetadataImage, MetadataRecord};
+use kavka_metadata::{MetadataDelta, MetadataImage, MetadataRecord};
 use kavka_proto::v1::MetadataBatch;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -150,6 +152,7 @@ impl Follower {
 /// stream ends.
 pub async fn follow(
     replicas: Arc<ReplicaManager>,
+    session: Arc<ControllerSession>,
     controllers: Arc<Controllers>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -166,7 +169,7 @@ pub async fn follow(
     let mut failed: Option<String> = None;
     loop {
         let addrs = controllers.addrs();
-        let addr = replicas
+        let addr = session
             .session_controller()
             .filter(|a| failed.as_ref() != Some(a))
             .unwrap_or_else(|| {
@@ -174,7 +177,7 @@ pub async fn follow(
                 addrs[i % addrs.len()].clone()
             });
         let stalled = tokio::select! {
-            r = follow_one(&replicas, &controllers, &addr, &mut f) => match r {
+            r = follow_one(&replicas, &session, &controllers, &addr, &mut f) => match r {
                 Ok(()) => false,
                 Err(End::Stalled(e)) => {
                     tracing::info!(controller = %addr, error = %e, "metadata stream stalled: switching controller");
@@ -220,12 +223,14 @@ pub enum BatchError {
     Snapshot { offset: i64, reason: String },
 }
 
-/// The image after `batch`: `None` for a batch at or below `current` (already applied).
-/// The batch is decoded whole first, so an error leaves `current` as the image.
+/// The image after `batch`, with the delta from `current` (None for a snapshot, which has
+/// no delta: the replica manager reconciles every partition); `None` for a batch at or
+/// below `current` (already applied). The batch is decoded whole first, so an error
+/// leaves `current` as the image.
 fn next_image(
     current: &MetadataImage,
     batch: &MetadataBatch,
-) -> Result<Option<MetadataImage>, BatchError> {
+) -> Result<Option<(MetadataImage, Option<MetadataDelta>)>, BatchError> {
     let records =
         codec::decode_batch(&batch.records).map_err(|source| BatchError::Undecodable {
             offset: batch.offset,
@@ -233,7 +238,7 @@ fn next_image(
         })?;
     if batch.snapshot {
         return MetadataImage::from_snapshot(batch.offset, &records)
-            .map(Some)
+            .map(|image| Some((image, None)))
             .map_err(|e| BatchError::Snapshot {
                 offset: batch.offset,
                 reason: e.to_string(),
@@ -242,12 +247,12 @@ fn next_image(
     if batch.offset <= current.offset {
         return Ok(None);
     }
-    let (mut next, _, refused) = current.replay(batch.offset, &records);
+    let (mut next, delta, refused) = current.replay(batch.offset, &records);
     for (_, e) in refused {
         tracing::warn!(offset = batch.offset, error = %e, "metadata record refused on replay");
     }
     next.offset = batch.offset;
-    Ok(Some(next))
+    Ok(Some((next, Some(delta))))
 }
 
 impl From<String> for End {
@@ -258,6 +263,7 @@ impl From<String> for End {
 
 async fn follow_one(
     replicas: &Arc<ReplicaManager>,
+    session: &ControllerSession,
     controllers: &Controllers,
     addr: &str,
     f: &mut Follower,
@@ -277,7 +283,7 @@ async fn follow_one(
         }
     };
     let mut check = tokio::time::interval(Duration::from_millis(250));
-    let mut ahead = replicas.watch_controller_offset();
+    let mut ahead = session.watch_controller_offset();
     // Set while the active controller is ahead of what this stream brought.
     let mut stall_at: Option<tokio::time::Instant> = None;
     let far = || tokio::time::Instant::now() + Duration::from_secs(3600);
@@ -288,7 +294,7 @@ async fn follow_one(
                 None => return Ok(()),
             },
             _ = ahead.changed() => {
-                if *ahead.borrow_and_update() > f.current.offset && stall_at.is_none() {
+                if ahead.borrow_and_update().is_some_and(|o| o > f.current.offset) && stall_at.is_none() {
                     stall_at = Some(tokio::time::Instant::now() + STALL_LIMIT);
                 }
                 continue;
@@ -297,15 +303,19 @@ async fn follow_one(
                 return Err(End::Stalled(format!(
                     "stream stalled at offset {} while the active controller is at {}",
                     f.current.offset,
-                    replicas.controller_offset(),
+                    session
+                        .controller_offset()
+                        .map_or_else(|| "an unknown offset".to_string(), |o| o.to_string()),
                 )));
             }
             _ = check.tick() => {
-                let controller = replicas.controller_offset();
+                let controller = session.controller_offset();
                 let applied = replicas.image().offset;
-                if controller >= 0 && controller < f.current.offset {
+                if let Some(controller) = controller
+                    && controller < f.current.offset
+                {
                     // The active controller has less than our checkpoint: another history.
-                    let replies = replicas.heartbeat_replies();
+                    let replies = session.heartbeat_replies();
                     let (since, replies_then) =
                         *f.behind_since.get_or_insert_with(|| (Instant::now(), replies));
                     if since.elapsed() > BEHIND_LIMIT && replies >= replies_then + BEHIND_REPLIES {
@@ -317,44 +327,60 @@ async fn follow_one(
                     }
                 } else {
                     f.behind_since = None;
-                    if controller >= 0
-                        && controller <= f.current.offset
+                    if controller.is_some_and(|c| c <= f.current.offset)
                         && applied < f.current.offset
                         && f.current.offset >= f.hold_until
                     {
                         // Caught up on the checkpoint alone: nothing newer exists.
-                        apply(replicas, &f.current).await?;
+                        apply(replicas, &f.current, None).await?;
                     }
                 }
                 f.checkpoint(&data_dir, false).await;
-                if controller > f.current.offset && stall_at.is_none() {
+                if controller.is_some_and(|c| c > f.current.offset) && stall_at.is_none() {
                     stall_at = Some(tokio::time::Instant::now() + STALL_LIMIT);
                 }
                 continue;
             }
         };
-        let next = match next_image(&f.current, &batch) {
+        let (next, delta) = match next_image(&f.current, &batch) {
             Ok(Some(next)) => next,
             Ok(None) => continue,
             Err(e @ BatchError::Undecodable { .. }) => return Err(End::Undecodable(e)),
             Err(e @ BatchError::Snapshot { .. }) => return Err(End::Failed(e.to_string())),
         };
-        f.current = Arc::new(next);
+        let base = std::mem::replace(&mut f.current, Arc::new(next));
         if f.current.offset >= f.hold_until {
-            apply(replicas, &f.current).await?;
+            apply(replicas, &f.current, delta.map(|d| (base, d))).await?;
         }
         f.checkpoint(&data_dir, false).await;
         // Progress: the stall clock restarts, and stops if this caught up.
-        stall_at = (replicas.controller_offset() > f.current.offset)
-            .then(|| tokio::time::Instant::now() + STALL_LIMIT);
+        stall_at = (session
+            .controller_offset()
+            .is_some_and(|c| c > f.current.offset))
+        .then(|| tokio::time::Instant::now() + STALL_LIMIT);
     }
 }
 
-async fn apply(replicas: &Arc<ReplicaManager>, image: &Arc<MetadataImage>) -> Result<(), String> {
+/// Hands `image` to the replica manager, with the image it was replayed from and what
+/// changed (`None`: a snapshot or checkpoint, so every partition is reconciled).
+async fn apply(
+    replicas: &Arc<ReplicaManager>,
+    image: &Arc<MetadataImage>,
+    delta: Option<(Arc<MetadataImage>, MetadataDelta)>,
+) -> Result<(), String> {
     let (r, image) = (Arc::clone(replicas), Arc::clone(image));
-    tokio::task::spawn_blocking(move || r.apply_image(image))
-        .await
-        .map_err(|e| e.to_string())
+    let stats = tokio::task::spawn_blocking(move || match delta {
+        Some((base, delta)) => r.apply_delta(&base, image, &delta),
+        None => r.apply_image(image),
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    tracing::debug!(
+        full = stats.full,
+        partitions = stats.partitions,
+        "metadata applied"
+    );
+    Ok(())
 }
 
 #[cfg(test)]

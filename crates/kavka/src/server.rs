@@ -8,7 +8,7 @@ use kavka_broker::controllers::Controllers;
 use kavka_broker::group::{GroupConfig, GroupCoordinator};
 use kavka_broker::producer_ids::ProducerIdManager;
 use kavka_broker::service::{AdminService, BrokerService, GroupService};
-use kavka_broker::{BrokerConfig, Lifecycle, ReplicaManager};
+use kavka_broker::{BrokerConfig, ControllerSession, ReplicaManager};
 use kavka_controller::control::topics::TopicDefaults;
 use kavka_controller::controller::{Controller, ControllerConfig};
 use kavka_controller::raft::peers::ControllerSecret;
@@ -1033,7 +1033,7 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
 
     // Broker role: hosts partitions, follows the metadata, holds a session.
     let mut broker_services = None;
-    let mut lifecycle_handle: Option<Arc<Lifecycle>> = None;
+    let mut lifecycle_handle: Option<Arc<ControllerSession>> = None;
     let mut controlled_shutdown = None;
     if settings.broker_role {
         let broker_config = settings.broker.clone();
@@ -1046,7 +1046,7 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
         ));
         let r = Arc::clone(&replicas);
         broker_image = Some(Arc::new(move || r.image().cluster_id.clone()));
-        let lifecycle = Arc::new(Lifecycle::new(Arc::clone(replicas.lease())));
+        let lifecycle = Arc::new(ControllerSession::new(Arc::clone(replicas.lease())));
         tasks.push(tokio::spawn(Arc::clone(&lifecycle).run(
             Arc::clone(&replicas),
             Arc::clone(&controllers),
@@ -1054,6 +1054,7 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
         )));
         tasks.push(tokio::spawn(kavka_broker::metadata::follow(
             Arc::clone(&replicas),
+            Arc::clone(&lifecycle),
             Arc::clone(&controllers),
             shutdown_rx.clone(),
         )));
@@ -1095,7 +1096,7 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
         if let Some(q) = &quorum {
             tasks.push(tokio::spawn(report_controller(
                 Arc::clone(q),
-                Arc::clone(&replicas),
+                Arc::clone(&lifecycle),
                 shutdown_rx.clone(),
             )));
         }
@@ -1112,6 +1113,7 @@ async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
         ));
         let admin_api = Arc::new(kavka_broker::api::Admin::new(
             Arc::clone(&replicas),
+            Arc::clone(&lifecycle),
             controllers,
         ));
         let kafka_broker = Arc::new(kavka_kafka::Broker::new(
@@ -1399,13 +1401,14 @@ async fn bind_if(
 /// own voter (brokers elsewhere learn it from heartbeat answers).
 async fn report_controller(
     quorum: Arc<Quorum>,
-    replicas: Arc<ReplicaManager>,
+    session: Arc<ControllerSession>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut metrics = quorum.metrics_watch();
     loop {
         let (leader, term) = quorum.leader_and_term();
-        replicas.note_controller(leader.map_or(-1, |l| l as i64), term);
+        let leader = leader.and_then(|l| i32::try_from(l).ok()).map(BrokerId);
+        session.note_controller(leader, term);
         tokio::select! {
             alive = quorum.leader_changed(&mut metrics) => if !alive { return },
             _ = shutdown.changed() => return,

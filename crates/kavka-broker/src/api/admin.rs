@@ -8,6 +8,7 @@
 
 use crate::controllers::Controllers;
 use crate::replica_manager::ReplicaManager;
+use crate::session::ControllerSession;
 use kavka_metadata::{ConfigResource, MetadataImage};
 use kavka_model::admin::{
     AlterConfigs, ConfigTarget, ElectionOutcome, NewPartitions, NewTopic, PartitionRef,
@@ -37,6 +38,7 @@ pub enum AlteredConfigs {
 #[derive(Debug)]
 pub struct Admin {
     replicas: Arc<ReplicaManager>,
+    session: Arc<ControllerSession>,
     controllers: Arc<Controllers>,
 }
 
@@ -48,15 +50,29 @@ fn succeeded(outcomes: &[TopicOutcome]) -> Vec<TopicId> {
 }
 
 impl Admin {
-    pub fn new(replicas: Arc<ReplicaManager>, controllers: Arc<Controllers>) -> Self {
+    pub fn new(
+        replicas: Arc<ReplicaManager>,
+        session: Arc<ControllerSession>,
+        controllers: Arc<Controllers>,
+    ) -> Self {
         Self {
             replicas,
+            session,
             controllers,
         }
     }
 
     pub fn replicas(&self) -> &Arc<ReplicaManager> {
         &self.replicas
+    }
+
+    pub fn session(&self) -> &Arc<ControllerSession> {
+        &self.session
+    }
+
+    /// The active controller's node id, as this broker last heard.
+    pub fn active_controller(&self) -> Option<BrokerId> {
+        self.session.controller().id
     }
 
     /// Waits until this broker has applied the change, so the caller reads its own write.

@@ -13,11 +13,13 @@ mod budget;
 mod epochs;
 mod fetch;
 mod produce;
+mod reconcile;
 mod replication;
 mod wakeup;
 
 pub use produce::produce_timeout;
 
+pub use reconcile::ReconcileStats;
 pub use replication::Followed;
 
 use crate::config::BrokerConfig;
@@ -32,7 +34,7 @@ use kavka_model::{
 };
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -91,15 +93,6 @@ pub struct ReplicaManager {
     sticky: AtomicU32,
     /// Partitions this broker follows, by leader: the replica fetchers watch it.
     followed: watch::Sender<Followed>,
-    /// The active controller's committed metadata offset, from heartbeat answers.
-    controller_offset: watch::Sender<i64>,
-    /// The controller this broker's session is with (the active one, as far as known).
-    session_controller: std::sync::Mutex<Option<String>>,
-    /// Heartbeat answers received: "the controller is behind" counts only what fresh
-    /// answers say, never time alone (a frozen broker's clock jumps).
-    heartbeat_replies: std::sync::atomic::AtomicU64,
-    /// The active controller and its Raft term, as last heard.
-    controller: watch::Sender<ControllerView>,
     /// High watermarks read from the checkpoint at start, used when a partition opens.
     checkpointed_hw: Mutex<HashMap<TopicPartition, Offset>>,
     /// Checked before acting as leader (produce, fetches served as leader); renewed by
@@ -109,19 +102,6 @@ pub struct ReplicaManager {
     /// per core, so a burst of large compressed batches queues instead of taking every
     /// thread and its memory at once.
     pub(crate) decode_permits: Arc<tokio::sync::Semaphore>,
-}
-
-/// The active controller as a broker last heard of it (`id` -1 when unknown).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ControllerView {
-    pub id: i64,
-    pub term: u64,
-}
-
-impl Default for ControllerView {
-    fn default() -> Self {
-        Self { id: -1, term: 0 }
-    }
 }
 
 /// A topic as listed and described.
@@ -227,10 +207,6 @@ impl ReplicaManager {
             applied: watch::channel(-1).0,
             sticky: AtomicU32::new(0),
             followed: watch::channel(Followed::default()).0,
-            controller_offset: watch::channel(-1).0,
-            session_controller: std::sync::Mutex::new(None),
-            heartbeat_replies: std::sync::atomic::AtomicU64::new(0),
-            controller: watch::channel(ControllerView::default()).0,
             checkpointed_hw: Mutex::new(checkpointed_hw),
             lease: Arc::new(LeaderLease::new(
                 config.node_id,
@@ -265,67 +241,6 @@ impl ReplicaManager {
         self.state.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Notes the active controller's committed metadata offset (from a heartbeat).
-    pub fn note_controller_offset(&self, offset: i64) {
-        self.heartbeat_replies.fetch_add(1, Ordering::AcqRel);
-        self.controller_offset.send_if_modified(|o| {
-            let newer = offset > *o;
-            *o = (*o).max(offset);
-            newer
-        });
-    }
-
-    /// The active controller's committed metadata offset, as last heard.
-    pub fn controller_offset(&self) -> i64 {
-        *self.controller_offset.borrow()
-    }
-
-    /// How many heartbeat answers (with the controller's offset) have arrived.
-    pub fn heartbeat_replies(&self) -> u64 {
-        self.heartbeat_replies.load(Ordering::Acquire)
-    }
-
-    /// Changes of [`ReplicaManager::controller_offset`].
-    pub fn watch_controller_offset(&self) -> watch::Receiver<i64> {
-        self.controller_offset.subscribe()
-    }
-
-    /// Notes the address of the controller the broker's session is held with.
-    pub fn note_session_controller(&self, addr: &str) {
-        let mut c = self
-            .session_controller
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if c.as_deref() != Some(addr) {
-            *c = Some(addr.to_string());
-        }
-    }
-
-    /// The address of the controller the session is held with, if any.
-    pub fn session_controller(&self) -> Option<String> {
-        self.session_controller
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// Notes who the active controller is: a newer term wins; within a term, a known
-    /// leader replaces an unknown one (heartbeat answers and a local voter both report).
-    pub fn note_controller(&self, id: i64, term: u64) {
-        self.controller.send_if_modified(|c| {
-            let newer = term > c.term || (term == c.term && id >= 0 && c.id != id);
-            if newer {
-                *c = ControllerView { id, term };
-            }
-            newer
-        });
-    }
-
-    /// The active controller as last heard; changes wake the receiver.
-    pub fn watch_controller(&self) -> watch::Receiver<ControllerView> {
-        self.controller.subscribe()
-    }
-
     /// Changes whenever a new metadata image is applied.
     pub fn watch_applied(&self) -> watch::Receiver<i64> {
         self.applied.subscribe()
@@ -354,151 +269,6 @@ impl ReplicaManager {
             }
         };
         tokio::time::timeout(timeout, wait).await.is_ok() && cond(&self.image())
-    }
-
-    /// Reconciles hosted partitions with `image`: opens the ones newly assigned here,
-    /// deletes the ones removed, and updates roles and configs. Blocking (file I/O).
-    pub fn apply_image(&self, image: Arc<MetadataImage>) {
-        let _one_at_a_time = self.reconciling.lock().unwrap_or_else(|p| p.into_inner());
-        self.reconcile(image);
-    }
-
-    /// Reconciles again with the image already applied (offline partitions whose retry
-    /// is due are opened); the image is read under the lock, so it is never an older one.
-    fn reapply_image(&self) {
-        let _one_at_a_time = self.reconciling.lock().unwrap_or_else(|p| p.into_inner());
-        self.reconcile(self.image());
-    }
-
-    fn reconcile(&self, image: Arc<MetadataImage>) {
-        let me = self.config.node_id;
-        type Wanted<'a> = (TopicId, LogConfig, usize, &'a PartitionRegistration);
-        let mut wanted: HashMap<TopicPartition, Wanted<'_>> = HashMap::new();
-        let defaults = self.config.topic_defaults();
-        for t in image.topics() {
-            let config = topic_config(&image, &defaults, &t.name);
-            let min_isr = config.min_insync_replicas.max(1) as usize;
-            let log_config = LogConfig::from_topic(&config);
-            for (&p, reg) in &t.partitions {
-                if reg.replicas.contains(&me) {
-                    wanted.insert(
-                        TopicPartition::new(t.name.clone(), p),
-                        (t.id, log_config.clone(), min_isr, reg),
-                    );
-                }
-            }
-        }
-        // Gone (or re-created under another id): unhost first, then delete the files.
-        let removed: Vec<(TopicPartition, Slot)> = {
-            let mut state = self.write_state();
-            let gone: Vec<TopicPartition> = state
-                .partitions
-                .iter()
-                .filter(|(tp, slot)| {
-                    let id = match slot {
-                        Slot::Online(p) => p.topic_id,
-                        Slot::Offline { topic_id, .. } => *topic_id,
-                    };
-                    wanted
-                        .get(*tp)
-                        .is_none_or(|(wanted_id, ..)| *wanted_id != id)
-                })
-                .map(|(tp, _)| tp.clone())
-                .collect();
-            gone.into_iter()
-                .filter_map(|tp| state.partitions.remove_entry(&tp))
-                .collect()
-        };
-        for (tp, _) in removed {
-            let dir = self.partition_dir(&tp);
-            if let Err(e) = std::fs::remove_dir_all(&dir)
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                tracing::warn!(partition = %tp, error = %e, "cannot delete partition files");
-            } else {
-                tracing::info!(partition = %tp, "deleted partition");
-            }
-        }
-        let mut followed = Followed::default();
-        let now = Instant::now();
-        for (tp, (topic_id, log_config, min_isr, reg)) in wanted {
-            /// What this partition's slot asks for.
-            enum Next {
-                Online(Arc<Partition>),
-                Wait,
-                Open {
-                    attempts: u32,
-                    last_error: Option<String>,
-                },
-            }
-            let next = match self.read_state().partitions.get(&tp) {
-                Some(Slot::Online(p)) => Next::Online(Arc::clone(p)),
-                Some(Slot::Offline {
-                    retry_at,
-                    attempts,
-                    error,
-                    ..
-                }) if *retry_at <= now => Next::Open {
-                    attempts: *attempts,
-                    last_error: Some(error.message.clone()),
-                },
-                Some(Slot::Offline { .. }) => Next::Wait,
-                None => Next::Open {
-                    attempts: 0,
-                    last_error: None,
-                },
-            };
-            let part = match next {
-                Next::Online(p) => {
-                    p.apply_registration(reg, log_config, min_isr);
-                    Some(p)
-                }
-                Next::Wait => None,
-                Next::Open {
-                    attempts,
-                    last_error,
-                } => {
-                    let (slot, part) = match self.open_partition(&tp, topic_id, log_config) {
-                        Ok(p) => {
-                            let p = Arc::new(p);
-                            p.apply_registration(reg, p.log_config(), min_isr);
-                            if attempts > 0 {
-                                tracing::info!(partition = %tp, attempts, "partition online: its log opened on a retry");
-                            }
-                            (Slot::Online(Arc::clone(&p)), Some(p))
-                        }
-                        Err(error) => {
-                            let delay = open_retry_delay(attempts);
-                            // Said once per cause; the retries of the same failure are quiet.
-                            if last_error.as_deref() == Some(error.message.as_str()) {
-                                tracing::debug!(partition = %tp, %error, attempts, retry_in = ?delay, "partition still offline");
-                            } else {
-                                tracing::error!(partition = %tp, %error, retry_in = ?delay, "partition offline: its log cannot be opened");
-                            }
-                            let slot = Slot::Offline {
-                                topic_id,
-                                error,
-                                retry_at: now + delay,
-                                attempts: attempts.saturating_add(1),
-                            };
-                            (slot, None)
-                        }
-                    };
-                    self.write_state().partitions.insert(tp, slot);
-                    part
-                }
-            };
-            if let Some(p) = part
-                && reg.has_leader()
-                && reg.leader != me
-            {
-                followed.add(reg.leader, p);
-            }
-        }
-        let offset = image.offset;
-        self.write_state().image = image;
-        self.followed.send_replace(followed);
-        self.applied.send_replace(offset);
     }
 
     fn partition_dir(&self, tp: &TopicPartition) -> PathBuf {

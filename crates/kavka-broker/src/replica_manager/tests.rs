@@ -350,6 +350,16 @@ fn register(brokers: &[i32]) -> Vec<MetadataRecord> {
                 rack: None,
                 fenced: false,
             })
+/// The partitions followed, by leader, as (leader, sorted partitions).
+fn followed_now(rm: &ReplicaManager) -> Vec<(BrokerId, Vec<TopicPartition>)> {
+    rm.followed()
+        .borrow()
+        .by_leader
+        .iter()
+        .map(|(l, ps)| {
+            let mut tps: Vec<TopicPartition> = ps.iter().map(|p| p.tp.clone()).collect();
+            tps.sort();
+            (*l, tps)
         })
         .collect()
 }
@@ -509,4 +519,78 @@ async fn no_wake_up_is_lost_when_appends_race_the_long_poll() {
             .unwrap();
         assert!(!r[0].records.is_empty(), "poll {i}");
     }
+fn elect(n: u128, p: i32, leader: i32) -> MetadataRecord {
+    MetadataRecord::PartitionChange(kavka_metadata::PartitionChangeRecord {
+        leader: Some(BrokerId(leader)),
+        ..kavka_metadata::PartitionChangeRecord::new(tid(n), PartitionId(p))
+    })
+}
+
+#[test]
+fn a_delta_touches_only_the_partitions_it_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let rm = manager(dir.path());
+    apply(&rm, &topic(1, "t", 2, &[1, 2], &[]));
+    assert!(followed_now(&rm).is_empty(), "this broker leads both");
+    let base = rm.image();
+    // The image moves both partitions to broker 2; the delta names only partition 0.
+    let (next, mut delta, refused) =
+        base.replay(base.offset + 1, &[elect(1, 0, 2), elect(1, 1, 2)]);
+    assert!(refused.is_empty(), "{refused:?}");
+    delta.partitions.remove(&(tid(1), PartitionId(1)));
+    let stats = rm.apply_delta(&base, Arc::new(next), &delta);
+    assert_eq!(
+        stats,
+        crate::ReconcileStats {
+            full: false,
+            partitions: 1
+        }
+    );
+    let p0 = TopicPartition::new(TopicName::new("t").unwrap(), PartitionId(0));
+    assert_eq!(
+        followed_now(&rm),
+        vec![(BrokerId(2), vec![p0])],
+        "partition 1 was not touched: still led here"
+    );
+}
+
+#[test]
+fn a_delta_gives_what_a_full_pass_gives_and_a_foreign_base_gets_a_full_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let rm = manager(dir.path());
+    let mut records = topic(1, "t", 3, &[1, 2], &[]);
+    records.extend(topic(2, "gone", 1, &[2, 1], &[]));
+    apply(&rm, &records);
+    let base = rm.image();
+    let batch = [
+        elect(1, 0, 2),
+        MetadataRecord::RemoveTopic { topic_id: tid(2) },
+        MetadataRecord::Config {
+            resource: ConfigResource::Topic(TopicName::new("t").unwrap()),
+            name: "retention.ms".into(),
+            value: Some("1000".into()),
+        },
+    ];
+    let (next, delta, refused) = base.replay(base.offset + 1, &batch);
+    assert!(refused.is_empty(), "{refused:?}");
+    let next = Arc::new(next);
+    let stats = rm.apply_delta(&base, Arc::clone(&next), &delta);
+    // t's three partitions (its configs changed) and gone-0, removed.
+    assert_eq!((stats.full, stats.partitions), (false, 4));
+    let scoped = followed_now(&rm);
+    assert!(
+        !dir.path().join("gone-0").exists(),
+        "a removed topic's files go"
+    );
+
+    let full_dir = tempfile::tempdir().unwrap();
+    let full = manager(full_dir.path());
+    full.apply_image(Arc::clone(&base));
+    assert!(full.apply_image(Arc::clone(&next)).full);
+    assert_eq!(scoped, followed_now(&full));
+
+    // A delta on top of an image this manager does not hold: everything.
+    let (again, delta, _) = next.replay(next.offset + 1, &[elect(1, 1, 2)]);
+    let stats = rm.apply_delta(&base, Arc::new(again), &delta);
+    assert!(stats.full, "{stats:?}");
 }

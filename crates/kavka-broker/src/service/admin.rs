@@ -5,6 +5,7 @@
 use super::watch;
 use crate::api::{Admin as AdminApi, AlteredConfigs};
 use crate::replica_manager::{PartitionState, ReplicaManager, TopicSummary};
+use crate::session::ControllerSession;
 use kavka_model::ConfigEntry;
 use kavka_model::admin::{AlterConfigs, NewPartitions, NewTopic, PartitionRef};
 use kavka_proto::conv::status;
@@ -15,6 +16,8 @@ use tonic::{Request, Response, Status};
 pub struct AdminService {
     api: Arc<AdminApi>,
     replicas: Arc<ReplicaManager>,
+    /// Who the active controller is, for `WatchCluster`.
+    session: Arc<ControllerSession>,
     /// The local port of the external listener, if any: clients that come through it
     /// are given brokers' external addresses.
     external_port: Option<u16>,
@@ -24,6 +27,7 @@ impl AdminService {
     pub fn new(api: Arc<AdminApi>) -> Self {
         Self {
             replicas: Arc::clone(api.replicas()),
+            session: Arc::clone(api.session()),
             api,
             external_port: None,
         }
@@ -277,6 +281,7 @@ impl Admin for AdminService {
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         tokio::spawn(watch::run(
             Arc::clone(&self.replicas),
+            Arc::clone(&self.session),
             self.is_external(&req),
             tx,
         ));

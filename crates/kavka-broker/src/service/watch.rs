@@ -6,7 +6,8 @@
 //! cut off) from a quiet cluster. Broker addresses are those of the listener the watcher
 //! connected through, as in `Metadata`.
 
-use crate::replica_manager::{ControllerView, ReplicaManager};
+use crate::replica_manager::ReplicaManager;
+use crate::session::{ControllerSession, ControllerView};
 use kavka_metadata::{BrokerRegistration, Endpoint, MetadataImage};
 use kavka_proto::v1;
 use std::collections::BTreeMap;
@@ -89,7 +90,7 @@ impl Snapshot {
             node_id,
             metadata_offset: self.offset,
             cluster_id: self.cluster_id.clone(),
-            controller_id: self.controller.id,
+            controller_id: self.controller.id.map_or(-1, |b| i64::from(b.0)),
             term: self.controller.term,
             ..v1::ClusterView::default()
         }
@@ -139,10 +140,15 @@ impl Snapshot {
 }
 
 /// Feeds `tx` until the watcher goes away.
-pub async fn run(replicas: Arc<ReplicaManager>, external: bool, tx: mpsc::Sender<v1::ClusterView>) {
+pub async fn run(
+    replicas: Arc<ReplicaManager>,
+    session: Arc<ControllerSession>,
+    external: bool,
+    tx: mpsc::Sender<v1::ClusterView>,
+) {
     let node_id = replicas.config().node_id.0;
     let mut applied = replicas.watch_applied();
-    let mut controller = replicas.watch_controller();
+    let mut controller = session.watch_controller();
     let mut last = Snapshot::of(&replicas.image(), *controller.borrow_and_update(), external);
     applied.borrow_and_update();
     if tx.send(last.full(node_id)).await.is_err() {
@@ -225,7 +231,10 @@ mod tests {
         ];
         let (before, _, refused) = MetadataImage::empty().replay(0, &records);
         assert!(refused.is_empty(), "{refused:?}");
-        let c = ControllerView { id: 1, term: 3 };
+        let c = ControllerView {
+            id: Some(BrokerId(1)),
+            term: 3,
+        };
         let s0 = Snapshot::of(&before, c, false);
         let full = s0.full(1);
         assert!(full.full);
@@ -242,7 +251,10 @@ mod tests {
         let (after, _, refused) =
             before.replay(10, &[fence, MetadataRecord::PartitionChange(change)]);
         assert!(refused.is_empty(), "{refused:?}");
-        let moved = ControllerView { id: 3, term: 4 };
+        let moved = ControllerView {
+            id: Some(BrokerId(3)),
+            term: 4,
+        };
         let v = Snapshot::of(&after, moved, false).changes_since(&s0, 1);
         assert!(!v.full);
         assert_eq!((v.controller_id, v.term), (3, 4));

@@ -36,7 +36,10 @@ fn controller_id(broker: &Broker, image: &MetadataImage, listener: &str) -> Brok
     let listed: Vec<i32> = brokers(image, listener, false)
         .map(|(b, ..)| b.broker_id.0)
         .collect();
-    let active = broker.replicas.watch_controller().borrow().id;
+    let active = broker
+        .admin
+        .active_controller()
+        .map_or(-1, |b| i64::from(b.0));
     BrokerId(controller_for_clients(active, &listed))
 }
 

@@ -1,11 +1,12 @@
-//! Broker lifecycle: register with a fresh incarnation id, then hold a session with the
-//! active controller: a long-lived stream of heartbeats carrying the metadata offset this
-//! broker has applied. The controller unfences the broker once it has caught up, and
-//! fences it if the heartbeats stop. Each answered heartbeat renews the leader lease
-//! (`crate::lease`) from the moment it was *sent*; answers come in send order.
+//! Registration and heartbeats: register with a fresh incarnation id, then hold a session
+//! with the active controller: a long-lived stream of heartbeats carrying the metadata
+//! offset this broker has applied. The controller unfences the broker once it has caught
+//! up, and fences it if the heartbeats stop. Each answered heartbeat renews the leader
+//! lease (`crate::lease`) from the moment it was *sent*; answers come in send order.
+//! Also controlled shutdown (moving leaderships away before stopping).
 
+use super::{ControllerSession, controller_id_from_wire};
 use crate::controllers::Controllers;
-use crate::lease::LeaderLease;
 use crate::replica_manager::ReplicaManager;
 use kavka_model::ErrorCode;
 use kavka_proto::v1;
@@ -14,26 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
-#[derive(Debug)]
-pub struct Lifecycle {
-    pub incarnation_id: uuid::Uuid,
-    /// Renewed by answered heartbeats; holds the fencing state the answers report.
-    lease: Arc<LeaderLease>,
-}
-
-impl Lifecycle {
-    /// A new incarnation of this broker, renewing `lease` (the replica manager's).
-    pub fn new(lease: Arc<LeaderLease>) -> Self {
-        Self {
-            incarnation_id: uuid::Uuid::new_v4(),
-            lease,
-        }
-    }
-
-    pub fn is_fenced(&self) -> bool {
-        self.lease.is_fenced()
-    }
-
+impl ControllerSession {
     /// Registers, then keeps a session with the active controller until `shutdown`.
     pub async fn run(
         self: Arc<Self>,
@@ -214,11 +196,11 @@ impl Lifecycle {
                             if let Some(sent_at) = sent_at {
                                 self.lease.answered(sent_at, r.fenced, r.metadata_offset);
                             }
-                            replicas.note_session_controller(addr);
+                            self.note_session_controller(addr);
                             controllers.prefer(addr);
-                            replicas.note_controller_offset(r.metadata_offset);
+                            self.note_controller_offset(r.metadata_offset);
                             if let Some(h) = &r.hint {
-                                replicas.note_controller(h.leader_id, h.term);
+                                self.note_controller(controller_id_from_wire(h.leader_id), h.term);
                             }
                             if was != r.fenced {
                                 tracing::info!(fenced = r.fenced, "broker fencing state changed");
@@ -240,9 +222,7 @@ impl Lifecycle {
             }
         }
     }
-}
 
-impl Lifecycle {
     /// Controlled shutdown: asks the controller to move every leadership off this broker
     /// and waits (bounded) until the metadata shows it done. Partitions no other live ISR
     /// member can lead stay here until the process exits.
