@@ -350,16 +350,6 @@ fn register(brokers: &[i32]) -> Vec<MetadataRecord> {
                 rack: None,
                 fenced: false,
             })
-/// The partitions followed, by leader, as (leader, sorted partitions).
-fn followed_now(rm: &ReplicaManager) -> Vec<(BrokerId, Vec<TopicPartition>)> {
-    rm.followed()
-        .borrow()
-        .by_leader
-        .iter()
-        .map(|(l, ps)| {
-            let mut tps: Vec<TopicPartition> = ps.iter().map(|p| p.tp.clone()).collect();
-            tps.sort();
-            (*l, tps)
         })
         .collect()
 }
@@ -519,6 +509,22 @@ async fn no_wake_up_is_lost_when_appends_race_the_long_poll() {
             .unwrap();
         assert!(!r[0].records.is_empty(), "poll {i}");
     }
+}
+
+/// The partitions followed, by leader, as (leader, sorted partitions).
+fn followed_now(rm: &ReplicaManager) -> Vec<(BrokerId, Vec<TopicPartition>)> {
+    rm.followed()
+        .borrow()
+        .by_leader
+        .iter()
+        .map(|(l, ps)| {
+            let mut tps: Vec<TopicPartition> = ps.iter().map(|p| p.tp.clone()).collect();
+            tps.sort();
+            (*l, tps)
+        })
+        .collect()
+}
+
 fn elect(n: u128, p: i32, leader: i32) -> MetadataRecord {
     MetadataRecord::PartitionChange(kavka_metadata::PartitionChangeRecord {
         leader: Some(BrokerId(leader)),
