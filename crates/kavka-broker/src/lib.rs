@@ -18,6 +18,7 @@ pub mod group;
 pub mod lease;
 pub mod lifecycle;
 pub mod metadata;
+pub mod node;
 mod partition;
 pub mod producer_ids;
 mod records;
