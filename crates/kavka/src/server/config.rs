@@ -1042,7 +1042,12 @@ mod tests {
                 "no --{long}"
             );
             // Each key set through the environment alone reaches the merged config.
-            let env = Layer::env([(env_var(key), "1".to_string())]);
+            let value = if *key == "auto_create_topics_enable" {
+                "false"
+            } else {
+                "1"
+            };
+            let env = Layer::env([(env_var(key), value.to_string())]);
             let merged = layered(None, env, &ServerConfig::default()).unwrap();
             assert_ne!(merged, ServerConfig::default(), "{key}");
         }
