@@ -19,6 +19,7 @@ pub mod group;
 mod isr;
 pub mod lease;
 pub mod metadata;
+pub mod node;
 mod partition;
 pub mod producer_ids;
 mod records;

@@ -494,7 +494,8 @@ mod tests {
             assert_eq!(image.digest(), digest);
         }
         // The intact batch applies: the topic is gone.
-        let next = next_image(&image, &good).unwrap().unwrap();
+        let (next, delta) = next_image(&image, &good).unwrap().unwrap();
+        assert!(delta.is_some(), "a batch carries its delta");
         assert_eq!(next.offset, 42);
         assert_ne!(next.digest(), digest);
         // An old batch is skipped.
