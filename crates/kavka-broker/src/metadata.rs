@@ -149,11 +149,14 @@ impl Follower {
 }
 
 /// Follows the metadata log until `shutdown`, reconnecting to the next controller when a
-/// stream ends.
+/// stream ends. A batch that does not decode stops the follower and is reported once on
+/// `fatal` (naming its offset), which stops the node: a broker must not serve from an
+/// image it can no longer advance.
 pub async fn follow(
     replicas: Arc<ReplicaManager>,
     session: Arc<ControllerSession>,
     controllers: Arc<Controllers>,
+    fatal: watch::Sender<Option<String>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let data_dir = replicas.config().data_dir.clone();
@@ -189,6 +192,9 @@ pub async fn follow(
                 }
                 Err(End::Undecodable(e)) => {
                     tracing::error!(controller = %addr, error = %e, offset = f.current.offset, "stopping the metadata follower: the metadata log holds a batch this broker cannot decode (upgrade this broker, or repair the controllers' log); the image stays at the last batch that decoded");
+                    let _ = fatal.send(Some(format!(
+                        "the metadata log from controller {addr} holds a batch this broker cannot decode: {e} (upgrade this broker, or repair the controllers' log)"
+                    )));
                     break;
                 }
             },

@@ -47,12 +47,14 @@ pub struct BrokerServices {
 impl BrokerNode {
     /// Opens the partitions in `config.data_dir` and starts the broker's tasks, which talk
     /// to the controllers through `controllers`; the returned tasks end once `shutdown`
-    /// flips.
+    /// flips. A reason the node must stop (a metadata batch it cannot decode) is reported
+    /// once on `fatal`.
     pub async fn start(
         config: BrokerConfig,
         controllers: Arc<Controllers>,
         group: GroupConfig,
         shutdown: &watch::Receiver<bool>,
+        fatal: watch::Sender<Option<String>>,
     ) -> Result<(Self, Vec<JoinHandle<()>>), BrokerError> {
         let node_id = config.node_id;
         let replicas = tokio::task::spawn_blocking(move || ReplicaManager::open(config))
@@ -80,6 +82,7 @@ impl BrokerNode {
                 Arc::clone(&replicas),
                 Arc::clone(&session),
                 Arc::clone(&controllers),
+                fatal,
                 shutdown.clone(),
             )),
             tokio::spawn(Arc::clone(&replicas).run_retention(shutdown.clone())),

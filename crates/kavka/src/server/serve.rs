@@ -149,6 +149,7 @@ pub async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
             controllers,
             settings.group.clone(),
             &shutdown_rx,
+            fatal_tx.clone(),
         )
         .await?;
         tasks.extend(started);
