@@ -229,15 +229,7 @@ impl Svc for ControllerService {
         let asked = inner
             .topics
             .iter()
-            .map(|t| GrowTopic {
-                name: t.name.clone(),
-                count: t.count,
-                assignments: t
-                    .assignments
-                    .iter()
-                    .map(|a| brokers(&a.broker_ids))
-                    .collect(),
-            })
+            .map(|t| GrowTopic::from(t.clone()))
             .collect();
         match self.controller.create_partitions(asked).await {
             Ok(results) => Ok(Response::new(v1::CreatePartitionsResponse {

@@ -27,15 +27,9 @@ pub struct CreateTopic {
     pub assignments: Vec<(PartitionId, Vec<BrokerId>)>,
 }
 
-/// Grows a topic to `count` partitions (Kafka's CreatePartitions).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GrowTopic {
-    pub name: String,
-    pub count: i32,
-    /// Replicas for each new partition in order, as the client chose them; empty: the
-    /// controller places them.
-    pub assignments: Vec<Vec<BrokerId>>,
-}
+/// Grows a topic to `count` partitions (Kafka's CreatePartitions): the broker API's
+/// request, as the controller receives it.
+pub use kavka_model::admin::NewPartitions as GrowTopic;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TopicDefaults {
