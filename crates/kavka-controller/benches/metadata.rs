@@ -129,8 +129,8 @@ async fn run() {
             &q.image(),
             &[CreateTopic {
                 name: format!("big-{i}"),
-                partitions,
-                replication_factor: 3,
+                partitions: Some(partitions),
+                replication_factor: Some(3),
                 configs: BTreeMap::new(),
                 assignments: vec![],
             }],

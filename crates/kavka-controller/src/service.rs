@@ -147,10 +147,6 @@ fn parse_incarnation(s: &str) -> Result<uuid::Uuid, Status> {
     })
 }
 
-fn brokers(ids: &[i32]) -> Vec<BrokerId> {
-    ids.iter().copied().map(BrokerId).collect()
-}
-
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -164,17 +160,8 @@ impl Svc for ControllerService {
         let requests: Vec<CreateTopic> = inner
             .topics
             .iter()
-            .map(|t| CreateTopic {
-                name: t.name.clone(),
-                partitions: t.partitions,
-                replication_factor: t.replication_factor,
-                configs: t.configs.clone().into_iter().collect(),
-                assignments: t
-                    .assignments
-                    .iter()
-                    .map(|a| (PartitionId(a.partition), brokers(&a.broker_ids)))
-                    .collect(),
-            })
+            .cloned()
+            .map(CreateTopic::from)
             .collect();
         if inner.validate_only {
             return Err(validate_only_unsupported());

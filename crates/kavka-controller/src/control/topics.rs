@@ -13,19 +13,9 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Most partitions one topic may have (each is a directory and open files on a broker).
 pub const TOPIC_PARTITIONS_MAX: i32 = 100_000;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CreateTopic {
-    pub name: String,
-    /// -1: `default_partitions`.
-    pub partitions: i32,
-    /// <= 0: `default_replication_factor` (capped at the live brokers, as Kafka's default).
-    pub replication_factor: i32,
-    pub configs: BTreeMap<String, String>,
-    /// Replicas chosen by the client for each partition, the preferred leader first
-    /// (Kafka's manual assignment); `partitions` and `replication_factor` are then unset
-    /// (-1, and -1 or 0). Empty: the controller places them.
-    pub assignments: Vec<(PartitionId, Vec<BrokerId>)>,
-}
+/// One topic to create: the broker API's request, as the controller receives it (no
+/// sentinels: `None` partitions or replication factor take the defaults).
+pub use kavka_model::admin::NewTopic as CreateTopic;
 
 /// Grows a topic to `count` partitions (Kafka's CreatePartitions): the broker API's
 /// request, as the controller receives it.
@@ -181,18 +171,12 @@ fn placed(
     req: &CreateTopic,
     defaults: TopicDefaults,
 ) -> Result<Vec<NewReplicas>, KafkaError> {
-    let partitions = if req.partitions == -1 {
-        defaults.partitions
-    } else {
-        req.partitions
-    };
+    let partitions = req.partitions.unwrap_or(defaults.partitions);
     partition_count_in_range(partitions)?;
     let live = image.unfenced_brokers().count() as i32;
-    let rf = if req.replication_factor <= 0 {
-        defaults.replication_factor.min(live.max(1))
-    } else {
-        req.replication_factor
-    };
+    let rf = req
+        .replication_factor
+        .unwrap_or_else(|| defaults.replication_factor.min(live.max(1)));
     Ok(place(image, partitions as usize, rf as usize)?
         .into_iter()
         .map(|r| (r.clone(), r))
@@ -201,12 +185,13 @@ fn placed(
 
 /// Partitions as the client assigned them, checked as Kafka checks them.
 fn assigned(image: &MetadataImage, req: &CreateTopic) -> Result<Vec<NewReplicas>, KafkaError> {
-    if req.partitions != -1 || req.replication_factor > 0 {
+    if req.partitions.is_some() || req.replication_factor.is_some() {
         return Err(KafkaError::new(
             ErrorCode::InvalidRequest,
             format!(
                 "a manual partition assignment was given, so the number of partitions and the replication factor must be -1, got {} and {}",
-                req.partitions, req.replication_factor
+                req.partitions.unwrap_or(-1),
+                req.replication_factor.unwrap_or(-1)
             ),
         ));
     }
@@ -421,7 +406,7 @@ mod tests {
         replication_factor: 3,
     };
 
-    fn req(name: &str, partitions: i32, rf: i32) -> CreateTopic {
+    fn req(name: &str, partitions: Option<i32>, rf: Option<i32>) -> CreateTopic {
         CreateTopic {
             name: name.into(),
             partitions,
@@ -442,34 +427,46 @@ mod tests {
     #[test]
     fn create_topics_table() {
         let img = cluster(3);
-        let mut bad_config = req("cfg", 1, 1);
+        let mut bad_config = req("cfg", Some(1), Some(1));
         bad_config
             .configs
             .insert("retention.mss".into(), "1".into());
         // (request, expected error code or None)
         let table = vec![
-            (req("orders", 6, 3), None),
-            (req("orders", 1, 1), Some(ErrorCode::TopicAlreadyExists)),
-            (req("defaults", -1, 0), None),
+            (req("orders", Some(6), Some(3)), None),
             (
-                req("bad/name", 1, 1),
+                req("orders", Some(1), Some(1)),
+                Some(ErrorCode::TopicAlreadyExists),
+            ),
+            (req("defaults", None, None), None),
+            (
+                req("bad/name", Some(1), Some(1)),
                 Some(ErrorCode::InvalidTopicException),
             ),
-            (req("..", 1, 1), Some(ErrorCode::InvalidTopicException)),
-            (req("zero", 0, 1), Some(ErrorCode::InvalidPartitions)),
             (
-                req("huge", TOPIC_PARTITIONS_MAX + 1, 1),
+                req("..", Some(1), Some(1)),
+                Some(ErrorCode::InvalidTopicException),
+            ),
+            (
+                req("zero", Some(0), Some(1)),
                 Some(ErrorCode::InvalidPartitions),
             ),
-            (req("rf4", 1, 4), Some(ErrorCode::InvalidReplicationFactor)),
-            (bad_config, Some(ErrorCode::InvalidConfig)),
-            (req("orders.eu", 1, 1), None),
             (
-                req("orders_eu", 1, 1),
+                req("huge", Some(TOPIC_PARTITIONS_MAX + 1), Some(1)),
+                Some(ErrorCode::InvalidPartitions),
+            ),
+            (
+                req("rf4", Some(1), Some(4)),
+                Some(ErrorCode::InvalidReplicationFactor),
+            ),
+            (bad_config, Some(ErrorCode::InvalidConfig)),
+            (req("orders.eu", Some(1), Some(1)), None),
+            (
+                req("orders_eu", Some(1), Some(1)),
                 Some(ErrorCode::InvalidTopicException),
             ),
             (
-                req("__cluster_metadata", 1, 1),
+                req("__cluster_metadata", Some(1), Some(1)),
                 Some(ErrorCode::InvalidRequest),
             ),
         ];
@@ -504,7 +501,7 @@ mod tests {
 
     #[test]
     fn default_replication_factor_is_capped_at_live_brokers() {
-        let d = create_topics(&cluster(1), &[req("t", 2, 0)], DEFAULTS, ids());
+        let d = create_topics(&cluster(1), &[req("t", Some(2), None)], DEFAULTS, ids());
         assert!(d.reply[0].is_ok());
         let next = cluster(1).replay(1, &d.records).0;
         assert_eq!(
@@ -519,7 +516,7 @@ mod tests {
     #[test]
     fn create_partitions_table() {
         let img = cluster(3);
-        let created = create_topics(&img, &[req("orders", 2, 2)], DEFAULTS, ids());
+        let created = create_topics(&img, &[req("orders", Some(2), Some(2))], DEFAULTS, ids());
         let img = img.replay(img.offset + 1, &created.records).0;
         let d = create_partitions(
             &img,
@@ -561,7 +558,7 @@ mod tests {
     #[test]
     fn delete_and_alter() {
         let img = cluster(1);
-        let d = create_topics(&img, &[req("a", 1, 1)], DEFAULTS, ids());
+        let d = create_topics(&img, &[req("a", Some(1), Some(1))], DEFAULTS, ids());
         let img = img.replay(img.offset + 1, &d.records).0;
 
         let d = alter_topic_configs(

@@ -197,6 +197,17 @@ pub struct ReplicationSection {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replica_lag_time_max_ms: Option<u64>,
+    /// A caught-up follower joins the ISR only if its last fetch is at most this old
+    /// (Kavka's own; capped by replica.lag.time.max.ms; default 2000).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica_isr_join_fetch_max_ms: Option<u64>,
+    /// An ISR change proposed to the controller and not seen in metadata this long may
+    /// be proposed again (Kavka's own; the part Kafka's controller.socket.timeout.ms
+    /// plays; default 5000).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alter_partition_timeout_ms: Option<u64>,
     /// The most one consumer fetch answers, whatever it asks (Kafka's fetch.max.bytes;
     /// default 55 MiB; at least one batch goes anyway).
     #[arg(long)]
@@ -676,6 +687,12 @@ impl Settings {
         if let Some(ms) = replication.replica_lag_time_max_ms {
             broker.replica_lag_time_max_ms = ms.max(100);
         }
+        if let Some(ms) = replication.replica_isr_join_fetch_max_ms {
+            broker.replica_isr_join_fetch_max_ms = ms.max(10);
+        }
+        if let Some(ms) = replication.alter_partition_timeout_ms {
+            broker.alter_partition_timeout_ms = ms.max(100);
+        }
         if let Some(b) = replication.fetch_max_bytes {
             broker.fetch_max_bytes = b.max(1024);
         }
@@ -1032,7 +1049,7 @@ mod tests {
     #[test]
     fn every_key_has_a_flag_and_a_variable() {
         let keys = ServerConfig::keys();
-        assert_eq!(keys.len(), 33, "{keys:?}");
+        assert_eq!(keys.len(), 35, "{keys:?}");
         let cmd = <Cmd as clap::CommandFactory>::command();
         for key in &keys {
             let long = key.replace('_', "-");
@@ -1061,7 +1078,22 @@ mod tests {
         assert_eq!(s.voters.len(), 1);
         assert_eq!(s.broker.node_id, BrokerId(1));
         assert_eq!(s.broker.replica_lag_time_max_ms, 10_000);
+        assert_eq!(s.broker.replica_isr_join_fetch_max_ms, 2_000);
+        assert_eq!(s.broker.alter_partition_timeout_ms, 5_000);
         assert_eq!(s.kafka_advertised[0].host, "127.0.0.1");
+    }
+
+    #[test]
+    fn isr_timing_reaches_the_broker_from_each_layer() {
+        let s = resolve(
+            Some("replica_isr_join_fetch_max_ms = 700\n"),
+            &[("KAVKA_ALTER_PARTITION_TIMEOUT_MS", "900")],
+            &["--replica-lag-time-max-ms=3000"],
+        )
+        .unwrap();
+        assert_eq!(s.broker.replica_isr_join_fetch_max_ms, 700);
+        assert_eq!(s.broker.alter_partition_timeout_ms, 900);
+        assert_eq!(s.broker.replica_lag_time_max_ms, 3000);
     }
 
     #[test]
