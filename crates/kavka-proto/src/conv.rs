@@ -3,6 +3,7 @@
 //! metadata carries the code) so any client can tell the errors apart.
 
 mod admin;
+mod data;
 
 use crate::v1;
 use kavka_model::{ErrorCode, KafkaError};

@@ -74,15 +74,15 @@ fn ids(v: &[kavka_model::BrokerId]) -> Vec<i32> {
 fn partition_info(p: &PartitionState) -> v1::PartitionInfo {
     v1::PartitionInfo {
         partition: p.partition.0,
-        leader: p.leader.0,
+        leader: p.leader.map_or(-1, |b| b.0),
         leader_epoch: p.leader_epoch.0,
         replicas: ids(&p.replicas),
         isr: ids(&p.isr),
-        log_start_offset: p.log_start_offset.0,
-        high_watermark: p.high_watermark.0,
-        log_end_offset: p.log_end_offset.0,
-        size_bytes: p.size_bytes as i64,
-        durable_offset: p.durable_offset.0,
+        log_start_offset: p.local.map_or(-1, |l| l.log_start_offset.0),
+        high_watermark: p.local.map_or(-1, |l| l.high_watermark.0),
+        log_end_offset: p.local.map_or(-1, |l| l.log_end_offset.0),
+        size_bytes: p.local.map_or(0, |l| l.size_bytes as i64),
+        durable_offset: p.local.map_or(-1, |l| l.durable_offset.0),
     }
 }
 
@@ -237,7 +237,7 @@ impl Admin for AdminService {
                             ps.iter()
                                 .map(|p| v1::PartitionMetadata {
                                     partition: p.partition.0,
-                                    leader: p.leader.0,
+                                    leader: p.leader.map_or(-1, |b| b.0),
                                     leader_epoch: p.leader_epoch.0,
                                     replicas: ids(&p.replicas),
                                     isr: ids(&p.isr),
