@@ -51,6 +51,7 @@ pub async fn in_request_order<A, B, F>(
 impl BrokerApi {
     /// Appends producer batches (RecordBatch v2 bytes) to partitions of `topic`;
     /// validating them decompresses at most what is left of the request's `budget`.
+    /// A partition's answer is None with `Acks::None` (nobody waits for the append).
     pub async fn produce(
         &self,
         topic: &TopicName,
@@ -58,7 +59,7 @@ impl BrokerApi {
         timeout: Duration,
         batches: Vec<(PartitionId, Vec<u8>)>,
         budget: &DecodeBudget,
-    ) -> Result<PartitionResults<ProduceResult>, KafkaError> {
+    ) -> Result<PartitionResults<Option<ProduceResult>>, KafkaError> {
         self.replicas
             .produce(topic, acks, timeout, batches, budget)
             .await
@@ -72,7 +73,7 @@ impl BrokerApi {
         timeout: Duration,
         records: Vec<(Option<PartitionId>, NewRecord)>,
         compression: Compression,
-    ) -> Result<PartitionResults<ProduceResult>, KafkaError> {
+    ) -> Result<PartitionResults<Option<ProduceResult>>, KafkaError> {
         self.replicas
             .produce_records(topic, acks, timeout, records, compression)
             .await

@@ -143,6 +143,8 @@ pub struct TopicDescription {
     pub configs: Vec<ConfigEntry>,
 }
 
+/// Where a partition's produced batches went. A produce answers `None` for a partition
+/// with acks=0: the append goes on, nobody waits for it.
 #[derive(Clone, Debug)]
 pub struct ProduceResult {
     pub base_offset: Offset,

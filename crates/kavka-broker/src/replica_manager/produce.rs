@@ -9,8 +9,7 @@ use crate::records::{
 };
 use kavka_model::data::Acks;
 use kavka_model::{
-    ErrorCode, KafkaError, Offset, PartitionId, TimestampType, TopicName, TopicPartition,
-    partitioner,
+    ErrorCode, KafkaError, PartitionId, TimestampType, TopicName, TopicPartition, partitioner,
 };
 use kavka_record::{Compression, Origin, batches};
 use std::collections::BTreeMap;
@@ -55,7 +54,7 @@ impl ReplicaManager {
         timeout: Duration,
         batches: Vec<(PartitionId, Vec<u8>)>,
         budget: &DecodeBudget,
-    ) -> Result<PartitionResults<ProduceResult>, KafkaError> {
+    ) -> Result<PartitionResults<Option<ProduceResult>>, KafkaError> {
         refuse_internal(topic)?;
         self.append_batches(topic, acks, timeout, batches, Origin::Client, budget)
             .await
@@ -70,7 +69,7 @@ impl ReplicaManager {
         batches: Vec<(PartitionId, Vec<u8>)>,
         origin: Origin,
         budget: &DecodeBudget,
-    ) -> Result<PartitionResults<ProduceResult>, KafkaError> {
+    ) -> Result<PartitionResults<Option<ProduceResult>>, KafkaError> {
         let (config, _) = self.topic_config(topic)?;
         let mut results = Vec::with_capacity(batches.len());
         let mut tasks = Vec::new();
@@ -130,27 +129,19 @@ impl ReplicaManager {
                             .await?;
                     }
                     let (start, ..) = part.offsets().await;
-                    Ok(ProduceResult {
+                    Ok(Some(ProduceResult {
                         base_offset: info.first_offset,
                         record_count: (info.last_offset.0 - info.first_offset.0 + 1) as i32,
                         log_append_time: info.log_append_time,
                         log_start_offset: start,
-                    })
+                    }))
                 }),
             ));
         }
         for (partition, task) in tasks {
             if acks == Acks::None {
                 // Fire and forget, as Kafka's acks=0: the append goes on without us.
-                results.push((
-                    partition,
-                    Ok(ProduceResult {
-                        base_offset: Offset(-1),
-                        record_count: 0,
-                        log_append_time: None,
-                        log_start_offset: Offset(-1),
-                    }),
-                ));
+                results.push((partition, Ok(None)));
                 continue;
             }
             let r = task.await.unwrap_or_else(|e| {
@@ -173,7 +164,7 @@ impl ReplicaManager {
         timeout: Duration,
         records: Vec<(Option<PartitionId>, NewRecord)>,
         compression: Compression,
-    ) -> Result<PartitionResults<ProduceResult>, KafkaError> {
+    ) -> Result<PartitionResults<Option<ProduceResult>>, KafkaError> {
         refuse_internal(topic)?;
         self.append_records(topic, acks, timeout, records, compression, Origin::Client)
             .await
@@ -188,7 +179,7 @@ impl ReplicaManager {
         records: Vec<(Option<PartitionId>, NewRecord)>,
         compression: Compression,
         origin: Origin,
-    ) -> Result<PartitionResults<ProduceResult>, KafkaError> {
+    ) -> Result<PartitionResults<Option<ProduceResult>>, KafkaError> {
         let (_, partitions) = self.topic_config(topic)?;
         let n = partitions as u32;
         let sticky = self.sticky.fetch_add(1, Ordering::Relaxed) % n;

@@ -336,7 +336,10 @@ async fn acks_all_waits_for_the_isr_and_followers_are_checked() {
     let resp = wire_fetch(&rm, fetch_req(2, 3, 0)).await;
     assert_eq!(resp.partitions[0].high_watermark, 3);
     let r = waiting.await.unwrap().unwrap();
-    assert_eq!(r[0].1.as_ref().unwrap().base_offset, Offset(2));
+    assert_eq!(
+        r[0].1.as_ref().unwrap().as_ref().unwrap().base_offset,
+        Offset(2)
+    );
 
     // A follower with a newer epoch means this leadership is over.
     let resp = wire_fetch(&rm, fetch_req(2, 3, 5)).await;

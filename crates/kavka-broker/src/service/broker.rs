@@ -42,11 +42,20 @@ fn invalid(msg: String) -> Status {
 
 fn produce_result(
     partition: PartitionId,
-    r: Result<ProduceResult, KafkaError>,
+    r: Result<Option<ProduceResult>, KafkaError>,
 ) -> v1::PartitionProduceResult {
     let partition = partition.0;
     match r {
-        Ok(r) => v1::PartitionProduceResult {
+        // acks=0: not waited for.
+        Ok(None) => v1::PartitionProduceResult {
+            partition,
+            error: None,
+            base_offset: -1,
+            log_append_time_ms: -1,
+            log_start_offset: -1,
+            record_count: 0,
+        },
+        Ok(Some(r)) => v1::PartitionProduceResult {
             partition,
             error: None,
             base_offset: r.base_offset.0,

@@ -39,11 +39,17 @@ const PARTITION_MAX_BYTES_DEFAULT: usize = 1024 * 1024;
 
 fn partition_response(
     index: PartitionId,
-    r: Result<ProduceResult, KafkaError>,
+    r: Result<Option<ProduceResult>, KafkaError>,
 ) -> PartitionProduceResponse {
     let index = index.0;
     match r {
-        Ok(r) => PartitionProduceResponse::default()
+        // acks=0: never sent (Kafka answers no acks=0 request).
+        Ok(None) => PartitionProduceResponse::default()
+            .with_index(index)
+            .with_base_offset(-1)
+            .with_log_append_time_ms(-1)
+            .with_log_start_offset(-1),
+        Ok(Some(r)) => PartitionProduceResponse::default()
             .with_index(index)
             .with_base_offset(r.base_offset.0)
             .with_log_append_time_ms(r.log_append_time.unwrap_or(-1))
