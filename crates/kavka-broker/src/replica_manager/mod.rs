@@ -106,7 +106,7 @@ pub struct ReplicaManager {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TopicSummary {
     pub name: TopicName,
-    pub id: String,
+    pub id: TopicId,
     pub partitions: i32,
     pub replication_factor: i32,
 }
@@ -669,7 +669,7 @@ impl ReplicaManager {
 fn summary(t: &TopicImage) -> TopicSummary {
     TopicSummary {
         name: t.name.clone(),
-        id: t.id.to_string(),
+        id: t.id,
         partitions: t.partitions.len() as i32,
         replication_factor: t
             .partitions

@@ -51,7 +51,7 @@ impl AdminService {
 fn topic_summary(t: &TopicSummary) -> v1::TopicSummary {
     v1::TopicSummary {
         name: t.name.to_string(),
-        topic_id: t.id.clone(),
+        topic_id: t.id.to_string(),
         partitions: t.partitions,
         replication_factor: t.replication_factor,
         internal: t.name.as_str().starts_with("__"),
@@ -248,7 +248,7 @@ impl Admin for AdminService {
                         .unwrap_or_default();
                     v1::TopicMetadata {
                         name,
-                        topic_id: s.id,
+                        topic_id: s.id.to_string(),
                         error: None,
                         partitions,
                     }

@@ -143,7 +143,7 @@ pub(crate) async fn metadata(
         .collect();
     let mut topics = Vec::new();
     if !names.is_empty() {
-        let (mut summaries, mut states) = broker.replicas.metadata(&names).await;
+        let (mut summaries, mut states) = broker.api.metadata(&names).await;
         let may_create = auto_create_enabled(broker) && req.allow_auto_topic_creation;
         let unknown: Vec<String> = summaries
             .iter()
@@ -156,7 +156,7 @@ pub(crate) async fn metadata(
             live = brokers(&image, listener, false)
                 .map(|(b, ..)| BrokerId(b.broker_id.0))
                 .collect();
-            (summaries, states) = broker.replicas.metadata(&names).await;
+            (summaries, states) = broker.api.metadata(&names).await;
             for (name, s) in summaries.iter_mut() {
                 if let Some(e) = failed.get(name) {
                     *s = Err(e.clone());
