@@ -125,9 +125,9 @@ impl BrokerNode {
         self.replicas.image().cluster_id.clone()
     }
 
-    /// The admin gRPC service, a translator onto the broker API's `Admin`.
+    /// The admin gRPC service, a translator onto the broker API.
     fn admin_service(&self) -> AdminService {
-        AdminService::new(Arc::clone(&self.admin))
+        AdminService::new(self.api.clone())
     }
 
     /// The client services, refusing calls until `ready` flips; `external_port` is the
