@@ -11,9 +11,13 @@
 //! - partitions take turns at the head of the fetch (those that brought records move to
 //!   the back, as in Kafka's fetcher), so a response budget
 //!   (`replica.fetch.response.max.bytes`) that fills up on some starves none.
+//!
+//! Fetches are built and read in model types (`kavka_model::data::ReplicaFetch`,
+//! `ReplicaFetched`), converted to and from the wire by `kavka-proto`'s `conv`.
 
 use crate::partition::{Partition, Role, blocking};
 use crate::replica_manager::ReplicaManager;
+use kavka_model::data::{ReplicaFetch, ReplicaFetchOutcome, ReplicaFetchPartition, ReplicaFetched};
 use kavka_model::{BrokerId, ErrorCode, LeaderEpoch, Offset};
 use kavka_proto::v1::{self, broker_service_client::BrokerServiceClient};
 use std::collections::HashMap;
@@ -159,24 +163,23 @@ async fn session(
         }
         let turn = head % ready.len();
         ready.rotate_left(turn);
-        let mut request = v1::ReplicaFetchRequest {
-            replica_id: me.0,
-            max_wait_ms: config.replica_fetch_wait_max_ms as i32,
-            max_bytes: (config.replica_fetch_max_bytes * 8).min(i32::MAX as usize) as i32,
+        let mut request = ReplicaFetch {
+            replica: me,
+            max_wait_ms: config.replica_fetch_wait_max_ms,
+            max_bytes: config.replica_fetch_max_bytes.saturating_mul(8),
             partitions: Vec::with_capacity(ready.len()),
         };
         for (p, epoch) in &ready {
             let (leo, last_epoch) = p.fetch_position();
-            request.partitions.push(v1::ReplicaFetchPartition {
-                topic: p.tp.topic.to_string(),
-                partition: p.tp.partition.0,
-                fetch_offset: leo.0,
-                last_fetched_epoch: last_epoch,
-                current_leader_epoch: epoch.0,
-                max_bytes: config.replica_fetch_max_bytes as i32,
+            request.partitions.push(ReplicaFetchPartition {
+                tp: p.tp.clone(),
+                fetch_offset: leo,
+                last_fetched_epoch: (last_epoch >= 0).then_some(LeaderEpoch(last_epoch)),
+                current_leader_epoch: *epoch,
+                max_bytes: config.replica_fetch_max_bytes,
             });
         }
-        tx.send(request)
+        tx.send(v1::ReplicaFetchRequest::from(&request))
             .await
             .map_err(|_| "stream closed".to_string())?;
         let wait =
@@ -213,38 +216,44 @@ async fn session(
             (tx, responses) = open_stream(&mut client).await?;
             continue;
         };
+        let resp = Vec::<ReplicaFetched>::try_from(resp)
+            .map_err(|e| format!("undecodable replica fetch answer: {e}"))?;
         let mut errors = 0;
         // Every partition's batches are appended in one blocking task: one thread
         // hand-off per fetch round, not one per partition.
         let mut appends = Vec::with_capacity(ready.len());
         head = head.wrapping_add(
-            resp.partitions
-                .iter()
-                .filter(|r| !r.records.is_empty())
+            resp.iter()
+                .filter(|r| matches!(&r.outcome, ReplicaFetchOutcome::Read(read) if !read.records.is_empty()))
                 .count(),
         );
-        for (r, (p, epoch)) in resp.partitions.into_iter().zip(&ready) {
-            if let Some(e) = r.error {
-                errors += 1;
-                tracing::debug!(partition = %p.tp, error = %e.message, "replica fetch error");
-                if e.code == ErrorCode::OffsetOutOfRange.code() as i32 {
-                    let start = Offset(r.log_start_offset);
-                    let (p, epoch) = (Arc::clone(p), *epoch);
-                    if start.0 >= 0 && p.log_bounds().1 < start {
-                        // Behind the leader's log start: begin again there.
-                        if let Err(e) =
-                            blocking(move || p.restart_at_as_follower(start, epoch)).await
-                        {
-                            tracing::warn!(error = %e, "cannot restart the log at the leader's log start");
+        for (r, (p, epoch)) in resp.into_iter().zip(&ready) {
+            let read = match r.outcome {
+                ReplicaFetchOutcome::Read(read) => read,
+                // Not read: the leader answers every partition of a fetch it serves.
+                ReplicaFetchOutcome::Unread => continue,
+                ReplicaFetchOutcome::Failed { error: e, bounds } => {
+                    errors += 1;
+                    tracing::debug!(partition = %p.tp, error = %e.message, "replica fetch error");
+                    if e.code == ErrorCode::OffsetOutOfRange {
+                        let start = bounds.map(|b| b.log_start_offset);
+                        let (p, epoch) = (Arc::clone(p), *epoch);
+                        if let Some(start) = start.filter(|s| s.0 >= 0 && p.log_bounds().1 < *s) {
+                            // Behind the leader's log start: begin again there.
+                            if let Err(e) =
+                                blocking(move || p.restart_at_as_follower(start, epoch)).await
+                            {
+                                tracing::warn!(error = %e, "cannot restart the log at the leader's log start");
+                            }
+                        } else {
+                            // Past the leader's end: find the divergence again.
+                            p.mark_synced(LeaderEpoch(-1));
                         }
-                    } else {
-                        // Past the leader's end: find the divergence again.
-                        p.mark_synced(LeaderEpoch(-1));
                     }
+                    continue;
                 }
-                continue;
-            }
-            appends.push((Arc::clone(p), *epoch, Offset(r.high_watermark), r.records));
+            };
+            appends.push((Arc::clone(p), *epoch, read.high_watermark, read.records));
         }
         let failed = blocking(move || {
             Ok(appends

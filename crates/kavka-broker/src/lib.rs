@@ -2,8 +2,10 @@
 //! administration over gRPC.
 //!
 //! Layers, each talking only to the one below: `service` (thin tonic handlers, protobuf
-//! in and out) → `replica_manager` (topics and partitions, produce/fetch semantics) →
-//! `partition` (one log, its lock and group commit) → `kavka-log`.
+//! in and out, converted by `kavka-proto`'s `conv`) and the Kafka listener (another
+//! crate) → `api::BrokerApi` (the broker API, by operation, in model types) →
+//! `replica_manager` (topics and partitions, produce/fetch semantics) → `partition` (one
+//! log, its lock and group commit) → `kavka-log`.
 //!
 //! Topic metadata comes from the controller quorum: the broker follows the committed
 //! metadata log (`metadata`), holds a session with the active controller (`session`),
@@ -32,9 +34,9 @@ pub use error::BrokerError;
 pub use lease::LeaderLease;
 pub use records::{DecodeBudget, NewRecord};
 pub use replica_manager::{
-    EARLIEST_TIMESTAMP, FetchPartitionParams, FetchedPartition, Followed, LATEST_TIMESTAMP,
-    MAX_TIMESTAMP, PartitionState, ProduceResult, ReconcileStats, ReplicaManager, TopicDescription,
-    TopicSummary, produce_timeout,
+    FetchOffsets, FetchPartitionParams, FetchedPartition, Followed, LocalReplica, PartitionResults,
+    PartitionState, ProduceResult, ReconcileStats, ReplicaManager, TopicDescription, TopicSummary,
+    produce_timeout,
 };
 pub use session::{ControllerSession, ControllerView};
 

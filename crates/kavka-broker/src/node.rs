@@ -32,6 +32,9 @@ pub struct BrokerNode {
     pub admin: Arc<crate::api::Admin>,
     pub groups: Arc<GroupCoordinator>,
     pub producer_ids: Arc<ProducerIdManager>,
+    /// The broker API, the one handle both listeners take (admin, data, groups,
+    /// producers).
+    pub api: crate::api::BrokerApi,
 }
 
 /// A client service that waits for the broker to be ready.
@@ -97,6 +100,12 @@ impl BrokerNode {
             tokio::spawn(Arc::clone(&replicas).run_hw_checkpoints(shutdown.clone())),
             tokio::spawn(Arc::clone(&groups).run(shutdown.clone())),
         ];
+        let api = crate::api::BrokerApi::new(
+            Arc::clone(&replicas),
+            Arc::clone(&admin),
+            Arc::clone(&groups),
+            Arc::clone(&producer_ids),
+        );
         Ok((
             Self {
                 replicas,
@@ -105,6 +114,7 @@ impl BrokerNode {
                 admin,
                 groups,
                 producer_ids,
+                api,
             },
             tasks,
         ))
@@ -115,9 +125,9 @@ impl BrokerNode {
         self.replicas.image().cluster_id.clone()
     }
 
-    /// The admin gRPC service, a translator onto the broker API's `Admin`.
+    /// The admin gRPC service, a translator onto the broker API.
     fn admin_service(&self) -> AdminService {
-        AdminService::new(Arc::clone(&self.admin))
+        AdminService::new(self.api.clone())
     }
 
     /// The client services, refusing calls until `ready` flips; `external_port` is the
@@ -136,8 +146,7 @@ impl BrokerNode {
                 gate(),
             ),
             broker: InterceptedService::new(
-                BrokerService::new(Arc::clone(&self.replicas), Arc::clone(&self.producer_ids))
-                    .into_server(),
+                BrokerService::new(self.api.clone()).into_server(),
                 gate(),
             ),
             group: InterceptedService::new(

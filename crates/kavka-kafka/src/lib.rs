@@ -2,9 +2,9 @@
 //! clients produce, consume and administer Kavka.
 //!
 //! Requests are decoded and responses encoded with the `kafka-protocol` crate; each API
-//! maps onto the same broker layers as the gRPC services (`ReplicaManager` for data,
-//! the broker API's `Admin` for writes that go through the controller quorum), so both protocols
-//! share one behaviour. Layers: `frame` (sizes and deadlines) → `conn` (one task per
+//! maps onto the broker API (`kavka_broker::api::BrokerApi`: admin, data, groups,
+//! producers), the one handle the gRPC services take too, so both protocols share one
+//! behaviour. Layers: `frame` (sizes and deadlines) → `conn` (one task per
 //! connection: decode, dispatch, answer in order) → `api` (one module per API family);
 //! answers go out as a `response_frame`, Fetch's built by `gather` so its records are
 //! written from the log's buffers, not copied.
@@ -27,9 +27,8 @@ pub mod versions;
 pub use listeners::{KafkaListener, ListenerError, parse_listeners};
 
 use kavka_broker::ReplicaManager;
-use kavka_broker::api::Admin;
+use kavka_broker::api::{Admin, BrokerApi};
 use kavka_broker::group::GroupCoordinator;
-use kavka_broker::producer_ids::ProducerIdManager;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -104,26 +103,23 @@ impl Default for KafkaConfig {
 
 /// What every connection of a node shares.
 pub struct Broker {
+    /// The broker API every handler translates onto.
+    api: BrokerApi,
+    /// Shorthands for the API's members: what the handlers read of the broker's state
+    /// (image, configs), its admin and its groups.
     replicas: Arc<ReplicaManager>,
     admin: Arc<Admin>,
     groups: Arc<GroupCoordinator>,
-    producer_ids: Arc<ProducerIdManager>,
     config: KafkaConfig,
 }
 
 impl Broker {
-    pub fn new(
-        replicas: Arc<ReplicaManager>,
-        admin: Arc<Admin>,
-        groups: Arc<GroupCoordinator>,
-        producer_ids: Arc<ProducerIdManager>,
-        config: KafkaConfig,
-    ) -> Self {
+    pub fn new(api: BrokerApi, config: KafkaConfig) -> Self {
         Self {
-            replicas,
-            admin,
-            groups,
-            producer_ids,
+            replicas: Arc::clone(api.replicas()),
+            admin: Arc::clone(&api.admin),
+            groups: Arc::clone(&api.groups),
+            api,
             config,
         }
     }

@@ -8,6 +8,7 @@
 pub mod admin;
 mod broker_config;
 mod config;
+pub mod data;
 pub mod epoch;
 mod error;
 mod ids;

@@ -1,8 +1,10 @@
 //! Protobuf <-> model conversions: Kafka errors to and from `v1::Error`, and to gRPC
 //! statuses whose message starts with the Kafka error name (and whose `kafka-error-code`
-//! metadata carries the code) so any client can tell the errors apart.
+//! metadata carries the code) so any client can tell the errors apart; the broker API's
+//! admin and epoch messages (`admin`) and replica fetches (`data`).
 
 mod admin;
+mod data;
 
 use crate::v1;
 use kavka_model::{ErrorCode, KafkaError};

@@ -4,15 +4,63 @@
 //! of their own, so both protocols share one behaviour and one place for the checks
 //! every request must pass.
 //!
+//! [`BrokerApi`] is the one handle both listeners take; authorization, quotas and metrics
+//! hook into it once. It groups:
 //! - `admin`: topic and config writes, which go through the active controller; each
 //!   answers once this broker's own metadata image shows the result, so a client reads
-//!   its own write on its next request.
-//! - `epochs` (on the replica manager): where a leader epoch ends.
+//!   its own write on its next request;
+//! - the data operations (`data`): produce, fetch, ListOffsets, replica fetches,
+//!   OffsetForLeaderEpoch, metadata and topic descriptions;
+//! - `groups`: the group coordinator;
+//! - `producers`: producer ids for idempotent producers.
 //!
 //! Invariants: no protobuf or Kafka protocol type appears here (conversions live in
 //! `kavka-proto`'s `conv` and in `kavka-kafka`'s handlers); every request item gets
 //! exactly one outcome, in request order.
 
 pub mod admin;
+pub mod data;
 
+pub use crate::replica_manager::topic_name;
 pub use admin::{Admin, AlteredConfigs};
+pub use data::in_request_order;
+
+use crate::group::GroupCoordinator;
+use crate::producer_ids::ProducerIdManager;
+use crate::replica_manager::ReplicaManager;
+use std::sync::Arc;
+
+/// The broker API: one handle, by operation.
+#[derive(Clone)]
+pub struct BrokerApi {
+    /// Topic and config administration.
+    pub admin: Arc<Admin>,
+    /// Consumer groups and committed offsets.
+    pub groups: Arc<GroupCoordinator>,
+    /// Producer ids (InitProducerId).
+    pub producers: Arc<ProducerIdManager>,
+    /// Serves the data operations (`data`).
+    replicas: Arc<ReplicaManager>,
+}
+
+impl BrokerApi {
+    pub fn new(
+        replicas: Arc<ReplicaManager>,
+        admin: Arc<Admin>,
+        groups: Arc<GroupCoordinator>,
+        producers: Arc<ProducerIdManager>,
+    ) -> Self {
+        Self {
+            admin,
+            groups,
+            producers,
+            replicas,
+        }
+    }
+
+    /// The replica manager, for what the listeners read beyond the operations above
+    /// (the metadata image, broker configs).
+    pub fn replicas(&self) -> &Arc<ReplicaManager> {
+        &self.replicas
+    }
+}

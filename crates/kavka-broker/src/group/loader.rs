@@ -8,7 +8,7 @@ use super::coordinator::{Shard, now_ms};
 use super::store::{self, Key, Value};
 use super::{CommittedOffset, GroupCoordinator, OFFSETS_TOPIC, TICK};
 use crate::replica_manager::FetchPartitionParams;
-use kavka_model::{LeaderEpoch, Offset, TopicName};
+use kavka_model::{LeaderEpoch, Offset, PartitionId, TopicName, TopicPartition};
 use kavka_record::RecordBatch;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -96,8 +96,12 @@ impl GroupCoordinator {
         let started = Instant::now();
         // Everything this leader holds now will be committed (a leader never truncates
         // its own log), so that is what to read.
+        let Ok(topic) = crate::api::topic_name(OFFSETS_TOPIC) else {
+            return;
+        };
+        let tp = TopicPartition::new(topic, PartitionId(p));
         let target = loop {
-            match self.replicas.partition(OFFSETS_TOPIC, p) {
+            match self.replicas.partition(&tp) {
                 Ok(part) => break part.offsets().await.2,
                 Err(_) if self.still_loading(p, epoch) => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -116,8 +120,7 @@ impl GroupCoordinator {
                 .replicas
                 .fetch(
                     vec![FetchPartitionParams {
-                        topic: OFFSETS_TOPIC.to_string(),
-                        partition: p,
+                        tp: tp.clone(),
                         offset: next,
                         max_bytes: LOAD_FETCH_BYTES,
                     }],
@@ -129,17 +132,18 @@ impl GroupCoordinator {
             let Some(f) = fetched.into_iter().next() else {
                 return;
             };
+            let log_start = f.offsets.map_or(Offset(-1), |o| o.log_start_offset);
             if let Some(e) = f.error {
-                if e.code == kavka_model::ErrorCode::OffsetOutOfRange && next < f.log_start_offset {
-                    next = f.log_start_offset;
+                if e.code == kavka_model::ErrorCode::OffsetOutOfRange && next < log_start {
+                    next = log_start;
                     continue;
                 }
                 tracing::warn!(partition = p, error = %e, "cannot read {OFFSETS_TOPIC}-{p}; retrying");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
-            if next < f.log_start_offset {
-                next = f.log_start_offset;
+            if next < log_start {
+                next = log_start;
             }
             let mut buf = f.records.as_slice();
             while !buf.is_empty() {

@@ -31,7 +31,7 @@ impl GroupCoordinator {
             .into_iter()
             .map(|(k, v)| {
                 (
-                    Some(partition),
+                    Some(PartitionId(partition)),
                     NewRecord {
                         key: Some(k),
                         value: v,
@@ -44,8 +44,8 @@ impl GroupCoordinator {
         let results = self
             .replicas
             .append_records(
-                OFFSETS_TOPIC,
-                -1,
+                &crate::api::topic_name(OFFSETS_TOPIC).map_err(coordinator_error)?,
+                kavka_model::data::Acks::All,
                 WRITE_TIMEOUT,
                 records,
                 Compression::None,

@@ -8,7 +8,7 @@
 use super::ReplicaManager;
 use crate::partition::Role;
 use kavka_model::epoch::{EpochAnswer, EpochEnd, EpochQuery};
-use kavka_model::{ErrorCode, KafkaError};
+use kavka_model::{ErrorCode, KafkaError, TopicPartition};
 
 impl ReplicaManager {
     /// Where each asked epoch ends, as this broker leads the partition.
@@ -18,7 +18,9 @@ impl ReplicaManager {
             .into_iter()
             .map(|q| {
                 let at = &q.partition;
-                let result = self.hosted(&at.topic, at.partition.0).and_then(|part| {
+                let hosted = super::topic_name(&at.topic)
+                    .and_then(|topic| self.hosted(&TopicPartition::new(topic, at.partition)));
+                let result = hosted.and_then(|part| {
                     let (role, epoch) = part.role();
                     if role != Role::Leader {
                         return Err(KafkaError::new(

@@ -1,14 +1,15 @@
-//! Fetch (with long-poll) and ListOffsets.
+//! Fetch (with long-poll) and ListOffsets, in model types (`TopicPartition`,
+//! `OffsetSpec`, `ListedOffset`).
 
 use super::budget::ResponseBudget;
 use super::wakeup::Wakeups;
 use super::{
-    EARLIEST_TIMESTAMP, FETCH_WAIT_MS_MAX, FetchPartitionParams, FetchedPartition,
-    LATEST_TIMESTAMP, MAX_TIMESTAMP, ReplicaManager,
+    FETCH_WAIT_MS_MAX, FetchOffsets, FetchPartitionParams, FetchedPartition, ReplicaManager,
 };
 use crate::partition::{ReadResult, Role};
 use kavka_log::FetchData;
-use kavka_model::{ErrorCode, KafkaError, Offset};
+use kavka_model::data::{ListedOffset, OffsetSpec};
+use kavka_model::{KafkaError, PartitionId, TopicName, TopicPartition};
 use std::time::Duration;
 
 impl ReplicaManager {
@@ -29,11 +30,11 @@ impl ReplicaManager {
             tokio::time::Instant::now() + Duration::from_millis(max_wait_ms.min(FETCH_WAIT_MS_MAX));
         // Subscribed before the first read: a change after it wakes the wait below. A
         // partition not served here has nothing to wait for (its read answers an error).
-        let mut wakeups = Wakeups::new(partitions.iter().map(|p| {
-            self.partition(&p.topic, p.partition)
-                .ok()
-                .map(|part| part.watch_changes())
-        }));
+        let mut wakeups = Wakeups::new(
+            partitions
+                .iter()
+                .map(|p| self.partition(&p.tp).ok().map(|part| part.watch_changes())),
+        );
         let mut results = self.fetch_once(&partitions, max_bytes, None).await;
         loop {
             let bytes: usize = results.iter().map(|r| r.records.len()).sum();
@@ -75,14 +76,12 @@ impl ReplicaManager {
                 continue;
             }
             let mut r = FetchedPartition {
-                topic: p.topic.clone(),
-                partition: p.partition,
-                high_watermark: Offset(-1),
-                log_start_offset: Offset(-1),
-                log_end_offset: Offset(-1),
-                ..FetchedPartition::default()
+                tp: p.tp.clone(),
+                error: None,
+                offsets: None,
+                records: Vec::new(),
             };
-            let part = self.partition(&p.topic, p.partition).and_then(|part| {
+            let part = self.partition(&p.tp).and_then(|part| {
                 // As leader, only under a held lease (a follower serves committed records
                 // whatever its session: they never change).
                 if part.role().0 == Role::Leader {
@@ -111,16 +110,20 @@ impl ReplicaManager {
                     };
                     match read {
                         Ok(read) => {
-                            r.high_watermark = read.high_watermark;
-                            r.log_start_offset = read.data.log_start_offset;
-                            r.log_end_offset = read.data.log_end_offset;
+                            r.offsets = Some(FetchOffsets {
+                                high_watermark: read.high_watermark,
+                                log_start_offset: read.data.log_start_offset,
+                                log_end_offset: read.data.log_end_offset,
+                            });
                             r.records = budget.take(read.data.records);
                         }
                         Err(e) => {
                             let (start, hw, end, _) = part.offsets().await;
-                            r.log_start_offset = start;
-                            r.high_watermark = hw;
-                            r.log_end_offset = end;
+                            r.offsets = Some(FetchOffsets {
+                                high_watermark: hw,
+                                log_start_offset: start,
+                                log_end_offset: end,
+                            });
                             r.error = Some(e);
                         }
                     }
@@ -131,33 +134,42 @@ impl ReplicaManager {
         out
     }
 
-    /// Kafka's ListOffsets: earliest (-2), latest (-1, the high watermark), the record
-    /// with the largest timestamp (-3) or the first offset at or after a timestamp (-1
-    /// when there is none).
+    /// Kafka's ListOffsets: earliest (the log start), latest (the high watermark), the
+    /// record with the largest timestamp, or the first offset at or after a timestamp
+    /// (None when there is none).
     pub async fn list_offsets(
         &self,
-        topic: &str,
-        partitions: Vec<(i32, i64)>,
-    ) -> Vec<(i32, Result<(Offset, i64), KafkaError>)> {
+        topic: &TopicName,
+        partitions: Vec<(PartitionId, OffsetSpec)>,
+    ) -> Vec<(PartitionId, Result<Option<ListedOffset>, KafkaError>)> {
         let mut out = Vec::new();
-        for (partition, ts) in partitions {
-            let r = match self.partition(topic, partition) {
+        for (partition, spec) in partitions {
+            let r = match self.partition(&TopicPartition::new(topic.clone(), partition)) {
                 Err(e) => Err(e),
-                Ok(part) => match ts {
-                    EARLIEST_TIMESTAMP => Ok((part.offsets().await.0, -1)),
-                    LATEST_TIMESTAMP => Ok((part.high_watermark(), -1)),
-                    ts if ts < MAX_TIMESTAMP => Err(KafkaError::new(
-                        ErrorCode::InvalidRequest,
-                        format!("unsupported timestamp {ts}: use -3, -2, -1 or a time in ms"),
-                    )),
-                    ts => part
-                        .offset_for_timestamp((ts >= 0).then_some(ts))
-                        .await
-                        .map(|r| r.map_or((Offset(-1), -1), |(o, t)| (o, t))),
+                Ok(part) => match spec {
+                    OffsetSpec::Earliest => Ok(Some(ListedOffset {
+                        offset: part.offsets().await.0,
+                        timestamp_ms: None,
+                    })),
+                    OffsetSpec::Latest => Ok(Some(ListedOffset {
+                        offset: part.high_watermark(),
+                        timestamp_ms: None,
+                    })),
+                    OffsetSpec::MaxTimestamp => part.offset_for_timestamp(None).await.map(listed),
+                    OffsetSpec::Timestamp(ts) => {
+                        part.offset_for_timestamp(Some(ts)).await.map(listed)
+                    }
                 },
             };
             out.push((partition, r));
         }
         out
     }
+}
+
+fn listed(found: Option<(kavka_model::Offset, i64)>) -> Option<ListedOffset> {
+    found.map(|(offset, ts)| ListedOffset {
+        offset,
+        timestamp_ms: Some(ts),
+    })
 }

@@ -1,13 +1,17 @@
 //! The replica manager: which partitions this broker hosts, reconciled against each
 //! metadata image from the controllers, and the produce, fetch and offset semantics on
-//! top of them (`produce`, `fetch`).
+//! top of them (`produce`, `fetch`, `replication`, `epochs`), in model types only:
+//! partitions are `TopicPartition`s, acks an `Acks`, ListOffsets asks an `OffsetSpec`.
+//! The listeners (through `crate::api::BrokerApi`) check the names and wire values
+//! clients send before they reach here.
 //!
 //! Invariants:
 //! - a partition is hosted exactly when the applied image lists this broker among its
 //!   replicas; its directory records the topic id (`partition.metadata`), so a topic
 //!   re-created under the same name never inherits the old one's data;
 //! - only the partition's leader (per the image) accepts produce and consumer fetches;
-//! - reconciliation runs one image at a time (`reconciling`), off the async runtime.
+//! - reconciliation runs one image at a time (`reconciling`), off the async runtime;
+//! - no protobuf or Kafka protocol type appears here.
 
 mod budget;
 mod epochs;
@@ -40,13 +44,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// One result per partition, in request order.
-pub type PartitionResults<T> = Vec<(i32, Result<T, KafkaError>)>;
-
-/// Special ListOffsets timestamps (Kafka's).
-pub const LATEST_TIMESTAMP: i64 = -1;
-pub const EARLIEST_TIMESTAMP: i64 = -2;
-/// The record with the largest timestamp (KIP-734).
-pub const MAX_TIMESTAMP: i64 = -3;
+pub type PartitionResults<T> = Vec<(PartitionId, Result<T, KafkaError>)>;
 
 /// Longest a fetch may long-poll, whatever it asks.
 const FETCH_WAIT_MS_MAX: u64 = 30_000;
@@ -108,7 +106,7 @@ pub struct ReplicaManager {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TopicSummary {
     pub name: TopicName,
-    pub id: String,
+    pub id: TopicId,
     pub partitions: i32,
     pub replication_factor: i32,
 }
@@ -117,17 +115,25 @@ pub struct TopicSummary {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PartitionState {
     pub partition: PartitionId,
-    pub leader: BrokerId,
+    /// None: the partition has no leader.
+    pub leader: Option<BrokerId>,
     pub leader_epoch: LeaderEpoch,
     pub replicas: Vec<BrokerId>,
     pub isr: Vec<BrokerId>,
+    /// None: no open replica here.
+    pub local: Option<LocalReplica>,
+    pub error: Option<KafkaError>,
+}
+
+/// This broker's replica of a partition, where its log is open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocalReplica {
     pub log_start_offset: Offset,
     pub high_watermark: Offset,
     pub log_end_offset: Offset,
     pub size_bytes: u64,
-    /// Every offset below this is fsynced on this broker's replica (-1: not hosted here).
+    /// Every offset below this is fsynced here.
     pub durable_offset: Offset,
-    pub error: Option<KafkaError>,
 }
 
 #[derive(Clone, Debug)]
@@ -137,6 +143,8 @@ pub struct TopicDescription {
     pub configs: Vec<ConfigEntry>,
 }
 
+/// Where a partition's produced batches went. A produce answers `None` for a partition
+/// with acks=0: the append goes on, nobody waits for it.
 #[derive(Clone, Debug)]
 pub struct ProduceResult {
     pub base_offset: Offset,
@@ -145,23 +153,48 @@ pub struct ProduceResult {
     pub log_start_offset: Offset,
 }
 
+/// One partition a consumer fetch asks for.
 #[derive(Clone, Debug)]
 pub struct FetchPartitionParams {
-    pub topic: String,
-    pub partition: i32,
+    pub tp: TopicPartition,
     pub offset: Offset,
     pub max_bytes: usize,
 }
 
-#[derive(Clone, Debug, Default)]
-pub struct FetchedPartition {
-    pub topic: String,
-    pub partition: i32,
-    pub error: Option<KafkaError>,
+/// A partition's offsets as a fetch reports them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FetchOffsets {
     pub high_watermark: Offset,
     pub log_start_offset: Offset,
     pub log_end_offset: Offset,
+}
+
+/// One partition's answer to a fetch, in request order.
+#[derive(Clone, Debug)]
+pub struct FetchedPartition {
+    pub tp: TopicPartition,
+    pub error: Option<KafkaError>,
+    /// None when the partition is not served here (its error says why).
+    pub offsets: Option<FetchOffsets>,
     pub records: Vec<u8>,
+}
+
+impl FetchedPartition {
+    /// An answer with nothing read: `error` says why.
+    pub fn failed(tp: TopicPartition, error: KafkaError) -> Self {
+        Self {
+            tp,
+            error: Some(error),
+            offsets: None,
+            records: Vec::new(),
+        }
+    }
+}
+
+/// A topic name as a client sent it, checked: a name Kafka would not accept names no
+/// topic here (UNKNOWN_TOPIC_OR_PARTITION, as for any topic that does not exist).
+pub fn topic_name(name: &str) -> Result<TopicName, KafkaError> {
+    TopicName::new(name).map_err(|_| unknown_topic(name))
 }
 
 pub(crate) fn unknown_topic(name: &str) -> KafkaError {
@@ -357,31 +390,26 @@ impl ReplicaManager {
     }
 
     /// A topic's typed configs and partition count, from the applied image.
-    pub(crate) fn topic_config(&self, topic: &str) -> Result<(TopicConfig, i32), KafkaError> {
+    pub(crate) fn topic_config(&self, name: &TopicName) -> Result<(TopicConfig, i32), KafkaError> {
         let image = self.image();
-        let name = TopicName::new(topic).map_err(|_| unknown_topic(topic))?;
         let t = image
-            .topic_by_name(&name)
-            .ok_or_else(|| unknown_topic(topic))?;
+            .topic_by_name(name)
+            .ok_or_else(|| unknown_topic(name.as_str()))?;
         Ok((
-            topic_config(&image, &self.config.topic_defaults(), &name),
+            topic_config(&image, &self.config.topic_defaults(), name),
             t.partitions.len() as i32,
         ))
     }
 
     /// The partition, if this broker leads it.
-    pub(crate) fn partition(
-        &self,
-        topic: &str,
-        partition: i32,
-    ) -> Result<Arc<Partition>, KafkaError> {
+    pub(crate) fn partition(&self, tp: &TopicPartition) -> Result<Arc<Partition>, KafkaError> {
         let state = self.read_state();
-        let name = TopicName::new(topic).map_err(|_| unknown_topic(topic))?;
+        let (topic, partition) = (&tp.topic, tp.partition);
         let t = state
             .image
-            .topic_by_name(&name)
-            .ok_or_else(|| unknown_topic(topic))?;
-        let Some(reg) = t.partitions.get(&PartitionId(partition)) else {
+            .topic_by_name(topic)
+            .ok_or_else(|| unknown_topic(topic.as_str()))?;
+        let Some(reg) = t.partitions.get(&partition) else {
             return Err(KafkaError::new(
                 ErrorCode::UnknownTopicOrPartition,
                 format!(
@@ -399,15 +427,12 @@ impl ReplicaManager {
                 ),
             ));
         }
-        match state
-            .partitions
-            .get(&TopicPartition::new(name, PartitionId(partition)))
-        {
+        match state.partitions.get(tp) {
             Some(Slot::Online(p)) => Ok(Arc::clone(p)),
             Some(Slot::Offline { error, .. }) => Err(error.clone()),
             None => Err(KafkaError::new(
                 ErrorCode::LeaderNotAvailable,
-                format!("{topic}-{partition} is not open here yet"),
+                format!("{tp} is not open here yet"),
             )),
         }
     }
@@ -445,15 +470,11 @@ impl ReplicaManager {
     ) -> PartitionState {
         let mut state = PartitionState {
             partition: p,
-            leader: reg.leader,
+            leader: reg.has_leader().then_some(reg.leader),
             leader_epoch: reg.leader_epoch,
             replicas: reg.replicas.clone(),
             isr: reg.isr.clone(),
-            log_start_offset: Offset(-1),
-            high_watermark: Offset(-1),
-            log_end_offset: Offset(-1),
-            size_bytes: 0,
-            durable_offset: Offset(-1),
+            local: None,
             error: (!reg.has_leader()).then(|| {
                 KafkaError::new(
                     ErrorCode::LeaderNotAvailable,
@@ -472,11 +493,13 @@ impl ReplicaManager {
         match slot {
             Some(Ok(part)) => {
                 let (start, hw, end, size) = part.offsets().await;
-                state.log_start_offset = start;
-                state.high_watermark = hw;
-                state.log_end_offset = end;
-                state.size_bytes = size;
-                state.durable_offset = part.durable_end();
+                state.local = Some(LocalReplica {
+                    log_start_offset: start,
+                    high_watermark: hw,
+                    log_end_offset: end,
+                    size_bytes: size,
+                    durable_offset: part.durable_end(),
+                });
             }
             Some(Err(e)) if reg.leader == self.config.node_id => state.error = Some(e),
             _ => {}
@@ -646,7 +669,7 @@ impl ReplicaManager {
 fn summary(t: &TopicImage) -> TopicSummary {
     TopicSummary {
         name: t.name.clone(),
-        id: t.id.to_string(),
+        id: t.id,
         partitions: t.partitions.len() as i32,
         replication_factor: t
             .partitions

@@ -7,7 +7,10 @@ use super::{PartitionResults, ProduceResult, ReplicaManager};
 use crate::records::{
     DecodeBudget, NewRecord, apply_topic_compression, build_batch, rules_for, validate_batches,
 };
-use kavka_model::{ErrorCode, KafkaError, Offset, TimestampType, partitioner};
+use kavka_model::data::Acks;
+use kavka_model::{
+    ErrorCode, KafkaError, PartitionId, TimestampType, TopicName, TopicPartition, partitioner,
+};
 use kavka_record::{Compression, Origin, batches};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,8 +33,8 @@ pub fn produce_timeout(timeout_ms: i32) -> Duration {
 
 /// Clients may not write to the broker's own topics (Kafka refuses appends to internal
 /// topics): only the group coordinator writes `__consumer_offsets`.
-fn refuse_internal(topic: &str) -> Result<(), KafkaError> {
-    if topic == crate::group::OFFSETS_TOPIC {
+fn refuse_internal(topic: &TopicName) -> Result<(), KafkaError> {
+    if topic.as_str() == crate::group::OFFSETS_TOPIC {
         return Err(KafkaError::new(
             ErrorCode::InvalidTopicException,
             format!("cannot append to internal topic {topic}"),
@@ -46,12 +49,12 @@ impl ReplicaManager {
     #[tracing::instrument(skip(self, batches, budget), fields(batches = batches.len()))]
     pub async fn produce(
         &self,
-        topic: &str,
-        acks: i32,
+        topic: &TopicName,
+        acks: Acks,
         timeout: Duration,
-        batches: Vec<(i32, Vec<u8>)>,
+        batches: Vec<(PartitionId, Vec<u8>)>,
         budget: &DecodeBudget,
-    ) -> Result<PartitionResults<ProduceResult>, KafkaError> {
+    ) -> Result<PartitionResults<Option<ProduceResult>>, KafkaError> {
         refuse_internal(topic)?;
         self.append_batches(topic, acks, timeout, batches, Origin::Client, budget)
             .await
@@ -60,25 +63,19 @@ impl ReplicaManager {
     /// `produce` for any topic, internal ones included.
     pub(crate) async fn append_batches(
         &self,
-        topic: &str,
-        acks: i32,
+        topic: &TopicName,
+        acks: Acks,
         timeout: Duration,
-        batches: Vec<(i32, Vec<u8>)>,
+        batches: Vec<(PartitionId, Vec<u8>)>,
         origin: Origin,
         budget: &DecodeBudget,
-    ) -> Result<PartitionResults<ProduceResult>, KafkaError> {
-        if !matches!(acks, -1..=1) {
-            return Err(KafkaError::new(
-                ErrorCode::InvalidRequiredAcks,
-                format!("acks must be -1 (all), 0 or 1, got {acks}"),
-            ));
-        }
+    ) -> Result<PartitionResults<Option<ProduceResult>>, KafkaError> {
         let (config, _) = self.topic_config(topic)?;
         let mut results = Vec::with_capacity(batches.len());
         let mut tasks = Vec::new();
         let mut waited_for_ids = false;
         for (partition, records) in batches {
-            let part = match self.partition(topic, partition) {
+            let part = match self.partition(&TopicPartition::new(topic.clone(), partition)) {
                 Ok(p) => p,
                 Err(e) => {
                     results.push((partition, Err(e)));
@@ -124,33 +121,27 @@ impl ReplicaManager {
                     let log_append_time = (config.message_timestamp_type
                         == TimestampType::LogAppendTime)
                         .then(crate::now_ms);
-                    let (info, epoch) = part.append(records, log_append_time, acks == -1).await?;
-                    if acks == -1 {
+                    let (info, epoch) = part
+                        .append(records, log_append_time, acks == Acks::All)
+                        .await?;
+                    if acks == Acks::All {
                         part.wait_replicated(info.last_offset, epoch, timeout)
                             .await?;
                     }
                     let (start, ..) = part.offsets().await;
-                    Ok(ProduceResult {
+                    Ok(Some(ProduceResult {
                         base_offset: info.first_offset,
                         record_count: (info.last_offset.0 - info.first_offset.0 + 1) as i32,
                         log_append_time: info.log_append_time,
                         log_start_offset: start,
-                    })
+                    }))
                 }),
             ));
         }
         for (partition, task) in tasks {
-            if acks == 0 {
+            if acks == Acks::None {
                 // Fire and forget, as Kafka's acks=0: the append goes on without us.
-                results.push((
-                    partition,
-                    Ok(ProduceResult {
-                        base_offset: Offset(-1),
-                        record_count: 0,
-                        log_append_time: None,
-                        log_start_offset: Offset(-1),
-                    }),
-                ));
+                results.push((partition, Ok(None)));
                 continue;
             }
             let r = task.await.unwrap_or_else(|e| {
@@ -168,12 +159,12 @@ impl ReplicaManager {
     /// sticky partition per request for keyless records), batches and appends them.
     pub async fn produce_records(
         &self,
-        topic: &str,
-        acks: i32,
+        topic: &TopicName,
+        acks: Acks,
         timeout: Duration,
-        records: Vec<(Option<i32>, NewRecord)>,
+        records: Vec<(Option<PartitionId>, NewRecord)>,
         compression: Compression,
-    ) -> Result<PartitionResults<ProduceResult>, KafkaError> {
+    ) -> Result<PartitionResults<Option<ProduceResult>>, KafkaError> {
         refuse_internal(topic)?;
         self.append_records(topic, acks, timeout, records, compression, Origin::Client)
             .await
@@ -182,22 +173,22 @@ impl ReplicaManager {
     /// `produce_records` for any topic, internal ones included.
     pub(crate) async fn append_records(
         &self,
-        topic: &str,
-        acks: i32,
+        topic: &TopicName,
+        acks: Acks,
         timeout: Duration,
-        records: Vec<(Option<i32>, NewRecord)>,
+        records: Vec<(Option<PartitionId>, NewRecord)>,
         compression: Compression,
         origin: Origin,
-    ) -> Result<PartitionResults<ProduceResult>, KafkaError> {
+    ) -> Result<PartitionResults<Option<ProduceResult>>, KafkaError> {
         let (_, partitions) = self.topic_config(topic)?;
         let n = partitions as u32;
         let sticky = self.sticky.fetch_add(1, Ordering::Relaxed) % n;
-        let mut by_partition: BTreeMap<i32, Vec<NewRecord>> = BTreeMap::new();
+        let mut by_partition: BTreeMap<PartitionId, Vec<NewRecord>> = BTreeMap::new();
         for (partition, record) in records {
             let p = match (partition, &record.key) {
                 (Some(p), _) => p,
-                (None, Some(key)) => partitioner::partition_for_key(key, n) as i32,
-                (None, None) => sticky as i32,
+                (None, Some(key)) => PartitionId(partitioner::partition_for_key(key, n) as i32),
+                (None, None) => PartitionId(sticky as i32),
             };
             by_partition.entry(p).or_default().push(record);
         }

@@ -1,6 +1,8 @@
 //! Replication, leader side: replica fetches (with long-poll), OffsetForLeaderEpoch, ISR
 //! maintenance (AlterPartition proposals to the controller) and the high watermark
-//! checkpoint. The follower side is `crate::fetcher`.
+//! checkpoint. The follower side is `crate::fetcher`. Replica fetches are asked and
+//! answered in model types (`kavka_model::data::ReplicaFetch`, `ReplicaFetched`);
+//! `kavka-proto`'s `conv` maps them to and from the wire.
 //!
 //! Invariants: an ISR change takes effect only once the controller committed it (the
 //! partition applies it from the next image); one proposal per partition is in flight;
@@ -12,6 +14,9 @@ use super::{ReplicaManager, Slot, write_synced};
 use crate::controllers::Controllers;
 use crate::isr::{IsrDecision, IsrTiming};
 use crate::partition::{Partition, blocking};
+use kavka_model::data::{
+    LogBounds, ReplicaFetch, ReplicaFetchOutcome, ReplicaFetched, ReplicaRead,
+};
 use kavka_model::{
     BrokerId, ErrorCode, KafkaError, LeaderEpoch, Offset, PartitionId, TopicName, TopicPartition,
 };
@@ -82,37 +87,26 @@ type FetchAsk = (
 
 impl ReplicaManager {
     /// Any hosted partition (leader or follower).
-    pub(super) fn hosted(&self, topic: &str, partition: i32) -> Result<Arc<Partition>, KafkaError> {
-        let name = TopicName::new(topic).map_err(|_| super::unknown_topic(topic))?;
-        match self
-            .read_state()
-            .partitions
-            .get(&TopicPartition::new(name, PartitionId(partition)))
-        {
+    pub(super) fn hosted(&self, tp: &TopicPartition) -> Result<Arc<Partition>, KafkaError> {
+        match self.read_state().partitions.get(tp) {
             Some(Slot::Online(p)) => Ok(Arc::clone(p)),
             Some(Slot::Offline { error, .. }) => Err(error.clone()),
             None => Err(kafka(
                 ErrorCode::NotLeaderOrFollower,
-                format!(
-                    "broker {} does not host {topic}-{partition}",
-                    self.config.node_id
-                ),
+                format!("broker {} does not host {tp}", self.config.node_id),
             )),
         }
     }
 
     /// Serves one replica fetch: records each follower's progress, then reads; if
     /// nothing is new for any partition, waits up to `max_wait_ms` for appends on the
-    /// partitions it asked for, and reads again only those that had some.
-    #[tracing::instrument(skip_all, fields(replica = req.replica_id, partitions = req.partitions.len()))]
-    pub async fn replica_fetch(&self, req: v1::ReplicaFetchRequest) -> v1::ReplicaFetchResponse {
-        let wait = Duration::from_millis(req.max_wait_ms.clamp(0, 30_000) as u64);
+    /// partitions it asked for, and reads again only those that had some. One answer per
+    /// asked partition, in request order.
+    #[tracing::instrument(skip_all, fields(replica = %req.replica, partitions = req.partitions.len()))]
+    pub async fn replica_fetch(&self, req: ReplicaFetch) -> Vec<ReplicaFetched> {
+        let wait = Duration::from_millis(req.max_wait_ms.min(30_000));
         let deadline = tokio::time::Instant::now() + wait;
-        let hosted: Vec<_> = req
-            .partitions
-            .iter()
-            .map(|p| self.hosted(&p.topic, p.partition))
-            .collect();
+        let hosted: Vec<_> = req.partitions.iter().map(|p| self.hosted(&p.tp)).collect();
         // Subscribed before the first read: an append after it wakes the wait below.
         let mut wakeups = Wakeups::new(
             hosted
@@ -121,11 +115,8 @@ impl ReplicaManager {
         );
         let mut resp = self.replica_fetch_once(&req, &hosted, None).await;
         loop {
-            let has_data = resp
-                .partitions
-                .iter()
-                .any(|p| !p.records.is_empty() || p.error.is_some());
-            if has_data || tokio::time::Instant::now() >= deadline {
+            if resp.iter().any(ReplicaFetched::has_news) || tokio::time::Instant::now() >= deadline
+            {
                 return resp;
             }
             let Some(woken) = wakeups.wait_until(deadline).await else {
@@ -134,9 +125,9 @@ impl ReplicaManager {
             // Only the woken partitions are read again (their fetch offsets are the same:
             // recording the follower's progress twice changes nothing).
             let again = self.replica_fetch_once(&req, &hosted, Some(&woken)).await;
-            for (i, r) in again.partitions.into_iter().enumerate() {
+            for (i, r) in again.into_iter().enumerate() {
                 if woken[i] {
-                    resp.partitions[i] = r;
+                    resp[i] = r;
                 }
             }
         }
@@ -147,11 +138,11 @@ impl ReplicaManager {
     /// one per partition).
     async fn replica_fetch_once(
         &self,
-        req: &v1::ReplicaFetchRequest,
+        req: &ReplicaFetch,
         hosted: &[Result<Arc<Partition>, KafkaError>],
         only: Option<&[bool]>,
-    ) -> v1::ReplicaFetchResponse {
-        let replica = BrokerId(req.replica_id);
+    ) -> Vec<ReplicaFetched> {
+        let replica = req.replica;
         let now = Instant::now();
         let asks: Vec<Option<FetchAsk>> = req
             .partitions
@@ -162,15 +153,17 @@ impl ReplicaManager {
                 only.is_none_or(|only| only[i]).then(|| {
                     (
                         part.clone(),
-                        Offset(p.fetch_offset),
-                        LeaderEpoch(p.current_leader_epoch),
-                        p.max_bytes.max(1) as usize,
+                        p.fetch_offset,
+                        p.current_leader_epoch,
+                        p.max_bytes.max(1),
                     )
                 })
             })
             .collect();
         let mut budget = ResponseBudget::new(
-            (req.max_bytes.max(1) as usize).min(self.config.replica_fetch_response_max_bytes),
+            req.max_bytes
+                .max(1)
+                .min(self.config.replica_fetch_response_max_bytes),
         );
         // A leader whose lease lapsed serves no follower: it may be acting on a stale image.
         let lease = self.check_lease();
@@ -212,40 +205,31 @@ impl ReplicaManager {
                 .map(|_| Err((e.clone(), None)))
                 .collect(),
         };
-        let partitions = req
-            .partitions
+        req.partitions
             .iter()
             .zip(reads)
-            .map(|(p, read)| {
-                let mut r = v1::ReplicaFetchPartitionResult {
-                    topic: p.topic.clone(),
-                    partition: p.partition,
-                    error: None,
-                    high_watermark: -1,
-                    log_start_offset: -1,
-                    log_end_offset: -1,
-                    records: Default::default(),
-                };
-                match read {
-                    Ok(None) => {}
-                    Ok(Some(read)) => {
-                        r.high_watermark = read.high_watermark.0;
-                        r.log_start_offset = read.data.log_start_offset.0;
-                        r.log_end_offset = read.data.log_end_offset.0;
-                        r.records = read.data.records.into();
-                    }
-                    Err((e, bounds)) => {
-                        if let Some((start, end)) = bounds {
-                            r.log_start_offset = start.0;
-                            r.log_end_offset = end.0;
-                        }
-                        r.error = Some(e.into());
-                    }
-                }
-                r
+            .map(|(p, read)| ReplicaFetched {
+                tp: p.tp.clone(),
+                outcome: match read {
+                    Ok(None) => ReplicaFetchOutcome::Unread,
+                    Ok(Some(read)) => ReplicaFetchOutcome::Read(ReplicaRead {
+                        high_watermark: read.high_watermark,
+                        bounds: LogBounds {
+                            log_start_offset: read.data.log_start_offset,
+                            log_end_offset: read.data.log_end_offset,
+                        },
+                        records: read.data.records.into(),
+                    }),
+                    Err((error, bounds)) => ReplicaFetchOutcome::Failed {
+                        error,
+                        bounds: bounds.map(|(start, end)| LogBounds {
+                            log_start_offset: start,
+                            log_end_offset: end,
+                        }),
+                    },
+                },
             })
-            .collect();
-        v1::ReplicaFetchResponse { partitions }
+            .collect()
     }
 
     /// The partitions this broker follows, by leader (the fetchers watch it).

@@ -52,6 +52,27 @@ fn topic(
     out
 }
 
+fn name(topic: &str) -> TopicName {
+    TopicName::new(topic).unwrap()
+}
+
+fn tp(topic: &str, partition: i32) -> TopicPartition {
+    TopicPartition::new(name(topic), PartitionId(partition))
+}
+
+fn acks(wire: i32) -> kavka_model::data::Acks {
+    kavka_model::data::Acks::from_wire(wire).unwrap()
+}
+
+/// A replica fetch as it comes and goes over the wire.
+async fn wire_fetch(
+    rm: &ReplicaManager,
+    req: kavka_proto::v1::ReplicaFetchRequest,
+) -> kavka_proto::v1::ReplicaFetchResponse {
+    let req = kavka_model::data::ReplicaFetch::try_from(req).unwrap();
+    rm.replica_fetch(req).await.into()
+}
+
 fn apply(rm: &ReplicaManager, records: &[MetadataRecord]) {
     let img = rm.image();
     let (next, _, refused) = img.replay(img.offset + 1, records);
@@ -59,9 +80,9 @@ fn apply(rm: &ReplicaManager, records: &[MetadataRecord]) {
     rm.apply_image(Arc::new(next));
 }
 
-fn record(p: i32, v: &str) -> (Option<i32>, NewRecord) {
+fn record(p: i32, v: &str) -> (Option<PartitionId>, NewRecord) {
     (
-        Some(p),
+        Some(PartitionId(p)),
         NewRecord {
             key: None,
             value: Some(Bytes::from(v.to_string())),
@@ -74,8 +95,7 @@ fn record(p: i32, v: &str) -> (Option<i32>, NewRecord) {
 fn params(topic: &str, partitions: i32, max_bytes: usize) -> Vec<FetchPartitionParams> {
     (0..partitions)
         .map(|partition| FetchPartitionParams {
-            topic: topic.into(),
-            partition,
+            tp: tp(topic, partition),
             offset: Offset(0),
             max_bytes,
         })
@@ -93,7 +113,7 @@ async fn fetch_with_min_bytes_zero_returns_at_once_and_budget_caps_the_response(
     assert!(r.iter().all(|p| p.records.is_empty() && p.error.is_none()));
     for p in 0..2 {
         let recs = (0..3).map(|i| record(p, &format!("{p}-{i}"))).collect();
-        rm.produce_records("t", 1, T, recs, Compression::None)
+        rm.produce_records(&name("t"), acks(1), T, recs, Compression::None)
             .await
             .unwrap();
     }
@@ -101,7 +121,7 @@ async fn fetch_with_min_bytes_zero_returns_at_once_and_budget_caps_the_response(
     let r = rm.fetch(params("t", 2, 1 << 20), 0, 1, 1).await;
     assert!(!r[0].records.is_empty());
     assert!(r[1].records.is_empty());
-    assert_eq!(r[1].high_watermark, Offset(3));
+    assert_eq!(r[1].offsets.unwrap().high_watermark, Offset(3));
 }
 
 #[tokio::test]
@@ -120,7 +140,13 @@ async fn hosts_exactly_the_partitions_the_image_assigns_here() {
     );
     // Only the leader takes writes.
     let e = rm
-        .produce_records("follower", 1, T, vec![record(0, "x")], Compression::None)
+        .produce_records(
+            &name("follower"),
+            acks(1),
+            T,
+            vec![record(0, "x")],
+            Compression::None,
+        )
         .await
         .unwrap()[0]
         .1
@@ -135,22 +161,37 @@ async fn hosts_exactly_the_partitions_the_image_assigns_here() {
             .any(|c| c.name == "retention.ms" && c.value == "1000" && !c.is_default())
     );
 
-    rm.produce_records("mine", -1, T, vec![record(0, "v")], Compression::Gzip)
-        .await
-        .unwrap();
+    rm.produce_records(
+        &name("mine"),
+        acks(-1),
+        T,
+        vec![record(0, "v")],
+        Compression::Gzip,
+    )
+    .await
+    .unwrap();
     // Deleted, then re-created under the same name: the new topic starts empty.
     apply(&rm, &[MetadataRecord::RemoveTopic { topic_id: tid(1) }]);
     assert!(!dir.path().join("mine-0").exists());
     assert_eq!(
-        rm.produce_records("mine", 1, T, vec![record(0, "v")], Compression::None)
-            .await
-            .unwrap_err()
-            .code,
+        rm.produce_records(
+            &name("mine"),
+            acks(1),
+            T,
+            vec![record(0, "v")],
+            Compression::None
+        )
+        .await
+        .unwrap_err()
+        .code,
         ErrorCode::UnknownTopicOrPartition
     );
     apply(&rm, &topic(4, "mine", 1, &[1], &[]));
     assert_eq!(
-        rm.describe_topic("mine").await.unwrap().partitions[0].log_end_offset,
+        rm.describe_topic("mine").await.unwrap().partitions[0]
+            .local
+            .unwrap()
+            .log_end_offset,
         Offset(0)
     );
 }
@@ -162,14 +203,23 @@ async fn a_restarted_broker_reopens_its_logs_and_wipes_a_stale_directory() {
     {
         let rm = manager(dir.path());
         apply(&rm, &records);
-        rm.produce_records("keep", -1, T, vec![record(0, "v")], Compression::None)
-            .await
-            .unwrap();
+        rm.produce_records(
+            &name("keep"),
+            acks(-1),
+            T,
+            vec![record(0, "v")],
+            Compression::None,
+        )
+        .await
+        .unwrap();
     }
     let rm = manager(dir.path());
     apply(&rm, &records);
     assert_eq!(
-        rm.describe_topic("keep").await.unwrap().partitions[0].log_end_offset,
+        rm.describe_topic("keep").await.unwrap().partitions[0]
+            .local
+            .unwrap()
+            .log_end_offset,
         Offset(1)
     );
     drop(rm);
@@ -177,7 +227,10 @@ async fn a_restarted_broker_reopens_its_logs_and_wipes_a_stale_directory() {
     let rm = manager(dir.path());
     apply(&rm, &topic(9, "keep", 1, &[1], &[]));
     assert_eq!(
-        rm.describe_topic("keep").await.unwrap().partitions[0].log_end_offset,
+        rm.describe_topic("keep").await.unwrap().partitions[0]
+            .local
+            .unwrap()
+            .log_end_offset,
         Offset(0)
     );
 }
@@ -219,13 +272,25 @@ async fn acks_all_waits_for_the_isr_and_followers_are_checked() {
 
     // The follower has not fetched: acks=1 lands, acks=all times out, HW stays at 0.
     let r = rm
-        .produce_records("r", 1, T, vec![record(0, "a")], Compression::None)
+        .produce_records(
+            &name("r"),
+            acks(1),
+            T,
+            vec![record(0, "a")],
+            Compression::None,
+        )
         .await
         .unwrap();
     assert!(r[0].1.is_ok());
     let short = Duration::from_millis(200);
     let r = rm
-        .produce_records("r", -1, short, vec![record(0, "b")], Compression::None)
+        .produce_records(
+            &name("r"),
+            acks(-1),
+            short,
+            vec![record(0, "b")],
+            Compression::None,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -239,42 +304,57 @@ async fn acks_all_waits_for_the_isr_and_followers_are_checked() {
         (fetch_req(2, 0, -1), ErrorCode::FencedLeaderEpoch),
         (fetch_req(2, 99, 0), ErrorCode::OffsetOutOfRange),
     ] {
-        let resp = rm.replica_fetch(req).await;
+        let resp = wire_fetch(&rm, req).await;
         let e = resp.partitions[0].error.as_ref().expect("an error");
         assert_eq!(e.code, code.code() as i32, "{}", e.message);
     }
 
     // The follower fetches everything, then reports its log end: HW = 2.
-    let resp = rm.replica_fetch(fetch_req(2, 0, 0)).await;
+    let resp = wire_fetch(&rm, fetch_req(2, 0, 0)).await;
     assert!(resp.partitions[0].error.is_none());
     assert!(!resp.partitions[0].records.is_empty());
-    let resp = rm.replica_fetch(fetch_req(2, 2, 0)).await;
+    let resp = wire_fetch(&rm, fetch_req(2, 2, 0)).await;
     assert_eq!(resp.partitions[0].high_watermark, 2);
 
     // An acks=all write completes once the follower fetched past it.
     let rm2 = Arc::clone(&rm);
     let waiting = tokio::spawn(async move {
-        rm2.produce_records("r", -1, T, vec![record(0, "c")], Compression::None)
-            .await
+        rm2.produce_records(
+            &name("r"),
+            acks(-1),
+            T,
+            vec![record(0, "c")],
+            Compression::None,
+        )
+        .await
     });
     wait_for(|| {
-        rm.partition("r", 0)
+        rm.partition(&tp("r", 0))
             .is_ok_and(|p| p.fetch_position().0 == Offset(3))
     })
     .await;
-    let resp = rm.replica_fetch(fetch_req(2, 3, 0)).await;
+    let resp = wire_fetch(&rm, fetch_req(2, 3, 0)).await;
     assert_eq!(resp.partitions[0].high_watermark, 3);
     let r = waiting.await.unwrap().unwrap();
-    assert_eq!(r[0].1.as_ref().unwrap().base_offset, Offset(2));
+    assert_eq!(
+        r[0].1.as_ref().unwrap().as_ref().unwrap().base_offset,
+        Offset(2)
+    );
 
     // A follower with a newer epoch means this leadership is over.
-    let resp = rm.replica_fetch(fetch_req(2, 3, 5)).await;
+    let resp = wire_fetch(&rm, fetch_req(2, 3, 5)).await;
     assert_eq!(
         resp.partitions[0].error.as_ref().unwrap().code,
         ErrorCode::UnknownLeaderEpoch.code() as i32
     );
     let r = rm
-        .produce_records("r", 1, T, vec![record(0, "d")], Compression::None)
+        .produce_records(
+            &name("r"),
+            acks(1),
+            T,
+            vec![record(0, "d")],
+            Compression::None,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -300,7 +380,13 @@ async fn a_leader_without_a_held_lease_refuses_produce_and_fetch() {
     let rm = ReplicaManager::open(BrokerConfig::new(ME, dir.path().to_path_buf())).unwrap();
     apply(&rm, &topic(1, "r", 1, &[1, 2], &[]));
     let r = rm
-        .produce_records("r", 1, T, vec![record(0, "a")], Compression::None)
+        .produce_records(
+            &name("r"),
+            acks(1),
+            T,
+            vec![record(0, "a")],
+            Compression::None,
+        )
         .await
         .unwrap();
     let e = r[0].1.as_ref().unwrap_err();
@@ -311,7 +397,7 @@ async fn a_leader_without_a_held_lease_refuses_produce_and_fetch() {
         f[0].error.as_ref().map(|e| e.code),
         Some(ErrorCode::NotLeaderOrFollower)
     );
-    let rf = rm.replica_fetch(fetch_req(2, 0, 0)).await;
+    let rf = wire_fetch(&rm, fetch_req(2, 0, 0)).await;
     let err = rf.partitions[0].error.as_ref().expect("refused");
     assert_eq!(
         err.code,
@@ -323,7 +409,13 @@ async fn a_leader_without_a_held_lease_refuses_produce_and_fetch() {
     // Answered: it leads.
     rm.lease().confirm_for_tests();
     let r = rm
-        .produce_records("r", 1, T, vec![record(0, "a")], Compression::None)
+        .produce_records(
+            &name("r"),
+            acks(1),
+            T,
+            vec![record(0, "a")],
+            Compression::None,
+        )
         .await
         .unwrap();
     assert!(r[0].1.is_ok(), "{:?}", r[0].1);
@@ -333,7 +425,7 @@ async fn a_leader_without_a_held_lease_refuses_produce_and_fetch() {
 
 /// Reads served so far by a partition this broker hosts.
 fn reads(rm: &ReplicaManager, topic: &str, partition: i32) -> u64 {
-    rm.hosted(topic, partition)
+    rm.hosted(&tp(topic, partition))
         .unwrap()
         .reads
         .load(std::sync::atomic::Ordering::Relaxed)
@@ -378,8 +470,8 @@ async fn a_consumer_long_poll_wakes_only_for_its_partitions_and_rereads_only_tho
     wait_for(|| reads(&rm, "t", 0) == 1 && reads(&rm, "t", 1) == 1).await;
     for i in 0..10 {
         rm.produce_records(
-            "t",
-            1,
+            &name("t"),
+            acks(1),
             T,
             vec![record(2, &format!("x{i}"))],
             Compression::None,
@@ -396,16 +488,22 @@ async fn a_consumer_long_poll_wakes_only_for_its_partitions_and_rereads_only_tho
     assert!(!poll.is_finished());
     // An append (with acks=1 and one replica, a high watermark move) on partition 1
     // wakes it at once, and only partition 1 is read again.
-    rm.produce_records("t", 1, T, vec![record(1, "y")], Compression::None)
-        .await
-        .unwrap();
+    rm.produce_records(
+        &name("t"),
+        acks(1),
+        T,
+        vec![record(1, "y")],
+        Compression::None,
+    )
+    .await
+    .unwrap();
     let r = tokio::time::timeout(WOKEN, poll)
         .await
         .expect("woken")
         .unwrap();
     assert!(r[0].records.is_empty());
     assert!(!r[1].records.is_empty());
-    assert_eq!(r[1].high_watermark, Offset(1));
+    assert_eq!(r[1].offsets.unwrap().high_watermark, Offset(1));
     assert_eq!((reads(&rm, "t", 0), reads(&rm, "t", 1)), (1, 2));
 }
 
@@ -423,20 +521,26 @@ async fn a_consumer_long_poll_wakes_when_the_high_watermark_moves() {
     });
     wait_for(|| reads(&rm, "r", 0) == 1).await;
     // Appended, but not replicated: nothing a consumer may read yet.
-    rm.produce_records("r", 1, T, vec![record(0, "a")], Compression::None)
-        .await
-        .unwrap();
+    rm.produce_records(
+        &name("r"),
+        acks(1),
+        T,
+        vec![record(0, "a")],
+        Compression::None,
+    )
+    .await
+    .unwrap();
     let_others_run().await;
     assert!(!poll.is_finished());
     // The follower reports it has the record: the high watermark moves, the poll answers.
-    let resp = rm.replica_fetch(fetch_req(2, 1, 0)).await;
+    let resp = wire_fetch(&rm, fetch_req(2, 1, 0)).await;
     assert_eq!(resp.partitions[0].high_watermark, 1);
     let r = tokio::time::timeout(WOKEN, poll)
         .await
         .expect("woken")
         .unwrap();
     assert!(!r[0].records.is_empty());
-    assert_eq!(r[0].high_watermark, Offset(1));
+    assert_eq!(r[0].offsets.unwrap().high_watermark, Offset(1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -453,12 +557,12 @@ async fn a_replica_long_poll_wakes_only_for_appends_on_its_partitions() {
     p1.partition = 1;
     req.partitions.push(p1);
     let rm2 = Arc::clone(&rm);
-    let poll = tokio::spawn(async move { rm2.replica_fetch(req).await });
+    let poll = tokio::spawn(async move { wire_fetch(&rm2, req).await });
     wait_for(|| reads(&rm, "r", 0) == 1 && reads(&rm, "r", 1) == 1).await;
     for i in 0..10 {
         rm.produce_records(
-            "s",
-            1,
+            &name("s"),
+            acks(1),
             T,
             vec![record(0, &format!("x{i}"))],
             Compression::None,
@@ -473,9 +577,15 @@ async fn a_replica_long_poll_wakes_only_for_appends_on_its_partitions() {
         "woken by another topic"
     );
     assert!(!poll.is_finished());
-    rm.produce_records("r", 1, T, vec![record(1, "y")], Compression::None)
-        .await
-        .unwrap();
+    rm.produce_records(
+        &name("r"),
+        acks(1),
+        T,
+        vec![record(1, "y")],
+        Compression::None,
+    )
+    .await
+    .unwrap();
     let resp = tokio::time::timeout(WOKEN, poll)
         .await
         .expect("woken")
@@ -500,9 +610,15 @@ async fn no_wake_up_is_lost_when_appends_race_the_long_poll() {
         if i % 2 == 0 {
             tokio::task::yield_now().await;
         }
-        rm.produce_records("t", 1, T, vec![record(0, "r")], Compression::None)
-            .await
-            .unwrap();
+        rm.produce_records(
+            &name("t"),
+            acks(1),
+            T,
+            vec![record(0, "r")],
+            Compression::None,
+        )
+        .await
+        .unwrap();
         let r = tokio::time::timeout(WOKEN, poll)
             .await
             .unwrap_or_else(|_| panic!("poll {i} missed its wake-up"))

@@ -1,10 +1,10 @@
-//! `kavka.v1.AdminService`: a translator onto the broker API (`crate::api::Admin` for
-//! writes, the replica manager for reads). It decodes, calls and encodes; it holds no
-//! logic of its own.
+//! `kavka.v1.AdminService`: a translator onto the broker API (`crate::api::BrokerApi`:
+//! its `admin` for writes, its data operations for metadata). It decodes, calls and
+//! encodes; it holds no logic of its own.
 
 use super::watch;
-use crate::api::{Admin as AdminApi, AlteredConfigs};
-use crate::replica_manager::{PartitionState, ReplicaManager, TopicSummary};
+use crate::api::{Admin as AdminApi, AlteredConfigs, BrokerApi};
+use crate::replica_manager::{PartitionState, TopicSummary};
 use crate::session::ControllerSession;
 use kavka_model::ConfigEntry;
 use kavka_model::admin::{AlterConfigs, NewPartitions, NewTopic, PartitionRef};
@@ -14,8 +14,10 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 pub struct AdminService {
+    /// The broker API's admin operations.
     api: Arc<AdminApi>,
-    replicas: Arc<ReplicaManager>,
+    /// The broker API, for metadata.
+    broker: BrokerApi,
     /// Who the active controller is, for `WatchCluster`.
     session: Arc<ControllerSession>,
     /// The local port of the external listener, if any: clients that come through it
@@ -24,11 +26,11 @@ pub struct AdminService {
 }
 
 impl AdminService {
-    pub fn new(api: Arc<AdminApi>) -> Self {
+    pub fn new(broker: BrokerApi) -> Self {
         Self {
-            replicas: Arc::clone(api.replicas()),
-            session: Arc::clone(api.session()),
-            api,
+            api: Arc::clone(&broker.admin),
+            session: Arc::clone(broker.admin.session()),
+            broker,
             external_port: None,
         }
     }
@@ -51,7 +53,7 @@ impl AdminService {
 fn topic_summary(t: &TopicSummary) -> v1::TopicSummary {
     v1::TopicSummary {
         name: t.name.to_string(),
-        topic_id: t.id.clone(),
+        topic_id: t.id.to_string(),
         partitions: t.partitions,
         replication_factor: t.replication_factor,
         internal: t.name.as_str().starts_with("__"),
@@ -74,15 +76,15 @@ fn ids(v: &[kavka_model::BrokerId]) -> Vec<i32> {
 fn partition_info(p: &PartitionState) -> v1::PartitionInfo {
     v1::PartitionInfo {
         partition: p.partition.0,
-        leader: p.leader.0,
+        leader: p.leader.map_or(-1, |b| b.0),
         leader_epoch: p.leader_epoch.0,
         replicas: ids(&p.replicas),
         isr: ids(&p.isr),
-        log_start_offset: p.log_start_offset.0,
-        high_watermark: p.high_watermark.0,
-        log_end_offset: p.log_end_offset.0,
-        size_bytes: p.size_bytes as i64,
-        durable_offset: p.durable_offset.0,
+        log_start_offset: p.local.map_or(-1, |l| l.log_start_offset.0),
+        high_watermark: p.local.map_or(-1, |l| l.high_watermark.0),
+        log_end_offset: p.local.map_or(-1, |l| l.log_end_offset.0),
+        size_bytes: p.local.map_or(0, |l| l.size_bytes as i64),
+        durable_offset: p.local.map_or(-1, |l| l.durable_offset.0),
     }
 }
 
@@ -124,7 +126,7 @@ impl Admin for AdminService {
     ) -> Result<Response<v1::ListTopicsResponse>, Status> {
         let include_internal = req.get_ref().include_internal;
         let topics = self
-            .replicas
+            .broker
             .list_topics()
             .iter()
             .map(topic_summary)
@@ -139,7 +141,7 @@ impl Admin for AdminService {
         req: Request<v1::DescribeTopicRequest>,
     ) -> Result<Response<v1::DescribeTopicResponse>, Status> {
         let d = self
-            .replicas
+            .broker
             .describe_topic(&req.get_ref().name)
             .await
             .map_err(|e| status(&e))?;
@@ -218,8 +220,8 @@ impl Admin for AdminService {
         &self,
         req: Request<v1::MetadataRequest>,
     ) -> Result<Response<v1::MetadataResponse>, Status> {
-        let (summaries, states) = self.replicas.metadata(&req.get_ref().topics).await;
-        let image = self.replicas.image();
+        let (summaries, states) = self.broker.metadata(&req.get_ref().topics).await;
+        let image = self.broker.replicas().image();
         let topics = summaries
             .into_iter()
             .map(|(name, s)| match s {
@@ -237,7 +239,7 @@ impl Admin for AdminService {
                             ps.iter()
                                 .map(|p| v1::PartitionMetadata {
                                     partition: p.partition.0,
-                                    leader: p.leader.0,
+                                    leader: p.leader.map_or(-1, |b| b.0),
                                     leader_epoch: p.leader_epoch.0,
                                     replicas: ids(&p.replicas),
                                     isr: ids(&p.isr),
@@ -248,7 +250,7 @@ impl Admin for AdminService {
                         .unwrap_or_default();
                     v1::TopicMetadata {
                         name,
-                        topic_id: s.id,
+                        topic_id: s.id.to_string(),
                         error: None,
                         partitions,
                     }
@@ -280,7 +282,7 @@ impl Admin for AdminService {
     ) -> Result<Response<Self::WatchClusterStream>, Status> {
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         tokio::spawn(watch::run(
-            Arc::clone(&self.replicas),
+            Arc::clone(self.broker.replicas()),
             Arc::clone(&self.session),
             self.is_external(&req),
             tx,

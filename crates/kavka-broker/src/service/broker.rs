@@ -1,32 +1,29 @@
 //! `kavka.v1.BrokerService`: produce, fetch, list offsets, and the replication RPCs
-//! (replica fetch streams and OffsetForLeaderEpoch).
+//! (replica fetch streams and OffsetForLeaderEpoch), translated onto the broker API
+//! (`crate::api::BrokerApi`): decode (names, acks and timestamps checked with the
+//! errors the Kafka listener gives too), call, encode. Replication messages convert in
+//! `kavka-proto`'s `conv`.
 
-use crate::producer_ids::ProducerIdManager;
+use crate::api::{BrokerApi, in_request_order, topic_name};
 use crate::records::NewRecord;
-use crate::replica_manager::{
-    FetchPartitionParams, ProduceResult, ReplicaManager, produce_timeout,
-};
+use crate::replica_manager::{FetchPartitionParams, ProduceResult, produce_timeout};
+use kavka_model::data::{Acks, OffsetSpec, ReplicaFetch};
 use kavka_model::epoch::EpochQuery;
-use kavka_model::{ErrorCode, KafkaError, Offset};
+use kavka_model::{ErrorCode, KafkaError, Offset, PartitionId, TopicPartition};
 use kavka_proto::conv::status;
 use kavka_proto::v1::{self, broker_service_server::BrokerService as Broker};
 use kavka_record::{Compression, Header};
 use std::pin::Pin;
-use std::sync::Arc;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
 pub struct BrokerService {
-    replicas: Arc<ReplicaManager>,
-    producer_ids: Arc<ProducerIdManager>,
+    api: BrokerApi,
 }
 
 impl BrokerService {
-    pub fn new(replicas: Arc<ReplicaManager>, producer_ids: Arc<ProducerIdManager>) -> Self {
-        Self {
-            replicas,
-            producer_ids,
-        }
+    pub fn new(api: BrokerApi) -> Self {
+        Self { api }
     }
 
     pub fn into_server(self) -> v1::broker_service_server::BrokerServiceServer<Self> {
@@ -44,11 +41,21 @@ fn invalid(msg: String) -> Status {
 }
 
 fn produce_result(
-    partition: i32,
-    r: Result<ProduceResult, KafkaError>,
+    partition: PartitionId,
+    r: Result<Option<ProduceResult>, KafkaError>,
 ) -> v1::PartitionProduceResult {
+    let partition = partition.0;
     match r {
-        Ok(r) => v1::PartitionProduceResult {
+        // acks=0: not waited for.
+        Ok(None) => v1::PartitionProduceResult {
+            partition,
+            error: None,
+            base_offset: -1,
+            log_append_time_ms: -1,
+            log_start_offset: -1,
+            record_count: 0,
+        },
+        Ok(Some(r)) => v1::PartitionProduceResult {
             partition,
             error: None,
             base_offset: r.base_offset.0,
@@ -74,7 +81,7 @@ impl Broker for BrokerService {
         &self,
         _req: Request<v1::InitProducerIdRequest>,
     ) -> Result<Response<v1::InitProducerIdResponse>, Status> {
-        Ok(Response::new(match self.producer_ids.next_id().await {
+        Ok(Response::new(match self.api.producers.next_id().await {
             Ok(id) => v1::InitProducerIdResponse {
                 error: None,
                 producer_id: id,
@@ -99,16 +106,18 @@ impl Broker for BrokerService {
                 "a produce request carries either batches or records, not both".into(),
             ));
         }
+        let acks = Acks::from_wire(req.acks).map_err(|e| status(&e))?;
+        let topic = topic_name(&req.topic).map_err(|e| status(&e))?;
         let results = if req.records.is_empty() {
             let batches = req
                 .batches
                 .into_iter()
-                .map(|b| (b.partition, b.records.to_vec()))
+                .map(|b| (PartitionId(b.partition), b.records.to_vec()))
                 .collect();
-            self.replicas
+            self.api
                 .produce(
-                    &req.topic,
-                    req.acks,
+                    &topic,
+                    acks,
                     produce_timeout(req.timeout_ms),
                     batches,
                     &crate::DecodeBudget::for_request(),
@@ -132,7 +141,7 @@ impl Broker for BrokerService {
                 .into_iter()
                 .map(|r| {
                     (
-                        r.partition,
+                        r.partition.map(PartitionId),
                         NewRecord {
                             key: r.key,
                             value: r.value,
@@ -149,10 +158,10 @@ impl Broker for BrokerService {
                     )
                 })
                 .collect();
-            self.replicas
+            self.api
                 .produce_records(
-                    &req.topic,
-                    req.acks,
+                    &topic,
+                    acks,
                     produce_timeout(req.timeout_ms),
                     records,
                     compression,
@@ -185,7 +194,7 @@ impl Broker for BrokerService {
         } else {
             req.max_bytes as usize
         };
-        let mut params = Vec::new();
+        let mut asks = Vec::new();
         for t in &req.topics {
             for p in &t.partitions {
                 if p.partition_max_bytes < 0 {
@@ -194,41 +203,69 @@ impl Broker for BrokerService {
                         p.partition_max_bytes
                     )));
                 }
-                params.push(FetchPartitionParams {
-                    topic: t.topic.clone(),
-                    partition: p.partition,
-                    offset: Offset(p.fetch_offset),
-                    max_bytes: if p.partition_max_bytes == 0 {
-                        1024 * 1024
-                    } else {
-                        p.partition_max_bytes as usize
-                    },
+                // A name Kafka would not accept is answered here, in its place.
+                asks.push(match topic_name(&t.topic) {
+                    Ok(topic) => Ok(FetchPartitionParams {
+                        tp: TopicPartition::new(topic, PartitionId(p.partition)),
+                        offset: Offset(p.fetch_offset),
+                        max_bytes: if p.partition_max_bytes == 0 {
+                            1024 * 1024
+                        } else {
+                            p.partition_max_bytes as usize
+                        },
+                    }),
+                    Err(e) => Err((t.topic.clone(), p.partition, e)),
                 });
             }
         }
-        let fetched = self
-            .replicas
-            .fetch(
-                params,
-                req.max_wait_ms as u64,
-                req.min_bytes as usize,
-                max_bytes.min(MESSAGE_BYTES_MAX / 2),
-            )
-            .await;
+        // An error answers the fetch at once, as the broker's own errors do.
+        let max_wait_ms = if asks.iter().all(Result::is_ok) {
+            req.max_wait_ms as u64
+        } else {
+            0
+        };
+        let fetched = in_request_order(asks, async |params| {
+            self.api
+                .fetch(
+                    params,
+                    max_wait_ms,
+                    req.min_bytes as usize,
+                    max_bytes.min(MESSAGE_BYTES_MAX / 2),
+                )
+                .await
+        })
+        .await;
         let mut topics: Vec<v1::FetchTopicResult> = Vec::new();
         for f in fetched {
-            let result = v1::FetchPartitionResult {
-                partition: f.partition,
-                error: f.error.map(Into::into),
-                high_watermark: f.high_watermark.0,
-                log_start_offset: f.log_start_offset.0,
-                log_end_offset: f.log_end_offset.0,
-                records: f.records.into(),
+            let (topic, result) = match f {
+                Ok(f) => {
+                    let offsets = f.offsets;
+                    let result = v1::FetchPartitionResult {
+                        partition: f.tp.partition.0,
+                        error: f.error.map(Into::into),
+                        high_watermark: offsets.map_or(-1, |o| o.high_watermark.0),
+                        log_start_offset: offsets.map_or(-1, |o| o.log_start_offset.0),
+                        log_end_offset: offsets.map_or(-1, |o| o.log_end_offset.0),
+                        records: f.records.into(),
+                    };
+                    (f.tp.topic.to_string(), result)
+                }
+                Err((topic, partition, e)) => (
+                    topic,
+                    v1::FetchPartitionResult {
+                        partition,
+                        error: Some(e.into()),
+                        high_watermark: -1,
+                        log_start_offset: -1,
+                        log_end_offset: -1,
+                        records: Default::default(),
+                    },
+                ),
             };
             match topics.last_mut() {
-                Some(t) if t.topic == f.topic => t.partitions.push(result),
+                Some(t) if t.topic == topic => t.partitions.push(result),
                 _ => topics.push(v1::FetchTopicResult {
-                    topic: f.topic,
+                    topic,
                     partitions: vec![result],
                 }),
             }
@@ -242,31 +279,48 @@ impl Broker for BrokerService {
         req: Request<v1::ListOffsetsRequest>,
     ) -> Result<Response<v1::ListOffsetsResponse>, Status> {
         let req = req.into_inner();
-        let asked = req
+        let failed = |partition: i32, e: KafkaError| v1::ListOffsetsResult {
+            partition,
+            error: Some(e.into()),
+            offset: -1,
+            timestamp: -1,
+        };
+        let topic = match topic_name(&req.topic) {
+            Ok(topic) => topic,
+            Err(e) => {
+                let results = req
+                    .partitions
+                    .iter()
+                    .map(|p| failed(p.partition, e.clone()))
+                    .collect();
+                return Ok(Response::new(v1::ListOffsetsResponse { results }));
+            }
+        };
+        let asks = req
             .partitions
             .iter()
-            .map(|p| (p.partition, p.timestamp))
-            .collect();
-        let results = self
-            .replicas
-            .list_offsets(&req.topic, asked)
-            .await
-            .into_iter()
-            .map(|(partition, r)| match r {
-                Ok((offset, timestamp)) => v1::ListOffsetsResult {
-                    partition,
-                    error: None,
-                    offset: offset.0,
-                    timestamp,
-                },
-                Err(e) => v1::ListOffsetsResult {
-                    partition,
-                    error: Some(e.into()),
-                    offset: -1,
-                    timestamp: -1,
-                },
+            .map(|p| {
+                let partition = PartitionId(p.partition);
+                OffsetSpec::from_wire(p.timestamp)
+                    .map(|spec| (partition, spec))
+                    .map_err(|e| (partition, e))
             })
             .collect();
+        let results = in_request_order(asks, async |asked| {
+            self.api.list_offsets(&topic, asked).await
+        })
+        .await
+        .into_iter()
+        .map(|r| match r {
+            Ok((partition, Ok(listed))) => v1::ListOffsetsResult {
+                partition: partition.0,
+                error: None,
+                offset: listed.map_or(-1, |l| l.offset.0),
+                timestamp: listed.and_then(|l| l.timestamp_ms).unwrap_or(-1),
+            },
+            Ok((partition, Err(e))) | Err((partition, e)) => failed(partition.0, e),
+        })
+        .collect();
         Ok(Response::new(v1::ListOffsetsResponse { results }))
     }
 
@@ -281,7 +335,7 @@ impl Broker for BrokerService {
             .into_iter()
             .map(EpochQuery::from)
             .collect();
-        let answers = self.replicas.epoch_ends(queries).await;
+        let answers = self.api.epoch_ends(queries).await;
         Ok(Response::new(v1::OffsetForLeaderEpochResponse {
             results: answers.iter().map(v1::EpochEndOffset::from).collect(),
         }))
@@ -295,7 +349,7 @@ impl Broker for BrokerService {
         req: Request<Streaming<v1::ReplicaFetchRequest>>,
     ) -> Result<Response<Self::ReplicaFetchStream>, Status> {
         let mut incoming = req.into_inner();
-        let replicas = Arc::clone(&self.replicas);
+        let api = self.api.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(1);
         tokio::spawn(async move {
             loop {
@@ -307,7 +361,14 @@ impl Broker for BrokerService {
                         return;
                     }
                 };
-                let resp = replicas.replica_fetch(req).await;
+                let req = match ReplicaFetch::try_from(req) {
+                    Ok(req) => req,
+                    Err(e) => {
+                        let _ = tx.send(Err(status(&e))).await;
+                        return;
+                    }
+                };
+                let resp = v1::ReplicaFetchResponse::from(api.replica_fetch(req).await);
                 if tx.send(Ok(resp)).await.is_err() {
                     return;
                 }

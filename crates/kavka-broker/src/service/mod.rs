@@ -1,5 +1,7 @@
-//! Thin tonic services: decode the request, call the replica manager, encode the reply.
-//! Request-level Kafka errors become gRPC statuses via `kavka_proto::conv::status`.
+//! Thin tonic services: decode the request, call the broker API (`crate::api`: `Admin`,
+//! `BrokerApi`), encode the reply. Protobuf <-> model conversions live in
+//! `kavka_proto::conv`; request-level Kafka errors become gRPC statuses via
+//! `kavka_proto::conv::status`.
 
 mod admin;
 mod broker;

@@ -1,5 +1,7 @@
-//! Produce, Fetch, ListOffsets and OffsetForLeaderEpoch, mapped onto the replica
-//! manager exactly as the gRPC BrokerService maps them.
+//! Produce, Fetch, ListOffsets and OffsetForLeaderEpoch, translated onto the broker
+//! API's data operations exactly as the gRPC BrokerService translates them: Kafka's
+//! wire values become model types here (`Acks::from_wire`, `OffsetSpec::from_wire`,
+//! `topic_name`), and the answers go back with Kafka's `-1`s.
 //!
 //! Invariants: batches are stored as the client sent them once validated and given
 //! offsets (the replica manager's append); consumers only ever see records below the
@@ -23,11 +25,12 @@ use kafka_protocol::messages::{
     OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProduceRequest, ProduceResponse,
     TopicName,
 };
+use kavka_broker::api::{in_request_order, topic_name};
 use kavka_broker::{FetchPartitionParams, ProduceResult, produce_timeout};
 use kavka_model::admin::PartitionRef;
+use kavka_model::data::{Acks, OffsetSpec};
 use kavka_model::epoch::EpochQuery;
-use kavka_model::{ErrorCode, KafkaError, LeaderEpoch, Offset, PartitionId};
-use std::sync::Arc;
+use kavka_model::{ErrorCode, KafkaError, LeaderEpoch, Offset, PartitionId, TopicPartition};
 
 /// Fetch `max_bytes` when a client sends none (Kafka's `fetch.max.bytes` default).
 const FETCH_MAX_BYTES_DEFAULT: usize = 50 * 1024 * 1024;
@@ -35,11 +38,18 @@ const FETCH_MAX_BYTES_DEFAULT: usize = 50 * 1024 * 1024;
 const PARTITION_MAX_BYTES_DEFAULT: usize = 1024 * 1024;
 
 fn partition_response(
-    index: i32,
-    r: Result<ProduceResult, KafkaError>,
+    index: PartitionId,
+    r: Result<Option<ProduceResult>, KafkaError>,
 ) -> PartitionProduceResponse {
+    let index = index.0;
     match r {
-        Ok(r) => PartitionProduceResponse::default()
+        // acks=0: never sent (Kafka answers no acks=0 request).
+        Ok(None) => PartitionProduceResponse::default()
+            .with_index(index)
+            .with_base_offset(-1)
+            .with_log_append_time_ms(-1)
+            .with_log_start_offset(-1),
+        Ok(Some(r)) => PartitionProduceResponse::default()
             .with_index(index)
             .with_base_offset(r.base_offset.0)
             .with_log_append_time_ms(r.log_append_time.unwrap_or(-1))
@@ -101,27 +111,34 @@ pub(crate) async fn produce(broker: &Broker, req: ProduceRequest) -> Option<Prod
             ErrorCode::UnsupportedForMessageFormat.code(),
         ));
     }
-    let acks = i32::from(req.acks);
+    let answered = req.acks != 0;
+    let acks = Acks::from_wire(i32::from(req.acks));
     let timeout = produce_timeout(req.timeout_ms);
     let mut tasks = Vec::with_capacity(req.topic_data.len());
     let budget = kavka_broker::DecodeBudget::for_request();
     for t in req.topic_data {
-        let replicas = Arc::clone(&broker.replicas);
+        let api = broker.api.clone();
         let budget = budget.clone();
-        let name = t.name.0.to_string();
-        let batches: Vec<(i32, Vec<u8>)> = t
+        let topic = acks
+            .clone()
+            .and_then(|acks| Ok((topic_name(t.name.0.as_str())?, acks)));
+        let batches: Vec<(PartitionId, Vec<u8>)> = t
             .partition_data
             .into_iter()
-            .map(|p| (p.index, p.records.map(|b| b.to_vec()).unwrap_or_default()))
+            .map(|p| {
+                (
+                    PartitionId(p.index),
+                    p.records.map(|b| b.to_vec()).unwrap_or_default(),
+                )
+            })
             .collect();
-        let indexes: Vec<i32> = batches.iter().map(|(p, _)| *p).collect();
+        let indexes: Vec<PartitionId> = batches.iter().map(|(p, _)| *p).collect();
         tasks.push((
             t.name,
             indexes,
             tokio::spawn(async move {
-                replicas
-                    .produce(&name, acks, timeout, batches, &budget)
-                    .await
+                let (topic, acks) = topic?;
+                api.produce(&topic, acks, timeout, batches, &budget).await
             }),
         ));
     }
@@ -163,7 +180,7 @@ pub(crate) async fn produce(broker: &Broker, req: ProduceRequest) -> Option<Prod
     if !unknown.is_empty() {
         super::metadata::auto_create(broker, &unknown).await;
     }
-    (acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+    answered.then(|| ProduceResponse::default().with_responses(responses))
 }
 
 pub(crate) async fn fetch(broker: &Broker, req: FetchRequest) -> FetchResponse {
@@ -172,18 +189,21 @@ pub(crate) async fn fetch(broker: &Broker, req: FetchRequest) -> FetchResponse {
     if req.session_id != 0 {
         return FetchResponse::default().with_error_code(ErrorCode::FetchSessionIdNotFound.code());
     }
-    let mut params = Vec::new();
+    let mut asks = Vec::new();
     for t in &req.topics {
         for p in &t.partitions {
-            params.push(FetchPartitionParams {
-                topic: t.topic.0.to_string(),
-                partition: p.partition,
-                offset: Offset(p.fetch_offset),
-                max_bytes: if p.partition_max_bytes > 0 {
-                    p.partition_max_bytes as usize
-                } else {
-                    PARTITION_MAX_BYTES_DEFAULT
-                },
+            // A name Kafka would not accept is answered here, in its place.
+            asks.push(match topic_name(t.topic.0.as_str()) {
+                Ok(topic) => Ok(FetchPartitionParams {
+                    tp: TopicPartition::new(topic, PartitionId(p.partition)),
+                    offset: Offset(p.fetch_offset),
+                    max_bytes: if p.partition_max_bytes > 0 {
+                        p.partition_max_bytes as usize
+                    } else {
+                        PARTITION_MAX_BYTES_DEFAULT
+                    },
+                }),
+                Err(e) => Err((t.topic.clone(), p.partition, e)),
             });
         }
     }
@@ -192,31 +212,51 @@ pub(crate) async fn fetch(broker: &Broker, req: FetchRequest) -> FetchResponse {
     } else {
         FETCH_MAX_BYTES_DEFAULT
     };
-    let fetched = broker
-        .replicas
-        .fetch(
-            params,
-            req.max_wait_ms.max(0) as u64,
-            req.min_bytes.max(0) as usize,
-            max_bytes,
-        )
-        .await;
+    // An error answers the fetch at once, as the broker's own errors do.
+    let max_wait_ms = if asks.iter().all(Result::is_ok) {
+        req.max_wait_ms.max(0) as u64
+    } else {
+        0
+    };
+    let fetched = in_request_order(asks, async |params| {
+        broker
+            .api
+            .fetch(
+                params,
+                max_wait_ms,
+                req.min_bytes.max(0) as usize,
+                max_bytes,
+            )
+            .await
+    })
+    .await;
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
     for f in fetched {
+        let (topic, partition, error, offsets, records) = match f {
+            Ok(f) => (
+                TopicName(str_bytes(f.tp.topic.to_string())),
+                f.tp.partition.0,
+                f.error,
+                f.offsets,
+                f.records,
+            ),
+            Err((topic, partition, e)) => (topic, partition, Some(e), None, Vec::new()),
+        };
+        let hw = offsets.map_or(-1, |o| o.high_watermark.0);
         let data = PartitionData::default()
-            .with_partition_index(f.partition)
-            .with_error_code(f.error.as_ref().map_or(0, |e| e.code.code()))
-            .with_high_watermark(f.high_watermark.0)
-            .with_last_stable_offset(f.high_watermark.0)
-            .with_log_start_offset(f.log_start_offset.0)
+            .with_partition_index(partition)
+            .with_error_code(error.as_ref().map_or(0, |e| e.code.code()))
+            .with_high_watermark(hw)
+            .with_last_stable_offset(hw)
+            .with_log_start_offset(offsets.map_or(-1, |o| o.log_start_offset.0))
             .with_aborted_transactions(Some(Vec::new()))
             .with_preferred_read_replica(BrokerId(-1))
-            .with_records(Some(Bytes::from(f.records)));
+            .with_records(Some(Bytes::from(records)));
         match topics.last_mut() {
-            Some(t) if t.topic.0.as_str() == f.topic => t.partitions.push(data),
+            Some(t) if t.topic == topic => t.partitions.push(data),
             _ => topics.push(
                 FetchableTopicResponse::default()
-                    .with_topic(TopicName(str_bytes(f.topic)))
+                    .with_topic(topic)
                     .with_partitions(vec![data]),
             ),
         }
@@ -227,22 +267,40 @@ pub(crate) async fn fetch(broker: &Broker, req: FetchRequest) -> FetchResponse {
 pub(crate) async fn list_offsets(broker: &Broker, req: ListOffsetsRequest) -> ListOffsetsResponse {
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
-        let asked = t
+        let topic = topic_name(t.name.0.as_str());
+        let asks = t
             .partitions
             .iter()
-            .map(|p| (p.partition_index, p.timestamp))
+            .map(|p| {
+                let partition = PartitionId(p.partition_index);
+                let spec = match &topic {
+                    Ok(_) => OffsetSpec::from_wire(p.timestamp),
+                    Err(e) => Err(e.clone()),
+                };
+                spec.map(|spec| (partition, spec))
+                    .map_err(|e| (partition, e))
+            })
             .collect();
-        let partitions = broker
-            .replicas
-            .list_offsets(t.name.0.as_str(), asked)
-            .await
+        let answers = in_request_order(asks, async |asked| match &topic {
+            Ok(topic) => broker.api.list_offsets(topic, asked).await,
+            // Every ask already failed on the name.
+            Err(_) => Vec::new(),
+        })
+        .await;
+        let partitions = answers
             .into_iter()
-            .map(|(p, r)| {
+            .map(|r| {
+                let (p, r) = match r {
+                    Ok((p, r)) => (p, r),
+                    Err((p, e)) => (p, Err(e)),
+                };
                 let resp = ListOffsetsPartitionResponse::default()
-                    .with_partition_index(p)
+                    .with_partition_index(p.0)
                     .with_leader_epoch(-1);
                 match r {
-                    Ok((offset, ts)) => resp.with_offset(offset.0).with_timestamp(ts),
+                    Ok(listed) => resp
+                        .with_offset(listed.map_or(-1, |l| l.offset.0))
+                        .with_timestamp(listed.and_then(|l| l.timestamp_ms).unwrap_or(-1)),
                     Err(e) => resp
                         .with_error_code(e.code.code())
                         .with_offset(-1)
@@ -278,7 +336,7 @@ pub(crate) async fn offset_for_leader_epoch(
             })
         })
         .collect();
-    let answers = broker.replicas.epoch_ends(asked).await;
+    let answers = broker.api.epoch_ends(asked).await;
     let mut topics: Vec<OffsetForLeaderTopicResult> = Vec::new();
     for a in answers {
         let (code, end) = match &a.result {

@@ -143,7 +143,7 @@ pub(crate) async fn metadata(
         .collect();
     let mut topics = Vec::new();
     if !names.is_empty() {
-        let (mut summaries, mut states) = broker.replicas.metadata(&names).await;
+        let (mut summaries, mut states) = broker.api.metadata(&names).await;
         let may_create = auto_create_enabled(broker) && req.allow_auto_topic_creation;
         let unknown: Vec<String> = summaries
             .iter()
@@ -156,7 +156,7 @@ pub(crate) async fn metadata(
             live = brokers(&image, listener, false)
                 .map(|(b, ..)| BrokerId(b.broker_id.0))
                 .collect();
-            (summaries, states) = broker.replicas.metadata(&names).await;
+            (summaries, states) = broker.api.metadata(&names).await;
             for (name, s) in summaries.iter_mut() {
                 if let Some(e) = failed.get(name) {
                     *s = Err(e.clone());
@@ -198,7 +198,8 @@ pub(crate) async fn metadata(
                                 .filter(|r| !live.contains(&BrokerId(r.0)))
                                 .map(|b| BrokerId(b.0))
                                 .collect();
-                            let leader_live = live.contains(&BrokerId(p.leader.0));
+                            let leader_live =
+                                p.leader.is_some_and(|l| live.contains(&BrokerId(l.0)));
                             MetadataResponsePartition::default()
                                 .with_error_code(match (&p.error, leader_live) {
                                     (Some(e), _) if e.code == ErrorCode::LeaderNotAvailable => {
@@ -208,7 +209,10 @@ pub(crate) async fn metadata(
                                     _ => 0,
                                 })
                                 .with_partition_index(p.partition.0)
-                                .with_leader_id(BrokerId(if leader_live { p.leader.0 } else { -1 }))
+                                .with_leader_id(BrokerId(match p.leader {
+                                    Some(l) if leader_live => l.0,
+                                    _ => -1,
+                                }))
                                 .with_leader_epoch(p.leader_epoch.0)
                                 .with_replica_nodes(ids(&p.replicas))
                                 .with_isr_nodes(ids(&p.isr))

@@ -23,7 +23,7 @@ pub(crate) async fn init_producer_id(
     }
     // As Kafka for a producer without a transactional id, a request naming its current
     // id and epoch (KIP-360) gets a fresh id rather than a bumped epoch.
-    match broker.producer_ids.next_id().await {
+    match broker.api.producers.next_id().await {
         Ok(id) => InitProducerIdResponse::default()
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(0),

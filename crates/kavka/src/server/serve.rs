@@ -169,10 +169,7 @@ pub async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
             )));
         }
         let kafka_broker = Arc::new(kavka_kafka::Broker::new(
-            Arc::clone(&node.replicas),
-            Arc::clone(&node.admin),
-            Arc::clone(&node.groups),
-            Arc::clone(&node.producer_ids),
+            node.api.clone(),
             settings.kafka.clone(),
         ));
         for (name, listener) in kafka_bound.drain(..) {
