@@ -3,8 +3,8 @@
 //! implements it over its replica manager; tests can implement it over memory.
 //!
 //! Invariants an implementation keeps:
-//! - `append` returns only once the records are in the partition with acks=all (or
-//!   failed), and appends to one partition land in call order;
+//! - `append` returns Ok only once the records are in the partition with acks=all (the
+//!   coordinator itself serialises its appends to one partition);
 //! - `read` returns whole record batches (RecordBatch v2 bytes) from `offset` on, as a
 //!   consumer's fetch would: committed records only (below the high watermark);
 //! - `watch_applied` changes after every metadata image `metadata` can return, and a
