@@ -11,13 +11,16 @@
 //! metadata log (`metadata`), holds a session with the active controller (`session`),
 //! whose answered heartbeats renew the leader lease (`lease`) every leader-side request
 //! checks, and sends topic admin writes to the controllers (`controllers`).
+//!
+//! The group coordinator is its own crate, `kavka-group`; this crate implements its port
+//! over the replica manager (`group_log`) and starts it (`node`).
 
 pub mod api;
 mod config;
 pub mod controllers;
 mod error;
 pub mod fetcher;
-pub mod group;
+mod group_log;
 mod isr;
 pub mod lease;
 pub mod metadata;

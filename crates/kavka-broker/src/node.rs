@@ -9,10 +9,11 @@
 //! controller or the Kafka listener crates: the binary composes them (DESIGN §3).
 
 use crate::controllers::Controllers;
-use crate::group::{GroupConfig, GroupCoordinator};
+use crate::group_log::GroupLog;
 use crate::producer_ids::ProducerIdManager;
 use crate::service::{AdminService, BrokerService, GroupService, ReadyGate};
 use crate::{BrokerConfig, BrokerError, ControllerSession, ReplicaManager};
+use kavka_group::{GroupConfig, GroupCoordinator};
 use kavka_proto::v1::admin_service_server::AdminServiceServer;
 use kavka_proto::v1::broker_service_server::BrokerServiceServer;
 use kavka_proto::v1::group_service_server::GroupServiceServer;
@@ -69,7 +70,10 @@ impl BrokerNode {
             Arc::clone(&session),
             Arc::clone(&controllers),
         ));
-        let groups = GroupCoordinator::new(Arc::clone(&replicas), Arc::clone(&controllers), group);
+        let groups = GroupCoordinator::new(
+            GroupLog::new(Arc::clone(&replicas), Arc::clone(&admin)),
+            group,
+        );
         let producer_ids = Arc::new(ProducerIdManager::new(
             Arc::clone(&controllers),
             node_id,
@@ -150,7 +154,8 @@ impl BrokerNode {
                 gate(),
             ),
             group: InterceptedService::new(
-                GroupService::new(Arc::clone(&self.groups)).into_server(),
+                GroupService::new(Arc::clone(&self.groups), Arc::clone(&self.replicas))
+                    .into_server(),
                 gate(),
             ),
         }

@@ -28,7 +28,7 @@ pub use listeners::{KafkaListener, ListenerError, parse_listeners};
 
 use kavka_broker::ReplicaManager;
 use kavka_broker::api::{Admin, BrokerApi};
-use kavka_broker::group::GroupCoordinator;
+use kavka_group::GroupCoordinator;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -65,7 +65,7 @@ pub trait LogLevels: Send + Sync + std::fmt::Debug {
     fn set(&self, logger: &str, level: Option<&str>) -> Result<(), String>;
 }
 
-/// Whether `name` can name a logger: `root` or a tracing target (`kavka_broker::group`):
+/// Whether `name` can name a logger: `root` or a tracing target (`kavka_group`):
 /// letters, digits, `_` and `:`, so it can never change a filter's other directives.
 pub fn valid_logger_name(name: &str) -> bool {
     !name.is_empty()

@@ -25,9 +25,9 @@ pub use crate::replica_manager::topic_name;
 pub use admin::{Admin, AlteredConfigs};
 pub use data::in_request_order;
 
-use crate::group::GroupCoordinator;
 use crate::producer_ids::ProducerIdManager;
 use crate::replica_manager::ReplicaManager;
+use kavka_group::GroupCoordinator;
 use std::sync::Arc;
 
 /// The broker API: one handle, by operation.

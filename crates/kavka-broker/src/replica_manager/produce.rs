@@ -34,7 +34,7 @@ pub fn produce_timeout(timeout_ms: i32) -> Duration {
 /// Clients may not write to the broker's own topics (Kafka refuses appends to internal
 /// topics): only the group coordinator writes `__consumer_offsets`.
 fn refuse_internal(topic: &TopicName) -> Result<(), KafkaError> {
-    if topic.as_str() == crate::group::OFFSETS_TOPIC {
+    if topic.as_str() == kavka_group::OFFSETS_TOPIC {
         return Err(KafkaError::new(
             ErrorCode::InvalidTopicException,
             format!("cannot append to internal topic {topic}"),

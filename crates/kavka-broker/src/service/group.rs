@@ -1,7 +1,8 @@
 //! `kavka.v1.GroupService`: consumer group administration and committed offsets over
 //! gRPC, on the same coordinator the Kafka protocol uses.
 
-use crate::group::{CommittedOffset, GroupCoordinator, OffsetCommit, consumer, protocol};
+use crate::ReplicaManager;
+use kavka_group::{CommittedOffset, GroupCoordinator, OffsetCommit, consumer, protocol};
 use kavka_model::{ErrorCode, KafkaError};
 use kavka_proto::conv::status;
 use kavka_proto::v1::{self, group_service_server::GroupService as Groups};
@@ -10,11 +11,13 @@ use tonic::{Request, Response, Status};
 
 pub struct GroupService {
     groups: Arc<GroupCoordinator>,
+    /// Where a coordinator's gRPC endpoint is looked up.
+    replicas: Arc<ReplicaManager>,
 }
 
 impl GroupService {
-    pub fn new(groups: Arc<GroupCoordinator>) -> Self {
-        Self { groups }
+    pub fn new(groups: Arc<GroupCoordinator>, replicas: Arc<ReplicaManager>) -> Self {
+        Self { groups, replicas }
     }
 
     pub fn into_server(self) -> v1::group_service_server::GroupServiceServer<Self> {
@@ -52,7 +55,7 @@ fn asked(topics: Vec<v1::TopicPartitions>) -> Option<Vec<(String, Vec<i32>)>> {
     })
 }
 
-fn results(rs: Vec<crate::group::PartitionOutcome>) -> Vec<v1::PartitionResult> {
+fn results(rs: Vec<kavka_group::PartitionOutcome>) -> Vec<v1::PartitionResult> {
     rs.into_iter()
         .map(|(topic, partition, r)| v1::PartitionResult {
             topic,
@@ -128,7 +131,7 @@ impl Groups for GroupService {
             .find_coordinator(&group_id)
             .await
             .map_err(|e| status(&e))?;
-        let image = self.groups.image();
+        let image = self.replicas.image();
         let b = image
             .broker(id)
             .and_then(|b| b.endpoint("grpc").map(|e| (e.host.clone(), e.port)))

@@ -27,7 +27,7 @@ use kafka_protocol::messages::offset_fetch_response::{
 };
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kavka_broker::group::{self, Joined, OffsetCommit};
+use kavka_group::{self as group, Joined, OffsetCommit};
 use kavka_model::{ErrorCode, KafkaError};
 use std::collections::BTreeMap;
 

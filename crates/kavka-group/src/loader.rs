@@ -4,11 +4,10 @@
 //! The same task ticks every group's timers (sessions, join deadlines).
 
 use super::classic::Group;
-use super::coordinator::{Shard, now_ms};
+use super::coordinator::Shard;
 use super::store::{self, Key, Value};
-use super::{CommittedOffset, GroupCoordinator, OFFSETS_TOPIC, TICK};
-use crate::replica_manager::FetchPartitionParams;
-use kavka_model::{LeaderEpoch, Offset, PartitionId, TopicName, TopicPartition};
+use super::{CommittedOffset, GroupCoordinator, OFFSETS_TOPIC, TICK, now_ms};
+use kavka_model::{LeaderEpoch, Offset, PartitionId};
 use kavka_record::RecordBatch;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -17,11 +16,15 @@ use tokio::sync::watch;
 
 /// Bytes read per fetch while loading.
 const LOAD_FETCH_BYTES: usize = 4 * 1024 * 1024;
+/// How long one read while loading waits for records to become readable.
+const LOAD_FETCH_WAIT: Duration = Duration::from_millis(200);
 
 impl GroupCoordinator {
     /// Follows the metadata image and ticks group timers until `shutdown`.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let mut applied = self.replicas.watch_applied();
+        let mut applied = self.log.watch_applied();
+        // An image applied before this task subscribed counts too.
+        self.follow_leadership();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -39,19 +42,16 @@ impl GroupCoordinator {
     }
 
     /// The offsets partitions this broker leads now, with their leader epochs.
-    fn led(&self) -> BTreeMap<i32, LeaderEpoch> {
-        let image = self.replicas.image();
-        let me = self.replicas.config().node_id;
-        let Some(t) = TopicName::new(OFFSETS_TOPIC)
-            .ok()
-            .and_then(|n| image.topic_by_name(&n).cloned())
-        else {
-            return BTreeMap::new();
-        };
-        t.partitions
-            .iter()
-            .filter(|(_, r)| r.leader == me)
-            .map(|(p, r)| (p.0, r.leader_epoch))
+    fn led(&self) -> BTreeMap<PartitionId, LeaderEpoch> {
+        let metadata = self.log.metadata();
+        let me = self.log.node_id();
+        let n = metadata.partition_count(OFFSETS_TOPIC).unwrap_or(0);
+        (0..n)
+            .map(PartitionId)
+            .filter_map(|p| match metadata.leader(OFFSETS_TOPIC, p) {
+                Some((Some(leader), epoch)) if leader == me => Some((p, epoch)),
+                _ => None,
+            })
             .collect()
     }
 
@@ -67,7 +67,7 @@ impl GroupCoordinator {
                 let keep = led.get(p) == Some(&epoch);
                 if !keep {
                     tracing::info!(
-                        partition = p,
+                        partition = %p,
                         "no longer coordinating the groups of {OFFSETS_TOPIC}-{p}"
                     );
                 }
@@ -86,23 +86,19 @@ impl GroupCoordinator {
         }
     }
 
-    fn still_loading(&self, p: i32, epoch: LeaderEpoch) -> bool {
+    fn still_loading(&self, p: PartitionId, epoch: LeaderEpoch) -> bool {
         matches!(self.shards().get(&p), Some(Shard::Loading(e)) if *e == epoch)
     }
 
     /// Rebuilds partition `p`'s groups from the log, then serves them.
     #[tracing::instrument(skip(self))]
-    async fn load(self: Arc<Self>, p: i32, epoch: LeaderEpoch) {
+    async fn load(self: Arc<Self>, p: PartitionId, epoch: LeaderEpoch) {
         let started = Instant::now();
         // Everything this leader holds now will be committed (a leader never truncates
         // its own log), so that is what to read.
-        let Ok(topic) = crate::api::topic_name(OFFSETS_TOPIC) else {
-            return;
-        };
-        let tp = TopicPartition::new(topic, PartitionId(p));
         let target = loop {
-            match self.replicas.partition(&tp) {
-                Ok(part) => break part.offsets().await.2,
+            match self.log.log_end(p).await {
+                Ok(end) => break end,
                 Err(_) if self.still_loading(p, epoch) => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -116,41 +112,33 @@ impl GroupCoordinator {
             if !self.still_loading(p, epoch) {
                 return;
             }
-            let fetched = self
-                .replicas
-                .fetch(
-                    vec![FetchPartitionParams {
-                        tp: tp.clone(),
-                        offset: next,
-                        max_bytes: LOAD_FETCH_BYTES,
-                    }],
-                    200,
-                    1,
-                    LOAD_FETCH_BYTES,
-                )
+            let read = self
+                .log
+                .read(p, next, LOAD_FETCH_BYTES, LOAD_FETCH_WAIT)
                 .await;
-            let Some(f) = fetched.into_iter().next() else {
-                return;
-            };
-            let log_start = f.offsets.map_or(Offset(-1), |o| o.log_start_offset);
-            if let Some(e) = f.error {
-                if e.code == kavka_model::ErrorCode::OffsetOutOfRange && next < log_start {
-                    next = log_start;
+            let chunk = match read.records {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    if e.code == kavka_model::ErrorCode::OffsetOutOfRange
+                        && next < read.log_start_offset
+                    {
+                        next = read.log_start_offset;
+                        continue;
+                    }
+                    tracing::warn!(partition = %p, error = %e, "cannot read {OFFSETS_TOPIC}-{p}; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
-                tracing::warn!(partition = p, error = %e, "cannot read {OFFSETS_TOPIC}-{p}; retrying");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
+            };
+            if next < read.log_start_offset {
+                next = read.log_start_offset;
             }
-            if next < log_start {
-                next = log_start;
-            }
-            let mut buf = f.records.as_slice();
+            let mut buf = chunk.as_slice();
             while !buf.is_empty() {
                 let (batch, used) = match RecordBatch::decode(buf) {
                     Ok(b) => b,
                     Err(e) => {
-                        tracing::warn!(partition = p, offset = next.0, error = %e, "undecodable batch in {OFFSETS_TOPIC}-{p}; skipped");
+                        tracing::warn!(partition = %p, offset = next.0, error = %e, "undecodable batch in {OFFSETS_TOPIC}-{p}; skipped");
                         break;
                     }
                 };
@@ -175,7 +163,7 @@ impl GroupCoordinator {
         let mut shards = self.shards();
         if matches!(shards.get(&p), Some(Shard::Loading(e)) if *e == epoch) {
             tracing::info!(
-                partition = p,
+                partition = %p,
                 groups = groups.len(),
                 records,
                 ms = started.elapsed().as_millis() as u64,
@@ -231,13 +219,13 @@ fn replay(
     config: &super::GroupConfig,
     key: &[u8],
     value: Option<&[u8]>,
-    p: i32,
+    p: PartitionId,
     offset: i64,
 ) {
     let (key, value) = match store::decode(key, value) {
         Ok(kv) => kv,
         Err(e) => {
-            tracing::warn!(partition = p, offset, error = %e, "unreadable record in {OFFSETS_TOPIC}-{p}; skipped");
+            tracing::warn!(partition = %p, offset, error = %e, "unreadable record in {OFFSETS_TOPIC}-{p}; skipped");
             return;
         }
     };

@@ -1,6 +1,13 @@
-//! The group coordinator: consumer group membership (the classic protocol, `classic`)
-//! and committed offsets, stored in the internal compacted topic `__consumer_offsets`
+//! The group coordinator (Kafka's `group-coordinator` module): consumer group membership
+//! (the classic protocol, `classic`; KIP-848's consumer protocol, `consumer`) and
+//! committed offsets, stored in the internal compacted topic `__consumer_offsets`
 //! (`store`), protocol-neutral so the Kafka listener and gRPC map onto it alike.
+//!
+//! It sees the broker it runs in only through one narrow port, [`CoordinatorLog`]
+//! (`log`): append to and read from a `__consumer_offsets` partition, this node's id,
+//! the few facts it reads from the applied metadata image (partition counts, leaders,
+//! broker count, topic names) and a watch of it, and creating the topic. The broker
+//! implements the port over its replica manager.
 //!
 //! Invariants:
 //! - the coordinator of a group is the leader of partition `hash(group) % n` of
@@ -13,20 +20,26 @@
 //! - an offset commit is acknowledged only after its record is in the partition with
 //!   acks=all, and becomes visible to OffsetFetch only then; writes to one partition are
 //!   serialised, so the in-memory state follows the log's order.
+//!
+//! This crate must not depend on `kavka-broker`, `kavka-kafka`, `kavka-proto` or `tonic`
+//! (check with `cargo tree -p kavka-group`): no protocol type crosses into it, and the
+//! broker depends on it, not the other way round.
 
 pub mod classic;
 pub mod consumer;
 mod coordinator;
 mod loader;
+mod log;
 mod offsets;
 pub mod protocol;
 pub mod store;
 
 pub use classic::{GroupState, JoinRequest, JoinResult, JoinedMember, SyncRequest, SyncResult};
 pub use coordinator::GroupCoordinator;
+pub use log::{BoxFuture, CoordinatorLog, LogRead, MetadataView};
 
 use bytes::Bytes;
-use kavka_model::{ErrorCode, KafkaError};
+use kavka_model::{ErrorCode, KafkaError, PartitionId};
 use std::time::Duration;
 
 /// The internal topic holding committed offsets and group membership.
@@ -142,13 +155,21 @@ pub struct GroupDescription {
 pub type PartitionOutcome = (String, i32, Result<(), KafkaError>);
 
 /// Kafka's partition for a group: `abs(groupId.hashCode()) % n`.
-pub fn partition_for(group_id: &str, partitions: i32) -> i32 {
+pub fn partition_for(group_id: &str, partitions: i32) -> PartitionId {
     let mut h: i32 = 0;
     for unit in group_id.encode_utf16() {
         h = h.wrapping_mul(31).wrapping_add(unit as i32);
     }
     let abs = if h == i32::MIN { 0 } else { h.abs() };
-    abs % partitions.max(1)
+    PartitionId(abs % partitions.max(1))
+}
+
+/// Milliseconds since the Unix epoch: the coordinator's clock for commit and state
+/// timestamps.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 pub(crate) fn err(code: ErrorCode, msg: impl Into<String>) -> KafkaError {
@@ -170,4 +191,30 @@ pub fn validate_group_id(group_id: &str) -> Result<(), KafkaError> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_maps_to_kafkas_partition() {
+        // (group id, partitions, Kafka's partition: abs(String.hashCode) % n).
+        let table = [
+            ("", 50, 0),
+            ("a", 50, 47),
+            ("group", 50, 47),
+            ("group", 16, 15),
+            // A negative hash code.
+            ("my-group", 50, 12),
+            ("console-consumer-12345", 16, 2),
+            // hashCode is i32::MIN, whose abs Kafka's Utils.abs maps to 0.
+            ("polygenelubricants", 50, 0),
+            // No partitions yet: never a division by zero.
+            ("a", 0, 0),
+        ];
+        for (group, n, want) in table {
+            assert_eq!(partition_for(group, n), PartitionId(want), "{group} of {n}");
+        }
+    }
 }

@@ -5,13 +5,11 @@
 use super::classic::{Effects, Group, Outcome};
 use super::consumer;
 use super::{
-    GroupConfig, JoinRequest, Joined, OFFSETS_TOPIC, SyncRequest, SyncResult, err, partition_for,
-    validate_group_id,
+    CoordinatorLog, GroupConfig, JoinRequest, Joined, MetadataView, OFFSETS_TOPIC, SyncRequest,
+    SyncResult, err, now_ms, partition_for, validate_group_id,
 };
-use crate::controllers::Controllers;
-use crate::replica_manager::ReplicaManager;
-use kavka_model::{BrokerId, ErrorCode, KafkaError, LeaderEpoch, TopicName};
-use kavka_proto::v1;
+use kavka_model::admin::NewTopic;
+use kavka_model::{BrokerId, ErrorCode, KafkaError, LeaderEpoch, PartitionId};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -27,30 +25,22 @@ pub(super) enum Shard {
     },
 }
 
-pub(super) fn now_ms() -> i64 {
-    crate::now_ms()
-}
-
 pub struct GroupCoordinator {
-    pub(super) replicas: Arc<ReplicaManager>,
-    controllers: Arc<Controllers>,
+    /// The broker, as far as the coordinator sees it: the offsets log and metadata.
+    pub(super) log: Arc<dyn CoordinatorLog>,
     pub(super) config: GroupConfig,
-    pub(super) shards: Mutex<HashMap<i32, Shard>>,
-    /// Serialises writes per offsets partition (index: partition).
-    writers: Mutex<HashMap<i32, Arc<tokio::sync::Mutex<()>>>>,
+    /// The groups of each offsets partition this broker leads.
+    pub(super) shards: Mutex<HashMap<PartitionId, Shard>>,
+    /// Serialises writes per offsets partition.
+    writers: Mutex<HashMap<PartitionId, Arc<tokio::sync::Mutex<()>>>>,
     /// One creation of `__consumer_offsets` at a time.
     creating: tokio::sync::Mutex<()>,
 }
 
 impl GroupCoordinator {
-    pub fn new(
-        replicas: Arc<ReplicaManager>,
-        controllers: Arc<Controllers>,
-        config: GroupConfig,
-    ) -> Arc<Self> {
+    pub fn new(log: Arc<dyn CoordinatorLog>, config: GroupConfig) -> Arc<Self> {
         Arc::new(Self {
-            replicas,
-            controllers,
+            log,
             config,
             shards: Mutex::new(HashMap::new()),
             writers: Mutex::new(HashMap::new()),
@@ -62,30 +52,23 @@ impl GroupCoordinator {
         &self.config
     }
 
-    /// The metadata image this broker has applied.
-    pub fn image(&self) -> Arc<kavka_metadata::MetadataImage> {
-        self.replicas.image()
-    }
-
     pub fn node_id(&self) -> BrokerId {
-        self.replicas.config().node_id
+        self.log.node_id()
     }
 
-    pub(super) fn shards(&self) -> std::sync::MutexGuard<'_, HashMap<i32, Shard>> {
+    pub(super) fn shards(&self) -> std::sync::MutexGuard<'_, HashMap<PartitionId, Shard>> {
         self.shards.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(super) fn writer(&self, partition: i32) -> Arc<tokio::sync::Mutex<()>> {
+    pub(super) fn writer(&self, partition: PartitionId) -> Arc<tokio::sync::Mutex<()>> {
         let mut w = self.writers.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(w.entry(partition).or_default())
     }
 
     /// The offsets partition of `group_id`, when the topic exists.
-    pub(super) fn offsets_partition(&self, group_id: &str) -> Option<i32> {
-        let image = self.replicas.image();
-        let name = TopicName::new(OFFSETS_TOPIC).ok()?;
-        let t = image.topic_by_name(&name)?;
-        Some(partition_for(group_id, t.partitions.len() as i32))
+    pub(super) fn offsets_partition(&self, group_id: &str) -> Option<PartitionId> {
+        let n = self.log.metadata().partition_count(OFFSETS_TOPIC)?;
+        Some(partition_for(group_id, n))
     }
 
     pub(super) fn not_coordinator(&self, group_id: &str) -> KafkaError {
@@ -93,7 +76,7 @@ impl GroupCoordinator {
             ErrorCode::NotCoordinator,
             format!(
                 "broker {} is not the coordinator of group '{group_id}'",
-                self.replicas.config().node_id
+                self.log.node_id()
             ),
         )
     }
@@ -105,7 +88,7 @@ impl GroupCoordinator {
         group_id: &str,
         create: bool,
         f: impl FnOnce(&mut Group) -> R,
-    ) -> Result<Option<(i32, R)>, KafkaError> {
+    ) -> Result<Option<(PartitionId, R)>, KafkaError> {
         validate_group_id(group_id)?;
         let p = self
             .offsets_partition(group_id)
@@ -147,14 +130,11 @@ impl GroupCoordinator {
                 })?
             }
         };
-        let image = self.replicas.image();
-        let name = TopicName::new(OFFSETS_TOPIC)
-            .map_err(|e| err(ErrorCode::UnknownServerError, e.to_string()))?;
-        let leader = image
-            .topic_by_name(&name)
-            .and_then(|t| t.partitions.get(&kavka_model::PartitionId(p)))
-            .map(|r| r.leader)
-            .filter(|l| l.0 >= 0);
+        let leader = self
+            .log
+            .metadata()
+            .leader(OFFSETS_TOPIC, p)
+            .and_then(|(leader, _)| leader);
         leader.ok_or_else(|| {
             err(
                 ErrorCode::CoordinatorNotAvailable,
@@ -168,66 +148,46 @@ impl GroupCoordinator {
         if self.offsets_partition("").is_some() {
             return Ok(());
         }
-        let brokers = self.replicas.image().brokers().count() as i32;
+        let brokers = self.log.metadata().broker_count() as i32;
         let rf = self
             .config
             .offsets_topic_replication_factor
             .min(brokers)
             .max(1);
-        let req = v1::CreateTopicsRequest {
-            topics: vec![v1::NewTopic {
-                name: OFFSETS_TOPIC.into(),
-                partitions: self.config.offsets_topic_num_partitions,
-                replication_factor: rf,
-                configs: [
-                    ("cleanup.policy".to_string(), "compact".to_string()),
-                    ("segment.bytes".to_string(), (100 * 1024 * 1024).to_string()),
-                ]
-                .into_iter()
-                .collect(),
-                assignments: vec![],
-            }],
-            validate_only: false,
+        let topic = NewTopic {
+            name: OFFSETS_TOPIC.to_string(),
+            partitions: Some(self.config.offsets_topic_num_partitions),
+            replication_factor: Some(rf),
+            configs: [
+                ("cleanup.policy".to_string(), "compact".to_string()),
+                ("segment.bytes".to_string(), (100 * 1024 * 1024).to_string()),
+            ]
+            .into_iter()
+            .collect(),
+            assignments: Vec::new(),
         };
-        let resp = self
-            .controllers
-            .call(|mut c| {
-                let req = req.clone();
-                async move { c.create_topics(req).await.map(|r| r.into_inner()) }
-            })
-            .await
-            .map_err(|e| {
-                err(
+        match self.log.create_topic(topic).await {
+            Err(e) if e.code != ErrorCode::TopicAlreadyExists => {
+                return Err(err(
                     ErrorCode::CoordinatorNotAvailable,
                     format!("cannot create {OFFSETS_TOPIC}: {}", e.message),
-                )
-            })?;
-        match resp.results.first().and_then(|r| r.error.as_ref()) {
-            Some(e) => {
-                let e = KafkaError::from(e);
-                if e.code != ErrorCode::TopicAlreadyExists {
-                    return Err(err(
-                        ErrorCode::CoordinatorNotAvailable,
-                        format!("cannot create {OFFSETS_TOPIC}: {}", e.message),
-                    ));
-                }
+                ));
             }
-            None => tracing::info!(
+            Err(_) => {}
+            Ok(()) => tracing::info!(
                 partitions = self.config.offsets_topic_num_partitions,
                 replication_factor = rf,
                 "created {OFFSETS_TOPIC}"
             ),
         }
         let ok = self
-            .replicas
-            .wait_for_image(Duration::from_secs(15), |img| {
-                TopicName::new(OFFSETS_TOPIC)
-                    .ok()
-                    .and_then(|n| {
-                        img.topic_by_name(&n)
-                            .map(|t| t.partitions.values().all(|p| p.leader.0 >= 0))
+            .wait_for_metadata(Duration::from_secs(15), |m| {
+                m.partition_count(OFFSETS_TOPIC).is_some_and(|n| {
+                    (0..n).all(|p| {
+                        m.leader(OFFSETS_TOPIC, PartitionId(p))
+                            .is_some_and(|(leader, _)| leader.is_some())
                     })
-                    .unwrap_or(false)
+                })
             })
             .await;
         if !ok {
@@ -237,6 +197,23 @@ impl GroupCoordinator {
             ));
         }
         Ok(())
+    }
+
+    /// Waits (at most `timeout`) until the applied image satisfies `cond`.
+    async fn wait_for_metadata(
+        &self,
+        timeout: Duration,
+        cond: impl Fn(&dyn MetadataView) -> bool,
+    ) -> bool {
+        let mut applied = self.log.watch_applied();
+        let wait = async {
+            while !cond(self.log.metadata().as_ref()) {
+                if applied.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.is_ok() && cond(self.log.metadata().as_ref())
     }
 
     // ---- membership ---------------------------------------------------------------
@@ -363,7 +340,7 @@ impl GroupCoordinator {
         group_id: &str,
         req: consumer::HeartbeatRequest,
     ) -> Result<consumer::HeartbeatResult, KafkaError> {
-        let image = ImageTopics(self.replicas.image());
+        let image = ImageTopics(self.log.metadata());
         let create = req.member_epoch == 0;
         let config = &self.config;
         let member_id = req.member_id.clone();
@@ -415,7 +392,12 @@ impl GroupCoordinator {
 
     /// Persists the group where a transition asked for it, then answers the syncs it
     /// completed (with an error, and a new rebalance, if the write failed).
-    pub(super) fn carry_out(self: &Arc<Self>, group_id: &str, partition: i32, effects: Effects) {
+    pub(super) fn carry_out(
+        self: &Arc<Self>,
+        group_id: &str,
+        partition: PartitionId,
+        effects: Effects,
+    ) {
         if !effects.persist && effects.syncs.is_empty() {
             return;
         }
@@ -450,19 +432,17 @@ impl GroupCoordinator {
 }
 
 /// The topics of this broker's image, as the consumer group state machine reads them.
-struct ImageTopics(Arc<kavka_metadata::MetadataImage>);
+struct ImageTopics(Box<dyn MetadataView>);
 
 impl consumer::Topics for ImageTopics {
     fn partitions(&self, topic: &str) -> Option<i32> {
-        let name = TopicName::new(topic).ok()?;
-        self.0
-            .topic_by_name(&name)
-            .map(|t| t.partitions.len() as i32)
+        self.0.partition_count(topic)
     }
 
     fn for_each_name(&self, f: &mut dyn FnMut(&str)) {
-        for t in self.0.topics() {
-            f(t.name.as_str());
-        }
+        self.0.for_each_topic_name(f)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -3,16 +3,14 @@
 //! behind them.
 
 use super::classic::{Group, GroupState};
-use super::coordinator::{Shard, now_ms};
+use super::coordinator::Shard;
 use super::store::{GroupValue, Key, OffsetValue};
 use super::{
     CommittedOffset, GroupCoordinator, GroupDescription, GroupListing, MemberDescription,
-    OFFSETS_TOPIC, OffsetCommit, PartitionOutcome, WRITE_TIMEOUT, err, protocol,
+    OFFSETS_TOPIC, OffsetCommit, PartitionOutcome, WRITE_TIMEOUT, err, now_ms, protocol,
 };
-use crate::records::NewRecord;
 use bytes::Bytes;
-use kavka_model::{ErrorCode, KafkaError, PartitionId, TopicName};
-use kavka_record::Compression;
+use kavka_model::{ErrorCode, KafkaError, PartitionId};
 use std::sync::Arc;
 
 /// A committed offset per (topic, partition); `None` where nothing is committed.
@@ -23,40 +21,13 @@ impl GroupCoordinator {
     /// failures to the coordinator errors clients act on.
     pub(super) async fn append(
         &self,
-        partition: i32,
+        partition: PartitionId,
         records: Vec<(Bytes, Option<Bytes>)>,
     ) -> Result<(), KafkaError> {
-        let ts = now_ms();
-        let records = records
-            .into_iter()
-            .map(|(k, v)| {
-                (
-                    Some(PartitionId(partition)),
-                    NewRecord {
-                        key: Some(k),
-                        value: v,
-                        headers: Vec::new(),
-                        timestamp_ms: ts,
-                    },
-                )
-            })
-            .collect();
-        let results = self
-            .replicas
-            .append_records(
-                &crate::api::topic_name(OFFSETS_TOPIC).map_err(coordinator_error)?,
-                kavka_model::data::Acks::All,
-                WRITE_TIMEOUT,
-                records,
-                Compression::None,
-                kavka_record::Origin::Broker,
-            )
+        self.log
+            .append(partition, records, now_ms(), WRITE_TIMEOUT)
             .await
-            .map_err(coordinator_error)?;
-        for (_, r) in results {
-            r.map_err(coordinator_error)?;
-        }
-        Ok(())
+            .map_err(coordinator_error)
     }
 
     /// Writes `key` with the value `value` makes of the group's current state (a
@@ -65,7 +36,7 @@ impl GroupCoordinator {
     async fn persist(
         &self,
         group_id: &str,
-        partition: i32,
+        partition: PartitionId,
         key: Key,
         value: impl FnOnce(&Group) -> Result<Option<Bytes>, KafkaError>,
     ) -> Result<(), KafkaError> {
@@ -82,7 +53,7 @@ impl GroupCoordinator {
     pub(super) async fn persist_group(
         &self,
         group_id: &str,
-        partition: i32,
+        partition: PartitionId,
     ) -> Result<(), KafkaError> {
         self.persist(group_id, partition, Key::Group(group_id.to_string()), |g| {
             Ok(group_value(g).map(|v| v.encode()))
@@ -94,7 +65,7 @@ impl GroupCoordinator {
     pub(super) async fn persist_consumer_group(
         &self,
         group_id: &str,
-        partition: i32,
+        partition: PartitionId,
     ) -> Result<(), KafkaError> {
         self.persist(
             group_id,
@@ -141,20 +112,15 @@ impl GroupCoordinator {
                 )
             })?;
         checked?;
-        let image = self.replicas.image();
+        let metadata = self.log.metadata();
         let mut results = Vec::with_capacity(offsets.len());
         let mut records = Vec::new();
         let mut accepted = Vec::new();
         let ts = now_ms();
         for o in offsets {
-            let known = TopicName::new(o.topic.as_str())
-                .ok()
-                .and_then(|n| {
-                    image
-                        .topic_by_name(&n)
-                        .map(|t| t.partitions.contains_key(&PartitionId(o.partition)))
-                })
-                .unwrap_or(false);
+            let known = metadata
+                .leader(&o.topic, PartitionId(o.partition))
+                .is_some();
             let metadata = o.metadata.unwrap_or_default();
             let r = if !known {
                 Err(err(
