@@ -46,13 +46,6 @@ impl Acks {
     }
 }
 
-impl TryFrom<i32> for Acks {
-    type Error = KafkaError;
-    fn try_from(acks: i32) -> Result<Self, Self::Error> {
-        Acks::from_wire(acks)
-    }
-}
-
 /// Which offset a ListOffsets asks of a partition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum OffsetSpec {
