@@ -94,6 +94,8 @@ pub struct Node {
     controller_port: u16,
     /// The Kafka wire-protocol listener's port (kept across restarts).
     kafka_port: u16,
+    /// The HTTP listener's port (kept across restarts).
+    http_port: u16,
     options: NodeOptions,
     dir: tempfile::TempDir,
 }
@@ -126,6 +128,7 @@ impl Node {
             port: 0,
             controller_port: 0,
             kafka_port: 0,
+            http_port: 0,
             options,
             dir,
         };
@@ -133,6 +136,7 @@ impl Node {
             node.port = port;
             node.controller_port = free_port()?;
             node.kafka_port = free_port()?;
+            node.http_port = free_port()?;
             node.spawn_and_wait().await?;
             return Ok(node);
         }
@@ -142,6 +146,7 @@ impl Node {
             node.port = free_port()?;
             node.controller_port = free_port()?;
             node.kafka_port = free_port()?;
+            node.http_port = free_port()?;
             match node.spawn_and_wait().await {
                 Ok(()) => return Ok(node),
                 Err(e) if node.log().contains("cannot listen") => last = Some(e),
@@ -159,6 +164,7 @@ impl Node {
             port: free_port()?,
             controller_port: free_port()?,
             kafka_port: free_port()?,
+            http_port: free_port()?,
             options,
             dir,
         };
@@ -204,6 +210,11 @@ impl Node {
     /// Where Kafka clients connect (the node's PLAINTEXT listener).
     pub fn kafka_addr(&self) -> String {
         format!("127.0.0.1:{}", self.kafka_port)
+    }
+
+    /// The node's HTTP listener: metrics, health, console.
+    pub fn http_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.http_port)
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -263,6 +274,12 @@ impl Node {
                             format!("PLAINTEXT://{}", self.kafka_addr()),
                         ]
                     })
+                    .into_iter()
+                    .flatten(),
+            )
+            .args(
+                (!self.options.args.iter().any(|a| a == "--http-listen"))
+                    .then(|| ["--http-listen".to_string(), self.http_addr()])
                     .into_iter()
                     .flatten(),
             )

@@ -119,6 +119,11 @@ pub struct ListenerSection {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub external_advertised_address: Option<String>,
+    /// HTTP listen address for metrics, health checks and the web console ('' for
+    /// none; default 0.0.0.0:9644).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_listen: Option<String>,
 }
 
 /// The Kafka wire-protocol listeners.
@@ -478,6 +483,8 @@ pub struct Settings {
     pub broker: BrokerConfig,
     pub listen: SocketAddr,
     pub external_listen: Option<SocketAddr>,
+    /// The HTTP listener (metrics, health, console); `None` when turned off with ''.
+    pub http_listen: Option<SocketAddr>,
     /// Kafka listeners to bind, and what each advertises (port 0: the bound port).
     pub kafka_listeners: Vec<KafkaListener>,
     pub kafka_advertised: Vec<KafkaListener>,
@@ -620,6 +627,16 @@ impl Settings {
             listeners.external_listen,
             "external listen address",
             "0.0.0.0:19093",
+        )?;
+        let http_listen = parse_addr(
+            Some(
+                listeners
+                    .http_listen
+                    .unwrap_or_else(|| "0.0.0.0:9644".into()),
+            )
+            .filter(|a| !a.is_empty()),
+            "HTTP listen address",
+            "0.0.0.0:9644",
         )?;
         let external_advertised = match (listeners.external_advertised_address, external_listen) {
             (None, None) => None,
@@ -773,6 +790,7 @@ impl Settings {
             broker,
             listen,
             external_listen,
+            http_listen,
             kafka_listeners,
             kafka_advertised,
             kafka,

@@ -25,6 +25,10 @@ pub struct DevArgs {
     /// ports higher).
     #[arg(long, default_value = "127.0.0.1:9092")]
     kafka_listen: String,
+    /// HTTP listen address: metrics, health, the web console (node N of --nodes listens
+    /// N - 1 ports higher; '' for none).
+    #[arg(long, default_value = "127.0.0.1:9644")]
+    http_listen: String,
     /// Durability: replicated or fsync.
     #[arg(long, default_value = "replicated")]
     log_flush: String,
@@ -43,6 +47,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     flags.node.data_dir = Some(args.data_dir);
     flags.listeners.listen = Some(args.listen);
     flags.kafka.kafka_listeners = Some(format!("PLAINTEXT://{}", args.kafka_listen));
+    flags.listeners.http_listen = Some(args.http_listen);
     flags.node.log_flush = Some(args.log_flush);
     flags.node.num_partitions = Some(1);
     let settings = ServerArgs {
@@ -77,6 +82,21 @@ async fn dev_cluster(args: DevArgs) -> anyhow::Result<()> {
         )
     })?;
     let kafka_addr = |i: u16| SocketAddr::new(kafka_base.ip(), kafka_base.port() + 100 * (i - 1));
+    let http_base: Option<SocketAddr> = (!args.http_listen.is_empty())
+        .then(|| {
+            args.http_listen.parse().with_context(|| {
+                format!(
+                    "invalid HTTP listen address '{}': expected ip:port",
+                    args.http_listen
+                )
+            })
+        })
+        .transpose()?;
+    let http_addr = |i: u16| {
+        http_base.map_or_else(String::new, |b| {
+            SocketAddr::new(b.ip(), b.port().saturating_add(i - 1)).to_string()
+        })
+    };
     // Each node's controller listener, ten ports above the gRPC ones.
     let controller_addr = |i: u16| SocketAddr::new(base.ip(), base.port() + 10 + i - 1);
     let voters = (1..=n)
@@ -109,6 +129,8 @@ async fn dev_cluster(args: DevArgs) -> anyhow::Result<()> {
                 &args.log_flush,
                 "--kafka-listeners",
                 &format!("PLAINTEXT://{}", kafka_addr(i)),
+                "--http-listen",
+                &http_addr(i),
             ])
             .arg("--data-dir")
             .arg(&dir)

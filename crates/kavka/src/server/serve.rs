@@ -48,6 +48,11 @@ pub async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
     // The controller listener: the quorum's Raft traffic and broker sessions only.
     let controller_listener = bind_if(settings.controller_listen, "controller listener").await?;
     let external_listener = bind_if(settings.external_listen, "external listener").await?;
+    let http_listener = bind_if(settings.http_listen, "HTTP listener").await?;
+    let http_local = match &http_listener {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
     let controller_local = match &controller_listener {
         Some(l) => Some(l.local_addr()?),
         None => None,
@@ -225,6 +230,34 @@ pub async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
             }
         })
     });
+    // The HTTP listener: metrics, health, console. Ready as the client listeners are (a
+    // controller-only node serves no clients: ready once its voter runs).
+    if let Some(l) = http_listener {
+        let metrics = match kavka_http::metrics::install() {
+            Ok(h) => Some(h),
+            Err(e) => {
+                tracing::warn!(error = %e, "metrics are off: cannot install the recorder");
+                None
+            }
+        };
+        let ready = if settings.broker_role {
+            broker_ready_rx.clone()
+        } else {
+            watch::channel(true).1
+        };
+        let router = kavka_http::router(kavka_http::HttpState {
+            node_id: settings.broker.node_id,
+            metrics,
+            ready,
+            broker: broker_node.clone(),
+        });
+        let stop = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = kavka_http::serve(l, router, stop).await {
+                tracing::error!(error = %e, "the HTTP listener failed");
+            }
+        }));
+    }
     let (stopping_tx, mut stopping_rx) = watch::channel(false);
     // Clients reach the controller's QuorumStatus on the client port (the CLI's quorum
     // status); Raft, broker sessions and the rest are served on the controller listener.
@@ -325,13 +358,14 @@ pub async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
         (true, false) => "controller",
         _ => "broker",
     };
-    tracing::info!(node_id = %settings.broker.node_id, roles, listen = %local, controller_listen = ?controller_local, external = ?external_local, kafka = ?kafka_addrs, data_dir = %data_dir.path().display(), flush = settings.broker.flush.name(), voters = ?settings.voters.keys().collect::<Vec<_>>(), "kavka is ready");
+    tracing::info!(node_id = %settings.broker.node_id, roles, listen = %local, controller_listen = ?controller_local, external = ?external_local, http = ?http_local, kafka = ?kafka_addrs, data_dir = %data_dir.path().display(), flush = settings.broker.flush.name(), voters = ?settings.voters.keys().collect::<Vec<_>>(), "kavka is ready");
     if dev {
         println!(
-            "kavka dev: node {} ready in {} ms\n  gRPC      {local}\n  Kafka     {}\n  Raft      {}\n  data dir  {}\n  try:      kavka topic create orders --partitions 3",
+            "kavka dev: node {} ready in {} ms\n  gRPC      {local}\n  Kafka     {}\n  HTTP      {}\n  Raft      {}\n  data dir  {}\n  try:      kavka topic create orders --partitions 3",
             settings.broker.node_id,
             started.elapsed().as_millis(),
             kafka_addrs.join(", "),
+            http_local.map_or_else(|| "-".to_string(), |a| format!("http://{a}/")),
             controller_local.map_or_else(|| "-".to_string(), |a| a.to_string()),
             data_dir.path().display()
         );
