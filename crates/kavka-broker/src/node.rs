@@ -154,8 +154,7 @@ impl BrokerNode {
                 gate(),
             ),
             group: InterceptedService::new(
-                GroupService::new(Arc::clone(&self.groups), Arc::clone(&self.replicas))
-                    .into_server(),
+                GroupService::new(self.api.clone()).into_server(),
                 gate(),
             ),
         }

@@ -26,7 +26,6 @@ pub mod versions;
 
 pub use listeners::{KafkaListener, ListenerError, parse_listeners};
 
-use kavka_broker::ReplicaManager;
 use kavka_broker::api::{Admin, BrokerApi};
 use kavka_group::GroupCoordinator;
 use std::sync::Arc;
@@ -105,9 +104,7 @@ impl Default for KafkaConfig {
 pub struct Broker {
     /// The broker API every handler translates onto.
     api: BrokerApi,
-    /// Shorthands for the API's members: what the handlers read of the broker's state
-    /// (image, configs), its admin and its groups.
-    replicas: Arc<ReplicaManager>,
+    /// Shorthands for the API's members: its admin and its groups.
     admin: Arc<Admin>,
     groups: Arc<GroupCoordinator>,
     config: KafkaConfig,
@@ -116,7 +113,6 @@ pub struct Broker {
 impl Broker {
     pub fn new(api: BrokerApi, config: KafkaConfig) -> Self {
         Self {
-            replicas: Arc::clone(api.replicas()),
             admin: Arc::clone(&api.admin),
             groups: Arc::clone(&api.groups),
             api,

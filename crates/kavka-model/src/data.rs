@@ -94,6 +94,54 @@ pub struct ListedOffset {
     pub timestamp_ms: Option<i64>,
 }
 
+/// Where a partition's produced batches went. A produce answers `None` for a partition
+/// with acks=0: the append goes on, nobody waits for it.
+#[derive(Clone, Debug)]
+pub struct ProduceResult {
+    pub base_offset: Offset,
+    pub record_count: i32,
+    pub log_append_time: Option<i64>,
+    pub log_start_offset: Offset,
+}
+
+/// One partition a consumer fetch asks for.
+#[derive(Clone, Debug)]
+pub struct FetchPartitionParams {
+    pub tp: TopicPartition,
+    pub offset: Offset,
+    pub max_bytes: usize,
+}
+
+/// A partition's offsets as a fetch reports them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FetchOffsets {
+    pub high_watermark: Offset,
+    pub log_start_offset: Offset,
+    pub log_end_offset: Offset,
+}
+
+/// One partition's answer to a fetch, in request order.
+#[derive(Clone, Debug)]
+pub struct FetchedPartition {
+    pub tp: TopicPartition,
+    pub error: Option<KafkaError>,
+    /// None when the partition is not served here (its error says why).
+    pub offsets: Option<FetchOffsets>,
+    pub records: Vec<u8>,
+}
+
+impl FetchedPartition {
+    /// An answer with nothing read: `error` says why.
+    pub fn failed(tp: TopicPartition, error: KafkaError) -> Self {
+        Self {
+            tp,
+            error: Some(error),
+            offsets: None,
+            records: Vec::new(),
+        }
+    }
+}
+
 /// One partition of a replica fetch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReplicaFetchPartition {

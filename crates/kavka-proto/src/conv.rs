@@ -1,10 +1,13 @@
 //! Protobuf <-> model conversions: Kafka errors to and from `v1::Error`, and to gRPC
 //! statuses whose message starts with the Kafka error name (and whose `kafka-error-code`
 //! metadata carries the code) so any client can tell the errors apart; the broker API's
-//! admin and epoch messages (`admin`) and replica fetches (`data`).
+//! admin and epoch messages (`admin`), and produce, fetch, ListOffsets and replica
+//! fetch answers (`data`).
 
 mod admin;
 mod data;
+
+pub use data::{UnaskedPartition, fetch_response, list_offsets_result, produce_result};
 
 use crate::v1;
 use kavka_model::{ErrorCode, KafkaError};

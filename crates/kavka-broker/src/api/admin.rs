@@ -15,7 +15,6 @@ use kavka_model::admin::{
     TopicOutcome,
 };
 use kavka_model::{BrokerId, ConfigEntry, ErrorCode, KafkaError, TopicId, TopicName};
-use kavka_proto::v1;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -102,19 +101,10 @@ impl Admin {
         topics: &[NewTopic],
         validate_only: bool,
     ) -> Result<Vec<TopicOutcome>, KafkaError> {
-        let req = v1::CreateTopicsRequest {
-            topics: topics.iter().map(v1::NewTopic::from).collect(),
-            validate_only,
-        };
-        let resp = self
+        let outcomes = self
             .controllers
-            .call(|mut c| {
-                let req = req.clone();
-                async move { c.create_topics(req).await.map(|r| r.into_inner()) }
-            })
+            .create_topics(topics, validate_only)
             .await?;
-        let outcomes: Vec<TopicOutcome> =
-            resp.results.into_iter().map(TopicOutcome::from).collect();
         let created = succeeded(&outcomes);
         self.await_image("topic creation", |img| {
             created.iter().all(|id| img.topics().any(|t| t.id == *id))
@@ -126,18 +116,7 @@ impl Admin {
     /// Deletes the topics named; one outcome per name, in order.
     #[tracing::instrument(skip_all, fields(topics = names.len()))]
     pub async fn delete_topics(&self, names: &[String]) -> Result<Vec<TopicOutcome>, KafkaError> {
-        let req = v1::DeleteTopicsRequest {
-            names: names.to_vec(),
-        };
-        let resp = self
-            .controllers
-            .call(|mut c| {
-                let req = req.clone();
-                async move { c.delete_topics(req).await.map(|r| r.into_inner()) }
-            })
-            .await?;
-        let outcomes: Vec<TopicOutcome> =
-            resp.results.into_iter().map(TopicOutcome::from).collect();
+        let outcomes = self.controllers.delete_topics(names).await?;
         let deleted = succeeded(&outcomes);
         self.await_image("topic deletion", |img| {
             !img.topics().any(|t| deleted.contains(&t.id))
@@ -153,19 +132,10 @@ impl Admin {
         topics: &[NewPartitions],
         validate_only: bool,
     ) -> Result<Vec<TopicOutcome>, KafkaError> {
-        let req = v1::CreatePartitionsRequest {
-            topics: topics.iter().map(v1::CreatePartitionsTopic::from).collect(),
-            validate_only,
-        };
-        let resp = self
+        let outcomes = self
             .controllers
-            .call(|mut c| {
-                let req = req.clone();
-                async move { c.create_partitions(req).await.map(|r| r.into_inner()) }
-            })
+            .create_partitions(topics, validate_only)
             .await?;
-        let outcomes: Vec<TopicOutcome> =
-            resp.results.into_iter().map(TopicOutcome::from).collect();
         let grown: Vec<(TopicName, usize)> = topics
             .iter()
             .filter(|t| {
@@ -193,14 +163,7 @@ impl Admin {
     /// Sets and removes config overrides of one resource.
     #[tracing::instrument(skip_all, fields(target = ?req.target))]
     pub async fn alter_configs(&self, req: &AlterConfigs) -> Result<AlteredConfigs, KafkaError> {
-        let wire = v1::AlterConfigsRequest::from(req);
-        let resp = self
-            .controllers
-            .call(|mut c| {
-                let wire = wire.clone();
-                async move { c.alter_configs(wire).await.map(|r| r.into_inner()) }
-            })
-            .await?;
+        let stored = self.controllers.alter_configs(req).await?;
         let resource = match &req.target {
             ConfigTarget::Cluster => ConfigResource::Cluster,
             ConfigTarget::Broker(b) => ConfigResource::Broker(*b),
@@ -226,19 +189,11 @@ impl Admin {
             )),
             ConfigResource::Broker(b) => Ok(AlteredConfigs::Broker {
                 broker: Some(b),
-                stored: resp
-                    .configs
-                    .into_iter()
-                    .map(|c| (c.name, c.value))
-                    .collect(),
+                stored,
             }),
             ConfigResource::Cluster => Ok(AlteredConfigs::Broker {
                 broker: None,
-                stored: resp
-                    .configs
-                    .into_iter()
-                    .map(|c| (c.name, c.value))
-                    .collect(),
+                stored,
             }),
         }
     }
@@ -250,24 +205,7 @@ impl Admin {
         &self,
         partitions: &[PartitionRef],
     ) -> Result<Vec<ElectionOutcome>, KafkaError> {
-        let req = v1::ElectLeadersRequest {
-            partitions: partitions
-                .iter()
-                .map(v1::ElectLeadersPartition::from)
-                .collect(),
-        };
-        let resp = self
-            .controllers
-            .call(|mut c| {
-                let req = req.clone();
-                async move { c.elect_leaders(req).await.map(|r| r.into_inner()) }
-            })
-            .await?;
-        let outcomes: Vec<ElectionOutcome> = resp
-            .results
-            .into_iter()
-            .map(ElectionOutcome::from)
-            .collect();
+        let outcomes = self.controllers.elect_leaders(partitions).await?;
         let moved: Vec<(TopicName, kavka_model::PartitionId)> = outcomes
             .iter()
             .filter(|o| o.result.is_ok())

@@ -25,9 +25,12 @@ pub use crate::replica_manager::topic_name;
 pub use admin::{Admin, AlteredConfigs};
 pub use data::in_request_order;
 
+use crate::BrokerConfig;
 use crate::producer_ids::ProducerIdManager;
 use crate::replica_manager::ReplicaManager;
 use kavka_group::GroupCoordinator;
+use kavka_metadata::MetadataImage;
+use kavka_model::DynamicBrokerConfig;
 use std::sync::Arc;
 
 /// The broker API: one handle, by operation.
@@ -58,9 +61,25 @@ impl BrokerApi {
         }
     }
 
-    /// The replica manager, for what the listeners read beyond the operations above
-    /// (the metadata image, broker configs).
-    pub fn replicas(&self) -> &Arc<ReplicaManager> {
+    /// The replica manager, for this crate's services (the watch stream).
+    pub(crate) fn replicas(&self) -> &Arc<ReplicaManager> {
         &self.replicas
+    }
+
+    /// The metadata image this broker has applied: topics, partitions, brokers, configs.
+    /// Reads of it (Metadata, DescribeConfigs, group listings) go through here so that
+    /// one place can later filter what a principal may see.
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.replicas.image()
+    }
+
+    /// This broker's static configuration (node id, listeners, defaults).
+    pub fn broker_config(&self) -> &BrokerConfig {
+        self.replicas.config()
+    }
+
+    /// The cluster-wide broker configs as the metadata sets them, over the defaults.
+    pub fn dynamic_config(&self) -> DynamicBrokerConfig {
+        self.replicas.dynamic_config()
     }
 }

@@ -1,16 +1,18 @@
 //! `kavka.v1.BrokerService`: produce, fetch, list offsets, and the replication RPCs
 //! (replica fetch streams and OffsetForLeaderEpoch), translated onto the broker API
 //! (`crate::api::BrokerApi`): decode (names, acks and timestamps checked with the
-//! errors the Kafka listener gives too), call, encode. Replication messages convert in
+//! errors the Kafka listener gives too), call, encode. Answers convert in
 //! `kavka-proto`'s `conv`.
 
 use crate::api::{BrokerApi, in_request_order, topic_name};
 use crate::records::NewRecord;
-use crate::replica_manager::{FetchPartitionParams, ProduceResult, produce_timeout};
+use crate::replica_manager::{FetchPartitionParams, produce_timeout};
 use kavka_model::data::{Acks, OffsetSpec, ReplicaFetch};
 use kavka_model::epoch::EpochQuery;
 use kavka_model::{ErrorCode, KafkaError, Offset, PartitionId, TopicPartition};
-use kavka_proto::conv::status;
+use kavka_proto::conv::{
+    UnaskedPartition, fetch_response, list_offsets_result, produce_result, status,
+};
 use kavka_proto::v1::{self, broker_service_server::BrokerService as Broker};
 use kavka_record::{Compression, Header};
 use std::pin::Pin;
@@ -38,40 +40,6 @@ pub const MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 fn invalid(msg: String) -> Status {
     status(&KafkaError::new(ErrorCode::InvalidRequest, msg))
-}
-
-fn produce_result(
-    partition: PartitionId,
-    r: Result<Option<ProduceResult>, KafkaError>,
-) -> v1::PartitionProduceResult {
-    let partition = partition.0;
-    match r {
-        // acks=0: not waited for.
-        Ok(None) => v1::PartitionProduceResult {
-            partition,
-            error: None,
-            base_offset: -1,
-            log_append_time_ms: -1,
-            log_start_offset: -1,
-            record_count: 0,
-        },
-        Ok(Some(r)) => v1::PartitionProduceResult {
-            partition,
-            error: None,
-            base_offset: r.base_offset.0,
-            log_append_time_ms: r.log_append_time.unwrap_or(-1),
-            log_start_offset: r.log_start_offset.0,
-            record_count: r.record_count,
-        },
-        Err(e) => v1::PartitionProduceResult {
-            partition,
-            error: Some(e.into()),
-            base_offset: -1,
-            log_append_time_ms: -1,
-            log_start_offset: -1,
-            record_count: 0,
-        },
-    }
 }
 
 #[tonic::async_trait]
@@ -235,42 +203,15 @@ impl Broker for BrokerService {
                 .await
         })
         .await;
-        let mut topics: Vec<v1::FetchTopicResult> = Vec::new();
-        for f in fetched {
-            let (topic, result) = match f {
-                Ok(f) => {
-                    let offsets = f.offsets;
-                    let result = v1::FetchPartitionResult {
-                        partition: f.tp.partition.0,
-                        error: f.error.map(Into::into),
-                        high_watermark: offsets.map_or(-1, |o| o.high_watermark.0),
-                        log_start_offset: offsets.map_or(-1, |o| o.log_start_offset.0),
-                        log_end_offset: offsets.map_or(-1, |o| o.log_end_offset.0),
-                        records: f.records.into(),
-                    };
-                    (f.tp.topic.to_string(), result)
-                }
-                Err((topic, partition, e)) => (
+        Ok(Response::new(fetch_response(fetched.into_iter().map(
+            |f| {
+                f.map_err(|(topic, partition, error)| UnaskedPartition {
                     topic,
-                    v1::FetchPartitionResult {
-                        partition,
-                        error: Some(e.into()),
-                        high_watermark: -1,
-                        log_start_offset: -1,
-                        log_end_offset: -1,
-                        records: Default::default(),
-                    },
-                ),
-            };
-            match topics.last_mut() {
-                Some(t) if t.topic == topic => t.partitions.push(result),
-                _ => topics.push(v1::FetchTopicResult {
-                    topic,
-                    partitions: vec![result],
-                }),
-            }
-        }
-        Ok(Response::new(v1::FetchResponse { topics }))
+                    partition,
+                    error,
+                })
+            },
+        ))))
     }
 
     #[tracing::instrument(skip_all, fields(topic = %req.get_ref().topic))]
@@ -279,19 +220,13 @@ impl Broker for BrokerService {
         req: Request<v1::ListOffsetsRequest>,
     ) -> Result<Response<v1::ListOffsetsResponse>, Status> {
         let req = req.into_inner();
-        let failed = |partition: i32, e: KafkaError| v1::ListOffsetsResult {
-            partition,
-            error: Some(e.into()),
-            offset: -1,
-            timestamp: -1,
-        };
         let topic = match topic_name(&req.topic) {
             Ok(topic) => topic,
             Err(e) => {
                 let results = req
                     .partitions
                     .iter()
-                    .map(|p| failed(p.partition, e.clone()))
+                    .map(|p| list_offsets_result(PartitionId(p.partition), Err(e.clone())))
                     .collect();
                 return Ok(Response::new(v1::ListOffsetsResponse { results }));
             }
@@ -312,13 +247,8 @@ impl Broker for BrokerService {
         .await
         .into_iter()
         .map(|r| match r {
-            Ok((partition, Ok(listed))) => v1::ListOffsetsResult {
-                partition: partition.0,
-                error: None,
-                offset: listed.map_or(-1, |l| l.offset.0),
-                timestamp: listed.and_then(|l| l.timestamp_ms).unwrap_or(-1),
-            },
-            Ok((partition, Err(e))) | Err((partition, e)) => failed(partition.0, e),
+            Ok((partition, listed)) => list_offsets_result(partition, listed),
+            Err((partition, e)) => list_offsets_result(partition, Err(e)),
         })
         .collect();
         Ok(Response::new(v1::ListOffsetsResponse { results }))

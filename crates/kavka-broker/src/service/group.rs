@@ -1,7 +1,7 @@
 //! `kavka.v1.GroupService`: consumer group administration and committed offsets over
 //! gRPC, on the same coordinator the Kafka protocol uses.
 
-use crate::ReplicaManager;
+use crate::api::BrokerApi;
 use kavka_group::{CommittedOffset, GroupCoordinator, OffsetCommit, consumer, protocol};
 use kavka_model::{ErrorCode, KafkaError};
 use kavka_proto::conv::status;
@@ -10,14 +10,18 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 pub struct GroupService {
+    /// A shorthand for `api.groups`.
     groups: Arc<GroupCoordinator>,
-    /// Where a coordinator's gRPC endpoint is looked up.
-    replicas: Arc<ReplicaManager>,
+    /// The broker API (the metadata image names a coordinator's gRPC endpoint).
+    api: BrokerApi,
 }
 
 impl GroupService {
-    pub fn new(groups: Arc<GroupCoordinator>, replicas: Arc<ReplicaManager>) -> Self {
-        Self { groups, replicas }
+    pub fn new(api: BrokerApi) -> Self {
+        Self {
+            groups: Arc::clone(&api.groups),
+            api,
+        }
     }
 
     pub fn into_server(self) -> v1::group_service_server::GroupServiceServer<Self> {
@@ -131,7 +135,7 @@ impl Groups for GroupService {
             .find_coordinator(&group_id)
             .await
             .map_err(|e| status(&e))?;
-        let image = self.replicas.image();
+        let image = self.api.image();
         let b = image
             .broker(id)
             .and_then(|b| b.endpoint("grpc").map(|e| (e.host.clone(), e.port)))

@@ -60,7 +60,7 @@ pub(crate) async fn create_topics(
         })
         .collect();
     // A dynamic num.partitions of this broker (or the cluster) for a count of -1.
-    let default_partitions = broker.replicas.dynamic_config().num_partitions;
+    let default_partitions = broker.api.dynamic_config().num_partitions;
     let topics: Vec<NewTopic> = req
         .topics
         .iter()
@@ -97,7 +97,7 @@ pub(crate) async fn create_topics(
     } else {
         broker.admin.create_topics(&topics, req.validate_only).await
     };
-    let image = broker.replicas.image();
+    let image = broker.api.image();
     let topics = req
         .topics
         .into_iter()
@@ -141,7 +141,7 @@ pub(crate) async fn delete_topics(
     broker: &Broker,
     req: DeleteTopicsRequest,
 ) -> DeleteTopicsResponse {
-    let image = broker.replicas.image();
+    let image = broker.api.image();
     // v6 names topics by name or id; earlier versions by name only.
     let mut asked: Vec<(Option<String>, uuid::Uuid)> = req
         .topic_names

@@ -86,9 +86,9 @@ fn list_op(op: i8, name: &str, current: &str, value: &str) -> Result<String, Kaf
 /// The value of topic config `name` in effect (its override, or the default).
 fn value_in_effect(broker: &Broker, topic: &str, name: &str) -> String {
     let overrides = TopicName::new(topic.to_string())
-        .map(|t| broker.replicas.image().configs(&ConfigResource::Topic(t)))
+        .map(|t| broker.api.image().configs(&ConfigResource::Topic(t)))
         .unwrap_or_default();
-    let defaults = broker.replicas.config().topic_defaults();
+    let defaults = broker.api.broker_config().topic_defaults();
     kavka_model::TopicConfig::from_stored_over(&defaults, &overrides)
         .0
         .entries(&defaults, &overrides)
@@ -115,7 +115,7 @@ const LOG_LEVELS: &[&str] = &[
 /// This node's loggers, if `name` names this broker (a BROKER_LOGGER resource is one
 /// broker's, as in Kafka).
 fn loggers<'a>(broker: &'a Broker, name: &str) -> Result<&'a dyn LogLevels, KafkaError> {
-    let me = broker.replicas.config().node_id.0.to_string();
+    let me = broker.api.broker_config().node_id.0.to_string();
     if name != me {
         return Err(KafkaError::new(
             ErrorCode::InvalidRequest,
@@ -190,7 +190,7 @@ fn alter_loggers(
 
 /// This broker's own settings, by Kafka name.
 fn broker_configs(broker: &Broker) -> Vec<(&'static str, String)> {
-    let c = broker.replicas.config();
+    let c = broker.api.broker_config();
     vec![
         ("node.id", c.node_id.0.to_string()),
         ("broker.rack", c.rack.clone().unwrap_or_default()),
@@ -253,7 +253,7 @@ pub(crate) async fn describe_configs(
         };
         let configs: Result<Vec<_>, KafkaError> = match r.resource_type {
             TOPIC => broker
-                .replicas
+                .api
                 .describe_topic(r.resource_name.as_str())
                 .await
                 .map(|d| {
@@ -271,8 +271,8 @@ pub(crate) async fn describe_configs(
                         .collect()
                 }),
             BROKER => {
-                let me = broker.replicas.config().node_id;
-                let image = broker.replicas.image();
+                let me = broker.api.broker_config().node_id;
+                let image = broker.api.image();
                 let cluster = image.configs(&ConfigResource::Cluster);
                 if r.resource_name.is_empty() {
                     // The cluster-wide dynamic defaults, as Kafka describes resource "".
@@ -368,7 +368,7 @@ impl Target {
 
     /// The configs set on it now, as stored.
     fn stored(&self, broker: &Broker) -> HashMap<String, String> {
-        let image = broker.replicas.image();
+        let image = broker.api.image();
         let resource = match self {
             Target::Topic(t) => match TopicName::new(t.clone()) {
                 Ok(t) => ConfigResource::Topic(t),

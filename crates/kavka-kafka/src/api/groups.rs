@@ -46,7 +46,7 @@ async fn coordinator(
     key: &str,
 ) -> Result<(i32, String, i32), KafkaError> {
     let id = broker.groups.find_coordinator(key).await?;
-    let image = broker.replicas.image();
+    let image = broker.api.image();
     image
         .broker(id)
         .filter(|b| !b.fenced)
@@ -540,7 +540,7 @@ pub(crate) async fn offset_delete(
 /// Topic ids ↔ names, from this broker's image.
 fn topic_name(broker: &Broker, id: uuid::Uuid) -> Option<String> {
     broker
-        .replicas
+        .api
         .image()
         .topics()
         .find(|t| t.id.0 == id)
@@ -550,7 +550,7 @@ fn topic_name(broker: &Broker, id: uuid::Uuid) -> Option<String> {
 fn topic_id(broker: &Broker, name: &str) -> uuid::Uuid {
     kavka_model::TopicName::new(name)
         .ok()
-        .and_then(|n| broker.replicas.image().topic_by_name(&n).map(|t| t.id.0))
+        .and_then(|n| broker.api.image().topic_by_name(&n).map(|t| t.id.0))
         .unwrap_or_default()
 }
 

@@ -54,7 +54,7 @@ pub(crate) fn may_auto_create<T>(name: &str, summary: &Result<T, KafkaError>) ->
 /// else the node's static setting.
 pub(crate) fn auto_create_enabled(broker: &Broker) -> bool {
     broker
-        .replicas
+        .api
         .dynamic_config()
         .auto_create_topics_enable
         .unwrap_or(broker.config.auto_create_topics_enable)
@@ -66,7 +66,7 @@ pub(crate) fn auto_create_enabled(broker: &Broker) -> bool {
 /// is no failure: concurrent first uses create a topic once.
 pub(crate) async fn auto_create(broker: &Broker, names: &[String]) -> HashMap<String, KafkaError> {
     // A dynamic num.partitions (this broker's or the cluster's); else the controller's.
-    let partitions = broker.replicas.dynamic_config().num_partitions;
+    let partitions = broker.api.dynamic_config().num_partitions;
     let topics: Vec<NewTopic> = names
         .iter()
         .map(|name| NewTopic {
@@ -119,7 +119,7 @@ pub(crate) async fn metadata(
     listener: &str,
     req: MetadataRequest,
 ) -> MetadataResponse {
-    let mut image = broker.replicas.image();
+    let mut image = broker.api.image();
     // Asked by name, or (v10+) by topic id.
     let asked: Option<Vec<Result<String, uuid::Uuid>>> = req.topics.map(|ts| {
         ts.into_iter()
@@ -152,7 +152,7 @@ pub(crate) async fn metadata(
             .collect();
         if may_create && !unknown.is_empty() {
             let failed = auto_create(broker, &unknown).await;
-            image = broker.replicas.image();
+            image = broker.api.image();
             live = brokers(&image, listener, false)
                 .map(|(b, ..)| BrokerId(b.broker_id.0))
                 .collect();
@@ -253,7 +253,7 @@ pub(crate) fn describe_cluster(
     listener: &str,
     req: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
-    let image = broker.replicas.image();
+    let image = broker.api.image();
     let mut resp = DescribeClusterResponse::default()
         .with_endpoint_type(req.endpoint_type)
         .with_cluster_id(str_bytes(image.cluster_id.clone().unwrap_or_default()))

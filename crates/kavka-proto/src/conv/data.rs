@@ -8,8 +8,8 @@
 
 use crate::v1;
 use kavka_model::data::{
-    LogBounds, ReplicaFetch, ReplicaFetchOutcome, ReplicaFetchPartition, ReplicaFetched,
-    ReplicaRead,
+    FetchedPartition, ListedOffset, LogBounds, ProduceResult, ReplicaFetch, ReplicaFetchOutcome,
+    ReplicaFetchPartition, ReplicaFetched, ReplicaRead,
 };
 use kavka_model::{
     BrokerId, ErrorCode, KafkaError, LeaderEpoch, Offset, PartitionId, TopicName, TopicPartition,
@@ -168,6 +168,100 @@ impl TryFrom<v1::ReplicaFetchResponse> for Vec<ReplicaFetched> {
     }
 }
 
+/// One partition's produce outcome. Offsets not known travel as `-1`: acks=0 (nobody
+/// waited) and errors; so does the append time of a topic without LogAppendTime.
+pub fn produce_result(
+    partition: PartitionId,
+    r: Result<Option<ProduceResult>, KafkaError>,
+) -> v1::PartitionProduceResult {
+    let (error, r) = match r {
+        Ok(r) => (None, r),
+        Err(e) => (Some(e.into()), None),
+    };
+    v1::PartitionProduceResult {
+        partition: partition.0,
+        error,
+        base_offset: r.as_ref().map_or(-1, |r| r.base_offset.0),
+        log_append_time_ms: r.as_ref().and_then(|r| r.log_append_time).unwrap_or(-1),
+        log_start_offset: r.as_ref().map_or(-1, |r| r.log_start_offset.0),
+        record_count: r.as_ref().map_or(0, |r| r.record_count),
+    }
+}
+
+/// A fetched partition without its topic (the response groups partitions by topic);
+/// offsets of a partition not served here travel as `-1`.
+impl From<FetchedPartition> for v1::FetchPartitionResult {
+    fn from(f: FetchedPartition) -> Self {
+        let offsets = f.offsets;
+        v1::FetchPartitionResult {
+            partition: f.tp.partition.0,
+            error: f.error.map(Into::into),
+            high_watermark: offsets.map_or(-1, |o| o.high_watermark.0),
+            log_start_offset: offsets.map_or(-1, |o| o.log_start_offset.0),
+            log_end_offset: offsets.map_or(-1, |o| o.log_end_offset.0),
+            records: f.records.into(),
+        }
+    }
+}
+
+/// A partition the fetch could not even ask for (a topic name Kafka would not accept),
+/// answered in its place with the name as the client sent it.
+pub struct UnaskedPartition {
+    pub topic: String,
+    pub partition: i32,
+    pub error: KafkaError,
+}
+
+/// The fetch response: the answers in request order, consecutive partitions of one topic
+/// under one topic entry.
+pub fn fetch_response(
+    answers: impl IntoIterator<Item = Result<FetchedPartition, UnaskedPartition>>,
+) -> v1::FetchResponse {
+    let mut topics: Vec<v1::FetchTopicResult> = Vec::new();
+    for a in answers {
+        let (topic, result) = match a {
+            Ok(f) => (f.tp.topic.to_string(), v1::FetchPartitionResult::from(f)),
+            Err(u) => (
+                u.topic,
+                v1::FetchPartitionResult {
+                    partition: u.partition,
+                    error: Some(u.error.into()),
+                    high_watermark: -1,
+                    log_start_offset: -1,
+                    log_end_offset: -1,
+                    records: Default::default(),
+                },
+            ),
+        };
+        match topics.last_mut() {
+            Some(t) if t.topic == topic => t.partitions.push(result),
+            _ => topics.push(v1::FetchTopicResult {
+                topic,
+                partitions: vec![result],
+            }),
+        }
+    }
+    v1::FetchResponse { topics }
+}
+
+/// One partition's ListOffsets answer: no offset (no record at or after the timestamp
+/// asked) and no timestamp travel as `-1`.
+pub fn list_offsets_result(
+    partition: PartitionId,
+    r: Result<Option<ListedOffset>, KafkaError>,
+) -> v1::ListOffsetsResult {
+    let (error, listed) = match r {
+        Ok(l) => (None, l),
+        Err(e) => (Some(e.into()), None),
+    };
+    v1::ListOffsetsResult {
+        partition: partition.0,
+        error,
+        offset: listed.map_or(-1, |l| l.offset.0),
+        timestamp: listed.and_then(|l| l.timestamp_ms).unwrap_or(-1),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,6 +376,163 @@ mod tests {
             assert_eq!(got, want, "{m:?}");
             assert_eq!((w.topic.as_str(), w.partition), ("orders", 1));
             assert_eq!(ReplicaFetched::try_from(w).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn produce_results_put_their_sentinels_back() {
+        let written = ProduceResult {
+            base_offset: Offset(40),
+            record_count: 3,
+            log_append_time: None,
+            log_start_offset: Offset(2),
+        };
+        let appended_at = ProduceResult {
+            log_append_time: Some(1_700_000_000_000),
+            ..written.clone()
+        };
+        let failed = KafkaError::new(ErrorCode::NotLeaderOrFollower, "not the leader");
+        // (outcome) -> (error code, base offset, append time, log start, record count)
+        let table = [
+            (Ok(Some(written)), (None, 40, -1, 2, 3)),
+            (Ok(Some(appended_at)), (None, 40, 1_700_000_000_000, 2, 3)),
+            (Ok(None), (None, -1, -1, -1, 0)),
+            (
+                Err(failed),
+                (
+                    Some(ErrorCode::NotLeaderOrFollower.code() as i32),
+                    -1,
+                    -1,
+                    -1,
+                    0,
+                ),
+            ),
+        ];
+        for (outcome, (code, base, time, start, count)) in table {
+            let w = produce_result(PartitionId(5), outcome);
+            assert_eq!(w.partition, 5);
+            assert_eq!(w.error.map(|e| e.code), code);
+            assert_eq!(
+                (
+                    w.base_offset,
+                    w.log_append_time_ms,
+                    w.log_start_offset,
+                    w.record_count
+                ),
+                (base, time, start, count)
+            );
+        }
+    }
+
+    #[test]
+    fn fetch_answers_group_by_topic_in_request_order() {
+        use kavka_model::data::FetchOffsets;
+        let read = |topic: &str, p: i32| FetchedPartition {
+            tp: TopicPartition::new(TopicName::new(topic).unwrap(), PartitionId(p)),
+            error: None,
+            offsets: Some(FetchOffsets {
+                high_watermark: Offset(10),
+                log_start_offset: Offset(1),
+                log_end_offset: Offset(12),
+            }),
+            records: vec![1, 2, 3],
+        };
+        let not_here = FetchedPartition::failed(
+            tp(7),
+            KafkaError::new(ErrorCode::NotLeaderOrFollower, "not here"),
+        );
+        let bad_name = UnaskedPartition {
+            topic: "bad name!".into(),
+            partition: 0,
+            error: KafkaError::new(ErrorCode::UnknownTopicOrPartition, "no such topic"),
+        };
+        let r = fetch_response([
+            Ok(read("orders", 0)),
+            Ok(not_here),
+            Err(bad_name),
+            Ok(read("orders", 1)),
+        ]);
+        let shape: Vec<(&str, Vec<i32>)> = r
+            .topics
+            .iter()
+            .map(|t| {
+                (
+                    t.topic.as_str(),
+                    t.partitions.iter().map(|p| p.partition).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                ("orders", vec![0, 7]),
+                ("bad name!", vec![0]),
+                ("orders", vec![1])
+            ]
+        );
+        let p = &r.topics[0].partitions;
+        assert_eq!(
+            (
+                p[0].high_watermark,
+                p[0].log_start_offset,
+                p[0].log_end_offset
+            ),
+            (10, 1, 12)
+        );
+        assert_eq!(p[0].records.as_ref(), &[1, 2, 3]);
+        assert!(p[0].error.is_none());
+        assert_eq!(
+            (
+                p[1].high_watermark,
+                p[1].log_start_offset,
+                p[1].log_end_offset
+            ),
+            (-1, -1, -1)
+        );
+        assert_eq!(
+            p[1].error.as_ref().map(|e| e.code),
+            Some(ErrorCode::NotLeaderOrFollower.code() as i32)
+        );
+        assert_eq!(
+            r.topics[1].partitions[0].error.as_ref().map(|e| e.code),
+            Some(ErrorCode::UnknownTopicOrPartition.code() as i32)
+        );
+    }
+
+    #[test]
+    fn listed_offsets_put_their_sentinels_back() {
+        let failed = KafkaError::new(ErrorCode::UnknownTopicOrPartition, "no such partition");
+        // (outcome) -> (error code, offset, timestamp)
+        let table = [
+            (
+                Ok(Some(ListedOffset {
+                    offset: Offset(9),
+                    timestamp_ms: Some(1_700_000_000_000),
+                })),
+                (None, 9, 1_700_000_000_000),
+            ),
+            (
+                Ok(Some(ListedOffset {
+                    offset: Offset(9),
+                    timestamp_ms: None,
+                })),
+                (None, 9, -1),
+            ),
+            (Ok(None), (None, -1, -1)),
+            (
+                Err(failed),
+                (
+                    Some(ErrorCode::UnknownTopicOrPartition.code() as i32),
+                    -1,
+                    -1,
+                ),
+            ),
+        ];
+        for (outcome, (code, offset, ts)) in table {
+            let w = list_offsets_result(PartitionId(3), outcome);
+            assert_eq!(w.partition, 3);
+            assert_eq!(w.error.map(|e| e.code), code);
+            assert_eq!((w.offset, w.timestamp), (offset, ts));
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The broker's client of the controller quorum: tries the controllers in turn (starting
 //! with the last that answered), with bounded retries, for calls any controller serves
-//! (they forward writes to the active one).
+//! (they forward writes to the active one). The admin writes, typed, are in `admin`.
+
+mod admin;
 
 use kavka_model::{ErrorCode, KafkaError};
 use kavka_proto::auth::PresentSecret;
