@@ -181,7 +181,17 @@ impl ReplicaManager {
         origin: Origin,
     ) -> Result<PartitionResults<Option<ProduceResult>>, KafkaError> {
         let (_, partitions) = self.topic_config(topic)?;
-        let n = partitions as u32;
+        // A topic always has partitions once created; an image caught mid-creation must
+        // not divide by zero.
+        let n = u32::try_from(partitions)
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| {
+                KafkaError::new(
+                    ErrorCode::LeaderNotAvailable,
+                    format!("topic {topic} has no partitions yet"),
+                )
+            })?;
         let sticky = self.sticky.fetch_add(1, Ordering::Relaxed) % n;
         let mut by_partition: BTreeMap<PartitionId, Vec<NewRecord>> = BTreeMap::new();
         for (partition, record) in records {
