@@ -5,6 +5,7 @@
 //! untrusted input (`TopicName::new`, `TopicConfig::from_overrides`), so a value of these
 //! types is always valid.
 
+pub mod acl;
 pub mod admin;
 mod broker_config;
 mod config;
