@@ -12,6 +12,8 @@ pub struct MetadataDelta {
     /// Created or changed partitions (of topics that still exist).
     pub partitions: BTreeSet<(TopicId, PartitionId)>,
     pub configs: BTreeSet<ConfigResource>,
+    /// Whether any ACL was created or deleted.
+    pub acls: bool,
 }
 
 impl MetadataDelta {
@@ -21,5 +23,6 @@ impl MetadataDelta {
             && self.removed_topics.is_empty()
             && self.partitions.is_empty()
             && self.configs.is_empty()
+            && !self.acls
     }
 }

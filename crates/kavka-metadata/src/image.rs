@@ -1,4 +1,4 @@
-//! The metadata image: brokers, topics with their partitions, configs. Immutable;
+//! The metadata image: brokers, topics with their partitions, configs, ACLs. Immutable;
 //! the maps sit behind `Arc`s so replay copies only what a batch touches.
 
 use crate::records::{
@@ -6,6 +6,7 @@ use crate::records::{
     TopicId, TopicRecord,
 };
 use crate::replay::ReplayError;
+use kavka_model::acl::Acls;
 use kavka_model::{BrokerId, LeaderEpoch, PartitionId, TopicName};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -73,6 +74,7 @@ pub struct MetadataImage {
     pub(crate) topics: Arc<BTreeMap<TopicId, Arc<TopicImage>>>,
     pub(crate) topic_ids: Arc<BTreeMap<TopicName, TopicId>>,
     pub(crate) configs: Arc<BTreeMap<ConfigResource, BTreeMap<String, String>>>,
+    pub(crate) acls: Arc<Acls>,
 }
 
 impl MetadataImage {
@@ -114,6 +116,11 @@ impl MetadataImage {
         partition: PartitionId,
     ) -> Option<&PartitionRegistration> {
         self.topic(topic).and_then(|t| t.partitions.get(&partition))
+    }
+
+    /// The cluster's ACLs.
+    pub fn acls(&self) -> &Acls {
+        &self.acls
     }
 
     /// Config overrides of a resource (empty if none).
@@ -186,6 +193,7 @@ impl MetadataImage {
                 });
             }
         }
+        out.extend(self.acls.iter().cloned().map(MetadataRecord::Acl));
         out
     }
 

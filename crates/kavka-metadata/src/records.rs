@@ -1,6 +1,7 @@
 //! Metadata records: every decision the active controller makes is one of these, committed
 //! in the metadata log. Names follow Kafka's KRaft records.
 
+use kavka_model::acl::AclBinding;
 use kavka_model::{BrokerId, LeaderEpoch, PartitionId, TopicName};
 use serde::{Deserialize, Serialize};
 
@@ -104,4 +105,10 @@ pub enum MetadataRecord {
         name: String,
         value: Option<String>,
     },
+    /// An ACL is created (Kafka's `AccessControlEntryRecord`); one already there is no
+    /// change.
+    Acl(AclBinding),
+    /// An ACL is deleted (Kafka's `RemoveAccessControlEntryRecord`); one not there is no
+    /// change.
+    RemoveAcl(AclBinding),
 }

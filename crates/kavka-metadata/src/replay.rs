@@ -243,6 +243,18 @@ impl MetadataImage {
                 }
                 delta.configs.insert(resource.clone());
             }
+            MetadataRecord::Acl(b) => {
+                if !self.acls.contains(b) {
+                    Arc::make_mut(&mut self.acls).add(b.clone());
+                    delta.acls = true;
+                }
+            }
+            MetadataRecord::RemoveAcl(b) => {
+                if self.acls.contains(b) {
+                    Arc::make_mut(&mut self.acls).remove(b);
+                    delta.acls = true;
+                }
+            }
         }
         Ok(())
     }
@@ -533,5 +545,58 @@ mod tests {
             serde_json::from_str::<MetadataRecord>(&serde_json::to_string(&r).unwrap()).unwrap(),
             r
         );
+    }
+
+    #[test]
+    fn acls_are_created_once_removed_once_and_kept_in_snapshots() {
+        use kavka_model::acl::{
+            AclBinding, AclEntry, AuthorizerConfig, Operation, PatternType, Permission, Principal,
+            Resource, ResourcePattern, ResourceType,
+        };
+        let write_orders = AclBinding {
+            pattern: ResourcePattern::new(ResourceType::Topic, "orders", PatternType::Literal)
+                .unwrap(),
+            entry: AclEntry {
+                principal: Principal::user("alice"),
+                host: "*".into(),
+                operation: Operation::Write,
+                permission: Permission::Allow,
+            },
+        };
+        let alice = Principal::user("alice");
+        let may_write = |img: &MetadataImage| {
+            img.acls()
+                .authorize(
+                    &AuthorizerConfig::default(),
+                    &alice,
+                    "h",
+                    Operation::Write,
+                    Resource::topic("orders"),
+                )
+                .is_allowed()
+        };
+        let img = MetadataImage::empty();
+        assert!(!may_write(&img));
+        // (record) -> (ACLs after, delta says changed)
+        let table = [
+            (MetadataRecord::Acl(write_orders.clone()), 1, true),
+            (MetadataRecord::Acl(write_orders.clone()), 1, false),
+            (MetadataRecord::RemoveAcl(write_orders.clone()), 0, true),
+            (MetadataRecord::RemoveAcl(write_orders.clone()), 0, false),
+            (MetadataRecord::Acl(write_orders.clone()), 1, true),
+        ];
+        let mut img = img;
+        for (record, count, changed) in table {
+            let (next, delta, refused) = img.replay(img.offset + 1, [&record]);
+            assert!(refused.is_empty());
+            assert_eq!(next.acls().len(), count, "{record:?}");
+            assert_eq!(delta.acls, changed, "{record:?}");
+            assert_eq!(delta.is_empty(), !changed);
+            img = next;
+        }
+        assert!(may_write(&img));
+        let restored = MetadataImage::from_snapshot(img.offset, &img.snapshot_records()).unwrap();
+        assert_eq!(restored, img);
+        assert!(may_write(&restored));
     }
 }

@@ -17,11 +17,12 @@
 //! Invariants: pure (no I/O, no clock); a decision carries the reason it was made, so a
 //! denial can be logged with the rule that caused it. The wire codes are Kafka's.
 
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
 /// Who makes a request: Kafka's `KafkaPrincipal`, written `User:alice`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Principal {
     kind: String,
     name: String,
@@ -98,7 +99,7 @@ impl fmt::Display for Principal {
 macro_rules! kafka_enum {
     ($(#[$meta:meta])* $name:ident, $err:ident { $($variant:ident = $code:literal, $text:literal;)* }) => {
         $(#[$meta])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         pub enum $name { $($variant),* }
 
         impl $name {
@@ -195,7 +196,7 @@ pub const WILDCARD: &str = "*";
 pub const ANY_HOST: &str = "*";
 
 /// Which resources an ACL applies to.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ResourcePattern {
     pub resource_type: ResourceType,
     pub name: String,
@@ -234,7 +235,7 @@ impl ResourcePattern {
 }
 
 /// Who may (or may not) do what, from where.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct AclEntry {
     pub principal: Principal,
     pub host: String,
@@ -243,7 +244,7 @@ pub struct AclEntry {
 }
 
 /// One ACL: an entry and the resources it applies to (Kafka's `AclBinding`).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct AclBinding {
     pub pattern: ResourcePattern,
     pub entry: AclEntry,
@@ -356,6 +357,20 @@ impl Acls {
         let before = list.len();
         list.retain(|b| b != binding);
         before != list.len()
+    }
+
+    pub fn contains(&self, binding: &AclBinding) -> bool {
+        self.by_type
+            .get(&binding.pattern.resource_type)
+            .is_some_and(|l| l.contains(binding))
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_type.values().map(Vec::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &AclBinding> {

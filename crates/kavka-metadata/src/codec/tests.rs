@@ -38,6 +38,8 @@ fn golden_name(r: &MetadataRecord) -> &'static str {
         MetadataRecord::RemoveTopic { .. } => "record-remove-topic.bin",
         MetadataRecord::ProducerIds { .. } => "record-producer-ids.bin",
         MetadataRecord::Config { .. } => "record-config.bin",
+        MetadataRecord::Acl(_) => "record-acl.bin",
+        MetadataRecord::RemoveAcl(_) => "record-remove-acl.bin",
     }
 }
 
@@ -118,7 +120,50 @@ pub(crate) fn samples() -> Vec<MetadataRecord> {
             name: "min.insync.replicas".into(),
             value: Some("2".into()),
         },
+        MetadataRecord::Acl(acl(
+            ResourceType::Topic,
+            "events-",
+            PatternType::Prefixed,
+            "User:analytics",
+            Operation::Read,
+            Permission::Allow,
+        )),
+        MetadataRecord::Acl(acl(
+            ResourceType::Cluster,
+            kavka_model::acl::CLUSTER_NAME,
+            PatternType::Literal,
+            "User:*",
+            Operation::AlterConfigs,
+            Permission::Deny,
+        )),
+        MetadataRecord::RemoveAcl(acl(
+            ResourceType::Group,
+            "billing",
+            PatternType::Literal,
+            "User:bob",
+            Operation::All,
+            Permission::Allow,
+        )),
     ]
+}
+
+fn acl(
+    resource_type: ResourceType,
+    name: &str,
+    pattern_type: PatternType,
+    principal: &str,
+    operation: Operation,
+    permission: Permission,
+) -> AclBinding {
+    AclBinding {
+        pattern: ResourcePattern::new(resource_type, name, pattern_type).unwrap(),
+        entry: AclEntry {
+            principal: Principal::parse(principal).unwrap(),
+            host: "*".into(),
+            operation,
+            permission,
+        },
+    }
 }
 
 #[test]
@@ -143,7 +188,7 @@ fn every_record_type_has_a_golden_file_that_decodes_back() {
     let covered: std::collections::BTreeSet<String> =
         covered.into_iter().map(String::from).collect();
     assert_eq!(on_disk, covered);
-    assert_eq!(covered.len(), 11, "one golden file per MetadataRecord type");
+    assert_eq!(covered.len(), 13, "one golden file per MetadataRecord type");
 }
 
 #[test]
@@ -230,6 +275,28 @@ fn a_bad_record_fails_the_whole_batch_naming_the_record_and_field() {
             "BrokerEndpoint.port is invalid",
         ),
     ];
+    let acl_record = |operation: i32, principal: &str| v1::MetadataRecordV1 {
+        record: Some(Record::Acl(v1::AclRecord {
+            resource_type: 2,
+            resource_name: "orders".into(),
+            pattern_type: 3,
+            principal: principal.into(),
+            host: "*".into(),
+            operation,
+            permission: 3,
+        })),
+    };
+    let cases = cases.into_iter().chain([
+        (
+            acl_record(99, "User:a"),
+            "AclRecord.operation is invalid: no such code 99",
+        ),
+        (
+            acl_record(1, "User:a"),
+            "AclRecord.operation is invalid: no such code 1",
+        ),
+        (acl_record(4, "alice"), "AclRecord.principal is invalid"),
+    ]);
     for (bad, want) in cases {
         let batch = frame(&v1::MetadataRecordBatch {
             records: vec![good.clone(), bad],
