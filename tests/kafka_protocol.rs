@@ -2285,3 +2285,161 @@ async fn log_levels_change_while_the_node_runs() {
     assert_eq!(describe(&mut c, "1").await.1["root"], "INFO");
     assert_eq!(describe(&mut c, "2").await.0, 42);
 }
+
+fn acl_creation(principal: &str, topic: &str, operation: i8) -> create_acls_request::AclCreation {
+    create_acls_request::AclCreation::default()
+        .with_resource_type(2) // TOPIC
+        .with_resource_name(s(topic))
+        .with_resource_pattern_type(3) // LITERAL
+        .with_principal(s(principal))
+        .with_host(s("*"))
+        .with_operation(operation)
+        .with_permission_type(3) // ALLOW
+}
+
+/// DescribeAcls matching one principal (everything else ANY; the codec's defaults for
+/// the nullable strings are empty strings, which match only empty names).
+fn acls_of(principal: &str) -> DescribeAclsRequest {
+    DescribeAclsRequest::default()
+        .with_resource_name_filter(None)
+        .with_host_filter(None)
+        .with_resource_type_filter(1)
+        .with_pattern_type_filter(1)
+        .with_principal_filter(Some(s(principal)))
+        .with_operation(1)
+        .with_permission_type(1)
+}
+
+/// The (resource name, principal, operation) of every ACL a DescribeAcls answered.
+fn described_acls(r: &DescribeAclsResponse) -> Vec<(String, String, i8)> {
+    r.resources
+        .iter()
+        .flat_map(|res| {
+            res.acls.iter().map(|a| {
+                (
+                    res.resource_name.to_string(),
+                    a.principal.to_string(),
+                    a.operation,
+                )
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_apis_answer_every_version_and_refuse_bad_input() {
+    let mut n = node(&[]).await;
+    let mut c = TcpStream::connect(n.kafka_addr()).await.unwrap();
+    let v = api_versions(&mut c).await;
+    for key in [ApiKey::CreateAcls, ApiKey::DescribeAcls, ApiKey::DeleteAcls] {
+        let served = v.api_keys.iter().find(|a| a.api_key == key as i16);
+        assert_eq!(
+            served.map(|a| (a.min_version, a.max_version)),
+            Some((1, 3)),
+            "{key:?}"
+        );
+    }
+    for version in 1..=3i16 {
+        let alice = format!("User:alice-v{version}");
+        let topic = format!("orders-v{version}");
+        // One good ACL and one with ANY (1) as its operation: the bad one is refused
+        // naming the field, the good one is created.
+        let created: CreateAclsResponse = call(
+            &mut c,
+            ApiKey::CreateAcls,
+            version,
+            &CreateAclsRequest::default().with_creations(vec![
+                acl_creation(&alice, &topic, 4), // WRITE
+                acl_creation(&alice, &topic, 1), // ANY: not an operation
+            ]),
+        )
+        .await;
+        assert_eq!(created.results.len(), 2);
+        assert_eq!(created.results[0].error_code, 0, "{created:?}");
+        assert_eq!(created.results[1].error_code, 42, "INVALID_REQUEST");
+        let msg = created.results[1]
+            .error_message
+            .as_ref()
+            .unwrap()
+            .to_string();
+        assert!(msg.contains("operation"), "{msg}");
+
+        let listed: DescribeAclsResponse =
+            call(&mut c, ApiKey::DescribeAcls, version, &acls_of(&alice)).await;
+        assert_eq!(listed.error_code, 0);
+        assert_eq!(
+            described_acls(&listed),
+            vec![(topic.clone(), alice.clone(), 4)]
+        );
+        // MATCH on the topic finds it too; on another topic, nothing.
+        for (name, want) in [(topic.as_str(), 1), ("elsewhere", 0)] {
+            let matched: DescribeAclsResponse = call(
+                &mut c,
+                ApiKey::DescribeAcls,
+                version,
+                &DescribeAclsRequest::default()
+                    .with_resource_type_filter(2)
+                    .with_resource_name_filter(Some(s(name)))
+                    .with_pattern_type_filter(2) // MATCH
+                    .with_principal_filter(Some(s(&alice)))
+                    .with_host_filter(None)
+                    .with_operation(1)
+                    .with_permission_type(1),
+            )
+            .await;
+            assert_eq!(described_acls(&matched).len(), want, "{name}");
+        }
+        // A filter with an unknown resource type is refused, naming it.
+        let bad: DescribeAclsResponse = call(
+            &mut c,
+            ApiKey::DescribeAcls,
+            version,
+            &acls_of(&alice).with_resource_type_filter(0),
+        )
+        .await;
+        assert_eq!(bad.error_code, 42);
+        let msg = bad.error_message.as_ref().unwrap().to_string();
+        assert!(msg.contains("resource_type"), "{msg}");
+
+        // Deleting by principal removes it, once.
+        let delete = DeleteAclsRequest::default().with_filters(vec![
+            delete_acls_request::DeleteAclsFilter::default()
+                .with_resource_name_filter(None)
+                .with_host_filter(None)
+                .with_resource_type_filter(1)
+                .with_pattern_type_filter(1)
+                .with_principal_filter(Some(s(&alice)))
+                .with_operation(1)
+                .with_permission_type(1),
+        ]);
+        for want in [1, 0] {
+            let deleted: DeleteAclsResponse =
+                call(&mut c, ApiKey::DeleteAcls, version, &delete).await;
+            assert_eq!(deleted.filter_results.len(), 1);
+            assert_eq!(deleted.filter_results[0].error_code, 0);
+            assert_eq!(deleted.filter_results[0].matching_acls.len(), want);
+        }
+        let listed: DescribeAclsResponse =
+            call(&mut c, ApiKey::DescribeAcls, version, &acls_of(&alice)).await;
+        assert!(described_acls(&listed).is_empty());
+    }
+
+    // ACLs live in the metadata log: one created before a restart is there after it.
+    let kept: CreateAclsResponse = call(
+        &mut c,
+        ApiKey::CreateAcls,
+        3,
+        &CreateAclsRequest::default().with_creations(vec![acl_creation("User:kept", "t", 3)]),
+    )
+    .await;
+    assert_eq!(kept.results[0].error_code, 0);
+    drop(c);
+    n.restart().await.unwrap();
+    let mut c = TcpStream::connect(n.kafka_addr()).await.unwrap();
+    let listed: DescribeAclsResponse =
+        call(&mut c, ApiKey::DescribeAcls, 3, &acls_of("User:kept")).await;
+    assert_eq!(
+        described_acls(&listed),
+        vec![("t".to_string(), "User:kept".to_string(), 3)]
+    );
+}

@@ -350,6 +350,41 @@ def confluent(bootstrap, prefix):
             return n == 5 and "INVALID_PARTITIONS" in str(e), (n, e)
     run(c, "create partitions (and refuse shrinking)", ["CreatePartitions", "Metadata"], partitions)
 
+    def acls():
+        from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation,
+                                           AclPermissionType, ResourcePatternType,
+                                           ResourceType)
+        who = f"User:{prefix}-alice"
+        write = AclBinding(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, who, "*",
+                           AclOperation.WRITE, AclPermissionType.ALLOW)
+        read = AclBinding(ResourceType.TOPIC, f"{prefix}-events-", ResourcePatternType.PREFIXED,
+                          who, "*", AclOperation.READ, AclPermissionType.ALLOW)
+        for f in admin.create_acls([write, read], request_timeout=TIMEOUT).values():
+            f.result(TIMEOUT)
+        mine = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, who, None,
+                                AclOperation.ANY, AclPermissionType.ANY)
+        clicks = AclBindingFilter(ResourceType.TOPIC, f"{prefix}-events-clicks",
+                                  ResourcePatternType.MATCH, who, None, AclOperation.ANY,
+                                  AclPermissionType.ANY)
+
+        def described(f, n):
+            # Another broker may apply the change a moment later (as for topics): bounded.
+            end = time.time() + TIMEOUT
+            while True:
+                got = sorted(map(str, admin.describe_acls(f).result(TIMEOUT)))
+                if len(got) == n or time.time() > end:
+                    return got
+                time.sleep(0.1)
+        listed = described(mine, 2)
+        matched = described(clicks, 1)
+        deleted = sorted(map(str, admin.delete_acls([mine])[mine].result(TIMEOUT)))
+        after = described(mine, 0)
+        want = sorted(map(str, [write, read]))
+        ok = listed == want and matched == [str(read)] and deleted == want and after == []
+        return ok, (listed, matched, deleted, after)
+    run(c, "create, describe (filter, MATCH) and delete ACLs",
+        ["CreateAcls", "DescribeAcls", "DeleteAcls"], acls)
+
     def delete():
         admin.delete_topics([topic], operation_timeout=TIMEOUT)[topic].result(TIMEOUT)
         # Metadata from another broker may lag the deletion for a moment (as in Kafka).

@@ -10,10 +10,11 @@ use crate::control::brokers::{self, Heartbeat, HeartbeatReply, RegisterBroker};
 use crate::control::liveness::{Electable, ElectionRules, SessionView};
 use crate::control::partitions::{self, AlterPartition};
 use crate::control::topics::{self, CreateTopic, GrowTopic, TopicDefaults};
-use crate::control::{Decision, broker_configs};
+use crate::control::{Decision, acls, broker_configs};
 use crate::quorum::{Quorum, QuorumError};
 use crate::types::{NodeId, VoterNode};
 use kavka_metadata::{ConfigResource, MetadataImage, MetadataRecord, TopicId};
+use kavka_model::acl::{AclBinding, AclFilter};
 use kavka_model::{BrokerId, DynamicBrokerConfig, ErrorCode, KafkaError, PartitionId};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -256,6 +257,22 @@ impl Controller {
         Ok(self
             .decide(|img| topics::alter_topic_configs(img, topic, &set, &delete))
             .await??)
+    }
+
+    /// CreateAcls: one result per ACL, in order.
+    pub async fn create_acls(
+        &self,
+        acls: Vec<AclBinding>,
+    ) -> Result<Vec<Result<(), KafkaError>>, ControllerError> {
+        self.decide(|img| acls::create_acls(img, &acls)).await
+    }
+
+    /// DeleteAcls: per filter, in order, the ACLs it deleted.
+    pub async fn delete_acls(
+        &self,
+        filters: Vec<AclFilter>,
+    ) -> Result<Vec<Vec<AclBinding>>, ControllerError> {
+        self.decide(|img| acls::delete_acls(img, &filters)).await
     }
 
     pub async fn register_broker(&self, req: RegisterBroker) -> Result<(), ControllerError> {

@@ -8,8 +8,9 @@ use crate::control::topics::{CreateTopic, GrowTopic};
 use crate::controller::{Controller, ControllerError};
 use crate::quorum::MetadataUpdate;
 use kavka_metadata::Endpoint;
+use kavka_model::acl::{AclBinding, AclFilter};
 use kavka_model::{BrokerId, ErrorCode, KafkaError, LeaderEpoch, PartitionId, TopicConfig};
-use kavka_proto::conv::status;
+use kavka_proto::conv::{acl_filter_from_request, acl_from_request, status};
 use kavka_proto::v1::{
     self, controller_service_client::ControllerServiceClient,
     controller_service_server::ControllerService as Svc,
@@ -199,6 +200,64 @@ impl Svc for ControllerService {
             })),
             Err(e) => match self.forward_target(&e).await {
                 Some(mut c) => c.delete_topics(inner).await,
+                None => Err(to_status(&e)),
+            },
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(acls = req.get_ref().acls.len()))]
+    async fn create_acls(
+        &self,
+        req: Request<v1::CreateAclsRequest>,
+    ) -> Result<Response<v1::CreateAclsResponse>, Status> {
+        let inner = req.into_inner();
+        // An ACL that does not convert is answered in its place; the rest go ahead.
+        let asked: Vec<Result<AclBinding, KafkaError>> =
+            inner.acls.iter().cloned().map(acl_from_request).collect();
+        let valid: Vec<AclBinding> = asked.iter().filter_map(|a| a.clone().ok()).collect();
+        match self.controller.create_acls(valid).await {
+            Ok(results) => {
+                let mut results = results.into_iter();
+                let results = asked
+                    .into_iter()
+                    .map(|a| {
+                        a.and_then(|_| results.next().unwrap_or_else(|| Err(no_result())))
+                            .into()
+                    })
+                    .collect();
+                Ok(Response::new(v1::CreateAclsResponse { results }))
+            }
+            Err(e) => match self.forward_target(&e).await {
+                Some(mut c) => c.create_acls(inner).await,
+                None => Err(to_status(&e)),
+            },
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(filters = req.get_ref().filters.len()))]
+    async fn delete_acls(
+        &self,
+        req: Request<v1::DeleteAclsRequest>,
+    ) -> Result<Response<v1::DeleteAclsResponse>, Status> {
+        let inner = req.into_inner();
+        let asked: Vec<Result<AclFilter, KafkaError>> = inner
+            .filters
+            .iter()
+            .cloned()
+            .map(acl_filter_from_request)
+            .collect();
+        let valid: Vec<AclFilter> = asked.iter().filter_map(|f| f.clone().ok()).collect();
+        match self.controller.delete_acls(valid).await {
+            Ok(deleted) => {
+                let mut deleted = deleted.into_iter();
+                let results = asked
+                    .into_iter()
+                    .map(|f| f.and_then(|_| deleted.next().ok_or_else(no_result)).into())
+                    .collect();
+                Ok(Response::new(v1::DeleteAclsResponse { results }))
+            }
+            Err(e) => match self.forward_target(&e).await {
+                Some(mut c) => c.delete_acls(inner).await,
                 None => Err(to_status(&e)),
             },
         }
@@ -652,4 +711,12 @@ impl Svc for ControllerService {
             },
         }))
     }
+}
+
+/// The controller answered fewer items than it was asked: a bug, reported, not hidden.
+fn no_result() -> KafkaError {
+    KafkaError::new(
+        ErrorCode::UnknownServerError,
+        "the controller gave no result for this item",
+    )
 }

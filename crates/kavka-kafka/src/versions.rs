@@ -35,6 +35,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
     (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
 ];
 
 /// The versions of `key` served here, `None` for an API not served at all.
@@ -80,7 +83,9 @@ mod tests {
     #[test]
     fn lookups() {
         assert_eq!(served_text(ApiKey::Produce), "versions 3..=12");
-        assert_eq!(served_text(ApiKey::DescribeAcls), "no version");
+        assert_eq!(served_text(ApiKey::DescribeAcls), "versions 1..=3");
+        assert_eq!(served_text(ApiKey::AddPartitionsToTxn), "no version");
+        assert!(!supported(ApiKey::CreateAcls, 0));
         assert!(supported(ApiKey::Produce, 3));
         assert!(!supported(ApiKey::Produce, 13));
         assert!(!supported(ApiKey::Fetch, 3));

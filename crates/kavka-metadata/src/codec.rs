@@ -18,10 +18,6 @@ use crate::records::{
     ConfigResource, MetadataRecord, PartitionChangeRecord, PartitionRecord, RegisterBrokerRecord,
     TopicId, TopicRecord,
 };
-use kavka_model::acl::{
-    AclBinding, AclEntry, Operation, PatternType, Permission, Principal, ResourcePattern,
-    ResourceType,
-};
 use kavka_model::{BrokerId, LeaderEpoch, PartitionId, TopicName};
 use kavka_proto::v1;
 use kavka_proto::v1::config_resource_ref::Resource;
@@ -60,6 +56,8 @@ pub enum DecodeError {
         field: &'static str,
         reason: String,
     },
+    #[error("AclRecord: {0}")]
+    Acl(#[from] kavka_model::acl::AclError),
     #[error("record {index} of the batch: {source}")]
     Record {
         index: usize,
@@ -259,8 +257,8 @@ impl From<&MetadataRecord> for v1::MetadataRecordV1 {
                 name: name.clone(),
                 value: value.clone(),
             }),
-            MetadataRecord::Acl(b) => Record::Acl(acl_to_proto(b)),
-            MetadataRecord::RemoveAcl(b) => Record::RemoveAcl(acl_to_proto(b)),
+            MetadataRecord::Acl(b) => Record::Acl(b.into()),
+            MetadataRecord::RemoveAcl(b) => Record::RemoveAcl(b.into()),
         };
         Self {
             record: Some(record),
@@ -444,52 +442,10 @@ impl TryFrom<v1::MetadataRecordV1> for MetadataRecord {
                 name: c.name,
                 value: c.value,
             },
-            Record::Acl(a) => Self::Acl(acl_from_proto(a)?),
-            Record::RemoveAcl(a) => Self::RemoveAcl(acl_from_proto(a)?),
+            Record::Acl(a) => Self::Acl(a.try_into()?),
+            Record::RemoveAcl(a) => Self::RemoveAcl(a.try_into()?),
         })
     }
-}
-
-fn acl_to_proto(b: &AclBinding) -> v1::AclRecord {
-    v1::AclRecord {
-        resource_type: i32::from(b.pattern.resource_type.code()),
-        resource_name: b.pattern.name.clone(),
-        pattern_type: i32::from(b.pattern.pattern_type.code()),
-        principal: b.entry.principal.to_string(),
-        host: b.entry.host.clone(),
-        operation: i32::from(b.entry.operation.code()),
-        permission: i32::from(b.entry.permission.code()),
-    }
-}
-
-fn acl_from_proto(a: v1::AclRecord) -> Result<AclBinding, DecodeError> {
-    let invalid = |field: &'static str, reason: String| DecodeError::Invalid {
-        message: "AclRecord",
-        field,
-        reason,
-    };
-    let code = |field: &'static str, n: i32| {
-        i8::try_from(n).map_err(|_| invalid(field, format!("no such code {n}")))
-    };
-    let resource_type = ResourceType::from_code(code("resource_type", a.resource_type)?)
-        .ok_or_else(|| invalid("resource_type", format!("no such code {}", a.resource_type)))?;
-    let pattern_type = PatternType::from_code(code("pattern_type", a.pattern_type)?)
-        .ok_or_else(|| invalid("pattern_type", format!("no such code {}", a.pattern_type)))?;
-    let operation = Operation::from_code(code("operation", a.operation)?)
-        .ok_or_else(|| invalid("operation", format!("no such code {}", a.operation)))?;
-    let permission = Permission::from_code(code("permission", a.permission)?)
-        .ok_or_else(|| invalid("permission", format!("no such code {}", a.permission)))?;
-    Ok(AclBinding {
-        pattern: ResourcePattern::new(resource_type, a.resource_name, pattern_type)
-            .map_err(|e| invalid("resource_name", e.to_string()))?,
-        entry: AclEntry {
-            principal: Principal::parse(&a.principal)
-                .map_err(|e| invalid("principal", e.to_string()))?,
-            host: a.host,
-            operation,
-            permission,
-        },
-    })
 }
 
 #[cfg(test)]

@@ -4,9 +4,11 @@
 //! admin and epoch messages (`admin`), and produce, fetch, ListOffsets and replica
 //! fetch answers (`data`).
 
+mod acl;
 mod admin;
 mod data;
 
+pub use acl::{acl_filter_from_request, acl_from_request};
 pub use data::{UnaskedPartition, fetch_response, list_offsets_result, produce_result};
 
 use crate::v1;

@@ -10,6 +10,7 @@ use crate::controllers::Controllers;
 use crate::replica_manager::ReplicaManager;
 use crate::session::ControllerSession;
 use kavka_metadata::{ConfigResource, MetadataImage};
+use kavka_model::acl::{AclBinding, AclFilter};
 use kavka_model::admin::{
     AlterConfigs, ConfigTarget, ElectionOutcome, NewPartitions, NewTopic, PartitionRef,
     TopicOutcome,
@@ -196,6 +197,43 @@ impl Admin {
                 stored,
             }),
         }
+    }
+
+    /// Creates ACLs; one result per ACL, in order, once this broker's image holds every
+    /// ACL created.
+    #[tracing::instrument(skip_all, fields(acls = acls.len()))]
+    pub async fn create_acls(
+        &self,
+        acls: &[AclBinding],
+    ) -> Result<Vec<Result<(), KafkaError>>, KafkaError> {
+        let results = self.controllers.create_acls(acls).await?;
+        let created: Vec<&AclBinding> = acls
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| r.is_ok())
+            .map(|(a, _)| a)
+            .collect();
+        self.await_image("the ACL creation", |img| {
+            created.iter().all(|a| img.acls().contains(a))
+        })
+        .await?;
+        Ok(results)
+    }
+
+    /// Deletes the ACLs each filter matches; per filter, in order, what it deleted, once
+    /// this broker's image no longer holds them.
+    #[tracing::instrument(skip_all, fields(filters = filters.len()))]
+    pub async fn delete_acls(
+        &self,
+        filters: &[AclFilter],
+    ) -> Result<Vec<Result<Vec<AclBinding>, KafkaError>>, KafkaError> {
+        let results = self.controllers.delete_acls(filters).await?;
+        let deleted: Vec<&AclBinding> = results.iter().flatten().flatten().collect();
+        self.await_image("the ACL deletion", |img| {
+            deleted.iter().all(|a| !img.acls().contains(a))
+        })
+        .await?;
+        Ok(results)
     }
 
     /// Moves leadership of `partitions` (empty: every partition) back to their preferred

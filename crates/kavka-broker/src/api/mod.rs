@@ -31,6 +31,7 @@ use crate::replica_manager::ReplicaManager;
 use kavka_group::GroupCoordinator;
 use kavka_metadata::MetadataImage;
 use kavka_model::DynamicBrokerConfig;
+use kavka_model::acl::{AclBinding, AclFilter};
 use std::sync::Arc;
 
 /// The broker API: one handle, by operation.
@@ -71,6 +72,11 @@ impl BrokerApi {
     /// one place can later filter what a principal may see.
     pub fn image(&self) -> Arc<MetadataImage> {
         self.replicas.image()
+    }
+
+    /// The ACLs `filter` matches (DescribeAcls), from this broker's image.
+    pub fn describe_acls(&self, filter: &AclFilter) -> Vec<AclBinding> {
+        self.replicas.image().acls().matching(filter)
     }
 
     /// This broker's static configuration (node id, listeners, defaults).

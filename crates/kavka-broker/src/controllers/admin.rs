@@ -4,10 +4,11 @@
 //! reach this broker's image is the broker API's (`api::admin`), not this module's.
 
 use super::Controllers;
-use kavka_model::KafkaError;
+use kavka_model::acl::{AclBinding, AclFilter};
 use kavka_model::admin::{
     AlterConfigs, ElectionOutcome, NewPartitions, NewTopic, PartitionRef, TopicOutcome,
 };
+use kavka_model::{ErrorCode, KafkaError};
 use kavka_proto::v1;
 use std::collections::BTreeMap;
 
@@ -107,4 +108,73 @@ impl Controllers {
             .map(ElectionOutcome::from)
             .collect())
     }
+
+    /// CreateAcls: one result per ACL, in order.
+    pub async fn create_acls(
+        &self,
+        acls: &[AclBinding],
+    ) -> Result<Vec<Result<(), KafkaError>>, KafkaError> {
+        let req = v1::CreateAclsRequest {
+            acls: acls.iter().map(v1::Acl::from).collect(),
+        };
+        let resp = self
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.create_acls(req).await.map(|r| r.into_inner()) }
+            })
+            .await?;
+        one_each(acls.len(), resp.results, |r| match r.error {
+            Some(e) => Ok(Err(KafkaError::from(&e))),
+            None => Ok(Ok(())),
+        })
+    }
+
+    /// DeleteAcls: per filter, in order, the ACLs it deleted.
+    pub async fn delete_acls(
+        &self,
+        filters: &[AclFilter],
+    ) -> Result<Vec<Result<Vec<AclBinding>, KafkaError>>, KafkaError> {
+        let req = v1::DeleteAclsRequest {
+            filters: filters.iter().map(v1::AclFilter::from).collect(),
+        };
+        let resp = self
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.delete_acls(req).await.map(|r| r.into_inner()) }
+            })
+            .await?;
+        one_each(filters.len(), resp.results, |r| match r.error {
+            Some(e) => Ok(Err(KafkaError::from(&e))),
+            None => r
+                .deleted
+                .into_iter()
+                .map(AclBinding::try_from)
+                .collect::<Result<Vec<_>, _>>()
+                .map(Ok)
+                .map_err(|e| bad_answer(&format!("a deleted ACL's {e}"))),
+        })
+    }
+}
+
+/// The controller's answer, one per item asked, converted; a count that does not match
+/// is an error, not a guess.
+fn one_each<W, T>(
+    asked: usize,
+    answers: Vec<W>,
+    convert: impl Fn(W) -> Result<T, KafkaError>,
+) -> Result<Vec<T>, KafkaError> {
+    if answers.len() != asked {
+        return Err(bad_answer(&format!(
+            "{} results for {asked} items",
+            answers.len()
+        )));
+    }
+    answers.into_iter().map(convert).collect()
+}
+
+fn bad_answer(what: &str) -> KafkaError {
+    KafkaError::new(
+        ErrorCode::UnknownServerError,
+        format!("the controller's answer does not fit the request: {what}"),
+    )
 }

@@ -3,12 +3,13 @@
 //! encodes; it holds no logic of its own.
 
 use super::watch;
-use crate::api::{Admin as AdminApi, AlteredConfigs, BrokerApi};
+use crate::api::{Admin as AdminApi, AlteredConfigs, BrokerApi, in_request_order};
 use crate::replica_manager::{PartitionState, TopicSummary};
 use crate::session::ControllerSession;
 use kavka_model::ConfigEntry;
+use kavka_model::acl::{AclBinding, AclFilter};
 use kavka_model::admin::{AlterConfigs, NewPartitions, NewTopic, PartitionRef};
-use kavka_proto::conv::status;
+use kavka_proto::conv::{acl_filter_from_request, acl_from_request, status};
 use kavka_proto::v1::{self, admin_service_server::AdminService as Admin};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -90,6 +91,68 @@ fn partition_info(p: &PartitionState) -> v1::PartitionInfo {
 
 #[tonic::async_trait]
 impl Admin for AdminService {
+    #[tracing::instrument(skip_all, fields(acls = req.get_ref().acls.len()))]
+    async fn create_acls(
+        &self,
+        req: Request<v1::CreateAclsRequest>,
+    ) -> Result<Response<v1::CreateAclsResponse>, Status> {
+        // An ACL that does not convert is answered in its place; the rest go ahead.
+        let asked: Vec<_> = req
+            .into_inner()
+            .acls
+            .into_iter()
+            .map(acl_from_request)
+            .collect();
+        let valid: Vec<AclBinding> = asked.iter().filter_map(|a| a.clone().ok()).collect();
+        let created = self.api.create_acls(&valid).await.map_err(|e| status(&e))?;
+        let results = in_request_order(asked, async |_| created)
+            .await
+            .into_iter()
+            .map(|r| r.and_then(|r| r).into())
+            .collect();
+        Ok(Response::new(v1::CreateAclsResponse { results }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn describe_acls(
+        &self,
+        req: Request<v1::DescribeAclsRequest>,
+    ) -> Result<Response<v1::DescribeAclsResponse>, Status> {
+        let filter = match req.into_inner().filter {
+            Some(f) => acl_filter_from_request(f).map_err(|e| status(&e))?,
+            None => AclFilter::any(),
+        };
+        Ok(Response::new(v1::DescribeAclsResponse {
+            acls: self
+                .broker
+                .describe_acls(&filter)
+                .iter()
+                .map(v1::Acl::from)
+                .collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(filters = req.get_ref().filters.len()))]
+    async fn delete_acls(
+        &self,
+        req: Request<v1::DeleteAclsRequest>,
+    ) -> Result<Response<v1::DeleteAclsResponse>, Status> {
+        let asked: Vec<_> = req
+            .into_inner()
+            .filters
+            .into_iter()
+            .map(acl_filter_from_request)
+            .collect();
+        let valid: Vec<AclFilter> = asked.iter().filter_map(|f| f.clone().ok()).collect();
+        let deleted = self.api.delete_acls(&valid).await.map_err(|e| status(&e))?;
+        let results = in_request_order(asked, async |_| deleted)
+            .await
+            .into_iter()
+            .map(|r| r.and_then(|r| r).into())
+            .collect();
+        Ok(Response::new(v1::DeleteAclsResponse { results }))
+    }
+
     async fn create_topics(
         &self,
         req: Request<v1::CreateTopicsRequest>,

@@ -2,6 +2,7 @@
 //! They decide and return records; they never mutate anything. Only the active
 //! controller runs them, and a decision takes effect only once its records commit.
 
+pub mod acls;
 pub mod broker_configs;
 pub mod brokers;
 pub mod liveness;

@@ -1,6 +1,7 @@
 //! Dispatch of decoded requests to the API handlers, and the answers for APIs this
 //! broker does not serve.
 
+mod acls;
 mod admin;
 mod configs;
 mod data;
@@ -101,6 +102,9 @@ pub(crate) async fn handle(
         RequestKind::ConsumerGroupDescribe(r) => {
             ResponseKind::ConsumerGroupDescribe(groups::consumer_group_describe(broker, r))
         }
+        RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(acls::create_acls(broker, r).await),
+        RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(acls::describe_acls(broker, r)),
+        RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(acls::delete_acls(broker, r).await),
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(producers::init_producer_id(broker, r).await)
         }

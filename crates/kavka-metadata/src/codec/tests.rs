@@ -7,6 +7,10 @@
 
 use super::*;
 use crate::golden;
+use kavka_model::acl::{
+    AclBinding, AclEntry, Operation, PatternType, Permission, Principal, ResourcePattern,
+    ResourceType,
+};
 use std::path::PathBuf;
 
 fn golden_dir() -> PathBuf {
@@ -276,7 +280,7 @@ fn a_bad_record_fails_the_whole_batch_naming_the_record_and_field() {
         ),
     ];
     let acl_record = |operation: i32, principal: &str| v1::MetadataRecordV1 {
-        record: Some(Record::Acl(v1::AclRecord {
+        record: Some(Record::Acl(v1::Acl {
             resource_type: 2,
             resource_name: "orders".into(),
             pattern_type: 3,
@@ -289,13 +293,16 @@ fn a_bad_record_fails_the_whole_batch_naming_the_record_and_field() {
     let cases = cases.into_iter().chain([
         (
             acl_record(99, "User:a"),
-            "AclRecord.operation is invalid: no such code 99",
+            "AclRecord: operation is invalid: no such code 99",
         ),
         (
             acl_record(1, "User:a"),
-            "AclRecord.operation is invalid: no such code 1",
+            "AclRecord: operation is invalid: no such code 1",
         ),
-        (acl_record(4, "alice"), "AclRecord.principal is invalid"),
+        (
+            acl_record(4, "alice"),
+            "AclRecord: invalid principal 'alice'",
+        ),
     ]);
     for (bad, want) in cases {
         let batch = frame(&v1::MetadataRecordBatch {
