@@ -46,6 +46,7 @@ pub async fn call<R: Encodable, S: Decodable>(
     S::decode(&mut body, version).unwrap()
 }
 
+#[allow(dead_code)] // not every test file that shares this module names topics
 pub fn topic(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }

@@ -5,6 +5,7 @@
 //!
 //! Depends only on `kavka-model`, `kavka-proto` and `kavka-record` (DESIGN §3).
 
+mod acls;
 mod admin;
 mod connection;
 mod consumer;

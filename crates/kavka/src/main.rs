@@ -53,6 +53,9 @@ enum Command {
     /// Brokers, their sessions, and topics with their replicas.
     #[command(subcommand)]
     Cluster(cli::cluster::ClusterCommand),
+    /// ACLs: who may do what to which topic, group, transactional id or the cluster.
+    #[command(subcommand)]
+    Acl(cli::acl::AclCommand),
     /// Exit 0 if the node at --bootstrap serves (for container health checks).
     Health,
     /// Measure produce or consume throughput and latency.
@@ -87,6 +90,7 @@ fn main() -> ExitCode {
             Command::Server(args) => server::run(*args).await,
             Command::Dev(args) => server::dev(args).await,
             Command::Topic(cmd) => cli::topic::run(&cli.bootstrap, cmd).await,
+            Command::Acl(cmd) => cli::acl::run(&cli.bootstrap, cmd).await,
             Command::Produce(args) => cli::produce::run(&cli.bootstrap, args).await,
             Command::Consume(args) => cli::consume::run(&cli.bootstrap, args).await,
             Command::Group(cmd) => cli::group::run(&cli.bootstrap, cmd).await,

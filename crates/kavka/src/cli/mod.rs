@@ -11,6 +11,7 @@ macro_rules! outln {
     };
 }
 
+pub mod acl;
 pub mod cluster;
 pub mod consume;
 pub mod group;
