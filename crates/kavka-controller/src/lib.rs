@@ -6,8 +6,9 @@
 //!   append or vote is acknowledged;
 //! - `raft::state_machine`: replays committed batches into the `MetadataImage`;
 //!   snapshots are the image's records, persisted with their meta in one sled batch;
-//! - `control`: the control managers (pure decisions); `control::liveness` says which
-//!   brokers an election may pick (heartbeating now; settled, to displace a leader);
+//! - `control`: the control managers (pure decisions: topics, partitions, brokers,
+//!   broker configs, producer ids, ACLs); `control::liveness` says which brokers an
+//!   election may pick (heartbeating now; settled, to displace a leader);
 //! - `controller`: runs them on the active controller and tracks broker sessions.
 //!
 //! Invariants: nothing here decides anything; an entry is applied only once committed;

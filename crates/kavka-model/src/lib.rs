@@ -1,5 +1,6 @@
 //! Kavka's shared vocabulary: the ids, offsets and epochs every other crate speaks in,
-//! Kafka's error codes, topic names and typed topic configs.
+//! Kafka's error codes, topic names and typed topic configs; the broker API's data and
+//! admin types (`data`, `admin`, `epoch`); ACLs and the authorization decision (`acl`).
 //!
 //! Invariants: no I/O and no async here; every type validates on construction from
 //! untrusted input (`TopicName::new`, `TopicConfig::from_overrides`), so a value of these
