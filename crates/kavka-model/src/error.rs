@@ -67,7 +67,12 @@ error_codes! {
     InvalidSessionTimeout = 26, "INVALID_SESSION_TIMEOUT";
     RebalanceInProgress = 27, "REBALANCE_IN_PROGRESS";
     InvalidCommitOffsetSize = 28, "INVALID_COMMIT_OFFSET_SIZE";
+    TopicAuthorizationFailed = 29, "TOPIC_AUTHORIZATION_FAILED";
+    GroupAuthorizationFailed = 30, "GROUP_AUTHORIZATION_FAILED";
+    ClusterAuthorizationFailed = 31, "CLUSTER_AUTHORIZATION_FAILED";
     InvalidTimestamp = 32, "INVALID_TIMESTAMP";
+    UnsupportedSaslMechanism = 33, "UNSUPPORTED_SASL_MECHANISM";
+    IllegalSaslState = 34, "ILLEGAL_SASL_STATE";
     UnsupportedVersion = 35, "UNSUPPORTED_VERSION";
     TopicAlreadyExists = 36, "TOPIC_ALREADY_EXISTS";
     InvalidPartitions = 37, "INVALID_PARTITIONS";
@@ -80,7 +85,10 @@ error_codes! {
     OutOfOrderSequenceNumber = 45, "OUT_OF_ORDER_SEQUENCE_NUMBER";
     DuplicateSequenceNumber = 46, "DUPLICATE_SEQUENCE_NUMBER";
     InvalidProducerEpoch = 47, "INVALID_PRODUCER_EPOCH";
+    TransactionalIdAuthorizationFailed = 53, "TRANSACTIONAL_ID_AUTHORIZATION_FAILED";
+    SecurityDisabled = 54, "SECURITY_DISABLED";
     KafkaStorageError = 56, "KAFKA_STORAGE_ERROR";
+    SaslAuthenticationFailed = 58, "SASL_AUTHENTICATION_FAILED";
     UnknownProducerId = 59, "UNKNOWN_PRODUCER_ID";
     NonEmptyGroup = 68, "NON_EMPTY_GROUP";
     GroupIdNotFound = 69, "GROUP_ID_NOT_FOUND";
@@ -98,6 +106,9 @@ error_codes! {
     GroupSubscribedToTopic = 86, "GROUP_SUBSCRIBED_TO_TOPIC";
     FetchSessionIdNotFound = 70, "FETCH_SESSION_ID_NOT_FOUND";
     InvalidRecord = 87, "INVALID_RECORD";
+    ResourceNotFound = 91, "RESOURCE_NOT_FOUND";
+    DuplicateResource = 92, "DUPLICATE_RESOURCE";
+    UnacceptableCredential = 93, "UNACCEPTABLE_CREDENTIAL";
     InvalidUpdateVersion = 95, "INVALID_UPDATE_VERSION";
     UnknownTopicId = 100, "UNKNOWN_TOPIC_ID";
     DuplicateBrokerRegistration = 101, "DUPLICATE_BROKER_REGISTRATION";

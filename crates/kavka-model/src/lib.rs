@@ -15,6 +15,7 @@ pub mod epoch;
 mod error;
 mod ids;
 pub mod partitioner;
+pub mod scram;
 mod topic;
 
 pub use broker_config::{DYNAMIC_BROKER_KEYS, DynamicBrokerConfig};
