@@ -18,6 +18,7 @@ use crate::records::{
     ConfigResource, MetadataRecord, PartitionChangeRecord, PartitionRecord, RegisterBrokerRecord,
     TopicId, TopicRecord,
 };
+use kavka_model::scram::{ScramCredential, ScramMechanism};
 use kavka_model::{BrokerId, LeaderEpoch, PartitionId, TopicName};
 use kavka_proto::v1;
 use kavka_proto::v1::config_resource_ref::Resource;
@@ -259,6 +260,22 @@ impl From<&MetadataRecord> for v1::MetadataRecordV1 {
             }),
             MetadataRecord::Acl(b) => Record::Acl(b.into()),
             MetadataRecord::RemoveAcl(b) => Record::RemoveAcl(b.into()),
+            MetadataRecord::UserScramCredential { name, credential } => {
+                Record::UserScramCredential(v1::UserScramCredentialRecord {
+                    name: name.clone(),
+                    mechanism: i32::from(credential.mechanism.code()),
+                    salt: credential.salt.clone().into(),
+                    stored_key: credential.stored_key.clone().into(),
+                    server_key: credential.server_key.clone().into(),
+                    iterations: i32::try_from(credential.iterations).unwrap_or(i32::MAX),
+                })
+            }
+            MetadataRecord::RemoveUserScramCredential { name, mechanism } => {
+                Record::RemoveUserScramCredential(v1::RemoveUserScramCredentialRecord {
+                    name: name.clone(),
+                    mechanism: i32::from(mechanism.code()),
+                })
+            }
         };
         Self {
             record: Some(record),
@@ -444,8 +461,57 @@ impl TryFrom<v1::MetadataRecordV1> for MetadataRecord {
             },
             Record::Acl(a) => Self::Acl(a.try_into()?),
             Record::RemoveAcl(a) => Self::RemoveAcl(a.try_into()?),
+            Record::UserScramCredential(c) => {
+                const MSG: &str = "UserScramCredentialRecord";
+                Self::UserScramCredential {
+                    name: user_name(MSG, c.name)?,
+                    credential: ScramCredential {
+                        mechanism: scram_mechanism(MSG, c.mechanism)?,
+                        salt: c.salt.to_vec(),
+                        stored_key: c.stored_key.to_vec(),
+                        server_key: c.server_key.to_vec(),
+                        iterations: u32::try_from(c.iterations).map_err(|_| {
+                            DecodeError::Invalid {
+                                message: MSG,
+                                field: "iterations",
+                                reason: format!("{} is negative", c.iterations),
+                            }
+                        })?,
+                    },
+                }
+            }
+            Record::RemoveUserScramCredential(c) => {
+                const MSG: &str = "RemoveUserScramCredentialRecord";
+                Self::RemoveUserScramCredential {
+                    name: user_name(MSG, c.name)?,
+                    mechanism: scram_mechanism(MSG, c.mechanism)?,
+                }
+            }
         })
     }
+}
+
+/// A user name: not empty.
+fn user_name(message: &'static str, name: String) -> Result<String, DecodeError> {
+    if name.is_empty() {
+        return Err(DecodeError::Invalid {
+            message,
+            field: "name",
+            reason: "empty".into(),
+        });
+    }
+    Ok(name)
+}
+
+fn scram_mechanism(message: &'static str, code: i32) -> Result<ScramMechanism, DecodeError> {
+    i8::try_from(code)
+        .ok()
+        .and_then(ScramMechanism::from_code)
+        .ok_or(DecodeError::Invalid {
+            message,
+            field: "mechanism",
+            reason: format!("no such code {code}"),
+        })
 }
 
 #[cfg(test)]

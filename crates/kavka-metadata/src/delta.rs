@@ -14,6 +14,8 @@ pub struct MetadataDelta {
     pub configs: BTreeSet<ConfigResource>,
     /// Whether any ACL was created or deleted.
     pub acls: bool,
+    /// Users whose SCRAM credentials were set or removed.
+    pub scram_users: BTreeSet<String>,
 }
 
 impl MetadataDelta {
@@ -24,5 +26,6 @@ impl MetadataDelta {
             && self.partitions.is_empty()
             && self.configs.is_empty()
             && !self.acls
+            && self.scram_users.is_empty()
     }
 }

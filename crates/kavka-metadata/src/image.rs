@@ -7,6 +7,7 @@ use crate::records::{
 };
 use crate::replay::ReplayError;
 use kavka_model::acl::Acls;
+use kavka_model::scram::{ScramCredential, ScramMechanism};
 use kavka_model::{BrokerId, LeaderEpoch, PartitionId, TopicName};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -75,6 +76,7 @@ pub struct MetadataImage {
     pub(crate) topic_ids: Arc<BTreeMap<TopicName, TopicId>>,
     pub(crate) configs: Arc<BTreeMap<ConfigResource, BTreeMap<String, String>>>,
     pub(crate) acls: Arc<Acls>,
+    pub(crate) scram: Arc<BTreeMap<(String, ScramMechanism), ScramCredential>>,
 }
 
 impl MetadataImage {
@@ -121,6 +123,20 @@ impl MetadataImage {
     /// The cluster's ACLs.
     pub fn acls(&self) -> &Acls {
         &self.acls
+    }
+
+    /// A user's SCRAM credential for `mechanism`.
+    pub fn scram_credential(
+        &self,
+        user: &str,
+        mechanism: ScramMechanism,
+    ) -> Option<&ScramCredential> {
+        self.scram.get(&(user.to_string(), mechanism))
+    }
+
+    /// Every user with a SCRAM credential, with their credentials, by name.
+    pub fn scram_users(&self) -> impl Iterator<Item = (&str, &ScramCredential)> {
+        self.scram.iter().map(|((name, _), c)| (name.as_str(), c))
     }
 
     /// Config overrides of a resource (empty if none).
@@ -194,6 +210,14 @@ impl MetadataImage {
             }
         }
         out.extend(self.acls.iter().cloned().map(MetadataRecord::Acl));
+        out.extend(
+            self.scram
+                .iter()
+                .map(|((name, _), c)| MetadataRecord::UserScramCredential {
+                    name: name.clone(),
+                    credential: c.clone(),
+                }),
+        );
         out
     }
 

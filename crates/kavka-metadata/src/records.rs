@@ -2,6 +2,7 @@
 //! in the metadata log. Names follow Kafka's KRaft records.
 
 use kavka_model::acl::AclBinding;
+use kavka_model::scram::{ScramCredential, ScramMechanism};
 use kavka_model::{BrokerId, LeaderEpoch, PartitionId, TopicName};
 use serde::{Deserialize, Serialize};
 
@@ -111,4 +112,15 @@ pub enum MetadataRecord {
     /// An ACL is deleted (Kafka's `RemoveAccessControlEntryRecord`); one not there is no
     /// change.
     RemoveAcl(AclBinding),
+    /// A user's SCRAM credential for one mechanism is set (Kafka's
+    /// `UserScramCredentialRecord`): salted keys, never the password.
+    UserScramCredential {
+        name: String,
+        credential: ScramCredential,
+    },
+    /// A user's SCRAM credential for one mechanism is removed.
+    RemoveUserScramCredential {
+        name: String,
+        mechanism: ScramMechanism,
+    },
 }

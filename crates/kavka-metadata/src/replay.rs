@@ -249,6 +249,19 @@ impl MetadataImage {
                     delta.acls = true;
                 }
             }
+            MetadataRecord::UserScramCredential { name, credential } => {
+                Arc::make_mut(&mut self.scram)
+                    .insert((name.clone(), credential.mechanism), credential.clone());
+                delta.scram_users.insert(name.clone());
+            }
+            MetadataRecord::RemoveUserScramCredential { name, mechanism } => {
+                if Arc::make_mut(&mut self.scram)
+                    .remove(&(name.clone(), *mechanism))
+                    .is_some()
+                {
+                    delta.scram_users.insert(name.clone());
+                }
+            }
             MetadataRecord::RemoveAcl(b) => {
                 if self.acls.contains(b) {
                     Arc::make_mut(&mut self.acls).remove(b);

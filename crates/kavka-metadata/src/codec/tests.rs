@@ -44,6 +44,10 @@ fn golden_name(r: &MetadataRecord) -> &'static str {
         MetadataRecord::Config { .. } => "record-config.bin",
         MetadataRecord::Acl(_) => "record-acl.bin",
         MetadataRecord::RemoveAcl(_) => "record-remove-acl.bin",
+        MetadataRecord::UserScramCredential { .. } => "record-user-scram-credential.bin",
+        MetadataRecord::RemoveUserScramCredential { .. } => {
+            "record-remove-user-scram-credential.bin"
+        }
     }
 }
 
@@ -140,6 +144,20 @@ pub(crate) fn samples() -> Vec<MetadataRecord> {
             Operation::AlterConfigs,
             Permission::Deny,
         )),
+        MetadataRecord::UserScramCredential {
+            name: "alice".into(),
+            credential: kavka_model::scram::ScramCredential {
+                mechanism: kavka_model::scram::ScramMechanism::Sha512,
+                salt: vec![1, 2, 3, 4],
+                stored_key: vec![0xaa; 64],
+                server_key: vec![0xbb; 64],
+                iterations: 8192,
+            },
+        },
+        MetadataRecord::RemoveUserScramCredential {
+            name: "bob".into(),
+            mechanism: kavka_model::scram::ScramMechanism::Sha256,
+        },
         MetadataRecord::RemoveAcl(acl(
             ResourceType::Group,
             "billing",
@@ -192,7 +210,7 @@ fn every_record_type_has_a_golden_file_that_decodes_back() {
     let covered: std::collections::BTreeSet<String> =
         covered.into_iter().map(String::from).collect();
     assert_eq!(on_disk, covered);
-    assert_eq!(covered.len(), 13, "one golden file per MetadataRecord type");
+    assert_eq!(covered.len(), 15, "one golden file per MetadataRecord type");
 }
 
 #[test]
