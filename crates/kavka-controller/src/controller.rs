@@ -10,11 +10,12 @@ use crate::control::brokers::{self, Heartbeat, HeartbeatReply, RegisterBroker};
 use crate::control::liveness::{Electable, ElectionRules, SessionView};
 use crate::control::partitions::{self, AlterPartition};
 use crate::control::topics::{self, CreateTopic, GrowTopic, TopicDefaults};
-use crate::control::{Decision, acls, broker_configs};
+use crate::control::{Decision, acls, broker_configs, users};
 use crate::quorum::{Quorum, QuorumError};
 use crate::types::{NodeId, VoterNode};
 use kavka_metadata::{ConfigResource, MetadataImage, MetadataRecord, TopicId};
 use kavka_model::acl::{AclBinding, AclFilter};
+use kavka_model::scram::{ScramCredential, ScramMechanism};
 use kavka_model::{BrokerId, DynamicBrokerConfig, ErrorCode, KafkaError, PartitionId};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -273,6 +274,16 @@ impl Controller {
         filters: Vec<AclFilter>,
     ) -> Result<Vec<Vec<AclBinding>>, ControllerError> {
         self.decide(|img| acls::delete_acls(img, &filters)).await
+    }
+
+    /// AlterUserScramCredentials: one result per user, in the order first named.
+    pub async fn alter_user_scram_credentials(
+        &self,
+        upsertions: Vec<(String, ScramCredential)>,
+        deletions: Vec<(String, ScramMechanism)>,
+    ) -> Result<Vec<(String, Result<(), KafkaError>)>, ControllerError> {
+        self.decide(|img| users::alter_user_scram_credentials(img, &upsertions, &deletions))
+            .await
     }
 
     pub async fn register_broker(&self, req: RegisterBroker) -> Result<(), ControllerError> {

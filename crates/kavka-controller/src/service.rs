@@ -263,6 +263,35 @@ impl Svc for ControllerService {
         }
     }
 
+    #[tracing::instrument(skip_all, fields(upsertions = req.get_ref().upsertions.len(), deletions = req.get_ref().deletions.len()))]
+    async fn alter_user_scram_credentials(
+        &self,
+        req: Request<v1::AlterUserScramCredentialsRequest>,
+    ) -> Result<Response<v1::AlterUserScramCredentialsResponse>, Status> {
+        let inner = req.into_inner();
+        let (upsertions, deletions) =
+            kavka_proto::conv::scram_changes(&inner).map_err(|e| status(&e))?;
+        match self
+            .controller
+            .alter_user_scram_credentials(upsertions, deletions)
+            .await
+        {
+            Ok(results) => Ok(Response::new(v1::AlterUserScramCredentialsResponse {
+                results: results
+                    .into_iter()
+                    .map(|(user, r)| v1::UserScramResult {
+                        user,
+                        error: r.err().map(Into::into),
+                    })
+                    .collect(),
+            })),
+            Err(e) => match self.forward_target(&e).await {
+                Some(mut c) => c.alter_user_scram_credentials(inner).await,
+                None => Err(to_status(&e)),
+            },
+        }
+    }
+
     #[tracing::instrument(skip_all)]
     async fn create_partitions(
         &self,

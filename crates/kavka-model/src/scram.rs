@@ -2,6 +2,10 @@
 //! salt, StoredKey, ServerKey and iterations per user and mechanism, never a password.
 //! Deriving them and running the exchange is `kavka-sasl`'s.
 
+/// Kafka's bounds on SCRAM iterations.
+pub const MIN_ITERATIONS: u32 = 4096;
+pub const MAX_ITERATIONS: u32 = 16384;
+
 /// A SCRAM mechanism, by Kafka's name and code.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,

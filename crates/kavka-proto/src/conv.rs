@@ -7,9 +7,11 @@
 mod acl;
 mod admin;
 mod data;
+mod scram;
 
 pub use acl::{acl_filter_from_request, acl_from_request};
 pub use data::{UnaskedPartition, fetch_response, list_offsets_result, produce_result};
+pub use scram::{scram_changes, scram_credential_record};
 
 use crate::v1;
 use kavka_model::{ErrorCode, KafkaError};

@@ -14,9 +14,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256, Sha512};
 use subtle::ConstantTimeEq;
 
-/// Kafka's bounds on SCRAM iterations.
-pub const MIN_ITERATIONS: u32 = 4096;
-pub const MAX_ITERATIONS: u32 = 16384;
+pub use kavka_model::scram::{MAX_ITERATIONS, MIN_ITERATIONS};
 
 pub use kavka_model::scram::{ScramCredential, ScramMechanism as Mechanism};
 

@@ -15,6 +15,7 @@ use kavka_model::admin::{
     AlterConfigs, ConfigTarget, ElectionOutcome, NewPartitions, NewTopic, PartitionRef,
     TopicOutcome,
 };
+use kavka_model::scram::{ScramCredential, ScramMechanism};
 use kavka_model::{BrokerId, ConfigEntry, ErrorCode, KafkaError, TopicId, TopicName};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -231,6 +232,34 @@ impl Admin {
         let deleted: Vec<&AclBinding> = results.iter().flatten().flatten().collect();
         self.await_image("the ACL deletion", |img| {
             deleted.iter().all(|a| !img.acls().contains(a))
+        })
+        .await?;
+        Ok(results)
+    }
+
+    /// Sets and removes users' SCRAM credentials; one result per user, once this
+    /// broker's image shows every change that succeeded.
+    #[tracing::instrument(skip_all, fields(upsertions = upsertions.len(), deletions = deletions.len()))]
+    pub async fn alter_user_scram_credentials(
+        &self,
+        upsertions: &[(String, ScramCredential)],
+        deletions: &[(String, ScramMechanism)],
+    ) -> Result<Vec<(String, Result<(), KafkaError>)>, KafkaError> {
+        let results = self
+            .controllers
+            .alter_user_scram_credentials(upsertions, deletions)
+            .await?;
+        let ok = |u: &String| results.iter().any(|(r, o)| r == u && o.is_ok());
+        let set: Vec<&(String, ScramCredential)> =
+            upsertions.iter().filter(|(u, _)| ok(u)).collect();
+        let removed: Vec<&(String, ScramMechanism)> =
+            deletions.iter().filter(|(u, _)| ok(u)).collect();
+        self.await_image("the credential change", |img| {
+            set.iter()
+                .all(|(u, c)| img.scram_credential(u, c.mechanism) == Some(c))
+                && removed
+                    .iter()
+                    .all(|(u, m)| img.scram_credential(u, *m).is_none())
         })
         .await?;
         Ok(results)

@@ -32,6 +32,8 @@ use kavka_group::GroupCoordinator;
 use kavka_metadata::MetadataImage;
 use kavka_model::DynamicBrokerConfig;
 use kavka_model::acl::{AclBinding, AclFilter};
+use kavka_model::scram::ScramMechanism;
+use kavka_model::{ErrorCode, KafkaError};
 use std::sync::Arc;
 
 /// The broker API: one handle, by operation.
@@ -77,6 +79,37 @@ impl BrokerApi {
     /// The ACLs `filter` matches (DescribeAcls), from this broker's image.
     pub fn describe_acls(&self, filter: &AclFilter) -> Vec<AclBinding> {
         self.replicas.image().acls().matching(filter)
+    }
+
+    /// The users with SCRAM credentials (`users` empty: all), with each credential's
+    /// mechanism and iterations; a user named with none is RESOURCE_NOT_FOUND.
+    pub fn describe_user_scram_credentials(
+        &self,
+        users: &[String],
+    ) -> Vec<(String, Result<Vec<(ScramMechanism, u32)>, KafkaError>)> {
+        let image = self.replicas.image();
+        let mut all: std::collections::BTreeMap<String, Vec<(ScramMechanism, u32)>> =
+            std::collections::BTreeMap::new();
+        for (user, c) in image.scram_users() {
+            all.entry(user.to_string())
+                .or_default()
+                .push((c.mechanism, c.iterations));
+        }
+        if users.is_empty() {
+            return all.into_iter().map(|(u, c)| (u, Ok(c))).collect();
+        }
+        users
+            .iter()
+            .map(|u| {
+                let found = all.get(u).cloned().ok_or_else(|| {
+                    KafkaError::new(
+                        ErrorCode::ResourceNotFound,
+                        format!("user '{u}' has no SCRAM credentials"),
+                    )
+                });
+                (u.clone(), found)
+            })
+            .collect()
     }
 
     /// This broker's static configuration (node id, listeners, defaults).

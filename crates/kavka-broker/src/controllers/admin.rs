@@ -8,7 +8,9 @@ use kavka_model::acl::{AclBinding, AclFilter};
 use kavka_model::admin::{
     AlterConfigs, ElectionOutcome, NewPartitions, NewTopic, PartitionRef, TopicOutcome,
 };
+use kavka_model::scram::{ScramCredential, ScramMechanism};
 use kavka_model::{ErrorCode, KafkaError};
+use kavka_proto::conv::scram_credential_record;
 use kavka_proto::v1;
 use std::collections::BTreeMap;
 
@@ -153,6 +155,50 @@ impl Controllers {
                 .map(Ok)
                 .map_err(|e| bad_answer(&format!("a deleted ACL's {e}"))),
         })
+    }
+}
+
+impl Controllers {
+    /// AlterUserScramCredentials: one result per user, in the order first named.
+    pub async fn alter_user_scram_credentials(
+        &self,
+        upsertions: &[(String, ScramCredential)],
+        deletions: &[(String, ScramMechanism)],
+    ) -> Result<Vec<(String, Result<(), KafkaError>)>, KafkaError> {
+        let req = v1::AlterUserScramCredentialsRequest {
+            upsertions: upsertions
+                .iter()
+                .map(|(u, c)| scram_credential_record(u, c))
+                .collect(),
+            deletions: deletions
+                .iter()
+                .map(|(u, m)| v1::RemoveUserScramCredentialRecord {
+                    name: u.clone(),
+                    mechanism: i32::from(m.code()),
+                })
+                .collect(),
+        };
+        let resp = self
+            .call(|mut c| {
+                let req = req.clone();
+                async move {
+                    c.alter_user_scram_credentials(req)
+                        .await
+                        .map(|r| r.into_inner())
+                }
+            })
+            .await?;
+        Ok(resp
+            .results
+            .into_iter()
+            .map(|r| {
+                let outcome = match r.error {
+                    Some(e) if e.code != 0 => Err(KafkaError::from(&e)),
+                    _ => Ok(()),
+                };
+                (r.user, outcome)
+            })
+            .collect())
     }
 }
 

@@ -9,7 +9,7 @@ use crate::session::ControllerSession;
 use kavka_model::ConfigEntry;
 use kavka_model::acl::{AclBinding, AclFilter};
 use kavka_model::admin::{AlterConfigs, NewPartitions, NewTopic, PartitionRef};
-use kavka_proto::conv::{acl_filter_from_request, acl_from_request, status};
+use kavka_proto::conv::{acl_filter_from_request, acl_from_request, scram_changes, status};
 use kavka_proto::v1::{self, admin_service_server::AdminService as Admin};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -111,6 +111,61 @@ impl Admin for AdminService {
             .map(|r| r.and_then(|r| r).into())
             .collect();
         Ok(Response::new(v1::CreateAclsResponse { results }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn alter_user_scram_credentials(
+        &self,
+        req: Request<v1::AlterUserScramCredentialsRequest>,
+    ) -> Result<Response<v1::AlterUserScramCredentialsResponse>, Status> {
+        let (upsertions, deletions) = scram_changes(&req.into_inner()).map_err(|e| status(&e))?;
+        let results = self
+            .api
+            .alter_user_scram_credentials(&upsertions, &deletions)
+            .await
+            .map_err(|e| status(&e))?;
+        Ok(Response::new(v1::AlterUserScramCredentialsResponse {
+            results: results
+                .into_iter()
+                .map(|(user, r)| v1::UserScramResult {
+                    user,
+                    error: r.err().map(Into::into),
+                })
+                .collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn describe_user_scram_credentials(
+        &self,
+        req: Request<v1::DescribeUserScramCredentialsRequest>,
+    ) -> Result<Response<v1::DescribeUserScramCredentialsResponse>, Status> {
+        let users = self
+            .broker
+            .describe_user_scram_credentials(&req.into_inner().users)
+            .into_iter()
+            .map(|(user, r)| match r {
+                Ok(creds) => v1::UserScramDescription {
+                    user,
+                    error: None,
+                    credentials: creds
+                        .into_iter()
+                        .map(|(m, iterations)| v1::ScramCredentialInfo {
+                            mechanism: i32::from(m.code()),
+                            iterations: i32::try_from(iterations).unwrap_or(i32::MAX),
+                        })
+                        .collect(),
+                },
+                Err(e) => v1::UserScramDescription {
+                    user,
+                    error: Some(e.into()),
+                    credentials: vec![],
+                },
+            })
+            .collect();
+        Ok(Response::new(v1::DescribeUserScramCredentialsResponse {
+            users,
+        }))
     }
 
     #[tracing::instrument(skip_all)]

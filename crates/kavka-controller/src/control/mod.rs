@@ -10,6 +10,7 @@ pub mod partitions;
 pub mod placement;
 pub mod producer_ids;
 pub mod topics;
+pub mod users;
 
 use kavka_metadata::{ConfigResource, MetadataRecord};
 use std::collections::BTreeMap;
