@@ -29,16 +29,16 @@ pub fn scram_credential_record(user: &str, c: &ScramCredential) -> v1::UserScram
     }
 }
 
+/// What an AlterUserScramCredentials asks: credentials to set and to remove, per user.
+pub type ScramChanges = (
+    Vec<(String, ScramCredential)>,
+    Vec<(String, ScramMechanism)>,
+);
+
 /// The upsertions and deletions an AlterUserScramCredentials asks for.
 pub fn scram_changes(
     req: &v1::AlterUserScramCredentialsRequest,
-) -> Result<
-    (
-        Vec<(String, ScramCredential)>,
-        Vec<(String, ScramMechanism)>,
-    ),
-    KafkaError,
-> {
+) -> Result<ScramChanges, KafkaError> {
     let upsertions = req
         .upsertions
         .iter()
