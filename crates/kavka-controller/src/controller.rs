@@ -15,7 +15,7 @@ use crate::quorum::{Quorum, QuorumError};
 use crate::types::{NodeId, VoterNode};
 use kavka_metadata::{ConfigResource, MetadataImage, MetadataRecord, TopicId};
 use kavka_model::acl::{AclBinding, AclFilter};
-use kavka_model::scram::{ScramCredential, ScramMechanism};
+use kavka_model::scram::{ScramCredential, ScramMechanism, UserOutcome};
 use kavka_model::{BrokerId, DynamicBrokerConfig, ErrorCode, KafkaError, PartitionId};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -281,7 +281,7 @@ impl Controller {
         &self,
         upsertions: Vec<(String, ScramCredential)>,
         deletions: Vec<(String, ScramMechanism)>,
-    ) -> Result<Vec<(String, Result<(), KafkaError>)>, ControllerError> {
+    ) -> Result<Vec<UserOutcome>, ControllerError> {
         self.decide(|img| users::alter_user_scram_credentials(img, &upsertions, &deletions))
             .await
     }

@@ -6,6 +6,16 @@
 pub const MIN_ITERATIONS: u32 = 4096;
 pub const MAX_ITERATIONS: u32 = 16384;
 
+/// One user's outcome of an AlterUserScramCredentials.
+pub type UserOutcome = (String, Result<(), crate::KafkaError>);
+
+/// What DescribeUserScramCredentials says of one user: each credential's mechanism and
+/// iterations (never keys), or why not.
+pub type UserCredentials = (
+    String,
+    Result<Vec<(ScramMechanism, u32)>, crate::KafkaError>,
+);
+
 /// A SCRAM mechanism, by Kafka's name and code.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,

@@ -15,7 +15,7 @@ use kavka_model::admin::{
     AlterConfigs, ConfigTarget, ElectionOutcome, NewPartitions, NewTopic, PartitionRef,
     TopicOutcome,
 };
-use kavka_model::scram::{ScramCredential, ScramMechanism};
+use kavka_model::scram::{ScramCredential, ScramMechanism, UserOutcome};
 use kavka_model::{BrokerId, ConfigEntry, ErrorCode, KafkaError, TopicId, TopicName};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -244,7 +244,7 @@ impl Admin {
         &self,
         upsertions: &[(String, ScramCredential)],
         deletions: &[(String, ScramMechanism)],
-    ) -> Result<Vec<(String, Result<(), KafkaError>)>, KafkaError> {
+    ) -> Result<Vec<UserOutcome>, KafkaError> {
         let results = self
             .controllers
             .alter_user_scram_credentials(upsertions, deletions)

@@ -32,7 +32,7 @@ use kavka_group::GroupCoordinator;
 use kavka_metadata::MetadataImage;
 use kavka_model::DynamicBrokerConfig;
 use kavka_model::acl::{AclBinding, AclFilter};
-use kavka_model::scram::ScramMechanism;
+use kavka_model::scram::{ScramMechanism, UserCredentials};
 use kavka_model::{ErrorCode, KafkaError};
 use std::sync::Arc;
 
@@ -83,10 +83,7 @@ impl BrokerApi {
 
     /// The users with SCRAM credentials (`users` empty: all), with each credential's
     /// mechanism and iterations; a user named with none is RESOURCE_NOT_FOUND.
-    pub fn describe_user_scram_credentials(
-        &self,
-        users: &[String],
-    ) -> Vec<(String, Result<Vec<(ScramMechanism, u32)>, KafkaError>)> {
+    pub fn describe_user_scram_credentials(&self, users: &[String]) -> Vec<UserCredentials> {
         let image = self.replicas.image();
         let mut all: std::collections::BTreeMap<String, Vec<(ScramMechanism, u32)>> =
             std::collections::BTreeMap::new();

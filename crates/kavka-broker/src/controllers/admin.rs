@@ -8,7 +8,7 @@ use kavka_model::acl::{AclBinding, AclFilter};
 use kavka_model::admin::{
     AlterConfigs, ElectionOutcome, NewPartitions, NewTopic, PartitionRef, TopicOutcome,
 };
-use kavka_model::scram::{ScramCredential, ScramMechanism};
+use kavka_model::scram::{ScramCredential, ScramMechanism, UserOutcome};
 use kavka_model::{ErrorCode, KafkaError};
 use kavka_proto::conv::scram_credential_record;
 use kavka_proto::v1;
@@ -164,7 +164,7 @@ impl Controllers {
         &self,
         upsertions: &[(String, ScramCredential)],
         deletions: &[(String, ScramMechanism)],
-    ) -> Result<Vec<(String, Result<(), KafkaError>)>, KafkaError> {
+    ) -> Result<Vec<UserOutcome>, KafkaError> {
         let req = v1::AlterUserScramCredentialsRequest {
             upsertions: upsertions
                 .iter()

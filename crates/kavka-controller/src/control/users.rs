@@ -10,7 +10,9 @@
 
 use super::Decision;
 use kavka_metadata::{MetadataImage, MetadataRecord};
-use kavka_model::scram::{MAX_ITERATIONS, MIN_ITERATIONS, ScramCredential, ScramMechanism};
+use kavka_model::scram::{
+    MAX_ITERATIONS, MIN_ITERATIONS, ScramCredential, ScramMechanism, UserOutcome,
+};
 use kavka_model::{ErrorCode, KafkaError};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -20,7 +22,7 @@ pub fn alter_user_scram_credentials(
     image: &MetadataImage,
     upsertions: &[(String, ScramCredential)],
     deletions: &[(String, ScramMechanism)],
-) -> Decision<Vec<(String, Result<(), KafkaError>)>> {
+) -> Decision<Vec<UserOutcome>> {
     let mut order: Vec<String> = Vec::new();
     let mut changes: BTreeMap<String, Vec<MetadataRecord>> = BTreeMap::new();
     let mut failed: BTreeMap<String, KafkaError> = BTreeMap::new();
@@ -140,9 +142,7 @@ mod tests {
         next
     }
 
-    fn codes(
-        d: &Decision<Vec<(String, Result<(), KafkaError>)>>,
-    ) -> Vec<(&str, Option<ErrorCode>)> {
+    fn codes(d: &Decision<Vec<UserOutcome>>) -> Vec<(&str, Option<ErrorCode>)> {
         d.reply
             .iter()
             .map(|(u, r)| (u.as_str(), r.as_ref().err().map(|e| e.code)))
