@@ -11,6 +11,7 @@ mod consumer;
 pub mod dead_letter;
 mod error;
 mod group_consumer;
+mod group_lag;
 mod groups;
 mod producer;
 
@@ -18,6 +19,7 @@ pub use admin::{NewTopic, TopicInfo};
 pub use connection::{Client, parse_bootstrap};
 pub use consumer::{ConsumedRecord, Consumer, OffsetSpec};
 pub use error::ClientError;
+pub use group_lag::{GroupLag, LagRow, lag};
 pub use group_consumer::{
     GroupConsumer, GroupConsumerConfig, OffsetReset, RebalanceListener, TopicPartition,
 };
