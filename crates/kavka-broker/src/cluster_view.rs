@@ -211,7 +211,6 @@ impl ClusterState {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,5 +301,4 @@ mod tests {
         assert_eq!(s.partitions.len(), 1);
         assert_eq!(s.broker_addrs().len(), 3);
     }
-
 }

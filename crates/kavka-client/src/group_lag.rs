@@ -145,7 +145,13 @@ mod tests {
         };
         let rows: Vec<_> = rows_of(&d).into_values().collect();
         assert_eq!(rows.len(), 2);
-        assert_eq!((rows[0].partition, rows[0].committed, rows[0].member), (0, None, Some(0)));
-        assert_eq!((rows[1].partition, rows[1].committed, rows[1].member), (1, Some(5), Some(0)));
+        assert_eq!(
+            (rows[0].partition, rows[0].committed, rows[0].member),
+            (0, None, Some(0))
+        );
+        assert_eq!(
+            (rows[1].partition, rows[1].committed, rows[1].member),
+            (1, Some(5), Some(0))
+        );
     }
 }

@@ -19,9 +19,9 @@ pub use admin::{NewTopic, TopicInfo};
 pub use connection::{Client, parse_bootstrap};
 pub use consumer::{ConsumedRecord, Consumer, OffsetSpec};
 pub use error::ClientError;
-pub use group_lag::{GroupLag, LagRow, lag};
 pub use group_consumer::{
     GroupConsumer, GroupConsumerConfig, OffsetReset, RebalanceListener, TopicPartition,
 };
+pub use group_lag::{GroupLag, LagRow, lag};
 pub use kavka_proto::v1;
 pub use producer::{Acks, Producer, ProducerConfig, ProducerRecord, RecordMetadata};

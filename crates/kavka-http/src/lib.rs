@@ -38,7 +38,7 @@ pub fn router(state: HttpState) -> Router {
     Router::new()
         .merge(health::routes())
         .merge(metrics::routes())
-        .merge(console::routes())
+        .merge(console::routes(&state))
         .fallback(not_found)
         .with_state(Arc::new(state))
 }

@@ -8,8 +8,8 @@
 //! changes made while it was switching still show as events.
 
 use anyhow::Context;
-use kavka_proto::v1::{self, admin_service_client::AdminServiceClient};
 use kavka_broker::cluster_view::{ClusterState, Event, Subject, leader_name, list};
+use kavka_proto::v1::{self, admin_service_client::AdminServiceClient};
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant, SystemTime};

@@ -124,6 +124,12 @@ pub struct ListenerSection {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_listen: Option<String>,
+    /// host:port other nodes' consoles and users are told to open this node's console
+    /// at (default: the advertised host and the HTTP listen port); e.g. in docker
+    /// compose, the host's published port.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_advertised_address: Option<String>,
 }
 
 /// The Kafka wire-protocol listeners.
@@ -477,6 +483,13 @@ impl ServerArgs {
     }
 }
 
+/// `host:port` with a non-empty host.
+fn host_port(a: &str) -> Option<(String, u16)> {
+    a.rsplit_once(':')
+        .filter(|(h, _)| !h.is_empty() && !h.contains(','))
+        .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+}
+
 /// The resolved settings of a node.
 #[derive(Debug)]
 pub struct Settings {
@@ -485,6 +498,8 @@ pub struct Settings {
     pub external_listen: Option<SocketAddr>,
     /// The HTTP listener (metrics, health, console); `None` when turned off with ''.
     pub http_listen: Option<SocketAddr>,
+    /// What the HTTP listener advertises (`None`: the advertised host and the bound port).
+    pub http_advertised: Option<(String, u16)>,
     /// Kafka listeners to bind, and what each advertises (port 0: the bound port).
     pub kafka_listeners: Vec<KafkaListener>,
     pub kafka_advertised: Vec<KafkaListener>,
@@ -638,6 +653,15 @@ impl Settings {
             "HTTP listen address",
             "0.0.0.0:9644",
         )?;
+        let http_advertised = match (listeners.http_advertised_address, http_listen) {
+            (None, _) => None,
+            (Some(a), Some(_)) => Some(host_port(&a).with_context(|| {
+                format!("invalid HTTP advertised address '{a}': expected host:port")
+            })?),
+            (Some(a), None) => {
+                bail!("HTTP advertised address '{a}' given with the HTTP listener off")
+            }
+        };
         let external_advertised = match (listeners.external_advertised_address, external_listen) {
             (None, None) => None,
             (Some(a), Some(_)) => {
@@ -791,6 +815,7 @@ impl Settings {
             listen,
             external_listen,
             http_listen,
+            http_advertised,
             kafka_listeners,
             kafka_advertised,
             kafka,
