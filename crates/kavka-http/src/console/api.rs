@@ -518,10 +518,11 @@ pub async fn messages(
                     next = offset + 1;
                 }
             }
-            next = next.max((batch.base_offset + i64::from(batch.last_offset_delta) + 1).min(hw));
             if out.len() >= limit {
-                break;
+                break; // `next` is the offset after the last message returned
             }
+            // Past the whole batch (control records, compacted-away offsets).
+            next = next.max((batch.base_offset + i64::from(batch.last_offset_delta) + 1).min(hw));
         }
         if next == before {
             break; // nothing readable here: do not spin
