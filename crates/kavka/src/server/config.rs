@@ -1140,6 +1140,34 @@ mod tests {
     }
 
     #[test]
+    fn the_http_advertised_address_resolves_or_says_what_is_wrong() {
+        let s = flags(&[]).unwrap();
+        assert_eq!(
+            s.http_advertised, None,
+            "default: the advertised host and bound port"
+        );
+        let s = flags(&["--http-advertised-address=localhost:9645"]).unwrap();
+        assert_eq!(s.http_advertised, Some(("localhost".into(), 9645)));
+        for (args, why) in [
+            (
+                &["--http-advertised-address=localhost"][..],
+                "invalid HTTP advertised address 'localhost': expected host:port",
+            ),
+            (
+                &["--http-advertised-address=:80"][..],
+                "invalid HTTP advertised address ':80'",
+            ),
+            (
+                &["--http-listen=", "--http-advertised-address=h:1"][..],
+                "given with the HTTP listener off",
+            ),
+        ] {
+            let e = flags(args).unwrap_err();
+            assert!(format!("{e:#}").contains(why), "{args:?}: {e:#}");
+        }
+    }
+
+    #[test]
     fn kafka_listeners_resolve() {
         let l = |name: &str, host: &str, port| KafkaListener {
             name: name.into(),
