@@ -553,7 +553,8 @@ mod tests {
     #[test]
     fn message_queries_are_checked_with_a_clear_reason() {
         // query -> Ok((start, limit)) or the error's text
-        let table: [(&[(&str, &str)], Result<(Start, usize), &str>); 9] = [
+        type Case<'a> = (&'a [(&'a str, &'a str)], Result<(Start, usize), &'a str>);
+        let table: [Case; 9] = [
             (&[], Ok((Start::Tail, MESSAGES_DEFAULT))),
             (&[("offset", "7")], Ok((Start::Offset(7), MESSAGES_DEFAULT))),
             (
