@@ -541,6 +541,9 @@ async fn the_console_shows_the_cluster_lag_and_a_failover_live() {
             "document.querySelector('#partitions tr[data-partition=\"{led_by_1}\"]')?.dataset.leader === '{new_leader}'"
         ));
         b.screenshot("failover.png");
+        b.eval("location.hash = '#/'");
+        b.wait("document.querySelector('#brokers tr[data-broker-id=\"1\"]')?.children[1].textContent === 'fenced'");
+        b.screenshot("failover-overview.png");
     })
     .await;
 }

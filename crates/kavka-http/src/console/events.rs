@@ -25,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{broadcast, mpsc};
 
 /// Events kept for pages that open later.
-pub const RING: usize = 200;
+pub const RING: usize = 512;
 /// How often a stream says the node is alive.
 pub const TICK: Duration = Duration::from_secs(1);
 /// How often each broker is probed.

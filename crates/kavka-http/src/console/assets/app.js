@@ -6,6 +6,7 @@
 const SILENCE_MS = 4000;      // the stream ticks every second
 const FETCH_TIMEOUT_MS = 3000;
 const EVENTS_SHOWN = 60;
+const EVENTS_KEPT = 400;      // before hiding internal topics' events
 
 const st = {
   base: location.origin + "/", // the node this page reads
@@ -115,14 +116,15 @@ function addEvent(e) {
   if (st.events.some((x) => x.text === e.text && Math.abs(x.at_ms - e.at_ms) < 15000)) return;
   st.events.unshift(e);
   st.events.sort((a, b) => b.at_ms - a.at_ms);
-  st.events.length = Math.min(st.events.length, EVENTS_SHOWN);
+  st.events.length = Math.min(st.events.length, EVENTS_KEPT);
   renderEvents();
   scheduleRender();
 }
 
 function renderEvents() {
   const now = Date.now();
-  $("#events").innerHTML = st.events.map((e) => {
+  const internal = $("#show-internal").checked;
+  $("#events").innerHTML = st.events.filter((e) => internal || !(e.topic || "").startsWith("__")).slice(0, EVENTS_SHOWN).map((e) => {
     const gap = e.gap_ms != null ? `<span class="gap">failover gap ${(e.gap_ms / 1000).toFixed(1)} s</span>` : "";
     const attrs = e.kind === "partition" ? ` data-topic="${esc(e.topic)}" data-partition="${e.partition}" data-leader="${e.leader}"` : "";
     return `<li class="${now - e.at_ms < 5000 ? "fresh" : ""}"${attrs}><time>${clock(e.at_ms)}</time>${esc(e.text)}${gap}<span class="via">(node ${e.node_id})</span></li>`;
@@ -301,6 +303,7 @@ function bindMessages() {
 // ---- start -------------------------------------------------------------------------
 
 window.addEventListener("hashchange", render);
+$("#show-internal").addEventListener("change", renderEvents);
 setInterval(() => { if (!st.switching && !location.hash.startsWith("#/messages")) render(); }, 3000);
 (async () => {
   try {
