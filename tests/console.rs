@@ -459,6 +459,21 @@ async fn the_console_shows_the_cluster_lag_and_a_failover_live() {
     let api = get_json(&http[2], "/api/groups/audit").await;
     assert_eq!(lags(&api), want, "the API's lag is group describe's: {api}");
 
+    // Records are read from the partition's leader: another node redirects there.
+    let (status, head, _) = get(
+        &http[1],
+        &format!("/api/topics/orders/partitions/{led_by_1}/messages?limit=1"),
+    )
+    .await;
+    assert_eq!(status, 307, "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains(&format!(
+            "location: http://{}/api/topics/orders/partitions/{led_by_1}/messages?limit=1",
+            http[0]
+        )),
+        "{head}"
+    );
+
     // The stream of node 2 (which stays up): first the node and what it saw so far.
     let stream = EventStream::open(&http[1]).await;
     wait_until("the stream's recent events", DEADLINE, || {
@@ -502,6 +517,21 @@ async fn the_console_shows_the_cluster_lag_and_a_failover_live() {
             serde_json::from_str(shown.as_str().unwrap()).unwrap();
         assert_eq!(shown, g, "the group page shows group describe's lag");
         b.screenshot("group.png");
+        // The message browser: from offset 3, two records, then as hex.
+        b.goto(&format!("{console1}#/messages/orders/0"));
+        b.wait("!!document.querySelector('#browse')");
+        b.eval(
+            "(() => { const f = document.querySelector('#browse'); f.from.value = 'offset'; f.at.value = '3'; f.limit.value = '2'; f.requestSubmit(); return true; })()",
+        );
+        b.wait("document.querySelectorAll('#messages tbody tr[data-offset]').length === 2");
+        let first = b.eval("document.querySelector('#messages tbody tr').dataset.offset + ' ' + document.querySelector('#messages tbody tr').children[3].textContent");
+        assert_eq!(first, "3 {\"n\":3}");
+        b.eval(
+            "(() => { const f = document.querySelector('#browse'); f.view.value = 'hex'; f.view.dispatchEvent(new Event('change')); return true; })()",
+        );
+        // {"n":3} in hex
+        b.wait("document.querySelector('#messages').textContent.includes('7b 22 6e 22 3a 33 7d')");
+        b.screenshot("messages.png");
         b.goto(&format!("{console1}#/topics/orders"));
         b.wait("document.querySelectorAll('#partitions tbody tr').length === 3");
     })

@@ -106,6 +106,7 @@ async fn event_stream(
     let (ring, mut live) = hub.subscribe();
     let (tx, rx) = mpsc::channel(64);
     let node_id = hub.node_id();
+    let mut stopping = state.shutdown.clone();
     tokio::spawn(async move {
         let hello = serde_json::json!({ "node_id": node_id, "recent": ring.len() });
         let mut first = sse_event("hello", &hello).into_iter().collect::<Vec<_>>();
@@ -127,6 +128,7 @@ async fn event_stream(
                 },
                 _ = tick.tick() => sse_event("tick", &serde_json::json!({ "node_id": node_id })),
                 _ = tx.closed() => return,
+                _ = stopping.wait_for(|s| *s) => return,
             };
             if let Some(e) = next
                 && tx.send(Ok(e)).await.is_err()

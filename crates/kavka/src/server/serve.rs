@@ -262,6 +262,7 @@ pub async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
             metrics,
             ready,
             broker: broker_node.clone(),
+            shutdown: shutdown_rx.clone(),
         });
         let stop = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {
