@@ -147,7 +147,7 @@ def handle(b, cmd):
                     return {"value": value}
             except RuntimeError as e:  # the page is between loads
                 value = f"(threw) {e}"
-            time.sleep(0.25)
+            time.sleep(0.05)
         raise TimeoutError(f"not true within {cmd.get('timeout', 60)} s: {cmd['expr']} (last: {value!r})")
     if c == "screenshot":
         png = base64.b64decode(b.call("Page.captureScreenshot", {"format": "png"})["data"])

@@ -17,6 +17,7 @@ const st = {
   switching: false,
   events: [],                  // newest first
   cluster: null,
+  openedAt: Date.now(),
 };
 
 const $ = (sel) => document.querySelector(sel);
@@ -114,11 +115,19 @@ setInterval(() => {
 function addEvent(e) {
   // After a move, the new node's recent events repeat what the old one showed.
   if (st.events.some((x) => x.text === e.text && Math.abs(x.at_ms - e.at_ms) < 15000)) return;
-  st.events.unshift(e);
+  st.events.push(e);
+  // One redraw for a burst (a page opening gets the node's recent events at once).
+  if (!eventsTimer) eventsTimer = setTimeout(flushEvents, 50);
+  // What the page shows may have changed: read it again (not for replayed history).
+  if (e.at_ms > st.openedAt) scheduleRender();
+}
+
+let eventsTimer = null;
+function flushEvents() {
+  eventsTimer = null;
   st.events.sort((a, b) => b.at_ms - a.at_ms);
   st.events.length = Math.min(st.events.length, EVENTS_KEPT);
   renderEvents();
-  scheduleRender();
 }
 
 function renderEvents() {
@@ -303,6 +312,10 @@ function bindMessages() {
 // ---- start -------------------------------------------------------------------------
 
 window.addEventListener("hashchange", render);
+// A page left for another (kept in the back/forward cache) lets go of its event stream:
+// a browser allows only six connections to one host over HTTP/1.1.
+window.addEventListener("pagehide", () => { if (st.es) { st.es.close(); st.es = null; } });
+window.addEventListener("pageshow", (ev) => { if (ev.persisted) { st.lastHeard = Date.now(); connectEvents(); } });
 $("#show-internal").addEventListener("change", renderEvents);
 setInterval(() => { if (!st.switching && !location.hash.startsWith("#/messages")) render(); }, 3000);
 (async () => {
