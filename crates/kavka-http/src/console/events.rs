@@ -4,9 +4,10 @@
 //! Server-Sent Events.
 //!
 //! The failover gap of a partition is measured here, from this node: from when its old
-//! leader stopped accepting connections (a prober connects to every broker's gRPC
-//! endpoint every [`PROBE_EVERY`]), or the partition lost its leader, whichever came
-//! first, to when this node learned the new leader. A planned move (the old leader still
+//! leader stopped answering (a prober asks every broker's `/health/live` every
+//! [`PROBE_EVERY`], or, for a broker without an HTTP endpoint, connects to its gRPC
+//! listener), or the partition lost its leader, whichever came first, to when this node
+//! learned the new leader. A planned move (the old leader still
 //! up, never leaderless) has no gap.
 //!
 //! Invariants: the ring keeps the last [`RING`] events, so a page opened after an
@@ -30,7 +31,42 @@ pub const RING: usize = 512;
 pub const TICK: Duration = Duration::from_secs(1);
 /// How often each broker is probed.
 pub const PROBE_EVERY: Duration = Duration::from_millis(500);
-const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// How a broker is asked whether it is alive.
+enum Probe {
+    /// Its HTTP listener's `/health/live` answers: the process runs (a paused one
+    /// accepts connections, the kernel does that, but does not answer).
+    Http(String),
+    /// Its gRPC listener accepts a connection (a broker without an HTTP endpoint).
+    Connect(String),
+}
+
+impl Probe {
+    async fn run(self) -> std::io::Result<()> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        match self {
+            Probe::Connect(addr) => tokio::net::TcpStream::connect(&addr).await.map(drop),
+            Probe::Http(addr) => {
+                let mut s = tokio::net::TcpStream::connect(&addr).await?;
+                s.write_all(
+                    format!(
+                        "GET /health/live HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+                    )
+                    .as_bytes(),
+                )
+                .await?;
+                let mut first = [0u8; 12];
+                let n = s.read(&mut first).await?;
+                if first[..n].starts_with(b"HTTP/1.1 200") {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::other("not live"))
+                }
+            }
+        }
+    }
+}
 
 /// One event, as a page shows it.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -126,7 +162,8 @@ impl Hub {
             }
         });
         let hub = Arc::clone(self);
-        tokio::spawn(async move { hub.probe_forever().await });
+        let replicas = Arc::clone(&broker.replicas);
+        tokio::spawn(async move { hub.probe_forever(replicas).await });
     }
 
     /// Applies one view: its changes become events in the ring and on the channel.
@@ -205,26 +242,31 @@ impl Hub {
         }
     }
 
-    async fn probe_forever(self: Arc<Self>) {
+    async fn probe_forever(self: Arc<Self>, replicas: Arc<kavka_broker::ReplicaManager>) {
         let mut every = tokio::time::interval(PROBE_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;
-            let targets: Vec<(i32, String)> = self
-                .lock()
-                .state
-                .brokers
-                .values()
-                .filter(|b| b.id != self.node_id && !b.host.is_empty() && b.port > 0)
-                .map(|b| (b.id, format!("{}:{}", b.host, b.port)))
-                .collect();
-            for (id, addr) in targets {
-                let up = matches!(
-                    tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(&addr))
-                        .await,
-                    Ok(Ok(_))
-                );
-                self.probed(id, up, Instant::now());
+            let image = replicas.image();
+            let mut probes = tokio::task::JoinSet::new();
+            for b in image.brokers().filter(|b| b.broker_id.0 != self.node_id) {
+                let target = match (b.endpoint(super::api::HTTP_ENDPOINT), b.endpoint("grpc")) {
+                    (Some(e), _) => Probe::Http(format!("{}:{}", e.host, e.port)),
+                    (None, Some(e)) => Probe::Connect(format!("{}:{}", e.host, e.port)),
+                    (None, None) => continue,
+                };
+                let id = b.broker_id.0;
+                probes.spawn(async move {
+                    let sent = Instant::now();
+                    let up = tokio::time::timeout(PROBE_TIMEOUT, target.run())
+                        .await
+                        .is_ok_and(|r| r.is_ok());
+                    (id, up, sent)
+                });
+            }
+            // Down since the first unanswered probe was sent.
+            while let Some(Ok((id, up, sent))) = probes.join_next().await {
+                self.probed(id, up, sent);
             }
         }
     }
