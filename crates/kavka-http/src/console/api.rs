@@ -108,6 +108,7 @@ fn ids(v: &[BrokerId]) -> Vec<i32> {
 }
 
 /// `GET /api/cluster`
+#[tracing::instrument(skip_all)]
 pub async fn cluster(State(state): State<Arc<HttpState>>) -> Result<Json<Value>, ApiError> {
     let node = broker(&state)?;
     let image = node.replicas.image();
@@ -149,6 +150,7 @@ pub async fn cluster(State(state): State<Arc<HttpState>>) -> Result<Json<Value>,
 }
 
 /// `GET /api/topics`
+#[tracing::instrument(skip_all)]
 pub async fn topics(State(state): State<Arc<HttpState>>) -> Result<Json<Value>, ApiError> {
     let node = broker(&state)?;
     let image = node.replicas.image();
@@ -175,6 +177,7 @@ fn topic_name(name: &str) -> Result<TopicName, ApiError> {
 }
 
 /// `GET /api/topics/{topic}`
+#[tracing::instrument(skip_all, fields(topic = %name))]
 pub async fn topic(
     State(state): State<Arc<HttpState>>,
     Path(name): Path<String>,
@@ -245,6 +248,7 @@ async fn client(node: &BrokerNode) -> Result<kavka_client::Client, ApiError> {
 }
 
 /// `GET /api/groups`: every group, from every coordinator.
+#[tracing::instrument(skip_all)]
 pub async fn groups(State(state): State<Arc<HttpState>>) -> Result<Json<Value>, ApiError> {
     let mut c = client(broker(&state)?).await?;
     let groups = tokio::time::timeout(GROUP_TIMEOUT, c.list_groups())
@@ -261,6 +265,7 @@ pub async fn groups(State(state): State<Arc<HttpState>>) -> Result<Json<Value>, 
 
 /// `GET /api/groups/{group}`: members and lag per partition (the numbers `kavka group
 /// describe` prints).
+#[tracing::instrument(skip_all, fields(group = %group))]
 pub async fn group(
     State(state): State<Arc<HttpState>>,
     Path(group): Path<String>,
@@ -392,6 +397,7 @@ fn bytes_json(b: Option<&[u8]>) -> Value {
 }
 
 /// `GET /api/topics/{topic}/partitions/{partition}/messages?offset=|timestamp=&limit=`
+#[tracing::instrument(skip_all, fields(topic = %topic, partition = %partition))]
 pub async fn messages(
     State(state): State<Arc<HttpState>>,
     Path((topic, partition)): Path<(String, String)>,
