@@ -119,17 +119,17 @@ pub struct ListenerSection {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub external_advertised_address: Option<String>,
-    /// HTTP listen address for metrics, health checks and the web console ('' for
-    /// none; default 0.0.0.0:9644).
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub http_listen: Option<String>,
     /// host:port other nodes' consoles and users are told to open this node's console
     /// at (default: the advertised host and the HTTP listen port); e.g. in docker
     /// compose, the host's published port.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_advertised_address: Option<String>,
+    /// HTTP listen address for metrics, health checks and the web console ('' for
+    /// none; default 0.0.0.0:9644).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_listen: Option<String>,
 }
 
 /// The Kafka wire-protocol listeners.
@@ -496,10 +496,10 @@ pub struct Settings {
     pub broker: BrokerConfig,
     pub listen: SocketAddr,
     pub external_listen: Option<SocketAddr>,
-    /// The HTTP listener (metrics, health, console); `None` when turned off with ''.
-    pub http_listen: Option<SocketAddr>,
     /// What the HTTP listener advertises (`None`: the advertised host and the bound port).
     pub http_advertised: Option<(String, u16)>,
+    /// The HTTP listener (metrics, health, console); `None` when turned off with ''.
+    pub http_listen: Option<SocketAddr>,
     /// Kafka listeners to bind, and what each advertises (port 0: the bound port).
     pub kafka_listeners: Vec<KafkaListener>,
     pub kafka_advertised: Vec<KafkaListener>,
@@ -653,15 +653,6 @@ impl Settings {
             "HTTP listen address",
             "0.0.0.0:9644",
         )?;
-        let http_advertised = match (listeners.http_advertised_address, http_listen) {
-            (None, _) => None,
-            (Some(a), Some(_)) => Some(host_port(&a).with_context(|| {
-                format!("invalid HTTP advertised address '{a}': expected host:port")
-            })?),
-            (Some(a), None) => {
-                bail!("HTTP advertised address '{a}' given with the HTTP listener off")
-            }
-        };
         let external_advertised = match (listeners.external_advertised_address, external_listen) {
             (None, None) => None,
             (Some(a), Some(_)) => {
@@ -676,6 +667,15 @@ impl Settings {
             (None, Some(l)) => Some((advertised_host.clone(), l.port())),
             (Some(a), None) => {
                 bail!("external advertised address '{a}' given without --external-listen")
+            }
+        };
+        let http_advertised = match (listeners.http_advertised_address, http_listen) {
+            (None, _) => None,
+            (Some(a), Some(_)) => Some(host_port(&a).with_context(|| {
+                format!("invalid HTTP advertised address '{a}': expected host:port")
+            })?),
+            (Some(a), None) => {
+                bail!("HTTP advertised address '{a}' given with the HTTP listener off")
             }
         };
         let kafka_listeners = parse_listeners(
@@ -814,8 +814,8 @@ impl Settings {
             broker,
             listen,
             external_listen,
-            http_listen,
             http_advertised,
+            http_listen,
             kafka_listeners,
             kafka_advertised,
             kafka,
