@@ -445,12 +445,30 @@ async fn the_console_shows_the_cluster_lag_and_a_failover_live() {
         &["produce", "orders", "-p", "0"],
         more.as_bytes(),
     ));
-    let cli: Value = serde_json::from_str(&ok(run_cli(
-        &all,
-        &["group", "describe", "audit", "-o", "json"],
-        b"",
-    )))
+    // Once the high watermark of orders-0 covers all 19 records, the numbers stay put.
+    let describe = || -> Value {
+        serde_json::from_str(&ok(run_cli(
+            &all,
+            &["group", "describe", "audit", "-o", "json"],
+            b"",
+        )))
+        .unwrap()
+    };
+    wait_until(
+        "group describe to see all 19 records of orders-0",
+        DEADLINE,
+        || {
+            let settled = describe()["partitions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["partition"] == 0 && p["log_end_offset"] == 19);
+            async move { settled }
+        },
+    )
+    .await
     .unwrap();
+    let cli = describe();
     let want = lags(&cli);
     assert!(
         want.iter().any(|(_, _, l)| l.unwrap_or(0) > 0),
