@@ -16,6 +16,7 @@
 //! over the replica manager (`group_log`) and starts it (`node`).
 
 pub mod api;
+pub mod cluster_view;
 mod config;
 pub mod controllers;
 mod error;

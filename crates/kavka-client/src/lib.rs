@@ -12,6 +12,7 @@ mod consumer;
 pub mod dead_letter;
 mod error;
 mod group_consumer;
+mod group_lag;
 mod groups;
 mod producer;
 
@@ -22,5 +23,6 @@ pub use error::ClientError;
 pub use group_consumer::{
     GroupConsumer, GroupConsumerConfig, OffsetReset, RebalanceListener, TopicPartition,
 };
+pub use group_lag::{GroupLag, LagRow, lag};
 pub use kavka_proto::v1;
 pub use producer::{Acks, Producer, ProducerConfig, ProducerRecord, RecordMetadata};

@@ -31,6 +31,9 @@ pub struct HttpState {
     pub ready: watch::Receiver<bool>,
     /// The broker role, when this node has one.
     pub broker: Option<Arc<BrokerNode>>,
+    /// Flips when the node stops: long-lived answers (the console's event stream) end
+    /// then, so the listener's graceful shutdown does not wait on them.
+    pub shutdown: watch::Receiver<bool>,
 }
 
 /// Every route of the listener.
@@ -38,7 +41,7 @@ pub fn router(state: HttpState) -> Router {
     Router::new()
         .merge(health::routes())
         .merge(metrics::routes())
-        .merge(console::routes())
+        .merge(console::routes(&state))
         .fallback(not_found)
         .with_state(Arc::new(state))
 }

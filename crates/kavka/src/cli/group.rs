@@ -108,59 +108,13 @@ pub async fn run(bootstrap: &str, cmd: GroupCommand) -> anyhow::Result<()> {
     }
 }
 
-/// One row of `describe`: a partition the group has an offset for or is assigned.
-struct Row {
-    topic: String,
-    partition: i32,
-    committed: i64,
-    end: Option<i64>,
-    member: Option<usize>,
-}
-
 async fn describe(client: &mut Client, group: &str, output: OutputFormat) -> anyhow::Result<()> {
-    let d = client.describe_group(group).await?;
-    if d.state == "Dead" && d.offsets.is_empty() {
+    let g = client.group_lag(group).await?;
+    if g.is_unknown() {
         bail!("group '{group}' does not exist");
     }
-    let mut rows: BTreeMap<(String, i32), Row> = BTreeMap::new();
-    for o in &d.offsets {
-        rows.insert(
-            (o.topic.clone(), o.partition),
-            Row {
-                topic: o.topic.clone(),
-                partition: o.partition,
-                committed: o.offset,
-                end: None,
-                member: None,
-            },
-        );
-    }
-    for (i, m) in d.members.iter().enumerate() {
-        for a in &m.assignment {
-            for &p in &a.partitions {
-                rows.entry((a.topic.clone(), p))
-                    .or_insert_with(|| Row {
-                        topic: a.topic.clone(),
-                        partition: p,
-                        committed: -1,
-                        end: None,
-                        member: None,
-                    })
-                    .member = Some(i);
-            }
-        }
-    }
-    for r in rows.values_mut() {
-        r.end = client
-            .list_offset(&r.topic, r.partition, -1)
-            .await
-            .ok()
-            .map(|(o, _)| o);
-    }
-    let lag = |r: &Row| match (r.committed, r.end) {
-        (c, Some(e)) if c >= 0 => Some((e - c).max(0)),
-        _ => None,
-    };
+    let d = &g.description;
+    let rows = &g.rows;
     if output == OutputFormat::Json {
         return print_json(&json!({
             "group_id": d.group_id,
@@ -176,12 +130,12 @@ async fn describe(client: &mut Client, group: &str, output: OutputFormat) -> any
                 "client_host": m.client_host,
                 "assignment": m.assignment.iter().map(|a| json!({"topic": a.topic, "partitions": a.partitions})).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),
-            "partitions": rows.values().map(|r| json!({
+            "partitions": rows.iter().map(|r| json!({
                 "topic": r.topic,
                 "partition": r.partition,
-                "committed_offset": (r.committed >= 0).then_some(r.committed),
-                "log_end_offset": r.end,
-                "lag": lag(r),
+                "committed_offset": r.committed,
+                "log_end_offset": r.log_end,
+                "lag": r.lag(),
                 "member_id": r.member.map(|i| &d.members[i].member_id),
             })).collect::<Vec<_>>(),
         }));
@@ -215,18 +169,14 @@ async fn describe(client: &mut Client, group: &str, output: OutputFormat) -> any
         "HOST",
         "CLIENT-ID",
     ]);
-    for r in rows.values() {
+    for r in rows {
         let m = r.member.map(|i| &d.members[i]);
         t.add_row(vec![
             r.topic.clone(),
             r.partition.to_string(),
-            if r.committed >= 0 {
-                r.committed.to_string()
-            } else {
-                dash()
-            },
-            r.end.map_or_else(dash, |e| e.to_string()),
-            lag(r).map_or_else(dash, |l| l.to_string()),
+            r.committed.map_or_else(dash, |c| c.to_string()),
+            r.log_end.map_or_else(dash, |e| e.to_string()),
+            r.lag().map_or_else(dash, |l| l.to_string()),
             m.map_or_else(dash, |m| m.member_id.clone()),
             m.map_or_else(dash, |m| m.client_host.clone()),
             m.map_or_else(dash, |m| m.client_id.clone()),

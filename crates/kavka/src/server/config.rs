@@ -119,6 +119,12 @@ pub struct ListenerSection {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub external_advertised_address: Option<String>,
+    /// host:port other nodes' consoles and users are told to open this node's console
+    /// at (default: the advertised host and the HTTP listen port); e.g. in docker
+    /// compose, the host's published port.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_advertised_address: Option<String>,
     /// HTTP listen address for metrics, health checks and the web console ('' for
     /// none; default 0.0.0.0:9644).
     #[arg(long)]
@@ -477,12 +483,21 @@ impl ServerArgs {
     }
 }
 
+/// `host:port` with a non-empty host.
+fn host_port(a: &str) -> Option<(String, u16)> {
+    a.rsplit_once(':')
+        .filter(|(h, _)| !h.is_empty() && !h.contains(','))
+        .and_then(|(h, p)| Some((h.to_string(), p.parse::<u16>().ok()?)))
+}
+
 /// The resolved settings of a node.
 #[derive(Debug)]
 pub struct Settings {
     pub broker: BrokerConfig,
     pub listen: SocketAddr,
     pub external_listen: Option<SocketAddr>,
+    /// What the HTTP listener advertises (`None`: the advertised host and the bound port).
+    pub http_advertised: Option<(String, u16)>,
     /// The HTTP listener (metrics, health, console); `None` when turned off with ''.
     pub http_listen: Option<SocketAddr>,
     /// Kafka listeners to bind, and what each advertises (port 0: the bound port).
@@ -654,6 +669,15 @@ impl Settings {
                 bail!("external advertised address '{a}' given without --external-listen")
             }
         };
+        let http_advertised = match (listeners.http_advertised_address, http_listen) {
+            (None, _) => None,
+            (Some(a), Some(_)) => Some(host_port(&a).with_context(|| {
+                format!("invalid HTTP advertised address '{a}': expected host:port")
+            })?),
+            (Some(a), None) => {
+                bail!("HTTP advertised address '{a}' given with the HTTP listener off")
+            }
+        };
         let kafka_listeners = parse_listeners(
             &kafka_keys
                 .kafka_listeners
@@ -790,6 +814,7 @@ impl Settings {
             broker,
             listen,
             external_listen,
+            http_advertised,
             http_listen,
             kafka_listeners,
             kafka_advertised,
@@ -1112,6 +1137,34 @@ mod tests {
         assert_eq!(s.broker.replica_isr_join_fetch_max_ms, 700);
         assert_eq!(s.broker.alter_partition_timeout_ms, 900);
         assert_eq!(s.broker.replica_lag_time_max_ms, 3000);
+    }
+
+    #[test]
+    fn the_http_advertised_address_resolves_or_says_what_is_wrong() {
+        let s = flags(&[]).unwrap();
+        assert_eq!(
+            s.http_advertised, None,
+            "default: the advertised host and bound port"
+        );
+        let s = flags(&["--http-advertised-address=localhost:9645"]).unwrap();
+        assert_eq!(s.http_advertised, Some(("localhost".into(), 9645)));
+        for (args, why) in [
+            (
+                &["--http-advertised-address=localhost"][..],
+                "invalid HTTP advertised address 'localhost': expected host:port",
+            ),
+            (
+                &["--http-advertised-address=:80"][..],
+                "invalid HTTP advertised address ':80'",
+            ),
+            (
+                &["--http-listen=", "--http-advertised-address=h:1"][..],
+                "given with the HTTP listener off",
+            ),
+        ] {
+            let e = flags(args).unwrap_err();
+            assert!(format!("{e:#}").contains(why), "{args:?}: {e:#}");
+        }
     }
 
     #[test]

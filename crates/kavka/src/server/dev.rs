@@ -170,10 +170,16 @@ async fn dev_cluster(args: DevArgs) -> anyhow::Result<()> {
     }
     println!("kavka dev: {n} nodes ready (controller and broker each)");
     for i in 1..=n {
+        let console = http_addr(i);
         println!(
-            "  node {i}  gRPC {}  Kafka {}  data {}/node-{i}  log {}/node-{i}.log",
+            "  node {i}  gRPC {}  Kafka {}  console {}  data {}/node-{i}  log {}/node-{i}.log",
             addr(i),
             kafka_addr(i),
+            if console.is_empty() {
+                "-".to_string()
+            } else {
+                format!("http://{console}/")
+            },
             args.data_dir.display(),
             args.data_dir.display()
         );

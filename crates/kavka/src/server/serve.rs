@@ -53,6 +53,18 @@ pub async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
         Some(l) => Some(l.local_addr()?),
         None => None,
     };
+    // Other consoles and the CLI find this node's console through its registration.
+    if let (Some(l), true) = (http_local, settings.broker_role) {
+        let (host, port) = settings
+            .http_advertised
+            .clone()
+            .unwrap_or_else(|| (settings.broker.advertised_host.clone(), l.port()));
+        settings.broker.extra_listeners.push((
+            kavka_http::console::api::HTTP_ENDPOINT.to_string(),
+            host,
+            port,
+        ));
+    }
     let controller_local = match &controller_listener {
         Some(l) => Some(l.local_addr()?),
         None => None,
@@ -250,6 +262,7 @@ pub async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
             metrics,
             ready,
             broker: broker_node.clone(),
+            shutdown: shutdown_rx.clone(),
         });
         let stop = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {
