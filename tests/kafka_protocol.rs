@@ -2443,3 +2443,121 @@ async fn acl_apis_answer_every_version_and_refuse_bad_input() {
         vec![("t".to_string(), "User:kept".to_string(), 3)]
     );
 }
+
+fn upsertion(
+    user: &str,
+    mechanism: i8,
+    iterations: i32,
+) -> alter_user_scram_credentials_request::ScramCredentialUpsertion {
+    alter_user_scram_credentials_request::ScramCredentialUpsertion::default()
+        .with_name(s(user))
+        .with_mechanism(mechanism)
+        .with_iterations(iterations)
+        .with_salt(Bytes::from_static(b"salt"))
+        .with_salted_password(Bytes::from_static(&[7; 32]))
+}
+
+fn deletion(
+    user: &str,
+    mechanism: i8,
+) -> alter_user_scram_credentials_request::ScramCredentialDeletion {
+    alter_user_scram_credentials_request::ScramCredentialDeletion::default()
+        .with_name(s(user))
+        .with_mechanism(mechanism)
+}
+
+/// (user, error code, [(mechanism, iterations)]) of a DescribeUserScramCredentials.
+async fn scram_users(
+    c: &mut TcpStream,
+    users: Option<&[&str]>,
+) -> Vec<(String, i16, Vec<(i8, i32)>)> {
+    let req = DescribeUserScramCredentialsRequest::default().with_users(users.map(|us| {
+        us.iter()
+            .map(|u| describe_user_scram_credentials_request::UserName::default().with_name(s(u)))
+            .collect()
+    }));
+    let r: DescribeUserScramCredentialsResponse =
+        call(c, ApiKey::DescribeUserScramCredentials, 0, &req).await;
+    assert_eq!(r.error_code, 0);
+    r.results
+        .iter()
+        .map(|u| {
+            (
+                u.user.to_string(),
+                u.error_code,
+                u.credential_infos
+                    .iter()
+                    .map(|i| (i.mechanism, i.iterations))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_scram_credential_apis_store_keys_and_refuse_bad_input() {
+    let n = node(&[]).await;
+    let mut c = TcpStream::connect(n.kafka_addr()).await.unwrap();
+    assert!(scram_users(&mut c, None).await.is_empty());
+
+    let altered: AlterUserScramCredentialsResponse = call(
+        &mut c,
+        ApiKey::AlterUserScramCredentials,
+        0,
+        &AlterUserScramCredentialsRequest::default()
+            .with_upsertions(vec![
+                upsertion("alice", 1, 4096),
+                upsertion("alice", 2, 8192),
+                upsertion("bob", 1, 100),
+                upsertion("dave", 9, 4096),
+            ])
+            .with_deletions(vec![deletion("carol", 1)]),
+    )
+    .await;
+    let outcome: Vec<(String, i16)> = altered
+        .results
+        .iter()
+        .map(|r| (r.user.to_string(), r.error_code))
+        .collect();
+    assert_eq!(
+        outcome,
+        vec![
+            ("carol".to_string(), 91), // RESOURCE_NOT_FOUND
+            ("alice".to_string(), 0),
+            ("bob".to_string(), 93),  // UNACCEPTABLE_CREDENTIAL
+            ("dave".to_string(), 33), // UNSUPPORTED_SASL_MECHANISM
+        ]
+    );
+    let bob = altered.results[2]
+        .error_message
+        .as_ref()
+        .unwrap()
+        .to_string();
+    assert!(bob.contains("iterations"), "{bob}");
+
+    assert_eq!(
+        scram_users(&mut c, Some(&["alice", "zed", "alice"])).await,
+        vec![
+            ("alice".to_string(), 92, vec![]), // DUPLICATE_RESOURCE: named twice
+            ("zed".to_string(), 91, vec![]),
+        ]
+    );
+    assert_eq!(
+        scram_users(&mut c, None).await,
+        vec![("alice".to_string(), 0, vec![(1, 4096), (2, 8192)])]
+    );
+
+    // Deleting one mechanism leaves the other.
+    let deleted: AlterUserScramCredentialsResponse = call(
+        &mut c,
+        ApiKey::AlterUserScramCredentials,
+        0,
+        &AlterUserScramCredentialsRequest::default().with_deletions(vec![deletion("alice", 1)]),
+    )
+    .await;
+    assert_eq!(deleted.results[0].error_code, 0);
+    assert_eq!(
+        scram_users(&mut c, Some(&["alice"])).await,
+        vec![("alice".to_string(), 0, vec![(2, 8192)])]
+    );
+}

@@ -385,6 +385,41 @@ def confluent(bootstrap, prefix):
     run(c, "create, describe (filter, MATCH) and delete ACLs",
         ["CreateAcls", "DescribeAcls", "DeleteAcls"], acls)
 
+    def users():
+        from confluent_kafka.admin import (ScramCredentialInfo, ScramMechanism,
+                                           UserScramCredentialDeletion,
+                                           UserScramCredentialUpsertion)
+        user = f"{prefix}-alice"
+        up = [UserScramCredentialUpsertion(user, ScramCredentialInfo(m, i), b"pa55word")
+              for m, i in [(ScramMechanism.SCRAM_SHA_256, 4096),
+                           (ScramMechanism.SCRAM_SHA_512, 8192)]]
+        for f in admin.alter_user_scram_credentials(up).values():
+            f.result(TIMEOUT)
+
+        def described(n):
+            # Another broker may apply the change a moment later: bounded.
+            end = time.time() + TIMEOUT
+            while True:
+                try:
+                    d = admin.describe_user_scram_credentials([user])[user].result(TIMEOUT)
+                    got = sorted((str(i.mechanism), i.iterations)
+                                 for i in d.scram_credential_infos)
+                except Exception as e:  # RESOURCE_NOT_FOUND once none are left
+                    got = [] if "RESOURCE_NOT_FOUND" in str(e) else [str(e)]
+                if len(got) == n or time.time() > end:
+                    return got
+                time.sleep(0.1)
+        both = described(2)
+        gone = UserScramCredentialDeletion(user, ScramMechanism.SCRAM_SHA_256)
+        admin.alter_user_scram_credentials([gone])[user].result(TIMEOUT)
+        left = described(1)
+        ok = (both == [("ScramMechanism.SCRAM_SHA_256", 4096),
+                       ("ScramMechanism.SCRAM_SHA_512", 8192)]
+              and left == [("ScramMechanism.SCRAM_SHA_512", 8192)])
+        return ok, (both, left)
+    run(c, "create, describe and delete SCRAM credentials",
+        ["AlterUserScramCredentials", "DescribeUserScramCredentials"], users)
+
     def delete():
         admin.delete_topics([topic], operation_timeout=TIMEOUT)[topic].result(TIMEOUT)
         # Metadata from another broker may lag the deletion for a moment (as in Kafka).

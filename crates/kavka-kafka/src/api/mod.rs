@@ -8,6 +8,7 @@ mod data;
 mod groups;
 mod metadata;
 mod producers;
+mod users;
 
 use crate::Broker;
 use crate::versions::SUPPORTED;
@@ -105,6 +106,12 @@ pub(crate) async fn handle(
         RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(acls::create_acls(broker, r).await),
         RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(acls::describe_acls(broker, r)),
         RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(acls::delete_acls(broker, r).await),
+        RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
+            users::alter_user_scram_credentials(broker, r).await,
+        ),
+        RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(
+            users::describe_user_scram_credentials(broker, r),
+        ),
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(producers::init_producer_id(broker, r).await)
         }
