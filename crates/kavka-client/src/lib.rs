@@ -15,6 +15,7 @@ mod group_consumer;
 mod group_lag;
 mod groups;
 mod producer;
+mod users;
 
 pub use admin::{NewTopic, TopicInfo};
 pub use connection::{Client, parse_bootstrap};

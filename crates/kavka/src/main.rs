@@ -56,6 +56,9 @@ enum Command {
     /// ACLs: who may do what to which topic, group, transactional id or the cluster.
     #[command(subcommand)]
     Acl(cli::acl::AclCommand),
+    /// SCRAM users: create (password from stdin), delete, list.
+    #[command(subcommand)]
+    User(cli::user::UserCommand),
     /// Exit 0 if the node at --bootstrap serves (for container health checks).
     Health,
     /// Measure produce or consume throughput and latency.
@@ -91,6 +94,7 @@ fn main() -> ExitCode {
             Command::Dev(args) => server::dev(args).await,
             Command::Topic(cmd) => cli::topic::run(&cli.bootstrap, cmd).await,
             Command::Acl(cmd) => cli::acl::run(&cli.bootstrap, cmd).await,
+            Command::User(cmd) => cli::user::run(&cli.bootstrap, cmd).await,
             Command::Produce(args) => cli::produce::run(&cli.bootstrap, args).await,
             Command::Consume(args) => cli::consume::run(&cli.bootstrap, args).await,
             Command::Group(cmd) => cli::group::run(&cli.bootstrap, cmd).await,
