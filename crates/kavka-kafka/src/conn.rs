@@ -8,6 +8,7 @@
 //! response has room for one; ApiVersions at any version gets Kafka's v0 fallback.
 
 use crate::response_frame::ResponseFrame;
+use crate::sasl::{self, SaslSession};
 use crate::{Broker, api, frame, gather, versions};
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
@@ -98,6 +99,80 @@ pub(crate) fn encode(
     Ok(buf)
 }
 
+/// SaslHandshake or SaslAuthenticate on this connection: the answer, and whether the
+/// connection closes after it (a failed authentication, an unknown mechanism).
+async fn sasl_step(
+    broker: &Broker,
+    session: &mut Option<SaslSession>,
+    request: RequestKind,
+    peer: SocketAddr,
+) -> (ResponseKind, bool) {
+    use kafka_protocol::messages::{SaslAuthenticateResponse, SaslHandshakeResponse};
+    let illegal = |message: &str| sasl::Refusal {
+        code: ErrorCode::IllegalSaslState,
+        message: message.to_string(),
+    };
+    match request {
+        RequestKind::SaslHandshake(r) => {
+            let (result, offered) = match session.as_mut() {
+                Some(s) => (s.handshake(&r.mechanism), s.enabled().to_vec()),
+                None => (Err(illegal("this listener does not use SASL")), Vec::new()),
+            };
+            let body = SaslHandshakeResponse::default()
+                .with_mechanisms(offered.into_iter().map(api::str_bytes).collect());
+            match result {
+                Ok(()) => (ResponseKind::SaslHandshake(body), false),
+                Err(refusal) => {
+                    tracing::warn!(%peer, mechanism = %r.mechanism, reason = %refusal.message, "SASL handshake refused");
+                    let close = session.is_some();
+                    (
+                        ResponseKind::SaslHandshake(body.with_error_code(refusal.code.code())),
+                        close,
+                    )
+                }
+            }
+        }
+        RequestKind::SaslAuthenticate(r) => {
+            let result = match session.as_mut() {
+                Some(s) => s.authenticate(&r.auth_bytes, &broker.api.image()),
+                None => Err(illegal("this listener does not use SASL")),
+            };
+            match result {
+                Ok(bytes) => {
+                    if let Some(p) = session.as_ref().and_then(SaslSession::principal) {
+                        tracing::debug!(%peer, principal = %p, "authenticated");
+                    }
+                    (
+                        ResponseKind::SaslAuthenticate(
+                            SaslAuthenticateResponse::default().with_auth_bytes(bytes.into()),
+                        ),
+                        false,
+                    )
+                }
+                Err(refusal) => {
+                    tracing::warn!(%peer, reason = %refusal.message, "SASL authentication failed");
+                    // Kafka's connection.failed.authentication.delay.ms: slow guessing.
+                    tokio::time::sleep(sasl::FAILED_AUTHENTICATION_DELAY).await;
+                    (
+                        ResponseKind::SaslAuthenticate(
+                            SaslAuthenticateResponse::default()
+                                .with_error_code(refusal.code.code())
+                                .with_error_message(Some(api::str_bytes(refusal.message))),
+                        ),
+                        session.is_some(),
+                    )
+                }
+            }
+        }
+        other => (
+            api::unsupported(other).unwrap_or(ResponseKind::ApiVersions(api::api_versions(
+                ErrorCode::IllegalSaslState,
+            ))),
+            true,
+        ),
+    }
+}
+
 /// Serves one connection until the peer leaves, it must be closed, or `shutdown`.
 pub(crate) async fn run(
     broker: Arc<Broker>,
@@ -111,6 +186,13 @@ pub(crate) async fn run(
     async move {
         let (mut rd, mut wr) = stream.into_split();
         let cfg = &broker.config;
+        // On a SASL listener: the connection's authentication, before anything else.
+        let mut sasl = cfg
+            .sasl_listeners
+            .iter()
+            .any(|l| **l == *listener)
+            .then(|| SaslSession::new(&cfg.sasl_enabled_mechanisms));
+        let mut close_after = false;
         loop {
             let read = tokio::select! {
                 r = frame::read_frame(&mut rd, cfg.socket_request_max_bytes, cfg.connections_max_idle) => r,
@@ -144,7 +226,17 @@ pub(crate) async fn run(
                     request,
                 }) => {
                     let version = header.request_api_version;
-                    let body = if versions::supported(key, version) {
+                    let unauthenticated = sasl.as_ref().is_some_and(|s| s.principal().is_none());
+                    let body = if matches!(key, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)
+                        && versions::supported(key, version)
+                    {
+                        let (body, close) = sasl_step(&broker, &mut sasl, *request, peer).await;
+                        close_after = close;
+                        body
+                    } else if unauthenticated && key != ApiKey::ApiVersions {
+                        tracing::warn!(%peer, api = ?key, "closing Kafka connection: a request before SASL authentication on a SASL listener (is the client configured for SASL?)");
+                        return;
+                    } else if versions::supported(key, version) {
                         let span = tracing::debug_span!("kafka_request", api = ?key, version, correlation_id = header.correlation_id);
                         let client_id = header.client_id.as_deref().unwrap_or("");
                         let ctx = api::Ctx {
@@ -180,6 +272,9 @@ pub(crate) async fn run(
             // already, so each chunk is freed once it is written.
             if let Err(e) = wr.write_all_buf(&mut frame).await {
                 tracing::debug!(%peer, error = %e, "cannot answer a Kafka client");
+                return;
+            }
+            if close_after {
                 return;
             }
         }

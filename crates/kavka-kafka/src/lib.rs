@@ -5,7 +5,8 @@
 //! maps onto the broker API (`kavka_broker::api::BrokerApi`: admin, data, groups,
 //! producers), the one handle the gRPC services take too, so both protocols share one
 //! behaviour. Layers: `frame` (sizes and deadlines) → `conn` (one task per
-//! connection: decode, dispatch, answer in order) → `api` (one module per API family);
+//! connection: decode, authenticate on SASL listeners (`sasl`), dispatch, answer in
+//! order) → `api` (one module per API family);
 //! answers go out as a `response_frame`, Fetch's built by `gather` so its records are
 //! written from the log's buffers, not copied.
 //!
@@ -22,6 +23,7 @@ pub mod frame;
 mod gather;
 pub mod listeners;
 mod response_frame;
+pub mod sasl;
 pub mod versions;
 
 pub use listeners::{KafkaListener, ListenerError, parse_listeners};
@@ -87,6 +89,11 @@ pub struct KafkaConfig {
     /// The node's loggers, for DescribeConfigs and IncrementalAlterConfigs on
     /// BROKER_LOGGER; None: not served.
     pub log_levels: Option<std::sync::Arc<dyn LogLevels>>,
+    /// The listeners (by name) whose clients must authenticate with SASL (security
+    /// protocol SASL_PLAINTEXT in `listener.security.protocol.map`).
+    pub sasl_listeners: Vec<String>,
+    /// `sasl.enabled.mechanisms`: what SaslHandshake offers.
+    pub sasl_enabled_mechanisms: Vec<String>,
 }
 
 impl Default for KafkaConfig {
@@ -96,6 +103,11 @@ impl Default for KafkaConfig {
             connections_max_idle: Duration::from_secs(600),
             auto_create_topics_enable: true,
             log_levels: None,
+            sasl_listeners: Vec::new(),
+            sasl_enabled_mechanisms: sasl::DEFAULT_MECHANISMS
+                .iter()
+                .map(|m| m.to_string())
+                .collect(),
         }
     }
 }

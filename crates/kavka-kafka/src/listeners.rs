@@ -24,6 +24,60 @@ pub enum ListenerError {
     Duplicate(String),
     #[error("advertised listener {0} is not one of the listeners")]
     NotListening(String),
+    #[error("invalid listener.security.protocol.map entry '{0}': expected NAME:PROTOCOL")]
+    MapSyntax(String),
+    #[error("unknown security protocol '{0}': expected PLAINTEXT or SASL_PLAINTEXT")]
+    Protocol(String),
+    #[error("listener {0} uses {1}: TLS listeners (SSL, SASL_SSL) are not served yet")]
+    Tls(String, String),
+}
+
+/// How a listener's clients connect (Kafka's security protocols that are served here).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecurityProtocol {
+    Plaintext,
+    SaslPlaintext,
+}
+
+/// Each listener's security protocol from `listener.security.protocol.map`
+/// (`NAME:PROTOCOL,...`). A listener the map does not name uses the protocol its name
+/// is (PLAINTEXT, SASL_PLAINTEXT), and any other name PLAINTEXT (Kafka would refuse it;
+/// existing configs with names like EXTERNAL keep working).
+pub fn security_protocols(
+    listeners: &[KafkaListener],
+    map: &str,
+) -> Result<Vec<(String, SecurityProtocol)>, ListenerError> {
+    let mut named = Vec::new();
+    for entry in map.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (name, protocol) = entry
+            .split_once(':')
+            .ok_or_else(|| ListenerError::MapSyntax(entry.into()))?;
+        named.push((
+            name.trim().to_ascii_uppercase(),
+            protocol.trim().to_ascii_uppercase(),
+        ));
+    }
+    listeners
+        .iter()
+        .map(|l| {
+            let protocol = named
+                .iter()
+                .find(|(n, _)| *n == l.name)
+                .map_or(l.name.as_str(), |(_, p)| p.as_str());
+            let p = match protocol {
+                "SASL_PLAINTEXT" => SecurityProtocol::SaslPlaintext,
+                "SSL" | "SASL_SSL" => {
+                    return Err(ListenerError::Tls(l.name.clone(), protocol.into()));
+                }
+                "PLAINTEXT" => SecurityProtocol::Plaintext,
+                other if named.iter().any(|(n, _)| *n == l.name) => {
+                    return Err(ListenerError::Protocol(other.into()));
+                }
+                _ => SecurityProtocol::Plaintext,
+            };
+            Ok((l.name.clone(), p))
+        })
+        .collect()
 }
 
 /// Parses `NAME://host:port[,NAME://host:port...]`; an empty string is no listener.
@@ -142,5 +196,30 @@ mod tests {
             advertised(&ls, &[l("OTHER", "h", 1)], "x").unwrap_err(),
             ListenerError::NotListening("OTHER".into())
         );
+    }
+
+    #[test]
+    fn security_protocols_come_from_the_map_or_the_name() {
+        let ls = parse_listeners(
+            "PLAINTEXT://:9092,SASL_PLAINTEXT://:9093,EXTERNAL://:9094,CLIENTS://:9095",
+        )
+        .unwrap();
+        let got = security_protocols(&ls, "clients:SASL_PLAINTEXT").unwrap();
+        use SecurityProtocol::*;
+        assert_eq!(
+            got.iter().map(|(_, p)| *p).collect::<Vec<_>>(),
+            vec![Plaintext, SaslPlaintext, Plaintext, SaslPlaintext]
+        );
+        // (map) -> error words
+        for (map, words) in [
+            ("CLIENTS", "expected NAME:PROTOCOL"),
+            ("CLIENTS:KERBEROS", "unknown security protocol 'KERBEROS'"),
+            ("CLIENTS:SASL_SSL", "TLS listeners"),
+        ] {
+            let e = security_protocols(&ls, map).unwrap_err().to_string();
+            assert!(e.contains(words), "{map}: {e}");
+        }
+        let tls = parse_listeners("SSL://:9093").unwrap();
+        assert!(security_protocols(&tls, "").is_err());
     }
 }

@@ -112,6 +112,16 @@ pub fn credential_from_salted(
     }
 }
 
+/// Whether `password` is the one `credential` was made from (PLAIN is checked against a
+/// user's SCRAM credential, as Redpanda does: one store of salted keys for both), in
+/// constant time.
+pub fn verify_password(credential: &ScramCredential, password: &[u8]) -> bool {
+    let m = credential.mechanism;
+    let salted = m.salted_password(password, &credential.salt, credential.iterations);
+    let stored_key = m.hash(&m.hmac(&salted, b"Client Key"));
+    bool::from(stored_key.ct_eq(&credential.stored_key))
+}
+
 /// Kafka refuses iteration counts outside [4096, 16384].
 pub fn check_iterations(iterations: u32) -> Result<(), ScramError> {
     if (MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
@@ -460,6 +470,16 @@ mod tests {
             first.finish(b"c=biws,r=wrong,p=AAAA").unwrap_err(),
             ScramError::NonceMismatch
         );
+    }
+
+    #[test]
+    fn passwords_verify_against_stored_credentials() {
+        for m in Mechanism::ALL {
+            let c = credential(m, b"s3cret", random_bytes(), 4096).unwrap();
+            assert!(verify_password(&c, b"s3cret"));
+            assert!(!verify_password(&c, b"s3cret "));
+            assert!(!verify_password(&c, b""));
+        }
     }
 
     #[test]

@@ -150,6 +150,17 @@ pub struct KafkaSection {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connections_max_idle_ms: Option<u64>,
+    /// Each Kafka listener's security protocol, NAME:PROTOCOL,... (Kafka's
+    /// listener.security.protocol.map): PLAINTEXT or SASL_PLAINTEXT; a listener named
+    /// after a protocol uses it, any other PLAINTEXT.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listener_security_protocol_map: Option<String>,
+    /// What SASL listeners offer, comma-separated (Kafka's sasl.enabled.mechanisms;
+    /// default PLAIN,SCRAM-SHA-256,SCRAM-SHA-512).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sasl_enabled_mechanisms: Option<String>,
     /// Largest Kafka request accepted (Kafka's socket.request.max.bytes).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -708,6 +719,40 @@ impl Settings {
         if let Some(on) = kafka_keys.auto_create_topics_enable {
             kafka.auto_create_topics_enable = on;
         }
+        kafka.sasl_listeners = kavka_kafka::listeners::security_protocols(
+            &kafka_listeners,
+            kafka_keys
+                .listener_security_protocol_map
+                .as_deref()
+                .unwrap_or(""),
+        )
+        .context("invalid --listener-security-protocol-map")?
+        .into_iter()
+        .filter(|(_, p)| *p == kavka_kafka::listeners::SecurityProtocol::SaslPlaintext)
+        .map(|(name, _)| name)
+        .collect();
+        if let Some(m) = kafka_keys.sasl_enabled_mechanisms {
+            let mechanisms: Vec<String> = m
+                .split(',')
+                .map(|s| s.trim().to_ascii_uppercase())
+                .filter(|s| !s.is_empty())
+                .collect();
+            if let Some(bad) = mechanisms
+                .iter()
+                .find(|m| !kavka_kafka::sasl::DEFAULT_MECHANISMS.contains(&m.as_str()))
+            {
+                bail!(
+                    "invalid --sasl-enabled-mechanisms: '{bad}' is not served (expected PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)"
+                );
+            }
+            if mechanisms.is_empty() && !kafka.sasl_listeners.is_empty() {
+                bail!(
+                    "--sasl-enabled-mechanisms is empty but listener {} uses SASL",
+                    kafka.sasl_listeners[0]
+                );
+            }
+            kafka.sasl_enabled_mechanisms = mechanisms;
+        }
         let num_partitions = node.num_partitions.unwrap_or(1);
         if num_partitions <= 0 {
             bail!("num partitions must be > 0, got {num_partitions}");
@@ -1092,7 +1137,7 @@ mod tests {
     #[test]
     fn every_key_has_a_flag_and_a_variable() {
         let keys = ServerConfig::keys();
-        assert_eq!(keys.len(), 35, "{keys:?}");
+        assert_eq!(keys.len(), 39, "{keys:?}");
         let cmd = <Cmd as clap::CommandFactory>::command();
         for key in &keys {
             let long = key.replace('_', "-");
