@@ -65,7 +65,7 @@ pub enum ScramError {
     Malformed(String),
     #[error("channel binding is not supported (Kafka's SCRAM uses none: 'n,,')")]
     ChannelBinding,
-    #[error("the client's nonce in its final message is not the one the server sent")]
+    #[error("the nonce in the client's final message is not the one the server sent")]
     NonceMismatch,
     #[error("invalid credentials")]
     InvalidCredentials,
@@ -188,7 +188,9 @@ impl ServerExchange {
             Some(c) => (c.salt.clone(), c.iterations),
             None => (mechanism.hash(username.as_bytes()), MIN_ITERATIONS),
         };
-        let nonce = format!("{client_nonce}{}", B64.encode(server_nonce));
+        // Hex: printable, and no '=' or '/' for a client's attribute parser to trip on.
+        let hex: String = server_nonce.iter().map(|b| format!("{b:02x}")).collect();
+        let nonce = format!("{client_nonce}{hex}");
         let server_first = format!("r={nonce},s={},i={iterations}", B64.encode(salt));
         Ok((
             ServerFirst {
@@ -228,7 +230,9 @@ impl ServerFirst {
         if B64.decode(binding).ok().as_deref() != Some(self.gs2_header.as_bytes()) {
             return Err(ScramError::ChannelBinding);
         }
-        if nonce != Some(self.nonce.as_str()) {
+        // Ends with, not equals, as Kafka since 3.8.1: librdkafka before 2.6.1 sends its
+        // own nonce again in front of the server's (which already starts with it).
+        if !nonce.is_some_and(|n| n.ends_with(self.nonce.as_str())) {
             return Err(ScramError::NonceMismatch);
         }
         let proof = B64
@@ -470,6 +474,46 @@ mod tests {
             first.finish(b"c=biws,r=wrong,p=AAAA").unwrap_err(),
             ScramError::NonceMismatch
         );
+    }
+
+    #[test]
+    fn librdkafka_before_2_6_1_repeats_its_nonce_and_is_accepted_as_by_kafka() {
+        let m = Mechanism::Sha256;
+        let cred = credential(m, b"pw", random_bytes(), 4096).unwrap();
+        let bare = "n=alice,r=cnonce";
+        let (first, server_first) = ServerExchange::start(
+            m,
+            format!("n,,{bare}").as_bytes(),
+            |_| Some(cred.clone()),
+            &random_bytes(),
+        )
+        .unwrap();
+        let server_first = String::from_utf8(server_first).unwrap();
+        // The old client builds its final message from "cnonce" + the server's nonce.
+        let doubled = server_first.replacen("r=", "r=cnonce", 1);
+        let fin = client_final(m, b"pw", bare, &doubled);
+        // Its proof must cover its own final message as the server reads it.
+        let (without_proof, _) = fin.rsplit_once(",p=").unwrap();
+        assert!(without_proof.contains("r=cnoncecnonce"), "{without_proof}");
+        // Recompute the proof over the real auth message (the server's first as sent).
+        let salt = B64
+            .decode(
+                server_first
+                    .split(",s=")
+                    .nth(1)
+                    .unwrap()
+                    .split(',')
+                    .next()
+                    .unwrap(),
+            )
+            .unwrap();
+        let salted = m.salted_password(b"pw", &salt, 4096);
+        let client_key = m.hmac(&salted, b"Client Key");
+        let auth = format!("{bare},{server_first},{without_proof}");
+        let sig = m.hmac(&m.hash(&client_key), auth.as_bytes());
+        let proof: Vec<u8> = client_key.iter().zip(&sig).map(|(a, b)| a ^ b).collect();
+        let fin = format!("{without_proof},p={}", B64.encode(proof));
+        assert_eq!(first.finish(fin.as_bytes()).unwrap().0, "alice");
     }
 
     #[test]
