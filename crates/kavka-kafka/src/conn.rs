@@ -17,7 +17,6 @@ use kavka_model::ErrorCode;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::Instrument;
 
@@ -174,17 +173,19 @@ async fn sasl_step(
 }
 
 /// Serves one connection until the peer leaves, it must be closed, or `shutdown`.
-pub(crate) async fn run(
+pub(crate) async fn run<S>(
     broker: Arc<Broker>,
-    stream: TcpStream,
+    stream: S,
     peer: SocketAddr,
     listener: Arc<str>,
     mut shutdown: watch::Receiver<bool>,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let span = tracing::info_span!("kafka_conn", %peer, listener = %listener);
     let client_host = format!("/{}", peer.ip());
     async move {
-        let (mut rd, mut wr) = stream.into_split();
+        let (mut rd, mut wr) = tokio::io::split(stream);
         let cfg = &broker.config;
         // On a SASL listener: the connection's authentication, before anything else.
         let mut sasl = cfg

@@ -24,6 +24,7 @@ mod gather;
 pub mod listeners;
 mod response_frame;
 pub mod sasl;
+pub mod tls;
 pub mod versions;
 
 pub use listeners::{KafkaListener, ListenerError, parse_listeners};
@@ -94,6 +95,9 @@ pub struct KafkaConfig {
     pub sasl_listeners: Vec<String>,
     /// `sasl.enabled.mechanisms`: what SaslHandshake offers.
     pub sasl_enabled_mechanisms: Vec<String>,
+    /// The listeners (by name) that speak TLS (SSL, SASL_SSL), and their configuration.
+    pub tls_listeners: Vec<String>,
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 impl Default for KafkaConfig {
@@ -108,6 +112,8 @@ impl Default for KafkaConfig {
                 .iter()
                 .map(|m| m.to_string())
                 .collect(),
+            tls_listeners: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -133,6 +139,9 @@ impl Broker {
     }
 }
 
+/// How long a client has to finish its TLS handshake.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Accepts Kafka clients on `listener` (named `name`, as in `listeners`) once `ready`
 /// (the broker registered, unfenced and caught up with the metadata log, as Kafka enables
 /// request processing only then), until `shutdown` fires. Until ready, connections wait
@@ -146,6 +155,14 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let name: Arc<str> = name.into();
+    let tls = broker
+        .config
+        .tls_listeners
+        .iter()
+        .any(|l| **l == *name)
+        .then(|| broker.config.tls.clone())
+        .flatten()
+        .map(tokio_rustls::TlsAcceptor::from);
     tokio::select! {
         r = ready.wait_for(|r| *r) => if r.is_err() { return },
         _ = shutdown.changed() => return,
@@ -160,13 +177,31 @@ pub async fn serve(
                 if let Err(e) = stream.set_nodelay(true) {
                     tracing::debug!(error = %e, "cannot set TCP_NODELAY");
                 }
-                tokio::spawn(conn::run(
-                    Arc::clone(&broker),
-                    stream,
-                    peer,
-                    Arc::clone(&name),
-                    shutdown.clone(),
-                ));
+                let (broker, name, shutdown) =
+                    (Arc::clone(&broker), Arc::clone(&name), shutdown.clone());
+                match tls.clone() {
+                    None => {
+                        tokio::spawn(conn::run(broker, stream, peer, name, shutdown));
+                    }
+                    Some(acceptor) => {
+                        tokio::spawn(async move {
+                            // A plaintext client on a TLS port fails here: one line, closed.
+                            let idle = broker
+                                .config
+                                .connections_max_idle
+                                .min(TLS_HANDSHAKE_TIMEOUT);
+                            match tokio::time::timeout(idle, acceptor.accept(stream)).await {
+                                Ok(Ok(tls)) => conn::run(broker, tls, peer, name, shutdown).await,
+                                Ok(Err(e)) => {
+                                    tracing::warn!(%peer, listener = %name, error = %e, "TLS handshake failed; closing");
+                                }
+                                Err(_) => {
+                                    tracing::warn!(%peer, listener = %name, "TLS handshake did not finish in time; closing");
+                                }
+                            }
+                        });
+                    }
+                }
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.

@@ -26,22 +26,35 @@ pub enum ListenerError {
     NotListening(String),
     #[error("invalid listener.security.protocol.map entry '{0}': expected NAME:PROTOCOL")]
     MapSyntax(String),
-    #[error("unknown security protocol '{0}': expected PLAINTEXT or SASL_PLAINTEXT")]
+    #[error("unknown security protocol '{0}': expected PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")]
     Protocol(String),
-    #[error("listener {0} uses {1}: TLS listeners (SSL, SASL_SSL) are not served yet")]
-    Tls(String, String),
 }
 
 /// How a listener's clients connect (Kafka's security protocols that are served here).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SecurityProtocol {
     Plaintext,
+    Ssl,
     SaslPlaintext,
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    pub fn uses_tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+
+    pub fn uses_sasl(self) -> bool {
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
+    }
 }
 
 /// Each listener's security protocol from `listener.security.protocol.map`
 /// (`NAME:PROTOCOL,...`). A listener the map does not name uses the protocol its name
-/// is (PLAINTEXT, SASL_PLAINTEXT), and any other name PLAINTEXT (Kafka would refuse it;
+/// is (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL), and any other name PLAINTEXT (Kafka would refuse it;
 /// existing configs with names like EXTERNAL keep working).
 pub fn security_protocols(
     listeners: &[KafkaListener],
@@ -66,9 +79,8 @@ pub fn security_protocols(
                 .map_or(l.name.as_str(), |(_, p)| p.as_str());
             let p = match protocol {
                 "SASL_PLAINTEXT" => SecurityProtocol::SaslPlaintext,
-                "SSL" | "SASL_SSL" => {
-                    return Err(ListenerError::Tls(l.name.clone(), protocol.into()));
-                }
+                "SSL" => SecurityProtocol::Ssl,
+                "SASL_SSL" => SecurityProtocol::SaslSsl,
                 "PLAINTEXT" => SecurityProtocol::Plaintext,
                 other if named.iter().any(|(n, _)| *n == l.name) => {
                     return Err(ListenerError::Protocol(other.into()));
@@ -204,22 +216,21 @@ mod tests {
             "PLAINTEXT://:9092,SASL_PLAINTEXT://:9093,EXTERNAL://:9094,CLIENTS://:9095",
         )
         .unwrap();
-        let got = security_protocols(&ls, "clients:SASL_PLAINTEXT").unwrap();
+        let got = security_protocols(&ls, "clients:SASL_SSL,external:ssl").unwrap();
         use SecurityProtocol::*;
         assert_eq!(
             got.iter().map(|(_, p)| *p).collect::<Vec<_>>(),
-            vec![Plaintext, SaslPlaintext, Plaintext, SaslPlaintext]
+            vec![Plaintext, SaslPlaintext, Ssl, SaslSsl]
         );
         // (map) -> error words
         for (map, words) in [
             ("CLIENTS", "expected NAME:PROTOCOL"),
             ("CLIENTS:KERBEROS", "unknown security protocol 'KERBEROS'"),
-            ("CLIENTS:SASL_SSL", "TLS listeners"),
         ] {
             let e = security_protocols(&ls, map).unwrap_err().to_string();
             assert!(e.contains(words), "{map}: {e}");
         }
         let tls = parse_listeners("SSL://:9093").unwrap();
-        assert!(security_protocols(&tls, "").is_err());
+        assert_eq!(security_protocols(&tls, "").unwrap()[0].1, Ssl);
     }
 }

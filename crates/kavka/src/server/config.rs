@@ -161,6 +161,21 @@ pub struct KafkaSection {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sasl_enabled_mechanisms: Option<String>,
+    /// PEM file with the private key and certificate chain of TLS listeners (SSL,
+    /// SASL_SSL; Kafka's ssl.keystore.location with ssl.keystore.type=PEM).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssl_keystore_location: Option<PathBuf>,
+    /// PEM file with the CAs that client certificates are checked against (Kafka's
+    /// ssl.truststore.location).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssl_truststore_location: Option<PathBuf>,
+    /// Client certificates on TLS listeners: none, requested or required (Kafka's
+    /// ssl.client.auth; default none).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssl_client_auth: Option<String>,
     /// Largest Kafka request accepted (Kafka's socket.request.max.bytes).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -719,18 +734,49 @@ impl Settings {
         if let Some(on) = kafka_keys.auto_create_topics_enable {
             kafka.auto_create_topics_enable = on;
         }
-        kafka.sasl_listeners = kavka_kafka::listeners::security_protocols(
+        let protocols = kavka_kafka::listeners::security_protocols(
             &kafka_listeners,
             kafka_keys
                 .listener_security_protocol_map
                 .as_deref()
                 .unwrap_or(""),
         )
-        .context("invalid --listener-security-protocol-map")?
-        .into_iter()
-        .filter(|(_, p)| *p == kavka_kafka::listeners::SecurityProtocol::SaslPlaintext)
-        .map(|(name, _)| name)
-        .collect();
+        .context("invalid --listener-security-protocol-map")?;
+        kafka.sasl_listeners = protocols
+            .iter()
+            .filter(|(_, p)| p.uses_sasl())
+            .map(|(name, _)| name.clone())
+            .collect();
+        kafka.tls_listeners = protocols
+            .iter()
+            .filter(|(_, p)| p.uses_tls())
+            .map(|(name, _)| name.clone())
+            .collect();
+        let client_auth = match kafka_keys.ssl_client_auth.as_deref() {
+            None => kavka_kafka::tls::ClientAuth::None,
+            Some(s) => kavka_kafka::tls::ClientAuth::from_name(s).with_context(|| {
+                format!("invalid --ssl-client-auth '{s}': expected none, requested or required")
+            })?,
+        };
+        match (
+            &kafka_keys.ssl_keystore_location,
+            kafka.tls_listeners.first(),
+        ) {
+            (Some(keystore), _) => {
+                kafka.tls = Some(
+                    kavka_kafka::tls::server_config(
+                        keystore,
+                        kafka_keys.ssl_truststore_location.as_deref(),
+                        client_auth,
+                    )
+                    .context("invalid TLS setup for the Kafka listeners")?,
+                );
+            }
+            (None, Some(listener)) => bail!(
+                "Kafka listener {listener} uses TLS but no --ssl-keystore-location is set (a PEM file with its key and certificate chain; deploy/certs.sh makes one)"
+            ),
+            (None, None) => {}
+        }
         if let Some(m) = kafka_keys.sasl_enabled_mechanisms {
             let mechanisms: Vec<String> = m
                 .split(',')
@@ -1137,7 +1183,7 @@ mod tests {
     #[test]
     fn every_key_has_a_flag_and_a_variable() {
         let keys = ServerConfig::keys();
-        assert_eq!(keys.len(), 39, "{keys:?}");
+        assert_eq!(keys.len(), 42, "{keys:?}");
         let cmd = <Cmd as clap::CommandFactory>::command();
         for key in &keys {
             let long = key.replace('_', "-");

@@ -1,0 +1,241 @@
+//! TLS on Kafka listeners (SSL and SASL_SSL) with real clients and certificates made by
+//! `deploy/certs.sh`: kcat, confluent-kafka and kafka-python produce and consume over
+//! SSL; kcat authenticates with SCRAM over SASL_SSL; mutual TLS refuses a client without
+//! a certificate; a plaintext client on a TLS port and a client that does not trust the
+//! server's CA are cut off, with one log line, while the node serves on.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
+
+use kavka_harness::kafka_clients::{bounded, clients_or_skip, root};
+use kavka_harness::{Node, NodeOptions, free_port};
+use std::path::{Path, PathBuf};
+
+fn certs(dir: &Path) -> PathBuf {
+    let out = dir.join("certs");
+    let made = std::process::Command::new("bash")
+        .arg(root().join("deploy/certs.sh"))
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    out
+}
+
+fn kcat(addr: &str, extra: &[&str], args: &[&str], stdin: &[u8]) -> std::process::Output {
+    let mut all = vec!["-b", addr];
+    all.extend_from_slice(extra);
+    all.extend_from_slice(args);
+    bounded(60, "kcat", &all, stdin)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_clients_speak_tls_and_sasl_over_tls() {
+    let Some(python) = clients_or_skip("real_clients_speak_tls_and_sasl_over_tls") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certs(dir.path());
+    let ca = certs.join("ca.pem").display().to_string();
+    let (p, s, ss) = (
+        free_port().unwrap(),
+        free_port().unwrap(),
+        free_port().unwrap(),
+    );
+    let (plain, ssl, sasl_ssl) = (
+        format!("127.0.0.1:{p}"),
+        format!("127.0.0.1:{s}"),
+        format!("127.0.0.1:{ss}"),
+    );
+    let node = Node::start(NodeOptions {
+        args: vec![
+            "--kafka-listeners".into(),
+            format!("PLAINTEXT://{plain},SSL://{ssl},SASL_SSL://{sasl_ssl}"),
+            "--ssl-keystore-location".into(),
+            certs.join("server.pem").display().to_string(),
+        ],
+        ..NodeOptions::default()
+    })
+    .await
+    .unwrap();
+    let out = node.cli_with_stdin(
+        &[
+            "user",
+            "create",
+            "alice",
+            "--mechanism",
+            "SCRAM-SHA-512",
+            "--password-stdin",
+        ],
+        b"pa55\n",
+    );
+    assert!(out.status.success(), "{out:?}");
+
+    // kcat over SSL: produce, consume.
+    let tls = ["-X", "security.protocol=SSL", "-X"];
+    let ca_opt = format!("ssl.ca.location={ca}");
+    let ssl_opts: Vec<&str> = tls.iter().copied().chain([ca_opt.as_str()]).collect();
+    let out = kcat(&ssl, &ssl_opts, &["-P", "-t", "tls"], b"a\nb\n");
+    assert!(out.status.success(), "{out:?}");
+    let out = kcat(
+        &ssl,
+        &ssl_opts,
+        &["-C", "-t", "tls", "-o", "beginning", "-e", "-q"],
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "a\nb\n");
+
+    // kcat over SASL_SSL with SCRAM-SHA-512.
+    let sasl_opts = [
+        "-X",
+        "security.protocol=SASL_SSL",
+        "-X",
+        &ca_opt,
+        "-X",
+        "sasl.mechanisms=SCRAM-SHA-512",
+        "-X",
+        "sasl.username=alice",
+        "-X",
+        "sasl.password=pa55",
+    ];
+    let out = kcat(
+        &sasl_ssl,
+        &sasl_opts,
+        &["-C", "-t", "tls", "-o", "beginning", "-e", "-q"],
+        b"",
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "a\nb\n");
+
+    // confluent-kafka and kafka-python over SSL.
+    let script = format!(
+        r#"
+from confluent_kafka import Producer
+p = Producer({{"bootstrap.servers": "{ssl}", "security.protocol": "SSL", "ssl.ca.location": "{ca}"}})
+for i in range(5):
+    p.produce("tls-py", value=f"c{{i}}".encode())
+assert p.flush(30) == 0
+from kafka import KafkaConsumer
+c = KafkaConsumer("tls-py", bootstrap_servers="{ssl}", security_protocol="SSL", ssl_cafile="{ca}",
+                  ssl_check_hostname=False, auto_offset_reset="earliest", consumer_timeout_ms=20000)
+got = sorted(m.value.decode() for m, _ in zip(c, range(5)))
+print(",".join(got))
+"#
+    );
+    let out = bounded(120, python.to_str().unwrap(), &["-c", &script], b"");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "c0,c1,c2,c3,c4"
+    );
+
+    // A plaintext client on the TLS port is cut off, with one log line.
+    let out = kcat(&ssl, &[], &["-L", "-m", "5"], b"");
+    assert!(!out.status.success());
+    // A client that does not trust the server's CA is refused too.
+    let other = certs_elsewhere(dir.path());
+    let other_ca = format!("ssl.ca.location={}", other.join("ca.pem").display());
+    let out = kcat(
+        &ssl,
+        &["-X", "security.protocol=SSL", "-X", &other_ca],
+        &["-L", "-m", "5"],
+        b"",
+    );
+    assert!(!out.status.success());
+    assert!(
+        node.log().contains("TLS handshake failed"),
+        "{}",
+        node.log()
+    );
+
+    // The plaintext listener beside them serves on.
+    let out = kcat(&plain, &[], &["-L", "-m", "10"], b"");
+    assert!(out.status.success(), "{out:?}");
+}
+
+fn certs_elsewhere(dir: &Path) -> PathBuf {
+    let out = dir.join("other");
+    let made = std::process::Command::new("bash")
+        .arg(root().join("deploy/certs.sh"))
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_requires_a_client_certificate() {
+    if clients_or_skip("mutual_tls_requires_a_client_certificate").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certs(dir.path());
+    let ssl = format!("127.0.0.1:{}", free_port().unwrap());
+    let _node = Node::start(NodeOptions {
+        args: vec![
+            "--kafka-listeners".into(),
+            format!("PLAINTEXT://127.0.0.1:{},SSL://{ssl}", free_port().unwrap()),
+            "--ssl-keystore-location".into(),
+            certs.join("server.pem").display().to_string(),
+            "--ssl-truststore-location".into(),
+            certs.join("ca.pem").display().to_string(),
+            "--ssl-client-auth".into(),
+            "required".into(),
+        ],
+        ..NodeOptions::default()
+    })
+    .await
+    .unwrap();
+    let ca = format!("ssl.ca.location={}", certs.join("ca.pem").display());
+    let base = ["-X", "security.protocol=SSL", "-X", ca.as_str()];
+    let out = kcat(&ssl, &base, &["-L", "-m", "10"], b"");
+    assert!(
+        !out.status.success(),
+        "no client certificate must be refused"
+    );
+    let cert = format!(
+        "ssl.certificate.location={}",
+        certs.join("client.pem").display()
+    );
+    let key = format!("ssl.key.location={}", certs.join("client.key").display());
+    let mut with_cert: Vec<&str> = base.to_vec();
+    with_cert.extend_from_slice(&["-X", &cert, "-X", &key]);
+    let out = kcat(&ssl, &with_cert, &["-L", "-m", "10"], b"");
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+fn tls_listeners_need_a_keystore_and_bad_files_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.pem");
+    std::fs::write(&bad, "nothing here\n").unwrap();
+    let port = free_port().unwrap();
+    for (extra, words) in [
+        (vec![], "no --ssl-keystore-location"),
+        (
+            vec![
+                "--ssl-keystore-location".to_string(),
+                bad.display().to_string(),
+            ],
+            "holds no certificate",
+        ),
+    ] {
+        let out = std::process::Command::new(kavka_harness::kavka_bin())
+            .args([
+                "server",
+                "--listen",
+                &format!("127.0.0.1:{}", free_port().unwrap()),
+            ])
+            .args(["--kafka-listeners", &format!("SSL://127.0.0.1:{port}")])
+            .args(["--http-listen", ""])
+            .args(&extra)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(words), "{err}");
+    }
+}
