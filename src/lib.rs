@@ -5,6 +5,7 @@
 //! and built once per test process with `cargo build -p kavka` when `KAVKA_BIN` is unset.
 
 pub mod checker;
+pub mod cli_output;
 mod cluster;
 pub mod compose;
 pub mod kafka_clients;

@@ -8,38 +8,9 @@ mod raw_kafka;
 
 use kafka_protocol::messages::{ApiKey, DescribeAclsRequest, DescribeAclsResponse};
 use kafka_protocol::protocol::StrBytes;
+use kavka_harness::cli_output::{fails_with, ok};
 use kavka_harness::{Node, NodeOptions};
-use std::process::Output;
 use tokio::net::TcpStream;
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-#[track_caller]
-fn ok(o: Output) -> String {
-    assert!(
-        o.status.success(),
-        "command failed:\nstdout: {}\nstderr: {}",
-        stdout(&o),
-        stderr(&o)
-    );
-    stdout(&o)
-}
-
-#[track_caller]
-fn fails_with(o: Output, needle: &str) {
-    assert!(!o.status.success(), "succeeded: {}", stdout(&o));
-    assert!(
-        stderr(&o).contains(needle),
-        "'{needle}' not in: {}",
-        stderr(&o)
-    );
-}
 
 /// `kavka acl list -o json` as (principal, operation, permission, resource type, name,
 /// pattern type).

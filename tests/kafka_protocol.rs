@@ -165,7 +165,10 @@ async fn raw_requests_get_kafka_answers() {
         &SaslHandshakeRequest::default(),
     )
     .await;
-    assert_eq!(sasl.error_code, 34, "ILLEGAL_SASL_STATE: this listener does not use SASL");
+    assert_eq!(
+        sasl.error_code, 34,
+        "ILLEGAL_SASL_STATE: this listener does not use SASL"
+    );
     let fetch13: FetchResponse = call(&mut c, ApiKey::Fetch, 13, &FetchRequest::default()).await;
     assert_eq!(fetch13.error_code, 35);
 

@@ -8,38 +8,9 @@ mod raw_kafka;
 use kafka_protocol::messages::{
     ApiKey, DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse,
 };
+use kavka_harness::cli_output::{fails_with, ok};
 use kavka_harness::{Node, NodeOptions};
-use std::process::Output;
 use tokio::net::TcpStream;
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-#[track_caller]
-fn ok(o: Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed:\n{}\n{}",
-        stdout(&o),
-        stderr(&o)
-    );
-    stdout(&o)
-}
-
-#[track_caller]
-fn fails_with(o: Output, needle: &str) {
-    assert!(!o.status.success(), "succeeded: {}", stdout(&o));
-    assert!(
-        stderr(&o).contains(needle),
-        "'{needle}' not in: {}",
-        stderr(&o)
-    );
-}
 
 fn listed(node: &Node) -> Vec<(String, String, u64)> {
     let v: serde_json::Value =
