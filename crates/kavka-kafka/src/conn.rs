@@ -109,6 +109,7 @@ pub(crate) async fn run(
     let span = tracing::info_span!("kafka_conn", %peer, listener = %listener);
     let client_host = format!("/{}", peer.ip());
     async move {
+        let _open = crate::metrics::OpenConnection::new(&listener);
         let (mut rd, mut wr) = stream.into_split();
         let cfg = &broker.config;
         loop {
@@ -153,7 +154,10 @@ pub(crate) async fn run(
                             client_id,
                             client_host: &client_host,
                         };
-                        match api::handle(&broker, &ctx, *request).instrument(span).await {
+                        let started = std::time::Instant::now();
+                        let answered = api::handle(&broker, &ctx, *request).instrument(span).await;
+                        crate::metrics::request_done(crate::metrics::api_label(key), started);
+                        match answered {
                             Some(body) => body,
                             None => continue, // acks=0: Kafka sends no response
                         }

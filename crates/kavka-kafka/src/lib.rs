@@ -21,6 +21,7 @@ mod conn;
 pub mod frame;
 mod gather;
 pub mod listeners;
+pub mod metrics;
 mod response_frame;
 pub mod versions;
 

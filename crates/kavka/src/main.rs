@@ -71,7 +71,17 @@ fn main() -> ExitCode {
     // a closed pipe (`| head`) ends the CLI quietly in `cli::write_line`.
     let cli = Cli::parse();
     let is_server = matches!(cli.command, Command::Server(_) | Command::Dev(_));
-    init_tracing(is_server);
+    let log_format = match &cli.command {
+        Command::Server(args) => match args.log_format() {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => server::LogFormat::Text,
+    };
+    init_tracing(is_server, log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -105,7 +115,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(is_server: bool) {
+fn init_tracing(is_server: bool, format: server::LogFormat) {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     let default = if is_server {
@@ -119,15 +129,27 @@ fn init_tracing(is_server: bool) {
         .unwrap_or_else(|| default.to_string());
     let filter = tracing_subscriber::EnvFilter::new(&spec);
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .with_target(false),
-        )
-        .init();
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        server::LogFormat::Text => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                    .with_target(false),
+            )
+            .init(),
+        // One object per line: time, level, message and fields, and the spans it is in.
+        server::LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr)
+                    .with_current_span(true)
+                    .with_span_list(false),
+            )
+            .init(),
+    }
     if is_server {
         log_levels::install(handle, &spec);
     }
