@@ -7,6 +7,7 @@
 pub mod checker;
 mod cluster;
 pub mod compose;
+pub mod http;
 pub mod kafka_clients;
 mod node;
 pub mod raw_grpc;

@@ -275,6 +275,21 @@ fn describe() {
             "kavka_partition_errors_total",
             "Produce and fetch partition errors, by Kafka error code"
         );
+        describe_counter!(
+            "kavka_group_rebalances_total",
+            "Completed rebalances of the groups this broker coordinates"
+        );
+        // Counters of rare events start at 0, so rate() and increase() see their first one.
+        for name in [
+            "kavka_isr_shrinks_total",
+            "kavka_isr_expands_total",
+            "kavka_producer_duplicate_batches_total",
+        ] {
+            metrics::counter!(name).increment(0);
+        }
+        for protocol in ["classic", "consumer"] {
+            metrics::counter!("kavka_group_rebalances_total", "protocol" => protocol).increment(0);
+        }
     });
 }
 

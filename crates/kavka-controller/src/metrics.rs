@@ -58,9 +58,12 @@ pub fn count(image: &MetadataImage, records: &[MetadataRecord]) -> Counted {
 
 /// Counts what a committed batch did (see [`count`]).
 pub(crate) fn count_committed(c: Counted) {
-    if c == Counted::default() {
-        return;
+    if c != Counted::default() {
+        count_committed_always(c);
     }
+}
+
+fn count_committed_always(c: Counted) {
     metrics::counter!("kavka_controller_leader_elections_total", "kind" => "clean")
         .increment(c.clean_elections);
     metrics::counter!("kavka_controller_leader_elections_total", "kind" => "unclean")
@@ -100,6 +103,11 @@ pub fn cluster_counts(image: &MetadataImage) -> ClusterCounts {
 
 /// Sets the controller's scrape-time gauges from this voter's Raft metrics and image.
 pub fn collect(quorum: &Quorum) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Counters of rare events start at 0, so rate() and increase() see their first one.
+        count_committed_always(Counted::default());
+    });
     let m = quorum.metrics();
     let active = m.current_leader == Some(quorum.node_id());
     metrics::gauge!("kavka_controller_active").set(f64::from(u8::from(active)));
