@@ -115,6 +115,9 @@ fn main() -> ExitCode {
     }
 }
 
+/// openraft's modules that warn once per failed attempt to reach a peer.
+const OPENRAFT_PEER_NOISE: &str = "openraft::core::heartbeat=error,openraft::replication=error,openraft::engine::handler::replication_handler=error";
+
 fn init_tracing(is_server: bool, format: server::LogFormat) {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
@@ -127,6 +130,14 @@ fn init_tracing(is_server: bool, format: server::LogFormat) {
         .ok()
         .filter(|s| tracing_subscriber::EnvFilter::try_new(s).is_ok())
         .unwrap_or_else(|| default.to_string());
+    // openraft warns at every attempt to reach a dead voter (twice a second, with the
+    // whole error chain); our Raft network logs that once, then every 30 s with a count.
+    // Unless the filter asks for openraft by name, those per-attempt warnings are off.
+    let spec = if spec.contains("openraft") {
+        spec
+    } else {
+        format!("{spec},{OPENRAFT_PEER_NOISE}")
+    };
     let filter = tracing_subscriber::EnvFilter::new(&spec);
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     let registry = tracing_subscriber::registry().with(filter);
