@@ -255,6 +255,31 @@ async fn health_endpoints_and_unknown_paths() {
         samples(&s, "kavka_controller_active", &[]).is_empty(),
         "a broker has no controller series"
     );
+
+    // A controller-only node: ready once its quorum has a leader; controller series only.
+    let controller = Node::start(NodeOptions {
+        roles: Some("controller".into()),
+        ..NodeOptions::default()
+    })
+    .await
+    .unwrap();
+    let addr = controller.http_addr();
+    wait_until("the controller to be ready", DEADLINE, || {
+        let addr = addr.clone();
+        async move {
+            http_get(&addr, "/health/ready", Duration::from_secs(2))
+                .await
+                .is_ok_and(|r| r.status == 200)
+        }
+    })
+    .await
+    .unwrap();
+    let s = scrape(&controller).await;
+    assert_eq!(value(&s, "kavka_controller_active", &[]).unwrap(), 1.0);
+    assert!(
+        samples(&s, "kavka_broker_fenced", &[]).is_empty(),
+        "a controller has no broker series"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -260,6 +260,23 @@ pub async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
         }
         let ready = if settings.broker_role {
             broker_ready_rx.clone()
+        } else if let Some(c) = &controller_node {
+            // A controller-only node serves no clients: ready once its voter is part of a
+            // quorum that has elected a leader (it can then vote and replicate).
+            let (tx, rx) = watch::channel(false);
+            let quorum = Arc::clone(&c.quorum);
+            let mut stop = shutdown_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut changes = quorum.metrics_watch();
+                while quorum.leader().is_none() {
+                    tokio::select! {
+                        alive = quorum.leader_changed(&mut changes) => if !alive { return },
+                        _ = stop.changed() => return,
+                    }
+                }
+                let _ = tx.send(true);
+            }));
+            rx
         } else {
             watch::channel(true).1
         };
