@@ -30,6 +30,8 @@ pub(crate) struct PartitionStats {
     pub high_watermark: i64,
     /// As follower, the leader's high watermark in its last fetch answer (-1: none).
     pub leader_high_watermark: i64,
+    /// Whether the log fields below were read (the log was not busy).
+    pub log_known: bool,
     pub log_start_offset: i64,
     pub log_end_offset: i64,
     pub size_bytes: u64,
@@ -61,7 +63,7 @@ impl PartitionStats {
     /// As follower, how many records it is behind the leader's high watermark (Kafka's
     /// replica fetcher lag); None where it does not follow or has not fetched yet.
     pub(crate) fn fetcher_lag(&self) -> Option<i64> {
-        (self.follower && self.leader_high_watermark >= 0)
+        (self.follower && self.log_known && self.leader_high_watermark >= 0)
             .then(|| (self.leader_high_watermark - self.log_end_offset).max(0))
     }
 }
@@ -326,10 +328,12 @@ pub fn collect(node: &BrokerNode, partition_series_max: usize) {
             ("topic", p.tp.topic.as_str().to_string()),
             ("partition", p.tp.partition.0.to_string()),
         ];
-        metrics::gauge!("kavka_log_size_bytes", &labels).set(s.size_bytes as f64);
-        metrics::gauge!("kavka_log_segments", &labels).set(s.segments as f64);
-        metrics::gauge!("kavka_log_start_offset", &labels).set(s.log_start_offset as f64);
-        metrics::gauge!("kavka_log_end_offset", &labels).set(s.log_end_offset as f64);
+        if s.log_known {
+            metrics::gauge!("kavka_log_size_bytes", &labels).set(s.size_bytes as f64);
+            metrics::gauge!("kavka_log_segments", &labels).set(s.segments as f64);
+            metrics::gauge!("kavka_log_start_offset", &labels).set(s.log_start_offset as f64);
+            metrics::gauge!("kavka_log_end_offset", &labels).set(s.log_end_offset as f64);
+        }
         metrics::gauge!("kavka_partition_high_watermark", &labels).set(s.high_watermark as f64);
         if s.leader {
             metrics::gauge!("kavka_partition_under_replicated", &labels)
@@ -440,6 +444,7 @@ mod tests {
     fn fetcher_lag_is_the_leaders_high_watermark_minus_our_log_end() {
         let follower = |leader_hw: i64, end: i64| PartitionStats {
             follower: true,
+            log_known: true,
             leader_high_watermark: leader_hw,
             log_end_offset: end,
             ..PartitionStats::default()
@@ -489,6 +494,7 @@ mod tests {
         t.add(&leader(3, 3, 2));
         t.add(&PartitionStats {
             follower: true,
+            log_known: true,
             leader_high_watermark: 50,
             log_end_offset: 20,
             producers: 4,

@@ -31,6 +31,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
+/// How often a scrape tries the log lock before it leaves the log's fields out.
+const LOG_LOCK_TRIES_FOR_STATS: usize = 1000;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Role {
     /// Not yet assigned by an image, or the partition has no leader.
@@ -225,11 +228,27 @@ impl Partition {
     }
 
     /// What the metrics show of this replica, read under the log lock then the role lock
-    /// (the module's lock order); for scrape time, off the async runtime.
+    /// (the module's lock order); for scrape time, off the async runtime. A log held by a
+    /// long operation (compaction, a large read) is not waited for: its fields are left
+    /// out (`log_known` false) and the role's are still read.
     pub(crate) fn stats(&self) -> crate::metrics::PartitionStats {
-        let log = self.lock();
+        // Appends hold the log for microseconds: a few tries see it free.
+        let mut log = None;
+        for _ in 0..LOG_LOCK_TRIES_FOR_STATS {
+            match self.log.try_lock() {
+                Ok(l) => {
+                    log = Some(l);
+                    break;
+                }
+                Err(std::sync::TryLockError::Poisoned(p)) => {
+                    log = Some(p.into_inner());
+                    break;
+                }
+                Err(std::sync::TryLockError::WouldBlock) => std::thread::yield_now(),
+            }
+        }
         let st = self.state();
-        crate::metrics::PartitionStats {
+        let mut stats = crate::metrics::PartitionStats {
             leader: st.role == Role::Leader && !st.stale,
             follower: matches!(st.role, Role::Follower(_)),
             replicas: st.replicas.len(),
@@ -237,12 +256,17 @@ impl Partition {
             min_isr: st.min_isr,
             high_watermark: self.high_watermark().0,
             leader_high_watermark: self.leader_high_watermark.load(Ordering::Relaxed),
-            log_start_offset: log.log_start_offset().0,
-            log_end_offset: log.log_end_offset().0,
-            size_bytes: log.size_bytes(),
-            segments: log.segment_count(),
-            producers: log.producer_count(),
+            ..Default::default()
+        };
+        if let Some(log) = log {
+            stats.log_known = true;
+            stats.log_start_offset = log.log_start_offset().0;
+            stats.log_end_offset = log.log_end_offset().0;
+            stats.size_bytes = log.size_bytes();
+            stats.segments = log.segment_count();
+            stats.producers = log.producer_count();
         }
+        stats
     }
 
     pub(crate) fn log_config(&self) -> LogConfig {
