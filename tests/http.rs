@@ -416,7 +416,7 @@ async fn grafana_dashboard_uses_only_exported_metrics() {
         exprs.iter().flat_map(|e| metric_names(e)).collect();
     assert!(wanted.len() >= 10, "{wanted:?}");
 
-    let cluster = Cluster::start(&["controller,broker"; 3], &[])
+    let mut cluster = Cluster::start(&["controller,broker"; 3], &[])
         .await
         .unwrap();
     create(&cluster.nodes[0], "dash", 3).await;
@@ -488,6 +488,50 @@ async fn grafana_dashboard_uses_only_exported_metrics() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+
+    // Bad input: scrapes during a failover answer, and fast. Kill the active controller
+    // (it leads partitions too) and scrape the survivors while they elect.
+    let mut active = 0;
+    for (i, n) in cluster.nodes.iter().enumerate() {
+        if value(&scrape(n).await, "kavka_controller_active", &[]).unwrap() == 1.0 {
+            active = i;
+        }
+    }
+    cluster.nodes[active].kill();
+    let survivors: Vec<&Node> = cluster
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != active)
+        .map(|(_, n)| n)
+        .collect();
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    let mut scrapes = 0;
+    while std::time::Instant::now() < until {
+        for n in &survivors {
+            // Generous against a loaded machine, far below a hang.
+            let r = http_get(&n.http_addr(), "/metrics", Duration::from_secs(10))
+                .await
+                .unwrap();
+            assert_eq!(r.status, 200, "{}", r.body);
+            parse_prometheus(&r.body).unwrap();
+            scrapes += 1;
+        }
+    }
+    assert!(scrapes >= 2);
+    // And a survivor takes over as the active controller, as its metrics say.
+    wait_until("a new active controller", DEADLINE, || {
+        let survivors = survivors.clone();
+        async move {
+            let mut active = 0.0;
+            for n in survivors {
+                active += value(&scrape(n).await, "kavka_controller_active", &[]).unwrap_or(0.0);
+            }
+            active == 1.0
+        }
+    })
+    .await
+    .unwrap();
 }
 
 fn collect_exprs(v: &serde_json::Value, out: &mut Vec<String>) {
