@@ -45,14 +45,22 @@ pub fn collect() {
     }
 }
 
-/// The label of an API: Kafka's name for it (`Produce`, `ApiVersions`).
-pub(crate) fn api_label(key: kafka_protocol::messages::ApiKey) -> String {
-    format!("{key:?}")
+/// The label of an API: Kafka's name for it (`Produce`, `ApiVersions`), made once per
+/// API key for the process (a few dozen short strings), so a request allocates none.
+pub(crate) fn api_label(key: kafka_protocol::messages::ApiKey) -> &'static str {
+    static NAMES: std::sync::LazyLock<std::collections::HashMap<i16, &'static str>> =
+        std::sync::LazyLock::new(|| {
+            (0..=i16::from(u8::MAX))
+                .filter_map(|k| kafka_protocol::messages::ApiKey::try_from(k).ok())
+                .map(|k| (k as i16, &*Box::leak(format!("{k:?}").into_boxed_str())))
+                .collect()
+        });
+    NAMES.get(&(key as i16)).copied().unwrap_or("Unknown")
 }
 
 /// Counts a request of `api` served in the time since `started`.
-pub(crate) fn request_done(api: String, started: Instant) {
-    metrics::histogram!("kavka_kafka_request_duration_seconds", "api" => api.clone())
+pub(crate) fn request_done(api: &'static str, started: Instant) {
+    metrics::histogram!("kavka_kafka_request_duration_seconds", "api" => api)
         .record(started.elapsed().as_secs_f64());
     metrics::counter!("kavka_kafka_requests_total", "api" => api).increment(1);
 }
