@@ -1185,6 +1185,9 @@ mod tests {
         assert_eq!(s.broker.replica_isr_join_fetch_max_ms, 2_000);
         assert_eq!(s.broker.alter_partition_timeout_ms, 5_000);
         assert_eq!(s.kafka_advertised[0].host, "127.0.0.1");
+        assert_eq!(s.http_listen, Some("0.0.0.0:9644".parse().unwrap()));
+        assert_eq!(s.metrics_partition_series_max, 10_000);
+        assert_eq!(s.log_format, LogFormat::Text);
     }
 
     #[test]
