@@ -10,6 +10,7 @@
 #                        run, alternating on/off/on/off; prints each leg and the difference.
 # Release build of the binary unless KAVKA_BIN is set; clients from deploy/kafka-clients.sh.
 # Usage: bench/metrics.sh render [PARTITIONS] | produce [RECORDS]
+# (KAVKA_BENCH_ORDER=off-first runs off/on/off/on instead.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LEG=${1:-render}
@@ -90,7 +91,11 @@ leg() { # on|off round
   echo "$rate"
 }
 echo "$N records of 1 KiB, 6 partitions, RF=3, min.insync.replicas=2, acks=all, full speed"
-on1=$(leg on 1); off1=$(leg off 1); on2=$(leg on 2); off2=$(leg off 2)
+if [ "${KAVKA_BENCH_ORDER:-on-first}" = off-first ]; then
+  off1=$(leg off 1); on1=$(leg on 1); off2=$(leg off 2); on2=$(leg on 2)
+else
+  on1=$(leg on 1); off1=$(leg off 1); on2=$(leg on 2); off2=$(leg off 2)
+fi
 awk -v a="$on1" -v b="$on2" -v c="$off1" -v d="$off2" 'BEGIN {
   on = (a + b) / 2; off = (c + d) / 2
   printf "metrics on: %.0f records/s (%d, %d); off: %.0f records/s (%d, %d); on is %+.1f%% of off\n",
