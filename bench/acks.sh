@@ -7,7 +7,8 @@
 #   3. the three servers' CPU (user + system, /proc/<pid>/stat) per GB acknowledged,
 #      over the full-speed acks=all run.
 # Release build of the binary; clients from deploy/kafka-clients.sh.
-# Usage: bench/acks.sh [RECORDS]   (default 200000; KAVKA_BIN=path skips the build)
+# Usage: bench/acks.sh [RECORDS]   (default 200000; KAVKA_BIN=path skips the build;
+# KAVKA_BENCH_HTTP='' runs the nodes without their HTTP listener, so without metrics)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-200000}
@@ -32,6 +33,7 @@ done
 for i in 1 2 3; do
   $K server --node-id $i --listen 127.0.0.1:$((BASE + i)) \
     --kafka-listeners PLAINTEXT://127.0.0.1:$((BASE + 100 + i)) \
+    --http-listen "${KAVKA_BENCH_HTTP-127.0.0.1:$((BASE + 200 + i))}" \
     --controller-voters "$V" --data-dir "$DIR/n$i" >> "$DIR/n$i.log" 2>&1 &
   PIDS+=($!)
 done

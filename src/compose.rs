@@ -5,6 +5,7 @@
 //! Works with `docker compose` (v2 plugin) or `docker-compose` (v1), whichever runs.
 //! A project started here is taken down with its volumes when dropped.
 
+use crate::free_port;
 use anyhow::{Context, bail};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -89,6 +90,9 @@ pub struct Compose {
     /// Host ports of the Kafka EXTERNAL listeners (KAVKA_N_KAFKA_PORT; the file's
     /// defaults are 9092, 9192, 9292).
     kafka_ports: Option<[u16; 3]>,
+    /// Host ports of the HTTP listeners (KAVKA_N_HTTP_PORT; the file's defaults are 9644,
+    /// 9645, 9646); a test project takes free ones so projects never collide.
+    http_ports: Option<[u16; 3]>,
     /// The image the services run (KAVKA_IMAGE; the file's default is kavka:dev).
     image: Option<String>,
     /// Taken down on drop (the chaos run against a user's own cluster leaves it up).
@@ -102,6 +106,7 @@ impl Compose {
             project: project.to_string(),
             ports,
             kafka_ports: None,
+            http_ports: (|| Some([free_port().ok()?, free_port().ok()?, free_port().ok()?]))(),
             image: None,
             owned: true,
         }
@@ -113,6 +118,7 @@ impl Compose {
             project: project.to_string(),
             ports,
             kafka_ports: None,
+            http_ports: None,
             image: None,
             owned: false,
         }
@@ -140,6 +146,12 @@ impl Compose {
             .join(",")
     }
 
+    /// Node `node`'s HTTP listener (metrics, health) as published on the host.
+    pub fn http_addr(&self, node: usize) -> String {
+        let ports = self.http_ports.unwrap_or([9644, 9645, 9646]);
+        format!("127.0.0.1:{}", ports[(node.clamp(1, 3)) - 1])
+    }
+
     /// The host's bootstrap list (each node's external listener).
     pub fn bootstrap(&self) -> String {
         self.ports
@@ -162,6 +174,9 @@ impl Compose {
         }
         for (i, p) in self.kafka_ports.iter().flatten().enumerate() {
             c.env(format!("KAVKA_{}_KAFKA_PORT", i + 1), p.to_string());
+        }
+        for (i, p) in self.http_ports.iter().flatten().enumerate() {
+            c.env(format!("KAVKA_{}_HTTP_PORT", i + 1), p.to_string());
         }
         if let Some(image) = &self.image {
             c.env("KAVKA_IMAGE", image);

@@ -8,6 +8,7 @@ pub mod checker;
 pub mod cli_output;
 mod cluster;
 pub mod compose;
+pub mod http;
 pub mod kafka_clients;
 mod node;
 pub mod raw_grpc;

@@ -113,6 +113,22 @@ async fn compose_cluster_survives_a_leader_kill_without_losing_acknowledged_writ
     cluster.up().unwrap();
     cluster.wait_healthy(DEADLINE).await.unwrap();
     let bootstrap = cluster.bootstrap();
+    // Each node's HTTP port is published: metrics and health from the host.
+    for n in 1..=3 {
+        let addr = cluster.http_addr(n);
+        let ready = kavka_harness::http::http_get(&addr, "/health/ready", DEADLINE)
+            .await
+            .unwrap();
+        assert_eq!(ready.status, 200, "node {n}: {}", ready.body);
+        let metrics = kavka_harness::http::http_get(&addr, "/metrics", DEADLINE)
+            .await
+            .unwrap();
+        assert!(
+            metrics.body.contains("kavka_broker_fenced 0"),
+            "node {n}: {}",
+            metrics.body
+        );
+    }
 
     // The host CLI, through the published ports.
     let out = run_cli(

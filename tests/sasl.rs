@@ -128,6 +128,21 @@ async fn real_clients_authenticate_with_scram_and_plain() {
         "{err}"
     );
     assert!(n.node.log().contains("SASL authentication failed"));
+    // Counted in the metrics, by listener and result.
+    let m = kavka_harness::http::http_get(&n.node.http_addr(), "/metrics", Duration::from_secs(30))
+        .await
+        .unwrap();
+    let samples = kavka_harness::http::parse_prometheus(&m.body).unwrap();
+    let count = |result: &str| {
+        kavka_harness::http::value(
+            &samples,
+            "kavka_kafka_authentications_total",
+            &[("listener", "CLIENTS"), ("result", result)],
+        )
+        .unwrap_or(0.0)
+    };
+    assert!(count("failure") >= 1.0, "{}", m.body);
+    assert!(count("success") >= 6.0, "{}", m.body);
 
     // confluent-kafka's producer and consumer, SCRAM-SHA-512.
     let script = format!(

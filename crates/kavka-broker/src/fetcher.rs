@@ -18,6 +18,7 @@
 use crate::partition::{Partition, Role, blocking};
 use crate::replica_manager::ReplicaManager;
 use kavka_model::data::{ReplicaFetch, ReplicaFetchOutcome, ReplicaFetchPartition, ReplicaFetched};
+use kavka_model::failure_log::{FailureLog, Report};
 use kavka_model::{BrokerId, ErrorCode, LeaderEpoch, Offset};
 use kavka_proto::v1::{self, broker_service_client::BrokerServiceClient};
 use std::collections::HashMap;
@@ -76,6 +77,7 @@ async fn fetch_from(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut followed = replicas.followed();
+    let mut failures = FailureLog::default();
     loop {
         if *shutdown.borrow() || partitions_of(&followed, leader).is_empty() {
             return;
@@ -99,10 +101,27 @@ async fn fetch_from(
         let client = BrokerServiceClient::new(endpoint.connect_lazy())
             .max_decoding_message_size(crate::service::MESSAGE_BYTES_MAX)
             .max_encoding_message_size(crate::service::MESSAGE_BYTES_MAX);
-        match session(&replicas, leader, client, &mut followed, &mut shutdown).await {
+        match session(
+            &replicas,
+            leader,
+            client,
+            &mut followed,
+            &mut shutdown,
+            &mut failures,
+        )
+        .await
+        {
             Ok(()) => return,
             Err(e) => {
-                tracing::debug!(%leader, error = %e, "replica fetch session ended");
+                match failures.failed(std::time::Instant::now()) {
+                    Report::Started => {
+                        tracing::warn!(%leader, error = %e, "replica fetcher: cannot fetch from the leader (logged again every 30 s while it fails)");
+                    }
+                    Report::StillFailing { attempts, for_ } => {
+                        tracing::warn!(%leader, error = %e, attempts, for_s = for_.as_secs(), "replica fetcher: still failing to fetch from the leader");
+                    }
+                    _ => tracing::debug!(%leader, error = %e, "replica fetch session ended"),
+                }
                 if pause(&mut shutdown, BACKOFF).await {
                     return;
                 }
@@ -127,10 +146,14 @@ async fn session(
     mut client: BrokerServiceClient<Channel>,
     followed: &mut watch::Receiver<crate::replica_manager::Followed>,
     shutdown: &mut watch::Receiver<bool>,
+    failures: &mut FailureLog,
 ) -> Result<(), String> {
     let config = replicas.config().clone();
     let me = config.node_id;
     let (mut tx, mut responses) = open_stream(&mut client).await?;
+    if let Report::Recovered { attempts, after } = failures.succeeded(std::time::Instant::now()) {
+        tracing::info!(%leader, attempts, after_s = after.as_secs(), "replica fetcher: fetching from the leader again");
+    }
     // Where in the followed partitions the next fetch starts.
     let mut head: usize = 0;
     loop {

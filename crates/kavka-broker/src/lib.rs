@@ -25,6 +25,7 @@ mod group_log;
 mod isr;
 pub mod lease;
 pub mod metadata;
+pub mod metrics;
 pub mod node;
 mod partition;
 pub mod producer_ids;

@@ -31,6 +31,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
+/// How often a scrape tries the log lock before it leaves the log's fields out.
+const LOG_LOCK_TRIES_FOR_STATS: usize = 1000;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Role {
     /// Not yet assigned by an image, or the partition has no leader.
@@ -81,6 +84,9 @@ pub(crate) struct Partition {
     flushed_at_ms: AtomicI64,
     state: Mutex<ReplicaState>,
     high_watermark: AtomicI64,
+    /// As follower: the leader's high watermark in its last fetch answer (-1: none yet),
+    /// for the replica fetcher lag metric.
+    leader_high_watermark: AtomicI64,
     /// The leader epoch this follower last truncated for (-1: never).
     synced_epoch: AtomicI32,
     /// Bumped on every high watermark, ISR or role change: acks=all waiters and consumer
@@ -128,6 +134,7 @@ impl Partition {
                 stale: false,
             }),
             high_watermark: AtomicI64::new(hw.0.max(0)),
+            leader_high_watermark: AtomicI64::new(-1),
             synced_epoch: AtomicI32::new(-1),
             changes: watch::channel(0).0,
             appended: watch::channel(0).0,
@@ -220,6 +227,48 @@ impl Partition {
         role
     }
 
+    /// What the metrics show of this replica, read under the log lock then the role lock
+    /// (the module's lock order); for scrape time, off the async runtime. A log held by a
+    /// long operation (compaction, a large read) is not waited for: its fields are left
+    /// out (`log_known` false) and the role's are still read.
+    pub(crate) fn stats(&self) -> crate::metrics::PartitionStats {
+        // Appends hold the log for microseconds: a few tries see it free.
+        let mut log = None;
+        for _ in 0..LOG_LOCK_TRIES_FOR_STATS {
+            match self.log.try_lock() {
+                Ok(l) => {
+                    log = Some(l);
+                    break;
+                }
+                Err(std::sync::TryLockError::Poisoned(p)) => {
+                    log = Some(p.into_inner());
+                    break;
+                }
+                Err(std::sync::TryLockError::WouldBlock) => std::thread::yield_now(),
+            }
+        }
+        let st = self.state();
+        let mut stats = crate::metrics::PartitionStats {
+            leader: st.role == Role::Leader && !st.stale,
+            follower: matches!(st.role, Role::Follower(_)),
+            replicas: st.replicas.len(),
+            isr: st.isr.len(),
+            min_isr: st.min_isr,
+            high_watermark: self.high_watermark().0,
+            leader_high_watermark: self.leader_high_watermark.load(Ordering::Relaxed),
+            ..Default::default()
+        };
+        if let Some(log) = log {
+            stats.log_known = true;
+            stats.log_start_offset = log.log_start_offset().0;
+            stats.log_end_offset = log.log_end_offset().0;
+            stats.size_bytes = log.size_bytes();
+            stats.segments = log.segment_count();
+            stats.producers = log.producer_count();
+        }
+        stats
+    }
+
     pub(crate) fn log_config(&self) -> LogConfig {
         self.lock().config().clone()
     }
@@ -292,6 +341,11 @@ impl Partition {
         acks_all: bool,
     ) -> Result<(AppendInfo, LeaderEpoch), KafkaError> {
         let result = self.append_to_log(records, log_append_time, acks_all).await;
+        if let Ok((info, _)) = &result
+            && info.duplicate
+        {
+            metrics::counter!("kavka_producer_duplicate_batches_total").increment(1);
+        }
         match &result {
             Err(e) if e.code == ErrorCode::KafkaStorageError => {
                 if !self.storage_error_logged.swap(true, Ordering::Relaxed) {
@@ -636,6 +690,8 @@ impl Partition {
                     .map_err(kafka_error)?;
             }
             let end = log.log_end_offset();
+            self.leader_high_watermark
+                .store(leader_hw.0, Ordering::Relaxed);
             let hw = leader_hw.min(end);
             if hw.0 > self.high_watermark.fetch_max(hw.0, Ordering::AcqRel) {
                 self.changed();

@@ -196,9 +196,12 @@ impl Controller {
     ) -> Result<R, ControllerError> {
         let _one_at_a_time = self.deciding.lock().await;
         self.quorum.ensure_linearizable().await?;
-        let d = f(&self.quorum.image());
+        let image = self.quorum.image();
+        let d = f(&image);
         if !d.records.is_empty() {
+            let counted = crate::metrics::count(&image, &d.records);
             self.quorum.propose(d.records).await?;
+            crate::metrics::count_committed(counted);
         }
         Ok(d.reply)
     }

@@ -17,6 +17,7 @@
 pub mod client_port;
 pub mod control;
 pub mod controller;
+pub mod metrics;
 pub mod node;
 pub mod quorum;
 pub mod raft;

@@ -123,6 +123,7 @@ impl Quorum {
                 secret: cfg.secret.clone(),
                 voters: cfg.voters.clone(),
                 image: sm.subscribe(),
+                reachability: Arc::default(),
             },
             log,
             sm.clone(),

@@ -745,6 +745,8 @@ impl Group {
             self.remove_member(&id);
         }
         self.generation_id += 1;
+        // Kafka's group-completed-rebalance-count.
+        metrics::counter!("kavka_group_rebalances_total", "protocol" => "classic").increment(1);
         self.rebalance_deadline = None;
         self.initial_join = false;
         if self.members.is_empty() {

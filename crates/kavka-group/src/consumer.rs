@@ -761,6 +761,8 @@ impl ConsumerGroup {
         });
         self.target = target;
         self.assignment_epoch = self.group_epoch;
+        // A new target assignment: KIP-848's rebalance.
+        metrics::counter!("kavka_group_rebalances_total", "protocol" => "consumer").increment(1);
     }
 
     /// Expires silent members and fences members that do not revoke in time.

@@ -11,6 +11,7 @@
 pub mod console;
 mod health;
 pub mod metrics;
+mod process;
 
 use axum::Router;
 use kavka_broker::node::BrokerNode;
@@ -26,6 +27,9 @@ pub struct HttpState {
     pub node_id: BrokerId,
     /// Renders the process's metrics; `None` when no recorder could be installed.
     pub metrics: Option<PrometheusHandle>,
+    /// Scrape-time gauges: each hook sets the gauges of the part that owns them, just
+    /// before `/metrics` renders (see `metrics`).
+    pub collect: Vec<metrics::Collect>,
     /// Flips once the node serves clients: registered, unfenced and caught up with the
     /// metadata (the condition the client listeners wait for).
     pub ready: watch::Receiver<bool>,

@@ -105,6 +105,7 @@ async fn sasl_step(
     session: &mut Option<SaslSession>,
     request: RequestKind,
     peer: SocketAddr,
+    listener: &str,
 ) -> (ResponseKind, bool) {
     use kafka_protocol::messages::{SaslAuthenticateResponse, SaslHandshakeResponse};
     let illegal = |message: &str| sasl::Refusal {
@@ -140,6 +141,7 @@ async fn sasl_step(
                 Ok(bytes) => {
                     if let Some(p) = session.as_ref().and_then(SaslSession::principal) {
                         tracing::debug!(%peer, principal = %p, "authenticated");
+                        crate::metrics::authentication(listener, true);
                     }
                     (
                         ResponseKind::SaslAuthenticate(
@@ -150,6 +152,7 @@ async fn sasl_step(
                 }
                 Err(refusal) => {
                     tracing::warn!(%peer, reason = %refusal.message, "SASL authentication failed");
+                    crate::metrics::authentication(listener, false);
                     // Kafka's connection.failed.authentication.delay.ms: slow guessing.
                     tokio::time::sleep(sasl::FAILED_AUTHENTICATION_DELAY).await;
                     (
@@ -185,6 +188,7 @@ pub(crate) async fn run<S>(
     let span = tracing::info_span!("kafka_conn", %peer, listener = %listener);
     let client_host = format!("/{}", peer.ip());
     async move {
+        let _open = crate::metrics::OpenConnection::new(&listener);
         let (mut rd, mut wr) = tokio::io::split(stream);
         let cfg = &broker.config;
         // On a SASL listener: the connection's authentication, before anything else.
@@ -231,7 +235,7 @@ pub(crate) async fn run<S>(
                     let body = if matches!(key, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)
                         && versions::supported(key, version)
                     {
-                        let (body, close) = sasl_step(&broker, &mut sasl, *request, peer).await;
+                        let (body, close) = sasl_step(&broker, &mut sasl, *request, peer, &listener).await;
                         close_after = close;
                         body
                     } else if unauthenticated && key != ApiKey::ApiVersions {
@@ -246,7 +250,10 @@ pub(crate) async fn run<S>(
                             client_id,
                             client_host: &client_host,
                         };
-                        match api::handle(&broker, &ctx, *request).instrument(span).await {
+                        let started = std::time::Instant::now();
+                        let answered = api::handle(&broker, &ctx, *request).instrument(span).await;
+                        crate::metrics::request_done(crate::metrics::api_label(key), started);
+                        match answered {
                             Some(body) => body,
                             None => continue, // acks=0: Kafka sends no response
                         }

@@ -22,6 +22,7 @@ mod conn;
 pub mod frame;
 mod gather;
 pub mod listeners;
+pub mod metrics;
 mod response_frame;
 pub mod sasl;
 pub mod tls;

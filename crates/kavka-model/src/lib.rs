@@ -13,6 +13,7 @@ mod config;
 pub mod data;
 pub mod epoch;
 mod error;
+pub mod failure_log;
 mod ids;
 pub mod partitioner;
 pub mod scram;

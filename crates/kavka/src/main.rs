@@ -77,7 +77,17 @@ fn main() -> ExitCode {
     // a closed pipe (`| head`) ends the CLI quietly in `cli::write_line`.
     let cli = Cli::parse();
     let is_server = matches!(cli.command, Command::Server(_) | Command::Dev(_));
-    init_tracing(is_server);
+    let log_format = match &cli.command {
+        Command::Server(args) => match args.log_format() {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => server::LogFormat::Text,
+    };
+    init_tracing(is_server, log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -113,7 +123,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(is_server: bool) {
+/// openraft's modules that warn once per failed attempt to reach a peer.
+const OPENRAFT_PEER_NOISE: &str = "openraft::core::heartbeat=error,openraft::replication=error,openraft::engine::handler::replication_handler=error";
+
+fn init_tracing(is_server: bool, format: server::LogFormat) {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     let default = if is_server {
@@ -125,17 +138,37 @@ fn init_tracing(is_server: bool) {
         .ok()
         .filter(|s| tracing_subscriber::EnvFilter::try_new(s).is_ok())
         .unwrap_or_else(|| default.to_string());
+    // openraft warns at every attempt to reach a dead voter (twice a second, with the
+    // whole error chain); our Raft network logs that once, then every 30 s with a count.
+    // Unless the filter asks for openraft by name, those per-attempt warnings are off.
+    let spec = if spec.contains("openraft") {
+        spec
+    } else {
+        format!("{spec},{OPENRAFT_PEER_NOISE}")
+    };
     let filter = tracing_subscriber::EnvFilter::new(&spec);
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
-    tracing_subscriber::registry()
-        .with(filter)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .with_target(false),
-        )
-        .init();
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        server::LogFormat::Text => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                    .with_target(false),
+            )
+            .init(),
+        // One object per line: time, level, message and fields, and the spans it is in.
+        server::LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr)
+                    .with_current_span(true)
+                    .with_span_list(false),
+            )
+            .init(),
+    }
     if is_server {
         log_levels::install(handle, &spec);
     }

@@ -48,6 +48,39 @@ pub async fn in_request_order<A, B, F>(
         .collect()
 }
 
+/// Counts a produce request's outcome for the metrics: bytes (`bytes_of` a partition)
+/// and records appended, and the partitions that failed, by error code; `once`: the
+/// bytes are the whole request's, counted once rather than per partition.
+fn record_produce(
+    topic: &TopicName,
+    result: &Result<PartitionResults<Option<ProduceResult>>, KafkaError>,
+    bytes_of: impl Fn(PartitionId) -> u64,
+    once: bool,
+) {
+    match result {
+        Ok(parts) => {
+            let (mut bytes, mut records) = (0, 0);
+            for (p, r) in parts {
+                if let Ok(r) = r {
+                    if !once || bytes == 0 {
+                        bytes += bytes_of(*p);
+                    }
+                    records += r.as_ref().map_or(0, |r| r.record_count.max(0) as u64);
+                }
+            }
+            crate::metrics::record_produce(
+                topic,
+                bytes,
+                records,
+                parts
+                    .iter()
+                    .filter_map(|(_, r)| r.as_ref().err().map(|e| e.code)),
+            );
+        }
+        Err(e) => crate::metrics::record_produce(topic, 0, 0, std::iter::once(e.code)),
+    }
+}
+
 impl BrokerApi {
     /// Appends producer batches (RecordBatch v2 bytes) to partitions of `topic`;
     /// validating them decompresses at most what is left of the request's `budget`.
@@ -60,9 +93,19 @@ impl BrokerApi {
         batches: Vec<(PartitionId, Vec<u8>)>,
         budget: &DecodeBudget,
     ) -> Result<PartitionResults<Option<ProduceResult>>, KafkaError> {
-        self.replicas
+        let sizes: Vec<(PartitionId, u64)> =
+            batches.iter().map(|(p, b)| (*p, b.len() as u64)).collect();
+        let result = self
+            .replicas
             .produce(topic, acks, timeout, batches, budget)
-            .await
+            .await;
+        record_produce(
+            topic,
+            &result,
+            |p| sizes.iter().filter(|(q, _)| *q == p).map(|(_, n)| *n).sum(),
+            false,
+        );
+        result
     }
 
     /// Partitions, batches and appends structured records (gRPC clients).
@@ -74,9 +117,27 @@ impl BrokerApi {
         records: Vec<(Option<PartitionId>, NewRecord)>,
         compression: Compression,
     ) -> Result<PartitionResults<Option<ProduceResult>>, KafkaError> {
-        self.replicas
+        // The records' payload (keys, values, headers) stands for their batch bytes.
+        let bytes: u64 = records
+            .iter()
+            .map(|(_, r)| {
+                let kv =
+                    r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len());
+                (kv + r
+                    .headers
+                    .iter()
+                    .map(|h| h.key.len() + h.value.as_ref().map_or(0, |v| v.len()))
+                    .sum::<usize>()) as u64
+            })
+            .sum();
+        let result = self
+            .replicas
             .produce_records(topic, acks, timeout, records, compression)
-            .await
+            .await;
+        // Records are partitioned inside: the bytes count once any partition took them.
+        let took = matches!(&result, Ok(parts) if parts.iter().any(|(_, r)| r.is_ok()));
+        record_produce(topic, &result, |_| if took { bytes } else { 0 }, true);
+        result
     }
 
     /// A consumer fetch, with long-poll (see `ReplicaManager::fetch`).
@@ -87,9 +148,24 @@ impl BrokerApi {
         min_bytes: usize,
         max_bytes: usize,
     ) -> Vec<FetchedPartition> {
-        self.replicas
+        let fetched = self
+            .replicas
             .fetch(partitions, max_wait_ms, min_bytes, max_bytes)
-            .await
+            .await;
+        let mut by_topic: Vec<(&TopicName, u64)> = Vec::new();
+        for f in &fetched {
+            match by_topic.last_mut() {
+                Some((t, n)) if *t == &f.tp.topic => *n += f.records.len() as u64,
+                _ => by_topic.push((&f.tp.topic, f.records.len() as u64)),
+            }
+        }
+        crate::metrics::record_fetch(
+            by_topic.into_iter(),
+            fetched
+                .iter()
+                .filter_map(|f| f.error.as_ref().map(|e| e.code)),
+        );
+        fetched
     }
 
     /// ListOffsets of partitions of one topic.

@@ -238,7 +238,7 @@ impl ReplicaManager {
     }
 
     /// The partitions hosted here whose logs are open.
-    pub(super) fn online(&self) -> Vec<Arc<Partition>> {
+    pub(crate) fn online(&self) -> Vec<Arc<Partition>> {
         self.read_state()
             .partitions
             .values()
@@ -274,15 +274,15 @@ impl ReplicaManager {
                 else {
                     continue;
                 };
-                let isr = match decision {
+                let (isr, shrink) = match decision {
                     IsrDecision::None => continue,
                     IsrDecision::Shrink(isr) => {
                         tracing::info!(partition = %part.tp, ?isr, "proposing ISR shrink");
-                        isr
+                        (isr, true)
                     }
                     IsrDecision::Expand(isr) => {
                         tracing::info!(partition = %part.tp, ?isr, "proposing ISR expansion");
-                        isr
+                        (isr, false)
                     }
                 };
                 let req = v1::AlterPartitionRequest {
@@ -303,7 +303,9 @@ impl ReplicaManager {
                         })
                         .await;
                     match r {
-                        Ok(v1::AlterPartitionResponse { error: None, .. }) => {}
+                        Ok(v1::AlterPartitionResponse { error: None, .. }) => {
+                            crate::metrics::isr_changed(shrink);
+                        }
                         Ok(v1::AlterPartitionResponse { error: Some(e), .. }) => {
                             tracing::info!(partition = %part.tp, error = %e.message, "ISR change refused");
                             part.clear_pending_isr();

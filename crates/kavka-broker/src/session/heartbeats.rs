@@ -9,6 +9,7 @@ use super::{ControllerSession, controller_id_from_wire};
 use crate::controllers::Controllers;
 use crate::replica_manager::ReplicaManager;
 use kavka_model::ErrorCode;
+use kavka_model::failure_log::{FailureLog, Report};
 use kavka_proto::v1;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -57,6 +58,7 @@ impl ControllerSession {
             rack: config.rack.clone().unwrap_or_default(),
         };
         let mut target: Option<String> = None;
+        let mut register_failures = FailureLog::default();
         'register: loop {
             let resp = tokio::select! {
                 r = controllers.call(|mut c| { let req = request.clone(); async move { c.register_broker(req).await.map(|r| r.into_inner()) } }) => r,
@@ -64,6 +66,7 @@ impl ControllerSession {
             };
             match resp {
                 Ok(r) if r.error.is_none() => {
+                    register_failures.succeeded(std::time::Instant::now());
                     target = r.hint.map(|h| h.leader_addr).or(target);
                     tracing::info!(broker = %config.node_id, incarnation = %self.incarnation_id, "registered with the controller quorum");
                 }
@@ -88,7 +91,15 @@ impl ControllerSession {
                     continue 'register;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot register yet");
+                    match register_failures.failed(std::time::Instant::now()) {
+                        Report::Started => {
+                            tracing::warn!(error = %e, "cannot register yet (logged again every 30 s while it fails)")
+                        }
+                        Report::StillFailing { attempts, for_ } => {
+                            tracing::warn!(error = %e, attempts, for_s = for_.as_secs(), "still cannot register")
+                        }
+                        _ => tracing::debug!(error = %e, "cannot register yet"),
+                    }
                     if sleep_or_stop(&mut shutdown, Duration::from_millis(500)).await {
                         return;
                     }

@@ -3,7 +3,10 @@
 //!
 //! Each call has the deadline openraft gives it (`RPCOption::hard_ttl`). A peer that
 //! cannot be reached is `Unreachable` (openraft backs off); a call that fails midway is a
-//! `NetworkError`.
+//! `NetworkError`. A peer that stays unreachable is logged once, then every
+//! `FAILURE_LOG_EVERY` with a count, and once when it answers again ([`PeerReachability`],
+//! shared by every client openraft makes for the peer); openraft's own per-attempt
+//! warnings about it are filtered out by the binary's default log filter.
 
 use crate::types::{NodeId, TypeConfig, VoterNode};
 use kavka_proto::v1::RaftMessage;
@@ -57,6 +60,49 @@ pub struct GrpcNetworkFactory {
     pub secret: Option<ControllerSecret>,
     pub voters: std::collections::BTreeMap<NodeId, VoterNode>,
     pub image: ImageWatch,
+    pub reachability: Arc<PeerReachability>,
+}
+
+/// Which peers fail to answer, for logging it once rather than each attempt.
+#[derive(Debug, Default)]
+pub struct PeerReachability {
+    peers:
+        std::sync::Mutex<std::collections::HashMap<NodeId, kavka_model::failure_log::FailureLog>>,
+}
+
+impl PeerReachability {
+    fn note(&self, peer: NodeId, addr: &str, outcome: Result<(), &tonic::Status>) {
+        use kavka_model::failure_log::Report;
+        let now = std::time::Instant::now();
+        let report = {
+            let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+            let log = peers.entry(peer).or_default();
+            match outcome {
+                // Not reached (or no answer in time); any answer, even a refusal, is.
+                Err(s)
+                    if matches!(
+                        s.code(),
+                        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded
+                    ) =>
+                {
+                    log.failed(now)
+                }
+                _ => log.succeeded(now),
+            }
+        };
+        match (report, outcome) {
+            (Report::Started, Err(s)) => {
+                tracing::warn!(peer, %addr, code = ?s.code(), error = %s.message(), "controller peer unreachable (logged again every 30 s while it stays so)");
+            }
+            (Report::StillFailing { attempts, for_ }, _) => {
+                tracing::warn!(peer, %addr, attempts, for_s = for_.as_secs(), "controller peer still unreachable");
+            }
+            (Report::Recovered { attempts, after }, _) => {
+                tracing::info!(peer, %addr, attempts, after_s = after.as_secs(), "controller peer reachable again");
+            }
+            _ => {}
+        }
+    }
 }
 
 impl RaftNetworkFactory<TypeConfig> for GrpcNetworkFactory {
@@ -70,6 +116,7 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetworkFactory {
             client: None,
             secret: self.secret.clone(),
             image: self.image.clone(),
+            reachability: Arc::clone(&self.reachability),
         }
     }
 }
@@ -80,6 +127,7 @@ pub struct GrpcNetwork {
     client: Option<RaftServiceClient<Channel>>,
     secret: Option<ControllerSecret>,
     image: ImageWatch,
+    reachability: Arc<PeerReachability>,
 }
 
 #[derive(Clone, Copy)]
@@ -134,6 +182,8 @@ impl GrpcNetwork {
             Method::Vote => client.vote(request).await,
             Method::Snapshot => client.full_snapshot(request).await,
         };
+        self.reachability
+            .note(self.target, &self.addr, resp.as_ref().map(|_| ()));
         let resp = resp.map_err(|s| {
             if s.code() == tonic::Code::Unavailable {
                 // Reconnect next time: the peer may have restarted.

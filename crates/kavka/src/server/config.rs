@@ -96,6 +96,10 @@ pub struct NodeSection {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_retention_check_interval_ms: Option<u64>,
+    /// Server log format: `text` (default) or `json` (one JSON object per line).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<String>,
 }
 
 /// The gRPC listeners and what they advertise.
@@ -130,6 +134,11 @@ pub struct ListenerSection {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_listen: Option<String>,
+    /// Most per-partition series /metrics exports (log size, offsets, lag per partition);
+    /// beyond it only per-topic and per-broker aggregates remain (default 10000).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_partition_series_max: Option<usize>,
 }
 
 /// The Kafka wire-protocol listeners.
@@ -492,7 +501,35 @@ fn layered(file: Option<&Path>, env: Layer, flags: &ServerConfig) -> anyhow::Res
     })
 }
 
+/// How the server writes its log (`log_format`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+impl LogFormat {
+    /// `None` is the default; anything but `text` and `json` is refused, naming the value.
+    pub fn parse(value: Option<&str>) -> anyhow::Result<Self> {
+        match value.map(str::trim) {
+            None | Some("text") => Ok(LogFormat::Text),
+            Some("json") => Ok(LogFormat::Json),
+            Some(other) => bail!("invalid log format '{other}': expected text or json"),
+        }
+    }
+}
+
 impl ServerArgs {
+    /// The log format alone, resolved as every key is (file, environment, flags), for
+    /// setting up logging before the rest is resolved and reported.
+    pub fn log_format(&self) -> anyhow::Result<LogFormat> {
+        let c = layered(self.config.as_deref(), Layer::process_env()?, &self.flags)?;
+        LogFormat::parse(c.node.log_format.as_deref())
+    }
+
     /// `kavka server`: the file named by `--config`/`KAVKA_CONFIG`, the process's
     /// environment and the flags.
     pub fn resolve(self) -> anyhow::Result<Settings> {
@@ -526,6 +563,9 @@ pub struct Settings {
     pub http_advertised: Option<(String, u16)>,
     /// The HTTP listener (metrics, health, console); `None` when turned off with ''.
     pub http_listen: Option<SocketAddr>,
+    /// The cap on per-partition metric series (`metrics_partition_series_max`).
+    pub metrics_partition_series_max: usize,
+    pub log_format: LogFormat,
     /// Kafka listeners to bind, and what each advertises (port 0: the bound port).
     pub kafka_listeners: Vec<KafkaListener>,
     pub kafka_advertised: Vec<KafkaListener>,
@@ -679,6 +719,10 @@ impl Settings {
             "HTTP listen address",
             "0.0.0.0:9644",
         )?;
+        let metrics_partition_series_max = listeners
+            .metrics_partition_series_max
+            .unwrap_or(kavka_broker::metrics::PARTITION_SERIES_MAX_DEFAULT);
+        let log_format = LogFormat::parse(node.log_format.as_deref())?;
         let external_advertised = match (listeners.external_advertised_address, external_listen) {
             (None, None) => None,
             (Some(a), Some(_)) => {
@@ -907,6 +951,8 @@ impl Settings {
             external_listen,
             http_advertised,
             http_listen,
+            metrics_partition_series_max,
+            log_format,
             kafka_listeners,
             kafka_advertised,
             kafka,
@@ -997,6 +1043,46 @@ mod tests {
 
     fn flags(flags: &[&str]) -> anyhow::Result<Settings> {
         resolve(None, &[], flags)
+    }
+
+    #[test]
+    fn log_format_and_the_metrics_cap() {
+        let s = flags(&[]).unwrap();
+        assert_eq!(s.log_format, LogFormat::Text);
+        assert_eq!(s.metrics_partition_series_max, 10_000);
+        let s = resolve(
+            Some("log_format = \"json\"\nmetrics_partition_series_max = 5\n"),
+            &[],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            (s.log_format, s.metrics_partition_series_max),
+            (LogFormat::Json, 5)
+        );
+        let s = resolve(
+            None,
+            &[
+                ("KAVKA_LOG_FORMAT", "json"),
+                ("KAVKA_METRICS_PARTITION_SERIES_MAX", "7"),
+            ],
+            &["--log-format=text"],
+        )
+        .unwrap();
+        assert_eq!(
+            (s.log_format, s.metrics_partition_series_max),
+            (LogFormat::Text, 7)
+        );
+        let e = flags(&["--log-format=xml"]).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("invalid log format 'xml': expected text or json"),
+            "{e:#}"
+        );
+        let e = resolve(None, &[("KAVKA_METRICS_PARTITION_SERIES_MAX", "many")], &[]).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("KAVKA_METRICS_PARTITION_SERIES_MAX"),
+            "{e:#}"
+        );
     }
 
     #[test]
@@ -1183,7 +1269,7 @@ mod tests {
     #[test]
     fn every_key_has_a_flag_and_a_variable() {
         let keys = ServerConfig::keys();
-        assert_eq!(keys.len(), 42, "{keys:?}");
+        assert_eq!(keys.len(), 44, "{keys:?}");
         let cmd = <Cmd as clap::CommandFactory>::command();
         for key in &keys {
             let long = key.replace('_', "-");
@@ -1215,6 +1301,9 @@ mod tests {
         assert_eq!(s.broker.replica_isr_join_fetch_max_ms, 2_000);
         assert_eq!(s.broker.alter_partition_timeout_ms, 5_000);
         assert_eq!(s.kafka_advertised[0].host, "127.0.0.1");
+        assert_eq!(s.http_listen, Some("0.0.0.0:9644".parse().unwrap()));
+        assert_eq!(s.metrics_partition_series_max, 10_000);
+        assert_eq!(s.log_format, LogFormat::Text);
     }
 
     #[test]

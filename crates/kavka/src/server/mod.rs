@@ -5,11 +5,12 @@
 mod config;
 mod data_dir;
 mod dev;
+mod grpc_metrics;
 mod open_files;
 mod serve;
 mod shutdown;
 
-pub use config::ServerArgs;
+pub use config::{LogFormat, ServerArgs};
 pub use dev::{DevArgs, dev};
 
 /// `kavka server`.

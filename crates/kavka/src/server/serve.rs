@@ -246,20 +246,56 @@ pub async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
     // controller-only node serves no clients: ready once its voter runs).
     if let Some(l) = http_listener {
         let metrics = match kavka_http::metrics::install() {
-            Ok(h) => Some(h),
+            Ok(h) => {
+                tasks.push(tokio::spawn(kavka_http::metrics::run_upkeep(
+                    h.clone(),
+                    shutdown_rx.clone(),
+                )));
+                Some(h)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "metrics are off: cannot install the recorder");
                 None
             }
         };
+        // Scrape-time gauges, each from the part that owns the numbers.
+        let mut collect: Vec<kavka_http::metrics::Collect> = Vec::new();
+        if let Some(b) = broker_node.clone() {
+            let cap = settings.metrics_partition_series_max;
+            collect.push(Arc::new(move || kavka_broker::metrics::collect(&b, cap)));
+            collect.push(Arc::new(kavka_kafka::metrics::collect));
+        }
+        if let Some(c) = controller_node.clone() {
+            collect.push(Arc::new(move || {
+                kavka_controller::metrics::collect(&c.quorum)
+            }));
+        }
         let ready = if settings.broker_role {
             broker_ready_rx.clone()
+        } else if let Some(c) = &controller_node {
+            // A controller-only node serves no clients: ready once its voter is part of a
+            // quorum that has elected a leader (it can then vote and replicate).
+            let (tx, rx) = watch::channel(false);
+            let quorum = Arc::clone(&c.quorum);
+            let mut stop = shutdown_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut changes = quorum.metrics_watch();
+                while quorum.leader().is_none() {
+                    tokio::select! {
+                        alive = quorum.leader_changed(&mut changes) => if !alive { return },
+                        _ = stop.changed() => return,
+                    }
+                }
+                let _ = tx.send(true);
+            }));
+            rx
         } else {
             watch::channel(true).1
         };
         let router = kavka_http::router(kavka_http::HttpState {
             node_id: settings.broker.node_id,
             metrics,
+            collect,
             ready,
             broker: broker_node.clone(),
             shutdown: shutdown_rx.clone(),
@@ -319,6 +355,7 @@ pub async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
     };
     let stopping_broker = broker_node.clone();
     let server = tonic::transport::Server::builder()
+        .layer(super::grpc_metrics::GrpcMetricsLayer)
         .add_service(health_service)
         .add_service(reflection)
         .add_optional_service(controller_svc)
@@ -371,7 +408,7 @@ pub async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
         (true, false) => "controller",
         _ => "broker",
     };
-    tracing::info!(node_id = %settings.broker.node_id, roles, listen = %local, controller_listen = ?controller_local, external = ?external_local, http = ?http_local, kafka = ?kafka_addrs, data_dir = %data_dir.path().display(), flush = settings.broker.flush.name(), voters = ?settings.voters.keys().collect::<Vec<_>>(), "kavka is ready");
+    tracing::info!(node_id = %settings.broker.node_id, roles, listen = %local, controller_listen = ?controller_local, external = ?external_local, http = ?http_local, kafka = ?kafka_addrs, data_dir = %data_dir.path().display(), flush = settings.broker.flush.name(), log_format = ?settings.log_format, voters = ?settings.voters.keys().collect::<Vec<_>>(), "kavka is ready");
     if dev {
         println!(
             "kavka dev: node {} ready in {} ms\n  gRPC      {local}\n  Kafka     {}\n  HTTP      {}\n  Raft      {}\n  data dir  {}\n  try:      kavka topic create orders --partitions 3",
