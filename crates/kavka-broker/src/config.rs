@@ -2,6 +2,7 @@
 
 use kavka_log::FlushPolicy;
 use kavka_model::BrokerId;
+use kavka_model::acl::AuthorizerConfig;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -60,6 +61,10 @@ pub struct BrokerConfig {
     pub producer_id_expiration_ms: i64,
     /// `replica.high.watermark.checkpoint.interval.ms`.
     pub hw_checkpoint_interval_ms: u64,
+    /// `authorizer.class.name` with `super.users` and `allow.everyone.if.no.acl.found`:
+    /// `None` (Kafka's default) allows every request; `Some` checks each against the
+    /// ACLs in the metadata log.
+    pub authorizer: Option<AuthorizerConfig>,
 }
 
 impl BrokerConfig {
@@ -86,6 +91,7 @@ impl BrokerConfig {
             producer_id_expiration_ms: 24 * 60 * 60 * 1000,
             replica_fetch_response_max_bytes: 10 * 1024 * 1024,
             hw_checkpoint_interval_ms: 1000,
+            authorizer: None,
         }
     }
 
