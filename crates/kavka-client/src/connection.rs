@@ -1,13 +1,14 @@
 //! Connecting to a node from a bootstrap list, and routing partition requests to their
 //! leaders (learned from Metadata, refreshed after leader errors).
 
+use crate::credentials::{Channel, Credentials, with_credentials};
 use crate::error::ClientError;
 use kavka_proto::v1::admin_service_client::AdminServiceClient;
 use kavka_proto::v1::broker_service_client::BrokerServiceClient;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 /// Largest gRPC message either way (matches the broker's limit).
 const MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
@@ -106,6 +107,8 @@ pub struct Client {
     channel: Channel,
     addr: String,
     bootstrap: Vec<String>,
+    /// Presented on every call, to every node.
+    credentials: Credentials,
     routes: Arc<Mutex<Routes>>,
 }
 
@@ -151,6 +154,14 @@ impl Client {
     /// Connects to the first node of `bootstrap` that answers (when none answers within
     /// [`PROBE_TIMEOUT`] but some took the connection, to the first of those).
     pub async fn connect(bootstrap: &str) -> Result<Self, ClientError> {
+        Self::connect_as(bootstrap, Credentials::default()).await
+    }
+
+    /// [`Self::connect`], presenting `credentials` on every call.
+    pub async fn connect_as(
+        bootstrap: &str,
+        credentials: Credentials,
+    ) -> Result<Self, ClientError> {
         let addrs = parse_bootstrap(bootstrap)?;
         let mut last_error = String::new();
         let mut silent: Option<Self> = None;
@@ -170,6 +181,7 @@ impl Client {
             };
             match connected {
                 Ok(channel) => {
+                    let channel = with_credentials(channel, &credentials);
                     let client = Self {
                         admin: AdminServiceClient::new(channel.clone())
                             .max_decoding_message_size(MESSAGE_BYTES_MAX),
@@ -177,6 +189,7 @@ impl Client {
                         channel,
                         addr: addr.clone(),
                         bootstrap: addrs.clone(),
+                        credentials: credentials.clone(),
                         routes: Arc::default(),
                     };
                     match probe(client.channel()).await {
@@ -208,6 +221,11 @@ impl Client {
             addrs: addrs.join(","),
             reason: last_error,
         })
+    }
+
+    /// Wraps a transport channel so that its calls carry this client's credentials.
+    pub(crate) fn authenticated(&self, channel: tonic::transport::Channel) -> Channel {
+        with_credentials(channel, &self.credentials)
     }
 
     /// The connection to the node this client talks to.
@@ -286,6 +304,7 @@ impl Client {
                     .keep_alive_timeout(KEEPALIVE_TIMEOUT)
                     .keep_alive_while_idle(true)
                     .connect_lazy();
+                let channel = with_credentials(channel, &self.credentials);
                 routes.brokers.insert(b.id, (addr, channel));
             }
         }

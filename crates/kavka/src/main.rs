@@ -27,6 +27,24 @@ struct Cli {
         default_value = "127.0.0.1:9093"
     )]
     bootstrap: String,
+    /// Authenticate as this user (a SCRAM user made with `kavka user create`); the
+    /// password comes from KAVKA_PASSWORD or --password-file. Needed where the cluster
+    /// enforces ACLs.
+    #[arg(long, global = true, env = "KAVKA_USER")]
+    user: Option<String>,
+    /// A file holding --user's password (one line).
+    #[arg(long, global = true, env = "KAVKA_PASSWORD_FILE")]
+    password_file: Option<std::path::PathBuf>,
+    /// Act as a node of the cluster, with every permission, by presenting its shared
+    /// secret (the nodes' controller_secret_file): how the first users and ACLs are made
+    /// once ACLs are enforced. Keep the file as private as the nodes' data.
+    #[arg(
+        long,
+        global = true,
+        env = "KAVKA_CLUSTER_SECRET_FILE",
+        conflicts_with = "user"
+    )]
+    cluster_secret_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -88,6 +106,14 @@ fn main() -> ExitCode {
         _ => server::LogFormat::Text,
     };
     init_tracing(is_server, log_format);
+    if let Err(e) = cli::set_credentials(
+        cli.user.as_deref(),
+        cli.password_file.as_deref(),
+        cli.cluster_secret_file.as_deref(),
+    ) {
+        eprintln!("error: {e:#}");
+        return ExitCode::FAILURE;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
