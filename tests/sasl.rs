@@ -195,29 +195,7 @@ async fn the_sasl_protocol_answers_kafkas_errors() {
 
     // A client that skips SASL: its first non-ApiVersions request closes the connection.
     let mut c = TcpStream::connect(&n.sasl_addr).await.unwrap();
-    let mut buf = bytes::BytesMut::new();
-    use bytes::BufMut;
-    use kafka_protocol::protocol::Encodable;
-    buf.put_i32(0);
-    kafka_protocol::messages::RequestHeader::default()
-        .with_request_api_key(ApiKey::Metadata as i16)
-        .with_request_api_version(12)
-        .with_correlation_id(1)
-        .encode(&mut buf, ApiKey::Metadata.request_header_version(12))
-        .unwrap();
-    MetadataRequest::default().encode(&mut buf, 12).unwrap();
-    let len = (buf.len() - 4) as i32;
-    buf[..4].copy_from_slice(&len.to_be_bytes());
-    use tokio::io::AsyncWriteExt;
-    c.write_all(&buf).await.unwrap();
-    let mut one = [0u8; 1];
-    let read = tokio::time::timeout(Duration::from_secs(30), c.read(&mut one))
-        .await
-        .expect("closed in time");
-    assert!(
-        matches!(read, Ok(0) | Err(_)),
-        "the connection must close: {read:?}"
-    );
+    closes_on_metadata(&mut c).await;
 
     // An unknown mechanism: UNSUPPORTED_SASL_MECHANISM with the enabled ones listed.
     let mut c = TcpStream::connect(&n.sasl_addr).await.unwrap();
