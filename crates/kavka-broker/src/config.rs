@@ -60,6 +60,9 @@ pub struct BrokerConfig {
     pub producer_id_expiration_ms: i64,
     /// `replica.high.watermark.checkpoint.interval.ms`.
     pub hw_checkpoint_interval_ms: u64,
+    /// How replica fetchers reach leaders' client gRPC ports: plaintext, or TLS (with
+    /// this node's certificate when it has one) when those ports speak it.
+    pub replica_transport: kavka_tls::Transport,
 }
 
 impl BrokerConfig {
@@ -86,6 +89,7 @@ impl BrokerConfig {
             producer_id_expiration_ms: 24 * 60 * 60 * 1000,
             replica_fetch_response_max_bytes: 10 * 1024 * 1024,
             hw_checkpoint_interval_ms: 1000,
+            replica_transport: kavka_tls::Transport::plaintext(),
         }
     }
 

@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// Pause after errors, so a broken partition or leader does not spin.
 const BACKOFF: Duration = Duration::from_millis(100);
@@ -86,8 +86,10 @@ async fn fetch_from(
             .image()
             .broker(leader)
             .and_then(|b| b.endpoint("grpc").map(|e| format!("{}:{}", e.host, e.port)));
+        let transport = &replicas.config().replica_transport;
         let client = addr.and_then(|a| {
-            Endpoint::from_shared(format!("http://{a}"))
+            transport
+                .endpoint(&a)
                 .ok()
                 .map(|e| e.connect_timeout(Duration::from_secs(2)).tcp_nodelay(true))
         });

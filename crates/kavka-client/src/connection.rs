@@ -4,10 +4,11 @@
 use crate::error::ClientError;
 use kavka_proto::v1::admin_service_client::AdminServiceClient;
 use kavka_proto::v1::broker_service_client::BrokerServiceClient;
+use kavka_tls::Transport;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// Largest gRPC message either way (matches the broker's limit).
 const MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
@@ -77,12 +78,31 @@ async fn probe(channel: Channel) -> Probe {
 }
 
 /// Why a connection that a peer broke is no use, with the likely cause.
-fn not_grpc(addr: &str, why: &str) -> String {
+fn not_grpc(addr: &str, why: &str, transport: &Transport) -> String {
+    let tls = if transport.is_tls() {
+        ""
+    } else {
+        " A node whose gRPC port speaks TLS (grpc_security_protocol=SSL) breaks plaintext \
+         connections too: connect with --tls or --tls-ca FILE."
+    };
     format!(
         "{addr} took the connection but broke it instead of answering gRPC ({why}): is it \
          kavka's gRPC port (a node's --listen, default 9093)? A Kafka protocol listener \
-         (default 9092) or another service answers like this, and so does a node going down"
+         (default 9092) or another service answers like this, and so does a node going \
+         down.{tls}"
     )
+}
+
+/// What to try when a TLS connection failed for want of the right CA or name.
+fn tls_hint(cause: &str) -> &'static str {
+    if cause.contains("certificate") || cause.contains("UnknownIssuer") {
+        " (the server's certificate is not trusted: give its CA with --tls-ca FILE, or its \
+         name with --tls-server-name)"
+    } else if cause.contains("InvalidContentType") || cause.contains("corrupt message") {
+        " (the server does not speak TLS there: drop --tls)"
+    } else {
+        ""
+    }
 }
 
 /// A connect that did not finish within `CONNECT_TIMEOUT`.
@@ -106,6 +126,8 @@ pub struct Client {
     channel: Channel,
     addr: String,
     bootstrap: Vec<String>,
+    /// Plaintext or TLS, for every node this client reaches.
+    transport: Transport,
     routes: Arc<Mutex<Routes>>,
 }
 
@@ -149,13 +171,21 @@ pub fn parse_bootstrap(bootstrap: &str) -> Result<Vec<String>, ClientError> {
 
 impl Client {
     /// Connects to the first node of `bootstrap` that answers (when none answers within
-    /// [`PROBE_TIMEOUT`] but some took the connection, to the first of those).
+    /// [`PROBE_TIMEOUT`] but some took the connection, to the first of those), in
+    /// plaintext.
     pub async fn connect(bootstrap: &str) -> Result<Self, ClientError> {
+        Self::connect_with(bootstrap, &Transport::plaintext()).await
+    }
+
+    /// [`Client::connect`] over `transport` (plaintext or TLS), which every later
+    /// connection of this client (to partition leaders, coordinators) uses too.
+    pub async fn connect_with(bootstrap: &str, transport: &Transport) -> Result<Self, ClientError> {
         let addrs = parse_bootstrap(bootstrap)?;
         let mut last_error = String::new();
         let mut silent: Option<Self> = None;
         for addr in &addrs {
-            let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            let endpoint = transport
+                .endpoint(addr)
                 .map_err(|_| ClientError::InvalidBootstrap(addr.clone()))?
                 .connect_timeout(CONNECT_TIMEOUT)
                 .timeout(ADMIN_CALL_TIMEOUT)
@@ -177,6 +207,7 @@ impl Client {
                         channel,
                         addr: addr.clone(),
                         bootstrap: addrs.clone(),
+                        transport: transport.clone(),
                         routes: Arc::default(),
                     };
                     match probe(client.channel()).await {
@@ -188,7 +219,7 @@ impl Client {
                             );
                             silent.get_or_insert(client);
                         }
-                        Probe::Broken(why) => last_error = not_grpc(addr, &why),
+                        Probe::Broken(why) => last_error = not_grpc(addr, &why, transport),
                     }
                 }
                 Err(e) => {
@@ -197,7 +228,7 @@ impl Client {
                     while let Some(next) = cause.source() {
                         cause = next;
                     }
-                    last_error = format!("{addr}: {cause}");
+                    last_error = format!("{addr}: {cause}{}", tls_hint(&cause.to_string()));
                 }
             }
         }
@@ -215,6 +246,11 @@ impl Client {
         self.channel.clone()
     }
 
+    /// How this client connects (plaintext or TLS).
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
     /// The node this client talks to.
     pub fn addr(&self) -> &str {
         &self.addr
@@ -228,7 +264,7 @@ impl Client {
         candidates.retain(|a| *a != self.addr);
         candidates.dedup();
         candidates.push(self.addr.clone());
-        let next = Self::connect(&candidates.join(",")).await?;
+        let next = Self::connect_with(&candidates.join(","), &self.transport).await?;
         self.admin = next.admin;
         self.broker = next.broker;
         self.channel = next.channel;
@@ -278,7 +314,7 @@ impl Client {
             if routes.brokers.get(&b.id).is_some_and(|(a, _)| *a == addr) {
                 continue;
             }
-            if let Ok(endpoint) = Endpoint::from_shared(format!("http://{addr}")) {
+            if let Ok(endpoint) = self.transport.endpoint(&addr) {
                 let channel = endpoint
                     .connect_timeout(CONNECT_TIMEOUT)
                     .tcp_nodelay(true)

@@ -18,15 +18,8 @@ use std::process::ExitCode;
     about = "Kavka: a Kafka-compatible event log cluster"
 )]
 struct Cli {
-    /// Node(s) to talk to, host:port[,host:port...].
-    #[arg(
-        long,
-        short = 'b',
-        global = true,
-        env = "KAVKA_BOOTSTRAP",
-        default_value = "127.0.0.1:9093"
-    )]
-    bootstrap: String,
+    #[command(flatten)]
+    connect: cli::profile::ConnectArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -64,6 +57,9 @@ enum Command {
     /// Measure produce or consume throughput and latency.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Connection profiles: a bootstrap list, TLS files and a user, by name.
+    #[command(subcommand)]
+    Profile(cli::profile::ProfileCommand),
 }
 
 /// Huge untouched reservations (a Kafka frame declaring billions of elements) cost
@@ -99,19 +95,33 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
+        let connects = !matches!(
+            cli.command,
+            Command::Server(_) | Command::Dev(_) | Command::Profile(_)
+        );
+        // Flags over the selected profile; only commands that connect read it.
+        let bootstrap = if connects {
+            let c = cli::profile::Connection::resolve(&cli.connect)?;
+            tracing::debug!(bootstrap = %c.bootstrap, tls = ?c.tls, user = ?c.user, "connecting");
+            cli::set_transport(c.transport);
+            c.bootstrap
+        } else {
+            String::new()
+        };
         match cli.command {
             Command::Server(args) => server::run(*args).await,
             Command::Dev(args) => server::dev(args).await,
-            Command::Topic(cmd) => cli::topic::run(&cli.bootstrap, cmd).await,
-            Command::Acl(cmd) => cli::acl::run(&cli.bootstrap, cmd).await,
-            Command::User(cmd) => cli::user::run(&cli.bootstrap, cmd).await,
-            Command::Produce(args) => cli::produce::run(&cli.bootstrap, args).await,
-            Command::Consume(args) => cli::consume::run(&cli.bootstrap, args).await,
-            Command::Group(cmd) => cli::group::run(&cli.bootstrap, cmd).await,
-            Command::Quorum(cmd) => cli::cluster::quorum(&cli.bootstrap, cmd).await,
-            Command::Cluster(cmd) => cli::cluster::cluster(&cli.bootstrap, cmd).await,
-            Command::Health => cli::cluster::health(&cli.bootstrap).await,
-            Command::Bench(cmd) => bench::run(&cli.bootstrap, cmd).await,
+            Command::Profile(cmd) => cli::profile::run(&cli.connect, cmd),
+            Command::Topic(cmd) => cli::topic::run(&bootstrap, cmd).await,
+            Command::Acl(cmd) => cli::acl::run(&bootstrap, cmd).await,
+            Command::User(cmd) => cli::user::run(&bootstrap, cmd).await,
+            Command::Produce(args) => cli::produce::run(&bootstrap, args).await,
+            Command::Consume(args) => cli::consume::run(&bootstrap, args).await,
+            Command::Group(cmd) => cli::group::run(&bootstrap, cmd).await,
+            Command::Quorum(cmd) => cli::cluster::quorum(&bootstrap, cmd).await,
+            Command::Cluster(cmd) => cli::cluster::cluster(&bootstrap, cmd).await,
+            Command::Health => cli::cluster::health(&bootstrap).await,
+            Command::Bench(cmd) => bench::run(&bootstrap, cmd).await,
         }
     });
     match result {

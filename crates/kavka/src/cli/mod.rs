@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod consume;
 pub mod group;
 pub mod produce;
+pub mod profile;
 pub mod topic;
 pub mod user;
 pub mod watch;
@@ -32,10 +33,32 @@ pub enum OutputFormat {
     Json,
 }
 
+/// How this invocation connects (plaintext or TLS): set once by `main` from the flags
+/// and the profile, before any command runs; plaintext if never set.
+static TRANSPORT: std::sync::OnceLock<kavka_client::Transport> = std::sync::OnceLock::new();
+
+/// Sets how every connection of this invocation is made.
+pub fn set_transport(transport: kavka_client::Transport) {
+    let _ = TRANSPORT.set(transport);
+}
+
+pub fn transport() -> kavka_client::Transport {
+    TRANSPORT.get().cloned().unwrap_or_default()
+}
+
+/// An endpoint for `addr` with this invocation's transport.
+pub fn endpoint(addr: &str) -> anyhow::Result<tonic::transport::Endpoint> {
+    Ok(transport().endpoint(addr)?)
+}
+
 pub async fn connect(bootstrap: &str) -> anyhow::Result<Client> {
-    Client::connect(bootstrap).await.with_context(|| {
-        format!("cannot reach kavka at {bootstrap} (set --bootstrap or KAVKA_BOOTSTRAP)")
-    })
+    Client::connect_with(bootstrap, &transport())
+        .await
+        .with_context(|| {
+            format!(
+                "cannot reach kavka at {bootstrap} (set --bootstrap or KAVKA_BOOTSTRAP, or a profile)"
+            )
+        })
 }
 
 /// Parses `key=value`.
