@@ -66,7 +66,13 @@ async fn probe(channel: Channel) -> Probe {
         Ok(Ok(_)) => Probe::Answers,
         Ok(Err(status)) => match status.code() {
             tonic::Code::DeadlineExceeded => Probe::Silent,
-            tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::Unknown
+            // Made on this side (no headers came): the connection broke. A plaintext
+            // client on a TLS port sees any of these, Internal for an HTTP/2 protocol
+            // error among them.
+            tonic::Code::Unavailable
+            | tonic::Code::Cancelled
+            | tonic::Code::Unknown
+            | tonic::Code::Internal
                 if status.metadata().is_empty() =>
             {
                 Probe::Broken(status.message().to_string())
@@ -79,8 +85,11 @@ async fn probe(channel: Channel) -> Probe {
 
 /// Why a connection that a peer broke is no use, with the likely cause.
 fn not_grpc(addr: &str, why: &str, transport: &Transport) -> String {
-    let tls = if transport.is_tls() {
+    let tls = if transport.presents_certificate() {
         ""
+    } else if transport.is_tls() {
+        " A node that requires client certificates (ssl_client_auth=required) breaks \
+         connections without one too: give --tls-cert FILE --tls-key FILE."
     } else {
         " A node whose gRPC port speaks TLS (grpc_security_protocol=SSL) breaks plaintext \
          connections too: connect with --tls or --tls-ca FILE."

@@ -45,6 +45,8 @@ pub struct Transport {
 #[derive(Debug)]
 struct ClientTls {
     config: ClientTlsConfig,
+    /// Whether a client certificate is presented (mutual TLS).
+    identity: bool,
 }
 
 /// An address that makes no endpoint.
@@ -123,12 +125,20 @@ impl Transport {
             .tls_config(config.clone())
             .map_err(|e| TlsError::Rustls(chain(&e)))?;
         Ok(Self {
-            tls: Some(Arc::new(ClientTls { config })),
+            tls: Some(Arc::new(ClientTls {
+                config,
+                identity: files.cert.is_some(),
+            })),
         })
     }
 
     pub fn is_tls(&self) -> bool {
         self.tls.is_some()
+    }
+
+    /// Whether TLS connections present a client certificate.
+    pub fn presents_certificate(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.identity)
     }
 
     /// An endpoint for `addr` (`host:port`, with or without an `http://` or `https://`
