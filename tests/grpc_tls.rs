@@ -396,3 +396,89 @@ async fn a_node_with_another_ca_cannot_join() {
         .count();
     assert!(warnings <= 2, "{warnings} warnings:\n{}", first.log());
 }
+
+/// Replaces `path` with `contents` at once (as a certificate renewal tool does).
+fn replace(path: &Path, contents: &[u8]) {
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, contents).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_keystore_is_served_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (certs(dir.path(), "a"), certs(dir.path(), "b"));
+    let keystore = dir.path().join("keystore.pem");
+    replace(&keystore, &std::fs::read(a.join("server.pem")).unwrap());
+    let kafka = format!("127.0.0.1:{}", free_port().unwrap());
+    let node = Node::start(NodeOptions {
+        args: vec![
+            "--grpc-security-protocol".into(),
+            "SSL".into(),
+            "--ssl-keystore-location".into(),
+            s(keystore.clone()),
+            "--ssl-truststore-location".into(),
+            s(a.join("ca.pem")),
+            "--kafka-listeners".into(),
+            format!("SSL://{kafka}"),
+        ],
+        transport: trusting(&a),
+        ..NodeOptions::default()
+    })
+    .await
+    .unwrap();
+    let addr = node.addr();
+    let (ca_a, ca_b) = (s(a.join("ca.pem")), s(b.join("ca.pem")));
+    let grpc = |ca: &str| run_cli(&addr, &["topic", "list", "--tls-ca", ca], b"");
+    let kcat = |ca: &str| {
+        kavka_harness::kafka_clients::bounded(
+            30,
+            "kcat",
+            &[
+                "-b",
+                &kafka,
+                "-X",
+                "security.protocol=SSL",
+                "-X",
+                &format!("ssl.ca.location={ca}"),
+                "-L",
+                "-m",
+                "5",
+            ],
+            b"",
+        )
+    };
+    let has_kcat = Command::new("kcat").arg("-V").output().is_ok();
+    ok(grpc(&ca_a));
+    if has_kcat {
+        ok(kcat(&ca_a));
+    }
+
+    // A broken keystore: the previous certificate stays, and the log says why.
+    replace(&keystore, b"not a keystore\n");
+    ok(grpc(&ca_a));
+    wait_until("the refused keystore's warning", DEADLINE, || async {
+        node.log().contains("keystore changed but cannot be used")
+    })
+    .await
+    .unwrap();
+
+    // A renewed one (here: of another CA) is served from the next connection on.
+    replace(&keystore, &std::fs::read(b.join("server.pem")).unwrap());
+    ok(grpc(&ca_b));
+    fails_with(grpc(&ca_a), "not trusted");
+    if has_kcat {
+        ok(kcat(&ca_b));
+        let out = kcat(&ca_a);
+        assert!(!out.status.success(), "{out:?}");
+    } else {
+        kavka_harness::say_skipped(
+            "a_renewed_keystore_is_served_without_a_restart (Kafka listener part)",
+            "no kcat",
+        );
+    }
+    assert!(
+        node.log()
+            .contains("keystore changed: serving its certificate")
+    );
+}

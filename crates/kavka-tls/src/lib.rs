@@ -4,6 +4,7 @@
 //! - [`server`]: a listener's rustls configuration from PEM files (Kafka's
 //!   `ssl_keystore_location`, `ssl_truststore_location`, `ssl_client_auth`), shared by the
 //!   Kafka listeners and the gRPC listeners;
+//! - [`reload`]: a listener's certificate, read again when its keystore file changes;
 //! - [`incoming`]: a gRPC listener's accepted connections, TLS-wrapped, for tonic's
 //!   `serve_with_incoming`;
 //! - [`client`]: [`Transport`], the one way to turn an address into a tonic `Endpoint`,
@@ -16,6 +17,7 @@
 
 pub mod client;
 pub mod incoming;
+pub mod reload;
 pub mod server;
 
 pub use client::{ClientTlsFiles, Transport};

@@ -115,9 +115,9 @@ pub fn server_config(
     truststore: Option<&Path>,
     client_auth: ClientAuth,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let chain = certificates(keystore)?;
-    let key = private_key(keystore)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // Read now (a bad keystore stops the start), and again whenever the file changes.
+    let keystore = crate::reload::ReloadingKeystore::new(keystore, Arc::clone(&provider))?;
     let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Rustls(e.to_string()))?;
@@ -139,10 +139,7 @@ pub fn server_config(
             )
         }
     };
-    let config = builder
-        .with_single_cert(chain, key)
-        .map_err(|e| TlsError::Rustls(format!("{}: {e}", keystore.display())))?;
-    Ok(Arc::new(config))
+    Ok(Arc::new(builder.with_cert_resolver(Arc::new(keystore))))
 }
 
 #[cfg(test)]
