@@ -6,7 +6,8 @@
 //! CLI and one that does not trust the CA fail with errors that say what to do; a client
 //! port with `ssl_client_auth=required` wants a client certificate; a profile carries
 //! the TLS flags; a node whose certificate another CA signed cannot join, and its peers
-//! say so in one log line.
+//! say so in one log line; a renewed keystore is served (gRPC and Kafka listeners)
+//! without a restart, and a broken one leaves the previous certificate in use.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 

@@ -60,9 +60,10 @@ pub struct BrokerConfig {
     pub producer_id_expiration_ms: i64,
     /// `replica.high.watermark.checkpoint.interval.ms`.
     pub hw_checkpoint_interval_ms: u64,
-    /// How replica fetchers reach leaders' client gRPC ports: plaintext, or TLS (with
-    /// this node's certificate when it has one) when those ports speak it.
-    pub replica_transport: kavka_tls::Transport,
+    /// How this node reaches brokers' client gRPC ports (replica fetches to leaders, the
+    /// console's calls to its own): plaintext, or TLS with this node's certificate when
+    /// those ports speak it.
+    pub client_port_transport: kavka_tls::Transport,
 }
 
 impl BrokerConfig {
@@ -89,7 +90,7 @@ impl BrokerConfig {
             producer_id_expiration_ms: 24 * 60 * 60 * 1000,
             replica_fetch_response_max_bytes: 10 * 1024 * 1024,
             hw_checkpoint_interval_ms: 1000,
-            replica_transport: kavka_tls::Transport::plaintext(),
+            client_port_transport: kavka_tls::Transport::plaintext(),
         }
     }
 

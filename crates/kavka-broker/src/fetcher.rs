@@ -86,7 +86,7 @@ async fn fetch_from(
             .image()
             .broker(leader)
             .and_then(|b| b.endpoint("grpc").map(|e| format!("{}:{}", e.host, e.port)));
-        let transport = &replicas.config().replica_transport;
+        let transport = &replicas.config().client_port_transport;
         let client = addr.and_then(|a| {
             transport
                 .endpoint(&a)

@@ -237,7 +237,8 @@ pub async fn topic(
 async fn client(node: &BrokerNode) -> Result<kavka_client::Client, ApiError> {
     let c = node.replicas.config();
     let addr = format!("{}:{}", c.advertised_host, c.advertised_port);
-    tokio::time::timeout(GROUP_TIMEOUT, kavka_client::Client::connect(&addr))
+    let connect = kavka_client::Client::connect_with(&addr, &c.client_port_transport);
+    tokio::time::timeout(GROUP_TIMEOUT, connect)
         .await
         .map_err(|_| {
             ApiError::Unavailable(format!("no answer from {addr} within {GROUP_TIMEOUT:?}"))

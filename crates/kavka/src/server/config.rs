@@ -974,7 +974,7 @@ impl Settings {
             }
             None
         };
-        broker.replica_transport = grpc.replica_transport;
+        broker.client_port_transport = grpc.client_port_transport;
         let session_timeout_ms = quorum.session_timeout_ms.unwrap_or(2500);
         // The broker's leader lease lasts one session timeout from an answered heartbeat.
         broker.session_timeout_ms = session_timeout_ms;
@@ -1013,7 +1013,7 @@ struct GrpcSecurity {
     client_port: Option<Arc<kavka_tls::rustls::ServerConfig>>,
     controller: Option<Arc<kavka_tls::rustls::ServerConfig>>,
     peers: kavka_tls::Transport,
-    replica_transport: kavka_tls::Transport,
+    client_port_transport: kavka_tls::Transport,
 }
 
 fn protocol(value: Option<&str>, key: &str) -> anyhow::Result<kavka_tls::Protocol> {
@@ -1040,7 +1040,7 @@ fn grpc_security(
         client_port: None,
         controller: None,
         peers: Transport::plaintext(),
-        replica_transport: Transport::plaintext(),
+        client_port_transport: Transport::plaintext(),
     };
     if client_port == Protocol::Plaintext && inter_broker == Protocol::Plaintext {
         return Ok(out);
@@ -1085,7 +1085,7 @@ fn grpc_security(
         );
         if broker_role {
             // Replica fetches present this node's certificate: ssl_client_auth may ask.
-            out.replica_transport = Transport::tls(&ClientTlsFiles {
+            out.client_port_transport = Transport::tls(&ClientTlsFiles {
                 ca: truststore.map(Path::to_path_buf),
                 cert: Some(keystore.to_path_buf()),
                 key: None,
@@ -1704,7 +1704,7 @@ mod tests {
                 (Ok(s), None) => {
                     assert!(s.grpc_tls.is_none() && s.controller_tls.is_none(), "{f:?}");
                     assert!(!s.peer_transport.is_tls(), "{f:?}");
-                    assert!(!s.broker.replica_transport.is_tls(), "{f:?}");
+                    assert!(!s.broker.client_port_transport.is_tls(), "{f:?}");
                 }
                 (Err(e), Some(words)) => {
                     let e = format!("{e:#}");
