@@ -2,6 +2,7 @@
 
 use kavka_log::FlushPolicy;
 use kavka_model::BrokerId;
+use kavka_model::acl::AuthorizerConfig;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -64,6 +65,10 @@ pub struct BrokerConfig {
     /// console's calls to its own): plaintext, or TLS with this node's certificate when
     /// those ports speak it.
     pub client_port_transport: kavka_tls::Transport,
+    /// `authorizer.class.name` with `super.users` and `allow.everyone.if.no.acl.found`:
+    /// `None` (Kafka's default) allows every request; `Some` checks each against the
+    /// ACLs in the metadata log.
+    pub authorizer: Option<AuthorizerConfig>,
 }
 
 impl BrokerConfig {
@@ -91,6 +96,7 @@ impl BrokerConfig {
             replica_fetch_response_max_bytes: 10 * 1024 * 1024,
             hw_checkpoint_interval_ms: 1000,
             client_port_transport: kavka_tls::Transport::plaintext(),
+            authorizer: None,
         }
     }
 

@@ -14,6 +14,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
 use kavka_model::ErrorCode;
+use kavka_model::acl::Caller;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
@@ -198,6 +199,8 @@ pub(crate) async fn run<S>(
             .any(|l| **l == *listener)
             .then(|| SaslSession::new(&cfg.sasl_enabled_mechanisms));
         let mut close_after = false;
+        // Anonymous until SASL authenticates the connection.
+        let mut caller = Caller::anonymous(peer.ip().to_string());
         loop {
             let read = tokio::select! {
                 r = frame::read_frame(&mut rd, cfg.socket_request_max_bytes, cfg.connections_max_idle) => r,
@@ -232,6 +235,11 @@ pub(crate) async fn run<S>(
                 }) => {
                     let version = header.request_api_version;
                     let unauthenticated = sasl.as_ref().is_some_and(|s| s.principal().is_none());
+                    if let Some(p) = sasl.as_ref().and_then(SaslSession::principal)
+                        && caller.principal != *p
+                    {
+                        caller.principal = p.clone();
+                    }
                     let body = if matches!(key, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)
                         && versions::supported(key, version)
                     {
@@ -249,6 +257,7 @@ pub(crate) async fn run<S>(
                             version,
                             client_id,
                             client_host: &client_host,
+                            caller: &caller,
                         };
                         let started = std::time::Instant::now();
                         let answered = api::handle(&broker, &ctx, *request).instrument(span).await;

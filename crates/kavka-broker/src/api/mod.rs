@@ -14,11 +14,15 @@
 //! - `groups`: the group coordinator;
 //! - `producers`: producer ids for idempotent producers.
 //!
+//! Authorization (`authorize`) is the one check both listeners make before an
+//! operation acts.
+//!
 //! Invariants: no protobuf or Kafka protocol type appears here (conversions live in
 //! `kavka-proto`'s `conv` and in `kavka-kafka`'s handlers); every request item gets
 //! exactly one outcome, in request order.
 
 pub mod admin;
+pub mod authorize;
 pub mod data;
 
 pub use crate::replica_manager::topic_name;

@@ -6,9 +6,10 @@
 //! order; an ACL or filter that does not parse is answered INVALID_REQUEST naming the
 //! field, and the rest of the request goes ahead. ACLs are stored and listed whether or
 //! not an authorizer enforces them (as Redpanda does; Kafka answers SECURITY_DISABLED
-//! without an authorizer).
+//! without an authorizer). Creating and deleting ACLs takes ALTER on the cluster,
+//! listing them DESCRIBE on the cluster (Kafka's rules).
 
-use super::{error_parts, str_bytes};
+use super::{Ctx, error_parts, str_bytes};
 use crate::Broker;
 use kafka_protocol::messages::create_acls_response::AclCreationResult;
 use kafka_protocol::messages::delete_acls_response::{
@@ -21,7 +22,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use kavka_broker::api::in_request_order;
-use kavka_model::acl::{AclBinding, AclFilter, WireAcl, WireAclFilter};
+use kavka_model::acl::{AclBinding, AclFilter, Operation, Resource, WireAcl, WireAclFilter};
 use kavka_model::{ErrorCode, KafkaError};
 use std::collections::BTreeMap;
 
@@ -33,11 +34,17 @@ fn text(s: &Option<StrBytes>) -> Option<String> {
     s.as_ref().map(|s| s.to_string())
 }
 
-pub(crate) async fn create_acls(broker: &Broker, req: CreateAclsRequest) -> CreateAclsResponse {
+pub(crate) async fn create_acls(
+    broker: &Broker,
+    ctx: &Ctx<'_>,
+    req: CreateAclsRequest,
+) -> CreateAclsResponse {
+    let allowed = ctx.check(broker, Operation::Alter, Resource::cluster());
     let asked: Vec<Result<AclBinding, KafkaError>> = req
         .creations
         .into_iter()
         .map(|c| {
+            allowed.clone()?;
             AclBinding::try_from(WireAcl {
                 resource_type: i32::from(c.resource_type),
                 resource_name: c.resource_name.to_string(),
@@ -71,7 +78,17 @@ pub(crate) async fn create_acls(broker: &Broker, req: CreateAclsRequest) -> Crea
     CreateAclsResponse::default().with_results(results)
 }
 
-pub(crate) fn describe_acls(broker: &Broker, req: DescribeAclsRequest) -> DescribeAclsResponse {
+pub(crate) fn describe_acls(
+    broker: &Broker,
+    ctx: &Ctx<'_>,
+    req: DescribeAclsRequest,
+) -> DescribeAclsResponse {
+    if let Err(e) = ctx.check(broker, Operation::Describe, Resource::cluster()) {
+        let (code, msg) = error_parts(&e);
+        return DescribeAclsResponse::default()
+            .with_error_code(code)
+            .with_error_message(msg);
+    }
     let filter = AclFilter::try_from(WireAclFilter {
         resource_type: i32::from(req.resource_type_filter),
         resource_name: text(&req.resource_name_filter),
@@ -118,11 +135,17 @@ pub(crate) fn describe_acls(broker: &Broker, req: DescribeAclsRequest) -> Descri
     DescribeAclsResponse::default().with_resources(resources)
 }
 
-pub(crate) async fn delete_acls(broker: &Broker, req: DeleteAclsRequest) -> DeleteAclsResponse {
+pub(crate) async fn delete_acls(
+    broker: &Broker,
+    ctx: &Ctx<'_>,
+    req: DeleteAclsRequest,
+) -> DeleteAclsResponse {
+    let allowed = ctx.check(broker, Operation::Alter, Resource::cluster());
     let asked: Vec<Result<AclFilter, KafkaError>> = req
         .filters
         .into_iter()
         .map(|f| {
+            allowed.clone()?;
             AclFilter::try_from(WireAclFilter {
                 resource_type: i32::from(f.resource_type_filter),
                 resource_name: text(&f.resource_name_filter),

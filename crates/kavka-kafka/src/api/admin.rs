@@ -3,9 +3,13 @@
 //! metadata image shows the change (so a client's next Metadata request sees its own
 //! write). What Kafka refuses before any controller sees it is refused here.
 //!
+//! Authorization, as Kafka: creating a topic takes CREATE on the cluster or the topic,
+//! deleting it DELETE, adding partitions ALTER on the topic; a denied topic is answered
+//! TOPIC_AUTHORIZATION_FAILED and the rest of the request goes ahead.
+//!
 //! Invariant: every topic of a request gets exactly one result, in request order.
 
-use super::{error_parts, str_bytes};
+use super::{Ctx, error_parts, str_bytes};
 use crate::Broker;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
@@ -14,6 +18,7 @@ use kafka_protocol::messages::{
     CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
     DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
 };
+use kavka_model::acl::{Operation, Resource};
 use kavka_model::admin::{NewPartitions, NewTopic, TopicOutcome};
 use kavka_model::{BrokerId, ErrorCode, KafkaError, PartitionId, TopicId};
 
@@ -42,21 +47,29 @@ fn take(refused: &mut Vec<(String, KafkaError)>, name: &str) -> Option<KafkaErro
 
 pub(crate) async fn create_topics(
     broker: &Broker,
+    ctx: &Ctx<'_>,
     req: CreateTopicsRequest,
 ) -> CreateTopicsResponse {
-    // Kafka's rule, checked here since our "default" is 0: -1 or at least 1.
     let mut refused: Vec<(String, KafkaError)> = req
         .topics
         .iter()
-        .filter(|t| t.replication_factor == 0)
-        .map(|t| {
-            (
-                t.name.0.to_string(),
-                KafkaError::new(
+        .filter_map(|t| {
+            let name = t.name.0.as_str();
+            let refusal = if !ctx.may_create_topic(broker, name) {
+                broker
+                    .api
+                    .authorize(ctx.caller, Operation::Create, Resource::topic(name))
+                    .err()
+            } else if t.replication_factor == 0 {
+                // Kafka's rule, checked here since our "default" is 0: -1 or at least 1.
+                Some(KafkaError::new(
                     ErrorCode::InvalidReplicationFactor,
                     "replication factor must be larger than 0, or -1 to use the default value",
-                ),
-            )
+                ))
+            } else {
+                None
+            };
+            refusal.map(|e| (name.to_string(), e))
         })
         .collect();
     // A dynamic num.partitions of this broker (or the cluster) for a count of -1.
@@ -64,7 +77,7 @@ pub(crate) async fn create_topics(
     let topics: Vec<NewTopic> = req
         .topics
         .iter()
-        .filter(|t| t.replication_factor != 0)
+        .filter(|t| !refused.iter().any(|(n, _)| n == t.name.0.as_str()))
         .map(|t| NewTopic {
             name: t.name.0.to_string(),
             partitions: match t.num_partitions {
@@ -139,6 +152,7 @@ pub(crate) async fn create_topics(
 
 pub(crate) async fn delete_topics(
     broker: &Broker,
+    ctx: &Ctx<'_>,
     req: DeleteTopicsRequest,
 ) -> DeleteTopicsResponse {
     let image = broker.api.image();
@@ -157,7 +171,20 @@ pub(crate) async fn delete_topics(
         });
         asked.push((name, t.topic_id));
     }
-    let names: Vec<String> = asked.iter().filter_map(|(n, _)| n.clone()).collect();
+    let mut refused: Vec<(String, KafkaError)> = asked
+        .iter()
+        .filter_map(|(n, _)| n.as_deref())
+        .filter_map(|n| {
+            ctx.check(broker, Operation::Delete, Resource::topic(n))
+                .err()
+                .map(|e| (n.to_string(), e))
+        })
+        .collect();
+    let names: Vec<String> = asked
+        .iter()
+        .filter_map(|(n, _)| n.clone())
+        .filter(|n| !refused.iter().any(|(r, _)| r == n))
+        .collect();
     let results = if names.is_empty() {
         Ok(Vec::new())
     } else {
@@ -174,7 +201,7 @@ pub(crate) async fn delete_topics(
                     ErrorCode::UnknownTopicId,
                     format!("no topic has id {id}"),
                 )),
-                Some(n) => outcome(&results, n),
+                Some(n) => take(&mut refused, n).map_or_else(|| outcome(&results, n), Err),
             };
             match outcome {
                 Ok(topic_id) => r.with_topic_id(topic_id.0),
@@ -190,30 +217,34 @@ pub(crate) async fn delete_topics(
 
 pub(crate) async fn create_partitions(
     broker: &Broker,
+    ctx: &Ctx<'_>,
     req: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
-    // An empty (not null) assignment list assigns none of the new partitions.
     let mut refused: Vec<(String, KafkaError)> = req
         .topics
         .iter()
-        .filter(|t| t.assignments.as_ref().is_some_and(Vec::is_empty))
-        .map(|t| {
-            (
-                t.name.0.to_string(),
-                KafkaError::new(
-                    ErrorCode::InvalidReplicaAssignment,
-                    format!(
-                        "an empty replica assignment was given for the new partitions of '{}': give one per new partition, or none (null)",
-                        t.name.0.as_str()
-                    ),
-                ),
-            )
+        .filter_map(|t| {
+            let name = t.name.0.as_str();
+            let refusal = match ctx.check(broker, Operation::Alter, Resource::topic(name)) {
+                Err(e) => Some(e),
+                // An empty (not null) assignment list assigns none of the new partitions.
+                Ok(()) if t.assignments.as_ref().is_some_and(Vec::is_empty) => {
+                    Some(KafkaError::new(
+                        ErrorCode::InvalidReplicaAssignment,
+                        format!(
+                            "an empty replica assignment was given for the new partitions of '{name}': give one per new partition, or none (null)"
+                        ),
+                    ))
+                }
+                Ok(()) => None,
+            };
+            refusal.map(|e| (name.to_string(), e))
         })
         .collect();
     let topics: Vec<NewPartitions> = req
         .topics
         .iter()
-        .filter(|t| !t.assignments.as_ref().is_some_and(Vec::is_empty))
+        .filter(|t| !refused.iter().any(|(n, _)| n == t.name.0.as_str()))
         .map(|t| NewPartitions {
             name: t.name.0.to_string(),
             count: t.count,

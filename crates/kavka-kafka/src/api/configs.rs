@@ -5,8 +5,8 @@
 //! Invariant: every resource of a request gets exactly one result; an alteration is
 //! answered only once this broker's image shows it.
 
-use super::error_parts;
 use super::str_bytes;
+use super::{Ctx, error_parts};
 use crate::{Broker, LogLevels};
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::describe_configs_response::{
@@ -19,6 +19,7 @@ use kafka_protocol::messages::{
     incremental_alter_configs_request,
 };
 use kavka_metadata::ConfigResource;
+use kavka_model::acl::{Operation, Resource};
 use kavka_model::admin::{AlterConfigs, ConfigTarget};
 use kavka_model::{BrokerId, ConfigSource, DYNAMIC_BROKER_KEYS, ErrorCode, KafkaError, TopicName};
 use std::collections::HashMap;
@@ -233,12 +234,47 @@ fn broker_configs(broker: &Broker) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// Whether the caller may do `operation` to the configs of a resource: a topic's are
+/// the topic's; a broker's and its loggers' are the cluster's (as Kafka checks them).
+fn check(
+    broker: &Broker,
+    ctx: &Ctx<'_>,
+    operation: Operation,
+    resource_type: i8,
+    name: &str,
+) -> Result<(), KafkaError> {
+    match resource_type {
+        TOPIC => ctx.check(broker, operation, Resource::topic(name)),
+        BROKER | BROKER_LOGGER => ctx.check(broker, operation, Resource::cluster()),
+        // Refused as unknown in its place.
+        _ => Ok(()),
+    }
+}
+
 pub(crate) async fn describe_configs(
     broker: &Broker,
+    ctx: &Ctx<'_>,
     req: DescribeConfigsRequest,
 ) -> DescribeConfigsResponse {
     let mut results = Vec::with_capacity(req.resources.len());
     for r in req.resources {
+        if let Err(e) = check(
+            broker,
+            ctx,
+            Operation::DescribeConfigs,
+            r.resource_type,
+            r.resource_name.as_str(),
+        ) {
+            let (code, msg) = error_parts(&e);
+            results.push(
+                DescribeConfigsResult::default()
+                    .with_resource_type(r.resource_type)
+                    .with_resource_name(r.resource_name)
+                    .with_error_code(code)
+                    .with_error_message(msg),
+            );
+            continue;
+        }
         let wanted = |name: &str| {
             r.configuration_keys
                 .as_ref()
@@ -409,11 +445,15 @@ async fn alter(
 
 pub(crate) async fn alter_configs(
     broker: &Broker,
+    ctx: &Ctx<'_>,
     req: AlterConfigsRequest,
 ) -> AlterConfigsResponse {
     let mut responses = Vec::with_capacity(req.resources.len());
     for r in req.resources {
-        let outcome = match Target::of(r.resource_type, r.resource_name.as_str()) {
+        let name = r.resource_name.as_str();
+        let target = check(broker, ctx, Operation::AlterConfigs, r.resource_type, name)
+            .and_then(|()| Target::of(r.resource_type, name));
+        let outcome = match target {
             Err(e) => Err(e),
             Ok(target) => {
                 // AlterConfigs replaces the whole set: configs not given are removed.
@@ -446,11 +486,21 @@ pub(crate) async fn alter_configs(
 
 pub(crate) async fn incremental_alter_configs(
     broker: &Broker,
+    ctx: &Ctx<'_>,
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let mut responses = Vec::with_capacity(req.resources.len());
     for r in req.resources {
-        let outcome = if r.resource_type == BROKER_LOGGER {
+        let allowed = check(
+            broker,
+            ctx,
+            Operation::AlterConfigs,
+            r.resource_type,
+            r.resource_name.as_str(),
+        );
+        let outcome = if let Err(e) = allowed {
+            Err(e)
+        } else if r.resource_type == BROKER_LOGGER {
             alter_loggers(broker, &r, req.validate_only)
         } else {
             match Target::of(r.resource_type, r.resource_name.as_str()) {

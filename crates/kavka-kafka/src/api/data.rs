@@ -7,7 +7,7 @@
 //! offsets (the replica manager's append); consumers only ever see records below the
 //! high watermark; Kafka sends no answer to acks=0 produce requests.
 
-use super::{error_parts, str_bytes};
+use super::{Ctx, error_parts, str_bytes};
 use crate::Broker;
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
@@ -27,6 +27,7 @@ use kafka_protocol::messages::{
 };
 use kavka_broker::api::{in_request_order, topic_name};
 use kavka_broker::{FetchPartitionParams, ProduceResult, produce_timeout};
+use kavka_model::acl::{Operation, Resource, ResourceType};
 use kavka_model::admin::PartitionRef;
 use kavka_model::data::{Acks, OffsetSpec};
 use kavka_model::epoch::EpochQuery;
@@ -104,7 +105,11 @@ pub(crate) fn produce_error(req: &ProduceRequest, code: i16) -> ProduceResponse 
     )
 }
 
-pub(crate) async fn produce(broker: &Broker, req: ProduceRequest) -> Option<ProduceResponse> {
+pub(crate) async fn produce(
+    broker: &Broker,
+    ctx: &Ctx<'_>,
+    req: ProduceRequest,
+) -> Option<ProduceResponse> {
     if req.transactional_id.is_some() {
         return Some(produce_error(
             &req,
@@ -119,9 +124,10 @@ pub(crate) async fn produce(broker: &Broker, req: ProduceRequest) -> Option<Prod
     for t in req.topic_data {
         let api = broker.api.clone();
         let budget = budget.clone();
-        let topic = acks
-            .clone()
-            .and_then(|acks| Ok((topic_name(t.name.0.as_str())?, acks)));
+        let topic = acks.clone().and_then(|acks| {
+            ctx.check(broker, Operation::Write, Resource::topic(t.name.0.as_str()))?;
+            Ok((topic_name(t.name.0.as_str())?, acks))
+        });
         let batches: Vec<(PartitionId, Vec<u8>)> = t
             .partition_data
             .into_iter()
@@ -154,6 +160,7 @@ pub(crate) async fn produce(broker: &Broker, req: ProduceRequest) -> Option<Prod
         if super::metadata::may_auto_create(&name.0, &result)
             && kavka_model::TopicName::new(name.0.to_string()).is_ok()
             && super::metadata::auto_create_enabled(broker)
+            && ctx.may_create_topic(broker, &name.0)
         {
             unknown.push(name.0.to_string());
         }
@@ -183,7 +190,7 @@ pub(crate) async fn produce(broker: &Broker, req: ProduceRequest) -> Option<Prod
     answered.then(|| ProduceResponse::default().with_responses(responses))
 }
 
-pub(crate) async fn fetch(broker: &Broker, req: FetchRequest) -> FetchResponse {
+pub(crate) async fn fetch(broker: &Broker, ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
     // Fetch sessions (KIP-227) are not kept: every fetch is a full one, and a session id
     // of 0 in the answer tells the client so.
     if req.session_id != 0 {
@@ -192,8 +199,12 @@ pub(crate) async fn fetch(broker: &Broker, req: FetchRequest) -> FetchResponse {
     let mut asks = Vec::new();
     for t in &req.topics {
         for p in &t.partitions {
-            // A name Kafka would not accept is answered here, in its place.
-            asks.push(match topic_name(t.topic.0.as_str()) {
+            // A name Kafka would not accept, or a topic the caller may not read, is
+            // answered here, in its place.
+            let named = ctx
+                .check(broker, Operation::Read, Resource::topic(t.topic.0.as_str()))
+                .and_then(|()| topic_name(t.topic.0.as_str()));
+            asks.push(match named {
                 Ok(topic) => Ok(FetchPartitionParams {
                     tp: TopicPartition::new(topic, PartitionId(p.partition)),
                     offset: Offset(p.fetch_offset),
@@ -264,10 +275,20 @@ pub(crate) async fn fetch(broker: &Broker, req: FetchRequest) -> FetchResponse {
     FetchResponse::default().with_responses(topics)
 }
 
-pub(crate) async fn list_offsets(broker: &Broker, req: ListOffsetsRequest) -> ListOffsetsResponse {
+pub(crate) async fn list_offsets(
+    broker: &Broker,
+    ctx: &Ctx<'_>,
+    req: ListOffsetsRequest,
+) -> ListOffsetsResponse {
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
-        let topic = topic_name(t.name.0.as_str());
+        let topic = ctx
+            .check(
+                broker,
+                Operation::Describe,
+                Resource::topic(t.name.0.as_str()),
+            )
+            .and_then(|()| topic_name(t.name.0.as_str()));
         let asks = t
             .partitions
             .iter()
@@ -319,11 +340,19 @@ pub(crate) async fn list_offsets(broker: &Broker, req: ListOffsetsRequest) -> Li
 
 pub(crate) async fn offset_for_leader_epoch(
     broker: &Broker,
+    ctx: &Ctx<'_>,
     req: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
-    let asked = req
-        .topics
-        .iter()
+    // Topics the caller may not describe are answered here, the rest by the broker.
+    let (allowed, denied): (Vec<_>, Vec<_>) = req.topics.iter().partition(|t| {
+        ctx.may(
+            broker,
+            Operation::Describe,
+            Resource::topic(t.topic.0.as_str()),
+        )
+    });
+    let asked = allowed
+        .into_iter()
         .flat_map(|t| {
             t.partitions.iter().map(|p| EpochQuery {
                 partition: PartitionRef {
@@ -337,7 +366,26 @@ pub(crate) async fn offset_for_leader_epoch(
         })
         .collect();
     let answers = broker.api.epoch_ends(asked).await;
-    let mut topics: Vec<OffsetForLeaderTopicResult> = Vec::new();
+    let mut topics: Vec<OffsetForLeaderTopicResult> = denied
+        .into_iter()
+        .map(|t| {
+            let code = kavka_broker::api::authorize::denied_code(ResourceType::Topic).code();
+            OffsetForLeaderTopicResult::default()
+                .with_topic(t.topic.clone())
+                .with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            EpochEndOffset::default()
+                                .with_partition(p.partition)
+                                .with_error_code(code)
+                                .with_leader_epoch(-1)
+                                .with_end_offset(-1)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
     for a in answers {
         let (code, end) = match &a.result {
             Ok(end) => (0, *end),

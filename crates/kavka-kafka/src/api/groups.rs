@@ -28,6 +28,7 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 use kavka_group::{self as group, Joined, OffsetCommit};
+use kavka_model::acl::{Operation, Resource};
 use kavka_model::{ErrorCode, KafkaError};
 use std::collections::BTreeMap;
 
@@ -77,6 +78,8 @@ pub(crate) async fn find_coordinator(
                 ErrorCode::CoordinatorNotAvailable,
                 "only group coordinators exist here (transactions are not supported)",
             ))
+        } else if let Err(e) = ctx.check(broker, Operation::Describe, Resource::group(&key)) {
+            Err(e)
         } else {
             coordinator(broker, ctx.listener, &key).await
         };
@@ -142,6 +145,9 @@ pub(crate) async fn join_group(
             .with_leader(str_bytes(""))
             .with_member_id(member)
     };
+    if let Err(e) = ctx.check(broker, Operation::Read, Resource::group(&jr.group_id)) {
+        return failed(e.code.code(), req.member_id);
+    }
     match broker.groups.join(jr).await {
         Ok(Joined::MemberIdRequired(id)) => {
             failed(ErrorCode::MemberIdRequired.code(), str_bytes(id))
@@ -177,6 +183,9 @@ pub(crate) async fn sync_group(
     req: SyncGroupRequest,
 ) -> SyncGroupResponse {
     let v5 = ctx.version >= 5;
+    if let Err(e) = ctx.check(broker, Operation::Read, Resource::group(&req.group_id.0)) {
+        return SyncGroupResponse::default().with_error_code(e.code.code());
+    }
     let sr = group::SyncRequest {
         group_id: req.group_id.0.to_string(),
         generation_id: req.generation_id,
@@ -199,13 +208,21 @@ pub(crate) async fn sync_group(
     }
 }
 
-pub(crate) fn heartbeat(broker: &Broker, req: HeartbeatRequest) -> HeartbeatResponse {
-    let r = broker.groups.heartbeat(
-        req.group_id.0.as_str(),
-        req.member_id.as_str(),
-        req.group_instance_id.as_deref(),
-        req.generation_id,
-    );
+pub(crate) fn heartbeat(
+    broker: &Broker,
+    ctx: &Ctx<'_>,
+    req: HeartbeatRequest,
+) -> HeartbeatResponse {
+    let r = ctx
+        .check(broker, Operation::Read, Resource::group(&req.group_id.0))
+        .and_then(|()| {
+            broker.groups.heartbeat(
+                req.group_id.0.as_str(),
+                req.member_id.as_str(),
+                req.group_instance_id.as_deref(),
+                req.generation_id,
+            )
+        });
     HeartbeatResponse::default().with_error_code(r.err().map_or(0, |e| e.code.code()))
 }
 
@@ -222,7 +239,10 @@ pub(crate) fn leave_group(
     } else {
         vec![(req.member_id.to_string(), None)]
     };
-    match broker.groups.leave(req.group_id.0.as_str(), members) {
+    let left = ctx
+        .check(broker, Operation::Read, Resource::group(&req.group_id.0))
+        .and_then(|()| broker.groups.leave(req.group_id.0.as_str(), members));
+    match left {
         Err(e) => LeaveGroupResponse::default().with_error_code(e.code.code()),
         Ok(results) if ctx.version < 3 => LeaveGroupResponse::default().with_error_code(
             results
@@ -246,8 +266,12 @@ pub(crate) fn leave_group(
 
 pub(crate) async fn offset_commit(
     broker: &Broker,
+    ctx: &Ctx<'_>,
     req: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
+    let group_allowed = ctx.check(broker, Operation::Read, Resource::group(&req.group_id.0));
+    // Partitions of topics the caller may not read are answered here, in their place.
+    let readable = |topic: &str| ctx.may(broker, Operation::Read, Resource::topic(topic));
     let offsets: Vec<OffsetCommit> = req
         .topics
         .iter()
@@ -261,26 +285,40 @@ pub(crate) async fn offset_commit(
             })
         })
         .collect();
-    let results = broker
-        .groups
-        .commit_offsets(
-            req.group_id.0.as_str(),
-            req.member_id.as_str(),
-            req.group_instance_id.as_deref(),
-            req.generation_id_or_member_epoch,
-            offsets.clone(),
-        )
-        .await;
-    let results: Vec<(String, i32, i16)> = match results {
+    let (allowed, denied): (Vec<OffsetCommit>, Vec<OffsetCommit>) =
+        offsets.into_iter().partition(|o| readable(&o.topic));
+    let committed = match group_allowed {
+        Err(e) => Err(e),
+        Ok(()) if allowed.is_empty() => Ok(Vec::new()),
+        Ok(()) => {
+            broker
+                .groups
+                .commit_offsets(
+                    req.group_id.0.as_str(),
+                    req.member_id.as_str(),
+                    req.group_instance_id.as_deref(),
+                    req.generation_id_or_member_epoch,
+                    allowed.clone(),
+                )
+                .await
+        }
+    };
+    let mut results: Vec<(String, i32, i16)> = match committed {
         Ok(rs) => rs
             .into_iter()
             .map(|(t, p, r)| (t, p, r.err().map_or(0, |e| e.code.code())))
             .collect(),
-        Err(e) => offsets
+        Err(e) => allowed
             .into_iter()
             .map(|o| (o.topic, o.partition, e.code.code()))
             .collect(),
     };
+    let topic_denied = ErrorCode::TopicAuthorizationFailed.code();
+    results.extend(
+        denied
+            .into_iter()
+            .map(|o| (o.topic, o.partition, topic_denied)),
+    );
     let mut topics: Vec<OffsetCommitResponseTopic> = Vec::new();
     for (t, p, code) in results {
         let part = OffsetCommitResponsePartition::default()
@@ -298,15 +336,38 @@ pub(crate) async fn offset_commit(
     OffsetCommitResponse::default().with_topics(topics)
 }
 
-type Fetched = Result<Vec<(String, i32, Option<group::CommittedOffset>)>, KafkaError>;
+/// A committed offset as fetched, or the error code of its partition.
+type FetchedOffset = Result<Option<group::CommittedOffset>, i16>;
+type Fetched = Result<Vec<(String, i32, FetchedOffset)>, KafkaError>;
 
-fn fetch_one(broker: &Broker, group_id: &str, topics: Option<Vec<(String, Vec<i32>)>>) -> Fetched {
-    broker.groups.fetch_offsets(group_id, topics)
+/// The committed offsets of one group, if the caller may describe it: of the topics it
+/// named, those it may not describe answer TOPIC_AUTHORIZATION_FAILED; of all topics
+/// (none named), those are left out (as Kafka does).
+fn fetch_one(
+    broker: &Broker,
+    ctx: &Ctx<'_>,
+    group_id: &str,
+    topics: Option<Vec<(String, Vec<i32>)>>,
+) -> Fetched {
+    ctx.check(broker, Operation::Describe, Resource::group(group_id))?;
+    let named = topics.is_some();
+    let rows = broker.groups.fetch_offsets(group_id, topics)?;
+    let denied = ErrorCode::TopicAuthorizationFailed.code();
+    Ok(rows
+        .into_iter()
+        .filter_map(|(t, p, o)| {
+            if ctx.may(broker, Operation::Describe, Resource::topic(&t)) {
+                Some((t, p, Ok(o)))
+            } else {
+                named.then_some((t, p, Err(denied)))
+            }
+        })
+        .collect())
 }
 
 fn by_topic(
-    rows: Vec<(String, i32, Option<group::CommittedOffset>)>,
-) -> BTreeMap<String, Vec<(i32, Option<group::CommittedOffset>)>> {
+    rows: Vec<(String, i32, FetchedOffset)>,
+) -> BTreeMap<String, Vec<(i32, FetchedOffset)>> {
     let mut m: BTreeMap<String, Vec<_>> = BTreeMap::new();
     for (t, p, o) in rows {
         m.entry(t).or_default().push((p, o));
@@ -326,7 +387,7 @@ pub(crate) fn offset_fetch(
                 .collect()
         });
         let epochs = ctx.version >= 5;
-        return match fetch_one(broker, req.group_id.0.as_str(), topics) {
+        return match fetch_one(broker, ctx, req.group_id.0.as_str(), topics) {
             // v1 has no group-level error: the client sees no offsets and asks again.
             Err(_) if ctx.version < 2 => OffsetFetchResponse::default(),
             Err(e) => OffsetFetchResponse::default().with_error_code(e.code.code()),
@@ -339,9 +400,10 @@ pub(crate) fn offset_fetch(
                             .with_partitions(
                                 ps.into_iter()
                                     .map(|(p, o)| {
-                                        let (offset, epoch, meta) = parts(o);
+                                        let (offset, epoch, meta, code) = parts(o);
                                         OffsetFetchResponsePartition::default()
                                             .with_partition_index(p)
+                                            .with_error_code(code)
                                             .with_committed_offset(offset)
                                             .with_committed_leader_epoch(if epochs {
                                                 epoch
@@ -367,7 +429,7 @@ pub(crate) fn offset_fetch(
                     .collect()
             });
             let out = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
-            match fetch_one(broker, g.group_id.0.as_str(), topics) {
+            match fetch_one(broker, ctx, g.group_id.0.as_str(), topics) {
                 Err(e) => out.with_error_code(e.code.code()),
                 Ok(rows) => out.with_topics(
                     by_topic(rows)
@@ -378,9 +440,10 @@ pub(crate) fn offset_fetch(
                                 .with_partitions(
                                     ps.into_iter()
                                         .map(|(p, o)| {
-                                            let (offset, epoch, meta) = parts(o);
+                                            let (offset, epoch, meta, code) = parts(o);
                                             OffsetFetchResponsePartitions::default()
                                                 .with_partition_index(p)
+                                                .with_error_code(code)
                                                 .with_committed_offset(offset)
                                                 .with_committed_leader_epoch(epoch)
                                                 .with_metadata(Some(str_bytes(meta)))
@@ -396,10 +459,12 @@ pub(crate) fn offset_fetch(
     OffsetFetchResponse::default().with_groups(groups)
 }
 
-fn parts(o: Option<group::CommittedOffset>) -> (i64, i32, String) {
+/// (offset, leader epoch, metadata, error code) of one partition's answer.
+fn parts(o: FetchedOffset) -> (i64, i32, String, i16) {
     match o {
-        Some(o) => (o.offset, o.leader_epoch, o.metadata),
-        None => (-1, -1, String::new()),
+        Ok(Some(o)) => (o.offset, o.leader_epoch, o.metadata, 0),
+        Ok(None) => (-1, -1, String::new(), 0),
+        Err(code) => (-1, -1, String::new(), code),
     }
 }
 
@@ -419,10 +484,13 @@ pub(crate) fn list_groups(
         .iter()
         .map(|s| s.to_ascii_lowercase())
         .collect();
+    // DESCRIBE on the cluster lists every group; otherwise those the caller may describe.
+    let all = ctx.may(broker, Operation::Describe, Resource::cluster());
     let groups = broker
         .groups
         .list_groups()
         .into_iter()
+        .filter(|g| all || ctx.may(broker, Operation::Describe, Resource::group(&g.group_id)))
         .filter(|g| states.is_empty() || states.contains(&g.state.name().to_ascii_lowercase()))
         .filter(|g| types.is_empty() || types.iter().any(|t| t == g.group_type))
         .map(|g| {
@@ -445,38 +513,43 @@ pub(crate) fn describe_groups(
     let groups = req
         .groups
         .into_iter()
-        .map(|id| match broker.groups.describe_group(id.0.as_str()) {
-            Err(e) => {
-                let (code, msg) = error_parts(&e);
-                DescribedGroup::default()
+        .map(|id| {
+            match ctx
+                .check(broker, Operation::Describe, Resource::group(&id.0))
+                .and_then(|()| broker.groups.describe_group(id.0.as_str()))
+            {
+                Err(e) => {
+                    let (code, msg) = error_parts(&e);
+                    DescribedGroup::default()
+                        .with_group_id(id)
+                        .with_error_code(code)
+                        .with_error_message(msg.filter(|_| v >= 6))
+                        .with_group_state(str_bytes(""))
+                        .with_authorized_operations(i32::MIN)
+                }
+                Ok(d) => DescribedGroup::default()
                     .with_group_id(id)
-                    .with_error_code(code)
-                    .with_error_message(msg.filter(|_| v >= 6))
-                    .with_group_state(str_bytes(""))
+                    .with_group_state(str_bytes(d.state.name()))
+                    .with_protocol_type(str_bytes(d.protocol_type))
+                    .with_protocol_data(str_bytes(d.protocol_name))
                     .with_authorized_operations(i32::MIN)
+                    .with_members(
+                        d.members
+                            .into_iter()
+                            .map(|m| {
+                                DescribedGroupMember::default()
+                                    .with_member_id(str_bytes(m.member_id))
+                                    .with_group_instance_id(
+                                        opt_bytes(m.group_instance_id).filter(|_| v >= 4),
+                                    )
+                                    .with_client_id(str_bytes(m.client_id))
+                                    .with_client_host(str_bytes(m.client_host))
+                                    .with_member_metadata(m.metadata)
+                                    .with_member_assignment(m.assignment)
+                            })
+                            .collect(),
+                    ),
             }
-            Ok(d) => DescribedGroup::default()
-                .with_group_id(id)
-                .with_group_state(str_bytes(d.state.name()))
-                .with_protocol_type(str_bytes(d.protocol_type))
-                .with_protocol_data(str_bytes(d.protocol_name))
-                .with_authorized_operations(i32::MIN)
-                .with_members(
-                    d.members
-                        .into_iter()
-                        .map(|m| {
-                            DescribedGroupMember::default()
-                                .with_member_id(str_bytes(m.member_id))
-                                .with_group_instance_id(
-                                    opt_bytes(m.group_instance_id).filter(|_| v >= 4),
-                                )
-                                .with_client_id(str_bytes(m.client_id))
-                                .with_client_host(str_bytes(m.client_host))
-                                .with_member_metadata(m.metadata)
-                                .with_member_assignment(m.assignment)
-                        })
-                        .collect(),
-                ),
         })
         .collect();
     DescribeGroupsResponse::default().with_groups(groups)
@@ -484,11 +557,15 @@ pub(crate) fn describe_groups(
 
 pub(crate) async fn delete_groups(
     broker: &Broker,
+    ctx: &Ctx<'_>,
     req: DeleteGroupsRequest,
 ) -> DeleteGroupsResponse {
     let mut results = Vec::with_capacity(req.groups_names.len());
     for id in req.groups_names {
-        let r = broker.groups.delete_group(id.0.as_str()).await;
+        let r = match ctx.check(broker, Operation::Delete, Resource::group(&id.0)) {
+            Ok(()) => broker.groups.delete_group(id.0.as_str()).await,
+            Err(e) => Err(e),
+        };
         results.push(
             DeletableGroupResult::default()
                 .with_group_id(id)
@@ -500,8 +577,13 @@ pub(crate) async fn delete_groups(
 
 pub(crate) async fn offset_delete(
     broker: &Broker,
+    ctx: &Ctx<'_>,
     req: OffsetDeleteRequest,
 ) -> OffsetDeleteResponse {
+    if let Err(e) = ctx.check(broker, Operation::Delete, Resource::group(&req.group_id.0)) {
+        return OffsetDeleteResponse::default().with_error_code(e.code.code());
+    }
+    let readable = |topic: &str| ctx.may(broker, Operation::Read, Resource::topic(topic));
     let partitions: Vec<(String, i32)> = req
         .topics
         .iter()
@@ -511,13 +593,26 @@ pub(crate) async fn offset_delete(
                 .map(|p| (t.name.0.to_string(), p.partition_index))
         })
         .collect();
-    match broker
-        .groups
-        .delete_offsets(req.group_id.0.as_str(), partitions)
-        .await
-    {
+    let (allowed, denied): (Vec<_>, Vec<_>) =
+        partitions.into_iter().partition(|(t, _)| readable(t));
+    let deleted = if allowed.is_empty() {
+        Ok(Vec::new())
+    } else {
+        broker
+            .groups
+            .delete_offsets(req.group_id.0.as_str(), allowed)
+            .await
+    };
+    match deleted {
         Err(e) => OffsetDeleteResponse::default().with_error_code(e.code.code()),
-        Ok(results) => {
+        Ok(mut results) => {
+            results.extend(denied.into_iter().map(|(t, p)| {
+                let e = KafkaError::new(
+                    ErrorCode::TopicAuthorizationFailed,
+                    format!("{} may not read topic '{t}'", ctx.caller.principal),
+                );
+                (t, p, Err(e))
+            }));
             let mut topics: Vec<OffsetDeleteResponseTopic> = Vec::new();
             for (t, p, r) in results {
                 let part = OffsetDeleteResponsePartition::default()
@@ -562,6 +657,24 @@ pub(crate) async fn consumer_group_heartbeat(
     use kafka_protocol::messages::consumer_group_heartbeat_response::{
         Assignment, TopicPartitions,
     };
+    let allowed = ctx
+        .check(broker, Operation::Read, Resource::group(&req.group_id.0))
+        .and_then(|()| {
+            // Subscribing names topics: each must be describable (Kafka's rule).
+            req.subscribed_topic_names
+                .iter()
+                .flatten()
+                .try_for_each(|t| {
+                    ctx.check(broker, Operation::Describe, Resource::topic(t.0.as_str()))
+                })
+        });
+    if let Err(e) = allowed {
+        let (code, msg) = error_parts(&e);
+        return ConsumerGroupHeartbeatResponse::default()
+            .with_error_code(code)
+            .with_error_message(msg)
+            .with_member_epoch(-1);
+    }
     let owned = req.topic_partitions.as_ref().map(|tps| {
         tps.iter()
             .filter_map(|tp| {
@@ -619,6 +732,7 @@ pub(crate) async fn consumer_group_heartbeat(
 
 pub(crate) fn consumer_group_describe(
     broker: &Broker,
+    ctx: &Ctx<'_>,
     req: ConsumerGroupDescribeRequest,
 ) -> ConsumerGroupDescribeResponse {
     use kafka_protocol::messages::consumer_group_describe_response::{
@@ -643,6 +757,10 @@ pub(crate) fn consumer_group_describe(
             let out = DescribedGroup::default()
                 .with_group_id(id.clone())
                 .with_authorized_operations(i32::MIN);
+            if let Err(e) = ctx.check(broker, Operation::Describe, Resource::group(&id.0)) {
+                let (code, msg) = error_parts(&e);
+                return out.with_error_code(code).with_error_message(msg);
+            }
             let state = broker
                 .groups
                 .describe_group(id.0.as_str())

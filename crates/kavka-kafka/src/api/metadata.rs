@@ -7,7 +7,7 @@
 //! them), the same from every node: the active controller where it is a listed broker,
 //! otherwise the lowest listed id.
 
-use super::{error_parts, str_bytes};
+use super::{Ctx, error_parts, str_bytes};
 use crate::{Broker, endpoint_name};
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::metadata_response::{
@@ -18,6 +18,7 @@ use kafka_protocol::messages::{
     TopicName,
 };
 use kavka_metadata::{BrokerRegistration, MetadataImage};
+use kavka_model::acl::{Operation, Resource};
 use kavka_model::admin::NewTopic;
 use kavka_model::{ErrorCode, KafkaError};
 use std::collections::HashMap;
@@ -116,9 +117,10 @@ fn brokers<'a>(
 
 pub(crate) async fn metadata(
     broker: &Broker,
-    listener: &str,
+    ctx: &Ctx<'_>,
     req: MetadataRequest,
 ) -> MetadataResponse {
+    let listener = ctx.listener;
     let mut image = broker.api.image();
     // Asked by name, or (v10+) by topic id.
     let asked: Option<Vec<Result<String, uuid::Uuid>>> = req.topics.map(|ts| {
@@ -133,21 +135,42 @@ pub(crate) async fn metadata(
             })
             .collect()
     });
+    let describable = |name: &str| ctx.may(broker, Operation::Describe, Resource::topic(name));
+    let mut topics = Vec::new();
     let names: Vec<String> = match &asked {
-        // Kafka: a null list is every topic; an empty one, none.
-        None => image.topics().map(|t| t.name.to_string()).collect(),
-        Some(v) => v.iter().filter_map(|r| r.as_ref().ok().cloned()).collect(),
+        // Kafka: a null list is every topic the caller may describe; an empty one, none.
+        None => image
+            .topics()
+            .map(|t| t.name.to_string())
+            .filter(|n| describable(n))
+            .collect(),
+        // A topic named but not describable is answered TOPIC_AUTHORIZATION_FAILED,
+        // whether it exists or not (Kafka does not tell).
+        Some(v) => v
+            .iter()
+            .filter_map(|r| r.as_ref().ok().cloned())
+            .filter(|n| {
+                let may = describable(n);
+                if !may {
+                    topics.push(
+                        MetadataResponseTopic::default()
+                            .with_name(Some(TopicName(str_bytes(n.clone()))))
+                            .with_error_code(ErrorCode::TopicAuthorizationFailed.code()),
+                    );
+                }
+                may
+            })
+            .collect(),
     };
     let mut live: Vec<BrokerId> = brokers(&image, listener, false)
         .map(|(b, ..)| BrokerId(b.broker_id.0))
         .collect();
-    let mut topics = Vec::new();
     if !names.is_empty() {
         let (mut summaries, mut states) = broker.api.metadata(&names).await;
         let may_create = auto_create_enabled(broker) && req.allow_auto_topic_creation;
         let unknown: Vec<String> = summaries
             .iter()
-            .filter(|(name, s)| may_auto_create(name, s))
+            .filter(|(name, s)| may_auto_create(name, s) && ctx.may_create_topic(broker, name))
             .map(|(name, _)| name.clone())
             .collect();
         if may_create && !unknown.is_empty() {

@@ -15,6 +15,7 @@ use crate::versions::SUPPORTED;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiVersionsResponse, RequestKind, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
+use kavka_model::acl::{Caller, Operation, Resource};
 use kavka_model::{ErrorCode, KafkaError};
 
 /// Who sent a request, and at which version: what some answers depend on.
@@ -25,6 +26,38 @@ pub(crate) struct Ctx<'a> {
     pub client_id: &'a str,
     /// The client's address as Kafka reports it (`/127.0.0.1`).
     pub client_host: &'a str,
+    /// Who the client authenticated as (`User:ANONYMOUS` if it did not), and its IP:
+    /// what every authorization check asks about.
+    pub caller: &'a Caller,
+}
+
+impl Ctx<'_> {
+    /// Whether this request's caller may do `operation` to `resource`.
+    pub(crate) fn may(
+        &self,
+        broker: &Broker,
+        operation: Operation,
+        resource: Resource<'_>,
+    ) -> bool {
+        broker.api.is_authorized(self.caller, operation, resource)
+    }
+
+    /// [`Self::may`] as a result carrying Kafka's error for the resource.
+    pub(crate) fn check(
+        &self,
+        broker: &Broker,
+        operation: Operation,
+        resource: Resource<'_>,
+    ) -> Result<(), KafkaError> {
+        broker.api.authorize(self.caller, operation, resource)
+    }
+
+    /// Whether the caller may create topic `name`: CREATE on the cluster or on the topic
+    /// (Kafka's rule for CreateTopics and auto-creation).
+    pub(crate) fn may_create_topic(&self, broker: &Broker, name: &str) -> bool {
+        self.may(broker, Operation::Create, Resource::cluster())
+            || self.may(broker, Operation::Create, Resource::topic(name))
+    }
 }
 
 /// Answers one request; `None` for a request Kafka does not answer (acks=0 produce).
@@ -37,38 +70,40 @@ pub(crate) async fn handle(
     Some(match request {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions(ErrorCode::None)),
         RequestKind::Metadata(r) => {
-            ResponseKind::Metadata(metadata::metadata(broker, listener, r).await)
+            ResponseKind::Metadata(metadata::metadata(broker, ctx, r).await)
         }
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(metadata::describe_cluster(broker, listener, r))
         }
         RequestKind::Produce(r) => {
-            return data::produce(broker, r).await.map(ResponseKind::Produce);
+            return data::produce(broker, ctx, r)
+                .await
+                .map(ResponseKind::Produce);
         }
-        RequestKind::Fetch(r) => ResponseKind::Fetch(data::fetch(broker, r).await),
+        RequestKind::Fetch(r) => ResponseKind::Fetch(data::fetch(broker, ctx, r).await),
         RequestKind::ListOffsets(r) => {
-            ResponseKind::ListOffsets(data::list_offsets(broker, r).await)
+            ResponseKind::ListOffsets(data::list_offsets(broker, ctx, r).await)
         }
         RequestKind::OffsetForLeaderEpoch(r) => {
-            ResponseKind::OffsetForLeaderEpoch(data::offset_for_leader_epoch(broker, r).await)
+            ResponseKind::OffsetForLeaderEpoch(data::offset_for_leader_epoch(broker, ctx, r).await)
         }
         RequestKind::CreateTopics(r) => {
-            ResponseKind::CreateTopics(admin::create_topics(broker, r).await)
+            ResponseKind::CreateTopics(admin::create_topics(broker, ctx, r).await)
         }
         RequestKind::DeleteTopics(r) => {
-            ResponseKind::DeleteTopics(admin::delete_topics(broker, r).await)
+            ResponseKind::DeleteTopics(admin::delete_topics(broker, ctx, r).await)
         }
         RequestKind::CreatePartitions(r) => {
-            ResponseKind::CreatePartitions(admin::create_partitions(broker, r).await)
+            ResponseKind::CreatePartitions(admin::create_partitions(broker, ctx, r).await)
         }
         RequestKind::DescribeConfigs(r) => {
-            ResponseKind::DescribeConfigs(configs::describe_configs(broker, r).await)
+            ResponseKind::DescribeConfigs(configs::describe_configs(broker, ctx, r).await)
         }
         RequestKind::AlterConfigs(r) => {
-            ResponseKind::AlterConfigs(configs::alter_configs(broker, r).await)
+            ResponseKind::AlterConfigs(configs::alter_configs(broker, ctx, r).await)
         }
         RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
-            configs::incremental_alter_configs(broker, r).await,
+            configs::incremental_alter_configs(broker, ctx, r).await,
         ),
         RequestKind::FindCoordinator(r) => {
             ResponseKind::FindCoordinator(groups::find_coordinator(broker, ctx, r).await)
@@ -79,10 +114,10 @@ pub(crate) async fn handle(
         RequestKind::SyncGroup(r) => {
             ResponseKind::SyncGroup(groups::sync_group(broker, ctx, r).await)
         }
-        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(broker, r)),
+        RequestKind::Heartbeat(r) => ResponseKind::Heartbeat(groups::heartbeat(broker, ctx, r)),
         RequestKind::LeaveGroup(r) => ResponseKind::LeaveGroup(groups::leave_group(broker, ctx, r)),
         RequestKind::OffsetCommit(r) => {
-            ResponseKind::OffsetCommit(groups::offset_commit(broker, r).await)
+            ResponseKind::OffsetCommit(groups::offset_commit(broker, ctx, r).await)
         }
         RequestKind::OffsetFetch(r) => {
             ResponseKind::OffsetFetch(groups::offset_fetch(broker, ctx, r))
@@ -92,28 +127,34 @@ pub(crate) async fn handle(
             ResponseKind::DescribeGroups(groups::describe_groups(broker, ctx, r))
         }
         RequestKind::DeleteGroups(r) => {
-            ResponseKind::DeleteGroups(groups::delete_groups(broker, r).await)
+            ResponseKind::DeleteGroups(groups::delete_groups(broker, ctx, r).await)
         }
         RequestKind::OffsetDelete(r) => {
-            ResponseKind::OffsetDelete(groups::offset_delete(broker, r).await)
+            ResponseKind::OffsetDelete(groups::offset_delete(broker, ctx, r).await)
         }
         RequestKind::ConsumerGroupHeartbeat(r) => ResponseKind::ConsumerGroupHeartbeat(
             groups::consumer_group_heartbeat(broker, ctx, r).await,
         ),
         RequestKind::ConsumerGroupDescribe(r) => {
-            ResponseKind::ConsumerGroupDescribe(groups::consumer_group_describe(broker, r))
+            ResponseKind::ConsumerGroupDescribe(groups::consumer_group_describe(broker, ctx, r))
         }
-        RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(acls::create_acls(broker, r).await),
-        RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(acls::describe_acls(broker, r)),
-        RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(acls::delete_acls(broker, r).await),
+        RequestKind::CreateAcls(r) => {
+            ResponseKind::CreateAcls(acls::create_acls(broker, ctx, r).await)
+        }
+        RequestKind::DescribeAcls(r) => {
+            ResponseKind::DescribeAcls(acls::describe_acls(broker, ctx, r))
+        }
+        RequestKind::DeleteAcls(r) => {
+            ResponseKind::DeleteAcls(acls::delete_acls(broker, ctx, r).await)
+        }
         RequestKind::AlterUserScramCredentials(r) => ResponseKind::AlterUserScramCredentials(
-            users::alter_user_scram_credentials(broker, r).await,
+            users::alter_user_scram_credentials(broker, ctx, r).await,
         ),
         RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(
-            users::describe_user_scram_credentials(broker, r),
+            users::describe_user_scram_credentials(broker, ctx, r),
         ),
         RequestKind::InitProducerId(r) => {
-            ResponseKind::InitProducerId(producers::init_producer_id(broker, r).await)
+            ResponseKind::InitProducerId(producers::init_producer_id(broker, ctx, r).await)
         }
         other => unsupported(other)?,
     })

@@ -4,9 +4,10 @@
 //! Invariants: one result per user; the client's salted password becomes StoredKey and
 //! ServerKey here and is dropped (never stored, logged or forwarded); a user whose
 //! request part does not parse (unknown mechanism, empty salted password, bad iterations)
-//! is answered here and none of that user's changes go ahead, as Kafka does.
+//! is answered here and none of that user's changes go ahead, as Kafka does. Altering
+//! credentials takes ALTER on the cluster, describing them DESCRIBE (Kafka's rules).
 
-use super::{error_parts, str_bytes};
+use super::{Ctx, error_parts, str_bytes};
 use crate::Broker;
 use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
 use kafka_protocol::messages::describe_user_scram_credentials_response::{
@@ -16,6 +17,7 @@ use kafka_protocol::messages::{
     AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse,
     DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse,
 };
+use kavka_model::acl::{Operation, Resource};
 use kavka_model::scram::{MAX_ITERATIONS, MIN_ITERATIONS, ScramMechanism};
 use kavka_model::{ErrorCode, KafkaError};
 use std::collections::BTreeMap;
@@ -33,8 +35,10 @@ fn mechanism(code: i8) -> Result<ScramMechanism, KafkaError> {
 
 pub(crate) async fn alter_user_scram_credentials(
     broker: &Broker,
+    ctx: &Ctx<'_>,
     req: AlterUserScramCredentialsRequest,
 ) -> AlterUserScramCredentialsResponse {
+    let allowed = ctx.check(broker, Operation::Alter, Resource::cluster());
     let mut order: Vec<String> = Vec::new();
     let mut refused: BTreeMap<String, KafkaError> = BTreeMap::new();
     let mut upsertions = Vec::new();
@@ -89,6 +93,11 @@ pub(crate) async fn alter_user_scram_credentials(
             }
         }
     }
+    if let Err(e) = allowed {
+        for user in &order {
+            refused.entry(user.clone()).or_insert(e.clone());
+        }
+    }
     // A user refused here has none of its changes sent.
     upsertions.retain(|(u, _)| !refused.contains_key(u));
     deletions.retain(|(u, _)| !refused.contains_key(u));
@@ -134,8 +143,15 @@ pub(crate) async fn alter_user_scram_credentials(
 
 pub(crate) fn describe_user_scram_credentials(
     broker: &Broker,
+    ctx: &Ctx<'_>,
     req: DescribeUserScramCredentialsRequest,
 ) -> DescribeUserScramCredentialsResponse {
+    if let Err(e) = ctx.check(broker, Operation::Describe, Resource::cluster()) {
+        let (code, msg) = error_parts(&e);
+        return DescribeUserScramCredentialsResponse::default()
+            .with_error_code(code)
+            .with_error_message(msg);
+    }
     let asked: Vec<String> = req
         .users
         .unwrap_or_default()

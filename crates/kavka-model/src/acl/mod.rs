@@ -58,6 +58,12 @@ pub enum AclError {
     Code { field: &'static str, code: i32 },
     #[error("{0} is empty")]
     Empty(&'static str),
+    #[error(
+        "unknown authorizer '{0}': Kavka has Kafka's StandardAuthorizer \
+         (authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer); \
+         leave it empty for none"
+    )]
+    Authorizer(String),
 }
 
 impl AclError {
@@ -71,6 +77,7 @@ impl AclError {
             AclError::Permission(_) => "permission",
             AclError::ClusterName(_) | AclError::EmptyPrefix => "resource_name",
             AclError::Code { field, .. } | AclError::Empty(field) => field,
+            AclError::Authorizer(_) => "authorizer.class.name",
         }
     }
 }
@@ -117,6 +124,34 @@ impl Principal {
 impl fmt::Display for Principal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.kind, self.name)
+    }
+}
+
+/// Who makes a request and from where: the parts of Kafka's `RequestContext` the
+/// authorizer reads. `host` is the client's IP address as ACLs name it (`10.0.0.1`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Caller {
+    pub principal: Principal,
+    pub host: String,
+}
+
+impl Caller {
+    pub fn new(principal: Principal, host: impl Into<String>) -> Self {
+        Self {
+            principal,
+            host: host.into(),
+        }
+    }
+
+    /// A client that did not authenticate (`User:ANONYMOUS`).
+    pub fn anonymous(host: impl Into<String>) -> Self {
+        Self::new(Principal::anonymous(), host)
+    }
+}
+
+impl fmt::Display for Caller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} from {}", self.principal, self.host)
     }
 }
 
@@ -330,6 +365,32 @@ pub struct AuthorizerConfig {
     pub allow_everyone_if_no_acl_found: bool,
 }
 
+/// Kafka's class name for the authorizer Kavka implements (`authorizer.class.name`).
+pub const STANDARD_AUTHORIZER: &str = "org.apache.kafka.metadata.authorizer.StandardAuthorizer";
+
+impl AuthorizerConfig {
+    /// Whether `authorizer.class.name` turns the authorizer on: empty is off (Kafka's
+    /// default: every request allowed), Kafka's StandardAuthorizer (full or short name)
+    /// is on, anything else an error.
+    pub fn enabled_by(class_name: &str) -> Result<bool, AclError> {
+        match class_name.trim() {
+            "" => Ok(false),
+            STANDARD_AUTHORIZER | "StandardAuthorizer" => Ok(true),
+            other => Err(AclError::Authorizer(other.into())),
+        }
+    }
+
+    /// `super.users` as Kafka writes it: principals separated by `;`
+    /// (`User:admin;User:ops`).
+    pub fn parse_super_users(s: &str) -> Result<Vec<Principal>, AclError> {
+        s.split(';')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(Principal::parse)
+            .collect()
+    }
+}
+
 /// Why a request was allowed or denied.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reason {
@@ -446,6 +507,59 @@ impl Acls {
             (None, false) => Decision::Denied(Reason::NoAclFound),
             (None, true) => Decision::Denied(Reason::NoMatchingAllow),
         }
+    }
+
+    /// Whether `principal` may do `operation` to at least one resource of
+    /// `resource_type` (Kafka's `authorizeByResourceType`, KIP-679: what lets an
+    /// idempotent producer with WRITE on some topic get a producer id). True for a super
+    /// user; false when a DENY for the operation covers every resource (the literal
+    /// wildcard); true when an ALLOW for it (or for ALL) applies to the principal and
+    /// host and no DENY covers that ALLOW's resources; otherwise, when no ACL of the type
+    /// exists at all, `allow.everyone.if.no.acl.found`.
+    pub fn authorize_by_resource_type(
+        &self,
+        config: &AuthorizerConfig,
+        principal: &Principal,
+        host: &str,
+        operation: Operation,
+        resource_type: ResourceType,
+    ) -> bool {
+        if config.super_users.contains(principal) {
+            return true;
+        }
+        let of_type = self
+            .by_type
+            .get(&resource_type)
+            .map_or(&[][..], Vec::as_slice);
+        let applies = |e: &AclEntry| {
+            e.principal.covers(principal)
+                && (e.host == ANY_HOST || e.host == host)
+                && (e.operation == operation || e.operation == Operation::All)
+        };
+        let denies: Vec<&ResourcePattern> = of_type
+            .iter()
+            .filter(|b| b.entry.permission == Permission::Deny && applies(&b.entry))
+            .map(|b| &b.pattern)
+            .collect();
+        let covered = |allowed: &ResourcePattern| {
+            denies.iter().any(|d| match d.pattern_type {
+                PatternType::Literal => {
+                    d.name == WILDCARD
+                        || (allowed.pattern_type == PatternType::Literal && d.name == allowed.name)
+                }
+                PatternType::Prefixed => allowed.name.starts_with(d.name.as_str()),
+            })
+        };
+        if denies
+            .iter()
+            .any(|d| d.pattern_type == PatternType::Literal && d.name == WILDCARD)
+        {
+            return false;
+        }
+        let allowed = of_type.iter().any(|b| {
+            b.entry.permission == Permission::Allow && applies(&b.entry) && !covered(&b.pattern)
+        });
+        allowed || (of_type.is_empty() && config.allow_everyone_if_no_acl_found)
     }
 }
 
@@ -710,6 +824,90 @@ mod tests {
                 resource.name
             );
         }
+    }
+
+    #[test]
+    fn authorize_by_resource_type_finds_any_allowed_resource() {
+        let mut a = acls();
+        let strict = AuthorizerConfig::default();
+        let lenient = AuthorizerConfig {
+            allow_everyone_if_no_acl_found: true,
+            ..AuthorizerConfig::default()
+        };
+        // (acls, config, principal, operation, type) -> allowed
+        let mut denied_all = Acls::default();
+        denied_all.add(acl(Allow, "User:carol", Op::Write, Topic, "t", Literal));
+        denied_all.add(acl(Deny, "User:*", Op::Write, Topic, WILDCARD, Literal));
+        let mut denied_prefix = Acls::default();
+        denied_prefix.add(acl(Allow, "User:carol", Op::Write, Topic, "t-1", Literal));
+        denied_prefix.add(acl(Deny, "User:carol", Op::All, Topic, "t-", Prefixed));
+        let empty = Acls::default();
+        let table: &[(&Acls, &AuthorizerConfig, &str, Op, ResourceType, bool)] = &[
+            (&a, &strict, "User:alice", Op::Write, Topic, true),
+            (&a, &strict, "User:alice", Op::Read, Topic, false),
+            (&a, &strict, "User:bob", Op::Write, Topic, false),
+            (&a, &strict, "User:ops", Op::Write, Topic, true),
+            (&a, &strict, "User:analytics", Op::Read, Group, true),
+            // no ACL of the type: only the lenient config allows
+            (&empty, &strict, "User:bob", Op::Write, Topic, false),
+            (&empty, &lenient, "User:bob", Op::Write, Topic, true),
+            (&a, &lenient, "User:bob", Op::Write, Topic, false),
+            // a deny of every resource, and a prefix deny over the only allow
+            (&denied_all, &strict, "User:carol", Op::Write, Topic, false),
+            (
+                &denied_prefix,
+                &strict,
+                "User:carol",
+                Op::Write,
+                Topic,
+                false,
+            ),
+        ];
+        for (acls, config, who, op, rt, allowed) in table {
+            assert_eq!(
+                acls.authorize_by_resource_type(
+                    config,
+                    &Principal::parse(who).unwrap(),
+                    "10.0.0.1",
+                    *op,
+                    *rt
+                ),
+                *allowed,
+                "{who} {op} any {rt}"
+            );
+        }
+        // a super user, with nothing granted
+        a = Acls::default();
+        let admin = AuthorizerConfig {
+            super_users: vec![Principal::user("admin")],
+            ..AuthorizerConfig::default()
+        };
+        assert!(a.authorize_by_resource_type(
+            &admin,
+            &Principal::user("admin"),
+            "h",
+            Op::Write,
+            Topic
+        ));
+    }
+
+    #[test]
+    fn authorizer_settings_parse_kafkas_forms() {
+        assert_eq!(AuthorizerConfig::enabled_by(""), Ok(false));
+        assert_eq!(AuthorizerConfig::enabled_by(STANDARD_AUTHORIZER), Ok(true));
+        assert_eq!(AuthorizerConfig::enabled_by("StandardAuthorizer"), Ok(true));
+        assert!(matches!(
+            AuthorizerConfig::enabled_by("kafka.security.authorizer.AclAuthorizer"),
+            Err(AclError::Authorizer(_))
+        ));
+        assert_eq!(
+            AuthorizerConfig::parse_super_users(" User:admin; User:ops ;"),
+            Ok(vec![Principal::user("admin"), Principal::user("ops")])
+        );
+        assert_eq!(
+            AuthorizerConfig::parse_super_users("admin"),
+            Err(AclError::Principal("admin".into()))
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@ use kavka_group::GroupConfig;
 use kavka_kafka::{KafkaConfig, KafkaListener, parse_listeners};
 use kavka_log::FlushPolicy;
 use kavka_model::BrokerId;
+use kavka_model::acl::AuthorizerConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -209,6 +210,22 @@ pub struct KafkaSection {
     #[arg(long, value_name = "BOOL")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auto_create_topics_enable: Option<bool>,
+    /// The authorizer (Kafka's authorizer.class.name): empty for none, every request
+    /// allowed (the default); org.apache.kafka.metadata.authorizer.StandardAuthorizer
+    /// (or StandardAuthorizer) checks every request against the ACLs.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorizer_class_name: Option<String>,
+    /// Principals every check allows, separated by ';' (Kafka's super.users), e.g.
+    /// User:admin;User:ops.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub super_users: Option<String>,
+    /// Allow a request on a resource no ACL names (Kafka's
+    /// allow.everyone.if.no.acl.found; default false).
+    #[arg(long, value_name = "BOOL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_everyone_if_no_acl_found: Option<bool>,
 }
 
 /// The controller quorum and broker sessions.
@@ -703,6 +720,7 @@ impl Settings {
             replication,
             group: group_keys,
         } = c;
+        let authorizer_config = authorizer(&kafka_keys)?;
         let node_id = node.node_id.unwrap_or(1);
         if node_id < 0 {
             bail!("node id must be >= 0, got {node_id}");
@@ -921,6 +939,7 @@ impl Settings {
         if let Some(ms) = replication.producer_id_expiration_ms {
             broker.producer_id_expiration_ms = i64::try_from(ms).unwrap_or(i64::MAX).max(1);
         }
+        broker.authorizer = authorizer_config;
         let group = group_config(group_keys)?;
         let controller_secret = match quorum.controller_secret_file {
             Some(path) => {
@@ -1100,6 +1119,29 @@ fn grpc_security(
 }
 
 /// The group coordinator's settings: the defaults, with the keys given checked in.
+/// The authorizer's settings, if `authorizer_class_name` turns it on; `super_users` or
+/// `allow_everyone_if_no_acl_found` without an authorizer is a mistake worth naming.
+fn authorizer(keys: &KafkaSection) -> anyhow::Result<Option<AuthorizerConfig>> {
+    let class = keys.authorizer_class_name.as_deref().unwrap_or("");
+    let enabled = AuthorizerConfig::enabled_by(class).context("invalid authorizer_class_name")?;
+    let super_users =
+        AuthorizerConfig::parse_super_users(keys.super_users.as_deref().unwrap_or(""))
+            .context("invalid super_users (Kafka's super.users: User:name;User:other)")?;
+    if !enabled {
+        if !super_users.is_empty() || keys.allow_everyone_if_no_acl_found.is_some() {
+            bail!(
+                "super_users and allow_everyone_if_no_acl_found need an authorizer: set \
+                 authorizer_class_name=org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+            );
+        }
+        return Ok(None);
+    }
+    Ok(Some(AuthorizerConfig {
+        super_users,
+        allow_everyone_if_no_acl_found: keys.allow_everyone_if_no_acl_found.unwrap_or(false),
+    }))
+}
+
 fn group_config(keys: GroupSection) -> anyhow::Result<GroupConfig> {
     let mut group = GroupConfig::default();
     if let Some(n) = keys.offsets_topic_num_partitions {
@@ -1142,6 +1184,7 @@ fn group_config(keys: GroupSection) -> anyhow::Result<GroupConfig> {
 mod tests {
     use super::*;
     use clap::Parser;
+    use kavka_model::acl::Principal;
 
     #[derive(Parser)]
     struct Cmd {
@@ -1397,7 +1440,7 @@ mod tests {
     #[test]
     fn every_key_has_a_flag_and_a_variable() {
         let keys = ServerConfig::keys();
-        assert_eq!(keys.len(), 46, "{keys:?}");
+        assert_eq!(keys.len(), 49, "{keys:?}");
         let cmd = <Cmd as clap::CommandFactory>::command();
         for key in &keys {
             let long = key.replace('_', "-");
@@ -1407,7 +1450,10 @@ mod tests {
                 "no --{long}"
             );
             // Each key set through the environment alone reaches the merged config.
-            let value = if *key == "auto_create_topics_enable" {
+            let value = if matches!(
+                *key,
+                "auto_create_topics_enable" | "allow_everyone_if_no_acl_found"
+            ) {
                 "false"
             } else {
                 "1"
@@ -1639,6 +1685,54 @@ mod tests {
         );
         let e = flags(&["--roles=leader"]).unwrap_err();
         assert!(format!("{e:#}").contains("invalid role 'leader'"), "{e:#}");
+    }
+
+    #[test]
+    fn the_authorizer_is_off_unless_named() {
+        assert_eq!(flags(&[]).unwrap().broker.authorizer, None);
+        let on = flags(&[
+            "--authorizer-class-name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "--super-users=User:admin;User:ops",
+        ])
+        .unwrap();
+        assert_eq!(
+            on.broker.authorizer,
+            Some(AuthorizerConfig {
+                super_users: vec![Principal::user("admin"), Principal::user("ops")],
+                allow_everyone_if_no_acl_found: false,
+            })
+        );
+        let lenient = flags(&[
+            "--authorizer-class-name=StandardAuthorizer",
+            "--allow-everyone-if-no-acl-found=true",
+        ])
+        .unwrap();
+        assert!(
+            lenient
+                .broker
+                .authorizer
+                .unwrap()
+                .allow_everyone_if_no_acl_found
+        );
+        // (flags) -> what the error names
+        let bad: &[(&[&str], &str)] = &[
+            (
+                &["--authorizer-class-name=AclAuthorizer"],
+                "unknown authorizer 'AclAuthorizer'",
+            ),
+            (
+                &[
+                    "--authorizer-class-name=StandardAuthorizer",
+                    "--super-users=admin",
+                ],
+                "invalid principal 'admin'",
+            ),
+            (&["--super-users=User:admin"], "need an authorizer"),
+        ];
+        for (args, named) in bad {
+            let e = format!("{:#}", flags(args).unwrap_err());
+            assert!(e.contains(named), "{args:?}: {e}");
+        }
     }
 
     #[test]
