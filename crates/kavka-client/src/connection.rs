@@ -471,6 +471,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn broken_connections_hint_at_tls() {
+        // (innermost cause) -> hint words ("" for none)
+        let table = [
+            ("invalid peer certificate: UnknownIssuer", "--tls-ca"),
+            (
+                "invalid peer certificate: NotValidForName",
+                "--tls-server-name",
+            ),
+            (
+                "received corrupt message of type InvalidContentType",
+                "drop --tls",
+            ),
+            ("Connection refused (os error 111)", ""),
+        ];
+        for (cause, words) in table {
+            let hint = tls_hint(cause);
+            assert!(hint.contains(words), "{cause}: {hint}");
+            assert_eq!(hint.is_empty(), words.is_empty(), "{cause}: {hint}");
+        }
+        let plain = not_grpc("a:1", "transport error", &Transport::plaintext());
+        assert!(plain.contains("--tls or --tls-ca"), "{plain}");
+    }
+
+    #[test]
     fn bootstrap_lists() {
         assert_eq!(parse_bootstrap("a:1, b:2").unwrap(), ["a:1", "b:2"]);
         assert_eq!(
