@@ -374,7 +374,9 @@ async fn a_node_with_another_ca_cannot_join() {
     .unwrap();
     wait_until("the controller's refusal", DEADLINE, || async {
         first.log().lines().any(|l| {
-            l.contains("gRPC TLS handshake failed") && l.contains("listener=\"controller\"")
+            l.contains("gRPC TLS handshake failed")
+                && l.contains("listener=\"controller\"")
+                && l.contains("refused this listener's certificate")
         })
     })
     .await

@@ -47,6 +47,23 @@ impl Reported {
     }
 }
 
+/// The likely reason behind a failed handshake's error, for the log line.
+fn likely(error: &str) -> &'static str {
+    if error.contains("InvalidContentType") || error.contains("corrupt message") {
+        "not TLS: a plaintext client"
+    } else if error.contains("no certificates") || error.contains("NoCertificatesPresented") {
+        "the peer showed no certificate, and this listener requires one"
+    } else if error.contains("invalid peer certificate") {
+        "the peer's certificate is not signed by a CA this listener trusts"
+    } else if error.contains("received fatal alert") {
+        "the peer refused this listener's certificate (it trusts another CA, or expects another name)"
+    } else if error.contains("no handshake within") {
+        "the peer sent no TLS handshake in time"
+    } else {
+        "a TLS setup mismatch"
+    }
+}
+
 /// The connections of `accepted` after their TLS handshakes with `config`; `listener`
 /// names the listener in log lines.
 pub fn tls_incoming<S>(
@@ -90,10 +107,11 @@ where
                     Err(_) => format!("no handshake within {HANDSHAKE_TIMEOUT:?}"),
                 };
                 let peer_s = peer.map_or_else(|| "?".to_string(), |p| p.to_string());
+                let likely = likely(&why);
                 if reported.loud(peer.map(|p| p.ip()), Instant::now()) {
-                    tracing::warn!(peer = %peer_s, listener, error = %why, "gRPC TLS handshake failed; closing (a plaintext client, or a certificate not trusted; logged once per peer every 30 s)");
+                    tracing::warn!(peer = %peer_s, listener, error = %why, likely, "gRPC TLS handshake failed; closing (logged once per peer address every 30 s)");
                 } else {
-                    tracing::debug!(peer = %peer_s, listener, error = %why, "gRPC TLS handshake failed; closing");
+                    tracing::debug!(peer = %peer_s, listener, error = %why, likely, "gRPC TLS handshake failed; closing");
                 }
             });
         }
@@ -104,6 +122,35 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failed_handshakes_are_explained() {
+        // (rustls' error) -> words of the likely reason
+        let table = [
+            (
+                "received corrupt message of type InvalidContentType",
+                "plaintext client",
+            ),
+            ("peer sent no certificates", "no certificate"),
+            (
+                "invalid peer certificate: UnknownIssuer",
+                "not signed by a CA",
+            ),
+            (
+                "received fatal alert: DecryptError",
+                "refused this listener's certificate",
+            ),
+            (
+                "received fatal alert: BadCertificate",
+                "refused this listener's certificate",
+            ),
+            ("no handshake within 10s", "no TLS handshake in time"),
+            ("something new", "mismatch"),
+        ];
+        for (error, words) in table {
+            assert!(likely(error).contains(words), "{error}: {}", likely(error));
+        }
+    }
 
     #[test]
     fn failures_are_loud_once_per_peer_and_period() {
