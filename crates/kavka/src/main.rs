@@ -103,8 +103,9 @@ fn main() -> ExitCode {
         let bootstrap = if connects {
             let c = cli::profile::Connection::resolve(&cli.connect)?;
             tracing::debug!(bootstrap = %c.bootstrap, tls = ?c.tls, user = ?c.user, "connecting");
-            cli::set_transport(c.transport);
-            c.bootstrap
+            let bootstrap = c.bootstrap.clone();
+            cli::set_connection(c);
+            bootstrap
         } else {
             String::new()
         };

@@ -33,17 +33,24 @@ pub enum OutputFormat {
     Json,
 }
 
-/// How this invocation connects (plaintext or TLS): set once by `main` from the flags
-/// and the profile, before any command runs; plaintext if never set.
-static TRANSPORT: std::sync::OnceLock<kavka_client::Transport> = std::sync::OnceLock::new();
+/// How this invocation connects (bootstrap, plaintext or TLS, the profile's user): set
+/// once by `main` from the flags and the profile, before any command runs.
+static CONNECTION: std::sync::OnceLock<profile::Connection> = std::sync::OnceLock::new();
 
 /// Sets how every connection of this invocation is made.
-pub fn set_transport(transport: kavka_client::Transport) {
-    let _ = TRANSPORT.set(transport);
+pub fn set_connection(connection: profile::Connection) {
+    let _ = CONNECTION.set(connection);
+}
+
+/// How this invocation connects (`None` before `main` set it: plaintext).
+pub fn connection() -> Option<&'static profile::Connection> {
+    CONNECTION.get()
 }
 
 pub fn transport() -> kavka_client::Transport {
-    TRANSPORT.get().cloned().unwrap_or_default()
+    connection()
+        .map(|c| c.transport.clone())
+        .unwrap_or_default()
 }
 
 /// An endpoint for `addr` with this invocation's transport.

@@ -8,7 +8,8 @@
 //! that existed when it was made, stored as absolute paths; a name is 1–64 of
 //! `A-Za-z0-9._-`; a profile that does not exist, or a file that cannot be read, is an
 //! error naming it, never a silent plaintext connection. The `user` is stored and exposed
-//! ([`Connection::user`]) for gRPC authentication; nothing sends it yet.
+//! (`cli::connection()`, [`Connection::user`]) for gRPC authentication; nothing sends it
+//! yet.
 
 use super::{OutputFormat, print_json, table};
 use anyhow::{Context, bail};
