@@ -14,7 +14,7 @@ mod node;
 pub mod raw_grpc;
 
 pub use cluster::Cluster;
-pub use node::{Node, NodeOptions, free_port, kavka_bin, run_cli, wait_until};
+pub use node::{Node, NodeOptions, free_port, kavka_bin, run_cli, run_cli_with_env, wait_until};
 
 /// Says that a test is skipped, and why, where the run's reader sees it: on the process's
 /// own standard error, past the test runner's capture of passing tests' output.

@@ -465,8 +465,14 @@ impl Node {
 /// Runs `kavka --bootstrap <addr> args...` with `stdin`, bounded in time by the CLI's own
 /// deadlines.
 pub fn run_cli(addr: &str, args: &[&str], stdin: &[u8]) -> Output {
+    run_cli_with_env(addr, args, stdin, &[])
+}
+
+/// [`run_cli`] with extra environment variables (a password in `KAVKA_PASSWORD`).
+pub fn run_cli_with_env(addr: &str, args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Output {
     use std::io::Write;
     let mut child = Command::new(kavka_bin())
+        .envs(env.iter().copied())
         .arg("--bootstrap")
         .arg(addr)
         .args(args)

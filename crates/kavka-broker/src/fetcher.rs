@@ -20,12 +20,17 @@ use crate::replica_manager::ReplicaManager;
 use kavka_model::data::{ReplicaFetch, ReplicaFetchOutcome, ReplicaFetchPartition, ReplicaFetched};
 use kavka_model::failure_log::{FailureLog, Report};
 use kavka_model::{BrokerId, ErrorCode, LeaderEpoch, Offset};
+use kavka_proto::auth::PresentSecret;
 use kavka_proto::v1::{self, broker_service_client::BrokerServiceClient};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+
+/// A client of a leader's broker service, presenting the cluster's secret.
+type Client = BrokerServiceClient<InterceptedService<Channel, PresentSecret>>;
 
 /// Pause after errors, so a broken partition or leader does not spin.
 const BACKOFF: Duration = Duration::from_millis(100);
@@ -33,7 +38,13 @@ const BACKOFF: Duration = Duration::from_millis(100);
 const TRUNCATION_ROUNDS_MAX: usize = 64;
 
 /// Runs a fetcher for every leader this broker follows partitions from, until `shutdown`.
-pub async fn run(replicas: Arc<ReplicaManager>, mut shutdown: watch::Receiver<bool>) {
+/// Its calls present the cluster's secret (`secret`), which the leader's gate takes as
+/// a node of this cluster (replication is allowed whatever the ACLs).
+pub async fn run(
+    replicas: Arc<ReplicaManager>,
+    secret: PresentSecret,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut followed = replicas.followed();
     let mut tasks: HashMap<BrokerId, tokio::task::JoinHandle<()>> = HashMap::new();
     loop {
@@ -47,7 +58,12 @@ pub async fn run(replicas: Arc<ReplicaManager>, mut shutdown: watch::Receiver<bo
             if tasks.get(&leader).is_none_or(|t| t.is_finished()) {
                 tasks.insert(
                     leader,
-                    tokio::spawn(fetch_from(Arc::clone(&replicas), leader, shutdown.clone())),
+                    tokio::spawn(fetch_from(
+                        Arc::clone(&replicas),
+                        leader,
+                        secret.clone(),
+                        shutdown.clone(),
+                    )),
                 );
             }
         }
@@ -74,6 +90,7 @@ fn partitions_of(
 async fn fetch_from(
     replicas: Arc<ReplicaManager>,
     leader: BrokerId,
+    secret: PresentSecret,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut followed = replicas.followed();
@@ -100,7 +117,7 @@ async fn fetch_from(
             }
             continue;
         };
-        let client = BrokerServiceClient::new(endpoint.connect_lazy())
+        let client = BrokerServiceClient::with_interceptor(endpoint.connect_lazy(), secret.clone())
             .max_decoding_message_size(crate::service::MESSAGE_BYTES_MAX)
             .max_encoding_message_size(crate::service::MESSAGE_BYTES_MAX);
         match session(
@@ -145,7 +162,7 @@ async fn pause(shutdown: &mut watch::Receiver<bool>, d: Duration) -> bool {
 async fn session(
     replicas: &Arc<ReplicaManager>,
     leader: BrokerId,
-    mut client: BrokerServiceClient<Channel>,
+    mut client: Client,
     followed: &mut watch::Receiver<crate::replica_manager::Followed>,
     shutdown: &mut watch::Receiver<bool>,
     failures: &mut FailureLog,
@@ -308,7 +325,7 @@ type FetchStream = (
 );
 
 /// Opens a `ReplicaFetch` stream to the leader: requests go in on the sender.
-async fn open_stream(client: &mut BrokerServiceClient<Channel>) -> Result<FetchStream, String> {
+async fn open_stream(client: &mut Client) -> Result<FetchStream, String> {
     let (tx, rx) = mpsc::channel(1);
     let responses = client
         .replica_fetch(tokio_stream::wrappers::ReceiverStream::new(rx))
@@ -320,11 +337,7 @@ async fn open_stream(client: &mut BrokerServiceClient<Channel>) -> Result<FetchS
 
 /// KIP-279: asks the leader where our latest epoch ends in its log, truncates our log
 /// there, and repeats while our history still has epochs the leader does not.
-async fn truncate(
-    client: &mut BrokerServiceClient<Channel>,
-    me: BrokerId,
-    p: &Arc<Partition>,
-) -> Result<(), String> {
+async fn truncate(client: &mut Client, me: BrokerId, p: &Arc<Partition>) -> Result<(), String> {
     let (_, epoch) = p.role();
     for _ in 0..TRUNCATION_ROUNDS_MAX {
         let Some(mine) = p.latest_epoch() else {

@@ -11,7 +11,7 @@
 use crate::controllers::Controllers;
 use crate::group_log::GroupLog;
 use crate::producer_ids::ProducerIdManager;
-use crate::service::{AdminService, BrokerService, GroupService, ReadyGate};
+use crate::service::{AdminService, BrokerService, Gate, GroupService};
 use crate::{BrokerConfig, BrokerError, ControllerSession, ReplicaManager};
 use kavka_group::{GroupConfig, GroupCoordinator};
 use kavka_proto::v1::admin_service_server::AdminServiceServer;
@@ -39,7 +39,7 @@ pub struct BrokerNode {
 }
 
 /// A client service that waits for the broker to be ready.
-pub type Gated<S> = InterceptedService<S, ReadyGate>;
+pub type Gated<S> = InterceptedService<S, Gate>;
 
 /// The broker role's gRPC services (the client port and the external listener).
 pub struct BrokerServices {
@@ -95,7 +95,11 @@ impl BrokerNode {
             tokio::spawn(Arc::clone(&replicas).run_retention(shutdown.clone())),
             tokio::spawn(Arc::clone(&replicas).run_log_timers(shutdown.clone())),
             tokio::spawn(Arc::clone(&replicas).run_offline_retries(shutdown.clone())),
-            tokio::spawn(crate::fetcher::run(Arc::clone(&replicas), shutdown.clone())),
+            tokio::spawn(crate::fetcher::run(
+                Arc::clone(&replicas),
+                controllers.presenter(),
+                shutdown.clone(),
+            )),
             tokio::spawn(Arc::clone(&replicas).run_isr_maintenance(
                 Arc::clone(&controllers),
                 session.incarnation_id,
@@ -141,7 +145,7 @@ impl BrokerNode {
         ready: &watch::Receiver<bool>,
         external_port: Option<u16>,
     ) -> BrokerServices {
-        let gate = || ReadyGate(ready.clone());
+        let gate = || Gate::new(ready.clone(), self.api.clone(), self.controllers.secret());
         BrokerServices {
             admin: InterceptedService::new(
                 self.admin_service()

@@ -1,6 +1,7 @@
 //! Connecting to a node from a bootstrap list, and routing partition requests to their
 //! leaders (learned from Metadata, refreshed after leader errors).
 
+use crate::credentials::{Channel, Credentials, with_credentials};
 use crate::error::ClientError;
 use kavka_proto::v1::admin_service_client::AdminServiceClient;
 use kavka_proto::v1::broker_service_client::BrokerServiceClient;
@@ -8,7 +9,6 @@ use kavka_tls::Transport;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tonic::transport::Channel;
 
 /// Largest gRPC message either way (matches the broker's limit).
 const MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
@@ -137,6 +137,8 @@ pub struct Client {
     bootstrap: Vec<String>,
     /// Plaintext or TLS, for every node this client reaches.
     transport: Transport,
+    /// Presented on every call, to every node.
+    credentials: Credentials,
     routes: Arc<Mutex<Routes>>,
 }
 
@@ -183,12 +185,29 @@ impl Client {
     /// [`PROBE_TIMEOUT`] but some took the connection, to the first of those), in
     /// plaintext.
     pub async fn connect(bootstrap: &str) -> Result<Self, ClientError> {
-        Self::connect_with(bootstrap, &Transport::plaintext()).await
+        Self::connect_using(bootstrap, &Transport::plaintext(), Credentials::default()).await
+    }
+
+    /// [`Self::connect`], presenting `credentials` on every call.
+    pub async fn connect_as(
+        bootstrap: &str,
+        credentials: Credentials,
+    ) -> Result<Self, ClientError> {
+        Self::connect_using(bootstrap, &Transport::plaintext(), credentials).await
     }
 
     /// [`Client::connect`] over `transport` (plaintext or TLS), which every later
     /// connection of this client (to partition leaders, coordinators) uses too.
     pub async fn connect_with(bootstrap: &str, transport: &Transport) -> Result<Self, ClientError> {
+        Self::connect_using(bootstrap, transport, Credentials::default()).await
+    }
+
+    /// [`Client::connect`] over `transport`, presenting `credentials` on every call.
+    pub async fn connect_using(
+        bootstrap: &str,
+        transport: &Transport,
+        credentials: Credentials,
+    ) -> Result<Self, ClientError> {
         let addrs = parse_bootstrap(bootstrap)?;
         let mut last_error = String::new();
         let mut silent: Option<Self> = None;
@@ -209,6 +228,7 @@ impl Client {
             };
             match connected {
                 Ok(channel) => {
+                    let channel = with_credentials(channel, &credentials);
                     let client = Self {
                         admin: AdminServiceClient::new(channel.clone())
                             .max_decoding_message_size(MESSAGE_BYTES_MAX),
@@ -217,6 +237,7 @@ impl Client {
                         addr: addr.clone(),
                         bootstrap: addrs.clone(),
                         transport: transport.clone(),
+                        credentials: credentials.clone(),
                         routes: Arc::default(),
                     };
                     match probe(client.channel()).await {
@@ -250,6 +271,11 @@ impl Client {
         })
     }
 
+    /// Wraps a transport channel so that its calls carry this client's credentials.
+    pub(crate) fn authenticated(&self, channel: tonic::transport::Channel) -> Channel {
+        with_credentials(channel, &self.credentials)
+    }
+
     /// The connection to the node this client talks to.
     pub(crate) fn channel(&self) -> Channel {
         self.channel.clone()
@@ -273,7 +299,12 @@ impl Client {
         candidates.retain(|a| *a != self.addr);
         candidates.dedup();
         candidates.push(self.addr.clone());
-        let next = Self::connect_with(&candidates.join(","), &self.transport).await?;
+        let next = Self::connect_using(
+            &candidates.join(","),
+            &self.transport,
+            self.credentials.clone(),
+        )
+        .await?;
         self.admin = next.admin;
         self.broker = next.broker;
         self.channel = next.channel;
@@ -331,6 +362,7 @@ impl Client {
                     .keep_alive_timeout(KEEPALIVE_TIMEOUT)
                     .keep_alive_while_idle(true)
                     .connect_lazy();
+                let channel = with_credentials(channel, &self.credentials);
                 routes.brokers.insert(b.id, (addr, channel));
             }
         }

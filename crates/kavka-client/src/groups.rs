@@ -3,11 +3,11 @@
 //! COORDINATOR_NOT_AVAILABLE) for a bounded time.
 
 use crate::connection::{Client, bounded};
+use crate::credentials::Channel;
 use crate::error::ClientError;
 use kavka_model::ErrorCode;
 use kavka_proto::v1::{self, group_service_client::GroupServiceClient};
 use std::time::{Duration, Instant};
-use tonic::transport::Channel;
 
 /// How long a group call keeps retrying a moving coordinator.
 const COORDINATOR_RETRY: Duration = Duration::from_secs(20);
@@ -55,6 +55,7 @@ impl Client {
             .connect_timeout(Duration::from_secs(5))
             .timeout(CALL_TIMEOUT)
             .connect_lazy();
+        let channel = self.authenticated(channel);
         self.cache_coordinator(group_id, Some((r.node_id, channel.clone())));
         Ok((r.node_id, group_client(channel)))
     }
@@ -115,6 +116,7 @@ impl Client {
                 .connect_timeout(Duration::from_secs(5))
                 .timeout(CALL_TIMEOUT)
                 .connect_lazy();
+            let channel = self.authenticated(channel);
             if let Ok(r) = bounded(
                 CALL_TIMEOUT,
                 group_client(channel).list_groups(v1::ListGroupsRequest {}),

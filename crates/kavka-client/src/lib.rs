@@ -9,6 +9,7 @@ mod acls;
 mod admin;
 mod connection;
 mod consumer;
+mod credentials;
 pub mod dead_letter;
 mod error;
 mod group_consumer;
@@ -20,6 +21,7 @@ mod users;
 pub use admin::{NewTopic, TopicInfo};
 pub use connection::{Client, parse_bootstrap};
 pub use consumer::{ConsumedRecord, Consumer, OffsetSpec};
+pub use credentials::Credentials;
 pub use error::ClientError;
 pub use group_consumer::{
     GroupConsumer, GroupConsumerConfig, OffsetReset, RebalanceListener, TopicPartition,

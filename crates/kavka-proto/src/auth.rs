@@ -7,6 +7,13 @@
 /// The gRPC metadata key carrying the quorum's shared secret.
 pub const CONTROLLER_SECRET_HEADER: &str = "kavka-controller-secret";
 
+/// Whether `presented` is the secret `ours`, compared in time independent of where the
+/// first difference is.
+pub fn secret_matches(ours: &str, presented: &str) -> bool {
+    let (a, b) = (ours.as_bytes(), presented.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// Adds the secret (when the node has one) to every call of a client.
 #[derive(Clone, Default)]
 pub struct PresentSecret(pub Option<std::sync::Arc<str>>);

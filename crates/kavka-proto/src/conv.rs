@@ -63,6 +63,11 @@ pub fn status(e: &KafkaError) -> tonic::Status {
         ErrorCode::RequestTimedOut => tonic::Code::DeadlineExceeded,
         ErrorCode::UnknownServerError | ErrorCode::KafkaStorageError => tonic::Code::Internal,
         ErrorCode::OffsetOutOfRange => tonic::Code::OutOfRange,
+        ErrorCode::TopicAuthorizationFailed
+        | ErrorCode::GroupAuthorizationFailed
+        | ErrorCode::ClusterAuthorizationFailed
+        | ErrorCode::TransactionalIdAuthorizationFailed => tonic::Code::PermissionDenied,
+        ErrorCode::SaslAuthenticationFailed => tonic::Code::Unauthenticated,
         _ => tonic::Code::InvalidArgument,
     };
     let mut status = tonic::Status::new(code, e.to_string());

@@ -20,6 +20,24 @@ use std::process::ExitCode;
 struct Cli {
     #[command(flatten)]
     connect: cli::profile::ConnectArgs,
+    /// Authenticate as this user (a SCRAM user made with `kavka user create`); the
+    /// password comes from KAVKA_PASSWORD or --password-file. Needed where the cluster
+    /// enforces ACLs.
+    #[arg(long, global = true, env = "KAVKA_USER")]
+    user: Option<String>,
+    /// A file holding --user's password (one line).
+    #[arg(long, global = true, env = "KAVKA_PASSWORD_FILE")]
+    password_file: Option<std::path::PathBuf>,
+    /// Act as a node of the cluster, with every permission, by presenting its shared
+    /// secret (the nodes' controller_secret_file): how the first users and ACLs are made
+    /// once ACLs are enforced. Keep the file as private as the nodes' data.
+    #[arg(
+        long,
+        global = true,
+        env = "KAVKA_CLUSTER_SECRET_FILE",
+        conflicts_with = "user"
+    )]
+    cluster_secret_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -102,7 +120,14 @@ fn main() -> ExitCode {
         // Flags over the selected profile; only commands that connect read it.
         let bootstrap = if connects {
             let c = cli::profile::Connection::resolve(&cli.connect)?;
-            tracing::debug!(bootstrap = %c.bootstrap, tls = ?c.tls, user = ?c.user, "connecting");
+            // --user (or KAVKA_USER) wins over the profile's user.
+            let user = cli.user.clone().or_else(|| c.user.clone());
+            cli::set_credentials(
+                user.as_deref(),
+                cli.password_file.as_deref(),
+                cli.cluster_secret_file.as_deref(),
+            )?;
+            tracing::debug!(bootstrap = %c.bootstrap, tls = ?c.tls, user = ?user, "connecting");
             let bootstrap = c.bootstrap.clone();
             cli::set_connection(c);
             bootstrap
@@ -112,7 +137,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Server(args) => server::run(*args).await,
             Command::Dev(args) => server::dev(args).await,
-            Command::Profile(cmd) => cli::profile::run(&cli.connect, cmd),
+            Command::Profile(cmd) => cli::profile::run(&cli.connect, cli.user.clone(), cmd),
             Command::Topic(cmd) => cli::topic::run(&bootstrap, cmd).await,
             Command::Acl(cmd) => cli::acl::run(&bootstrap, cmd).await,
             Command::User(cmd) => cli::user::run(&bootstrap, cmd).await,

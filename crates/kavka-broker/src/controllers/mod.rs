@@ -8,8 +8,8 @@ use kavka_model::{ErrorCode, KafkaError};
 use kavka_proto::auth::PresentSecret;
 use kavka_proto::v1::controller_service_client::ControllerServiceClient;
 use std::future::Future;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
@@ -44,6 +44,16 @@ impl Controllers {
             secret,
             transport,
         }
+    }
+
+    /// The cluster's shared secret, if it has one.
+    pub fn secret(&self) -> Option<Arc<str>> {
+        self.secret.0.clone()
+    }
+
+    /// The interceptor that presents the cluster's secret (if any) on a client's calls.
+    pub fn presenter(&self) -> PresentSecret {
+        self.secret.clone()
     }
 
     pub fn addrs(&self) -> &[String] {

@@ -2,13 +2,13 @@
 //! its `admin` for writes, its data operations for metadata). It decodes, calls and
 //! encodes; it holds no logic of its own.
 
-use super::watch;
+use super::{auth, watch};
 use crate::api::{Admin as AdminApi, AlteredConfigs, BrokerApi, in_request_order};
 use crate::replica_manager::{PartitionState, TopicSummary};
 use crate::session::ControllerSession;
 use kavka_model::ConfigEntry;
-use kavka_model::acl::{AclBinding, AclFilter};
-use kavka_model::admin::{AlterConfigs, NewPartitions, NewTopic, PartitionRef};
+use kavka_model::acl::{AclBinding, AclFilter, Operation, Resource};
+use kavka_model::admin::{AlterConfigs, ConfigTarget, NewPartitions, NewTopic, PartitionRef};
 use kavka_proto::conv::{acl_filter_from_request, acl_from_request, scram_changes, status};
 use kavka_proto::v1::{self, admin_service_server::AdminService as Admin};
 use std::sync::Arc;
@@ -27,6 +27,15 @@ pub struct AdminService {
 }
 
 impl AdminService {
+    /// Every check a call needs (see [`auth::require`]).
+    fn require<'a, T>(
+        &self,
+        req: &Request<T>,
+        checks: impl IntoIterator<Item = (Operation, Resource<'a>)>,
+    ) -> Result<(), Status> {
+        auth::require(&self.broker, &auth::caller(req), checks)
+    }
+
     pub fn new(broker: BrokerApi) -> Self {
         Self {
             api: Arc::clone(&broker.admin),
@@ -96,6 +105,7 @@ impl Admin for AdminService {
         &self,
         req: Request<v1::CreateAclsRequest>,
     ) -> Result<Response<v1::CreateAclsResponse>, Status> {
+        self.require(&req, [(Operation::Alter, Resource::cluster())])?;
         // An ACL that does not convert is answered in its place; the rest go ahead.
         let asked: Vec<_> = req
             .into_inner()
@@ -118,6 +128,7 @@ impl Admin for AdminService {
         &self,
         req: Request<v1::AlterUserScramCredentialsRequest>,
     ) -> Result<Response<v1::AlterUserScramCredentialsResponse>, Status> {
+        self.require(&req, [(Operation::Alter, Resource::cluster())])?;
         let (upsertions, deletions) = scram_changes(&req.into_inner()).map_err(|e| status(&e))?;
         let results = self
             .api
@@ -140,6 +151,7 @@ impl Admin for AdminService {
         &self,
         req: Request<v1::DescribeUserScramCredentialsRequest>,
     ) -> Result<Response<v1::DescribeUserScramCredentialsResponse>, Status> {
+        self.require(&req, [(Operation::Describe, Resource::cluster())])?;
         let users = self
             .broker
             .describe_user_scram_credentials(&req.into_inner().users)
@@ -173,6 +185,7 @@ impl Admin for AdminService {
         &self,
         req: Request<v1::DescribeAclsRequest>,
     ) -> Result<Response<v1::DescribeAclsResponse>, Status> {
+        self.require(&req, [(Operation::Describe, Resource::cluster())])?;
         let filter = match req.into_inner().filter {
             Some(f) => acl_filter_from_request(f).map_err(|e| status(&e))?,
             None => AclFilter::any(),
@@ -192,6 +205,7 @@ impl Admin for AdminService {
         &self,
         req: Request<v1::DeleteAclsRequest>,
     ) -> Result<Response<v1::DeleteAclsResponse>, Status> {
+        self.require(&req, [(Operation::Alter, Resource::cluster())])?;
         let asked: Vec<_> = req
             .into_inner()
             .filters
@@ -212,6 +226,11 @@ impl Admin for AdminService {
         &self,
         req: Request<v1::CreateTopicsRequest>,
     ) -> Result<Response<v1::CreateTopicsResponse>, Status> {
+        auth::require_create_topics(
+            &self.broker,
+            &auth::caller(&req),
+            req.get_ref().topics.iter().map(|t| t.name.as_str()),
+        )?;
         let req = req.into_inner();
         let topics: Vec<NewTopic> = req.topics.into_iter().map(NewTopic::from).collect();
         let outcomes = self
@@ -228,6 +247,13 @@ impl Admin for AdminService {
         &self,
         req: Request<v1::DeleteTopicsRequest>,
     ) -> Result<Response<v1::DeleteTopicsResponse>, Status> {
+        let names = req.get_ref().names.clone();
+        self.require(
+            &req,
+            names
+                .iter()
+                .map(|n| (Operation::Delete, Resource::topic(n))),
+        )?;
         let outcomes = self
             .api
             .delete_topics(&req.into_inner().names)
@@ -243,12 +269,17 @@ impl Admin for AdminService {
         req: Request<v1::ListTopicsRequest>,
     ) -> Result<Response<v1::ListTopicsResponse>, Status> {
         let include_internal = req.get_ref().include_internal;
+        let caller = auth::caller(&req);
         let topics = self
             .broker
             .list_topics()
             .iter()
             .map(topic_summary)
             .filter(|t| include_internal || !t.internal)
+            .filter(|t| {
+                self.broker
+                    .is_authorized(&caller, Operation::Describe, Resource::topic(&t.name))
+            })
             .collect();
         Ok(Response::new(v1::ListTopicsResponse { topics }))
     }
@@ -258,6 +289,8 @@ impl Admin for AdminService {
         &self,
         req: Request<v1::DescribeTopicRequest>,
     ) -> Result<Response<v1::DescribeTopicResponse>, Status> {
+        let name = req.get_ref().name.clone();
+        self.require(&req, [(Operation::Describe, Resource::topic(&name))])?;
         let d = self
             .broker
             .describe_topic(&req.get_ref().name)
@@ -274,7 +307,13 @@ impl Admin for AdminService {
         &self,
         req: Request<v1::AlterConfigsRequest>,
     ) -> Result<Response<v1::AlterConfigsResponse>, Status> {
+        let caller = auth::caller(&req);
         let req = AlterConfigs::from(req.into_inner());
+        let resource = match &req.target {
+            ConfigTarget::Topic(t) => Resource::topic(t),
+            ConfigTarget::Broker(_) | ConfigTarget::Cluster => Resource::cluster(),
+        };
+        auth::require(&self.broker, &caller, [(Operation::AlterConfigs, resource)])?;
         let configs = match self.api.alter_configs(&req).await {
             Err(e) => return Err(status(&e)),
             Ok(AlteredConfigs::Topic(entries)) => entries.iter().map(config_entry).collect(),
@@ -302,6 +341,16 @@ impl Admin for AdminService {
         &self,
         req: Request<v1::CreatePartitionsRequest>,
     ) -> Result<Response<v1::CreatePartitionsResponse>, Status> {
+        let names: Vec<String> = req
+            .get_ref()
+            .topics
+            .iter()
+            .map(|t| t.name.clone())
+            .collect();
+        self.require(
+            &req,
+            names.iter().map(|n| (Operation::Alter, Resource::topic(n))),
+        )?;
         let req = req.into_inner();
         let topics: Vec<NewPartitions> = req.topics.into_iter().map(NewPartitions::from).collect();
         let outcomes = self
@@ -318,6 +367,7 @@ impl Admin for AdminService {
         &self,
         req: Request<v1::ElectLeadersRequest>,
     ) -> Result<Response<v1::ElectLeadersResponse>, Status> {
+        self.require(&req, [(Operation::Alter, Resource::cluster())])?;
         let partitions: Vec<PartitionRef> = req
             .into_inner()
             .partitions
@@ -338,6 +388,14 @@ impl Admin for AdminService {
         &self,
         req: Request<v1::MetadataRequest>,
     ) -> Result<Response<v1::MetadataResponse>, Status> {
+        // Every topic named must be describable.
+        let names = req.get_ref().topics.clone();
+        self.require(
+            &req,
+            names
+                .iter()
+                .map(|n| (Operation::Describe, Resource::topic(n))),
+        )?;
         let (summaries, states) = self.broker.metadata(&req.get_ref().topics).await;
         let image = self.broker.replicas().image();
         let topics = summaries
@@ -398,6 +456,8 @@ impl Admin for AdminService {
         &self,
         req: Request<v1::WatchClusterRequest>,
     ) -> Result<Response<Self::WatchClusterStream>, Status> {
+        // The cluster view names every topic, broker and election.
+        self.require(&req, [(Operation::Describe, Resource::cluster())])?;
         let (tx, rx) = tokio::sync::mpsc::channel(16);
         tokio::spawn(watch::run(
             Arc::clone(self.broker.replicas()),

@@ -4,9 +4,12 @@
 //! errors the Kafka listener gives too), call, encode. Answers convert in
 //! `kavka-proto`'s `conv`.
 
+use super::auth;
+use crate::api::authorize::denied;
 use crate::api::{BrokerApi, in_request_order, topic_name};
 use crate::records::NewRecord;
 use crate::replica_manager::{FetchPartitionParams, produce_timeout};
+use kavka_model::acl::{Operation, Resource, ResourceType};
 use kavka_model::data::{Acks, OffsetSpec, ReplicaFetch};
 use kavka_model::epoch::EpochQuery;
 use kavka_model::{ErrorCode, KafkaError, Offset, PartitionId, TopicPartition};
@@ -47,8 +50,23 @@ impl Broker for BrokerService {
     #[tracing::instrument(skip_all)]
     async fn init_producer_id(
         &self,
-        _req: Request<v1::InitProducerIdRequest>,
+        req: Request<v1::InitProducerIdRequest>,
     ) -> Result<Response<v1::InitProducerIdResponse>, Status> {
+        // IDEMPOTENT_WRITE on the cluster, or WRITE on some topic (KIP-679).
+        let caller = auth::caller(&req);
+        if !self
+            .api
+            .is_authorized(&caller, Operation::IdempotentWrite, Resource::cluster())
+            && !self
+                .api
+                .is_authorized_for_any(&caller, Operation::Write, ResourceType::Topic)
+        {
+            return Err(status(&denied(
+                &caller,
+                Operation::IdempotentWrite,
+                Resource::cluster(),
+            )));
+        }
         Ok(Response::new(match self.api.producers.next_id().await {
             Ok(id) => v1::InitProducerIdResponse {
                 error: None,
@@ -68,6 +86,12 @@ impl Broker for BrokerService {
         &self,
         req: Request<v1::ProduceRequest>,
     ) -> Result<Response<v1::ProduceResponse>, Status> {
+        let topic = req.get_ref().topic.clone();
+        auth::require(
+            &self.api,
+            &auth::caller(&req),
+            [(Operation::Write, Resource::topic(&topic))],
+        )?;
         let req = req.into_inner();
         if !req.batches.is_empty() && !req.records.is_empty() {
             return Err(invalid(
@@ -150,7 +174,15 @@ impl Broker for BrokerService {
         &self,
         req: Request<v1::FetchRequest>,
     ) -> Result<Response<v1::FetchResponse>, Status> {
+        let caller = auth::caller(&req);
         let req = req.into_inner();
+        auth::require(
+            &self.api,
+            &caller,
+            req.topics
+                .iter()
+                .map(|t| (Operation::Read, Resource::topic(&t.topic))),
+        )?;
         if req.max_wait_ms < 0 || req.min_bytes < 0 || req.max_bytes < 0 {
             return Err(invalid(format!(
                 "max_wait_ms, min_bytes and max_bytes must not be negative (got {}, {}, {})",
@@ -219,7 +251,13 @@ impl Broker for BrokerService {
         &self,
         req: Request<v1::ListOffsetsRequest>,
     ) -> Result<Response<v1::ListOffsetsResponse>, Status> {
+        let caller = auth::caller(&req);
         let req = req.into_inner();
+        auth::require(
+            &self.api,
+            &caller,
+            [(Operation::Describe, Resource::topic(&req.topic))],
+        )?;
         let topic = match topic_name(&req.topic) {
             Ok(topic) => topic,
             Err(e) => {
@@ -259,6 +297,15 @@ impl Broker for BrokerService {
         &self,
         req: Request<v1::OffsetForLeaderEpochRequest>,
     ) -> Result<Response<v1::OffsetForLeaderEpochResponse>, Status> {
+        let caller = auth::caller(&req);
+        auth::require(
+            &self.api,
+            &caller,
+            req.get_ref()
+                .partitions
+                .iter()
+                .map(|p| (Operation::Describe, Resource::topic(&p.topic))),
+        )?;
         let queries = req
             .into_inner()
             .partitions
@@ -278,6 +325,12 @@ impl Broker for BrokerService {
         &self,
         req: Request<Streaming<v1::ReplicaFetchRequest>>,
     ) -> Result<Response<Self::ReplicaFetchStream>, Status> {
+        // Replication is the cluster's own: a node presenting the cluster's secret.
+        auth::require(
+            &self.api,
+            &auth::caller(&req),
+            [(Operation::ClusterAction, Resource::cluster())],
+        )?;
         let mut incoming = req.into_inner();
         let api = self.api.clone();
         let (tx, rx) = tokio::sync::mpsc::channel(1);

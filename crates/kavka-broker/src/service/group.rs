@@ -1,8 +1,10 @@
 //! `kavka.v1.GroupService`: consumer group administration and committed offsets over
 //! gRPC, on the same coordinator the Kafka protocol uses.
 
+use super::auth;
 use crate::api::BrokerApi;
 use kavka_group::{CommittedOffset, GroupCoordinator, OffsetCommit, consumer, protocol};
+use kavka_model::acl::{Operation, Resource};
 use kavka_model::{ErrorCode, KafkaError};
 use kavka_proto::conv::status;
 use kavka_proto::v1::{self, group_service_server::GroupService as Groups};
@@ -87,7 +89,18 @@ impl Groups for GroupService {
             .remote_addr()
             .map(|a| format!("/{}", a.ip()))
             .unwrap_or_default();
+        let caller = auth::caller(&req);
         let req = req.into_inner();
+        // READ on the group; subscribing names topics, each must be describable.
+        auth::require(
+            &self.api,
+            &caller,
+            std::iter::once((Operation::Read, Resource::group(&req.group_id))).chain(
+                req.subscribed_topics
+                    .iter()
+                    .map(|t| (Operation::Describe, Resource::topic(t))),
+            ),
+        )?;
         let hb = consumer::HeartbeatRequest {
             member_id: req.member_id,
             member_epoch: req.member_epoch,
@@ -129,7 +142,13 @@ impl Groups for GroupService {
         &self,
         req: Request<v1::FindCoordinatorRequest>,
     ) -> Result<Response<v1::FindCoordinatorResponse>, Status> {
+        let caller = auth::caller(&req);
         let group_id = req.into_inner().group_id;
+        auth::require(
+            &self.api,
+            &caller,
+            [(Operation::Describe, Resource::group(&group_id))],
+        )?;
         let id = self
             .groups
             .find_coordinator(&group_id)
@@ -154,13 +173,25 @@ impl Groups for GroupService {
 
     async fn list_groups(
         &self,
-        _req: Request<v1::ListGroupsRequest>,
+        req: Request<v1::ListGroupsRequest>,
     ) -> Result<Response<v1::ListGroupsResponse>, Status> {
+        // DESCRIBE on the cluster lists every group; otherwise the describable ones.
+        let caller = auth::caller(&req);
+        let all = self
+            .api
+            .is_authorized(&caller, Operation::Describe, Resource::cluster());
         Ok(Response::new(v1::ListGroupsResponse {
             groups: self
                 .groups
                 .list_groups()
                 .into_iter()
+                .filter(|g| {
+                    all || self.api.is_authorized(
+                        &caller,
+                        Operation::Describe,
+                        Resource::group(&g.group_id),
+                    )
+                })
                 .map(|g| v1::GroupListing {
                     group_id: g.group_id,
                     protocol_type: g.protocol_type,
@@ -176,7 +207,13 @@ impl Groups for GroupService {
         &self,
         req: Request<v1::DescribeGroupRequest>,
     ) -> Result<Response<v1::DescribeGroupResponse>, Status> {
+        let caller = auth::caller(&req);
         let group_id = req.into_inner().group_id;
+        auth::require(
+            &self.api,
+            &caller,
+            [(Operation::Describe, Resource::group(&group_id))],
+        )?;
         let d = self
             .groups
             .describe_group(&group_id)
@@ -223,7 +260,13 @@ impl Groups for GroupService {
         &self,
         req: Request<v1::FetchOffsetsRequest>,
     ) -> Result<Response<v1::FetchOffsetsResponse>, Status> {
+        let caller = auth::caller(&req);
         let req = req.into_inner();
+        auth::require(
+            &self.api,
+            &caller,
+            [(Operation::Describe, Resource::group(&req.group_id))],
+        )?;
         let offsets = self
             .groups
             .fetch_offsets(&req.group_id, asked(req.topics))
@@ -241,7 +284,17 @@ impl Groups for GroupService {
         &self,
         req: Request<v1::CommitOffsetsRequest>,
     ) -> Result<Response<v1::CommitOffsetsResponse>, Status> {
+        let caller = auth::caller(&req);
         let req = req.into_inner();
+        auth::require(
+            &self.api,
+            &caller,
+            std::iter::once((Operation::Read, Resource::group(&req.group_id))).chain(
+                req.offsets
+                    .iter()
+                    .map(|o| (Operation::Read, Resource::topic(&o.topic))),
+            ),
+        )?;
         let offsets = req
             .offsets
             .into_iter()
@@ -276,6 +329,11 @@ impl Groups for GroupService {
         &self,
         req: Request<v1::DeleteGroupRequest>,
     ) -> Result<Response<v1::DeleteGroupResponse>, Status> {
+        auth::require(
+            &self.api,
+            &auth::caller(&req),
+            [(Operation::Delete, Resource::group(&req.get_ref().group_id))],
+        )?;
         self.groups
             .delete_group(&req.into_inner().group_id)
             .await
@@ -288,7 +346,17 @@ impl Groups for GroupService {
         &self,
         req: Request<v1::DeleteOffsetsRequest>,
     ) -> Result<Response<v1::DeleteOffsetsResponse>, Status> {
+        let caller = auth::caller(&req);
         let req = req.into_inner();
+        auth::require(
+            &self.api,
+            &caller,
+            std::iter::once((Operation::Delete, Resource::group(&req.group_id))).chain(
+                req.topics
+                    .iter()
+                    .map(|t| (Operation::Read, Resource::topic(&t.topic))),
+            ),
+        )?;
         let partitions = req
             .topics
             .into_iter()

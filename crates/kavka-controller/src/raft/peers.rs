@@ -53,8 +53,7 @@ impl ControllerSecret {
 
     /// Compares in time independent of where the first difference is.
     fn matches(&self, presented: &str) -> bool {
-        let (a, b) = (self.0.as_bytes(), presented.as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        kavka_proto::auth::secret_matches(&self.0, presented)
     }
 }
 

@@ -8,6 +8,9 @@
 //! origin: the API is read-only and carries no credentials, as Kafka's metadata is open
 //! to any client of the cluster.
 //!
+//! With an authorizer configured (`authorizer_class_name`) the API answers 403: it has
+//! no way yet to know who asks, and must not show what the ACLs hide.
+//!
 //! Invariants: read-only; assets are compiled in (`include_str!`), so the console is the
 //! binary's version; no handler waits on the controller quorum. Must not depend on the
 //! gRPC services or the Kafka listener.
@@ -53,6 +56,10 @@ pub(crate) fn routes(state: &HttpState) -> Router<Arc<HttpState>> {
             "/api/events",
             get(move |s: State<Arc<HttpState>>| event_stream(s, Arc::clone(&hub))),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            state.broker.clone(),
+            refused_under_an_authorizer,
+        ))
         .layer(axum::middleware::map_response(allow_any_origin));
     Router::new()
         .route("/", get(|| asset(INDEX_HTML, "text/html; charset=utf-8")))
@@ -65,6 +72,25 @@ pub(crate) fn routes(state: &HttpState) -> Router<Arc<HttpState>> {
             get(|| asset(STYLE_CSS, "text/css; charset=utf-8")),
         )
         .merge(api)
+}
+
+/// 403 for every API request when ACLs are enforced: the console does not authenticate
+/// its users yet, so it cannot check what they may see.
+async fn refused_under_an_authorizer(
+    State(broker): State<Option<Arc<kavka_broker::node::BrokerNode>>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if broker.as_ref().is_some_and(|b| b.api.authorizer_enabled()) {
+        return (
+            axum::http::StatusCode::FORBIDDEN,
+            axum::Json(serde_json::json!({
+                "error": "this cluster enforces ACLs (authorizer_class_name) and the console does not authenticate users yet: its API is off; /metrics and /health still serve"
+            })),
+        )
+            .into_response();
+    }
+    next.run(req).await
 }
 
 async fn asset(body: &'static str, content_type: &'static str) -> Response {

@@ -147,7 +147,27 @@ impl Caller {
     pub fn anonymous(host: impl Into<String>) -> Self {
         Self::new(Principal::anonymous(), host)
     }
+
+    /// A node of this cluster, proven by the cluster's shared secret (replication
+    /// fetches, a node's own calls): allowed everything, as Kafka's brokers are super
+    /// users. Only the gRPC gate that checked the secret makes one.
+    pub fn cluster_node(host: impl Into<String>) -> Self {
+        Self::new(
+            Principal {
+                kind: CLUSTER_NODE_KIND.into(),
+                name: "cluster".into(),
+            },
+            host,
+        )
+    }
+
+    pub fn is_cluster_node(&self) -> bool {
+        self.principal.kind == CLUSTER_NODE_KIND
+    }
 }
+
+/// The principal type of [`Caller::cluster_node`]: no SASL or TLS identity has it.
+const CLUSTER_NODE_KIND: &str = "Node";
 
 impl fmt::Display for Caller {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

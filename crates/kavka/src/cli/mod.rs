@@ -23,7 +23,7 @@ pub mod watch;
 
 use anyhow::Context;
 use clap::ValueEnum;
-use kavka_client::Client;
+use kavka_client::{Client, Credentials};
 use std::io::Write;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -58,8 +58,51 @@ pub fn endpoint(addr: &str) -> anyhow::Result<tonic::transport::Endpoint> {
     Ok(transport().endpoint(addr)?)
 }
 
+/// The credentials of this invocation (`--user`), set once before any command runs.
+static CREDENTIALS: std::sync::OnceLock<Credentials> = std::sync::OnceLock::new();
+
+/// Reads `--user`'s password (from `password_file`, else KAVKA_PASSWORD), or the
+/// cluster's secret, and keeps the credentials every connection of this invocation
+/// presents.
+pub fn set_credentials(
+    user: Option<&str>,
+    password_file: Option<&std::path::Path>,
+    cluster_secret_file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let credentials = match (user, cluster_secret_file) {
+        (_, Some(path)) => {
+            let secret = std::fs::read_to_string(path).with_context(|| {
+                format!("cannot read the cluster secret file {}", path.display())
+            })?;
+            Credentials::cluster_secret(&secret)?
+        }
+        (None, None) => Credentials::default(),
+        (Some(user), None) => {
+            let password = match password_file {
+                Some(path) => std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the password file {}", path.display()))?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_string(),
+                None => std::env::var("KAVKA_PASSWORD").map_err(|_| {
+                    anyhow::anyhow!(
+                        "--user {user} needs a password: set KAVKA_PASSWORD or --password-file"
+                    )
+                })?,
+            };
+            Credentials::user(user, &password)?
+        }
+    };
+    let _ = CREDENTIALS.set(credentials);
+    Ok(())
+}
+
+/// The credentials every connection presents (none unless `--user`).
+pub fn credentials() -> Credentials {
+    CREDENTIALS.get().cloned().unwrap_or_default()
+}
+
 pub async fn connect(bootstrap: &str) -> anyhow::Result<Client> {
-    Client::connect_with(bootstrap, &transport())
+    Client::connect_using(bootstrap, &transport(), credentials())
         .await
         .with_context(|| {
             format!(

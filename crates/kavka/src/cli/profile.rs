@@ -7,9 +7,9 @@
 //! NAME`, else the current one), which wins over the defaults; a profile names only files
 //! that existed when it was made, stored as absolute paths; a name is 1–64 of
 //! `A-Za-z0-9._-`; a profile that does not exist, or a file that cannot be read, is an
-//! error naming it, never a silent plaintext connection. The `user` is stored and exposed
-//! (`cli::connection()`, [`Connection::user`]) for gRPC authentication; nothing sends it
-//! yet.
+//! error naming it, never a silent plaintext connection. The profile's `user` is who the
+//! CLI authenticates as unless `--user` names another (the password still comes from
+//! KAVKA_PASSWORD or `--password-file`, never from the profile).
 
 use super::{OutputFormat, print_json, table};
 use anyhow::{Context, bail};
@@ -243,13 +243,10 @@ impl Connection {
 #[derive(Subcommand, Debug)]
 pub enum ProfileCommand {
     /// Save the connection flags given (--bootstrap, --tls, --tls-ca, --tls-cert,
-    /// --tls-key, --tls-server-name) as profile NAME, and use it from now on.
-    Create {
-        name: String,
-        /// Who the CLI acts as with this profile.
-        #[arg(long)]
-        user: Option<String>,
-    },
+    /// --tls-key, --tls-server-name, --user) as profile NAME, and use it from now on
+    /// (a profile's user still takes its password from KAVKA_PASSWORD or
+    /// --password-file).
+    Create { name: String },
     /// Use profile NAME from now on.
     Use { name: String },
     /// The profiles (the current one marked *).
@@ -293,11 +290,16 @@ fn from_flags(flags: &ConnectArgs, user: Option<String>) -> anyhow::Result<Profi
     Ok(profile)
 }
 
-/// Runs `kavka profile ...` against the profiles file at `path`.
-pub fn run_at(path: &Path, flags: &ConnectArgs, cmd: ProfileCommand) -> anyhow::Result<()> {
+/// Runs `kavka profile ...` against the profiles file at `path`; `user` is `--user`.
+pub fn run_at(
+    path: &Path,
+    flags: &ConnectArgs,
+    user: Option<String>,
+    cmd: ProfileCommand,
+) -> anyhow::Result<()> {
     let mut profiles = Profiles::load(path)?;
     match cmd {
-        ProfileCommand::Create { name, user } => {
+        ProfileCommand::Create { name } => {
             check_name(&name)?;
             if profiles.profiles.contains_key(&name) {
                 bail!(
@@ -376,9 +378,9 @@ pub fn run_at(path: &Path, flags: &ConnectArgs, cmd: ProfileCommand) -> anyhow::
     Ok(())
 }
 
-/// `kavka profile ...`.
-pub fn run(flags: &ConnectArgs, cmd: ProfileCommand) -> anyhow::Result<()> {
-    run_at(&process_profiles_path()?, flags, cmd)
+/// `kavka profile ...`; `user` is `--user`.
+pub fn run(flags: &ConnectArgs, user: Option<String>, cmd: ProfileCommand) -> anyhow::Result<()> {
+    run_at(&process_profiles_path()?, flags, user, cmd)
 }
 
 #[cfg(test)]
@@ -526,10 +528,8 @@ mod tests {
             run_at(
                 &path,
                 f,
-                ProfileCommand::Create {
-                    name: name.into(),
-                    user: Some("alice".into()),
-                },
+                Some("alice".into()),
+                ProfileCommand::Create { name: name.into() },
             )
         };
         // The CA file is junk: TLS settings are checked at create.
@@ -565,13 +565,20 @@ mod tests {
         let e = run_at(
             &path,
             &none,
+            None,
             ProfileCommand::Use {
                 name: "prod".into(),
             },
         )
         .unwrap_err();
         assert!(e.to_string().contains("no profile 'prod'"), "{e}");
-        run_at(&path, &none, ProfileCommand::Delete { name: "dev".into() }).unwrap();
+        run_at(
+            &path,
+            &none,
+            None,
+            ProfileCommand::Delete { name: "dev".into() },
+        )
+        .unwrap();
         let p = Profiles::load(&path).unwrap();
         assert_eq!(p, Profiles::default());
         assert_eq!(p.selected(None, &path).unwrap(), None);

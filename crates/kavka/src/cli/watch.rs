@@ -186,7 +186,8 @@ async fn open(addr: &str) -> anyhow::Result<tonic::Streaming<v1::ClusterView>> {
         .map_err(|_| anyhow::anyhow!("no answer within {CONNECT_TIMEOUT:?}"))??;
     let stream = tokio::time::timeout(
         CONNECT_TIMEOUT,
-        AdminServiceClient::new(channel).watch_cluster(v1::WatchClusterRequest {}),
+        AdminServiceClient::with_interceptor(channel, crate::cli::credentials())
+            .watch_cluster(v1::WatchClusterRequest {}),
     )
     .await
     .map_err(|_| anyhow::anyhow!("no answer within {CONNECT_TIMEOUT:?}"))?

@@ -994,6 +994,16 @@ impl Settings {
             None
         };
         broker.client_port_transport = grpc.client_port_transport;
+        // Under an authorizer, nodes prove to each other with the shared secret that a
+        // replication fetch is the cluster's own, and an operator presents it to make the
+        // first users and ACLs.
+        if broker.authorizer.is_some() && controller_secret.is_none() {
+            bail!(
+                "authorizer_class_name needs controller_secret_file (the same file on every \
+                 node): replication between brokers presents it, and `kavka \
+                 --cluster-secret-file` presents it to create the first users and ACLs"
+            );
+        }
         let session_timeout_ms = quorum.session_timeout_ms.unwrap_or(2500);
         // The broker's leader lease lasts one session timeout from an answered heartbeat.
         broker.session_timeout_ms = session_timeout_ms;
@@ -1690,9 +1700,14 @@ mod tests {
     #[test]
     fn the_authorizer_is_off_unless_named() {
         assert_eq!(flags(&[]).unwrap().broker.authorizer, None);
+        let dir = tempfile::tempdir().unwrap();
+        let secret_file = dir.path().join("secret");
+        std::fs::write(&secret_file, "s3cret\n").unwrap();
+        let secret = format!("--controller-secret-file={}", secret_file.display());
         let on = flags(&[
             "--authorizer-class-name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
             "--super-users=User:admin;User:ops",
+            &secret,
         ])
         .unwrap();
         assert_eq!(
@@ -1705,6 +1720,7 @@ mod tests {
         let lenient = flags(&[
             "--authorizer-class-name=StandardAuthorizer",
             "--allow-everyone-if-no-acl-found=true",
+            &secret,
         ])
         .unwrap();
         assert!(
@@ -1728,6 +1744,10 @@ mod tests {
                 "invalid principal 'admin'",
             ),
             (&["--super-users=User:admin"], "need an authorizer"),
+            (
+                &["--authorizer-class-name=StandardAuthorizer"],
+                "needs controller_secret_file",
+            ),
         ];
         for (args, named) in bad {
             let e = format!("{:#}", flags(args).unwrap_err());
