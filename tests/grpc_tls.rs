@@ -5,9 +5,10 @@
 //! serves the data from the new one, all through the CLI with `--tls-ca`; a plaintext
 //! CLI and one that does not trust the CA fail with errors that say what to do; a client
 //! port with `ssl_client_auth=required` wants a client certificate; a profile carries
-//! the TLS flags; a node whose certificate another CA signed cannot join, and its peers
-//! say so in one log line; a renewed keystore is served (gRPC and Kafka listeners)
-//! without a restart, and a broken one leaves the previous certificate in use.
+//! the TLS flags and the user to authenticate as; a node whose certificate another CA
+//! signed cannot join, and its peers say so in one log line; a renewed keystore is
+//! served (gRPC and Kafka listeners) without a restart, and a broken one leaves the
+//! previous certificate in use.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 
@@ -271,7 +272,11 @@ async fn clients_without_tls_or_trust_are_told_what_to_do_and_profiles_carry_tls
     all.extend_from_slice(&mtls);
     ok(run_cli(&addr, &all, b""));
 
-    // A profile keeps the flags: the CLI works without them.
+    // A profile keeps the flags, and the user to authenticate as: the CLI works without
+    // them.
+    let mut all = vec!["user", "create", "alice", "--password-stdin"];
+    all.extend_from_slice(&mtls);
+    ok(run_cli(&addr, &all, b"pa55\n"));
     let config = dir.path().join("config");
     let kavka = |args: &[&str], stdin: &[u8]| {
         use std::io::Write;
@@ -280,6 +285,8 @@ async fn clients_without_tls_or_trust_are_told_what_to_do_and_profiles_carry_tls
             .env("KAVKA_CONFIG_DIR", &config)
             .env_remove("KAVKA_BOOTSTRAP")
             .env_remove("KAVKA_PROFILE")
+            .env_remove("KAVKA_USER")
+            .env("KAVKA_PASSWORD", "pa55")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
