@@ -4,7 +4,7 @@
 # writes OUT_DIR/ca.pem (trust this), OUT_DIR/ca.key, and for the server
 # OUT_DIR/server.pem (its key, then its certificate chain: one file for
 # ssl_keystore_location) valid for localhost, 127.0.0.1 and each NAME (e.g. node1 node2
-# node3), and a client certificate OUT_DIR/client.pem + client.key (CN=client) for mTLS.
+# node3), and a client certificate OUT_DIR/client.pem + client.key (CN=client,OU=clients,O=Kavka) for mTLS.
 # Valid 825 days. Idempotent only in the sense that it overwrites OUT_DIR's files.
 set -euo pipefail
 out=${1:?usage: deploy/certs.sh OUT_DIR [NAME...]}
@@ -27,6 +27,6 @@ issue() { # name subject extensions
 issue server "/CN=kavka" "subjectAltName=$san
 extendedKeyUsage=serverAuth,clientAuth"
 cat server.key server.crt > server.pem
-issue client "/CN=client" "extendedKeyUsage=clientAuth"
+issue client "/O=Kavka/OU=clients/CN=client" "extendedKeyUsage=clientAuth"
 cp client.crt client.pem
 echo "certs: $out/ca.pem, $out/server.pem ($san), $out/client.pem + client.key"

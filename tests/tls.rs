@@ -205,6 +205,105 @@ async fn mutual_tls_requires_a_client_certificate() {
     assert!(out.status.success(), "{out:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_subjects_become_principals_for_acls() {
+    if clients_or_skip("certificate_subjects_become_principals_for_acls").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certs(dir.path());
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "mtls-secret\n").unwrap();
+    let secret = secret.display().to_string();
+    let ssl = format!("127.0.0.1:{}", free_port().unwrap());
+    let node = Node::start(NodeOptions {
+        args: vec![
+            "--kafka-listeners".into(),
+            format!("PLAINTEXT://127.0.0.1:{},SSL://{ssl}", free_port().unwrap()),
+            "--ssl-keystore-location".into(),
+            certs.join("server.pem").display().to_string(),
+            "--ssl-truststore-location".into(),
+            certs.join("ca.pem").display().to_string(),
+            "--ssl-client-auth".into(),
+            "required".into(),
+            // CN=client,OU=clients,O=Kavka -> User:client
+            "--ssl-principal-mapping-rules".into(),
+            "RULE:^CN=([^,]*),OU=clients,.*$/$1/L,DEFAULT".into(),
+            "--authorizer-class-name".into(),
+            "StandardAuthorizer".into(),
+            "--controller-secret-file".into(),
+            secret.clone(),
+        ],
+        ..NodeOptions::default()
+    })
+    .await
+    .unwrap();
+    for args in [
+        &["topic", "create", "allowed", "-p", "1", "-r", "1"][..],
+        &["topic", "create", "other", "-p", "1", "-r", "1"],
+        &[
+            "acl",
+            "create",
+            "--allow-principal",
+            "User:client",
+            "--operation",
+            "write",
+            "--operation",
+            "read",
+            "--topic",
+            "allowed",
+        ],
+    ] {
+        let mut all = vec!["--cluster-secret-file", secret.as_str()];
+        all.extend_from_slice(args);
+        let out = node.cli(&all);
+        assert!(out.status.success(), "{out:?}");
+    }
+    let ca = format!("ssl.ca.location={}", certs.join("ca.pem").display());
+    let cert = format!(
+        "ssl.certificate.location={}",
+        certs.join("client.pem").display()
+    );
+    let key = format!("ssl.key.location={}", certs.join("client.key").display());
+    let tls = [
+        "-X",
+        "security.protocol=SSL",
+        "-X",
+        ca.as_str(),
+        "-X",
+        &cert,
+        "-X",
+        &key,
+    ];
+    // User:client may write and read 'allowed'...
+    let out = kcat(&ssl, &tls, &["-P", "-t", "allowed"], b"by-certificate\n");
+    assert!(out.status.success(), "{out:?}");
+    let out = kcat(
+        &ssl,
+        &tls,
+        &["-C", "-t", "allowed", "-o", "beginning", "-e", "-q"],
+        b"",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "by-certificate\n",
+        "{out:?}"
+    );
+    // ...and nothing else: Metadata does not list 'other', and writing it is refused.
+    let out = kcat(&ssl, &tls, &["-L", "-m", "10"], b"");
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.contains("\"allowed\"") && !listed.contains("\"other\""),
+        "{listed}"
+    );
+    let out = kcat(&ssl, &tls, &["-P", "-t", "other"], b"nope\n");
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("Topic authorization failed"),
+        "{out:?}"
+    );
+}
+
 #[test]
 fn tls_listeners_need_a_keystore_and_bad_files_are_named() {
     let dir = tempfile::tempdir().unwrap();
@@ -219,6 +318,15 @@ fn tls_listeners_need_a_keystore_and_bad_files_are_named() {
                 bad.display().to_string(),
             ],
             "holds no certificate",
+        ),
+        (
+            vec![
+                "--ssl-keystore-location".to_string(),
+                bad.display().to_string(),
+                "--ssl-principal-mapping-rules".to_string(),
+                "RULE:(/x/".to_string(),
+            ],
+            "invalid pattern in ssl_principal_mapping_rules",
         ),
     ] {
         let out = std::process::Command::new(kavka_harness::kavka_bin())

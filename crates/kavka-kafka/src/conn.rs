@@ -14,7 +14,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
 use kavka_model::ErrorCode;
-use kavka_model::acl::Caller;
+use kavka_model::acl::{Caller, Principal};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
@@ -182,6 +182,7 @@ pub(crate) async fn run<S>(
     stream: S,
     peer: SocketAddr,
     listener: Arc<str>,
+    certificate_principal: Option<Principal>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -199,8 +200,12 @@ pub(crate) async fn run<S>(
             .any(|l| **l == *listener)
             .then(|| SaslSession::new(&cfg.sasl_enabled_mechanisms));
         let mut close_after = false;
-        // Anonymous until SASL authenticates the connection.
-        let mut caller = Caller::anonymous(peer.ip().to_string());
+        // The client certificate's principal (mutual TLS), else anonymous, until SASL
+        // authenticates the connection.
+        let mut caller = match certificate_principal {
+            Some(p) => Caller::new(p, peer.ip().to_string()),
+            None => Caller::anonymous(peer.ip().to_string()),
+        };
         loop {
             let read = tokio::select! {
                 r = frame::read_frame(&mut rd, cfg.socket_request_max_bytes, cfg.connections_max_idle) => r,

@@ -23,6 +23,7 @@ pub mod frame;
 mod gather;
 pub mod listeners;
 pub mod metrics;
+pub mod principal;
 mod response_frame;
 pub mod sasl;
 /// TLS for SSL and SASL_SSL listeners (shared with the gRPC listeners).
@@ -100,6 +101,8 @@ pub struct KafkaConfig {
     /// The listeners (by name) that speak TLS (SSL, SASL_SSL), and their configuration.
     pub tls_listeners: Vec<String>,
     pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// `ssl.principal.mapping.rules`: the principal of a client certificate's subject.
+    pub ssl_principal_mapping: principal::MappingRules,
 }
 
 impl Default for KafkaConfig {
@@ -116,6 +119,7 @@ impl Default for KafkaConfig {
                 .collect(),
             tls_listeners: Vec::new(),
             tls: None,
+            ssl_principal_mapping: principal::MappingRules::default(),
         }
     }
 }
@@ -183,7 +187,7 @@ pub async fn serve(
                     (Arc::clone(&broker), Arc::clone(&name), shutdown.clone());
                 match tls.clone() {
                     None => {
-                        tokio::spawn(conn::run(broker, stream, peer, name, shutdown));
+                        tokio::spawn(conn::run(broker, stream, peer, name, None, shutdown));
                     }
                     Some(acceptor) => {
                         tokio::spawn(async move {
@@ -193,7 +197,25 @@ pub async fn serve(
                                 .connections_max_idle
                                 .min(TLS_HANDSHAKE_TIMEOUT);
                             match tokio::time::timeout(idle, acceptor.accept(stream)).await {
-                                Ok(Ok(tls)) => conn::run(broker, tls, peer, name, shutdown).await,
+                                Ok(Ok(tls)) => {
+                                    // A client certificate (mutual TLS) names the principal.
+                                    let certificate =
+                                        tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+                                    let principal = match certificate.map(|c| {
+                                        principal::of_certificate(
+                                            c,
+                                            &broker.config.ssl_principal_mapping,
+                                        )
+                                    }) {
+                                        None => None,
+                                        Some(Ok(p)) => Some(p),
+                                        Some(Err(e)) => {
+                                            tracing::warn!(%peer, listener = %name, reason = %e, "closing TLS connection: no principal for its certificate");
+                                            return;
+                                        }
+                                    };
+                                    conn::run(broker, tls, peer, name, principal, shutdown).await
+                                }
                                 Ok(Err(e)) => {
                                     tracing::warn!(%peer, listener = %name, error = %e, "TLS handshake failed; closing");
                                 }

@@ -201,6 +201,12 @@ pub struct KafkaSection {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ssl_client_auth: Option<String>,
+    /// How a client certificate's subject becomes its principal (Kafka's
+    /// ssl.principal.mapping.rules): RULE:pattern/replacement/[LU] entries and DEFAULT
+    /// (the whole distinguished name, CN=alice,OU=eng), separated by commas.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssl_principal_mapping_rules: Option<String>,
     /// Largest Kafka request accepted (Kafka's socket.request.max.bytes).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -835,6 +841,9 @@ impl Settings {
             .filter(|(_, p)| p.uses_tls())
             .map(|(name, _)| name.clone())
             .collect();
+        if let Some(rules) = &kafka_keys.ssl_principal_mapping_rules {
+            kafka.ssl_principal_mapping = kavka_kafka::principal::MappingRules::parse(rules)?;
+        }
         let client_auth = match kafka_keys.ssl_client_auth.as_deref() {
             None => kavka_kafka::tls::ClientAuth::None,
             Some(s) => kavka_kafka::tls::ClientAuth::from_name(s).with_context(|| {
@@ -1450,7 +1459,7 @@ mod tests {
     #[test]
     fn every_key_has_a_flag_and_a_variable() {
         let keys = ServerConfig::keys();
-        assert_eq!(keys.len(), 49, "{keys:?}");
+        assert_eq!(keys.len(), 50, "{keys:?}");
         let cmd = <Cmd as clap::CommandFactory>::command();
         for key in &keys {
             let long = key.replace('_', "-");
@@ -1465,6 +1474,8 @@ mod tests {
                 "auto_create_topics_enable" | "allow_everyone_if_no_acl_found"
             ) {
                 "false"
+            } else if *key == "ssl_principal_mapping_rules" {
+                "DEFAULT"
             } else {
                 "1"
             };
