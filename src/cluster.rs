@@ -10,6 +10,16 @@ impl Cluster {
     /// Starts nodes 1..=roles.len(); `roles[i]` is node i+1's `--roles`. Every node with
     /// the controller role is a voter.
     pub async fn start(roles: &[&str], extra_args: &[&str]) -> anyhow::Result<Cluster> {
+        Self::start_with(roles, extra_args, kavka_tls::Transport::plaintext()).await
+    }
+
+    /// [`Cluster::start`] whose nodes the harness reaches over `transport` (TLS when
+    /// their gRPC ports speak it).
+    pub async fn start_with(
+        roles: &[&str],
+        extra_args: &[&str],
+        transport: kavka_tls::Transport,
+    ) -> anyhow::Result<Cluster> {
         let ports: Vec<u16> = roles
             .iter()
             .map(|_| free_port())
@@ -34,6 +44,7 @@ impl Cluster {
                     voters: Some(voters.clone()),
                     port: Some(*port),
                     args: extra_args.iter().map(|s| s.to_string()).collect(),
+                    transport: transport.clone(),
                     ..NodeOptions::default()
                 })
             });

@@ -76,6 +76,8 @@ pub struct NodeOptions {
     pub voters: Option<String>,
     /// A port chosen in advance (clusters need every voter's port up front).
     pub port: Option<u16>,
+    /// How the harness reaches the node's gRPC port (TLS when the node serves it).
+    pub transport: kavka_tls::Transport,
 }
 
 impl NodeOptions {
@@ -338,9 +340,7 @@ impl Node {
         } else {
             "kavka.v1.ControllerService"
         };
-        let Ok(endpoint) =
-            tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr()))
-        else {
+        let Ok(endpoint) = self.options.transport.endpoint(&self.addr()) else {
             return false;
         };
         let Ok(channel) = endpoint
@@ -382,7 +382,7 @@ impl Node {
     }
 
     pub async fn client(&self) -> anyhow::Result<Client> {
-        Ok(Client::connect(&self.addr()).await?)
+        Ok(Client::connect_with(&self.addr(), &self.options.transport).await?)
     }
 
     /// The process's exit status once it has exited by itself (forgetting the process);

@@ -61,6 +61,10 @@ pub struct BrokerConfig {
     pub producer_id_expiration_ms: i64,
     /// `replica.high.watermark.checkpoint.interval.ms`.
     pub hw_checkpoint_interval_ms: u64,
+    /// How this node reaches brokers' client gRPC ports (replica fetches to leaders, the
+    /// console's calls to its own): plaintext, or TLS with this node's certificate when
+    /// those ports speak it.
+    pub client_port_transport: kavka_tls::Transport,
     /// `authorizer.class.name` with `super.users` and `allow.everyone.if.no.acl.found`:
     /// `None` (Kafka's default) allows every request; `Some` checks each against the
     /// ACLs in the metadata log.
@@ -91,6 +95,7 @@ impl BrokerConfig {
             producer_id_expiration_ms: 24 * 60 * 60 * 1000,
             replica_fetch_response_max_bytes: 10 * 1024 * 1024,
             hw_checkpoint_interval_ms: 1000,
+            client_port_transport: kavka_tls::Transport::plaintext(),
             authorizer: None,
         }
     }

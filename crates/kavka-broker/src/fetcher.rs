@@ -27,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// A client of a leader's broker service, presenting the cluster's secret.
 type Client = BrokerServiceClient<InterceptedService<Channel, PresentSecret>>;
@@ -103,8 +103,10 @@ async fn fetch_from(
             .image()
             .broker(leader)
             .and_then(|b| b.endpoint("grpc").map(|e| format!("{}:{}", e.host, e.port)));
+        let transport = &replicas.config().client_port_transport;
         let client = addr.and_then(|a| {
-            Endpoint::from_shared(format!("http://{a}"))
+            transport
+                .endpoint(&a)
                 .ok()
                 .map(|e| e.connect_timeout(Duration::from_secs(2)).tcp_nodelay(true))
         });

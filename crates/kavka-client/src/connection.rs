@@ -5,10 +5,10 @@ use crate::credentials::{Channel, Credentials, with_credentials};
 use crate::error::ClientError;
 use kavka_proto::v1::admin_service_client::AdminServiceClient;
 use kavka_proto::v1::broker_service_client::BrokerServiceClient;
+use kavka_tls::Transport;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tonic::transport::Endpoint;
 
 /// Largest gRPC message either way (matches the broker's limit).
 const MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
@@ -66,7 +66,13 @@ async fn probe(channel: Channel) -> Probe {
         Ok(Ok(_)) => Probe::Answers,
         Ok(Err(status)) => match status.code() {
             tonic::Code::DeadlineExceeded => Probe::Silent,
-            tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::Unknown
+            // Made on this side (no headers came): the connection broke. A plaintext
+            // client on a TLS port sees any of these, Internal for an HTTP/2 protocol
+            // error among them.
+            tonic::Code::Unavailable
+            | tonic::Code::Cancelled
+            | tonic::Code::Unknown
+            | tonic::Code::Internal
                 if status.metadata().is_empty() =>
             {
                 Probe::Broken(status.message().to_string())
@@ -78,12 +84,34 @@ async fn probe(channel: Channel) -> Probe {
 }
 
 /// Why a connection that a peer broke is no use, with the likely cause.
-fn not_grpc(addr: &str, why: &str) -> String {
+fn not_grpc(addr: &str, why: &str, transport: &Transport) -> String {
+    let tls = if transport.presents_certificate() {
+        ""
+    } else if transport.is_tls() {
+        " A node that requires client certificates (ssl_client_auth=required) breaks \
+         connections without one too: give --tls-cert FILE --tls-key FILE."
+    } else {
+        " A node whose gRPC port speaks TLS (grpc_security_protocol=SSL) breaks plaintext \
+         connections too: connect with --tls or --tls-ca FILE."
+    };
     format!(
         "{addr} took the connection but broke it instead of answering gRPC ({why}): is it \
          kavka's gRPC port (a node's --listen, default 9093)? A Kafka protocol listener \
-         (default 9092) or another service answers like this, and so does a node going down"
+         (default 9092) or another service answers like this, and so does a node going \
+         down.{tls}"
     )
+}
+
+/// What to try when a TLS connection failed for want of the right CA or name.
+fn tls_hint(cause: &str) -> &'static str {
+    if cause.contains("certificate") || cause.contains("UnknownIssuer") {
+        " (the server's certificate is not trusted: give its CA with --tls-ca FILE, or its \
+         name with --tls-server-name)"
+    } else if cause.contains("InvalidContentType") || cause.contains("corrupt message") {
+        " (the server does not speak TLS there: drop --tls)"
+    } else {
+        ""
+    }
 }
 
 /// A connect that did not finish within `CONNECT_TIMEOUT`.
@@ -107,6 +135,8 @@ pub struct Client {
     channel: Channel,
     addr: String,
     bootstrap: Vec<String>,
+    /// Plaintext or TLS, for every node this client reaches.
+    transport: Transport,
     /// Presented on every call, to every node.
     credentials: Credentials,
     routes: Arc<Mutex<Routes>>,
@@ -152,9 +182,10 @@ pub fn parse_bootstrap(bootstrap: &str) -> Result<Vec<String>, ClientError> {
 
 impl Client {
     /// Connects to the first node of `bootstrap` that answers (when none answers within
-    /// [`PROBE_TIMEOUT`] but some took the connection, to the first of those).
+    /// [`PROBE_TIMEOUT`] but some took the connection, to the first of those), in
+    /// plaintext.
     pub async fn connect(bootstrap: &str) -> Result<Self, ClientError> {
-        Self::connect_as(bootstrap, Credentials::default()).await
+        Self::connect_using(bootstrap, &Transport::plaintext(), Credentials::default()).await
     }
 
     /// [`Self::connect`], presenting `credentials` on every call.
@@ -162,11 +193,27 @@ impl Client {
         bootstrap: &str,
         credentials: Credentials,
     ) -> Result<Self, ClientError> {
+        Self::connect_using(bootstrap, &Transport::plaintext(), credentials).await
+    }
+
+    /// [`Client::connect`] over `transport` (plaintext or TLS), which every later
+    /// connection of this client (to partition leaders, coordinators) uses too.
+    pub async fn connect_with(bootstrap: &str, transport: &Transport) -> Result<Self, ClientError> {
+        Self::connect_using(bootstrap, transport, Credentials::default()).await
+    }
+
+    /// [`Client::connect`] over `transport`, presenting `credentials` on every call.
+    pub async fn connect_using(
+        bootstrap: &str,
+        transport: &Transport,
+        credentials: Credentials,
+    ) -> Result<Self, ClientError> {
         let addrs = parse_bootstrap(bootstrap)?;
         let mut last_error = String::new();
         let mut silent: Option<Self> = None;
         for addr in &addrs {
-            let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            let endpoint = transport
+                .endpoint(addr)
                 .map_err(|_| ClientError::InvalidBootstrap(addr.clone()))?
                 .connect_timeout(CONNECT_TIMEOUT)
                 .timeout(ADMIN_CALL_TIMEOUT)
@@ -189,6 +236,7 @@ impl Client {
                         channel,
                         addr: addr.clone(),
                         bootstrap: addrs.clone(),
+                        transport: transport.clone(),
                         credentials: credentials.clone(),
                         routes: Arc::default(),
                     };
@@ -201,7 +249,7 @@ impl Client {
                             );
                             silent.get_or_insert(client);
                         }
-                        Probe::Broken(why) => last_error = not_grpc(addr, &why),
+                        Probe::Broken(why) => last_error = not_grpc(addr, &why, transport),
                     }
                 }
                 Err(e) => {
@@ -210,7 +258,7 @@ impl Client {
                     while let Some(next) = cause.source() {
                         cause = next;
                     }
-                    last_error = format!("{addr}: {cause}");
+                    last_error = format!("{addr}: {cause}{}", tls_hint(&cause.to_string()));
                 }
             }
         }
@@ -233,6 +281,11 @@ impl Client {
         self.channel.clone()
     }
 
+    /// How this client connects (plaintext or TLS).
+    pub fn transport(&self) -> &Transport {
+        &self.transport
+    }
+
     /// The node this client talks to.
     pub fn addr(&self) -> &str {
         &self.addr
@@ -246,7 +299,12 @@ impl Client {
         candidates.retain(|a| *a != self.addr);
         candidates.dedup();
         candidates.push(self.addr.clone());
-        let next = Self::connect(&candidates.join(",")).await?;
+        let next = Self::connect_using(
+            &candidates.join(","),
+            &self.transport,
+            self.credentials.clone(),
+        )
+        .await?;
         self.admin = next.admin;
         self.broker = next.broker;
         self.channel = next.channel;
@@ -296,7 +354,7 @@ impl Client {
             if routes.brokers.get(&b.id).is_some_and(|(a, _)| *a == addr) {
                 continue;
             }
-            if let Ok(endpoint) = Endpoint::from_shared(format!("http://{addr}")) {
+            if let Ok(endpoint) = self.transport.endpoint(&addr) {
                 let channel = endpoint
                     .connect_timeout(CONNECT_TIMEOUT)
                     .tcp_nodelay(true)
@@ -443,6 +501,30 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn broken_connections_hint_at_tls() {
+        // (innermost cause) -> hint words ("" for none)
+        let table = [
+            ("invalid peer certificate: UnknownIssuer", "--tls-ca"),
+            (
+                "invalid peer certificate: NotValidForName",
+                "--tls-server-name",
+            ),
+            (
+                "received corrupt message of type InvalidContentType",
+                "drop --tls",
+            ),
+            ("Connection refused (os error 111)", ""),
+        ];
+        for (cause, words) in table {
+            let hint = tls_hint(cause);
+            assert!(hint.contains(words), "{cause}: {hint}");
+            assert_eq!(hint.is_empty(), words.is_empty(), "{cause}: {hint}");
+        }
+        let plain = not_grpc("a:1", "transport error", &Transport::plaintext());
+        assert!(plain.contains("--tls or --tls-ca"), "{plain}");
+    }
 
     #[test]
     fn bootstrap_lists() {

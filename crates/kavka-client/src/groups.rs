@@ -8,7 +8,6 @@ use crate::error::ClientError;
 use kavka_model::ErrorCode;
 use kavka_proto::v1::{self, group_service_client::GroupServiceClient};
 use std::time::{Duration, Instant};
-use tonic::transport::Endpoint;
 
 /// How long a group call keeps retrying a moving coordinator.
 const COORDINATOR_RETRY: Duration = Duration::from_secs(20);
@@ -48,8 +47,10 @@ impl Client {
         let r = bounded(CALL_TIMEOUT, self.groups_here().find_coordinator(req))
             .await?
             .into_inner();
-        let addr = format!("http://{}:{}", r.host, r.port);
-        let channel = Endpoint::from_shared(addr.clone())
+        let addr = format!("{}:{}", r.host, r.port);
+        let channel = self
+            .transport()
+            .endpoint(&addr)
             .map_err(|_| ClientError::Invalid(format!("coordinator address {addr} is invalid")))?
             .connect_timeout(Duration::from_secs(5))
             .timeout(CALL_TIMEOUT)
@@ -107,8 +108,8 @@ impl Client {
         let mut groups = Vec::new();
         let mut answered = 0;
         for b in md.brokers.iter().filter(|b| !b.fenced) {
-            let addr = format!("http://{}:{}", b.host, b.port);
-            let Ok(endpoint) = Endpoint::from_shared(addr) else {
+            let addr = format!("{}:{}", b.host, b.port);
+            let Ok(endpoint) = self.transport().endpoint(&addr) else {
                 continue;
             };
             let channel = endpoint

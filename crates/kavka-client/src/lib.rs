@@ -28,4 +28,6 @@ pub use group_consumer::{
 };
 pub use group_lag::{GroupLag, LagRow, lag};
 pub use kavka_proto::v1;
+/// Plaintext or TLS channels (`Client::connect_with`).
+pub use kavka_tls::{ClientTlsFiles, Transport};
 pub use producer::{Acks, Producer, ProducerConfig, ProducerRecord, RecordMetadata};

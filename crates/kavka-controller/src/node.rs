@@ -37,6 +37,8 @@ pub struct ControllerNodeConfig {
     pub voters: BTreeMap<NodeId, VoterNode>,
     /// The quorum's shared secret, if one is configured.
     pub secret: Option<ControllerSecret>,
+    /// How this voter reaches the others (plaintext or mutual TLS).
+    pub transport: kavka_tls::Transport,
     pub controller: ControllerConfig,
 }
 
@@ -67,6 +69,7 @@ impl ControllerNode {
         let mut quorum_cfg = QuorumConfig::new(cfg.node_id, cfg.dir, cfg.voters);
         quorum_cfg.heartbeat_interval_ms = RAFT_HEARTBEAT_INTERVAL_MS;
         quorum_cfg.secret = cfg.secret;
+        quorum_cfg.transport = cfg.transport;
         let quorum = Arc::new(Quorum::start(quorum_cfg).await?);
         let controller = Controller::new(Arc::clone(&quorum), cfg.controller);
         let tasks = vec![

@@ -38,6 +38,8 @@ pub struct QuorumConfig {
     pub snapshot_after_entries: u64,
     /// Every Raft call between voters presents it, and calls without it are refused.
     pub secret: Option<ControllerSecret>,
+    /// How this voter reaches the others' controller listeners (plaintext or mutual TLS).
+    pub transport: kavka_tls::Transport,
 }
 
 impl QuorumConfig {
@@ -52,6 +54,7 @@ impl QuorumConfig {
             election_timeout_ms: (300, 600),
             snapshot_after_entries: 10_000,
             secret: None,
+            transport: kavka_tls::Transport::plaintext(),
         }
     }
 }
@@ -84,6 +87,7 @@ pub struct Quorum {
     /// Who may send Raft calls to this voter.
     peers: Arc<PeerPolicy>,
     secret: Option<ControllerSecret>,
+    transport: kavka_tls::Transport,
 }
 
 /// Committed metadata for an observer: batches from the log, or the whole image when
@@ -121,6 +125,7 @@ impl Quorum {
             Arc::new(config),
             GrpcNetworkFactory {
                 secret: cfg.secret.clone(),
+                transport: cfg.transport.clone(),
                 voters: cfg.voters.clone(),
                 image: sm.subscribe(),
                 reachability: Arc::default(),
@@ -152,6 +157,7 @@ impl Quorum {
                 cfg.secret.clone(),
             )),
             secret: cfg.secret,
+            transport: cfg.transport,
             voters: cfg.voters,
         })
     }
@@ -284,6 +290,11 @@ impl Quorum {
     /// The check that calls to this controller's listener present the quorum's secret.
     pub fn secret_check(&self) -> crate::raft::network::SecretCheck {
         crate::raft::network::SecretCheck::new(Arc::clone(&self.peers), self.sm.subscribe())
+    }
+
+    /// How this node reaches other controllers' listeners (plaintext or mutual TLS).
+    pub fn transport(&self) -> &kavka_tls::Transport {
+        &self.transport
     }
 
     /// What presents the quorum's secret on this node's calls to other controllers.

@@ -70,7 +70,11 @@ impl ControllerService {
         if *id == self.controller.quorum().node_id() {
             return None;
         }
-        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", node.addr))
+        let endpoint = self
+            .controller
+            .quorum()
+            .transport()
+            .endpoint(&node.addr)
             .ok()?
             .timeout(FORWARD_TIMEOUT);
         Some(ControllerServiceClient::with_interceptor(

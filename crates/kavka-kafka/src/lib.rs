@@ -26,7 +26,8 @@ pub mod metrics;
 pub mod principal;
 mod response_frame;
 pub mod sasl;
-pub mod tls;
+/// TLS for SSL and SASL_SSL listeners (shared with the gRPC listeners).
+pub use kavka_tls as tls;
 pub mod versions;
 
 pub use listeners::{KafkaListener, ListenerError, parse_listeners};

@@ -18,15 +18,8 @@ use std::process::ExitCode;
     about = "Kavka: a Kafka-compatible event log cluster"
 )]
 struct Cli {
-    /// Node(s) to talk to, host:port[,host:port...].
-    #[arg(
-        long,
-        short = 'b',
-        global = true,
-        env = "KAVKA_BOOTSTRAP",
-        default_value = "127.0.0.1:9093"
-    )]
-    bootstrap: String,
+    #[command(flatten)]
+    connect: cli::profile::ConnectArgs,
     /// Authenticate as this user (a SCRAM user made with `kavka user create`); the
     /// password comes from KAVKA_PASSWORD or --password-file. Needed where the cluster
     /// enforces ACLs.
@@ -82,6 +75,9 @@ enum Command {
     /// Measure produce or consume throughput and latency.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Connection profiles: a bootstrap list, TLS files and a user, by name.
+    #[command(subcommand)]
+    Profile(cli::profile::ProfileCommand),
 }
 
 /// Huge untouched reservations (a Kafka frame declaring billions of elements) cost
@@ -106,14 +102,6 @@ fn main() -> ExitCode {
         _ => server::LogFormat::Text,
     };
     init_tracing(is_server, log_format);
-    if let Err(e) = cli::set_credentials(
-        cli.user.as_deref(),
-        cli.password_file.as_deref(),
-        cli.cluster_secret_file.as_deref(),
-    ) {
-        eprintln!("error: {e:#}");
-        return ExitCode::FAILURE;
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -125,19 +113,41 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
+        let connects = !matches!(
+            cli.command,
+            Command::Server(_) | Command::Dev(_) | Command::Profile(_)
+        );
+        // Flags over the selected profile; only commands that connect read it.
+        let bootstrap = if connects {
+            let c = cli::profile::Connection::resolve(&cli.connect)?;
+            // --user (or KAVKA_USER) wins over the profile's user.
+            let user = cli.user.clone().or_else(|| c.user.clone());
+            cli::set_credentials(
+                user.as_deref(),
+                cli.password_file.as_deref(),
+                cli.cluster_secret_file.as_deref(),
+            )?;
+            tracing::debug!(bootstrap = %c.bootstrap, tls = ?c.tls, user = ?user, "connecting");
+            let bootstrap = c.bootstrap.clone();
+            cli::set_connection(c);
+            bootstrap
+        } else {
+            String::new()
+        };
         match cli.command {
             Command::Server(args) => server::run(*args).await,
             Command::Dev(args) => server::dev(args).await,
-            Command::Topic(cmd) => cli::topic::run(&cli.bootstrap, cmd).await,
-            Command::Acl(cmd) => cli::acl::run(&cli.bootstrap, cmd).await,
-            Command::User(cmd) => cli::user::run(&cli.bootstrap, cmd).await,
-            Command::Produce(args) => cli::produce::run(&cli.bootstrap, args).await,
-            Command::Consume(args) => cli::consume::run(&cli.bootstrap, args).await,
-            Command::Group(cmd) => cli::group::run(&cli.bootstrap, cmd).await,
-            Command::Quorum(cmd) => cli::cluster::quorum(&cli.bootstrap, cmd).await,
-            Command::Cluster(cmd) => cli::cluster::cluster(&cli.bootstrap, cmd).await,
-            Command::Health => cli::cluster::health(&cli.bootstrap).await,
-            Command::Bench(cmd) => bench::run(&cli.bootstrap, cmd).await,
+            Command::Profile(cmd) => cli::profile::run(&cli.connect, cli.user.clone(), cmd),
+            Command::Topic(cmd) => cli::topic::run(&bootstrap, cmd).await,
+            Command::Acl(cmd) => cli::acl::run(&bootstrap, cmd).await,
+            Command::User(cmd) => cli::user::run(&bootstrap, cmd).await,
+            Command::Produce(args) => cli::produce::run(&bootstrap, args).await,
+            Command::Consume(args) => cli::consume::run(&bootstrap, args).await,
+            Command::Group(cmd) => cli::group::run(&bootstrap, cmd).await,
+            Command::Quorum(cmd) => cli::cluster::quorum(&bootstrap, cmd).await,
+            Command::Cluster(cmd) => cli::cluster::cluster(&bootstrap, cmd).await,
+            Command::Health => cli::cluster::health(&bootstrap).await,
+            Command::Bench(cmd) => bench::run(&bootstrap, cmd).await,
         }
     });
     match result {

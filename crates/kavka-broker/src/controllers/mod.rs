@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 /// A client of a controller listener, presenting the quorum's secret (if any).
 pub type ControllerClient = ControllerServiceClient<InterceptedService<Channel, PresentSecret>>;
@@ -29,17 +29,20 @@ pub struct Controllers {
     clients: Mutex<Vec<Option<ControllerClient>>>,
     preferred: AtomicUsize,
     secret: PresentSecret,
+    transport: kavka_tls::Transport,
 }
 
 impl Controllers {
-    /// The controllers at `addrs` (their controller listeners), called with `secret`.
-    pub fn new(addrs: Vec<String>, secret: PresentSecret) -> Self {
+    /// The controllers at `addrs` (their controller listeners), called with `secret`
+    /// over `transport` (plaintext or mutual TLS).
+    pub fn new(addrs: Vec<String>, secret: PresentSecret, transport: kavka_tls::Transport) -> Self {
         let n = addrs.len();
         Self {
             addrs,
             clients: Mutex::new(vec![None; n]),
             preferred: AtomicUsize::new(0),
             secret,
+            transport,
         }
     }
 
@@ -59,7 +62,9 @@ impl Controllers {
 
     /// A client for the controller at `addr` (connected lazily).
     pub fn client_for(&self, addr: &str) -> Result<ControllerClient, KafkaError> {
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        let endpoint = self
+            .transport
+            .endpoint(addr)
             .map_err(|e| {
                 KafkaError::new(
                     ErrorCode::InvalidRequest,

@@ -27,7 +27,7 @@ use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::io::Cursor;
 use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::peers::{CLUSTER_ID_HEADER, ControllerSecret, PeerPolicy, SECRET_HEADER};
 use super::state_machine::MetadataStateMachine;
@@ -58,6 +58,8 @@ const MESSAGE_BYTES_MAX: usize = 256 * 1024 * 1024;
 #[derive(Clone, Debug)]
 pub struct GrpcNetworkFactory {
     pub secret: Option<ControllerSecret>,
+    /// Plaintext, or mutual TLS (`security_inter_broker_protocol=SSL`).
+    pub transport: kavka_tls::Transport,
     pub voters: std::collections::BTreeMap<NodeId, VoterNode>,
     pub image: ImageWatch,
     pub reachability: Arc<PeerReachability>,
@@ -115,6 +117,7 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetworkFactory {
             addr,
             client: None,
             secret: self.secret.clone(),
+            transport: self.transport.clone(),
             image: self.image.clone(),
             reachability: Arc::clone(&self.reachability),
         }
@@ -126,6 +129,7 @@ pub struct GrpcNetwork {
     addr: String,
     client: Option<RaftServiceClient<Channel>>,
     secret: Option<ControllerSecret>,
+    transport: kavka_tls::Transport,
     image: ImageWatch,
     reachability: Arc<PeerReachability>,
 }
@@ -142,7 +146,9 @@ impl GrpcNetwork {
         if let Some(c) = &self.client {
             return Ok(c.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{}", self.addr))
+        let endpoint = self
+            .transport
+            .endpoint(&self.addr)
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true);

@@ -316,7 +316,11 @@ pub async fn topic(
 async fn client(node: &BrokerNode, viewer: &Viewer) -> Result<kavka_client::Client, ApiError> {
     let c = node.replicas.config();
     let addr = format!("{}:{}", c.advertised_host, c.advertised_port);
-    let connect = kavka_client::Client::connect_as(&addr, viewer.credentials.clone());
+    let connect = kavka_client::Client::connect_using(
+        &addr,
+        &c.client_port_transport,
+        viewer.credentials.clone(),
+    );
     tokio::time::timeout(GROUP_TIMEOUT, connect)
         .await
         .map_err(|_| {

@@ -81,8 +81,7 @@ const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 async fn controller_at(
     addr: &str,
 ) -> anyhow::Result<ControllerServiceClient<tonic::transport::Channel>> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .with_context(|| format!("bad address '{addr}'"))?
+    let endpoint = super::endpoint(addr)?
         .connect_timeout(CALL_TIMEOUT)
         .timeout(CALL_TIMEOUT);
     let channel = tokio::time::timeout(CALL_TIMEOUT, endpoint.connect())
@@ -299,7 +298,7 @@ pub async fn health(bootstrap: &str) -> anyhow::Result<()> {
         .next()
         .context("no address to check")?;
     let timeout = std::time::Duration::from_secs(3);
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+    let channel = super::endpoint(&addr)?
         .connect_timeout(timeout)
         .timeout(timeout)
         .connect()

@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod consume;
 pub mod group;
 pub mod produce;
+pub mod profile;
 pub mod topic;
 pub mod user;
 pub mod watch;
@@ -30,6 +31,31 @@ pub enum OutputFormat {
     #[default]
     Table,
     Json,
+}
+
+/// How this invocation connects (bootstrap, plaintext or TLS, the profile's user): set
+/// once by `main` from the flags and the profile, before any command runs.
+static CONNECTION: std::sync::OnceLock<profile::Connection> = std::sync::OnceLock::new();
+
+/// Sets how every connection of this invocation is made.
+pub fn set_connection(connection: profile::Connection) {
+    let _ = CONNECTION.set(connection);
+}
+
+/// How this invocation connects (`None` before `main` set it: plaintext).
+pub fn connection() -> Option<&'static profile::Connection> {
+    CONNECTION.get()
+}
+
+pub fn transport() -> kavka_client::Transport {
+    connection()
+        .map(|c| c.transport.clone())
+        .unwrap_or_default()
+}
+
+/// An endpoint for `addr` with this invocation's transport.
+pub fn endpoint(addr: &str) -> anyhow::Result<tonic::transport::Endpoint> {
+    Ok(transport().endpoint(addr)?)
 }
 
 /// The credentials of this invocation (`--user`), set once before any command runs.
@@ -76,10 +102,12 @@ pub fn credentials() -> Credentials {
 }
 
 pub async fn connect(bootstrap: &str) -> anyhow::Result<Client> {
-    Client::connect_as(bootstrap, credentials())
+    Client::connect_using(bootstrap, &transport(), credentials())
         .await
         .with_context(|| {
-            format!("cannot reach kavka at {bootstrap} (set --bootstrap or KAVKA_BOOTSTRAP)")
+            format!(
+                "cannot reach kavka at {bootstrap} (set --bootstrap or KAVKA_BOOTSTRAP, or a profile)"
+            )
         })
 }
 

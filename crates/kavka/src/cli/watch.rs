@@ -7,7 +7,6 @@
 //! brokers the cluster named — and diffs that broker's full view against its own copy, so
 //! changes made while it was switching still show as events.
 
-use anyhow::Context;
 use kavka_broker::cluster_view::{ClusterState, Event, Subject, leader_name, list};
 use kavka_proto::v1::{self, admin_service_client::AdminServiceClient};
 use std::collections::{HashMap, VecDeque};
@@ -181,9 +180,7 @@ impl Display for FullScreen {
 }
 
 async fn open(addr: &str) -> anyhow::Result<tonic::Streaming<v1::ClusterView>> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .with_context(|| format!("invalid address {addr}"))?
-        .connect_timeout(CONNECT_TIMEOUT);
+    let endpoint = super::endpoint(addr)?.connect_timeout(CONNECT_TIMEOUT);
     let channel = tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect())
         .await
         .map_err(|_| anyhow::anyhow!("no answer within {CONNECT_TIMEOUT:?}"))??;

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// `kavka server`'s command line: the config file, and a flag per key.
@@ -140,6 +141,19 @@ pub struct ListenerSection {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_partition_series_max: Option<usize>,
+    /// The client gRPC ports' (--listen, --external-listen) security protocol: PLAINTEXT
+    /// (default) or SSL, with the certificate of ssl_keystore_location and, for client
+    /// certificates, ssl_client_auth and ssl_truststore_location.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc_security_protocol: Option<String>,
+    /// Node-to-node gRPC (Kafka's security.inter.broker.protocol): PLAINTEXT (default) or
+    /// SSL, mutual TLS on the controller listener (Raft, broker sessions, forwarded
+    /// calls) and for replica fetches: every node presents ssl_keystore_location's
+    /// certificate and checks its peers' against ssl_truststore_location.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub security_inter_broker_protocol: Option<String>,
 }
 
 /// The Kafka wire-protocol listeners.
@@ -177,13 +191,14 @@ pub struct KafkaSection {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sasl_enabled_mechanisms: Option<String>,
-    /// PEM file with the private key and certificate chain of TLS listeners (SSL,
-    /// SASL_SSL; Kafka's ssl.keystore.location with ssl.keystore.type=PEM).
+    /// PEM file with the private key and certificate chain of TLS listeners (Kafka's SSL
+    /// and SASL_SSL, gRPC with SSL; Kafka's ssl.keystore.location with
+    /// ssl.keystore.type=PEM); with inter-broker SSL, this node's client certificate too.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ssl_keystore_location: Option<PathBuf>,
-    /// PEM file with the CAs that client certificates are checked against (Kafka's
-    /// ssl.truststore.location).
+    /// PEM file with the CAs that client certificates, and with inter-broker SSL other
+    /// nodes' certificates, are checked against (Kafka's ssl.truststore.location).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ssl_truststore_location: Option<PathBuf>,
@@ -606,6 +621,12 @@ pub struct Settings {
     pub controller_listen: Option<SocketAddr>,
     /// The quorum's shared secret (`--controller-secret-file`).
     pub controller_secret: Option<ControllerSecret>,
+    /// TLS of the client gRPC ports (`grpc_security_protocol=SSL`).
+    pub grpc_tls: Option<Arc<kavka_tls::rustls::ServerConfig>>,
+    /// Mutual TLS of the controller listener (`security_inter_broker_protocol=SSL`).
+    pub controller_tls: Option<Arc<kavka_tls::rustls::ServerConfig>>,
+    /// How this node reaches other nodes' controller listeners.
+    pub peer_transport: kavka_tls::Transport,
     pub session_timeout_ms: u64,
     pub default_replication_factor: i32,
     pub leader_imbalance_check_interval_ms: u64,
@@ -839,6 +860,28 @@ impl Settings {
                 format!("invalid --ssl-client-auth '{s}': expected none, requested or required")
             })?,
         };
+        let roles = node.roles.unwrap_or_else(|| "controller,broker".into());
+        let (mut controller, mut broker_role) = (false, false);
+        for r in roles.split(',').map(str::trim) {
+            match r {
+                "controller" => controller = true,
+                "broker" => broker_role = true,
+                other => bail!(
+                    "invalid role '{other}' in '{roles}': use controller, broker or controller,broker"
+                ),
+            }
+        }
+        // The gRPC listeners' TLS first: its settings are checked before any file is read.
+        let grpc = grpc_security(
+            &(
+                listeners.grpc_security_protocol.clone(),
+                listeners.security_inter_broker_protocol.clone(),
+            ),
+            kafka_keys.ssl_keystore_location.as_deref(),
+            kafka_keys.ssl_truststore_location.as_deref(),
+            client_auth,
+            broker_role,
+        )?;
         match (
             &kafka_keys.ssl_keystore_location,
             kafka.tls_listeners.first(),
@@ -917,17 +960,6 @@ impl Settings {
         }
         broker.authorizer = authorizer_config;
         let group = group_config(group_keys)?;
-        let roles = node.roles.unwrap_or_else(|| "controller,broker".into());
-        let (mut controller, mut broker_role) = (false, false);
-        for r in roles.split(',').map(str::trim) {
-            match r {
-                "controller" => controller = true,
-                "broker" => broker_role = true,
-                other => bail!(
-                    "invalid role '{other}' in '{roles}': use controller, broker or controller,broker"
-                ),
-            }
-        }
         let controller_secret = match quorum.controller_secret_file {
             Some(path) => {
                 let text = std::fs::read_to_string(&path).with_context(|| {
@@ -980,6 +1012,7 @@ impl Settings {
             }
             None
         };
+        broker.client_port_transport = grpc.client_port_transport;
         // Under an authorizer, nodes prove to each other with the shared secret that a
         // replication fetch is the cluster's own, and an operator presents it to make the
         // first users and ACLs.
@@ -1009,6 +1042,9 @@ impl Settings {
             voters,
             controller_listen,
             controller_secret,
+            grpc_tls: grpc.client_port,
+            controller_tls: grpc.controller,
+            peer_transport: grpc.peers,
             session_timeout_ms,
             default_replication_factor: quorum.default_replication_factor.unwrap_or(3),
             leader_imbalance_check_interval_ms: quorum
@@ -1017,6 +1053,98 @@ impl Settings {
             group,
         })
     }
+}
+
+/// The gRPC listeners' and channels' TLS (`grpc_security_protocol`,
+/// `security_inter_broker_protocol`).
+struct GrpcSecurity {
+    client_port: Option<Arc<kavka_tls::rustls::ServerConfig>>,
+    controller: Option<Arc<kavka_tls::rustls::ServerConfig>>,
+    peers: kavka_tls::Transport,
+    client_port_transport: kavka_tls::Transport,
+}
+
+fn protocol(value: Option<&str>, key: &str) -> anyhow::Result<kavka_tls::Protocol> {
+    match value {
+        None => Ok(kavka_tls::Protocol::Plaintext),
+        Some(v) => kavka_tls::Protocol::from_name(v)
+            .with_context(|| format!("invalid --{key} '{v}': expected PLAINTEXT or SSL")),
+    }
+}
+
+/// Checks the gRPC security keys against the TLS files and builds what serves and dials
+/// with them; every file is read now.
+fn grpc_security(
+    (client_port, inter_broker): &(Option<String>, Option<String>),
+    keystore: Option<&Path>,
+    truststore: Option<&Path>,
+    client_auth: kavka_tls::ClientAuth,
+    broker_role: bool,
+) -> anyhow::Result<GrpcSecurity> {
+    use kavka_tls::{ClientAuth, ClientTlsFiles, Protocol, Transport};
+    let client_port = protocol(client_port.as_deref(), "grpc-security-protocol")?;
+    let inter_broker = protocol(inter_broker.as_deref(), "security-inter-broker-protocol")?;
+    let mut out = GrpcSecurity {
+        client_port: None,
+        controller: None,
+        peers: Transport::plaintext(),
+        client_port_transport: Transport::plaintext(),
+    };
+    if client_port == Protocol::Plaintext && inter_broker == Protocol::Plaintext {
+        return Ok(out);
+    }
+    let Some(keystore) = keystore else {
+        let key = if client_port == Protocol::Ssl {
+            "--grpc-security-protocol=SSL"
+        } else {
+            "--security-inter-broker-protocol=SSL"
+        };
+        bail!(
+            "{key} needs --ssl-keystore-location (a PEM file with this node's key and certificate chain; deploy/certs.sh makes one)"
+        );
+    };
+    if inter_broker == Protocol::Ssl {
+        if broker_role && client_port == Protocol::Plaintext {
+            bail!(
+                "--security-inter-broker-protocol=SSL needs --grpc-security-protocol=SSL on a broker: replicas fetch from their leaders' client gRPC port"
+            );
+        }
+        let Some(truststore) = truststore else {
+            bail!(
+                "--security-inter-broker-protocol=SSL is mutual TLS: it needs --ssl-truststore-location (the CAs that sign the nodes' certificates)"
+            );
+        };
+        out.controller = Some(
+            kavka_tls::grpc_server_config(keystore, Some(truststore), ClientAuth::Required)
+                .context("invalid TLS setup for the controller listener")?,
+        );
+        out.peers = Transport::tls(&ClientTlsFiles {
+            ca: Some(truststore.to_path_buf()),
+            cert: Some(keystore.to_path_buf()),
+            key: None,
+            server_name: None,
+        })
+        .context("invalid TLS setup for calls to other nodes")?;
+    }
+    if client_port == Protocol::Ssl {
+        out.client_port = Some(
+            kavka_tls::grpc_server_config(keystore, truststore, client_auth)
+                .context("invalid TLS setup for the gRPC listeners")?,
+        );
+        if broker_role {
+            // Replica fetches present this node's certificate: ssl_client_auth may ask.
+            out.client_port_transport = Transport::tls(&ClientTlsFiles {
+                ca: truststore.map(Path::to_path_buf),
+                cert: Some(keystore.to_path_buf()),
+                key: None,
+                server_name: None,
+            })
+            .context(
+                "invalid TLS setup for replica fetches (leaders' certificates are checked against --ssl-truststore-location, else the system's CAs)",
+            )?;
+        }
+    }
+    Ok(out)
 }
 
 /// The group coordinator's settings: the defaults, with the keys given checked in.
@@ -1341,7 +1469,7 @@ mod tests {
     #[test]
     fn every_key_has_a_flag_and_a_variable() {
         let keys = ServerConfig::keys();
-        assert_eq!(keys.len(), 49, "{keys:?}");
+        assert_eq!(keys.len(), 51, "{keys:?}");
         let cmd = <Cmd as clap::CommandFactory>::command();
         for key in &keys {
             let long = key.replace('_', "-");
@@ -1654,5 +1782,82 @@ mod tests {
         assert!(format!("{e:#}").contains("invalid listen address 'nope'"));
         let e = flags(&["--log-flush=sometimes"]).unwrap_err();
         assert!(format!("{e:#}").contains("invalid log flush 'sometimes'"));
+    }
+
+    #[test]
+    fn grpc_security_keys_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not pem\n").unwrap();
+        let junk = format!("{}", junk.display());
+        let ks = format!("--ssl-keystore-location={junk}");
+        let ts = format!("--ssl-truststore-location={junk}");
+        // (flags) -> error words (None: resolves, plaintext)
+        let table: [(&[&str], Option<&str>); 9] = [
+            (&[], None),
+            (&["--grpc-security-protocol=plaintext"], None),
+            (
+                &["--grpc-security-protocol=TLS"],
+                Some("invalid --grpc-security-protocol 'TLS': expected PLAINTEXT or SSL"),
+            ),
+            (
+                &["--security-inter-broker-protocol=SASL_SSL"],
+                Some("invalid --security-inter-broker-protocol 'SASL_SSL'"),
+            ),
+            (
+                &["--grpc-security-protocol=SSL"],
+                Some("--grpc-security-protocol=SSL needs --ssl-keystore-location"),
+            ),
+            (
+                &["--security-inter-broker-protocol=ssl"],
+                Some("--security-inter-broker-protocol=SSL needs --ssl-keystore-location"),
+            ),
+            (
+                &["--security-inter-broker-protocol=SSL", &ks],
+                Some("needs --grpc-security-protocol=SSL on a broker"),
+            ),
+            (
+                &[
+                    "--security-inter-broker-protocol=SSL",
+                    "--grpc-security-protocol=SSL",
+                    &ks,
+                ],
+                Some("it needs --ssl-truststore-location"),
+            ),
+            (
+                &[
+                    "--security-inter-broker-protocol=SSL",
+                    "--grpc-security-protocol=SSL",
+                    &ks,
+                    &ts,
+                ],
+                Some("holds no certificate"),
+            ),
+        ];
+        for (f, want) in table {
+            match (flags(f), want) {
+                (Ok(s), None) => {
+                    assert!(s.grpc_tls.is_none() && s.controller_tls.is_none(), "{f:?}");
+                    assert!(!s.peer_transport.is_tls(), "{f:?}");
+                    assert!(!s.broker.client_port_transport.is_tls(), "{f:?}");
+                }
+                (Err(e), Some(words)) => {
+                    let e = format!("{e:#}");
+                    assert!(e.contains(words), "{f:?}: {e}");
+                }
+                (got, want) => panic!("{f:?}: got {:?}, want {want:?}", got.err()),
+            }
+        }
+        // A controller-only node has no replica fetches: inter-broker SSL alone will do.
+        let e = flags(&[
+            "--roles=controller",
+            "--security-inter-broker-protocol=SSL",
+            &ks,
+        ])
+        .unwrap_err();
+        assert!(
+            format!("{e:#}").contains("it needs --ssl-truststore-location"),
+            "{e:#}"
+        );
     }
 }

@@ -127,6 +127,7 @@ pub async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
                 dir: data_dir.path().join(CONTROLLER_DIR),
                 voters: settings.voters.clone(),
                 secret: settings.controller_secret.clone(),
+                transport: settings.peer_transport.clone(),
                 controller: ControllerConfig {
                     session_timeout: Duration::from_millis(settings.session_timeout_ms),
                     broker_heartbeat_interval: Duration::from_millis(
@@ -160,6 +161,7 @@ pub async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
         let controllers = Arc::new(Controllers::new(
             settings.voters.values().map(|v| v.addr.clone()).collect(),
             ControllerSecret::presenter(settings.controller_secret.as_ref()),
+            settings.peer_transport.clone(),
         ));
         let (node, started) = BrokerNode::start(
             settings.broker.clone(),
@@ -333,13 +335,21 @@ pub async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
             .set_serving::<ControllerServiceServer<ControllerService>>()
             .await;
         let mut stop = shutdown_rx.clone();
-        let peers = tonic::transport::Server::builder()
+        let router = tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(raft)
-            .add_service(for_peers)
-            .serve_with_incoming_shutdown(incoming, async move {
-                let _ = stop.wait_for(|s| *s).await;
-            });
+            .add_service(for_peers);
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        // Mutual TLS with security_inter_broker_protocol=SSL.
+        let peers: Serving = match settings.controller_tls.clone() {
+            Some(tls) => Box::pin(router.serve_with_incoming_shutdown(
+                kavka_tls::incoming::tls_incoming(incoming, tls, "controller"),
+                stopped,
+            )),
+            None => Box::pin(router.serve_with_incoming_shutdown(incoming, stopped)),
+        };
         tasks.push(tokio::spawn(async move {
             if let Err(e) = peers.await {
                 tracing::error!(error = %e, "the controller listener failed");
@@ -354,22 +364,30 @@ pub async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
         None => (None, None, None),
     };
     let stopping_broker = broker_node.clone();
-    let server = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .layer(super::grpc_metrics::GrpcMetricsLayer)
         .add_service(health_service)
         .add_service(reflection)
         .add_optional_service(controller_svc)
         .add_optional_service(admin_svc)
         .add_optional_service(broker_svc)
-        .add_optional_service(group_svc)
-        .serve_with_incoming_shutdown(incoming, async move {
-            shutdown_signal().await;
-            // Leadership moves away while this node still serves its followers.
-            if let Some(node) = stopping_broker {
-                node.controlled_shutdown(CONTROLLED_SHUTDOWN_TIMEOUT).await;
-            }
-            let _ = stopping_tx.send(true);
-        });
+        .add_optional_service(group_svc);
+    let stopped = async move {
+        shutdown_signal().await;
+        // Leadership moves away while this node still serves its followers.
+        if let Some(node) = stopping_broker {
+            node.controlled_shutdown(CONTROLLED_SHUTDOWN_TIMEOUT).await;
+        }
+        let _ = stopping_tx.send(true);
+    };
+    // TLS with grpc_security_protocol=SSL (both client ports: listen and external).
+    let server: Serving = match settings.grpc_tls.clone() {
+        Some(tls) => Box::pin(router.serve_with_incoming_shutdown(
+            kavka_tls::incoming::tls_incoming(incoming, tls, "client"),
+            stopped,
+        )),
+        None => Box::pin(router.serve_with_incoming_shutdown(incoming, stopped)),
+    };
     // In-flight requests get a bounded drain; a client that keeps its connection open
     // must not keep the node from stopping.
     let mut server = tokio::spawn(server);
@@ -408,7 +426,7 @@ pub async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
         (true, false) => "controller",
         _ => "broker",
     };
-    tracing::info!(node_id = %settings.broker.node_id, roles, listen = %local, controller_listen = ?controller_local, external = ?external_local, http = ?http_local, kafka = ?kafka_addrs, data_dir = %data_dir.path().display(), flush = settings.broker.flush.name(), log_format = ?settings.log_format, voters = ?settings.voters.keys().collect::<Vec<_>>(), "kavka is ready");
+    tracing::info!(node_id = %settings.broker.node_id, roles, listen = %local, grpc_tls = settings.grpc_tls.is_some(), inter_broker_tls = settings.controller_tls.is_some(), controller_listen = ?controller_local, external = ?external_local, http = ?http_local, kafka = ?kafka_addrs, data_dir = %data_dir.path().display(), flush = settings.broker.flush.name(), log_format = ?settings.log_format, voters = ?settings.voters.keys().collect::<Vec<_>>(), "kavka is ready");
     if dev {
         println!(
             "kavka dev: node {} ready in {} ms\n  gRPC      {local}\n  Kafka     {}\n  HTTP      {}\n  Raft      {}\n  data dir  {}\n  try:      kavka topic create orders --partitions 3",
@@ -450,6 +468,11 @@ pub async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
     tracing::info!("kavka stopped");
     result.context("gRPC server failed")
 }
+
+/// A gRPC server running, plaintext or TLS.
+type Serving = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<(), tonic::transport::Error>> + Send>,
+>;
 
 /// Binds a listener when an address is given; the error names it (`what`).
 async fn bind_if(

@@ -1,12 +1,12 @@
-//! TLS for Kafka listeners (security protocols SSL and SASL_SSL) with rustls: the
-//! server's key and certificate chain from one PEM file (Kafka's
+//! The server side: a listener's key and certificate chain from one PEM file (Kafka's
 //! `ssl.keystore.location` with `ssl.keystore.type=PEM`), and for client certificates
 //! (`ssl.client.auth=requested|required`) the CAs to trust from another
-//! (`ssl.truststore.location`).
+//! (`ssl.truststore.location`). Kafka listeners (SSL, SASL_SSL) and gRPC listeners
+//! (which add ALPN `h2`, see [`grpc_server_config`]) share it.
 //!
 //! Invariants: a file that does not hold what it must is an error naming the file and
 //! what is missing, at start, never at the first client; only TLS 1.2 and 1.3 with
-//! rustls' safe defaults. Must not depend on the broker.
+//! rustls' safe defaults.
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -47,9 +47,20 @@ pub enum TlsError {
     NoTruststore(ClientAuth),
     #[error("invalid TLS setup: {0}")]
     Rustls(String),
+    #[error(
+        "a client certificate needs both a certificate file and its key file (got only the {0})"
+    )]
+    HalfIdentity(&'static str),
+    #[error(
+        "no CA file given to check servers against, and no system CA bundle found (looked at $SSL_CERT_FILE, {0})"
+    )]
+    NoRoots(String),
+    #[error("invalid server name '{0}' for TLS: expected a DNS name or an IP address")]
+    ServerName(String),
 }
 
-fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+/// Every certificate in a PEM file; none is an error naming the file.
+pub(crate) fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| TlsError::Read {
             path: path.into(),
@@ -66,16 +77,47 @@ fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(certs)
 }
 
+/// The first private key of a PEM file.
+pub(crate) fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    std::fs::metadata(path).map_err(|e| TlsError::Read {
+        path: path.into(),
+        reason: e.to_string(),
+    })?;
+    PrivateKeyDer::from_pem_file(path).map_err(|_| TlsError::NoKey(path.into()))
+}
+
+/// The CAs of a PEM file, as rustls trusts them.
+pub(crate) fn roots(path: &Path) -> Result<rustls::RootCertStore, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certificates(path)? {
+        roots
+            .add(c)
+            .map_err(|e| TlsError::Rustls(format!("{}: {e}", path.display())))?;
+    }
+    Ok(roots)
+}
+
+/// A gRPC listener's TLS configuration: [`server_config`] offering HTTP/2 by ALPN (gRPC
+/// clients, tonic's among them, insist on it).
+pub fn grpc_server_config(
+    keystore: &Path,
+    truststore: Option<&Path>,
+    client_auth: ClientAuth,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let mut config = Arc::unwrap_or_clone(server_config(keystore, truststore, client_auth)?);
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// The listener's TLS configuration.
 pub fn server_config(
     keystore: &Path,
     truststore: Option<&Path>,
     client_auth: ClientAuth,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let chain = certificates(keystore)?;
-    let key =
-        PrivateKeyDer::from_pem_file(keystore).map_err(|_| TlsError::NoKey(keystore.into()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // Read now (a bad keystore stops the start), and again whenever the file changes.
+    let keystore = crate::reload::ReloadingKeystore::new(keystore, Arc::clone(&provider))?;
     let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Rustls(e.to_string()))?;
@@ -83,12 +125,7 @@ pub fn server_config(
         (ClientAuth::None, _) => builder.with_no_client_auth(),
         (auth, None) => return Err(TlsError::NoTruststore(auth)),
         (auth, Some(trust)) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for c in certificates(trust)? {
-                roots
-                    .add(c)
-                    .map_err(|e| TlsError::Rustls(format!("{}: {e}", trust.display())))?;
-            }
+            let roots = roots(trust)?;
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
             let verifier = if auth == ClientAuth::Requested {
                 verifier.allow_unauthenticated()
@@ -102,10 +139,7 @@ pub fn server_config(
             )
         }
     };
-    let config = builder
-        .with_single_cert(chain, key)
-        .map_err(|e| TlsError::Rustls(format!("{}: {e}", keystore.display())))?;
-    Ok(Arc::new(config))
+    Ok(Arc::new(builder.with_cert_resolver(Arc::new(keystore))))
 }
 
 #[cfg(test)]
