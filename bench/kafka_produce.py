@@ -1,9 +1,11 @@
 """librdkafka (confluent-kafka) producer benchmark, in the same output format as
 `kavka bench produce`: N records of SIZE bytes, many in flight, latency from produce()
 to the delivery report. Usage: kafka_produce.py BOOTSTRAP TOPIC N SIZE ACKS [RATE]
-(RATE: records/s to pace at; default as fast as possible).
+(RATE: records/s to pace at; default as fast as possible). KAFKA_CONFIG="k=v,k=v" adds
+librdkafka settings (security.protocol, ssl.ca.location, sasl.*).
 """
 
+import os
 import sys
 import time
 
@@ -11,9 +13,10 @@ from confluent_kafka import Producer
 
 bootstrap, topic, n, size, acks = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 rate = float(sys.argv[6]) if len(sys.argv) > 6 else 0.0
+extra = dict(kv.split("=", 1) for kv in os.environ.get("KAFKA_CONFIG", "").split(",") if kv)
 p = Producer({"bootstrap.servers": bootstrap, "acks": acks, "linger.ms": 5,
               "batch.size": 65536, "queue.buffering.max.messages": 200000,
-              "queue.buffering.max.kbytes": 262144, "enable.idempotence": False})
+              "queue.buffering.max.kbytes": 262144, "enable.idempotence": False, **extra})
 value = b"x" * size
 lat = []
 errors = 0

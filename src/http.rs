@@ -20,11 +20,26 @@ pub struct HttpResponse {
 
 /// GETs `path` from `addr` (host:port) within `deadline`.
 pub async fn http_get(addr: &str, path: &str, deadline: Duration) -> anyhow::Result<HttpResponse> {
+    http_get_with(addr, path, &[], deadline).await
+}
+
+/// [`http_get`] with extra request headers (`("Authorization", "Basic ...")`).
+pub async fn http_get_with(
+    addr: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    deadline: Duration,
+) -> anyhow::Result<HttpResponse> {
     tokio::time::timeout(deadline, async {
         let mut s = tokio::net::TcpStream::connect(addr)
             .await
             .with_context(|| format!("cannot connect to {addr}"))?;
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        let extra: String = headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
+        let req =
+            format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Connection: close\r\n\r\n");
         s.write_all(req.as_bytes()).await?;
         let mut raw = Vec::new();
         s.read_to_end(&mut raw).await?;

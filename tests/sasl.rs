@@ -29,6 +29,11 @@ struct SaslNode {
 }
 
 async fn sasl_node() -> SaslNode {
+    sasl_node_with(&[]).await
+}
+
+/// [`sasl_node`] with more server flags.
+async fn sasl_node_with(extra: &[&str]) -> SaslNode {
     let (p, s) = (free_port().unwrap(), free_port().unwrap());
     let plain_addr = format!("127.0.0.1:{p}");
     let sasl_addr = format!("127.0.0.1:{s}");
@@ -38,7 +43,10 @@ async fn sasl_node() -> SaslNode {
             format!("PLAINTEXT://{plain_addr},CLIENTS://{sasl_addr}"),
             "--listener-security-protocol-map".into(),
             "CLIENTS:SASL_PLAINTEXT".into(),
-        ],
+        ]
+        .into_iter()
+        .chain(extra.iter().map(|a| a.to_string()))
+        .collect(),
         ..NodeOptions::default()
     })
     .await
@@ -187,29 +195,7 @@ async fn the_sasl_protocol_answers_kafkas_errors() {
 
     // A client that skips SASL: its first non-ApiVersions request closes the connection.
     let mut c = TcpStream::connect(&n.sasl_addr).await.unwrap();
-    let mut buf = bytes::BytesMut::new();
-    use bytes::BufMut;
-    use kafka_protocol::protocol::Encodable;
-    buf.put_i32(0);
-    kafka_protocol::messages::RequestHeader::default()
-        .with_request_api_key(ApiKey::Metadata as i16)
-        .with_request_api_version(12)
-        .with_correlation_id(1)
-        .encode(&mut buf, ApiKey::Metadata.request_header_version(12))
-        .unwrap();
-    MetadataRequest::default().encode(&mut buf, 12).unwrap();
-    let len = (buf.len() - 4) as i32;
-    buf[..4].copy_from_slice(&len.to_be_bytes());
-    use tokio::io::AsyncWriteExt;
-    c.write_all(&buf).await.unwrap();
-    let mut one = [0u8; 1];
-    let read = tokio::time::timeout(Duration::from_secs(30), c.read(&mut one))
-        .await
-        .expect("closed in time");
-    assert!(
-        matches!(read, Ok(0) | Err(_)),
-        "the connection must close: {read:?}"
-    );
+    closes_on_metadata(&mut c).await;
 
     // An unknown mechanism: UNSUPPORTED_SASL_MECHANISM with the enabled ones listed.
     let mut c = TcpStream::connect(&n.sasl_addr).await.unwrap();
@@ -268,4 +254,139 @@ async fn the_sasl_protocol_answers_kafkas_errors() {
     )
     .await;
     assert_eq!(r.error_code, 34);
+}
+
+/// Authenticates `c` with PLAIN as `user`; the answer.
+async fn plain(c: &mut TcpStream, user: &str, password: &str) -> SaslAuthenticateResponse {
+    let h: SaslHandshakeResponse = raw_kafka::call(
+        c,
+        ApiKey::SaslHandshake,
+        1,
+        &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
+    )
+    .await;
+    assert_eq!(h.error_code, 0);
+    raw_kafka::call(
+        c,
+        ApiKey::SaslAuthenticate,
+        2,
+        &SaslAuthenticateRequest::default()
+            .with_auth_bytes(format!("\0{user}\0{password}").into_bytes().into()),
+    )
+    .await
+}
+
+/// Sends a Metadata request and expects the connection to close instead of an answer.
+async fn closes_on_metadata(c: &mut TcpStream) {
+    use bytes::BufMut;
+    use kafka_protocol::protocol::Encodable;
+    use tokio::io::AsyncWriteExt;
+    let mut buf = bytes::BytesMut::new();
+    buf.put_i32(0);
+    kafka_protocol::messages::RequestHeader::default()
+        .with_request_api_key(ApiKey::Metadata as i16)
+        .with_request_api_version(12)
+        .with_correlation_id(1)
+        .encode(&mut buf, ApiKey::Metadata.request_header_version(12))
+        .unwrap();
+    MetadataRequest::default().encode(&mut buf, 12).unwrap();
+    let len = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&len.to_be_bytes());
+    let _ = c.write_all(&buf).await;
+    let mut one = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(30), c.read(&mut one))
+        .await
+        .expect("closed in time");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "the connection must close: {read:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_end_unless_the_client_re_authenticates() {
+    const LIFETIME_MS: u64 = 5000;
+    let n = sasl_node_with(&["--connections-max-reauth-ms", &LIFETIME_MS.to_string()]).await;
+    let out = n.node.cli_with_stdin(
+        &["user", "create", "bob", "--password-stdin"],
+        format!("{PASSWORD}\n").as_bytes(),
+    );
+    assert!(out.status.success(), "{out:?}");
+
+    // The answer tells the client how long its session lasts (KIP-368).
+    let mut c = TcpStream::connect(&n.sasl_addr).await.unwrap();
+    let r = plain(&mut c, "alice", PASSWORD).await;
+    assert_eq!(
+        (r.error_code, r.session_lifetime_ms),
+        (0, LIFETIME_MS as i64)
+    );
+    // Re-authenticating on the connection, as the same user: a new session, and the
+    // connection serves on.
+    let r = plain(&mut c, "alice", PASSWORD).await;
+    assert_eq!(
+        (r.error_code, r.session_lifetime_ms),
+        (0, LIFETIME_MS as i64)
+    );
+    let _: kafka_protocol::messages::MetadataResponse =
+        raw_kafka::call(&mut c, ApiKey::Metadata, 12, &MetadataRequest::default()).await;
+
+    // Re-authenticating as someone else is refused, and the connection closes.
+    let mut c = TcpStream::connect(&n.sasl_addr).await.unwrap();
+    assert_eq!(plain(&mut c, "alice", PASSWORD).await.error_code, 0);
+    let r = plain(&mut c, "bob", PASSWORD).await;
+    assert_eq!(r.error_code, 58, "{r:?}");
+    assert!(
+        r.error_message
+            .unwrap()
+            .to_string()
+            .contains("must keep the principal")
+    );
+    closes_on_metadata(&mut c).await;
+
+    // A session past its lifetime without re-authentication: the next request closes
+    // the connection, with one log line.
+    let mut c = TcpStream::connect(&n.sasl_addr).await.unwrap();
+    assert_eq!(plain(&mut c, "alice", PASSWORD).await.error_code, 0);
+    tokio::time::sleep(Duration::from_millis(LIFETIME_MS + 500)).await;
+    closes_on_metadata(&mut c).await;
+    assert_eq!(
+        n.node.log().matches("did not re-authenticate").count(),
+        1,
+        "{}",
+        n.node.log()
+    );
+
+    // librdkafka re-authenticates by itself (KIP-368): a producer that outlives several
+    // sessions keeps delivering on its connection.
+    let Some(python) = clients_or_skip("sessions_end_unless_the_client_re_authenticates") else {
+        return;
+    };
+    let script = format!(
+        r#"
+import time
+from confluent_kafka import Producer
+p = Producer({{"bootstrap.servers": "{addr}", "security.protocol": "SASL_PLAINTEXT",
+              "sasl.mechanisms": "SCRAM-SHA-512", "sasl.username": "alice",
+              "sasl.password": "{pw}"}})
+errors = []
+for i in range(12):
+    p.produce("reauth", value=b"v", on_delivery=lambda e, m: errors.append(e) if e else None)
+    p.flush(30)
+    time.sleep(1)
+assert not errors, errors
+print("delivered")
+"#,
+        addr = n.sasl_addr,
+        pw = PASSWORD
+    );
+    let out = bounded(120, python.to_str().unwrap(), &["-c", &script], b"");
+    assert!(out.status.success(), "{out:?}");
+    // Its requests after each session's end would have closed its connection (one more
+    // log line each) had it not re-authenticated.
+    assert_eq!(
+        n.node.log().matches("did not re-authenticate").count(),
+        1,
+        "{}",
+        n.node.log()
+    );
 }

@@ -105,8 +105,10 @@ async fn sasl_step(
     broker: &Broker,
     session: &mut Option<SaslSession>,
     request: RequestKind,
+    version: i16,
     peer: SocketAddr,
     listener: &str,
+    expires: &mut Option<std::time::Instant>,
 ) -> (ResponseKind, bool) {
     use kafka_protocol::messages::{SaslAuthenticateResponse, SaslHandshakeResponse};
     let illegal = |message: &str| sasl::Refusal {
@@ -134,22 +136,33 @@ async fn sasl_step(
             }
         }
         RequestKind::SaslAuthenticate(r) => {
+            let before = session.as_ref().map_or(0, SaslSession::completed);
             let result = match session.as_mut() {
                 Some(s) => s.authenticate(&r.auth_bytes, &broker.api.image()),
                 None => Err(illegal("this listener does not use SASL")),
             };
             match result {
                 Ok(bytes) => {
-                    if let Some(p) = session.as_ref().and_then(SaslSession::principal) {
-                        tracing::debug!(%peer, principal = %p, "authenticated");
+                    let mut answer =
+                        SaslAuthenticateResponse::default().with_auth_bytes(bytes.into());
+                    let done = session
+                        .as_ref()
+                        .filter(|s| s.completed() > before)
+                        .and_then(SaslSession::principal);
+                    if let Some(p) = done {
+                        tracing::debug!(%peer, principal = %p, reauthentication = before > 0, "authenticated");
                         crate::metrics::authentication(listener, true);
+                        // KIP-368: the session lasts connections.max.reauth.ms from now.
+                        if let Some(lifetime) = broker.config.connections_max_reauth {
+                            *expires = Some(std::time::Instant::now() + lifetime);
+                            if version >= 1 {
+                                answer = answer.with_session_lifetime_ms(
+                                    i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX),
+                                );
+                            }
+                        }
                     }
-                    (
-                        ResponseKind::SaslAuthenticate(
-                            SaslAuthenticateResponse::default().with_auth_bytes(bytes.into()),
-                        ),
-                        false,
-                    )
+                    (ResponseKind::SaslAuthenticate(answer), false)
                 }
                 Err(refusal) => {
                     tracing::warn!(%peer, reason = %refusal.message, "SASL authentication failed");
@@ -200,6 +213,8 @@ pub(crate) async fn run<S>(
             .any(|l| **l == *listener)
             .then(|| SaslSession::new(&cfg.sasl_enabled_mechanisms));
         let mut close_after = false;
+        // When the SASL session ends (connections.max.reauth.ms after authenticating).
+        let mut session_expires: Option<std::time::Instant> = None;
         // The client certificate's principal (mutual TLS), else anonymous, until SASL
         // authenticates the connection.
         let mut caller = match certificate_principal {
@@ -248,9 +263,12 @@ pub(crate) async fn run<S>(
                     let body = if matches!(key, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)
                         && versions::supported(key, version)
                     {
-                        let (body, close) = sasl_step(&broker, &mut sasl, *request, peer, &listener).await;
+                        let (body, close) = sasl_step(&broker, &mut sasl, *request, version, peer, &listener, &mut session_expires).await;
                         close_after = close;
                         body
+                    } else if session_expires.is_some_and(|e| std::time::Instant::now() >= e) && key != ApiKey::ApiVersions {
+                        tracing::warn!(%peer, api = ?key, "closing Kafka connection: its SASL session expired (connections.max.reauth.ms) and the client did not re-authenticate");
+                        return;
                     } else if unauthenticated && key != ApiKey::ApiVersions {
                         tracing::warn!(%peer, api = ?key, "closing Kafka connection: a request before SASL authentication on a SASL listener (is the client configured for SASL?)");
                         return;

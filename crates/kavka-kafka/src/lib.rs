@@ -103,6 +103,10 @@ pub struct KafkaConfig {
     pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     /// `ssl.principal.mapping.rules`: the principal of a client certificate's subject.
     pub ssl_principal_mapping: principal::MappingRules,
+    /// `connections.max.reauth.ms` (KIP-368): a SASL session lasts this long, then the
+    /// client must re-authenticate on its connection or is disconnected; `None` (0):
+    /// sessions do not expire.
+    pub connections_max_reauth: Option<Duration>,
 }
 
 impl Default for KafkaConfig {
@@ -120,6 +124,7 @@ impl Default for KafkaConfig {
             tls_listeners: Vec::new(),
             tls: None,
             ssl_principal_mapping: principal::MappingRules::default(),
+            connections_max_reauth: None,
         }
     }
 }

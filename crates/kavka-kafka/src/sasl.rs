@@ -8,6 +8,12 @@
 //! connection); a failed authentication is answered SASL_AUTHENTICATION_FAILED after a
 //! short delay, then the connection closes; passwords and keys are never logged. The
 //! decisions are here, the bytes are `conn`'s.
+//!
+//! Re-authentication (KIP-368): an authenticated connection may run SaslHandshake and
+//! SaslAuthenticate again; meanwhile it keeps its principal, and the new exchange must
+//! authenticate the same principal (another one is refused and the connection closes).
+//! `conn` ends a session that outlives `connections.max.reauth.ms` without
+//! re-authenticating.
 
 use kavka_metadata::MetadataImage;
 use kavka_model::ErrorCode;
@@ -62,6 +68,11 @@ pub(crate) struct Refusal {
 pub(crate) struct SaslSession {
     state: State,
     enabled: Vec<String>,
+    /// The principal the connection acts as: the last one authenticated (kept while a
+    /// re-authentication runs).
+    principal: Option<Principal>,
+    /// Completed authentications on this connection (the first, then re-authentications).
+    completed: u64,
 }
 
 impl SaslSession {
@@ -69,15 +80,38 @@ impl SaslSession {
         Self {
             state: State::AwaitHandshake,
             enabled: enabled.to_vec(),
+            principal: None,
+            completed: 0,
         }
     }
 
     /// The authenticated principal, once there is one.
     pub(crate) fn principal(&self) -> Option<&Principal> {
-        match &self.state {
-            State::Authenticated(p) => Some(p),
-            _ => None,
+        self.principal.as_ref()
+    }
+
+    /// How many authentications completed on this connection.
+    pub(crate) fn completed(&self) -> u64 {
+        self.completed
+    }
+
+    /// A step reached an authenticated principal: the first one, or the same one again
+    /// (a re-authentication as someone else is refused).
+    fn authenticated(&mut self, who: Principal) -> Result<(), Refusal> {
+        if let Some(before) = &self.principal
+            && *before != who
+        {
+            return Err(Refusal {
+                code: ErrorCode::SaslAuthenticationFailed,
+                message: format!(
+                    "re-authentication must keep the principal: it was {before}, now {who}"
+                ),
+            });
         }
+        self.state = State::Authenticated(who.clone());
+        self.principal = Some(who);
+        self.completed += 1;
+        Ok(())
     }
 
     /// The mechanisms offered, for SaslHandshake's answer.
@@ -86,11 +120,12 @@ impl SaslSession {
     }
 
     /// SaslHandshake: picks `mechanism` if it is enabled.
+    /// On an authenticated connection, it starts a re-authentication (KIP-368).
     pub(crate) fn handshake(&mut self, mechanism: &str) -> Result<(), Refusal> {
-        if !matches!(self.state, State::AwaitHandshake) {
+        if !matches!(self.state, State::AwaitHandshake | State::Authenticated(_)) {
             return Err(Refusal {
                 code: ErrorCode::IllegalSaslState,
-                message: "SaslHandshake after the mechanism was chosen (re-authentication is not supported)".into(),
+                message: "SaslHandshake while an authentication is under way".into(),
             });
         }
         match Mechanism::from_name(mechanism)
@@ -136,7 +171,7 @@ impl SaslSession {
                     Some(cred)
                         if kavka_sasl::scram::verify_password(cred, c.password.as_bytes()) =>
                     {
-                        self.state = State::Authenticated(Principal::user(&c.username));
+                        self.authenticated(Principal::user(&c.username))?;
                         Ok(Vec::new())
                     }
                     _ => Err(invalid_credentials("PLAIN")),
@@ -155,7 +190,7 @@ impl SaslSession {
             }
             State::ScramFirst(first) => match first.finish(bytes) {
                 Ok((user, answer)) => {
-                    self.state = State::Authenticated(Principal::user(user));
+                    self.authenticated(Principal::user(user))?;
                     Ok(answer)
                 }
                 Err(kavka_sasl::scram::ScramError::InvalidCredentials) => {
@@ -171,7 +206,8 @@ impl SaslSession {
                 self.state = State::Authenticated(p);
                 Err(Refusal {
                     code: ErrorCode::IllegalSaslState,
-                    message: "already authenticated (re-authentication is not supported)".into(),
+                    message: "already authenticated: re-authenticate with SaslHandshake first"
+                        .into(),
                 })
             }
             State::Failed => Err(Refusal {
@@ -280,5 +316,47 @@ mod tests {
             ErrorCode::IllegalSaslState
         );
         assert!(s.principal().is_none());
+    }
+
+    #[test]
+    fn re_authentication_keeps_the_principal_and_refuses_another() {
+        let mut img = image_with("alice", b"pw-a");
+        img = img
+            .replay(
+                1,
+                &[MetadataRecord::UserScramCredential {
+                    name: "bob".into(),
+                    credential: kavka_sasl::scram::credential(
+                        ScramMechanism::Sha256,
+                        b"pw-b",
+                        kavka_sasl::scram::random_bytes(),
+                        4096,
+                    )
+                    .unwrap(),
+                }],
+            )
+            .0;
+        let mut s = SaslSession::new(&enabled());
+        s.handshake("PLAIN").unwrap();
+        s.authenticate(b"\0alice\0pw-a", &img).unwrap();
+        assert_eq!(
+            (s.completed(), s.principal()),
+            (1, Some(&Principal::user("alice")))
+        );
+        // Again as alice: allowed; while it runs, the connection is still alice's.
+        s.handshake("PLAIN").unwrap();
+        assert_eq!(s.principal(), Some(&Principal::user("alice")));
+        s.authenticate(b"\0alice\0pw-a", &img).unwrap();
+        assert_eq!(s.completed(), 2);
+        // As bob: refused, and the connection keeps alice (conn closes it).
+        s.handshake("PLAIN").unwrap();
+        let r = s.authenticate(b"\0bob\0pw-b", &img).unwrap_err();
+        assert_eq!(r.code, ErrorCode::SaslAuthenticationFailed);
+        assert!(
+            r.message.contains("must keep the principal"),
+            "{}",
+            r.message
+        );
+        assert_eq!(s.completed(), 2);
     }
 }

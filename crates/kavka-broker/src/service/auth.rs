@@ -47,6 +47,13 @@ fn presented<'a>(
     let Some(value) = authorization else {
         return Ok(Presented::Nothing);
     };
+    let (user, password) = basic_credentials(value)?;
+    Ok(Presented::User { user, password })
+}
+
+/// The user and password of an `authorization: Basic base64(user:password)` value (the
+/// gRPC API's and the console's).
+pub fn basic_credentials(value: &str) -> Result<(String, Vec<u8>), String> {
     let encoded = value
         .strip_prefix("Basic ")
         .ok_or("the authorization header must be 'Basic base64(user:password)'")?;
@@ -62,10 +69,7 @@ fn presented<'a>(
     if user.is_empty() {
         return Err("the user name is empty".into());
     }
-    Ok(Presented::User {
-        user,
-        password: decoded[colon + 1..].to_vec(),
-    })
+    Ok((user, decoded[colon + 1..].to_vec()))
 }
 
 /// Holds calls off until the broker is ready (registered, unfenced and caught up with

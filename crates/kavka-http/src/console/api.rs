@@ -12,13 +12,15 @@
 
 use crate::HttpState;
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use kavka_broker::FetchPartitionParams;
 use kavka_broker::node::BrokerNode;
+use kavka_client::Credentials;
 use kavka_metadata::{BrokerRegistration, MetadataImage};
+use kavka_model::acl::{Caller, Operation, Resource};
 use kavka_model::data::OffsetSpec;
 use kavka_model::{BrokerId, Offset, PartitionId, TopicName, TopicPartition};
 use kavka_record::RecordBatch;
@@ -59,6 +61,76 @@ pub enum ApiError {
     UnknownGroup(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The ACLs do not let the signed-in user see this.
+    #[error("{0}")]
+    Denied(String),
+}
+
+/// Who is looking at the console: anyone (no authorizer), or the user a request
+/// authenticated as, whose ACLs decide what it sees, and whose credentials the
+/// console's own gRPC calls (groups) present.
+#[derive(Clone, Debug)]
+pub struct Viewer {
+    caller: Option<Caller>,
+    credentials: Credentials,
+}
+
+impl Viewer {
+    pub fn anyone() -> Self {
+        Self {
+            caller: None,
+            credentials: Credentials::default(),
+        }
+    }
+
+    /// `user` if `password` is theirs (their SCRAM credential).
+    pub fn authenticated(
+        node: &BrokerNode,
+        user: &str,
+        password: &[u8],
+        host: String,
+    ) -> Result<Self, kavka_model::KafkaError> {
+        let principal = node.api.authenticate(user, password)?;
+        let text = String::from_utf8(password.to_vec()).map_err(|_| {
+            kavka_model::KafkaError::new(
+                kavka_model::ErrorCode::SaslAuthenticationFailed,
+                "the password is not UTF-8",
+            )
+        })?;
+        let credentials = Credentials::user(user, &text).map_err(|e| {
+            kavka_model::KafkaError::new(
+                kavka_model::ErrorCode::SaslAuthenticationFailed,
+                e.to_string(),
+            )
+        })?;
+        Ok(Self {
+            caller: Some(Caller::new(principal, host)),
+            credentials,
+        })
+    }
+
+    /// Whether the viewer may do `operation` to `resource`.
+    pub fn may(&self, node: &BrokerNode, operation: Operation, resource: Resource<'_>) -> bool {
+        self.caller
+            .as_ref()
+            .is_none_or(|c| node.api.is_authorized(c, operation, resource))
+    }
+
+    /// [`Self::may`] as a result: 403 naming what was refused.
+    pub fn check(
+        &self,
+        node: &BrokerNode,
+        operation: Operation,
+        resource: Resource<'_>,
+    ) -> Result<(), ApiError> {
+        match &self.caller {
+            Some(c) => node
+                .api
+                .authorize(c, operation, resource)
+                .map_err(|e| ApiError::Denied(e.message)),
+            None => Ok(()),
+        }
+    }
 }
 
 impl ApiError {
@@ -69,6 +141,7 @@ impl ApiError {
             }
             Self::BadPartition(_) | Self::BadParameter { .. } => StatusCode::BAD_REQUEST,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Denied(_) => StatusCode::FORBIDDEN,
         }
     }
 }
@@ -151,11 +224,15 @@ pub async fn cluster(State(state): State<Arc<HttpState>>) -> Result<Json<Value>,
 
 /// `GET /api/topics`
 #[tracing::instrument(skip_all)]
-pub async fn topics(State(state): State<Arc<HttpState>>) -> Result<Json<Value>, ApiError> {
+pub async fn topics(
+    State(state): State<Arc<HttpState>>,
+    Extension(viewer): Extension<Viewer>,
+) -> Result<Json<Value>, ApiError> {
     let node = broker(&state)?;
     let image = node.replicas.image();
     let mut out: Vec<Value> = image
         .topics()
+        .filter(|t| viewer.may(node, Operation::Describe, Resource::topic(t.name.as_str())))
         .map(|t| {
             let rf = t.partitions.values().map(|r| r.replicas.len()).max();
             json!({
@@ -180,9 +257,11 @@ fn topic_name(name: &str) -> Result<TopicName, ApiError> {
 #[tracing::instrument(skip_all, fields(topic = %name))]
 pub async fn topic(
     State(state): State<Arc<HttpState>>,
+    Extension(viewer): Extension<Viewer>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let node = broker(&state)?;
+    viewer.check(node, Operation::Describe, Resource::topic(&name))?;
     let image = node.replicas.image();
     let t = image
         .topic_by_name(&topic_name(&name)?)
@@ -234,10 +313,14 @@ pub async fn topic(
 }
 
 /// A client of this node's own gRPC listener, for what lives on other nodes.
-async fn client(node: &BrokerNode) -> Result<kavka_client::Client, ApiError> {
+async fn client(node: &BrokerNode, viewer: &Viewer) -> Result<kavka_client::Client, ApiError> {
     let c = node.replicas.config();
     let addr = format!("{}:{}", c.advertised_host, c.advertised_port);
-    let connect = kavka_client::Client::connect_with(&addr, &c.client_port_transport);
+    let connect = kavka_client::Client::connect_using(
+        &addr,
+        &c.client_port_transport,
+        viewer.credentials.clone(),
+    );
     tokio::time::timeout(GROUP_TIMEOUT, connect)
         .await
         .map_err(|_| {
@@ -250,8 +333,12 @@ async fn client(node: &BrokerNode) -> Result<kavka_client::Client, ApiError> {
 
 /// `GET /api/groups`: every group, from every coordinator.
 #[tracing::instrument(skip_all)]
-pub async fn groups(State(state): State<Arc<HttpState>>) -> Result<Json<Value>, ApiError> {
-    let mut c = client(broker(&state)?).await?;
+pub async fn groups(
+    State(state): State<Arc<HttpState>>,
+    Extension(viewer): Extension<Viewer>,
+) -> Result<Json<Value>, ApiError> {
+    // The gRPC API lists only the groups the viewer's credentials may describe.
+    let mut c = client(broker(&state)?, &viewer).await?;
     let groups = tokio::time::timeout(GROUP_TIMEOUT, c.list_groups())
         .await
         .map_err(|_| ApiError::Unavailable("listing groups took too long".into()))?
@@ -269,9 +356,12 @@ pub async fn groups(State(state): State<Arc<HttpState>>) -> Result<Json<Value>, 
 #[tracing::instrument(skip_all, fields(group = %group))]
 pub async fn group(
     State(state): State<Arc<HttpState>>,
+    Extension(viewer): Extension<Viewer>,
     Path(group): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let mut c = client(broker(&state)?).await?;
+    let node = broker(&state)?;
+    viewer.check(node, Operation::Describe, Resource::group(&group))?;
+    let mut c = client(node, &viewer).await?;
     let g = tokio::time::timeout(GROUP_TIMEOUT, c.group_lag(&group))
         .await
         .map_err(|_| ApiError::Unavailable(format!("describing group '{group}' took too long")))?
@@ -401,11 +491,13 @@ fn bytes_json(b: Option<&[u8]>) -> Value {
 #[tracing::instrument(skip_all, fields(topic = %topic, partition = %partition))]
 pub async fn messages(
     State(state): State<Arc<HttpState>>,
+    Extension(viewer): Extension<Viewer>,
     Path((topic, partition)): Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let node = broker(&state)?;
+    viewer.check(node, Operation::Read, Resource::topic(&topic))?;
     let image = node.replicas.image();
     let (tp, leader) = partition_of(&image, &topic, &partition)?;
     let (start, limit) = parse_messages_query(&q)?;

@@ -8,8 +8,11 @@
 //! origin: the API is read-only and carries no credentials, as Kafka's metadata is open
 //! to any client of the cluster.
 //!
-//! With an authorizer configured (`authorizer_class_name`) the API answers 403: it has
-//! no way yet to know who asks, and must not show what the ACLs hide.
+//! With an authorizer configured (`authorizer_class_name`) the API obeys the ACLs: a
+//! request authenticates with HTTP Basic credentials (a SCRAM user's; the browser asks
+//! for them on the 401), and shows only what that user may describe or read (`api`'s
+//! `Viewer`). The page then stays on its node: the browser sends credentials to its
+//! own origin only.
 //!
 //! Invariants: read-only; assets are compiled in (`include_str!`), so the console is the
 //! binary's version; no handler waits on the controller quorum. Must not depend on the
@@ -54,11 +57,15 @@ pub(crate) fn routes(state: &HttpState) -> Router<Arc<HttpState>> {
         .route("/api/groups/{group}", get(api::group))
         .route(
             "/api/events",
-            get(move |s: State<Arc<HttpState>>| event_stream(s, Arc::clone(&hub))),
+            get(
+                move |s: State<Arc<HttpState>>, v: axum::Extension<api::Viewer>| {
+                    event_stream(s, v, Arc::clone(&hub))
+                },
+            ),
         )
         .layer(axum::middleware::from_fn_with_state(
             state.broker.clone(),
-            refused_under_an_authorizer,
+            authenticate,
         ))
         .layer(axum::middleware::map_response(allow_any_origin));
     Router::new()
@@ -74,23 +81,51 @@ pub(crate) fn routes(state: &HttpState) -> Router<Arc<HttpState>> {
         .merge(api)
 }
 
-/// 403 for every API request when ACLs are enforced: the console does not authenticate
-/// its users yet, so it cannot check what they may see.
-async fn refused_under_an_authorizer(
+/// Finds who asks (see `api::Viewer`): anyone without an authorizer; else the user of
+/// the request's Basic credentials, or 401 asking for them.
+async fn authenticate(
     State(broker): State<Option<Arc<kavka_broker::node::BrokerNode>>>,
-    req: axum::extract::Request,
+    mut req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if broker.as_ref().is_some_and(|b| b.api.authorizer_enabled()) {
-        return (
-            axum::http::StatusCode::FORBIDDEN,
-            axum::Json(serde_json::json!({
-                "error": "this cluster enforces ACLs (authorizer_class_name) and the console does not authenticate users yet: its API is off; /metrics and /health still serve"
-            })),
+    let Some(node) = broker.filter(|b| b.api.authorizer_enabled()) else {
+        req.extensions_mut().insert(api::Viewer::anyone());
+        return next.run(req).await;
+    };
+    let host = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string());
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let refused = |why: String| {
+        (
+            axum::http::StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Basic realm=\"kavka console\"")],
+            axum::Json(serde_json::json!({ "error": why })),
         )
-            .into_response();
+            .into_response()
+    };
+    let Some(value) = header else {
+        return refused(
+            "this cluster enforces ACLs: sign in as a SCRAM user (HTTP Basic credentials)".into(),
+        );
+    };
+    let viewer = kavka_broker::service::auth::basic_credentials(value).and_then(|(user, pw)| {
+        api::Viewer::authenticated(&node, &user, &pw, host).map_err(|e| e.message)
+    });
+    match viewer {
+        Ok(v) => {
+            req.extensions_mut().insert(v);
+            next.run(req).await
+        }
+        Err(why) => {
+            tracing::warn!(reason = %why, "console authentication failed");
+            refused(why)
+        }
     }
-    next.run(req).await
 }
 
 async fn asset(body: &'static str, content_type: &'static str) -> Response {
@@ -121,14 +156,21 @@ fn sse_event(name: &str, data: &impl serde::Serialize) -> Option<Event> {
 #[tracing::instrument(skip_all, fields(node = hub.node_id()))]
 async fn event_stream(
     State(state): State<Arc<HttpState>>,
+    viewer: axum::Extension<api::Viewer>,
     hub: Arc<Hub>,
 ) -> Result<Sse<ReceiverStream<Result<Event, Infallible>>>, api::ApiError> {
-    if state.broker.is_none() {
+    let Some(node) = &state.broker else {
         return Err(api::ApiError::Unavailable(format!(
             "node {} has no broker role: open the console of a broker",
             state.node_id
         )));
-    }
+    };
+    // Every topic's elections: the cluster's view.
+    viewer.check(
+        node,
+        kavka_model::acl::Operation::Describe,
+        kavka_model::acl::Resource::cluster(),
+    )?;
     let (ring, mut live) = hub.subscribe();
     let (tx, rx) = mpsc::channel(64);
     let node_id = hub.node_id();

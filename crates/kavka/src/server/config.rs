@@ -174,6 +174,12 @@ pub struct KafkaSection {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connections_max_idle_ms: Option<u64>,
+    /// A SASL session lasts this long; then the client re-authenticates on its
+    /// connection (KIP-368) or is disconnected (Kafka's connections.max.reauth.ms;
+    /// default 0: sessions do not expire).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connections_max_reauth_ms: Option<u64>,
     /// Each Kafka listener's security protocol, NAME:PROTOCOL,... (Kafka's
     /// listener.security.protocol.map): PLAINTEXT or SASL_PLAINTEXT; a listener named
     /// after a protocol uses it, any other PLAINTEXT.
@@ -817,6 +823,10 @@ impl Settings {
         if let Some(ms) = kafka_keys.connections_max_idle_ms {
             kafka.connections_max_idle = Duration::from_millis(ms.max(100));
         }
+        kafka.connections_max_reauth = kafka_keys
+            .connections_max_reauth_ms
+            .filter(|ms| *ms > 0)
+            .map(Duration::from_millis);
         if let Some(b) = kafka_keys.socket_request_max_bytes {
             kafka.socket_request_max_bytes = b.max(1024);
         }
@@ -1459,7 +1469,7 @@ mod tests {
     #[test]
     fn every_key_has_a_flag_and_a_variable() {
         let keys = ServerConfig::keys();
-        assert_eq!(keys.len(), 50, "{keys:?}");
+        assert_eq!(keys.len(), 51, "{keys:?}");
         let cmd = <Cmd as clap::CommandFactory>::command();
         for key in &keys {
             let long = key.replace('_', "-");

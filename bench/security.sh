@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# What security costs on the Kafka protocol (BENCHMARKS.md "Security"): three local
+# nodes, each with a PLAINTEXT, an SSL and a SASL_SSL (SCRAM-SHA-512) listener; a
+# librdkafka producer (bench/kafka_produce.py) writes 1 KiB records with acks=all to a
+# 6-partition RF=3 topic through each, in two rounds in opposite orders, all in one run.
+# Prints each protocol's throughput and p99 (at full speed) and throughput as a share of
+# PLAINTEXT's; then connections per second (connect, authenticate, Metadata) for
+# PLAINTEXT, SASL_PLAINTEXT and SASL_SSL with SCRAM-SHA-512 (bench/kafka_connect.py).
+# Release build of the binary; clients from deploy/kafka-clients.sh.
+# Usage: bench/security.sh [RECORDS] [CONNECT_SECONDS]  (default 100000, 10;
+# KAVKA_BIN=path skips the build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-100000}
+SECS=${2:-10}
+bash deploy/kafka-clients.sh >/dev/null
+if [ -z "${KAVKA_BIN:-}" ]; then
+  cargo build -q --release --locked -p kavka --bin kavka
+  KAVKA_BIN=${CARGO_TARGET_DIR:-$PWD/target}/release/kavka
+fi
+K=$KAVKA_BIN
+PY=$PWD/target/kafka-clients/bin/python
+DIR=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$DIR"; }
+trap cleanup EXIT
+bash deploy/certs.sh "$DIR/certs" >/dev/null
+BASE=${KAVKA_BENCH_PORT:-19901}
+V=""; ALL=""; PLAIN=""; SSL=""; SASL_SSL=""; SASL_PLAIN=""
+for i in 1 2 3; do
+  V="$V${V:+,}$i@127.0.0.1:$((BASE + 50 + i))"
+  ALL="$ALL${ALL:+,}127.0.0.1:$((BASE + i))"
+  PLAIN="$PLAIN${PLAIN:+,}127.0.0.1:$((BASE + 100 + i))"
+  SSL="$SSL${SSL:+,}127.0.0.1:$((BASE + 110 + i))"
+  SASL_SSL="$SASL_SSL${SASL_SSL:+,}127.0.0.1:$((BASE + 120 + i))"
+  SASL_PLAIN="$SASL_PLAIN${SASL_PLAIN:+,}127.0.0.1:$((BASE + 130 + i))"
+done
+for i in 1 2 3; do
+  $K server --node-id $i --listen 127.0.0.1:$((BASE + i)) --http-listen '' \
+    --kafka-listeners "PLAINTEXT://127.0.0.1:$((BASE + 100 + i)),SSL://127.0.0.1:$((BASE + 110 + i)),SASL_SSL://127.0.0.1:$((BASE + 120 + i)),SASL_PLAINTEXT://127.0.0.1:$((BASE + 130 + i))" \
+    --ssl-keystore-location "$DIR/certs/server.pem" \
+    --controller-voters "$V" --data-dir "$DIR/n$i" >> "$DIR/n$i.log" 2>&1 &
+  PIDS+=($!)
+done
+for i in 1 2 3; do until $K -b 127.0.0.1:$((BASE + i)) health >/dev/null 2>&1; do sleep 0.1; done; done
+echo "bench-password" | $K -b "$ALL" user create bench --mechanism SCRAM-SHA-512 --password-stdin >/dev/null
+$K -b "$ALL" topic create sec --partitions 6 --replication-factor 3 --config min.insync.replicas=2 >/dev/null
+CA="ssl.ca.location=$DIR/certs/ca.pem"
+SCRAM="sasl.mechanisms=SCRAM-SHA-512,sasl.username=bench,sasl.password=bench-password"
+config() { # protocol -> librdkafka settings
+  case $1 in
+    PLAINTEXT) echo "" ;;
+    SSL) echo "security.protocol=SSL,$CA" ;;
+    SASL_SSL) echo "security.protocol=SASL_SSL,$CA,$SCRAM" ;;
+    SASL_PLAINTEXT) echo "security.protocol=SASL_PLAINTEXT,$SCRAM" ;;
+  esac
+}
+addrs() { case $1 in PLAINTEXT) echo "$PLAIN" ;; SSL) echo "$SSL" ;; SASL_SSL) echo "$SASL_SSL" ;; SASL_PLAINTEXT) echo "$SASL_PLAIN" ;; esac; }
+declare -A RATE P99
+produce() { # protocol
+  local out
+  out=$(KAFKA_CONFIG=$(config "$1") "$PY" -W ignore bench/kafka_produce.py "$(addrs "$1")" sec "$N" 1024 all 2>/dev/null | tail -1)
+  echo "$1: $out" >&2
+  RATE[$1]="${RATE[$1]:-} $(sed -E 's/.* sent, ([0-9]+) records\/s.*/\1/' <<<"$out")"
+  P99[$1]="${P99[$1]:-} $(sed -E 's/.*p99 ([0-9.]+),.*/\1/' <<<"$out")"
+}
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $N records of 1 KiB, 6 partitions, RF=3, min.insync.replicas=2, acks=all"
+for p in PLAINTEXT SSL SASL_SSL SASL_SSL SSL PLAINTEXT; do produce "$p"; done
+base=$(awk '{print ($1 + $2) / 2}' <<<"${RATE[PLAINTEXT]}")
+for p in PLAINTEXT SSL SASL_SSL; do
+  awk -v name="$p" -v base="$base" -v r="${RATE[$p]}" -v l="${P99[$p]}" 'BEGIN {
+    split(r, a, " "); split(l, b, " "); rate = (a[1] + a[2]) / 2
+    printf "%-10s %7.0f records/s (%s,%s)  p99 ms %s,%s  %.0f%% of PLAINTEXT\n", name, rate, a[1], a[2], b[1], b[2], 100 * rate / base
+  }'
+done
+for p in PLAINTEXT SASL_PLAINTEXT SASL_SSL; do
+  printf '%-14s ' "$p"
+  KAFKA_CONFIG=$(config "$p") "$PY" -W ignore bench/kafka_connect.py "$(addrs "$p" | cut -d, -f1)" "$SECS" 2>/dev/null | tail -1
+done
