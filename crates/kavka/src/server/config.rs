@@ -1147,7 +1147,6 @@ fn grpc_security(
     Ok(out)
 }
 
-/// The group coordinator's settings: the defaults, with the keys given checked in.
 /// The authorizer's settings, if `authorizer_class_name` turns it on; `super_users` or
 /// `allow_everyone_if_no_acl_found` without an authorizer is a mistake worth naming.
 fn authorizer(keys: &KafkaSection) -> anyhow::Result<Option<AuthorizerConfig>> {
@@ -1171,6 +1170,7 @@ fn authorizer(keys: &KafkaSection) -> anyhow::Result<Option<AuthorizerConfig>> {
     }))
 }
 
+/// The group coordinator's settings: the defaults, with the keys given checked in.
 fn group_config(keys: GroupSection) -> anyhow::Result<GroupConfig> {
     let mut group = GroupConfig::default();
     if let Some(n) = keys.offsets_topic_num_partitions {
