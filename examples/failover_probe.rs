@@ -310,7 +310,10 @@ async fn preferred_freezes(rounds: usize, flush: &str) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let elected = Client::connect(&others)
             .await?
-            .elect_leaders(vec![("probe".into(), partition)])
+            .elect_leaders(
+                vec![("probe".into(), partition)],
+                kavka_proto::v1::ElectionType::Preferred,
+            )
             .await?;
         let answer = elected
             .first()

@@ -318,6 +318,7 @@ async fn min_insync_replicas_refuses_acks_all_writes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unclean_election_off_keeps_the_partition_offline_on_elects() {
+    // Also ElectLeaders UNCLEAN on request (issue 21 item 5), through the CLI.
     let mut cluster = cluster_with_spare_quorum().await;
     let bootstrap = brokers(&cluster);
     create(&cluster, "risky", 1, 2, &[]);
@@ -326,6 +327,47 @@ async fn unclean_election_off_keeps_the_partition_offline_on_elects() {
         ps[0].leader,
         *ps[0].replicas.iter().find(|&&r| r != ps[0].leader).unwrap(),
     );
+    // "asked" lives on the same two brokers, for an unclean election on request.
+    let assignment = format!("{first}:{second}");
+    let out = kavka_harness::run_cli(
+        &bootstrap,
+        &[
+            "topic",
+            "create",
+            "asked",
+            "--replica-assignment",
+            &assignment,
+        ],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let elect_unclean = |addr: &str| {
+        let out = kavka_harness::run_cli(
+            addr,
+            &[
+                "topic",
+                "elect-leaders",
+                "--topic",
+                "asked",
+                "--election-type",
+                "unclean",
+            ],
+            b"",
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    wait_isr(&bootstrap, "asked", 2).await;
+    let said = elect_unclean(&bootstrap);
+    assert!(said.contains("ELECTION_NOT_NEEDED"), "{said}");
     let mut one = producer(&bootstrap, Acks::All).await;
     one.send("risky", vec![record("x")]).await.unwrap();
 
@@ -333,24 +375,46 @@ async fn unclean_election_off_keeps_the_partition_offline_on_elects() {
     let third = (3..=5).find(|n| *n != first && *n != second).unwrap();
     let third_addr = cluster.node(third).addr();
     wait_isr(&third_addr, "risky", 1).await;
+    wait_isr(&third_addr, "asked", 1).await;
     cluster.node(first).kill();
-    wait_until("the partition to go offline", DEADLINE, || async {
-        describe(&third_addr, "risky")
-            .await
-            .is_some_and(|ps| ps[0].leader == -1)
+    wait_until("the partitions to go offline", DEADLINE, || async {
+        let offline = |t: &'static str| {
+            let addr = third_addr.clone();
+            async move {
+                describe(&addr, t)
+                    .await
+                    .is_some_and(|ps| ps[0].leader == -1)
+            }
+        };
+        offline("risky").await && offline("asked").await
     })
     .await
     .unwrap();
+    // No replica is live: even an unclean election has no one to pick.
+    let said = elect_unclean(&third_addr);
+    assert!(said.contains("ELIGIBLE_LEADERS_NOT_AVAILABLE"), "{said}");
     // The out-of-sync replica returns: without unclean election it must not lead.
     cluster.node(second).start_again().await.unwrap();
     for _ in 0..20 {
-        let ps = describe(&third_addr, "risky").await.unwrap();
-        assert_eq!(
-            ps[0].leader, -1,
-            "an out-of-sync replica was elected: {ps:?}"
-        );
+        for t in ["risky", "asked"] {
+            let ps = describe(&third_addr, t).await.unwrap();
+            assert_eq!(
+                ps[0].leader, -1,
+                "an out-of-sync replica was elected for {t}: {ps:?}"
+            );
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // An operator asks for an unclean election of "asked" (Kafka's ElectLeaders
+    // UNCLEAN): its out-of-sync replica leads; "risky" is not touched.
+    wait_until("the unclean election on request", DEADLINE, || async {
+        elect_unclean(&third_addr).contains("Elected an unclean leader for 1 partition(s)")
+    })
+    .await
+    .unwrap();
+    let ps = describe(&third_addr, "asked").await.unwrap();
+    assert_eq!((ps[0].leader, ps[0].isr.clone()), (second, vec![second]));
+    assert_eq!(describe(&third_addr, "risky").await.unwrap()[0].leader, -1);
     let out = kavka_harness::run_cli(
         &third_addr,
         &[

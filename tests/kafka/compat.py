@@ -420,6 +420,42 @@ def confluent(bootstrap, prefix):
     run(c, "create, describe and delete SCRAM credentials",
         ["AlterUserScramCredentials", "DescribeUserScramCredentials"], users)
 
+    def elect():
+        from confluent_kafka import ElectionType
+        tp = TopicPartition(topic, 0)
+        codes = {}
+        for kind in (ElectionType.PREFERRED, ElectionType.UNCLEAN):
+            # (operation_timeout here trips a SystemError in confluent-kafka 2.x's binding)
+            got = admin.elect_leaders(kind, [tp]).result(TIMEOUT)
+            err = got[tp]
+            codes[str(kind)] = err.code() if err is not None else None
+        # Led by its preferred replica: neither election is needed (ELECTION_NOT_NEEDED).
+        return list(codes.values()) == [84, 84], codes
+    run(c, "elect leaders, preferred and unclean", ["ElectLeaders"], elect)
+
+    def delete_records():
+        from confluent_kafka import KafkaException
+        tp = TopicPartition(topic, 1)
+        cons = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{prefix}-cf-wm"})
+        lo, hi = cons.get_watermark_offsets(tp, timeout=TIMEOUT)
+        cut = (lo + hi) // 2
+        done = admin.delete_records([TopicPartition(topic, 1, cut)],
+                                    operation_timeout=TIMEOUT)
+        low = list(done.values())[0].result(TIMEOUT).low_watermark
+        after, _ = cons.get_watermark_offsets(tp, timeout=TIMEOUT)
+        cons.close()
+        past = list(admin.delete_records([TopicPartition(topic, 1, hi + 1000)]).values())[0]
+        try:
+            past.result(TIMEOUT)
+            refused = None
+        except KafkaException as e:
+            refused = e.args[0].code()
+        # Past the high watermark: OFFSET_OUT_OF_RANGE.
+        ok = hi > 0 and low == cut and after == cut and refused == 1
+        return ok, (lo, hi, cut, low, after, refused)
+    run(c, "delete records: the log start moves; past the end is refused",
+        ["DeleteRecords", "ListOffsets"], delete_records)
+
     def delete():
         admin.delete_topics([topic], operation_timeout=TIMEOUT)[topic].result(TIMEOUT)
         # Metadata from another broker may lag the deletion for a moment (as in Kafka).
@@ -586,6 +622,59 @@ def kafka_python(bootstrap, prefix):
         d = admin.describe_topics([topic])[0]
         return len(d["partitions"]) == 4, len(d["partitions"])
     run(c, "create partitions", ["CreatePartitions", "Metadata"], partitions)
+
+    def log_dirs():
+        got = admin.describe_log_dirs(topic_partitions=[topic])
+        sizes = {}
+        for broker in got:
+            for d in broker["log_dirs"]:
+                for t in d["topics"]:
+                    for p in t["partitions"]:
+                        sizes[(broker["broker"], p["partition_index"])] = p["partition_size"]
+        # Every one of the 3 brokers holds a replica of each of the 4 partitions; the
+        # three written to above hold records (the fourth, added later, may be empty).
+        ok = len(sizes) == 12 and all(s > 0 for (_, p), s in sizes.items() if p < 3)
+        return ok, got
+    run(c, "describe log dirs: every replica's size on every broker", ["DescribeLogDirs"],
+        log_dirs)
+
+    def producers():
+        tp = TopicPartition(topic, 0)
+        got = admin.describe_producers([tp])[tp]
+        ids = [p.producer_id for p in got.active_producers]
+        # The idempotent producers above wrote to partition 0.
+        return len(ids) > 0 and all(i >= 0 for i in ids), got
+    run(c, "describe producers of a partition", ["DescribeProducers"], producers)
+
+    def delete_records():
+        tp = TopicPartition(topic, 2)
+        cons = KafkaConsumer(bootstrap_servers=bootstrap)
+        lo, hi = cons.beginning_offsets([tp])[tp], cons.end_offsets([tp])[tp]
+        cut = (lo + hi) // 2
+        done = admin.delete_records({tp: cut})
+        after = cons.beginning_offsets([tp])[tp]
+        cons.close()
+        return hi > 0 and after == cut, (lo, hi, cut, done, after)
+    run(c, "delete records: the log start moves", ["DeleteRecords", "ListOffsets"],
+        delete_records)
+
+    def elect():
+        got = admin.elect_leaders(0, {topic: [0]}, raise_errors=False)
+        codes = [(r.topic, p.partition_id, p.error_code)
+                 for r in got.replica_election_results for p in r.partition_result]
+        # Led by its preferred replica: ELECTION_NOT_NEEDED.
+        return got.error_code == 0 and codes == [(topic, 0, 84)], got
+    run(c, "elect preferred leader: not needed", ["ElectLeaders"], elect)
+
+    def alter_log_dirs():
+        from kafka.errors import LogDirNotFoundError
+        md = admin.describe_topics([topic])[0]
+        leader = md["partitions"][0]["leader_id"]
+        got = admin.alter_replica_log_dirs({(topic, 0, leader): "/no/such/dir"})
+        errors = list(got.values())
+        return errors == [LogDirNotFoundError], got
+    run(c, "alter replica log dirs: one log dir per broker, moving is LOG_DIR_NOT_FOUND",
+        ["AlterReplicaLogDirs"], alter_log_dirs)
 
     def delete():
         admin.delete_topics([topic])

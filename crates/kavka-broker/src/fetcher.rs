@@ -295,13 +295,17 @@ async fn session(
                     continue;
                 }
             };
-            appends.push((Arc::clone(p), *epoch, read.high_watermark, read.records));
+            let leader = crate::partition::LeaderPosition {
+                high_watermark: read.high_watermark,
+                log_start: read.bounds.log_start_offset,
+            };
+            appends.push((Arc::clone(p), *epoch, leader, read.records));
         }
         let failed = blocking(move || {
             Ok(appends
                 .into_iter()
-                .filter_map(|(p, epoch, hw, records)| {
-                    p.append_replicated(&records, hw, epoch)
+                .filter_map(|(p, epoch, leader, records)| {
+                    p.append_replicated(&records, leader, epoch)
                         .err()
                         .map(|e| (p.tp.clone(), e))
                 })

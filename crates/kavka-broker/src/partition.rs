@@ -24,7 +24,15 @@ use crate::error::kafka_error;
 use crate::isr::{self, FollowerState, IsrDecision, IsrTiming, LeaderView};
 use kavka_log::{AppendInfo, FetchData, FlushPolicy, GroupCommit, LogConfig, PartitionLog};
 use kavka_metadata::{PartitionRegistration, TopicId};
+use kavka_model::logs::ActiveProducer;
 use kavka_model::{BrokerId, ErrorCode, KafkaError, LeaderEpoch, Offset, TopicPartition};
+
+/// What a replica fetch told a follower of its leader's log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LeaderPosition {
+    pub high_watermark: Offset,
+    pub log_start: Offset,
+}
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -680,7 +688,7 @@ impl Partition {
     pub(crate) fn append_replicated(
         &self,
         records: &[u8],
-        leader_hw: Offset,
+        leader: LeaderPosition,
         epoch: LeaderEpoch,
     ) -> Result<(), KafkaError> {
         let (end, flush) = {
@@ -691,10 +699,16 @@ impl Partition {
             }
             let end = log.log_end_offset();
             self.leader_high_watermark
-                .store(leader_hw.0, Ordering::Relaxed);
-            let hw = leader_hw.min(end);
+                .store(leader.high_watermark.0, Ordering::Relaxed);
+            let hw = leader.high_watermark.min(end);
             if hw.0 > self.high_watermark.fetch_max(hw.0, Ordering::AcqRel) {
                 self.changed();
+            }
+            // The leader's log start (DeleteRecords, retention) is ours too, as far as
+            // our high watermark: records below it are gone on the leader.
+            let leader_start = leader.log_start.min(hw);
+            if leader_start > log.log_start_offset() {
+                log.increment_log_start(leader_start).map_err(kafka_error)?;
             }
             (end, log.config().flush)
         };
@@ -704,6 +718,46 @@ impl Partition {
             self.sync_to(end)?;
         }
         Ok(())
+    }
+
+    /// As leader: deletes the records below `before` (`None`: below the high
+    /// watermark), Kafka's DeleteRecords. Only committed records can be deleted: past the
+    /// high watermark is OFFSET_OUT_OF_RANGE. Returns the log's new start; followers take
+    /// it from their next fetch.
+    pub(crate) async fn delete_records(
+        self: &Arc<Self>,
+        before: Option<Offset>,
+    ) -> Result<Offset, KafkaError> {
+        self.check_leader(&self.state(), false)?;
+        let hw = self.high_watermark();
+        let to = before.unwrap_or(hw);
+        if to > hw {
+            return Err(KafkaError::new(
+                ErrorCode::OffsetOutOfRange,
+                format!(
+                    "cannot delete the records of {} below offset {to}: past the high watermark {hw}",
+                    self.tp
+                ),
+            ));
+        }
+        let this = Arc::clone(self);
+        let start = blocking(move || {
+            let mut log = this.lock();
+            log.increment_log_start(to).map_err(kafka_error)?;
+            Ok(log.log_start_offset())
+        })
+        .await?;
+        self.changed();
+        Ok(start)
+    }
+
+    /// As leader: the idempotent producers this partition's log knows.
+    pub(crate) async fn active_producers(
+        self: &Arc<Self>,
+    ) -> Result<Vec<ActiveProducer>, KafkaError> {
+        self.check_leader(&self.state(), false)?;
+        let this = Arc::clone(self);
+        blocking(move || Ok(this.lock().active_producers())).await
     }
 
     pub(crate) async fn offsets(self: &Arc<Self>) -> (Offset, Offset, Offset, u64) {

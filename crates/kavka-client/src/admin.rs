@@ -122,10 +122,12 @@ impl Client {
         Ok(info)
     }
 
-    /// Preferred leader election for `partitions` (empty: every partition that can move).
+    /// A preferred or unclean leader election for `partitions` (empty: every partition
+    /// that can move).
     pub async fn elect_leaders(
         &mut self,
         partitions: Vec<(String, i32)>,
+        kind: v1::ElectionType,
     ) -> Result<Vec<v1::ElectLeadersResult>, ClientError> {
         Ok(self
             .admin
@@ -134,6 +136,7 @@ impl Client {
                     .into_iter()
                     .map(|(topic, partition)| v1::ElectLeadersPartition { topic, partition })
                     .collect(),
+                election_type: kind.into(),
             })
             .await?
             .into_inner()

@@ -15,6 +15,7 @@ use crate::quorum::{Quorum, QuorumError};
 use crate::types::{NodeId, VoterNode};
 use kavka_metadata::{ConfigResource, MetadataImage, MetadataRecord, TopicId};
 use kavka_model::acl::{AclBinding, AclFilter};
+use kavka_model::admin::ElectionType;
 use kavka_model::scram::{ScramCredential, ScramMechanism, UserOutcome};
 use kavka_model::{BrokerId, DynamicBrokerConfig, ErrorCode, KafkaError, PartitionId};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -431,16 +432,20 @@ impl Controller {
         Ok(left)
     }
 
-    /// Preferred leader election for `only` (or every partition that can move).
+    /// A preferred or unclean leader election for `only` (or every partition that can
+    /// move).
     pub async fn elect_leaders(
         &self,
         only: Option<Vec<(String, PartitionId)>>,
+        kind: ElectionType,
     ) -> Result<Vec<partitions::ElectionResult>, ControllerError> {
         let stopping = self.shutting_down();
-        self.decide(|img| {
-            partitions::elect_preferred(img, only.as_deref(), &stopping, &self.electable(img))
-        })
-        .await
+        let elect = match kind {
+            ElectionType::Preferred => partitions::elect_preferred,
+            ElectionType::Unclean => partitions::elect_unclean,
+        };
+        self.decide(|img| elect(img, only.as_deref(), &stopping, &self.electable(img)))
+            .await
     }
 
     /// The broker's session stream dropped: fence it unless it comes back within the grace.
@@ -586,7 +591,7 @@ impl Controller {
                 && last_rebalance.elapsed() >= every
             {
                 last_rebalance = Instant::now();
-                match self.elect_leaders(None).await {
+                match self.elect_leaders(None, ElectionType::Preferred).await {
                     Ok(moved) if !moved.is_empty() => {
                         tracing::info!(
                             partitions = moved.len(),

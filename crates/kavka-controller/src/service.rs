@@ -499,6 +499,8 @@ impl Svc for ControllerService {
         req: Request<v1::ElectLeadersRequest>,
     ) -> Result<Response<v1::ElectLeadersResponse>, Status> {
         let inner = req.into_inner();
+        let kind = kavka_proto::conv::election_type(inner.election_type)
+            .map_err(|e| kavka_proto::conv::status(&e))?;
         let only = (!inner.partitions.is_empty()).then(|| {
             inner
                 .partitions
@@ -506,7 +508,7 @@ impl Svc for ControllerService {
                 .map(|p| (p.topic.clone(), PartitionId(p.partition)))
                 .collect()
         });
-        match self.controller.elect_leaders(only).await {
+        match self.controller.elect_leaders(only, kind).await {
             Ok(results) => Ok(Response::new(v1::ElectLeadersResponse {
                 results: results
                     .into_iter()

@@ -35,6 +35,7 @@ mod producer_state;
 mod recovery;
 mod retired;
 mod segment;
+mod volume;
 
 pub use compaction::CompactionStats;
 pub use config::LogConfig;
@@ -42,6 +43,7 @@ pub use durability::{FlushPolicy, GroupCommit};
 pub use epoch::{EpochEntry, LeaderEpochCache};
 pub use error::LogError;
 pub use handles::{DEFAULT_CLOSED_SEGMENT_HANDLES, set_closed_segment_handles};
-pub use log::{AppendInfo, FetchData, PartitionLog};
+pub use log::{AppendInfo, FetchData, LOG_START_FILE, PartitionLog};
 pub use producer_snapshot::DELTAS_MAX as PRODUCER_STATE_DELTAS_MAX;
 pub use producer_state::{BATCHES_TO_RETAIN, Duplicate};
+pub use volume::{VolumeSpace, volume_space};

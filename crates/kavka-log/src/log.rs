@@ -8,6 +8,7 @@ use crate::producer_snapshot::SnapshotChain;
 use crate::producer_state::{Duplicate, ProducerStates};
 use crate::retired::RetiredFiles;
 use crate::segment::{LogSegment, Opened};
+use kavka_model::logs::ActiveProducer;
 use kavka_model::{LeaderEpoch, Offset};
 use kavka_record::{
     BatchHeader, BatchRecords, batches, set_base_offset, set_log_append_time,
@@ -55,6 +56,37 @@ pub struct PartitionLog {
     pub(crate) retired: RetiredFiles,
     /// fsyncs of sealed segments and the directory done by the log itself.
     fsyncs: u64,
+    /// The log start when DeleteRecords moved it past the first segment's base (records
+    /// below it are gone though their segment is not); persisted in [`LOG_START_FILE`].
+    start: Offset,
+}
+
+/// The log start DeleteRecords moved inside the first segment: a version line, then the
+/// offset. Without it the log starts at its first segment's base.
+pub const LOG_START_FILE: &str = "log-start-offset";
+const LOG_START_VERSION: &str = "0";
+
+/// The log start persisted in `dir`, if any; a file that cannot be read or parsed is
+/// logged, naming it, and ignored (the deleted records come back into view: nothing is
+/// lost, and the next DeleteRecords writes it again).
+fn read_log_start(dir: &Path) -> Option<Offset> {
+    let path = dir.join(LOG_START_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "cannot read the log start; the log starts at its first segment");
+            return None;
+        }
+    };
+    let mut lines = text.lines();
+    match (lines.next(), lines.next().map(str::parse::<i64>)) {
+        (Some(LOG_START_VERSION), Some(Ok(offset))) if offset >= 0 => Some(Offset(offset)),
+        _ => {
+            tracing::warn!(file = %path.display(), "the log start file is not version 0 and an offset; the log starts at its first segment");
+            None
+        }
+    }
 }
 
 impl PartitionLog {
@@ -128,7 +160,14 @@ impl PartitionLog {
             snapshots: SnapshotChain::none(dir),
             retired: RetiredFiles::default(),
             fsyncs: 0,
+            start: Offset::ZERO,
         };
+        if let Some(stored) = read_log_start(dir) {
+            // Never past the end: a log cut back below where records were deleted
+            // starts at its end.
+            log.start = stored.min(log.log_end_offset());
+            log.drop_segments_below_start()?;
+        }
         let (start, end) = (log.log_start_offset(), log.log_end_offset());
         log.epochs.truncate_from_end(end)?;
         log.epochs.truncate_from_start(start)?;
@@ -172,8 +211,10 @@ impl PartitionLog {
         from: Option<(Offset, ProducerStates)>,
     ) -> Result<(), LogError> {
         let active_base = self.active().base_offset;
+        // From the first segment, not a log start DeleteRecords moved inside it: the
+        // producers of the batches below that start are still known.
         let (from, mut states) =
-            from.unwrap_or_else(|| (self.log_start_offset(), ProducerStates::default()));
+            from.unwrap_or_else(|| (self.first().base_offset, ProducerStates::default()));
         assert!(
             from <= active_base,
             "producer state restored from {from}, past the active segment's base {active_base}"
@@ -240,6 +281,21 @@ impl PartitionLog {
         self.producers.len()
     }
 
+    /// The idempotent producers the partition knows, by id: each one's epoch, last
+    /// sequence and last timestamp (Kafka's DescribeProducers).
+    pub fn active_producers(&self) -> Vec<ActiveProducer> {
+        self.producers
+            .entries()
+            .into_iter()
+            .map(|(id, e)| ActiveProducer {
+                producer_id: id,
+                producer_epoch: e.epoch,
+                last_sequence: e.last_seq(),
+                last_timestamp: (e.last_timestamp >= 0).then_some(e.last_timestamp),
+            })
+            .collect()
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -276,7 +332,44 @@ impl PartitionLog {
     }
 
     pub fn log_start_offset(&self) -> Offset {
-        self.first().base_offset
+        self.start.max(self.first().base_offset)
+    }
+
+    /// Moves the log start forward to `to` (Kafka's DeleteRecords, and a follower taking
+    /// its leader's log start): records below it can no longer be read, whole segments
+    /// below it are deleted, and the new start is persisted before it is used. Returns
+    /// whether it moved; `to` past the log end is OFFSET_OUT_OF_RANGE.
+    #[tracing::instrument(skip(self), fields(dir = %self.dir.display()))]
+    pub fn increment_log_start(&mut self, to: Offset) -> Result<bool, LogError> {
+        let (start, end) = (self.log_start_offset(), self.log_end_offset());
+        if to > end {
+            return Err(LogError::OffsetOutOfRange {
+                offset: to,
+                log_start: start,
+                log_end: end,
+            });
+        }
+        if to <= start {
+            return Ok(false);
+        }
+        let text = format!("{LOG_START_VERSION}\n{}\n", to.0);
+        crate::durability::write_atomically(&self.dir.join(LOG_START_FILE), text.as_bytes(), true)?;
+        self.start = to;
+        self.drop_segments_below_start()?;
+        tracing::info!(from = %start, to = %to, "log start moved");
+        Ok(true)
+    }
+
+    /// Retires every segment wholly below the log start (never the active one) and
+    /// trims the epoch cache to it.
+    fn drop_segments_below_start(&mut self) -> Result<(), LogError> {
+        while self.segments.len() > 1 && self.first().next_offset() <= self.start {
+            if let Some((_, seg)) = self.segments.pop_first() {
+                self.retire(seg)?;
+            }
+        }
+        let start = self.log_start_offset();
+        self.epochs.truncate_from_start(start)
     }
 
     pub fn log_end_offset(&self) -> Offset {
@@ -578,7 +671,8 @@ impl PartitionLog {
                     let (batch, _) = BatchRecords::open(&bytes)?;
                     for r in batch.iter() {
                         let (offset, ts) = batch.offset_and_timestamp(&r?);
-                        if ts >= timestamp {
+                        // Records below a log start DeleteRecords moved are gone.
+                        if ts >= timestamp && offset >= self.start.0 {
                             return Ok(Some((Offset(offset), ts)));
                         }
                     }
@@ -640,6 +734,18 @@ impl PartitionLog {
         for (_, seg) in std::mem::take(&mut self.segments) {
             self.retire(seg)?;
         }
+        // The new first segment's base is the start: a stored one is stale.
+        let stored = self.dir.join(LOG_START_FILE);
+        match std::fs::remove_file(&stored) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(LogError::Io {
+                    path: stored,
+                    source: e,
+                });
+            }
+            _ => {}
+        }
+        self.start = offset;
         self.segments
             .insert(offset, new_active(&self.dir, offset, &self.config)?);
         self.epochs.truncate_from_end(Offset::ZERO)?;

@@ -43,7 +43,7 @@ pub(crate) struct ProducerEntry {
 }
 
 impl ProducerEntry {
-    fn last_seq(&self) -> i32 {
+    pub(crate) fn last_seq(&self) -> i32 {
         self.batches.back().map_or(-1, |b| b.last_seq)
     }
 }

@@ -862,3 +862,78 @@ fn a_retried_producer_batch_is_written_once_across_rolls_reopens_and_truncation(
             .duplicate
     );
 }
+
+/// DeleteRecords: the log start moves inside a segment, whole segments below it go, the
+/// start survives a reopen, and a damaged start file is ignored rather than fatal.
+#[test]
+fn the_log_start_moves_forward_and_is_kept_across_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), config(2048)).unwrap();
+    for i in 0..100u64 {
+        log.append_as_leader(
+            &batch(&[i], 1000 + i as i64, Compression::None)[..],
+            LeaderEpoch(0),
+            None,
+            0,
+        )
+        .unwrap();
+    }
+    let segments = log.segment_count();
+    assert!(segments > 3, "segments: {segments}");
+    assert!(log.increment_log_start(Offset(57)).unwrap());
+    assert_eq!(log.log_start_offset(), Offset(57));
+    assert!(log.segment_count() < segments, "whole segments below 57 go");
+    assert!(matches!(
+        log.read(Offset(56), usize::MAX, log.log_end_offset()),
+        Err(LogError::OffsetOutOfRange {
+            log_start: Offset(57),
+            ..
+        })
+    ));
+    assert_eq!(read_all(&log, 57).first(), Some(&(57, 57)));
+    // A timestamp lookup does not answer a deleted record.
+    assert_eq!(
+        log.offset_for_timestamp(0).unwrap().map(|(o, _)| o),
+        Some(Offset(57))
+    );
+    // Backwards or in place: nothing to do; past the end: refused.
+    assert!(!log.increment_log_start(Offset(40)).unwrap());
+    assert!(!log.increment_log_start(Offset(57)).unwrap());
+    assert!(matches!(
+        log.increment_log_start(Offset(101)),
+        Err(LogError::OffsetOutOfRange {
+            offset: Offset(101),
+            ..
+        })
+    ));
+    drop(log);
+
+    let mut log = PartitionLog::open(dir.path(), config(2048)).unwrap();
+    assert_eq!(log.log_start_offset(), Offset(57));
+    assert_eq!(read_all(&log, 57).len(), 43);
+    // Everything: the log is empty from its end.
+    assert!(log.increment_log_start(Offset(100)).unwrap());
+    assert_eq!(read_all(&log, 100), vec![]);
+    drop(log);
+
+    std::fs::write(
+        dir.path().join(kavka_log::LOG_START_FILE),
+        "9\nnot an offset\n",
+    )
+    .unwrap();
+    let log = PartitionLog::open(dir.path(), config(2048)).unwrap();
+    let first_base = log.log_start_offset();
+    assert!(
+        first_base < Offset(100),
+        "the file was ignored: {first_base}"
+    );
+
+    // Truncating below everything starts the log afresh, and a stale start is forgotten.
+    let mut log = log;
+    log.increment_log_start(Offset(99)).unwrap();
+    log.truncate_fully_and_start_at(Offset(10)).unwrap();
+    assert_eq!(log.log_start_offset(), Offset(10));
+    drop(log);
+    let log = PartitionLog::open(dir.path(), config(2048)).unwrap();
+    assert_eq!(log.log_start_offset(), Offset(10));
+}

@@ -520,3 +520,31 @@ fn compaction_leaves_the_chain_alone() {
     );
     assert_eq!(fingerprint(&mut reopened, &producers), want);
 }
+
+#[test]
+fn active_producers_are_listed_with_their_last_sequence_and_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), config(1 << 30)).unwrap();
+    assert!(log.active_producers().is_empty());
+    let mut producers = Producers::new();
+    for pid in [9, 3, 3, 3] {
+        producers.send(pid, &mut [&mut log]);
+    }
+    let listed: Vec<(i64, i16, i32, Option<i64>)> = log
+        .active_producers()
+        .iter()
+        .map(|p| {
+            (
+                p.producer_id,
+                p.producer_epoch,
+                p.last_sequence,
+                p.last_timestamp,
+            )
+        })
+        .collect();
+    // By id; producer 3 sent three batches of one record (sequences 0, 1, 2).
+    assert_eq!(listed, vec![(3, 0, 2, Some(40)), (9, 0, 0, Some(10))]);
+    drop(log);
+    let log = PartitionLog::open(dir.path(), config(1 << 30)).unwrap();
+    assert_eq!(log.active_producers().len(), 2);
+}

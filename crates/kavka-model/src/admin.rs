@@ -63,12 +63,42 @@ pub struct AlterConfigs {
     pub validate_only: bool,
 }
 
-/// One partition of a preferred leader election.
+/// Which leader an ElectLeaders asks for (Kafka's `ElectionType`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ElectionType {
+    /// Leadership back to the first replica, where it is live and in the ISR.
+    #[default]
+    Preferred,
+    /// A leaderless partition gets any live replica, in or out of the ISR: committed
+    /// records may be lost.
+    Unclean,
+}
+
+impl ElectionType {
+    /// Kafka's wire value: 0 preferred, 1 unclean; anything else is not an election type.
+    pub fn from_wire(v: i8) -> Option<Self> {
+        match v {
+            0 => Some(Self::Preferred),
+            1 => Some(Self::Unclean),
+            _ => None,
+        }
+    }
+
+    pub fn to_wire(self) -> i8 {
+        match self {
+            Self::Preferred => 0,
+            Self::Unclean => 1,
+        }
+    }
+}
+
+/// One partition of a leader election.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ElectionOutcome {
     pub topic: String,
     pub partition: PartitionId,
-    /// ELECTION_NOT_NEEDED, PREFERRED_LEADER_NOT_AVAILABLE, UNKNOWN_TOPIC_OR_PARTITION.
+    /// ELECTION_NOT_NEEDED, PREFERRED_LEADER_NOT_AVAILABLE (preferred),
+    /// ELIGIBLE_LEADERS_NOT_AVAILABLE (unclean), UNKNOWN_TOPIC_OR_PARTITION.
     pub result: Result<(), KafkaError>,
 }
 
@@ -77,4 +107,24 @@ pub struct ElectionOutcome {
 pub struct PartitionRef {
     pub topic: String,
     pub partition: PartitionId,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn election_types_on_the_wire() {
+        for (wire, want) in [
+            (0, Some(ElectionType::Preferred)),
+            (1, Some(ElectionType::Unclean)),
+            (2, None),
+            (-1, None),
+        ] {
+            assert_eq!(ElectionType::from_wire(wire), want, "{wire}");
+            if let Some(t) = want {
+                assert_eq!(t.to_wire(), wire);
+            }
+        }
+    }
 }

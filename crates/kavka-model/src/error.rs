@@ -50,6 +50,7 @@ error_codes! {
     NotLeaderOrFollower = 6, "NOT_LEADER_OR_FOLLOWER";
     RequestTimedOut = 7, "REQUEST_TIMED_OUT";
     NetworkException = 13, "NETWORK_EXCEPTION";
+    ReplicaNotAvailable = 9, "REPLICA_NOT_AVAILABLE";
     MessageTooLarge = 10, "MESSAGE_TOO_LARGE";
     OffsetMetadataTooLarge = 12, "OFFSET_METADATA_TOO_LARGE";
     CoordinatorLoadInProgress = 14, "COORDINATOR_LOAD_IN_PROGRESS";
@@ -88,6 +89,7 @@ error_codes! {
     TransactionalIdAuthorizationFailed = 53, "TRANSACTIONAL_ID_AUTHORIZATION_FAILED";
     SecurityDisabled = 54, "SECURITY_DISABLED";
     KafkaStorageError = 56, "KAFKA_STORAGE_ERROR";
+    LogDirNotFound = 57, "LOG_DIR_NOT_FOUND";
     SaslAuthenticationFailed = 58, "SASL_AUTHENTICATION_FAILED";
     UnknownProducerId = 59, "UNKNOWN_PRODUCER_ID";
     NonEmptyGroup = 68, "NON_EMPTY_GROUP";

@@ -15,6 +15,7 @@ pub mod epoch;
 mod error;
 pub mod failure_log;
 mod ids;
+pub mod logs;
 pub mod partitioner;
 pub mod scram;
 mod topic;

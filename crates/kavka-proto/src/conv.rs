@@ -10,6 +10,7 @@ mod data;
 mod scram;
 
 pub use acl::{acl_filter_from_request, acl_from_request};
+pub use admin::election_type;
 pub use data::{UnaskedPartition, fetch_response, list_offsets_result, produce_result};
 pub use scram::{scram_changes, scram_credential_record};
 

@@ -12,8 +12,8 @@ use crate::session::ControllerSession;
 use kavka_metadata::{ConfigResource, MetadataImage};
 use kavka_model::acl::{AclBinding, AclFilter};
 use kavka_model::admin::{
-    AlterConfigs, ConfigTarget, ElectionOutcome, NewPartitions, NewTopic, PartitionRef,
-    TopicOutcome,
+    AlterConfigs, ConfigTarget, ElectionOutcome, ElectionType, NewPartitions, NewTopic,
+    PartitionRef, TopicOutcome,
 };
 use kavka_model::scram::{ScramCredential, ScramMechanism, UserOutcome};
 use kavka_model::{BrokerId, ConfigEntry, ErrorCode, KafkaError, TopicId, TopicName};
@@ -266,13 +266,15 @@ impl Admin {
     }
 
     /// Moves leadership of `partitions` (empty: every partition) back to their preferred
-    /// replica; one outcome per partition the controller looked at.
-    #[tracing::instrument(skip_all, fields(partitions = partitions.len()))]
+    /// replica, or (unclean) gives leaderless ones any live replica; one outcome per
+    /// partition the controller looked at.
+    #[tracing::instrument(skip_all, fields(partitions = partitions.len(), ?kind))]
     pub async fn elect_leaders(
         &self,
         partitions: &[PartitionRef],
+        kind: ElectionType,
     ) -> Result<Vec<ElectionOutcome>, KafkaError> {
-        let outcomes = self.controllers.elect_leaders(partitions).await?;
+        let outcomes = self.controllers.elect_leaders(partitions, kind).await?;
         let moved: Vec<(TopicName, kavka_model::PartitionId)> = outcomes
             .iter()
             .filter(|o| o.result.is_ok())
@@ -282,7 +284,10 @@ impl Admin {
             moved.iter().all(|(topic, p)| {
                 img.topic_by_name(topic)
                     .and_then(|t| t.partitions.get(p))
-                    .is_none_or(|reg| reg.replicas.first() == Some(&reg.leader))
+                    .is_none_or(|reg| match kind {
+                        ElectionType::Preferred => reg.replicas.first() == Some(&reg.leader),
+                        ElectionType::Unclean => reg.leader != kavka_metadata::NO_LEADER,
+                    })
             })
         })
         .await?;

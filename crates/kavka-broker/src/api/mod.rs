@@ -11,6 +11,7 @@
 //!   its own write on its next request;
 //! - the data operations (`data`): produce, fetch, ListOffsets, replica fetches,
 //!   OffsetForLeaderEpoch, metadata and topic descriptions;
+//! - the log operations (`logs`): DescribeLogDirs, DescribeProducers, DeleteRecords;
 //! - `groups`: the group coordinator;
 //! - `producers`: producer ids for idempotent producers.
 //!
@@ -24,6 +25,7 @@
 pub mod admin;
 pub mod authorize;
 pub mod data;
+pub mod logs;
 
 pub use crate::replica_manager::topic_name;
 pub use admin::{Admin, AlteredConfigs};

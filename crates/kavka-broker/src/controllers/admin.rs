@@ -6,7 +6,8 @@
 use super::Controllers;
 use kavka_model::acl::{AclBinding, AclFilter};
 use kavka_model::admin::{
-    AlterConfigs, ElectionOutcome, NewPartitions, NewTopic, PartitionRef, TopicOutcome,
+    AlterConfigs, ElectionOutcome, ElectionType, NewPartitions, NewTopic, PartitionRef,
+    TopicOutcome,
 };
 use kavka_model::scram::{ScramCredential, ScramMechanism, UserOutcome};
 use kavka_model::{ErrorCode, KafkaError};
@@ -87,16 +88,18 @@ impl Controllers {
             .collect())
     }
 
-    /// ElectLeaders (preferred): one outcome per partition the controller looked at.
+    /// ElectLeaders: one outcome per partition the controller looked at.
     pub async fn elect_leaders(
         &self,
         partitions: &[PartitionRef],
+        kind: ElectionType,
     ) -> Result<Vec<ElectionOutcome>, KafkaError> {
         let req = v1::ElectLeadersRequest {
             partitions: partitions
                 .iter()
                 .map(v1::ElectLeadersPartition::from)
                 .collect(),
+            election_type: v1::ElectionType::from(kind).into(),
         };
         let resp = self
             .call(|mut c| {

@@ -16,6 +16,7 @@
 mod budget;
 mod epochs;
 mod fetch;
+mod logs;
 mod produce;
 mod reconcile;
 mod replication;

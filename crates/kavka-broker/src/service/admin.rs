@@ -368,15 +368,16 @@ impl Admin for AdminService {
         req: Request<v1::ElectLeadersRequest>,
     ) -> Result<Response<v1::ElectLeadersResponse>, Status> {
         self.require(&req, [(Operation::Alter, Resource::cluster())])?;
-        let partitions: Vec<PartitionRef> = req
-            .into_inner()
+        let inner = req.into_inner();
+        let kind = kavka_proto::conv::election_type(inner.election_type).map_err(|e| status(&e))?;
+        let partitions: Vec<PartitionRef> = inner
             .partitions
             .into_iter()
             .map(PartitionRef::from)
             .collect();
         let outcomes = self
             .api
-            .elect_leaders(&partitions)
+            .elect_leaders(&partitions, kind)
             .await
             .map_err(|e| status(&e))?;
         Ok(Response::new(v1::ElectLeadersResponse {

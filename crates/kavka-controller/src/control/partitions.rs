@@ -1,6 +1,6 @@
 //! Partition leadership and ISR decisions: elections when brokers go away or come back,
-//! AlterPartition (ISR changes proposed by leaders), controlled shutdown and preferred
-//! leader elections.
+//! AlterPartition (ISR changes proposed by leaders), controlled shutdown, and the
+//! preferred and unclean leader elections an operator asks for.
 //!
 //! Rules (Kafka's, DESIGN §5.1):
 //! - a new leader comes from the live ISR, first in replica order; failing that from the
@@ -332,8 +332,7 @@ pub fn elect_preferred(
     electable: &Electable,
 ) -> Decision<Vec<ElectionResult>> {
     let mut records = Vec::new();
-    let mut reply = Vec::new();
-    let mut decide = |t: &TopicImage, p: PartitionId, reg: &PartitionRegistration| {
+    let decide = |t: &TopicImage, p: PartitionId, reg: &PartitionRegistration| {
         let &preferred = reg.replicas.first()?;
         if reg.leader == preferred {
             return Some(Err(KafkaError::new(
@@ -376,6 +375,23 @@ pub fn elect_preferred(
         records.push(MetadataRecord::PartitionChange(c));
         Some(Ok(()))
     };
+    let reply = each_partition(image, only, decide);
+    Decision { records, reply }
+}
+
+/// Runs an election's `decide` over `only` (a result each; a partition that does not
+/// exist is UNKNOWN_TOPIC_OR_PARTITION) or, with `None`, over every partition, keeping
+/// the results of those that moved.
+fn each_partition(
+    image: &MetadataImage,
+    only: Option<&[(String, PartitionId)]>,
+    mut decide: impl FnMut(
+        &TopicImage,
+        PartitionId,
+        &PartitionRegistration,
+    ) -> Option<Result<(), KafkaError>>,
+) -> Vec<ElectionResult> {
+    let mut reply = Vec::new();
     match only {
         Some(list) => {
             for (topic, p) in list {
@@ -403,6 +419,50 @@ pub fn elect_preferred(
             }
         }
     }
+    reply
+}
+
+/// Unclean leader election (Kafka's ElectionType.UNCLEAN), asked for by an operator: a
+/// partition without a leader gets one from its live ISR or ELR if it can, else from any
+/// live replica, which then leads alone (records it never got are lost). A partition
+/// that has a leader needs none (ELECTION_NOT_NEEDED); one with no live replica stays
+/// leaderless (ELIGIBLE_LEADERS_NOT_AVAILABLE). `only` and `None` as for
+/// [`elect_preferred`].
+pub fn elect_unclean(
+    image: &MetadataImage,
+    only: Option<&[(String, PartitionId)]>,
+    shutting_down: &BTreeSet<BrokerId>,
+    electable: &Electable,
+) -> Decision<Vec<ElectionResult>> {
+    let live = |b: BrokerId| unfenced(image, b) && !shutting_down.contains(&b);
+    let ready = |b: BrokerId| electable.is_ready(b);
+    let mut records = Vec::new();
+    let decide = |t: &TopicImage, p: PartitionId, reg: &PartitionRegistration| {
+        if reg.leader != NO_LEADER {
+            return Some(Err(KafkaError::new(
+                ErrorCode::ElectionNotNeeded,
+                format!("{}-{p} has a leader, broker {}", t.name, reg.leader),
+            )));
+        }
+        let config = TopicConfig {
+            unclean_leader_election_enable: true,
+            ..topic_config(image, t)
+        };
+        let target = reelect_in(electable, t, p, reg, &live, &ready, &config);
+        if target.leader == NO_LEADER {
+            return Some(Err(KafkaError::new(
+                ErrorCode::EligibleLeadersNotAvailable,
+                format!(
+                    "no replica of {}-{p} ({:?}) is live and heartbeating",
+                    t.name, reg.replicas
+                ),
+            )));
+        }
+        tracing::warn!(topic = %t.name, partition = %p, leader = %target.leader, "unclean leader election asked for: records the new leader lacks are lost");
+        records.extend(change(t.id, p, reg, target));
+        Some(Ok(()))
+    };
+    let reply = each_partition(image, only, decide);
     Decision { records, reply }
 }
 
@@ -793,6 +853,102 @@ mod tests {
         );
         assert_eq!(
             d.reply[0].2.as_ref().unwrap_err().code,
+            ErrorCode::UnknownTopicOrPartition
+        );
+    }
+
+    #[test]
+    fn unclean_election() {
+        let t0 = || Some(vec![("t".to_string(), PartitionId(0))]);
+        // (case, brokers fenced, replicas, isr, leader, gone) -> Ok(leader, isr) or the error
+        type Case<'a> = (
+            &'a str,
+            &'a [i32],
+            &'a [i32],
+            &'a [i32],
+            i32,
+            &'a [i32],
+            Result<(i32, &'a [i32]), ErrorCode>,
+        );
+        let cases: &[Case] = &[
+            (
+                "a leader needs none",
+                &[],
+                &[1, 2, 3],
+                &[1, 2, 3],
+                1,
+                &[],
+                Err(ErrorCode::ElectionNotNeeded),
+            ),
+            (
+                "the last ISR member is down: a live out-of-sync replica leads alone",
+                &[1],
+                &[1, 2, 3],
+                &[1],
+                -1,
+                &[],
+                Ok((2, &[2])),
+            ),
+            (
+                "first live replica in replica order",
+                &[1, 2],
+                &[1, 2, 3],
+                &[1],
+                -1,
+                &[],
+                Ok((3, &[3])),
+            ),
+            (
+                "a broker shutting down is not elected",
+                &[1],
+                &[1, 2, 3],
+                &[1],
+                -1,
+                &[2],
+                Ok((3, &[3])),
+            ),
+            (
+                "no live replica",
+                &[1, 2, 3],
+                &[1, 2, 3],
+                &[1],
+                -1,
+                &[],
+                Err(ErrorCode::EligibleLeadersNotAvailable),
+            ),
+        ];
+        for (case, fenced, replicas, isr, leader, gone_ids, want) in cases {
+            let img = image(3, fenced, replicas, isr, *leader, &[]);
+            let d = elect_unclean(&img, t0().as_deref(), &gone(gone_ids), &any());
+            assert_eq!(d.reply.len(), 1, "{case}");
+            match want {
+                Ok((l, want_isr)) => {
+                    assert!(d.reply[0].2.is_ok(), "{case}: {:?}", d.reply);
+                    let reg = apply(&img, &d.records);
+                    assert_eq!(
+                        (reg.leader, reg.isr.clone()),
+                        (b(*l), bs(want_isr)),
+                        "{case}"
+                    );
+                }
+                Err(code) => {
+                    assert!(d.records.is_empty(), "{case}");
+                    assert_eq!(d.reply[0].2.as_ref().unwrap_err().code, *code, "{case}");
+                }
+            }
+        }
+        // Every partition: only the leaderless ones that found a leader are reported.
+        let img = image(3, &[1], &[1, 2, 3], &[1], -1, &[]);
+        let d = elect_unclean(&img, None, &BTreeSet::new(), &any());
+        assert_eq!(d.reply, vec![("t".to_string(), PartitionId(0), Ok(()))]);
+        let unknown = elect_unclean(
+            &img,
+            Some(&[("nope".into(), PartitionId(0))]),
+            &BTreeSet::new(),
+            &any(),
+        );
+        assert_eq!(
+            unknown.reply[0].2.as_ref().unwrap_err().code,
             ErrorCode::UnknownTopicOrPartition
         );
     }

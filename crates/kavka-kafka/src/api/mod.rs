@@ -5,7 +5,9 @@ mod acls;
 mod admin;
 mod configs;
 mod data;
+mod elect;
 mod groups;
+mod logs;
 mod metadata;
 mod producers;
 mod users;
@@ -153,6 +155,21 @@ pub(crate) async fn handle(
         RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(
             users::describe_user_scram_credentials(broker, ctx, r),
         ),
+        RequestKind::DescribeLogDirs(r) => {
+            ResponseKind::DescribeLogDirs(logs::describe_log_dirs(broker, ctx, r).await)
+        }
+        RequestKind::DescribeProducers(r) => {
+            ResponseKind::DescribeProducers(logs::describe_producers(broker, ctx, r).await)
+        }
+        RequestKind::DeleteRecords(r) => {
+            ResponseKind::DeleteRecords(logs::delete_records(broker, ctx, r).await)
+        }
+        RequestKind::AlterReplicaLogDirs(r) => {
+            ResponseKind::AlterReplicaLogDirs(logs::alter_replica_log_dirs(broker, ctx, r))
+        }
+        RequestKind::ElectLeaders(r) => {
+            ResponseKind::ElectLeaders(elect::elect_leaders(broker, ctx, r).await)
+        }
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(producers::init_producer_id(broker, ctx, r).await)
         }

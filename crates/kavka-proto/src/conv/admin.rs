@@ -4,8 +4,8 @@
 
 use crate::v1;
 use kavka_model::admin::{
-    AlterConfigs, ConfigTarget, ElectionOutcome, NewPartitions, NewTopic, PartitionRef,
-    TopicOutcome,
+    AlterConfigs, ConfigTarget, ElectionOutcome, ElectionType, NewPartitions, NewTopic,
+    PartitionRef, TopicOutcome,
 };
 use kavka_model::epoch::{EpochAnswer, EpochEnd, EpochQuery};
 use kavka_model::{BrokerId, ErrorCode, KafkaError, LeaderEpoch, Offset, PartitionId, TopicId};
@@ -154,6 +154,27 @@ impl From<&AlterConfigs> for v1::AlterConfigsRequest {
     }
 }
 
+/// The election type a request's raw enum value names; an unknown one is INVALID_REQUEST.
+pub fn election_type(raw: i32) -> Result<ElectionType, KafkaError> {
+    match v1::ElectionType::try_from(raw) {
+        Ok(v1::ElectionType::Preferred) => Ok(ElectionType::Preferred),
+        Ok(v1::ElectionType::Unclean) => Ok(ElectionType::Unclean),
+        Err(_) => Err(KafkaError::new(
+            ErrorCode::InvalidRequest,
+            format!("unknown election type {raw}: 0 is preferred, 1 unclean"),
+        )),
+    }
+}
+
+impl From<ElectionType> for v1::ElectionType {
+    fn from(t: ElectionType) -> Self {
+        match t {
+            ElectionType::Preferred => v1::ElectionType::Preferred,
+            ElectionType::Unclean => v1::ElectionType::Unclean,
+        }
+    }
+}
+
 impl From<v1::ElectLeadersPartition> for PartitionRef {
     fn from(p: v1::ElectLeadersPartition) -> Self {
         PartitionRef {
@@ -253,6 +274,16 @@ impl From<v1::EpochEndOffset> for EpochAnswer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn election_types_both_ways() {
+        for t in [ElectionType::Preferred, ElectionType::Unclean] {
+            assert_eq!(election_type(v1::ElectionType::from(t) as i32), Ok(t));
+        }
+        let e = election_type(7).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
+        assert!(e.message.contains("unknown election type 7"), "{e}");
+    }
 
     fn topic(partitions: i32, rf: i32) -> v1::NewTopic {
         v1::NewTopic {

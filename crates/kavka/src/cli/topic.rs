@@ -2,10 +2,18 @@
 
 use super::{OutputFormat, connect, parse_kv, print_json, table};
 use anyhow::bail;
-use clap::Subcommand;
+use clap::{Subcommand, ValueEnum};
 use kavka_client::{ClientError, NewTopic};
 use kavka_model::{BrokerId, ErrorCode};
+use kavka_proto::v1;
 use serde_json::json;
+
+/// Kafka's election types, as kafka-leader-election spells them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ElectionKind {
+    Preferred,
+    Unclean,
+}
 
 #[derive(Subcommand, Debug)]
 pub enum TopicCommand {
@@ -48,7 +56,8 @@ pub enum TopicCommand {
         names: Vec<String>,
     },
     /// Move leadership back to each partition's preferred (first) replica, where it is
-    /// live and in the ISR (Kafka's kafka-leader-election --election-type preferred).
+    /// live and in the ISR; or, with `--election-type unclean`, give each leaderless
+    /// partition any live replica, in the ISR or not (Kafka's kafka-leader-election).
     ElectLeaders {
         /// Only this topic (default: every topic).
         #[arg(long)]
@@ -56,6 +65,9 @@ pub enum TopicCommand {
         /// Only these partitions of --topic (repeatable).
         #[arg(long, requires = "topic")]
         partition: Vec<i32>,
+        /// preferred, or unclean: committed records the new leader lacks are lost.
+        #[arg(long, value_enum, default_value_t = ElectionKind::Preferred)]
+        election_type: ElectionKind,
     },
     /// Set or remove topic config overrides.
     AlterConfig {
@@ -226,7 +238,11 @@ pub async fn run(bootstrap: &str, cmd: TopicCommand) -> anyhow::Result<()> {
                 }
             }
         }
-        TopicCommand::ElectLeaders { topic, partition } => {
+        TopicCommand::ElectLeaders {
+            topic,
+            partition,
+            election_type,
+        } => {
             let asked: Vec<(String, i32)> = match (&topic, partition.is_empty()) {
                 (None, _) => vec![],
                 (Some(t), false) => partition.iter().map(|&p| (t.clone(), p)).collect(),
@@ -235,22 +251,30 @@ pub async fn run(bootstrap: &str, cmd: TopicCommand) -> anyhow::Result<()> {
                     (0..n).map(|p| (t.clone(), p)).collect()
                 }
             };
-            let results = client.elect_leaders(asked).await?;
+            let (kind, done, summary) = match election_type {
+                ElectionKind::Preferred => (
+                    v1::ElectionType::Preferred,
+                    "leader moved to its preferred replica",
+                    "Elected the preferred leader for",
+                ),
+                ElectionKind::Unclean => (
+                    v1::ElectionType::Unclean,
+                    "a leader elected uncleanly (records it lacked are lost)",
+                    "Elected an unclean leader for",
+                ),
+            };
+            let results = client.elect_leaders(asked, kind).await?;
             let mut moved = 0;
             for r in &results {
                 match &r.error {
                     None => {
                         moved += 1;
-                        outln!(
-                            "{}-{}: leader moved to its preferred replica",
-                            r.topic,
-                            r.partition
-                        )
+                        outln!("{}-{}: {done}", r.topic, r.partition)
                     }
                     Some(e) => outln!("{}-{}: {} ({})", r.topic, r.partition, e.name, e.message),
                 }
             }
-            outln!("Elected the preferred leader for {moved} partition(s).");
+            outln!("{summary} {moved} partition(s).");
         }
         TopicCommand::Delete { names } => {
             let mut failed = 0;
