@@ -12,8 +12,9 @@ mod raw_kafka;
 use bytes::Bytes;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
-use kavka_harness::{Node, NodeOptions};
+use kavka_harness::{Cluster, Node, NodeOptions, wait_until};
 use raw_kafka::{call, topic};
+use std::time::Duration;
 use tokio::net::TcpStream;
 
 /// One batch of one record, from `producer_id` (-1: not idempotent) at `sequence`.
@@ -46,6 +47,8 @@ fn batch(value: &str, producer_id: i64, sequence: i32) -> Bytes {
     buf.freeze()
 }
 
+const DEADLINE: Duration = Duration::from_secs(60);
+
 async fn produce(c: &mut TcpStream, partition: i32, records: Bytes) {
     let req = ProduceRequest::default()
         .with_acks(-1)
@@ -63,7 +66,8 @@ async fn produce(c: &mut TcpStream, partition: i32, records: Bytes) {
     assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
 }
 
-async fn earliest(c: &mut TcpStream, partition: i32) -> i64 {
+/// ListOffsets earliest of logs-`partition`, or its error code.
+async fn try_earliest(c: &mut TcpStream, partition: i32) -> Result<i64, i16> {
     let req = ListOffsetsRequest::default()
         .with_replica_id(BrokerId(-1))
         .with_topics(vec![
@@ -77,8 +81,15 @@ async fn earliest(c: &mut TcpStream, partition: i32) -> i64 {
         ]);
     let r: ListOffsetsResponse = call(c, ApiKey::ListOffsets, 7, &req).await;
     let p = &r.topics[0].partitions[0];
-    assert_eq!(p.error_code, 0);
-    p.offset
+    if p.error_code == 0 {
+        Ok(p.offset)
+    } else {
+        Err(p.error_code)
+    }
+}
+
+async fn earliest(c: &mut TcpStream, partition: i32) -> i64 {
+    try_earliest(c, partition).await.unwrap()
 }
 
 async fn fetch_code(c: &mut TcpStream, partition: i32, offset: i64) -> i16 {
@@ -418,5 +429,133 @@ async fn log_admin_apis_answer_every_version_and_refuse_bad_input() {
         r.topics[0].partitions[0].active_producers.len(),
         1,
         "records deleted below the producer's batches leave it known"
+    );
+}
+
+/// The log start of logs-0 on the broker at `addr`: its own replica's, asked of that
+/// broker alone (the client library would overlay the leader's view).
+async fn local_log_start(addr: &str) -> Option<i64> {
+    use kavka_proto::v1::admin_service_client::AdminServiceClient;
+    let mut c = AdminServiceClient::connect(format!("http://{addr}"))
+        .await
+        .ok()?;
+    let info = c
+        .describe_topic(kavka_proto::v1::DescribeTopicRequest {
+            name: "logs".into(),
+        })
+        .await
+        .ok()?
+        .into_inner();
+    info.partitions
+        .first()
+        .map(|p| p.log_start_offset)
+        .filter(|&s| s >= 0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_records_reach_the_followers_and_stay_deleted_after_a_failover() {
+    let mut cluster = Cluster::start(&["controller,broker"; 3], &[])
+        .await
+        .unwrap();
+    let out = cluster.nodes[0].cli(&[
+        "topic",
+        "create",
+        "logs",
+        "-p",
+        "1",
+        "-r",
+        "3",
+        "--config",
+        "min.insync.replicas=2",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bootstrap = cluster.bootstrap();
+    let leader = || async {
+        let mut c = kavka_client::Client::connect(&bootstrap).await.ok()?;
+        let p = c
+            .describe_topic("logs")
+            .await
+            .ok()?
+            .partitions
+            .first()?
+            .clone();
+        (p.leader > 0 && p.isr.len() == 3).then_some(p.leader)
+    };
+    wait_until("a leader with all three in the ISR", DEADLINE, || async {
+        leader().await.is_some()
+    })
+    .await
+    .unwrap();
+    let first = leader().await.unwrap();
+    let mut c = TcpStream::connect(cluster.node(first).kafka_addr())
+        .await
+        .unwrap();
+    for i in 0..20 {
+        produce(&mut c, 0, batch(&format!("r{i}"), -1, -1)).await;
+    }
+    let r: DeleteRecordsResponse = call(
+        &mut c,
+        ApiKey::DeleteRecords,
+        2,
+        &delete_req("logs", &[(0, 12)]),
+    )
+    .await;
+    assert_eq!(deleted(&r), vec![(12, 0)]);
+    // Every replica's log now starts at 12: the followers took it from their fetches.
+    for n in 1..=3 {
+        let addr = cluster.node(n).addr();
+        wait_until(
+            &format!("broker {n}'s log start at 12"),
+            DEADLINE,
+            || async { local_log_start(&addr).await == Some(12) },
+        )
+        .await
+        .unwrap();
+    }
+    // The leader dies: its successor serves from 12, and nothing below it.
+    cluster.node(first).kill();
+    let survivors: Vec<i32> = (1..=3).filter(|&n| n != first).collect();
+    let alive = cluster.node(survivors[0]).addr();
+    let next = || async {
+        let mut c = kavka_client::Client::connect(&alive).await.ok()?;
+        let p = c
+            .describe_topic("logs")
+            .await
+            .ok()?
+            .partitions
+            .first()?
+            .clone();
+        (p.leader > 0 && p.leader != first).then_some(p.leader)
+    };
+    wait_until("a new leader", DEADLINE, || async {
+        next().await.is_some()
+    })
+    .await
+    .unwrap();
+    let second = next().await.unwrap();
+    let mut c = TcpStream::connect(cluster.node(second).kafka_addr())
+        .await
+        .unwrap();
+    // Until the new leader has taken over its replica (polled, within the deadline).
+    let end = std::time::Instant::now() + DEADLINE;
+    let start = loop {
+        match try_earliest(&mut c, 0).await {
+            Ok(start) => break start,
+            Err(code) if std::time::Instant::now() < end => {
+                eprintln!("ListOffsets from the new leader: error {code}, asking again");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(code) => panic!("the new leader answers ListOffsets with error {code}"),
+        }
+    };
+    assert_eq!(start, 12);
+    assert_eq!(
+        fetch_code(&mut c, 0, 3).await,
+        1,
+        "OFFSET_OUT_OF_RANGE below the start"
     );
 }
