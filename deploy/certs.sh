@@ -6,6 +6,10 @@
 # ssl_keystore_location) valid for localhost, 127.0.0.1 and each NAME (e.g. node1 node2
 # node3), and a client certificate OUT_DIR/client.pem + client.key (CN=client,OU=clients,O=Kavka) for mTLS.
 # Valid 825 days. Idempotent only in the sense that it overwrites OUT_DIR's files.
+# OUT_DIR, ca.pem, server.pem and client.pem are left readable by all (0755/0644) so a
+# container running as another uid (the kavka image's 10001, through a read-only bind
+# mount: docker-compose.secure.yml) can read them: server.pem holds the server's key, so
+# this is for a development CA only. ca.key and client.key stay private (0600).
 set -euo pipefail
 out=${1:?usage: deploy/certs.sh OUT_DIR [NAME...]}
 shift
@@ -29,4 +33,7 @@ extendedKeyUsage=serverAuth,clientAuth"
 cat server.key server.crt > server.pem
 issue client "/O=Kavka/OU=clients/CN=client" "extendedKeyUsage=clientAuth"
 cp client.crt client.pem
+chmod 0755 .
+chmod 0644 ca.pem server.pem client.pem
+chmod 0600 ca.key server.key client.key
 echo "certs: $out/ca.pem, $out/server.pem ($san), $out/client.pem + client.key"

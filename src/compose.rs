@@ -95,6 +95,10 @@ pub struct Compose {
     http_ports: Option<[u16; 3]>,
     /// The image the services run (KAVKA_IMAGE; the file's default is kavka:dev).
     image: Option<String>,
+    /// Overlays after docker-compose.yml (`-f`), relative to the repository root.
+    overlays: Vec<PathBuf>,
+    /// More variables for compose's interpolation (e.g. KAVKA_CERTS_DIR).
+    env: Vec<(String, String)>,
     /// Taken down on drop (the chaos run against a user's own cluster leaves it up).
     owned: bool,
 }
@@ -108,6 +112,8 @@ impl Compose {
             kafka_ports: None,
             http_ports: (|| Some([free_port().ok()?, free_port().ok()?, free_port().ok()?]))(),
             image: None,
+            overlays: Vec::new(),
+            env: Vec::new(),
             owned: true,
         }
     }
@@ -120,6 +126,8 @@ impl Compose {
             kafka_ports: None,
             http_ports: None,
             image: None,
+            overlays: Vec::new(),
+            env: Vec::new(),
             owned: false,
         }
     }
@@ -127,6 +135,20 @@ impl Compose {
     /// Runs `image` instead of the compose file's default.
     pub fn with_image(mut self, image: &str) -> Compose {
         self.image = Some(image.to_string());
+        self
+    }
+
+    /// Adds overlay files after docker-compose.yml (`-f`), e.g.
+    /// `docker-compose.secure.yml`, relative to the repository root.
+    pub fn with_files(mut self, files: &[&str]) -> Compose {
+        self.overlays
+            .extend(files.iter().map(|f| repo_root().join(f)));
+        self
+    }
+
+    /// Sets a variable the compose files interpolate (e.g. `KAVKA_CERTS_DIR`).
+    pub fn with_env(mut self, key: &str, value: &str) -> Compose {
+        self.env.push((key.to_string(), value.to_string()));
         self
     }
 
@@ -162,13 +184,21 @@ impl Compose {
     }
 
     pub fn compose(&self, args: &[&str]) -> anyhow::Result<Output> {
+        run(&mut self.command(args)?)
+    }
+
+    /// The compose command line of this project (files, ports, image, variables).
+    fn command(&self, args: &[&str]) -> anyhow::Result<Command> {
         let cmd = compose_cmd().context("no docker compose")?;
         let mut c = Command::new(cmd[0]);
         c.args(&cmd[1..])
             .args(["-p", &self.project, "-f"])
-            .arg(repo_root().join("docker-compose.yml"))
-            .args(args)
-            .current_dir(repo_root());
+            .arg(repo_root().join("docker-compose.yml"));
+        for file in &self.overlays {
+            c.arg("-f").arg(file);
+        }
+        c.args(args).current_dir(repo_root());
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
         for (i, p) in self.ports.iter().enumerate() {
             c.env(format!("KAVKA_{}_PORT", i + 1), p.to_string());
         }
@@ -181,7 +211,45 @@ impl Compose {
         if let Some(image) = &self.image {
             c.env("KAVKA_IMAGE", image);
         }
-        run(&mut c)
+        Ok(c)
+    }
+
+    /// Runs `args` in `kavka-<node>` (`exec -T`, no shell: the image has none) with
+    /// `stdin`, bounded by `limit`; the output whatever the exit status.
+    pub fn exec(
+        &self,
+        node: i32,
+        args: &[&str],
+        stdin: &[u8],
+        limit: Duration,
+    ) -> anyhow::Result<Output> {
+        use std::io::Write;
+        let service = format!("kavka-{node}");
+        let mut exec = vec!["exec", "-T", service.as_str()];
+        exec.extend_from_slice(args);
+        let compose = self.command(&exec)?;
+        let mut c = Command::new("timeout");
+        c.arg(limit.as_secs().to_string())
+            .arg(compose.get_program())
+            .args(compose.get_args())
+            .envs(
+                compose
+                    .get_envs()
+                    .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
+            )
+            .current_dir(repo_root())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().with_context(|| format!("cannot run {c:?}"))?;
+        if let Some(mut input) = child.stdin.take() {
+            input
+                .write_all(stdin)
+                .with_context(|| format!("cannot write to {c:?}"))?;
+        }
+        child
+            .wait_with_output()
+            .with_context(|| format!("cannot wait for {c:?}"))
     }
 
     /// `up -d` (the image must exist: deploy/build-image.sh).
