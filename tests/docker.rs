@@ -631,9 +631,9 @@ async fn secure_cluster(tag: &str) {
     })
     .await
     .unwrap();
-    // alice reads everything back (a retried "after" may be there twice: each try is a
-    // new producer). Not as a group member: the CLI's group consumer on the host is told
-    // the coordinator's in-network address (kavka-N:9093), which the host cannot resolve.
+    // alice reads everything back as a member of orders-readers (a retried "after" may be
+    // there twice: each try is a new producer). The host CLI finds the group's
+    // coordinator at its published external address, as Metadata names brokers.
     let mut want = vec!["cli-1", "cli-2", "after"];
     if kcat {
         want.extend(["kcat-1", "kcat-2"]);
@@ -642,8 +642,8 @@ async fn secure_cluster(tag: &str) {
         &[
             "consume",
             "orders",
-            "-p",
-            "0",
+            "-g",
+            "orders-readers",
             "--from-beginning",
             "--format",
             "%v",

@@ -225,6 +225,28 @@ async fn the_external_listener_hands_out_external_addresses() {
     ));
     assert_eq!(out.lines().collect::<Vec<_>>(), ["one", "two"]);
 
+    // A group's coordinator is named the same way: external to an external caller (a
+    // host consumer of a compose cluster could not resolve the in-network name).
+    let coordinator = |addr: String| async move {
+        use kavka_proto::v1::group_service_client::GroupServiceClient;
+        let mut c = GroupServiceClient::connect(format!("http://{addr}"))
+            .await
+            .unwrap();
+        let r = c
+            .find_coordinator(kavka_proto::v1::FindCoordinatorRequest {
+                group_id: "readers".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        format!("{}:{}", r.host, r.port)
+    };
+    assert_eq!(
+        coordinator(outside.clone()).await,
+        format!("localhost:{external}")
+    );
+    assert_eq!(coordinator(node.addr()).await, node.addr());
+
     // A bad external address is refused by name.
     let out = Command::new(kavka_bin())
         .args(["server", "--external-listen", "nope"])

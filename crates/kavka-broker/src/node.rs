@@ -158,7 +158,9 @@ impl BrokerNode {
                 gate(),
             ),
             group: InterceptedService::new(
-                GroupService::new(self.api.clone()).into_server(),
+                GroupService::new(self.api.clone())
+                    .with_external_port(external_port)
+                    .into_server(),
                 gate(),
             ),
         }

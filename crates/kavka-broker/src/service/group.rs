@@ -16,6 +16,9 @@ pub struct GroupService {
     groups: Arc<GroupCoordinator>,
     /// The broker API (the metadata image names a coordinator's gRPC endpoint).
     api: BrokerApi,
+    /// The local port of the external listener, if any: clients that come through it
+    /// are given the coordinator's external address, as Metadata gives them brokers'.
+    external_port: Option<u16>,
 }
 
 impl GroupService {
@@ -23,7 +26,14 @@ impl GroupService {
         Self {
             groups: Arc::clone(&api.groups),
             api,
+            external_port: None,
         }
+    }
+
+    /// Clients connecting to local port `port` are outside the cluster's network.
+    pub fn with_external_port(mut self, port: Option<u16>) -> Self {
+        self.external_port = port;
+        self
     }
 
     pub fn into_server(self) -> v1::group_service_server::GroupServiceServer<Self> {
@@ -143,6 +153,8 @@ impl Groups for GroupService {
         req: Request<v1::FindCoordinatorRequest>,
     ) -> Result<Response<v1::FindCoordinatorResponse>, Status> {
         let caller = auth::caller(&req);
+        let external = self.external_port.is_some()
+            && req.local_addr().map(|a| a.port()) == self.external_port;
         let group_id = req.into_inner().group_id;
         auth::require(
             &self.api,
@@ -157,7 +169,9 @@ impl Groups for GroupService {
         let image = self.api.image();
         let b = image
             .broker(id)
-            .and_then(|b| b.endpoint("grpc").map(|e| (e.host.clone(), e.port)))
+            .and_then(|b| {
+                super::watch::client_endpoint(b, external).map(|e| (e.host.clone(), e.port))
+            })
             .ok_or_else(|| {
                 status(&KafkaError::new(
                     ErrorCode::CoordinatorNotAvailable,
