@@ -7,7 +7,9 @@
 #                        6 partitions, min.insync.replicas=2), three local nodes with metrics
 #                        on (HTTP listener on, every node scraped once a second) and off
 #                        (--http-listen '', so no recorder: the macros are no-ops), in one
-#                        run, alternating on/off/on/off; prints each leg and the difference.
+#                        run, alternating on/off/on/off; prints each leg and the difference,
+#                        in records/s and in the servers' CPU-seconds per GB (/proc), which
+#                        stays fair when the cores are shared.
 # Release build of the binary unless KAVKA_BIN is set; clients from deploy/kafka-clients.sh.
 # Usage: bench/metrics.sh render [PARTITIONS] | produce [RECORDS]
 # (KAVKA_BENCH_ORDER=off-first runs off/on/off/on instead.)
@@ -67,6 +69,14 @@ for i in 1 2 3; do
   ALL="$ALL${ALL:+,}127.0.0.1:$((BASE + i))"
   KALL="$KALL${KALL:+,}127.0.0.1:$((BASE + 100 + i))"
 done
+# CPU-seconds (user + system, /proc/<pid>/stat) of the running servers so far.
+cpu() {
+  local t=0 p
+  for p in "${PIDS[@]}"; do
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  awk -v t="$t" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", t / hz}'
+}
 leg() { # on|off round
   rm -rf "$DIR"/n*
   for i in 1 2 3; do
@@ -83,12 +93,16 @@ leg() { # on|off round
     ( while true; do for i in 1 2 3; do curl -s -o /dev/null 127.0.0.1:$((BASE + 200 + i))/metrics; done; sleep 1; done ) &
     scraper=$!
   fi
+  before=$(cpu)
   out=$("$PY" -W ignore bench/kafka_produce.py "$KALL" acks-all "$N" 1024 all 2>/dev/null | tail -1)
+  after=$(cpu)
   [ -n "$scraper" ] && kill "$scraper" 2>/dev/null
   stop
   rate=$(sed -E 's/.* sent, ([0-9]+) records\/s.*/\1/' <<<"$out")
-  echo "metrics $1 (round $2): $out" >&2
-  echo "$rate"
+  # Server CPU-seconds per GB: fair where the wall clock is not (the cores are shared).
+  per_gb=$(awk -v a="$before" -v b="$after" -v n="$N" 'BEGIN {printf "%.2f", (b - a) / (n * 1024 / 1e9)}')
+  echo "metrics $1 (round $2): $out; servers $per_gb CPU-s per GB" >&2
+  echo "$rate $per_gb"
 }
 echo "$N records of 1 KiB, 6 partitions, RF=3, min.insync.replicas=2, acks=all, full speed"
 if [ "${KAVKA_BENCH_ORDER:-on-first}" = off-first ]; then
@@ -96,8 +110,12 @@ if [ "${KAVKA_BENCH_ORDER:-on-first}" = off-first ]; then
 else
   on1=$(leg on 1); off1=$(leg off 1); on2=$(leg on 2); off2=$(leg off 2)
 fi
-awk -v a="$on1" -v b="$on2" -v c="$off1" -v d="$off2" 'BEGIN {
+read -r a ca <<<"$on1"; read -r b cb <<<"$on2"; read -r c cc <<<"$off1"; read -r d cd <<<"$off2"
+awk -v a="$a" -v b="$b" -v c="$c" -v d="$d" -v ca="$ca" -v cb="$cb" -v cc="$cc" -v cd="$cd" 'BEGIN {
   on = (a + b) / 2; off = (c + d) / 2
   printf "metrics on: %.0f records/s (%d, %d); off: %.0f records/s (%d, %d); on is %+.1f%% of off\n",
     on, a, b, off, c, d, 100 * (on - off) / off
+  con = (ca + cb) / 2; coff = (cc + cd) / 2
+  printf "server CPU per GB: on %.2f (%.2f, %.2f); off %.2f (%.2f, %.2f); on costs %+.1f%%\n",
+    con, ca, cb, coff, cc, cd, 100 * (con - coff) / coff
 }'

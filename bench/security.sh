@@ -4,7 +4,7 @@
 # librdkafka producer (bench/kafka_produce.py) writes 1 KiB records with acks=all to a
 # 6-partition RF=3 topic through each, in two rounds in opposite orders, all in one run.
 # Prints each protocol's throughput and p99 (at full speed) and throughput as a share of
-# PLAINTEXT's; then connections per second (connect, authenticate, Metadata) for
+# PLAINTEXT's, and the servers' CPU-seconds per GB from /proc (fair on shared cores); then connections per second (connect, authenticate, Metadata) for
 # PLAINTEXT, SASL_PLAINTEXT and SASL_SSL with SCRAM-SHA-512 (bench/kafka_connect.py).
 # Release build of the binary; clients from deploy/kafka-clients.sh.
 # Usage: bench/security.sh [RECORDS] [CONNECT_SECONDS]  (default 100000, 10;
@@ -56,21 +56,34 @@ config() { # protocol -> librdkafka settings
   esac
 }
 addrs() { case $1 in PLAINTEXT) echo "$PLAIN" ;; SSL) echo "$SSL" ;; SASL_SSL) echo "$SASL_SSL" ;; SASL_PLAINTEXT) echo "$SASL_PLAIN" ;; esac; }
-declare -A RATE P99
+declare -A RATE P99 CPU
+# CPU-seconds (user + system, /proc/<pid>/stat) of the three servers so far.
+cpu() {
+  local t=0 p
+  for p in "${PIDS[@]}"; do
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  awk -v t="$t" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", t / hz}'
+}
 produce() { # protocol
-  local out
+  local out before after
+  before=$(cpu)
   out=$(KAFKA_CONFIG=$(config "$1") "$PY" -W ignore bench/kafka_produce.py "$(addrs "$1")" sec "$N" 1024 all 2>/dev/null | tail -1)
+  after=$(cpu)
   echo "$1: $out" >&2
   RATE[$1]="${RATE[$1]:-} $(sed -E 's/.* sent, ([0-9]+) records\/s.*/\1/' <<<"$out")"
   P99[$1]="${P99[$1]:-} $(sed -E 's/.*p99 ([0-9.]+),.*/\1/' <<<"$out")"
+  # Server CPU-seconds per GB: fair where the wall clock is not (the cores are shared).
+  CPU[$1]="${CPU[$1]:-} $(awk -v a="$before" -v b="$after" -v n="$N" 'BEGIN {printf "%.2f", (b - a) / (n * 1024 / 1e9)}')"
 }
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $N records of 1 KiB, 6 partitions, RF=3, min.insync.replicas=2, acks=all"
 for p in PLAINTEXT SSL SASL_SSL SASL_SSL SSL PLAINTEXT; do produce "$p"; done
 base=$(awk '{print ($1 + $2) / 2}' <<<"${RATE[PLAINTEXT]}")
+cbase=$(awk '{print ($1 + $2) / 2}' <<<"${CPU[PLAINTEXT]}")
 for p in PLAINTEXT SSL SASL_SSL; do
-  awk -v name="$p" -v base="$base" -v r="${RATE[$p]}" -v l="${P99[$p]}" 'BEGIN {
-    split(r, a, " "); split(l, b, " "); rate = (a[1] + a[2]) / 2
-    printf "%-10s %7.0f records/s (%s,%s)  p99 ms %s,%s  %.0f%% of PLAINTEXT\n", name, rate, a[1], a[2], b[1], b[2], 100 * rate / base
+  awk -v name="$p" -v base="$base" -v cbase="$cbase" -v r="${RATE[$p]}" -v l="${P99[$p]}" -v c="${CPU[$p]}" 'BEGIN {
+    split(r, a, " "); split(l, b, " "); split(c, k, " "); rate = (a[1] + a[2]) / 2; cpu = (k[1] + k[2]) / 2
+    printf "%-10s %7.0f records/s (%s,%s)  p99 ms %s,%s  %.0f%% of PLAINTEXT;  servers %.2f CPU-s/GB (%s,%s), %.0f%% of PLAINTEXT\n", name, rate, a[1], a[2], b[1], b[2], 100 * rate / base, cpu, k[1], k[2], 100 * cpu / cbase
   }'
 done
 for p in PLAINTEXT SASL_PLAINTEXT SASL_SSL; do

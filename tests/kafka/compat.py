@@ -504,7 +504,13 @@ def kafka_python(bootstrap, prefix):
 
     def create():
         admin.create_topics([NewTopic(topic, 3, 3, topic_configs={"retention.ms": "3600000"})])
-        return topic in admin.list_topics(), admin.list_topics()
+        # The broker that answers list_topics may apply the creation a moment after the
+        # one that created it (as in Kafka): wait for it, bounded.
+        deadline = time.time() + TIMEOUT
+        while topic not in admin.list_topics() and time.time() < deadline:
+            time.sleep(0.1)
+        topics = admin.list_topics()
+        return topic in topics, topics
     run(c, "create topic", ["CreateTopics", "Metadata"], create)
 
     def metadata():
