@@ -432,6 +432,17 @@ async fn log_admin_apis_answer_every_version_and_refuse_bad_input() {
     );
 }
 
+/// logs-0 as the cluster at `bootstrap` describes it (the leader's view).
+async fn logs_0(bootstrap: &str) -> Option<kavka_client::v1::PartitionInfo> {
+    let mut c = kavka_client::Client::connect(bootstrap).await.ok()?;
+    c.describe_topic("logs")
+        .await
+        .ok()?
+        .partitions
+        .first()
+        .cloned()
+}
+
 /// The log start of logs-0 on the broker at `addr`: its own replica's, asked of that
 /// broker alone (the client library would overlay the leader's view).
 async fn local_log_start(addr: &str) -> Option<i64> {
@@ -475,14 +486,7 @@ async fn deleted_records_reach_the_followers_and_stay_deleted_after_a_failover()
     );
     let bootstrap = cluster.bootstrap();
     let leader = || async {
-        let mut c = kavka_client::Client::connect(&bootstrap).await.ok()?;
-        let p = c
-            .describe_topic("logs")
-            .await
-            .ok()?
-            .partitions
-            .first()?
-            .clone();
+        let p = logs_0(&bootstrap).await?;
         (p.leader > 0 && p.isr.len() == 3).then_some(p.leader)
     };
     wait_until("a leader with all three in the ISR", DEADLINE, || async {
@@ -521,14 +525,7 @@ async fn deleted_records_reach_the_followers_and_stay_deleted_after_a_failover()
     let survivors: Vec<i32> = (1..=3).filter(|&n| n != first).collect();
     let alive = cluster.node(survivors[0]).addr();
     let next = || async {
-        let mut c = kavka_client::Client::connect(&alive).await.ok()?;
-        let p = c
-            .describe_topic("logs")
-            .await
-            .ok()?
-            .partitions
-            .first()?
-            .clone();
+        let p = logs_0(&alive).await?;
         (p.leader > 0 && p.leader != first).then_some(p.leader)
     };
     wait_until("a new leader", DEADLINE, || async {

@@ -26,6 +26,11 @@ use kavka_log::{AppendInfo, FetchData, FlushPolicy, GroupCommit, LogConfig, Part
 use kavka_metadata::{PartitionRegistration, TopicId};
 use kavka_model::logs::ActiveProducer;
 use kavka_model::{BrokerId, ErrorCode, KafkaError, LeaderEpoch, Offset, TopicPartition};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 /// What a replica fetch told a follower of its leader's log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,11 +38,6 @@ pub(crate) struct LeaderPosition {
     pub high_watermark: Offset,
     pub log_start: Offset,
 }
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
-use tokio::sync::watch;
 
 /// How often a scrape tries the log lock before it leaves the log's fields out.
 const LOG_LOCK_TRIES_FOR_STATS: usize = 1000;
