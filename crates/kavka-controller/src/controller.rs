@@ -384,7 +384,12 @@ impl Controller {
                         records: vec![],
                         reply: Err(e),
                     },
-                    Ok(()) => partitions::alter_partition(img, &req, &stopping),
+                    Ok(()) => {
+                        let electable = self.electable(img);
+                        partitions::alter_partition(img, &req, &stopping, &|b| {
+                            electable.is_ready(b)
+                        })
+                    }
                 },
             )
             .await??)
