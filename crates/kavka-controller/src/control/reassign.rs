@@ -15,9 +15,9 @@
 //! - one move per partition at a time (REASSIGNMENT_IN_PROGRESS); a cancel reverts to the
 //!   replicas it had (NO_REASSIGNMENT_IN_PROGRESS when none is ongoing), never leaving it
 //!   without an in-sync replica;
-//! - a target is distinct, registered, unfenced brokers, at least `min.insync.replicas`
-//!   of them (INVALID_REPLICA_ASSIGNMENT naming what is wrong); a refused move changes
-//!   nothing.
+//! - a target is distinct, registered brokers (as in Kafka, a fenced one may be named: the
+//!   move waits for it), at least `min.insync.replicas` of them (INVALID_REPLICA_ASSIGNMENT
+//!   naming what is wrong); a refused move changes nothing.
 //!
 //! Pure: `(image, request) -> records`, like every control manager; no I/O, no clock.
 
@@ -26,39 +26,32 @@ use super::partitions::{ElectionResult, topic_config};
 use kavka_metadata::{
     MetadataImage, MetadataRecord, NO_LEADER, PartitionChangeRecord, PartitionRegistration, TopicId,
 };
+use kavka_model::admin::PartitionMove;
 use kavka_model::{BrokerId, ErrorCode, KafkaError, PartitionId, TopicName};
 use std::collections::BTreeSet;
-
-/// One partition of an AlterPartitionReassignments: move it to `target`, or cancel its
-/// ongoing move (`None`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Move {
-    pub topic: String,
-    pub partition: PartitionId,
-    pub target: Option<Vec<BrokerId>>,
-}
 
 /// Starts or cancels each move; one result per move, in order.
 pub fn alter_reassignments(
     image: &MetadataImage,
-    moves: &[Move],
+    moves: &[PartitionMove],
     ready: &dyn Fn(BrokerId) -> bool,
 ) -> Decision<Vec<ElectionResult>> {
     let mut records = Vec::new();
     let mut seen = BTreeSet::new();
     let mut reply = Vec::with_capacity(moves.len());
     for m in moves {
-        let tp = format!("{}-{}", m.topic, m.partition);
-        let result = if !seen.insert((m.topic.clone(), m.partition)) {
+        let (topic, partition) = (&m.partition.topic, m.partition.partition);
+        let tp = format!("{topic}-{partition}");
+        let result = if !seen.insert((topic.clone(), partition)) {
             Err(KafkaError::new(
                 ErrorCode::InvalidRequest,
                 format!("{tp} is named more than once in the request"),
             ))
         } else {
-            let found = TopicName::new(m.topic.clone())
+            let found = TopicName::new(topic.clone())
                 .ok()
                 .and_then(|n| image.topic_by_name(&n))
-                .and_then(|t| t.partitions.get(&m.partition).map(|reg| (t, reg)));
+                .and_then(|t| t.partitions.get(&partition).map(|reg| (t, reg)));
             match found {
                 None => Err(KafkaError::new(
                     ErrorCode::UnknownTopicOrPartition,
@@ -70,11 +63,11 @@ pub fn alter_reassignments(
                         Some(target) => start(image, &tp, reg, target, min_isr, ready),
                         None => cancel(&tp, reg, ready),
                     };
-                    next.map(|next| records.extend(change(t.id, m.partition, reg, &next)))
+                    next.map(|next| records.extend(change(t.id, partition, reg, &next)))
                 }
             }
         };
-        reply.push((m.topic.clone(), m.partition, result));
+        reply.push((topic.clone(), partition, result));
     }
     Decision { records, reply }
 }
@@ -113,14 +106,9 @@ fn start(
             list(target)
         ));
     }
-    for &b in target {
-        match image.broker(b) {
-            None => return invalid(format!("broker {b} is not registered")),
-            Some(r) if r.fenced && !reg.replicas.contains(&b) => {
-                return invalid(format!("broker {b} is fenced (not serving)"));
-            }
-            Some(_) => {}
-        }
+    // Kafka's rule: registered. A fenced broker may be a target; the move waits for it.
+    if let Some(b) = target.iter().find(|&&b| image.broker(b).is_none()) {
+        return invalid(format!("broker {b} is not registered"));
     }
     if target.len() < min_isr {
         return invalid(format!(

@@ -2,6 +2,7 @@ use super::*;
 use crate::control::partitions::{AlterPartition, alter_partition};
 use kavka_metadata::{ConfigResource, PartitionRecord, RegisterBrokerRecord, TopicRecord};
 use kavka_model::LeaderEpoch;
+use kavka_model::admin::PartitionRef;
 
 const TOPIC: TopicId = TopicId(uuid::Uuid::from_u128(7));
 const P0: PartitionId = PartitionId(0);
@@ -65,10 +66,12 @@ fn reg(img: &MetadataImage) -> &PartitionRegistration {
     img.partition(TOPIC, P0).unwrap()
 }
 
-fn move_to(target: Option<&[i32]>) -> Move {
-    Move {
-        topic: "t".into(),
-        partition: P0,
+fn move_to(target: Option<&[i32]>) -> PartitionMove {
+    PartitionMove {
+        partition: PartitionRef {
+            topic: "t".into(),
+            partition: P0,
+        },
         target: target.map(bs),
     }
 }
@@ -200,14 +203,6 @@ fn refused_moves_change_nothing() {
             "broker 9 is not registered",
         ),
         (
-            "fenced new broker",
-            Some(&[1, 2, 4]),
-            &[4],
-            1,
-            ErrorCode::InvalidReplicaAssignment,
-            "broker 4 is fenced",
-        ),
-        (
             "fewer than min.insync.replicas",
             Some(&[4]),
             &[],
@@ -250,14 +245,29 @@ fn refused_moves_change_nothing() {
         assert!(err.message.contains("t-0"), "{case}: names the partition");
     }
     let img = image(&[1, 2, 3], &[1, 2, 3], 1, &[], 1);
-    let unknown = Move {
-        topic: "nope".into(),
-        ..move_to(Some(&[1]))
+    let unknown = PartitionMove {
+        partition: PartitionRef {
+            topic: "nope".into(),
+            partition: P0,
+        },
+        target: Some(bs(&[1])),
     };
     let d = alter_reassignments(&img, &[unknown], &all_ready);
     assert_eq!(
         d.reply[0].2.clone().unwrap_err().code,
         ErrorCode::UnknownTopicOrPartition
+    );
+}
+
+#[test]
+fn a_move_to_a_fenced_broker_waits_for_it() {
+    let img = image(&[1, 2, 3], &[1, 2, 3], 1, &[4], 1);
+    let d = alter_reassignments(&img, &[move_to(Some(&[1, 2, 4]))], &all_ready);
+    assert_eq!(d.reply[0].2, Ok(()));
+    let next = apply(&img, &d.records);
+    assert_eq!(
+        shape(reg(&next)),
+        (vec![1, 2, 4, 3], vec![1, 2, 3], 1, vec![4], vec![3])
     );
 }
 
