@@ -315,3 +315,83 @@ async fn bad_moves_are_refused_with_kafkas_errors_and_change_nothing() {
         "NO_REASSIGNMENT_IN_PROGRESS",
     );
 }
+
+/// Sets (`Some`) or deletes the cluster-wide dynamic broker config `name` through the
+/// broker at `c`, which answers once its own image has the change.
+async fn cluster_config(c: &mut TcpStream, name: &str, value: Option<&str>) {
+    let config = incremental_alter_configs_request::AlterableConfig::default()
+        .with_name(kafka_protocol::protocol::StrBytes::from_string(name.into()))
+        .with_config_operation(if value.is_some() { 0 } else { 1 })
+        .with_value(value.map(|v| kafka_protocol::protocol::StrBytes::from_string(v.into())));
+    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        incremental_alter_configs_request::AlterConfigsResource::default()
+            .with_resource_type(4)
+            .with_resource_name(kafka_protocol::protocol::StrBytes::from_static_str(""))
+            .with_configs(vec![config]),
+    ]);
+    let r: IncrementalAlterConfigsResponse =
+        call(c, ApiKey::IncrementalAlterConfigs, 1, &req).await;
+    assert_eq!(r.responses[0].error_code, 0, "{:?}", r.responses[0]);
+}
+
+/// Holds while `t-0`'s move is throttled: still listed after a few seconds, with
+/// `waiting` not caught up (3 MB at 10 kB/s needs minutes; at most one fetch answer of
+/// 1 MiB and a second's worth go through first).
+async fn still_moving_after_a_while(bootstrap: &str, waiting: &str) {
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let table = ok(run_cli(bootstrap, &["partition", "moves"], b""));
+    assert!(table.contains("big-0"), "{table}");
+    assert!(table.contains(&format!("waiting for {waiting}")), "{table}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replication_throttles_hold_a_move_until_lifted() {
+    let mut cluster = Cluster::start(&["controller,broker"; 3], &[])
+        .await
+        .unwrap();
+    let bootstrap = cluster.bootstrap();
+    create(&bootstrap, "big", "1:2");
+    let line = format!("{}\n", "x".repeat(999));
+    ok(run_cli(
+        &bootstrap,
+        &["produce", "big", "--acks", "all"],
+        line.repeat(3_000).as_bytes(),
+    ));
+    wait_for_replicas(&bootstrap, "big", 0, &[1, 2]).await;
+
+    // The leader (1) throttles what it sends to the replica moving in (3).
+    let mut leader = TcpStream::connect(cluster.node(1).kafka_addr())
+        .await
+        .unwrap();
+    cluster_config(
+        &mut leader,
+        "leader.replication.throttled.rate",
+        Some("10000"),
+    )
+    .await;
+    ok(run_cli(
+        &bootstrap,
+        &["partition", "move", "big-0", "--replicas", "3,2"],
+        b"",
+    ));
+    still_moving_after_a_while(&bootstrap, "3").await;
+    cluster_config(&mut leader, "leader.replication.throttled.rate", None).await;
+    wait_for_replicas(&bootstrap, "big", 0, &[3, 2]).await;
+
+    // The replica moving in (1) throttles its own fetching.
+    cluster_config(
+        &mut leader,
+        "follower.replication.throttled.rate",
+        Some("10000"),
+    )
+    .await;
+    ok(run_cli(
+        &bootstrap,
+        &["partition", "move", "big-0", "--replicas", "1,2"],
+        b"",
+    ));
+    still_moving_after_a_while(&bootstrap, "1").await;
+    cluster_config(&mut leader, "follower.replication.throttled.rate", None).await;
+    wait_for_replicas(&bootstrap, "big", 0, &[1, 2]).await;
+    wait_gone(&mut cluster, 3, "big-0").await;
+}

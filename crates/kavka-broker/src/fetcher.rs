@@ -34,6 +34,8 @@ type Client = BrokerServiceClient<InterceptedService<Channel, PresentSecret>>;
 
 /// Pause after errors, so a broken partition or leader does not spin.
 const BACKOFF: Duration = Duration::from_millis(100);
+/// How often a fetcher holding only throttled partitions looks again.
+const THROTTLE_WAIT: Duration = Duration::from_millis(50);
 /// Bound on OffsetForLeaderEpoch rounds for one truncation.
 const TRUNCATION_ROUNDS_MAX: usize = 64;
 
@@ -197,8 +199,21 @@ async fn session(
                 ready.push((p, epoch));
             }
         }
+        // A replica being moved in waits while this broker's follower throttle is over.
+        let follower_rate = replicas
+            .dynamic_config()
+            .follower_replication_throttled_rate;
+        let held = follower_rate.is_some_and(|rate| {
+            crate::throttle::with(&replicas.throttles.follower, |b| {
+                b.over(rate, std::time::Instant::now())
+            })
+        });
+        if held {
+            ready.retain(|(p, _)| !p.is_moving_in(me));
+        }
         if ready.is_empty() {
-            if pause(shutdown, BACKOFF).await {
+            let wait = if held { THROTTLE_WAIT } else { BACKOFF };
+            if pause(shutdown, wait).await {
                 return Ok(());
             }
             continue;
@@ -299,6 +314,10 @@ async fn session(
                 high_watermark: read.high_watermark,
                 log_start: read.bounds.log_start_offset,
             };
+            if follower_rate.is_some() && p.is_moving_in(me) {
+                let n = read.records.len();
+                crate::throttle::with(&replicas.throttles.follower, |b| b.spend(n));
+            }
             appends.push((Arc::clone(p), *epoch, leader, read.records));
         }
         let failed = blocking(move || {

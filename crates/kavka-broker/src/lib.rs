@@ -33,6 +33,7 @@ mod records;
 mod replica_manager;
 pub mod service;
 pub mod session;
+mod throttle;
 
 pub use config::BrokerConfig;
 pub use error::BrokerError;

@@ -56,6 +56,8 @@ struct ReplicaState {
     leader_epoch: LeaderEpoch,
     partition_epoch: i32,
     replicas: Vec<BrokerId>,
+    /// Replicas a reassignment is adding: their replication is throttled.
+    adding: Vec<BrokerId>,
     isr: Vec<BrokerId>,
     min_isr: usize,
     followers: HashMap<BrokerId, FollowerState>,
@@ -135,6 +137,7 @@ impl Partition {
                 leader_epoch: LeaderEpoch(-1),
                 partition_epoch: -1,
                 replicas: vec![],
+                adding: vec![],
                 isr: vec![],
                 min_isr: 1,
                 followers: HashMap::new(),
@@ -226,6 +229,7 @@ impl Partition {
         }
         st.partition_epoch = reg.partition_epoch;
         st.replicas = reg.replicas.clone();
+        st.adding = reg.adding_replicas.clone();
         st.isr = reg.isr.clone();
         st.min_isr = min_isr;
         if role == Role::Leader {
@@ -641,6 +645,12 @@ impl Partition {
             return Err(stale_follower(&self.tp));
         }
         Ok(log)
+    }
+
+    /// Whether a reassignment is adding `replica` to this partition (its replication is
+    /// throttled: [`crate::throttle`]).
+    pub(crate) fn is_moving_in(&self, replica: BrokerId) -> bool {
+        self.state().adding.contains(&replica)
     }
 
     /// This replica's log start and end offsets.

@@ -12,6 +12,8 @@ use std::str::FromStr;
 /// Broker configs that may be changed while running, with Kafka's names.
 pub const DYNAMIC_BROKER_KEYS: &[&str] = &[
     "auto.create.topics.enable",
+    "follower.replication.throttled.rate",
+    "leader.replication.throttled.rate",
     "log.retention.check.interval.ms",
     "num.partitions",
 ];
@@ -23,6 +25,10 @@ pub struct DynamicBrokerConfig {
     pub auto_create_topics_enable: Option<bool>,
     pub log_retention_check_interval_ms: Option<u64>,
     pub num_partitions: Option<i32>,
+    /// Bytes per second a leader sends to replicas a move is adding (None: unlimited).
+    pub leader_replication_throttled_rate: Option<u64>,
+    /// Bytes per second a replica a move is adding fetches (None: unlimited).
+    pub follower_replication_throttled_rate: Option<u64>,
 }
 
 impl DynamicBrokerConfig {
@@ -84,6 +90,12 @@ impl DynamicBrokerConfig {
                 self.num_partitions =
                     Some(int(1)?.try_into().map_err(|_| bad("must fit in 32 bits"))?)
             }
+            "leader.replication.throttled.rate" => {
+                self.leader_replication_throttled_rate = Some(int(1)? as u64)
+            }
+            "follower.replication.throttled.rate" => {
+                self.follower_replication_throttled_rate = Some(int(1)? as u64)
+            }
             _ => return Err(not_dynamic(key)),
         }
         Ok(())
@@ -121,6 +133,17 @@ mod tests {
             ("auto.create.topics.enable", "false", None),
             ("auto.create.topics.enable", "no", Some("true or false")),
             ("log.retention.check.interval.ms", "500", None),
+            ("leader.replication.throttled.rate", "1048576", None),
+            (
+                "follower.replication.throttled.rate",
+                "0",
+                Some("must be at least 1"),
+            ),
+            (
+                "leader.replication.throttled.rate",
+                "fast",
+                Some("expected an integer"),
+            ),
             (
                 "log.retention.check.interval.ms",
                 "soon",
@@ -161,6 +184,7 @@ mod tests {
                 auto_create_topics_enable: Some(false),
                 log_retention_check_interval_ms: None,
                 num_partitions: Some(5),
+                ..DynamicBrokerConfig::default()
             }
         );
         assert_eq!(skipped.len(), 1, "{skipped:?}");

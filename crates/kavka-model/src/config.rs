@@ -215,12 +215,12 @@ pub const NOT_BUILT: &[(&str, &str, &str)] = &[
     (
         "follower.replication.throttled.replicas",
         "",
-        "replication throttling",
+        "throttling listed replicas (a partition move throttles its new replicas by itself)",
     ),
     (
         "leader.replication.throttled.replicas",
         "",
-        "replication throttling",
+        "throttling listed replicas (a partition move throttles its new replicas by itself)",
     ),
     ("local.retention.bytes", "-2", "tiered storage"),
     ("local.retention.ms", "-2", "tiered storage"),

@@ -101,6 +101,8 @@ pub struct ReplicaManager {
     /// per core, so a burst of large compressed batches queues instead of taking every
     /// thread and its memory at once.
     pub(crate) decode_permits: Arc<tokio::sync::Semaphore>,
+    /// Replication throttles for moving replicas.
+    pub(crate) throttles: Arc<crate::throttle::Throttles>,
 }
 
 /// A topic as listed and described.
@@ -203,6 +205,7 @@ impl ReplicaManager {
             decode_permits: Arc::new(tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             )),
+            throttles: Arc::default(),
             config,
         }))
     }

@@ -167,6 +167,11 @@ impl ReplicaManager {
         );
         // A leader whose lease lapsed serves no follower: it may be acting on a stale image.
         let lease = self.check_lease();
+        // Moving replicas get no records while the leader's throttle is over its rate.
+        let throttle_rate = self.dynamic_config().leader_replication_throttled_rate;
+        let throttles = Arc::clone(&self.throttles);
+        let held = throttle_rate
+            .is_some_and(|rate| crate::throttle::with(&throttles.leader, |b| b.over(rate, now)));
         let reads = blocking(move || {
             Ok(asks
                 .into_iter()
@@ -186,8 +191,16 @@ impl ReplicaManager {
                         max.min(budget.left_bytes().max(1)),
                         now,
                     );
+                    let throttled = throttle_rate.is_some() && part.is_moving_in(replica);
                     match &mut read {
-                        Ok(r) => r.data.records = budget.take(std::mem::take(&mut r.data.records)),
+                        Ok(r) if throttled && held => r.data.records.clear(),
+                        Ok(r) => {
+                            r.data.records = budget.take(std::mem::take(&mut r.data.records));
+                            if throttled {
+                                let n = r.data.records.len();
+                                crate::throttle::with(&throttles.leader, |b| b.spend(n));
+                            }
+                        }
                         // The follower needs our bounds to know where to go on.
                         Err(e) if e.code == ErrorCode::OffsetOutOfRange => {
                             return Err((e.clone(), Some(part.log_bounds())));

@@ -207,6 +207,9 @@ fn broker_configs(broker: &Broker) -> Vec<(&'static str, String)> {
             "log.retention.check.interval.ms",
             c.retention_check_interval_ms.to_string(),
         ),
+        // Kafka's default: unlimited (Long.MAX_VALUE); only ever set dynamically.
+        ("leader.replication.throttled.rate", i64::MAX.to_string()),
+        ("follower.replication.throttled.rate", i64::MAX.to_string()),
         (
             "broker.heartbeat.interval.ms",
             c.heartbeat_interval_ms.to_string(),
