@@ -1,8 +1,9 @@
 //! Partition reassignment on real `kavka` processes (Kafka's KIP-455): moves made with
 //! the CLI while acks=all producers write, one that waits for a down broker and whose
-//! leader is killed mid-move, checked by the history checker (nothing acknowledged lost,
-//! replicas identical, the old replicas' files gone); and the bad moves Kafka refuses,
-//! over raw AlterPartitionReassignments / ListPartitionReassignments and the CLI.
+//! leader is killed mid-move, and a broker whose data dir is deleted coming back empty,
+//! checked by the history checker (nothing acknowledged lost, replicas identical, the old
+//! replicas' files gone); replication throttles holding a move; and the bad moves Kafka
+//! refuses, over raw AlterPartitionReassignments / ListPartitionReassignments and the CLI.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 
@@ -174,6 +175,14 @@ async fn partitions_move_while_acks_all_producers_write_and_nothing_is_lost() {
     assert!(out.contains("Moved moving-0 to 4,2,3."), "{out}");
     wait_for_replicas(&bootstrap, "moving", 0, &[4, 2, 3]).await;
     wait_gone(&mut cluster, 1, "moving-0").await;
+    progress(&w, 30).await;
+
+    // Broker 4 (both partitions) loses its disk for good and comes back empty with the
+    // same id: it fetches its replicas again from the leaders and rejoins their ISR.
+    w.fault(&bootstrap, "moving", "kill", 4).await;
+    cluster.node(4).kill();
+    std::fs::remove_dir_all(cluster.node(4).data_dir()).unwrap();
+    cluster.node(4).start_again().await.unwrap();
     progress(&w, 30).await;
 
     let history = w.stop().await;
