@@ -283,6 +283,36 @@ pub fn parse_ops<'a>(
     Ok(out)
 }
 
+/// One entry of an AlterClientQuotas request as the client sent it, not yet checked:
+/// the controller checks it (so every listener gets the same answers).
+#[derive(Clone, Debug, PartialEq)]
+pub struct QuotaAlteration {
+    /// (entity type, name; `None`: the default), as on the wire.
+    pub entity: Vec<(String, Option<String>)>,
+    /// (key, value, remove), as on the wire.
+    pub ops: Vec<(String, f64, bool)>,
+}
+
+impl QuotaAlteration {
+    /// The entity and ops, checked as Kafka's controller checks them.
+    pub fn check(&self) -> Result<(QuotaEntity, Vec<QuotaOp>), KafkaError> {
+        let entity = QuotaEntity::from_components(
+            self.entity.iter().map(|(t, n)| (t.as_str(), n.as_deref())),
+        )?;
+        let ops = parse_ops(self.ops.iter().map(|(k, v, r)| (k.as_str(), *v, *r)))?;
+        Ok((entity, ops))
+    }
+}
+
+/// AlterClientQuotas' outcome for one entry, in request order.
+pub type AlterationOutcome = Result<(), KafkaError>;
+
+/// An entity with its quotas, as DescribeClientQuotas lists them.
+pub type QuotaEntry = (
+    QuotaEntity,
+    std::collections::BTreeMap<QuotaKey, QuotaValue>,
+);
+
 /// How a DescribeClientQuotas component matches an entity's part of its type.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ComponentMatch {
