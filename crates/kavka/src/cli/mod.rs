@@ -17,6 +17,7 @@ pub mod consume;
 pub mod group;
 pub mod produce;
 pub mod profile;
+pub mod quota;
 pub mod topic;
 pub mod user;
 pub mod watch;
