@@ -18,13 +18,24 @@ pub async fn call<R: Encodable, S: Decodable>(
     version: i16,
     req: &R,
 ) -> S {
+    call_as(conn, "raw-test", key, version, req).await
+}
+
+/// [`call`] with the client id `client_id`.
+pub async fn call_as<R: Encodable, S: Decodable>(
+    conn: &mut TcpStream,
+    client_id: &str,
+    key: ApiKey,
+    version: i16,
+    req: &R,
+) -> S {
     let mut buf = BytesMut::new();
     buf.put_i32(0);
     RequestHeader::default()
         .with_request_api_key(key as i16)
         .with_request_api_version(version)
         .with_correlation_id(7)
-        .with_client_id(Some(StrBytes::from_static_str("raw-test")))
+        .with_client_id(Some(StrBytes::from_string(client_id.to_string())))
         .encode(&mut buf, key.request_header_version(version))
         .unwrap();
     req.encode(&mut buf, version).unwrap();

@@ -1,7 +1,8 @@
 //! `kavka quota alter|describe`: client quotas (Kafka's `kafka-configs --entity-type
 //! users|clients`, over AlterClientQuotas and DescribeClientQuotas): on a user, a client
 //! id, or both, each a name or the default (`--user-defaults`, `--client-defaults`).
-//! Keys and values are checked by the controller, which names what was wrong.
+//! Keys and values are checked by the controller, which names what was wrong. The user
+//! is `--entity-user`, since the global `--user` is who the CLI authenticates as.
 
 use super::{OutputFormat, connect, print_json, table};
 use anyhow::{Context, bail};
@@ -12,9 +13,10 @@ use serde_json::json;
 /// The entity a command names (at least one part for `alter`).
 #[derive(Args, Debug, Default)]
 pub struct EntityArgs {
-    /// A user (the principal's name, e.g. alice for User:alice).
-    #[arg(long, conflicts_with = "user_defaults")]
-    user: Option<String>,
+    /// A user (the principal's name, e.g. alice for User:alice). Kafka's kafka-configs
+    /// calls it --user; here --user is who the CLI authenticates as.
+    #[arg(long, value_name = "USER", conflicts_with = "user_defaults")]
+    entity_user: Option<String>,
     /// The default user: every user without a quota of their own.
     #[arg(long)]
     user_defaults: bool,
@@ -28,7 +30,7 @@ pub struct EntityArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum QuotaCommand {
-    /// Set and remove quotas of one entity, e.g. `--user alice --client-id app --add
+    /// Set and remove quotas of one entity, e.g. `--entity-user alice --client-id app --add
     /// producer_byte_rate=1048576 --delete consumer_byte_rate`.
     Alter {
         #[command(flatten)]
@@ -59,8 +61,8 @@ pub enum QuotaCommand {
 
 fn parts(e: &EntityArgs) -> Vec<(EntityType, Option<&str>, bool)> {
     let mut out = Vec::new();
-    if e.user.is_some() || e.user_defaults {
-        out.push((EntityType::User, e.user.as_deref(), e.user_defaults));
+    if e.entity_user.is_some() || e.user_defaults {
+        out.push((EntityType::User, e.entity_user.as_deref(), e.user_defaults));
     }
     if e.client_id.is_some() || e.client_defaults {
         out.push((
@@ -83,7 +85,7 @@ fn alteration(
         .map(|(t, name, _)| (t.name().to_string(), name.map(str::to_string)))
         .collect();
     if entity.is_empty() {
-        bail!("name an entity: --user, --user-defaults, --client-id or --client-defaults");
+        bail!("name an entity: --entity-user, --user-defaults, --client-id or --client-defaults");
     }
     if add.is_empty() && delete.is_empty() {
         bail!("nothing to change: give --add key=value or --delete key");
@@ -191,7 +193,7 @@ mod tests {
 
     fn entity(user: Option<&str>, user_defaults: bool, client: Option<&str>) -> EntityArgs {
         EntityArgs {
-            user: user.map(str::to_string),
+            entity_user: user.map(str::to_string),
             user_defaults,
             client_id: client.map(str::to_string),
             client_defaults: false,
