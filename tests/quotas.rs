@@ -147,32 +147,7 @@ async fn describe(
 
 /// One batch of `n` bytes of value (one record, not idempotent).
 fn batch(n: usize) -> Bytes {
-    let record = kafka_protocol::records::Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: kafka_protocol::records::TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: 1_000,
-        key: None,
-        value: Some(Bytes::from(vec![b'q'; n])),
-        headers: Default::default(),
-    };
-    let mut buf = bytes::BytesMut::new();
-    kafka_protocol::records::RecordBatchEncoder::encode(
-        &mut buf,
-        [&record],
-        &kafka_protocol::records::RecordEncodeOptions {
-            version: 2,
-            compression: kafka_protocol::records::Compression::None,
-        },
-    )
-    .unwrap();
-    buf.freeze()
+    raw_kafka::record_batch(Bytes::from(vec![b'q'; n]), -1, -1, 1_000)
 }
 
 /// Produces `records` to quotas-0 as `client_id`: (error code, throttle_time_ms).

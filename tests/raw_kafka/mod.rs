@@ -61,3 +61,35 @@ pub async fn call_as<R: Encodable, S: Decodable>(
 pub fn topic(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
 }
+
+/// One RecordBatch v2 of one record holding `value`, from `producer_id` (-1: not
+/// idempotent, epoch -1 too) at `sequence`, uncompressed.
+#[allow(dead_code)] // not every test file that shares this module produces
+pub fn record_batch(value: Bytes, producer_id: i64, sequence: i32, timestamp: i64) -> Bytes {
+    let record = kafka_protocol::records::Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id,
+        producer_epoch: if producer_id < 0 { -1 } else { 0 },
+        timestamp_type: kafka_protocol::records::TimestampType::Creation,
+        offset: 0,
+        sequence,
+        timestamp,
+        key: None,
+        value: Some(value),
+        headers: Default::default(),
+    };
+    let mut buf = BytesMut::new();
+    kafka_protocol::records::RecordBatchEncoder::encode(
+        &mut buf,
+        [&record],
+        &kafka_protocol::records::RecordEncodeOptions {
+            version: 2,
+            compression: kafka_protocol::records::Compression::None,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}

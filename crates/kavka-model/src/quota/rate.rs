@@ -108,7 +108,9 @@ impl RateWindow {
 /// within `quota` (Kafka's `QuotaUtils.throttleTime`): `(observed - quota) / quota *
 /// window`, rounded, 0 within the quota, at most [`THROTTLE_TIME_MAX_MS`].
 pub fn throttle_time_ms(observed: f64, quota: f64, window_ms: u64) -> u64 {
-    if !(quota > 0.0) || !(observed > quota) {
+    // NaN compares false either way: not over.
+    let over = quota > 0.0 && observed > quota;
+    if !over {
         return 0;
     }
     let ms = (observed - quota) / quota * window_ms as f64;

@@ -3,6 +3,11 @@
 use super::*;
 use std::collections::BTreeMap;
 
+/// An entity's (type, name) components, and what it reads as or the error's words.
+type EntityCase<'a> = (&'a [(&'a str, Option<&'a str>)], &'a str);
+/// (key, value, remove, Ok(value) or the error's words).
+type KeyCase<'a> = (&'a str, f64, bool, Result<Option<f64>, &'a str>);
+
 fn n(s: &str) -> EntityName {
     EntityName::Name(s.into())
 }
@@ -13,7 +18,7 @@ fn entity(user: Option<EntityName>, client: Option<EntityName>) -> QuotaEntity {
 
 #[test]
 fn entities_are_checked_as_kafka_does() {
-    let ok: &[(&[(&str, Option<&str>)], &str)] = &[
+    let ok: &[EntityCase] = &[
         (&[("user", Some("alice"))], "user=alice"),
         (&[("user", None)], "user=<default>"),
         (
@@ -26,7 +31,7 @@ fn entities_are_checked_as_kafka_does() {
         let e = QuotaEntity::from_components(components.iter().copied()).unwrap();
         assert_eq!(e.to_string(), *want);
     }
-    let bad: &[(&[(&str, Option<&str>)], &str)] = &[
+    let bad: &[EntityCase] = &[
         (&[], "Invalid empty client quota entity"),
         (
             &[("group", Some("g"))],
@@ -48,8 +53,7 @@ fn entities_are_checked_as_kafka_does() {
 
 #[test]
 fn keys_and_values_are_checked_as_kafka_does() {
-    // (key, value, remove, Ok(value) or the error's words)
-    let table: &[(&str, f64, bool, Result<Option<f64>, &str>)] = &[
+    let table: &[KeyCase] = &[
         (
             "producer_byte_rate",
             1_048_576.0,
