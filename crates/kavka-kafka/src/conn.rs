@@ -5,7 +5,10 @@
 //! Invariant: anything that cannot be decoded closes this connection only, with one
 //! warning naming the peer and the reason. A known API at a version the codec knows but
 //! this broker does not serve gets that API's UNSUPPORTED_VERSION answer where its
-//! response has room for one; ApiVersions at any version gets Kafka's v0 fallback.
+//! response has room for one; ApiVersions at any version gets Kafka's v0 fallback. A
+//! request that leaves its client over a quota (a throttle time) mutes the connection:
+//! nothing more is read from it until the throttle time has passed (Kafka's muted
+//! channel, KIP-219).
 
 use crate::response_frame::ResponseFrame;
 use crate::sasl::{self, SaslSession};
@@ -302,7 +305,7 @@ pub(crate) async fn run<S>(
                         tracing::warn!(%peer, api = ?key, "closing Kafka connection: a request before SASL authentication on a SASL listener (is the client configured for SASL?)");
                         return;
                     } else if versions::supported(key, version) {
-                        throttle_ms.store(0, std::sync::atomic::Ordering::Relaxed);
+                        throttle_ms.store(0, Ordering::Relaxed);
                         let span = tracing::debug_span!("kafka_request", api = ?key, version, correlation_id = header.correlation_id);
                         let client_id = header.client_id.as_deref().unwrap_or("");
                         let ctx = api::Ctx {
