@@ -518,3 +518,28 @@ pub async fn settled_high_watermarks(
     let settled = std::mem::take(&mut *out.lock().unwrap_or_else(|p| p.into_inner()));
     Ok(settled)
 }
+
+/// Kills every node of `cluster`, then checks `history` against the logs on disk
+/// ([`verify`]); panics (fails the test) unless the report holds. The report is printed
+/// and returned for further checks.
+#[allow(clippy::unwrap_used, clippy::panic)] // test support: a failure is a panic
+pub fn stop_and_verify(
+    cluster: &mut crate::Cluster,
+    history: &History,
+    topic: &str,
+    high_watermarks: &BTreeMap<i32, i64>,
+) -> Report {
+    for n in &mut cluster.nodes {
+        n.kill();
+    }
+    let dirs: Vec<_> = cluster
+        .nodes
+        .iter()
+        .map(|n| (n.node_id(), n.data_dir()))
+        .collect();
+    let report = verify(history, topic, &dirs, high_watermarks)
+        .unwrap_or_else(|e| panic!("cannot check the history: {e:#}"));
+    println!("history check: {}", report.summary());
+    assert!(report.ok(), "{report:#?}");
+    report
+}

@@ -95,28 +95,6 @@ async fn progress(w: &Workload, more: usize) {
     .unwrap();
 }
 
-/// Kills every node, then checks `history` against the logs on disk; the report must
-/// hold (it is printed, and returned for further checks).
-fn stop_and_verify(
-    cluster: &mut Cluster,
-    history: &checker::History,
-    topic: &str,
-    hws: &std::collections::BTreeMap<i32, i64>,
-) -> checker::Report {
-    for n in &mut cluster.nodes {
-        n.kill();
-    }
-    let dirs: Vec<_> = cluster
-        .nodes
-        .iter()
-        .map(|n| (n.node_id(), n.data_dir()))
-        .collect();
-    let report = checker::verify(history, topic, &dirs, hws).unwrap();
-    println!("history check: {}", report.summary());
-    assert!(report.ok(), "{report:#?}");
-    report
-}
-
 /// Stops the workload, lets every replica catch up, stops the nodes and checks the logs.
 async fn finish(mut cluster: Cluster, w: Workload, topic: &str, rf: usize) -> checker::Report {
     let history = w.stop().await;
@@ -124,7 +102,7 @@ async fn finish(mut cluster: Cluster, w: Workload, topic: &str, rf: usize) -> ch
     let hws = checker::settled_high_watermarks(&bootstrap, topic, rf, Duration::from_secs(90))
         .await
         .unwrap();
-    let report = stop_and_verify(&mut cluster, &history, topic, &hws);
+    let report = checker::stop_and_verify(&mut cluster, &history, topic, &hws);
     assert!(report.acked > 0);
     report
 }
@@ -199,7 +177,7 @@ async fn rapid_double_failover_loses_no_acknowledged_record() {
     let hws = checker::settled_high_watermarks(&bootstrap, "double", 3, Duration::from_secs(90))
         .await
         .unwrap();
-    let report = stop_and_verify(&mut cluster, &history, "double", &hws);
+    let report = checker::stop_and_verify(&mut cluster, &history, "double", &hws);
     assert_eq!(report.faults, 4);
     assert!(report.acked >= 400);
 }
@@ -253,7 +231,7 @@ async fn full_cluster_restart_keeps_acknowledged_records() {
     let hws = checker::settled_high_watermarks(&bootstrap, "restart", 3, Duration::from_secs(90))
         .await
         .unwrap();
-    let report = stop_and_verify(&mut cluster, &history, "restart", &hws);
+    let report = checker::stop_and_verify(&mut cluster, &history, "restart", &hws);
     assert!(report.acked >= 100);
 }
 
@@ -459,7 +437,7 @@ async fn follower_far_behind_catches_up_and_matches() {
         .await
         .unwrap();
     assert_eq!(hws[&0], 20_000);
-    stop_and_verify(&mut cluster, &checker::History::default(), "behind", &hws);
+    checker::stop_and_verify(&mut cluster, &checker::History::default(), "behind", &hws);
 }
 
 /// Kafka's follower behind the leader's log start: while it was down, retention on the
@@ -575,7 +553,7 @@ async fn divergent_suffix_is_truncated_after_failover() {
         log.contains("truncating divergent suffix"),
         "no truncation in:\n{log}"
     );
-    stop_and_verify(&mut cluster, &checker::History::default(), "diverge", &hws);
+    checker::stop_and_verify(&mut cluster, &checker::History::default(), "diverge", &hws);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -807,7 +785,7 @@ async fn frozen_preferred_replica_is_never_elected_and_nothing_is_duplicated() {
     let hws = checker::settled_high_watermarks(&bootstrap, "pref", 3, Duration::from_secs(90))
         .await
         .unwrap();
-    let report = stop_and_verify(&mut cluster, &history, "pref", &hws);
+    let report = checker::stop_and_verify(&mut cluster, &history, "pref", &hws);
     assert_eq!(report.faults, 2);
 }
 

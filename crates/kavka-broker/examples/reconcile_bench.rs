@@ -52,6 +52,8 @@ fn hosting_image() -> MetadataImage {
                 leader: BrokerId(2),
                 leader_epoch: LeaderEpoch(0),
                 partition_epoch: 0,
+                adding_replicas: vec![],
+                removing_replicas: vec![],
             }));
         }
     }

@@ -217,6 +217,8 @@ impl Partition {
                 }
             }
         }
+        // A replica a reassignment removed is no longer followed (nor proposed for the ISR).
+        st.followers.retain(|b, _| reg.replicas.contains(b));
         st.role = role.clone();
         st.leader_epoch = reg.leader_epoch;
         if st.partition_epoch != reg.partition_epoch {

@@ -3,6 +3,7 @@
 use crate::connection::Client;
 use crate::error::ClientError;
 use kavka_model::BrokerId;
+use kavka_model::admin::{OngoingMove, PartitionMove, PartitionOutcome, PartitionRef};
 use kavka_proto::conv::check;
 use kavka_proto::v1;
 use std::collections::BTreeMap;
@@ -141,6 +142,43 @@ impl Client {
             .await?
             .into_inner()
             .results)
+    }
+
+    /// Starts (or, with a `None` target, cancels) partition moves; one outcome per move,
+    /// in order.
+    pub async fn alter_partition_reassignments(
+        &mut self,
+        moves: &[PartitionMove],
+    ) -> Result<Vec<PartitionOutcome>, ClientError> {
+        Ok(self
+            .admin
+            .alter_partition_reassignments(v1::AlterPartitionReassignmentsRequest {
+                moves: moves.iter().map(v1::PartitionMove::from).collect(),
+            })
+            .await?
+            .into_inner()
+            .results
+            .into_iter()
+            .map(PartitionOutcome::from)
+            .collect())
+    }
+
+    /// The ongoing partition moves (all of them, or those of `only`).
+    pub async fn list_partition_reassignments(
+        &mut self,
+        only: &[PartitionRef],
+    ) -> Result<Vec<OngoingMove>, ClientError> {
+        Ok(self
+            .admin
+            .list_partition_reassignments(v1::ListPartitionReassignmentsRequest {
+                partitions: only.iter().map(v1::ElectLeadersPartition::from).collect(),
+            })
+            .await?
+            .into_inner()
+            .moves
+            .into_iter()
+            .map(OngoingMove::from)
+            .collect())
     }
 
     pub async fn alter_configs(

@@ -10,12 +10,12 @@ use crate::control::brokers::{self, Heartbeat, HeartbeatReply, RegisterBroker};
 use crate::control::liveness::{Electable, ElectionRules, SessionView};
 use crate::control::partitions::{self, AlterPartition};
 use crate::control::topics::{self, CreateTopic, GrowTopic, TopicDefaults};
-use crate::control::{Decision, acls, broker_configs, quotas, users};
+use crate::control::{Decision, acls, broker_configs, quotas, reassign, users};
 use crate::quorum::{Quorum, QuorumError};
 use crate::types::{NodeId, VoterNode};
 use kavka_metadata::{ConfigResource, MetadataImage, MetadataRecord, TopicId};
 use kavka_model::acl::{AclBinding, AclFilter};
-use kavka_model::admin::ElectionType;
+use kavka_model::admin::{ElectionType, PartitionMove};
 use kavka_model::quota::{AlterationOutcome, QuotaAlteration};
 use kavka_model::scram::{ScramCredential, ScramMechanism, UserOutcome};
 use kavka_model::{BrokerId, DynamicBrokerConfig, ErrorCode, KafkaError, PartitionId};
@@ -395,7 +395,12 @@ impl Controller {
                         records: vec![],
                         reply: Err(e),
                     },
-                    Ok(()) => partitions::alter_partition(img, &req, &stopping),
+                    Ok(()) => {
+                        let electable = self.electable(img);
+                        partitions::alter_partition(img, &req, &stopping, &|b| {
+                            electable.is_ready(b)
+                        })
+                    }
                 },
             )
             .await??)
@@ -457,6 +462,21 @@ impl Controller {
         };
         self.decide(|img| elect(img, only.as_deref(), &stopping, &self.electable(img)))
             .await
+    }
+
+    /// Starts or cancels partition moves (AlterPartitionReassignments); one result per
+    /// move, in order, once the changes commit.
+    pub async fn alter_reassignments(
+        &self,
+        moves: Vec<PartitionMove>,
+    ) -> Result<Vec<partitions::ElectionResult>, ControllerError> {
+        let stopping = self.shutting_down();
+        self.decide(|img| {
+            let electable = self.electable(img);
+            let ready = |b: BrokerId| electable.is_ready(b) && !stopping.contains(&b);
+            reassign::alter_reassignments(img, &moves, &ready)
+        })
+        .await
     }
 
     /// The broker's session stream dropped: fence it unless it comes back within the grace.

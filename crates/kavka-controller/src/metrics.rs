@@ -176,6 +176,8 @@ mod tests {
                 leader: BrokerId(leader),
                 leader_epoch: LeaderEpoch(0),
                 partition_epoch: 0,
+                adding_replicas: vec![],
+                removing_replicas: vec![],
             }));
         }
         if elr {

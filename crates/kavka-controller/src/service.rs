@@ -9,6 +9,7 @@ use crate::controller::{Controller, ControllerError};
 use crate::quorum::MetadataUpdate;
 use kavka_metadata::Endpoint;
 use kavka_model::acl::{AclBinding, AclFilter};
+use kavka_model::admin::PartitionMove;
 use kavka_model::{BrokerId, ErrorCode, KafkaError, LeaderEpoch, PartitionId, TopicConfig};
 use kavka_proto::conv::{acl_filter_from_request, acl_from_request, status};
 use kavka_proto::v1::{
@@ -543,6 +544,36 @@ impl Svc for ControllerService {
             })),
             Err(e) => match self.forward_target(&e).await {
                 Some(mut c) => c.elect_leaders(inner).await,
+                None => Err(to_status(&e)),
+            },
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(moves = req.get_ref().moves.len()))]
+    async fn alter_partition_reassignments(
+        &self,
+        req: Request<v1::AlterPartitionReassignmentsRequest>,
+    ) -> Result<Response<v1::AlterPartitionReassignmentsResponse>, Status> {
+        let inner = req.into_inner();
+        let moves = inner
+            .moves
+            .iter()
+            .cloned()
+            .map(PartitionMove::from)
+            .collect();
+        match self.controller.alter_reassignments(moves).await {
+            Ok(results) => Ok(Response::new(v1::AlterPartitionReassignmentsResponse {
+                results: results
+                    .into_iter()
+                    .map(|(topic, p, r)| v1::PartitionMoveResult {
+                        topic,
+                        partition: p.0,
+                        error: r.err().map(Into::into),
+                    })
+                    .collect(),
+            })),
+            Err(e) => match self.forward_target(&e).await {
+                Some(mut c) => c.alter_partition_reassignments(inner).await,
                 None => Err(to_status(&e)),
             },
         }

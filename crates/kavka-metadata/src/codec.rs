@@ -227,6 +227,8 @@ impl From<&MetadataRecord> for v1::MetadataRecordV1 {
                 leader: p.leader.0,
                 leader_epoch: p.leader_epoch.0,
                 partition_epoch: p.partition_epoch,
+                adding_replicas: ids(&p.adding_replicas),
+                removing_replicas: ids(&p.removing_replicas),
             }),
             MetadataRecord::PartitionChange(c) => {
                 Record::PartitionChange(v1::PartitionChangeRecord {
@@ -236,6 +238,8 @@ impl From<&MetadataRecord> for v1::MetadataRecordV1 {
                     isr: id_list(&c.isr),
                     replicas: id_list(&c.replicas),
                     eligible_leader_replicas: id_list(&c.eligible_leader_replicas),
+                    adding_replicas: id_list(&c.adding_replicas),
+                    removing_replicas: id_list(&c.removing_replicas),
                 })
             }
             MetadataRecord::RemoveTopic { topic_id } => {
@@ -399,6 +403,8 @@ impl TryFrom<v1::PartitionRecord> for PartitionRecord {
             leader: BrokerId(p.leader),
             leader_epoch: LeaderEpoch(p.leader_epoch),
             partition_epoch: p.partition_epoch,
+            adding_replicas: broker_ids(p.adding_replicas),
+            removing_replicas: broker_ids(p.removing_replicas),
         })
     }
 }
@@ -418,6 +424,8 @@ impl TryFrom<v1::PartitionChangeRecord> for PartitionChangeRecord {
             isr: opt_ids(c.isr),
             replicas: opt_ids(c.replicas),
             eligible_leader_replicas: opt_ids(c.eligible_leader_replicas),
+            adding_replicas: opt_ids(c.adding_replicas),
+            removing_replicas: opt_ids(c.removing_replicas),
         })
     }
 }

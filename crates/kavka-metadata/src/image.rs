@@ -48,11 +48,41 @@ pub struct PartitionRegistration {
     pub leader: BrokerId,
     pub leader_epoch: LeaderEpoch,
     pub partition_epoch: i32,
+    /// Replicas an ongoing reassignment adds (in `replicas` too); empty when none is.
+    #[serde(default)]
+    pub adding_replicas: Vec<BrokerId>,
+    /// Replicas an ongoing reassignment removes (in `replicas` until it completes).
+    #[serde(default)]
+    pub removing_replicas: Vec<BrokerId>,
 }
 
 impl PartitionRegistration {
     pub fn has_leader(&self) -> bool {
         self.leader != crate::NO_LEADER
+    }
+
+    /// True while a reassignment is moving this partition.
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
+    }
+
+    /// The replicas it is moving to: `replicas` without those being removed (all of them
+    /// when no reassignment is ongoing).
+    pub fn target_replicas(&self) -> Vec<BrokerId> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|b| !self.removing_replicas.contains(b))
+            .collect()
+    }
+
+    /// The replicas it had before the reassignment: `replicas` without those being added.
+    pub fn original_replicas(&self) -> Vec<BrokerId> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|b| !self.adding_replicas.contains(b))
+            .collect()
     }
 }
 
@@ -198,6 +228,8 @@ impl MetadataImage {
                     leader: p.leader,
                     leader_epoch: p.leader_epoch,
                     partition_epoch: p.partition_epoch,
+                    adding_replicas: p.adding_replicas.clone(),
+                    removing_replicas: p.removing_replicas.clone(),
                 }));
                 if !p.eligible_leader_replicas.is_empty() {
                     // A change record would bump the partition epoch: write the ELR through

@@ -35,6 +35,12 @@ pub struct PartitionRecord {
     pub leader: BrokerId,
     pub leader_epoch: LeaderEpoch,
     pub partition_epoch: i32,
+    /// Replicas an ongoing reassignment adds (KIP-455); empty when none is ongoing.
+    #[serde(default)]
+    pub adding_replicas: Vec<BrokerId>,
+    /// Replicas an ongoing reassignment removes once the added ones are in sync.
+    #[serde(default)]
+    pub removing_replicas: Vec<BrokerId>,
 }
 
 /// A change to a partition; absent fields are unchanged.
@@ -47,6 +53,12 @@ pub struct PartitionChangeRecord {
     pub replicas: Option<Vec<BrokerId>>,
     /// Eligible leader replicas (KIP-966).
     pub eligible_leader_replicas: Option<Vec<BrokerId>>,
+    /// Replicas a reassignment adds; `Some(vec![])` ends the reassignment.
+    #[serde(default)]
+    pub adding_replicas: Option<Vec<BrokerId>>,
+    /// Replicas a reassignment removes; `Some(vec![])` ends the reassignment.
+    #[serde(default)]
+    pub removing_replicas: Option<Vec<BrokerId>>,
 }
 
 impl PartitionChangeRecord {
@@ -59,6 +71,8 @@ impl PartitionChangeRecord {
             isr: None,
             replicas: None,
             eligible_leader_replicas: None,
+            adding_replicas: None,
+            removing_replicas: None,
         }
     }
 }

@@ -166,6 +166,8 @@ impl MetadataImage {
                         leader: p.leader,
                         leader_epoch: p.leader_epoch,
                         partition_epoch: p.partition_epoch,
+                        adding_replicas: p.adding_replicas.clone(),
+                        removing_replicas: p.removing_replicas.clone(),
                     },
                 );
                 delta.partitions.insert((p.topic_id, p.partition));
@@ -192,6 +194,12 @@ impl MetadataImage {
                 }
                 if let Some(elr) = &c.eligible_leader_replicas {
                     p.eligible_leader_replicas = elr.clone();
+                }
+                if let Some(adding) = &c.adding_replicas {
+                    p.adding_replicas = adding.clone();
+                }
+                if let Some(removing) = &c.removing_replicas {
+                    p.removing_replicas = removing.clone();
                 }
                 p.partition_epoch += 1;
                 delta.partitions.insert((c.topic_id, c.partition));
@@ -344,6 +352,8 @@ mod tests {
                 leader: r[0],
                 leader_epoch: LeaderEpoch(0),
                 partition_epoch: 0,
+                adding_replicas: vec![],
+                removing_replicas: vec![],
             }));
         }
         out

@@ -92,17 +92,41 @@ impl ElectionType {
     }
 }
 
-/// One partition of a leader election.
+/// What one partition of a leader election or reassignment came to.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ElectionOutcome {
+pub struct PartitionOutcome {
     pub topic: String,
     pub partition: PartitionId,
-    /// ELECTION_NOT_NEEDED, PREFERRED_LEADER_NOT_AVAILABLE (preferred),
-    /// ELIGIBLE_LEADERS_NOT_AVAILABLE (unclean), UNKNOWN_TOPIC_OR_PARTITION.
+    /// Elections: ELECTION_NOT_NEEDED, PREFERRED_LEADER_NOT_AVAILABLE (preferred),
+    /// ELIGIBLE_LEADERS_NOT_AVAILABLE (unclean). Reassignments:
+    /// INVALID_REPLICA_ASSIGNMENT, REASSIGNMENT_IN_PROGRESS, NO_REASSIGNMENT_IN_PROGRESS.
+    /// Both: UNKNOWN_TOPIC_OR_PARTITION.
     pub result: Result<(), KafkaError>,
 }
 
-/// A partition named by a client for an election: the topic as sent.
+/// One partition of an AlterPartitionReassignments: move it to `target` (preferred leader
+/// first), or cancel its ongoing move (`None`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionMove {
+    pub partition: PartitionRef,
+    pub target: Option<Vec<BrokerId>>,
+}
+
+/// A partition being moved (Kafka's OngoingPartitionReassignment), with its ISR and
+/// leader so a caller sees how far it got.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OngoingMove {
+    pub topic: String,
+    pub partition: PartitionId,
+    /// The target's replicas, then those being removed.
+    pub replicas: Vec<BrokerId>,
+    pub adding: Vec<BrokerId>,
+    pub removing: Vec<BrokerId>,
+    pub isr: Vec<BrokerId>,
+    pub leader: Option<BrokerId>,
+}
+
+/// A partition named by a client for an election or a move: the topic as sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PartitionRef {
     pub topic: String,

@@ -92,6 +92,7 @@ error_codes! {
     LogDirNotFound = 57, "LOG_DIR_NOT_FOUND";
     SaslAuthenticationFailed = 58, "SASL_AUTHENTICATION_FAILED";
     UnknownProducerId = 59, "UNKNOWN_PRODUCER_ID";
+    ReassignmentInProgress = 60, "REASSIGNMENT_IN_PROGRESS";
     NonEmptyGroup = 68, "NON_EMPTY_GROUP";
     GroupIdNotFound = 69, "GROUP_ID_NOT_FOUND";
     FencedLeaderEpoch = 74, "FENCED_LEADER_EPOCH";
@@ -105,6 +106,7 @@ error_codes! {
     FencedInstanceId = 82, "FENCED_INSTANCE_ID";
     EligibleLeadersNotAvailable = 83, "ELIGIBLE_LEADERS_NOT_AVAILABLE";
     ElectionNotNeeded = 84, "ELECTION_NOT_NEEDED";
+    NoReassignmentInProgress = 85, "NO_REASSIGNMENT_IN_PROGRESS";
     GroupSubscribedToTopic = 86, "GROUP_SUBSCRIBED_TO_TOPIC";
     FetchSessionIdNotFound = 70, "FETCH_SESSION_ID_NOT_FOUND";
     InvalidRecord = 87, "INVALID_RECORD";

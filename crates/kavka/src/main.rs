@@ -67,6 +67,9 @@ enum Command {
     /// ACLs: who may do what to which topic, group, transactional id or the cluster.
     #[command(subcommand)]
     Acl(cli::acl::AclCommand),
+    /// Partition moves (Kafka's reassignment): move, list ongoing moves, cancel.
+    #[command(subcommand)]
+    Partition(cli::partition::PartitionCommand),
     /// SCRAM users: create (password from stdin), delete, list.
     #[command(subcommand)]
     User(cli::user::UserCommand),
@@ -146,6 +149,7 @@ fn main() -> ExitCode {
             Command::Acl(cmd) => cli::acl::run(&bootstrap, cmd).await,
             Command::User(cmd) => cli::user::run(&bootstrap, cmd).await,
             Command::Quota(cmd) => cli::quota::run(&bootstrap, cmd).await,
+            Command::Partition(cmd) => cli::partition::run(&bootstrap, cmd).await,
             Command::Produce(args) => cli::produce::run(&bootstrap, args).await,
             Command::Consume(args) => cli::consume::run(&bootstrap, args).await,
             Command::Group(cmd) => cli::group::run(&bootstrap, cmd).await,

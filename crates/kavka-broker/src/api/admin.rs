@@ -12,8 +12,8 @@ use crate::session::ControllerSession;
 use kavka_metadata::{ConfigResource, MetadataImage};
 use kavka_model::acl::{AclBinding, AclFilter};
 use kavka_model::admin::{
-    AlterConfigs, ConfigTarget, ElectionOutcome, ElectionType, NewPartitions, NewTopic,
-    PartitionRef, TopicOutcome,
+    AlterConfigs, ConfigTarget, ElectionType, NewPartitions, NewTopic, OngoingMove, PartitionMove,
+    PartitionOutcome, PartitionRef, TopicOutcome,
 };
 use kavka_model::quota::{AlterationOutcome, QuotaAlteration};
 use kavka_model::scram::{ScramCredential, ScramMechanism, UserOutcome};
@@ -306,7 +306,7 @@ impl Admin {
         &self,
         partitions: &[PartitionRef],
         kind: ElectionType,
-    ) -> Result<Vec<ElectionOutcome>, KafkaError> {
+    ) -> Result<Vec<PartitionOutcome>, KafkaError> {
         let outcomes = self.controllers.elect_leaders(partitions, kind).await?;
         let moved: Vec<(TopicName, kavka_model::PartitionId)> = outcomes
             .iter()
@@ -325,5 +325,64 @@ impl Admin {
         })
         .await?;
         Ok(outcomes)
+    }
+
+    /// Starts moves of partitions to new replicas, or cancels them (AlterPartitionReassignments);
+    /// one outcome per move, in order, once this broker's image shows each accepted one
+    /// (moving, or already done).
+    #[tracing::instrument(skip_all, fields(moves = moves.len()))]
+    pub async fn alter_reassignments(
+        &self,
+        moves: &[PartitionMove],
+    ) -> Result<Vec<PartitionOutcome>, KafkaError> {
+        let outcomes = self.controllers.alter_reassignments(moves).await?;
+        let accepted: Vec<(TopicName, kavka_model::PartitionId, Option<Vec<BrokerId>>)> = moves
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, o)| o.result.is_ok())
+            .filter_map(|(m, _)| {
+                let topic = TopicName::new(m.partition.topic.clone()).ok()?;
+                Some((topic, m.partition.partition, m.target.clone()))
+            })
+            .collect();
+        self.await_image("the partition reassignment", |img| {
+            accepted.iter().all(|(topic, p, target)| {
+                img.topic_by_name(topic)
+                    .and_then(|t| t.partitions.get(p))
+                    .is_none_or(|reg| match target {
+                        Some(target) => reg.target_replicas() == *target,
+                        None => !reg.is_reassigning(),
+                    })
+            })
+        })
+        .await?;
+        Ok(outcomes)
+    }
+
+    /// The ongoing moves (ListPartitionReassignments) of `only` (None: all), from this
+    /// broker's image; a named partition that is not moving is left out, as Kafka does.
+    pub fn list_reassignments(&self, only: Option<&[PartitionRef]>) -> Vec<OngoingMove> {
+        let image = self.replicas.image();
+        let mut out = Vec::new();
+        for t in image.topics() {
+            for (&p, reg) in &t.partitions {
+                let named = only.is_none_or(|only| {
+                    only.iter()
+                        .any(|r| r.partition == p && r.topic == t.name.as_str())
+                });
+                if reg.is_reassigning() && named {
+                    out.push(OngoingMove {
+                        topic: t.name.to_string(),
+                        partition: p,
+                        replicas: reg.replicas.clone(),
+                        adding: reg.adding_replicas.clone(),
+                        removing: reg.removing_replicas.clone(),
+                        isr: reg.isr.clone(),
+                        leader: reg.has_leader().then_some(reg.leader),
+                    });
+                }
+            }
+        }
+        out
     }
 }

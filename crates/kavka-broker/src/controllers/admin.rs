@@ -6,8 +6,8 @@
 use super::Controllers;
 use kavka_model::acl::{AclBinding, AclFilter};
 use kavka_model::admin::{
-    AlterConfigs, ElectionOutcome, ElectionType, NewPartitions, NewTopic, PartitionRef,
-    TopicOutcome,
+    AlterConfigs, ElectionType, NewPartitions, NewTopic, PartitionMove, PartitionOutcome,
+    PartitionRef, TopicOutcome,
 };
 use kavka_model::quota::{AlterationOutcome, QuotaAlteration};
 use kavka_model::scram::{ScramCredential, ScramMechanism, UserOutcome};
@@ -94,7 +94,7 @@ impl Controllers {
         &self,
         partitions: &[PartitionRef],
         kind: ElectionType,
-    ) -> Result<Vec<ElectionOutcome>, KafkaError> {
+    ) -> Result<Vec<PartitionOutcome>, KafkaError> {
         let req = v1::ElectLeadersRequest {
             partitions: partitions
                 .iter()
@@ -111,7 +111,32 @@ impl Controllers {
         Ok(resp
             .results
             .into_iter()
-            .map(ElectionOutcome::from)
+            .map(PartitionOutcome::from)
+            .collect())
+    }
+
+    /// AlterPartitionReassignments: one outcome per move, in order.
+    pub async fn alter_reassignments(
+        &self,
+        moves: &[PartitionMove],
+    ) -> Result<Vec<PartitionOutcome>, KafkaError> {
+        let req = v1::AlterPartitionReassignmentsRequest {
+            moves: moves.iter().map(v1::PartitionMove::from).collect(),
+        };
+        let resp = self
+            .call(|mut c| {
+                let req = req.clone();
+                async move {
+                    c.alter_partition_reassignments(req)
+                        .await
+                        .map(|r| r.into_inner())
+                }
+            })
+            .await?;
+        Ok(resp
+            .results
+            .into_iter()
+            .map(PartitionOutcome::from)
             .collect())
     }
 

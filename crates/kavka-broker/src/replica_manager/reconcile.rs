@@ -373,6 +373,8 @@ mod tests {
                     leader: BrokerId(1),
                     leader_epoch: LeaderEpoch(0),
                     partition_epoch: 0,
+                    adding_replicas: vec![],
+                    removing_replicas: vec![],
                 }));
             }
         }
@@ -451,6 +453,8 @@ mod tests {
                         leader: BrokerId(2),
                         leader_epoch: LeaderEpoch(0),
                         partition_epoch: 0,
+                        adding_replicas: vec![],
+                        removing_replicas: vec![],
                     }),
                 ],
                 Some(vec![tp("a", 0), tp("a", 1)]),

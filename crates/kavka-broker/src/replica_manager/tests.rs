@@ -40,6 +40,8 @@ fn topic(
             replicas: r,
             leader_epoch: LeaderEpoch(0),
             partition_epoch: 0,
+            adding_replicas: vec![],
+            removing_replicas: vec![],
         }));
     }
     for (k, v) in configs {

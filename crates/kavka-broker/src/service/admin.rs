@@ -8,7 +8,9 @@ use crate::replica_manager::{PartitionState, TopicSummary};
 use crate::session::ControllerSession;
 use kavka_model::ConfigEntry;
 use kavka_model::acl::{AclBinding, AclFilter, Operation, Resource};
-use kavka_model::admin::{AlterConfigs, ConfigTarget, NewPartitions, NewTopic, PartitionRef};
+use kavka_model::admin::{
+    AlterConfigs, ConfigTarget, NewPartitions, NewTopic, PartitionMove, PartitionRef,
+};
 use kavka_proto::conv::{acl_filter_from_request, acl_from_request, scram_changes, status};
 use kavka_proto::v1::{self, admin_service_server::AdminService as Admin};
 use std::sync::Arc;
@@ -413,6 +415,45 @@ impl Admin for AdminService {
             .map_err(|e| status(&e))?;
         Ok(Response::new(v1::ElectLeadersResponse {
             results: outcomes.iter().map(v1::ElectLeadersResult::from).collect(),
+        }))
+    }
+
+    async fn alter_partition_reassignments(
+        &self,
+        req: Request<v1::AlterPartitionReassignmentsRequest>,
+    ) -> Result<Response<v1::AlterPartitionReassignmentsResponse>, Status> {
+        self.require(&req, [(Operation::Alter, Resource::cluster())])?;
+        let moves: Vec<PartitionMove> = req
+            .into_inner()
+            .moves
+            .into_iter()
+            .map(PartitionMove::from)
+            .collect();
+        let outcomes = self
+            .api
+            .alter_reassignments(&moves)
+            .await
+            .map_err(|e| status(&e))?;
+        Ok(Response::new(v1::AlterPartitionReassignmentsResponse {
+            results: outcomes.iter().map(v1::PartitionMoveResult::from).collect(),
+        }))
+    }
+
+    async fn list_partition_reassignments(
+        &self,
+        req: Request<v1::ListPartitionReassignmentsRequest>,
+    ) -> Result<Response<v1::ListPartitionReassignmentsResponse>, Status> {
+        self.require(&req, [(Operation::Describe, Resource::cluster())])?;
+        let named: Vec<PartitionRef> = req
+            .into_inner()
+            .partitions
+            .into_iter()
+            .map(PartitionRef::from)
+            .collect();
+        let only = (!named.is_empty()).then_some(named.as_slice());
+        let moves = self.api.list_reassignments(only);
+        Ok(Response::new(v1::ListPartitionReassignmentsResponse {
+            moves: moves.iter().map(v1::OngoingMove::from).collect(),
         }))
     }
 

@@ -10,6 +10,7 @@ pub mod partitions;
 pub mod placement;
 pub mod producer_ids;
 pub mod quotas;
+pub mod reassign;
 pub mod topics;
 pub mod users;
 

@@ -41,7 +41,7 @@ struct Target {
     elr: Vec<BrokerId>,
 }
 
-fn topic_config(image: &MetadataImage, t: &TopicImage) -> TopicConfig {
+pub(crate) fn topic_config(image: &MetadataImage, t: &TopicImage) -> TopicConfig {
     TopicConfig::from_stored(&image.configs(&ConfigResource::Topic(t.name.clone()))).0
 }
 
@@ -479,10 +479,14 @@ pub struct AlterPartition {
 
 /// Checks an AlterPartition against the current registration (compare-and-set on the
 /// partition epoch) and returns the change; the reply is the ISR that will be committed.
+/// An expansion that brings every target replica of an ongoing move into the ISR also
+/// completes the move ([`super::reassign`]), handing leadership to a `ready` target
+/// replica if the leader is leaving.
 pub fn alter_partition(
     image: &MetadataImage,
     req: &AlterPartition,
     shutting_down: &BTreeSet<BrokerId>,
+    ready: &dyn Fn(BrokerId) -> bool,
 ) -> Decision<Result<Vec<BrokerId>, KafkaError>> {
     let refuse = |code, message: String| Decision {
         records: vec![],
@@ -564,6 +568,23 @@ pub fn alter_partition(
         elr: eligible(reg, &isr, min_isr),
         isr: isr.clone(),
     };
+    if reg.is_reassigning() {
+        let next = PartitionRegistration {
+            isr: target.isr.clone(),
+            eligible_leader_replicas: target.elr.clone(),
+            ..reg.clone()
+        };
+        let ready = |b: BrokerId| ready(b) && unfenced(image, b) && !shutting_down.contains(&b);
+        if let Some(done) = super::reassign::complete(&next, &ready) {
+            tracing::info!(partition = %tp, replicas = ?done.replicas, leader = %done.leader, "reassignment complete");
+            return Decision {
+                records: super::reassign::change(t.id, req.partition, reg, &done)
+                    .into_iter()
+                    .collect(),
+                reply: Ok(done.isr),
+            };
+        }
+    }
     Decision {
         records: change(t.id, req.partition, reg, target)
             .into_iter()
@@ -620,6 +641,8 @@ mod tests {
             leader: b(leader),
             leader_epoch: LeaderEpoch(0),
             partition_epoch: 0,
+            adding_replicas: vec![],
+            removing_replicas: vec![],
         }));
         for (k, v) in configs {
             records.push(MetadataRecord::Config {
@@ -1081,7 +1104,7 @@ mod tests {
             new_isr: bs(isr),
         };
         let none = BTreeSet::new();
-        let d = alter_partition(&img, &req(1, 0, 0, &[2, 1]), &none);
+        let d = alter_partition(&img, &req(1, 0, 0, &[2, 1]), &none, &|_| true);
         assert_eq!(d.reply, Ok(bs(&[1, 2])), "kept in replica order");
         let reg = apply(&img, &d.records);
         assert_eq!(
@@ -1097,13 +1120,13 @@ mod tests {
             (req(1, 0, 0, &[1, 4]), ErrorCode::InvalidRequest),
             (req(1, 0, 0, &[1, 1]), ErrorCode::InvalidRequest),
         ] {
-            let d = alter_partition(&img, &r, &none);
+            let d = alter_partition(&img, &r, &none, &|_| true);
             assert_eq!(d.reply.unwrap_err().code, code, "{r:?}");
             assert!(d.records.is_empty());
         }
         // Adding a fenced broker back is refused.
         let shrunk = image(3, &[3], &[1, 2, 3], &[1, 2], 1, &[]);
-        let d = alter_partition(&shrunk, &req(1, 0, 0, &[1, 2, 3]), &none);
+        let d = alter_partition(&shrunk, &req(1, 0, 0, &[1, 2, 3]), &none, &|_| true);
         assert_eq!(d.reply.unwrap_err().code, ErrorCode::IneligibleReplica);
     }
 

@@ -295,6 +295,8 @@ mod tests {
                 leader: r[0],
                 leader_epoch: kavka_model::LeaderEpoch(0),
                 partition_epoch: 0,
+                adding_replicas: vec![],
+                removing_replicas: vec![],
             }));
         }
         let img = img.replay(img.offset + 1, &records).0;

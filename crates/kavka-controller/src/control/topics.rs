@@ -150,6 +150,8 @@ fn new_partition(
         replicas,
         leader_epoch: LeaderEpoch(0),
         partition_epoch: 0,
+        adding_replicas: vec![],
+        removing_replicas: vec![],
     })
 }
 

@@ -14,7 +14,7 @@ use crate::Broker;
 use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
 use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse, TopicName};
 use kavka_model::acl::{Operation, Resource};
-use kavka_model::admin::{ElectionOutcome, ElectionType, PartitionRef};
+use kavka_model::admin::{ElectionType, PartitionOutcome, PartitionRef};
 use kavka_model::{ErrorCode, KafkaError, PartitionId};
 use std::collections::BTreeMap;
 
@@ -61,7 +61,7 @@ pub(crate) async fn elect_leaders(
 /// request order grouped by topic; the request's error also at the top from v1.
 fn answer(
     asked: &[PartitionRef],
-    decided: Result<Vec<ElectionOutcome>, KafkaError>,
+    decided: Result<Vec<PartitionOutcome>, KafkaError>,
     version: i16,
 ) -> ElectLeadersResponse {
     let mut top = ErrorCode::None.code();
@@ -140,17 +140,17 @@ mod tests {
         let ok = answer(
             &asked,
             Ok(vec![
-                ElectionOutcome {
+                PartitionOutcome {
                     topic: "a".into(),
                     partition: PartitionId(0),
                     result: Ok(()),
                 },
-                ElectionOutcome {
+                PartitionOutcome {
                     topic: "b".into(),
                     partition: PartitionId(1),
                     result: Err(KafkaError::new(ErrorCode::ElectionNotNeeded, "led")),
                 },
-                ElectionOutcome {
+                PartitionOutcome {
                     topic: "a".into(),
                     partition: PartitionId(2),
                     result: Ok(()),

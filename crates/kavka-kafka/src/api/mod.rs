@@ -11,6 +11,7 @@ mod logs;
 mod metadata;
 mod producers;
 mod quotas;
+mod reassign;
 mod users;
 
 use crate::Broker;
@@ -208,6 +209,12 @@ pub(crate) async fn handle(
         RequestKind::ElectLeaders(r) => {
             ResponseKind::ElectLeaders(elect::elect_leaders(broker, ctx, r).await)
         }
+        RequestKind::AlterPartitionReassignments(r) => ResponseKind::AlterPartitionReassignments(
+            reassign::alter_partition_reassignments(broker, ctx, r).await,
+        ),
+        RequestKind::ListPartitionReassignments(r) => ResponseKind::ListPartitionReassignments(
+            reassign::list_partition_reassignments(broker, ctx, r),
+        ),
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(producers::init_producer_id(broker, ctx, r).await)
         }

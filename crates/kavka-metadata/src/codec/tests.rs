@@ -100,6 +100,19 @@ pub(crate) fn samples() -> Vec<MetadataRecord> {
             leader: BrokerId(3),
             leader_epoch: LeaderEpoch(7),
             partition_epoch: 12,
+            adding_replicas: vec![],
+            removing_replicas: vec![],
+        }),
+        MetadataRecord::Partition(PartitionRecord {
+            topic_id: topic_id(),
+            partition: PartitionId(5),
+            replicas: vec![BrokerId(4), BrokerId(2), BrokerId(1)],
+            isr: vec![BrokerId(2), BrokerId(1)],
+            leader: BrokerId(1),
+            leader_epoch: LeaderEpoch(2),
+            partition_epoch: 3,
+            adding_replicas: vec![BrokerId(4)],
+            removing_replicas: vec![BrokerId(1)],
         }),
         MetadataRecord::PartitionChange(PartitionChangeRecord {
             leader: Some(BrokerId(-1)),
@@ -107,6 +120,12 @@ pub(crate) fn samples() -> Vec<MetadataRecord> {
             replicas: None,
             eligible_leader_replicas: Some(vec![BrokerId(1)]),
             ..PartitionChangeRecord::new(topic_id(), PartitionId(4))
+        }),
+        MetadataRecord::PartitionChange(PartitionChangeRecord {
+            replicas: Some(vec![BrokerId(4), BrokerId(2)]),
+            adding_replicas: Some(vec![]),
+            removing_replicas: Some(vec![]),
+            ..PartitionChangeRecord::new(topic_id(), PartitionId(5))
         }),
         MetadataRecord::RemoveTopic {
             topic_id: topic_id(),

@@ -4,8 +4,8 @@
 
 use crate::v1;
 use kavka_model::admin::{
-    AlterConfigs, ConfigTarget, ElectionOutcome, ElectionType, NewPartitions, NewTopic,
-    PartitionRef, TopicOutcome,
+    AlterConfigs, ConfigTarget, ElectionType, NewPartitions, NewTopic, OngoingMove, PartitionMove,
+    PartitionOutcome, PartitionRef, TopicOutcome,
 };
 use kavka_model::epoch::{EpochAnswer, EpochEnd, EpochQuery};
 use kavka_model::{BrokerId, ErrorCode, KafkaError, LeaderEpoch, Offset, PartitionId, TopicId};
@@ -193,9 +193,9 @@ impl From<&PartitionRef> for v1::ElectLeadersPartition {
     }
 }
 
-impl From<v1::ElectLeadersResult> for ElectionOutcome {
+impl From<v1::ElectLeadersResult> for PartitionOutcome {
     fn from(r: v1::ElectLeadersResult) -> Self {
-        ElectionOutcome {
+        PartitionOutcome {
             result: crate::conv::check(r.error.as_ref()),
             topic: r.topic,
             partition: PartitionId(r.partition),
@@ -203,12 +203,84 @@ impl From<v1::ElectLeadersResult> for ElectionOutcome {
     }
 }
 
-impl From<&ElectionOutcome> for v1::ElectLeadersResult {
-    fn from(o: &ElectionOutcome) -> Self {
+impl From<&PartitionOutcome> for v1::ElectLeadersResult {
+    fn from(o: &PartitionOutcome) -> Self {
         v1::ElectLeadersResult {
             topic: o.topic.clone(),
             partition: o.partition.0,
             error: error_of(&o.result),
+        }
+    }
+}
+
+impl From<v1::PartitionMove> for PartitionMove {
+    fn from(m: v1::PartitionMove) -> Self {
+        PartitionMove {
+            target: (!m.cancel).then(|| brokers(&m.replicas)),
+            partition: PartitionRef {
+                topic: m.topic,
+                partition: PartitionId(m.partition),
+            },
+        }
+    }
+}
+
+impl From<&PartitionMove> for v1::PartitionMove {
+    fn from(m: &PartitionMove) -> Self {
+        v1::PartitionMove {
+            topic: m.partition.topic.clone(),
+            partition: m.partition.partition.0,
+            replicas: m.target.as_deref().map(ids).unwrap_or_default(),
+            cancel: m.target.is_none(),
+        }
+    }
+}
+
+impl From<v1::PartitionMoveResult> for PartitionOutcome {
+    fn from(r: v1::PartitionMoveResult) -> Self {
+        PartitionOutcome {
+            result: crate::conv::check(r.error.as_ref()),
+            topic: r.topic,
+            partition: PartitionId(r.partition),
+        }
+    }
+}
+
+impl From<&PartitionOutcome> for v1::PartitionMoveResult {
+    fn from(o: &PartitionOutcome) -> Self {
+        v1::PartitionMoveResult {
+            topic: o.topic.clone(),
+            partition: o.partition.0,
+            error: error_of(&o.result),
+        }
+    }
+}
+
+/// `leader` -1: none.
+impl From<v1::OngoingMove> for OngoingMove {
+    fn from(m: v1::OngoingMove) -> Self {
+        OngoingMove {
+            topic: m.topic,
+            partition: PartitionId(m.partition),
+            replicas: brokers(&m.replicas),
+            adding: brokers(&m.adding_replicas),
+            removing: brokers(&m.removing_replicas),
+            isr: brokers(&m.isr),
+            leader: (m.leader >= 0).then_some(BrokerId(m.leader)),
+        }
+    }
+}
+
+impl From<&OngoingMove> for v1::OngoingMove {
+    fn from(m: &OngoingMove) -> Self {
+        v1::OngoingMove {
+            topic: m.topic.clone(),
+            partition: m.partition.0,
+            replicas: ids(&m.replicas),
+            adding_replicas: ids(&m.adding),
+            removing_replicas: ids(&m.removing),
+            isr: ids(&m.isr),
+            leader: m.leader.map_or(-1, |b| b.0),
         }
     }
 }
@@ -341,6 +413,33 @@ mod tests {
         });
         let e = bad.result.err().map(|e| e.message).unwrap_or_default();
         assert!(e.contains("'c'") && e.contains("not-a-uuid"), "{e}");
+    }
+
+    #[test]
+    fn moves_round_trip_with_cancel_as_no_target() {
+        let at = PartitionRef {
+            topic: "orders".into(),
+            partition: PartitionId(3),
+        };
+        for target in [Some(vec![BrokerId(4), BrokerId(2)]), None] {
+            let m = PartitionMove {
+                partition: at.clone(),
+                target,
+            };
+            assert_eq!(PartitionMove::from(v1::PartitionMove::from(&m)), m);
+        }
+        for leader in [Some(BrokerId(2)), None] {
+            let o = OngoingMove {
+                topic: "orders".into(),
+                partition: PartitionId(3),
+                replicas: vec![BrokerId(4), BrokerId(2), BrokerId(1)],
+                adding: vec![BrokerId(4)],
+                removing: vec![BrokerId(1)],
+                isr: vec![BrokerId(2), BrokerId(1)],
+                leader,
+            };
+            assert_eq!(OngoingMove::from(v1::OngoingMove::from(&o)), o);
+        }
     }
 
     #[test]

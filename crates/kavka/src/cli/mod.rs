@@ -15,6 +15,7 @@ pub mod acl;
 pub mod cluster;
 pub mod consume;
 pub mod group;
+pub mod partition;
 pub mod produce;
 pub mod profile;
 pub mod quota;
