@@ -213,6 +213,13 @@ const SECURITY_CHECKS: &str = "
 | kcat, confluent-kafka, kafka-python | SSL, SASL_SSL (SCRAM), mutual TLS with and without a client certificate | tests/tls.rs |
 | confluent-kafka | produce (plain and idempotent), consume in a group, create/delete topic, describe/alter configs, create ACLs, list topics: allowed per ACL, else TOPIC_/GROUP_/CLUSTER_AUTHORIZATION_FAILED | tests/authz.rs |
 | kcat | a producer without WRITE gets \"Topic authorization failed\"; an anonymous (PLAINTEXT) client sees no topics | tests/authz.rs |
+
+## APIs no client here has an admin call for (raw-protocol tests)
+
+| API | versions | test |
+|---|---|---|
+| AlterClientQuotas | 0-1 | tests/quotas.rs: set over Kafka and the CLI, validate_only, INVALID_REQUEST per bad entry, CLUSTER_AUTHORIZATION_FAILED without ALTER_CONFIGS |
+| DescribeClientQuotas | 0-1 | tests/quotas.rs: EXACT, DEFAULT and SPECIFIED matches, strict, INVALID_REQUEST for a bad filter, CLUSTER_AUTHORIZATION_FAILED without DESCRIBE_CONFIGS |
 ";
 
 fn write_matrix(rows: &[Row]) {

@@ -19,32 +19,12 @@ use tokio::net::TcpStream;
 
 /// One batch of one record, from `producer_id` (-1: not idempotent) at `sequence`.
 fn batch(value: &str, producer_id: i64, sequence: i32) -> Bytes {
-    let record = kafka_protocol::records::Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
+    raw_kafka::record_batch(
+        Bytes::from(value.to_string()),
         producer_id,
-        producer_epoch: if producer_id < 0 { -1 } else { 0 },
-        timestamp_type: kafka_protocol::records::TimestampType::Creation,
-        offset: 0,
         sequence,
-        timestamp: 1_000 + i64::from(sequence.max(0)),
-        key: None,
-        value: Some(Bytes::from(value.to_string())),
-        headers: Default::default(),
-    };
-    let mut buf = bytes::BytesMut::new();
-    kafka_protocol::records::RecordBatchEncoder::encode(
-        &mut buf,
-        [&record],
-        &kafka_protocol::records::RecordEncodeOptions {
-            version: 2,
-            compression: kafka_protocol::records::Compression::None,
-        },
+        1_000 + i64::from(sequence.max(0)),
     )
-    .unwrap();
-    buf.freeze()
 }
 
 const DEADLINE: Duration = Duration::from_secs(60);

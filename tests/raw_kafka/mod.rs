@@ -18,13 +18,24 @@ pub async fn call<R: Encodable, S: Decodable>(
     version: i16,
     req: &R,
 ) -> S {
+    call_as(conn, "raw-test", key, version, req).await
+}
+
+/// [`call`] with the client id `client_id`.
+pub async fn call_as<R: Encodable, S: Decodable>(
+    conn: &mut TcpStream,
+    client_id: &str,
+    key: ApiKey,
+    version: i16,
+    req: &R,
+) -> S {
     let mut buf = BytesMut::new();
     buf.put_i32(0);
     RequestHeader::default()
         .with_request_api_key(key as i16)
         .with_request_api_version(version)
         .with_correlation_id(7)
-        .with_client_id(Some(StrBytes::from_static_str("raw-test")))
+        .with_client_id(Some(StrBytes::from_string(client_id.to_string())))
         .encode(&mut buf, key.request_header_version(version))
         .unwrap();
     req.encode(&mut buf, version).unwrap();
@@ -49,4 +60,36 @@ pub async fn call<R: Encodable, S: Decodable>(
 #[allow(dead_code)] // not every test file that shares this module names topics
 pub fn topic(name: &str) -> TopicName {
     TopicName(StrBytes::from_string(name.to_string()))
+}
+
+/// One RecordBatch v2 of one record holding `value`, from `producer_id` (-1: not
+/// idempotent, epoch -1 too) at `sequence`, uncompressed.
+#[allow(dead_code)] // not every test file that shares this module produces
+pub fn record_batch(value: Bytes, producer_id: i64, sequence: i32, timestamp: i64) -> Bytes {
+    let record = kafka_protocol::records::Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id,
+        producer_epoch: if producer_id < 0 { -1 } else { 0 },
+        timestamp_type: kafka_protocol::records::TimestampType::Creation,
+        offset: 0,
+        sequence,
+        timestamp,
+        key: None,
+        value: Some(value),
+        headers: Default::default(),
+    };
+    let mut buf = BytesMut::new();
+    kafka_protocol::records::RecordBatchEncoder::encode(
+        &mut buf,
+        [&record],
+        &kafka_protocol::records::RecordEncodeOptions {
+            version: 2,
+            compression: kafka_protocol::records::Compression::None,
+        },
+    )
+    .unwrap();
+    buf.freeze()
 }

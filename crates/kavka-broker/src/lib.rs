@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod node;
 mod partition;
 pub mod producer_ids;
+pub mod quotas;
 mod records;
 mod replica_manager;
 pub mod service;

@@ -132,6 +132,14 @@ pub(crate) fn record_fetch<'a>(
     }
 }
 
+/// Counts a client throttled for going over its `quota` (`producer_byte_rate`, ...):
+/// one request, and the time it waits. Labelled by quota type only (bounded).
+pub(crate) fn record_throttle(quota: &'static str, throttle_ms: u64) {
+    metrics::counter!("kavka_quota_throttled_requests_total", "quota" => quota).increment(1);
+    metrics::counter!("kavka_quota_throttle_time_ms_total", "quota" => quota)
+        .increment(throttle_ms);
+}
+
 /// Per-broker sums over the hosted replicas.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Totals {
@@ -276,6 +284,14 @@ fn describe() {
         describe_counter!(
             "kavka_partition_errors_total",
             "Produce and fetch partition errors, by Kafka error code"
+        );
+        describe_counter!(
+            "kavka_quota_throttled_requests_total",
+            "Requests of clients over their client quota, answered with a throttle time"
+        );
+        describe_counter!(
+            "kavka_quota_throttle_time_ms_total",
+            "Milliseconds clients over their client quota were told to wait (Kafka's throttle-time)"
         );
         describe_counter!(
             "kavka_group_rebalances_total",

@@ -16,6 +16,7 @@ mod group_consumer;
 mod group_lag;
 mod groups;
 mod producer;
+mod quotas;
 mod users;
 
 pub use admin::{NewTopic, TopicInfo};

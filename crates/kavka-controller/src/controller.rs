@@ -10,12 +10,13 @@ use crate::control::brokers::{self, Heartbeat, HeartbeatReply, RegisterBroker};
 use crate::control::liveness::{Electable, ElectionRules, SessionView};
 use crate::control::partitions::{self, AlterPartition};
 use crate::control::topics::{self, CreateTopic, GrowTopic, TopicDefaults};
-use crate::control::{Decision, acls, broker_configs, reassign, users};
+use crate::control::{Decision, acls, broker_configs, quotas, reassign, users};
 use crate::quorum::{Quorum, QuorumError};
 use crate::types::{NodeId, VoterNode};
 use kavka_metadata::{ConfigResource, MetadataImage, MetadataRecord, TopicId};
 use kavka_model::acl::{AclBinding, AclFilter};
 use kavka_model::admin::{ElectionType, PartitionMove};
+use kavka_model::quota::{AlterationOutcome, QuotaAlteration};
 use kavka_model::scram::{ScramCredential, ScramMechanism, UserOutcome};
 use kavka_model::{BrokerId, DynamicBrokerConfig, ErrorCode, KafkaError, PartitionId};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -287,6 +288,16 @@ impl Controller {
         deletions: Vec<(String, ScramMechanism)>,
     ) -> Result<Vec<UserOutcome>, ControllerError> {
         self.decide(|img| users::alter_user_scram_credentials(img, &upsertions, &deletions))
+            .await
+    }
+
+    /// AlterClientQuotas: one outcome per entry, in order; `validate_only` writes nothing.
+    pub async fn alter_client_quotas(
+        &self,
+        entries: Vec<QuotaAlteration>,
+        validate_only: bool,
+    ) -> Result<Vec<AlterationOutcome>, ControllerError> {
+        self.decide(|img| quotas::alter_client_quotas(img, &entries, validate_only))
             .await
     }
 

@@ -297,6 +297,28 @@ impl Svc for ControllerService {
         }
     }
 
+    #[tracing::instrument(skip_all, fields(entries = req.get_ref().entries.len(), validate_only = req.get_ref().validate_only))]
+    async fn alter_client_quotas(
+        &self,
+        req: Request<v1::AlterClientQuotasRequest>,
+    ) -> Result<Response<v1::AlterClientQuotasResponse>, Status> {
+        let inner = req.into_inner();
+        let entries = kavka_proto::conv::quota_alterations(&inner);
+        match self
+            .controller
+            .alter_client_quotas(entries.clone(), inner.validate_only)
+            .await
+        {
+            Ok(results) => Ok(Response::new(
+                kavka_proto::conv::alter_client_quotas_response(&entries, results),
+            )),
+            Err(e) => match self.forward_target(&e).await {
+                Some(mut c) => c.alter_client_quotas(inner).await,
+                None => Err(to_status(&e)),
+            },
+        }
+    }
+
     #[tracing::instrument(skip_all)]
     async fn create_partitions(
         &self,

@@ -5,7 +5,10 @@
 //! Invariant: anything that cannot be decoded closes this connection only, with one
 //! warning naming the peer and the reason. A known API at a version the codec knows but
 //! this broker does not serve gets that API's UNSUPPORTED_VERSION answer where its
-//! response has room for one; ApiVersions at any version gets Kafka's v0 fallback.
+//! response has room for one; ApiVersions at any version gets Kafka's v0 fallback. A
+//! request that leaves its client over a quota (a throttle time) mutes the connection:
+//! nothing more is read from it until the throttle time has passed (Kafka's muted
+//! channel, KIP-219).
 
 use crate::response_frame::ResponseFrame;
 use crate::sasl::{self, SaslSession};
@@ -17,6 +20,7 @@ use kavka_model::ErrorCode;
 use kavka_model::acl::{Caller, Principal};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tracing::Instrument;
@@ -189,6 +193,30 @@ async fn sasl_step(
     }
 }
 
+/// Waits out the throttle time the last request set (then clears it): the connection is
+/// muted, as Kafka mutes a throttled channel. False when the node shuts down meanwhile.
+async fn mute(throttle_ms: &AtomicU64, shutdown: &mut watch::Receiver<bool>) -> bool {
+    let ms = throttle_ms.swap(0, Ordering::Relaxed);
+    if ms == 0 {
+        return true;
+    }
+    tokio::select! {
+        () = tokio::time::sleep(std::time::Duration::from_millis(ms)) => true,
+        _ = shutdown.changed() => false,
+    }
+}
+
+/// Whether clients of `key` at `version` wait out a throttle themselves (KIP-219: Produce
+/// v6+, Fetch v8+, and every version of the APIs newer than it); older ones are answered
+/// only once the throttle time has passed.
+fn throttled_by_client(key: Option<ApiKey>, version: i16) -> bool {
+    match key {
+        Some(ApiKey::Produce) => version >= 6,
+        Some(ApiKey::Fetch) => version >= 8,
+        _ => true,
+    }
+}
+
 /// Serves one connection until the peer leaves, it must be closed, or `shutdown`.
 pub(crate) async fn run<S>(
     broker: Arc<Broker>,
@@ -213,6 +241,8 @@ pub(crate) async fn run<S>(
             .any(|l| **l == *listener)
             .then(|| SaslSession::new(&cfg.sasl_enabled_mechanisms));
         let mut close_after = false;
+        // The throttle time the last request set (a client quota), in ms.
+        let throttle_ms = AtomicU64::new(0);
         // When the SASL session ends (connections.max.reauth.ms after authenticating).
         let mut session_expires: Option<std::time::Instant> = None;
         // The client certificate's principal (mutual TLS), else anonymous, until SASL
@@ -237,6 +267,7 @@ pub(crate) async fn run<S>(
                     return;
                 }
             };
+            let (mut answered_key, mut answered_version) = (None, 0);
             let answer = match decode(frame) {
                 Err(reason) => {
                     tracing::warn!(%peer, %reason, "closing Kafka connection");
@@ -254,6 +285,7 @@ pub(crate) async fn run<S>(
                     request,
                 }) => {
                     let version = header.request_api_version;
+                    (answered_key, answered_version) = (Some(key), version);
                     let unauthenticated = sasl.as_ref().is_some_and(|s| s.principal().is_none());
                     if let Some(p) = sasl.as_ref().and_then(SaslSession::principal)
                         && caller.principal != *p
@@ -273,6 +305,7 @@ pub(crate) async fn run<S>(
                         tracing::warn!(%peer, api = ?key, "closing Kafka connection: a request before SASL authentication on a SASL listener (is the client configured for SASL?)");
                         return;
                     } else if versions::supported(key, version) {
+                        throttle_ms.store(0, Ordering::Relaxed);
                         let span = tracing::debug_span!("kafka_request", api = ?key, version, correlation_id = header.correlation_id);
                         let client_id = header.client_id.as_deref().unwrap_or("");
                         let ctx = api::Ctx {
@@ -281,13 +314,21 @@ pub(crate) async fn run<S>(
                             client_id,
                             client_host: &client_host,
                             caller: &caller,
+                            throttle_ms: &throttle_ms,
                         };
                         let started = std::time::Instant::now();
                         let answered = api::handle(&broker, &ctx, *request).instrument(span).await;
                         crate::metrics::request_done(crate::metrics::api_label(key), started);
                         match answered {
                             Some(body) => body,
-                            None => continue, // acks=0: Kafka sends no response
+                            None => {
+                                // acks=0: Kafka sends no response, but still mutes a
+                                // throttled connection.
+                                if !mute(&throttle_ms, &mut shutdown).await {
+                                    return;
+                                }
+                                continue;
+                            }
                         }
                     } else {
                         match api::unsupported(*request) {
@@ -308,6 +349,12 @@ pub(crate) async fn run<S>(
                     return;
                 }
             };
+            // A throttled client of an old version (no client-side throttling) gets its
+            // answer late; a new one at once, and backs off itself (KIP-219). Either way
+            // the connection reads nothing more until the throttle time has passed.
+            if !throttled_by_client(answered_key, answered_version) && !mute(&throttle_ms, &mut shutdown).await {
+                return;
+            }
             // One writev per up to 64 chunks; the body (and its record buffers) is gone
             // already, so each chunk is freed once it is written.
             if let Err(e) = wr.write_all_buf(&mut frame).await {
@@ -315,6 +362,9 @@ pub(crate) async fn run<S>(
                 return;
             }
             if close_after {
+                return;
+            }
+            if !mute(&throttle_ms, &mut shutdown).await {
                 return;
             }
         }

@@ -47,6 +47,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteAcls, 1, 3),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::AlterClientQuotas, 0, 1),
     // v0 is advertised because librdkafka requires it in the range before it will use
     // v1 with SaslAuthenticate; a client that then sends v0's raw (unframed) tokens is
     // closed, as those bytes are not a Kafka request.

@@ -18,6 +18,7 @@ use crate::records::{
     ConfigResource, MetadataRecord, PartitionChangeRecord, PartitionRecord, RegisterBrokerRecord,
     TopicId, TopicRecord,
 };
+use kavka_model::quota::{QuotaKey, QuotaValue};
 use kavka_model::scram::{ScramCredential, ScramMechanism};
 use kavka_model::{BrokerId, LeaderEpoch, PartitionId, TopicName};
 use kavka_proto::v1;
@@ -280,6 +281,13 @@ impl From<&MetadataRecord> for v1::MetadataRecordV1 {
                     mechanism: i32::from(mechanism.code()),
                 })
             }
+            MetadataRecord::ClientQuota { entity, key, value } => {
+                Record::ClientQuota(v1::ClientQuotaRecord {
+                    entity: kavka_proto::conv::quota_entity_components(entity),
+                    key: key.name().to_string(),
+                    value: value.map(QuotaValue::get),
+                })
+            }
         };
         Self {
             record: Some(record),
@@ -493,6 +501,27 @@ impl TryFrom<v1::MetadataRecordV1> for MetadataRecord {
                 Self::RemoveUserScramCredential {
                     name: user_name(MSG, c.name)?,
                     mechanism: scram_mechanism(MSG, c.mechanism)?,
+                }
+            }
+            Record::ClientQuota(q) => {
+                const MSG: &str = "ClientQuotaRecord";
+                let invalid = |field: &'static str| {
+                    move |e: kavka_model::KafkaError| DecodeError::Invalid {
+                        message: MSG,
+                        field,
+                        reason: e.message,
+                    }
+                };
+                let key = QuotaKey::parse(&q.key).map_err(invalid("key"))?;
+                Self::ClientQuota {
+                    entity: kavka_proto::conv::quota_entity(&q.entity)
+                        .map_err(invalid("entity"))?,
+                    key,
+                    value: q
+                        .value
+                        .map(|v| key.value(v))
+                        .transpose()
+                        .map_err(invalid("value"))?,
                 }
             }
         })

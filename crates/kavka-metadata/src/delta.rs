@@ -16,6 +16,8 @@ pub struct MetadataDelta {
     pub acls: bool,
     /// Users whose SCRAM credentials were set or removed.
     pub scram_users: BTreeSet<String>,
+    /// Whether any client quota was set or removed.
+    pub client_quotas: bool,
 }
 
 impl MetadataDelta {
@@ -27,5 +29,6 @@ impl MetadataDelta {
             && self.configs.is_empty()
             && !self.acls
             && self.scram_users.is_empty()
+            && !self.client_quotas
     }
 }

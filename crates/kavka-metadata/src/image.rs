@@ -7,6 +7,7 @@ use crate::records::{
 };
 use crate::replay::ReplayError;
 use kavka_model::acl::Acls;
+use kavka_model::quota::{QuotaEntity, QuotaKey, QuotaValue};
 use kavka_model::scram::{ScramCredential, ScramMechanism};
 use kavka_model::{BrokerId, LeaderEpoch, PartitionId, TopicName};
 use serde::{Deserialize, Serialize};
@@ -107,6 +108,8 @@ pub struct MetadataImage {
     pub(crate) configs: Arc<BTreeMap<ConfigResource, BTreeMap<String, String>>>,
     pub(crate) acls: Arc<Acls>,
     pub(crate) scram: Arc<BTreeMap<(String, ScramMechanism), ScramCredential>>,
+    /// Client quotas by entity; an entity with no quota left is not kept.
+    pub(crate) client_quotas: Arc<BTreeMap<QuotaEntity, BTreeMap<QuotaKey, QuotaValue>>>,
 }
 
 impl MetadataImage {
@@ -167,6 +170,21 @@ impl MetadataImage {
     /// Every user with a SCRAM credential, with their credentials, by name.
     pub fn scram_users(&self) -> impl Iterator<Item = (&str, &ScramCredential)> {
         self.scram.iter().map(|((name, _), c)| (name.as_str(), c))
+    }
+
+    /// Every entity with client quotas, with them, by entity.
+    pub fn client_quotas(
+        &self,
+    ) -> impl Iterator<Item = (&QuotaEntity, &BTreeMap<QuotaKey, QuotaValue>)> {
+        self.client_quotas.iter()
+    }
+
+    /// The `key` quota set on exactly `entity`.
+    pub fn client_quota(&self, entity: &QuotaEntity, key: QuotaKey) -> Option<QuotaValue> {
+        self.client_quotas
+            .get(entity)
+            .and_then(|q| q.get(&key))
+            .copied()
     }
 
     /// Config overrides of a resource (empty if none).
@@ -250,6 +268,17 @@ impl MetadataImage {
                     credential: c.clone(),
                 }),
         );
+        for (entity, quotas) in self.client_quotas.iter() {
+            out.extend(
+                quotas
+                    .iter()
+                    .map(|(key, value)| MetadataRecord::ClientQuota {
+                        entity: entity.clone(),
+                        key: *key,
+                        value: Some(*value),
+                    }),
+            );
+        }
         out
     }
 

@@ -2,6 +2,7 @@
 //! in the metadata log. Names follow Kafka's KRaft records.
 
 use kavka_model::acl::AclBinding;
+use kavka_model::quota::{QuotaEntity, QuotaKey, QuotaValue};
 use kavka_model::scram::{ScramCredential, ScramMechanism};
 use kavka_model::{BrokerId, LeaderEpoch, PartitionId, TopicName};
 use serde::{Deserialize, Serialize};
@@ -136,5 +137,12 @@ pub enum MetadataRecord {
     RemoveUserScramCredential {
         name: String,
         mechanism: ScramMechanism,
+    },
+    /// A client quota is set (`Some`) or removed (`None`) on an entity (Kafka's
+    /// `ClientQuotaRecord`).
+    ClientQuota {
+        entity: QuotaEntity,
+        key: QuotaKey,
+        value: Option<QuotaValue>,
     },
 }

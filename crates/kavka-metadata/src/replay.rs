@@ -276,6 +276,23 @@ impl MetadataImage {
                     delta.acls = true;
                 }
             }
+            MetadataRecord::ClientQuota { entity, key, value } => {
+                let quotas = Arc::make_mut(&mut self.client_quotas);
+                match value {
+                    Some(v) => {
+                        quotas.entry(entity.clone()).or_default().insert(*key, *v);
+                    }
+                    None => {
+                        if let Some(q) = quotas.get_mut(entity) {
+                            q.remove(key);
+                            if q.is_empty() {
+                                quotas.remove(entity);
+                            }
+                        }
+                    }
+                }
+                delta.client_quotas = true;
+            }
         }
         Ok(())
     }
@@ -621,5 +638,45 @@ mod tests {
         let restored = MetadataImage::from_snapshot(img.offset, &img.snapshot_records()).unwrap();
         assert_eq!(restored, img);
         assert!(may_write(&restored));
+    }
+
+    #[test]
+    fn client_quotas_are_set_replaced_removed_and_kept_in_snapshots() {
+        use kavka_model::quota::{EntityName, QuotaEntity, QuotaKey};
+        let alice = QuotaEntity::new(Some(EntityName::Name("alice".into())), None).unwrap();
+        let key = QuotaKey::ProducerByteRate;
+        let set = |v: f64| MetadataRecord::ClientQuota {
+            entity: alice.clone(),
+            key,
+            value: Some(key.value(v).unwrap()),
+        };
+        let remove = MetadataRecord::ClientQuota {
+            entity: alice.clone(),
+            key,
+            value: None,
+        };
+        // (record, quota after, entities after)
+        let table = [
+            (set(1024.0), Some(1024.0), 1),
+            (set(2048.0), Some(2048.0), 1),
+            (remove.clone(), None, 0),
+            (remove, None, 0),
+            (set(4096.0), Some(4096.0), 1),
+        ];
+        let mut img = MetadataImage::empty();
+        for (record, want, entities) in table {
+            let (next, delta, refused) = img.replay(img.offset + 1, [&record]);
+            assert!(refused.is_empty());
+            assert!(delta.client_quotas && !delta.is_empty());
+            assert_eq!(
+                next.client_quota(&alice, key).map(|v| v.get()),
+                want,
+                "{record:?}"
+            );
+            assert_eq!(next.client_quotas().count(), entities);
+            img = next;
+        }
+        let restored = MetadataImage::from_snapshot(img.offset, &img.snapshot_records()).unwrap();
+        assert_eq!(restored, img);
     }
 }

@@ -1,6 +1,7 @@
 //! Kavka's shared vocabulary: the ids, offsets and epochs every other crate speaks in,
 //! Kafka's error codes, topic names and typed topic configs; the broker API's data and
-//! admin types (`data`, `admin`, `epoch`); ACLs and the authorization decision (`acl`).
+//! admin types (`data`, `admin`, `epoch`); ACLs and the authorization decision (`acl`);
+//! client quotas and their rate measurement (`quota`).
 //!
 //! Invariants: no I/O and no async here; every type validates on construction from
 //! untrusted input (`TopicName::new`, `TopicConfig::from_overrides`), so a value of these
@@ -17,6 +18,7 @@ pub mod failure_log;
 mod ids;
 pub mod logs;
 pub mod partitioner;
+pub mod quota;
 pub mod scram;
 mod topic;
 

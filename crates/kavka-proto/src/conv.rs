@@ -1,17 +1,23 @@
 //! Protobuf <-> model conversions: Kafka errors to and from `v1::Error`, and to gRPC
 //! statuses whose message starts with the Kafka error name (and whose `kafka-error-code`
 //! metadata carries the code) so any client can tell the errors apart; the broker API's
-//! admin and epoch messages (`admin`), and produce, fetch, ListOffsets and replica
+//! admin and epoch messages (`admin`), client quotas (`quota`), and produce, fetch, ListOffsets and replica
 //! fetch answers (`data`).
 
 mod acl;
 mod admin;
 mod data;
+mod quota;
 mod scram;
 
 pub use acl::{acl_filter_from_request, acl_from_request};
 pub use admin::election_type;
 pub use data::{UnaskedPartition, fetch_response, list_offsets_result, produce_result};
+pub use quota::{
+    alter_client_quotas_request, alter_client_quotas_response, client_quota_entries,
+    describe_client_quotas_request, quota_alterations, quota_entity, quota_entity_components,
+    quota_entries, quota_filter, raw_components,
+};
 pub use scram::{scram_changes, scram_credential_record};
 
 use crate::v1;

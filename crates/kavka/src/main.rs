@@ -73,6 +73,10 @@ enum Command {
     /// SCRAM users: create (password from stdin), delete, list.
     #[command(subcommand)]
     User(cli::user::UserCommand),
+    /// Client quotas (producer_byte_rate, consumer_byte_rate, request_percentage) on
+    /// users and client ids: alter, describe.
+    #[command(subcommand)]
+    Quota(cli::quota::QuotaCommand),
     /// Exit 0 if the node at --bootstrap serves (for container health checks).
     Health,
     /// Measure produce or consume throughput and latency.
@@ -144,6 +148,7 @@ fn main() -> ExitCode {
             Command::Topic(cmd) => cli::topic::run(&bootstrap, cmd).await,
             Command::Acl(cmd) => cli::acl::run(&bootstrap, cmd).await,
             Command::User(cmd) => cli::user::run(&bootstrap, cmd).await,
+            Command::Quota(cmd) => cli::quota::run(&bootstrap, cmd).await,
             Command::Partition(cmd) => cli::partition::run(&bootstrap, cmd).await,
             Command::Produce(args) => cli::produce::run(&bootstrap, args).await,
             Command::Consume(args) => cli::consume::run(&bootstrap, args).await,

@@ -15,6 +15,7 @@ use kavka_model::admin::{
     AlterConfigs, ConfigTarget, ElectionType, NewPartitions, NewTopic, OngoingMove, PartitionMove,
     PartitionOutcome, PartitionRef, TopicOutcome,
 };
+use kavka_model::quota::{AlterationOutcome, QuotaAlteration};
 use kavka_model::scram::{ScramCredential, ScramMechanism, UserOutcome};
 use kavka_model::{BrokerId, ConfigEntry, ErrorCode, KafkaError, TopicId, TopicName};
 use std::collections::BTreeMap;
@@ -260,6 +261,38 @@ impl Admin {
                 && removed
                     .iter()
                     .all(|(u, m)| img.scram_credential(u, *m).is_none())
+        })
+        .await?;
+        Ok(results)
+    }
+
+    /// Sets and removes client quotas; one outcome per entry, in order, once this
+    /// broker's image shows every change that succeeded (`validate_only`: checked,
+    /// nothing written).
+    #[tracing::instrument(skip_all, fields(entries = entries.len(), validate_only))]
+    pub async fn alter_client_quotas(
+        &self,
+        entries: &[QuotaAlteration],
+        validate_only: bool,
+    ) -> Result<Vec<AlterationOutcome>, KafkaError> {
+        let results = self
+            .controllers
+            .alter_client_quotas(entries, validate_only)
+            .await?;
+        if validate_only {
+            return Ok(results);
+        }
+        let applied: Vec<_> = entries
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| r.is_ok())
+            .filter_map(|(e, _)| e.check().ok())
+            .collect();
+        self.await_image("the client quota change", |img| {
+            applied.iter().all(|(entity, ops)| {
+                ops.iter()
+                    .all(|(key, value)| img.client_quota(entity, *key) == *value)
+            })
         })
         .await?;
         Ok(results)

@@ -13,7 +13,9 @@
 //!   OffsetForLeaderEpoch, metadata and topic descriptions;
 //! - the log operations (`logs`): DescribeLogDirs, DescribeProducers, DeleteRecords;
 //! - `groups`: the group coordinator;
-//! - `producers`: producer ids for idempotent producers.
+//! - `producers`: producer ids for idempotent producers;
+//! - `quotas`: DescribeClientQuotas, and the byte-rate throttle every listener asks for
+//!   on produce and consumer fetch (the writes are `admin`'s).
 //!
 //! Authorization (`authorize`) is the one check both listeners make before an
 //! operation acts.
@@ -26,6 +28,7 @@ pub mod admin;
 pub mod authorize;
 pub mod data;
 pub mod logs;
+pub mod quotas;
 
 pub use crate::replica_manager::topic_name;
 pub use admin::{Admin, AlteredConfigs};
@@ -53,6 +56,8 @@ pub struct BrokerApi {
     pub producers: Arc<ProducerIdManager>,
     /// Serves the data operations (`data`).
     replicas: Arc<ReplicaManager>,
+    /// Client quota measurements (`quotas`).
+    quotas: Arc<crate::quotas::ClientQuotaManager>,
 }
 
 impl BrokerApi {
@@ -67,6 +72,7 @@ impl BrokerApi {
             groups,
             producers,
             replicas,
+            quotas: Arc::new(crate::quotas::ClientQuotaManager::new()),
         }
     }
 

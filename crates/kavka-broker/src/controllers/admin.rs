@@ -9,7 +9,7 @@ use kavka_model::admin::{
     AlterConfigs, ElectionType, NewPartitions, NewTopic, PartitionMove, PartitionOutcome,
     PartitionRef, TopicOutcome,
 };
-
+use kavka_model::quota::{AlterationOutcome, QuotaAlteration};
 use kavka_model::scram::{ScramCredential, ScramMechanism, UserOutcome};
 use kavka_model::{ErrorCode, KafkaError};
 use kavka_proto::conv::scram_credential_record;
@@ -188,6 +188,34 @@ impl Controllers {
 }
 
 impl Controllers {
+    /// AlterClientQuotas: one outcome per entry, in order.
+    pub async fn alter_client_quotas(
+        &self,
+        entries: &[QuotaAlteration],
+        validate_only: bool,
+    ) -> Result<Vec<AlterationOutcome>, KafkaError> {
+        let req = kavka_proto::conv::alter_client_quotas_request(entries, validate_only);
+        let resp = self
+            .call(|mut c| {
+                let req = req.clone();
+                async move { c.alter_client_quotas(req).await.map(|r| r.into_inner()) }
+            })
+            .await?;
+        let mut results: Vec<AlterationOutcome> = resp
+            .results
+            .iter()
+            .map(|r| kavka_proto::conv::check(r.error.as_ref()))
+            .collect();
+        // One outcome per entry, whatever the controller answered.
+        results.resize_with(entries.len(), || {
+            Err(KafkaError::new(
+                ErrorCode::UnknownServerError,
+                "the controller gave no result for this entry",
+            ))
+        });
+        Ok(results)
+    }
+
     /// AlterUserScramCredentials: one result per user, in the order first named.
     pub async fn alter_user_scram_credentials(
         &self,

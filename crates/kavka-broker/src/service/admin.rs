@@ -149,6 +149,37 @@ impl Admin for AdminService {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn alter_client_quotas(
+        &self,
+        req: Request<v1::AlterClientQuotasRequest>,
+    ) -> Result<Response<v1::AlterClientQuotasResponse>, Status> {
+        self.require(&req, [(Operation::AlterConfigs, Resource::cluster())])?;
+        let inner = req.into_inner();
+        let entries = kavka_proto::conv::quota_alterations(&inner);
+        let results = self
+            .api
+            .alter_client_quotas(&entries, inner.validate_only)
+            .await
+            .map_err(|e| status(&e))?;
+        Ok(Response::new(
+            kavka_proto::conv::alter_client_quotas_response(&entries, results),
+        ))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn describe_client_quotas(
+        &self,
+        req: Request<v1::DescribeClientQuotasRequest>,
+    ) -> Result<Response<v1::DescribeClientQuotasResponse>, Status> {
+        self.require(&req, [(Operation::DescribeConfigs, Resource::cluster())])?;
+        let filter = kavka_proto::conv::quota_filter(req.get_ref()).map_err(|e| status(&e))?;
+        let entries = self.broker.describe_client_quotas(&filter);
+        Ok(Response::new(v1::DescribeClientQuotasResponse {
+            entries: kavka_proto::conv::client_quota_entries(&entries),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn describe_user_scram_credentials(
         &self,
         req: Request<v1::DescribeUserScramCredentialsRequest>,

@@ -7,11 +7,13 @@
 use super::auth;
 use crate::api::authorize::denied;
 use crate::api::{BrokerApi, in_request_order, topic_name};
+use crate::quotas::QuotaClient;
 use crate::records::NewRecord;
 use crate::replica_manager::{FetchPartitionParams, produce_timeout};
-use kavka_model::acl::{Operation, Resource, ResourceType};
+use kavka_model::acl::{Caller, Operation, Resource, ResourceType};
 use kavka_model::data::{Acks, OffsetSpec, ReplicaFetch};
 use kavka_model::epoch::EpochQuery;
+use kavka_model::quota::QuotaKey;
 use kavka_model::{ErrorCode, KafkaError, Offset, PartitionId, TopicPartition};
 use kavka_proto::conv::{
     UnaskedPartition, fetch_response, list_offsets_result, produce_result, status,
@@ -27,6 +29,24 @@ pub struct BrokerService {
 }
 
 impl BrokerService {
+    /// Records `bytes` against the caller's `key` quota and, when it is over, waits out
+    /// the throttle time before answering: gRPC answers carry no throttle time, so the
+    /// client is slowed as Kafka slowed clients before KIP-219. Cluster nodes are never
+    /// throttled; gRPC has no client id, so the user's quotas apply (with client id "").
+    async fn throttle(&self, caller: &Caller, key: QuotaKey, bytes: u64) {
+        if caller.is_cluster_node() {
+            return;
+        }
+        let client = QuotaClient {
+            user: caller.principal.name().to_string(),
+            client_id: String::new(),
+        };
+        let wait = self.api.throttle(key, &client, bytes, false);
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
     pub fn new(api: BrokerApi) -> Self {
         Self { api }
     }
@@ -87,12 +107,27 @@ impl Broker for BrokerService {
         req: Request<v1::ProduceRequest>,
     ) -> Result<Response<v1::ProduceResponse>, Status> {
         let topic = req.get_ref().topic.clone();
+        let caller = auth::caller(&req);
         auth::require(
             &self.api,
-            &auth::caller(&req),
+            &caller,
             [(Operation::Write, Resource::topic(&topic))],
         )?;
         let req = req.into_inner();
+        // What the producer's quota counts: batch bytes, or the records' payload.
+        let bytes: u64 = req
+            .batches
+            .iter()
+            .map(|b| b.records.len() as u64)
+            .sum::<u64>()
+            + req
+                .records
+                .iter()
+                .map(|r| {
+                    (r.key.as_ref().map_or(0, |k| k.len())
+                        + r.value.as_ref().map_or(0, |v| v.len())) as u64
+                })
+                .sum::<u64>();
         if !req.batches.is_empty() && !req.records.is_empty() {
             return Err(invalid(
                 "a produce request carries either batches or records, not both".into(),
@@ -161,6 +196,8 @@ impl Broker for BrokerService {
                 .await
         }
         .map_err(|e| status(&e))?;
+        self.throttle(&caller, QuotaKey::ProducerByteRate, bytes)
+            .await;
         Ok(Response::new(v1::ProduceResponse {
             results: results
                 .into_iter()
@@ -235,6 +272,13 @@ impl Broker for BrokerService {
                 .await
         })
         .await;
+        let bytes: u64 = fetched
+            .iter()
+            .filter_map(|f| f.as_ref().ok())
+            .map(|f| f.records.len() as u64)
+            .sum();
+        self.throttle(&caller, QuotaKey::ConsumerByteRate, bytes)
+            .await;
         Ok(Response::new(fetch_response(fetched.into_iter().map(
             |f| {
                 f.map_err(|(topic, partition, error)| UnaskedPartition {

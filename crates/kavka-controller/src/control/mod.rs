@@ -9,6 +9,7 @@ pub mod liveness;
 pub mod partitions;
 pub mod placement;
 pub mod producer_ids;
+pub mod quotas;
 pub mod reassign;
 pub mod topics;
 pub mod users;

@@ -5,7 +5,9 @@
 //!
 //! Invariants: batches are stored as the client sent them once validated and given
 //! offsets (the replica manager's append); consumers only ever see records below the
-//! high watermark; Kafka sends no answer to acks=0 produce requests.
+//! high watermark; Kafka sends no answer to acks=0 produce requests; every produce and
+//! consumer fetch is measured against the client's byte-rate quota (`Ctx::throttle`),
+//! and a consumer over it is answered without records.
 
 use super::{Ctx, error_parts, str_bytes};
 use crate::Broker;
@@ -31,6 +33,7 @@ use kavka_model::acl::{Operation, Resource, ResourceType};
 use kavka_model::admin::PartitionRef;
 use kavka_model::data::{Acks, OffsetSpec};
 use kavka_model::epoch::EpochQuery;
+use kavka_model::quota::QuotaKey;
 use kavka_model::{ErrorCode, KafkaError, LeaderEpoch, Offset, PartitionId, TopicPartition};
 
 /// Fetch `max_bytes` when a client sends none (Kafka's `fetch.max.bytes` default).
@@ -117,6 +120,13 @@ pub(crate) async fn produce(
         ));
     }
     let answered = req.acks != 0;
+    // What the producer's quota counts: the record bytes it sent.
+    let bytes: u64 = req
+        .topic_data
+        .iter()
+        .flat_map(|t| &t.partition_data)
+        .map(|p| p.records.as_ref().map_or(0, |r| r.len() as u64))
+        .sum();
     let acks = Acks::from_wire(i32::from(req.acks));
     let timeout = produce_timeout(req.timeout_ms);
     let mut tasks = Vec::with_capacity(req.topic_data.len());
@@ -187,7 +197,14 @@ pub(crate) async fn produce(
     if !unknown.is_empty() {
         super::metadata::auto_create(broker, &unknown).await;
     }
-    answered.then(|| ProduceResponse::default().with_responses(responses))
+    // Kafka counts every produce request against the quota, and throttles after the
+    // append: the records are in, the client is told to wait (KIP-219).
+    let throttle_ms = ctx.throttle(broker, QuotaKey::ProducerByteRate, bytes, false);
+    answered.then(|| {
+        ProduceResponse::default()
+            .with_responses(responses)
+            .with_throttle_time_ms(throttle_ms)
+    })
 }
 
 pub(crate) async fn fetch(broker: &Broker, ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
@@ -270,6 +287,20 @@ pub(crate) async fn fetch(broker: &Broker, ctx: &Ctx<'_>, req: FetchRequest) -> 
                     .with_topic(topic)
                     .with_partitions(vec![data]),
             ),
+        }
+    }
+    // A consumer over its quota gets no records and a throttle time (Kafka's throttled
+    // fetch response); the bytes it was not given do not count. Replica fetches are
+    // never throttled.
+    if req.replica_id.0 < 0 {
+        let bytes: u64 = topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .map(|p| p.records.as_ref().map_or(0, |r| r.len() as u64))
+            .sum();
+        let throttle_ms = ctx.throttle(broker, QuotaKey::ConsumerByteRate, bytes, true);
+        if throttle_ms > 0 {
+            return FetchResponse::default().with_throttle_time_ms(throttle_ms);
         }
     }
     FetchResponse::default().with_responses(topics)

@@ -10,6 +10,7 @@ mod groups;
 mod logs;
 mod metadata;
 mod producers;
+mod quotas;
 mod reassign;
 mod users;
 
@@ -18,8 +19,11 @@ use crate::versions::SUPPORTED;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiVersionsResponse, RequestKind, ResponseKind};
 use kafka_protocol::protocol::StrBytes;
+use kavka_broker::quotas::QuotaClient;
 use kavka_model::acl::{Caller, Operation, Resource};
+use kavka_model::quota::QuotaKey;
 use kavka_model::{ErrorCode, KafkaError};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Who sent a request, and at which version: what some answers depend on.
 pub(crate) struct Ctx<'a> {
@@ -32,6 +36,9 @@ pub(crate) struct Ctx<'a> {
     /// Who the client authenticated as (`User:ANONYMOUS` if it did not), and its IP:
     /// what every authorization check asks about.
     pub caller: &'a Caller,
+    /// How long the client must now wait, in ms (a quota's throttle time): the handler
+    /// sets it, the connection mutes itself for that long after answering.
+    pub throttle_ms: &'a AtomicU64,
 }
 
 impl Ctx<'_> {
@@ -53,6 +60,31 @@ impl Ctx<'_> {
         resource: Resource<'_>,
     ) -> Result<(), KafkaError> {
         broker.api.authorize(self.caller, operation, resource)
+    }
+
+    /// Records `bytes` against the caller's `key` quota (`unrecord_if_throttled`: a
+    /// throttled fetch is answered without its records); the throttle time for the
+    /// response, also kept for the connection to mute itself by.
+    pub(crate) fn throttle(
+        &self,
+        broker: &Broker,
+        key: QuotaKey,
+        bytes: u64,
+        unrecord_if_throttled: bool,
+    ) -> i32 {
+        if self.caller.is_cluster_node() {
+            return 0;
+        }
+        let client = QuotaClient {
+            user: self.caller.principal.name().to_string(),
+            client_id: self.client_id.to_string(),
+        };
+        let wait = broker
+            .api
+            .throttle(key, &client, bytes, unrecord_if_throttled);
+        let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+        self.throttle_ms.fetch_max(ms, Ordering::Relaxed);
+        i32::try_from(ms).unwrap_or(i32::MAX)
     }
 
     /// Whether the caller may create topic `name`: CREATE on the cluster or on the topic
@@ -156,6 +188,12 @@ pub(crate) async fn handle(
         RequestKind::DescribeUserScramCredentials(r) => ResponseKind::DescribeUserScramCredentials(
             users::describe_user_scram_credentials(broker, ctx, r),
         ),
+        RequestKind::DescribeClientQuotas(r) => {
+            ResponseKind::DescribeClientQuotas(quotas::describe_client_quotas(broker, ctx, r))
+        }
+        RequestKind::AlterClientQuotas(r) => {
+            ResponseKind::AlterClientQuotas(quotas::alter_client_quotas(broker, ctx, r).await)
+        }
         RequestKind::DescribeLogDirs(r) => {
             ResponseKind::DescribeLogDirs(logs::describe_log_dirs(broker, ctx, r).await)
         }

@@ -11,6 +11,7 @@ use kavka_model::acl::{
     AclBinding, AclEntry, Operation, PatternType, Permission, Principal, ResourcePattern,
     ResourceType,
 };
+use kavka_model::quota::{EntityName, QuotaEntity};
 use std::path::PathBuf;
 
 fn golden_dir() -> PathBuf {
@@ -48,6 +49,7 @@ fn golden_name(r: &MetadataRecord) -> &'static str {
         MetadataRecord::RemoveUserScramCredential { .. } => {
             "record-remove-user-scram-credential.bin"
         }
+        MetadataRecord::ClientQuota { .. } => "record-client-quota.bin",
     }
 }
 
@@ -185,6 +187,25 @@ pub(crate) fn samples() -> Vec<MetadataRecord> {
             Operation::All,
             Permission::Allow,
         )),
+        MetadataRecord::ClientQuota {
+            entity: QuotaEntity::new(
+                Some(EntityName::Name("alice".into())),
+                Some(EntityName::Name("app".into())),
+            )
+            .unwrap(),
+            key: QuotaKey::ProducerByteRate,
+            value: Some(QuotaKey::ProducerByteRate.value(1_048_576.0).unwrap()),
+        },
+        MetadataRecord::ClientQuota {
+            entity: QuotaEntity::new(None, Some(EntityName::Default)).unwrap(),
+            key: QuotaKey::RequestPercentage,
+            value: Some(QuotaKey::RequestPercentage.value(12.5).unwrap()),
+        },
+        MetadataRecord::ClientQuota {
+            entity: QuotaEntity::new(Some(EntityName::Default), None).unwrap(),
+            key: QuotaKey::ConsumerByteRate,
+            value: None,
+        },
     ]
 }
 
@@ -229,7 +250,7 @@ fn every_record_type_has_a_golden_file_that_decodes_back() {
     let covered: std::collections::BTreeSet<String> =
         covered.into_iter().map(String::from).collect();
     assert_eq!(on_disk, covered);
-    assert_eq!(covered.len(), 15, "one golden file per MetadataRecord type");
+    assert_eq!(covered.len(), 16, "one golden file per MetadataRecord type");
 }
 
 #[test]
@@ -327,6 +348,16 @@ fn a_bad_record_fails_the_whole_batch_naming_the_record_and_field() {
             permission: 3,
         })),
     };
+    let quota_record = |entity_type: &str, key: &str, value: Option<f64>| v1::MetadataRecordV1 {
+        record: Some(Record::ClientQuota(v1::ClientQuotaRecord {
+            entity: vec![v1::QuotaEntityComponent {
+                entity_type: entity_type.into(),
+                entity_name: Some("alice".into()),
+            }],
+            key: key.into(),
+            value,
+        })),
+    };
     let cases = cases.into_iter().chain([
         (
             acl_record(99, "User:a"),
@@ -339,6 +370,18 @@ fn a_bad_record_fails_the_whole_batch_naming_the_record_and_field() {
         (
             acl_record(4, "alice"),
             "AclRecord: invalid principal 'alice'",
+        ),
+        (
+            quota_record("user", "producer_byte_rate", Some(-1.0)),
+            "ClientQuotaRecord.value is invalid: Quota producer_byte_rate must be greater than 0",
+        ),
+        (
+            quota_record("user", "bogus", Some(1.0)),
+            "ClientQuotaRecord.key is invalid: Invalid configuration key bogus",
+        ),
+        (
+            quota_record("group", "producer_byte_rate", None),
+            "ClientQuotaRecord.entity is invalid: Unhandled client quota entity type: group",
         ),
     ]);
     for (bad, want) in cases {

@@ -18,6 +18,7 @@ pub mod group;
 pub mod partition;
 pub mod produce;
 pub mod profile;
+pub mod quota;
 pub mod topic;
 pub mod user;
 pub mod watch;
