@@ -14,8 +14,17 @@ pub mod reassign;
 pub mod topics;
 pub mod users;
 
-use kavka_metadata::{ConfigResource, MetadataRecord};
+use kavka_metadata::{ConfigResource, MetadataImage, MetadataRecord, TopicImage};
+use kavka_model::{KafkaError, PartitionId, TopicConfig};
 use std::collections::BTreeMap;
+
+/// One partition's outcome of an election or a move: (topic as named, partition, result).
+pub type ElectionResult = (String, PartitionId, Result<(), KafkaError>);
+
+/// The configs in effect for topic `t`.
+pub(crate) fn topic_config(image: &MetadataImage, t: &TopicImage) -> TopicConfig {
+    TopicConfig::from_stored(&image.configs(&ConfigResource::Topic(t.name.clone()))).0
+}
 
 /// What a control manager decided: the records to propose and the reply to give once
 /// they commit.

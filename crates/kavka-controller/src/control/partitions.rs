@@ -24,11 +24,12 @@
 //!   join the ELR; the ELR is emptied once the ISR is back at the minimum;
 //! - a change is one `PartitionChange` record; replay bumps the epochs.
 
-use super::Decision;
+pub use super::ElectionResult;
 use super::liveness::Electable;
+use super::{Decision, topic_config};
 use kavka_metadata::{
-    ConfigResource, MetadataImage, MetadataRecord, NO_LEADER, PartitionChangeRecord,
-    PartitionRegistration, TopicId, TopicImage,
+    MetadataImage, MetadataRecord, NO_LEADER, PartitionChangeRecord, PartitionRegistration,
+    TopicId, TopicImage,
 };
 use kavka_model::{BrokerId, ErrorCode, KafkaError, LeaderEpoch, PartitionId, TopicConfig};
 use std::collections::BTreeSet;
@@ -39,10 +40,6 @@ struct Target {
     leader: BrokerId,
     isr: Vec<BrokerId>,
     elr: Vec<BrokerId>,
-}
-
-pub(crate) fn topic_config(image: &MetadataImage, t: &TopicImage) -> TopicConfig {
-    TopicConfig::from_stored(&image.configs(&ConfigResource::Topic(t.name.clone()))).0
 }
 
 /// The ELR that goes with `isr`: previous ISR members (and ELR members) that left while
@@ -317,9 +314,6 @@ pub fn controlled_shutdown(
         reply: still_leading,
     }
 }
-
-/// One partition's preferred leader election outcome.
-pub type ElectionResult = (String, PartitionId, Result<(), KafkaError>);
 
 /// Moves leadership back to each partition's preferred (first) replica where it is in
 /// the ISR, unfenced, heartbeating now and settled (it takes leadership from a working
@@ -596,7 +590,7 @@ pub fn alter_partition(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kavka_metadata::{PartitionRecord, RegisterBrokerRecord, TopicRecord};
+    use kavka_metadata::{ConfigResource, PartitionRecord, RegisterBrokerRecord, TopicRecord};
     use kavka_model::TopicName;
 
     fn b(id: i32) -> BrokerId {

@@ -21,8 +21,7 @@
 //!
 //! Pure: `(image, request) -> records`, like every control manager; no I/O, no clock.
 
-use super::Decision;
-use super::partitions::{ElectionResult, topic_config};
+use super::{Decision, ElectionResult, topic_config};
 use kavka_metadata::{
     MetadataImage, MetadataRecord, NO_LEADER, PartitionChangeRecord, PartitionRegistration, TopicId,
 };
