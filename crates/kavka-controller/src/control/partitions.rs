@@ -588,7 +588,7 @@ pub fn alter_partition(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use kavka_metadata::{ConfigResource, PartitionRecord, RegisterBrokerRecord, TopicRecord};
     use kavka_model::TopicName;
@@ -597,14 +597,14 @@ mod tests {
         BrokerId(id)
     }
 
-    fn bs(ids: &[i32]) -> Vec<BrokerId> {
+    pub(in crate::control) fn bs(ids: &[i32]) -> Vec<BrokerId> {
         ids.iter().map(|&i| b(i)).collect()
     }
 
-    const TOPIC: TopicId = TopicId(uuid::Uuid::from_u128(7));
+    pub(in crate::control) const TOPIC: TopicId = TopicId(uuid::Uuid::from_u128(7));
 
     /// Brokers 1..=n (fenced as listed) and topic "t" with one partition.
-    fn image(
+    pub(in crate::control) fn image(
         brokers: i32,
         fenced: &[i32],
         replicas: &[i32],

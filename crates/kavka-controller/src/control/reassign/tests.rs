@@ -1,15 +1,9 @@
 use super::*;
+use crate::control::partitions::tests::{self as fixture, TOPIC, bs};
 use crate::control::partitions::{AlterPartition, alter_partition};
-use kavka_metadata::{ConfigResource, PartitionRecord, RegisterBrokerRecord, TopicRecord};
-use kavka_model::LeaderEpoch;
 use kavka_model::admin::PartitionRef;
 
-const TOPIC: TopicId = TopicId(uuid::Uuid::from_u128(7));
 const P0: PartitionId = PartitionId(0);
-
-fn bs(ids: &[i32]) -> Vec<BrokerId> {
-    ids.iter().copied().map(BrokerId).collect()
-}
 
 /// Brokers 1..=5 (those in `fenced` fenced), topic "t" with one partition, and
 /// `min.insync.replicas`.
@@ -20,40 +14,15 @@ fn image(
     fenced: &[i32],
     min_isr: i32,
 ) -> MetadataImage {
-    let mut records: Vec<MetadataRecord> = (1..=5)
-        .map(|id| {
-            MetadataRecord::RegisterBroker(RegisterBrokerRecord {
-                broker_id: BrokerId(id),
-                incarnation_id: uuid::Uuid::from_u128(id as u128),
-                endpoints: vec![],
-                rack: None,
-                fenced: fenced.contains(&id),
-            })
-        })
-        .collect();
-    records.push(MetadataRecord::Topic(TopicRecord {
-        name: TopicName::new("t").unwrap(),
-        topic_id: TOPIC,
-    }));
-    records.push(MetadataRecord::Partition(PartitionRecord {
-        topic_id: TOPIC,
-        partition: P0,
-        replicas: bs(replicas),
-        isr: bs(isr),
-        leader: BrokerId(leader),
-        leader_epoch: LeaderEpoch(0),
-        partition_epoch: 0,
-        adding_replicas: vec![],
-        removing_replicas: vec![],
-    }));
-    records.push(MetadataRecord::Config {
-        resource: ConfigResource::Topic(TopicName::new("t").unwrap()),
-        name: "min.insync.replicas".into(),
-        value: Some(min_isr.to_string()),
-    });
-    let (img, _, refused) = MetadataImage::empty().replay(1, &records);
-    assert!(refused.is_empty(), "{refused:?}");
-    img
+    let min_isr = min_isr.to_string();
+    fixture::image(
+        5,
+        fenced,
+        replicas,
+        isr,
+        leader,
+        &[("min.insync.replicas", min_isr.as_str())],
+    )
 }
 
 fn apply(img: &MetadataImage, records: &[MetadataRecord]) -> MetadataImage {
