@@ -147,6 +147,18 @@ impl Workload {
         lock(&self.history).acked.len()
     }
 
+    /// Waits (up to `deadline`) until `more` records beyond those acknowledged so far are
+    /// acknowledged: the producers still make progress.
+    pub async fn progress(&self, more: usize, deadline: Duration) -> anyhow::Result<()> {
+        let want = self.acked() + more;
+        crate::wait_until(
+            &format!("{want} acknowledged records"),
+            deadline,
+            || async { self.acked() >= want },
+        )
+        .await
+    }
+
     /// (partition, leader epoch) → leaders the monitor has seen so far.
     pub fn leaders_seen(&self) -> BTreeMap<(i32, i32), BTreeSet<i32>> {
         lock(&self.history).leaders.clone()

@@ -55,6 +55,26 @@ impl Cluster {
         Ok(Cluster { nodes })
     }
 
+    /// Starts node `id` with `roles` into the running cluster, with the voter list and
+    /// extra flags of its first node, and waits until it serves (a broker: registered
+    /// and unfenced).
+    pub async fn add_node(&mut self, id: i32, roles: &str) -> anyhow::Result<()> {
+        let like = self
+            .nodes
+            .first()
+            .map(|n| n.options().clone())
+            .ok_or_else(|| anyhow::anyhow!("the cluster has no node to copy flags from"))?;
+        let node = Node::start(NodeOptions {
+            node_id: Some(id),
+            roles: Some(roles.to_string()),
+            port: None,
+            ..like
+        })
+        .await?;
+        self.nodes.push(node);
+        Ok(())
+    }
+
     /// All gRPC addresses, as a bootstrap list.
     pub fn bootstrap(&self) -> String {
         self.nodes

@@ -174,6 +174,11 @@ impl Node {
         Ok(node)
     }
 
+    /// How this node was started.
+    pub fn options(&self) -> &NodeOptions {
+        &self.options
+    }
+
     pub fn options_voters(&self) -> Option<String> {
         self.options.voters.clone()
     }

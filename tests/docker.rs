@@ -118,17 +118,6 @@ fn kcat_installed() -> bool {
     Command::new("kcat").arg("-V").output().is_ok()
 }
 
-async fn progress(w: &Workload, more: usize) {
-    let want = w.acked() + more;
-    wait_until(
-        &format!("{want} acknowledged records"),
-        DEADLINE,
-        || async { w.acked() >= want },
-    )
-    .await
-    .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compose_cluster_survives_a_leader_kill_without_losing_acknowledged_writes() {
     if let Some(why) = compose::unavailable() {
@@ -263,7 +252,7 @@ async fn compose_cluster_survives_a_leader_kill_without_losing_acknowledged_writ
     }
 
     let workload = Workload::start(&bootstrap, "orders", 2);
-    progress(&workload, 300).await;
+    workload.progress(300, DEADLINE).await.unwrap();
     let victim = leader_of(&bootstrap, "orders", 0).unwrap() as i32;
     workload.fault(&bootstrap, "orders", "kill", victim).await;
     cluster.kill(victim).unwrap();
@@ -274,10 +263,10 @@ async fn compose_cluster_survives_a_leader_kill_without_losing_acknowledged_writ
     )
     .await
     .unwrap();
-    progress(&workload, 300).await;
+    workload.progress(300, DEADLINE).await.unwrap();
     cluster.start(victim).unwrap();
     cluster.wait_healthy(DEADLINE).await.unwrap();
-    progress(&workload, 100).await;
+    workload.progress(100, DEADLINE).await.unwrap();
     let history = workload.stop().await;
 
     let hws = checker::settled_high_watermarks(&bootstrap, "orders", 3, DEADLINE)

@@ -92,15 +92,6 @@ fn create(bootstrap: &str, t: &str, assignment: &str) {
     ));
 }
 
-async fn progress(w: &Workload, more: usize) {
-    let from = w.acked();
-    wait_until("acknowledged writes to continue", DEADLINE, || async {
-        w.acked() >= from + more
-    })
-    .await
-    .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitions_move_while_acks_all_producers_write_and_nothing_is_lost() {
     let mut cluster = Cluster::start(
@@ -117,7 +108,7 @@ async fn partitions_move_while_acks_all_producers_write_and_nothing_is_lost() {
     let bootstrap = cluster.bootstrap();
     create(&bootstrap, "moving", "1:2:3,2:3:1");
     let w = Workload::start(&bootstrap, "moving", 2);
-    progress(&w, 50).await;
+    w.progress(50, DEADLINE).await.unwrap();
 
     // A move onto a broker that is down waits for it; its leader dies mid-move.
     w.fault(&bootstrap, "moving", "kill", 4).await;
@@ -142,7 +133,7 @@ async fn partitions_move_while_acks_all_producers_write_and_nothing_is_lost() {
     let leader = leader_of(&bootstrap, "moving", 1).await;
     w.fault(&bootstrap, "moving", "kill", leader).await;
     cluster.node(leader).kill();
-    progress(&w, 30).await;
+    w.progress(30, DEADLINE).await.unwrap();
     let table = ok(run_cli(&bootstrap, &["partition", "moves"], b""));
     assert!(table.contains("moving-1"), "{table}");
     assert!(table.contains("waiting for"), "{table}");
@@ -156,7 +147,7 @@ async fn partitions_move_while_acks_all_producers_write_and_nothing_is_lost() {
     })
     .await
     .unwrap();
-    progress(&w, 30).await;
+    w.progress(30, DEADLINE).await.unwrap();
 
     // A move off broker 1 (its leader) onto the new broker 4, waited for by the CLI.
     let out = ok(run_cli(
@@ -175,7 +166,7 @@ async fn partitions_move_while_acks_all_producers_write_and_nothing_is_lost() {
     assert!(out.contains("Moved moving-0 to 4,2,3."), "{out}");
     wait_for_replicas(&bootstrap, "moving", 0, &[4, 2, 3]).await;
     wait_gone(&mut cluster, 1, "moving-0").await;
-    progress(&w, 30).await;
+    w.progress(30, DEADLINE).await.unwrap();
 
     // Broker 4 (both partitions) loses its disk for good and comes back empty with the
     // same id: it fetches its replicas again from the leaders and rejoins their ISR.
@@ -183,7 +174,7 @@ async fn partitions_move_while_acks_all_producers_write_and_nothing_is_lost() {
     cluster.node(4).kill();
     std::fs::remove_dir_all(cluster.node(4).data_dir()).unwrap();
     cluster.node(4).start_again().await.unwrap();
-    progress(&w, 30).await;
+    w.progress(30, DEADLINE).await.unwrap();
 
     let history = w.stop().await;
     let hws = checker::settled_high_watermarks(&bootstrap, "moving", 3, DEADLINE)

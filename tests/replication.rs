@@ -85,16 +85,6 @@ async fn leader_of(bootstrap: &str, topic: &str, partition: i32) -> i32 {
     panic!("no leader for {topic}-{partition} within {DEADLINE:?}");
 }
 
-/// Waits until the workload acknowledged `more` records beyond what it had.
-async fn progress(w: &Workload, more: usize) {
-    let from = w.acked();
-    wait_until("acknowledged writes to continue", DEADLINE, || async {
-        w.acked() >= from + more
-    })
-    .await
-    .unwrap();
-}
-
 /// Stops the workload, lets every replica catch up, stops the nodes and checks the logs.
 async fn finish(mut cluster: Cluster, w: Workload, topic: &str, rf: usize) -> checker::Report {
     let history = w.stop().await;
@@ -113,14 +103,14 @@ async fn leader_kill_loop_loses_no_acknowledged_record() {
     let bootstrap = cluster.bootstrap();
     create(&cluster, "orders", 3, 3, &["min.insync.replicas=2"]);
     let w = Workload::start(&bootstrap, "orders", 3);
-    progress(&w, 50).await;
+    w.progress(50, DEADLINE).await.unwrap();
     for round in 0..4 {
         let victim = leader_of(&bootstrap, "orders", round % 3).await;
         w.fault(&bootstrap, "orders", "kill", victim).await;
         cluster.node(victim).kill();
-        progress(&w, 30).await;
+        w.progress(30, DEADLINE).await.unwrap();
         cluster.node(victim).start_again().await.unwrap();
-        progress(&w, 30).await;
+        w.progress(30, DEADLINE).await.unwrap();
     }
     let report = finish(cluster, w, "orders", 3).await;
     assert_eq!(report.faults, 4);
@@ -136,7 +126,7 @@ async fn rapid_double_failover_loses_no_acknowledged_record() {
     let bootstrap = brokers(&cluster);
     create(&cluster, "double", 1, 3, &[]);
     let w = Workload::start(&bootstrap, "double", 3);
-    progress(&w, 100).await;
+    w.progress(100, DEADLINE).await.unwrap();
     for _ in 0..2 {
         let first = leader_of(&bootstrap, "double", 0).await;
         w.fault(&bootstrap, "double", "kill", first).await;
@@ -165,10 +155,10 @@ async fn rapid_double_failover_loses_no_acknowledged_record() {
         w.fault(&bootstrap, "double", "kill", second).await;
         cluster.node(second).kill();
         // The last replica leads alone (min.insync.replicas=1) and takes writes.
-        progress(&w, 50).await;
+        w.progress(50, DEADLINE).await.unwrap();
         cluster.node(first).start_again().await.unwrap();
         cluster.node(second).start_again().await.unwrap();
-        progress(&w, 50).await;
+        w.progress(50, DEADLINE).await.unwrap();
         // Both back in the ISR before the next round: killing the only ISR member would
         // rightly take the partition offline (no clean leader is left).
         wait_isr(&bootstrap, "double", 3).await;
@@ -188,15 +178,15 @@ async fn freeze_thaw_loop_loses_no_acknowledged_record() {
     let bootstrap = cluster.bootstrap();
     create(&cluster, "frozen", 2, 3, &["min.insync.replicas=2"]);
     let w = Workload::start(&bootstrap, "frozen", 2);
-    progress(&w, 50).await;
+    w.progress(50, DEADLINE).await.unwrap();
     for round in 0..2 {
         let victim = leader_of(&bootstrap, "frozen", round % 2).await;
         w.fault(&bootstrap, "frozen", "pause", victim).await;
         cluster.node(victim).pause();
         // Past the session timeout the frozen leader is fenced and replaced.
-        progress(&w, 30).await;
+        w.progress(30, DEADLINE).await.unwrap();
         cluster.node(victim).resume();
-        progress(&w, 30).await;
+        w.progress(30, DEADLINE).await.unwrap();
     }
     // A thawed broker's clock jumped by the pause: it must not take that for the
     // controller being behind it, throw its metadata away and, replaying the log from the
@@ -216,7 +206,7 @@ async fn full_cluster_restart_keeps_acknowledged_records() {
     let bootstrap = cluster.bootstrap();
     create(&cluster, "restart", 3, 3, &[]);
     let w = Workload::start(&bootstrap, "restart", 2);
-    progress(&w, 100).await;
+    w.progress(100, DEADLINE).await.unwrap();
     let history = w.stop().await;
     // SIGTERM: controlled shutdowns, one node after another.
     for n in &mut cluster.nodes {
@@ -683,7 +673,7 @@ async fn frozen_preferred_replica_is_never_elected_and_nothing_is_duplicated() {
     let rdkafka = clients_or_skip("the librdkafka producer of this test").map(|python| {
         RdkafkaProducer::start(&python, &cluster.kafka_bootstrap(), "pref", 240).unwrap()
     });
-    progress(&w, 50).await;
+    w.progress(50, DEADLINE).await.unwrap();
 
     // Make the preferred replica a follower: freeze it (it leads the partition) until
     // another replica leads, then thaw it and let it rejoin the ISR.
@@ -698,7 +688,7 @@ async fn frozen_preferred_replica_is_never_elected_and_nothing_is_duplicated() {
     .await
     .unwrap();
     cluster.node(preferred).resume();
-    progress(&w, 30).await;
+    w.progress(30, DEADLINE).await.unwrap();
     wait_until("the thawed replica back in the ISR", DEADLINE, || async {
         state(others.clone())
             .await
@@ -739,7 +729,7 @@ async fn frozen_preferred_replica_is_never_elected_and_nothing_is_duplicated() {
         answer.contains("PREFERRED_LEADER_NOT_AVAILABLE"),
         "{answer}"
     );
-    progress(&w, 30).await;
+    w.progress(30, DEADLINE).await.unwrap();
     let (leader, epoch) = checker::leaders(&others, "pref").await.unwrap()[&part];
     assert_ne!(leader, preferred, "the frozen replica leads epoch {epoch}");
     // And no leader epoch since the freeze was ever held by it (the monitor's view).
@@ -766,7 +756,7 @@ async fn frozen_preferred_replica_is_never_elected_and_nothing_is_duplicated() {
     })
     .await
     .unwrap();
-    progress(&w, 30).await;
+    w.progress(30, DEADLINE).await.unwrap();
     let mut history = w.stop().await;
     if let Some(rd) = rdkafka {
         let acks = tokio::task::spawn_blocking(move || rd.stop())

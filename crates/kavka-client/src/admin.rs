@@ -3,7 +3,7 @@
 use crate::connection::Client;
 use crate::error::ClientError;
 use kavka_model::BrokerId;
-use kavka_model::admin::{OngoingMove, PartitionMove, PartitionOutcome, PartitionRef};
+use kavka_model::admin::{BalancePlan, OngoingMove, PartitionMove, PartitionOutcome, PartitionRef};
 use kavka_proto::conv::check;
 use kavka_proto::v1;
 use std::collections::BTreeMap;
@@ -163,6 +163,33 @@ impl Client {
             .collect())
     }
 
+    /// Decommissions `broker` (`on`) or takes it back into service.
+    pub async fn decommission_broker(
+        &mut self,
+        broker: BrokerId,
+        on: bool,
+    ) -> Result<(), ClientError> {
+        let r = self
+            .admin
+            .decommission_broker(v1::DecommissionBrokerRequest {
+                broker_id: broker.0,
+                recommission: !on,
+            })
+            .await?
+            .into_inner();
+        Ok(check(r.error.as_ref())?)
+    }
+
+    /// The balancer's plan; with `execute`, the cluster carries it out.
+    pub async fn balance_cluster(&mut self, execute: bool) -> Result<BalancePlan, ClientError> {
+        Ok(BalancePlan::from(
+            self.admin
+                .balance_cluster(v1::BalanceClusterRequest { execute })
+                .await?
+                .into_inner(),
+        ))
+    }
+
     /// The ongoing partition moves (all of them, or those of `only`).
     pub async fn list_partition_reassignments(
         &mut self,
@@ -179,6 +206,27 @@ impl Client {
             .into_iter()
             .map(OngoingMove::from)
             .collect())
+    }
+
+    /// Sets and removes cluster-wide dynamic broker configs (the defaults every broker
+    /// uses unless it has its own).
+    pub async fn alter_cluster_configs(
+        &mut self,
+        set: BTreeMap<String, String>,
+        delete: Vec<String>,
+    ) -> Result<Vec<v1::ConfigEntry>, ClientError> {
+        Ok(self
+            .admin
+            .alter_configs(v1::AlterConfigsRequest {
+                topic: String::new(),
+                set: set.into_iter().collect(),
+                delete,
+                validate_only: false,
+                broker: Some(v1::BrokerScope { broker_id: -1 }),
+            })
+            .await?
+            .into_inner()
+            .configs)
     }
 
     pub async fn alter_configs(

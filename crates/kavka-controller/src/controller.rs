@@ -10,12 +10,14 @@ use crate::control::brokers::{self, Heartbeat, HeartbeatReply, RegisterBroker};
 use crate::control::liveness::{Electable, ElectionRules, SessionView};
 use crate::control::partitions::{self, AlterPartition};
 use crate::control::topics::{self, CreateTopic, GrowTopic, TopicDefaults};
-use crate::control::{Decision, acls, broker_configs, quotas, reassign, users};
+use crate::control::{
+    Decision, acls, balance, broker_configs, decommission, quotas, reassign, users,
+};
 use crate::quorum::{Quorum, QuorumError};
 use crate::types::{NodeId, VoterNode};
 use kavka_metadata::{ConfigResource, MetadataImage, MetadataRecord, TopicId};
 use kavka_model::acl::{AclBinding, AclFilter};
-use kavka_model::admin::{ElectionType, PartitionMove};
+use kavka_model::admin::{ElectionType, PartitionMove, PartitionRef};
 use kavka_model::quota::{AlterationOutcome, QuotaAlteration};
 use kavka_model::scram::{ScramCredential, ScramMechanism, UserOutcome};
 use kavka_model::{BrokerId, DynamicBrokerConfig, ErrorCode, KafkaError, PartitionId};
@@ -23,6 +25,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+
+/// How often the balancer's executor looks for moves to start.
+const BALANCE_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Debug)]
 pub struct ControllerConfig {
@@ -40,6 +45,14 @@ pub struct ControllerConfig {
     /// Kafka's `broker.heartbeat.interval.ms`, as the brokers are configured: an election
     /// picks only brokers heard from within a few intervals (`control::liveness`).
     pub broker_heartbeat_interval: Duration,
+    /// The balancer's executor keeps at most this many partitions moving at once
+    /// (Redpanda's `partition_autobalancing_concurrent_moves`).
+    pub balancer_concurrent_moves: usize,
+    /// `--auto-balance`: keep replicas and preferred leaders even at all times (a broker
+    /// that joins takes its share), and move the replicas of a broker that stays fenced
+    /// longer than this away (Redpanda's continuous balancing and its
+    /// `partition_autobalancing_node_availability_timeout_sec`). `None`: off.
+    pub auto_balance_down_after: Option<Duration>,
 }
 
 impl Default for ControllerConfig {
@@ -54,6 +67,8 @@ impl Default for ControllerConfig {
             },
             leader_imbalance_check_interval: Some(Duration::from_secs(10)),
             broker_heartbeat_interval: Duration::from_millis(250),
+            balancer_concurrent_moves: 10,
+            auto_balance_down_after: None,
         }
     }
 }
@@ -143,6 +158,11 @@ pub struct Controller {
     config: ControllerConfig,
     deciding: tokio::sync::Mutex<()>,
     sessions: Mutex<HashMap<BrokerId, Session>>,
+    /// A balance was asked for (`kavka cluster balance --execute`) and is not done yet.
+    /// Kept by the active controller only: after a failover the caller asks again.
+    balancing: std::sync::atomic::AtomicBool,
+    /// Since when each fenced broker has been seen fenced by this active controller.
+    down_since: Mutex<HashMap<BrokerId, Instant>>,
 }
 
 impl Controller {
@@ -152,6 +172,8 @@ impl Controller {
             config,
             deciding: tokio::sync::Mutex::new(()),
             sessions: Mutex::new(HashMap::new()),
+            balancing: std::sync::atomic::AtomicBool::new(false),
+            down_since: Mutex::new(HashMap::new()),
         })
     }
 
@@ -479,6 +501,137 @@ impl Controller {
         .await
     }
 
+    /// Decommissions a broker (its replicas move off it, a bounded number at a time) or
+    /// takes it back into service.
+    pub async fn decommission(
+        &self,
+        broker: BrokerId,
+        on: bool,
+    ) -> Result<Result<(), KafkaError>, ControllerError> {
+        self.decide(|img| decommission::decommission(img, broker, on))
+            .await
+    }
+
+    /// The balancer's plan for the cluster as it is; with `execute`, the executor carries
+    /// it out from now on, a bounded number of moves at a time, until nothing is left.
+    pub async fn balance(&self, execute: bool) -> Result<balance::Plan, ControllerError> {
+        self.quorum.ensure_linearizable().await?;
+        let img = self.image();
+        let plan = balance::plan(&balance::layout(&img), &self.balance_goals(&img, true));
+        if execute {
+            self.balancing
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(plan)
+    }
+
+    /// What the balancer aims for now: drain decommissioned brokers that still hold
+    /// replicas (and, with auto-balance, brokers down too long); even out if `even`.
+    fn balance_goals(&self, img: &MetadataImage, even: bool) -> balance::Goals {
+        let mut drain: BTreeSet<BrokerId> = img.decommissioned_brokers().collect();
+        if let Some(after) = self.config.auto_balance_down_after {
+            let now = Instant::now();
+            let down = self.down_since.lock().unwrap_or_else(|p| p.into_inner());
+            drain.extend(
+                down.iter()
+                    .filter(|(_, since)| now.duration_since(**since) >= after)
+                    .map(|(b, _)| *b),
+            );
+        }
+        let mut hosts = decommission::hosts(img);
+        hosts.retain(|b, _| !drain.contains(b));
+        balance::Goals { hosts, drain, even }
+    }
+
+    /// One round of the balancer's executor: cancels moves onto brokers being drained,
+    /// then starts planned moves while fewer than `balancer_concurrent_moves` partitions
+    /// are moving. A failed round is only logged: the next one plans again from the
+    /// image.
+    async fn balance_step(&self) {
+        use std::sync::atomic::Ordering;
+        let img = self.image();
+        {
+            let now = Instant::now();
+            let mut down = self.down_since.lock().unwrap_or_else(|p| p.into_inner());
+            down.retain(|b, _| img.broker(*b).is_some_and(|r| r.fenced));
+            for b in img.brokers().filter(|b| b.fenced) {
+                down.entry(b.broker_id).or_insert(now);
+            }
+        }
+        let even =
+            self.balancing.load(Ordering::SeqCst) || self.config.auto_balance_down_after.is_some();
+        let goals = self.balance_goals(&img, even);
+        let layout = balance::layout(&img);
+        let holds = |b: &BrokerId| layout.iter().any(|p| p.replicas.contains(b));
+        if !even && !goals.drain.iter().any(holds) {
+            return;
+        }
+        // A move onto a broker being drained cannot be the plan any more (and onto a dead
+        // one never completes): cancel it, and the next round plans the partition again.
+        let doomed: Vec<PartitionMove> = layout
+            .iter()
+            .filter(|p| p.moving && p.replicas.iter().any(|b| goals.drain.contains(b)))
+            .map(|p| PartitionMove {
+                partition: PartitionRef {
+                    topic: p.topic.clone(),
+                    partition: p.partition,
+                },
+                target: None,
+            })
+            .collect();
+        if !doomed.is_empty() {
+            match self.alter_reassignments(doomed).await {
+                Ok(results) => {
+                    for (t, p, r) in &results {
+                        match r {
+                            Ok(()) => {
+                                tracing::info!(topic = %t, partition = p.0, "balancer cancelled a move onto a drained broker")
+                            }
+                            Err(e) => {
+                                tracing::warn!(topic = %t, partition = p.0, error = %e, "balancer cannot cancel a move onto a drained broker")
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "balancer cancels deferred"),
+            }
+            return;
+        }
+        let moving = layout.iter().filter(|p| p.moving).count();
+        let room = self.config.balancer_concurrent_moves.saturating_sub(moving);
+        let plan = balance::plan(&layout, &goals);
+        if plan.moves.is_empty() && moving == 0 && self.balancing.swap(false, Ordering::SeqCst) {
+            tracing::info!("the cluster is balanced");
+        }
+        if room == 0 || plan.moves.is_empty() {
+            return;
+        }
+        let moves: Vec<PartitionMove> = plan
+            .moves
+            .into_iter()
+            .take(room)
+            .map(|m| PartitionMove {
+                partition: PartitionRef {
+                    topic: m.topic,
+                    partition: m.partition,
+                },
+                target: Some(m.to),
+            })
+            .collect();
+        match self.alter_reassignments(moves).await {
+            Ok(results) => {
+                let started = results.iter().filter(|(_, _, r)| r.is_ok()).count();
+                for (t, p, r) in &results {
+                    if let Err(e) = r {
+                        tracing::debug!(topic = %t, partition = p.0, error = %e, "balancer move not started");
+                    }
+                }
+                tracing::info!(started, moving, "balancer started partition moves");
+            }
+            Err(e) => tracing::debug!(error = %e, "balancer moves deferred"),
+        }
+    }
+
     /// The broker's session stream dropped: fence it unless it comes back within the grace.
     pub fn session_lost(&self, broker: BrokerId) {
         if let Some(s) = self.sessions().get_mut(&broker) {
@@ -524,6 +677,7 @@ impl Controller {
         // The last active controller this voter knew of, other than itself.
         let mut previous_leader: Option<NodeId> = None;
         let mut last_rebalance = Instant::now();
+        let mut last_balance = Instant::now();
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -617,6 +771,10 @@ impl Controller {
                 if let Err(e) = r {
                     tracing::debug!(error = %e, "offline partition election deferred");
                 }
+            }
+            if last_balance.elapsed() >= BALANCE_EVERY {
+                last_balance = Instant::now();
+                self.balance_step().await;
             }
             if let Some(every) = self.config.leader_imbalance_check_interval
                 && last_rebalance.elapsed() >= every

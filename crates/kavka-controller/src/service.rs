@@ -580,6 +580,43 @@ impl Svc for ControllerService {
     }
 
     #[tracing::instrument(skip_all, fields(broker = req.get_ref().broker_id))]
+    async fn decommission_broker(
+        &self,
+        req: Request<v1::DecommissionBrokerRequest>,
+    ) -> Result<Response<v1::DecommissionBrokerResponse>, Status> {
+        let inner = req.into_inner();
+        let broker = BrokerId(inner.broker_id);
+        match self
+            .controller
+            .decommission(broker, !inner.recommission)
+            .await
+        {
+            Ok(r) => Ok(Response::new(v1::DecommissionBrokerResponse {
+                error: r.err().map(Into::into),
+            })),
+            Err(e) => match self.forward_target(&e).await {
+                Some(mut c) => c.decommission_broker(inner).await,
+                None => Err(to_status(&e)),
+            },
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(execute = req.get_ref().execute))]
+    async fn balance_cluster(
+        &self,
+        req: Request<v1::BalanceClusterRequest>,
+    ) -> Result<Response<v1::BalanceClusterResponse>, Status> {
+        let inner = req.into_inner();
+        match self.controller.balance(inner.execute).await {
+            Ok(plan) => Ok(Response::new(v1::BalanceClusterResponse::from(&plan))),
+            Err(e) => match self.forward_target(&e).await {
+                Some(mut c) => c.balance_cluster(inner).await,
+                None => Err(to_status(&e)),
+            },
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(broker = req.get_ref().broker_id))]
     async fn register_broker(
         &self,
         req: Request<v1::RegisterBrokerRequest>,

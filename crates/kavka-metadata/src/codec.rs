@@ -201,6 +201,13 @@ impl From<&MetadataRecord> for v1::MetadataRecordV1 {
                     broker_id: broker_id.0,
                 })
             }
+            MetadataRecord::BrokerDecommission {
+                broker_id,
+                decommissioned,
+            } => Record::BrokerDecommission(v1::BrokerDecommissionRecord {
+                broker_id: broker_id.0,
+                decommissioned: *decommissioned,
+            }),
             MetadataRecord::FenceBroker {
                 broker_id,
                 incarnation_id,
@@ -445,6 +452,10 @@ impl TryFrom<v1::MetadataRecordV1> for MetadataRecord {
             Record::RegisterBroker(b) => Self::RegisterBroker(b.try_into()?),
             Record::UnregisterBroker(b) => Self::UnregisterBroker {
                 broker_id: BrokerId(b.broker_id),
+            },
+            Record::BrokerDecommission(b) => Self::BrokerDecommission {
+                broker_id: BrokerId(b.broker_id),
+                decommissioned: b.decommissioned,
             },
             Record::FenceBroker(b) => Self::FenceBroker {
                 broker_id: BrokerId(b.broker_id),

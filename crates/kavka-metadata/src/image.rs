@@ -11,7 +11,7 @@ use kavka_model::quota::{QuotaEntity, QuotaKey, QuotaValue};
 use kavka_model::scram::{ScramCredential, ScramMechanism};
 use kavka_model::{BrokerId, LeaderEpoch, PartitionId, TopicName};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,6 +110,9 @@ pub struct MetadataImage {
     pub(crate) scram: Arc<BTreeMap<(String, ScramMechanism), ScramCredential>>,
     /// Client quotas by entity; an entity with no quota left is not kept.
     pub(crate) client_quotas: Arc<BTreeMap<QuotaEntity, BTreeMap<QuotaKey, QuotaValue>>>,
+    /// Registered brokers being decommissioned: their replicas move off and none is
+    /// placed on them. Unregistering a broker takes it out.
+    pub(crate) decommissioned: Arc<BTreeSet<BrokerId>>,
 }
 
 impl MetadataImage {
@@ -126,6 +129,16 @@ impl MetadataImage {
 
     pub fn broker(&self, id: BrokerId) -> Option<&BrokerRegistration> {
         self.brokers.get(&id)
+    }
+
+    /// Whether `id` is being decommissioned (its replicas move away, none is placed on it).
+    pub fn is_decommissioned(&self, id: BrokerId) -> bool {
+        self.decommissioned.contains(&id)
+    }
+
+    /// The brokers being decommissioned.
+    pub fn decommissioned_brokers(&self) -> impl Iterator<Item = BrokerId> + '_ {
+        self.decommissioned.iter().copied()
     }
 
     /// Brokers that may lead and host replicas.
@@ -214,6 +227,12 @@ impl MetadataImage {
                 fenced: b.fenced,
             }));
         }
+        out.extend(self.decommissioned.iter().map(|&broker_id| {
+            MetadataRecord::BrokerDecommission {
+                broker_id,
+                decommissioned: true,
+            }
+        }));
         for t in self.topics.values() {
             out.push(MetadataRecord::Topic(TopicRecord {
                 name: t.name.clone(),

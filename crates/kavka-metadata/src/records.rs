@@ -95,6 +95,12 @@ pub enum MetadataRecord {
     UnregisterBroker {
         broker_id: BrokerId,
     },
+    /// A broker is decommissioned (`true`: every replica moves off it and none is placed
+    /// on it; it keeps serving until it is empty) or taken back into service (`false`).
+    BrokerDecommission {
+        broker_id: BrokerId,
+        decommissioned: bool,
+    },
     FenceBroker {
         broker_id: BrokerId,
         incarnation_id: uuid::Uuid,

@@ -115,6 +115,24 @@ impl MetadataImage {
                 Arc::make_mut(&mut self.brokers)
                     .remove(broker_id)
                     .ok_or(ReplayError::UnknownBroker(*broker_id))?;
+                if self.decommissioned.contains(broker_id) {
+                    Arc::make_mut(&mut self.decommissioned).remove(broker_id);
+                }
+                delta.brokers.insert(*broker_id);
+            }
+            MetadataRecord::BrokerDecommission {
+                broker_id,
+                decommissioned,
+            } => {
+                if !self.brokers.contains_key(broker_id) {
+                    return Err(ReplayError::UnknownBroker(*broker_id));
+                }
+                let set = Arc::make_mut(&mut self.decommissioned);
+                if *decommissioned {
+                    set.insert(*broker_id);
+                } else {
+                    set.remove(broker_id);
+                }
                 delta.brokers.insert(*broker_id);
             }
             MetadataRecord::FenceBroker {
@@ -585,6 +603,42 @@ mod tests {
             serde_json::from_str::<MetadataRecord>(&serde_json::to_string(&r).unwrap()).unwrap(),
             r
         );
+    }
+
+    #[test]
+    fn decommissions_are_kept_until_recommissioned_or_unregistered_and_kept_in_snapshots() {
+        let decommission = |b: i32, on: bool| MetadataRecord::BrokerDecommission {
+            broker_id: BrokerId(b),
+            decommissioned: on,
+        };
+        // (record, replay refused, decommissioned after)
+        let table: [(MetadataRecord, bool, &[i32]); 6] = [
+            (decommission(9, true), true, &[]),
+            (decommission(1, true), false, &[1]),
+            (decommission(1, true), false, &[1]),
+            (decommission(1, false), false, &[]),
+            (decommission(2, true), false, &[2]),
+            (
+                MetadataRecord::UnregisterBroker {
+                    broker_id: BrokerId(2),
+                },
+                false,
+                &[],
+            ),
+        ];
+        let (mut img, _, _) = MetadataImage::empty().replay(0, [&register(1, 1), &register(2, 1)]);
+        for (record, refused, want) in table {
+            let (next, delta, r) = img.replay(img.offset + 1, [&record]);
+            assert_eq!(!r.is_empty(), refused, "{record:?}");
+            let got: Vec<i32> = next.decommissioned_brokers().map(|b| b.0).collect();
+            assert_eq!(got, want, "{record:?}");
+            assert_eq!(delta.is_empty(), refused, "{record:?}");
+            img = next;
+        }
+        let (img, _, _) = img.replay(img.offset + 1, [&decommission(1, true)]);
+        let restored = MetadataImage::from_snapshot(img.offset, &img.snapshot_records()).unwrap();
+        assert_eq!(restored, img);
+        assert!(restored.is_decommissioned(BrokerId(1)));
     }
 
     #[test]

@@ -126,6 +126,30 @@ pub struct OngoingMove {
     pub leader: Option<BrokerId>,
 }
 
+/// A move the balancer plans: a partition's replicas now and where they go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedMove {
+    pub topic: String,
+    pub partition: PartitionId,
+    pub from: Vec<BrokerId>,
+    pub to: Vec<BrokerId>,
+}
+
+/// A partition the balancer cannot move off a drained broker, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StuckPartition {
+    pub topic: String,
+    pub partition: PartitionId,
+    pub reason: String,
+}
+
+/// The balancer's plan: drains first, then the moves that even the load.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BalancePlan {
+    pub moves: Vec<PlannedMove>,
+    pub stuck: Vec<StuckPartition>,
+}
+
 /// A partition named by a client for an election or a move: the topic as sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PartitionRef {

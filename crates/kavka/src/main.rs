@@ -67,6 +67,9 @@ enum Command {
     /// ACLs: who may do what to which topic, group, transactional id or the cluster.
     #[command(subcommand)]
     Acl(cli::acl::AclCommand),
+    /// Brokers: list with their load, decommission (move every replica off), recommission.
+    #[command(subcommand)]
+    Broker(cli::broker::BrokerCommand),
     /// Partition moves (Kafka's reassignment): move, list ongoing moves, cancel.
     #[command(subcommand)]
     Partition(cli::partition::PartitionCommand),
@@ -150,6 +153,7 @@ fn main() -> ExitCode {
             Command::User(cmd) => cli::user::run(&bootstrap, cmd).await,
             Command::Quota(cmd) => cli::quota::run(&bootstrap, cmd).await,
             Command::Partition(cmd) => cli::partition::run(&bootstrap, cmd).await,
+            Command::Broker(cmd) => cli::broker::run(&bootstrap, cmd).await,
             Command::Produce(args) => cli::produce::run(&bootstrap, args).await,
             Command::Consume(args) => cli::consume::run(&bootstrap, args).await,
             Command::Group(cmd) => cli::group::run(&bootstrap, cmd).await,

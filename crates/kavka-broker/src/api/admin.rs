@@ -12,8 +12,8 @@ use crate::session::ControllerSession;
 use kavka_metadata::{ConfigResource, MetadataImage};
 use kavka_model::acl::{AclBinding, AclFilter};
 use kavka_model::admin::{
-    AlterConfigs, ConfigTarget, ElectionType, NewPartitions, NewTopic, OngoingMove, PartitionMove,
-    PartitionOutcome, PartitionRef, TopicOutcome,
+    AlterConfigs, BalancePlan, ConfigTarget, ElectionType, NewPartitions, NewTopic, OngoingMove,
+    PartitionMove, PartitionOutcome, PartitionRef, TopicOutcome,
 };
 use kavka_model::quota::{AlterationOutcome, QuotaAlteration};
 use kavka_model::scram::{ScramCredential, ScramMechanism, UserOutcome};
@@ -357,6 +357,24 @@ impl Admin {
         })
         .await?;
         Ok(outcomes)
+    }
+
+    /// Decommissions `broker` (`on`: its replicas move off it, none is placed on it) or
+    /// takes it back into service, once this broker's image shows it.
+    #[tracing::instrument(skip(self))]
+    pub async fn decommission(&self, broker: BrokerId, on: bool) -> Result<(), KafkaError> {
+        self.controllers.decommission(broker, on).await?;
+        self.await_image("the decommission", |img| {
+            img.broker(broker).is_none() || img.is_decommissioned(broker) == on
+        })
+        .await
+    }
+
+    /// The balancer's plan for the cluster; with `execute`, the active controller carries
+    /// it out (a bounded number of moves at a time) until nothing is left to do.
+    #[tracing::instrument(skip(self))]
+    pub async fn balance(&self, execute: bool) -> Result<BalancePlan, KafkaError> {
+        self.controllers.balance(execute).await
     }
 
     /// The ongoing moves (ListPartitionReassignments) of `only` (None: all), from this

@@ -6,12 +6,12 @@
 use super::Controllers;
 use kavka_model::acl::{AclBinding, AclFilter};
 use kavka_model::admin::{
-    AlterConfigs, ElectionType, NewPartitions, NewTopic, PartitionMove, PartitionOutcome,
-    PartitionRef, TopicOutcome,
+    AlterConfigs, BalancePlan, ElectionType, NewPartitions, NewTopic, PartitionMove,
+    PartitionOutcome, PartitionRef, TopicOutcome,
 };
 use kavka_model::quota::{AlterationOutcome, QuotaAlteration};
 use kavka_model::scram::{ScramCredential, ScramMechanism, UserOutcome};
-use kavka_model::{ErrorCode, KafkaError};
+use kavka_model::{BrokerId, ErrorCode, KafkaError};
 use kavka_proto::conv::scram_credential_record;
 use kavka_proto::v1;
 use std::collections::BTreeMap;
@@ -113,6 +113,27 @@ impl Controllers {
             .into_iter()
             .map(PartitionOutcome::from)
             .collect())
+    }
+
+    /// Decommissions `broker` (`on`) or takes it back into service.
+    pub async fn decommission(&self, broker: BrokerId, on: bool) -> Result<(), KafkaError> {
+        let req = v1::DecommissionBrokerRequest {
+            broker_id: broker.0,
+            recommission: !on,
+        };
+        let resp = self
+            .call(|mut c| async move { c.decommission_broker(req).await.map(|r| r.into_inner()) })
+            .await?;
+        kavka_proto::conv::check(resp.error.as_ref())
+    }
+
+    /// The balancer's plan; with `execute` the active controller carries it out.
+    pub async fn balance(&self, execute: bool) -> Result<BalancePlan, KafkaError> {
+        let req = v1::BalanceClusterRequest { execute };
+        let resp = self
+            .call(|mut c| async move { c.balance_cluster(req).await.map(|r| r.into_inner()) })
+            .await?;
+        Ok(BalancePlan::from(resp))
     }
 
     /// AlterPartitionReassignments: one outcome per move, in order.

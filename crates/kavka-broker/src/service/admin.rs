@@ -6,11 +6,11 @@ use super::{auth, watch};
 use crate::api::{Admin as AdminApi, AlteredConfigs, BrokerApi, in_request_order};
 use crate::replica_manager::{PartitionState, TopicSummary};
 use crate::session::ControllerSession;
-use kavka_model::ConfigEntry;
 use kavka_model::acl::{AclBinding, AclFilter, Operation, Resource};
 use kavka_model::admin::{
     AlterConfigs, ConfigTarget, NewPartitions, NewTopic, PartitionMove, PartitionRef,
 };
+use kavka_model::{BrokerId, ConfigEntry};
 use kavka_proto::conv::{acl_filter_from_request, acl_from_request, scram_changes, status};
 use kavka_proto::v1::{self, admin_service_server::AdminService as Admin};
 use std::sync::Arc;
@@ -457,6 +457,39 @@ impl Admin for AdminService {
         }))
     }
 
+    async fn decommission_broker(
+        &self,
+        req: Request<v1::DecommissionBrokerRequest>,
+    ) -> Result<Response<v1::DecommissionBrokerResponse>, Status> {
+        self.require(&req, [(Operation::Alter, Resource::cluster())])?;
+        let r = req.into_inner();
+        let done = self
+            .api
+            .decommission(BrokerId(r.broker_id), !r.recommission)
+            .await;
+        Ok(Response::new(v1::DecommissionBrokerResponse {
+            error: done.err().as_ref().map(v1::Error::from),
+        }))
+    }
+
+    async fn balance_cluster(
+        &self,
+        req: Request<v1::BalanceClusterRequest>,
+    ) -> Result<Response<v1::BalanceClusterResponse>, Status> {
+        let op = if req.get_ref().execute {
+            Operation::Alter
+        } else {
+            Operation::Describe
+        };
+        self.require(&req, [(op, Resource::cluster())])?;
+        let plan = self
+            .api
+            .balance(req.into_inner().execute)
+            .await
+            .map_err(|e| status(&e))?;
+        Ok(Response::new(v1::BalanceClusterResponse::from(&plan)))
+    }
+
     async fn metadata(
         &self,
         req: Request<v1::MetadataRequest>,
@@ -509,7 +542,7 @@ impl Admin for AdminService {
         let external = self.is_external(&req);
         let brokers = image
             .brokers()
-            .map(|b| watch::broker_info(b, external))
+            .map(|b| watch::broker_info(&image, b, external))
             .collect();
         Ok(Response::new(v1::MetadataResponse {
             cluster_id: image.cluster_id.clone().unwrap_or_default(),

@@ -30,7 +30,11 @@ pub fn client_endpoint(b: &BrokerRegistration, external: bool) -> Option<&Endpoi
         .or_else(|| b.endpoint("grpc"))
 }
 
-pub fn broker_info(b: &BrokerRegistration, external: bool) -> v1::BrokerInfo {
+pub fn broker_info(
+    image: &MetadataImage,
+    b: &BrokerRegistration,
+    external: bool,
+) -> v1::BrokerInfo {
     let ep = client_endpoint(b, external);
     v1::BrokerInfo {
         id: b.broker_id.0,
@@ -38,6 +42,7 @@ pub fn broker_info(b: &BrokerRegistration, external: bool) -> v1::BrokerInfo {
         port: ep.map_or(0, |e| i32::from(e.port)),
         rack: b.rack.clone().unwrap_or_default(),
         fenced: b.fenced,
+        decommissioned: image.is_decommissioned(b.broker_id),
     }
 }
 
@@ -78,7 +83,7 @@ impl Snapshot {
             controller,
             brokers: image
                 .brokers()
-                .map(|b| (b.broker_id.0, broker_info(b, external)))
+                .map(|b| (b.broker_id.0, broker_info(image, b, external)))
                 .collect(),
             partitions,
         }

@@ -3,8 +3,10 @@
 //! controller runs them, and a decision takes effect only once its records commit.
 
 pub mod acls;
+pub mod balance;
 pub mod broker_configs;
 pub mod brokers;
+pub mod decommission;
 pub mod liveness;
 pub mod partitions;
 pub mod placement;

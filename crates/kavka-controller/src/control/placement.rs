@@ -1,5 +1,6 @@
-//! Replica placement: spreads replicas and leaders evenly over unfenced brokers, and the
-//! replicas of one partition over distinct racks when `broker.rack` is set.
+//! Replica placement: spreads replicas and leaders evenly over unfenced brokers (not those
+//! being decommissioned), and the replicas of one partition over distinct racks when
+//! `broker.rack` is set.
 //!
 //! Greedy and deterministic: each new partition takes as leader the broker leading the
 //! fewest partitions (counting the cluster's existing ones), then as followers the
@@ -23,8 +24,10 @@ pub fn place(
     partitions: usize,
     rf: usize,
 ) -> Result<Vec<Vec<BrokerId>>, KafkaError> {
+    // Not on a broker being decommissioned: its replicas are moving away.
     let brokers: Vec<(BrokerId, Option<String>)> = image
         .unfenced_brokers()
+        .filter(|b| !image.is_decommissioned(b.broker_id))
         .map(|b| (b.broker_id, b.rack.clone()))
         .collect();
     if rf == 0 || rf > brokers.len() {

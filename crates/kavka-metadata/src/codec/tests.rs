@@ -35,6 +35,7 @@ fn golden_name(r: &MetadataRecord) -> &'static str {
         MetadataRecord::Cluster { .. } => "record-cluster.bin",
         MetadataRecord::RegisterBroker(_) => "record-register-broker.bin",
         MetadataRecord::UnregisterBroker { .. } => "record-unregister-broker.bin",
+        MetadataRecord::BrokerDecommission { .. } => "record-broker-decommission.bin",
         MetadataRecord::FenceBroker { .. } => "record-fence-broker.bin",
         MetadataRecord::UnfenceBroker { .. } => "record-unfence-broker.bin",
         MetadataRecord::Topic(_) => "record-topic.bin",
@@ -79,6 +80,10 @@ pub(crate) fn samples() -> Vec<MetadataRecord> {
         }),
         MetadataRecord::UnregisterBroker {
             broker_id: BrokerId(3),
+        },
+        MetadataRecord::BrokerDecommission {
+            broker_id: BrokerId(3),
+            decommissioned: true,
         },
         MetadataRecord::FenceBroker {
             broker_id: BrokerId(2),
@@ -250,7 +255,7 @@ fn every_record_type_has_a_golden_file_that_decodes_back() {
     let covered: std::collections::BTreeSet<String> =
         covered.into_iter().map(String::from).collect();
     assert_eq!(on_disk, covered);
-    assert_eq!(covered.len(), 16, "one golden file per MetadataRecord type");
+    assert_eq!(covered.len(), 17, "one golden file per MetadataRecord type");
 }
 
 #[test]

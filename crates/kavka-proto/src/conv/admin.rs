@@ -4,8 +4,8 @@
 
 use crate::v1;
 use kavka_model::admin::{
-    AlterConfigs, ConfigTarget, ElectionType, NewPartitions, NewTopic, OngoingMove, PartitionMove,
-    PartitionOutcome, PartitionRef, TopicOutcome,
+    AlterConfigs, BalancePlan, ConfigTarget, ElectionType, NewPartitions, NewTopic, OngoingMove,
+    PartitionMove, PartitionOutcome, PartitionRef, PlannedMove, StuckPartition, TopicOutcome,
 };
 use kavka_model::epoch::{EpochAnswer, EpochEnd, EpochQuery};
 use kavka_model::{BrokerId, ErrorCode, KafkaError, LeaderEpoch, Offset, PartitionId, TopicId};
@@ -281,6 +281,58 @@ impl From<&OngoingMove> for v1::OngoingMove {
             removing_replicas: ids(&m.removing),
             isr: ids(&m.isr),
             leader: m.leader.map_or(-1, |b| b.0),
+        }
+    }
+}
+
+impl From<v1::BalanceClusterResponse> for BalancePlan {
+    fn from(r: v1::BalanceClusterResponse) -> Self {
+        BalancePlan {
+            moves: r
+                .moves
+                .into_iter()
+                .map(|m| PlannedMove {
+                    topic: m.topic,
+                    partition: PartitionId(m.partition),
+                    from: brokers(&m.from),
+                    to: brokers(&m.to),
+                })
+                .collect(),
+            stuck: r
+                .stuck
+                .into_iter()
+                .map(|s| StuckPartition {
+                    topic: s.topic,
+                    partition: PartitionId(s.partition),
+                    reason: s.reason,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl From<&BalancePlan> for v1::BalanceClusterResponse {
+    fn from(p: &BalancePlan) -> Self {
+        v1::BalanceClusterResponse {
+            moves: p
+                .moves
+                .iter()
+                .map(|m| v1::PlannedMove {
+                    topic: m.topic.clone(),
+                    partition: m.partition.0,
+                    from: ids(&m.from),
+                    to: ids(&m.to),
+                })
+                .collect(),
+            stuck: p
+                .stuck
+                .iter()
+                .map(|s| v1::StuckPartition {
+                    topic: s.topic.clone(),
+                    partition: s.partition.0,
+                    reason: s.reason.clone(),
+                })
+                .collect(),
         }
     }
 }

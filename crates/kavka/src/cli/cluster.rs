@@ -30,6 +30,9 @@ pub enum ClusterCommand {
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: OutputFormat,
     },
+    /// Even out replicas and preferred leaders over the brokers with as few partition
+    /// moves as it can: the plan (--dry-run), or carried out (--execute).
+    Balance(super::balance::BalanceArgs),
     /// Live view: active controller and term, brokers, every partition's leader, epoch
     /// and ISR, and a timestamped line for each change. Full-screen on a terminal.
     Watch {
@@ -214,6 +217,7 @@ pub async fn cluster(bootstrap: &str, cmd: ClusterCommand) -> anyhow::Result<()>
     let output = match cmd {
         ClusterCommand::Describe { output } => output,
         ClusterCommand::Watch { plain } => return super::watch::run(bootstrap, plain).await,
+        ClusterCommand::Balance(args) => return super::balance::run(bootstrap, args).await,
     };
     let mut client = super::connect(bootstrap).await?;
     let md = client.metadata(vec![]).await?;

@@ -12,6 +12,8 @@ macro_rules! outln {
 }
 
 pub mod acl;
+pub mod balance;
+pub mod broker;
 pub mod cluster;
 pub mod consume;
 pub mod group;

@@ -298,6 +298,7 @@ mod tests {
             port: 9093,
             rack: String::new(),
             fenced,
+            decommissioned: false,
         }
     }
 

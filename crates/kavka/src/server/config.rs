@@ -278,6 +278,25 @@ pub struct QuorumSection {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub leader_imbalance_check_interval_ms: Option<u64>,
+    /// Keep replicas and preferred leaders even over the brokers at all times (a broker
+    /// that joins takes its share), and move the replicas of a broker that stays down
+    /// longer than auto_balance_down_after_ms away (Redpanda's continuous partition
+    /// balancing). `--auto-balance` alone means true; default false.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_balance: Option<bool>,
+    /// With auto_balance: how long a broker may stay down before its replicas move
+    /// elsewhere (Redpanda's partition_autobalancing_node_availability_timeout_sec;
+    /// default 900000).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_balance_down_after_ms: Option<u64>,
+    /// The most partitions the balancer moves at once, for `kavka cluster balance`,
+    /// decommissions and auto_balance (Redpanda's
+    /// partition_autobalancing_concurrent_moves; default 10).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub balancer_concurrent_moves: Option<usize>,
 }
 
 /// Replication, fetch sizes and producer state.
@@ -630,6 +649,9 @@ pub struct Settings {
     pub session_timeout_ms: u64,
     pub default_replication_factor: i32,
     pub leader_imbalance_check_interval_ms: u64,
+    /// `auto_balance`: how long a broker may be down before its replicas move; None: off.
+    pub auto_balance_down_after_ms: Option<u64>,
+    pub balancer_concurrent_moves: usize,
     pub group: GroupConfig,
 }
 
@@ -1050,6 +1072,14 @@ impl Settings {
             leader_imbalance_check_interval_ms: quorum
                 .leader_imbalance_check_interval_ms
                 .unwrap_or(10_000),
+            auto_balance_down_after_ms: quorum
+                .auto_balance
+                .unwrap_or(false)
+                .then(|| quorum.auto_balance_down_after_ms.unwrap_or(900_000)),
+            balancer_concurrent_moves: match quorum.balancer_concurrent_moves {
+                Some(0) => bail!("balancer_concurrent_moves must be at least 1"),
+                n => n.unwrap_or(10),
+            },
             group,
         })
     }
@@ -1469,7 +1499,7 @@ mod tests {
     #[test]
     fn every_key_has_a_flag_and_a_variable() {
         let keys = ServerConfig::keys();
-        assert_eq!(keys.len(), 51, "{keys:?}");
+        assert_eq!(keys.len(), 54, "{keys:?}");
         let cmd = <Cmd as clap::CommandFactory>::command();
         for key in &keys {
             let long = key.replace('_', "-");

@@ -136,6 +136,10 @@ pub async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
                     leader_imbalance_check_interval: (settings.leader_imbalance_check_interval_ms
                         > 0)
                     .then(|| Duration::from_millis(settings.leader_imbalance_check_interval_ms)),
+                    auto_balance_down_after: settings
+                        .auto_balance_down_after_ms
+                        .map(Duration::from_millis),
+                    balancer_concurrent_moves: settings.balancer_concurrent_moves,
                     topic_defaults: TopicDefaults {
                         partitions: settings.broker.default_partitions,
                         replication_factor: settings.default_replication_factor,
