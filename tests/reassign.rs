@@ -342,6 +342,16 @@ async fn still_moving_after_a_while(bootstrap: &str, waiting: &str) {
     let table = ok(run_cli(bootstrap, &["partition", "moves"], b""));
     assert!(table.contains("big-0"), "{table}");
     assert!(table.contains(&format!("waiting for {waiting}")), "{table}");
+    // Most of the 3 MB is still to copy; the rate is measured (a second apart).
+    let listed = ok(run_cli(
+        bootstrap,
+        &["partition", "moves", "-o", "json"],
+        b"",
+    ));
+    let moves: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let left = moves[0]["bytes_left"].as_u64();
+    assert!(left.is_some_and(|b| b > 1_000_000), "{listed}");
+    assert!(moves[0]["bytes_per_second"].is_u64(), "{listed}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -163,6 +163,23 @@ impl Client {
             .collect())
     }
 
+    /// The log dir of the broker this client is connected to, with its replicas' sizes
+    /// (all of them, or those of `only`).
+    pub async fn describe_log_dirs(
+        &mut self,
+        only: &[PartitionRef],
+    ) -> Result<v1::DescribeLogDirsResponse, ClientError> {
+        let r = self
+            .admin
+            .describe_log_dirs(v1::DescribeLogDirsRequest {
+                partitions: only.iter().map(v1::ElectLeadersPartition::from).collect(),
+            })
+            .await?
+            .into_inner();
+        check(r.error.as_ref())?;
+        Ok(r)
+    }
+
     /// Decommissions `broker` (`on`) or takes it back into service.
     pub async fn decommission_broker(
         &mut self,

@@ -457,6 +457,31 @@ impl Admin for AdminService {
         }))
     }
 
+    async fn describe_log_dirs(
+        &self,
+        req: Request<v1::DescribeLogDirsRequest>,
+    ) -> Result<Response<v1::DescribeLogDirsResponse>, Status> {
+        self.require(&req, [(Operation::Describe, Resource::cluster())])?;
+        let named: Vec<PartitionRef> = req
+            .into_inner()
+            .partitions
+            .into_iter()
+            .map(PartitionRef::from)
+            .collect();
+        let dir = self
+            .broker
+            .describe_log_dir(|tp| {
+                named.is_empty()
+                    || named
+                        .iter()
+                        .any(|r| r.partition == tp.partition && r.topic == tp.topic.as_str())
+            })
+            .await;
+        let mut resp = v1::DescribeLogDirsResponse::from(&dir);
+        resp.broker_id = self.broker.broker_config().node_id.0;
+        Ok(Response::new(resp))
+    }
+
     async fn decommission_broker(
         &self,
         req: Request<v1::DecommissionBrokerRequest>,

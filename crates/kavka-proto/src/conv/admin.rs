@@ -8,6 +8,7 @@ use kavka_model::admin::{
     PartitionMove, PartitionOutcome, PartitionRef, PlannedMove, StuckPartition, TopicOutcome,
 };
 use kavka_model::epoch::{EpochAnswer, EpochEnd, EpochQuery};
+use kavka_model::logs::LogDir;
 use kavka_model::{BrokerId, ErrorCode, KafkaError, LeaderEpoch, Offset, PartitionId, TopicId};
 
 fn brokers(ids: &[i32]) -> Vec<BrokerId> {
@@ -333,6 +334,30 @@ impl From<&BalancePlan> for v1::BalanceClusterResponse {
                     reason: s.reason.clone(),
                 })
                 .collect(),
+        }
+    }
+}
+
+/// Sizes unknown are -1 on the wire; `broker_id` is the caller's to set.
+impl From<&LogDir> for v1::DescribeLogDirsResponse {
+    fn from(d: &LogDir) -> Self {
+        let bytes = |b: Option<u64>| b.map_or(-1, |b| i64::try_from(b).unwrap_or(i64::MAX));
+        v1::DescribeLogDirsResponse {
+            broker_id: -1,
+            path: d.path.clone(),
+            total_bytes: bytes(d.total_bytes),
+            usable_bytes: bytes(d.usable_bytes),
+            replicas: d
+                .replicas
+                .iter()
+                .map(|r| v1::ReplicaLogInfo {
+                    topic: r.partition.topic.as_str().to_string(),
+                    partition: r.partition.partition.0,
+                    size_bytes: i64::try_from(r.size_bytes).unwrap_or(i64::MAX),
+                    offset_lag: r.offset_lag,
+                })
+                .collect(),
+            error: d.error.as_ref().map(v1::Error::from),
         }
     }
 }

@@ -4,9 +4,11 @@
 use super::{OutputFormat, connect, print_json, table};
 use anyhow::{Context, bail};
 use clap::Subcommand;
+use kavka_client::Client;
 use kavka_model::admin::{OngoingMove, PartitionMove, PartitionRef};
 use kavka_model::{BrokerId, PartitionId};
 use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 #[derive(Subcommand, Debug)]
@@ -138,6 +140,7 @@ pub async fn run(bootstrap: &str, cmd: PartitionCommand) -> anyhow::Result<()> {
         }
         PartitionCommand::Moves { output } => {
             let moves = client.list_partition_reassignments(&[]).await?;
+            let copying = Copying::measure(&mut client, &moves).await;
             match output {
                 OutputFormat::Json => print_json(&json!(
                     moves
@@ -150,6 +153,8 @@ pub async fn run(bootstrap: &str, cmd: PartitionCommand) -> anyhow::Result<()> {
                             "removing_replicas": m.removing.iter().map(|b| b.0).collect::<Vec<_>>(),
                             "isr": m.isr.iter().map(|b| b.0).collect::<Vec<_>>(),
                             "leader": m.leader.map(|b| b.0),
+                            "bytes_left": copying.left(m),
+                            "bytes_per_second": copying.rate(m),
                         }))
                         .collect::<Vec<_>>()
                 ))?,
@@ -161,6 +166,8 @@ pub async fn run(bootstrap: &str, cmd: PartitionCommand) -> anyhow::Result<()> {
                         "REMOVING",
                         "ISR",
                         "LEADER",
+                        "BYTES LEFT",
+                        "RATE",
                         "PROGRESS",
                     ]);
                     for m in &moves {
@@ -171,6 +178,10 @@ pub async fn run(bootstrap: &str, cmd: PartitionCommand) -> anyhow::Result<()> {
                             ids(&m.removing),
                             ids(&m.isr),
                             m.leader.map_or("none".into(), |b| b.to_string()),
+                            copying.left(m).map_or("?".into(), human_bytes),
+                            copying
+                                .rate(m)
+                                .map_or("?".into(), |r| format!("{}/s", human_bytes(r))),
                             progress(m),
                         ]);
                     }
@@ -194,6 +205,120 @@ pub async fn run(bootstrap: &str, cmd: PartitionCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How far each move's new replicas are from their leader's copy: the leader's log size
+/// minus theirs (each broker asked for its own log dir), measured twice a second apart
+/// for the rate. A broker that does not answer leaves its moves' figures unknown.
+struct Copying {
+    /// (topic, partition) → bytes left, at the second measurement.
+    left: BTreeMap<(String, i32), u64>,
+    /// (topic, partition) → bytes per second copied between the measurements.
+    rate: BTreeMap<(String, i32), u64>,
+}
+
+/// How long apart the two measurements of `kavka partition moves` are.
+const RATE_INTERVAL: Duration = Duration::from_secs(1);
+
+impl Copying {
+    async fn measure(client: &mut Client, moves: &[OngoingMove]) -> Self {
+        if moves.is_empty() {
+            return Copying {
+                left: BTreeMap::new(),
+                rate: BTreeMap::new(),
+            };
+        }
+        let addrs: BTreeMap<i32, String> = match client.metadata(vec![]).await {
+            Ok(md) => md
+                .brokers
+                .iter()
+                .map(|b| (b.id, format!("{}:{}", b.host, b.port)))
+                .collect(),
+            Err(_) => BTreeMap::new(),
+        };
+        let first = Instant::now();
+        let before = bytes_left(&addrs, moves).await;
+        tokio::time::sleep(RATE_INTERVAL).await;
+        let left = bytes_left(&addrs, moves).await;
+        let secs = first.elapsed().as_secs_f64().max(0.001);
+        let rate = left
+            .iter()
+            .filter_map(|(k, now)| {
+                let was = before.get(k)?;
+                Some((k.clone(), (was.saturating_sub(*now) as f64 / secs) as u64))
+            })
+            .collect();
+        Copying { left, rate }
+    }
+
+    fn left(&self, m: &OngoingMove) -> Option<u64> {
+        self.left.get(&(m.topic.clone(), m.partition.0)).copied()
+    }
+
+    fn rate(&self, m: &OngoingMove) -> Option<u64> {
+        self.rate.get(&(m.topic.clone(), m.partition.0)).copied()
+    }
+}
+
+/// Each move's bytes left: the sum over its new replicas of the leader's size minus theirs.
+async fn bytes_left(
+    addrs: &BTreeMap<i32, String>,
+    moves: &[OngoingMove],
+) -> BTreeMap<(String, i32), u64> {
+    let mut sizes: BTreeMap<(i32, String, i32), u64> = BTreeMap::new();
+    let brokers: BTreeSet<i32> = moves
+        .iter()
+        .flat_map(|m| m.leader.iter().chain(&m.adding).map(|b| b.0))
+        .collect();
+    let only: Vec<PartitionRef> = moves
+        .iter()
+        .map(|m| PartitionRef {
+            topic: m.topic.clone(),
+            partition: m.partition,
+        })
+        .collect();
+    for b in brokers {
+        let Some(addr) = addrs.get(&b) else { continue };
+        let Ok(mut c) = connect(addr).await else {
+            continue;
+        };
+        let Ok(dir) = c.describe_log_dirs(&only).await else {
+            continue;
+        };
+        for r in dir.replicas {
+            sizes.insert((b, r.topic, r.partition), r.size_bytes.max(0) as u64);
+        }
+    }
+    moves
+        .iter()
+        .filter_map(|m| {
+            let key = |b: BrokerId| (b.0, m.topic.clone(), m.partition.0);
+            let leader = *sizes.get(&key(m.leader?))?;
+            let mut left = 0u64;
+            for a in &m.adding {
+                // A new replica with no log yet has everything left.
+                let have = sizes.get(&key(*a)).copied().unwrap_or(0);
+                left += leader.saturating_sub(have);
+            }
+            Some(((m.topic.clone(), m.partition.0), left))
+        })
+        .collect()
+}
+
+/// "1.5 MiB".
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,6 +340,21 @@ mod tests {
                 parse_broker(bad).unwrap_err().contains("broker id"),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn byte_counts_read_as_people_write_them() {
+        let table = [
+            (0, "0 B"),
+            (1023, "1023 B"),
+            (1024, "1.0 KiB"),
+            (1536, "1.5 KiB"),
+            (3 << 20, "3.0 MiB"),
+            (5 << 40, "5.0 TiB"),
+        ];
+        for (n, want) in table {
+            assert_eq!(human_bytes(n), want, "{n}");
         }
     }
 
