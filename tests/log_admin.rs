@@ -3,7 +3,8 @@
 //! OFFSET_OUT_OF_RANGE), DescribeLogDirs (the data dir, its volume, each replica's
 //! size), DescribeProducers (the idempotent producers a leader knows),
 //! AlterReplicaLogDirs (one log dir: nothing can move) and ElectLeaders; and the bad
-//! input each refuses with Kafka's error.
+//! input each refuses with Kafka's error. `kavka topic delete-records` does the same at
+//! the partition's leader.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 
@@ -535,4 +536,31 @@ async fn deleted_records_reach_the_followers_and_stay_deleted_after_a_failover()
         1,
         "OFFSET_OUT_OF_RANGE below the start"
     );
+
+    // The CLI deletes at whichever broker leads now (found in the metadata).
+    let cli = |args: &[&str]| kavka_harness::run_cli(&bootstrap, args, b"");
+    let out = kavka_harness::cli_output::ok(cli(&[
+        "topic",
+        "delete-records",
+        "logs-0",
+        "--before",
+        "15",
+    ]));
+    assert!(out.contains("logs-0 now starts at offset 15."), "{out}");
+    assert_eq!(try_earliest(&mut c, 0).await, Ok(15));
+    kavka_harness::cli_output::fails_with(
+        cli(&["topic", "delete-records", "logs-0", "--before", "999"]),
+        "OFFSET_OUT_OF_RANGE",
+    );
+    kavka_harness::cli_output::fails_with(
+        cli(&["topic", "delete-records", "nope-0"]),
+        "UNKNOWN_TOPIC_OR_PARTITION",
+    );
+    kavka_harness::cli_output::fails_with(
+        cli(&["topic", "delete-records", "logs"]),
+        "expected topic-partition",
+    );
+    // Without --before: everything below the high watermark (20).
+    let out = kavka_harness::cli_output::ok(cli(&["topic", "delete-records", "logs-0"]));
+    assert!(out.contains("logs-0 now starts at offset 20."), "{out}");
 }

@@ -180,6 +180,26 @@ impl Client {
         Ok(r)
     }
 
+    /// Deletes `partition`'s records before `before` (None: the high watermark) on the
+    /// broker this client is connected to, which must lead it; the new log start.
+    pub async fn delete_records(
+        &mut self,
+        partition: &PartitionRef,
+        before: Option<i64>,
+    ) -> Result<i64, ClientError> {
+        let r = self
+            .admin
+            .delete_records(v1::DeleteRecordsRequest {
+                topic: partition.topic.clone(),
+                partition: partition.partition.0,
+                before_offset: before.unwrap_or(-1),
+            })
+            .await?
+            .into_inner();
+        check(r.error.as_ref())?;
+        Ok(r.low_watermark)
+    }
+
     /// Decommissions `broker` (`on`) or takes it back into service.
     pub async fn decommission_broker(
         &mut self,

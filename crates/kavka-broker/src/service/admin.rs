@@ -10,7 +10,9 @@ use kavka_model::acl::{AclBinding, AclFilter, Operation, Resource};
 use kavka_model::admin::{
     AlterConfigs, ConfigTarget, NewPartitions, NewTopic, PartitionMove, PartitionRef,
 };
-use kavka_model::{BrokerId, ConfigEntry};
+use kavka_model::{
+    BrokerId, ConfigEntry, ErrorCode, KafkaError, Offset, PartitionId, TopicName, TopicPartition,
+};
 use kavka_proto::conv::{acl_filter_from_request, acl_from_request, scram_changes, status};
 use kavka_proto::v1::{self, admin_service_server::AdminService as Admin};
 use std::sync::Arc;
@@ -480,6 +482,56 @@ impl Admin for AdminService {
         let mut resp = v1::DescribeLogDirsResponse::from(&dir);
         resp.broker_id = self.broker.broker_config().node_id.0;
         Ok(Response::new(resp))
+    }
+
+    async fn delete_records(
+        &self,
+        req: Request<v1::DeleteRecordsRequest>,
+    ) -> Result<Response<v1::DeleteRecordsResponse>, Status> {
+        self.require(
+            &req,
+            [(Operation::Delete, Resource::topic(&req.get_ref().topic))],
+        )?;
+        let r = req.into_inner();
+        let topic = TopicName::new(r.topic).map_err(|e| {
+            status(&KafkaError::new(
+                ErrorCode::UnknownTopicOrPartition,
+                format!("no such topic: {e}"),
+            ))
+        })?;
+        let before = match r.before_offset {
+            -1 => None,
+            o if o >= 0 => Some(Offset(o)),
+            o => {
+                return Err(status(&KafkaError::new(
+                    ErrorCode::OffsetOutOfRange,
+                    format!("cannot delete records before offset {o}: it is negative"),
+                )));
+            }
+        };
+        let tp = TopicPartition::new(topic, PartitionId(r.partition));
+        let deleted = self
+            .broker
+            .delete_records(&[(tp, before)])
+            .await
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| {
+                Err(KafkaError::new(
+                    ErrorCode::UnknownServerError,
+                    "DeleteRecords gave no answer",
+                ))
+            });
+        Ok(Response::new(match deleted {
+            Ok(start) => v1::DeleteRecordsResponse {
+                low_watermark: start.0,
+                error: None,
+            },
+            Err(e) => v1::DeleteRecordsResponse {
+                low_watermark: -1,
+                error: Some(v1::Error::from(&e)),
+            },
+        }))
     }
 
     async fn decommission_broker(

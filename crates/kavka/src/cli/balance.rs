@@ -41,7 +41,7 @@ pub struct BalanceArgs {
 
 /// `50MB/s`, `512KiB`, `1000`: bytes per second (decimal and binary units, as Kafka and
 /// Redpanda tools print them).
-fn parse_rate(s: &str) -> Result<u64, String> {
+pub(super) fn parse_rate(s: &str) -> Result<u64, String> {
     let bad = || format!("expected a rate such as 50MB/s, 512KiB/s or 1000000, got '{s}'");
     let t = s.trim();
     let t = t.strip_suffix("/s").unwrap_or(t);
@@ -109,33 +109,43 @@ pub async fn run(bootstrap: &str, args: BalanceArgs) -> anyhow::Result<()> {
         return print_plan(&plan, args.output);
     }
     if let Some(rate) = args.throttle {
-        let set: BTreeMap<String, String> = THROTTLES
-            .iter()
-            .map(|k| (k.to_string(), rate.to_string()))
-            .collect();
-        client
-            .alter_cluster_configs(set, vec![])
-            .await
-            .context("cannot set the replication throttle")?;
-        outln!("Replication throttled to {rate} bytes/s while balancing.");
+        set_throttle(&mut client, rate).await?;
     }
     let waited = execute(&mut client, Duration::from_secs(args.timeout)).await;
     if args.throttle.is_some() {
-        let lifted = client
-            .alter_cluster_configs(
-                BTreeMap::new(),
-                THROTTLES.iter().map(|k| k.to_string()).collect(),
-            )
-            .await;
-        match (&waited, lifted) {
-            (Ok(()), Ok(_)) => outln!("Replication throttle lifted."),
-            (_, Err(e)) => {
-                return Err(e).context("the balance ran, but the throttle could not be lifted")?;
-            }
-            (Err(_), Ok(_)) => {}
+        let lifted = lift_throttle(&mut client).await;
+        if waited.is_ok() {
+            lifted?;
         }
     }
     waited
+}
+
+/// Sets the leader and follower replication throttles cluster-wide to `rate` bytes/s.
+pub(super) async fn set_throttle(client: &mut Client, rate: u64) -> anyhow::Result<()> {
+    let set: BTreeMap<String, String> = THROTTLES
+        .iter()
+        .map(|k| (k.to_string(), rate.to_string()))
+        .collect();
+    client
+        .alter_cluster_configs(set, vec![])
+        .await
+        .context("cannot set the replication throttle")?;
+    outln!("Replication throttled to {rate} bytes/s.");
+    Ok(())
+}
+
+/// Removes the cluster-wide replication throttles.
+pub(super) async fn lift_throttle(client: &mut Client) -> anyhow::Result<()> {
+    client
+        .alter_cluster_configs(
+            BTreeMap::new(),
+            THROTTLES.iter().map(|k| k.to_string()).collect(),
+        )
+        .await
+        .context("cannot lift the replication throttle")?;
+    outln!("Replication throttle lifted.");
+    Ok(())
 }
 
 /// Starts the balance and waits until there is nothing left to move. The request is

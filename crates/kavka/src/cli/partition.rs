@@ -26,6 +26,10 @@ pub enum PartitionCommand {
         /// Wait (up to this many seconds) until the move is complete, printing progress.
         #[arg(long)]
         wait: Option<u64>,
+        /// With --wait: a replication throttle for the move (as 50MB/s), set cluster-wide
+        /// and lifted when it is done (kafka-reassign-partitions --throttle).
+        #[arg(long, requires = "wait", value_parser = super::balance::parse_rate)]
+        throttle: Option<u64>,
     },
     /// The ongoing moves.
     Moves {
@@ -40,7 +44,7 @@ pub enum PartitionCommand {
 }
 
 /// `orders-3` (the partition after the last '-').
-fn parse_partition(s: &str) -> Result<PartitionRef, String> {
+pub(super) fn parse_partition(s: &str) -> Result<PartitionRef, String> {
     let bad = || format!("expected topic-partition (orders-3), got '{s}'");
     let (topic, p) = s.rsplit_once('-').ok_or_else(bad)?;
     let partition: i32 = p.parse().map_err(|_| bad())?;
@@ -102,7 +106,11 @@ pub async fn run(bootstrap: &str, cmd: PartitionCommand) -> anyhow::Result<()> {
             partition,
             replicas,
             wait,
+            throttle,
         } => {
+            if let Some(rate) = throttle {
+                super::balance::set_throttle(&mut client, rate).await?;
+            }
             let m = PartitionMove {
                 partition: partition.clone(),
                 target: Some(replicas.clone()),
@@ -135,6 +143,9 @@ pub async fn run(bootstrap: &str, cmd: PartitionCommand) -> anyhow::Result<()> {
                         );
                     }
                     tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                if throttle.is_some() {
+                    super::balance::lift_throttle(&mut client).await?;
                 }
             }
         }

@@ -1,7 +1,7 @@
 //! `kavka topic create|list|describe|delete|alter-config`.
 
 use super::{OutputFormat, connect, parse_kv, print_json, table};
-use anyhow::bail;
+use anyhow::{Context, bail};
 use clap::{Subcommand, ValueEnum};
 use kavka_client::{ClientError, NewTopic};
 use kavka_model::{BrokerId, ErrorCode};
@@ -54,6 +54,16 @@ pub enum TopicCommand {
     Delete {
         #[arg(required = true)]
         names: Vec<String>,
+    },
+    /// Delete a partition's records before an offset (Kafka's kafka-delete-records): the
+    /// log start moves up; consumers behind it start from there.
+    DeleteRecords {
+        /// The partition, as topic-partition (orders-3).
+        #[arg(value_parser = super::partition::parse_partition)]
+        partition: kavka_model::admin::PartitionRef,
+        /// Delete the records below this offset (default: below the high watermark).
+        #[arg(long)]
+        before: Option<u64>,
     },
     /// Move leadership back to each partition's preferred (first) replica, where it is
     /// live and in the ISR; or, with `--election-type unclean`, give each leaderless
@@ -276,6 +286,16 @@ pub async fn run(bootstrap: &str, cmd: TopicCommand) -> anyhow::Result<()> {
             }
             outln!("{summary} {moved} partition(s).");
         }
+        TopicCommand::DeleteRecords { partition, before } => {
+            let name = format!("{}-{}", partition.topic, partition.partition);
+            let before = before
+                .map(|o| i64::try_from(o).context("--before is too large"))
+                .transpose()?;
+            let start = delete_records_at_leader(bootstrap, &mut client, &partition, before)
+                .await
+                .with_context(|| format!("cannot delete records of {name}"))?;
+            outln!("{name} now starts at offset {start}.");
+        }
         TopicCommand::Delete { names } => {
             let mut failed = 0;
             for (name, r) in client.delete_topics(names).await? {
@@ -352,6 +372,37 @@ pub fn human_bytes(b: u64) -> String {
         format!("{b} B")
     } else {
         format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// DeleteRecords at `partition`'s leader (only a leader deletes): found in the metadata.
+async fn delete_records_at_leader(
+    bootstrap: &str,
+    client: &mut kavka_client::Client,
+    partition: &kavka_model::admin::PartitionRef,
+    before: Option<i64>,
+) -> anyhow::Result<i64> {
+    let md = client.metadata(vec![partition.topic.clone()]).await?;
+    let leader = md
+        .topics
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .find(|p| p.partition == partition.partition.0)
+        .map(|p| p.leader)
+        .filter(|&l| l >= 0);
+    let addr = leader
+        .and_then(|l| md.brokers.iter().find(|b| b.id == l))
+        .map(|b| format!("{}:{}", b.host, b.port));
+    match addr {
+        Some(addr) => Ok(super::connect(&addr)
+            .await?
+            .delete_records(partition, before)
+            .await?),
+        // Unknown partition or no leader: the broker asked says which.
+        None => Ok(super::connect(bootstrap)
+            .await?
+            .delete_records(partition, before)
+            .await?),
     }
 }
 
