@@ -517,7 +517,8 @@ impl Controller {
     pub async fn balance(&self, execute: bool) -> Result<balance::Plan, ControllerError> {
         self.quorum.ensure_linearizable().await?;
         let img = self.image();
-        let plan = balance::plan(&balance::layout(&img), &self.balance_goals(&img, true));
+        let goals = self.balance_goals(&img, true, usize::MAX);
+        let plan = balance::plan(&balance::layout(&img), &goals);
         if execute {
             self.balancing
                 .store(true, std::sync::atomic::Ordering::SeqCst);
@@ -527,7 +528,7 @@ impl Controller {
 
     /// What the balancer aims for now: drain decommissioned brokers that still hold
     /// replicas (and, with auto-balance, brokers down too long); even out if `even`.
-    fn balance_goals(&self, img: &MetadataImage, even: bool) -> balance::Goals {
+    fn balance_goals(&self, img: &MetadataImage, even: bool, max_moves: usize) -> balance::Goals {
         let mut drain: BTreeSet<BrokerId> = img.decommissioned_brokers().collect();
         if let Some(after) = self.config.auto_balance_down_after {
             let now = Instant::now();
@@ -540,7 +541,12 @@ impl Controller {
         }
         let mut hosts = decommission::hosts(img);
         hosts.retain(|b, _| !drain.contains(b));
-        balance::Goals { hosts, drain, even }
+        balance::Goals {
+            hosts,
+            drain,
+            even,
+            max_moves,
+        }
     }
 
     /// One round of the balancer's executor: cancels moves onto brokers being drained,
@@ -560,7 +566,10 @@ impl Controller {
         }
         let even =
             self.balancing.load(Ordering::SeqCst) || self.config.auto_balance_down_after.is_some();
-        let goals = self.balance_goals(&img, even);
+        let mut goals = self.balance_goals(&img, even, usize::MAX);
+        if !even && goals.drain.is_empty() {
+            return;
+        }
         let layout = balance::layout(&img);
         let holds = |b: &BrokerId| layout.iter().any(|p| p.replicas.contains(b));
         if !even && !goals.drain.iter().any(holds) {
@@ -599,6 +608,8 @@ impl Controller {
         }
         let moving = layout.iter().filter(|p| p.moving).count();
         let room = self.config.balancer_concurrent_moves.saturating_sub(moving);
+        // Only what can start now: a full plan of a large cluster is costly.
+        goals.max_moves = room;
         let plan = balance::plan(&layout, &goals);
         if plan.moves.is_empty() && moving == 0 && self.balancing.swap(false, Ordering::SeqCst) {
             tracing::info!("the cluster is balanced");

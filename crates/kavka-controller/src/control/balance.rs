@@ -43,6 +43,9 @@ pub struct Goals {
     pub drain: BTreeSet<BrokerId>,
     /// Also even replicas and preferred leaders over the hosts (else only drain).
     pub even: bool,
+    /// Stop evening once the plan moves this many partitions (the executor asks only
+    /// for what it can start: each step scans every partition). Drains are never cut.
+    pub max_moves: usize,
 }
 
 /// Every partition of `image` in topic-name and partition order.
@@ -120,7 +123,7 @@ pub fn plan(partitions: &[PartitionLayout], goals: &Goals) -> Plan {
 
     if goals.even && goals.hosts.len() > 1 {
         even_replicas(partitions, goals, &mut planned, &mut load);
-        even_leaders(partitions, &mut planned, &mut load);
+        even_leaders(partitions, goals.max_moves, &mut planned, &mut load);
     }
 
     let changed = |i: &usize| planned[*i] != partitions[*i].replicas;
@@ -151,6 +154,9 @@ fn even_replicas(
     // Each step moves one replica closer to even: bounded by the replica count.
     let steps: usize = planned.iter().map(Vec::len).sum();
     for _ in 0..steps {
+        if moved(partitions, planned) >= goals.max_moves {
+            break;
+        }
         let by_load: Vec<(usize, BrokerId)> =
             goals.hosts.keys().map(|&b| (load.replicas(b), b)).collect();
         let fits = |list: &[BrokerId], hi: BrokerId, lo: BrokerId| {
@@ -174,8 +180,16 @@ fn even_replicas(
 }
 
 /// Reorders replicas until preferred leaders differ by at most one between hosts.
-fn even_leaders(partitions: &[PartitionLayout], planned: &mut [Vec<BrokerId>], load: &mut Load) {
+fn even_leaders(
+    partitions: &[PartitionLayout],
+    max_moves: usize,
+    planned: &mut [Vec<BrokerId>],
+    load: &mut Load,
+) {
     for _ in 0..planned.len() {
+        if moved(partitions, planned) >= max_moves {
+            break;
+        }
         let by_load: Vec<(usize, BrokerId)> = load.hosts().map(|b| (load.leaders(b), b)).collect();
         let fits = |list: &[BrokerId], hi: BrokerId, lo: BrokerId| {
             list.first() == Some(&hi) && list.contains(&lo)
@@ -190,6 +204,15 @@ fn even_leaders(partitions: &[PartitionLayout], planned: &mut [Vec<BrokerId>], l
         load.replace(&planned[i], &next);
         planned[i] = next;
     }
+}
+
+/// How many partitions the plan moves so far.
+fn moved(partitions: &[PartitionLayout], planned: &[Vec<BrokerId>]) -> usize {
+    partitions
+        .iter()
+        .zip(planned)
+        .filter(|(p, to)| p.replicas != **to)
+        .count()
 }
 
 /// The next step: a partition that `fits` a change from a host `hi` to a host `lo` whose

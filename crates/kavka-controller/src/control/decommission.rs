@@ -78,6 +78,7 @@ pub fn decommission(
             hosts,
             drain: BTreeSet::from([broker]),
             even: false,
+            max_moves: usize::MAX,
         };
         let plan = balance::plan(&balance::layout(image), &goals);
         if let Some(first) = plan.stuck.first() {

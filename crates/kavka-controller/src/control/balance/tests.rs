@@ -32,6 +32,7 @@ fn goals(ids: &[i32], racks: &[&str], drain: &[i32], even: bool) -> Goals {
             .collect(),
         drain: bs(drain).into_iter().collect(),
         even,
+        max_moves: usize::MAX,
     }
 }
 
@@ -236,4 +237,20 @@ fn drains_come_first_and_every_plan_is_even_and_stable() {
     let got = after(&settled, &drain);
     assert!(got.iter().all(|l| !l.contains(&3)), "{got:?}");
     assert!(drain.stuck.is_empty());
+}
+
+#[test]
+fn evening_stops_at_the_moves_asked_for_but_drains_are_never_cut() {
+    let lists: Vec<Vec<i32>> = (0..12).map(|i| vec![i % 2 + 1, (i + 1) % 2 + 1]).collect();
+    let refs: Vec<&[i32]> = lists.iter().map(Vec::as_slice).collect();
+    let p = parts(&refs);
+    for max in [0, 1, 3] {
+        let mut g = goals(&[1, 2, 3, 4], &[], &[], true);
+        g.max_moves = max;
+        assert_eq!(plan(&p, &g).moves.len(), max, "max {max}");
+    }
+    let mut g = goals(&[1, 3, 4], &[], &[2], true);
+    g.max_moves = 1;
+    let drained = plan(&p, &g);
+    assert_eq!(drained.moves.len(), 12, "every partition leaves broker 2");
 }
