@@ -612,7 +612,14 @@ impl Controller {
         goals.max_moves = room;
         let plan = balance::plan(&layout, &goals);
         if plan.moves.is_empty() && moving == 0 && self.balancing.swap(false, Ordering::SeqCst) {
-            tracing::info!("the cluster is balanced");
+            // The plan evened preferred leaders: move leadership to them now rather than
+            // at the next periodic check.
+            match self.elect_leaders(None, ElectionType::Preferred).await {
+                Ok(moved) => tracing::info!(leaders_moved = moved.len(), "the cluster is balanced"),
+                Err(e) => {
+                    tracing::info!(error = %e, "the cluster is balanced; leaders move at the next check")
+                }
+            }
         }
         if room == 0 || plan.moves.is_empty() {
             return;
@@ -689,6 +696,7 @@ impl Controller {
         let mut previous_leader: Option<NodeId> = None;
         let mut last_rebalance = Instant::now();
         let mut last_balance = Instant::now();
+        let mut balanced_at = -1;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
@@ -783,8 +791,12 @@ impl Controller {
                     tracing::debug!(error = %e, "offline partition election deferred");
                 }
             }
-            if last_balance.elapsed() >= BALANCE_EVERY {
+            // Each time the metadata changes (a move completed: room for the next), and
+            // at least every BALANCE_EVERY (a broker down long enough to drain).
+            let offset = self.image().offset;
+            if offset != balanced_at || last_balance.elapsed() >= BALANCE_EVERY {
                 last_balance = Instant::now();
+                balanced_at = offset;
                 self.balance_step().await;
             }
             if let Some(every) = self.config.leader_imbalance_check_interval
