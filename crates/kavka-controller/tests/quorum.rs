@@ -96,12 +96,7 @@ async fn three_voters_elect_commit_fail_over_and_catch_up() {
     let mut addrs = BTreeMap::new();
     for id in 1..=3u64 {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        addrs.insert(
-            id,
-            VoterNode {
-                addr: l.local_addr().unwrap().to_string(),
-            },
-        );
+        addrs.insert(id, VoterNode::new(l.local_addr().unwrap().to_string()));
         listeners.insert(id, l);
     }
     let mut voters = BTreeMap::new();
@@ -200,23 +195,22 @@ async fn three_voters_elect_commit_fail_over_and_catch_up() {
     }
 }
 
+/// A controller outside the static voters does not form a quorum of its own: it starts
+/// as an observer with an empty membership, waiting to be added (KIP-853).
 #[tokio::test]
-async fn a_node_outside_the_voter_list_is_refused() {
+async fn a_node_outside_the_voter_list_starts_as_an_observer() {
     let dir = tempfile::tempdir().unwrap();
-    let voters = BTreeMap::from([(
-        1,
-        VoterNode {
-            addr: "127.0.0.1:1".into(),
-        },
-    )]);
-    let e = Quorum::start(QuorumConfig::new(7, dir.path().to_path_buf(), voters))
+    let voters = BTreeMap::from([(1, VoterNode::new("127.0.0.1:1"))]);
+    let q = Quorum::start(QuorumConfig::new(7, dir.path().to_path_buf(), voters))
         .await
-        .err()
         .unwrap();
-    assert_eq!(
-        e.to_string(),
-        "controller 7 is not a voter in the controller quorum [1]"
-    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (index, membership) = q.membership();
+    assert_eq!(index, None);
+    assert_eq!(membership.voter_ids().count(), 0);
+    assert!(!q.is_leader());
+    assert_eq!(q.membership_mismatch(), None);
+    q.shutdown().await;
 }
 
 /// Concurrent proposals once deadlocked sled (concurrent `flush_async` calls): they must
@@ -225,12 +219,7 @@ async fn a_node_outside_the_voter_list_is_refused() {
 async fn concurrent_proposals_all_commit() {
     let dir = tempfile::tempdir().unwrap();
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let voters = BTreeMap::from([(
-        1,
-        VoterNode {
-            addr: l.local_addr().unwrap().to_string(),
-        },
-    )]);
+    let voters = BTreeMap::from([(1, VoterNode::new(l.local_addr().unwrap().to_string()))]);
     let q = Arc::new(
         Quorum::start(QuorumConfig::new(1, dir.path().join("c"), voters))
             .await

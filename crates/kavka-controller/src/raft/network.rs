@@ -29,9 +29,14 @@ use std::io::Cursor;
 use std::time::Duration;
 use tonic::transport::Channel;
 
-use super::peers::{CLUSTER_ID_HEADER, ControllerSecret, PeerPolicy, SECRET_HEADER};
+use super::peers::{
+    CLUSTER_ID_HEADER, ControllerSecret, DIRECTORY_ID_HEADER, EXPECTED_DIRECTORY_ID_HEADER,
+    PeerPolicy, SECRET_HEADER,
+};
 use super::state_machine::MetadataStateMachine;
+use crate::types::DirectoryId;
 use kavka_metadata::MetadataImage;
+use openraft::async_runtime::WatchReceiver;
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -54,13 +59,18 @@ const MESSAGE_BYTES_MAX: usize = 256 * 1024 * 1024;
 /// A peer is dialed at its address in the configured voter list (`--controller-voters`,
 /// static as Kafka's `controller.quorum.voters`), not the one its membership entry
 /// recorded when the quorum formed: addresses change (the controller listener moved Raft
-/// off the client port) while the voters stay the same.
+/// off the client port) while the voters stay the same. A peer outside that list (a
+/// voter or learner added at run time) is dialed at its membership entry's address.
+/// Every call presents this controller's directory id, which receivers compare with
+/// the membership's record of it (KIP-853: an emptied voter's calls are refused).
 #[derive(Clone, Debug)]
 pub struct GrpcNetworkFactory {
     pub secret: Option<ControllerSecret>,
     /// Plaintext, or mutual TLS (`security_inter_broker_protocol=SSL`).
     pub transport: kavka_tls::Transport,
     pub voters: std::collections::BTreeMap<NodeId, VoterNode>,
+    /// This controller's directory id, presented on every call.
+    pub directory_id: Option<DirectoryId>,
     pub image: ImageWatch,
     pub reachability: Arc<PeerReachability>,
 }
@@ -115,9 +125,11 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetworkFactory {
         GrpcNetwork {
             target,
             addr,
+            expected_directory_id: node.directory_id,
             client: None,
             secret: self.secret.clone(),
             transport: self.transport.clone(),
+            directory_id: self.directory_id,
             image: self.image.clone(),
             reachability: Arc::clone(&self.reachability),
         }
@@ -127,9 +139,13 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetworkFactory {
 pub struct GrpcNetwork {
     target: NodeId,
     addr: String,
+    /// The directory id the membership records for the target: its answers must carry
+    /// it, or they do not count (an emptied voter's vote is not a vote).
+    expected_directory_id: Option<DirectoryId>,
     client: Option<RaftServiceClient<Channel>>,
     secret: Option<ControllerSecret>,
     transport: kavka_tls::Transport,
+    directory_id: Option<DirectoryId>,
     image: ImageWatch,
     reachability: Arc<PeerReachability>,
 }
@@ -178,6 +194,18 @@ impl GrpcNetwork {
                 .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
             request.metadata_mut().insert(SECRET_HEADER, value);
         }
+        if let Some(d) = self.directory_id {
+            let value = tonic::metadata::MetadataValue::try_from(d.to_string())
+                .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            request.metadata_mut().insert(DIRECTORY_ID_HEADER, value);
+        }
+        if let Some(d) = self.expected_directory_id {
+            let value = tonic::metadata::MetadataValue::try_from(d.to_string())
+                .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            request
+                .metadata_mut()
+                .insert(EXPECTED_DIRECTORY_ID_HEADER, value);
+        }
         if let Some(id) = cluster_id(&self.image) {
             let value = tonic::metadata::MetadataValue::try_from(id.as_str())
                 .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
@@ -199,6 +227,19 @@ impl GrpcNetwork {
                 RPCError::Network(NetworkError::new(&s))
             }
         })?;
+        let answered = resp
+            .metadata()
+            .get(DIRECTORY_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<DirectoryId>().ok());
+        if let Err(why) =
+            crate::voters::check_sender_directory(self.target, answered, self.expected_directory_id)
+        {
+            tracing::warn!(target = self.target, %why, "ignored a Raft answer");
+            return Err(RPCError::Network(NetworkError::new(
+                &std::io::Error::other(why),
+            )));
+        }
         let result: Result<Resp, RaftError<TypeConfig>> =
             serde_json::from_slice(&resp.into_inner().json)
                 .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
@@ -250,21 +291,90 @@ pub struct RaftServer {
     raft: MetadataRaft,
     peers: Arc<PeerPolicy>,
     image: ImageWatch,
+    /// This controller's id and directory id: a membership that records another
+    /// directory id for it means this data dir is not that voter's (it was emptied), and
+    /// it answers no Raft call (no vote it cannot remember casting).
+    node_id: NodeId,
+    directory_id: Option<DirectoryId>,
+    /// Set once a caller's membership shows this node was replaced (see
+    /// [`crate::voters::own_identity_conflict`]); the node then stops.
+    replaced: Arc<std::sync::OnceLock<String>>,
 }
 
 impl RaftServer {
-    pub fn new(raft: MetadataRaft, peers: Arc<PeerPolicy>, image: ImageWatch) -> Self {
-        Self { raft, peers, image }
+    pub fn new(
+        raft: MetadataRaft,
+        peers: Arc<PeerPolicy>,
+        image: ImageWatch,
+        node_id: NodeId,
+        directory_id: Option<DirectoryId>,
+        replaced: Arc<std::sync::OnceLock<String>>,
+    ) -> Self {
+        Self {
+            raft,
+            peers,
+            image,
+            node_id,
+            directory_id,
+            replaced,
+        }
     }
 
+    /// Admits a call from `sender`: a static voter or a member of the membership, that
+    /// presents the directory id the membership records for it (if any), to a controller
+    /// whose own identity the membership does not contradict.
     fn admit_sender<T>(
         &self,
         req: &tonic::Request<T>,
         sender: NodeId,
     ) -> Result<(), tonic::Status> {
-        self.peers
-            .check_sender(sender)
-            .map_err(|why| self.refused(req.remote_addr(), why))
+        let header = |key: &str| {
+            req.metadata()
+                .get(key)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<DirectoryId>().ok())
+        };
+        let presented = header(DIRECTORY_ID_HEADER);
+        // The caller's membership records another directory id for this node: it is an
+        // emptied voter, which must neither vote nor take entries as that voter.
+        if let Some(why) = crate::voters::own_identity_conflict(
+            self.node_id,
+            self.directory_id,
+            header(EXPECTED_DIRECTORY_ID_HEADER),
+        ) {
+            let _ = self.replaced.set(why.clone());
+            return Err(self.refused(req.remote_addr(), why));
+        }
+        let (sender_node, own_node) = {
+            let m = self.raft.metrics();
+            let m = m.borrow_watched();
+            let membership = m.membership_config.membership();
+            (
+                membership.get_node(&sender).cloned(),
+                membership.get_node(&self.node_id).cloned(),
+            )
+        };
+        let verdict = self
+            .peers
+            .check_sender(sender, sender_node.is_some())
+            .and_then(|()| {
+                crate::voters::check_sender_directory(
+                    sender,
+                    presented,
+                    sender_node.and_then(|n| n.directory_id),
+                )
+            })
+            .and_then(|()| {
+                match crate::voters::own_identity_conflict(
+                    self.node_id,
+                    self.directory_id,
+                    own_node.and_then(|n| n.directory_id),
+                ) {
+                    Some(why) => Err(why),
+                    None => Ok(()),
+                }
+            });
+        verdict.map_err(|why| self.refused(req.remote_addr(), why))
     }
 
     fn refused(&self, peer: Option<std::net::SocketAddr>, why: String) -> tonic::Status {
@@ -377,6 +487,19 @@ fn encode<T: Serialize>(v: &T) -> Result<tonic::Response<RaftMessage>, tonic::St
     Ok(tonic::Response::new(RaftMessage { json: json.into() }))
 }
 
+impl RaftServer {
+    /// An answer carrying this controller's directory id, which the caller checks.
+    fn answer<T: Serialize>(&self, v: &T) -> Result<tonic::Response<RaftMessage>, tonic::Status> {
+        let mut resp = encode(v)?;
+        if let Some(d) = self.directory_id
+            && let Ok(value) = tonic::metadata::MetadataValue::try_from(d.to_string())
+        {
+            resp.metadata_mut().insert(DIRECTORY_ID_HEADER, value);
+        }
+        Ok(resp)
+    }
+}
+
 #[tonic::async_trait]
 impl RaftRpc for RaftServer {
     async fn append_entries(
@@ -386,7 +509,7 @@ impl RaftRpc for RaftServer {
         let m: AppendEntriesRequest<TypeConfig> = decode(req.get_ref())?;
         self.admit_sender(&req, m.vote.leader_id().node_id)?;
         let r = self.raft.append_entries(m).await;
-        encode(&r)
+        self.answer(&r)
     }
 
     async fn vote(
@@ -396,7 +519,7 @@ impl RaftRpc for RaftServer {
         let m: VoteRequest<TypeConfig> = decode(req.get_ref())?;
         self.admit_sender(&req, m.vote.leader_id().node_id)?;
         let r = self.raft.vote(m).await;
-        encode(&r)
+        self.answer(&r)
     }
 
     async fn full_snapshot(
@@ -414,7 +537,7 @@ impl RaftRpc for RaftServer {
             .install_full_snapshot(vote, snapshot)
             .await
             .map_err(RaftError::<TypeConfig>::Fatal);
-        encode(&r)
+        self.answer(&r)
     }
 }
 
