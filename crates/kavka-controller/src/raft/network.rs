@@ -19,7 +19,8 @@ use openraft::errors::{
 use openraft::network::v2::RaftNetworkV2;
 use openraft::network::{RPCOption, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::{OptionalSend, Raft};
 use serde::Serialize;
@@ -155,6 +156,7 @@ enum Method {
     Append,
     Vote,
     Snapshot,
+    TransferLeader,
 }
 
 impl GrpcNetwork {
@@ -215,6 +217,7 @@ impl GrpcNetwork {
             Method::Append => client.append_entries(request).await,
             Method::Vote => client.vote(request).await,
             Method::Snapshot => client.full_snapshot(request).await,
+            Method::TransferLeader => client.transfer_leader(request).await,
         };
         self.reachability
             .note(self.target, &self.addr, resp.as_ref().map(|_| ()));
@@ -267,6 +270,14 @@ impl RaftNetworkV2<TypeConfig> for GrpcNetwork {
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         self.call(Method::Vote, &req, &option).await
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(Method::TransferLeader, &req, &option).await
     }
 
     async fn full_snapshot(
@@ -519,6 +530,20 @@ impl RaftRpc for RaftServer {
         let m: VoteRequest<TypeConfig> = decode(req.get_ref())?;
         self.admit_sender(&req, m.vote.leader_id().node_id)?;
         let r = self.raft.vote(m).await;
+        self.answer(&r)
+    }
+
+    async fn transfer_leader(
+        &self,
+        req: tonic::Request<RaftMessage>,
+    ) -> Result<tonic::Response<RaftMessage>, tonic::Status> {
+        let m: TransferLeaderRequest<TypeConfig> = decode(req.get_ref())?;
+        self.admit_sender(&req, m.from_leader().leader_id().node_id)?;
+        let r = self
+            .raft
+            .handle_transfer_leader(m)
+            .await
+            .map_err(RaftError::<TypeConfig>::Fatal);
         self.answer(&r)
     }
 
