@@ -288,6 +288,11 @@ async fn an_emptied_voter_is_refused_and_then_replaced() {
         &bootstrap,
         &["quorum", "add-voter", "4", "--address", &four_addr],
     );
+    if !ok {
+        let mut all: Vec<&Node> = cluster.nodes.iter().collect();
+        all.push(&four);
+        keep_logs(&all, "replaced");
+    }
     assert!(ok, "{out}");
     let d = describe(&bootstrap).unwrap();
     let v4 = d["voters"]

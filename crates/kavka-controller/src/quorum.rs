@@ -146,6 +146,7 @@ impl Quorum {
         }
         .validate()
         .map_err(|e| QuorumError::Config(e.to_string()))?;
+        let (recorded_tx, recorded) = watch::channel(BTreeMap::new());
         let raft = MetadataRaft::new(
             cfg.node_id,
             Arc::new(config),
@@ -154,6 +155,7 @@ impl Quorum {
                 transport: cfg.transport.clone(),
                 voters: cfg.voters.clone(),
                 directory_id: cfg.directory_id,
+                recorded,
                 image: sm.subscribe(),
                 reachability: Arc::default(),
             },
@@ -162,6 +164,7 @@ impl Quorum {
         )
         .await
         .map_err(|e| QuorumError::Fatal(e.to_string()))?;
+        tokio::spawn(keep_recorded_directory_ids(raft.metrics(), recorded_tx));
         let formed = if observer {
             tracing::info!(
                 node_id = cfg.node_id,
@@ -274,10 +277,16 @@ impl Quorum {
             VoterChange::Add { id, directory_id },
         )?;
         let started = std::time::Instant::now();
-        let caught_up =
-            tokio::time::timeout(timeout, self.raft.add_learner(id, node.clone(), true)).await;
+        // openraft's blocking add_learner counts a learner within its replication lag
+        // threshold as caught up, even one that never answered: wait for its own match.
+        let caught_up = tokio::time::timeout(timeout, async {
+            let added = self.raft.add_learner(id, node.clone(), false).await?;
+            self.wait_matched(id, added.log_id.index()).await;
+            Ok::<_, RaftError<TypeConfig, ClientWriteError<TypeConfig>>>(())
+        })
+        .await;
         match caught_up {
-            Ok(Ok(_)) => {}
+            Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 self.forget_learner(id).await;
                 return Err(self.write_error(e));
@@ -287,7 +296,9 @@ impl Quorum {
                 return Err(KafkaError::new(
                     ErrorCode::RequestTimedOut,
                     format!(
-                        "node {id} at {} did not catch up with the metadata log within {timeout:?}                          (is it running, reachable from the active controller, with --controller-listen                          at that address?); the voters are unchanged",
+                        "node {id} at {} did not catch up with the metadata log within \
+                         {timeout:?} (is it running, reachable from the active controller, \
+                         with --controller-listen at that address?); the voters are unchanged",
                         node.addr
                     ),
                 )
@@ -385,7 +396,8 @@ impl Quorum {
             Err(_) => Err(KafkaError::new(
                 ErrorCode::RequestTimedOut,
                 format!(
-                    "the change of voter {id} did not commit in time; it may still commit                      (`kavka quorum describe` shows the voters)"
+                    "the change of voter {id} did not commit in time; it may still commit \
+                     (`kavka quorum describe` shows the voters)"
                 ),
             )
             .into()),
@@ -410,6 +422,28 @@ impl Quorum {
                 KafkaError::new(code, c.to_string()).into()
             }
             other => QuorumError::Fatal(other.to_string()),
+        }
+    }
+
+    /// Returns once this leader's replication to `id` has matched the log up to `index`
+    /// (callers bound the wait).
+    async fn wait_matched(&self, id: NodeId, index: u64) {
+        let mut rx = self.raft.metrics();
+        loop {
+            let matched = rx
+                .borrow_watched()
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&id).cloned())
+                .flatten()
+                .map(|l| l.index());
+            if matched.is_some_and(|m| m >= index) {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                // The Raft core stopped: never caught up; the caller's bound answers.
+                std::future::pending::<()>().await;
+            }
         }
     }
 
@@ -659,6 +693,31 @@ impl Quorum {
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
+        }
+    }
+}
+
+/// Keeps `tx` at the directory ids of the membership in force, for the network's
+/// checks; ends when the Raft core stops.
+async fn keep_recorded_directory_ids(
+    mut metrics: RaftMetricsWatch,
+    tx: watch::Sender<BTreeMap<NodeId, Option<DirectoryId>>>,
+) {
+    loop {
+        let recorded: BTreeMap<NodeId, Option<DirectoryId>> = metrics
+            .borrow_watched()
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, n)| (*id, n.directory_id))
+            .collect();
+        tx.send_if_modified(|now| {
+            let changed = *now != recorded;
+            *now = recorded;
+            changed
+        });
+        if metrics.changed().await.is_err() {
+            return;
         }
     }
 }

@@ -248,3 +248,79 @@ async fn concurrent_proposals_all_commit() {
     assert_eq!(q.image().topics().count(), 400);
     q.shutdown().await;
 }
+
+/// One voter change at a time, and nothing half-done: while an add waits for a learner
+/// that never answers (a listener that accepts nothing), another change is refused
+/// REQUEST_TIMED_OUT; the add itself times out REQUEST_TIMED_OUT and leaves the voter set
+/// and the learners as they were, after which a change may start again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_voter_change_at_a_time_and_a_timed_out_add_changes_nothing() {
+    use kavka_controller::DirectoryId;
+    use kavka_model::ErrorCode;
+    let dir = tempfile::tempdir().unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let voters = BTreeMap::from([(1, VoterNode::new(l.local_addr().unwrap().to_string()))]);
+    let q = Arc::new(
+        Quorum::start(QuorumConfig::new(1, dir.path().join("c"), voters))
+            .await
+            .unwrap(),
+    );
+    wait_for("leadership", || q.is_leader().then_some(())).await;
+    let before = q.membership_view();
+    // Accepts connections (the backlog does) but never answers a call.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let learner = VoterNode {
+        addr: silent.local_addr().unwrap().to_string(),
+        directory_id: Some(DirectoryId(uuid::Uuid::from_u128(2))),
+    };
+    let adding = {
+        let q = Arc::clone(&q);
+        tokio::spawn(async move { q.add_voter(2, learner, Duration::from_secs(2)).await })
+    };
+    let end = Instant::now() + DEADLINE;
+    while !q.membership_view().learners.contains(&2) {
+        if adding.is_finished() {
+            panic!(
+                "the add ended at once: {:?} {:?}",
+                adding.await,
+                q.membership()
+            );
+        }
+        assert!(Instant::now() < end, "the add never got in flight");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let code = |r: Result<u64, QuorumError>| match r {
+        Err(QuorumError::Refused(e)) => e.code,
+        other => panic!("not refused: {other:?}"),
+    };
+    let third = VoterNode {
+        addr: "127.0.0.1:1".into(),
+        directory_id: Some(DirectoryId(uuid::Uuid::from_u128(3))),
+    };
+    assert_eq!(
+        code(q.add_voter(3, third, Duration::from_secs(1)).await),
+        ErrorCode::RequestTimedOut
+    );
+    assert_eq!(
+        code(q.remove_voter(1, None, Duration::from_secs(1)).await),
+        ErrorCode::RequestTimedOut
+    );
+    let e = match adding.await.unwrap() {
+        Err(QuorumError::Refused(e)) => e,
+        other => panic!("the add did not time out: {other:?}"),
+    };
+    assert_eq!(e.code, ErrorCode::RequestTimedOut, "{e}");
+    assert!(e.message.contains("voters are unchanged"), "{e}");
+    wait_for("the learner to be taken back", || {
+        let now = q.membership_view();
+        (now.voters == before.voters && now.learners.is_empty() && !now.change_in_flight)
+            .then_some(())
+    })
+    .await;
+    // The last voter stays.
+    assert_eq!(
+        code(q.remove_voter(1, None, Duration::from_secs(1)).await),
+        ErrorCode::InvalidRequest
+    );
+    q.shutdown().await;
+}

@@ -72,9 +72,17 @@ pub struct GrpcNetworkFactory {
     pub voters: std::collections::BTreeMap<NodeId, VoterNode>,
     /// This controller's directory id, presented on every call.
     pub directory_id: Option<DirectoryId>,
+    /// The directory ids the membership in force records, by member: read at each call,
+    /// not when openraft makes the client (a replication stream may outlive the
+    /// membership entry it was made for, e.g. across a remove and re-add of a voter).
+    pub recorded: RecordedDirectoryIds,
     pub image: ImageWatch,
     pub reachability: Arc<PeerReachability>,
 }
+
+/// The directory ids of the membership in force, kept by `Quorum` from the Raft metrics.
+pub type RecordedDirectoryIds =
+    watch::Receiver<std::collections::BTreeMap<NodeId, Option<DirectoryId>>>;
 
 /// Which peers fail to answer, for logging it once rather than each attempt.
 #[derive(Debug, Default)]
@@ -126,7 +134,7 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetworkFactory {
         GrpcNetwork {
             target,
             addr,
-            expected_directory_id: node.directory_id,
+            recorded: self.recorded.clone(),
             client: None,
             secret: self.secret.clone(),
             transport: self.transport.clone(),
@@ -140,9 +148,9 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetworkFactory {
 pub struct GrpcNetwork {
     target: NodeId,
     addr: String,
-    /// The directory id the membership records for the target: its answers must carry
-    /// it, or they do not count (an emptied voter's vote is not a vote).
-    expected_directory_id: Option<DirectoryId>,
+    /// The directory ids the membership records: the target's answers must carry its
+    /// own, or they do not count (an emptied voter's vote is not a vote).
+    recorded: RecordedDirectoryIds,
     client: Option<RaftServiceClient<Channel>>,
     secret: Option<ControllerSecret>,
     transport: kavka_tls::Transport,
@@ -201,7 +209,8 @@ impl GrpcNetwork {
                 .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
             request.metadata_mut().insert(DIRECTORY_ID_HEADER, value);
         }
-        if let Some(d) = self.expected_directory_id {
+        let expected = self.recorded.borrow().get(&self.target).copied().flatten();
+        if let Some(d) = expected {
             let value = tonic::metadata::MetadataValue::try_from(d.to_string())
                 .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
             request
@@ -235,9 +244,7 @@ impl GrpcNetwork {
             .get(DIRECTORY_ID_HEADER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<DirectoryId>().ok());
-        if let Err(why) =
-            crate::voters::check_sender_directory(self.target, answered, self.expected_directory_id)
-        {
+        if let Err(why) = crate::voters::check_sender_directory(self.target, answered, expected) {
             tracing::warn!(target = self.target, %why, "ignored a Raft answer");
             return Err(RPCError::Network(NetworkError::new(
                 &std::io::Error::other(why),
@@ -307,10 +314,19 @@ pub struct RaftServer {
     /// it answers no Raft call (no vote it cannot remember casting).
     node_id: NodeId,
     directory_id: Option<DirectoryId>,
-    /// Set once a caller's membership shows this node was replaced (see
-    /// [`crate::voters::own_identity_conflict`]); the node then stops.
+    /// Set once callers' memberships have shown for [`REPLACED_AFTER`] that this node
+    /// was replaced (see [`crate::voters::own_identity_conflict`]); the node then stops.
     replaced: Arc<std::sync::OnceLock<String>>,
+    /// Since when callers have named another directory id for this node, without one
+    /// naming its own since.
+    mismatched_since: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// How long callers must keep naming another directory id for this node before it
+/// stops: a replication stream of a membership that has just removed this node (the
+/// step before a replaced voter is added again) may still call for a moment with the
+/// old one, and must not stop the new incarnation. Its calls are refused meanwhile.
+const REPLACED_AFTER: Duration = Duration::from_secs(3);
 
 impl RaftServer {
     pub fn new(
@@ -328,6 +344,25 @@ impl RaftServer {
             node_id,
             directory_id,
             replaced,
+            mismatched_since: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Notes what a caller expects of this node's directory id: a mismatch that lasts
+    /// [`REPLACED_AFTER`] marks this node replaced; a caller expecting its own resets it.
+    fn note_expected(&self, conflict: Option<&str>) {
+        let mut since = self
+            .mismatched_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match conflict {
+            None => *since = None,
+            Some(why) => {
+                let first = *since.get_or_insert_with(std::time::Instant::now);
+                if first.elapsed() >= REPLACED_AFTER {
+                    let _ = self.replaced.set(why.to_string());
+                }
+            }
         }
     }
 
@@ -348,12 +383,13 @@ impl RaftServer {
         let presented = header(DIRECTORY_ID_HEADER);
         // The caller's membership records another directory id for this node: it is an
         // emptied voter, which must neither vote nor take entries as that voter.
-        if let Some(why) = crate::voters::own_identity_conflict(
-            self.node_id,
-            self.directory_id,
-            header(EXPECTED_DIRECTORY_ID_HEADER),
-        ) {
-            let _ = self.replaced.set(why.clone());
+        let expected = header(EXPECTED_DIRECTORY_ID_HEADER);
+        let conflict =
+            crate::voters::own_identity_conflict(self.node_id, self.directory_id, expected);
+        if expected.is_some() || conflict.is_some() {
+            self.note_expected(conflict.as_deref());
+        }
+        if let Some(why) = conflict {
             return Err(self.refused(req.remote_addr(), why));
         }
         let (sender_node, own_node) = {

@@ -193,9 +193,40 @@ async fn change_voters(
     timeout_ms: u32,
 ) -> anyhow::Result<v1::RaftVoterChangeResponse> {
     let deadline = std::time::Duration::from_millis(u64::from(timeout_ms)) + CALL_TIMEOUT;
+    let addrs = kavka_client::parse_bootstrap(bootstrap)?;
+    // While the quorum elects an active controller (NOT_CONTROLLER without a hint),
+    // every node is asked again, for a bounded time.
+    let retry_until = std::time::Instant::now() + NO_CONTROLLER_RETRY;
     let mut failures = Vec::new();
-    for addr in kavka_client::parse_bootstrap(bootstrap)? {
-        let endpoint = super::endpoint(&addr)?
+    loop {
+        match change_voters_once(&addrs, &add, &remove, deadline, &mut failures).await? {
+            Some(r) => return Ok(r),
+            None if std::time::Instant::now() < retry_until => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            None => anyhow::bail!(
+                "no controller among the bootstrap nodes answered: {}",
+                failures.join("; ")
+            ),
+        }
+    }
+}
+
+/// How long a voter change keeps looking for an active controller.
+const NO_CONTROLLER_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// One pass over the bootstrap nodes: the answer, a final refusal (`Err`), or `None`
+/// when none reached an active controller.
+async fn change_voters_once(
+    addrs: &[String],
+    add: &Option<v1::AddRaftVoterRequest>,
+    remove: &Option<v1::RemoveRaftVoterRequest>,
+    deadline: std::time::Duration,
+    failures: &mut Vec<String>,
+) -> anyhow::Result<Option<v1::RaftVoterChangeResponse>> {
+    failures.clear();
+    for addr in addrs {
+        let endpoint = super::endpoint(addr)?
             .connect_timeout(CALL_TIMEOUT)
             .timeout(deadline);
         let channel = match tokio::time::timeout(CALL_TIMEOUT, endpoint.connect()).await {
@@ -210,13 +241,13 @@ async fn change_voters(
             }
         };
         let mut c = ControllerServiceClient::with_interceptor(channel, super::credentials());
-        let r = match (&add, &remove) {
+        let r = match (add, remove) {
             (Some(a), _) => c.add_raft_voter(a.clone()).await,
             (None, Some(r)) => c.remove_raft_voter(r.clone()).await,
             (None, None) => anyhow::bail!("no voter change asked"),
         };
         match r {
-            Ok(r) => return Ok(r.into_inner()),
+            Ok(r) => return Ok(Some(r.into_inner())),
             Err(s)
                 if s.code() == tonic::Code::Unavailable
                     || s.code() == tonic::Code::Unimplemented =>
@@ -225,14 +256,15 @@ async fn change_voters(
             }
             Err(s) => {
                 let e = kavka_proto::conv::from_status(&s);
+                if e.code == kavka_model::ErrorCode::NotController {
+                    failures.push(format!("{addr}: {}", e.message));
+                    continue;
+                }
                 anyhow::bail!("{}: {}", e.code.name(), e.message);
             }
         }
     }
-    anyhow::bail!(
-        "no controller among the bootstrap nodes answered: {}",
-        failures.join("; ")
-    )
+    Ok(None)
 }
 
 pub async fn quorum(bootstrap: &str, cmd: QuorumCommand) -> anyhow::Result<()> {
