@@ -30,9 +30,7 @@ async fn quorum(dir: &std::path::Path) -> Arc<Quorum> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
     let voters = BTreeMap::from([(
         1,
-        VoterNode {
-            addr: l.local_addr().unwrap_or_else(|e| panic!("{e}")).to_string(),
-        },
+        VoterNode::new(l.local_addr().unwrap_or_else(|e| panic!("{e}")).to_string()),
     )]);
     let q = Arc::new(
         Quorum::start(QuorumConfig::new(1, dir.to_path_buf(), voters))

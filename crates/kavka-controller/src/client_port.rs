@@ -1,5 +1,6 @@
-//! What the controller offers on a node's client port: `QuorumStatus` alone (the CLI's
-//! `quorum status` and `cluster describe`). Broker sessions, registrations, ISR changes,
+//! What the controller offers on a node's client port: `QuorumStatus` (the CLI's
+//! `quorum status|describe` and `cluster describe`) and the voter changes (`quorum
+//! add-voter|remove-voter`, which demand the quorum's secret when it has one). Broker sessions, registrations, ISR changes,
 //! producer-id blocks and forwarded admin calls are served on the controller listener
 //! only, so a client that reaches the client port cannot register or fence a broker.
 //!
@@ -13,8 +14,13 @@ use tonic::codegen::http::{Request, Response};
 use tonic::codegen::{BoxFuture, Service};
 use tonic::server::NamedService;
 
-/// The one controller method clients may call on the client port.
-pub const CLIENT_METHODS: &[&str] = &["/kavka.v1.ControllerService/QuorumStatus"];
+/// The controller methods clients may call on the client port. The voter changes check
+/// the quorum's secret themselves when the quorum has one (`kavka --cluster-secret-file`).
+pub const CLIENT_METHODS: &[&str] = &[
+    "/kavka.v1.ControllerService/QuorumStatus",
+    "/kavka.v1.ControllerService/AddRaftVoter",
+    "/kavka.v1.ControllerService/RemoveRaftVoter",
+];
 
 /// A controller service that answers only [`CLIENT_METHODS`].
 #[derive(Clone, Debug)]

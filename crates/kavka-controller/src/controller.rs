@@ -85,6 +85,7 @@ impl From<QuorumError> for ControllerError {
     fn from(e: QuorumError) -> Self {
         match e {
             QuorumError::NotLeader { leader } => ControllerError::NotController(leader),
+            QuorumError::Refused(k) => ControllerError::Kafka(k),
             other => ControllerError::Kafka(KafkaError::new(
                 ErrorCode::UnknownServerError,
                 other.to_string(),
@@ -673,12 +674,11 @@ impl Controller {
         out
     }
 
+    /// The active controller and its address (from the static voters, or the membership
+    /// for a voter added at run time), for brokers and forwarded calls.
     pub fn leader_hint(&self) -> Option<(NodeId, VoterNode)> {
         let leader = self.quorum.leader()?;
-        self.quorum
-            .voters()
-            .get(&leader)
-            .map(|n| (leader, n.clone()))
+        self.quorum.member(leader).map(|n| (leader, n))
     }
 
     /// The Raft term this voter is in.

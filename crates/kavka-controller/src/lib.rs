@@ -23,6 +23,7 @@ pub mod quorum;
 pub mod raft;
 pub mod service;
 mod types;
+pub mod voters;
 
 pub use quorum::{MetadataUpdate, Quorum, QuorumConfig, QuorumError};
-pub use types::{MetadataReply, MetadataRequest, NodeId, TypeConfig, VoterNode};
+pub use types::{DirectoryId, MetadataReply, MetadataRequest, NodeId, TypeConfig, VoterNode};

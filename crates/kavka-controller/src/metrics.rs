@@ -109,9 +109,12 @@ pub fn collect(quorum: &Quorum) {
         count_committed_always(Counted::default());
     });
     let m = quorum.metrics();
-    let active = m.current_leader == Some(quorum.node_id());
+    // `Quorum::leader`, not openraft's `current_leader`: a leader removed from the voters
+    // may still name itself there after it reverted to a learner.
+    let leader = quorum.leader();
+    let active = leader == Some(quorum.node_id());
     metrics::gauge!("kavka_controller_active").set(f64::from(u8::from(active)));
-    metrics::gauge!("kavka_controller_leader_id").set(m.current_leader.map_or(-1.0, |l| l as f64));
+    metrics::gauge!("kavka_controller_leader_id").set(leader.map_or(-1.0, |l| l as f64));
     metrics::gauge!("kavka_raft_term").set(m.current_term as f64);
     metrics::gauge!("kavka_raft_commit_index").set(
         m.local_committed

@@ -35,6 +35,8 @@ pub struct ControllerNodeConfig {
     /// The Raft store (Kafka: `__cluster_metadata-0` in the data dir).
     pub dir: PathBuf,
     pub voters: BTreeMap<NodeId, VoterNode>,
+    /// This node's data dir identity (meta.properties' `directory.id`).
+    pub directory_id: Option<crate::types::DirectoryId>,
     /// The quorum's shared secret, if one is configured.
     pub secret: Option<ControllerSecret>,
     /// How this voter reaches the others (plaintext or mutual TLS).
@@ -69,6 +71,7 @@ impl ControllerNode {
         let mut quorum_cfg = QuorumConfig::new(cfg.node_id, cfg.dir, cfg.voters);
         quorum_cfg.heartbeat_interval_ms = RAFT_HEARTBEAT_INTERVAL_MS;
         quorum_cfg.secret = cfg.secret;
+        quorum_cfg.directory_id = cfg.directory_id;
         quorum_cfg.transport = cfg.transport;
         let quorum = Arc::new(Quorum::start(quorum_cfg).await?);
         let controller = Controller::new(Arc::clone(&quorum), cfg.controller);
@@ -96,8 +99,10 @@ impl ControllerNode {
     }
 }
 
-/// Reports on `fatal` (once) a voter list that disagrees with the quorum's or a Raft core
-/// stopped by a metadata store failure.
+/// Reports on `fatal` (once) a voter list that disagrees with the quorum's bootstrap
+/// membership, a membership that names this node's id with another directory id (an
+/// emptied voter, with how to replace it), or a Raft core stopped by a metadata store
+/// failure.
 async fn watch_quorum(
     quorum: Arc<Quorum>,
     fatal: watch::Sender<Option<String>>,

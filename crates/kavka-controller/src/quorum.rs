@@ -1,23 +1,39 @@
 //! The quorum: owns this controller's `openraft::Raft`, forms the cluster from the static
-//! voter list, proposes record batches and resolves them once committed.
+//! voter list, proposes record batches and resolves them once committed, and changes the
+//! voter set one voter at a time (KIP-853: `add_voter`, `remove_voter`).
 //!
 //! Only the active controller (the Raft leader) proposes; elsewhere `propose` answers
 //! `NotLeader` with the leader's id and address so callers can forward (bounded retries
 //! are the caller's). Cluster formation is idempotent: every voter calls `initialize`
 //! with the same voter list, and a voter that already has state refuses it harmlessly.
+//! A controller outside the static list never initializes: it starts as an observer with
+//! an empty log and becomes a member only when the active controller adds it.
+//!
+//! The static list is a bootstrap (Kafka's `controller.quorum.voters` under
+//! `kraft.version` 1): once a voter change has committed, the membership in the log is
+//! the voter set, and a static list that differs from it is no longer an error.
+//!
+//! Voter changes: at most one at a time (a local lock plus the membership's own state,
+//! see `voters::check_voter_change`); adding is "add as learner, wait until it has caught
+//! up (bounded), then change the voters" (openraft's joint consensus); a learner that
+//! does not catch up in time is removed again, so a refused add leaves the voter set as
+//! it was.
 
 use crate::raft::log_store::SledLogStore;
 use crate::raft::network::{GrpcNetworkFactory, MetadataRaft, RaftServer};
 use crate::raft::peers::{ControllerSecret, PeerPolicy};
 use crate::raft::state_machine::MetadataStateMachine;
-use crate::types::{MetadataRequest, NodeId, TypeConfig, VoterNode};
+use crate::types::{DirectoryId, MetadataRequest, NodeId, TypeConfig, VoterNode};
+use crate::voters::{MembershipView, VoterChange, check_voter_change};
 use kavka_metadata::{MetadataImage, MetadataRecord};
+use kavka_model::{ErrorCode, KafkaError};
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{ClientWriteError, InitializeError, RaftError};
-use openraft::{Config, RaftMetrics, SnapshotPolicy};
-use std::collections::BTreeMap;
+use openraft::{ChangeMembers, Config, RaftMetrics, SnapshotPolicy};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// A receiver of this voter's Raft metrics (leader, term, log progress).
@@ -29,8 +45,12 @@ pub struct QuorumConfig {
     pub node_id: NodeId,
     /// Where the sled store lives.
     pub dir: PathBuf,
-    /// Every voter, this one included: `node.id` → Raft address.
+    /// The static voters (`--controller-voters`): `node.id` → Raft address. This node is
+    /// one of them, or it starts as an observer waiting to be added.
     pub voters: BTreeMap<NodeId, VoterNode>,
+    /// This controller's data dir identity (`directory.id` in meta.properties): presented
+    /// on its Raft calls and compared with the membership's record of its id.
+    pub directory_id: Option<DirectoryId>,
     pub heartbeat_interval_ms: u64,
     /// A follower that hears no leader for a random time in this range starts an election.
     pub election_timeout_ms: (u64, u64),
@@ -48,6 +68,7 @@ impl QuorumConfig {
             node_id,
             dir,
             voters,
+            directory_id: None,
             heartbeat_interval_ms: 100,
             // The old leader's lease (= the max) must lapse before a vote is granted, so a
             // crash costs about max + a random min..max: 0.6–1.2 s.
@@ -61,11 +82,9 @@ impl QuorumConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum QuorumError {
-    #[error("controller {node_id} is not a voter in the controller quorum {voters:?}")]
-    NotAVoter {
-        node_id: NodeId,
-        voters: Vec<NodeId>,
-    },
+    /// A voter change refused (or timed out) with Kafka's code, nothing changed.
+    #[error(transparent)]
+    Refused(#[from] KafkaError),
     #[error("metadata store: {0}")]
     Storage(#[from] std::io::Error),
     #[error("invalid raft config: {0}")]
@@ -77,6 +96,12 @@ pub enum QuorumError {
     Fatal(String),
 }
 
+/// What `change_membership` answers.
+type MembershipWrite = Result<
+    openraft::raft::ClientWriteResponse<TypeConfig>,
+    RaftError<TypeConfig, ClientWriteError<TypeConfig>>,
+>;
+
 pub struct Quorum {
     node_id: NodeId,
     raft: MetadataRaft,
@@ -84,6 +109,12 @@ pub struct Quorum {
     /// A reader of the committed log, for brokers following the metadata.
     log: SledLogStore,
     voters: BTreeMap<NodeId, VoterNode>,
+    directory_id: Option<DirectoryId>,
+    /// Why this node is not the voter its id names (an emptied voter), once a caller or
+    /// the membership has shown it; the node stops then.
+    replaced: Arc<std::sync::OnceLock<String>>,
+    /// Held for the whole of a voter change: one at a time from this controller.
+    voter_change: tokio::sync::Mutex<()>,
     /// Who may send Raft calls to this voter.
     peers: Arc<PeerPolicy>,
     secret: Option<ControllerSecret>,
@@ -100,12 +131,7 @@ pub enum MetadataUpdate {
 
 impl Quorum {
     pub async fn start(cfg: QuorumConfig) -> Result<Self, QuorumError> {
-        if !cfg.voters.contains_key(&cfg.node_id) {
-            return Err(QuorumError::NotAVoter {
-                node_id: cfg.node_id,
-                voters: cfg.voters.keys().copied().collect(),
-            });
-        }
+        let observer = !cfg.voters.contains_key(&cfg.node_id);
         let (log, sm) = crate::raft::open(&cfg.dir)?;
         let reader = log.clone();
         let config = Config {
@@ -120,6 +146,7 @@ impl Quorum {
         }
         .validate()
         .map_err(|e| QuorumError::Config(e.to_string()))?;
+        let (recorded_tx, recorded) = watch::channel(BTreeMap::new());
         let raft = MetadataRaft::new(
             cfg.node_id,
             Arc::new(config),
@@ -127,6 +154,8 @@ impl Quorum {
                 secret: cfg.secret.clone(),
                 transport: cfg.transport.clone(),
                 voters: cfg.voters.clone(),
+                directory_id: cfg.directory_id,
+                recorded,
                 image: sm.subscribe(),
                 reachability: Arc::default(),
             },
@@ -135,7 +164,19 @@ impl Quorum {
         )
         .await
         .map_err(|e| QuorumError::Fatal(e.to_string()))?;
-        match raft.initialize(cfg.voters.clone()).await {
+        tokio::spawn(keep_recorded_directory_ids(raft.metrics(), recorded_tx));
+        let formed = if observer {
+            tracing::info!(
+                node_id = cfg.node_id,
+                voters = ?cfg.voters.keys().collect::<Vec<_>>(),
+                "not a static voter: following the controller quorum as an observer until `kavka quorum add-voter` adds this node"
+            );
+            Ok(())
+        } else {
+            raft.initialize(cfg.voters.clone()).await
+        };
+        match formed {
+            Ok(()) if observer => {}
             Ok(()) => {
                 tracing::info!(node_id = cfg.node_id, voters = ?cfg.voters.keys().collect::<Vec<_>>(), "formed the controller quorum")
             }
@@ -159,7 +200,268 @@ impl Quorum {
             secret: cfg.secret,
             transport: cfg.transport,
             voters: cfg.voters,
+            directory_id: cfg.directory_id,
+            replaced: Arc::default(),
+            voter_change: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// This controller's data dir identity.
+    pub fn directory_id(&self) -> Option<DirectoryId> {
+        self.directory_id
+    }
+
+    /// The membership as this controller knows it (the newest entry, maybe uncommitted):
+    /// its log index, and every member (voters of any config, and learners).
+    pub fn membership(&self) -> (Option<u64>, crate::raft::codec::MembershipOf<TypeConfig>) {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        (
+            m.membership_config.log_id().as_ref().map(|l| l.index()),
+            m.membership_config.membership().clone(),
+        )
+    }
+
+    /// The voter set for a change decision.
+    pub fn membership_view(&self) -> MembershipView {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        let stored = &m.membership_config;
+        let membership = stored.membership();
+        let joint = membership.get_joint_config();
+        let newest: BTreeSet<NodeId> = joint.last().cloned().unwrap_or_default();
+        let committed = m.last_applied.as_ref().map(|l| l.index());
+        let entry = stored.log_id().as_ref().map(|l| l.index());
+        MembershipView {
+            voters: newest
+                .iter()
+                .map(|id| (*id, membership.get_node(id).and_then(|n| n.directory_id)))
+                .collect(),
+            learners: membership.learner_ids().collect(),
+            change_in_flight: joint.len() > 1 || entry > committed,
+        }
+    }
+
+    /// A member's address: from the static list when it is there (addresses in old
+    /// membership entries may be stale), else from the membership (a voter added at run
+    /// time).
+    pub fn member(&self, id: NodeId) -> Option<VoterNode> {
+        if let Some(n) = self.voters.get(&id) {
+            return Some(n.clone());
+        }
+        let (_, m) = self.membership();
+        m.get_node(&id).cloned()
+    }
+
+    /// Adds `id` at `node.addr` (with its directory id) as a voter: as a learner first,
+    /// then, once it has caught up, into the voter set. Bounded by `timeout`: a learner
+    /// that has not caught up by then is removed again and REQUEST_TIMED_OUT answered.
+    /// Returns the log index of the committed membership.
+    #[tracing::instrument(skip_all, fields(voter = id, addr = %node.addr))]
+    pub async fn add_voter(
+        &self,
+        id: NodeId,
+        node: VoterNode,
+        timeout: Duration,
+    ) -> Result<u64, QuorumError> {
+        let _one_at_a_time = self.lock_voter_change()?;
+        self.ensure_leader()?;
+        let directory_id = node.directory_id.ok_or_else(|| {
+            KafkaError::new(
+                ErrorCode::InvalidRequest,
+                format!("node {id}'s directory id is needed to add it as a voter"),
+            )
+        })?;
+        check_voter_change(
+            &self.membership_view(),
+            VoterChange::Add { id, directory_id },
+        )?;
+        let started = std::time::Instant::now();
+        // openraft's blocking add_learner counts a learner within its replication lag
+        // threshold as caught up, even one that never answered: wait for its own match.
+        let caught_up = tokio::time::timeout(timeout, async {
+            let added = self.raft.add_learner(id, node.clone(), false).await?;
+            self.wait_matched(id, added.log_id.index()).await;
+            Ok::<_, RaftError<TypeConfig, ClientWriteError<TypeConfig>>>(())
+        })
+        .await;
+        match caught_up {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                self.forget_learner(id).await;
+                return Err(self.write_error(e));
+            }
+            Err(_) => {
+                self.forget_learner(id).await;
+                return Err(KafkaError::new(
+                    ErrorCode::RequestTimedOut,
+                    format!(
+                        "node {id} at {} did not catch up with the metadata log within \
+                         {timeout:?} (is it running, reachable from the active controller, \
+                         with --controller-listen at that address?); the voters are unchanged",
+                        node.addr
+                    ),
+                )
+                .into());
+            }
+        }
+        tracing::info!(
+            caught_up_ms = started.elapsed().as_millis() as u64,
+            "the new voter caught up"
+        );
+        let left = timeout
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_secs(1));
+        let changed = tokio::time::timeout(
+            left,
+            self.raft
+                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false),
+        )
+        .await;
+        self.changed(id, changed)
+    }
+
+    /// Removes voter `id` (only the one with `directory_id`, when given). When it is this
+    /// controller, it steps down once the change has committed.
+    #[tracing::instrument(skip_all, fields(voter = id))]
+    pub async fn remove_voter(
+        &self,
+        id: NodeId,
+        directory_id: Option<DirectoryId>,
+        timeout: Duration,
+    ) -> Result<u64, QuorumError> {
+        let _one_at_a_time = self.lock_voter_change()?;
+        self.ensure_leader()?;
+        check_voter_change(
+            &self.membership_view(),
+            VoterChange::Remove { id, directory_id },
+        )?;
+        let changed = tokio::time::timeout(
+            timeout,
+            self.raft
+                .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false),
+        )
+        .await;
+        self.changed(id, changed)
+    }
+
+    /// The checks of an add that need nothing from the new node (DUPLICATE_VOTER, a
+    /// change in flight), so they are answered before the node is asked who it is.
+    pub fn precheck_add_voter(&self, id: NodeId) -> Result<(), QuorumError> {
+        self.ensure_leader()?;
+        let placeholder = DirectoryId(uuid::Uuid::nil());
+        check_voter_change(
+            &self.membership_view(),
+            VoterChange::Add {
+                id,
+                directory_id: placeholder,
+            },
+        )?;
+        Ok(())
+    }
+
+    fn lock_voter_change(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, QuorumError> {
+        self.voter_change.try_lock().map_err(|_| {
+            KafkaError::new(
+                ErrorCode::RequestTimedOut,
+                "another voter change is in flight (one change at a time): retry once it has \
+                 committed",
+            )
+            .into()
+        })
+    }
+
+    fn ensure_leader(&self) -> Result<(), QuorumError> {
+        if self.is_leader() {
+            return Ok(());
+        }
+        Err(QuorumError::NotLeader {
+            leader: self.configured(self.leader()),
+        })
+    }
+
+    /// The outcome of a voter change's `change_membership`.
+    fn changed(
+        &self,
+        id: NodeId,
+        r: Result<MembershipWrite, tokio::time::error::Elapsed>,
+    ) -> Result<u64, QuorumError> {
+        match r {
+            Ok(Ok(resp)) => {
+                let index = resp.log_id.index();
+                tracing::info!(voter = id, index, "voter change committed");
+                Ok(index)
+            }
+            Ok(Err(e)) => Err(self.write_error(e)),
+            Err(_) => Err(KafkaError::new(
+                ErrorCode::RequestTimedOut,
+                format!(
+                    "the change of voter {id} did not commit in time; it may still commit \
+                     (`kavka quorum describe` shows the voters)"
+                ),
+            )
+            .into()),
+        }
+    }
+
+    fn write_error(&self, e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> QuorumError {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f))
+            | RaftError::APIError(ClientWriteError::LogEntryDiscarded(f)) => {
+                QuorumError::NotLeader {
+                    leader: self.configured(f.leader_id),
+                }
+            }
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
+                let code = match c {
+                    openraft::errors::ChangeMembershipError::InProgress(_) => {
+                        ErrorCode::RequestTimedOut
+                    }
+                    _ => ErrorCode::InvalidRequest,
+                };
+                KafkaError::new(code, c.to_string()).into()
+            }
+            other => QuorumError::Fatal(other.to_string()),
+        }
+    }
+
+    /// Returns once this leader's replication to `id` has matched the log up to `index`
+    /// (callers bound the wait).
+    async fn wait_matched(&self, id: NodeId, index: u64) {
+        let mut rx = self.raft.metrics();
+        loop {
+            let matched = rx
+                .borrow_watched()
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&id).cloned())
+                .flatten()
+                .map(|l| l.index());
+            if matched.is_some_and(|m| m >= index) {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                // The Raft core stopped: never caught up; the caller's bound answers.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Takes back a learner added for a voter change that did not go ahead (best effort:
+    /// a learner does not vote, so one left behind changes no quorum).
+    async fn forget_learner(&self, id: NodeId) {
+        if !self.membership_view().learners.contains(&id) {
+            return;
+        }
+        let removed = tokio::time::timeout(
+            Duration::from_secs(5),
+            self.raft
+                .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false),
+        )
+        .await;
+        if !matches!(removed, Ok(Ok(_))) {
+            tracing::warn!(learner = id, outcome = ?removed.map(|r| r.map(|_| ())), "could not remove the learner of a failed voter change");
+        }
     }
 
     pub fn node_id(&self) -> NodeId {
@@ -176,6 +478,9 @@ impl Quorum {
             self.raft.clone(),
             Arc::clone(&self.peers),
             self.sm.subscribe(),
+            self.node_id,
+            self.directory_id,
+            Arc::clone(&self.replaced),
         )
     }
 
@@ -196,7 +501,16 @@ impl Quorum {
     /// configured with, the reason, for the operator: such a node must not keep running.
     /// Voters are compared by id: their addresses come from the configuration (a voter
     /// list may move them, e.g. onto the controller listener; see `GrpcNetworkFactory`).
+    ///
+    /// Only the bootstrap membership (the one `initialize` wrote, at log index 0) is held
+    /// against the static list: once a voter change has committed a newer one, the log is
+    /// the voter set and the static list only a way to find the quorum. Whatever the
+    /// membership, one that records this node's id with another directory id than this
+    /// data dir's means this node is an emptied voter ([`crate::voters::own_identity_conflict`]).
     pub fn membership_mismatch(&self) -> Option<String> {
+        if let Some(why) = self.replaced.get() {
+            return Some(why.clone());
+        }
         let m = self
             .raft
             .metrics()
@@ -204,6 +518,18 @@ impl Quorum {
             .membership_config
             .clone();
         let membership = m.membership();
+        if let Some(node) = membership.get_node(&self.node_id)
+            && let Some(why) = crate::voters::own_identity_conflict(
+                self.node_id,
+                self.directory_id,
+                node.directory_id,
+            )
+        {
+            return Some(why);
+        }
+        if m.log_id().as_ref().is_some_and(|l| l.index() > 0) {
+            return None;
+        }
         let actual: BTreeMap<NodeId, VoterNode> = membership
             .voter_ids()
             .filter_map(|id| membership.get_node(&id).map(|n| (id, n.clone())))
@@ -224,6 +550,13 @@ impl Quorum {
         ))
     }
 
+    /// The admin check on voter changes reaching the client port: with a quorum secret,
+    /// only a caller presenting it (an operator with `--cluster-secret-file`, or another
+    /// controller forwarding) may change the voters.
+    pub fn check_admin_secret(&self, presented: Option<&str>) -> Result<(), String> {
+        self.peers.check_secret(presented)
+    }
+
     /// Raft calls refused so far (no or a wrong secret, a sender outside the voters).
     pub fn refused_raft_calls(&self) -> u64 {
         self.peers.refused()
@@ -242,9 +575,8 @@ impl Quorum {
 
     /// The active controller as far as this voter knows, and the Raft term.
     pub fn leader_and_term(&self) -> (Option<NodeId>, u64) {
-        let m = self.raft.metrics();
-        let m = m.borrow_watched();
-        (m.current_leader, m.current_term)
+        let term = self.raft.metrics().borrow_watched().current_term;
+        (self.leader(), term)
     }
 
     /// Resolves when the leader or the term may have changed; `false` once the Raft
@@ -258,9 +590,16 @@ impl Quorum {
         self.raft.metrics()
     }
 
-    /// The active controller, as far as this voter knows.
+    /// The active controller, as far as this voter knows. A leader removed from the
+    /// voters reverts to a learner (openraft's `removed_leader_step_down`) but may still
+    /// name itself: it is not the active controller then.
     pub fn leader(&self) -> Option<NodeId> {
-        self.raft.metrics().borrow_watched().current_leader
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        match m.current_leader {
+            Some(l) if l == self.node_id && m.state != openraft::ServerState::Leader => None,
+            other => other,
+        }
     }
 
     pub fn is_leader(&self) -> bool {
@@ -302,10 +641,11 @@ impl Quorum {
         ControllerSecret::presenter(self.secret.as_ref())
     }
 
-    /// A voter with its configured address (its membership entry may hold an older one).
+    /// A voter with its configured address (its membership entry may hold an older one),
+    /// or the membership's for a voter added at run time.
     fn configured(&self, id: Option<NodeId>) -> Option<(NodeId, VoterNode)> {
         let id = id?;
-        self.voters.get(&id).map(|n| (id, n.clone()))
+        self.member(id).map(|n| (id, n))
     }
 
     /// Committed metadata after `after` (exclusive) up to what is applied here.
@@ -353,6 +693,31 @@ impl Quorum {
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
+        }
+    }
+}
+
+/// Keeps `tx` at the directory ids of the membership in force, for the network's
+/// checks; ends when the Raft core stops.
+async fn keep_recorded_directory_ids(
+    mut metrics: RaftMetricsWatch,
+    tx: watch::Sender<BTreeMap<NodeId, Option<DirectoryId>>>,
+) {
+    loop {
+        let recorded: BTreeMap<NodeId, Option<DirectoryId>> = metrics
+            .borrow_watched()
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, n)| (*id, n.directory_id))
+            .collect();
+        tx.send_if_modified(|now| {
+            let changed = *now != recorded;
+            *now = recorded;
+            changed
+        });
+        if metrics.changed().await.is_err() {
+            return;
         }
     }
 }

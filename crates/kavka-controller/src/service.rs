@@ -7,6 +7,7 @@ use crate::control::partitions::AlterPartition;
 use crate::control::topics::{CreateTopic, GrowTopic};
 use crate::controller::{Controller, ControllerError};
 use crate::quorum::MetadataUpdate;
+use crate::types::{DirectoryId, NodeId, VoterNode};
 use kavka_metadata::Endpoint;
 use kavka_model::acl::{AclBinding, AclFilter};
 use kavka_model::admin::PartitionMove;
@@ -65,6 +66,23 @@ impl ControllerService {
             >,
         >,
     > {
+        self.forward_target_for(e, FORWARD_TIMEOUT).await
+    }
+
+    /// [`Self::forward_target`] whose calls may take up to `timeout` (voter changes wait
+    /// for a new voter to catch up).
+    async fn forward_target_for(
+        &self,
+        e: &ControllerError,
+        timeout: Duration,
+    ) -> Option<
+        ControllerServiceClient<
+            tonic::service::interceptor::InterceptedService<
+                tonic::transport::Channel,
+                kavka_proto::auth::PresentSecret,
+            >,
+        >,
+    > {
         let ControllerError::NotController(Some((id, node))) = e else {
             return None;
         };
@@ -77,13 +95,128 @@ impl ControllerService {
             .transport()
             .endpoint(&node.addr)
             .ok()?
-            .timeout(FORWARD_TIMEOUT);
+            .timeout(timeout);
         Some(ControllerServiceClient::with_interceptor(
             endpoint.connect_lazy(),
             self.controller.quorum().present_secret(),
         ))
     }
 }
+
+/// How long a voter change may take when the caller names no bound.
+const VOTER_CHANGE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest bound a caller may ask for.
+const VOTER_CHANGE_TIMEOUT_MAX: Duration = Duration::from_secs(300);
+
+fn change_timeout(timeout_ms: u32) -> Duration {
+    match timeout_ms {
+        0 => VOTER_CHANGE_TIMEOUT,
+        ms => Duration::from_millis(ms.into()).min(VOTER_CHANGE_TIMEOUT_MAX),
+    }
+}
+
+fn voter_id(id: i64) -> Result<NodeId, Status> {
+    u64::try_from(id).map_err(|_| {
+        status(&KafkaError::new(
+            ErrorCode::InvalidRequest,
+            format!("voter id {id} is not a node id"),
+        ))
+    })
+}
+
+fn parse_directory_id(s: &str) -> Result<Option<DirectoryId>, Status> {
+    match s.trim() {
+        "" => Ok(None),
+        d => d
+            .parse::<DirectoryId>()
+            .map(Some)
+            .map_err(|why| status(&KafkaError::new(ErrorCode::InvalidRequest, why))),
+    }
+}
+
+impl ControllerService {
+    /// With a quorum secret, voter changes need it (they reach the client port).
+    fn admit_voter_change<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        let presented = req
+            .metadata()
+            .get(kavka_proto::auth::CONTROLLER_SECRET_HEADER)
+            .and_then(|v| v.to_str().ok());
+        self.controller
+            .quorum()
+            .check_admin_secret(presented)
+            .map_err(|why| {
+                status(&KafkaError::new(
+                    ErrorCode::ClusterAuthorizationFailed,
+                    format!("changing the controller voters needs the cluster secret (--cluster-secret-file): {why}"),
+                ))
+            })
+    }
+
+    /// Asks the node at `addr` (its controller listener) who it is: it must be node `id`,
+    /// and its directory id is the new voter's (the one `asked`, when given).
+    /// REQUEST_TIMED_OUT when it does not answer: nothing is changed then.
+    async fn probe_new_voter(
+        &self,
+        id: NodeId,
+        addr: &str,
+        asked: Option<DirectoryId>,
+    ) -> Result<DirectoryId, Status> {
+        let q = self.controller.quorum();
+        let refused = |code, msg: String| status(&KafkaError::new(code, msg));
+        let endpoint = q
+            .transport()
+            .endpoint(addr.trim())
+            .map_err(|e| {
+                refused(
+                    ErrorCode::InvalidRequest,
+                    format!("bad address '{addr}': {e}"),
+                )
+            })?
+            .connect_timeout(PROBE_TIMEOUT)
+            .timeout(PROBE_TIMEOUT);
+        let mut c =
+            ControllerServiceClient::with_interceptor(endpoint.connect_lazy(), q.present_secret());
+        let answer = c
+            .quorum_status(v1::QuorumStatusRequest { from_leader: false })
+            .await
+            .map_err(|s| {
+                refused(
+                    ErrorCode::RequestTimedOut,
+                    format!(
+                        "node {id} does not answer at {addr} ({}): start it with the controller \
+                         role and --controller-listen at that address; the voters are unchanged",
+                        s.message()
+                    ),
+                )
+            })?
+            .into_inner();
+        if answer.node_id != id as i64 {
+            return Err(refused(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "the controller at {addr} is node {}, not {id}",
+                    answer.node_id
+                ),
+            ));
+        }
+        let found = parse_directory_id(&answer.directory_id)?.ok_or_else(|| {
+            refused(
+                ErrorCode::InvalidRequest,
+                format!("node {id} at {addr} reports no directory id"),
+            )
+        })?;
+        match asked {
+            Some(a) if a != found => Err(refused(
+                ErrorCode::InvalidRequest,
+                format!("node {id} at {addr} has directory id {found}, not {a}"),
+            )),
+            _ => Ok(found),
+        }
+    }
+}
+
+/// How long the active controller waits for a new voter to say who it is.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 fn to_status(e: &ControllerError) -> Status {
     match e {
@@ -771,6 +904,74 @@ impl Svc for ControllerService {
         )))
     }
 
+    #[tracing::instrument(skip_all, fields(voter = req.get_ref().voter_id))]
+    async fn add_raft_voter(
+        &self,
+        req: Request<v1::AddRaftVoterRequest>,
+    ) -> Result<Response<v1::RaftVoterChangeResponse>, Status> {
+        self.admit_voter_change(&req)?;
+        let r = req.get_ref().clone();
+        let id = voter_id(r.voter_id)?;
+        let timeout = change_timeout(r.timeout_ms);
+        let q = self.controller.quorum();
+        if !q.is_leader() {
+            let e = ControllerError::NotController(self.controller.leader_hint());
+            let mut c = self
+                .forward_target_for(&e, timeout + PROBE_TIMEOUT)
+                .await
+                .ok_or_else(|| to_status(&e))?;
+            return c.add_raft_voter(r).await;
+        }
+        if r.address.trim().is_empty() {
+            return Err(status(&KafkaError::new(
+                ErrorCode::InvalidRequest,
+                "the new voter's address (its controller listener, host:port) is missing",
+            )));
+        }
+        q.precheck_add_voter(id)
+            .map_err(|e| to_status(&ControllerError::from(e)))?;
+        let asked = parse_directory_id(&r.directory_id)?;
+        let directory_id = self.probe_new_voter(id, &r.address, asked).await?;
+        let node = VoterNode {
+            addr: r.address.trim().to_string(),
+            directory_id: Some(directory_id),
+        };
+        let offset = q
+            .add_voter(id, node, timeout)
+            .await
+            .map_err(|e| to_status(&ControllerError::from(e)))?;
+        Ok(Response::new(v1::RaftVoterChangeResponse {
+            membership_offset: offset as i64,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(voter = req.get_ref().voter_id))]
+    async fn remove_raft_voter(
+        &self,
+        req: Request<v1::RemoveRaftVoterRequest>,
+    ) -> Result<Response<v1::RaftVoterChangeResponse>, Status> {
+        self.admit_voter_change(&req)?;
+        let r = req.get_ref().clone();
+        let id = voter_id(r.voter_id)?;
+        let q = self.controller.quorum();
+        if !q.is_leader() {
+            let e = ControllerError::NotController(self.controller.leader_hint());
+            let mut c = self
+                .forward_target_for(&e, change_timeout(r.timeout_ms) + PROBE_TIMEOUT)
+                .await
+                .ok_or_else(|| to_status(&e))?;
+            return c.remove_raft_voter(r).await;
+        }
+        let directory_id = parse_directory_id(&r.directory_id)?;
+        let offset = q
+            .remove_voter(id, directory_id, change_timeout(r.timeout_ms))
+            .await
+            .map_err(|e| to_status(&ControllerError::from(e)))?;
+        Ok(Response::new(v1::RaftVoterChangeResponse {
+            membership_offset: offset as i64,
+        }))
+    }
+
     async fn quorum_status(
         &self,
         req: Request<v1::QuorumStatusRequest>,
@@ -791,34 +992,58 @@ impl Svc for ControllerService {
         let m = q.metrics();
         let log_end = m.last_log_index.map_or(-1, |i| i as i64);
         let progress = m.replication.clone().unwrap_or_default();
-        let voters = q
-            .voters()
-            .iter()
-            .map(|(&id, node)| {
-                let end = if id == q.node_id() {
-                    Some(log_end)
-                } else {
-                    progress
-                        .get(&id)
-                        .map(|p| p.as_ref().map_or(-1, |l| l.index() as i64))
-                };
-                v1::VoterStatus {
-                    id: id as i64,
-                    addr: node.addr.clone(),
-                    log_end: end.unwrap_or(-1),
-                    lag: end.map_or(-1, |e| (log_end - e).max(0)),
-                }
-            })
-            .collect();
+        let heartbeats = m.heartbeat.clone().unwrap_or_default();
+        let (membership_offset, membership) = q.membership();
+        let status_of = |id: NodeId| {
+            let node = q.member(id).unwrap_or_default();
+            let end = if id == q.node_id() {
+                Some(log_end)
+            } else {
+                progress
+                    .get(&id)
+                    .map(|p| p.as_ref().map_or(-1, |l| l.index() as i64))
+            };
+            let caught_up_ms_ago = if id == q.node_id() && q.is_leader() {
+                0
+            } else {
+                heartbeats
+                    .get(&id)
+                    .and_then(|h| h.as_ref())
+                    .map_or(-1, |t| openraft::Instant::elapsed(&**t).as_millis() as i64)
+            };
+            v1::VoterStatus {
+                id: id as i64,
+                addr: node.addr.clone(),
+                log_end: end.unwrap_or(-1),
+                lag: end.map_or(-1, |e| (log_end - e).max(0)),
+                directory_id: membership
+                    .get_node(&id)
+                    .and_then(|n| n.directory_id)
+                    .map(|d| d.to_string())
+                    .unwrap_or_default(),
+                last_caught_up_ms_ago: caught_up_ms_ago,
+            }
+        };
+        // The voters of the membership in force (the newest config while a change is in
+        // flight); before this node has a membership (an observer), the static list.
+        let voter_ids: Vec<NodeId> = match membership.get_joint_config().last() {
+            Some(ids) if !ids.is_empty() => ids.iter().copied().collect(),
+            _ => q.voters().keys().copied().collect(),
+        };
+        let voters = voter_ids.into_iter().map(status_of).collect();
+        let observers = membership.learner_ids().map(status_of).collect();
         let image = q.image();
         Ok(Response::new(v1::QuorumStatusResponse {
             node_id: q.node_id() as i64,
-            leader_id: m.current_leader.map_or(-1, |l| l as i64),
+            leader_id: q.leader().map_or(-1, |l| l as i64),
             term: m.current_term,
             log_end,
             committed: m.last_applied.map_or(-1, |l| l.index() as i64),
             applied: image.offset,
             voters,
+            observers,
+            directory_id: q.directory_id().map(|d| d.to_string()).unwrap_or_default(),
+            membership_offset: membership_offset.map_or(-1, |o| o as i64),
             cluster_id: image.cluster_id.clone().unwrap_or_default(),
             image_digest: image.digest(),
             sessions: if q.is_leader() {

@@ -25,10 +25,47 @@ pub struct MetadataReply {
     pub offset: u64,
 }
 
-/// A voter's address for Raft traffic.
+/// A controller's data dir identity (Kafka's `directory.id` in `meta.properties`, KIP-853):
+/// made once when the data dir is created, so a voter that comes back with an emptied
+/// data dir has another one and cannot pass for the voter that cast its old votes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct DirectoryId(pub uuid::Uuid);
+
+impl fmt::Display for DirectoryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::str::FromStr for DirectoryId {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        uuid::Uuid::parse_str(s.trim())
+            .map(Self)
+            .map_err(|_| format!("directory id '{s}' is not a UUID"))
+    }
+}
+
+/// A member of the quorum's membership: its controller listener for Raft traffic and,
+/// for voters added at run time (`add-voter`), the directory id of the data dir it had
+/// then. Voters of a quorum formed from a static `--controller-voters` list have none
+/// (each voter writes the first membership entry on its own and knows only its own id),
+/// as Kafka's `kraft.version` 0 voters have none.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VoterNode {
     pub addr: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory_id: Option<DirectoryId>,
+}
+
+impl VoterNode {
+    /// A member known by its address alone (a static voter).
+    pub fn new(addr: impl Into<String>) -> Self {
+        Self {
+            addr: addr.into(),
+            directory_id: None,
+        }
+    }
 }
 
 impl fmt::Display for VoterNode {

@@ -96,12 +96,7 @@ async fn three_voters_elect_commit_fail_over_and_catch_up() {
     let mut addrs = BTreeMap::new();
     for id in 1..=3u64 {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        addrs.insert(
-            id,
-            VoterNode {
-                addr: l.local_addr().unwrap().to_string(),
-            },
-        );
+        addrs.insert(id, VoterNode::new(l.local_addr().unwrap().to_string()));
         listeners.insert(id, l);
     }
     let mut voters = BTreeMap::new();
@@ -200,23 +195,22 @@ async fn three_voters_elect_commit_fail_over_and_catch_up() {
     }
 }
 
+/// A controller outside the static voters does not form a quorum of its own: it starts
+/// as an observer with an empty membership, waiting to be added (KIP-853).
 #[tokio::test]
-async fn a_node_outside_the_voter_list_is_refused() {
+async fn a_node_outside_the_voter_list_starts_as_an_observer() {
     let dir = tempfile::tempdir().unwrap();
-    let voters = BTreeMap::from([(
-        1,
-        VoterNode {
-            addr: "127.0.0.1:1".into(),
-        },
-    )]);
-    let e = Quorum::start(QuorumConfig::new(7, dir.path().to_path_buf(), voters))
+    let voters = BTreeMap::from([(1, VoterNode::new("127.0.0.1:1"))]);
+    let q = Quorum::start(QuorumConfig::new(7, dir.path().to_path_buf(), voters))
         .await
-        .err()
         .unwrap();
-    assert_eq!(
-        e.to_string(),
-        "controller 7 is not a voter in the controller quorum [1]"
-    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (index, membership) = q.membership();
+    assert_eq!(index, None);
+    assert_eq!(membership.voter_ids().count(), 0);
+    assert!(!q.is_leader());
+    assert_eq!(q.membership_mismatch(), None);
+    q.shutdown().await;
 }
 
 /// Concurrent proposals once deadlocked sled (concurrent `flush_async` calls): they must
@@ -225,12 +219,7 @@ async fn a_node_outside_the_voter_list_is_refused() {
 async fn concurrent_proposals_all_commit() {
     let dir = tempfile::tempdir().unwrap();
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let voters = BTreeMap::from([(
-        1,
-        VoterNode {
-            addr: l.local_addr().unwrap().to_string(),
-        },
-    )]);
+    let voters = BTreeMap::from([(1, VoterNode::new(l.local_addr().unwrap().to_string()))]);
     let q = Arc::new(
         Quorum::start(QuorumConfig::new(1, dir.path().join("c"), voters))
             .await
@@ -257,5 +246,81 @@ async fn concurrent_proposals_all_commit() {
         .await
         .expect("400 concurrent proposals did not all commit in time");
     assert_eq!(q.image().topics().count(), 400);
+    q.shutdown().await;
+}
+
+/// One voter change at a time, and nothing half-done: while an add waits for a learner
+/// that never answers (a listener that accepts nothing), another change is refused
+/// REQUEST_TIMED_OUT; the add itself times out REQUEST_TIMED_OUT and leaves the voter set
+/// and the learners as they were, after which a change may start again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_voter_change_at_a_time_and_a_timed_out_add_changes_nothing() {
+    use kavka_controller::DirectoryId;
+    use kavka_model::ErrorCode;
+    let dir = tempfile::tempdir().unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let voters = BTreeMap::from([(1, VoterNode::new(l.local_addr().unwrap().to_string()))]);
+    let q = Arc::new(
+        Quorum::start(QuorumConfig::new(1, dir.path().join("c"), voters))
+            .await
+            .unwrap(),
+    );
+    wait_for("leadership", || q.is_leader().then_some(())).await;
+    let before = q.membership_view();
+    // Accepts connections (the backlog does) but never answers a call.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let learner = VoterNode {
+        addr: silent.local_addr().unwrap().to_string(),
+        directory_id: Some(DirectoryId(uuid::Uuid::from_u128(2))),
+    };
+    let adding = {
+        let q = Arc::clone(&q);
+        tokio::spawn(async move { q.add_voter(2, learner, Duration::from_secs(2)).await })
+    };
+    let end = Instant::now() + DEADLINE;
+    while !q.membership_view().learners.contains(&2) {
+        if adding.is_finished() {
+            panic!(
+                "the add ended at once: {:?} {:?}",
+                adding.await,
+                q.membership()
+            );
+        }
+        assert!(Instant::now() < end, "the add never got in flight");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let code = |r: Result<u64, QuorumError>| match r {
+        Err(QuorumError::Refused(e)) => e.code,
+        other => panic!("not refused: {other:?}"),
+    };
+    let third = VoterNode {
+        addr: "127.0.0.1:1".into(),
+        directory_id: Some(DirectoryId(uuid::Uuid::from_u128(3))),
+    };
+    assert_eq!(
+        code(q.add_voter(3, third, Duration::from_secs(1)).await),
+        ErrorCode::RequestTimedOut
+    );
+    assert_eq!(
+        code(q.remove_voter(1, None, Duration::from_secs(1)).await),
+        ErrorCode::RequestTimedOut
+    );
+    let e = match adding.await.unwrap() {
+        Err(QuorumError::Refused(e)) => e,
+        other => panic!("the add did not time out: {other:?}"),
+    };
+    assert_eq!(e.code, ErrorCode::RequestTimedOut, "{e}");
+    assert!(e.message.contains("voters are unchanged"), "{e}");
+    wait_for("the learner to be taken back", || {
+        let now = q.membership_view();
+        (now.voters == before.voters && now.learners.is_empty() && !now.change_in_flight)
+            .then_some(())
+    })
+    .await;
+    // The last voter stays.
+    assert_eq!(
+        code(q.remove_voter(1, None, Duration::from_secs(1)).await),
+        ErrorCode::InvalidRequest
+    );
     q.shutdown().await;
 }

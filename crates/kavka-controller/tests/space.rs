@@ -29,12 +29,7 @@ fn dir_size(path: &std::path::Path) -> u64 {
 async fn store_size_stays_bounded_when_the_log_is_purged() {
     let dir = tempfile::tempdir().unwrap();
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let voters = BTreeMap::from([(
-        1,
-        VoterNode {
-            addr: l.local_addr().unwrap().to_string(),
-        },
-    )]);
+    let voters = BTreeMap::from([(1, VoterNode::new(l.local_addr().unwrap().to_string()))]);
     let mut cfg = QuorumConfig::new(1, dir.path().join("c1"), voters);
     cfg.snapshot_after_entries = 200;
     let q = Quorum::start(cfg).await.unwrap();

@@ -49,6 +49,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterUserScramCredentials, 0, 0),
     (ApiKey::DescribeClientQuotas, 0, 1),
     (ApiKey::AlterClientQuotas, 0, 1),
+    // KIP-853 (UpdateRaftVoter is not served: a voter moves by remove + add).
+    (ApiKey::DescribeQuorum, 0, 2),
+    (ApiKey::AddRaftVoter, 0, 0),
+    (ApiKey::RemoveRaftVoter, 0, 0),
     // v0 is advertised because librdkafka requires it in the range before it will use
     // v1 with SaslAuthenticate; a client that then sends v0's raw (unframed) tokens is
     // closed, as those bytes are not a Kafka request.

@@ -124,6 +124,9 @@ error_codes! {
     UnsupportedAssignor = 112, "UNSUPPORTED_ASSIGNOR";
     StaleMemberEpoch = 113, "STALE_MEMBER_EPOCH";
     UnsupportedEndpointType = 115, "UNSUPPORTED_ENDPOINT_TYPE";
+    InvalidVoterKey = 125, "INVALID_VOTER_KEY";
+    DuplicateVoter = 126, "DUPLICATE_VOTER";
+    VoterNotFound = 127, "VOTER_NOT_FOUND";
     InvalidRegularExpression = 128, "INVALID_REGULAR_EXPRESSION";
 }
 

@@ -19,6 +19,7 @@ mod ids;
 pub mod logs;
 pub mod partitioner;
 pub mod quota;
+pub mod raft_voters;
 pub mod scram;
 mod topic;
 

@@ -404,3 +404,30 @@ impl Admin {
         out
     }
 }
+
+/// The controller quorum's voters (KIP-853): forwarded to the active controller, which
+/// answers once the change has committed in the metadata log (the quorum is the
+/// controllers' own state: nothing waits on this broker's image).
+impl Admin {
+    #[tracing::instrument(skip_all, fields(voter = add.id))]
+    pub async fn add_raft_voter(
+        &self,
+        add: &kavka_model::raft_voters::AddVoter,
+    ) -> Result<i64, KafkaError> {
+        self.controllers.add_raft_voter(add).await
+    }
+
+    #[tracing::instrument(skip_all, fields(voter = remove.id))]
+    pub async fn remove_raft_voter(
+        &self,
+        remove: &kavka_model::raft_voters::RemoveVoter,
+    ) -> Result<i64, KafkaError> {
+        self.controllers.remove_raft_voter(remove).await
+    }
+
+    pub async fn describe_quorum(
+        &self,
+    ) -> Result<kavka_model::raft_voters::QuorumDescription, KafkaError> {
+        self.controllers.describe_quorum().await
+    }
+}

@@ -3,6 +3,7 @@
 //! (they forward writes to the active one). The admin writes, typed, are in `admin`.
 
 mod admin;
+mod quorum;
 
 use kavka_model::{ErrorCode, KafkaError};
 use kavka_proto::auth::PresentSecret;
@@ -62,6 +63,15 @@ impl Controllers {
 
     /// A client for the controller at `addr` (connected lazily).
     pub fn client_for(&self, addr: &str) -> Result<ControllerClient, KafkaError> {
+        self.client_with_timeout(addr, CALL_TIMEOUT)
+    }
+
+    /// [`Self::client_for`] whose calls may each take up to `timeout`.
+    pub fn client_with_timeout(
+        &self,
+        addr: &str,
+        timeout: Duration,
+    ) -> Result<ControllerClient, KafkaError> {
         let endpoint = self
             .transport
             .endpoint(addr)
@@ -72,7 +82,7 @@ impl Controllers {
                 )
             })?
             .connect_timeout(Duration::from_secs(2))
-            .timeout(CALL_TIMEOUT)
+            .timeout(timeout)
             .tcp_nodelay(true);
         Ok(
             ControllerServiceClient::with_interceptor(endpoint.connect_lazy(), self.secret.clone())

@@ -119,15 +119,7 @@ impl ControllerSession {
                     SessionEnd::Moved(hint) => target = hint,
                     SessionEnd::Reregister => continue 'register,
                     SessionEnd::Failed => {
-                        target = None;
-                        let next = controllers
-                            .addrs()
-                            .iter()
-                            .cycle()
-                            .skip_while(|a| **a != addr)
-                            .nth(1)
-                            .cloned();
-                        target = next.or(target);
+                        target = next_controller(controllers.addrs(), &addr);
                         if sleep_or_stop(&mut shutdown, heartbeat).await {
                             return;
                         }
@@ -308,5 +300,36 @@ async fn sleep_or_stop(shutdown: &mut watch::Receiver<bool>, d: Duration) -> boo
     tokio::select! {
         _ = tokio::time::sleep(d) => false,
         _ = shutdown.changed() => true,
+    }
+}
+
+/// The controller to try after `failed`: the next in the configured list, or its first
+/// when `failed` is not in it (an active controller added to the quorum at run time,
+/// which the list does not name: searching the cycled list for it would never end).
+fn next_controller(addrs: &[String], failed: &str) -> Option<String> {
+    match addrs.iter().position(|a| a == failed) {
+        Some(i) => addrs.get((i + 1) % addrs.len()).cloned(),
+        None => addrs.first().cloned(),
+    }
+}
+
+#[cfg(test)]
+mod next_controller_tests {
+    use super::next_controller;
+
+    #[test]
+    fn next_controller_table() {
+        let addrs: Vec<String> = ["a:1", "b:1", "c:1"].map(String::from).to_vec();
+        // (failed, next)
+        let cases = [
+            ("a:1", Some("b:1")),
+            ("c:1", Some("a:1")),
+            // A voter added at run time, not in the list.
+            ("d:1", Some("a:1")),
+        ];
+        for (failed, want) in cases {
+            assert_eq!(next_controller(&addrs, failed).as_deref(), want, "{failed}");
+        }
+        assert_eq!(next_controller(&[], "a:1"), None);
     }
 }

@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     let policy = PeerPolicy::new([1, 2, 3], secret);
     for call in [RaftCall::AppendEntries, RaftCall::Vote, RaftCall::FullSnapshot] {
         if let Ok(sender) = claimed_sender(call, data) {
-            let _ = policy.check_sender(sender);
+            let _ = policy.check_sender(sender, false);
         }
     }
     if let Ok(header) = std::str::from_utf8(data) {

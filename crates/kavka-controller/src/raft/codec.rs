@@ -67,6 +67,7 @@ fn membership_to(m: &MembershipOf<TypeConfig>) -> v1::RaftMembership {
             .map(|(id, n)| v1::RaftNode {
                 node_id: *id,
                 addr: n.addr.clone(),
+                directory_id: n.directory_id.map(|d| d.to_string()).unwrap_or_default(),
             })
             .collect(),
     }
@@ -81,11 +82,29 @@ fn membership_from(m: v1::RaftMembership) -> Result<MembershipOf<TypeConfig>, De
         .into_iter()
         .map(|s| s.node_ids.into_iter().collect())
         .collect();
-    let nodes: BTreeMap<u64, VoterNode> = m
+    let nodes = m
         .nodes
         .into_iter()
-        .map(|n| (n.node_id, VoterNode { addr: n.addr }))
-        .collect();
+        .map(|n| {
+            let directory_id = match n.directory_id.as_str() {
+                "" => None,
+                d => Some(d.parse::<crate::types::DirectoryId>().map_err(|reason| {
+                    DecodeError::Invalid {
+                        message: "RaftNode",
+                        field: "directory_id",
+                        reason,
+                    }
+                })?),
+            };
+            Ok((
+                n.node_id,
+                VoterNode {
+                    addr: n.addr,
+                    directory_id,
+                },
+            ))
+        })
+        .collect::<Result<BTreeMap<u64, VoterNode>, DecodeError>>()?;
     MembershipOf::<TypeConfig>::new(configs, nodes).map_err(|e| DecodeError::Invalid {
         message: "RaftMembership",
         field: "configs",
@@ -222,16 +241,23 @@ mod tests {
 
     fn membership() -> MembershipOf<TypeConfig> {
         let nodes: BTreeMap<u64, VoterNode> = (1..=3)
-            .map(|i| {
-                (
-                    i,
-                    VoterNode {
-                        addr: format!("10.0.0.{i}:9093"),
-                    },
-                )
-            })
+            .map(|i| (i, VoterNode::new(format!("10.0.0.{i}:9093"))))
             .collect();
         MembershipOf::<TypeConfig>::new(vec![[1, 2, 3].into()], nodes).unwrap()
+    }
+
+    /// A joint change adding voter 4 (with its directory id) to 1..=3, one of which was
+    /// added at run time too: the entry `add-voter` writes.
+    fn joint_membership_with_directory_ids() -> MembershipOf<TypeConfig> {
+        let mut nodes: BTreeMap<u64, VoterNode> = (1..=4)
+            .map(|i| (i, VoterNode::new(format!("10.0.0.{i}:9093"))))
+            .collect();
+        for (id, d) in [(3u64, 0x33u128), (4, 0x44)] {
+            if let Some(n) = nodes.get_mut(&id) {
+                n.directory_id = Some(crate::types::DirectoryId(uuid::Uuid::from_u128(d)));
+            }
+        }
+        MembershipOf::<TypeConfig>::new(vec![[1, 2, 3].into(), [1, 2, 3, 4].into()], nodes).unwrap()
     }
 
     fn entries() -> Vec<(&'static str, EntryOf<TypeConfig>)> {
@@ -265,6 +291,13 @@ mod tests {
                 EntryOf::<TypeConfig> {
                     log_id: log_id(1, 3, 1),
                     payload: EntryPayload::Membership(membership()),
+                },
+            ),
+            (
+                "raft-entry-membership-directory-ids.bin",
+                EntryOf::<TypeConfig> {
+                    log_id: log_id(3, 1, 40),
+                    payload: EntryPayload::Membership(joint_membership_with_directory_ids()),
                 },
             ),
         ]
@@ -314,6 +347,18 @@ mod tests {
         );
     }
 
+    /// Entries written before members had directory ids (the golden file above was made
+    /// then, and its bytes are unchanged) decode with none.
+    #[test]
+    fn memberships_written_before_directory_ids_still_decode() {
+        let bytes = std::fs::read(dir().join("raft-entry-membership.bin")).unwrap();
+        let EntryPayload::Membership(m) = decode_entry(&bytes).unwrap().payload else {
+            panic!("not a membership entry");
+        };
+        assert!(m.nodes().all(|(_, n)| n.directory_id.is_none()));
+        assert_eq!(m.voter_ids().collect::<Vec<_>>(), vec![1, 2, 3]);
+    }
+
     #[test]
     fn missing_fields_are_errors_not_defaults() {
         let cases: Vec<(Vec<u8>, &str)> = vec![
@@ -347,6 +392,20 @@ mod tests {
                     })),
                 }),
                 "RaftMembership.configs is invalid",
+            ),
+            (
+                frame(&v1::RaftEntry {
+                    log_id: Some(log_id_to(&log_id(1, 1, 1))),
+                    payload: Some(Payload::Membership(v1::RaftMembership {
+                        configs: vec![v1::RaftVoterSet { node_ids: vec![1] }],
+                        nodes: vec![v1::RaftNode {
+                            node_id: 1,
+                            addr: "a:1".into(),
+                            directory_id: "not-a-uuid".into(),
+                        }],
+                    })),
+                }),
+                "RaftNode.directory_id is invalid",
             ),
         ];
         for (bytes, want) in cases {

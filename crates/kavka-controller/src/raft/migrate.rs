@@ -135,7 +135,7 @@ mod tests {
         let log = db.open_tree(LOG_TREE).unwrap();
         let membership = MembershipOf::<TypeConfig>::new(
             vec![[1].into()],
-            BTreeMap::from([(1, VoterNode { addr: "a:1".into() })]),
+            BTreeMap::from([(1, VoterNode::new("a:1"))]),
         )
         .unwrap();
         let entries: Vec<EntryOf<TypeConfig>> = vec![

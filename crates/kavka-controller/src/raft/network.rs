@@ -19,7 +19,8 @@ use openraft::errors::{
 use openraft::network::v2::RaftNetworkV2;
 use openraft::network::{RPCOption, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::{OptionalSend, Raft};
 use serde::Serialize;
@@ -29,9 +30,14 @@ use std::io::Cursor;
 use std::time::Duration;
 use tonic::transport::Channel;
 
-use super::peers::{CLUSTER_ID_HEADER, ControllerSecret, PeerPolicy, SECRET_HEADER};
+use super::peers::{
+    CLUSTER_ID_HEADER, ControllerSecret, DIRECTORY_ID_HEADER, EXPECTED_DIRECTORY_ID_HEADER,
+    PeerPolicy, SECRET_HEADER,
+};
 use super::state_machine::MetadataStateMachine;
+use crate::types::DirectoryId;
 use kavka_metadata::MetadataImage;
+use openraft::async_runtime::WatchReceiver;
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -54,16 +60,29 @@ const MESSAGE_BYTES_MAX: usize = 256 * 1024 * 1024;
 /// A peer is dialed at its address in the configured voter list (`--controller-voters`,
 /// static as Kafka's `controller.quorum.voters`), not the one its membership entry
 /// recorded when the quorum formed: addresses change (the controller listener moved Raft
-/// off the client port) while the voters stay the same.
+/// off the client port) while the voters stay the same. A peer outside that list (a
+/// voter or learner added at run time) is dialed at its membership entry's address.
+/// Every call presents this controller's directory id, which receivers compare with
+/// the membership's record of it (KIP-853: an emptied voter's calls are refused).
 #[derive(Clone, Debug)]
 pub struct GrpcNetworkFactory {
     pub secret: Option<ControllerSecret>,
     /// Plaintext, or mutual TLS (`security_inter_broker_protocol=SSL`).
     pub transport: kavka_tls::Transport,
     pub voters: std::collections::BTreeMap<NodeId, VoterNode>,
+    /// This controller's directory id, presented on every call.
+    pub directory_id: Option<DirectoryId>,
+    /// The directory ids the membership in force records, by member: read at each call,
+    /// not when openraft makes the client (a replication stream may outlive the
+    /// membership entry it was made for, e.g. across a remove and re-add of a voter).
+    pub recorded: RecordedDirectoryIds,
     pub image: ImageWatch,
     pub reachability: Arc<PeerReachability>,
 }
+
+/// The directory ids of the membership in force, kept by `Quorum` from the Raft metrics.
+pub type RecordedDirectoryIds =
+    watch::Receiver<std::collections::BTreeMap<NodeId, Option<DirectoryId>>>;
 
 /// Which peers fail to answer, for logging it once rather than each attempt.
 #[derive(Debug, Default)]
@@ -115,9 +134,11 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetworkFactory {
         GrpcNetwork {
             target,
             addr,
+            recorded: self.recorded.clone(),
             client: None,
             secret: self.secret.clone(),
             transport: self.transport.clone(),
+            directory_id: self.directory_id,
             image: self.image.clone(),
             reachability: Arc::clone(&self.reachability),
         }
@@ -127,9 +148,13 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetworkFactory {
 pub struct GrpcNetwork {
     target: NodeId,
     addr: String,
+    /// The directory ids the membership records: the target's answers must carry its
+    /// own, or they do not count (an emptied voter's vote is not a vote).
+    recorded: RecordedDirectoryIds,
     client: Option<RaftServiceClient<Channel>>,
     secret: Option<ControllerSecret>,
     transport: kavka_tls::Transport,
+    directory_id: Option<DirectoryId>,
     image: ImageWatch,
     reachability: Arc<PeerReachability>,
 }
@@ -139,6 +164,7 @@ enum Method {
     Append,
     Vote,
     Snapshot,
+    TransferLeader,
 }
 
 impl GrpcNetwork {
@@ -178,6 +204,19 @@ impl GrpcNetwork {
                 .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
             request.metadata_mut().insert(SECRET_HEADER, value);
         }
+        if let Some(d) = self.directory_id {
+            let value = tonic::metadata::MetadataValue::try_from(d.to_string())
+                .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            request.metadata_mut().insert(DIRECTORY_ID_HEADER, value);
+        }
+        let expected = self.recorded.borrow().get(&self.target).copied().flatten();
+        if let Some(d) = expected {
+            let value = tonic::metadata::MetadataValue::try_from(d.to_string())
+                .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            request
+                .metadata_mut()
+                .insert(EXPECTED_DIRECTORY_ID_HEADER, value);
+        }
         if let Some(id) = cluster_id(&self.image) {
             let value = tonic::metadata::MetadataValue::try_from(id.as_str())
                 .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
@@ -187,6 +226,7 @@ impl GrpcNetwork {
             Method::Append => client.append_entries(request).await,
             Method::Vote => client.vote(request).await,
             Method::Snapshot => client.full_snapshot(request).await,
+            Method::TransferLeader => client.transfer_leader(request).await,
         };
         self.reachability
             .note(self.target, &self.addr, resp.as_ref().map(|_| ()));
@@ -199,6 +239,17 @@ impl GrpcNetwork {
                 RPCError::Network(NetworkError::new(&s))
             }
         })?;
+        let answered = resp
+            .metadata()
+            .get(DIRECTORY_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<DirectoryId>().ok());
+        if let Err(why) = crate::voters::check_sender_directory(self.target, answered, expected) {
+            tracing::warn!(target = self.target, %why, "ignored a Raft answer");
+            return Err(RPCError::Network(NetworkError::new(
+                &std::io::Error::other(why),
+            )));
+        }
         let result: Result<Resp, RaftError<TypeConfig>> =
             serde_json::from_slice(&resp.into_inner().json)
                 .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
@@ -228,6 +279,14 @@ impl RaftNetworkV2<TypeConfig> for GrpcNetwork {
         self.call(Method::Vote, &req, &option).await
     }
 
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.call(Method::TransferLeader, &req, &option).await
+    }
+
     async fn full_snapshot(
         &mut self,
         vote: VoteOf<TypeConfig>,
@@ -250,21 +309,119 @@ pub struct RaftServer {
     raft: MetadataRaft,
     peers: Arc<PeerPolicy>,
     image: ImageWatch,
+    /// This controller's id and directory id: a membership that records another
+    /// directory id for it means this data dir is not that voter's (it was emptied), and
+    /// it answers no Raft call (no vote it cannot remember casting).
+    node_id: NodeId,
+    directory_id: Option<DirectoryId>,
+    /// Set once callers' memberships have shown for [`REPLACED_AFTER`] that this node
+    /// was replaced (see [`crate::voters::own_identity_conflict`]); the node then stops.
+    replaced: Arc<std::sync::OnceLock<String>>,
+    /// Since when callers have named another directory id for this node, without one
+    /// naming its own since.
+    mismatched_since: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
+/// How long callers must keep naming another directory id for this node before it
+/// stops: a replication stream of a membership that has just removed this node (the
+/// step before a replaced voter is added again) may still call for a moment with the
+/// old one, and must not stop the new incarnation. Its calls are refused meanwhile.
+const REPLACED_AFTER: Duration = Duration::from_secs(3);
+
 impl RaftServer {
-    pub fn new(raft: MetadataRaft, peers: Arc<PeerPolicy>, image: ImageWatch) -> Self {
-        Self { raft, peers, image }
+    pub fn new(
+        raft: MetadataRaft,
+        peers: Arc<PeerPolicy>,
+        image: ImageWatch,
+        node_id: NodeId,
+        directory_id: Option<DirectoryId>,
+        replaced: Arc<std::sync::OnceLock<String>>,
+    ) -> Self {
+        Self {
+            raft,
+            peers,
+            image,
+            node_id,
+            directory_id,
+            replaced,
+            mismatched_since: std::sync::Mutex::new(None),
+        }
     }
 
+    /// Notes what a caller expects of this node's directory id: a mismatch that lasts
+    /// [`REPLACED_AFTER`] marks this node replaced; a caller expecting its own resets it.
+    fn note_expected(&self, conflict: Option<&str>) {
+        let mut since = self
+            .mismatched_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match conflict {
+            None => *since = None,
+            Some(why) => {
+                let first = *since.get_or_insert_with(std::time::Instant::now);
+                if first.elapsed() >= REPLACED_AFTER {
+                    let _ = self.replaced.set(why.to_string());
+                }
+            }
+        }
+    }
+
+    /// Admits a call from `sender`: a static voter or a member of the membership, that
+    /// presents the directory id the membership records for it (if any), to a controller
+    /// whose own identity the membership does not contradict.
     fn admit_sender<T>(
         &self,
         req: &tonic::Request<T>,
         sender: NodeId,
     ) -> Result<(), tonic::Status> {
-        self.peers
-            .check_sender(sender)
-            .map_err(|why| self.refused(req.remote_addr(), why))
+        let header = |key: &str| {
+            req.metadata()
+                .get(key)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<DirectoryId>().ok())
+        };
+        let presented = header(DIRECTORY_ID_HEADER);
+        // The caller's membership records another directory id for this node: it is an
+        // emptied voter, which must neither vote nor take entries as that voter.
+        let expected = header(EXPECTED_DIRECTORY_ID_HEADER);
+        let conflict =
+            crate::voters::own_identity_conflict(self.node_id, self.directory_id, expected);
+        if expected.is_some() || conflict.is_some() {
+            self.note_expected(conflict.as_deref());
+        }
+        if let Some(why) = conflict {
+            return Err(self.refused(req.remote_addr(), why));
+        }
+        let (sender_node, own_node) = {
+            let m = self.raft.metrics();
+            let m = m.borrow_watched();
+            let membership = m.membership_config.membership();
+            (
+                membership.get_node(&sender).cloned(),
+                membership.get_node(&self.node_id).cloned(),
+            )
+        };
+        let verdict = self
+            .peers
+            .check_sender(sender, sender_node.is_some())
+            .and_then(|()| {
+                crate::voters::check_sender_directory(
+                    sender,
+                    presented,
+                    sender_node.and_then(|n| n.directory_id),
+                )
+            })
+            .and_then(|()| {
+                match crate::voters::own_identity_conflict(
+                    self.node_id,
+                    self.directory_id,
+                    own_node.and_then(|n| n.directory_id),
+                ) {
+                    Some(why) => Err(why),
+                    None => Ok(()),
+                }
+            });
+        verdict.map_err(|why| self.refused(req.remote_addr(), why))
     }
 
     fn refused(&self, peer: Option<std::net::SocketAddr>, why: String) -> tonic::Status {
@@ -377,6 +534,19 @@ fn encode<T: Serialize>(v: &T) -> Result<tonic::Response<RaftMessage>, tonic::St
     Ok(tonic::Response::new(RaftMessage { json: json.into() }))
 }
 
+impl RaftServer {
+    /// An answer carrying this controller's directory id, which the caller checks.
+    fn answer<T: Serialize>(&self, v: &T) -> Result<tonic::Response<RaftMessage>, tonic::Status> {
+        let mut resp = encode(v)?;
+        if let Some(d) = self.directory_id
+            && let Ok(value) = tonic::metadata::MetadataValue::try_from(d.to_string())
+        {
+            resp.metadata_mut().insert(DIRECTORY_ID_HEADER, value);
+        }
+        Ok(resp)
+    }
+}
+
 #[tonic::async_trait]
 impl RaftRpc for RaftServer {
     async fn append_entries(
@@ -386,7 +556,7 @@ impl RaftRpc for RaftServer {
         let m: AppendEntriesRequest<TypeConfig> = decode(req.get_ref())?;
         self.admit_sender(&req, m.vote.leader_id().node_id)?;
         let r = self.raft.append_entries(m).await;
-        encode(&r)
+        self.answer(&r)
     }
 
     async fn vote(
@@ -396,7 +566,21 @@ impl RaftRpc for RaftServer {
         let m: VoteRequest<TypeConfig> = decode(req.get_ref())?;
         self.admit_sender(&req, m.vote.leader_id().node_id)?;
         let r = self.raft.vote(m).await;
-        encode(&r)
+        self.answer(&r)
+    }
+
+    async fn transfer_leader(
+        &self,
+        req: tonic::Request<RaftMessage>,
+    ) -> Result<tonic::Response<RaftMessage>, tonic::Status> {
+        let m: TransferLeaderRequest<TypeConfig> = decode(req.get_ref())?;
+        self.admit_sender(&req, m.from_leader().leader_id().node_id)?;
+        let r = self
+            .raft
+            .handle_transfer_leader(m)
+            .await
+            .map_err(RaftError::<TypeConfig>::Fatal);
+        self.answer(&r)
     }
 
     async fn full_snapshot(
@@ -414,7 +598,7 @@ impl RaftRpc for RaftServer {
             .install_full_snapshot(vote, snapshot)
             .await
             .map_err(RaftError::<TypeConfig>::Fatal);
-        encode(&r)
+        self.answer(&r)
     }
 }
 

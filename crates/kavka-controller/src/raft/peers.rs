@@ -1,4 +1,5 @@
-//! Who may speak Raft to this controller: only the configured voters, and, when the
+//! Who may speak Raft to this controller: only the configured voters and the members of
+//! the quorum's membership (voters added at run time), and, when the
 //! quorum has a shared secret (`--controller-secret-file`), only callers that present it
 //! on every call; a voter of another cluster (its cluster id differs, as Kafka's
 //! INCONSISTENT_CLUSTER_ID) is refused too. Anything else is refused before it reaches
@@ -18,6 +19,15 @@ pub const SECRET_HEADER: &str = kavka_proto::auth::CONTROLLER_SECRET_HEADER;
 
 /// The gRPC metadata key carrying the caller's cluster id, once it knows one.
 pub const CLUSTER_ID_HEADER: &str = "kavka-cluster-id";
+
+/// The gRPC metadata key carrying the caller's directory id (KIP-853), when it has one;
+/// on an answer, the answering controller's.
+pub const DIRECTORY_ID_HEADER: &str = "kavka-directory-id";
+
+/// The gRPC metadata key carrying the directory id the caller's membership records for
+/// the controller it calls: a controller that is not that one (an emptied voter) learns
+/// it on the first call, before it can grant a vote.
+pub const EXPECTED_DIRECTORY_ID_HEADER: &str = "kavka-expected-directory-id";
 
 /// The quorum's shared secret: printable ASCII (it travels in a gRPC header), not empty.
 #[derive(Clone, PartialEq, Eq)]
@@ -97,9 +107,9 @@ impl PeerPolicy {
     }
 
     /// The sender check: the node id a Vote, AppendEntries or snapshot speaks for must
-    /// be a voter.
-    pub fn check_sender(&self, sender: NodeId) -> Result<(), String> {
-        if self.voters.contains(&sender) {
+    /// be a static voter or a `member` of the quorum's membership as this node knows it.
+    pub fn check_sender(&self, sender: NodeId, member: bool) -> Result<(), String> {
+        if member || self.voters.contains(&sender) {
             Ok(())
         } else {
             Err(format!(
@@ -128,22 +138,26 @@ mod tests {
         let secret = ControllerSecret::parse("s3cret\n").unwrap();
         let open = PeerPolicy::new([1, 2, 3], None);
         let closed = PeerPolicy::new([1, 2, 3], Some(secret));
-        // (policy, presented secret, sender) -> allowed
-        let cases: &[(&PeerPolicy, Option<&str>, NodeId, bool)] = &[
-            (&open, None, 2, true),
-            (&open, Some("anything"), 3, true),
-            (&open, None, 4, false),
-            (&closed, Some("s3cret"), 1, true),
-            (&closed, None, 1, false),
-            (&closed, Some("s3cre"), 1, false),
-            (&closed, Some("s3cret!"), 1, false),
-            (&closed, Some("S3cret"), 1, false),
-            (&closed, Some("s3cret"), 99, false),
+        // (policy, presented secret, sender, a member of the membership) -> allowed
+        let cases: &[(&PeerPolicy, Option<&str>, NodeId, bool, bool)] = &[
+            (&open, None, 2, false, true),
+            (&open, Some("anything"), 3, false, true),
+            (&open, None, 4, false, false),
+            // A voter added at run time.
+            (&open, None, 4, true, true),
+            (&closed, Some("s3cret"), 1, false, true),
+            (&closed, None, 1, false, false),
+            (&closed, Some("s3cre"), 1, false, false),
+            (&closed, Some("s3cret!"), 1, false, false),
+            (&closed, Some("S3cret"), 1, false, false),
+            (&closed, Some("s3cret"), 99, false, false),
+            (&closed, Some("s3cret"), 99, true, true),
+            (&closed, None, 99, true, false),
         ];
-        for (policy, presented, sender, allowed) in cases {
+        for (policy, presented, sender, member, allowed) in cases {
             let verdict = policy
                 .check_secret(*presented)
-                .and_then(|()| policy.check_sender(*sender));
+                .and_then(|()| policy.check_sender(*sender, *member));
             assert_eq!(
                 verdict.is_ok(),
                 *allowed,

@@ -10,6 +10,7 @@ mod groups;
 mod logs;
 mod metadata;
 mod producers;
+mod quorum;
 mod quotas;
 mod reassign;
 mod users;
@@ -217,6 +218,15 @@ pub(crate) async fn handle(
         ),
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(producers::init_producer_id(broker, ctx, r).await)
+        }
+        RequestKind::AddRaftVoter(r) => {
+            ResponseKind::AddRaftVoter(quorum::add_raft_voter(broker, ctx, r).await)
+        }
+        RequestKind::RemoveRaftVoter(r) => {
+            ResponseKind::RemoveRaftVoter(quorum::remove_raft_voter(broker, ctx, r).await)
+        }
+        RequestKind::DescribeQuorum(r) => {
+            ResponseKind::DescribeQuorum(quorum::describe_quorum(broker, ctx, r).await)
         }
         other => unsupported(other)?,
     })

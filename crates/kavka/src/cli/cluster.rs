@@ -1,4 +1,5 @@
-//! `kavka quorum status`, `kavka cluster describe` and `kavka health`.
+//! `kavka quorum status|describe|add-voter|remove-voter`, `kavka cluster describe` and
+//! `kavka health`.
 
 use super::{OutputFormat, print_json, table};
 use anyhow::Context;
@@ -13,6 +14,39 @@ pub enum QuorumCommand {
     Status {
         #[arg(long, short = 'o', value_enum, default_value_t)]
         output: OutputFormat,
+    },
+    /// KIP-853's describe: voters (id, directory id, address, log end, lag, last caught
+    /// up), observers (controllers being added), the active controller and the term.
+    Describe {
+        #[arg(long, short = 'o', value_enum, default_value_t)]
+        output: OutputFormat,
+    },
+    /// Grow the controller quorum by one voter: the node (started with the controller
+    /// role and --controller-listen ADDRESS) catches up as an observer, then joins the
+    /// voters (one change at a time). Kafka's AddRaftVoter.
+    AddVoter {
+        /// The node id of the new voter.
+        id: u64,
+        /// Its controller listener, host:port, as the other controllers reach it.
+        #[arg(long)]
+        address: String,
+        /// Its directory id (meta.properties' directory.id); asked from the node when
+        /// not given.
+        #[arg(long)]
+        directory_id: Option<String>,
+        /// How long to wait for it to catch up and the change to commit.
+        #[arg(long, default_value_t = 30_000)]
+        timeout_ms: u32,
+    },
+    /// Shrink the controller quorum by one voter. Kafka's RemoveRaftVoter.
+    RemoveVoter {
+        /// The node id of the voter.
+        id: u64,
+        /// Remove it only if it has this directory id (as `quorum describe` shows).
+        #[arg(long)]
+        directory_id: Option<String>,
+        #[arg(long, default_value_t = 30_000)]
+        timeout_ms: u32,
     },
     /// Write a new random controller secret to FILE (mode 0600) for
     /// `--controller-secret-file`; a FILE that exists is kept as it is. Run once, then
@@ -98,11 +132,20 @@ async fn controller_at(
 /// controller (which alone knows its followers' progress and the broker sessions).
 async fn status(bootstrap: &str) -> anyhow::Result<v1::QuorumStatusResponse> {
     let mut failures = Vec::new();
+    // A node that knows no active controller (one removed from the voters, or cut off)
+    // is answered only when no other node knows better.
+    let mut leaderless = None;
     for addr in kavka_client::parse_bootstrap(bootstrap)? {
         match status_from(&addr).await {
-            Ok(s) => return Ok(s),
+            Ok(s) if s.leader_id >= 0 => return Ok(s),
+            Ok(s) => {
+                leaderless.get_or_insert(s);
+            }
             Err(e) => failures.push(format!("{e:#}")),
         }
+    }
+    if let Some(s) = leaderless {
+        return Ok(s);
     }
     anyhow::bail!(
         "no bootstrap node answered quorum status: {}",
@@ -144,9 +187,129 @@ async fn status_from(addr: &str) -> anyhow::Result<v1::QuorumStatusResponse> {
     Ok(s)
 }
 
+/// A voter change, sent to the bootstrap nodes in turn until one answers (any
+/// controller forwards it to the active one); a refusal is final.
+async fn change_voters(
+    bootstrap: &str,
+    add: Option<v1::AddRaftVoterRequest>,
+    remove: Option<v1::RemoveRaftVoterRequest>,
+    timeout_ms: u32,
+) -> anyhow::Result<v1::RaftVoterChangeResponse> {
+    let deadline = std::time::Duration::from_millis(u64::from(timeout_ms)) + CALL_TIMEOUT;
+    let addrs = kavka_client::parse_bootstrap(bootstrap)?;
+    // While the quorum elects an active controller (NOT_CONTROLLER without a hint),
+    // every node is asked again, for a bounded time.
+    let retry_until = std::time::Instant::now() + NO_CONTROLLER_RETRY;
+    let mut failures = Vec::new();
+    loop {
+        match change_voters_once(&addrs, &add, &remove, deadline, &mut failures).await? {
+            Some(r) => return Ok(r),
+            None if std::time::Instant::now() < retry_until => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            None => anyhow::bail!(
+                "no controller among the bootstrap nodes answered: {}",
+                failures.join("; ")
+            ),
+        }
+    }
+}
+
+/// How long a voter change keeps looking for an active controller.
+const NO_CONTROLLER_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// One pass over the bootstrap nodes: the answer, a final refusal (`Err`), or `None`
+/// when none reached an active controller.
+async fn change_voters_once(
+    addrs: &[String],
+    add: &Option<v1::AddRaftVoterRequest>,
+    remove: &Option<v1::RemoveRaftVoterRequest>,
+    deadline: std::time::Duration,
+    failures: &mut Vec<String>,
+) -> anyhow::Result<Option<v1::RaftVoterChangeResponse>> {
+    failures.clear();
+    for addr in addrs {
+        let endpoint = super::endpoint(addr)?
+            .connect_timeout(CALL_TIMEOUT)
+            .timeout(deadline);
+        let channel = match tokio::time::timeout(CALL_TIMEOUT, endpoint.connect()).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                failures.push(format!("{addr}: cannot connect: {e}"));
+                continue;
+            }
+            Err(_) => {
+                failures.push(format!("{addr}: no connection within {CALL_TIMEOUT:?}"));
+                continue;
+            }
+        };
+        let mut c = ControllerServiceClient::with_interceptor(channel, super::credentials());
+        let r = match (add, remove) {
+            (Some(a), _) => c.add_raft_voter(a.clone()).await,
+            (None, Some(r)) => c.remove_raft_voter(r.clone()).await,
+            (None, None) => anyhow::bail!("no voter change asked"),
+        };
+        match r {
+            Ok(r) => return Ok(Some(r.into_inner())),
+            Err(s)
+                if s.code() == tonic::Code::Unavailable
+                    || s.code() == tonic::Code::Unimplemented =>
+            {
+                failures.push(format!("{addr}: {}", s.message()));
+            }
+            Err(s) => {
+                let e = kavka_proto::conv::from_status(&s);
+                if e.code == kavka_model::ErrorCode::NotController {
+                    failures.push(format!("{addr}: {}", e.message));
+                    continue;
+                }
+                anyhow::bail!("{}: {}", e.code.name(), e.message);
+            }
+        }
+    }
+    Ok(None)
+}
+
 pub async fn quorum(bootstrap: &str, cmd: QuorumCommand) -> anyhow::Result<()> {
-    let output = match cmd {
-        QuorumCommand::Status { output } => output,
+    let (output, describe) = match cmd {
+        QuorumCommand::Status { output } => (output, false),
+        QuorumCommand::Describe { output } => (output, true),
+        QuorumCommand::AddVoter {
+            id,
+            address,
+            directory_id,
+            timeout_ms,
+        } => {
+            let req = v1::AddRaftVoterRequest {
+                voter_id: i64::try_from(id).context("voter id out of range")?,
+                address,
+                directory_id: directory_id.unwrap_or_default(),
+                timeout_ms,
+            };
+            let r = change_voters(bootstrap, Some(req), None, timeout_ms).await?;
+            outln!(
+                "Added voter {id} (membership committed at metadata offset {})",
+                r.membership_offset
+            );
+            return Ok(());
+        }
+        QuorumCommand::RemoveVoter {
+            id,
+            directory_id,
+            timeout_ms,
+        } => {
+            let req = v1::RemoveRaftVoterRequest {
+                voter_id: i64::try_from(id).context("voter id out of range")?,
+                directory_id: directory_id.unwrap_or_default(),
+                timeout_ms,
+            };
+            let r = change_voters(bootstrap, None, Some(req), timeout_ms).await?;
+            outln!(
+                "Removed voter {id} (membership committed at metadata offset {})",
+                r.membership_offset
+            );
+            return Ok(());
+        }
         QuorumCommand::CreateSecret { file } => {
             let created = create_secret(&file)?;
             outln!(
@@ -162,6 +325,9 @@ pub async fn quorum(bootstrap: &str, cmd: QuorumCommand) -> anyhow::Result<()> {
         }
     };
     let s = status(bootstrap).await?;
+    if describe {
+        return print_describe(&s, output);
+    }
     match output {
         OutputFormat::Json => print_json(&json!({
             "cluster_id": s.cluster_id,
@@ -331,4 +497,90 @@ pub async fn health(bootstrap: &str) -> anyhow::Result<()> {
         }
     }
     anyhow::bail!("{addr}: serves neither brokers nor controllers ({last})")
+}
+
+/// `kavka quorum describe`: KIP-853's DescribeQuorum, from the active controller.
+fn print_describe(s: &v1::QuorumStatusResponse, output: OutputFormat) -> anyhow::Result<()> {
+    let member = |v: &v1::VoterStatus| {
+        json!({
+            "id": v.id,
+            "directory_id": (!v.directory_id.is_empty()).then_some(&v.directory_id),
+            "address": v.addr,
+            "log_end": v.log_end,
+            "lag": v.lag,
+            "last_caught_up_ms_ago": v.last_caught_up_ms_ago,
+        })
+    };
+    match output {
+        OutputFormat::Json => print_json(&json!({
+            "cluster_id": s.cluster_id,
+            "leader_id": s.leader_id,
+            "epoch": s.term,
+            "high_watermark": s.committed,
+            "membership_offset": s.membership_offset,
+            "voters": s.voters.iter().map(member).collect::<Vec<_>>(),
+            "observers": s.observers.iter().map(member).collect::<Vec<_>>(),
+        })),
+        OutputFormat::Table => {
+            outln!(
+                "Cluster {}  leader: {}  epoch: {}  high watermark: {}  membership at offset {}",
+                s.cluster_id,
+                if s.leader_id < 0 {
+                    "none".to_string()
+                } else {
+                    s.leader_id.to_string()
+                },
+                s.term,
+                s.committed,
+                s.membership_offset
+            );
+            let known = |x: i64| {
+                if x < 0 {
+                    "?".to_string()
+                } else {
+                    x.to_string()
+                }
+            };
+            let mut t = table(&[
+                "ID",
+                "DIRECTORY-ID",
+                "ADDRESS",
+                "ROLE",
+                "LOG-END",
+                "LAG",
+                "CAUGHT-UP-MS-AGO",
+            ]);
+            let rows = s
+                .voters
+                .iter()
+                .map(|v| {
+                    (
+                        v,
+                        if v.id == s.leader_id {
+                            "leader"
+                        } else {
+                            "voter"
+                        },
+                    )
+                })
+                .chain(s.observers.iter().map(|v| (v, "observer")));
+            for (v, role) in rows {
+                t.add_row(vec![
+                    v.id.to_string(),
+                    if v.directory_id.is_empty() {
+                        "-".to_string()
+                    } else {
+                        v.directory_id.clone()
+                    },
+                    v.addr.clone(),
+                    role.to_string(),
+                    known(v.log_end),
+                    known(v.lag),
+                    known(v.last_caught_up_ms_ago),
+                ]);
+            }
+            outln!("{t}");
+            Ok(())
+        }
+    }
 }

@@ -711,15 +711,7 @@ pub fn parse_voters(s: &str) -> anyhow::Result<BTreeMap<u64, VoterNode>> {
         })?;
         kavka_client::parse_bootstrap(addr)
             .with_context(|| format!("invalid controller voter '{part}'"))?;
-        if voters
-            .insert(
-                id,
-                VoterNode {
-                    addr: addr.to_string(),
-                },
-            )
-            .is_some()
-        {
+        if voters.insert(id, VoterNode::new(addr)).is_some() {
             bail!("controller voter {id} is listed twice in '{s}'");
         }
     }
@@ -1007,25 +999,29 @@ impl Settings {
                 };
                 BTreeMap::from([(
                     node_id as u64,
-                    VoterNode {
-                        addr: format!("{}:{port}", broker.advertised_host),
-                    },
+                    VoterNode::new(format!("{}:{port}", broker.advertised_host)),
                 )])
             }
         };
         let controller_listen = if controller {
-            let Some(own) = voters.get(&(node_id as u64)) else {
-                bail!(
-                    "node {node_id} has the controller role but is not in the controller voters {:?}",
+            match (voters.get(&(node_id as u64)), controller_listen_arg) {
+                (Some(own), _) => Some(controller_listener(
+                    node_id,
+                    &own.addr,
+                    controller_listen_arg,
+                    listen,
+                )?),
+                // Not a static voter: an observer of the quorum until `kavka quorum
+                // add-voter` adds it at its controller listener (KIP-853).
+                (None, Some(a)) => Some(a),
+                (None, None) => bail!(
+                    "node {node_id} has the controller role but is not in the controller voters \
+                     {:?}: to join the quorum at run time, start it with --controller-listen \
+                     HOST:PORT (and --controller-voters naming the current voters, to find \
+                     the quorum), then run `kavka quorum add-voter {node_id} --address HOST:PORT`",
                     voters.keys().collect::<Vec<_>>()
-                );
-            };
-            Some(controller_listener(
-                node_id,
-                &own.addr,
-                controller_listen_arg,
-                listen,
-            )?)
+                ),
+            }
         } else {
             if let Some(a) = controller_listen_arg {
                 bail!(
@@ -1744,6 +1740,18 @@ mod tests {
             format!("{e:#}").contains("not in the controller voters"),
             "{e:#}"
         );
+        // A controller outside the static voters joins as an observer at its listener.
+        let observer = flags(&[
+            "--node-id=4",
+            "--controller-voters=1@127.0.0.1:1",
+            "--controller-listen=127.0.0.1:7004",
+        ])
+        .unwrap();
+        assert_eq!(
+            observer.controller_listen,
+            Some("127.0.0.1:7004".parse().unwrap())
+        );
+        assert!(!observer.voters.contains_key(&4));
         let e = flags(&["--roles=leader"]).unwrap_err();
         assert!(format!("{e:#}").contains("invalid role 'leader'"), "{e:#}");
     }

@@ -21,6 +21,9 @@ pub struct DataDir {
     /// `meta.properties` as found at start.
     found: Option<meta_properties::MetaProperties>,
     decision: meta_properties::Decision,
+    /// The data dir's `directory.id`: the one found, or the one a new data dir gets
+    /// (chosen at open, so the controller presents it before `identify` writes it).
+    directory_id: uuid::Uuid,
     /// Data without `meta.properties` (written by an older kavka): adopted.
     older: bool,
 }
@@ -40,17 +43,27 @@ impl DataDir {
             controller,
         )
         .map_err(|why| anyhow::anyhow!(why))?;
+        let directory_id = match (&decision, &found) {
+            (meta_properties::Decision::Keep, Some(m)) => m.directory_id,
+            _ => uuid::Uuid::new_v4(),
+        };
         Ok(Self {
             path: path.to_path_buf(),
             _lock: lock,
             found,
             decision,
+            directory_id,
             older,
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The data dir's identity (KIP-853's directory id), as `identify` writes it.
+    pub fn directory_id(&self) -> uuid::Uuid {
+        self.directory_id
     }
 
     /// The data dir's identity, written now if it is new (call once the stores exist,
@@ -61,7 +74,7 @@ impl DataDir {
         }
         let m = meta_properties::MetaProperties {
             node_id,
-            directory_id: uuid::Uuid::new_v4(),
+            directory_id: self.directory_id,
             cluster_id: None,
         };
         meta_properties::write(&self.path, &m)?;

@@ -126,6 +126,7 @@ pub async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
                 node_id: settings.broker.node_id.0 as u64,
                 dir: data_dir.path().join(CONTROLLER_DIR),
                 voters: settings.voters.clone(),
+                directory_id: Some(kavka_controller::DirectoryId(data_dir.directory_id())),
                 secret: settings.controller_secret.clone(),
                 transport: settings.peer_transport.clone(),
                 controller: ControllerConfig {

@@ -1,0 +1,238 @@
+//! Voter changes (KIP-853's AddRaftVoter and RemoveRaftVoter) as pure decisions: may this
+//! change start, given the quorum's membership as this active controller sees it?
+//!
+//! Invariants the decisions keep (the quorum enforces them, see `Quorum::add_voter`):
+//! - one change at a time: none starts while a membership entry is uncommitted or joint
+//!   (openraft's joint consensus runs each change as two entries), REQUEST_TIMED_OUT as
+//!   KIP-853 answers for pending changes;
+//! - a voter is (node id, directory id): an id is a voter at most once (DUPLICATE_VOTER),
+//!   and a removal that names a directory id removes only the voter with that id
+//!   (VOTER_NOT_FOUND otherwise), so an operator cannot remove the replacement of a lost
+//!   voter by mistake;
+//! - the quorum never becomes empty (INVALID_REQUEST for the last voter).
+//!
+//! No I/O, no openraft types: a [`MembershipView`] is built from the membership by the
+//! quorum.
+
+use crate::types::{DirectoryId, NodeId};
+use kavka_model::{ErrorCode, KafkaError};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What a voter change decision needs to know of the membership.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MembershipView {
+    /// The voters of the newest config, with their directory ids where known (voters of
+    /// a static `--controller-voters` quorum have none).
+    pub voters: BTreeMap<NodeId, Option<DirectoryId>>,
+    /// Members that replicate the log without voting (observers being added).
+    pub learners: BTreeSet<NodeId>,
+    /// A membership change has not finished: the newest membership entry is joint or
+    /// not yet committed.
+    pub change_in_flight: bool,
+}
+
+/// A requested change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VoterChange {
+    Add {
+        id: NodeId,
+        directory_id: DirectoryId,
+    },
+    Remove {
+        id: NodeId,
+        /// When given, only the voter with this directory id is removed.
+        directory_id: Option<DirectoryId>,
+    },
+}
+
+/// `Ok` when `change` may start now; otherwise the Kafka error to answer, naming why.
+pub fn check_voter_change(view: &MembershipView, change: VoterChange) -> Result<(), KafkaError> {
+    if view.change_in_flight {
+        return Err(KafkaError::new(
+            ErrorCode::RequestTimedOut,
+            "another voter change is in flight (one change at a time): retry once it has \
+             committed (`kavka quorum describe`)",
+        ));
+    }
+    match change {
+        VoterChange::Add { id, .. } => match view.voters.get(&id) {
+            Some(existing) => Err(KafkaError::new(
+                ErrorCode::DuplicateVoter,
+                format!(
+                    "node {id} is already a voter{}",
+                    existing.map_or(String::new(), |d| format!(" (directory id {d})"))
+                ),
+            )),
+            None => Ok(()),
+        },
+        VoterChange::Remove { id, directory_id } => {
+            let Some(recorded) = view.voters.get(&id) else {
+                return Err(KafkaError::new(
+                    ErrorCode::VoterNotFound,
+                    format!(
+                        "node {id} is not a voter (voters: {:?})",
+                        view.voters.keys().collect::<Vec<_>>()
+                    ),
+                ));
+            };
+            // A voter without a recorded directory id (a static one) matches any: its
+            // identity was never more than its node id.
+            if let (Some(asked), Some(recorded)) = (directory_id, recorded)
+                && asked != *recorded
+            {
+                return Err(KafkaError::new(
+                    ErrorCode::VoterNotFound,
+                    format!("voter {id} has directory id {recorded}, not {asked}"),
+                ));
+            }
+            if view.voters.len() == 1 {
+                return Err(KafkaError::new(
+                    ErrorCode::InvalidRequest,
+                    format!("node {id} is the last voter: a quorum cannot be empty"),
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// How a controller's own identity stands against the membership (KIP-853's emptied
+/// voter): a membership that records another directory id for this node's id means this
+/// data dir is not the one that voted as that voter.
+pub fn own_identity_conflict(
+    node_id: NodeId,
+    own: Option<DirectoryId>,
+    recorded: Option<DirectoryId>,
+) -> Option<String> {
+    match (own, recorded) {
+        (Some(own), Some(recorded)) if own != recorded => {
+            Some(replace_hint(node_id, recorded, Some(own)))
+        }
+        (None, Some(recorded)) => Some(replace_hint(node_id, recorded, None)),
+        _ => None,
+    }
+}
+
+/// The operator's way out for a voter whose data dir was lost: remove the old voter by
+/// its directory id, then add the node again with its new one.
+pub fn replace_hint(node_id: NodeId, recorded: DirectoryId, now: Option<DirectoryId>) -> String {
+    format!(
+        "voter {node_id} of the controller quorum has directory id {recorded}, but this data \
+         dir's is {}: the data dir was emptied or replaced, and the votes it cast are \
+         forgotten, so it must not vote as voter {node_id}. Replace it: stop this node, run \
+         `kavka quorum remove-voter {node_id} --directory-id {recorded}`, empty its data dir, \
+         start it again (it joins as an observer), then `kavka quorum add-voter {node_id} \
+         --address HOST:PORT`",
+        now.map_or("unknown".to_string(), |d| d.to_string())
+    )
+}
+
+/// The check on a Raft call's sender: a sender whose id the membership records with a
+/// directory id must present that directory id.
+pub fn check_sender_directory(
+    sender: NodeId,
+    presented: Option<DirectoryId>,
+    recorded: Option<DirectoryId>,
+) -> Result<(), String> {
+    match recorded {
+        Some(r) if presented != Some(r) => Err(format!(
+            "node {sender} presents directory id {}, but voter {sender} has {r} (emptied data dir?)",
+            presented.map_or("none".to_string(), |d| d.to_string())
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn d(n: u128) -> DirectoryId {
+        DirectoryId(uuid::Uuid::from_u128(n))
+    }
+
+    fn view(voters: &[(NodeId, Option<u128>)], in_flight: bool) -> MembershipView {
+        MembershipView {
+            voters: voters.iter().map(|&(id, dir)| (id, dir.map(d))).collect(),
+            learners: BTreeSet::new(),
+            change_in_flight: in_flight,
+        }
+    }
+
+    #[test]
+    fn voter_changes_table() {
+        let three = view(&[(1, None), (2, None), (3, Some(3))], false);
+        let busy = view(&[(1, None), (2, None), (3, None)], true);
+        let one = view(&[(1, Some(1))], false);
+        let add = |id, dir| VoterChange::Add {
+            id,
+            directory_id: d(dir),
+        };
+        let remove = |id, dir: Option<u128>| VoterChange::Remove {
+            id,
+            directory_id: dir.map(d),
+        };
+        // (membership, change, expected error code or None for allowed)
+        let cases: &[(&MembershipView, VoterChange, Option<ErrorCode>)] = &[
+            (&three, add(4, 4), None),
+            (&three, add(3, 3), Some(ErrorCode::DuplicateVoter)),
+            (&three, add(1, 9), Some(ErrorCode::DuplicateVoter)),
+            (&busy, add(4, 4), Some(ErrorCode::RequestTimedOut)),
+            (&three, remove(2, None), None),
+            (&three, remove(3, Some(3)), None),
+            // A static voter has no recorded id: any named one matches.
+            (&three, remove(1, Some(7)), None),
+            (&three, remove(3, Some(4)), Some(ErrorCode::VoterNotFound)),
+            (&three, remove(9, None), Some(ErrorCode::VoterNotFound)),
+            (&busy, remove(2, None), Some(ErrorCode::RequestTimedOut)),
+            (&one, remove(1, None), Some(ErrorCode::InvalidRequest)),
+            (&one, remove(1, Some(2)), Some(ErrorCode::VoterNotFound)),
+        ];
+        for (view, change, want) in cases {
+            let got = check_voter_change(view, *change).err().map(|e| e.code);
+            assert_eq!(got, *want, "{change:?} on {view:?}");
+        }
+        let last = check_voter_change(&one, remove(1, None)).unwrap_err();
+        assert!(last.message.contains("last voter"), "{last}");
+    }
+
+    #[test]
+    fn own_identity_table() {
+        // (own, recorded) -> conflict?
+        let cases: &[(Option<u128>, Option<u128>, bool)] = &[
+            (Some(1), None, false),
+            (None, None, false),
+            (Some(1), Some(1), false),
+            (Some(2), Some(1), true),
+            (None, Some(1), true),
+        ];
+        for &(own, recorded, conflict) in cases {
+            let got = own_identity_conflict(4, own.map(d), recorded.map(d));
+            assert_eq!(got.is_some(), conflict, "{own:?} vs {recorded:?}");
+        }
+        let why = own_identity_conflict(4, Some(d(2)), Some(d(1))).unwrap();
+        assert!(
+            why.contains(&format!(
+                "kavka quorum remove-voter 4 --directory-id {}",
+                d(1)
+            )),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn sender_directory_table() {
+        let cases: &[(Option<u128>, Option<u128>, bool)] = &[
+            (None, None, true),
+            (Some(1), None, true),
+            (Some(1), Some(1), true),
+            (Some(2), Some(1), false),
+            (None, Some(1), false),
+        ];
+        for &(presented, recorded, ok) in cases {
+            let got = check_sender_directory(4, presented.map(d), recorded.map(d));
+            assert_eq!(got.is_ok(), ok, "{presented:?} vs {recorded:?}");
+        }
+    }
+}
