@@ -93,15 +93,6 @@ fn keep_logs(nodes: &[&Node], test: &str) {
     println!("node logs kept in {}", dir.display());
 }
 
-async fn progress(w: &Workload, more: usize) {
-    let from = w.acked();
-    wait_until("acknowledged writes to continue", DEADLINE, || async {
-        w.acked() >= from + more
-    })
-    .await
-    .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fourth_voter_joins_the_active_controller_leaves_and_the_quorum_survives_a_kill() {
     let mut cluster = Cluster::start(&["controller,broker"; 3], &[])
@@ -124,7 +115,7 @@ async fn a_fourth_voter_joins_the_active_controller_leaves_and_the_quorum_surviv
     );
     assert!(ok, "{out}");
     let w = Workload::start(&bootstrap, "votes", 2);
-    progress(&w, 50).await;
+    w.progress(50, DEADLINE).await.unwrap();
 
     let (four, four_addr) = observer(&cluster, 4, "controller").await;
     let four_dir = directory_id(&four);
@@ -182,7 +173,7 @@ async fn a_fourth_voter_joins_the_active_controller_leaves_and_the_quorum_surviv
         .unwrap();
     assert_eq!(v4["directory_id"].as_str(), Some(four_dir.as_str()), "{d}");
     assert_eq!(v4["address"].as_str(), Some(four_addr.as_str()), "{d}");
-    progress(&w, 30).await;
+    w.progress(30, DEADLINE).await.unwrap();
 
     // A removal naming another directory id removes nothing.
     let wrong = "00000000-0000-0000-0000-000000000001";
@@ -202,7 +193,7 @@ async fn a_fourth_voter_joins_the_active_controller_leaves_and_the_quorum_surviv
     })
     .await;
     let second = d["leader_id"].as_i64().unwrap();
-    progress(&w, 30).await;
+    w.progress(30, DEADLINE).await.unwrap();
 
     // Kill the new active controller: the two voters left elect and serve.
     w.fault(&bootstrap, "votes", "kill", second as i32).await;
@@ -225,7 +216,7 @@ async fn a_fourth_voter_joins_the_active_controller_leaves_and_the_quorum_surviv
         keep_logs(&cluster.nodes.iter().collect::<Vec<_>>(), "survives");
     }
     assert!(ok, "the quorum serves again: {out}");
-    progress(&w, 30).await;
+    w.progress(30, DEADLINE).await.unwrap();
 
     // Back to full strength, then the checker's verdict.
     cluster.node(second as i32).start_again().await.unwrap();
