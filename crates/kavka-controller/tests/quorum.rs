@@ -204,7 +204,9 @@ async fn a_node_outside_the_voter_list_starts_as_an_observer() {
     let q = Quorum::start(QuorumConfig::new(7, dir.path().to_path_buf(), voters))
         .await
         .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Longer than the longest election timeout (600 ms): a node that could elect itself
+    // would have by then.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let (index, membership) = q.membership();
     assert_eq!(index, None);
     assert_eq!(membership.voter_ids().count(), 0);
