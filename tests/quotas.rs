@@ -486,3 +486,53 @@ async fn quota_apis_need_cluster_config_permissions() {
     let out = ok(node.cli(&["--cluster-secret-file", secret_arg, "quota", "describe"]));
     assert!(out.contains("user=<default>"), "{out}");
 }
+
+/// `kavka_quota_throttled_requests_total{quota="request_percentage"}` on `node`.
+async fn request_throttles(node: &Node) -> f64 {
+    let r = kavka_harness::http::http_get(&node.http_addr(), "/metrics", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let samples = kavka_harness::http::parse_prometheus(&r.body).unwrap();
+    kavka_harness::http::samples(
+        &samples,
+        "kavka_quota_throttled_requests_total",
+        &[("quota", "request_percentage")],
+    )
+    .iter()
+    .map(|s| s.value)
+    .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_percentage_throttles_a_client_that_keeps_the_broker_busy() {
+    let node = Node::start(NodeOptions::default()).await.unwrap();
+    // 0.01% of one handler: 1 ms of answering per 10 s window for client id "busy".
+    ok(node.cli(&[
+        "quota",
+        "alter",
+        "--client-id",
+        "busy",
+        "--add",
+        "request_percentage=0.01",
+    ]));
+    let mut c = TcpStream::connect(node.kafka_addr()).await.unwrap();
+    let metadata = MetadataRequest::default().with_topics(Some(vec![]));
+    // Another client id has no quota: never throttled however busy.
+    for _ in 0..50 {
+        let _: MetadataResponse = call_as(&mut c, "idle", ApiKey::Metadata, 12, &metadata).await;
+    }
+    assert_eq!(request_throttles(&node).await, 0.0);
+    // "busy" runs past its millisecond within a few requests: throttled. One request at
+    // a time, each answered: a throttled connection is then muted for seconds.
+    let end = Instant::now() + Duration::from_secs(60);
+    let mut sent = 0;
+    while request_throttles(&node).await == 0.0 {
+        assert!(
+            Instant::now() < end,
+            "never throttled after {sent} requests"
+        );
+        let r: MetadataResponse = call_as(&mut c, "busy", ApiKey::Metadata, 12, &metadata).await;
+        assert_eq!(r.brokers.len(), 1);
+        sent += 1;
+    }
+}

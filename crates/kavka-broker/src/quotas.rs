@@ -56,10 +56,10 @@ impl ClientQuotaManager {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Records `value` (bytes) of `key`'s kind for `client` and answers how long it must
-    /// wait (zero when no quota applies or it is within it). `unrecord_if_throttled`: a
-    /// throttled request does not count (Kafka answers a throttled fetch without its
-    /// records).
+    /// Records `value` (bytes, or microseconds for `request_percentage`) of `key`'s kind
+    /// for `client` and answers how long it must wait (zero when no quota applies or it
+    /// is within it). `unrecord_if_throttled`: a throttled request does not count (Kafka
+    /// answers a throttled fetch without its records).
     pub fn record(
         &self,
         image: &MetadataImage,
@@ -87,7 +87,8 @@ impl ClientQuotaManager {
         let window = windows
             .entry((key, applied.user, applied.client_id))
             .or_default();
-        let throttle_ms = window.record_and_throttle_ms(now, value as f64, applied.quota);
+        let quota = applied.quota * key.measured_per_unit();
+        let throttle_ms = window.record_and_throttle_ms(now, value as f64, quota);
         if throttle_ms > 0 {
             if unrecord_if_throttled {
                 window.unrecord(value as f64);
@@ -141,6 +142,29 @@ mod tests {
         assert_eq!(
             q.record(&img, fetch, &client("alice", "a"), 1 << 30, true),
             Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn request_time_counts_against_request_percentage() {
+        let key = QuotaKey::RequestPercentage;
+        let busy = QuotaEntity::new(None, Some(EntityName::Name("busy".into()))).unwrap();
+        // 1% of one handler: 10 ms per second, 100 ms over the 10 s minimum window.
+        let img = image_with(busy, key, 1.0);
+        let q = ClientQuotaManager::new();
+        let c = |id: &str| QuotaClient {
+            user: "ANONYMOUS".into(),
+            client_id: id.into(),
+        };
+        assert_eq!(
+            q.record(&img, key, &c("busy"), 50_000, false),
+            Duration::ZERO
+        );
+        assert!(q.record(&img, key, &c("busy"), 500_000, false) > Duration::ZERO);
+        assert_eq!(
+            q.record(&img, key, &c("idle"), 10_000_000, false),
+            Duration::ZERO,
+            "no quota for another client id"
         );
     }
 

@@ -8,7 +8,8 @@
 //! response has room for one; ApiVersions at any version gets Kafka's v0 fallback. A
 //! request that leaves its client over a quota (a throttle time) mutes the connection:
 //! nothing more is read from it until the throttle time has passed (Kafka's muted
-//! channel, KIP-219).
+//! channel, KIP-219). The time spent answering counts against the caller's
+//! `request_percentage` quota, except for requests that wait by design.
 
 use crate::response_frame::ResponseFrame;
 use crate::sasl::{self, SaslSession};
@@ -18,6 +19,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeade
 use kafka_protocol::protocol::{Decodable, Encodable};
 use kavka_model::ErrorCode;
 use kavka_model::acl::{Caller, Principal};
+use kavka_model::quota::QuotaKey;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -206,6 +208,17 @@ async fn mute(throttle_ms: &AtomicU64, shutdown: &mut watch::Receiver<bool>) -> 
     }
 }
 
+/// Whether the time answering `key` counts against the caller's `request_percentage`
+/// quota: every API but those that park a request by design (a long-poll fetch, a produce
+/// waiting for acks=all, a join or sync waiting for the group), whose waiting is not
+/// handler work (Kafka keeps such requests in purgatory, off its request threads).
+fn request_time_counted(key: ApiKey) -> bool {
+    !matches!(
+        key,
+        ApiKey::Produce | ApiKey::Fetch | ApiKey::JoinGroup | ApiKey::SyncGroup
+    )
+}
+
 /// Whether clients of `key` at `version` wait out a throttle themselves (KIP-219: Produce
 /// v6+, Fetch v8+, and every version of the APIs newer than it); older ones are answered
 /// only once the throttle time has passed.
@@ -319,6 +332,10 @@ pub(crate) async fn run<S>(
                         let started = std::time::Instant::now();
                         let answered = api::handle(&broker, &ctx, *request).instrument(span).await;
                         crate::metrics::request_done(crate::metrics::api_label(key), started);
+                        if request_time_counted(key) {
+                            let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                            ctx.throttle(&broker, QuotaKey::RequestPercentage, micros, false);
+                        }
                         match answered {
                             Some(body) => body,
                             None => {
@@ -371,4 +388,26 @@ pub(crate) async fn run<S>(
     }
     .instrument(span)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_time_counts_except_where_a_request_waits_by_design() {
+        let table = [
+            (ApiKey::Metadata, true),
+            (ApiKey::ApiVersions, true),
+            (ApiKey::CreateTopics, true),
+            (ApiKey::OffsetCommit, true),
+            (ApiKey::Produce, false),
+            (ApiKey::Fetch, false),
+            (ApiKey::JoinGroup, false),
+            (ApiKey::SyncGroup, false),
+        ];
+        for (key, counted) in table {
+            assert_eq!(request_time_counted(key), counted, "{key:?}");
+        }
+    }
 }

@@ -168,8 +168,8 @@ pub enum QuotaKey {
     ProducerByteRate,
     /// Bytes per second a consumer may fetch (whole number).
     ConsumerByteRate,
-    /// Percent of one request handler's time per quota window. Stored and described;
-    /// not enforced yet.
+    /// Percent of one request handler's time (100: one handler busy all the time),
+    /// measured as the time spent answering requests.
     RequestPercentage,
 }
 
@@ -185,6 +185,16 @@ impl QuotaKey {
             Self::ProducerByteRate => "producer_byte_rate",
             Self::ConsumerByteRate => "consumer_byte_rate",
             Self::RequestPercentage => "request_percentage",
+        }
+    }
+
+    /// How many measured units per second one unit of the quota allows: bytes for the
+    /// byte rates; for `request_percentage`, microseconds of answering (1% of one
+    /// handler's time is 10,000 µs per second).
+    pub fn measured_per_unit(self) -> f64 {
+        match self {
+            Self::ProducerByteRate | Self::ConsumerByteRate => 1.0,
+            Self::RequestPercentage => 10_000.0,
         }
     }
 
