@@ -6,7 +6,8 @@
 //! - only a registered broker; asking twice is no change;
 //! - refused, changing nothing, when a partition's only in-sync replica is on it
 //!   (NOT_ENOUGH_REPLICAS: its data would have nowhere safe to come from if it failed
-//!   mid-move), or when some partition has no broker left to take its replica
+//!   mid-move; a live broker's replica of a partition with replication factor 1 moves
+//!   from it, a down broker's cannot), or when some partition has no broker left to take its replica
 //!   (INVALID_REPLICATION_FACTOR: fewer hosts than its replication factor); each names
 //!   the partitions;
 //! - recommissioning takes the mark off; moves already started go on.
@@ -54,12 +55,16 @@ pub fn decommission(
         };
     }
     if on {
+        // Its only in-sync copy is on it: refused while others could catch up, and when
+        // the broker is down (nothing could copy it). A live broker's sole replica (a
+        // replication factor of 1) moves from it.
+        let down = image.broker(broker).is_some_and(|b| b.fenced);
         let last_copy: Vec<String> = image
             .topics()
             .flat_map(|t| {
                 t.partitions
                     .iter()
-                    .filter(|(_, p)| p.isr == [broker] && p.replicas.len() > 1)
+                    .filter(|(_, p)| p.isr == [broker] && (p.replicas.len() > 1 || down))
                     .map(move |(n, _)| format!("{}-{n}", t.name))
             })
             .collect();
@@ -184,6 +189,28 @@ mod tests {
                 4,
                 &[],
                 &[1, 2, 3],
+                &[2],
+                2,
+                true,
+                false,
+                Err(ErrorCode::NotEnoughReplicas),
+            ),
+            (
+                "replication factor 1 on a live broker: it moves from there",
+                4,
+                &[],
+                &[2],
+                &[2],
+                2,
+                true,
+                false,
+                Ok(1),
+            ),
+            (
+                "replication factor 1 on a down broker: nothing could copy it",
+                4,
+                &[2],
+                &[2],
                 &[2],
                 2,
                 true,
