@@ -113,6 +113,8 @@ pub struct Quorum {
     /// Why this node is not the voter its id names (an emptied voter), once a caller or
     /// the membership has shown it; the node stops then.
     replaced: Arc<std::sync::OnceLock<String>>,
+    /// Since when this node's own membership has recorded another directory id for it.
+    own_conflict_since: std::sync::Mutex<Option<std::time::Instant>>,
     /// Held for the whole of a voter change: one at a time from this controller.
     voter_change: tokio::sync::Mutex<()>,
     /// Who may send Raft calls to this voter.
@@ -202,6 +204,7 @@ impl Quorum {
             voters: cfg.voters,
             directory_id: cfg.directory_id,
             replaced: Arc::default(),
+            own_conflict_since: std::sync::Mutex::new(None),
             voter_change: tokio::sync::Mutex::new(()),
         })
     }
@@ -506,7 +509,8 @@ impl Quorum {
     /// against the static list: once a voter change has committed a newer one, the log is
     /// the voter set and the static list only a way to find the quorum. Whatever the
     /// membership, one that records this node's id with another directory id than this
-    /// data dir's means this node is an emptied voter ([`crate::voters::own_identity_conflict`]).
+    /// data dir's for `REPLACED_AFTER` means this node is an emptied voter
+    /// ([`crate::voters::own_identity_conflict`]).
     pub fn membership_mismatch(&self) -> Option<String> {
         if let Some(why) = self.replaced.get() {
             return Some(why.clone());
@@ -518,14 +522,26 @@ impl Quorum {
             .membership_config
             .clone();
         let membership = m.membership();
-        if let Some(node) = membership.get_node(&self.node_id)
-            && let Some(why) = crate::voters::own_identity_conflict(
-                self.node_id,
-                self.directory_id,
-                node.directory_id,
-            )
+        let conflict = membership.get_node(&self.node_id).and_then(|node| {
+            crate::voters::own_identity_conflict(self.node_id, self.directory_id, node.directory_id)
+        });
+        // Held as long as callers must hold theirs: a new incarnation catching up from
+        // a stream that outlived its removal passes through the memberships that listed
+        // its old directory id, until the add-voter that follows brings it the newer ones.
         {
-            return Some(why);
+            let mut since = self
+                .own_conflict_since
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            match conflict {
+                None => *since = None,
+                Some(why) => {
+                    let first = *since.get_or_insert_with(std::time::Instant::now);
+                    if first.elapsed() >= crate::raft::network::REPLACED_AFTER {
+                        return Some(why);
+                    }
+                }
+            }
         }
         if m.log_id().as_ref().is_some_and(|l| l.index() > 0) {
             return None;

@@ -324,9 +324,11 @@ pub struct RaftServer {
 
 /// How long callers must keep naming another directory id for this node before it
 /// stops: a replication stream of a membership that has just removed this node (the
-/// step before a replaced voter is added again) may still call for a moment with the
-/// old one, and must not stop the new incarnation. Its calls are refused meanwhile.
-const REPLACED_AFTER: Duration = Duration::from_secs(3);
+/// step before a replaced voter is added again) may still call with the old one, for
+/// as long as this node refuses it (seen past 4 s), until the add-voter that follows
+/// names the new one; it must not stop the new incarnation. Its calls are refused
+/// meanwhile, so no vote is cast while it waits.
+pub(crate) const REPLACED_AFTER: Duration = Duration::from_secs(10);
 
 impl RaftServer {
     pub fn new(
