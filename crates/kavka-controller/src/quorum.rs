@@ -114,7 +114,7 @@ pub struct Quorum {
     /// the membership has shown it; the node stops then.
     replaced: Arc<std::sync::OnceLock<String>>,
     /// Since when this node's own membership has recorded another directory id for it.
-    own_conflict_since: std::sync::Mutex<Option<std::time::Instant>>,
+    own_conflict_since: crate::raft::network::ConflictTimer,
     /// Held for the whole of a voter change: one at a time from this controller.
     voter_change: tokio::sync::Mutex<()>,
     /// Who may send Raft calls to this voter.
@@ -204,7 +204,7 @@ impl Quorum {
             voters: cfg.voters,
             directory_id: cfg.directory_id,
             replaced: Arc::default(),
-            own_conflict_since: std::sync::Mutex::new(None),
+            own_conflict_since: Default::default(),
             voter_change: tokio::sync::Mutex::new(()),
         })
     }
@@ -528,20 +528,8 @@ impl Quorum {
         // Held as long as callers must hold theirs: a new incarnation catching up from
         // a stream that outlived its removal passes through the memberships that listed
         // its old directory id, until the add-voter that follows brings it the newer ones.
-        {
-            let mut since = self
-                .own_conflict_since
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            match conflict {
-                None => *since = None,
-                Some(why) => {
-                    let first = *since.get_or_insert_with(std::time::Instant::now);
-                    if first.elapsed() >= crate::raft::network::REPLACED_AFTER {
-                        return Some(why);
-                    }
-                }
-            }
+        if self.own_conflict_since.lasted(conflict.is_some()) {
+            return conflict;
         }
         if m.log_id().as_ref().is_some_and(|l| l.index() > 0) {
             return None;

@@ -319,7 +319,7 @@ pub struct RaftServer {
     replaced: Arc<std::sync::OnceLock<String>>,
     /// Since when callers have named another directory id for this node, without one
     /// naming its own since.
-    mismatched_since: std::sync::Mutex<Option<std::time::Instant>>,
+    mismatched_since: ConflictTimer,
 }
 
 /// How long callers must keep naming another directory id for this node before it
@@ -329,6 +329,23 @@ pub struct RaftServer {
 /// names the new one; it must not stop the new incarnation. Its calls are refused
 /// meanwhile, so no vote is cast while it waits.
 pub(crate) const REPLACED_AFTER: Duration = Duration::from_secs(10);
+
+/// How long a directory-id conflict has lasted without a break.
+#[derive(Debug, Default)]
+pub(crate) struct ConflictTimer(std::sync::Mutex<Option<std::time::Instant>>);
+
+impl ConflictTimer {
+    /// Notes whether the conflict holds now; true once it has held for
+    /// [`REPLACED_AFTER`]. A moment without it starts the count again.
+    pub(crate) fn lasted(&self, conflict: bool) -> bool {
+        let mut since = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if !conflict {
+            *since = None;
+            return false;
+        }
+        since.get_or_insert_with(std::time::Instant::now).elapsed() >= REPLACED_AFTER
+    }
+}
 
 impl RaftServer {
     pub fn new(
@@ -346,25 +363,17 @@ impl RaftServer {
             node_id,
             directory_id,
             replaced,
-            mismatched_since: std::sync::Mutex::new(None),
+            mismatched_since: ConflictTimer::default(),
         }
     }
 
     /// Notes what a caller expects of this node's directory id: a mismatch that lasts
     /// [`REPLACED_AFTER`] marks this node replaced; a caller expecting its own resets it.
     fn note_expected(&self, conflict: Option<&str>) {
-        let mut since = self
-            .mismatched_since
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        match conflict {
-            None => *since = None,
-            Some(why) => {
-                let first = *since.get_or_insert_with(std::time::Instant::now);
-                if first.elapsed() >= REPLACED_AFTER {
-                    let _ = self.replaced.set(why.to_string());
-                }
-            }
+        if self.mismatched_since.lasted(conflict.is_some())
+            && let Some(why) = conflict
+        {
+            let _ = self.replaced.set(why.to_string());
         }
     }
 
