@@ -4,8 +4,9 @@
 # librdkafka producer (bench/kafka_produce.py) writes 1 KiB records with acks=all to a
 # 6-partition RF=3 topic through each, in two rounds in opposite orders, all in one run.
 # Prints each protocol's throughput and p99 (at full speed) and throughput as a share of
-# PLAINTEXT's, and the servers' CPU-seconds per GB from /proc (fair on shared cores); then connections per second (connect, authenticate, Metadata) for
-# PLAINTEXT, SASL_PLAINTEXT and SASL_SSL with SCRAM-SHA-512 (bench/kafka_connect.py).
+# PLAINTEXT's, and the servers' CPU-seconds per GB from /proc (fair on shared cores); then connections per second (connect, TLS, authenticate, ApiVersions) and
+# the servers' CPU per connection for PLAINTEXT, SSL, SASL_PLAINTEXT and SASL_SSL with
+# SCRAM-SHA-512 (bench/scram_connect.py).
 # Release build of the binary; clients from deploy/kafka-clients.sh.
 # Usage: bench/security.sh [RECORDS] [CONNECT_SECONDS]  (default 100000, 10;
 # KAVKA_BIN=path skips the build)
@@ -86,7 +87,22 @@ for p in PLAINTEXT SSL SASL_SSL; do
     printf "%-10s %7.0f records/s (%s,%s)  p99 ms %s,%s  %.0f%% of PLAINTEXT;  servers %.2f CPU-s/GB (%s,%s), %.0f%% of PLAINTEXT\n", name, rate, a[1], a[2], b[1], b[2], 100 * rate / base, cpu, k[1], k[2], 100 * cpu / cbase
   }'
 done
-for p in PLAINTEXT SASL_PLAINTEXT SASL_SSL; do
-  printf '%-14s ' "$p"
-  KAFKA_CONFIG=$(config "$p") "$PY" -W ignore bench/kafka_connect.py "$(addrs "$p" | cut -d, -f1)" "$SECS" 2>/dev/null | tail -1
+# Connections: bench/scram_connect.py, a minimal client (no library start-up in the
+# figure), one connection at a time to node 1: connect, TLS, SCRAM, ApiVersions, close.
+# The servers' CPU per connection is the fair figure; the rate is bound by one client.
+connect_args() { # protocol -> scram_connect.py arguments
+  case $1 in
+    PLAINTEXT) echo "" ;;
+    SSL) echo "--tls $DIR/certs/ca.pem" ;;
+    SASL_PLAINTEXT) echo "--scram SHA-512 bench bench-password" ;;
+    SASL_SSL) echo "--tls $DIR/certs/ca.pem --scram SHA-512 bench bench-password" ;;
+  esac
+}
+for p in PLAINTEXT SSL SASL_PLAINTEXT SASL_SSL; do
+  before=$(cpu)
+  # shellcheck disable=SC2046
+  out=$("$PY" bench/scram_connect.py "$(addrs "$p" | cut -d, -f1)" "$SECS" $(connect_args "$p") | tail -1)
+  after=$(cpu)
+  n=$(awk '{print $1}' <<<"$out")
+  printf '%-14s %s; servers %.2f CPU-ms per connection\n' "$p" "$out" "$(awk -v a="$before" -v b="$after" -v n="$n" 'BEGIN {print 1000 * (b - a) / n}')"
 done

@@ -519,14 +519,16 @@ async fn request_percentage_throttles_a_client_that_keeps_the_broker_busy() {
     let metadata = MetadataRequest::default().with_topics(Some(vec![]));
     // Another client id has no quota: never throttled however busy.
     for _ in 0..50 {
-        let _: MetadataResponse = call_as(&mut c, "idle", ApiKey::Metadata, 12, &metadata).await;
+        let r: MetadataResponse = call_as(&mut c, "idle", ApiKey::Metadata, 12, &metadata).await;
+        assert_eq!(r.throttle_time_ms, 0);
     }
     assert_eq!(request_throttles(&node).await, 0.0);
-    // "busy" runs past its millisecond within a few requests: throttled. One request at
-    // a time, each answered: a throttled connection is then muted for seconds.
+    // "busy" runs past its millisecond within a few requests: throttled, and told so in
+    // the response (throttle_time_ms). One request at a time, each answered: a throttled
+    // connection is then muted for the throttle time.
     let end = Instant::now() + Duration::from_secs(60);
     let mut sent = 0;
-    while request_throttles(&node).await == 0.0 {
+    let throttle_ms = loop {
         assert!(
             Instant::now() < end,
             "never throttled after {sent} requests"
@@ -534,5 +536,17 @@ async fn request_percentage_throttles_a_client_that_keeps_the_broker_busy() {
         let r: MetadataResponse = call_as(&mut c, "busy", ApiKey::Metadata, 12, &metadata).await;
         assert_eq!(r.brokers.len(), 1);
         sent += 1;
-    }
+        if r.throttle_time_ms > 0 {
+            break r.throttle_time_ms;
+        }
+    };
+    assert!(request_throttles(&node).await > 0.0);
+    // The next request is read only once the throttle time has passed.
+    let before = Instant::now();
+    let _: MetadataResponse = call_as(&mut c, "busy", ApiKey::Metadata, 12, &metadata).await;
+    let waited = before.elapsed();
+    assert!(
+        waited >= Duration::from_millis(u64::try_from(throttle_ms).unwrap()) / 2,
+        "answered after {waited:?}, throttled for {throttle_ms} ms"
+    );
 }

@@ -78,6 +78,7 @@ impl ControllerNode {
         let tasks = vec![
             tokio::spawn(Arc::clone(&controller).run(shutdown.clone())),
             tokio::spawn(watch_quorum(Arc::clone(&quorum), fatal, shutdown.clone())),
+            tokio::spawn(record_directory_ids(Arc::clone(&quorum), shutdown.clone())),
         ];
         Ok((Self { quorum, controller }, tasks))
     }
@@ -95,6 +96,21 @@ impl ControllerNode {
                 self.quorum.secret_check(),
             ),
             for_clients: ControllerService::new(Arc::clone(&self.controller)).into_server(),
+        }
+    }
+}
+
+/// On the active controller, records the static voters' directory ids as they answer
+/// (`Quorum::record_directory_id`), one per tick.
+async fn record_directory_ids(quorum: Arc<Quorum>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(HEALTH_CHECK_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        if quorum.is_leader() {
+            quorum.record_directory_id().await;
         }
     }
 }

@@ -20,15 +20,18 @@
 //! it was.
 
 use crate::raft::log_store::SledLogStore;
-use crate::raft::network::{GrpcNetworkFactory, MetadataRaft, RaftServer};
+use crate::raft::network::{AnsweredDirectoryIds, GrpcNetworkFactory, MetadataRaft, RaftServer};
 use crate::raft::peers::{ControllerSecret, PeerPolicy};
 use crate::raft::state_machine::MetadataStateMachine;
 use crate::types::{DirectoryId, MetadataRequest, NodeId, TypeConfig, VoterNode};
-use crate::voters::{MembershipView, VoterChange, check_voter_change};
+use crate::voters::{
+    MembershipView, VoterChange, check_voter_change, directory_fill_in, static_quorum,
+};
 use kavka_metadata::{MetadataImage, MetadataRecord};
 use kavka_model::{ErrorCode, KafkaError};
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{ClientWriteError, InitializeError, RaftError};
+use openraft::raft::Precondition;
 use openraft::{ChangeMembers, Config, RaftMetrics, SnapshotPolicy};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -117,6 +120,8 @@ pub struct Quorum {
     own_conflict_since: crate::raft::network::ConflictTimer,
     /// Held for the whole of a voter change: one at a time from this controller.
     voter_change: tokio::sync::Mutex<()>,
+    /// The directory ids peers answered Raft calls with.
+    answered: Arc<AnsweredDirectoryIds>,
     /// Who may send Raft calls to this voter.
     peers: Arc<PeerPolicy>,
     secret: Option<ControllerSecret>,
@@ -149,6 +154,7 @@ impl Quorum {
         .validate()
         .map_err(|e| QuorumError::Config(e.to_string()))?;
         let (recorded_tx, recorded) = watch::channel(BTreeMap::new());
+        let answered = Arc::new(AnsweredDirectoryIds::default());
         let raft = MetadataRaft::new(
             cfg.node_id,
             Arc::new(config),
@@ -158,6 +164,7 @@ impl Quorum {
                 voters: cfg.voters.clone(),
                 directory_id: cfg.directory_id,
                 recorded,
+                answered: Arc::clone(&answered),
                 image: sm.subscribe(),
                 reachability: Arc::default(),
             },
@@ -206,6 +213,7 @@ impl Quorum {
             replaced: Arc::default(),
             own_conflict_since: Default::default(),
             voter_change: tokio::sync::Mutex::new(()),
+            answered,
         })
     }
 
@@ -450,6 +458,68 @@ impl Quorum {
         }
     }
 
+    /// Records the directory id of one voter that has none in the membership yet (a
+    /// static voter) but has answered with its own, as Kafka's UpdateRaftVoter does; from
+    /// then on an emptied data dir behind that voter is refused as for a voter added with
+    /// `add-voter`. A static quorum stays static (the list goes along, see
+    /// [`crate::voters::static_quorum`]). Only on the active controller, one voter per
+    /// call, under the voter-change lock, on a committed, non-joint membership that keeps
+    /// this controller a voter, and only if the membership is still the one decided on.
+    /// Returns the voter recorded.
+    pub async fn record_directory_id(&self) -> Option<NodeId> {
+        let _one_at_a_time = self.voter_change.try_lock().ok()?;
+        if !self.is_leader() {
+            return None;
+        }
+        let (log_id, voters, bootstrap) = {
+            let m = self.raft.metrics();
+            let m = m.borrow_watched();
+            let stored = &m.membership_config;
+            let membership = stored.membership();
+            let entry = stored.log_id().as_ref().map(|l| l.index());
+            let committed = m.last_applied.as_ref().map(|l| l.index());
+            if membership.get_joint_config().len() != 1 || entry > committed {
+                return None;
+            }
+            let voters: BTreeMap<NodeId, VoterNode> = membership
+                .voter_ids()
+                .filter_map(|id| membership.get_node(&id).map(|n| (id, n.clone())))
+                .collect();
+            (*stored.log_id(), voters, entry.is_none_or(|i| i == 0))
+        };
+        if !voters.contains_key(&self.node_id) {
+            return None;
+        }
+        let mut answered = self.answered.snapshot();
+        if let Some(own) = self.directory_id {
+            answered.insert(self.node_id, own);
+        }
+        let list = static_quorum(&voters, bootstrap);
+        let (id, node) = directory_fill_in(&voters, list.as_ref(), &answered)?;
+        let directory_id = node.directory_id;
+        let written = tokio::time::timeout(
+            Duration::from_secs(5),
+            self.raft.change_membership_if(
+                ChangeMembers::SetNodes(BTreeMap::from([(id, node)])),
+                false,
+                [Precondition::LastMembershipLogId {
+                    last_membership_log_id: log_id,
+                }],
+            ),
+        )
+        .await;
+        match written {
+            Ok(Ok(_)) => {
+                tracing::info!(voter = id, directory_id = ?directory_id, "recorded the directory id of a static voter");
+                Some(id)
+            }
+            other => {
+                tracing::debug!(voter = id, outcome = ?other.map(|r| r.map(|_| ())), "did not record a voter's directory id (tried again later)");
+                None
+            }
+        }
+    }
+
     /// Takes back a learner added for a voter change that did not go ahead (best effort:
     /// a learner does not vote, so one left behind changes no quorum).
     async fn forget_learner(&self, id: NodeId) {
@@ -505,7 +575,8 @@ impl Quorum {
     /// Voters are compared by id: their addresses come from the configuration (a voter
     /// list may move them, e.g. onto the controller listener; see `GrpcNetworkFactory`).
     ///
-    /// Only the bootstrap membership (the one `initialize` wrote, at log index 0) is held
+    /// Only a static membership (the one `initialize` wrote, at log index 0, or it with
+    /// voters' directory ids recorded since: [`crate::voters::static_quorum`]) is held
     /// against the static list: once a voter change has committed a newer one, the log is
     /// the voter set and the static list only a way to find the quorum. Whatever the
     /// membership, one that records this node's id with another directory id than this
@@ -531,13 +602,12 @@ impl Quorum {
         if self.own_conflict_since.lasted(conflict.is_some()) {
             return conflict;
         }
-        if m.log_id().as_ref().is_some_and(|l| l.index() > 0) {
-            return None;
-        }
         let actual: BTreeMap<NodeId, VoterNode> = membership
             .voter_ids()
             .filter_map(|id| membership.get_node(&id).map(|n| (id, n.clone())))
             .collect();
+        let bootstrap = m.log_id().as_ref().is_none_or(|l| l.index() == 0);
+        static_quorum(&actual, bootstrap)?;
         if actual.is_empty() || actual.keys().eq(self.voters.keys()) {
             return None;
         }

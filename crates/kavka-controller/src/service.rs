@@ -932,10 +932,7 @@ impl Svc for ControllerService {
             .map_err(|e| to_status(&ControllerError::from(e)))?;
         let asked = parse_directory_id(&r.directory_id)?;
         let directory_id = self.probe_new_voter(id, &r.address, asked).await?;
-        let node = VoterNode {
-            addr: r.address.trim().to_string(),
-            directory_id: Some(directory_id),
-        };
+        let node = VoterNode::with_directory(r.address.trim(), directory_id);
         let offset = q
             .add_voter(id, node, timeout)
             .await

@@ -2,6 +2,7 @@
 
 use kavka_metadata::MetadataRecord;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 use std::fmt;
 
 /// Controllers are identified by their `node.id`.
@@ -56,6 +57,12 @@ pub struct VoterNode {
     pub addr: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub directory_id: Option<DirectoryId>,
+    /// On a voter of the static list (`--controller-voters`) whose directory id the active
+    /// controller recorded after the quorum formed (as Kafka's UpdateRaftVoter does): the
+    /// node ids of that list. While every voter carries the same list and the voters are
+    /// that list, the quorum is still the static one, which a node's own list must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub formed_with: Option<BTreeSet<NodeId>>,
 }
 
 impl VoterNode {
@@ -64,6 +71,15 @@ impl VoterNode {
         Self {
             addr: addr.into(),
             directory_id: None,
+            formed_with: None,
+        }
+    }
+
+    /// A member at `addr` with the directory id of its data dir.
+    pub fn with_directory(addr: impl Into<String>, directory_id: DirectoryId) -> Self {
+        Self {
+            directory_id: Some(directory_id),
+            ..Self::new(addr)
         }
     }
 }

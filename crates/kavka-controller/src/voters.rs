@@ -11,10 +11,15 @@
 //!   voter by mistake;
 //! - the quorum never becomes empty (INVALID_REQUEST for the last voter).
 //!
+//! Static voters (`--controller-voters`) get their directory id recorded by the active
+//! controller once they answer (Kafka's UpdateRaftVoter, [`directory_fill_in`]); a
+//! membership made only of such voters, still the static list, stays the static quorum
+//! ([`static_quorum`]), which each node's own list is held against.
+//!
 //! No I/O, no openraft types: a [`MembershipView`] is built from the membership by the
 //! quorum.
 
-use crate::types::{DirectoryId, NodeId};
+use crate::types::{DirectoryId, NodeId, VoterNode};
 use kavka_model::{ErrorCode, KafkaError};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -96,6 +101,56 @@ pub fn check_voter_change(view: &MembershipView, change: VoterChange) -> Result<
     }
 }
 
+/// The static voter list a membership still is, if it is one: the bootstrap membership
+/// (the one `initialize` wrote, `bootstrap`), or a later one whose voters are exactly the
+/// list their directory-id fill-ins recorded (`VoterNode::formed_with`), each either filled
+/// in with that list or still without a directory id. Any voter change (an added voter
+/// has a directory id and no list; a removal leaves fewer voters than the list) makes it
+/// dynamic: `None`.
+pub fn static_quorum(
+    voters: &BTreeMap<NodeId, VoterNode>,
+    bootstrap: bool,
+) -> Option<BTreeSet<NodeId>> {
+    let ids: BTreeSet<NodeId> = voters.keys().copied().collect();
+    if bootstrap {
+        return Some(ids);
+    }
+    let mut list: Option<&BTreeSet<NodeId>> = None;
+    for node in voters.values() {
+        match (&node.formed_with, node.directory_id) {
+            (Some(l), _) if list.is_none_or(|seen| seen == l) => list = Some(l),
+            (None, None) => {}
+            _ => return None,
+        }
+    }
+    list.filter(|l| **l == ids).cloned()
+}
+
+/// The next voter whose directory id the active controller should record: the first
+/// voter without one that has answered with its own (`answered`, the leader's included),
+/// as the node to write for it. A voter of a static quorum also records the list
+/// (`static_list`), so the membership stays static ([`static_quorum`]).
+pub fn directory_fill_in(
+    voters: &BTreeMap<NodeId, VoterNode>,
+    static_list: Option<&BTreeSet<NodeId>>,
+    answered: &BTreeMap<NodeId, DirectoryId>,
+) -> Option<(NodeId, VoterNode)> {
+    voters.iter().find_map(|(id, node)| {
+        if node.directory_id.is_some() {
+            return None;
+        }
+        let directory_id = *answered.get(id)?;
+        Some((
+            *id,
+            VoterNode {
+                addr: node.addr.clone(),
+                directory_id: Some(directory_id),
+                formed_with: static_list.cloned(),
+            },
+        ))
+    })
+}
+
 /// How a controller's own identity stands against the membership (KIP-853's emptied
 /// voter): a membership that records another directory id for this node's id means this
 /// data dir is not the one that voted as that voter.
@@ -111,6 +166,21 @@ pub fn own_identity_conflict(
         (None, Some(recorded)) => Some(replace_hint(node_id, recorded, None)),
         _ => None,
     }
+}
+
+/// How this controller's identity stands on a Raft call: judged by the directory id the
+/// caller's membership expects of it when the caller names one, else by this node's own
+/// membership. The caller's record wins because a replaced voter's new incarnation,
+/// catching up from an empty log, passes through old membership entries that name its
+/// old directory id; the leader that added it again names the new one, and refusing its
+/// appends on the stale record would stop the catch-up for good.
+pub fn identity_on_call(
+    node_id: NodeId,
+    own: Option<DirectoryId>,
+    caller_expects: Option<DirectoryId>,
+    own_record: Option<DirectoryId>,
+) -> Option<String> {
+    own_identity_conflict(node_id, own, caller_expects.or(own_record))
 }
 
 /// The operator's way out for a voter whose data dir was lost: remove the old voter by
@@ -219,6 +289,160 @@ mod tests {
             )),
             "{why}"
         );
+    }
+
+    fn node(dir: Option<u128>, list: Option<&[NodeId]>) -> VoterNode {
+        VoterNode {
+            addr: "127.0.0.1:1".into(),
+            directory_id: dir.map(d),
+            formed_with: list.map(|l| l.iter().copied().collect()),
+        }
+    }
+
+    #[test]
+    fn static_quorum_table() {
+        let s: &[NodeId] = &[1, 2, 3];
+        let set = |ids: &[NodeId]| Some(ids.iter().copied().collect::<BTreeSet<_>>());
+        // (voters, bootstrap entry?) -> the static list it still is
+        type Voters = Vec<(NodeId, VoterNode)>;
+        let cases: Vec<(Voters, bool, Option<BTreeSet<NodeId>>)> = vec![
+            // The bootstrap membership is the list, whatever it holds.
+            (
+                vec![(1, node(None, None)), (2, node(None, None))],
+                true,
+                set(&[1, 2]),
+            ),
+            // Filled in, partly or wholly: still static.
+            (
+                vec![
+                    (1, node(Some(1), Some(s))),
+                    (2, node(None, None)),
+                    (3, node(None, None)),
+                ],
+                false,
+                set(s),
+            ),
+            (
+                vec![
+                    (1, node(Some(1), Some(s))),
+                    (2, node(Some(2), Some(s))),
+                    (3, node(Some(3), Some(s))),
+                ],
+                false,
+                set(s),
+            ),
+            // A voter removed: fewer voters than the list.
+            (
+                vec![(1, node(Some(1), Some(s))), (2, node(None, None))],
+                false,
+                None,
+            ),
+            // A voter added (a directory id, no list).
+            (
+                vec![
+                    (1, node(Some(1), Some(s))),
+                    (2, node(None, None)),
+                    (3, node(None, None)),
+                    (4, node(Some(4), None)),
+                ],
+                false,
+                None,
+            ),
+            // A static voter removed and added again: it has no list now.
+            (
+                vec![
+                    (1, node(Some(1), Some(s))),
+                    (2, node(None, None)),
+                    (3, node(Some(9), None)),
+                ],
+                false,
+                None,
+            ),
+            // Two different lists cannot both hold.
+            (
+                vec![
+                    (1, node(Some(1), Some(s))),
+                    (2, node(Some(2), Some(&[1, 2][..]))),
+                    (3, node(None, None)),
+                ],
+                false,
+                None,
+            ),
+            // A later membership with no fill-in at all: a change happened (dynamic).
+            (
+                vec![
+                    (1, node(None, None)),
+                    (2, node(None, None)),
+                    (3, node(None, None)),
+                ],
+                false,
+                None,
+            ),
+        ];
+        for (voters, bootstrap, want) in cases {
+            let voters: BTreeMap<NodeId, VoterNode> = voters.into_iter().collect();
+            assert_eq!(static_quorum(&voters, bootstrap), want, "{voters:?}");
+        }
+    }
+
+    #[test]
+    fn directory_fill_in_table() {
+        let s: BTreeSet<NodeId> = [1, 2, 3].into();
+        let voters: BTreeMap<NodeId, VoterNode> = [
+            (1, node(Some(1), Some(&[1, 2, 3][..]))),
+            (2, node(None, None)),
+            (3, node(None, None)),
+        ]
+        .into();
+        let answered = |ids: &[(NodeId, u128)]| -> BTreeMap<NodeId, DirectoryId> {
+            ids.iter().map(|&(id, dir)| (id, d(dir))).collect()
+        };
+        // Nothing answered yet: nothing to record.
+        assert_eq!(directory_fill_in(&voters, Some(&s), &answered(&[])), None);
+        // Voter 1 has its id already; 3 answered: 3 is recorded, with the list.
+        let (id, n) = directory_fill_in(&voters, Some(&s), &answered(&[(1, 7), (3, 3)])).unwrap();
+        assert_eq!(
+            (id, n.directory_id, n.formed_with),
+            (3, Some(d(3)), Some(s.clone()))
+        );
+        // In a dynamic quorum a leftover static voter gets its id and no list.
+        let (id, n) = directory_fill_in(&voters, None, &answered(&[(2, 2)])).unwrap();
+        assert_eq!((id, n.directory_id, n.formed_with), (2, Some(d(2)), None));
+        // Everyone recorded: nothing left.
+        let full: BTreeMap<NodeId, VoterNode> =
+            [(1, node(Some(1), None)), (2, node(Some(2), None))].into();
+        assert_eq!(
+            directory_fill_in(&full, None, &answered(&[(1, 5), (2, 6)])),
+            None
+        );
+    }
+
+    #[test]
+    fn identity_on_call_table() {
+        // (own, caller expects, own membership records) -> conflict?
+        type Dir = Option<u128>;
+        let cases: &[(Dir, Dir, Dir, bool)] = &[
+            // The leader that added the new incarnation names it: a stale own record
+            // (an old membership entry met while catching up) does not refuse it.
+            (Some(2), Some(2), Some(1), false),
+            (Some(2), Some(2), None, false),
+            // A caller that still names the old one is refused, whatever the log says.
+            (Some(2), Some(1), Some(2), true),
+            (Some(2), Some(1), None, true),
+            // A caller naming none (a static voter's membership): the own record judges.
+            (Some(2), None, Some(1), true),
+            (Some(2), None, Some(2), false),
+            (Some(2), None, None, false),
+            (None, None, Some(1), true),
+        ];
+        for &(own, expects, record, conflict) in cases {
+            let got = identity_on_call(4, own.map(d), expects.map(d), record.map(d));
+            assert_eq!(
+                got.is_some(),
+                conflict,
+                "own {own:?}, caller expects {expects:?}, own record {record:?}"
+            );
+        }
     }
 
     #[test]

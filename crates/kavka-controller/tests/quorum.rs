@@ -271,10 +271,10 @@ async fn one_voter_change_at_a_time_and_a_timed_out_add_changes_nothing() {
     let before = q.membership_view();
     // Accepts connections (the backlog does) but never answers a call.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let learner = VoterNode {
-        addr: silent.local_addr().unwrap().to_string(),
-        directory_id: Some(DirectoryId(uuid::Uuid::from_u128(2))),
-    };
+    let learner = VoterNode::with_directory(
+        silent.local_addr().unwrap().to_string(),
+        DirectoryId(uuid::Uuid::from_u128(2)),
+    );
     let adding = {
         let q = Arc::clone(&q);
         tokio::spawn(async move { q.add_voter(2, learner, Duration::from_secs(2)).await })
@@ -295,10 +295,7 @@ async fn one_voter_change_at_a_time_and_a_timed_out_add_changes_nothing() {
         Err(QuorumError::Refused(e)) => e.code,
         other => panic!("not refused: {other:?}"),
     };
-    let third = VoterNode {
-        addr: "127.0.0.1:1".into(),
-        directory_id: Some(DirectoryId(uuid::Uuid::from_u128(3))),
-    };
+    let third = VoterNode::with_directory("127.0.0.1:1", DirectoryId(uuid::Uuid::from_u128(3)));
     assert_eq!(
         code(q.add_voter(3, third, Duration::from_secs(1)).await),
         ErrorCode::RequestTimedOut

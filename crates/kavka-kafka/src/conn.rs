@@ -9,7 +9,8 @@
 //! request that leaves its client over a quota (a throttle time) mutes the connection:
 //! nothing more is read from it until the throttle time has passed (Kafka's muted
 //! channel, KIP-219). The time spent answering counts against the caller's
-//! `request_percentage` quota, except for requests that wait by design.
+//! `request_percentage` quota, except for requests that wait by design; a throttle it
+//! sets is reported in the response's `throttle_time_ms` where the response has one.
 
 use crate::response_frame::ResponseFrame;
 use crate::sasl::{self, SaslSession};
@@ -332,12 +333,19 @@ pub(crate) async fn run<S>(
                         let started = std::time::Instant::now();
                         let answered = api::handle(&broker, &ctx, *request).instrument(span).await;
                         crate::metrics::request_done(crate::metrics::api_label(key), started);
-                        if request_time_counted(key) {
+                        let request_throttle_ms = if request_time_counted(key) {
                             let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-                            ctx.throttle(&broker, QuotaKey::RequestPercentage, micros, false);
-                        }
+                            ctx.throttle(&broker, QuotaKey::RequestPercentage, micros, false)
+                        } else {
+                            0
+                        };
                         match answered {
-                            Some(body) => body,
+                            Some(mut body) => {
+                                // The client learns of the request quota's throttle in the
+                                // response, as of a byte rate's.
+                                crate::throttle_time::raise_throttle_time(&mut body, request_throttle_ms);
+                                body
+                            }
                             None => {
                                 // acks=0: Kafka sends no response, but still mutes a
                                 // throttled connection.

@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod principal;
 mod response_frame;
 pub mod sasl;
+mod throttle_time;
 /// TLS for SSL and SASL_SSL listeners (shared with the gRPC listeners).
 pub use kavka_tls as tls;
 pub mod versions;

@@ -68,6 +68,7 @@ fn membership_to(m: &MembershipOf<TypeConfig>) -> v1::RaftMembership {
                 node_id: *id,
                 addr: n.addr.clone(),
                 directory_id: n.directory_id.map(|d| d.to_string()).unwrap_or_default(),
+                formed_with: n.formed_with.iter().flatten().copied().collect(),
             })
             .collect(),
     }
@@ -101,6 +102,8 @@ fn membership_from(m: v1::RaftMembership) -> Result<MembershipOf<TypeConfig>, De
                 VoterNode {
                     addr: n.addr,
                     directory_id,
+                    formed_with: (!n.formed_with.is_empty())
+                        .then(|| n.formed_with.into_iter().collect()),
                 },
             ))
         })
@@ -260,6 +263,21 @@ mod tests {
         MembershipOf::<TypeConfig>::new(vec![[1, 2, 3].into(), [1, 2, 3, 4].into()], nodes).unwrap()
     }
 
+    /// A static quorum of 1..=3 after the active controller recorded the directory ids of
+    /// voters 1 and 2 (each with the static list) but not yet 3's.
+    fn static_membership_with_recorded_ids() -> MembershipOf<TypeConfig> {
+        let mut nodes: BTreeMap<u64, VoterNode> = (1..=3)
+            .map(|i| (i, VoterNode::new(format!("10.0.0.{i}:9093"))))
+            .collect();
+        for (id, d) in [(1u64, 0x11u128), (2, 0x22)] {
+            if let Some(n) = nodes.get_mut(&id) {
+                n.directory_id = Some(crate::types::DirectoryId(uuid::Uuid::from_u128(d)));
+                n.formed_with = Some([1, 2, 3].into());
+            }
+        }
+        MembershipOf::<TypeConfig>::new(vec![[1, 2, 3].into()], nodes).unwrap()
+    }
+
     fn entries() -> Vec<(&'static str, EntryOf<TypeConfig>)> {
         vec![
             (
@@ -298,6 +316,13 @@ mod tests {
                 EntryOf::<TypeConfig> {
                     log_id: log_id(3, 1, 40),
                     payload: EntryPayload::Membership(joint_membership_with_directory_ids()),
+                },
+            ),
+            (
+                "raft-entry-membership-recorded-static.bin",
+                EntryOf::<TypeConfig> {
+                    log_id: log_id(3, 1, 41),
+                    payload: EntryPayload::Membership(static_membership_with_recorded_ids()),
                 },
             ),
         ]
@@ -402,6 +427,7 @@ mod tests {
                             node_id: 1,
                             addr: "a:1".into(),
                             directory_id: "not-a-uuid".into(),
+                            formed_with: vec![],
                         }],
                     })),
                 }),

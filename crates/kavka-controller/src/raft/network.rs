@@ -25,6 +25,7 @@ use openraft::raft::{
 use openraft::{OptionalSend, Raft};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::Cursor;
 use std::time::Duration;
@@ -76,8 +77,27 @@ pub struct GrpcNetworkFactory {
     /// not when openraft makes the client (a replication stream may outlive the
     /// membership entry it was made for, e.g. across a remove and re-add of a voter).
     pub recorded: RecordedDirectoryIds,
+    /// The directory ids peers answered with, for recording static voters' ones.
+    pub answered: Arc<AnsweredDirectoryIds>,
     pub image: ImageWatch,
     pub reachability: Arc<PeerReachability>,
+}
+
+/// The directory id each peer last answered a Raft call with (the active controller
+/// records a static voter's in the membership from it: Kafka's UpdateRaftVoter).
+#[derive(Debug, Default)]
+pub struct AnsweredDirectoryIds(std::sync::Mutex<BTreeMap<NodeId, DirectoryId>>);
+
+impl AnsweredDirectoryIds {
+    fn note(&self, peer: NodeId, id: DirectoryId) {
+        let mut ids = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        ids.insert(peer, id);
+    }
+
+    /// What each peer answered last.
+    pub fn snapshot(&self) -> BTreeMap<NodeId, DirectoryId> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 /// The directory ids of the membership in force, kept by `Quorum` from the Raft metrics.
@@ -135,6 +155,7 @@ impl RaftNetworkFactory<TypeConfig> for GrpcNetworkFactory {
             target,
             addr,
             recorded: self.recorded.clone(),
+            answered: Arc::clone(&self.answered),
             client: None,
             secret: self.secret.clone(),
             transport: self.transport.clone(),
@@ -151,6 +172,7 @@ pub struct GrpcNetwork {
     /// The directory ids the membership records: the target's answers must carry its
     /// own, or they do not count (an emptied voter's vote is not a vote).
     recorded: RecordedDirectoryIds,
+    answered: Arc<AnsweredDirectoryIds>,
     client: Option<RaftServiceClient<Channel>>,
     secret: Option<ControllerSecret>,
     transport: kavka_tls::Transport,
@@ -249,6 +271,9 @@ impl GrpcNetwork {
             return Err(RPCError::Network(NetworkError::new(
                 &std::io::Error::other(why),
             )));
+        }
+        if let Some(id) = answered {
+            self.answered.note(self.target, id);
         }
         let result: Result<Resp, RaftError<TypeConfig>> =
             serde_json::from_slice(&resp.into_inner().json)
@@ -423,9 +448,10 @@ impl RaftServer {
                 )
             })
             .and_then(|()| {
-                match crate::voters::own_identity_conflict(
+                match crate::voters::identity_on_call(
                     self.node_id,
                     self.directory_id,
+                    expected,
                     own_node.and_then(|n| n.directory_id),
                 ) {
                     Some(why) => Err(why),
