@@ -42,6 +42,18 @@ fn counts(shape: &[(Vec<i32>, Vec<i32>)], brokers: &[i32]) -> (Vec<usize>, Vec<u
     (replicas, leaders)
 }
 
+/// Partitions of topic `t` each broker leads now.
+async fn leaders(bootstrap: &str, t: &str, brokers: &[i32]) -> Option<Vec<usize>> {
+    let mut c = Client::connect(bootstrap).await.ok()?;
+    let d = c.describe_topic(t).await.ok()?;
+    Some(
+        brokers
+            .iter()
+            .map(|b| d.partitions.iter().filter(|p| p.leader == *b).count())
+            .collect(),
+    )
+}
+
 fn spread(v: &[usize]) -> usize {
     v.iter().max().unwrap() - v.iter().min().unwrap()
 }
@@ -152,6 +164,18 @@ async fn brokers_join_and_balance_then_one_is_decommissioned_while_producers_wri
                     && spread(&leaders) <= 1
                     && s.iter().all(|(r, isr)| r.len() == 3 && isr.len() == 3)
             })
+        },
+    )
+    .await
+    .unwrap();
+    // Leadership follows the preferred replicas: the balance ends with an election.
+    wait_until(
+        "grow's leadership even over 5 brokers",
+        DEADLINE,
+        || async {
+            leaders(&bootstrap, "grow", &all)
+                .await
+                .is_some_and(|l| spread(&l) <= 1)
         },
     )
     .await

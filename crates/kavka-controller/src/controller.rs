@@ -515,16 +515,38 @@ impl Controller {
 
     /// The balancer's plan for the cluster as it is; with `execute`, the executor carries
     /// it out from now on, a bounded number of moves at a time, until nothing is left.
+    /// Executing a plan with nothing to move and nothing moving moves leadership to the
+    /// preferred replicas before it answers, so a caller told the plan is empty finds the
+    /// leaders evened too (the executor's own election at the end may not have run yet).
     pub async fn balance(&self, execute: bool) -> Result<balance::Plan, ControllerError> {
         self.quorum.ensure_linearizable().await?;
         let img = self.image();
         let goals = self.balance_goals(&img, true, usize::MAX);
-        let plan = balance::plan(&balance::layout(&img), &goals);
-        if execute {
+        let layout = balance::layout(&img);
+        let plan = balance::plan(&layout, &goals);
+        if !execute {
+            return Ok(plan);
+        }
+        if plan.moves.is_empty() && !layout.iter().any(|p| p.moving) {
+            self.balancing
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+            self.balanced().await;
+        } else {
             self.balancing
                 .store(true, std::sync::atomic::Ordering::SeqCst);
         }
         Ok(plan)
+    }
+
+    /// The end of a requested balance: the plan evened preferred leaders, so leadership
+    /// moves to them now rather than at the next periodic check.
+    async fn balanced(&self) {
+        match self.elect_leaders(None, ElectionType::Preferred).await {
+            Ok(moved) => tracing::info!(leaders_moved = moved.len(), "the cluster is balanced"),
+            Err(e) => {
+                tracing::info!(error = %e, "the cluster is balanced; leaders move at the next check")
+            }
+        }
     }
 
     /// What the balancer aims for now: drain decommissioned brokers that still hold
@@ -613,14 +635,7 @@ impl Controller {
         goals.max_moves = room;
         let plan = balance::plan(&layout, &goals);
         if plan.moves.is_empty() && moving == 0 && self.balancing.swap(false, Ordering::SeqCst) {
-            // The plan evened preferred leaders: move leadership to them now rather than
-            // at the next periodic check.
-            match self.elect_leaders(None, ElectionType::Preferred).await {
-                Ok(moved) => tracing::info!(leaders_moved = moved.len(), "the cluster is balanced"),
-                Err(e) => {
-                    tracing::info!(error = %e, "the cluster is balanced; leaders move at the next check")
-                }
-            }
+            self.balanced().await;
         }
         if room == 0 || plan.moves.is_empty() {
             return;
