@@ -4,7 +4,8 @@
 //! acknowledged lost); the active controller's voter is removed and the new active
 //! controller killed, and the quorum elects again and serves; a voter restarted with an
 //! emptied data dir is refused, says how to replace it, is removed and added again; a
-//! static voter gets its directory id recorded and is refused the same way once emptied;
+//! static controller+broker node gets its directory id recorded, is refused once its
+//! disk is lost and is replaced while producers write (the checker's verdict);
 //! bad voter changes are refused with Kafka's codes and change nothing.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
@@ -106,6 +107,26 @@ async fn lose_disk_and_expect_refusal(node: &mut Node) -> String {
     old
 }
 
+/// Creates `name` with 3 partitions, 3 replicas each and min.insync.replicas=2, for
+/// acks=all producers that must survive one node down.
+fn create_replicated_topic(bootstrap: &str, name: &str) {
+    let (ok, out) = cli(
+        bootstrap,
+        &[
+            "topic",
+            "create",
+            name,
+            "-p",
+            "3",
+            "-r",
+            "3",
+            "--config",
+            "min.insync.replicas=2",
+        ],
+    );
+    assert!(ok, "{out}");
+}
+
 /// Keeps every node's whole log under the temp dir when a step fails (the harness prints
 /// only their tails).
 fn keep_logs(nodes: &[&Node], test: &str) {
@@ -123,21 +144,7 @@ async fn a_fourth_voter_joins_the_active_controller_leaves_and_the_quorum_surviv
         .await
         .unwrap();
     let bootstrap = cluster.bootstrap();
-    let (ok, out) = cli(
-        &bootstrap,
-        &[
-            "topic",
-            "create",
-            "votes",
-            "-p",
-            "3",
-            "-r",
-            "3",
-            "--config",
-            "min.insync.replicas=2",
-        ],
-    );
-    assert!(ok, "{out}");
+    create_replicated_topic(&bootstrap, "votes");
     let w = Workload::start(&bootstrap, "votes", 2);
     w.progress(50, DEADLINE).await.unwrap();
 
@@ -322,8 +329,10 @@ async fn an_emptied_voter_is_refused_and_then_replaced() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_emptied_static_voter_is_refused_once_its_directory_id_is_recorded() {
-    let mut cluster = Cluster::start(&["controller"; 3], &[]).await.unwrap();
+async fn a_lost_static_node_is_refused_then_replaced_while_producers_write() {
+    let mut cluster = Cluster::start(&["controller,broker"; 3], &[])
+        .await
+        .unwrap();
     let bootstrap = cluster.bootstrap();
     let dirs: Vec<(i64, String)> = cluster
         .nodes
@@ -341,11 +350,15 @@ async fn an_emptied_static_voter_is_refused_once_its_directory_id_is_recorded() 
     })
     .await;
     println!("recorded: {d}");
+    create_replicated_topic(&bootstrap, "lost");
+    let alive = format!("{},{}", cluster.nodes[0].addr(), cluster.nodes[1].addr());
+    let w = Workload::start(&alive, "lost", 2);
+    w.progress(30, DEADLINE).await.unwrap();
 
-    // Node 3's disk is lost; it comes back, same flags, with a new directory id.
+    // Node 3's disk is lost; it comes back, same flags, with a new directory id, and is
+    // refused: it stops, naming how to replace it.
     let old = lose_disk_and_expect_refusal(cluster.node(3)).await;
     // The other two still have a quorum and the same voters, node 3's old id included.
-    let alive = format!("{},{}", cluster.nodes[0].addr(), cluster.nodes[1].addr());
     let d = wait_describe(&alive, "an active controller", |d| {
         d["leader_id"].as_i64().is_some_and(|l| l == 1 || l == 2)
     })
@@ -357,6 +370,54 @@ async fn an_emptied_static_voter_is_refused_once_its_directory_id_is_recorded() 
         .cloned()
         .unwrap_or_default();
     assert_eq!(v3["directory_id"].as_str(), Some(old.as_str()), "{d}");
+    w.progress(30, DEADLINE).await.unwrap();
+
+    // Replaced as the message says: removed by its old directory id, started with an
+    // empty data dir outside the voter list (an observer; its broker re-replicates),
+    // then added again.
+    let (ok, out) = cli(
+        &alive,
+        &["quorum", "remove-voter", "3", "--directory-id", &old],
+    );
+    assert!(ok, "{out}");
+    let three = cluster.node(3);
+    let listen = three.controller_addr().unwrap();
+    let others: Vec<String> = three
+        .options_voters()
+        .unwrap()
+        .split(',')
+        .filter(|v| !v.starts_with("3@"))
+        .map(String::from)
+        .collect();
+    std::fs::remove_dir_all(three.data_dir()).unwrap();
+    three.options_mut().voters = Some(others.join(","));
+    three
+        .options_mut()
+        .args
+        .extend(["--controller-listen".to_string(), listen.clone()]);
+    three.start_again().await.unwrap();
+    let (ok, out) = cli(&alive, &["quorum", "add-voter", "3", "--address", &listen]);
+    if !ok {
+        keep_logs(&cluster.nodes.iter().collect::<Vec<_>>(), "lost-static");
+    }
+    assert!(ok, "{out}");
+    let new = directory_id(cluster.node(3));
+    let d = wait_describe(&alive, "voter 3 with its new directory id", |d| {
+        d["voters"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|v| v["id"] == 3 && v["directory_id"] == new))
+    })
+    .await;
+    assert_eq!(voter_ids(&d), vec![1, 2, 3], "{d}");
+    w.progress(30, DEADLINE).await.unwrap();
+
+    // Nothing acknowledged lost; node 3's new replicas hold the same records.
+    let history = w.stop().await;
+    let hws = checker::settled_high_watermarks(&bootstrap, "lost", 3, Duration::from_secs(90))
+        .await
+        .unwrap();
+    let report = checker::stop_and_verify(&mut cluster, &history, "lost", &hws);
+    assert!(report.acked > 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -575,7 +575,8 @@ impl Quorum {
     /// Voters are compared by id: their addresses come from the configuration (a voter
     /// list may move them, e.g. onto the controller listener; see `GrpcNetworkFactory`).
     ///
-    /// Only a static membership (the one `initialize` wrote, at log index 0, or it with
+    /// Only a static voter's list is checked (an observer's only finds the quorum), and
+    /// only against a static membership (the one `initialize` wrote, at log index 0, or it with
     /// voters' directory ids recorded since: [`crate::voters::static_quorum`]) is held
     /// against the static list: once a voter change has committed a newer one, the log is
     /// the voter set and the static list only a way to find the quorum. Whatever the
@@ -601,6 +602,11 @@ impl Quorum {
         // its old directory id, until the add-voter that follows brings it the newer ones.
         if self.own_conflict_since.lasted(conflict.is_some()) {
             return conflict;
+        }
+        // An observer's list only says where the quorum is: it formed nothing, and the
+        // memberships it passes through while catching up need not match it.
+        if !self.voters.contains_key(&self.node_id) {
+            return None;
         }
         let actual: BTreeMap<NodeId, VoterNode> = membership
             .voter_ids()

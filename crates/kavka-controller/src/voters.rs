@@ -191,8 +191,9 @@ pub fn replace_hint(node_id: NodeId, recorded: DirectoryId, now: Option<Director
          dir's is {}: the data dir was emptied or replaced, and the votes it cast are \
          forgotten, so it must not vote as voter {node_id}. Replace it: stop this node, run \
          `kavka quorum remove-voter {node_id} --directory-id {recorded}`, empty its data dir, \
-         start it again (it joins as an observer), then `kavka quorum add-voter {node_id} \
-         --address HOST:PORT`",
+         start it again as an observer (its own entry left out of --controller-voters, its \
+         controller listener given by --controller-listen HOST:PORT), then `kavka quorum \
+         add-voter {node_id} --address HOST:PORT`",
         now.map_or("unknown".to_string(), |d| d.to_string())
     )
 }
