@@ -2,7 +2,9 @@
 //! `deploy/certs.sh`: kcat, confluent-kafka and kafka-python produce and consume over
 //! SSL; kcat authenticates with SCRAM over SASL_SSL; mutual TLS refuses a client without
 //! a certificate; a plaintext client on a TLS port and a client that does not trust the
-//! server's CA are cut off, with one log line, while the node serves on.
+//! server's CA are cut off, with one log line, while the node serves on. The HTTP
+//! listener (metrics, health, console) speaks HTTPS with the same certificate, and cuts
+//! off a plaintext client the same way.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 
@@ -346,4 +348,103 @@ fn tls_listeners_need_a_keystore_and_bad_files_are_named() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(words), "{err}");
     }
+}
+
+/// One HTTPS GET of `path` at `addr`, trusting `ca`: the raw answer (status line,
+/// headers, body).
+async fn https_get(addr: &str, ca: &Path, path: &str) -> std::io::Result<String> {
+    use kavka_tls::rustls;
+    use rustls::pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await?;
+    tls.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let mut out = Vec::new();
+    match tls.read_to_end(&mut out).await {
+        // A server may close without TLS's close_notify once it has answered.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !out.is_empty() => {}
+        other => {
+            other?;
+        }
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_listener_speaks_https_and_cuts_off_plaintext() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = certs(dir.path());
+    let node = Node::start(NodeOptions {
+        args: vec![
+            "--ssl-keystore-location".into(),
+            certs.join("server.pem").display().to_string(),
+            "--http-security-protocol".into(),
+            "SSL".into(),
+        ],
+        ..NodeOptions::default()
+    })
+    .await
+    .unwrap();
+    let ca = certs.join("ca.pem");
+    let live = https_get(&node.http_addr(), &ca, "/health/live")
+        .await
+        .unwrap();
+    assert!(live.starts_with("HTTP/1.1 200"), "{live}");
+    let metrics = https_get(&node.http_addr(), &ca, "/metrics").await.unwrap();
+    assert!(
+        metrics.starts_with("HTTP/1.1 200") && metrics.contains("kavka_"),
+        "{metrics}"
+    );
+
+    // A plaintext client gets no answer, and the node says why, once.
+    let mut plain = tokio::net::TcpStream::connect(node.http_addr())
+        .await
+        .unwrap();
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        plain
+            .write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            plain.read_to_end(&mut got),
+        )
+        .await
+        .expect("the plaintext connection is closed");
+        let text = String::from_utf8_lossy(&got);
+        assert!(!text.contains("200 OK"), "{read:?} {text}");
+    }
+    kavka_harness::wait_until(
+        "the plaintext client in the log",
+        std::time::Duration::from_secs(30),
+        || {
+            let logged = node.log().contains("a plaintext client");
+            async move { logged }
+        },
+    )
+    .await
+    .unwrap();
+    // And the listener serves on.
+    let again = https_get(&node.http_addr(), &ca, "/health/live")
+        .await
+        .unwrap();
+    assert!(again.starts_with("HTTP/1.1 200"), "{again}");
 }

@@ -136,6 +136,11 @@ pub struct ListenerSection {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_listen: Option<String>,
+    /// The HTTP listener's security protocol: PLAINTEXT (default) or SSL (HTTPS with the
+    /// certificate of ssl_keystore_location, for the console's sign-in and /metrics).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_security_protocol: Option<String>,
     /// Most per-partition series /metrics exports (log size, offsets, lag per partition);
     /// beyond it only per-topic and per-broker aggregates remain (default 10000).
     #[arg(long)]
@@ -642,6 +647,8 @@ pub struct Settings {
     pub controller_secret: Option<ControllerSecret>,
     /// TLS of the client gRPC ports (`grpc_security_protocol=SSL`).
     pub grpc_tls: Option<Arc<kavka_tls::rustls::ServerConfig>>,
+    /// HTTPS on the HTTP listener (`http_security_protocol=SSL`).
+    pub http_tls: Option<Arc<kavka_tls::rustls::ServerConfig>>,
     /// Mutual TLS of the controller listener (`security_inter_broker_protocol=SSL`).
     pub controller_tls: Option<Arc<kavka_tls::rustls::ServerConfig>>,
     /// How this node reaches other nodes' controller listeners.
@@ -896,6 +903,10 @@ impl Settings {
             client_auth,
             broker_role,
         )?;
+        let http_tls = http_security(
+            listeners.http_security_protocol.as_deref(),
+            kafka_keys.ssl_keystore_location.as_deref(),
+        )?;
         match (
             &kafka_keys.ssl_keystore_location,
             kafka.tls_listeners.first(),
@@ -1061,6 +1072,7 @@ impl Settings {
             controller_listen,
             controller_secret,
             grpc_tls: grpc.client_port,
+            http_tls,
             controller_tls: grpc.controller,
             peer_transport: grpc.peers,
             session_timeout_ms,
@@ -1171,6 +1183,25 @@ fn grpc_security(
         }
     }
     Ok(out)
+}
+
+/// HTTPS for the HTTP listener (`http_security_protocol=SSL`): the node's certificate,
+/// read now; no client certificates (the console signs users in with their passwords).
+fn http_security(
+    value: Option<&str>,
+    keystore: Option<&Path>,
+) -> anyhow::Result<Option<Arc<kavka_tls::rustls::ServerConfig>>> {
+    if protocol(value, "http-security-protocol")? == kavka_tls::Protocol::Plaintext {
+        return Ok(None);
+    }
+    let Some(keystore) = keystore else {
+        bail!(
+            "--http-security-protocol=SSL needs --ssl-keystore-location (a PEM file with this node's key and certificate chain; deploy/certs.sh makes one)"
+        );
+    };
+    let config = kavka_tls::server_config(keystore, None, kavka_tls::ClientAuth::None)
+        .context("invalid TLS setup for the HTTP listener")?;
+    Ok(Some(config))
 }
 
 /// The authorizer's settings, if `authorizer_class_name` turns it on; `super_users` or
@@ -1495,7 +1526,7 @@ mod tests {
     #[test]
     fn every_key_has_a_flag_and_a_variable() {
         let keys = ServerConfig::keys();
-        assert_eq!(keys.len(), 54, "{keys:?}");
+        assert_eq!(keys.len(), 55, "{keys:?}");
         let cmd = <Cmd as clap::CommandFactory>::command();
         for key in &keys {
             let long = key.replace('_', "-");
@@ -1831,9 +1862,18 @@ mod tests {
         let ks = format!("--ssl-keystore-location={junk}");
         let ts = format!("--ssl-truststore-location={junk}");
         // (flags) -> error words (None: resolves, plaintext)
-        let table: [(&[&str], Option<&str>); 9] = [
+        let table: [(&[&str], Option<&str>); 12] = [
             (&[], None),
             (&["--grpc-security-protocol=plaintext"], None),
+            (&["--http-security-protocol=PLAINTEXT"], None),
+            (
+                &["--http-security-protocol=HTTPS"],
+                Some("invalid --http-security-protocol 'HTTPS': expected PLAINTEXT or SSL"),
+            ),
+            (
+                &["--http-security-protocol=SSL"],
+                Some("--http-security-protocol=SSL needs --ssl-keystore-location"),
+            ),
             (
                 &["--grpc-security-protocol=TLS"],
                 Some("invalid --grpc-security-protocol 'TLS': expected PLAINTEXT or SSL"),
@@ -1876,6 +1916,7 @@ mod tests {
             match (flags(f), want) {
                 (Ok(s), None) => {
                     assert!(s.grpc_tls.is_none() && s.controller_tls.is_none(), "{f:?}");
+                    assert!(s.http_tls.is_none(), "{f:?}");
                     assert!(!s.peer_transport.is_tls(), "{f:?}");
                     assert!(!s.broker.client_port_transport.is_tls(), "{f:?}");
                 }

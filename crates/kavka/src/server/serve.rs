@@ -308,8 +308,9 @@ pub async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
             shutdown: shutdown_rx.clone(),
         });
         let stop = shutdown_rx.clone();
+        let http_tls = settings.http_tls.clone();
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = kavka_http::serve(l, router, stop).await {
+            if let Err(e) = kavka_http::serve(l, router, http_tls, stop).await {
                 tracing::error!(error = %e, "the HTTP listener failed");
             }
         }));
