@@ -236,7 +236,7 @@ async fn clients_without_tls_or_trust_are_told_what_to_do_and_profiles_carry_tls
     // Plaintext on a TLS port: the error says to use TLS; the node says why it closed.
     fails_with(run_cli(&addr, &["topic", "list"], b""), "--tls");
     wait_until("the node's handshake warning", DEADLINE, || async {
-        node.log().contains("gRPC TLS handshake failed")
+        node.log().contains("TLS handshake failed")
     })
     .await
     .unwrap();
@@ -381,7 +381,7 @@ async fn a_node_with_another_ca_cannot_join() {
     .unwrap();
     wait_until("the controller's refusal", DEADLINE, || async {
         first.log().lines().any(|l| {
-            l.contains("gRPC TLS handshake failed")
+            l.contains("TLS handshake failed")
                 && l.contains("listener=\"controller\"")
                 && l.contains("refused this listener's certificate")
         })
@@ -402,7 +402,7 @@ async fn a_node_with_another_ca_cannot_join() {
     let warnings = first
         .log()
         .lines()
-        .filter(|l| l.contains("gRPC TLS handshake failed"))
+        .filter(|l| l.contains("TLS handshake failed"))
         .count();
     assert!(warnings <= 2, "{warnings} warnings:\n{}", first.log());
 }

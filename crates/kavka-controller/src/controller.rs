@@ -523,14 +523,14 @@ impl Controller {
         let img = self.image();
         let goals = self.balance_goals(&img, true, usize::MAX);
         let layout = balance::layout(&img);
-        let plan = balance::plan(&layout, &goals);
+        let mut plan = balance::plan(&layout, &goals);
         if !execute {
             return Ok(plan);
         }
         if plan.moves.is_empty() && !layout.iter().any(|p| p.moving) {
             self.balancing
                 .store(false, std::sync::atomic::Ordering::SeqCst);
-            self.balanced().await;
+            plan.balanced = self.balanced().await;
         } else {
             self.balancing
                 .store(true, std::sync::atomic::Ordering::SeqCst);
@@ -539,12 +539,16 @@ impl Controller {
     }
 
     /// The end of a requested balance: the plan evened preferred leaders, so leadership
-    /// moves to them now rather than at the next periodic check.
-    async fn balanced(&self) {
+    /// moves to them now rather than at the next periodic check. Whether it did.
+    async fn balanced(&self) -> bool {
         match self.elect_leaders(None, ElectionType::Preferred).await {
-            Ok(moved) => tracing::info!(leaders_moved = moved.len(), "the cluster is balanced"),
+            Ok(moved) => {
+                tracing::info!(leaders_moved = moved.len(), "the cluster is balanced");
+                true
+            }
             Err(e) => {
-                tracing::info!(error = %e, "the cluster is balanced; leaders move at the next check")
+                tracing::info!(error = %e, "the cluster is balanced; leaders move at the next check");
+                false
             }
         }
     }

@@ -25,7 +25,8 @@ use crate::raft::peers::{ControllerSecret, PeerPolicy};
 use crate::raft::state_machine::MetadataStateMachine;
 use crate::types::{DirectoryId, MetadataRequest, NodeId, TypeConfig, VoterNode};
 use crate::voters::{
-    MembershipView, VoterChange, check_voter_change, directory_fill_in, static_quorum,
+    MembershipView, VoterChange, check_voter_change, directory_fill_in, static_lists_cleared,
+    static_quorum,
 };
 use kavka_metadata::{MetadataImage, MetadataRecord};
 use kavka_model::{ErrorCode, KafkaError};
@@ -325,8 +326,10 @@ impl Quorum {
             .max(Duration::from_secs(1));
         let changed = tokio::time::timeout(
             left,
-            self.raft
-                .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false),
+            self.raft.change_membership(
+                self.made_dynamic(ChangeMembers::AddVoterIds(BTreeSet::from([id]))),
+                false,
+            ),
         )
         .await;
         self.changed(id, changed)
@@ -349,11 +352,30 @@ impl Quorum {
         )?;
         let changed = tokio::time::timeout(
             timeout,
-            self.raft
-                .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false),
+            self.raft.change_membership(
+                self.made_dynamic(ChangeMembers::RemoveVoters(BTreeSet::from([id]))),
+                false,
+            ),
         )
         .await;
         self.changed(id, changed)
+    }
+
+    /// `change` as one membership change with the static lists cleared
+    /// ([`crate::voters::static_lists_cleared`]): the first voter change makes the quorum
+    /// dynamic for good.
+    fn made_dynamic(
+        &self,
+        change: ChangeMembers<NodeId, VoterNode>,
+    ) -> ChangeMembers<NodeId, VoterNode> {
+        let (_, membership) = self.membership();
+        let nodes: BTreeMap<NodeId, VoterNode> =
+            membership.nodes().map(|(id, n)| (*id, n.clone())).collect();
+        let cleared = static_lists_cleared(&nodes);
+        if cleared.is_empty() {
+            return change;
+        }
+        ChangeMembers::Batch(vec![ChangeMembers::SetNodes(cleared), change])
     }
 
     /// The checks of an add that need nothing from the new node (DUPLICATE_VOTER, a

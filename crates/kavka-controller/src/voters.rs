@@ -126,6 +126,26 @@ pub fn static_quorum(
     list.filter(|l| **l == ids).cloned()
 }
 
+/// What a voter change writes along with itself so that the quorum is dynamic from then
+/// on: every member that carries the static list (its directory-id fill-in recorded it),
+/// without it. Otherwise an add and then a remove would bring back a membership that
+/// [`static_quorum`] takes for the static one.
+pub fn static_lists_cleared(nodes: &BTreeMap<NodeId, VoterNode>) -> BTreeMap<NodeId, VoterNode> {
+    nodes
+        .iter()
+        .filter(|(_, n)| n.formed_with.is_some())
+        .map(|(id, n)| {
+            (
+                *id,
+                VoterNode {
+                    formed_with: None,
+                    ..n.clone()
+                },
+            )
+        })
+        .collect()
+}
+
 /// The next voter whose directory id the active controller should record: the first
 /// voter without one that has answered with its own (`answered`, the leader's included),
 /// as the node to write for it. A voter of a static quorum also records the list
@@ -384,6 +404,32 @@ mod tests {
             let voters: BTreeMap<NodeId, VoterNode> = voters.into_iter().collect();
             assert_eq!(static_quorum(&voters, bootstrap), want, "{voters:?}");
         }
+    }
+
+    #[test]
+    fn a_voter_change_leaves_no_static_list_behind() {
+        let s: &[NodeId] = &[1, 2, 3];
+        let filled: BTreeMap<NodeId, VoterNode> = [
+            (1, node(Some(1), Some(s))),
+            (2, node(Some(2), Some(s))),
+            (3, node(None, None)),
+        ]
+        .into();
+        let cleared = static_lists_cleared(&filled);
+        // Only the members that carried the list are written, keeping their ids.
+        assert_eq!(cleared.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
+        assert!(cleared.values().all(|n| n.formed_with.is_none()));
+        assert_eq!(cleared[&2].directory_id, Some(d(2)));
+        // Voter 4 added, then removed again: without the clearing, the static list's
+        // membership would come back; with it, the quorum stays dynamic.
+        assert_eq!(
+            static_quorum(&filled, false),
+            Some(s.iter().copied().collect())
+        );
+        let mut after = filled.clone();
+        after.extend(cleared);
+        assert_eq!(static_quorum(&after, false), None);
+        assert!(static_lists_cleared(&after).is_empty());
     }
 
     #[test]

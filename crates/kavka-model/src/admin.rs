@@ -148,6 +148,9 @@ pub struct StuckPartition {
 pub struct BalancePlan {
     pub moves: Vec<PlannedMove>,
     pub stuck: Vec<StuckPartition>,
+    /// An executed balance found nothing to move and nothing moving, and moved leadership
+    /// to the preferred replicas: the cluster is balanced, leaders included.
+    pub balanced: bool,
 }
 
 /// A partition named by a client for an election or a move: the topic as sent.

@@ -1,4 +1,5 @@
-//! A gRPC listener's accepted connections with TLS, for tonic's `serve_with_incoming`:
+//! A gRPC or HTTP listener's accepted connections with TLS (for tonic's
+//! `serve_with_incoming`, or axum's listener):
 //! each handshake runs in a task of its own (a slow or silent client holds up no other),
 //! and a connection that fails its handshake (a plaintext client, an untrusted
 //! certificate, none where one is required) is closed with a warning naming the peer and
@@ -109,9 +110,9 @@ where
                 let peer_s = peer.map_or_else(|| "?".to_string(), |p| p.to_string());
                 let likely = likely(&why);
                 if reported.loud(peer.map(|p| p.ip()), Instant::now()) {
-                    tracing::warn!(peer = %peer_s, listener, error = %why, likely, "gRPC TLS handshake failed; closing (logged once per peer address every 30 s)");
+                    tracing::warn!(peer = %peer_s, listener, error = %why, likely, "TLS handshake failed; closing (logged once per peer address every 30 s)");
                 } else {
-                    tracing::debug!(peer = %peer_s, listener, error = %why, likely, "gRPC TLS handshake failed; closing");
+                    tracing::debug!(peer = %peer_s, listener, error = %why, likely, "TLS handshake failed; closing");
                 }
             });
         }

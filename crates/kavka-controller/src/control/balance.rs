@@ -140,7 +140,11 @@ pub fn plan(partitions: &[PartitionLayout], goals: &Goals) -> Plan {
             to: planned[i].clone(),
         })
         .collect();
-    Plan { moves, stuck }
+    Plan {
+        moves,
+        stuck,
+        balanced: false,
+    }
 }
 
 /// Moves replicas from the most to the least loaded hosts until they differ by one.

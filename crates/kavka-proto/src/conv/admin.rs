@@ -308,6 +308,7 @@ impl From<v1::BalanceClusterResponse> for BalancePlan {
                     reason: s.reason,
                 })
                 .collect(),
+            balanced: r.balanced,
         }
     }
 }
@@ -334,6 +335,7 @@ impl From<&BalancePlan> for v1::BalanceClusterResponse {
                     reason: s.reason.clone(),
                 })
                 .collect(),
+            balanced: p.balanced,
         }
     }
 }

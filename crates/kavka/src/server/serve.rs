@@ -439,7 +439,17 @@ pub async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
             settings.broker.node_id,
             started.elapsed().as_millis(),
             kafka_addrs.join(", "),
-            http_local.map_or_else(|| "-".to_string(), |a| format!("http://{a}/")),
+            http_local.map_or_else(
+                || "-".to_string(),
+                |a| {
+                    let scheme = if settings.http_tls.is_some() {
+                        "https"
+                    } else {
+                        "http"
+                    };
+                    format!("{scheme}://{a}/")
+                }
+            ),
             controller_local.map_or_else(|| "-".to_string(), |a| a.to_string()),
             data_dir.path().display()
         );
