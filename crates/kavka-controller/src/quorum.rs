@@ -106,6 +106,26 @@ type MembershipWrite = Result<
     RaftError<TypeConfig, ClientWriteError<TypeConfig>>,
 >;
 
+/// Sets a flag for as long as it lives.
+struct Marked<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl<'a> Marked<'a> {
+    fn new(flag: &'a std::sync::atomic::AtomicBool) -> Self {
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        Self(flag)
+    }
+}
+
+impl Drop for Marked<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The longest a static voter's directory-id write may take before it is given up (and
+/// tried again later).
+const FILL_IN_TIMEOUT: Duration = Duration::from_secs(5);
+
 pub struct Quorum {
     node_id: NodeId,
     raft: MetadataRaft,
@@ -123,6 +143,8 @@ pub struct Quorum {
     voter_change: tokio::sync::Mutex<()>,
     /// The directory ids peers answered Raft calls with.
     answered: Arc<AnsweredDirectoryIds>,
+    /// Set while the voter-change lock is held only to record a directory id.
+    filling_in: std::sync::atomic::AtomicBool,
     /// Who may send Raft calls to this voter.
     peers: Arc<PeerPolicy>,
     secret: Option<ControllerSecret>,
@@ -215,6 +237,7 @@ impl Quorum {
             own_conflict_since: Default::default(),
             voter_change: tokio::sync::Mutex::new(()),
             answered,
+            filling_in: Default::default(),
         })
     }
 
@@ -276,7 +299,7 @@ impl Quorum {
         node: VoterNode,
         timeout: Duration,
     ) -> Result<u64, QuorumError> {
-        let _one_at_a_time = self.lock_voter_change()?;
+        let _one_at_a_time = self.lock_voter_change().await?;
         self.ensure_leader()?;
         let directory_id = node.directory_id.ok_or_else(|| {
             KafkaError::new(
@@ -344,7 +367,7 @@ impl Quorum {
         directory_id: Option<DirectoryId>,
         timeout: Duration,
     ) -> Result<u64, QuorumError> {
-        let _one_at_a_time = self.lock_voter_change()?;
+        let _one_at_a_time = self.lock_voter_change().await?;
         self.ensure_leader()?;
         check_voter_change(
             &self.membership_view(),
@@ -379,8 +402,13 @@ impl Quorum {
     }
 
     /// The checks of an add that need nothing from the new node (DUPLICATE_VOTER, a
-    /// change in flight), so they are answered before the node is asked who it is.
-    pub fn precheck_add_voter(&self, id: NodeId) -> Result<(), QuorumError> {
+    /// change in flight), so they are answered before the node is asked who it is. A
+    /// directory-id write of this controller's own is waited out first: it is no change
+    /// in flight of the operator's.
+    pub async fn precheck_add_voter(&self, id: NodeId) -> Result<(), QuorumError> {
+        if self.filling_in.load(std::sync::atomic::Ordering::SeqCst) {
+            drop(self.lock_voter_change().await?);
+        }
         self.ensure_leader()?;
         let placeholder = DirectoryId(uuid::Uuid::nil());
         check_voter_change(
@@ -393,15 +421,30 @@ impl Quorum {
         Ok(())
     }
 
-    fn lock_voter_change(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, QuorumError> {
-        self.voter_change.try_lock().map_err(|_| {
-            KafkaError::new(
+    /// The voter-change lock for an operator's change: refused at once while another
+    /// operator's change holds it (one at a time), awaited while this controller only
+    /// records a static voter's directory id (a write of milliseconds, bounded by
+    /// [`FILL_IN_TIMEOUT`]), which is no change of the operator's to wait for.
+    async fn lock_voter_change(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, QuorumError> {
+        let in_flight = || {
+            QuorumError::from(KafkaError::new(
                 ErrorCode::RequestTimedOut,
                 "another voter change is in flight (one change at a time): retry once it has \
                  committed",
-            )
-            .into()
-        })
+            ))
+        };
+        match self.voter_change.try_lock() {
+            Ok(guard) => Ok(guard),
+            Err(_) if self.filling_in.load(std::sync::atomic::Ordering::SeqCst) => {
+                tokio::time::timeout(
+                    FILL_IN_TIMEOUT + Duration::from_secs(1),
+                    self.voter_change.lock(),
+                )
+                .await
+                .map_err(|_| in_flight())
+            }
+            Err(_) => Err(in_flight()),
+        }
     }
 
     fn ensure_leader(&self) -> Result<(), QuorumError> {
@@ -490,6 +533,7 @@ impl Quorum {
     /// Returns the voter recorded.
     pub async fn record_directory_id(&self) -> Option<NodeId> {
         let _one_at_a_time = self.voter_change.try_lock().ok()?;
+        let _recording = Marked::new(&self.filling_in);
         if !self.is_leader() {
             return None;
         }
@@ -520,7 +564,7 @@ impl Quorum {
         let (id, node) = directory_fill_in(&voters, list.as_ref(), &answered)?;
         let directory_id = node.directory_id;
         let written = tokio::time::timeout(
-            Duration::from_secs(5),
+            FILL_IN_TIMEOUT,
             self.raft.change_membership_if(
                 ChangeMembers::SetNodes(BTreeMap::from([(id, node)])),
                 false,

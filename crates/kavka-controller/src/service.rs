@@ -929,6 +929,7 @@ impl Svc for ControllerService {
             )));
         }
         q.precheck_add_voter(id)
+            .await
             .map_err(|e| to_status(&ControllerError::from(e)))?;
         let asked = parse_directory_id(&r.directory_id)?;
         let directory_id = self.probe_new_voter(id, &r.address, asked).await?;
