@@ -4,6 +4,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 
+#[allow(dead_code)] // this file frames its own produce requests
+mod raw_kafka;
+
 use kavka_client::{Acks, Client, Producer, ProducerConfig, ProducerRecord};
 use kavka_harness::checker::{self, Workload};
 use kavka_harness::kafka_clients::{RdkafkaProducer, clients_or_skip};
@@ -959,5 +962,103 @@ async fn flush_messages_fsyncs_on_every_isr_member_before_the_ack() {
             );
             assert_eq!(p[0].durable_offset, durable, "{t} on node {}", n.node_id());
         }
+    }
+}
+
+/// A Kafka connection reads and appends its next request while an acks=all produce waits
+/// for a follower (as Redpanda pipelines a connection's produce requests), and still
+/// answers in request order: an acks=1 produce behind a waiting acks=all one is appended
+/// at once, and its answer goes out only after the acks=all answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_appends_its_next_produce_while_acks_all_waits_and_answers_in_order() {
+    use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, produce_request};
+    // Long session and lag limits: the frozen follower stays in the ISR (and the acks=all
+    // produce waits) until it is thawed, however slow this machine is.
+    let mut cluster = Cluster::start(
+        &[
+            "controller",
+            "controller",
+            "controller,broker",
+            "broker",
+            "broker",
+        ],
+        &[
+            "--session-timeout-ms",
+            "120000",
+            "--replica-lag-time-max-ms",
+            "120000",
+        ],
+    )
+    .await
+    .unwrap();
+    let bootstrap = brokers(&cluster);
+    create(&cluster, "piped", 1, 2, &[]);
+    wait_isr(&bootstrap, "piped", 2).await;
+    let leader = leader_of(&bootstrap, "piped", 0).await;
+    let follower = describe(&bootstrap, "piped").await.unwrap()[0]
+        .replicas
+        .iter()
+        .copied()
+        .find(|&r| r != leader)
+        .unwrap();
+    let leader_addr = cluster.node(leader).addr();
+    let mut conn = tokio::net::TcpStream::connect(cluster.node(leader).kafka_addr())
+        .await
+        .unwrap();
+    let produce = |acks: i16, value: &'static str| {
+        ProduceRequest::default()
+            .with_acks(acks)
+            .with_timeout_ms(60_000)
+            .with_topic_data(vec![
+                produce_request::TopicProduceData::default()
+                    .with_name(raw_kafka::topic("piped"))
+                    .with_partition_data(vec![
+                        produce_request::PartitionProduceData::default()
+                            .with_index(0)
+                            .with_records(Some(raw_kafka::record_batch(
+                                bytes::Bytes::from_static(value.as_bytes()),
+                                -1,
+                                -1,
+                                0,
+                            ))),
+                    ]),
+            ])
+    };
+    const V: i16 = 9;
+    cluster.node(follower).pause();
+    let mut both = raw_kafka::request_frame("piped", ApiKey::Produce, V, 1, &produce(-1, "all"));
+    both.extend_from_slice(&raw_kafka::request_frame(
+        "piped",
+        ApiKey::Produce,
+        V,
+        2,
+        &produce(1, "one"),
+    ));
+    tokio::io::AsyncWriteExt::write_all(&mut conn, &both)
+        .await
+        .unwrap();
+    // The acks=1 produce is appended behind the waiting one: the leader's log ends at 2.
+    wait_until("both produce requests appended", DEADLINE, || async {
+        describe(&leader_addr, "piped")
+            .await
+            .is_some_and(|p| p[0].log_end_offset == 2)
+    })
+    .await
+    .unwrap();
+    let p = describe(&leader_addr, "piped").await.unwrap();
+    assert_eq!(p[0].high_watermark, 0, "the follower is frozen: {p:?}");
+    assert_eq!(
+        p[0].isr.len(),
+        2,
+        "the frozen follower is still in the ISR: {p:?}"
+    );
+    cluster.node(follower).resume();
+    for (want_correlation, want_offset) in [(1, 0), (2, 1)] {
+        let (correlation, answer): (i32, ProduceResponse) =
+            raw_kafka::read_answer(&mut conn, ApiKey::Produce, V).await;
+        assert_eq!(correlation, want_correlation, "answers in request order");
+        let part = &answer.responses[0].partition_responses[0];
+        assert_eq!(part.error_code, 0, "{answer:?}");
+        assert_eq!(part.base_offset, want_offset, "{answer:?}");
     }
 }

@@ -29,19 +29,43 @@ pub async fn call_as<R: Encodable, S: Decodable>(
     version: i16,
     req: &R,
 ) -> S {
+    let buf = request_frame(client_id, key, version, 7, req);
+    conn.write_all(&buf).await.unwrap();
+    let (correlation_id, answer) = read_answer(conn, key, version).await;
+    assert_eq!(correlation_id, 7);
+    answer
+}
+
+/// One request frame: size, header (with `correlation_id`), body.
+pub fn request_frame<R: Encodable>(
+    client_id: &str,
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    req: &R,
+) -> BytesMut {
     let mut buf = BytesMut::new();
     buf.put_i32(0);
     RequestHeader::default()
         .with_request_api_key(key as i16)
         .with_request_api_version(version)
-        .with_correlation_id(7)
+        .with_correlation_id(correlation_id)
         .with_client_id(Some(StrBytes::from_string(client_id.to_string())))
         .encode(&mut buf, key.request_header_version(version))
         .unwrap();
     req.encode(&mut buf, version).unwrap();
     let n = (buf.len() - 4) as i32;
     buf[..4].copy_from_slice(&n.to_be_bytes());
-    conn.write_all(&buf).await.unwrap();
+    buf
+}
+
+/// Reads the next answer on `conn`, of `key` at `version`: its correlation id and body;
+/// panics on a closed connection or no answer within 30 s.
+pub async fn read_answer<S: Decodable>(
+    conn: &mut TcpStream,
+    key: ApiKey,
+    version: i16,
+) -> (i32, S) {
     let n = tokio::time::timeout(DEADLINE, conn.read_i32())
         .await
         .expect("an answer in time")
@@ -53,8 +77,10 @@ pub async fn call_as<R: Encodable, S: Decodable>(
         .unwrap();
     let mut body = Bytes::from(body);
     let header = ResponseHeader::decode(&mut body, key.response_header_version(version)).unwrap();
-    assert_eq!(header.correlation_id, 7);
-    S::decode(&mut body, version).unwrap()
+    (
+        header.correlation_id,
+        S::decode(&mut body, version).unwrap(),
+    )
 }
 
 #[allow(dead_code)] // not every test file that shares this module names topics

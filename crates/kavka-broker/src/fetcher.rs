@@ -320,7 +320,11 @@ async fn session(
             }
             appends.push((Arc::clone(p), *epoch, leader, read.records));
         }
-        let failed = blocking(move || {
+        // Small appends that need no fsync are page-cache copies: made right here.
+        let light = appends.iter().map(|(.., r)| r.len()).sum::<usize>()
+            <= crate::partition::INLINE_IO_MAX_BYTES
+            && appends.iter().all(|(p, ..)| p.append_is_light(0));
+        let append_all = move || {
             Ok(appends
                 .into_iter()
                 .filter_map(|(p, epoch, leader, records)| {
@@ -329,9 +333,13 @@ async fn session(
                         .map(|e| (p.tp.clone(), e))
                 })
                 .collect::<Vec<_>>())
-        })
-        .await
-        .unwrap_or_else(|e| vec![(ready[0].0.tp.clone(), e)]);
+        };
+        let appended = if light {
+            append_all()
+        } else {
+            blocking(append_all).await
+        };
+        let failed = appended.unwrap_or_else(|e| vec![(ready[0].0.tp.clone(), e)]);
         for (tp, e) in failed {
             errors += 1;
             tracing::warn!(partition = %tp, error = %e, "cannot append replicated batches");

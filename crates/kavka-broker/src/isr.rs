@@ -103,6 +103,14 @@ impl FollowerState {
         self.last_fetch = now;
         self.last_fetch_leader_log_end = Some(leader_log_end);
     }
+
+    /// Whether a fetch at `fetch_offset` asks only for records appended since this
+    /// follower's previous fetch (it has all the leader had then): a read of the log's
+    /// freshest bytes, which the page cache still holds.
+    pub(crate) fn reads_fresh(&self, fetch_offset: Offset) -> bool {
+        self.last_fetch_leader_log_end
+            .is_some_and(|previous| fetch_offset >= previous)
+    }
 }
 
 /// What the leader knows of its partition, for one decision.
@@ -262,6 +270,25 @@ mod tests {
                 want.map(Offset),
                 "isr {isr:?} min {min_isr} leo {log_end} hw {hw} followers {fs:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_read_is_fresh_only_past_the_previous_fetchs_log_end() {
+        let base = Instant::now();
+        let first = FollowerState::new(base);
+        let mut seen = FollowerState::new(base);
+        seen.record_fetch(Offset(5), Offset(8), base);
+        // (follower, fetch offset) -> fresh
+        let cases = [
+            (&first, 0, false),
+            (&first, 100, false),
+            (&seen, 7, false),
+            (&seen, 8, true),
+            (&seen, 20, true),
+        ];
+        for (i, (f, offset, fresh)) in cases.into_iter().enumerate() {
+            assert_eq!(f.reads_fresh(Offset(offset)), fresh, "case {i}");
         }
     }
 

@@ -90,6 +90,9 @@ pub(crate) struct Partition {
     commit: GroupCommit,
     /// The topic's `flush.ms` (`i64::MAX`: none), read without the log lock by the flusher.
     flush_ms: AtomicI64,
+    /// The topic's `flush.messages` (`i64::MAX`: none), read without the log lock to
+    /// decide whether an append may run inline.
+    flush_messages: AtomicI64,
     /// When the log was last fsynced (or found to have nothing to fsync), ms since epoch.
     flushed_at_ms: AtomicI64,
     state: Mutex<ReplicaState>,
@@ -121,7 +124,7 @@ impl Partition {
         config: LogConfig,
         checkpointed_hw: Option<Offset>,
     ) -> Result<Self, KafkaError> {
-        let flush_ms = config.flush.ms;
+        let (flush_ms, flush_messages) = (config.flush.ms, config.flush.messages);
         let log = PartitionLog::open(dir, config).map_err(kafka_error)?;
         let end = log.log_end_offset();
         let hw = checkpointed_hw.unwrap_or(log.log_start_offset()).min(end);
@@ -131,6 +134,7 @@ impl Partition {
             me,
             commit: GroupCommit::default(),
             flush_ms: AtomicI64::new(flush_ms),
+            flush_messages: AtomicI64::new(flush_messages),
             flushed_at_ms: AtomicI64::new(crate::now_ms()),
             state: Mutex::new(ReplicaState {
                 role: Role::None,
@@ -191,13 +195,14 @@ impl Partition {
         let now = Instant::now();
         let mut log = self.lock();
         if *log.config() != config {
-            let flush_ms = config.flush.ms;
+            let (flush_ms, flush_messages) = (config.flush.ms, config.flush.messages);
             if let Err(e) = log.set_config(config) {
                 // The old configs stay (so nothing unsynced is claimed durable); the next
                 // image applied tries again.
                 tracing::error!(partition = %self.tp, error = %e, "fsync of sealed segments for the new flush policy failed; the topic's configs wait");
             } else {
                 self.flush_ms.store(flush_ms, Ordering::Relaxed);
+                self.flush_messages.store(flush_messages, Ordering::Relaxed);
             }
         }
         let mut st = self.state();
@@ -353,9 +358,9 @@ impl Partition {
         records: Vec<u8>,
         log_append_time: Option<i64>,
         acks_all: bool,
-    ) -> Result<(AppendInfo, LeaderEpoch), KafkaError> {
+    ) -> Result<(AppendInfo, LeaderEpoch, Offset), KafkaError> {
         let result = self.append_to_log(records, log_append_time, acks_all).await;
-        if let Ok((info, _)) = &result
+        if let Ok((info, ..)) = &result
             && info.duplicate
         {
             metrics::counter!("kavka_producer_duplicate_batches_total").increment(1);
@@ -372,15 +377,20 @@ impl Partition {
         result
     }
 
+    /// Appends as leader; answers the append, the leader epoch it was made in and the
+    /// log start offset after it. Small appends that need no fsync run right here on the
+    /// async worker: they only copy into the page cache, and a hand-off to the blocking
+    /// pool and back would cost more than the copy (two thread wake-ups per append).
     async fn append_to_log(
         self: &Arc<Self>,
         records: Vec<u8>,
         log_append_time: Option<i64>,
         acks_all: bool,
-    ) -> Result<(AppendInfo, LeaderEpoch), KafkaError> {
+    ) -> Result<(AppendInfo, LeaderEpoch, Offset), KafkaError> {
+        let inline = self.append_is_light(records.len());
         let this = Arc::clone(self);
-        blocking(move || {
-            let (info, epoch, flush) = {
+        let append = move || {
+            let (info, epoch, flush, log_start) = {
                 let mut log = this.lock();
                 let st = this.state();
                 this.check_leader(&st, acks_all)?;
@@ -388,7 +398,12 @@ impl Partition {
                     .append_as_leader(records, st.leader_epoch, log_append_time, crate::now_ms())
                     .map_err(kafka_error)?;
                 this.advance_hw(&log, &st);
-                (info, st.leader_epoch, log.config().flush)
+                (
+                    info,
+                    st.leader_epoch,
+                    log.config().flush,
+                    log.log_start_offset(),
+                )
             };
             this.appended.send_modify(|n| *n = n.wrapping_add(1));
             // flush.messages: 1 syncs every append before its answer (group commit);
@@ -397,9 +412,28 @@ impl Partition {
             if flush.due_by_count(end.0 - this.commit.durable_end().0) {
                 this.sync_to(end)?;
             }
-            Ok((info, epoch))
-        })
-        .await
+            Ok((info, epoch, log_start))
+        };
+        if inline {
+            append()
+        } else {
+            blocking(append).await
+        }
+    }
+
+    /// Whether appending `bytes` is light enough to run on the async worker: small, and
+    /// the topic's `flush.messages` cannot make it fsync before it answers.
+    pub(crate) fn append_is_light(&self, bytes: usize) -> bool {
+        bytes <= INLINE_IO_MAX_BYTES && self.flush_messages.load(Ordering::Relaxed) == i64::MAX
+    }
+
+    /// Whether `replica`'s fetch at `fetch_offset` reads only what was appended since its
+    /// previous fetch (so from the page cache): such reads run on the async worker.
+    pub(crate) fn replica_reads_fresh(&self, replica: BrokerId, fetch_offset: Offset) -> bool {
+        self.state()
+            .followers
+            .get(&replica)
+            .is_some_and(|f| f.reads_fresh(fetch_offset))
     }
 
     /// acks=all: waits until the high watermark passes `last`, the leadership of `epoch`
@@ -907,6 +941,10 @@ fn stale_follower(tp: &TopicPartition) -> KafkaError {
         format!("{tp}: the follower's leader epoch changed meanwhile"),
     )
 }
+
+/// Appends up to this size run inline on the async worker (page-cache copies); larger
+/// ones, and any that may fsync, go to the blocking pool.
+pub(crate) const INLINE_IO_MAX_BYTES: usize = 1 << 20;
 
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, KafkaError> + Send + 'static,

@@ -209,6 +209,17 @@ fn codec_of(t: CompressionType) -> Option<Compression> {
     }
 }
 
+/// Whether validating `records` (and applying the topic's `compression.type`) is light
+/// work: at most `max_bytes`, every batch uncompressed and none to be compressed. Such
+/// records are prepared on the async worker; anything else (a decompression, a
+/// recompression, a large or malformed request) on the blocking pool.
+pub(crate) fn is_light(records: &[u8], topic: CompressionType, max_bytes: usize) -> bool {
+    records.len() <= max_bytes
+        && matches!(codec_of(topic), None | Some(Compression::None))
+        && batches(records)
+            .all(|b| b.is_ok_and(|(h, _)| h.compression().is_ok_and(|c| c == Compression::None)))
+}
+
 /// Re-encodes batches whose codec differs from the topic's `compression.type` (Kafka's
 /// broker-side recompression); with `producer` the bytes are kept as they came.
 pub(crate) fn apply_topic_compression(
@@ -296,6 +307,28 @@ mod tests {
             kavka_model::TopicName::new("t").unwrap(),
             kavka_model::PartitionId(0),
         )
+    }
+
+    #[test]
+    fn light_work_is_small_uncompressed_and_stays_so() {
+        let plain = build_batch(vec![rec("a", 1), rec("b", 2)], Compression::None).unwrap();
+        let zipped = build_batch(vec![rec("a", 1)], Compression::Gzip).unwrap();
+        let mut both = plain.clone();
+        both.extend_from_slice(&zipped);
+        let torn = plain[..plain.len() - 1].to_vec();
+        let table = [
+            (&plain, CompressionType::Producer, 1 << 20, true),
+            (&plain, CompressionType::Uncompressed, 1 << 20, true),
+            (&plain, CompressionType::Producer, plain.len(), true),
+            (&plain, CompressionType::Producer, plain.len() - 1, false),
+            (&plain, CompressionType::Lz4, 1 << 20, false),
+            (&zipped, CompressionType::Producer, 1 << 20, false),
+            (&both, CompressionType::Producer, 1 << 20, false),
+            (&torn, CompressionType::Producer, 1 << 20, false),
+        ];
+        for (i, (records, topic, max, light)) in table.into_iter().enumerate() {
+            assert_eq!(is_light(records, topic, max), light, "row {i}");
+        }
     }
 
     #[test]

@@ -1,6 +1,10 @@
-//! One Kafka client connection: read a frame, decode it, dispatch, answer; in order,
-//! one request at a time (Kafka mutes a connection while it handles a request, and
-//! clients rely on that ordering for their retries and sequence numbers).
+//! One Kafka client connection: read a frame, decode it, dispatch, answer. Requests are
+//! handled one at a time, in order, and answered in that order (clients rely on it for
+//! their retries and sequence numbers). One stage may overlap: an acks=all produce whose
+//! records are appended waits for its followers in the writer's queue (at most
+//! `ANSWERS_QUEUED_MAX` answers), while the next requests are read, handled and
+//! appended behind it, as Redpanda pipelines produce requests; a connection that a quota
+//! throttles does not overlap.
 //!
 //! Invariant: anything that cannot be decoded closes this connection only, with one
 //! warning naming the peer and the reason. A known API at a version the codec knows but
@@ -25,7 +29,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
 /// A decoded frame, or why the connection must close.
@@ -246,7 +250,12 @@ pub(crate) async fn run<S>(
     let client_host = format!("/{}", peer.ip());
     async move {
         let _open = crate::metrics::OpenConnection::new(&listener);
-        let (mut rd, mut wr) = tokio::io::split(stream);
+        let (mut rd, wr) = tokio::io::split(stream);
+        // Answers go to the writer in request order; an acks=all produce's answer may
+        // still be waiting for the followers while later requests are read and handled.
+        let (answers, queued) = mpsc::channel::<Answer>(ANSWERS_QUEUED_MAX);
+        let writer = write_answers(wr, queued, peer, shutdown.clone());
+        let reader = async move {
         let cfg = &broker.config;
         // On a SASL listener: the connection's authentication, before anything else.
         let mut sasl = cfg
@@ -269,6 +278,8 @@ pub(crate) async fn run<S>(
             let read = tokio::select! {
                 r = frame::read_frame(&mut rd, cfg.socket_request_max_bytes, cfg.connections_max_idle) => r,
                 _ = shutdown.changed() => return,
+                // The writer stopped (the peer is gone, or an answer could not be encoded).
+                () = answers.closed() => return,
             };
             let frame = match read {
                 Ok(Some(f)) => f.freeze(),
@@ -331,7 +342,33 @@ pub(crate) async fn run<S>(
                             throttle_ms: &throttle_ms,
                         };
                         let started = std::time::Instant::now();
-                        let answered = api::handle(&broker, &ctx, *request).instrument(span).await;
+                        let staged = match *request {
+                            RequestKind::Produce(r) => {
+                                match api::data::produce_staged(&broker, &ctx, r).instrument(span).await {
+                                    api::Staged::Now(answered) => api::Staged::Now(answered.map(ResponseKind::Produce)),
+                                    api::Staged::Later(replicated) => api::Staged::Later(replicated),
+                                }
+                            }
+                            other => api::Staged::Now(api::handle(&broker, &ctx, other).instrument(span).await),
+                        };
+                        let answered = match staged {
+                            api::Staged::Now(answered) => answered,
+                            // Appended and not throttled: the answer is queued while it
+                            // waits for the followers, and the next request is read.
+                            api::Staged::Later(replicated) if throttle_ms.load(Ordering::Relaxed) == 0 => {
+                                let correlation_id = header.correlation_id;
+                                let answer = async move {
+                                    let body = ResponseKind::Produce(replicated.await);
+                                    crate::metrics::request_done(crate::metrics::api_label(key), started);
+                                    encode_frame(correlation_id, key, version, &body)
+                                };
+                                if answers.send(Box::pin(answer)).await.is_err() {
+                                    return;
+                                }
+                                continue;
+                            }
+                            api::Staged::Later(replicated) => Some(ResponseKind::Produce(replicated.await)),
+                        };
                         crate::metrics::request_done(crate::metrics::api_label(key), started);
                         let request_throttle_ms = if request_time_counted(key) {
                             let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
@@ -367,7 +404,7 @@ pub(crate) async fn run<S>(
                     encode_frame(header.correlation_id, key, version, &body)
                 }
             };
-            let mut frame = match answer {
+            let frame = match answer {
                 Ok(f) => f,
                 Err(reason) => {
                     tracing::warn!(%peer, %reason, "closing Kafka connection");
@@ -380,10 +417,7 @@ pub(crate) async fn run<S>(
             if !throttled_by_client(answered_key, answered_version) && !mute(&throttle_ms, &mut shutdown).await {
                 return;
             }
-            // One writev per up to 64 chunks; the body (and its record buffers) is gone
-            // already, so each chunk is freed once it is written.
-            if let Err(e) = wr.write_all_buf(&mut frame).await {
-                tracing::debug!(%peer, error = %e, "cannot answer a Kafka client");
+            if answers.send(Box::pin(std::future::ready(Ok(frame)))).await.is_err() {
                 return;
             }
             if close_after {
@@ -393,9 +427,57 @@ pub(crate) async fn run<S>(
                 return;
             }
         }
+        };
+        // The reader ends first (the sender drops with it); the writer then writes what
+        // is queued and ends.
+        tokio::join!(reader, writer);
     }
     .instrument(span)
     .await
+}
+
+/// How many answers a connection holds at most, written or waiting to be: a client
+/// with more requests in flight is read only as answers go out.
+const ANSWERS_QUEUED_MAX: usize = 16;
+
+/// One answer, in request order: ready, or waiting for an acks=all produce's followers.
+type Answer = std::pin::Pin<Box<dyn Future<Output = Result<ResponseFrame, String>> + Send>>;
+
+/// Writes the connection's answers in the order they were queued, each once it is
+/// ready, until the reader is done and everything queued is written, the peer is gone,
+/// an answer cannot be encoded, or the node shuts down.
+async fn write_answers<W: tokio::io::AsyncWrite + Unpin>(
+    mut wr: W,
+    mut queued: mpsc::Receiver<Answer>,
+    peer: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let answer = tokio::select! {
+            a = queued.recv() => match a {
+                Some(a) => a,
+                None => return,
+            },
+            _ = shutdown.changed() => return,
+        };
+        let answer = tokio::select! {
+            a = answer => a,
+            _ = shutdown.changed() => return,
+        };
+        let mut frame = match answer {
+            Ok(f) => f,
+            Err(reason) => {
+                tracing::warn!(%peer, %reason, "closing Kafka connection");
+                return;
+            }
+        };
+        // One writev per up to 64 chunks; the body (and its record buffers) is gone
+        // already, so each chunk is freed once it is written.
+        if let Err(e) = wr.write_all_buf(&mut frame).await {
+            tracing::debug!(%peer, error = %e, "cannot answer a Kafka client");
+            return;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@ use super::BrokerApi;
 use crate::PartitionState;
 use crate::records::{DecodeBudget, NewRecord};
 use crate::replica_manager::{
-    FetchPartitionParams, FetchedPartition, PartitionResults, ProduceResult, TopicDescription,
-    TopicSummary,
+    Appended, FetchPartitionParams, FetchedPartition, PartitionResults, ProduceResult,
+    TopicDescription, TopicSummary,
 };
 use kavka_model::data::{Acks, ListedOffset, OffsetSpec, ReplicaFetch, ReplicaFetched};
 use kavka_model::epoch::{EpochAnswer, EpochQuery};
@@ -58,27 +58,35 @@ fn record_produce(
     once: bool,
 ) {
     match result {
-        Ok(parts) => {
-            let (mut bytes, mut records) = (0, 0);
-            for (p, r) in parts {
-                if let Ok(r) = r {
-                    if !once || bytes == 0 {
-                        bytes += bytes_of(*p);
-                    }
-                    records += r.as_ref().map_or(0, |r| r.record_count.max(0) as u64);
-                }
-            }
-            crate::metrics::record_produce(
-                topic,
-                bytes,
-                records,
-                parts
-                    .iter()
-                    .filter_map(|(_, r)| r.as_ref().err().map(|e| e.code)),
-            );
-        }
+        Ok(parts) => record_produced(topic, parts, bytes_of, once),
         Err(e) => crate::metrics::record_produce(topic, 0, 0, std::iter::once(e.code)),
     }
+}
+
+/// [`record_produce`] of a request answered per partition.
+fn record_produced(
+    topic: &TopicName,
+    parts: &PartitionResults<Option<ProduceResult>>,
+    bytes_of: impl Fn(PartitionId) -> u64,
+    once: bool,
+) {
+    let (mut bytes, mut records) = (0, 0);
+    for (p, r) in parts {
+        if let Ok(r) = r {
+            if !once || bytes == 0 {
+                bytes += bytes_of(*p);
+            }
+            records += r.as_ref().map_or(0, |r| r.record_count.max(0) as u64);
+        }
+    }
+    crate::metrics::record_produce(
+        topic,
+        bytes,
+        records,
+        parts
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().err().map(|e| e.code)),
+    );
 }
 
 impl BrokerApi {
@@ -93,19 +101,38 @@ impl BrokerApi {
         batches: Vec<(PartitionId, Vec<u8>)>,
         budget: &DecodeBudget,
     ) -> Result<PartitionResults<Option<ProduceResult>>, KafkaError> {
+        let produced = self
+            .produce_staged(topic, acks, timeout, batches, budget)
+            .await?;
+        Ok(produced.replicated().await)
+    }
+
+    /// [`BrokerApi::produce`] in two stages, for a listener that answers a connection's
+    /// requests in order but appends the next one while this one waits for acks=all:
+    /// returns once every batch is appended (or refused); [`Produced::replicated`] then
+    /// waits for the followers and gives the same answer `produce` would.
+    pub async fn produce_staged(
+        &self,
+        topic: &TopicName,
+        acks: Acks,
+        timeout: Duration,
+        batches: Vec<(PartitionId, Vec<u8>)>,
+        budget: &DecodeBudget,
+    ) -> Result<Produced, KafkaError> {
         let sizes: Vec<(PartitionId, u64)> =
             batches.iter().map(|(p, b)| (*p, b.len() as u64)).collect();
-        let result = self
+        let appended = self
             .replicas
-            .produce(topic, acks, timeout, batches, budget)
+            .produce_staged(topic, acks, timeout, batches, budget)
             .await;
-        record_produce(
-            topic,
-            &result,
-            |p| sizes.iter().filter(|(q, _)| *q == p).map(|(_, n)| *n).sum(),
-            false,
-        );
-        result
+        if let Err(e) = &appended {
+            crate::metrics::record_produce(topic, 0, 0, std::iter::once(e.code));
+        }
+        Ok(Produced {
+            topic: topic.clone(),
+            sizes,
+            appended: appended?,
+        })
     }
 
     /// Partitions, batches and appends structured records (gRPC clients).
@@ -206,6 +233,33 @@ impl BrokerApi {
     /// Every topic.
     pub fn list_topics(&self) -> Vec<TopicSummary> {
         self.replicas.list_topics()
+    }
+}
+
+/// A produce request whose batches are appended (see [`BrokerApi::produce_staged`]).
+pub struct Produced {
+    topic: TopicName,
+    sizes: Vec<(PartitionId, u64)>,
+    appended: Appended,
+}
+
+impl Produced {
+    /// Whether [`Produced::replicated`] may wait for followers (acks=all).
+    pub fn waits(&self) -> bool {
+        self.appended.waits()
+    }
+
+    /// Waits for acks=all, counts the outcome, and answers per partition in request order.
+    pub async fn replicated(self) -> PartitionResults<Option<ProduceResult>> {
+        let parts = self.appended.replicated().await;
+        let sizes = self.sizes;
+        record_produced(
+            &self.topic,
+            &parts,
+            |p| sizes.iter().filter(|(q, _)| *q == p).map(|(_, n)| *n).sum(),
+            false,
+        );
+        parts
     }
 }
 

@@ -32,7 +32,7 @@ pub mod quotas;
 
 pub use crate::replica_manager::topic_name;
 pub use admin::{Admin, AlteredConfigs};
-pub use data::in_request_order;
+pub use data::{Produced, in_request_order};
 
 use crate::BrokerConfig;
 use crate::producer_ids::ProducerIdManager;

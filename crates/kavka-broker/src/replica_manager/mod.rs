@@ -22,7 +22,7 @@ mod reconcile;
 mod replication;
 mod wakeup;
 
-pub use produce::produce_timeout;
+pub use produce::{Appended, produce_timeout};
 
 pub use reconcile::ReconcileStats;
 pub use replication::Followed;

@@ -4,18 +4,24 @@
 //! records for acks=all (DESIGN §5.1).
 
 use super::{PartitionResults, ProduceResult, ReplicaManager};
+use crate::partition::Partition;
 use crate::records::{
-    DecodeBudget, NewRecord, apply_topic_compression, build_batch, rules_for, validate_batches,
+    DecodeBudget, NewRecord, apply_topic_compression, build_batch, is_light, rules_for,
+    validate_batches,
 };
 use kavka_model::data::Acks;
 use kavka_model::{
-    ErrorCode, KafkaError, PartitionId, TimestampType, TopicName, TopicPartition, partitioner,
+    ErrorCode, KafkaError, LeaderEpoch, Offset, PartitionId, TimestampType, TopicName,
+    TopicPartition, partitioner,
 };
 use kavka_record::{Compression, Origin, batches};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+
+/// Uncompressed requests up to this size per partition are validated inline.
+const INLINE_PREPARE_MAX_BYTES: usize = 1 << 20;
 
 /// acks=all waits at most this long, whatever the request asks.
 const PRODUCE_TIMEOUT_MAX: Duration = Duration::from_secs(120);
@@ -44,23 +50,7 @@ fn refuse_internal(topic: &TopicName) -> Result<(), KafkaError> {
 }
 
 impl ReplicaManager {
-    /// Appends producer batches (already RecordBatch v2 bytes) to partitions of `topic`;
-    /// validating them decompresses at most what is left of the request's `budget`.
-    #[tracing::instrument(skip(self, batches, budget), fields(batches = batches.len()))]
-    pub async fn produce(
-        &self,
-        topic: &TopicName,
-        acks: Acks,
-        timeout: Duration,
-        batches: Vec<(PartitionId, Vec<u8>)>,
-        budget: &DecodeBudget,
-    ) -> Result<PartitionResults<Option<ProduceResult>>, KafkaError> {
-        refuse_internal(topic)?;
-        self.append_batches(topic, acks, timeout, batches, Origin::Client, budget)
-            .await
-    }
-
-    /// `produce` for any topic, internal ones included.
+    /// Appends to any topic, internal ones included, and waits as `acks` asks.
     pub(crate) async fn append_batches(
         &self,
         topic: &TopicName,
@@ -70,20 +60,54 @@ impl ReplicaManager {
         origin: Origin,
         budget: &DecodeBudget,
     ) -> Result<PartitionResults<Option<ProduceResult>>, KafkaError> {
+        Ok(self
+            .append_staged(topic, acks, timeout, batches, origin, budget)
+            .await?
+            .replicated()
+            .await)
+    }
+
+    /// Appends producer batches (already RecordBatch v2 bytes) to partitions of `topic`,
+    /// in two stages: this returns once every partition's batches are
+    /// appended (or refused), so the next request of the same producer may be appended
+    /// behind them; awaiting [`Appended::replicated`] then waits for acks=all.
+    #[tracing::instrument(skip(self, batches, budget), fields(batches = batches.len()))]
+    pub async fn produce_staged(
+        &self,
+        topic: &TopicName,
+        acks: Acks,
+        timeout: Duration,
+        batches: Vec<(PartitionId, Vec<u8>)>,
+        budget: &DecodeBudget,
+    ) -> Result<Appended, KafkaError> {
+        refuse_internal(topic)?;
+        self.append_staged(topic, acks, timeout, batches, Origin::Client, budget)
+            .await
+    }
+
+    async fn append_staged(
+        &self,
+        topic: &TopicName,
+        acks: Acks,
+        timeout: Duration,
+        batches: Vec<(PartitionId, Vec<u8>)>,
+        origin: Origin,
+        budget: &DecodeBudget,
+    ) -> Result<Appended, KafkaError> {
         let (config, _) = self.topic_config(topic)?;
-        let mut results = Vec::with_capacity(batches.len());
+        let mut stages = Vec::with_capacity(batches.len());
         let mut tasks = Vec::new();
         let mut waited_for_ids = false;
         for (partition, records) in batches {
             let part = match self.partition(&TopicPartition::new(topic.clone(), partition)) {
                 Ok(p) => p,
                 Err(e) => {
-                    results.push((partition, Err(e)));
+                    stages.push((partition, Stage::Done(Err(e))));
                     continue;
                 }
             };
             if let Err(e) = self.check_lease() {
-                results.push((partition, Err(e)));
+                stages.push((partition, Stage::Done(Err(e))));
                 continue;
             }
             if origin == Origin::Client
@@ -91,13 +115,16 @@ impl ReplicaManager {
                     .check_producer_ids_issued(&records, &mut waited_for_ids)
                     .await
             {
-                results.push((partition, Err(e)));
+                stages.push((partition, Stage::Done(Err(e))));
                 continue;
             }
             let config = config.clone();
             let rules = rules_for(&config, origin, crate::now_ms());
             let budget = budget.clone();
             let permits = Arc::clone(&self.decode_permits);
+            // Small uncompressed batches are checked right on the worker (a CRC and a
+            // walk over the records); the rest queue for the blocking pool.
+            let light = is_light(&records, config.compression_type, INLINE_PREPARE_MAX_BYTES);
             tasks.push((
                 partition,
                 tokio::spawn(async move {
@@ -112,7 +139,9 @@ impl ReplicaManager {
                             config.max_message_bytes as usize,
                         )
                     };
-                    let records = {
+                    let records = if light {
+                        prepare()?
+                    } else {
                         let _permit = permits.acquire_owned().await.map_err(internal)?;
                         tokio::task::spawn_blocking(prepare)
                             .await
@@ -121,38 +150,47 @@ impl ReplicaManager {
                     let log_append_time = (config.message_timestamp_type
                         == TimestampType::LogAppendTime)
                         .then(crate::now_ms);
-                    let (info, epoch) = part
+                    let appended = part
                         .append(records, log_append_time, acks == Acks::All)
                         .await?;
-                    if acks == Acks::All {
-                        part.wait_replicated(info.last_offset, epoch, timeout)
-                            .await?;
-                    }
-                    let (start, ..) = part.offsets().await;
-                    Ok(Some(ProduceResult {
-                        base_offset: info.first_offset,
-                        record_count: (info.last_offset.0 - info.first_offset.0 + 1) as i32,
-                        log_append_time: info.log_append_time,
-                        log_start_offset: start,
-                    }))
+                    Ok((part, appended))
                 }),
             ));
         }
         for (partition, task) in tasks {
             if acks == Acks::None {
                 // Fire and forget, as Kafka's acks=0: the append goes on without us.
-                results.push((partition, Ok(None)));
+                stages.push((partition, Stage::Done(Ok(None))));
                 continue;
             }
-            let r = task.await.unwrap_or_else(|e| {
-                Err(KafkaError::new(
+            let stage = match task.await {
+                Err(e) => Stage::Done(Err(KafkaError::new(
                     ErrorCode::UnknownServerError,
                     format!("append failed: {e}"),
-                ))
-            });
-            results.push((partition, r));
+                ))),
+                Ok(Err(e)) => Stage::Done(Err(e)),
+                Ok(Ok((part, (info, epoch, log_start)))) => {
+                    let result = ProduceResult {
+                        base_offset: info.first_offset,
+                        record_count: (info.last_offset.0 - info.first_offset.0 + 1) as i32,
+                        log_append_time: info.log_append_time,
+                        log_start_offset: log_start,
+                    };
+                    if acks == Acks::All {
+                        Stage::Replicating {
+                            part,
+                            last: info.last_offset,
+                            epoch,
+                            result,
+                        }
+                    } else {
+                        Stage::Done(Ok(Some(result)))
+                    }
+                }
+            };
+            stages.push((partition, stage));
         }
-        Ok(results)
+        Ok(Appended { stages, timeout })
     }
 
     /// Partitions structured records (explicit partition, murmur2 of the key, or one
@@ -282,4 +320,59 @@ fn internal(e: impl std::fmt::Display) -> KafkaError {
         ErrorCode::UnknownServerError,
         format!("record validation failed: {e}"),
     )
+}
+
+/// One partition's produce after its append.
+enum Stage {
+    /// Answered: refused, appended with acks 0 or 1, or failed.
+    Done(Result<Option<ProduceResult>, KafkaError>),
+    /// Appended with acks=all: answered once the high watermark passes `last`.
+    Replicating {
+        part: Arc<Partition>,
+        last: Offset,
+        epoch: LeaderEpoch,
+        result: ProduceResult,
+    },
+}
+
+/// A produce whose batches are appended: [`Appended::replicated`] waits for what acks=all
+/// asks and gives one result per partition, in request order.
+pub struct Appended {
+    stages: Vec<(PartitionId, Stage)>,
+    timeout: Duration,
+}
+
+impl Appended {
+    /// Whether awaiting [`Appended::replicated`] may wait (some partition waits for its
+    /// followers); false: it answers at once.
+    pub fn waits(&self) -> bool {
+        self.stages
+            .iter()
+            .any(|(_, s)| matches!(s, Stage::Replicating { .. }))
+    }
+
+    /// Waits for every acks=all partition's followers (each at most the request's
+    /// timeout, all at once), then answers.
+    pub async fn replicated(self) -> PartitionResults<Option<ProduceResult>> {
+        let timeout = self.timeout;
+        let waits = self
+            .stages
+            .into_iter()
+            .map(|(partition, stage)| async move {
+                let result = match stage {
+                    Stage::Done(r) => r,
+                    Stage::Replicating {
+                        part,
+                        last,
+                        epoch,
+                        result,
+                    } => part
+                        .wait_replicated(last, epoch, timeout)
+                        .await
+                        .map(|()| Some(result)),
+                };
+                (partition, result)
+            });
+        futures_util::future::join_all(waits).await
+    }
 }

@@ -172,7 +172,14 @@ impl ReplicaManager {
         let throttles = Arc::clone(&self.throttles);
         let held = throttle_rate
             .is_some_and(|rate| crate::throttle::with(&throttles.leader, |b| b.over(rate, now)));
-        let reads = blocking(move || {
+        // A follower that has what we had at its previous fetch reads only records
+        // appended since (page cache): read right here. A re-read after a wake-up is one.
+        let fresh = only.is_some()
+            || asks.iter().flatten().all(|(part, offset, ..)| {
+                part.as_ref()
+                    .is_ok_and(|p| p.replica_reads_fresh(replica, *offset))
+            });
+        let read_all = move || {
             Ok(asks
                 .into_iter()
                 .map(|ask| {
@@ -210,8 +217,12 @@ impl ReplicaManager {
                     read.map(Some).map_err(|e| (e, None))
                 })
                 .collect::<Vec<_>>())
-        })
-        .await;
+        };
+        let reads = if fresh {
+            read_all()
+        } else {
+            blocking(read_all).await
+        };
         let reads = match reads {
             Ok(r) => r,
             Err(e) => (0..req.partitions.len())

@@ -9,7 +9,7 @@
 //! consumer fetch is measured against the client's byte-rate quota (`Ctx::throttle`),
 //! and a consumer over it is answered without records.
 
-use super::{Ctx, error_parts, str_bytes};
+use super::{Ctx, Staged, error_parts, str_bytes};
 use crate::Broker;
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
@@ -113,11 +113,25 @@ pub(crate) async fn produce(
     ctx: &Ctx<'_>,
     req: ProduceRequest,
 ) -> Option<ProduceResponse> {
+    match produce_staged(broker, ctx, req).await {
+        Staged::Now(answer) => answer,
+        Staged::Later(replicated) => Some(replicated.await),
+    }
+}
+
+/// Produce in two stages: everything up to the appends is done when this returns (so a
+/// connection may read and append its next request); an acks=all request's answer is
+/// then the `Later` future, which waits for the followers.
+pub(crate) async fn produce_staged(
+    broker: &Broker,
+    ctx: &Ctx<'_>,
+    req: ProduceRequest,
+) -> Staged<Option<ProduceResponse>, ProduceResponse> {
     if req.transactional_id.is_some() {
-        return Some(produce_error(
+        return Staged::Now(Some(produce_error(
             &req,
             ErrorCode::UnsupportedForMessageFormat.code(),
-        ));
+        )));
     }
     let answered = req.acks != 0;
     // What the producer's quota counts: the record bytes it sent.
@@ -154,11 +168,12 @@ pub(crate) async fn produce(
             indexes,
             tokio::spawn(async move {
                 let (topic, acks) = topic?;
-                api.produce(&topic, acks, timeout, batches, &budget).await
+                api.produce_staged(&topic, acks, timeout, batches, &budget)
+                    .await
             }),
         ));
     }
-    let mut responses = Vec::with_capacity(tasks.len());
+    let mut appended = Vec::with_capacity(tasks.len());
     let mut unknown = Vec::new();
     for (name, indexes, task) in tasks {
         let result = task.await.unwrap_or_else(|e| {
@@ -174,21 +189,7 @@ pub(crate) async fn produce(
         {
             unknown.push(name.0.to_string());
         }
-        let partitions = match result {
-            Ok(rs) => rs
-                .into_iter()
-                .map(|(p, r)| partition_response(p, r))
-                .collect(),
-            Err(e) => indexes
-                .into_iter()
-                .map(|p| partition_response(p, Err(e.clone())))
-                .collect(),
-        };
-        responses.push(
-            TopicProduceResponse::default()
-                .with_name(name)
-                .with_partition_responses(partitions),
-        );
+        appended.push((name, indexes, result));
     }
     // Unknown topics are created for the next try (auto.create.topics.enable), in one
     // call; this answer stays UNKNOWN_TOPIC_OR_PARTITION, which producers retry after
@@ -200,11 +201,42 @@ pub(crate) async fn produce(
     // Kafka counts every produce request against the quota, and throttles after the
     // append: the records are in, the client is told to wait (KIP-219).
     let throttle_ms = ctx.throttle(broker, QuotaKey::ProducerByteRate, bytes, false);
-    answered.then(|| {
+    if !answered {
+        return Staged::Now(None);
+    }
+    let waits = appended
+        .iter()
+        .any(|(.., r)| r.as_ref().is_ok_and(|p| p.waits()));
+    let answer = async move {
+        let mut responses = Vec::with_capacity(appended.len());
+        for (name, indexes, result) in appended {
+            let partitions = match result {
+                Ok(produced) => produced
+                    .replicated()
+                    .await
+                    .into_iter()
+                    .map(|(p, r)| partition_response(p, r))
+                    .collect(),
+                Err(e) => indexes
+                    .into_iter()
+                    .map(|p| partition_response(p, Err(e.clone())))
+                    .collect(),
+            };
+            responses.push(
+                TopicProduceResponse::default()
+                    .with_name(name)
+                    .with_partition_responses(partitions),
+            );
+        }
         ProduceResponse::default()
             .with_responses(responses)
             .with_throttle_time_ms(throttle_ms)
-    })
+    };
+    if waits {
+        Staged::Later(Box::pin(answer))
+    } else {
+        Staged::Now(Some(answer.await))
+    }
 }
 
 pub(crate) async fn fetch(broker: &Broker, ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {

@@ -4,7 +4,7 @@
 mod acls;
 mod admin;
 mod configs;
-mod data;
+pub(crate) mod data;
 mod elect;
 mod groups;
 mod logs;
@@ -25,6 +25,13 @@ use kavka_model::acl::{Caller, Operation, Resource};
 use kavka_model::quota::QuotaKey;
 use kavka_model::{ErrorCode, KafkaError};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// An answer ready now, or one that waits (an acks=all produce whose records are
+/// appended waits for the followers): the connection reads its next request meanwhile.
+pub(crate) enum Staged<N, L> {
+    Now(N),
+    Later(std::pin::Pin<Box<dyn Future<Output = L> + Send>>),
+}
 
 /// Who sent a request, and at which version: what some answers depend on.
 pub(crate) struct Ctx<'a> {
