@@ -1,10 +1,12 @@
 """librdkafka (confluent-kafka) producer benchmark, in the same output format as
 `kavka bench produce`: N records of SIZE bytes, many in flight, latency from produce()
-to the delivery report. Usage: kafka_produce.py BOOTSTRAP TOPIC N SIZE ACKS [RATE]
+to the delivery report, and the worst one-second p99 of the produce requests' round trip
+(librdkafka's per-broker `rtt` statistics: request sent to answer read). Usage: kafka_produce.py BOOTSTRAP TOPIC N SIZE ACKS [RATE]
 (RATE: records/s to pace at; default as fast as possible). KAFKA_CONFIG="k=v,k=v" adds
 librdkafka settings (security.protocol, ssl.ca.location, sasl.*).
 """
 
+import json
 import os
 import sys
 import time
@@ -14,9 +16,25 @@ from confluent_kafka import Producer
 bootstrap, topic, n, size, acks = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 rate = float(sys.argv[6]) if len(sys.argv) > 6 else 0.0
 extra = dict(kv.split("=", 1) for kv in os.environ.get("KAFKA_CONFIG", "").split(",") if kv)
+# The brokers' produce round trips as librdkafka measures them (request sent to answer
+# read, no linger or client queue): each broker's p99 per one-second stats window.
+rtt_p99_us = []
+
+
+def stats(js):
+    for b in json.loads(js).get("brokers", {}).values():
+        rtt = b.get("rtt", {})
+        if rtt.get("cnt", 0) > 0:
+            rtt_p99_us.append(rtt["p99"])
+            if os.environ.get("RTT_LOG"):  # one line per broker-second, for a closer look
+                with open(os.environ["RTT_LOG"], "a") as f:
+                    print(f"{time.time():.1f} {b.get('nodeid')} cnt {rtt['cnt']} p50 {rtt['p50']} p99 {rtt['p99']} max {rtt['max']}", file=f)
+
+
 p = Producer({"bootstrap.servers": bootstrap, "acks": acks, "linger.ms": 5,
               "batch.size": 65536, "queue.buffering.max.messages": 200000,
-              "queue.buffering.max.kbytes": 262144, "enable.idempotence": False, **extra})
+              "queue.buffering.max.kbytes": 262144, "enable.idempotence": False,
+              "statistics.interval.ms": 1000, "stats_cb": stats, **extra})
 value = b"x" * size
 lat = []
 errors = 0
@@ -52,4 +70,6 @@ lat.sort()
 q = lambda f: lat[min(len(lat) - 1, int(f * len(lat)))] * 1000 if lat else float("nan")
 print(f"{len(lat)} records sent, {len(lat) / elapsed:.0f} records/s "
       f"({len(lat) * size / elapsed / 1e6:.2f} MB/s), latency ms: avg {sum(lat) / max(1, len(lat)) * 1000:.2f}, "
-      f"p50 {q(0.5):.2f}, p99 {q(0.99):.2f}, p99.9 {q(0.999):.2f}, max {q(1.0):.2f}; {errors} failed")
+      f"p50 {q(0.5):.2f}, p99 {q(0.99):.2f}, p99.9 {q(0.999):.2f}, max {q(1.0):.2f}; {errors} failed; "
+      f"request round trip p99 ms, worst broker-second: "
+      f"{max(rtt_p99_us) / 1000 if rtt_p99_us else float('nan'):.2f}")
