@@ -320,10 +320,14 @@ async fn session(
             }
             appends.push((Arc::clone(p), *epoch, leader, read.records));
         }
-        // Small appends that need no fsync are page-cache copies: made right here.
+        // Small appends that need no fsync are page-cache copies: made right here, when
+        // no log lock is held (a hint: one may still be
+        // taken in the narrow window before the append).
         let light = appends.iter().map(|(.., r)| r.len()).sum::<usize>()
             <= crate::partition::INLINE_IO_MAX_BYTES
-            && appends.iter().all(|(p, ..)| p.append_is_light(0));
+            && appends
+                .iter()
+                .all(|(p, ..)| p.append_is_light(0) && p.log_is_free());
         let append_all = move || {
             Ok(appends
                 .into_iter()

@@ -165,6 +165,22 @@ impl Partition {
         self.log.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The log lock if nobody holds it (a compaction, a cold read or an fsync may hold it
+    /// for long): what inline work on the async worker takes, else it hands off.
+    fn try_lock(&self) -> Option<MutexGuard<'_, PartitionLog>> {
+        match self.log.try_lock() {
+            Ok(log) => Some(log),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// Whether the log lock is free right now: a hint for work that takes it later on
+    /// the async worker (it may be taken meanwhile; the holders keep it briefly).
+    pub(crate) fn log_is_free(&self) -> bool {
+        self.try_lock().is_some()
+    }
+
     fn state(&self) -> MutexGuard<'_, ReplicaState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -378,53 +394,69 @@ impl Partition {
     }
 
     /// Appends as leader; answers the append, the leader epoch it was made in and the
-    /// log start offset after it. Small appends that need no fsync run right here on the
-    /// async worker: they only copy into the page cache, and a hand-off to the blocking
-    /// pool and back would cost more than the copy (two thread wake-ups per append).
+    /// log start offset after it. Small appends that cannot fsync run right here on the
+    /// async worker when the log lock is free: they only copy into the page cache, and a
+    /// hand-off to the blocking pool and back would cost more than the copy (two thread
+    /// wake-ups per append). The rest, and any append that would wait for the lock, go to
+    /// the blocking pool.
     async fn append_to_log(
         self: &Arc<Self>,
         records: Vec<u8>,
         log_append_time: Option<i64>,
         acks_all: bool,
     ) -> Result<(AppendInfo, LeaderEpoch, Offset), KafkaError> {
-        let inline = self.append_is_light(records.len());
-        let this = Arc::clone(self);
-        let append = move || {
-            let (info, epoch, flush, log_start) = {
-                let mut log = this.lock();
-                let st = this.state();
-                this.check_leader(&st, acks_all)?;
-                let info = log
-                    .append_as_leader(records, st.leader_epoch, log_append_time, crate::now_ms())
-                    .map_err(kafka_error)?;
-                this.advance_hw(&log, &st);
-                (
-                    info,
-                    st.leader_epoch,
-                    log.config().flush,
-                    log.log_start_offset(),
-                )
-            };
-            this.appended.send_modify(|n| *n = n.wrapping_add(1));
-            // flush.messages: 1 syncs every append before its answer (group commit);
-            // N syncs the append that leaves N messages unsynced.
-            let end = info.last_offset.next();
-            if flush.due_by_count(end.0 - this.commit.durable_end().0) {
-                this.sync_to(end)?;
-            }
-            Ok((info, epoch, log_start))
-        };
-        if inline {
-            append()
-        } else {
-            blocking(append).await
+        if self.append_is_light(records.len())
+            && let Some(log) = self.try_lock()
+        {
+            return self.append_locked(log, records, log_append_time, acks_all);
         }
+        let this = Arc::clone(self);
+        blocking(move || {
+            let log = this.lock();
+            this.append_locked(log, records, log_append_time, acks_all)
+        })
+        .await
+    }
+
+    fn append_locked(
+        &self,
+        mut log: MutexGuard<'_, PartitionLog>,
+        records: Vec<u8>,
+        log_append_time: Option<i64>,
+        acks_all: bool,
+    ) -> Result<(AppendInfo, LeaderEpoch, Offset), KafkaError> {
+        let (info, epoch, flush, log_start) = {
+            let st = self.state();
+            self.check_leader(&st, acks_all)?;
+            let info = log
+                .append_as_leader(records, st.leader_epoch, log_append_time, crate::now_ms())
+                .map_err(kafka_error)?;
+            self.advance_hw(&log, &st);
+            (
+                info,
+                st.leader_epoch,
+                log.config().flush,
+                log.log_start_offset(),
+            )
+        };
+        drop(log);
+        self.appended.send_modify(|n| *n = n.wrapping_add(1));
+        // flush.messages: 1 syncs every append before its answer (group commit);
+        // N syncs the append that leaves N messages unsynced.
+        let end = info.last_offset.next();
+        if flush.due_by_count(end.0 - self.commit.durable_end().0) {
+            self.sync_to(end)?;
+        }
+        Ok((info, epoch, log_start))
     }
 
     /// Whether appending `bytes` is light enough to run on the async worker: small, and
-    /// the topic's `flush.messages` cannot make it fsync before it answers.
+    /// the topic sets neither `flush.messages` (an fsync before the answer) nor
+    /// `flush.ms` (an fsync when a segment rolls).
     pub(crate) fn append_is_light(&self, bytes: usize) -> bool {
-        bytes <= INLINE_IO_MAX_BYTES && self.flush_messages.load(Ordering::Relaxed) == i64::MAX
+        bytes <= INLINE_IO_MAX_BYTES
+            && self.flush_messages.load(Ordering::Relaxed) == i64::MAX
+            && self.flush_ms.load(Ordering::Relaxed) == i64::MAX
     }
 
     /// Whether `replica`'s fetch at `fetch_offset` reads only what was appended since its
@@ -437,12 +469,14 @@ impl Partition {
     }
 
     /// acks=all: waits until the high watermark passes `last`, the leadership of `epoch`
-    /// ends, or the ISR shrinks below the minimum.
+    /// ends, or the ISR shrinks below the minimum; `timeout` (the request's) ends at
+    /// `deadline`, fixed when the records were appended.
     pub(crate) async fn wait_replicated(
         &self,
         last: Offset,
         epoch: LeaderEpoch,
         timeout: Duration,
+        deadline: tokio::time::Instant,
     ) -> Result<(), KafkaError> {
         let mut rx = self.changes.subscribe();
         let wait = async {
@@ -480,7 +514,7 @@ impl Partition {
                 }
             }
         };
-        tokio::time::timeout(timeout, wait)
+        tokio::time::timeout_at(deadline, wait)
             .await
             .unwrap_or_else(|_| {
                 Err(KafkaError::new(

@@ -453,7 +453,10 @@ async fn write_answers<W: tokio::io::AsyncWrite + Unpin>(
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
+        // Biased: an answer already queued (its request handled) is written before a
+        // shutdown is seen, as before the writer had a queue.
         let answer = tokio::select! {
+            biased;
             a = queued.recv() => match a {
                 Some(a) => a,
                 None => return,
@@ -461,6 +464,7 @@ async fn write_answers<W: tokio::io::AsyncWrite + Unpin>(
             _ = shutdown.changed() => return,
         };
         let answer = tokio::select! {
+            biased;
             a = answer => a,
             _ = shutdown.changed() => return,
         };

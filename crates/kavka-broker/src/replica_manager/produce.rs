@@ -190,7 +190,14 @@ impl ReplicaManager {
             };
             stages.push((partition, stage));
         }
-        Ok(Appended { stages, timeout })
+        // The request's timeout runs from its append, however long its answer then
+        // waits behind earlier ones on the connection.
+        let deadline = tokio::time::Instant::now() + timeout;
+        Ok(Appended {
+            stages,
+            timeout,
+            deadline,
+        })
     }
 
     /// Partitions structured records (explicit partition, murmur2 of the key, or one
@@ -340,6 +347,8 @@ enum Stage {
 pub struct Appended {
     stages: Vec<(PartitionId, Stage)>,
     timeout: Duration,
+    /// When the acks=all waits give up (the request's timeout after the append).
+    deadline: tokio::time::Instant,
 }
 
 impl Appended {
@@ -351,10 +360,10 @@ impl Appended {
             .any(|(_, s)| matches!(s, Stage::Replicating { .. }))
     }
 
-    /// Waits for every acks=all partition's followers (each at most the request's
-    /// timeout, all at once), then answers.
+    /// Waits for every acks=all partition's followers (all at once, until the request's
+    /// timeout after the append), then answers.
     pub async fn replicated(self) -> PartitionResults<Option<ProduceResult>> {
-        let timeout = self.timeout;
+        let (timeout, deadline) = (self.timeout, self.deadline);
         let waits = self
             .stages
             .into_iter()
@@ -367,7 +376,7 @@ impl Appended {
                         epoch,
                         result,
                     } => part
-                        .wait_replicated(last, epoch, timeout)
+                        .wait_replicated(last, epoch, timeout, deadline)
                         .await
                         .map(|()| Some(result)),
                 };

@@ -174,11 +174,13 @@ impl ReplicaManager {
             .is_some_and(|rate| crate::throttle::with(&throttles.leader, |b| b.over(rate, now)));
         // A follower that has what we had at its previous fetch reads only records
         // appended since (page cache): read right here. A re-read after a wake-up is one.
-        let fresh = only.is_some()
-            || asks.iter().flatten().all(|(part, offset, ..)| {
-                part.as_ref()
-                    .is_ok_and(|p| p.replica_reads_fresh(replica, *offset))
-            });
+        // Only while no log lock is held (a compaction, a cold read): a hint: the lock
+        // may still be taken in the narrow window between this check and the read.
+        let fresh = asks.iter().flatten().all(|(part, offset, ..)| {
+            part.as_ref().is_ok_and(|p| {
+                (only.is_some() || p.replica_reads_fresh(replica, *offset)) && p.log_is_free()
+            })
+        });
         let read_all = move || {
             Ok(asks
                 .into_iter()

@@ -202,6 +202,12 @@ pub(crate) async fn produce_staged(
     // append: the records are in, the client is told to wait (KIP-219).
     let throttle_ms = ctx.throttle(broker, QuotaKey::ProducerByteRate, bytes, false);
     if !answered {
+        // acks=0: nothing waits, and `replicated` only counts the appends for the metrics.
+        for (.., produced) in appended {
+            if let Ok(produced) = produced {
+                produced.replicated().await;
+            }
+        }
         return Staged::Now(None);
     }
     let waits = appended
