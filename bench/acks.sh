@@ -5,10 +5,12 @@
 #   1. acks=all throughput as a percentage of acks=1's (each at full speed);
 #   2. p99 produce latency with acks=all at half of its maximum rate: per record
 #      (produce() to delivery report, so with the producer's linger.ms=5) and per
-#      request (librdkafka's round trip, request sent to answer read; the worst p99 of
-#      any broker in any one-second window);
+#      request (librdkafka's round trip, request sent to answer read: the median and
+#      worst p99 of the brokers' one-second windows, and the worst after two seconds);
 #   3. the three servers' CPU (user + system, /proc/<pid>/stat) per GB acknowledged,
-#      over the full-speed acks=all run.
+#      over the full-speed acks=all run, beside what this machine charges for a plain
+#      pwrite() into the page cache (bench/page_cache_write.py, measured in the same run:
+#      each acknowledged GB is written three times).
 # Release build of the binary; clients from deploy/kafka-clients.sh.
 # Usage: bench/acks.sh [RECORDS]   (default 200000; KAVKA_BIN=path skips the build;
 # KAVKA_BENCH_HTTP='' runs the nodes without their HTTP listener, so without metrics)
@@ -52,7 +54,7 @@ cpu() {
 # Records/s and p99 ms from kafka_produce.py's summary line.
 rate() { sed -E 's/.* sent, ([0-9]+) records\/s.*/\1/' <<<"$1"; }
 p99() { sed -E 's/.*p99 ([0-9.]+),.*/\1/' <<<"$1"; }
-rtt() { sed -E 's/.*worst broker-second: ([0-9.]+).*/\1/' <<<"$1"; }
+rtt() { sed -E 's/.*per broker-second: (.*)$/\1/' <<<"$1"; }
 sent() { awk '{print $1}' <<<"$1"; }
 produce() { # topic acks records [records/s]
   "$PY" -W ignore bench/kafka_produce.py "$KALL" "$1" "$3" 1024 "$2" ${4:-} 2>/dev/null | tail -1
@@ -77,14 +79,16 @@ one1=$(leg 1 1 "$N"); echo "acks=1   full speed: ${one1%|*}"
 all1=$(leg 2 all "$N"); echo "acks=all full speed: ${all1%|*}"
 all2=$(leg 3 all "$N"); echo "acks=all full speed: ${all2%|*}"
 one2=$(leg 4 1 "$N"); echo "acks=1   full speed: ${one2%|*}"
+page_cache=$(python3 bench/page_cache_write.py "$DIR")
 half=$(( ($(rate "${all1%|*}") + $(rate "${all2%|*}")) / 4 ))
 half_n=$(( half * 10 )) # about ten seconds
 halfout=$(leg 5 all "$half_n" "$half"); echo "acks=all at $half records/s: ${halfout%|*}"
 awk -v one="$(( ($(rate "${one1%|*}") + $(rate "${one2%|*}")) / 2 ))" \
   -v all="$(( ($(rate "${all1%|*}") + $(rate "${all2%|*}")) / 2 ))" -v p99="$(p99 "${halfout%|*}")" -v rtt="$(rtt "${halfout%|*}")" \
   -v cpu="$(awk -v a="${all1#*|}" -v b="${all2#*|}" 'BEGIN {print a + b}')" \
-  -v n="$(( $(sent "${all1%|*}") + $(sent "${all2%|*}") ))" 'BEGIN {
+  -v n="$(( $(sent "${all1%|*}") + $(sent "${all2%|*}") ))" -v pc="$page_cache" 'BEGIN {
   printf "acks=all throughput: %.0f%% of acks=1 (%d vs %d records/s, means of two legs each)\n", 100 * all / one, all, one
-  printf "p99 at half the acks=all maximum: %s ms per record (with linger.ms=5), %s ms per produce request (worst broker-second)\n", p99, rtt
+  printf "p99 at half the acks=all maximum: %s ms per record (with linger.ms=5); per produce request, of each broker-second: %s ms\n", p99, rtt
   printf "server CPU: %.2f CPU-s per GB acknowledged (%.1f CPU-s for %.2f GB, both acks=all legs)\n", cpu / (n * 1024 / 1e9), cpu, n * 1024 / 1e9
+  printf "a plain pwrite() into the page cache here: %.2f CPU-s per GB (x3 replicas: %.2f per GB acknowledged)\n", pc, 3 * pc
 }'

@@ -17,8 +17,12 @@
 //! watch one partition at a time: `watch_changes` (high watermark, ISR, role) for consumers,
 //! `watch_appends` for followers.
 //!
-//! The log's file I/O runs on the blocking pool under a `std::sync::Mutex`, held for one
-//! append or read at a time; fsyncs happen outside it through `GroupCommit`.
+//! The log's file I/O runs under a `std::sync::Mutex`, held for one append or read at a
+//! time; fsyncs happen outside it through `GroupCommit`. It runs on the blocking pool,
+//! except page-cache work taken on the async worker while the lock is free: a small
+//! append that cannot fsync (`append_is_light`), a replica read of records appended since
+//! the follower's previous fetch. Nothing on the worker waits for the log lock, except
+//! in the narrow window between a `log_is_free` check and the work it allows.
 
 use crate::error::kafka_error;
 use crate::isr::{self, FollowerState, IsrDecision, IsrTiming, LeaderView};

@@ -256,177 +256,177 @@ pub(crate) async fn run<S>(
         let (answers, queued) = mpsc::channel::<Answer>(ANSWERS_QUEUED_MAX);
         let writer = write_answers(wr, queued, peer, shutdown.clone());
         let reader = async move {
-        let cfg = &broker.config;
-        // On a SASL listener: the connection's authentication, before anything else.
-        let mut sasl = cfg
-            .sasl_listeners
-            .iter()
-            .any(|l| **l == *listener)
-            .then(|| SaslSession::new(&cfg.sasl_enabled_mechanisms));
-        let mut close_after = false;
-        // The throttle time the last request set (a client quota), in ms.
-        let throttle_ms = AtomicU64::new(0);
-        // When the SASL session ends (connections.max.reauth.ms after authenticating).
-        let mut session_expires: Option<std::time::Instant> = None;
-        // The client certificate's principal (mutual TLS), else anonymous, until SASL
-        // authenticates the connection.
-        let mut caller = match certificate_principal {
-            Some(p) => Caller::new(p, peer.ip().to_string()),
-            None => Caller::anonymous(peer.ip().to_string()),
-        };
-        loop {
-            let read = tokio::select! {
-                r = frame::read_frame(&mut rd, cfg.socket_request_max_bytes, cfg.connections_max_idle) => r,
-                _ = shutdown.changed() => return,
-                // The writer stopped (the peer is gone, or an answer could not be encoded).
-                () = answers.closed() => return,
+            let cfg = &broker.config;
+            // On a SASL listener: the connection's authentication, before anything else.
+            let mut sasl = cfg
+                .sasl_listeners
+                .iter()
+                .any(|l| **l == *listener)
+                .then(|| SaslSession::new(&cfg.sasl_enabled_mechanisms));
+            let mut close_after = false;
+            // The throttle time the last request set (a client quota), in ms.
+            let throttle_ms = AtomicU64::new(0);
+            // When the SASL session ends (connections.max.reauth.ms after authenticating).
+            let mut session_expires: Option<std::time::Instant> = None;
+            // The client certificate's principal (mutual TLS), else anonymous, until SASL
+            // authenticates the connection.
+            let mut caller = match certificate_principal {
+                Some(p) => Caller::new(p, peer.ip().to_string()),
+                None => Caller::anonymous(peer.ip().to_string()),
             };
-            let frame = match read {
-                Ok(Some(f)) => f.freeze(),
-                Ok(None) => {
-                    tracing::debug!(%peer, "Kafka client left or idled out");
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(%peer, reason = %e, "closing Kafka connection");
-                    return;
-                }
-            };
-            let (mut answered_key, mut answered_version) = (None, 0);
-            let answer = match decode(frame) {
-                Err(reason) => {
-                    tracing::warn!(%peer, %reason, "closing Kafka connection");
-                    return;
-                }
-                Ok(Incoming::ApiVersionsFallback { correlation_id }) => {
-                    let body = ResponseKind::ApiVersions(
-                        api::api_versions(ErrorCode::UnsupportedVersion),
-                    );
-                    encode_frame(correlation_id, ApiKey::ApiVersions, 0, &body)
-                }
-                Ok(Incoming::Request {
-                    header,
-                    key,
-                    request,
-                }) => {
-                    let version = header.request_api_version;
-                    (answered_key, answered_version) = (Some(key), version);
-                    let unauthenticated = sasl.as_ref().is_some_and(|s| s.principal().is_none());
-                    if let Some(p) = sasl.as_ref().and_then(SaslSession::principal)
-                        && caller.principal != *p
-                    {
-                        caller.principal = p.clone();
+            loop {
+                let read = tokio::select! {
+                    r = frame::read_frame(&mut rd, cfg.socket_request_max_bytes, cfg.connections_max_idle) => r,
+                    _ = shutdown.changed() => return,
+                    // The writer stopped (the peer is gone, or an answer could not be encoded).
+                    () = answers.closed() => return,
+                };
+                let frame = match read {
+                    Ok(Some(f)) => f.freeze(),
+                    Ok(None) => {
+                        tracing::debug!(%peer, "Kafka client left or idled out");
+                        return;
                     }
-                    let body = if matches!(key, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)
-                        && versions::supported(key, version)
-                    {
-                        let (body, close) = sasl_step(&broker, &mut sasl, *request, version, peer, &listener, &mut session_expires).await;
-                        close_after = close;
-                        body
-                    } else if session_expires.is_some_and(|e| std::time::Instant::now() >= e) && key != ApiKey::ApiVersions {
-                        tracing::warn!(%peer, api = ?key, "closing Kafka connection: its SASL session expired (connections.max.reauth.ms) and the client did not re-authenticate");
+                    Err(e) => {
+                        tracing::warn!(%peer, reason = %e, "closing Kafka connection");
                         return;
-                    } else if unauthenticated && key != ApiKey::ApiVersions {
-                        tracing::warn!(%peer, api = ?key, "closing Kafka connection: a request before SASL authentication on a SASL listener (is the client configured for SASL?)");
+                    }
+                };
+                let (mut answered_key, mut answered_version) = (None, 0);
+                let answer = match decode(frame) {
+                    Err(reason) => {
+                        tracing::warn!(%peer, %reason, "closing Kafka connection");
                         return;
-                    } else if versions::supported(key, version) {
-                        throttle_ms.store(0, Ordering::Relaxed);
-                        let span = tracing::debug_span!("kafka_request", api = ?key, version, correlation_id = header.correlation_id);
-                        let client_id = header.client_id.as_deref().unwrap_or("");
-                        let ctx = api::Ctx {
-                            listener: &listener,
-                            version,
-                            client_id,
-                            client_host: &client_host,
-                            caller: &caller,
-                            throttle_ms: &throttle_ms,
-                        };
-                        let started = std::time::Instant::now();
-                        let staged = match *request {
-                            RequestKind::Produce(r) => {
-                                match api::data::produce_staged(&broker, &ctx, r).instrument(span).await {
-                                    api::Staged::Now(answered) => api::Staged::Now(answered.map(ResponseKind::Produce)),
-                                    api::Staged::Later(replicated) => api::Staged::Later(replicated),
+                    }
+                    Ok(Incoming::ApiVersionsFallback { correlation_id }) => {
+                        let body = ResponseKind::ApiVersions(
+                            api::api_versions(ErrorCode::UnsupportedVersion),
+                        );
+                        encode_frame(correlation_id, ApiKey::ApiVersions, 0, &body)
+                    }
+                    Ok(Incoming::Request {
+                        header,
+                        key,
+                        request,
+                    }) => {
+                        let version = header.request_api_version;
+                        (answered_key, answered_version) = (Some(key), version);
+                        let unauthenticated = sasl.as_ref().is_some_and(|s| s.principal().is_none());
+                        if let Some(p) = sasl.as_ref().and_then(SaslSession::principal)
+                            && caller.principal != *p
+                        {
+                            caller.principal = p.clone();
+                        }
+                        let body = if matches!(key, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)
+                            && versions::supported(key, version)
+                        {
+                            let (body, close) = sasl_step(&broker, &mut sasl, *request, version, peer, &listener, &mut session_expires).await;
+                            close_after = close;
+                            body
+                        } else if session_expires.is_some_and(|e| std::time::Instant::now() >= e) && key != ApiKey::ApiVersions {
+                            tracing::warn!(%peer, api = ?key, "closing Kafka connection: its SASL session expired (connections.max.reauth.ms) and the client did not re-authenticate");
+                            return;
+                        } else if unauthenticated && key != ApiKey::ApiVersions {
+                            tracing::warn!(%peer, api = ?key, "closing Kafka connection: a request before SASL authentication on a SASL listener (is the client configured for SASL?)");
+                            return;
+                        } else if versions::supported(key, version) {
+                            throttle_ms.store(0, Ordering::Relaxed);
+                            let span = tracing::debug_span!("kafka_request", api = ?key, version, correlation_id = header.correlation_id);
+                            let client_id = header.client_id.as_deref().unwrap_or("");
+                            let ctx = api::Ctx {
+                                listener: &listener,
+                                version,
+                                client_id,
+                                client_host: &client_host,
+                                caller: &caller,
+                                throttle_ms: &throttle_ms,
+                            };
+                            let started = std::time::Instant::now();
+                            let staged = match *request {
+                                RequestKind::Produce(r) => {
+                                    match api::data::produce_staged(&broker, &ctx, r).instrument(span.clone()).await {
+                                        api::Staged::Now(answered) => api::Staged::Now(answered.map(ResponseKind::Produce)),
+                                        api::Staged::Later(replicated) => api::Staged::Later(replicated),
+                                    }
+                                }
+                                other => api::Staged::Now(api::handle(&broker, &ctx, other).instrument(span.clone()).await),
+                            };
+                            let answered = match staged {
+                                api::Staged::Now(answered) => answered,
+                                // Appended and not throttled: the answer is queued while it
+                                // waits for the followers, and the next request is read.
+                                api::Staged::Later(replicated) if throttle_ms.load(Ordering::Relaxed) == 0 => {
+                                    let correlation_id = header.correlation_id;
+                                    let answer = async move {
+                                        let body = ResponseKind::Produce(replicated.instrument(span).await);
+                                        crate::metrics::request_done(crate::metrics::api_label(key), started);
+                                        encode_frame(correlation_id, key, version, &body)
+                                    };
+                                    if answers.send(Box::pin(answer)).await.is_err() {
+                                        return;
+                                    }
+                                    continue;
+                                }
+                                api::Staged::Later(replicated) => Some(ResponseKind::Produce(replicated.instrument(span).await)),
+                            };
+                            crate::metrics::request_done(crate::metrics::api_label(key), started);
+                            let request_throttle_ms = if request_time_counted(key) {
+                                let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                                ctx.throttle(&broker, QuotaKey::RequestPercentage, micros, false)
+                            } else {
+                                0
+                            };
+                            match answered {
+                                Some(mut body) => {
+                                    // The client learns of the request quota's throttle in the
+                                    // response, as of a byte rate's.
+                                    crate::throttle_time::raise_throttle_time(&mut body, request_throttle_ms);
+                                    body
+                                }
+                                None => {
+                                    // acks=0: Kafka sends no response, but still mutes a
+                                    // throttled connection.
+                                    if !mute(&throttle_ms, &mut shutdown).await {
+                                        return;
+                                    }
+                                    continue;
                                 }
                             }
-                            other => api::Staged::Now(api::handle(&broker, &ctx, other).instrument(span).await),
-                        };
-                        let answered = match staged {
-                            api::Staged::Now(answered) => answered,
-                            // Appended and not throttled: the answer is queued while it
-                            // waits for the followers, and the next request is read.
-                            api::Staged::Later(replicated) if throttle_ms.load(Ordering::Relaxed) == 0 => {
-                                let correlation_id = header.correlation_id;
-                                let answer = async move {
-                                    let body = ResponseKind::Produce(replicated.await);
-                                    crate::metrics::request_done(crate::metrics::api_label(key), started);
-                                    encode_frame(correlation_id, key, version, &body)
-                                };
-                                if answers.send(Box::pin(answer)).await.is_err() {
-                                    return;
-                                }
-                                continue;
-                            }
-                            api::Staged::Later(replicated) => Some(ResponseKind::Produce(replicated.await)),
-                        };
-                        crate::metrics::request_done(crate::metrics::api_label(key), started);
-                        let request_throttle_ms = if request_time_counted(key) {
-                            let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-                            ctx.throttle(&broker, QuotaKey::RequestPercentage, micros, false)
                         } else {
-                            0
-                        };
-                        match answered {
-                            Some(mut body) => {
-                                // The client learns of the request quota's throttle in the
-                                // response, as of a byte rate's.
-                                crate::throttle_time::raise_throttle_time(&mut body, request_throttle_ms);
-                                body
-                            }
-                            None => {
-                                // acks=0: Kafka sends no response, but still mutes a
-                                // throttled connection.
-                                if !mute(&throttle_ms, &mut shutdown).await {
+                            match api::unsupported(*request) {
+                                Some(body) => body,
+                                None => {
+                                    tracing::warn!(%peer, reason = %format!("{key:?} v{version} is not served by this broker (it serves {} of it)", versions::served_text(key)), "closing Kafka connection");
                                     return;
                                 }
-                                continue;
                             }
-                        }
-                    } else {
-                        match api::unsupported(*request) {
-                            Some(body) => body,
-                            None => {
-                                tracing::warn!(%peer, reason = %format!("{key:?} v{version} is not served by this broker (it serves {} of it)", versions::served_text(key)), "closing Kafka connection");
-                                return;
-                            }
-                        }
-                    };
-                    encode_frame(header.correlation_id, key, version, &body)
-                }
-            };
-            let frame = match answer {
-                Ok(f) => f,
-                Err(reason) => {
-                    tracing::warn!(%peer, %reason, "closing Kafka connection");
+                        };
+                        encode_frame(header.correlation_id, key, version, &body)
+                    }
+                };
+                let frame = match answer {
+                    Ok(f) => f,
+                    Err(reason) => {
+                        tracing::warn!(%peer, %reason, "closing Kafka connection");
+                        return;
+                    }
+                };
+                // A throttled client of an old version (no client-side throttling) gets its
+                // answer late; a new one at once, and backs off itself (KIP-219). Either way
+                // the connection reads nothing more until the throttle time has passed.
+                if !throttled_by_client(answered_key, answered_version) && !mute(&throttle_ms, &mut shutdown).await {
                     return;
                 }
-            };
-            // A throttled client of an old version (no client-side throttling) gets its
-            // answer late; a new one at once, and backs off itself (KIP-219). Either way
-            // the connection reads nothing more until the throttle time has passed.
-            if !throttled_by_client(answered_key, answered_version) && !mute(&throttle_ms, &mut shutdown).await {
-                return;
+                if answers.send(Box::pin(std::future::ready(Ok(frame)))).await.is_err() {
+                    return;
+                }
+                if close_after {
+                    return;
+                }
+                if !mute(&throttle_ms, &mut shutdown).await {
+                    return;
+                }
             }
-            if answers.send(Box::pin(std::future::ready(Ok(frame)))).await.is_err() {
-                return;
-            }
-            if close_after {
-                return;
-            }
-            if !mute(&throttle_ms, &mut shutdown).await {
-                return;
-            }
-        }
         };
         // The reader ends first (the sender drops with it); the writer then writes what
         // is queued and ends.

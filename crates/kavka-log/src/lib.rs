@@ -18,7 +18,8 @@
 //!   anywhere else refuses to open, naming the file, rather than dropping data silently.
 //!
 //! `PartitionLog` does blocking file I/O and is not thread-safe by itself: callers hold it
-//! behind a lock and call it off the async runtime (`spawn_blocking`). [`GroupCommit`]
+//! behind a lock and call it off the async runtime (`spawn_blocking`), unless the call
+//! only copies to or from the page cache (a small append with no fsync). [`GroupCommit`]
 //! makes `fsync` durability cheap under concurrency by letting one fsync cover every
 //! append that finished before it began.
 
