@@ -51,10 +51,20 @@ cpu() {
   done
   awk -v t="$t" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.3f", t / hz}'
 }
+# Replica fetches the three leaders answered so far (from /metrics; 0 without HTTP).
+fetches() {
+  local t=0 v
+  for i in 1 2 3; do
+    v=$(curl -s "127.0.0.1:$((BASE + 200 + i))/metrics" 2>/dev/null |
+      awk '$1 == "kavka_replica_fetch_requests_total" {print $2}')
+    t=$((t + ${v:-0}))
+  done
+  echo "$t"
+}
 # Records/s and p99 ms from kafka_produce.py's summary line.
 rate() { sed -E 's/.* sent, ([0-9]+) records\/s.*/\1/' <<<"$1"; }
 p99() { sed -E 's/.*p99 ([0-9.]+),.*/\1/' <<<"$1"; }
-rtt() { sed -E 's/.*per broker-second: (.*)$/\1/' <<<"$1"; }
+rtt() { sed -E 's/.*per broker-second: ([^;]*).*$/\1/' <<<"$1"; }
 sent() { awk '{print $1}' <<<"$1"; }
 produce() { # topic acks records [records/s]
   "$PY" -W ignore bench/kafka_produce.py "$KALL" "$1" "$3" 1024 "$2" ${4:-} 2>/dev/null | tail -1
@@ -65,15 +75,17 @@ echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}
 # slow a later one (it did: the second of two legs ran up to a third slower). Legs run
 # acks=1, acks=all, acks=all, acks=1, so a drift through the run cancels out.
 leg() { # number acks records [records/s] -> "summary line|server CPU-seconds"
-  local before after out n=$1
+  local before after f0 f1 out n=$1
   shift
   [ "$n" -gt 1 ] && $K -b "$ALL" topic delete "leg-$((n - 1))" >/dev/null
   $K -b "$ALL" topic create "leg-$n" --partitions 6 --replication-factor 3 --config min.insync.replicas=2 >/dev/null
   sync
   before=$(cpu)
+  f0=$(fetches)
   out=$(produce "leg-$n" "$@")
   after=$(cpu)
-  echo "$out|$(awk -v a="$before" -v b="$after" 'BEGIN {print b - a}')"
+  f1=$(fetches)
+  echo "$out; $((f1 - f0)) replica fetches|$(awk -v a="$before" -v b="$after" 'BEGIN {print b - a}')"
 }
 one1=$(leg 1 1 "$N"); echo "acks=1   full speed: ${one1%|*}"
 all1=$(leg 2 all "$N"); echo "acks=all full speed: ${all1%|*}"

@@ -32,12 +32,11 @@ use tonic::transport::Channel;
 /// A client of a leader's broker service, presenting the cluster's secret.
 type Client = BrokerServiceClient<InterceptedService<Channel, PresentSecret>>;
 
-/// Pause after errors, so a broken partition or leader does not spin.
 /// The HTTP/2 frame size this follower accepts from its leader (the default is 16 KiB):
 /// a fetch answer of records arrives in a few large frames, so in a few large reads,
 /// rather than as one 16 KiB frame (and about one read) after another.
 const REPLICA_FETCH_FRAME_BYTES: u32 = 1 << 20;
-
+/// Pause after errors, so a broken partition or leader does not spin.
 const BACKOFF: Duration = Duration::from_millis(100);
 /// How often a fetcher holding only throttled partitions looks again.
 const THROTTLE_WAIT: Duration = Duration::from_millis(50);

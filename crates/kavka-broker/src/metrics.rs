@@ -132,6 +132,13 @@ pub(crate) fn record_fetch<'a>(
     }
 }
 
+/// Counts one replica fetch this leader answered and the record bytes it returned
+/// (Kafka's `RequestsPerSec{request=FetchFollower}` and `ReplicationBytesOutPerSec`).
+pub(crate) fn record_replica_fetch(bytes: u64) {
+    metrics::counter!("kavka_replica_fetch_requests_total").increment(1);
+    metrics::counter!("kavka_replication_bytes_out_total").increment(bytes);
+}
+
 /// Counts a client throttled for going over its `quota` (`producer_byte_rate`, ...):
 /// one request, and the time it waits. Labelled by quota type only (bounded).
 pub(crate) fn record_throttle(quota: &'static str, throttle_ms: u64) {
@@ -280,6 +287,15 @@ fn describe() {
             "kavka_topic_bytes_out_total",
             Unit::Bytes,
             "Record batch bytes returned to consumers"
+        );
+        describe_counter!(
+            "kavka_replica_fetch_requests_total",
+            "Replica fetches this broker answered as leader (one per follower round)"
+        );
+        describe_counter!(
+            "kavka_replication_bytes_out_total",
+            Unit::Bytes,
+            "Record batch bytes this broker sent to its followers"
         );
         describe_counter!(
             "kavka_partition_errors_total",

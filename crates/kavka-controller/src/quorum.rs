@@ -25,8 +25,8 @@ use crate::raft::peers::{ControllerSecret, PeerPolicy};
 use crate::raft::state_machine::MetadataStateMachine;
 use crate::types::{DirectoryId, MetadataRequest, NodeId, TypeConfig, VoterNode};
 use crate::voters::{
-    MembershipView, VoterChange, check_voter_change, directory_fill_in, static_lists_cleared,
-    static_quorum,
+    MembershipView, VoterChange, check_voter_change, directory_fill_in, membership_in_flight,
+    static_lists_cleared, static_quorum,
 };
 use kavka_metadata::{MetadataImage, MetadataRecord};
 use kavka_model::{ErrorCode, KafkaError};
@@ -125,6 +125,9 @@ impl Drop for Marked<'_> {
 /// The longest a static voter's directory-id write may take before it is given up (and
 /// tried again later).
 const FILL_IN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an operator's voter change waits for this controller to apply a membership
+/// entry it has already committed (see `Quorum::settled_membership_view`).
+const MEMBERSHIP_SETTLE: Duration = Duration::from_secs(2);
 
 pub struct Quorum {
     node_id: NodeId,
@@ -265,7 +268,7 @@ impl Quorum {
         let membership = stored.membership();
         let joint = membership.get_joint_config();
         let newest: BTreeSet<NodeId> = joint.last().cloned().unwrap_or_default();
-        let committed = m.last_applied.as_ref().map(|l| l.index());
+        let applied = m.last_applied.as_ref().map(|l| l.index());
         let entry = stored.log_id().as_ref().map(|l| l.index());
         MembershipView {
             voters: newest
@@ -273,8 +276,39 @@ impl Quorum {
                 .map(|id| (*id, membership.get_node(id).and_then(|n| n.directory_id)))
                 .collect(),
             learners: membership.learner_ids().collect(),
-            change_in_flight: joint.len() > 1 || entry > committed,
+            change_in_flight: membership_in_flight(joint.len(), entry, applied),
         }
+    }
+
+    /// [`Self::membership_view`] once this controller's metrics show its newest
+    /// membership entry applied, waiting at most [`MEMBERSHIP_SETTLE`]. openraft answers
+    /// a membership write as the entry is applied, a moment before its metrics say so:
+    /// read at once after this controller's own write (a directory-id fill-in whose lock
+    /// an operator's change was waiting on, or the operator's previous change), the view
+    /// would show a change in flight that has already committed. A joint config is not
+    /// waited for (a change truly in flight is refused at once), nor is an entry that
+    /// does not apply in time (refused as in flight).
+    async fn settled_membership_view(&self) -> MembershipView {
+        let settled = self
+            .raft
+            .wait(Some(MEMBERSHIP_SETTLE))
+            .metrics(
+                |m| {
+                    let stored = &m.membership_config;
+                    stored.membership().get_joint_config().len() > 1
+                        || !membership_in_flight(
+                            1,
+                            stored.log_id().as_ref().map(|l| l.index()),
+                            m.last_applied.as_ref().map(|l| l.index()),
+                        )
+                },
+                "the newest membership entry applied",
+            )
+            .await;
+        if let Err(e) = settled {
+            tracing::debug!(error = %e, "the newest membership entry is not applied yet");
+        }
+        self.membership_view()
     }
 
     /// A member's address: from the static list when it is there (addresses in old
@@ -308,7 +342,7 @@ impl Quorum {
             )
         })?;
         check_voter_change(
-            &self.membership_view(),
+            &self.settled_membership_view().await,
             VoterChange::Add { id, directory_id },
         )?;
         let started = std::time::Instant::now();
@@ -370,7 +404,7 @@ impl Quorum {
         let _one_at_a_time = self.lock_voter_change().await?;
         self.ensure_leader()?;
         check_voter_change(
-            &self.membership_view(),
+            &self.settled_membership_view().await,
             VoterChange::Remove { id, directory_id },
         )?;
         let changed = tokio::time::timeout(
@@ -412,7 +446,7 @@ impl Quorum {
         self.ensure_leader()?;
         let placeholder = DirectoryId(uuid::Uuid::nil());
         check_voter_change(
-            &self.membership_view(),
+            &self.settled_membership_view().await,
             VoterChange::Add {
                 id,
                 directory_id: placeholder,
@@ -543,8 +577,8 @@ impl Quorum {
             let stored = &m.membership_config;
             let membership = stored.membership();
             let entry = stored.log_id().as_ref().map(|l| l.index());
-            let committed = m.last_applied.as_ref().map(|l| l.index());
-            if membership.get_joint_config().len() != 1 || entry > committed {
+            let applied = m.last_applied.as_ref().map(|l| l.index());
+            if membership_in_flight(membership.get_joint_config().len(), entry, applied) {
                 return None;
             }
             let voters: BTreeMap<NodeId, VoterNode> = membership

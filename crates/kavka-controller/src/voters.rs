@@ -36,6 +36,17 @@ pub struct MembershipView {
     pub change_in_flight: bool,
 }
 
+/// Whether the newest membership entry is still a change in flight: a joint config (the
+/// first of openraft's two entries), or an entry (`entry`, its log index) that this
+/// controller has not applied yet (`applied`, the last applied index).
+pub fn membership_in_flight(
+    joint_configs: usize,
+    entry: Option<u64>,
+    applied: Option<u64>,
+) -> bool {
+    joint_configs > 1 || entry > applied
+}
+
 /// A requested change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VoterChange {
@@ -430,6 +441,27 @@ mod tests {
         after.extend(cleared);
         assert_eq!(static_quorum(&after, false), None);
         assert!(static_lists_cleared(&after).is_empty());
+    }
+
+    #[test]
+    fn membership_in_flight_table() {
+        // (configs in the joint membership, its entry, last applied) -> in flight
+        let cases = [
+            (1, None, None, false),         // the initial, empty membership
+            (1, Some(0), Some(0), false),   // formed and applied
+            (1, Some(15), Some(17), false), // applied, more applied since
+            (1, Some(15), Some(14), true),  // appended, not applied yet
+            (1, Some(15), None, true),      // nothing applied at all
+            (2, Some(15), Some(15), true),  // joint: the change's second entry is to come
+            (2, Some(15), Some(20), true),
+        ];
+        for (joint, entry, applied, want) in cases {
+            assert_eq!(
+                membership_in_flight(joint, entry, applied),
+                want,
+                "joint={joint} entry={entry:?} applied={applied:?}"
+            );
+        }
     }
 
     #[test]

@@ -114,13 +114,24 @@ impl ReplicaManager {
                 .map(|p| p.as_ref().ok().map(|p| p.watch_appends())),
         );
         let mut resp = self.replica_fetch_once(&req, &hosted, None).await;
+        let answered = |resp: Vec<ReplicaFetched>| {
+            let bytes = resp
+                .iter()
+                .map(|r| match &r.outcome {
+                    ReplicaFetchOutcome::Read(r) => r.records.len() as u64,
+                    _ => 0,
+                })
+                .sum();
+            crate::metrics::record_replica_fetch(bytes);
+            resp
+        };
         loop {
             if resp.iter().any(ReplicaFetched::has_news) || tokio::time::Instant::now() >= deadline
             {
-                return resp;
+                return answered(resp);
             }
             let Some(woken) = wakeups.wait_until(deadline).await else {
-                return resp;
+                return answered(resp);
             };
             // Only the woken partitions are read again (their fetch offsets are the same:
             // recording the follower's progress twice changes nothing).
