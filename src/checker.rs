@@ -340,7 +340,7 @@ fn read_replica(node: i32, dir: &Path) -> anyhow::Result<ReplicaLog> {
     Ok(ReplicaLog {
         node,
         records,
-        batches: data.records,
+        batches: data.records.into(),
         log_start: start.0,
     })
 }

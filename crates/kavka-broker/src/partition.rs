@@ -436,6 +436,8 @@ impl Partition {
                 .append_as_leader(records, st.leader_epoch, log_append_time, crate::now_ms())
                 .map_err(kafka_error)?;
             self.advance_hw(&log, &st);
+            // The log keeps what the in-sync followers have yet to fetch (none: nothing).
+            log.trim_tail(self.high_watermark());
             (
                 info,
                 st.leader_epoch,
@@ -564,7 +566,7 @@ impl Partition {
     ) -> Result<ReadResult, KafkaError> {
         #[cfg(test)]
         self.reads.fetch_add(1, Ordering::Relaxed);
-        let log = self.lock();
+        let mut log = self.lock();
         let mut st = self.state();
         if st.role != Role::Leader {
             return Err(KafkaError::new(
@@ -620,9 +622,10 @@ impl Partition {
             .record_fetch(fetch_offset, leo, now);
         self.advance_hw(&log, &st);
         drop(st);
+        log.trim_tail(self.high_watermark());
         let data = if fetch_offset == leo {
             FetchData {
-                records: vec![],
+                records: Default::default(),
                 log_start_offset: log.log_start_offset(),
                 log_end_offset: leo,
             }

@@ -216,6 +216,8 @@ impl PartitionLog {
         std::fs::rename(&new.index, &old.index).at(&old.index)?;
         std::fs::rename(&new.time_index, &old.time_index).at(&old.time_index)?;
         sync_dir(&self.dir)?;
+        // The records at these offsets changed: the tail no longer holds what is there.
+        self.tail.clear();
         let seg = match LogSegment::open(&self.dir, base, interval, false)? {
             Opened::Clean(s) | Opened::TruncatedTail(s, _, _) => s,
         };

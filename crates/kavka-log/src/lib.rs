@@ -16,6 +16,9 @@
 //!   when appended or recovered;
 //! - on open, a torn or CRC-failing tail of the active segment is truncated; corruption
 //!   anywhere else refuses to open, naming the file, rather than dropping data silently.
+//! - the batches last appended as leader are also kept in memory, as written (`tail`,
+//!   bounded per log and per process): a read that starts at one of them is answered
+//!   from memory; truncation, compaction and a follower's append forget them first.
 //!
 //! `PartitionLog` does blocking file I/O and is not thread-safe by itself: callers hold it
 //! behind a lock and call it off the async runtime (`spawn_blocking`), unless the call
@@ -36,6 +39,7 @@ mod producer_state;
 mod recovery;
 mod retired;
 mod segment;
+mod tail;
 mod volume;
 
 pub use compaction::CompactionStats;

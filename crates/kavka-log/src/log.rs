@@ -8,6 +8,8 @@ use crate::producer_snapshot::SnapshotChain;
 use crate::producer_state::{Duplicate, ProducerStates};
 use crate::retired::RetiredFiles;
 use crate::segment::{LogSegment, Opened};
+use crate::tail::TailCache;
+use bytes::Bytes;
 use kavka_model::logs::ActiveProducer;
 use kavka_model::{LeaderEpoch, Offset};
 use kavka_record::{
@@ -34,7 +36,7 @@ pub struct AppendInfo {
 /// Whole batches read from the log, plus where the log starts and ends.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FetchData {
-    pub records: Vec<u8>,
+    pub records: Bytes,
     pub log_start_offset: Offset,
     pub log_end_offset: Offset,
 }
@@ -59,6 +61,9 @@ pub struct PartitionLog {
     /// The log start when DeleteRecords moved it past the first segment's base (records
     /// below it are gone though their segment is not); persisted in [`LOG_START_FILE`].
     start: Offset,
+    /// The batches last appended as leader, as written ([`crate::tail`]): reads of what
+    /// was just appended are answered from memory.
+    pub(crate) tail: TailCache,
 }
 
 /// The log start DeleteRecords moved inside the first segment: a version line, then the
@@ -161,6 +166,7 @@ impl PartitionLog {
             retired: RetiredFiles::default(),
             fsyncs: 0,
             start: Offset::ZERO,
+            tail: TailCache::default(),
         };
         if let Some(stored) = read_log_start(dir) {
             // Never past the end: a log cut back below where records were deleted
@@ -478,7 +484,11 @@ impl PartitionLog {
             pos += h.size();
         }
         self.epochs.assign(epoch, first_offset)?;
-        self.write_batches(&buf, now_ms)?;
+        if let Err(e) = self.write_batches(&buf, now_ms) {
+            self.tail.clear();
+            return Err(e);
+        }
+        self.tail.push(first_offset, next, Bytes::from(buf));
         Ok(AppendInfo {
             first_offset,
             last_offset: Offset(next.0 - 1),
@@ -495,6 +505,8 @@ impl PartitionLog {
         records: &[u8],
         now_ms: i64,
     ) -> Result<AppendInfo, LogError> {
+        // The tail holds a leader's appends only.
+        self.tail.clear();
         let headers = self.validate(records)?;
         let mut expected = self.log_end_offset();
         for h in &headers {
@@ -606,6 +618,9 @@ impl PartitionLog {
                 log_end: end,
             });
         }
+        if let Some(records) = self.tail.read(from, upper, max_bytes) {
+            return Ok(self.fetch_data(records));
+        }
         let containing = self.segments.range(..=from).next_back();
         let later = self.segments.range(from.next()..);
         let mut out = Vec::new();
@@ -643,10 +658,16 @@ impl PartitionLog {
                 break;
             }
         }
-        Ok(self.fetch_data(out))
+        Ok(self.fetch_data(out.into()))
     }
 
-    fn fetch_data(&self, records: Vec<u8>) -> FetchData {
+    /// Forgets the appended batches wholly below `offset` in the in-memory tail (every
+    /// replica has fetched them; later reads of them go to the segments).
+    pub fn trim_tail(&mut self, offset: Offset) {
+        self.tail.trim_below(offset);
+    }
+
+    fn fetch_data(&self, records: Bytes) -> FetchData {
         FetchData {
             records,
             log_start_offset: self.log_start_offset(),
@@ -712,6 +733,7 @@ impl PartitionLog {
         if offset >= self.log_end_offset() {
             return Ok(());
         }
+        self.tail.clear();
         if offset <= self.log_start_offset() {
             return self.truncate_fully_and_start_at(offset);
         }
@@ -731,6 +753,7 @@ impl PartitionLog {
     /// Deletes everything and starts empty at `offset` (a follower far behind a leader
     /// whose log starts later, or truncation below the log start).
     pub fn truncate_fully_and_start_at(&mut self, offset: Offset) -> Result<(), LogError> {
+        self.tail.clear();
         for (_, seg) in std::mem::take(&mut self.segments) {
             self.retire(seg)?;
         }

@@ -71,6 +71,7 @@ enum Op {
     Truncate(u16),
     Reopen,
     ReadFrom(u16, u16),
+    TrimTail(u16),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -80,6 +81,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<u16>().prop_map(Op::Truncate),
         1 => Just(Op::Reopen),
         2 => (any::<u16>(), 1u16..2000).prop_map(|(o, m)| Op::ReadFrom(o, m)),
+        1 => any::<u16>().prop_map(Op::TrimTail),
     ]
 }
 
@@ -117,6 +119,12 @@ proptest! {
                     drop(log);
                     log = PartitionLog::open(&path, config(1024)).unwrap();
                 }
+                // What reads answer from memory is forgotten below `to`: reads still
+                // answer the same (from the segments).
+                Op::TrimTail(to) => {
+                    let leo = log.log_end_offset().0;
+                    log.trim_tail(Offset(if leo == 0 { 0 } else { to as i64 % (leo + 1) }));
+                }
                 Op::ReadFrom(from, max_bytes) => {
                     let leo = log.log_end_offset().0;
                     let from = if leo == 0 { 0 } else { from as i64 % (leo + 1) };
@@ -134,6 +142,61 @@ proptest! {
             prop_assert_eq!(read_all(&log, 0), flat);
         }
     }
+}
+
+/// A read of what was just appended is answered from memory (the log's tail) with the
+/// very bytes the segments hold: offsets and leader epoch stamped, as a read after a
+/// reopen (from the files) answers them; a truncation and a follower's append forget it.
+#[test]
+fn reads_of_the_tail_answer_the_bytes_the_segments_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = PartitionLog::open(dir.path(), config(1 << 20)).unwrap();
+    for i in 0..4u64 {
+        log.append_as_leader(
+            &batch(&[i, i + 10], 1000, Compression::None)[..],
+            LeaderEpoch(3),
+            None,
+            0,
+        )
+        .unwrap();
+    }
+    let end = log.log_end_offset();
+    let from_memory: Vec<_> = (0..8)
+        .map(|o| log.read(Offset(o), usize::MAX, end).unwrap().records)
+        .collect();
+    drop(log);
+    let mut log = PartitionLog::open(dir.path(), config(1 << 20)).unwrap();
+    for (o, want) in from_memory.iter().enumerate() {
+        let got = log.read(Offset(o as i64), usize::MAX, end).unwrap().records;
+        assert_eq!(&got, want, "offset {o}");
+    }
+    assert_eq!(
+        decode_all(&from_memory[2]),
+        vec![(2, 1), (3, 11), (4, 2), (5, 12), (6, 3), (7, 13)]
+    );
+    // Appended, truncated, appended again: the new records, not the forgotten ones.
+    log.append_as_leader(
+        &batch(&[100], 1000, Compression::None)[..],
+        LeaderEpoch(3),
+        None,
+        0,
+    )
+    .unwrap();
+    log.truncate_to(Offset(8)).unwrap();
+    log.append_as_leader(
+        &batch(&[200], 1000, Compression::None)[..],
+        LeaderEpoch(4),
+        None,
+        0,
+    )
+    .unwrap();
+    assert_eq!(read_all(&log, 8), vec![(8, 200)]);
+    // A follower's append of the same offsets after a truncation (the leader changed).
+    log.truncate_to(Offset(8)).unwrap();
+    let mut follower_batch = batch(&[300], 1000, Compression::None);
+    follower_batch[..8].copy_from_slice(&8i64.to_be_bytes());
+    log.append_as_follower(&follower_batch, 0).unwrap();
+    assert_eq!(read_all(&log, 8), vec![(8, 300)]);
 }
 
 #[test]

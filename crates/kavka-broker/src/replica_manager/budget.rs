@@ -33,12 +33,13 @@ impl ResponseBudget {
 
     /// Takes one partition's read into the response: `records` as read, or nothing when
     /// they would overrun the budget after another partition already brought records.
-    pub(super) fn take(&mut self, records: Vec<u8>) -> Vec<u8> {
-        if self.any_records && records.len() > self.left_bytes {
-            return Vec::new();
+    pub(super) fn take<R: AsRef<[u8]> + Default>(&mut self, records: R) -> R {
+        let len = records.as_ref().len();
+        if self.any_records && len > self.left_bytes {
+            return R::default();
         }
-        self.any_records |= !records.is_empty();
-        self.left_bytes = self.left_bytes.saturating_sub(records.len());
+        self.any_records |= len > 0;
+        self.left_bytes = self.left_bytes.saturating_sub(len);
         records
     }
 }

@@ -98,7 +98,7 @@ impl ReplicaManager {
                         let (start, hw, end, _) = part.offsets().await;
                         Ok(ReadResult {
                             data: FetchData {
-                                records: Vec::new(),
+                                records: Default::default(),
                                 log_start_offset: start,
                                 log_end_offset: end,
                             },
@@ -115,7 +115,7 @@ impl ReplicaManager {
                                 log_start_offset: read.data.log_start_offset,
                                 log_end_offset: read.data.log_end_offset,
                             });
-                            r.records = budget.take(read.data.records);
+                            r.records = budget.take(read.data.records).into();
                         }
                         Err(e) => {
                             let (start, hw, end, _) = part.offsets().await;

@@ -255,7 +255,7 @@ impl ReplicaManager {
                             log_start_offset: read.data.log_start_offset,
                             log_end_offset: read.data.log_end_offset,
                         },
-                        records: read.data.records.into(),
+                        records: read.data.records,
                     }),
                     Err((error, bounds)) => ReplicaFetchOutcome::Failed {
                         error,
