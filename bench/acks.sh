@@ -13,7 +13,9 @@
 #      each acknowledged GB is written three times).
 # Release build of the binary; clients from deploy/kafka-clients.sh.
 # Usage: bench/acks.sh [RECORDS]   (default 200000; KAVKA_BIN=path skips the build;
-# KAVKA_BENCH_HTTP='' runs the nodes without their HTTP listener, so without metrics)
+# KAVKA_BENCH_HTTP='' runs the nodes without their HTTP listener, so without metrics;
+# RTT_LOG=file appends the half-rate leg's broker-seconds there, each with the machine's
+# dirty page cache, for bench/rtt_dirty.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-200000}
@@ -66,8 +68,10 @@ rate() { sed -E 's/.* sent, ([0-9]+) records\/s.*/\1/' <<<"$1"; }
 p99() { sed -E 's/.*p99 ([0-9.]+),.*/\1/' <<<"$1"; }
 rtt() { sed -E 's/.*per broker-second: ([^;]*).*$/\1/' <<<"$1"; }
 sent() { awk '{print $1}' <<<"$1"; }
+HALF_RTT_LOG=${RTT_LOG:-}
+unset RTT_LOG
 produce() { # topic acks records [records/s]
-  "$PY" -W ignore bench/kafka_produce.py "$KALL" "$1" "$3" 1024 "$2" ${4:-} 2>/dev/null | tail -1
+  RTT_LOG=$([ -n "${4:-}" ] && echo "$HALF_RTT_LOG") "$PY" -W ignore bench/kafka_produce.py "$KALL" "$1" "$3" 1024 "$2" ${4:-} 2>/dev/null | tail -1
 }
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $N records of 1 KiB, 6 partitions, RF=3, min.insync.replicas=2"
 # Each leg writes a new topic and the previous one is deleted first: the page cache's

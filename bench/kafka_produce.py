@@ -21,6 +21,16 @@ extra = dict(kv.split("=", 1) for kv in os.environ.get("KAFKA_CONFIG", "").split
 rtt_p99_us = []
 
 
+def page_cache():
+    """The machine's dirty and under-writeback page cache, in MiB (Linux)."""
+    try:
+        with open("/proc/meminfo") as f:
+            kb = {l.split(":")[0]: int(l.split()[1]) for l in f if l.startswith(("Dirty:", "Writeback:"))}
+        return f"dirty_mib {kb['Dirty'] // 1024} writeback_mib {kb['Writeback'] // 1024}"
+    except (OSError, KeyError, ValueError):
+        return "dirty_mib ? writeback_mib ?"
+
+
 def stats(js):
     for b in json.loads(js).get("brokers", {}).values():
         rtt = b.get("rtt", {})
@@ -28,7 +38,7 @@ def stats(js):
             rtt_p99_us.append((time.perf_counter(), rtt["p99"]))
             if os.environ.get("RTT_LOG"):  # one line per broker-second, for a closer look
                 with open(os.environ["RTT_LOG"], "a") as f:
-                    print(f"{time.time():.1f} {b.get('nodeid')} cnt {rtt['cnt']} p50 {rtt['p50']} p99 {rtt['p99']} max {rtt['max']}", file=f)
+                    print(f"{time.time():.1f} {b.get('nodeid')} cnt {rtt['cnt']} p50 {rtt['p50']} p99 {rtt['p99']} max {rtt['max']} {page_cache()}", file=f)
 
 
 p = Producer({"bootstrap.servers": bootstrap, "acks": acks, "linger.ms": 5,
