@@ -129,6 +129,17 @@ const FILL_IN_TIMEOUT: Duration = Duration::from_secs(5);
 /// entry it has already committed (see `Quorum::settled_membership_view`).
 const MEMBERSHIP_SETTLE: Duration = Duration::from_secs(2);
 
+/// Whether the newest membership in `m` is a change in flight
+/// ([`membership_in_flight`]: joint, or not applied yet here).
+fn in_flight(m: &RaftMetrics<TypeConfig>) -> bool {
+    let stored = &m.membership_config;
+    membership_in_flight(
+        stored.membership().get_joint_config().len(),
+        stored.log_id().as_ref().map(|l| l.index()),
+        m.last_applied.as_ref().map(|l| l.index()),
+    )
+}
+
 pub struct Quorum {
     node_id: NodeId,
     raft: MetadataRaft,
@@ -268,15 +279,13 @@ impl Quorum {
         let membership = stored.membership();
         let joint = membership.get_joint_config();
         let newest: BTreeSet<NodeId> = joint.last().cloned().unwrap_or_default();
-        let applied = m.last_applied.as_ref().map(|l| l.index());
-        let entry = stored.log_id().as_ref().map(|l| l.index());
         MembershipView {
             voters: newest
                 .iter()
                 .map(|id| (*id, membership.get_node(id).and_then(|n| n.directory_id)))
                 .collect(),
             learners: membership.learner_ids().collect(),
-            change_in_flight: membership_in_flight(joint.len(), entry, applied),
+            change_in_flight: in_flight(&m),
         }
     }
 
@@ -293,15 +302,7 @@ impl Quorum {
             .raft
             .wait(Some(MEMBERSHIP_SETTLE))
             .metrics(
-                |m| {
-                    let stored = &m.membership_config;
-                    stored.membership().get_joint_config().len() > 1
-                        || !membership_in_flight(
-                            1,
-                            stored.log_id().as_ref().map(|l| l.index()),
-                            m.last_applied.as_ref().map(|l| l.index()),
-                        )
-                },
+                |m| m.membership_config.membership().get_joint_config().len() > 1 || !in_flight(m),
                 "the newest membership entry applied",
             )
             .await;
@@ -576,11 +577,10 @@ impl Quorum {
             let m = m.borrow_watched();
             let stored = &m.membership_config;
             let membership = stored.membership();
-            let entry = stored.log_id().as_ref().map(|l| l.index());
-            let applied = m.last_applied.as_ref().map(|l| l.index());
-            if membership_in_flight(membership.get_joint_config().len(), entry, applied) {
+            if in_flight(&m) {
                 return None;
             }
+            let entry = stored.log_id().as_ref().map(|l| l.index());
             let voters: BTreeMap<NodeId, VoterNode> = membership
                 .voter_ids()
                 .filter_map(|id| membership.get_node(&id).map(|n| (id, n.clone())))
