@@ -9,6 +9,13 @@
 //! Lookups use the entries in memory: the file is opened only to change it (appends and
 //! truncation of the active segment) and closed when its segment is sealed, so closed
 //! segments hold no descriptors for their indexes.
+//!
+//! Appends reach the file in groups ([`FLUSH_EVERY`] entries, and whatever is pending
+//! when the segment is sealed, synced, truncated or its rebuilt index renamed), not one
+//! small write per entry: on a busy partition every batch adds an entry to both indexes,
+//! and two syscalls per batch cost more than the batch's own write. Entries not yet in
+//! the file exist only for the active segment, whose indexes are rebuilt from its log on
+//! every open, so a crash loses none that an open relies on.
 
 use crate::error::{IoContext, LogError};
 use std::fs::{File, OpenOptions};
@@ -27,6 +34,9 @@ pub(crate) struct TimeEntry {
     pub relative_offset: u32,
 }
 
+/// Pending entries are written to the file once this many have gathered.
+pub(crate) const FLUSH_EVERY: usize = 256;
+
 /// One index file: in-memory entries mirrored by an append-only file.
 #[derive(Debug)]
 pub(crate) struct IndexFile<E> {
@@ -34,6 +44,8 @@ pub(crate) struct IndexFile<E> {
     /// Open while the index changes (its segment is active); `None` otherwise.
     file: Option<File>,
     entries: Vec<E>,
+    /// `entries[..written]` are in the file; the rest are pending.
+    written: usize,
 }
 
 pub(crate) trait Entry: Copy {
@@ -99,6 +111,7 @@ impl<E: Entry> IndexFile<E> {
         Ok(Some(Self {
             path: path.to_path_buf(),
             file: None,
+            written: entries.len(),
             entries,
         }))
     }
@@ -116,11 +129,14 @@ impl<E: Entry> IndexFile<E> {
             path: path.to_path_buf(),
             file: None,
             entries: Vec::new(),
+            written: 0,
         })
     }
 
-    /// Moves the file to `path` (a rebuilt index taking its final name).
+    /// Moves the file to `path` (a rebuilt index taking its final name), with every
+    /// entry in it first: a file under its final name is trusted by the next open.
     pub(crate) fn rename_to(&mut self, path: &Path) -> Result<(), LogError> {
+        self.flush()?;
         std::fs::rename(&self.path, path).at(path)?;
         self.path = path.to_path_buf();
         Ok(())
@@ -140,32 +156,52 @@ impl<E: Entry> IndexFile<E> {
         self.entries.last().copied()
     }
 
-    /// Appends an entry if it keeps the index increasing; otherwise does nothing.
+    /// Appends an entry if it keeps the index increasing; otherwise does nothing. The
+    /// file gets it with the next [`FLUSH_EVERY`] or at the next flush.
     pub(crate) fn append(&mut self, e: E) -> Result<(), LogError> {
         if self.entries.last().is_some_and(|last| !last.precedes(&e)) {
             return Ok(());
         }
-        let mut buf = Vec::with_capacity(E::SIZE);
-        e.write(&mut buf);
-        let path = self.path.clone();
-        self.file()?.write_all(&buf).at(&path)?;
         self.entries.push(e);
+        if self.entries.len() - self.written >= FLUSH_EVERY {
+            self.flush()?;
+        }
         Ok(())
     }
 
-    /// Keeps only the entries for which `keep` holds (a prefix), rewriting the file.
+    /// Writes the pending entries to the file, in one write.
+    pub(crate) fn flush(&mut self) -> Result<(), LogError> {
+        if self.written == self.entries.len() {
+            return Ok(());
+        }
+        let mut buf = Vec::with_capacity((self.entries.len() - self.written) * E::SIZE);
+        for e in &self.entries[self.written..] {
+            e.write(&mut buf);
+        }
+        let path = self.path.clone();
+        self.file()?.write_all(&buf).at(&path)?;
+        self.written = self.entries.len();
+        Ok(())
+    }
+
+    /// Keeps only the entries for which `keep` holds (a prefix), shortening the file
+    /// when it held more.
     pub(crate) fn truncate_while(&mut self, keep: impl Fn(&E) -> bool) -> Result<(), LogError> {
         let n = self.entries.iter().take_while(|e| keep(e)).count();
         if n == self.entries.len() {
             return Ok(());
         }
         self.entries.truncate(n);
-        let path = self.path.clone();
-        self.file()?.set_len((n * E::SIZE) as u64).at(&path)?;
+        if n < self.written {
+            let path = self.path.clone();
+            self.file()?.set_len((n * E::SIZE) as u64).at(&path)?;
+            self.written = n;
+        }
         Ok(())
     }
 
     pub(crate) fn sync(&mut self) -> Result<(), LogError> {
+        self.flush()?;
         let path = self.path.clone();
         self.file()?.sync_data().at(&path)
     }
@@ -184,9 +220,12 @@ impl<E: Entry> IndexFile<E> {
         }
     }
 
-    /// Closes the file (the segment was sealed); the next change opens it again.
-    pub(crate) fn release(&mut self) {
+    /// Writes what is pending and closes the file (the segment was sealed); the next
+    /// change opens it again.
+    pub(crate) fn release(&mut self) -> Result<(), LogError> {
+        self.flush()?;
         self.file = None;
+        Ok(())
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -240,12 +279,95 @@ mod tests {
         assert_eq!(idx.lookup(35).unwrap().position, 300);
         assert_eq!(idx.lookup(1000).unwrap().position, 500);
 
+        idx.flush().unwrap();
         let loaded = IndexFile::<OffsetEntry>::load(&path).unwrap().unwrap();
         assert_eq!(loaded.entries(), idx.entries());
 
         idx.truncate_while(|e| e.relative_offset < 30).unwrap();
         let loaded = IndexFile::<OffsetEntry>::load(&path).unwrap().unwrap();
         assert_eq!(loaded.entries().len(), 2);
+    }
+
+    fn entry(i: u32) -> OffsetEntry {
+        OffsetEntry {
+            relative_offset: i,
+            position: i * 100,
+        }
+    }
+
+    fn on_disk(path: &Path) -> Vec<OffsetEntry> {
+        IndexFile::<OffsetEntry>::load(path)
+            .unwrap()
+            .unwrap()
+            .entries
+    }
+
+    #[test]
+    fn entries_reach_the_file_in_groups_and_all_of_them_at_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.index");
+        let mut idx = IndexFile::<OffsetEntry>::create(&path).unwrap();
+        for i in 0..FLUSH_EVERY as u32 - 1 {
+            idx.append(entry(i)).unwrap();
+        }
+        assert_eq!(on_disk(&path), [], "pending until a group gathers");
+        idx.append(entry(FLUSH_EVERY as u32)).unwrap();
+        assert_eq!(on_disk(&path), idx.entries(), "a whole group in one write");
+        for i in 1..=3 {
+            idx.append(entry(FLUSH_EVERY as u32 + i)).unwrap();
+        }
+        assert_eq!(on_disk(&path).len(), FLUSH_EVERY);
+        idx.release().unwrap();
+        assert_eq!(on_disk(&path), idx.entries());
+        assert_eq!(on_disk(&path).len(), FLUSH_EVERY + 3);
+    }
+
+    /// Table: entries written, entries pending, the prefix kept -> the file after the
+    /// truncation, and after a flush.
+    #[test]
+    fn truncation_shortens_the_file_only_where_it_held_what_is_dropped() {
+        for (written, pending, keep, file_after, flushed) in [
+            (4, 3, 7, 4, 7), // nothing dropped
+            (4, 3, 5, 4, 5), // only pending entries dropped: the file is untouched
+            (4, 3, 4, 4, 4), // exactly the pending ones
+            (4, 3, 2, 2, 2), // into the written ones: the file is cut
+            (4, 0, 0, 0, 0),
+            (0, 3, 1, 0, 1),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("0.index");
+            let mut idx = IndexFile::<OffsetEntry>::create(&path).unwrap();
+            for i in 0..written {
+                idx.append(entry(i)).unwrap();
+            }
+            idx.flush().unwrap();
+            for i in written..written + pending {
+                idx.append(entry(i)).unwrap();
+            }
+            idx.truncate_while(|e| e.relative_offset < keep).unwrap();
+            let case = (written, pending, keep);
+            assert_eq!(on_disk(&path).len(), file_after as usize, "{case:?}");
+            idx.flush().unwrap();
+            assert_eq!(on_disk(&path).len(), flushed as usize, "{case:?}");
+            assert_eq!(on_disk(&path), idx.entries(), "{case:?}");
+            // Appends after a truncation continue the file where the index ends.
+            idx.append(entry(100)).unwrap();
+            idx.release().unwrap();
+            assert_eq!(on_disk(&path), idx.entries(), "{case:?}");
+        }
+    }
+
+    #[test]
+    fn a_rebuilt_index_takes_its_final_name_with_every_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join("0.index.tmp");
+        let done = dir.path().join("0.index");
+        let mut idx = IndexFile::<OffsetEntry>::create(&tmp).unwrap();
+        for i in 0..5 {
+            idx.append(entry(i)).unwrap();
+        }
+        idx.rename_to(&done).unwrap();
+        assert_eq!(on_disk(&done).len(), 5);
     }
 
     #[test]

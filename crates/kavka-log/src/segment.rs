@@ -176,7 +176,7 @@ impl LogSegment {
                     log_path: p.log,
                 };
                 seg.rolled_at_ms = seg.first_timestamp();
-                seg.release();
+                seg.release()?;
                 return Ok(Opened::Clean(seg));
             }
         }
@@ -236,7 +236,7 @@ impl LogSegment {
         seg.index.rename_to(&p.index)?;
         seg.time_index.rename_to(&p.time_index)?;
         if !active {
-            seg.release();
+            seg.release()?;
         }
         Ok(match truncated {
             None => Opened::Clean(seg),
@@ -275,11 +275,11 @@ impl LogSegment {
         self.writer().map(|_| ())
     }
 
-    /// Closes every file of a segment that is no longer written.
-    fn release(&mut self) {
+    /// Closes every file of a segment that is no longer written, its indexes complete.
+    fn release(&mut self) -> Result<(), LogError> {
         self.file = LogFile::Sealed;
-        self.index.release();
-        self.time_index.release();
+        self.index.release()?;
+        self.time_index.release()
     }
 
     fn first_timestamp(&self) -> Option<i64> {
@@ -453,8 +453,7 @@ impl LogSegment {
             self.index.sync()?;
             self.time_index.sync()?;
         }
-        self.release();
-        Ok(())
+        self.release()
     }
 
     pub(crate) fn sync_file(&self) -> Result<File, LogError> {

@@ -228,6 +228,54 @@ fn rolls_by_size_and_reads_across_segments() {
     assert!(names.contains(&"00000000000000000000.timeindex".to_string()));
 }
 
+/// Index entries reach their files in groups, but a sealed segment's indexes hold every
+/// entry on disk (the next open trusts them), and the active segment's, rebuilt on open,
+/// answer the same lookups as before.
+#[test]
+fn sealed_segments_hold_every_index_entry_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = config(1 << 30);
+    c.index_interval_bytes = 0; // one entry per batch after the first
+    let batches = 600u64; // more than two groups of pending entries
+    let mut log = PartitionLog::open(dir.path(), c.clone()).unwrap();
+    for i in 0..batches {
+        log.append_as_leader(
+            &batch(&[i], 1000 + i as i64, Compression::None)[..],
+            LeaderEpoch(0),
+            None,
+            0,
+        )
+        .unwrap();
+    }
+    log.roll().unwrap();
+    for i in batches..batches + 10 {
+        log.append_as_leader(
+            &batch(&[i], 1000 + i as i64, Compression::None)[..],
+            LeaderEpoch(0),
+            None,
+            0,
+        )
+        .unwrap();
+    }
+    let len = |name: &str| std::fs::metadata(dir.path().join(name)).unwrap().len();
+    // No entry for the batch at position 0; the time index also gets the seal's last one.
+    assert_eq!(len("00000000000000000000.index"), 8 * (batches - 1));
+    assert_eq!(len("00000000000000000000.timeindex"), 12 * batches);
+    let before: Vec<_> = (0..batches + 10)
+        .step_by(37)
+        .map(|t| log.offset_for_timestamp(1000 + t as i64).unwrap())
+        .collect();
+    drop(log); // the active segment's pending entries are not written: it is rebuilt
+    let log = PartitionLog::open(dir.path(), c).unwrap();
+    let after: Vec<_> = (0..batches + 10)
+        .step_by(37)
+        .map(|t| log.offset_for_timestamp(1000 + t as i64).unwrap())
+        .collect();
+    assert_eq!(before, after);
+    assert_eq!(read_all(&log, 0).len(), (batches + 10) as usize);
+    assert_eq!(read_all(&log, 555).first(), Some(&(555, 555)));
+}
+
 /// segment.index.bytes: a segment rolls once another index entry would not fit, Kafka's
 /// preallocated index size; the default (10 MiB) leaves the same writes in one segment.
 #[test]
