@@ -30,6 +30,7 @@ use kavka_log::{AppendInfo, FetchData, FlushPolicy, GroupCommit, LogConfig, Part
 use kavka_metadata::{PartitionRegistration, TopicId};
 use kavka_model::logs::ActiveProducer;
 use kavka_model::{BrokerId, ErrorCode, KafkaError, LeaderEpoch, Offset, TopicPartition};
+use kavka_record::CheckedBatches;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -375,7 +376,7 @@ impl Partition {
     /// fsync covers them.
     pub(crate) async fn append(
         self: &Arc<Self>,
-        records: Vec<u8>,
+        records: CheckedBatches,
         log_append_time: Option<i64>,
         acks_all: bool,
     ) -> Result<(AppendInfo, LeaderEpoch, Offset), KafkaError> {
@@ -405,7 +406,7 @@ impl Partition {
     /// the blocking pool.
     async fn append_to_log(
         self: &Arc<Self>,
-        records: Vec<u8>,
+        records: CheckedBatches,
         log_append_time: Option<i64>,
         acks_all: bool,
     ) -> Result<(AppendInfo, LeaderEpoch, Offset), KafkaError> {
@@ -425,7 +426,7 @@ impl Partition {
     fn append_locked(
         &self,
         mut log: MutexGuard<'_, PartitionLog>,
-        records: Vec<u8>,
+        records: CheckedBatches,
         log_append_time: Option<i64>,
         acks_all: bool,
     ) -> Result<(AppendInfo, LeaderEpoch, Offset), KafkaError> {
@@ -433,7 +434,12 @@ impl Partition {
             let st = self.state();
             self.check_leader(&st, acks_all)?;
             let info = log
-                .append_as_leader(records, st.leader_epoch, log_append_time, crate::now_ms())
+                .append_checked_as_leader(
+                    records,
+                    st.leader_epoch,
+                    log_append_time,
+                    crate::now_ms(),
+                )
                 .map_err(kafka_error)?;
             self.advance_hw(&log, &st);
             // The log keeps what the in-sync followers have yet to fetch (none: nothing).

@@ -8,8 +8,8 @@ use kavka_model::{
     TopicConfig, TopicPartition,
 };
 use kavka_record::{
-    BATCH_OVERHEAD, BatchRecords, Compression, DECOMPRESSED_BYTES_MAX, Header, Invalid, Origin,
-    Record, RecordBatch, RecordError, Rules, TimestampWindow, batches, set_max_timestamp, validate,
+    BATCH_OVERHEAD, BatchRecords, CheckedBatches, Compression, DECOMPRESSED_BYTES_MAX, Header,
+    Invalid, Origin, Record, RecordBatch, RecordError, Rules, TimestampWindow, batches, validate,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -103,22 +103,22 @@ pub(crate) fn rules_for(config: &TopicConfig, origin: Origin, now_ms: i64) -> Ru
 }
 
 /// Checks every batch of a produce for `tp` (once, on the leader, before anything is
-/// written) and sets a CreateTime batch's max timestamp to its records' largest where a
-/// producer's header disagrees, as Kafka does. Uncompressed batches are read in place.
+/// written; this is also the only check of their CRCs there) and sets a CreateTime
+/// batch's max timestamp to its records' largest where a producer's header disagrees,
+/// as Kafka does. Uncompressed batches are read in place.
 pub(crate) fn validate_batches(
     tp: &TopicPartition,
-    records: &mut [u8],
+    records: Vec<u8>,
     rules: &Rules,
     budget: &DecodeBudget,
-) -> Result<(), KafkaError> {
-    let mut pos = 0;
-    while pos < records.len() {
+) -> Result<CheckedBatches, KafkaError> {
+    CheckedBatches::validated(records, |batch| {
         let left = budget.left();
         let rules = Rules {
             decompressed_bytes_max: left.min(rules.decompressed_bytes_max),
             ..*rules
         };
-        let checked = validate(&records[pos..], &rules).map_err(|e| match e {
+        let checked = validate(batch, &rules).map_err(|e| match e {
             Invalid::Corrupt(RecordError::DecompressedTooLarge { .. })
                 if left < DECOMPRESSED_BYTES_MAX =>
             {
@@ -133,16 +133,8 @@ pub(crate) fn validate_batches(
             e => refused(tp, e),
         })?;
         budget.spend(checked.decompressed_bytes);
-        let h = checked.header;
-        let end = pos + h.size();
-        if h.timestamp_type() == kavka_record::TimestampType::CreateTime
-            && checked.max_timestamp != h.max_timestamp
-        {
-            set_max_timestamp(&mut records[pos..end], checked.max_timestamp);
-        }
-        pos = end;
-    }
-    Ok(())
+        Ok(checked)
+    })
 }
 
 /// Kafka's answer to a refused batch: CORRUPT_MESSAGE for bytes damaged in transit (CRC,
@@ -224,16 +216,16 @@ pub(crate) fn is_light(records: &[u8], topic: CompressionType, max_bytes: usize)
 /// broker-side recompression); with `producer` the bytes are kept as they came.
 pub(crate) fn apply_topic_compression(
     tp: &TopicPartition,
-    records: Vec<u8>,
+    records: CheckedBatches,
     topic: CompressionType,
     max_batch_bytes: usize,
-) -> Result<Vec<u8>, KafkaError> {
+) -> Result<CheckedBatches, KafkaError> {
     let Some(want) = codec_of(topic) else {
         return Ok(records);
     };
     let corrupt = |e: RecordError| KafkaError::new(ErrorCode::CorruptMessage, e.to_string());
     let mut needs = false;
-    for item in batches(&records) {
+    for item in batches(records.as_slice()) {
         let (h, _) = item.map_err(corrupt)?;
         needs |= h.compression().map_err(corrupt)? != want;
     }
@@ -242,7 +234,7 @@ pub(crate) fn apply_topic_compression(
     }
     // The records section is re-encoded as a whole: no record is decoded.
     let mut out = Vec::with_capacity(records.len());
-    let mut rest = &records[..];
+    let mut rest = records.as_slice();
     while !rest.is_empty() {
         let (batch, used) = BatchRecords::open(rest).map_err(corrupt)?;
         if batch.header.compression().map_err(corrupt)? == want {
@@ -277,7 +269,14 @@ pub(crate) fn apply_topic_compression(
         }
         rest = &rest[used..];
     }
-    Ok(out)
+    // Rare (a producer's codec other than the topic's): the new batches are checked
+    // whole again rather than trusted.
+    CheckedBatches::check(out).map_err(|e| {
+        KafkaError::new(
+            ErrorCode::UnknownServerError,
+            format!("{tp}: a recompressed batch does not check: {e}"),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -335,7 +334,12 @@ mod tests {
     fn recompresses_to_the_topic_codec_only_when_it_differs() {
         let gz = build_batch(vec![rec("a", 1)], Compression::Gzip).unwrap();
         let max = 1 << 20;
-        let convert = |t| apply_topic_compression(&tp(), gz.clone(), t, max).unwrap();
+        let checked = CheckedBatches::check(gz.clone()).unwrap();
+        let convert = |t| {
+            apply_topic_compression(&tp(), checked.clone(), t, max)
+                .unwrap()
+                .into_vec()
+        };
         assert_eq!(convert(CompressionType::Producer), gz);
         assert_eq!(convert(CompressionType::Gzip), gz);
         let z = convert(CompressionType::Zstd);
@@ -355,7 +359,8 @@ mod tests {
             (CompressionType::Zstd, 1_000, true),
             (CompressionType::Zstd, 50, false),
         ] {
-            let got = apply_topic_compression(&tp(), gz.clone(), target, max);
+            let checked = CheckedBatches::check(gz.clone()).unwrap();
+            let got = apply_topic_compression(&tp(), checked, target, max);
             match got {
                 Ok(_) => assert!(ok, "{target:?} within {max} was accepted"),
                 Err(e) => {
@@ -376,18 +381,12 @@ mod tests {
         let budget = DecodeBudget::new(250_000);
         // Two batches fit (each ~100 KB decompressed); uncompressed ones cost nothing.
         for batch in [&zstd, &plain, &zstd, &plain] {
-            validate_batches(&tp(), &mut batch.clone(), &rules, &budget).unwrap();
+            validate_batches(&tp(), batch.clone(), &rules, &budget).unwrap();
         }
-        let e = validate_batches(&tp(), &mut zstd.clone(), &rules, &budget).unwrap_err();
+        let e = validate_batches(&tp(), zstd.clone(), &rules, &budget).unwrap_err();
         assert_eq!(e.code, ErrorCode::MessageTooLarge, "{e}");
         assert!(e.message.contains("decompression budget"), "{e}");
         // Another request has its own.
-        validate_batches(
-            &tp(),
-            &mut zstd.clone(),
-            &rules,
-            &DecodeBudget::new(250_000),
-        )
-        .unwrap();
+        validate_batches(&tp(), zstd.clone(), &rules, &DecodeBudget::new(250_000)).unwrap();
     }
 }

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use kavka_model::logs::ActiveProducer;
 use kavka_model::{LeaderEpoch, Offset};
 use kavka_record::{
-    BatchHeader, BatchRecords, batches, set_base_offset, set_log_append_time,
+    BatchHeader, BatchRecords, CheckedBatches, batches, set_base_offset, set_log_append_time,
     set_partition_leader_epoch,
 };
 use std::collections::BTreeMap;
@@ -415,8 +415,9 @@ impl PartitionLog {
             .unwrap_or_else(|| unreachable!("a log always has an active segment"))
     }
 
-    /// Checks every batch's header, size and CRC; returns their headers.
-    fn validate(&self, records: &[u8]) -> Result<Vec<BatchHeader>, LogError> {
+    /// Checks every batch's header and size, and its CRC unless the caller has checked
+    /// it ([`CheckedBatches`]); returns their headers.
+    fn validate(&self, records: &[u8], verify_crc: bool) -> Result<Vec<BatchHeader>, LogError> {
         let mut headers = Vec::new();
         for item in batches(records) {
             let (h, bytes) = item?;
@@ -426,7 +427,9 @@ impl PartitionLog {
                     max: self.config.max_message_bytes as usize,
                 });
             }
-            h.verify_crc(bytes)?;
+            if verify_crc {
+                h.verify_crc(bytes)?;
+            }
             headers.push(h);
         }
         if headers.is_empty() {
@@ -436,7 +439,9 @@ impl PartitionLog {
     }
 
     /// Appends producer batches as the leader: assigns offsets from the log end, stamps
-    /// the leader epoch (and `LogAppendTime` if given), and writes them.
+    /// the leader epoch (and `LogAppendTime` if given), and writes them. Checks every
+    /// batch's CRC first; [`PartitionLog::append_checked_as_leader`] takes batches whose
+    /// CRCs the caller has checked.
     pub fn append_as_leader(
         &mut self,
         records: impl Into<Vec<u8>>,
@@ -444,9 +449,22 @@ impl PartitionLog {
         log_append_time: Option<i64>,
         now_ms: i64,
     ) -> Result<AppendInfo, LogError> {
+        let checked = CheckedBatches::check(records.into())?;
+        self.append_checked_as_leader(checked, epoch, log_append_time, now_ms)
+    }
+
+    /// [`PartitionLog::append_as_leader`] for batches already checked (the broker's
+    /// validation checks each CRC once, record by record, before this).
+    pub fn append_checked_as_leader(
+        &mut self,
+        records: CheckedBatches,
+        epoch: LeaderEpoch,
+        log_append_time: Option<i64>,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
         // Owned: the broker hands its request buffer over, and offsets are set in place.
-        let mut buf = records.into();
-        let headers = self.validate(&buf)?;
+        let mut buf = records.into_vec();
+        let headers = self.validate(&buf, false)?;
         if let Some(Duplicate {
             first_offset,
             last_offset,
@@ -507,7 +525,7 @@ impl PartitionLog {
     ) -> Result<AppendInfo, LogError> {
         // The tail holds a leader's appends only.
         self.tail.clear();
-        let headers = self.validate(records)?;
+        let headers = self.validate(records, true)?;
         let mut expected = self.log_end_offset();
         for h in &headers {
             if h.base_offset < expected.0 {

@@ -9,12 +9,14 @@
 //!   partition leader epoch, log-append time) in place.
 //!
 //! - [`BatchRecords`] walks a batch's records in place, one [`RecordView`] at a time;
-//!   [`validate`] is Kafka's `LogValidator` on top of it.
+//!   [`validate`] is Kafka's `LogValidator` on top of it, and [`CheckedBatches`] carries
+//!   its answer to the log, so that a leader checks each batch's CRC once.
 //!
 //! Invariants: decoding never panics on any input and never allocates more than
 //! [`DECOMPRESSED_BYTES_MAX`] for one batch; every decoded batch passed its CRC check.
 
 mod batch;
+mod checked;
 mod compression;
 mod error;
 mod header;
@@ -23,6 +25,7 @@ mod varint;
 mod view;
 
 pub use batch::{Header, Record, RecordBatch};
+pub use checked::CheckedBatches;
 pub use compression::{Compression, DECOMPRESSED_BYTES_MAX};
 pub use error::RecordError;
 pub use header::{

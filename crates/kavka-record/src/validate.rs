@@ -80,8 +80,10 @@ pub enum Invalid {
     },
 }
 
-/// What a valid batch holds.
+/// What a valid batch holds. Only [`validate`] answers one (`non_exhaustive`: no other
+/// crate can build it), which [`crate::CheckedBatches::validated`] relies on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Checked {
     pub header: BatchHeader,
     /// The largest record timestamp (CreateTime), which the header must carry.

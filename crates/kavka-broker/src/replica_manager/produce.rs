@@ -130,8 +130,7 @@ impl ReplicaManager {
                 tokio::spawn(async move {
                     let tp = part.tp.clone();
                     let prepare = move || {
-                        let mut records = records;
-                        validate_batches(&tp, &mut records, &rules, &budget)?;
+                        let records = validate_batches(&tp, records, &rules, &budget)?;
                         apply_topic_compression(
                             &tp,
                             records,
