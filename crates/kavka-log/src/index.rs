@@ -11,11 +11,12 @@
 //! segments hold no descriptors for their indexes.
 //!
 //! Appends reach the file in groups ([`FLUSH_EVERY`] entries, and whatever is pending
-//! when the segment is sealed, synced, truncated or its rebuilt index renamed), not one
-//! small write per entry: on a busy partition every batch adds an entry to both indexes,
-//! and two syscalls per batch cost more than the batch's own write. Entries not yet in
-//! the file exist only for the active segment, whose indexes are rebuilt from its log on
-//! every open, so a crash loses none that an open relies on.
+//! when the segment is sealed or synced or its rebuilt index renamed), not one small
+//! write per entry: on a busy partition every batch adds an entry to both indexes, and
+//! two more syscalls per batch, each extending a file, cost about 2% of a loaded
+//! broker's CPU (BENCHMARKS.md). Entries not yet in the file exist only for the active
+//! segment, whose indexes are rebuilt from its log on every open, so a crash loses none
+//! that an open relies on.
 
 use crate::error::{IoContext, LogError};
 use std::fs::{File, OpenOptions};
