@@ -13,9 +13,12 @@
 //!   to; older ones change only as retention deletes them whole or the cleaner replaces
 //!   them with a compacted copy that keeps every surviving record at its offset;
 //! - every byte range a read returns is a sequence of whole batches that passed their CRC
-//!   when appended or recovered;
+//!   when appended (checked here, or by the broker's validation for
+//!   `append_checked_as_leader`: a `kavka_record::CheckedBatches`) or recovered;
 //! - on open, a torn or CRC-failing tail of the active segment is truncated; corruption
-//!   anywhere else refuses to open, naming the file, rather than dropping data silently.
+//!   anywhere else refuses to open, naming the file, rather than dropping data silently;
+//! - index entries reach their files in groups: a sealed segment's index files are
+//!   complete, the active segment's may lag its log and are rebuilt on every open;
 //! - the batches last appended as leader are also kept in memory, as written (`tail`,
 //!   bounded per log and per process): a read that starts at one of them is answered
 //!   from memory; truncation, compaction and a follower's append forget them first.
