@@ -57,6 +57,17 @@ fn decode_all(bytes: &[u8]) -> Vec<(i64, u64)> {
     out
 }
 
+/// Appends value `i` as one batch, at timestamp 1000 + `i`.
+fn append_value(log: &mut PartitionLog, i: u64) {
+    log.append_as_leader(
+        &batch(&[i], 1000 + i as i64, Compression::None)[..],
+        LeaderEpoch(0),
+        None,
+        0,
+    )
+    .unwrap();
+}
+
 fn read_all(log: &PartitionLog, from: i64) -> Vec<(i64, u64)> {
     let data = log
         .read(Offset(from), usize::MAX, log.log_end_offset())
@@ -204,13 +215,7 @@ fn rolls_by_size_and_reads_across_segments() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = PartitionLog::open(dir.path(), config(2048)).unwrap();
     for i in 0..100u64 {
-        log.append_as_leader(
-            &batch(&[i], 1000 + i as i64, Compression::None)[..],
-            LeaderEpoch(0),
-            None,
-            0,
-        )
-        .unwrap();
+        append_value(&mut log, i);
     }
     assert!(log.segment_count() > 3, "segments: {}", log.segment_count());
     assert_eq!(read_all(&log, 57).first(), Some(&(57, 57)));
@@ -239,23 +244,11 @@ fn sealed_segments_hold_every_index_entry_on_disk() {
     let batches = 600u64; // more than two groups of pending entries
     let mut log = PartitionLog::open(dir.path(), c.clone()).unwrap();
     for i in 0..batches {
-        log.append_as_leader(
-            &batch(&[i], 1000 + i as i64, Compression::None)[..],
-            LeaderEpoch(0),
-            None,
-            0,
-        )
-        .unwrap();
+        append_value(&mut log, i);
     }
     log.roll().unwrap();
     for i in batches..batches + 10 {
-        log.append_as_leader(
-            &batch(&[i], 1000 + i as i64, Compression::None)[..],
-            LeaderEpoch(0),
-            None,
-            0,
-        )
-        .unwrap();
+        append_value(&mut log, i);
     }
     let len = |name: &str| std::fs::metadata(dir.path().join(name)).unwrap().len();
     // No entry for the batch at position 0; the time index also gets the seal's last one.
@@ -287,13 +280,7 @@ fn rolls_when_the_index_is_full() {
         c.segment_index_bytes = index_bytes;
         let mut log = PartitionLog::open(dir.path(), c).unwrap();
         for i in 0..50u64 {
-            log.append_as_leader(
-                &batch(&[i], 1000 + i as i64, Compression::None)[..],
-                LeaderEpoch(0),
-                None,
-                0,
-            )
-            .unwrap();
+            append_value(&mut log, i);
         }
         assert_eq!(
             log.segment_count() == 1,
@@ -377,13 +364,7 @@ fn closed_segments_hold_no_descriptors_and_reads_share_a_bounded_cache() {
     let dir = dir.path().canonicalize().unwrap();
     let mut log = PartitionLog::open(&dir, config(1024)).unwrap();
     for i in 0..400u64 {
-        log.append_as_leader(
-            &batch(&[i], 1000 + i as i64, Compression::None)[..],
-            LeaderEpoch(0),
-            None,
-            0,
-        )
-        .unwrap();
+        append_value(&mut log, i);
     }
     let segments = log.segment_count();
     assert!(segments > 30, "segments: {segments}");
@@ -981,13 +962,7 @@ fn the_log_start_moves_forward_and_is_kept_across_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let mut log = PartitionLog::open(dir.path(), config(2048)).unwrap();
     for i in 0..100u64 {
-        log.append_as_leader(
-            &batch(&[i], 1000 + i as i64, Compression::None)[..],
-            LeaderEpoch(0),
-            None,
-            0,
-        )
-        .unwrap();
+        append_value(&mut log, i);
     }
     let segments = log.segment_count();
     assert!(segments > 3, "segments: {segments}");
