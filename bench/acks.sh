@@ -78,10 +78,27 @@ echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}
 # dirty data stays about one leg's, so the kernel's writeback of an earlier leg does not
 # slow a later one (it did: the second of two legs ran up to a third slower). Legs run
 # acks=1, acks=all, acks=all, acks=1, so a drift through the run cancels out.
+# Deletes topic $1 and waits (at most 60 s) until no server keeps a directory or an open
+# file of it, so the next leg's CPU does not include freeing this one's page cache (a
+# deleted file's pages go when its last descriptor closes, gigabytes for a leg). Prints
+# the servers' CPU-seconds the deletion took.
+delete_topic() {
+  local before i
+  before=$(cpu)
+  $K -b "$ALL" topic delete "$1" >/dev/null
+  for i in $(seq 600); do
+    if ! ls -d "$DIR"/n*/"$1"-* >/dev/null 2>&1 &&
+      ! for p in "${PIDS[@]}"; do ls -l "/proc/$p/fd"; done 2>/dev/null | grep -q "/$1-[0-9]*/"; then
+      break
+    fi
+    sleep 0.1
+  done
+  awk -v a="$before" -v b="$(cpu)" 'BEGIN {printf "%.2f", b - a}'
+}
 leg() { # number acks records [records/s] -> "summary line|server CPU-seconds"
-  local before after f0 f1 out n=$1
+  local before after f0 f1 out n=$1 deleting=""
   shift
-  [ "$n" -gt 1 ] && $K -b "$ALL" topic delete "leg-$((n - 1))" >/dev/null
+  [ "$n" -gt 1 ] && deleting="; deleting leg-$((n - 1)) took $(delete_topic "leg-$((n - 1))") CPU-s before"
   $K -b "$ALL" topic create "leg-$n" --partitions 6 --replication-factor 3 --config min.insync.replicas=2 >/dev/null
   sync
   before=$(cpu)
@@ -89,7 +106,7 @@ leg() { # number acks records [records/s] -> "summary line|server CPU-seconds"
   out=$(produce "leg-$n" "$@")
   after=$(cpu)
   f1=$(fetches)
-  echo "$out; $((f1 - f0)) replica fetches|$(awk -v a="$before" -v b="$after" 'BEGIN {print b - a}')"
+  echo "$out; $((f1 - f0)) replica fetches$deleting|$(awk -v a="$before" -v b="$after" 'BEGIN {print b - a}')"
 }
 one1=$(leg 1 1 "$N"); echo "acks=1   full speed: ${one1%|*}"
 all1=$(leg 2 all "$N"); echo "acks=all full speed: ${all1%|*}"

@@ -17,7 +17,7 @@ impl ReplicaManager {
     /// broker's `fetch.max.bytes` (at least one batch); if fewer than `min_bytes` are
     /// available, waits up to `max_wait` for high watermark (or role) changes on the
     /// asked partitions and reads again only those that changed.
-    #[tracing::instrument(skip_all, fields(partitions = partitions.len(), max_wait_ms))]
+    #[tracing::instrument(level = "debug", skip_all, fields(partitions = partitions.len(), max_wait_ms))]
     pub async fn fetch(
         &self,
         partitions: Vec<FetchPartitionParams>,

@@ -71,7 +71,7 @@ impl ReplicaManager {
     /// in two stages: this returns once every partition's batches are
     /// appended (or refused), so the next request of the same producer may be appended
     /// behind them; awaiting [`Appended::replicated`] then waits for acks=all.
-    #[tracing::instrument(skip(self, batches, budget), fields(batches = batches.len()))]
+    #[tracing::instrument(level = "debug", skip(self, batches, budget), fields(batches = batches.len()))]
     pub async fn produce_staged(
         &self,
         topic: &TopicName,

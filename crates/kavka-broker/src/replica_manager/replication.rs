@@ -102,7 +102,7 @@ impl ReplicaManager {
     /// nothing is new for any partition, waits up to `max_wait_ms` for appends on the
     /// partitions it asked for, and reads again only those that had some. One answer per
     /// asked partition, in request order.
-    #[tracing::instrument(skip_all, fields(replica = %req.replica, partitions = req.partitions.len()))]
+    #[tracing::instrument(level = "debug", skip_all, fields(replica = %req.replica, partitions = req.partitions.len()))]
     pub async fn replica_fetch(&self, req: ReplicaFetch) -> Vec<ReplicaFetched> {
         let wait = Duration::from_millis(req.max_wait_ms.min(30_000));
         let deadline = tokio::time::Instant::now() + wait;

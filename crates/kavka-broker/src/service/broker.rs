@@ -101,7 +101,7 @@ impl Broker for BrokerService {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(topic = %req.get_ref().topic, acks = req.get_ref().acks))]
+    #[tracing::instrument(level = "debug", skip_all, fields(topic = %req.get_ref().topic, acks = req.get_ref().acks))]
     async fn produce(
         &self,
         req: Request<v1::ProduceRequest>,
@@ -206,7 +206,7 @@ impl Broker for BrokerService {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(max_wait_ms = req.get_ref().max_wait_ms))]
+    #[tracing::instrument(level = "debug", skip_all, fields(max_wait_ms = req.get_ref().max_wait_ms))]
     async fn fetch(
         &self,
         req: Request<v1::FetchRequest>,
