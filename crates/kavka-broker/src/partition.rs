@@ -989,6 +989,22 @@ fn stale_follower(tp: &TopicPartition) -> KafkaError {
     )
 }
 
+/// A partition's files close on the blocking pool when it is dropped inside the runtime.
+/// The last reference to a deleted partition may go on an async worker (a replica
+/// fetcher's round that still held it), and closing a deleted file frees its page cache:
+/// a second or more of kernel time for gigabytes, which would stall every task on that
+/// worker. Outside a runtime (or once it shuts down) they close here.
+impl Drop for Partition {
+    fn drop(&mut self) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let log = self.log.get_mut().unwrap_or_else(|p| p.into_inner());
+        let files = log.take_files();
+        rt.spawn_blocking(move || drop(files));
+    }
+}
+
 /// Appends up to this size run inline on the async worker (page-cache copies); larger
 /// ones, and any that may fsync, go to the blocking pool.
 pub(crate) const INLINE_IO_MAX_BYTES: usize = 1 << 20;
@@ -1002,4 +1018,64 @@ pub(crate) async fn blocking<T: Send + 'static>(
             format!("log task failed: {e}"),
         )
     })?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kavka_model::{PartitionId, TopicName};
+    use std::path::Path;
+
+    fn open_files_under(dir: &Path) -> usize {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|target| target.starts_with(dir))
+            .count()
+    }
+
+    fn partition(dir: &Path) -> Partition {
+        let tp = TopicPartition::new(TopicName::new("t").unwrap(), PartitionId(0));
+        let id = TopicId(uuid::Uuid::from_u128(1));
+        Partition::open(tp, id, BrokerId(1), dir, LogConfig::default(), None).unwrap()
+    }
+
+    #[test]
+    fn dropped_outside_a_runtime_its_files_close_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path().canonicalize().unwrap();
+        let p = partition(&dir);
+        assert!(open_files_under(&dir) > 0);
+        drop(p);
+        assert_eq!(open_files_under(&dir), 0);
+    }
+
+    #[test]
+    fn dropped_in_the_runtime_its_files_close_on_the_blocking_pool() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .max_blocking_threads(1)
+            .enable_time()
+            .build()
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path().canonicalize().unwrap();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        rt.block_on(async {
+            let p = partition(&dir);
+            // The pool's one thread is kept busy, so the close waits in its queue.
+            let busy = tokio::task::spawn_blocking(move || held.recv());
+            drop(p);
+            assert!(
+                open_files_under(&dir) > 0,
+                "the files close on the blocking pool, not on this worker"
+            );
+            release.send(()).unwrap();
+            busy.await.unwrap().unwrap();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while open_files_under(&dir) > 0 {
+                assert!(Instant::now() < deadline, "files still open after 30 s");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+    }
 }

@@ -51,7 +51,7 @@ pub use durability::{FlushPolicy, GroupCommit};
 pub use epoch::{EpochEntry, LeaderEpochCache};
 pub use error::LogError;
 pub use handles::{DEFAULT_CLOSED_SEGMENT_HANDLES, set_closed_segment_handles};
-pub use log::{AppendInfo, FetchData, LOG_START_FILE, PartitionLog};
+pub use log::{AppendInfo, FetchData, LOG_START_FILE, LogFiles, PartitionLog};
 pub use producer_snapshot::DELTAS_MAX as PRODUCER_STATE_DELTAS_MAX;
 pub use producer_state::{BATCHES_TO_RETAIN, Duplicate};
 pub use volume::{VolumeSpace, volume_space};

@@ -45,7 +45,8 @@ pub struct FetchData {
 pub struct PartitionLog {
     pub(crate) dir: PathBuf,
     pub(crate) config: LogConfig,
-    /// By base offset; the last one is the active segment. Never empty.
+    /// By base offset; the last one is the active segment. Never empty, except after
+    /// [`PartitionLog::take_files`], when the log is only dropped.
     pub(crate) segments: BTreeMap<Offset, LogSegment>,
     epochs: LeaderEpochCache,
     /// Idempotent producers as of the log end; their changes count from the end of
@@ -861,6 +862,25 @@ impl PartitionLog {
     /// Deletes the log and its directory.
     pub fn delete(self) -> Result<(), LogError> {
         std::fs::remove_dir_all(&self.dir).at(&self.dir)
+    }
+
+    /// Takes the segment files out of a log about to be dropped, so that its owner can
+    /// close them where blocking is allowed: closing the last descriptor of a deleted
+    /// file frees its page cache, a second or more for gigabytes. The log is left without
+    /// segments and must not be used again, only dropped.
+    pub fn take_files(&mut self) -> LogFiles {
+        LogFiles(std::mem::take(&mut self.segments))
+    }
+}
+
+/// A log's segment files, open until this is dropped (see [`PartitionLog::take_files`]).
+#[must_use = "the files close when this is dropped"]
+pub struct LogFiles(BTreeMap<Offset, LogSegment>);
+
+impl LogFiles {
+    /// How many segments' files this holds.
+    pub fn segments(&self) -> usize {
+        self.0.len()
     }
 }
 

@@ -407,6 +407,28 @@ fn closed_segments_hold_no_descriptors_and_reads_share_a_bounded_cache() {
 }
 
 #[test]
+fn taken_files_stay_open_until_dropped_and_the_emptied_log_holds_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path().canonicalize().unwrap();
+    let mut log = PartitionLog::open(&dir, config(1 << 20)).unwrap();
+    for i in 0..10u64 {
+        append_value(&mut log, i);
+    }
+    let open = open_files_under(&dir);
+    assert!(open > 0, "the active segment's files are open");
+    let files = log.take_files();
+    assert_eq!(files.segments(), 1);
+    drop(log);
+    assert_eq!(
+        open_files_under(&dir),
+        open,
+        "the taken files are still open"
+    );
+    drop(files);
+    assert_eq!(open_files_under(&dir), 0, "dropped, they are all closed");
+}
+
+#[test]
 fn rolls_by_age() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(1 << 20);
