@@ -22,7 +22,9 @@
 //! except page-cache work taken on the async worker while the lock is free: a small
 //! append that cannot fsync (`append_is_light`), a replica read of records appended since
 //! the follower's previous fetch. Nothing on the worker waits for the log lock, except
-//! in the narrow window between a `log_is_free` check and the work it allows.
+//! in the narrow window between a `log_is_free` check and the work it allows. A dropped
+//! partition closes its files on the blocking pool too: the last reference to a deleted
+//! one may go on a worker, and closing a deleted file frees its page cache.
 
 use crate::error::kafka_error;
 use crate::isr::{self, FollowerState, IsrDecision, IsrTiming, LeaderView};
