@@ -8,7 +8,8 @@
 #      request (librdkafka's round trip, request sent to answer read: the median and
 #      worst p99 of the brokers' one-second windows, and the worst after two seconds);
 #   3. the three servers' CPU (user + system, /proc/<pid>/stat) per GB acknowledged,
-#      over the full-speed acks=all run, beside what this machine charges for a plain
+#      over the full-speed acks=all runs (each counted once the previous leg's topic is
+#      deleted and its files closed), beside what this machine charges for a plain
 #      pwrite() into the page cache (bench/page_cache_write.py, measured in the same run:
 #      each acknowledged GB is written three times).
 # Release build of the binary; clients from deploy/kafka-clients.sh.
@@ -74,16 +75,12 @@ produce() { # topic acks records [records/s]
   RTT_LOG=$([ -n "${4:-}" ] && echo "$HALF_RTT_LOG") "$PY" -W ignore bench/kafka_produce.py "$KALL" "$1" "$3" 1024 "$2" ${4:-} 2>/dev/null | tail -1
 }
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $N records of 1 KiB, 6 partitions, RF=3, min.insync.replicas=2"
-# Each leg writes a new topic and the previous one is deleted first: the page cache's
-# dirty data stays about one leg's, so the kernel's writeback of an earlier leg does not
-# slow a later one (it did: the second of two legs ran up to a third slower). Legs run
-# acks=1, acks=all, acks=all, acks=1, so a drift through the run cancels out.
 # Deletes topic $1 and waits (at most 60 s) until no server keeps a directory or an open
 # file of it, so the next leg's CPU does not include freeing this one's page cache (a
 # deleted file's pages go when its last descriptor closes, gigabytes for a leg). Prints
 # the servers' CPU-seconds the deletion took.
 delete_topic() {
-  local before i
+  local before i p
   before=$(cpu)
   $K -b "$ALL" topic delete "$1" >/dev/null
   for i in $(seq 600); do
@@ -95,6 +92,10 @@ delete_topic() {
   done
   awk -v a="$before" -v b="$(cpu)" 'BEGIN {printf "%.2f", b - a}'
 }
+# Each leg writes a new topic and the previous one is deleted first: the page cache's
+# dirty data stays about one leg's, so the kernel's writeback of an earlier leg does not
+# slow a later one (it did: the second of two legs ran up to a third slower). Legs run
+# acks=1, acks=all, acks=all, acks=1, so a drift through the run cancels out.
 leg() { # number acks records [records/s] -> "summary line|server CPU-seconds"
   local before after f0 f1 out n=$1 deleting=""
   shift
