@@ -32,8 +32,8 @@ pub struct ProduceArgs {
     /// none, gzip, snappy, lz4 or zstd.
     #[arg(long, short = 'z', default_value = "none")]
     pub compression: String,
-    /// 0, 1 or all.
-    #[arg(long, default_value = "1", allow_negative_numbers = true)]
+    /// 0, 1 or all (-1). The default is all, as Kafka's producer's since 3.0.
+    #[arg(long, default_value = "all", allow_negative_numbers = true)]
     pub acks: String,
     /// Kafka's batch.size in bytes.
     #[arg(long, default_value_t = 16 * 1024)]
@@ -180,4 +180,46 @@ pub fn summary(verb: &str, count: u64, bytes: u64, took: std::time::Duration) ->
         count as f64 / secs,
         bytes as f64 / secs / 1e6
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cmd {
+        #[command(flatten)]
+        args: ProduceArgs,
+    }
+
+    fn config(argv: &[&str]) -> anyhow::Result<ProducerConfig> {
+        let a = Cmd::try_parse_from(argv)?.args;
+        producer_config(&a.compression, &a.acks, a.batch_size, a.enable_idempotence)
+    }
+
+    #[test]
+    fn acks_default_to_all_and_idempotent_as_kafkas_producer() {
+        let c = config(&["produce", "t"]).unwrap();
+        assert_eq!(c.acks, Acks::All);
+        assert!(c.enable_idempotence);
+        // (argv tail, acks, idempotence asked)
+        let cases: &[(&[&str], Acks, bool)] = &[
+            (&["--acks", "1"], Acks::Leader, true),
+            (&["--acks", "0"], Acks::None, true),
+            (&["--acks", "-1"], Acks::All, true),
+            (&["--enable-idempotence", "false"], Acks::All, false),
+        ];
+        for (tail, acks, idem) in cases {
+            let argv: Vec<&str> = ["produce", "t"]
+                .iter()
+                .chain(tail.iter())
+                .copied()
+                .collect();
+            let c = config(&argv).unwrap();
+            assert_eq!((c.acks, c.enable_idempotence), (*acks, *idem), "{tail:?}");
+        }
+        let e = config(&["produce", "t", "--acks", "2"]).unwrap_err();
+        assert!(e.to_string().contains("invalid acks '2'"), "{e}");
+    }
 }
