@@ -323,8 +323,9 @@ fn read_replica(node: i32, dir: &Path) -> anyhow::Result<ReplicaLog> {
     let start = log.log_start_offset();
     let end = log.log_end_offset();
     let data = log.read(start, usize::MAX / 2, end)?;
+    let batches = data.records.into_bytes();
     let mut records = Vec::new();
-    let mut rest = &data.records[..];
+    let mut rest = &batches[..];
     while !rest.is_empty() {
         let (batch, used) = RecordBatch::decode(rest)?;
         rest = &rest[used..];
@@ -340,7 +341,7 @@ fn read_replica(node: i32, dir: &Path) -> anyhow::Result<ReplicaLog> {
     Ok(ReplicaLog {
         node,
         records,
-        batches: data.records.into(),
+        batches: batches.into(),
         log_start: start.0,
     })
 }

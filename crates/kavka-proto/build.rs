@@ -18,7 +18,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(files, [&root])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("kavka_descriptor.bin"), fds.encode_to_vec())?;
-    tonic_prost_build::configure().bytes(".").compile_fds(fds)?;
+    // ReplicaFetchPartitionResult is written by hand (src/replica_wire.rs): its records
+    // are encoded from the leader's stored pieces without joining them first.
+    tonic_prost_build::configure()
+        .bytes(".")
+        .extern_path(
+            ".kavka.v1.ReplicaFetchPartitionResult",
+            "crate::replica_wire::ReplicaFetchPartitionResult",
+        )
+        .compile_fds(fds)?;
     println!("cargo:rerun-if-changed={}", root.display());
     Ok(())
 }

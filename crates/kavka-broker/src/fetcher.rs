@@ -323,7 +323,7 @@ async fn session(
                 let n = read.records.len();
                 crate::throttle::with(&replicas.throttles.follower, |b| b.spend(n));
             }
-            appends.push((Arc::clone(p), *epoch, leader, read.records));
+            appends.push((Arc::clone(p), *epoch, leader, read.records.into_bytes()));
         }
         // Small appends that need no fsync are page-cache copies: made right here, when
         // no log lock is held (a hint: one may still be

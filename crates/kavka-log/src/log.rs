@@ -11,7 +11,7 @@ use crate::segment::{LogSegment, Opened};
 use crate::tail::TailCache;
 use bytes::Bytes;
 use kavka_model::logs::ActiveProducer;
-use kavka_model::{LeaderEpoch, Offset};
+use kavka_model::{LeaderEpoch, Offset, StoredRecords};
 use kavka_record::{
     BatchHeader, BatchRecords, CheckedBatches, batches, set_base_offset, set_log_append_time,
     set_partition_leader_epoch,
@@ -36,7 +36,8 @@ pub struct AppendInfo {
 /// Whole batches read from the log, plus where the log starts and ends.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FetchData {
-    pub records: Bytes,
+    /// The batches, as the buffers they were read or appended in (see `StoredRecords`).
+    pub records: StoredRecords,
     pub log_start_offset: Offset,
     pub log_end_offset: Offset,
 }
@@ -677,7 +678,7 @@ impl PartitionLog {
                 break;
             }
         }
-        Ok(self.fetch_data(out.into()))
+        Ok(self.fetch_data(Bytes::from(out).into()))
     }
 
     /// Forgets the appended batches wholly below `offset` in the in-memory tail (every
@@ -686,7 +687,7 @@ impl PartitionLog {
         self.tail.trim_below(offset);
     }
 
-    fn fetch_data(&self, records: Bytes) -> FetchData {
+    fn fetch_data(&self, records: StoredRecords) -> FetchData {
         FetchData {
             records,
             log_start_offset: self.log_start_offset(),

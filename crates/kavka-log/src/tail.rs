@@ -6,8 +6,9 @@
 //! - the entries are whole batches, each exactly the bytes written at its offsets, and
 //!   contiguous: each starts where the one before it ends (a push that does not is a
 //!   gap, and the older entries are dropped);
-//! - a read answers a run of whole entries that starts exactly at the asked offset, or
-//!   nothing (the caller reads the segments then);
+//! - a read answers a run of whole entries that starts exactly at the asked offset, as
+//!   the entries' own buffers (shared, never joined here), or nothing (the caller reads
+//!   the segments then);
 //! - whatever removes or rewrites written records (truncation, compaction, a follower's
 //!   append, a failed write) clears the tail first (the log's job), so it never answers
 //!   bytes the log no longer holds;
@@ -17,8 +18,8 @@
 //!
 //! Knows offsets and bytes only: nothing of replicas, leaders or the broker.
 
-use bytes::{Bytes, BytesMut};
-use kavka_model::Offset;
+use bytes::Bytes;
+use kavka_model::{Offset, StoredRecords};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -69,32 +70,29 @@ impl TailCache {
     }
 
     /// Whole entries from `from` on, contiguous, ending at or before `upper`, within
-    /// `max_bytes` (the first entry always, as a segment read does); `None` when no entry
-    /// starts at `from`.
-    pub(crate) fn read(&self, from: Offset, upper: Offset, max_bytes: usize) -> Option<Bytes> {
+    /// `max_bytes` (the first entry always, as a segment read does), as their own
+    /// buffers (not joined); `None` when no entry starts at `from`.
+    pub(crate) fn read(
+        &self,
+        from: Offset,
+        upper: Offset,
+        max_bytes: usize,
+    ) -> Option<StoredRecords> {
         let start = self.entries.binary_search_by(|e| e.base.cmp(&from)).ok()?;
         let mut run = self.entries.range(start..);
         let first = run.next().filter(|e| e.next <= upper)?;
         let mut end = first.next;
-        let mut more = Vec::new();
         let mut taken = first.bytes.len();
+        let mut pieces = vec![first.bytes.clone()];
         for e in run {
             if e.base != end || e.next > upper || taken + e.bytes.len() > max_bytes {
                 break;
             }
             taken += e.bytes.len();
             end = e.next;
-            more.push(&e.bytes);
+            pieces.push(e.bytes.clone());
         }
-        if more.is_empty() {
-            return Some(first.bytes.clone());
-        }
-        let mut out = BytesMut::with_capacity(taken);
-        out.extend_from_slice(&first.bytes);
-        for b in more {
-            out.extend_from_slice(b);
-        }
-        Some(out.freeze())
+        Some(StoredRecords::from_pieces(pieces))
     }
 
     /// Drops the entries wholly below `offset` (every replica has them).
@@ -161,12 +159,16 @@ mod tests {
             (-1, 9, 100, None),
         ];
         for &(from, upper, max, want) in cases {
-            let got = t.read(Offset(from), Offset(upper), max).map(|b| b.len());
+            let got = t.read(Offset(from), Offset(upper), max).map(|r| r.len());
             assert_eq!(got, want, "from {from} upper {upper} max {max}");
         }
-        // The bytes are the entries', in order.
-        let b = t.read(Offset(3), Offset(9), 100).unwrap();
-        assert_eq!(&b[..], &[[3u8; 10], [5u8; 10]].concat()[..]);
+        // The bytes are the entries' own buffers, in order.
+        let r = t.read(Offset(3), Offset(9), 100).unwrap();
+        let shared: Vec<bool> = (r.pieces().iter().zip(t.entries.range(1..)))
+            .map(|(p, e)| p.as_ptr() == e.bytes.as_ptr())
+            .collect();
+        assert_eq!(shared, vec![true, true]);
+        assert_eq!(&r.into_bytes()[..], &[[3u8; 10], [5u8; 10]].concat()[..]);
     }
 
     #[test]

@@ -54,7 +54,7 @@ fn read_all(log: &PartitionLog) -> Vec<(i64, String, Option<String>)> {
         .read(log.log_start_offset(), usize::MAX, log.log_end_offset())
         .unwrap();
     let mut out = Vec::new();
-    let mut rest = &data.records[..];
+    let mut rest = &data.records.clone().into_bytes()[..];
     while !rest.is_empty() {
         let (b, used) = RecordBatch::decode(rest).expect("a read returns only valid batches");
         for (offset, _, r) in b.offsets_and_timestamps() {

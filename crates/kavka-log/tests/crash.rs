@@ -117,7 +117,7 @@ fn sigkill_never_loses_an_fsynced_batch_nor_returns_a_corrupt_one() {
         let log = PartitionLog::open(dir.path(), config()).unwrap();
         let end = log.log_end_offset();
         let data = log.read(Offset(0), usize::MAX, end).unwrap();
-        let mut rest = &data.records[..];
+        let mut rest = &data.records.clone().into_bytes()[..];
         let mut present = std::collections::BTreeMap::new();
         while !rest.is_empty() {
             let (b, used) = RecordBatch::decode(rest).expect("no corrupt batch after recovery");

@@ -72,7 +72,7 @@ fn read_all(log: &PartitionLog, from: i64) -> Vec<(i64, u64)> {
     let data = log
         .read(Offset(from), usize::MAX, log.log_end_offset())
         .unwrap();
-    decode_all(&data.records)
+    decode_all(&data.records.clone().into_bytes())
 }
 
 #[derive(Clone, Debug)]
@@ -139,7 +139,7 @@ proptest! {
                 Op::ReadFrom(from, max_bytes) => {
                     let leo = log.log_end_offset().0;
                     let from = if leo == 0 { 0 } else { from as i64 % (leo + 1) };
-                    let got = decode_all(&log.read(Offset(from), max_bytes as usize, Offset(leo)).unwrap().records);
+                    let got = decode_all(&log.read(Offset(from), max_bytes as usize, Offset(leo)).unwrap().records.into_bytes());
                     let want: Vec<(i64, u64)> = model.iter().filter(|b| b.last().is_some_and(|(l, _)| *l >= from)).flatten().copied().collect();
                     // A bounded read returns a prefix of whole batches, never nothing
                     // when there is something to return.
@@ -173,12 +173,21 @@ fn reads_of_the_tail_answer_the_bytes_the_segments_hold() {
     }
     let end = log.log_end_offset();
     let from_memory: Vec<_> = (0..8)
-        .map(|o| log.read(Offset(o), usize::MAX, end).unwrap().records)
+        .map(|o| {
+            log.read(Offset(o), usize::MAX, end)
+                .unwrap()
+                .records
+                .into_bytes()
+        })
         .collect();
     drop(log);
     let mut log = PartitionLog::open(dir.path(), config(1 << 20)).unwrap();
     for (o, want) in from_memory.iter().enumerate() {
-        let got = log.read(Offset(o as i64), usize::MAX, end).unwrap().records;
+        let got = log
+            .read(Offset(o as i64), usize::MAX, end)
+            .unwrap()
+            .records
+            .into_bytes();
         assert_eq!(&got, want, "offset {o}");
     }
     assert_eq!(
@@ -696,7 +705,7 @@ fn leader_epochs_are_stamped_and_checkpointed() {
     )
     .unwrap();
     let data = log.read(Offset(0), usize::MAX, Offset(3)).unwrap();
-    let (b, _) = RecordBatch::decode(&data.records).unwrap();
+    let (b, _) = RecordBatch::decode(&data.records.clone().into_bytes()).unwrap();
     assert_eq!(b.partition_leader_epoch, 3);
     drop(log);
     let mut log = PartitionLog::open(dir.path(), config(1 << 20)).unwrap();
@@ -723,11 +732,13 @@ fn follower_append_keeps_offsets_and_refuses_gaps_backwards() {
         )
         .unwrap();
     let data = leader.read(Offset(0), usize::MAX, Offset(3)).unwrap();
-    follower.append_as_follower(&data.records, 0).unwrap();
+    follower
+        .append_as_follower(&data.records.clone().into_bytes(), 0)
+        .unwrap();
     assert_eq!(follower.log_end_offset(), Offset(3));
     assert_eq!(read_all(&follower, 0), read_all(&leader, 0));
     assert!(matches!(
-        follower.append_as_follower(&data.records, 0),
+        follower.append_as_follower(&data.records.clone().into_bytes(), 0),
         Err(LogError::NonContiguous { .. })
     ));
 }
@@ -744,7 +755,7 @@ fn log_append_time_is_stamped() {
     )
     .unwrap();
     let data = log.read(Offset(0), usize::MAX, Offset(1)).unwrap();
-    let (b, _) = RecordBatch::decode(&data.records).unwrap();
+    let (b, _) = RecordBatch::decode(&data.records.clone().into_bytes()).unwrap();
     assert_eq!(b.offsets_and_timestamps().next().unwrap().1, 777);
 }
 

@@ -348,7 +348,9 @@ fn truncation_below_the_chain_keeps_its_earlier_links_and_starts_a_new_one() {
         let reference_dir = tempfile::tempdir().unwrap();
         let mut reference = PartitionLog::open(reference_dir.path(), config(300)).unwrap();
         let all = log.read(Offset(0), 1 << 20, Offset(to)).unwrap();
-        reference.append_as_follower(&all.records, 0).unwrap();
+        reference
+            .append_as_follower(&all.records.clone().into_bytes(), 0)
+            .unwrap();
         assert_eq!(reference.log_end_offset(), Offset(to), "{name}");
         log.truncate_to(Offset(to)).unwrap();
         assert_eq!(log.log_end_offset(), Offset(to), "{name}");

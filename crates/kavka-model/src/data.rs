@@ -8,8 +8,7 @@
 //! always one the broker can act on (an unknown `acks` or ListOffsets timestamp is an
 //! error at the edge, with the message Kafka clients have always seen from us).
 
-use crate::{BrokerId, ErrorCode, KafkaError, LeaderEpoch, Offset, TopicPartition};
-use bytes::Bytes;
+use crate::{BrokerId, ErrorCode, KafkaError, LeaderEpoch, Offset, StoredRecords, TopicPartition};
 
 /// How many replicas must have a produced batch before it is acknowledged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -178,7 +177,7 @@ pub struct ReplicaRead {
     pub high_watermark: Offset,
     pub bounds: LogBounds,
     /// Whole batches as stored by the leader, to be written as received.
-    pub records: Bytes,
+    pub records: StoredRecords,
 }
 
 /// One partition's answer to a replica fetch.

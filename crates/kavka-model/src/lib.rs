@@ -21,6 +21,7 @@ pub mod partitioner;
 pub mod quota;
 pub mod raft_voters;
 pub mod scram;
+mod stored_records;
 mod topic;
 
 pub use broker_config::{DYNAMIC_BROKER_KEYS, DynamicBrokerConfig};
@@ -30,4 +31,5 @@ pub use config::{
 };
 pub use error::{ErrorCode, KafkaError, RecordIndexError};
 pub use ids::{BrokerId, LeaderEpoch, Offset, PartitionId, TopicId};
+pub use stored_records::StoredRecords;
 pub use topic::{TopicName, TopicNameError, TopicPartition};

@@ -9,6 +9,23 @@
 //! which clients drop just the same, and the partition comes first in a later fetch
 //! (clients rotate their partitions).
 
+/// Records as a response holds them, measured in bytes.
+pub(super) trait Measured: Default {
+    fn size(&self) -> usize;
+}
+
+impl Measured for Vec<u8> {
+    fn size(&self) -> usize {
+        self.len()
+    }
+}
+
+impl Measured for kavka_model::StoredRecords {
+    fn size(&self) -> usize {
+        self.len()
+    }
+}
+
 /// What is left of one response's byte budget.
 #[derive(Debug)]
 pub(super) struct ResponseBudget {
@@ -33,8 +50,8 @@ impl ResponseBudget {
 
     /// Takes one partition's read into the response: `records` as read, or nothing when
     /// they would overrun the budget after another partition already brought records.
-    pub(super) fn take<R: AsRef<[u8]> + Default>(&mut self, records: R) -> R {
-        let len = records.as_ref().len();
+    pub(super) fn take<R: Measured>(&mut self, records: R) -> R {
+        let len = records.size();
         if self.any_records && len > self.left_bytes {
             return R::default();
         }

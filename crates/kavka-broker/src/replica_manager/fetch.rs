@@ -115,7 +115,7 @@ impl ReplicaManager {
                                 log_start_offset: read.data.log_start_offset,
                                 log_end_offset: read.data.log_end_offset,
                             });
-                            r.records = budget.take(read.data.records).into();
+                            r.records = budget.take(read.data.records).into_bytes().into();
                         }
                         Err(e) => {
                             let (start, hw, end, _) = part.offsets().await;

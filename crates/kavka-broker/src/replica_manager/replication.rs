@@ -213,7 +213,7 @@ impl ReplicaManager {
                     );
                     let throttled = throttle_rate.is_some() && part.is_moving_in(replica);
                     match &mut read {
-                        Ok(r) if throttled && held => r.data.records.clear(),
+                        Ok(r) if throttled && held => r.data.records = Default::default(),
                         Ok(r) => {
                             r.data.records = budget.take(std::mem::take(&mut r.data.records));
                             if throttled {

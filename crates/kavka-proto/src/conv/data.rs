@@ -341,7 +341,7 @@ mod tests {
         let read = ReplicaFetchOutcome::Read(ReplicaRead {
             high_watermark: Offset(8),
             bounds,
-            records: Bytes::from_static(b"batch"),
+            records: Bytes::from_static(b"batch").into(),
         });
         let out_of_range = ReplicaFetchOutcome::Failed {
             error: KafkaError::new(ErrorCode::OffsetOutOfRange, "past the end"),
