@@ -145,7 +145,7 @@ impl CoordinatorLog for GroupLog {
                     log_start_offset: f.offsets.map_or(Offset::ZERO, |o| o.log_start_offset),
                     records: match f.error {
                         Some(e) => Err(e),
-                        None => Ok(f.records),
+                        None => Ok(f.records.into_bytes().into()),
                     },
                 },
                 None => LogRead {

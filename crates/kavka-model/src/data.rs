@@ -126,7 +126,8 @@ pub struct FetchedPartition {
     pub error: Option<KafkaError>,
     /// None when the partition is not served here (its error says why).
     pub offsets: Option<FetchOffsets>,
-    pub records: Vec<u8>,
+    /// Whole batches as the log holds them (a read of the tail shares its buffers).
+    pub records: StoredRecords,
 }
 
 impl FetchedPartition {
@@ -136,7 +137,7 @@ impl FetchedPartition {
             tp,
             error: Some(error),
             offsets: None,
-            records: Vec::new(),
+            records: StoredRecords::default(),
         }
     }
 }

@@ -9,22 +9,7 @@
 //! which clients drop just the same, and the partition comes first in a later fetch
 //! (clients rotate their partitions).
 
-/// Records as a response holds them, measured in bytes.
-pub(super) trait Measured: Default {
-    fn size(&self) -> usize;
-}
-
-impl Measured for Vec<u8> {
-    fn size(&self) -> usize {
-        self.len()
-    }
-}
-
-impl Measured for kavka_model::StoredRecords {
-    fn size(&self) -> usize {
-        self.len()
-    }
-}
+use kavka_model::StoredRecords;
 
 /// What is left of one response's byte budget.
 #[derive(Debug)]
@@ -50,10 +35,10 @@ impl ResponseBudget {
 
     /// Takes one partition's read into the response: `records` as read, or nothing when
     /// they would overrun the budget after another partition already brought records.
-    pub(super) fn take<R: Measured>(&mut self, records: R) -> R {
-        let len = records.size();
+    pub(super) fn take(&mut self, records: StoredRecords) -> StoredRecords {
+        let len = records.len();
         if self.any_records && len > self.left_bytes {
-            return R::default();
+            return StoredRecords::default();
         }
         self.any_records |= len > 0;
         self.left_bytes = self.left_bytes.saturating_sub(len);
@@ -79,7 +64,10 @@ mod tests {
         ];
         for &(max, reads, want) in cases {
             let mut b = ResponseBudget::new(max);
-            let got: Vec<usize> = reads.iter().map(|&n| b.take(vec![0; n]).len()).collect();
+            let got: Vec<usize> = reads
+                .iter()
+                .map(|&n| b.take(vec![0; n].into()).len())
+                .collect();
             assert_eq!(got, want, "budget {max}, reads {reads:?}");
             let first = got.iter().copied().find(|&n| n > 0).unwrap_or(0);
             let total: usize = got.iter().sum();
@@ -90,9 +78,9 @@ mod tests {
     #[test]
     fn left_bytes_counts_down_to_zero() {
         let mut b = ResponseBudget::new(10);
-        b.take(vec![0; 4]);
+        b.take(vec![0; 4].into());
         assert_eq!(b.left_bytes(), 6);
-        b.take(vec![0; 6]);
+        b.take(vec![0; 6].into());
         assert_eq!(b.left_bytes(), 0);
     }
 }

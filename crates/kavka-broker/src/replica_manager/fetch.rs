@@ -79,7 +79,7 @@ impl ReplicaManager {
                 tp: p.tp.clone(),
                 error: None,
                 offsets: None,
-                records: Vec::new(),
+                records: Default::default(),
             };
             let part = self.partition(&p.tp).and_then(|part| {
                 // As leader, only under a held lease (a follower serves committed records
@@ -115,7 +115,7 @@ impl ReplicaManager {
                                 log_start_offset: read.data.log_start_offset,
                                 log_end_offset: read.data.log_end_offset,
                             });
-                            r.records = budget.take(read.data.records).into_bytes().into();
+                            r.records = budget.take(read.data.records);
                         }
                         Err(e) => {
                             let (start, hw, end, _) = part.offsets().await;

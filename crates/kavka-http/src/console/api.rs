@@ -596,7 +596,8 @@ pub async fn messages(
             )));
         }
         let before = next;
-        let mut buf = f.records.as_slice();
+        let records = f.records.into_bytes();
+        let mut buf = &records[..];
         while !buf.is_empty() && out.len() < limit {
             let Ok((batch, size)) = RecordBatch::decode(buf) else {
                 break; // a partial batch at the end of the fetch

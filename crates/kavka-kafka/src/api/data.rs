@@ -11,7 +11,6 @@
 
 use super::{Ctx, Staged, error_parts, str_bytes};
 use crate::Broker;
-use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -306,7 +305,7 @@ pub(crate) async fn fetch(broker: &Broker, ctx: &Ctx<'_>, req: FetchRequest) -> 
                 f.offsets,
                 f.records,
             ),
-            Err((topic, partition, e)) => (topic, partition, Some(e), None, Vec::new()),
+            Err((topic, partition, e)) => (topic, partition, Some(e), None, Default::default()),
         };
         let hw = offsets.map_or(-1, |o| o.high_watermark.0);
         let data = PartitionData::default()
@@ -317,7 +316,7 @@ pub(crate) async fn fetch(broker: &Broker, ctx: &Ctx<'_>, req: FetchRequest) -> 
             .with_log_start_offset(offsets.map_or(-1, |o| o.log_start_offset.0))
             .with_aborted_transactions(Some(Vec::new()))
             .with_preferred_read_replica(BrokerId(-1))
-            .with_records(Some(Bytes::from(records)));
+            .with_records(Some(records.into_bytes()));
         match topics.last_mut() {
             Some(t) if t.topic == topic => t.partitions.push(data),
             _ => topics.push(

@@ -199,7 +199,7 @@ impl From<FetchedPartition> for v1::FetchPartitionResult {
             high_watermark: offsets.map_or(-1, |o| o.high_watermark.0),
             log_start_offset: offsets.map_or(-1, |o| o.log_start_offset.0),
             log_end_offset: offsets.map_or(-1, |o| o.log_end_offset.0),
-            records: f.records.into(),
+            records: f.records.into_bytes(),
         }
     }
 }
@@ -435,7 +435,7 @@ mod tests {
                 log_start_offset: Offset(1),
                 log_end_offset: Offset(12),
             }),
-            records: vec![1, 2, 3],
+            records: vec![1, 2, 3].into(),
         };
         let not_here = FetchedPartition::failed(
             tp(7),
