@@ -678,7 +678,7 @@ impl PartitionLog {
                 break;
             }
         }
-        Ok(self.fetch_data(Bytes::from(out).into()))
+        Ok(self.fetch_data(out.into()))
     }
 
     /// Forgets the appended batches wholly below `offset` in the in-memory tail (every

@@ -81,7 +81,7 @@ impl prost::Message for ReplicaFetchPartitionResult {
             5 => int64::merge(wire_type, &mut self.log_start_offset, buf, ctx),
             6 => int64::merge(wire_type, &mut self.log_end_offset, buf, ctx),
             RECORDS => {
-                // A repeated scalar field: the last one wins, as prost's own does.
+                // A field sent twice: the last one wins, as in prost's generated code.
                 let mut records = Bytes::new();
                 pbytes::merge(wire_type, &mut records, buf, ctx)?;
                 self.records = StoredRecords::from(records);
