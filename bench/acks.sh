@@ -13,7 +13,11 @@
 #      pwrite() into the page cache (bench/page_cache_write.py, measured in the same run:
 #      each acknowledged GB is written three times).
 # Release build of the binary; clients from deploy/kafka-clients.sh.
+# Each node runs its share of the machine's cores as worker threads (--num-io-threads, as
+# `kavka dev --nodes 3` starts them): three nodes sharing two cores.
 # Usage: bench/acks.sh [RECORDS]   (default 200000; KAVKA_BIN=path skips the build;
+# KAVKA_BENCH_IO_THREADS=N gives each node N worker threads instead, '' the default of one
+# per core, as for a node alone on its machine;
 # KAVKA_BENCH_HTTP='' runs the nodes without their HTTP listener, so without metrics;
 # RTT_LOG=file appends the half-rate leg's broker-seconds there, each with the machine's
 # dirty page cache, for bench/rtt_dirty.py)
@@ -38,8 +42,9 @@ for i in 1 2 3; do
   ALL="$ALL${ALL:+,}127.0.0.1:$((BASE + i))"
   KALL="$KALL${KALL:+,}127.0.0.1:$((BASE + 100 + i))"
 done
+IO_THREADS=${KAVKA_BENCH_IO_THREADS-$(( $(nproc) / 3 > 0 ? $(nproc) / 3 : 1 ))}
 for i in 1 2 3; do
-  $K server --node-id $i --listen 127.0.0.1:$((BASE + i)) \
+  $K server --node-id $i ${IO_THREADS:+--num-io-threads "$IO_THREADS"} --listen 127.0.0.1:$((BASE + i)) \
     --kafka-listeners PLAINTEXT://127.0.0.1:$((BASE + 100 + i)) \
     --http-listen "${KAVKA_BENCH_HTTP-127.0.0.1:$((BASE + 200 + i))}" \
     --controller-voters "$V" --data-dir "$DIR/n$i" >> "$DIR/n$i.log" 2>&1 &
@@ -74,7 +79,7 @@ unset RTT_LOG
 produce() { # topic acks records [records/s]
   RTT_LOG=$([ -n "${4:-}" ] && echo "$HALF_RTT_LOG") "$PY" -W ignore bench/kafka_produce.py "$KALL" "$1" "$3" 1024 "$2" ${4:-} 2>/dev/null | tail -1
 }
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $N records of 1 KiB, 6 partitions, RF=3, min.insync.replicas=2"
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); worker threads per node: ${IO_THREADS:-one per core}; $N records of 1 KiB, 6 partitions, RF=3, min.insync.replicas=2"
 # Deletes topic $1 and waits (at most 60 s) until no server keeps a directory or an open
 # file of it, so the next leg's CPU does not include freeing this one's page cache (a
 # deleted file's pages go when its last descriptor closes, gigabytes for a leg). Prints

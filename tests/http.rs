@@ -1,7 +1,8 @@
 //! The HTTP listener of real `kavka server` processes: `/metrics` is valid Prometheus text
 //! with the series the README and the Grafana dashboard promise (and the values follow
 //! what was produced), the health endpoints, 404 for unknown paths, the per-partition
-//! series cap, `--http-listen ''` and a bad `--http-listen`.
+//! series cap, `--http-listen ''` and a bad `--http-listen`, and the runtime's worker
+//! threads (`--num-io-threads`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failure
 
@@ -30,6 +31,26 @@ async fn scrape(node: &Node) -> Vec<Sample> {
         r.headers
     );
     parse_prometheus(&r.body).unwrap_or_else(|e| panic!("invalid exposition: {e}\n{}", r.body))
+}
+
+/// Runs `kavka server ARGS --data-dir <new dir>`, which must exit at once with an error,
+/// and returns what it printed on stderr.
+async fn refused(args: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::time::timeout(
+        DEADLINE,
+        tokio::process::Command::new(kavka_bin())
+            .arg("server")
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .output(),
+    )
+    .await
+    .expect("a bad setting is refused at once")
+    .unwrap();
+    assert!(!out.status.success(), "{args:?} started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 async fn create(node: &Node, topic: &str, partitions: i32) {
@@ -209,6 +230,35 @@ async fn metrics_follow_what_was_produced() {
     .unwrap();
 }
 
+/// `--num-io-threads` sizes the node's runtime (reported in `/metrics` and the ready
+/// line); without it a node runs one worker per core; 0 is refused, naming the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn io_threads_are_what_was_asked() {
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let asked = if cores == 1 { 2 } else { 1 };
+    let node = Node::start(NodeOptions {
+        args: vec!["--num-io-threads".into(), asked.to_string()],
+        ..NodeOptions::default()
+    })
+    .await
+    .unwrap();
+    let threads = |s: &[Sample]| value(s, "kavka_runtime_worker_threads", &[]).unwrap();
+    assert_eq!(threads(&scrape(&node).await), asked as f64);
+    assert!(
+        node.log().contains(&format!("io_threads={asked}")),
+        "{}",
+        node.log()
+    );
+    let default = Node::start(NodeOptions::default()).await.unwrap();
+    assert_eq!(threads(&scrape(&default).await), cores as f64);
+
+    let err = refused(&["--num-io-threads", "0"]).await;
+    assert!(
+        err.contains("invalid num_io_threads 0: expected 1 to 1024"),
+        "{err}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_endpoints_and_unknown_paths() {
     let node = Node::start(NodeOptions::default()).await.unwrap();
@@ -337,36 +387,13 @@ async fn http_listen_off_and_bad() {
         "nothing listens on the HTTP port"
     );
 
-    let dir = tempfile::tempdir().unwrap();
-    let out = tokio::time::timeout(
-        DEADLINE,
-        tokio::process::Command::new(kavka_bin())
-            .args(["server", "--http-listen", "localhost:nine", "--data-dir"])
-            .arg(dir.path())
-            .output(),
-    )
-    .await
-    .expect("a bad address is refused at once")
-    .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(&["--http-listen", "localhost:nine"]).await;
     assert!(
         err.contains("HTTP listen address") && err.contains("localhost:nine"),
         "{err}"
     );
 
-    let out = tokio::time::timeout(
-        DEADLINE,
-        tokio::process::Command::new(kavka_bin())
-            .args(["server", "--log-format", "xml", "--data-dir"])
-            .arg(dir.path())
-            .output(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused(&["--log-format", "xml"]).await;
     assert!(
         err.contains("invalid log format 'xml': expected text or json"),
         "{err}"

@@ -101,21 +101,22 @@ fn main() -> ExitCode {
     // a closed pipe (`| head`) ends the CLI quietly in `cli::write_line`.
     let cli = Cli::parse();
     let is_server = matches!(cli.command, Command::Server(_) | Command::Dev(_));
-    let log_format = match &cli.command {
-        Command::Server(args) => match args.log_format() {
-            Ok(f) => f,
+    let process = match &cli.command {
+        Command::Server(args) => match args.process_settings() {
+            Ok(p) => p,
             Err(e) => {
                 eprintln!("error: {e:#}");
                 return ExitCode::FAILURE;
             }
         },
-        _ => server::LogFormat::Text,
+        _ => server::ProcessSettings::default(),
     };
-    init_tracing(is_server, log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    init_tracing(is_server, process.log_format);
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = process.io_threads {
+        builder.worker_threads(n.get());
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

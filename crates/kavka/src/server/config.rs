@@ -25,6 +25,7 @@ use kavka_model::acl::AuthorizerConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -102,6 +103,13 @@ pub struct NodeSection {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<String>,
+    /// Worker threads of the node's async runtime, which serve every connection and
+    /// request and do the page-cache I/O (Kafka's num.network.threads and num.io.threads
+    /// in one; Redpanda's --smp). Default: the machine's cores. Nodes sharing a machine
+    /// do best splitting its cores between them.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub num_io_threads: Option<usize>,
 }
 
 /// The gRPC listeners and what they advertise.
@@ -590,12 +598,39 @@ impl LogFormat {
     }
 }
 
+/// The most worker threads `num_io_threads` may ask for.
+const MAX_IO_THREADS: usize = 1024;
+
+/// What the process needs before its async runtime starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcessSettings {
+    /// How the server writes its log.
+    pub log_format: LogFormat,
+    /// The runtime's worker threads (`None`: the machine's cores).
+    pub io_threads: Option<NonZeroUsize>,
+}
+
+impl ProcessSettings {
+    fn resolve(node: &NodeSection) -> anyhow::Result<Self> {
+        let io_threads = match node.num_io_threads {
+            None => None,
+            Some(n @ 1..=MAX_IO_THREADS) => NonZeroUsize::new(n),
+            Some(n) => bail!("invalid num_io_threads {n}: expected 1 to {MAX_IO_THREADS}"),
+        };
+        Ok(Self {
+            log_format: LogFormat::parse(node.log_format.as_deref())?,
+            io_threads,
+        })
+    }
+}
+
 impl ServerArgs {
-    /// The log format alone, resolved as every key is (file, environment, flags), for
-    /// setting up logging before the rest is resolved and reported.
-    pub fn log_format(&self) -> anyhow::Result<LogFormat> {
+    /// The log format and the runtime's threads, resolved as every key is (file,
+    /// environment, flags), for setting up logging and the runtime before the rest is
+    /// resolved and reported.
+    pub fn process_settings(&self) -> anyhow::Result<ProcessSettings> {
         let c = layered(self.config.as_deref(), Layer::process_env()?, &self.flags)?;
-        LogFormat::parse(c.node.log_format.as_deref())
+        ProcessSettings::resolve(&c.node)
     }
 
     /// `kavka server`: the file named by `--config`/`KAVKA_CONFIG`, the process's
@@ -754,6 +789,8 @@ impl Settings {
             group: group_keys,
         } = c;
         let authorizer_config = authorizer(&kafka_keys)?;
+        // Checked here too: `kavka dev` resolves no process settings of its own.
+        let process = ProcessSettings::resolve(&node)?;
         let node_id = node.node_id.unwrap_or(1);
         if node_id < 0 {
             bail!("node id must be >= 0, got {node_id}");
@@ -794,7 +831,7 @@ impl Settings {
         let metrics_partition_series_max = listeners
             .metrics_partition_series_max
             .unwrap_or(kavka_broker::metrics::PARTITION_SERIES_MAX_DEFAULT);
-        let log_format = LogFormat::parse(node.log_format.as_deref())?;
+        let log_format = process.log_format;
         let external_advertised = match (listeners.external_advertised_address, external_listen) {
             (None, None) => None,
             (Some(a), Some(_)) => {
@@ -1278,12 +1315,13 @@ mod tests {
         args: ServerArgs,
     }
 
-    /// Resolves a config `file` (text), environment `env` and `flags` (`--key=value`).
-    fn resolve(
+    /// The merged layers of a config `file` (text), environment `env` and `flags`
+    /// (`--key=value`).
+    fn layered_for_test(
         file: Option<&str>,
         env: &[(&str, &str)],
         flags: &[&str],
-    ) -> anyhow::Result<Settings> {
+    ) -> anyhow::Result<ServerConfig> {
         // Each call its own directory: tests of this module run in parallel.
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("kavka.toml");
@@ -1295,7 +1333,16 @@ mod tests {
         argv.extend(flags.iter().map(|f| f.to_string()));
         let cmd = Cmd::try_parse_from(argv)?;
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
-        cmd.args.resolve_with_env(Layer::env(env))
+        layered(cmd.args.config.as_deref(), Layer::env(env), &cmd.args.flags)
+    }
+
+    /// Resolves a config `file` (text), environment `env` and `flags` (`--key=value`).
+    fn resolve(
+        file: Option<&str>,
+        env: &[(&str, &str)],
+        flags: &[&str],
+    ) -> anyhow::Result<Settings> {
+        Settings::resolve(layered_for_test(file, env, flags)?)
     }
 
     fn flags(flags: &[&str]) -> anyhow::Result<Settings> {
@@ -1526,7 +1573,7 @@ mod tests {
     #[test]
     fn every_key_has_a_flag_and_a_variable() {
         let keys = ServerConfig::keys();
-        assert_eq!(keys.len(), 55, "{keys:?}");
+        assert_eq!(keys.len(), 56, "{keys:?}");
         let cmd = <Cmd as clap::CommandFactory>::command();
         for key in &keys {
             let long = key.replace('_', "-");
@@ -1566,6 +1613,50 @@ mod tests {
         assert_eq!(s.http_listen, Some("0.0.0.0:9644".parse().unwrap()));
         assert_eq!(s.metrics_partition_series_max, 10_000);
         assert_eq!(s.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn io_threads_come_from_every_layer_and_zero_or_too_many_are_refused() {
+        let process = |file: Option<&str>, env: &[(&str, &str)], args: &[&str]| {
+            let c = layered_for_test(file, env, args)?;
+            ProcessSettings::resolve(&c.node)
+        };
+        assert_eq!(process(None, &[], &[]).unwrap(), ProcessSettings::default());
+        for (file, env, args, want) in [
+            (Some("num_io_threads = 3\n"), &[][..], &[][..], 3),
+            (
+                Some("num_io_threads = 3\n"),
+                &[("KAVKA_NUM_IO_THREADS", "2")][..],
+                &[][..],
+                2,
+            ),
+            (
+                None,
+                &[("KAVKA_NUM_IO_THREADS", "2")][..],
+                &["--num-io-threads=1"][..],
+                1,
+            ),
+        ] {
+            let p = process(file, env, args).unwrap();
+            assert_eq!(
+                p.io_threads.map(NonZeroUsize::get),
+                Some(want),
+                "{file:?} {env:?} {args:?}"
+            );
+        }
+        for bad in ["0", "1025"] {
+            let flag = format!("--num-io-threads={bad}");
+            let e = process(None, &[], &[flag.as_str()]).unwrap_err();
+            assert!(
+                format!("{e:#}")
+                    .contains(&format!("invalid num_io_threads {bad}: expected 1 to 1024")),
+                "{e:#}"
+            );
+            // The rest of the settings refuse it too (kavka dev resolves only those).
+            assert!(resolve(None, &[], &[flag.as_str()]).is_err());
+        }
+        let e = process(None, &[("KAVKA_NUM_IO_THREADS", "many")], &[]).unwrap_err();
+        assert!(format!("{e:#}").contains("KAVKA_NUM_IO_THREADS"), "{e:#}");
     }
 
     #[test]

@@ -103,6 +103,13 @@ async fn dev_cluster(args: DevArgs) -> anyhow::Result<()> {
         .map(|i| format!("{i}@{}", controller_addr(i)))
         .collect::<Vec<_>>()
         .join(",");
+    // The nodes share this machine's cores: each runs that share of worker threads, as
+    // a node of its own machine runs one per core.
+    let io_threads = io_threads_per_node(
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        n,
+    )
+    .to_string();
     let exe = std::env::current_exe().context("cannot find the kavka binary")?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
@@ -131,6 +138,8 @@ async fn dev_cluster(args: DevArgs) -> anyhow::Result<()> {
                 &format!("PLAINTEXT://{}", kafka_addr(i)),
                 "--http-listen",
                 &http_addr(i),
+                "--num-io-threads",
+                &io_threads,
             ])
             .arg("--data-dir")
             .arg(&dir)
@@ -197,7 +206,7 @@ async fn dev_cluster(args: DevArgs) -> anyhow::Result<()> {
                 {
                     reported.insert(*i);
                     eprintln!(
-                        "node {i} exited ({status}); restart it with:\n  kavka server --node-id {i} --listen {} --kafka-listeners PLAINTEXT://{} --controller-voters {voters} --data-dir {}/node-{i} --controller-secret-file {}",
+                        "node {i} exited ({status}); restart it with:\n  kavka server --node-id {i} --listen {} --kafka-listeners PLAINTEXT://{} --controller-voters {voters} --num-io-threads {io_threads} --data-dir {}/node-{i} --controller-secret-file {}",
                         addr(*i),
                         kafka_addr(*i),
                         args.data_dir.display(),
@@ -224,4 +233,33 @@ async fn dev_cluster(args: DevArgs) -> anyhow::Result<()> {
         let _ = tokio::time::timeout(Duration::from_secs(10), c.wait()).await;
     }
     Ok(())
+}
+
+/// Each of `nodes` local nodes' share of the machine's `cores`: at least one thread.
+fn io_threads_per_node(cores: usize, nodes: u16) -> usize {
+    (cores / usize::from(nodes.max(1))).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::io_threads_per_node;
+
+    #[test]
+    fn nodes_split_the_cores_and_each_keeps_at_least_one_thread() {
+        for (cores, nodes, want) in [
+            (2, 1, 2),
+            (2, 2, 1),
+            (2, 3, 1),
+            (8, 3, 2),
+            (16, 3, 5),
+            (1, 9, 1),
+            (4, 0, 4),
+        ] {
+            assert_eq!(
+                io_threads_per_node(cores, nodes),
+                want,
+                "{cores} cores, {nodes} nodes"
+            );
+        }
+    }
 }

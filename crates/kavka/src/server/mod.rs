@@ -10,7 +10,7 @@ mod open_files;
 mod serve;
 mod shutdown;
 
-pub use config::{LogFormat, ServerArgs};
+pub use config::{LogFormat, ProcessSettings, ServerArgs};
 pub use dev::{DevArgs, dev};
 
 /// `kavka server`.

@@ -34,6 +34,8 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    // What the runtime runs with, however it was chosen (num_io_threads or the cores).
+    let io_threads = tokio::runtime::Handle::current().metrics().num_workers();
     // Locked, and its identity checked now; written (when new) once the stores exist.
     let data_dir = DataDir::open(
         &settings.broker.data_dir,
@@ -265,6 +267,11 @@ pub async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
                 None
             }
         };
+        metrics::describe_gauge!(
+            "kavka_runtime_worker_threads",
+            "Worker threads of this node's async runtime (num_io_threads)"
+        );
+        metrics::gauge!("kavka_runtime_worker_threads").set(io_threads as f64);
         // Scrape-time gauges, each from the part that owns the numbers.
         let mut collect: Vec<kavka_http::metrics::Collect> = Vec::new();
         if let Some(b) = broker_node.clone() {
@@ -432,7 +439,7 @@ pub async fn serve(mut settings: Settings, dev: bool) -> anyhow::Result<()> {
         (true, false) => "controller",
         _ => "broker",
     };
-    tracing::info!(node_id = %settings.broker.node_id, roles, listen = %local, grpc_tls = settings.grpc_tls.is_some(), inter_broker_tls = settings.controller_tls.is_some(), controller_listen = ?controller_local, external = ?external_local, http = ?http_local, kafka = ?kafka_addrs, data_dir = %data_dir.path().display(), flush = settings.broker.flush.name(), log_format = ?settings.log_format, voters = ?settings.voters.keys().collect::<Vec<_>>(), "kavka is ready");
+    tracing::info!(node_id = %settings.broker.node_id, roles, listen = %local, grpc_tls = settings.grpc_tls.is_some(), inter_broker_tls = settings.controller_tls.is_some(), controller_listen = ?controller_local, external = ?external_local, http = ?http_local, kafka = ?kafka_addrs, data_dir = %data_dir.path().display(), flush = settings.broker.flush.name(), log_format = ?settings.log_format, io_threads, voters = ?settings.voters.keys().collect::<Vec<_>>(), "kavka is ready");
     if dev {
         println!(
             "kavka dev: node {} ready in {} ms\n  gRPC      {local}\n  Kafka     {}\n  HTTP      {}\n  Raft      {}\n  data dir  {}\n  try:      kavka topic create orders --partitions 3",
