@@ -53,8 +53,26 @@ pub(crate) struct LogSegment {
     time_index: IndexFile<TimeEntry>,
     bytes_since_index: u64,
     index_interval_bytes: u64,
-    /// Disk blocks are reserved past the data (`preallocate`), given back at `seal`.
+    /// Disk blocks may be reserved past the data (`preallocate`, or appends reserving
+    /// ahead), given back at `seal`.
     preallocated: bool,
+    /// Bytes from the start known reserved, or asked for (appends reserve past it).
+    reserved_to: u64,
+}
+
+/// How far past its end an append reserves the active segment's disk blocks: as many
+/// bytes as the segment holds, within these bounds (Redpanda's fallocation step is 32
+/// MiB). Blocks reserved before the data is written (unwritten extents) spare the file
+/// system allocating them at writeback, where ext4 (`data=ordered`) makes each journal
+/// commit, and the appends that wait on it, wait for that data: the half-rate produce
+/// tail in BENCHMARKS.md. A small segment reserves little, and `seal` gives the rest back.
+const RESERVE_AHEAD_MIN: u64 = 1 << 20;
+const RESERVE_AHEAD_MAX: u64 = 32 << 20;
+
+/// Where the reservation should end once the segment holds `end` bytes, when more than
+/// `reserved_to` must be reserved; `None` while the reservation covers `end`.
+fn reserve_ahead_to(end: u64, reserved_to: u64) -> Option<u64> {
+    (end > reserved_to).then(|| end.saturating_add(end.clamp(RESERVE_AHEAD_MIN, RESERVE_AHEAD_MAX)))
 }
 
 pub(crate) struct SegmentPaths {
@@ -128,6 +146,7 @@ impl LogSegment {
             bytes_since_index: 0,
             index_interval_bytes: index_interval_bytes as u64,
             preallocated: false,
+            reserved_to: 0,
             log_path: p.log,
         })
     }
@@ -173,6 +192,7 @@ impl LogSegment {
                     bytes_since_index: 0,
                     index_interval_bytes: index_interval_bytes as u64,
                     preallocated: false,
+                    reserved_to: scan.valid_end,
                     log_path: p.log,
                 };
                 seg.rolled_at_ms = seg.first_timestamp();
@@ -200,6 +220,7 @@ impl LogSegment {
             bytes_since_index: 0,
             index_interval_bytes: index_interval_bytes as u64,
             preallocated: false,
+            reserved_to: 0,
             log_path: p.log.clone(),
         };
         let scanned = recovery::scan(&scan_file, &p.log, 0, base.0, true, |b| seg.index_batch(&b));
@@ -212,6 +233,7 @@ impl LogSegment {
             }
         };
         seg.size = scan.valid_end;
+        seg.reserved_to = scan.valid_end;
         seg.rolled_at_ms = seg.first_timestamp();
         let truncated = match scan.invalid {
             None => None,
@@ -354,6 +376,9 @@ impl LogSegment {
     ) -> Result<(), LogError> {
         debug_assert!(header.base_offset >= self.next_offset.0);
         let position = self.size;
+        if let Some(to) = reserve_ahead_to(position + batch.len() as u64, self.reserved_to) {
+            self.reserve_ahead(to);
+        }
         self.writer()?
             .write_all_at(batch, position)
             .at(&self.log_path)?;
@@ -407,6 +432,8 @@ impl LogSegment {
         let removed = self.size - position;
         self.writer()?.set_len(position).at(&self.log_path)?;
         self.size = position;
+        // The truncation gave back every block past the data.
+        self.reserved_to = position;
         self.next_offset = Offset(header.base_offset).max(self.base_offset);
         let rel = (header.base_offset - self.base_offset.0) as u32;
         self.index.truncate_while(|e| e.relative_offset < rel)?;
@@ -491,9 +518,10 @@ impl LogSegment {
         let LogFile::Own(f) = &self.file else {
             return Ok(());
         };
-        match reserve(f, bytes) {
+        match reserve(f, 0, bytes) {
             Ok(()) => {
                 self.preallocated = true;
+                self.reserved_to = self.reserved_to.max(bytes);
                 Ok(())
             }
             Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => {
@@ -502,6 +530,25 @@ impl LogSegment {
             }
             Err(e) => Err(e).at(&self.log_path),
         }
+    }
+}
+
+impl LogSegment {
+    /// Reserves the blocks from the current reservation to `to`. Best effort: where the
+    /// file system cannot (no space, no support) the write allocates as usual and reports
+    /// its own error; the next step tries again.
+    fn reserve_ahead(&mut self, to: u64) {
+        let LogFile::Own(f) = &self.file else {
+            return;
+        };
+        let from = self.reserved_to;
+        match reserve(f, from, to - from) {
+            Ok(()) => self.preallocated = true,
+            Err(e) => {
+                tracing::debug!(file = %self.log_path.display(), error = %e, "cannot reserve disk blocks ahead of appends")
+            }
+        }
+        self.reserved_to = to;
     }
 }
 
@@ -554,13 +601,15 @@ impl SegmentReader<'_> {
     }
 }
 
-/// `fallocate` with `FALLOC_FL_KEEP_SIZE`: blocks reserved, length unchanged.
+/// `fallocate` with `FALLOC_FL_KEEP_SIZE`: the blocks of `bytes` from `offset` reserved,
+/// the length unchanged.
 #[cfg(target_os = "linux")]
-fn reserve(f: &File, bytes: u64) -> std::io::Result<()> {
+fn reserve(f: &File, offset: u64, bytes: u64) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
+    let off = libc::off_t::try_from(offset).unwrap_or(libc::off_t::MAX);
     let len = libc::off_t::try_from(bytes).unwrap_or(libc::off_t::MAX);
     // SAFETY: a valid open descriptor; fallocate reads no memory of ours.
-    let rc = unsafe { libc::fallocate(f.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, 0, len) };
+    let rc = unsafe { libc::fallocate(f.as_raw_fd(), libc::FALLOC_FL_KEEP_SIZE, off, len) };
     if rc == 0 {
         Ok(())
     } else {
@@ -569,7 +618,7 @@ fn reserve(f: &File, bytes: u64) -> std::io::Result<()> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn reserve(_: &File, _: u64) -> std::io::Result<()> {
+fn reserve(_: &File, _: u64, _: u64) -> std::io::Result<()> {
     Err(std::io::Error::from_raw_os_error(libc::EOPNOTSUPP))
 }
 
@@ -582,4 +631,34 @@ impl Drop for LogSegment {
 fn note_end(next_offset: &mut Offset, max_timestamp: &mut i64, b: &ScannedBatch) {
     *next_offset = Offset(b.header.next_offset());
     *max_timestamp = (*max_timestamp).max(b.header.max_timestamp);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{RESERVE_AHEAD_MAX, RESERVE_AHEAD_MIN, reserve_ahead_to};
+
+    #[test]
+    fn appends_reserve_as_much_as_the_segment_holds_within_bounds() {
+        const MIB: u64 = 1 << 20;
+        for (end, reserved_to, want) in [
+            // Covered: nothing to do.
+            (0, 0, None),
+            (100, 2 * MIB, None),
+            (2 * MIB, 2 * MIB, None),
+            // A small segment reserves the least step.
+            (100, 0, Some(100 + RESERVE_AHEAD_MIN)),
+            // Then as much again as it holds.
+            (3 * MIB, 2 * MIB, Some(6 * MIB)),
+            // A large one, the largest step.
+            (500 * MIB, 480 * MIB, Some(500 * MIB + RESERVE_AHEAD_MAX)),
+            // No overflow at the end of the range.
+            (u64::MAX, 0, Some(u64::MAX)),
+        ] {
+            assert_eq!(
+                reserve_ahead_to(end, reserved_to),
+                want,
+                "{end} {reserved_to}"
+            );
+        }
+    }
 }

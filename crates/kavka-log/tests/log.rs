@@ -640,10 +640,41 @@ fn removed_segment_files_wait_out_file_delete_delay() {
     assert_eq!(log.next_purge_due(), None);
 }
 
+/// Bytes of disk `p` holds (reserved blocks included).
+fn allocated(p: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(p).unwrap().blocks() * 512
+}
+
+/// Appends one-record batches, values from `from`, until the log rolls; returns the next
+/// value.
+fn append_until_rolled(log: &mut PartitionLog, from: u64) -> u64 {
+    let mut i = from;
+    while log.segment_count() == 1 {
+        log.append_as_leader(
+            &batch(&[i], 1_000, Compression::None)[..],
+            LeaderEpoch(0),
+            None,
+            0,
+        )
+        .unwrap();
+        i += 1;
+    }
+    i
+}
+
+/// The sealed segment `log` keeps no more disk than its data.
+fn assert_sealed_gave_back(log: &Path) {
+    let sealed = std::fs::metadata(log).unwrap().len();
+    assert!(
+        allocated(log) < sealed + 64 * 1024,
+        "sealed: {sealed} bytes of data, {} allocated",
+        allocated(log)
+    );
+}
+
 #[test]
 fn preallocate_reserves_the_active_segment_and_a_roll_gives_the_rest_back() {
-    use std::os::unix::fs::MetadataExt;
-    let allocated = |p: &Path| std::fs::metadata(p).unwrap().blocks() * 512;
     let dir = tempfile::tempdir().unwrap();
     let mut c = config(256 * 1024);
     c.preallocate = true;
@@ -655,24 +686,8 @@ fn preallocate_reserves_the_active_segment_and_a_roll_gives_the_rest_back() {
         "length unchanged"
     );
     assert!(allocated(&first) >= 256 * 1024, "{}", allocated(&first));
-    let mut i = 0u64;
-    while log.segment_count() == 1 {
-        log.append_as_leader(
-            &batch(&[i], 1_000, Compression::None)[..],
-            LeaderEpoch(0),
-            None,
-            0,
-        )
-        .unwrap();
-        i += 1;
-    }
-    let sealed = std::fs::metadata(&first).unwrap().len();
-    assert!(
-        allocated(&first) < sealed + 64 * 1024,
-        "sealed: {} bytes of data, {} allocated",
-        sealed,
-        allocated(&first)
-    );
+    let i = append_until_rolled(&mut log, 0);
+    assert_sealed_gave_back(&first);
     let active = dir
         .path()
         .join(format!("{:020}.log", log.log_end_offset().0 - 1));
@@ -680,6 +695,43 @@ fn preallocate_reserves_the_active_segment_and_a_roll_gives_the_rest_back() {
         allocated(&active) >= 256 * 1024,
         "the new active segment is reserved"
     );
+    drop(log);
+    // Reserved blocks past the data are not data: a reopen reads exactly what was written.
+    let log = PartitionLog::open(dir.path(), c).unwrap();
+    assert_eq!(read_all(&log, 0).len() as u64, i);
+}
+
+#[test]
+fn appends_reserve_blocks_ahead_and_a_roll_or_a_truncation_gives_them_back() {
+    let dir = tempfile::tempdir().unwrap();
+    // preallocate off (Kafka's default): appends reserve ahead of themselves.
+    let c = config(4 << 20);
+    let mut log = PartitionLog::open(dir.path(), c.clone()).unwrap();
+    let first = dir.path().join("00000000000000000000.log");
+    assert_eq!(allocated(&first), 0, "an empty segment reserves nothing");
+    for i in 0..3u64 {
+        log.append_as_leader(
+            &batch(&[i], 1_000, Compression::None)[..],
+            LeaderEpoch(0),
+            None,
+            0,
+        )
+        .unwrap();
+    }
+    let len = std::fs::metadata(&first).unwrap().len();
+    assert!(len < 8 * 1024, "{len}");
+    assert!(
+        allocated(&first) >= 1 << 20,
+        "{len} bytes of data, {} allocated",
+        allocated(&first)
+    );
+    // A truncation gives back what lies past the data.
+    log.truncate_to(Offset(1)).unwrap();
+    let len = std::fs::metadata(&first).unwrap().len();
+    assert!(allocated(&first) < len + 64 * 1024, "{}", allocated(&first));
+    // Appends reserve again, and a roll gives the sealed segment's reserve back.
+    let i = append_until_rolled(&mut log, 1);
+    assert_sealed_gave_back(&first);
     drop(log);
     // Reserved blocks past the data are not data: a reopen reads exactly what was written.
     let log = PartitionLog::open(dir.path(), c).unwrap();
