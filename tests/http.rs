@@ -244,11 +244,13 @@ async fn io_threads_are_what_was_asked() {
     .unwrap();
     let threads = |s: &[Sample]| value(s, "kavka_runtime_worker_threads", &[]).unwrap();
     assert_eq!(threads(&scrape(&node).await), asked as f64);
-    assert!(
-        node.log().contains(&format!("io_threads={asked}")),
-        "{}",
-        node.log()
-    );
+    // The ready line may follow the listeners' start by a moment.
+    let line = format!("io_threads={asked}");
+    wait_until("the ready line with io_threads", DEADLINE, || async {
+        node.log().contains(&line)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", node.log()));
     let default = Node::start(NodeOptions::default()).await.unwrap();
     assert_eq!(threads(&scrape(&default).await), cores as f64);
 
