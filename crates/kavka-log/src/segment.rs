@@ -531,9 +531,7 @@ impl LogSegment {
             Err(e) => Err(e).at(&self.log_path),
         }
     }
-}
 
-impl LogSegment {
     /// Reserves the blocks from the current reservation to `to`. Best effort: where the
     /// file system cannot (no space, no support) the write allocates as usual and reports
     /// its own error; the next step tries again.
