@@ -6,7 +6,8 @@
 #   2. p99 produce latency with acks=all at half of its maximum rate: per record
 #      (produce() to delivery report, so with the producer's linger.ms=5) and per
 #      request (librdkafka's round trip, request sent to answer read: the median and
-#      worst p99 of the brokers' one-second windows, and the worst after two seconds);
+#      worst p99 of the brokers' one-second windows, the worst after two seconds, and the
+#      p99 of all the leg's requests, estimated by merging the windows' quantiles);
 #   3. the three servers' CPU (user + system, /proc/<pid>/stat) per GB acknowledged,
 #      over the full-speed acks=all runs (each counted once the previous leg's topic is
 #      deleted and its files closed), beside what this machine charges for a plain
@@ -127,7 +128,7 @@ awk -v one="$(( ($(rate "${one1%|*}") + $(rate "${one2%|*}")) / 2 ))" \
   -v cpu="$(awk -v a="${all1#*|}" -v b="${all2#*|}" 'BEGIN {print a + b}')" \
   -v n="$(( $(sent "${all1%|*}") + $(sent "${all2%|*}") ))" -v pc="$page_cache" 'BEGIN {
   printf "acks=all throughput: %.0f%% of acks=1 (%d vs %d records/s, means of two legs each)\n", 100 * all / one, all, one
-  printf "p99 at half the acks=all maximum: %s ms per record (with linger.ms=5); per produce request, of each broker-second: %s ms\n", p99, rtt
+  printf "p99 at half the acks=all maximum: %s ms per record (with linger.ms=5); per produce request (of each broker-second: median, worst, worst after 2 s; of all requests): %s ms\n", p99, rtt
   printf "server CPU: %.2f CPU-s per GB acknowledged (%.1f CPU-s for %.2f GB, both acks=all legs)\n", cpu / (n * 1024 / 1e9), cpu, n * 1024 / 1e9
   printf "a plain pwrite() into the page cache here: %.2f CPU-s per GB (x3 replicas: %.2f per GB acknowledged)\n", pc, 3 * pc
 }'

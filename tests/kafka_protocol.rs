@@ -1999,6 +1999,46 @@ async fn alter_resource(
 /// dynamic ones (`num.partitions`, `auto.create.topics.enable`,
 /// `log.retention.check.interval.ms`) cluster-wide ("") or for one broker, stored in the
 /// metadata log and applied at once; anything else is refused naming why.
+/// The high watermarks reach the data dir's `replication-offset-checkpoint` (Kafka's
+/// format: version, count, then `topic partition hw` lines), written as often as
+/// `--replica-high-watermark-checkpoint-interval-ms` asks; DescribeConfigs shows it, and
+/// Kafka's 5 s when nothing is asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn high_watermarks_are_checkpointed_as_often_as_asked() {
+    const STATIC: i8 = 4;
+    const KEY: &str = "replica.high.watermark.checkpoint.interval.ms";
+    let n = node(&["--replica-high-watermark-checkpoint-interval-ms", "200"]).await;
+    let mut c = TcpStream::connect(n.kafka_addr()).await.unwrap();
+    let own = broker_configs(&mut c, "1").await.unwrap();
+    assert_eq!(
+        own[KEY],
+        ("200".into(), STATIC, true),
+        "not dynamic, as in Kafka"
+    );
+
+    let out = n.cli(&["topic", "create", "marks", "--partitions", "2"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = n.cli_with_stdin(
+        &["produce", "marks", "--partition", "1", "--acks", "all"],
+        b"a\nb\nc\n",
+    );
+    assert!(out.status.success(), "{out:?}");
+    let checkpoint = n.data_dir().join("replication-offset-checkpoint");
+    wait_until("the checkpoint to hold both marks", DEADLINE, || {
+        let checkpoint = checkpoint.clone();
+        async move {
+            std::fs::read_to_string(&checkpoint).is_ok_and(|t| t == "0\n2\nmarks 0 0\nmarks 1 3\n")
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}: {:?}", std::fs::read_to_string(&checkpoint)));
+
+    let default = node(&[]).await;
+    let mut c = TcpStream::connect(default.kafka_addr()).await.unwrap();
+    let own = broker_configs(&mut c, "1").await.unwrap();
+    assert_eq!(own[KEY].0, "5000");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamic_broker_configs_change_a_running_cluster() {
     let n = node(&[

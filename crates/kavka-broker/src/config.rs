@@ -9,6 +9,9 @@ use std::path::PathBuf;
 /// Kafka's `fetch.max.bytes` default: 55 MiB.
 pub const FETCH_MAX_BYTES_DEFAULT: usize = 55 * 1024 * 1024;
 
+/// Kafka's `replica.high.watermark.checkpoint.interval.ms` default: 5 s.
+pub const REPLICA_HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS_DEFAULT: u64 = 5_000;
+
 #[derive(Clone, Debug)]
 pub struct BrokerConfig {
     pub node_id: BrokerId,
@@ -59,7 +62,8 @@ pub struct BrokerConfig {
     /// `producer.id.expiration.ms`: a partition forgets an idempotent producer this long
     /// after its last batch (checked every `log.retention.check.interval.ms`).
     pub producer_id_expiration_ms: i64,
-    /// `replica.high.watermark.checkpoint.interval.ms`.
+    /// `replica.high.watermark.checkpoint.interval.ms`: how often the high watermarks
+    /// are written (and fsynced) to the data dir (5 s).
     pub hw_checkpoint_interval_ms: u64,
     /// How this node reaches brokers' client gRPC ports (replica fetches to leaders, the
     /// console's calls to its own): plaintext, or TLS with this node's certificate when
@@ -94,7 +98,7 @@ impl BrokerConfig {
             fetch_max_bytes: FETCH_MAX_BYTES_DEFAULT,
             producer_id_expiration_ms: 24 * 60 * 60 * 1000,
             replica_fetch_response_max_bytes: 10 * 1024 * 1024,
-            hw_checkpoint_interval_ms: 1000,
+            hw_checkpoint_interval_ms: REPLICA_HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS_DEFAULT,
             client_port_transport: kavka_tls::Transport::plaintext(),
             authorizer: None,
         }

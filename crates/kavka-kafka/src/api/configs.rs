@@ -219,6 +219,10 @@ fn broker_configs(broker: &Broker) -> Vec<(&'static str, String)> {
             c.replica_lag_time_max_ms.to_string(),
         ),
         (
+            "replica.high.watermark.checkpoint.interval.ms",
+            c.hw_checkpoint_interval_ms.to_string(),
+        ),
+        (
             "replica.fetch.wait.max.ms",
             c.replica_fetch_wait_max_ms.to_string(),
         ),

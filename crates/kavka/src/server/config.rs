@@ -330,6 +330,24 @@ pub struct ReplicationSection {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alter_partition_timeout_ms: Option<u64>,
+    /// How often the high watermarks are written to the data dir's
+    /// replication-offset-checkpoint (Kafka's replica.high.watermark.checkpoint.interval.ms;
+    /// default 5000). Each write is an fsync; after a crash the marks start from the last
+    /// one and catch up from the leaders.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica_high_watermark_checkpoint_interval_ms: Option<u64>,
+    /// How long a follower's fetch waits at its leader for new records before it is
+    /// answered empty (Kafka's replica.fetch.wait.max.ms; default 500; less than
+    /// replica_lag_time_max_ms, or a quiet partition's followers would leave the ISR).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica_fetch_wait_max_ms: Option<u64>,
+    /// The most a follower's fetch takes of one partition (Kafka's
+    /// replica.fetch.max.bytes; default 1 MiB; at least one batch goes anyway).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica_fetch_max_bytes: Option<usize>,
     /// The most one consumer fetch answers, whatever it asks (Kafka's fetch.max.bytes;
     /// default 55 MiB; at least one batch goes anyway).
     #[arg(long)]
@@ -1011,6 +1029,23 @@ impl Settings {
         if let Some(ms) = replication.alter_partition_timeout_ms {
             broker.alter_partition_timeout_ms = ms.max(100);
         }
+        if let Some(ms) = replication.replica_high_watermark_checkpoint_interval_ms {
+            broker.hw_checkpoint_interval_ms = ms.max(100);
+        }
+        if let Some(ms) = replication.replica_fetch_wait_max_ms {
+            broker.replica_fetch_wait_max_ms = ms;
+        }
+        if broker.replica_fetch_wait_max_ms >= broker.replica_lag_time_max_ms {
+            bail!(
+                "replica_fetch_wait_max_ms ({}) must be less than replica_lag_time_max_ms ({}): \
+                 a follower waiting that long at its leader would leave the ISR",
+                broker.replica_fetch_wait_max_ms,
+                broker.replica_lag_time_max_ms
+            );
+        }
+        if let Some(b) = replication.replica_fetch_max_bytes {
+            broker.replica_fetch_max_bytes = b.max(1024);
+        }
         if let Some(b) = replication.fetch_max_bytes {
             broker.fetch_max_bytes = b.max(1024);
         }
@@ -1573,7 +1608,7 @@ mod tests {
     #[test]
     fn every_key_has_a_flag_and_a_variable() {
         let keys = ServerConfig::keys();
-        assert_eq!(keys.len(), 56, "{keys:?}");
+        assert_eq!(keys.len(), 59, "{keys:?}");
         let cmd = <Cmd as clap::CommandFactory>::command();
         for key in &keys {
             let long = key.replace('_', "-");
@@ -1609,6 +1644,7 @@ mod tests {
         assert_eq!(s.broker.replica_lag_time_max_ms, 10_000);
         assert_eq!(s.broker.replica_isr_join_fetch_max_ms, 2_000);
         assert_eq!(s.broker.alter_partition_timeout_ms, 5_000);
+        assert_eq!(s.broker.hw_checkpoint_interval_ms, 5_000);
         assert_eq!(s.kafka_advertised[0].host, "127.0.0.1");
         assert_eq!(s.http_listen, Some("0.0.0.0:9644".parse().unwrap()));
         assert_eq!(s.metrics_partition_series_max, 10_000);
@@ -1670,6 +1706,55 @@ mod tests {
         assert_eq!(s.broker.replica_isr_join_fetch_max_ms, 700);
         assert_eq!(s.broker.alter_partition_timeout_ms, 900);
         assert_eq!(s.broker.replica_lag_time_max_ms, 3000);
+        assert_eq!(s.broker.hw_checkpoint_interval_ms, 5_000, "Kafka's default");
+        let s = resolve(
+            None,
+            &[(
+                "KAVKA_REPLICA_HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS",
+                "1500",
+            )],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(s.broker.hw_checkpoint_interval_ms, 1500);
+        let s = resolve(
+            Some("replica_high_watermark_checkpoint_interval_ms = 1500\n"),
+            &[],
+            &["--replica-high-watermark-checkpoint-interval-ms=7"],
+        )
+        .unwrap();
+        assert_eq!(s.broker.hw_checkpoint_interval_ms, 100, "at least 100 ms");
+
+        let s = resolve(
+            Some("replica_fetch_wait_max_ms = 200\nreplica_fetch_max_bytes = 65536\n"),
+            &[],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(s.broker.replica_fetch_wait_max_ms, 200);
+        assert_eq!(s.broker.replica_fetch_max_bytes, 65536);
+        let defaults = resolve(None, &[], &[]).unwrap();
+        assert_eq!(
+            defaults.broker.replica_fetch_wait_max_ms, 500,
+            "Kafka's default"
+        );
+        assert_eq!(
+            defaults.broker.replica_fetch_max_bytes,
+            1 << 20,
+            "Kafka's default"
+        );
+        let e = resolve(
+            None,
+            &[("KAVKA_REPLICA_FETCH_WAIT_MAX_MS", "3000")],
+            &["--replica-lag-time-max-ms=3000"],
+        )
+        .unwrap_err();
+        assert!(
+            format!("{e:#}").contains(
+                "replica_fetch_wait_max_ms (3000) must be less than replica_lag_time_max_ms (3000)"
+            ),
+            "{e:#}"
+        );
     }
 
     #[test]
