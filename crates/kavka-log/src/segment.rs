@@ -63,9 +63,10 @@ pub(crate) struct LogSegment {
 /// How far past its end an append reserves the active segment's disk blocks: as many
 /// bytes as the segment holds, within these bounds (Redpanda's fallocation step is 32
 /// MiB). Blocks reserved before the data is written (unwritten extents) spare the file
-/// system allocating them at writeback, where ext4 (`data=ordered`) makes each journal
-/// commit, and the appends that wait on it, wait for that data: the half-rate produce
-/// tail in BENCHMARKS.md. A small segment reserves little, and `seal` gives the rest back.
+/// system allocating them at writeback, while the disk is busiest: that cut the
+/// half-rate produce tail in BENCHMARKS.md. The reservation can itself wait for the disk
+/// (ext4 reading a block group's bitmap), on the appending thread, once per step. A
+/// small segment reserves little, and `seal` gives the rest back.
 const RESERVE_AHEAD_MIN: u64 = 1 << 20;
 const RESERVE_AHEAD_MAX: u64 = 32 << 20;
 
