@@ -1994,11 +1994,6 @@ async fn alter_resource(
     )
 }
 
-/// Issue 17 item 6: broker configs over the Kafka API. DescribeConfigs BROKER gives the
-/// node's configs with their sources; IncrementalAlterConfigs on BROKER changes the
-/// dynamic ones (`num.partitions`, `auto.create.topics.enable`,
-/// `log.retention.check.interval.ms`) cluster-wide ("") or for one broker, stored in the
-/// metadata log and applied at once; anything else is refused naming why.
 /// The high watermarks reach the data dir's `replication-offset-checkpoint` (Kafka's
 /// format: version, count, then `topic partition hw` lines), written as often as
 /// `--replica-high-watermark-checkpoint-interval-ms` asks; DescribeConfigs shows it, and
@@ -2039,6 +2034,11 @@ async fn high_watermarks_are_checkpointed_as_often_as_asked() {
     assert_eq!(own[KEY].0, "5000");
 }
 
+/// Issue 17 item 6: broker configs over the Kafka API. DescribeConfigs BROKER gives the
+/// node's configs with their sources; IncrementalAlterConfigs on BROKER changes the
+/// dynamic ones (`num.partitions`, `auto.create.topics.enable`,
+/// `log.retention.check.interval.ms`) cluster-wide ("") or for one broker, stored in the
+/// metadata log and applied at once; anything else is refused naming why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dynamic_broker_configs_change_a_running_cluster() {
     let n = node(&[
