@@ -66,9 +66,14 @@ def done(err, _msg, sent):
 start = time.perf_counter()
 for i in range(n):
     if rate > 0:
-        # Paced: record i goes at start + i / rate (delivery reports served meanwhile).
+        # Paced: record i goes at start + i / rate, delivery reports served meanwhile.
+        # Ahead of time the producer waits in poll() at least a millisecond: confluent-kafka
+        # rounds its timeout down to whole milliseconds, so polling for the microseconds
+        # between two records returned at once and spun a core, which on a two-core machine
+        # was taken from the servers being measured. Records fall due in bursts of a
+        # millisecond's worth instead, well within linger.ms.
         while (wait := start + i / rate - time.perf_counter()) > 0:
-            p.poll(wait)
+            p.poll(max(wait, 0.001))
     while True:
         try:
             sent = time.perf_counter()

@@ -22,7 +22,9 @@
 //! except page-cache work taken on the async worker while the lock is free: a small
 //! append that cannot fsync (`append_is_light`), a replica read of records appended since
 //! the follower's previous fetch. Nothing on the worker waits for the log lock, except
-//! in the narrow window between a `log_is_free` check and the work it allows. A dropped
+//! in the narrow window between a `log_is_free` check and the work it allows. Nor does it
+//! wait for the disk: the reservation of disk blocks ahead of the appends runs on the
+//! blocking pool, under the log lock (`reserve_when_due`). A dropped
 //! partition closes its files on the blocking pool too: the last reference to a deleted
 //! one may go on a worker, and closing a deleted file frees its page cache.
 
@@ -120,6 +122,9 @@ pub(crate) struct Partition {
     /// A storage error on append was logged and no append has succeeded since: the next
     /// ones are answered but not logged again.
     storage_error_logged: AtomicBool,
+    /// A reservation of the log's disk blocks ahead of its appends is queued or running
+    /// on the blocking pool (`reserve_when_due`: one at a time).
+    reserving: AtomicBool,
 }
 
 impl Partition {
@@ -163,6 +168,7 @@ impl Partition {
             #[cfg(test)]
             reads: std::sync::atomic::AtomicU64::new(0),
             storage_error_logged: AtomicBool::new(false),
+            reserving: AtomicBool::new(false),
             log: Mutex::new(log),
         })
     }
@@ -426,7 +432,7 @@ impl Partition {
     }
 
     fn append_locked(
-        &self,
+        self: &Arc<Self>,
         mut log: MutexGuard<'_, PartitionLog>,
         records: CheckedBatches,
         log_append_time: Option<i64>,
@@ -453,6 +459,7 @@ impl Partition {
                 log.log_start_offset(),
             )
         };
+        self.reserve_when_due(&mut log);
         drop(log);
         self.appended.send_modify(|n| *n = n.wrapping_add(1));
         // flush.messages: 1 syncs every append before its answer (group commit);
@@ -462,6 +469,29 @@ impl Partition {
             self.sync_to(end)?;
         }
         Ok((info, epoch, log_start))
+    }
+
+    /// Reserves the log's disk blocks ahead of its appends when it asks
+    /// (`PartitionLog::reservation_due`), on the blocking pool: the reservation may wait
+    /// for the disk (ext4 reading an allocation bitmap behind the writeback), which would
+    /// stop every task of an async worker. It holds the log lock meanwhile, so this
+    /// partition's appends find the lock taken and go to the blocking pool as well,
+    /// instead of waiting on the worker for the file's inode lock, which the reservation
+    /// holds too. Outside a runtime it reserves here.
+    fn reserve_when_due(self: &Arc<Self>, log: &mut PartitionLog) {
+        if !log.reservation_due() || self.reserving.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            log.reserve_ahead();
+            self.reserving.store(false, Ordering::Release);
+            return;
+        };
+        let this = Arc::clone(self);
+        rt.spawn_blocking(move || {
+            this.lock().reserve_ahead();
+            this.reserving.store(false, Ordering::Release);
+        });
     }
 
     /// Whether appending `bytes` is light enough to run on the async worker: small, and
@@ -781,7 +811,7 @@ impl Partition {
     /// As follower in `epoch`: appends batches replicated from the leader, as received,
     /// and takes min(leader's high watermark, own log end) as the high watermark.
     pub(crate) fn append_replicated(
-        &self,
+        self: &Arc<Self>,
         records: &[u8],
         leader: LeaderPosition,
         epoch: LeaderEpoch,
@@ -805,6 +835,7 @@ impl Partition {
             if leader_start > log.log_start_offset() {
                 log.increment_log_start(leader_start).map_err(kafka_error)?;
             }
+            self.reserve_when_due(&mut log);
             (end, log.config().flush)
         };
         // flush.messages holds on followers too, before their next fetch tells the
@@ -1042,6 +1073,95 @@ mod tests {
         Partition::open(tp, id, BrokerId(1), dir, LogConfig::default(), None).unwrap()
     }
 
+    /// A one-partition leader of its own (replicas and ISR: this broker alone).
+    fn leader(dir: &Path) -> Arc<Partition> {
+        let p = Arc::new(partition(dir));
+        let reg = PartitionRegistration {
+            replicas: vec![BrokerId(1)],
+            isr: vec![BrokerId(1)],
+            eligible_leader_replicas: vec![],
+            leader: BrokerId(1),
+            leader_epoch: LeaderEpoch(0),
+            partition_epoch: 0,
+            adding_replicas: vec![],
+            removing_replicas: vec![],
+        };
+        assert_eq!(
+            p.apply_registration(&reg, LogConfig::default(), 1),
+            Role::Leader
+        );
+        p
+    }
+
+    fn one_batch() -> CheckedBatches {
+        let record = kavka_record::Record {
+            offset_delta: 0,
+            timestamp_delta: 0,
+            key: None,
+            value: Some(bytes::Bytes::from_static(&[7; 1000])),
+            headers: vec![],
+        };
+        let bytes =
+            kavka_record::RecordBatch::new(0, kavka_record::Compression::None, vec![record])
+                .encode()
+                .unwrap();
+        CheckedBatches::check(bytes).unwrap()
+    }
+
+    /// A current-thread runtime whose blocking pool has one thread, which a test can keep
+    /// busy to see what waits for it.
+    fn one_blocking_thread_runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .max_blocking_threads(1)
+            .enable_time()
+            .build()
+            .unwrap()
+    }
+
+    /// Bytes of disk `path` holds, reserved blocks included.
+    fn allocated(path: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).unwrap().blocks() * 512
+    }
+
+    #[test]
+    fn an_append_on_the_worker_leaves_the_disk_reservation_to_the_blocking_pool() {
+        let rt = one_blocking_thread_runtime();
+        let dir = tempfile::tempdir().unwrap();
+        let segment = dir.path().join("00000000000000000000.log");
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        rt.block_on(async {
+            let p = leader(dir.path());
+            // The pool's one thread is kept busy: whatever the append hands it waits.
+            let busy = tokio::task::spawn_blocking(move || held.recv());
+            let info = p.append(one_batch(), None, false).await.unwrap();
+            assert_eq!(info.0.first_offset, Offset(0));
+            let written = std::fs::metadata(&segment).unwrap().len();
+            assert!(
+                written > 1000,
+                "the append ran on the worker: {written} bytes"
+            );
+            assert!(
+                allocated(&segment) < 64 * 1024,
+                "the worker reserved nothing ahead: {} bytes allocated",
+                allocated(&segment)
+            );
+            release.send(()).unwrap();
+            busy.await.unwrap().unwrap();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while allocated(&segment) < 1 << 20 {
+                assert!(
+                    Instant::now() < deadline,
+                    "no reservation after 30 s: {} bytes allocated",
+                    allocated(&segment)
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            // Its length is still the data's: reserved blocks are not records.
+            assert_eq!(std::fs::metadata(&segment).unwrap().len(), written);
+        });
+    }
+
     #[test]
     fn dropped_outside_a_runtime_its_files_close_at_once() {
         let dir = tempfile::tempdir().unwrap();
@@ -1054,11 +1174,7 @@ mod tests {
 
     #[test]
     fn dropped_in_the_runtime_its_files_close_on_the_blocking_pool() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .max_blocking_threads(1)
-            .enable_time()
-            .build()
-            .unwrap();
+        let rt = one_blocking_thread_runtime();
         let dir = tempfile::tempdir().unwrap();
         let dir = dir.path().canonicalize().unwrap();
         let (release, held) = std::sync::mpsc::channel::<()>();

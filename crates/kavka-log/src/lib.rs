@@ -25,7 +25,9 @@
 //!
 //! `PartitionLog` does blocking file I/O and is not thread-safe by itself: callers hold it
 //! behind a lock and call it off the async runtime (`spawn_blocking`), unless the call
-//! only copies to or from the page cache (a small append with no fsync). [`GroupCommit`]
+//! only copies to or from the page cache (a small append with no fsync; reserving disk
+//! blocks ahead of the appends, which may wait for the disk, is a call of its own,
+//! `reserve_ahead`, made when `reservation_due` says so). [`GroupCommit`]
 //! makes `fsync` durability cheap under concurrency by letting one fsync cover every
 //! append that finished before it began.
 

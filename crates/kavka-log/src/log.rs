@@ -552,6 +552,22 @@ impl PartitionLog {
         })
     }
 
+    /// Whether the active segment's disk blocks should be reserved further ahead of its
+    /// data ([`PartitionLog::reserve_ahead`]). Appends only copy into the page cache and
+    /// never reserve: the reservation may wait for the disk.
+    pub fn reservation_due(&self) -> bool {
+        self.active().reservation_due(self.config.segment_bytes)
+    }
+
+    /// Reserves the active segment's disk blocks a step past its data (`fallocate`
+    /// keeping its length), when due. Blocking (the file system may read its allocation
+    /// bitmaps): call it off the async runtime. Best effort: a file system that cannot
+    /// reserve leaves the writes to allocate as usual.
+    pub fn reserve_ahead(&mut self) {
+        let limit = self.config.segment_bytes;
+        self.active_mut().reserve_ahead(limit);
+    }
+
     /// Writes validated batches with assigned offsets, rolling segments as needed.
     fn write_batches(&mut self, buf: &[u8], now_ms: i64) -> Result<(), LogError> {
         for item in batches(buf) {

@@ -60,20 +60,26 @@ pub(crate) struct LogSegment {
     reserved_to: u64,
 }
 
-/// How far past its end an append reserves the active segment's disk blocks: as many
-/// bytes as the segment holds, within these bounds (Redpanda's fallocation step is 32
-/// MiB). Blocks reserved before the data is written (unwritten extents) spare the file
-/// system allocating them at writeback, while the disk is busiest: that cut the
-/// half-rate produce tail in BENCHMARKS.md. The reservation can itself wait for the disk
-/// (ext4 reading a block group's bitmap), on the appending thread, once per step. A
-/// small segment reserves little, and `seal` gives the rest back.
+/// How far past its end the active segment's disk blocks are reserved: as many bytes as
+/// the segment holds, within these bounds (Redpanda's fallocation step is 32 MiB).
+/// Blocks reserved before the data is written (unwritten extents) spare the file system
+/// allocating them at writeback, while the disk is busiest: that cut the half-rate
+/// produce tail in BENCHMARKS.md. A reservation can itself wait for the disk (ext4
+/// reading a block group's bitmap), so appends do not make it: the owner asks
+/// ([`LogSegment::reservation_due`]) and reserves off the appending thread, a step
+/// before the appends reach the end of the last one. A small segment reserves little,
+/// and `seal` gives the rest back.
 const RESERVE_AHEAD_MIN: u64 = 1 << 20;
 const RESERVE_AHEAD_MAX: u64 = 32 << 20;
 
-/// Where the reservation should end once the segment holds `end` bytes, when more than
-/// `reserved_to` must be reserved; `None` while the reservation covers `end`.
-fn reserve_ahead_to(end: u64, reserved_to: u64) -> Option<u64> {
-    (end > reserved_to).then(|| end.saturating_add(end.clamp(RESERVE_AHEAD_MIN, RESERVE_AHEAD_MAX)))
+/// Where the reservation should end once the segment holds `end` bytes, when less than
+/// half a step of it is left past `end` (so the next one is made before the appends
+/// reach the end of this one); never past `limit`, the size at which the segment rolls.
+/// `None` while enough is reserved, or nothing is left to reserve before `limit`.
+fn reserve_ahead_to(end: u64, reserved_to: u64, limit: u64) -> Option<u64> {
+    let step = end.clamp(RESERVE_AHEAD_MIN, RESERVE_AHEAD_MAX);
+    let to = end.saturating_add(step).min(limit);
+    (end.saturating_add(step / 2) > reserved_to && to > reserved_to.max(end)).then_some(to)
 }
 
 pub(crate) struct SegmentPaths {
@@ -377,9 +383,6 @@ impl LogSegment {
     ) -> Result<(), LogError> {
         debug_assert!(header.base_offset >= self.next_offset.0);
         let position = self.size;
-        if let Some(to) = reserve_ahead_to(position + batch.len() as u64, self.reserved_to) {
-            self.reserve_ahead(to);
-        }
         self.writer()?
             .write_all_at(batch, position)
             .at(&self.log_path)?;
@@ -533,11 +536,24 @@ impl LogSegment {
         }
     }
 
-    /// Reserves the blocks from the current reservation to `to`. Best effort: where the
-    /// file system cannot (no space, no support) the write allocates as usual and reports
-    /// its own error; the next step tries again.
-    fn reserve_ahead(&mut self, to: u64) {
+    /// Whether the blocks past the data should be reserved further ([`Self::reserve_ahead`]):
+    /// only an active segment with data, less than half a step ahead of its end and short
+    /// of `limit` (the size at which it rolls).
+    pub(crate) fn reservation_due(&self, limit: u64) -> bool {
+        matches!(self.file, LogFile::Own(_))
+            && self.size > 0
+            && reserve_ahead_to(self.size, self.reserved_to, limit).is_some()
+    }
+
+    /// Reserves the blocks from the current reservation to a step past the data, when due.
+    /// It may wait for the disk: called off the appending thread. Best effort: where the
+    /// file system cannot (no space, no support) the writes allocate as usual and report
+    /// their own errors; the next step tries again.
+    pub(crate) fn reserve_ahead(&mut self, limit: u64) {
         let LogFile::Own(f) = &self.file else {
+            return;
+        };
+        let Some(to) = reserve_ahead_to(self.size, self.reserved_to, limit) else {
             return;
         };
         let from = self.reserved_to;
@@ -637,26 +653,44 @@ mod tests {
     use super::{RESERVE_AHEAD_MAX, RESERVE_AHEAD_MIN, reserve_ahead_to};
 
     #[test]
-    fn appends_reserve_as_much_as_the_segment_holds_within_bounds() {
+    fn the_reservation_runs_a_step_ahead_of_the_data_within_bounds() {
         const MIB: u64 = 1 << 20;
-        for (end, reserved_to, want) in [
-            // Covered: nothing to do.
-            (0, 0, None),
-            (100, 2 * MIB, None),
-            (2 * MIB, 2 * MIB, None),
-            // A small segment reserves the least step.
-            (100, 0, Some(100 + RESERVE_AHEAD_MIN)),
-            // Then as much again as it holds.
-            (3 * MIB, 2 * MIB, Some(6 * MIB)),
-            // A large one, the largest step.
-            (500 * MIB, 480 * MIB, Some(500 * MIB + RESERVE_AHEAD_MAX)),
+        const GIB: u64 = 1 << 30;
+        for (end, reserved_to, limit, want) in [
+            // Over half a step still reserved: nothing to do.
+            (100, 2 * MIB, GIB, None),
+            (3 * MIB, 5 * MIB, GIB, None),
+            (500 * MIB, 520 * MIB, GIB, None),
+            // A small segment reserves the least step, from its first bytes on.
+            (0, 0, GIB, Some(RESERVE_AHEAD_MIN)),
+            (100, 0, GIB, Some(100 + RESERVE_AHEAD_MIN)),
+            // Less than half a step left: as much again as it holds.
+            (3 * MIB, 4 * MIB, GIB, Some(6 * MIB)),
+            (2 * MIB, 2 * MIB, GIB, Some(4 * MIB)),
+            // A large one, the largest step, made with 16 MiB still reserved.
+            (
+                500 * MIB,
+                515 * MIB,
+                GIB,
+                Some(500 * MIB + RESERVE_AHEAD_MAX),
+            ),
+            (500 * MIB, 516 * MIB + 1, GIB, None),
+            // Not past the size at which the segment rolls...
+            (1000 * MIB, 1010 * MIB, GIB, Some(GIB)),
+            (100, 0, 256 * 1024, Some(256 * 1024)),
+            // ... which `preallocate` reserved whole already.
+            (200 * 1024, 256 * 1024, 256 * 1024, None),
+            (GIB - 1, GIB, GIB, None),
+            // Data at or past it (a batch larger than the segment size) asks for no more.
+            (GIB, 0, GIB, None),
+            (GIB + 5, GIB, GIB, None),
             // No overflow at the end of the range.
-            (u64::MAX, 0, Some(u64::MAX)),
+            (u64::MAX - 10, 0, u64::MAX, Some(u64::MAX)),
         ] {
             assert_eq!(
-                reserve_ahead_to(end, reserved_to),
+                reserve_ahead_to(end, reserved_to, limit),
                 want,
-                "{end} {reserved_to}"
+                "{end} {reserved_to} {limit}"
             );
         }
     }

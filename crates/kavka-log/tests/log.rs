@@ -646,7 +646,8 @@ fn allocated(p: &Path) -> u64 {
     std::fs::metadata(p).unwrap().blocks() * 512
 }
 
-/// Appends one-record batches, values from `from`, until the log rolls; returns the next
+/// Appends one-record batches, values from `from`, until the log rolls, reserving ahead
+/// whenever the log asks (as the broker does, off its async workers); returns the next
 /// value.
 fn append_until_rolled(log: &mut PartitionLog, from: u64) -> u64 {
     let mut i = from;
@@ -658,6 +659,9 @@ fn append_until_rolled(log: &mut PartitionLog, from: u64) -> u64 {
             0,
         )
         .unwrap();
+        if log.reservation_due() {
+            log.reserve_ahead();
+        }
         i += 1;
     }
     i
@@ -702,13 +706,14 @@ fn preallocate_reserves_the_active_segment_and_a_roll_gives_the_rest_back() {
 }
 
 #[test]
-fn appends_reserve_blocks_ahead_and_a_roll_or_a_truncation_gives_them_back() {
+fn appends_reserve_nothing_themselves_and_a_roll_or_a_truncation_gives_the_reserve_back() {
     let dir = tempfile::tempdir().unwrap();
-    // preallocate off (Kafka's default): appends reserve ahead of themselves.
+    // preallocate off (Kafka's default): the owner reserves ahead of the appends.
     let c = config(4 << 20);
     let mut log = PartitionLog::open(dir.path(), c.clone()).unwrap();
     let first = dir.path().join("00000000000000000000.log");
     assert_eq!(allocated(&first), 0, "an empty segment reserves nothing");
+    assert!(!log.reservation_due(), "nor asks to");
     for i in 0..3u64 {
         log.append_as_leader(
             &batch(&[i], 1_000, Compression::None)[..],
@@ -720,6 +725,15 @@ fn appends_reserve_blocks_ahead_and_a_roll_or_a_truncation_gives_them_back() {
     }
     let len = std::fs::metadata(&first).unwrap().len();
     assert!(len < 8 * 1024, "{len}");
+    // An append only copies into the page cache: it may wait for nothing on the disk.
+    assert!(
+        allocated(&first) < 64 * 1024,
+        "{len} bytes written, none reserved past them: {} allocated",
+        allocated(&first)
+    );
+    assert!(log.reservation_due());
+    log.reserve_ahead();
+    assert!(!log.reservation_due(), "a step is reserved");
     assert!(
         allocated(&first) >= 1 << 20,
         "{len} bytes of data, {} allocated",
@@ -729,7 +743,7 @@ fn appends_reserve_blocks_ahead_and_a_roll_or_a_truncation_gives_them_back() {
     log.truncate_to(Offset(1)).unwrap();
     let len = std::fs::metadata(&first).unwrap().len();
     assert!(allocated(&first) < len + 64 * 1024, "{}", allocated(&first));
-    // Appends reserve again, and a roll gives the sealed segment's reserve back.
+    // Reserved again, and a roll gives the sealed segment's reserve back.
     let i = append_until_rolled(&mut log, 1);
     assert_sealed_gave_back(&first);
     drop(log);
