@@ -1094,17 +1094,14 @@ mod tests {
     }
 
     fn one_batch() -> CheckedBatches {
-        let record = kavka_record::Record {
-            offset_delta: 0,
-            timestamp_delta: 0,
+        let record = crate::records::NewRecord {
             key: None,
             value: Some(bytes::Bytes::from_static(&[7; 1000])),
             headers: vec![],
+            timestamp_ms: 0,
         };
         let bytes =
-            kavka_record::RecordBatch::new(0, kavka_record::Compression::None, vec![record])
-                .encode()
-                .unwrap();
+            crate::records::build_batch(vec![record], kavka_record::Compression::None).unwrap();
         CheckedBatches::check(bytes).unwrap()
     }
 

@@ -540,9 +540,16 @@ impl LogSegment {
     /// only an active segment with data, less than half a step ahead of its end and short
     /// of `limit` (the size at which it rolls).
     pub(crate) fn reservation_due(&self, limit: u64) -> bool {
-        matches!(self.file, LogFile::Own(_))
-            && self.size > 0
-            && reserve_ahead_to(self.size, self.reserved_to, limit).is_some()
+        self.reservation_to(limit).is_some()
+    }
+
+    /// Where the next reservation ends ([`reserve_ahead_to`]), for an active segment
+    /// with data; `None` when none is due.
+    fn reservation_to(&self, limit: u64) -> Option<u64> {
+        let active = matches!(self.file, LogFile::Own(_)) && self.size > 0;
+        active
+            .then(|| reserve_ahead_to(self.size, self.reserved_to, limit))
+            .flatten()
     }
 
     /// Reserves the blocks from the current reservation to a step past the data, when due.
@@ -550,10 +557,7 @@ impl LogSegment {
     /// file system cannot (no space, no support) the writes allocate as usual and report
     /// their own errors; the next step tries again.
     pub(crate) fn reserve_ahead(&mut self, limit: u64) {
-        let LogFile::Own(f) = &self.file else {
-            return;
-        };
-        let Some(to) = reserve_ahead_to(self.size, self.reserved_to, limit) else {
+        let (Some(to), LogFile::Own(f)) = (self.reservation_to(limit), &self.file) else {
             return;
         };
         let from = self.reserved_to;
